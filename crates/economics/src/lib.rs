@@ -1,0 +1,3 @@
+//! Economics (auctions, markets, reputation, budgets) and LoadBalancer.
+//!
+//! Placeholder: this crate has no code yet.

@@ -1,0 +1,364 @@
+//! Child specifications: what a supervisor starts, and how it restarts and
+//! stops it ([`ChildSpec`], [`RestartType`], [`Shutdown`], [`ChildKind`]).
+
+use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+
+use futures::{FutureExt, future::BoxFuture};
+use kameo::actor::{Actor, Spawn};
+
+use crate::{ExitReason, FlagsError, ProcessHandle, StartError};
+
+/// The future a child's start factory returns: the started child, or why it
+/// could not start.
+pub type StartFuture = BoxFuture<'static, Result<ProcessHandle, StartError>>;
+
+type StartFn = dyn Fn() -> StartFuture + Send + Sync;
+
+/// When a supervisor restarts a child that exited, as in OTP.
+///
+/// | exit reason \ restart type  | `Permanent` | `Transient` | `Temporary` |
+/// |-----------------------------|-------------|-------------|-------------|
+/// | `Normal`, `Shutdown`        | restarted   | not         | not         |
+/// | `Killed`, `Panic`, `Error`  | restarted   | restarted   | not         |
+///
+/// A temporary child is removed from its supervisor when it exits, whatever
+/// the reason; its spec is not kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum RestartType {
+    /// Always restarted.
+    #[default]
+    Permanent,
+    /// Restarted only after an abnormal exit.
+    Transient,
+    /// Never restarted.
+    Temporary,
+}
+
+impl RestartType {
+    /// Whether a child of this type that exited with `reason` is restarted.
+    pub fn restarts_after(self, reason: &ExitReason) -> bool {
+        match self {
+            RestartType::Permanent => true,
+            RestartType::Transient => !reason.is_clean(),
+            RestartType::Temporary => false,
+        }
+    }
+}
+
+/// How a supervisor stops a child, as in OTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Shutdown {
+    /// Ask the child to stop and wait this long; then kill it.
+    Timeout(Duration),
+    /// Kill the child at once.
+    BrutalKill,
+    /// Ask the child to stop and wait as long as it takes (the default for
+    /// supervisors, whose own children bound their shutdown).
+    Infinity,
+}
+
+impl Shutdown {
+    /// The default for workers: 5 seconds, then kill.
+    pub const WORKER_DEFAULT: Shutdown = Shutdown::Timeout(Duration::from_secs(5));
+
+    /// The default for a child of `kind`: 5 s for workers, infinity for
+    /// supervisors.
+    pub fn default_for(kind: ChildKind) -> Shutdown {
+        match kind {
+            ChildKind::Worker => Shutdown::WORKER_DEFAULT,
+            ChildKind::Supervisor => Shutdown::Infinity,
+        }
+    }
+
+    /// Stops `child` by this policy and returns its exit reason; returns
+    /// only once the child has stopped.
+    pub async fn stop(self, child: &ProcessHandle) -> ExitReason {
+        match self {
+            Shutdown::BrutalKill => {
+                child.kill();
+                child.exited().await
+            }
+            Shutdown::Infinity => child.stop().await,
+            Shutdown::Timeout(timeout) => {
+                // The stop request itself may wait on a full mailbox, so the
+                // timeout covers it too.
+                match tokio::time::timeout(timeout, child.stop()).await {
+                    Ok(reason) => reason,
+                    Err(_elapsed) => {
+                        child.kill();
+                        child.exited().await
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Whether a child is a worker or a supervisor (which changes its default
+/// [`Shutdown`] and how it is counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum ChildKind {
+    /// A worker.
+    #[default]
+    Worker,
+    /// A supervisor, with children of its own.
+    Supervisor,
+}
+
+/// What a supervisor needs to start, restart and stop one child.
+///
+/// Defaults: [`RestartType::Permanent`], [`ChildKind::Worker`], shutdown
+/// 5 s then kill ([`Shutdown::WORKER_DEFAULT`]), no start timeout.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use kameo::prelude::*;
+/// use supervision_core::{ChildSpec, RestartType, Shutdown};
+///
+/// #[derive(Actor)]
+/// struct Cache;
+///
+/// let spec = ChildSpec::actor::<Cache>("cache", || Cache)
+///     .with_restart(RestartType::Transient)
+///     .with_shutdown(Shutdown::Timeout(Duration::from_secs(1)))
+///     .with_start_timeout(Duration::from_secs(2));
+/// assert_eq!(&*spec.id, "cache");
+/// ```
+#[derive(Clone)]
+pub struct ChildSpec {
+    /// The child's id, unique among a static supervisor's children.
+    pub id: Arc<str>,
+    /// When the child is restarted.
+    pub restart: RestartType,
+    /// How the child is stopped.
+    pub shutdown: Shutdown,
+    /// Worker or supervisor.
+    pub kind: ChildKind,
+    /// How long a start may take before it counts as failed; `None` waits as
+    /// long as it takes.
+    pub start_timeout: Option<Duration>,
+    start: Arc<StartFn>,
+}
+
+impl ChildSpec {
+    /// A worker spec whose start factory returns a future of the started
+    /// child. The factory is called again for each restart.
+    pub fn new<F, Fut>(id: impl Into<Arc<str>>, start: F) -> Self
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ProcessHandle, StartError>> + Send + 'static,
+    {
+        ChildSpec {
+            id: id.into(),
+            restart: RestartType::default(),
+            shutdown: Shutdown::WORKER_DEFAULT,
+            kind: ChildKind::Worker,
+            start_timeout: None,
+            start: Arc::new(move || Box::pin(start())),
+        }
+    }
+
+    /// A worker spec that spawns a kameo actor of type `A`, with arguments
+    /// made by `args` for each (re)start.
+    pub fn actor<A>(
+        id: impl Into<Arc<str>>,
+        args: impl Fn() -> A::Args + Send + Sync + 'static,
+    ) -> Self
+    where
+        A: Actor + Spawn,
+    {
+        ChildSpec::new(id, move || ProcessHandle::spawn::<A>(args()))
+    }
+
+    /// Sets the restart type.
+    pub fn with_restart(mut self, restart: RestartType) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets the shutdown policy.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Marks the child as a supervisor; its shutdown becomes
+    /// [`Shutdown::Infinity`] unless set afterwards.
+    pub fn supervisor(mut self) -> Self {
+        self.kind = ChildKind::Supervisor;
+        self.shutdown = Shutdown::default_for(ChildKind::Supervisor);
+        self
+    }
+
+    /// Sets a start timeout, so a start that hangs fails instead of hanging
+    /// its supervisor.
+    pub fn with_start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = Some(timeout);
+        self
+    }
+
+    /// Checks the spec: no zero shutdown or start timeout.
+    pub fn validate(&self) -> Result<(), FlagsError> {
+        if self.shutdown == Shutdown::Timeout(Duration::ZERO) {
+            return Err(FlagsError::ZeroShutdownTimeout(self.id.clone()));
+        }
+        if self.start_timeout == Some(Duration::ZERO) {
+            return Err(FlagsError::ZeroStartTimeout(self.id.clone()));
+        }
+        Ok(())
+    }
+
+    /// Runs the start factory once: a panic in it, or a start that outlasts
+    /// the start timeout, is a [`StartError`].
+    pub async fn start(&self) -> Result<ProcessHandle, StartError> {
+        let started = AssertUnwindSafe((self.start)()).catch_unwind();
+        let result = match self.start_timeout {
+            Some(timeout) => match tokio::time::timeout(timeout, started).await {
+                Ok(result) => result,
+                Err(_elapsed) => return Err(StartError::Timeout(timeout)),
+            },
+            None => started.await,
+        };
+        result.unwrap_or_else(|panic| Err(StartError::Panicked(panic_message(&*panic).into())))
+    }
+}
+
+impl fmt::Debug for ChildSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildSpec")
+            .field("id", &self.id)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
+            .field("kind", &self.kind)
+            .field("start_timeout", &self.start_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A child spec with a hole for per-child arguments, for a
+/// [`DynamicSupervisor`](crate::DynamicSupervisor) that starts many children
+/// of one kind (OTP's `simple_one_for_one`, or a `DynamicSupervisor` with
+/// `extra_arguments`).
+///
+/// The template holds the *extra arguments* `E`, given once; each child is
+/// started with `(extra, args)`: the extra arguments come first, as OTP
+/// prepends them.
+///
+/// # Example
+///
+/// ```
+/// use kameo::prelude::*;
+/// use supervision_core::{ChildTemplate, ProcessHandle};
+///
+/// #[derive(Actor)]
+/// struct Worker { pool: &'static str, n: u32 }
+///
+/// let template = ChildTemplate::new("worker", "pool-a", |pool: &'static str, n: u32| {
+///     ProcessHandle::spawn::<Worker>(Worker { pool, n })
+/// });
+/// let spec = template.spec(7);
+/// assert_eq!(&*spec.id, "worker");
+/// ```
+pub struct ChildTemplate<A> {
+    id: Arc<str>,
+    start: Arc<dyn Fn(A) -> StartFuture + Send + Sync>,
+    restart: RestartType,
+    shutdown: Shutdown,
+    kind: ChildKind,
+    start_timeout: Option<Duration>,
+}
+
+impl<A> ChildTemplate<A>
+where
+    A: Clone + Send + Sync + 'static,
+{
+    /// A template of workers started by `start(extra, args)`.
+    pub fn new<E, F, Fut>(id: impl Into<Arc<str>>, extra: E, start: F) -> Self
+    where
+        E: Clone + Send + Sync + 'static,
+        F: Fn(E, A) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<ProcessHandle, StartError>> + Send + 'static,
+    {
+        ChildTemplate {
+            id: id.into(),
+            start: Arc::new(move |args| Box::pin(start(extra.clone(), args))),
+            restart: RestartType::default(),
+            shutdown: Shutdown::WORKER_DEFAULT,
+            kind: ChildKind::Worker,
+            start_timeout: None,
+        }
+    }
+
+    /// Sets the restart type of every child.
+    pub fn with_restart(mut self, restart: RestartType) -> Self {
+        self.restart = restart;
+        self
+    }
+
+    /// Sets the shutdown policy of every child.
+    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
+        self.shutdown = shutdown;
+        self
+    }
+
+    /// Marks every child as a supervisor (shutdown becomes infinity).
+    pub fn supervisor(mut self) -> Self {
+        self.kind = ChildKind::Supervisor;
+        self.shutdown = Shutdown::default_for(ChildKind::Supervisor);
+        self
+    }
+
+    /// Sets a start timeout for every child.
+    pub fn with_start_timeout(mut self, timeout: Duration) -> Self {
+        self.start_timeout = Some(timeout);
+        self
+    }
+
+    /// The spec of one child started with `args` (cloned for each restart).
+    pub fn spec(&self, args: A) -> ChildSpec {
+        let start = self.start.clone();
+        ChildSpec {
+            id: self.id.clone(),
+            restart: self.restart,
+            shutdown: self.shutdown,
+            kind: self.kind,
+            start_timeout: self.start_timeout,
+            start: Arc::new(move || start(args.clone())),
+        }
+    }
+}
+
+impl<A> Clone for ChildTemplate<A> {
+    fn clone(&self) -> Self {
+        ChildTemplate {
+            id: self.id.clone(),
+            start: self.start.clone(),
+            restart: self.restart,
+            shutdown: self.shutdown,
+            kind: self.kind,
+            start_timeout: self.start_timeout,
+        }
+    }
+}
+
+impl<A> fmt::Debug for ChildTemplate<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChildTemplate")
+            .field("id", &self.id)
+            .field("restart", &self.restart)
+            .field("shutdown", &self.shutdown)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The message of a caught panic payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic payload".to_owned())
+}

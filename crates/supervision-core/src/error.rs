@@ -1,0 +1,195 @@
+//! Errors of this crate, and the [`ErrorCode`] contract every crate's errors
+//! implement.
+
+use std::{ops::RangeInclusive, sync::Arc, time::Duration};
+
+use thiserror::Error;
+
+use crate::{ExitReason, ProcessHandle};
+
+/// A stable numeric code and a message for an error, so that logs, HTTP
+/// answers and other languages can match on errors without parsing text.
+///
+/// Each crate's error enums implement it with codes inside the range
+/// [`ErrorCode::range_of`] reserves for that crate (docs/ARCHITECTURE.md
+/// lists them). A code, once given, keeps its meaning.
+///
+/// # Example
+///
+/// ```
+/// use supervision_core::{ErrorCode, SupervisorError};
+///
+/// let err = SupervisorError::NotFound;
+/// assert!(ErrorCode::range_of("supervision-core").unwrap().contains(&err.code()));
+/// assert_eq!(err.message(), "child not found");
+/// ```
+pub trait ErrorCode: std::error::Error {
+    /// The stable code of this error.
+    fn code(&self) -> u32;
+
+    /// The human-readable message (the `Display` text by default).
+    fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl dyn ErrorCode {
+    /// The code ranges reserved per crate.
+    pub const RANGES: &'static [(&'static str, RangeInclusive<u32>)] = &[
+        ("supervision-core", 1000..=1999),
+        ("process-registry", 2000..=2999),
+        ("foundation-services", 3000..=3999),
+        ("telemetry", 4000..=4999),
+        ("agent-supervisor", 5000..=5999),
+        ("coordination", 6000..=6999),
+        ("economics", 7000..=7999),
+        ("mabeam", 8000..=8999),
+        ("mabeam-node", 9000..=9999),
+    ];
+
+    /// The code range reserved for `crate_name`.
+    pub fn range_of(crate_name: &str) -> Option<RangeInclusive<u32>> {
+        Self::RANGES
+            .iter()
+            .find(|(name, _)| *name == crate_name)
+            .map(|(_, range)| range.clone())
+    }
+}
+
+/// Why a child could not be started.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The start returned an error (for an actor: its `on_start` did).
+    #[error("start failed: {0}")]
+    Failed(Arc<str>),
+    /// The start panicked.
+    #[error("start panicked: {0}")]
+    Panicked(Arc<str>),
+    /// The start did not complete within the child's start timeout.
+    #[error("start timed out after {0:?}")]
+    Timeout(Duration),
+}
+
+impl StartError {
+    /// A `Failed` error from anything displayable.
+    pub fn failed(message: impl std::fmt::Display) -> Self {
+        StartError::Failed(message.to_string().into())
+    }
+
+    /// The start error matching a process that exited while starting.
+    pub fn from_exit(reason: ExitReason) -> Self {
+        match reason {
+            ExitReason::Panic(message) => StartError::Panicked(message),
+            other => StartError::failed(other),
+        }
+    }
+}
+
+impl ErrorCode for StartError {
+    fn code(&self) -> u32 {
+        match self {
+            StartError::Failed(_) => 1001,
+            StartError::Panicked(_) => 1002,
+            StartError::Timeout(_) => 1003,
+        }
+    }
+}
+
+/// An invalid supervisor flag or child spec, named with its value.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum FlagsError {
+    /// `max_seconds` must be longer than zero.
+    #[error("invalid max_seconds {0:?}: the restart window must be longer than zero")]
+    InvalidPeriod(Duration),
+    /// `max_children` must allow at least one child.
+    #[error("invalid max_children {0}: must be at least 1")]
+    InvalidMaxChildren(usize),
+    /// Two children share an id.
+    #[error("duplicate child id {0:?}")]
+    DuplicateChildId(Arc<str>),
+    /// A shutdown timeout of zero (use `Shutdown::BrutalKill` instead).
+    #[error("invalid shutdown timeout of zero for child {0:?}: use brutal kill")]
+    ZeroShutdownTimeout(Arc<str>),
+    /// A start timeout of zero can never be met.
+    #[error("invalid start timeout of zero for child {0:?}")]
+    ZeroStartTimeout(Arc<str>),
+}
+
+impl ErrorCode for FlagsError {
+    fn code(&self) -> u32 {
+        match self {
+            FlagsError::InvalidPeriod(_) => 1101,
+            FlagsError::InvalidMaxChildren(_) => 1102,
+            FlagsError::DuplicateChildId(_) => 1103,
+            FlagsError::ZeroShutdownTimeout(_) => 1104,
+            FlagsError::ZeroStartTimeout(_) => 1105,
+        }
+    }
+}
+
+/// The errors of the supervisors' admin calls.
+///
+/// Every call fails with [`SupervisorGone`](SupervisorError::SupervisorGone)
+/// if the supervisor has stopped.
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum SupervisorError {
+    /// The child could not be started; nothing was kept.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// The supervisor already has `max_children` children.
+    #[error("max children reached ({0})")]
+    MaxChildren(usize),
+    /// No such child (it was never a child of this supervisor, or it has
+    /// already been terminated).
+    #[error("child not found")]
+    NotFound,
+    /// The child is running (a static supervisor's delete_child or
+    /// restart_child needs it stopped).
+    #[error("child is running")]
+    Running,
+    /// The child is being restarted.
+    #[error("child is restarting")]
+    Restarting,
+    /// A child with this id is already running, here is its handle.
+    #[error("child already started")]
+    AlreadyStarted(ProcessHandle),
+    /// A child with this id is present but not running.
+    #[error("child already present")]
+    AlreadyPresent,
+    /// The supervisor has stopped (or is stopping).
+    #[error("supervisor gone")]
+    SupervisorGone,
+    /// An invalid flag or child spec.
+    #[error(transparent)]
+    InvalidFlags(#[from] FlagsError),
+}
+
+impl ErrorCode for SupervisorError {
+    fn code(&self) -> u32 {
+        match self {
+            SupervisorError::Start(err) => err.code(),
+            SupervisorError::MaxChildren(_) => 1201,
+            SupervisorError::NotFound => 1202,
+            SupervisorError::Running => 1203,
+            SupervisorError::Restarting => 1204,
+            SupervisorError::AlreadyStarted(_) => 1205,
+            SupervisorError::AlreadyPresent => 1206,
+            SupervisorError::SupervisorGone => 1207,
+            SupervisorError::InvalidFlags(err) => err.code(),
+        }
+    }
+}
+
+/// Maps a kameo send error of an admin call to a [`SupervisorError`]: the
+/// handler's own error, or the supervisor being gone.
+pub(crate) fn from_send_error<M>(
+    err: kameo::error::SendError<M, SupervisorError>,
+) -> SupervisorError {
+    match err {
+        kameo::error::SendError::HandlerError(err) => err,
+        _ => SupervisorError::SupervisorGone,
+    }
+}

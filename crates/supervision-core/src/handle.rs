@@ -1,0 +1,297 @@
+//! [`ProcessHandle`]: a cheap, cloneable, type-erased handle to a running actor.
+
+use std::{
+    any::Any,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use futures::future::BoxFuture;
+use kameo::{
+    actor::{Actor, ActorId, ActorRef, Spawn},
+    error::{ActorStopReason, HookError},
+};
+
+use crate::{ExitReason, StartError};
+
+/// A cheap, cloneable, type-erased handle to a running kameo actor: the `pid`
+/// of this crate.
+///
+/// Supervisors, registries and directories hold children of many actor types;
+/// a `ProcessHandle` lets them treat all alike: ask whether it is alive, await
+/// its [`ExitReason`], stop or kill it, and get the typed [`ActorRef`] back
+/// with [`downcast`](Self::downcast).
+///
+/// Handles are compared by actor id: two handles to the same actor are equal.
+/// A handle keeps its actor alive (it holds a strong `ActorRef`).
+///
+/// # Example
+///
+/// ```
+/// use kameo::prelude::*;
+/// use supervision_core::{ExitReason, ProcessHandle};
+///
+/// #[derive(Actor)]
+/// struct Counter;
+///
+/// # #[tokio::main] async fn main() {
+/// let handle = ProcessHandle::spawn::<Counter>(Counter).await.unwrap();
+/// assert!(handle.is_alive());
+/// let typed: ActorRef<Counter> = handle.downcast().unwrap();
+/// assert_eq!(typed.id(), handle.id());
+///
+/// assert_eq!(handle.stop().await, ExitReason::Shutdown(None));
+/// assert!(!handle.is_alive());
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ProcessHandle {
+    inner: Arc<dyn ErasedRef>,
+}
+
+impl ProcessHandle {
+    /// Wraps a typed actor reference.
+    pub fn new<A: Actor>(actor_ref: ActorRef<A>) -> Self {
+        ProcessHandle {
+            inner: Arc::new(TypedRef {
+                actor_ref,
+                stop_requested: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// Spawns an actor of type `A` with `args` and returns its handle once its
+    /// `on_start` has completed; an error or panic in `on_start` is returned as
+    /// a [`StartError`].
+    pub async fn spawn<A>(args: A::Args) -> Result<Self, StartError>
+    where
+        A: Actor + Spawn,
+    {
+        let actor_ref = A::spawn(args);
+        actor_ref
+            .wait_for_startup_with_result(|result| match result {
+                Ok(()) => Ok(()),
+                Err(HookError::Error(err)) => Err(StartError::failed(error_message(err))),
+                Err(HookError::Panicked(panic)) => {
+                    Err(StartError::from_exit(ExitReason::from_panic_error(&panic)))
+                }
+            })
+            .await?;
+        Ok(ProcessHandle::new(actor_ref))
+    }
+
+    /// The actor's id, unique within this node.
+    pub fn id(&self) -> ActorId {
+        self.inner.id()
+    }
+
+    /// Whether the actor is running and accepting messages. Turns false as
+    /// soon as a stop has been requested.
+    pub fn is_alive(&self) -> bool {
+        self.inner.is_alive()
+    }
+
+    /// Waits until the actor has stopped and returns why. Resolves at once
+    /// if it has already stopped; any number of callers may wait.
+    pub async fn exited(&self) -> ExitReason {
+        self.inner.exited().await
+    }
+
+    /// Asks the actor to stop after the messages already in its mailbox,
+    /// without waiting for it. Its exit reason becomes `Shutdown` unless it
+    /// fails while stopping.
+    pub async fn request_stop(&self) {
+        self.inner.request_stop().await
+    }
+
+    /// Asks the actor to stop and waits until it has stopped. An actor that
+    /// never gets to its stop request (stuck in a handler) makes this wait
+    /// forever: supervisors bound it with a [`Shutdown`](crate::Shutdown).
+    pub async fn stop(&self) -> ExitReason {
+        self.request_stop().await;
+        self.exited().await
+    }
+
+    /// Kills the actor: its task is aborted at its next `.await`. An actor
+    /// spinning in synchronous code cannot be killed; keep children cooperative.
+    pub fn kill(&self) {
+        self.inner.kill()
+    }
+
+    /// The typed reference, if the actor is of type `A`.
+    pub fn downcast<A: Actor>(&self) -> Option<ActorRef<A>> {
+        self.inner
+            .as_any()
+            .downcast_ref::<TypedRef<A>>()
+            .map(|typed| typed.actor_ref.clone())
+    }
+
+    /// The actor type's name, for diagnostics.
+    pub fn type_name(&self) -> &'static str {
+        self.inner.type_name()
+    }
+
+    /// Classifies a kameo stop reason of this actor, knowing whether a stop
+    /// was requested through a handle.
+    pub(crate) fn classify(&self, reason: &ActorStopReason) -> ExitReason {
+        ExitReason::from_kameo(reason, self.inner.stop_requested())
+    }
+
+    /// Links the actor with a supervisor actor so that the supervisor's
+    /// `on_link_died` learns of its exit.
+    pub(crate) async fn link_with<S: LinkTarget>(&self, supervisor: &ActorRef<S>) {
+        self.inner.link(S::link_target(supervisor)).await
+    }
+
+    /// Undoes [`link_with`](Self::link_with), so a child the supervisor stops
+    /// on purpose sends it no exit notice.
+    pub(crate) async fn unlink_from<S: LinkTarget>(&self, supervisor: &ActorRef<S>) {
+        self.inner.unlink(S::link_target(supervisor)).await
+    }
+}
+
+impl PartialEq for ProcessHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for ProcessHandle {}
+
+impl std::hash::Hash for ProcessHandle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id().hash(state)
+    }
+}
+
+impl fmt::Debug for ProcessHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ProcessHandle")
+            .field("id", &self.id())
+            .field("type", &self.type_name())
+            .field("alive", &self.is_alive())
+            .finish()
+    }
+}
+
+impl<A: Actor> From<ActorRef<A>> for ProcessHandle {
+    fn from(actor_ref: ActorRef<A>) -> Self {
+        ProcessHandle::new(actor_ref)
+    }
+}
+
+/// The supervisor actors of this crate that a child can be linked with.
+///
+/// kameo links two typed refs; this enum carries the supervisor side through
+/// the type-erased handle.
+#[derive(Clone, Copy)]
+pub(crate) enum LinkTargetRef<'a> {
+    Dynamic(&'a ActorRef<crate::dynamic::DynamicSupervisorActor>),
+}
+
+/// A supervisor actor type that children link with.
+pub(crate) trait LinkTarget: Actor {
+    fn link_target(actor_ref: &ActorRef<Self>) -> LinkTargetRef<'_>;
+}
+
+trait ErasedRef: Send + Sync + 'static {
+    fn id(&self) -> ActorId;
+    fn is_alive(&self) -> bool;
+    fn exited(&self) -> BoxFuture<'_, ExitReason>;
+    fn request_stop(&self) -> BoxFuture<'_, ()>;
+    fn kill(&self);
+    fn stop_requested(&self) -> bool;
+    fn as_any(&self) -> &dyn Any;
+    fn type_name(&self) -> &'static str;
+    fn link<'a>(&'a self, target: LinkTargetRef<'a>) -> BoxFuture<'a, ()>;
+    fn unlink<'a>(&'a self, target: LinkTargetRef<'a>) -> BoxFuture<'a, ()>;
+}
+
+struct TypedRef<A: Actor> {
+    actor_ref: ActorRef<A>,
+    stop_requested: AtomicBool,
+}
+
+impl<A: Actor> ErasedRef for TypedRef<A> {
+    fn id(&self) -> ActorId {
+        self.actor_ref.id()
+    }
+
+    fn is_alive(&self) -> bool {
+        self.actor_ref.is_alive()
+    }
+
+    fn exited(&self) -> BoxFuture<'_, ExitReason> {
+        Box::pin(async move {
+            let stop_requested = &self.stop_requested;
+            self.actor_ref
+                .wait_for_shutdown_with_result(|result| match result {
+                    Ok(reason) => {
+                        ExitReason::from_kameo(reason, stop_requested.load(Ordering::Acquire))
+                    }
+                    Err(HookError::Error(err)) => ExitReason::Error(error_message(err).into()),
+                    Err(HookError::Panicked(panic)) => ExitReason::from_panic_error(&panic),
+                })
+                .await
+        })
+    }
+
+    fn request_stop(&self) -> BoxFuture<'_, ()> {
+        self.stop_requested.store(true, Ordering::Release);
+        Box::pin(async move {
+            // An actor that already stopped has nothing left to stop.
+            let _ = self.actor_ref.stop_gracefully().await;
+        })
+    }
+
+    fn kill(&self) {
+        self.actor_ref.kill()
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.stop_requested.load(Ordering::Acquire)
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn type_name(&self) -> &'static str {
+        A::name()
+    }
+
+    fn link<'a>(&'a self, target: LinkTargetRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match target {
+                LinkTargetRef::Dynamic(sup) => self.actor_ref.link(sup).await,
+            }
+        })
+    }
+
+    fn unlink<'a>(&'a self, target: LinkTargetRef<'a>) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            match target {
+                LinkTargetRef::Dynamic(sup) => self.actor_ref.unlink(sup).await,
+            }
+        })
+    }
+}
+
+/// The message of an actor's error: an `ExitReason` or a string as it is,
+/// anything else by its `Debug` form (kameo only requires `Debug` of errors).
+fn error_message<E: fmt::Debug + 'static>(err: &E) -> String {
+    let any = err as &dyn Any;
+    if let Some(reason) = any.downcast_ref::<ExitReason>() {
+        return reason.to_string();
+    }
+    if let Some(s) = any.downcast_ref::<String>() {
+        return s.clone();
+    }
+    if let Some(s) = any.downcast_ref::<&str>() {
+        return (*s).to_owned();
+    }
+    format!("{err:?}")
+}

@@ -1,0 +1,61 @@
+//! OTP-style supervision on kameo, and the small contracts the service crates
+//! meet through.
+//!
+//! This crate is the middle of the workspace: every service crate depends on
+//! it and on nothing else of ours. It holds two things.
+//!
+//! **Supervisors.** [`DynamicSupervisor`] (children started on demand) is a
+//! kameo actor of its own that spawns children, links to them, classifies
+//! each exit in `on_link_died` as an [`ExitReason`], and applies the child's
+//! [`RestartType`] and the supervisor's restart [`Intensity`] itself. kameo's
+//! own `supervise` builder is not used: its restart limits are per child and
+//! reset after a quiet window, children that stop for good are never removed,
+//! and its shutdown has no order and no timeout (see the workspace's
+//! docs/ARCHITECTURE.md).
+//!
+//! **Contracts.** [`ProcessHandle`] (a type-erased `pid`), [`Namespace`],
+//! [`Registry`], [`Telemetry`], [`AgentId`] / [`AgentStatus`] /
+//! [`AgentDirectory`], [`Event`] / [`EventSink`] and [`ErrorCode`]. A service
+//! crate that needs another asks for its contract here; the umbrella crate
+//! injects the implementation (the `log`/`tracing` facade pattern).
+//!
+//! It is not a registry, a telemetry backend or an event store: those are
+//! the service crates' work.
+//!
+//! # Children must be cooperative
+//!
+//! Killing a child (brutal kill, or a shutdown timeout that ran out) aborts
+//! its task at its next `.await`. A child spinning in synchronous code cannot
+//! be killed, and on a small machine two such children freeze the runtime.
+//! Run CPU-bound work with `tokio::task::spawn_blocking`.
+
+mod agent;
+mod child;
+mod dynamic;
+mod error;
+mod event;
+mod exit;
+mod handle;
+mod info;
+mod intensity;
+mod namespace;
+mod registry;
+mod telemetry;
+
+pub use agent::{AgentDirectory, AgentId, AgentStatus};
+pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
+pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, TemplateSupervisor};
+pub use error::{ErrorCode, FlagsError, StartError, SupervisorError};
+pub use event::{Event, EventSeq, EventSink, EventSinkError};
+pub use exit::ExitReason;
+pub use handle::ProcessHandle;
+pub use info::{ChildCounts, ChildInfo, ChildState};
+pub use intensity::Intensity;
+pub use namespace::Namespace;
+pub use registry::{Metadata, Registry, RegistryError, RegistryEvent, RegistryEvents};
+pub use telemetry::{MetaValue, Telemetry, TelemetryError, TelemetryEvent};
+
+/// Re-exports of kameo's types that appear in this crate's API.
+pub mod kameo_types {
+    pub use kameo::actor::{ActorId, ActorRef};
+}

@@ -1,0 +1,167 @@
+//! The [`Registry`] contract: find processes by name within a [`Namespace`],
+//! with metadata, groups and change events. process-registry implements it;
+//! every other crate asks for an `Arc<dyn Registry>`.
+
+use std::sync::Arc;
+
+use thiserror::Error;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::{ErrorCode, ExitReason, Namespace, ProcessHandle};
+
+/// Metadata stored with a registration: a JSON object, or `null` for none.
+pub type Metadata = serde_json::Value;
+
+/// A change in a namespace of a registry, as listeners receive it, in the
+/// order the registry applied the changes.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum RegistryEvent {
+    /// `name` was registered to `handle`.
+    Registered {
+        /// The name.
+        name: Arc<str>,
+        /// Its holder.
+        handle: ProcessHandle,
+        /// The metadata it was registered with.
+        metadata: Metadata,
+    },
+    /// `name` is free again.
+    Unregistered {
+        /// The name.
+        name: Arc<str>,
+        /// Its former holder.
+        handle: ProcessHandle,
+        /// `None` when unregistered by a call, the holder's exit reason when
+        /// it stopped.
+        exit: Option<ExitReason>,
+    },
+    /// `handle` joined `group` (once more, if it was already a member).
+    Joined {
+        /// The group.
+        group: Arc<str>,
+        /// The member.
+        handle: ProcessHandle,
+    },
+    /// `handle` left `group` once.
+    Left {
+        /// The group.
+        group: Arc<str>,
+        /// The member.
+        handle: ProcessHandle,
+        /// `None` when it left by a call, its exit reason when it stopped.
+        exit: Option<ExitReason>,
+    },
+}
+
+/// The receiving end of a subscription: events arrive in order; dropping it
+/// ends the subscription.
+pub type RegistryEvents = UnboundedReceiver<RegistryEvent>;
+
+/// Why a registry call failed.
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum RegistryError {
+    /// The name is held by another live process, here is its holder.
+    #[error("name {name:?} already registered")]
+    AlreadyRegistered {
+        /// The name.
+        name: Arc<str>,
+        /// Its current holder.
+        holder: ProcessHandle,
+    },
+    /// Metadata must be a JSON object or `null`.
+    #[error("invalid metadata: {0}")]
+    InvalidMetadata(String),
+    /// No live process holds this name.
+    #[error("name {0:?} not registered")]
+    NotRegistered(Arc<str>),
+    /// The handle is not a member of this group.
+    #[error("not a member of group {0:?}")]
+    NotInGroup(Arc<str>),
+    /// A process that has already stopped cannot be registered.
+    #[error("process is not alive")]
+    NotAlive,
+}
+
+impl ErrorCode for RegistryError {
+    fn code(&self) -> u32 {
+        match self {
+            RegistryError::AlreadyRegistered { .. } => 1301,
+            RegistryError::InvalidMetadata(_) => 1302,
+            RegistryError::NotRegistered(_) => 1303,
+            RegistryError::NotInGroup(_) => 1304,
+            RegistryError::NotAlive => 1305,
+        }
+    }
+}
+
+/// A name registry of processes, per [`Namespace`]: unique names with
+/// metadata, groups (a process may join a group several times, as in
+/// Erlang's `pg`), and change events.
+///
+/// Object-safe: used as `Arc<dyn Registry>`. Every call is synchronous and
+/// never waits on another process; lookups do not wait on writers.
+/// A process that stops is removed from its names and groups by the
+/// registry itself; lookups only ever return live holders.
+pub trait Registry: Send + Sync + 'static {
+    /// Registers `handle` under `name`. Registering the same handle under
+    /// the same name again is `Ok` (and updates the metadata).
+    fn register(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        handle: ProcessHandle,
+        metadata: Metadata,
+    ) -> Result<(), RegistryError>;
+
+    /// Frees `name` and returns its former holder.
+    fn unregister(&self, namespace: &Namespace, name: &str)
+    -> Result<ProcessHandle, RegistryError>;
+
+    /// The live holder of `name`.
+    fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle>;
+
+    /// The live holder of `name` and its metadata.
+    fn lookup_with_metadata(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+    ) -> Option<(ProcessHandle, Metadata)>;
+
+    /// Replaces the metadata of `name`.
+    fn update_metadata(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        metadata: Metadata,
+    ) -> Result<(), RegistryError>;
+
+    /// Every registered name of the namespace, with holder and metadata.
+    fn list(&self, namespace: &Namespace) -> Vec<(Arc<str>, ProcessHandle, Metadata)>;
+
+    /// How many names the namespace holds.
+    fn count(&self, namespace: &Namespace) -> usize;
+
+    /// Adds `handle` to `group` (once more, if already a member).
+    fn join(
+        &self,
+        namespace: &Namespace,
+        group: &str,
+        handle: ProcessHandle,
+    ) -> Result<(), RegistryError>;
+
+    /// Removes `handle` from `group` once.
+    fn leave(
+        &self,
+        namespace: &Namespace,
+        group: &str,
+        handle: &ProcessHandle,
+    ) -> Result<(), RegistryError>;
+
+    /// The members of `group`, a member appearing as often as it joined.
+    fn members(&self, namespace: &Namespace, group: &str) -> Vec<ProcessHandle>;
+
+    /// Subscribes to the changes of the namespace.
+    fn subscribe(&self, namespace: &Namespace) -> RegistryEvents;
+}

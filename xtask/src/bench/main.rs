@@ -1,0 +1,44 @@
+//! The benchmarks behind `cargo xtask bench NAME [--n N]`: progress on
+//! stderr, one JSON object as the last line of stdout. Each runs as a task
+//! on a multi-threaded runtime (driving from `block_on`'s thread slows
+//! kameo's message passing several times).
+
+mod supervisor;
+
+use anyhow::{Result, bail};
+
+/// The resident set size of this process, in bytes, as the kameo-raw anchor
+/// measures it.
+pub(crate) fn rss_bytes() -> Result<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: i64 = statm
+        .split_whitespace()
+        .nth(1)
+        .ok_or_else(|| anyhow::anyhow!("malformed /proc/self/statm"))?
+        .parse()?;
+    Ok(pages * 4096)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let name = args.first().cloned().unwrap_or_default();
+    let n = args
+        .windows(2)
+        .find(|w| w[0] == "--n")
+        .map(|w| w[1].parse::<u64>())
+        .transpose()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let line = runtime.block_on(async move {
+        tokio::spawn(async move {
+            match name.as_str() {
+                "supervisor" => supervisor::run(n.unwrap_or(100_000)).await,
+                other => bail!("unknown bench {other:?}; known: supervisor"),
+            }
+        })
+        .await?
+    })?;
+    println!("{line}");
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The workspace's automation, run as `cargo xtask <command>`:
+//!
+//! - `test`: everything CI checks (format, clippy, the dependency rule, all
+//!   tests and doc tests, docs without warnings, each crate building alone);
+//! - `bench NAME [--n N] [--anchors]`: one benchmark in release mode (progress on stderr,
+//!   one JSON object as the last line of stdout); with `--anchors`, the
+//!   anchors of `../shared/anchors` run too and the ratios are printed;
+//! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md.
+//!
+//! This is a binary, not a library; the benchmarks themselves are the
+//! `bench` binary of this package (src/bench/).
+
+mod anchors;
+mod deps;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+
+const USAGE: &str = "usage: cargo xtask test | bench NAME [--n N] [--anchors] | check-deps";
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let root = workspace_root();
+    match args.first().map(String::as_str) {
+        Some("test") => test(&root),
+        Some("check-deps") => deps::check(&root),
+        Some("bench") => bench(&root, &args[1..]),
+        _ => bail!(USAGE),
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_path_buf()
+}
+
+/// Runs a command in the workspace root, failing if it fails.
+fn run(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+    eprintln!("xtask: {program} {}", args.join(" "));
+    let status = Command::new(program)
+        .args(args)
+        .envs(envs.iter().copied())
+        .current_dir(root)
+        .status()
+        .with_context(|| format!("running {program}"))?;
+    if !status.success() {
+        bail!("`{program} {}` failed: {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+fn test(root: &Path) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run(root, &cargo, &["fmt", "--all", "--check"], &[])?;
+    run(
+        root,
+        &cargo,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    deps::check(root)?;
+    run(root, &cargo, &["test", "--workspace"], &[])?;
+    run(
+        root,
+        &cargo,
+        &["doc", "--workspace", "--no-deps"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
+    // Users depend on single crates: each must build on its own features.
+    for package in deps::workspace_packages(root)? {
+        run(root, &cargo, &["check", "--quiet", "-p", &package], &[])?;
+    }
+    eprintln!("xtask: all checks passed");
+    Ok(())
+}
+
+fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let Some(name) = args.first() else {
+        bail!(USAGE)
+    };
+    let with_anchors = args.iter().any(|a| a == "--anchors");
+    let forwarded: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| *a != "--anchors")
+        .collect();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd_args = vec![
+        "run",
+        "--quiet",
+        "--release",
+        "-p",
+        "xtask",
+        "--bin",
+        "bench",
+        "--",
+    ];
+    cmd_args.extend(&forwarded);
+    eprintln!("xtask: cargo {}", cmd_args.join(" "));
+    let output = Command::new(&cargo)
+        .args(&cmd_args)
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running the bench binary")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        print!("{stdout}");
+        bail!("bench {name} failed: {}", output.status);
+    }
+    let ours = stdout.lines().last().unwrap_or_default().to_owned();
+    if with_anchors {
+        let n = anchors::n_arg(&forwarded);
+        anchors::compare(root, name, n, &ours)?;
+    }
+    println!("{ours}");
+    Ok(())
+}
