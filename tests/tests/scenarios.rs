@@ -1,1 +1,5 @@
-//! Cross-crate scenarios.
+//! Cross-crate scenarios: the workspace's crates together, as a user sees
+//! them. One test binary (`autotests = false`); modules by topic.
+
+#[path = "supervision.rs"]
+mod supervision;

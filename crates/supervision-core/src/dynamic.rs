@@ -26,22 +26,39 @@ use tokio::time::Instant;
 
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ChildState, ChildTemplate, ExitReason, FlagsError,
-    Intensity, ProcessHandle, SupervisorError,
+    Intensity, MetaValue, ProcessHandle, StartError, SupervisorError, Telemetry,
     error::from_send_error,
+    events,
     handle::{LinkTarget, LinkTargetRef},
     intensity::RestartLog,
 };
 
 /// The settings of a [`DynamicSupervisor`].
 ///
-/// Defaults: intensity 3 restarts in 5 seconds, no limit on children.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Defaults: name `dynamic_supervisor`, intensity 3 restarts in 5 seconds,
+/// no limit on children, telemetry disabled.
+#[derive(Debug, Clone)]
 pub struct DynamicSupervisorFlags {
+    /// The name in its telemetry events.
+    pub name: Arc<str>,
     /// Restarts allowed within the window, for all children together.
     pub intensity: Intensity,
     /// At most this many children (a child being restarted counts); `None`
     /// for no limit.
     pub max_children: Option<usize>,
+    /// Where its events go (see [`events`](crate::events)).
+    pub telemetry: Telemetry,
+}
+
+impl Default for DynamicSupervisorFlags {
+    fn default() -> Self {
+        DynamicSupervisorFlags {
+            name: "dynamic_supervisor".into(),
+            intensity: Intensity::default(),
+            max_children: None,
+            telemetry: Telemetry::disabled(),
+        }
+    }
 }
 
 impl DynamicSupervisorFlags {
@@ -94,6 +111,8 @@ impl DynamicSupervisor {
         let actor = DynamicSupervisorActor {
             restarts: RestartLog::new(flags.intensity),
             max_children: flags.max_children,
+            name: flags.name,
+            telemetry: flags.telemetry,
             next_seq: 0,
             children: HashMap::new(),
             restarting: HashMap::new(),
@@ -126,10 +145,13 @@ impl DynamicSupervisor {
     /// one under another supervisor. Get its API back from the child's
     /// handle with [`from_handle`](Self::from_handle).
     pub fn child_spec(id: impl Into<Arc<str>>, flags: DynamicSupervisorFlags) -> ChildSpec {
-        ChildSpec::new(id, move || async move {
-            DynamicSupervisor::start(flags)
-                .map(|sup| sup.handle)
-                .map_err(crate::StartError::failed)
+        ChildSpec::new(id, move || {
+            let flags = flags.clone();
+            async move {
+                DynamicSupervisor::start(flags)
+                    .map(|sup| sup.handle)
+                    .map_err(crate::StartError::failed)
+            }
         })
         .supervisor()
     }
@@ -267,6 +289,8 @@ struct Child {
 pub(crate) struct DynamicSupervisorActor {
     restarts: RestartLog,
     max_children: Option<usize>,
+    name: Arc<str>,
+    telemetry: Telemetry,
     next_seq: u64,
     children: HashMap<ActorId, Child>,
     /// Children whose restart failed and is being retried, by ticket (the
@@ -297,10 +321,9 @@ impl Actor for DynamicSupervisorActor {
             return Ok(ControlFlow::Continue(()));
         };
         let exit = child.handle.classify(&reason);
-        if child.spec.restart.restarts_after(&exit)
-            && let Some(actor_ref) = actor_ref.upgrade()
-        {
-            self.restart(child.spec, &actor_ref).await?;
+        match actor_ref.upgrade() {
+            Some(actor_ref) => self.child_exited(child, exit, &actor_ref).await?,
+            None => self.report_exit(&child, &exit, false),
         }
         Ok(ControlFlow::Continue(()))
     }
@@ -353,6 +376,70 @@ impl DynamicSupervisorActor {
             .insert(handle.id(), Child { seq, handle, spec });
     }
 
+    /// Handles the exit of a child by itself: restart it if its restart type
+    /// says so.
+    async fn child_exited(
+        &mut self,
+        child: Child,
+        exit: ExitReason,
+        actor_ref: &ActorRef<Self>,
+    ) -> Result<(), ExitReason> {
+        let restart = child.spec.restart.restarts_after(&exit);
+        self.report_exit(&child, &exit, restart);
+        if restart {
+            self.restart(child.spec, actor_ref).await?;
+        }
+        Ok(())
+    }
+
+    fn report_exit(&self, child: &Child, exit: &ExitReason, restart: bool) {
+        if self.telemetry.is_enabled() {
+            let reason = exit.to_string();
+            self.telemetry.emit(
+                events::CHILD_EXITED,
+                &[],
+                &[
+                    ("supervisor", MetaValue::Str(&self.name)),
+                    ("child", MetaValue::Str(&child.spec.id)),
+                    ("actor_id", MetaValue::U64(child.handle.id().sequence_id())),
+                    ("reason", MetaValue::Str(&reason)),
+                    ("restart", MetaValue::Bool(restart)),
+                ],
+            );
+        }
+    }
+
+    /// Runs a child's start, reporting it.
+    async fn start(&self, spec: &ChildSpec) -> Result<ProcessHandle, StartError> {
+        let began = Instant::now();
+        let result = spec.start().await;
+        if self.telemetry.is_enabled() {
+            let duration_us = began.elapsed().as_secs_f64() * 1e6;
+            let supervisor = ("supervisor", MetaValue::Str(&self.name));
+            let child = ("child", MetaValue::Str(&spec.id));
+            match &result {
+                Ok(handle) => self.telemetry.emit(
+                    events::CHILD_STARTED,
+                    &[("duration_us", duration_us)],
+                    &[
+                        supervisor,
+                        child,
+                        ("actor_id", MetaValue::U64(handle.id().sequence_id())),
+                    ],
+                ),
+                Err(err) => {
+                    let error = err.to_string();
+                    self.telemetry.emit(
+                        events::CHILD_START_FAILED,
+                        &[("duration_us", duration_us)],
+                        &[supervisor, child, ("error", MetaValue::Str(&error))],
+                    )
+                }
+            }
+        }
+        result
+    }
+
     /// Restarts a child from its spec, counting the restart. A failed start
     /// is retried through the mailbox (so admin calls keep answering), each
     /// retry counting too. Past the intensity: stops everything and returns
@@ -366,8 +453,19 @@ impl DynamicSupervisorActor {
             return Err(self.give_up().await);
         }
         let seq = self.seq();
-        match spec.start().await {
-            Ok(handle) => self.adopt(seq, handle, spec, actor_ref).await,
+        match self.start(&spec).await {
+            Ok(handle) => {
+                self.telemetry.emit(
+                    events::CHILD_RESTARTED,
+                    &[("restarts", self.restarts.count() as f64)],
+                    &[
+                        ("supervisor", MetaValue::Str(&self.name)),
+                        ("child", MetaValue::Str(&spec.id)),
+                        ("actor_id", MetaValue::U64(handle.id().sequence_id())),
+                    ],
+                );
+                self.adopt(seq, handle, spec, actor_ref).await
+            }
             Err(_start_error) => {
                 self.restarting.insert(seq, spec);
                 // Unbounded mailbox: this never waits.
@@ -382,10 +480,40 @@ impl DynamicSupervisorActor {
     async fn give_up(&mut self) -> ExitReason {
         self.shutdown_all().await;
         let intensity = self.restarts.intensity();
-        ExitReason::error(format_args!(
+        let reason = ExitReason::error(format_args!(
             "reached max restart intensity: more than {} restarts in {:?}",
             intensity.max_restarts, intensity.max_seconds
-        ))
+        ));
+        if self.telemetry.is_enabled() {
+            let text = reason.to_string();
+            self.telemetry.emit(
+                events::GAVE_UP,
+                &[("restarts", self.restarts.count() as f64)],
+                &[
+                    ("supervisor", MetaValue::Str(&self.name)),
+                    ("reason", MetaValue::Str(&text)),
+                ],
+            );
+        }
+        reason
+    }
+
+    /// Stops one child by its shutdown, reporting it.
+    async fn terminate(&self, child: Child) {
+        let exit = child.spec.shutdown.stop(&child.handle).await;
+        if self.telemetry.is_enabled() {
+            let reason = exit.to_string();
+            self.telemetry.emit(
+                events::CHILD_TERMINATED,
+                &[],
+                &[
+                    ("supervisor", MetaValue::Str(&self.name)),
+                    ("child", MetaValue::Str(&child.spec.id)),
+                    ("actor_id", MetaValue::U64(child.handle.id().sequence_id())),
+                    ("reason", MetaValue::Str(&reason)),
+                ],
+            );
+        }
     }
 
     /// Stops every child in reverse start order, each by its shutdown.
@@ -394,7 +522,7 @@ impl DynamicSupervisorActor {
         let mut children: Vec<Child> = self.children.drain().map(|(_, child)| child).collect();
         children.sort_unstable_by_key(|child| std::cmp::Reverse(child.seq));
         for child in children {
-            child.spec.shutdown.stop(&child.handle).await;
+            self.terminate(child).await;
         }
     }
 }
@@ -414,7 +542,7 @@ impl Message<StartChild> for DynamicSupervisorActor {
         {
             return Err(SupervisorError::MaxChildren(max));
         }
-        let handle = spec.start().await?;
+        let handle = self.start(&spec).await?;
         let seq = self.seq();
         self.adopt(seq, handle.clone(), spec, ctx.actor_ref()).await;
         Ok(handle)
@@ -433,7 +561,7 @@ impl Message<TerminateChild> for DynamicSupervisorActor {
     ) -> Self::Reply {
         let child = self.children.remove(&id).ok_or(SupervisorError::NotFound)?;
         child.handle.unlink_from(ctx.actor_ref()).await;
-        child.spec.shutdown.stop(&child.handle).await;
+        self.terminate(child).await;
         Ok(())
     }
 }
@@ -523,12 +651,9 @@ impl Message<ChildDown> for DynamicSupervisorActor {
         ChildDown(id, exit): ChildDown,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let Some(child) = self.children.remove(&id) else {
-            return Ok(());
-        };
-        if child.spec.restart.restarts_after(&exit) {
-            self.restart(child.spec, ctx.actor_ref()).await?;
+        match self.children.remove(&id) {
+            Some(child) => self.child_exited(child, exit, ctx.actor_ref()).await,
+            None => Ok(()),
         }
-        Ok(())
     }
 }

@@ -82,7 +82,6 @@ impl RestartLog {
     }
 
     /// The restarts counted in the window at the last record.
-    #[cfg(test)]
     pub(crate) fn count(&self) -> usize {
         self.restarts.len()
     }

@@ -22,6 +22,12 @@
 //! It is not a registry, a telemetry backend or an event store: those are
 //! the service crates' work.
 //!
+//! # Feature flags
+//!
+//! - `testkit`: the `testkit` module: telemetry probes that
+//!   await an event, test children that crash, stop or hang on command, and
+//!   paused-clock helpers, so no test needs to sleep.
+//!
 //! # Children must be cooperative
 //!
 //! Killing a child (brutal kill, or a shutdown timeout that ran out) aborts
@@ -34,6 +40,7 @@ mod child;
 mod dynamic;
 mod error;
 mod event;
+pub mod events;
 mod exit;
 mod handle;
 mod info;
@@ -41,11 +48,15 @@ mod intensity;
 mod namespace;
 mod registry;
 mod telemetry;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 
 pub use agent::{AgentDirectory, AgentId, AgentStatus};
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, TemplateSupervisor};
-pub use error::{ErrorCode, FlagsError, StartError, SupervisorError};
+pub use error::{
+    ERROR_CODE_RANGES, ErrorCode, FlagsError, StartError, SupervisorError, error_code_range,
+};
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
 pub use exit::ExitReason;
 pub use handle::ProcessHandle;

@@ -1,0 +1,638 @@
+//! DynamicSupervisor, point by point: start, templates, terminate, the
+//! restart table, intensity, max_children, reports, ordered stop.
+//!
+//! Tests wait on events (lifecycle reports of the children, telemetry of the
+//! supervisor, returned futures); time-based cases run on the paused clock.
+
+use std::time::Duration;
+
+use kameo::prelude::*;
+use supervision_core::{
+    ChildKind, ChildSpec, ChildState, ChildTemplate, DynamicSupervisor, DynamicSupervisorFlags,
+    ExitReason, Intensity, ProcessHandle, RestartType, Shutdown, StartError, SupervisorError,
+    Telemetry, events,
+    testkit::{self, Lifecycle, TelemetryProbe, TestKit},
+};
+use tokio::{
+    sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel},
+    time::Instant,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn flags(telemetry: &Telemetry) -> DynamicSupervisorFlags {
+    DynamicSupervisorFlags {
+        telemetry: telemetry.clone(),
+        ..Default::default()
+    }
+}
+
+async fn next(lifecycle: &mut UnboundedReceiver<Lifecycle>) -> Lifecycle {
+    tokio::time::timeout(WAIT, lifecycle.recv())
+        .await
+        .expect("a lifecycle report in time")
+        .expect("the kit is alive")
+}
+
+/// Waits for the supervisor's report of a child's exit; returns whether it
+/// decided to restart the child.
+async fn exit_decision(probe: &mut TelemetryProbe) -> (String, bool) {
+    let event = probe.wait_for(events::CHILD_EXITED, WAIT).await.unwrap();
+    (
+        event.meta_str("reason").unwrap().to_owned(),
+        event.meta_bool("restart").unwrap(),
+    )
+}
+
+// --- 3. start_child --------------------------------------------------------
+
+#[tokio::test]
+async fn start_child_returns_once_the_child_has_started() {
+    let (kit, mut lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let child = sup.start_child(kit.spec("a")).await.unwrap();
+    // The start report is already there: on_start completed before the reply.
+    assert!(matches!(lifecycle.try_recv(), Ok(Lifecycle::Started { id, .. }) if id == child.id()));
+    assert!(child.is_alive());
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn start_error_is_returned_and_nothing_is_kept() {
+    let (kit, _lifecycle) = TestKit::new();
+    kit.fail_starts(true);
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let err = sup.start_child(kit.spec("a")).await.unwrap_err();
+    assert!(
+        matches!(&err, SupervisorError::Start(StartError::Failed(m)) if m.contains("start failure on command")),
+        "{err:?}"
+    );
+    assert_eq!(sup.count_children().await.unwrap().specs, 0);
+    assert!(sup.which_children().await.unwrap().is_empty());
+    sup.stop().await;
+}
+
+struct PanicsOnStart;
+
+impl Actor for PanicsOnStart {
+    type Args = ();
+    type Error = kameo::error::Infallible;
+
+    async fn on_start(_: (), _: ActorRef<Self>) -> Result<Self, Self::Error> {
+        panic!("bad config")
+    }
+}
+
+#[tokio::test]
+async fn start_panics_are_start_errors() {
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    // A panic in the actor's on_start...
+    let err = sup
+        .start_child(ChildSpec::actor::<PanicsOnStart>("p", || ()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SupervisorError::Start(StartError::Panicked(m)) if &**m == "bad config"),
+        "{err:?}"
+    );
+    // ...and a panic in the start factory itself.
+    let err = sup
+        .start_child(ChildSpec::new("q", || async { panic!("factory broke") }))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SupervisorError::Start(StartError::Panicked(m)) if &**m == "factory broke"),
+        "{err:?}"
+    );
+    assert_eq!(sup.count_children().await.unwrap().specs, 0);
+    sup.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn start_timeout_bounds_a_hung_start() {
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let began = Instant::now();
+    let spec =
+        ChildSpec::new("hung", std::future::pending).with_start_timeout(Duration::from_secs(2));
+    let err = sup.start_child(spec).await.unwrap_err();
+    assert!(
+        matches!(err, SupervisorError::Start(StartError::Timeout(d)) if d == Duration::from_secs(2))
+    );
+    assert_eq!(began.elapsed(), Duration::from_secs(2));
+    // The supervisor is not stuck.
+    assert_eq!(sup.count_children().await.unwrap().specs, 0);
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn invalid_specs_and_flags_are_refused() {
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let (kit, _lifecycle) = TestKit::new();
+    let err = sup
+        .start_child(
+            kit.spec("a")
+                .with_shutdown(Shutdown::Timeout(Duration::ZERO)),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SupervisorError::InvalidFlags(_)), "{err:?}");
+    assert_eq!(kit.live(), 0);
+    sup.stop().await;
+
+    let bad_window = DynamicSupervisorFlags {
+        intensity: Intensity {
+            max_restarts: 1,
+            max_seconds: Duration::ZERO,
+        },
+        ..Default::default()
+    };
+    assert!(DynamicSupervisor::start(bad_window).is_err());
+    let bad_max = DynamicSupervisorFlags {
+        max_children: Some(0),
+        ..Default::default()
+    };
+    assert!(DynamicSupervisor::start(bad_max).is_err());
+}
+
+// --- 3. templates with extra arguments ---------------------------------------
+
+struct Session;
+
+impl Actor for Session {
+    type Args = (UnboundedSender<(String, u32)>, String, u32);
+    type Error = kameo::error::Infallible;
+
+    async fn on_start(
+        (report, extra, arg): Self::Args,
+        _: ActorRef<Self>,
+    ) -> Result<Self, Self::Error> {
+        let _ = report.send((extra, arg));
+        Ok(Session)
+    }
+}
+
+#[tokio::test]
+async fn template_prepends_extra_arguments_and_restarts_with_the_same() {
+    let (report, mut seen) = unbounded_channel();
+    let template = ChildTemplate::new(
+        "session",
+        (report, "pool-a".to_owned()),
+        |(report, extra): (UnboundedSender<(String, u32)>, String), arg: u32| {
+            ProcessHandle::spawn::<Session>((report, extra, arg))
+        },
+    );
+    let sup = DynamicSupervisor::with_template(Default::default(), template).unwrap();
+    let child = sup.start_child(7).await.unwrap();
+    assert_eq!(seen.recv().await, Some(("pool-a".to_owned(), 7)));
+    sup.start_child(8).await.unwrap();
+    assert_eq!(seen.recv().await, Some(("pool-a".to_owned(), 8)));
+
+    child.kill(); // permanent: restarted with its own arguments
+    assert_eq!(seen.recv().await, Some(("pool-a".to_owned(), 7)));
+    sup.stop().await;
+}
+
+// --- 4. terminate_child -------------------------------------------------------
+
+#[tokio::test]
+async fn terminate_child_returns_after_the_child_has_stopped() {
+    let (kit, mut lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let child = sup.start_child(kit.spec("a")).await.unwrap();
+    next(&mut lifecycle).await;
+
+    sup.terminate_child(&child).await.unwrap();
+    // Stopped already, with nothing left to wait for.
+    assert!(matches!(
+        lifecycle.try_recv(),
+        Ok(Lifecycle::Stopped { .. })
+    ));
+    assert_eq!(kit.live(), 0);
+    assert_eq!(child.exited().await, ExitReason::Shutdown(None));
+    assert_eq!(sup.count_children().await.unwrap().specs, 0);
+
+    // A second call: not found.
+    assert!(matches!(
+        sup.terminate_child(&child).await,
+        Err(SupervisorError::NotFound)
+    ));
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn terminate_child_leaves_a_stranger_alone() {
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let other_sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let stranger = other_sup.start_child(kit.spec("stranger")).await.unwrap();
+
+    assert!(matches!(
+        sup.terminate_child(&stranger).await,
+        Err(SupervisorError::NotFound)
+    ));
+    assert!(stranger.is_alive());
+    assert_eq!(kit.live(), 1);
+    sup.stop().await;
+    other_sup.stop().await;
+    assert_eq!(kit.live(), 0);
+}
+
+// --- 5. the restart table -------------------------------------------------------
+
+/// Starts one child of `restart` type, makes it exit with `exit`, and
+/// returns the supervisor's decision and the child counts after it.
+async fn restart_case(restart: RestartType, exit: ExitReason) -> (bool, usize, Option<Lifecycle>) {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let (kit, mut lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(flags(&telemetry)).unwrap();
+    let child = sup
+        .start_child(kit.spec("c").with_restart(restart))
+        .await
+        .unwrap();
+    next(&mut lifecycle).await;
+
+    testkit::exit_with(&child, exit.clone()).await;
+    let (reason, restarted) = exit_decision(&mut probe).await;
+    assert_eq!(reason, exit.to_string());
+    assert!(matches!(
+        next(&mut lifecycle).await,
+        Lifecycle::Stopped { .. }
+    ));
+    let specs = sup.count_children().await.unwrap().specs;
+    // A restarted child reports its new start.
+    let after = if restarted {
+        Some(next(&mut lifecycle).await)
+    } else {
+        None
+    };
+    sup.stop().await;
+    (restarted, specs, after)
+}
+
+#[tokio::test]
+async fn permanent_restarted_after_normal_exit() {
+    let (restarted, specs, after) = restart_case(RestartType::Permanent, ExitReason::Normal).await;
+    assert!(restarted);
+    assert_eq!(specs, 1);
+    assert!(matches!(after, Some(Lifecycle::Started { .. })));
+}
+
+#[tokio::test]
+async fn permanent_restarted_after_crash() {
+    let (restarted, specs, _) =
+        restart_case(RestartType::Permanent, ExitReason::error("boom")).await;
+    assert!(restarted);
+    assert_eq!(specs, 1);
+}
+
+#[tokio::test]
+async fn transient_restarted_after_crash() {
+    let (restarted, specs, after) =
+        restart_case(RestartType::Transient, ExitReason::error("boom")).await;
+    assert!(restarted);
+    assert_eq!(specs, 1);
+    assert!(matches!(after, Some(Lifecycle::Started { .. })));
+}
+
+#[tokio::test]
+async fn transient_no_restart_on_normal_exit() {
+    let (restarted, specs, _) = restart_case(RestartType::Transient, ExitReason::Normal).await;
+    assert!(!restarted);
+    assert_eq!(specs, 0);
+}
+
+#[tokio::test]
+async fn transient_no_restart_on_shutdown() {
+    let (restarted, specs, _) = restart_case(
+        RestartType::Transient,
+        ExitReason::Shutdown(Some("bye".into())),
+    )
+    .await;
+    assert!(!restarted);
+    assert_eq!(specs, 0);
+}
+
+#[tokio::test]
+async fn temporary_no_restart_on_crash_and_removed() {
+    let (restarted, specs, _) =
+        restart_case(RestartType::Temporary, ExitReason::error("boom")).await;
+    assert!(!restarted);
+    assert_eq!(specs, 0);
+}
+
+#[tokio::test]
+async fn a_panic_is_an_abnormal_exit() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let (kit, mut lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(flags(&telemetry)).unwrap();
+    let child = sup
+        .start_child(kit.spec("c").with_restart(RestartType::Transient))
+        .await
+        .unwrap();
+    next(&mut lifecycle).await;
+    testkit::panic(&child).await;
+    assert_eq!(
+        child.exited().await,
+        ExitReason::Panic("panic on command".into())
+    );
+    let (_, restarted) = exit_decision(&mut probe).await;
+    assert!(restarted);
+    sup.stop().await;
+}
+
+// --- 6. intensity -----------------------------------------------------------------
+
+fn intensity(max_restarts: u32, secs: u64, telemetry: &Telemetry) -> DynamicSupervisorFlags {
+    DynamicSupervisorFlags {
+        intensity: Intensity {
+            max_restarts,
+            max_seconds: Duration::from_secs(secs),
+        },
+        ..flags(telemetry)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn exceeding_intensity_stops_children_in_reverse_and_exits_with_error() {
+    let telemetry = Telemetry::new();
+    let (kit, mut lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(intensity(2, 5, &telemetry)).unwrap();
+    for label in ["a", "b"] {
+        sup.start_child(kit.spec(label)).await.unwrap();
+        next(&mut lifecycle).await;
+    }
+    let mut crasher = sup.start_child(kit.spec("x")).await.unwrap();
+    next(&mut lifecycle).await;
+
+    // Two restarts are allowed...
+    for _ in 0..2 {
+        testkit::crash(&crasher).await;
+        assert_eq!(next(&mut lifecycle).await.label(), "x"); // stopped
+        let Lifecycle::Started { id, .. } = next(&mut lifecycle).await else {
+            panic!("expected a restart")
+        };
+        crasher = sup
+            .which_children()
+            .await
+            .unwrap()
+            .into_iter()
+            .find_map(|c| c.state.handle().filter(|h| h.id() == id).cloned())
+            .unwrap();
+    }
+    // ...the third within the window makes the supervisor give up.
+    testkit::crash(&crasher).await;
+    let reason = sup.exited().await;
+    assert!(
+        matches!(&reason, ExitReason::Error(m) if m.contains("max restart intensity")),
+        "{reason:?}"
+    );
+    // The crasher's stop, then the others in reverse start order.
+    let stops: Vec<String> = std::iter::from_fn(|| lifecycle.try_recv().ok())
+        .map(|l| l.label().to_owned())
+        .collect();
+    assert_eq!(stops, ["x", "b", "a"]);
+    assert_eq!(kit.live(), 0);
+    assert!(matches!(
+        sup.count_children().await,
+        Err(SupervisorError::SupervisorGone)
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn intensity_window_slides() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let (kit, mut lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(intensity(2, 5, &telemetry)).unwrap();
+    sup.start_child(kit.spec("x")).await.unwrap();
+    next(&mut lifecycle).await;
+
+    let crash_now = async |probe: &mut TelemetryProbe,
+                           lifecycle: &mut UnboundedReceiver<Lifecycle>| {
+        let child = sup.which_children().await.unwrap()[0]
+            .state
+            .handle()
+            .cloned()
+            .unwrap();
+        testkit::crash(&child).await;
+        exit_decision(probe).await;
+        next(lifecycle).await; // stopped
+    };
+
+    // t = 0 and t = 3: two restarts in the window.
+    crash_now(&mut probe, &mut lifecycle).await;
+    next(&mut lifecycle).await; // restarted
+    testkit::advance(Duration::from_secs(3)).await;
+    crash_now(&mut probe, &mut lifecycle).await;
+    next(&mut lifecycle).await;
+    // t = 5.5: the first restart has left the window, so this one is allowed.
+    testkit::advance(Duration::from_millis(2500)).await;
+    crash_now(&mut probe, &mut lifecycle).await;
+    assert!(matches!(
+        next(&mut lifecycle).await,
+        Lifecycle::Started { .. }
+    ));
+    // t = 6: three restarts within five seconds (3, 5.5, 6): give up.
+    testkit::advance(Duration::from_millis(500)).await;
+    crash_now(&mut probe, &mut lifecycle).await;
+    probe.wait_for(events::GAVE_UP, WAIT).await.unwrap();
+    assert!(matches!(sup.exited().await, ExitReason::Error(_)));
+}
+
+#[tokio::test]
+async fn the_parent_sees_a_supervisor_that_gave_up() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor", "child", "exited"]);
+    let parent = DynamicSupervisor::start(DynamicSupervisorFlags {
+        name: "parent".into(),
+        ..flags(&telemetry)
+    })
+    .unwrap();
+    let inner_flags = DynamicSupervisorFlags {
+        name: "inner".into(),
+        ..intensity(0, 5, &telemetry)
+    };
+    let inner_handle = parent
+        .start_child(DynamicSupervisor::child_spec("inner", inner_flags))
+        .await
+        .unwrap();
+    let inner = DynamicSupervisor::from_handle(&inner_handle).unwrap();
+    let (kit, mut lifecycle) = TestKit::new();
+    let child = inner.start_child(kit.spec("w")).await.unwrap();
+    next(&mut lifecycle).await;
+
+    testkit::crash(&child).await; // intensity 0: the inner supervisor gives up
+    let event = probe
+        .wait_for_where(
+            events::CHILD_EXITED,
+            |e| e.meta_str("supervisor") == Some("parent"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(
+        event
+            .meta_str("reason")
+            .unwrap()
+            .contains("max restart intensity")
+    );
+    assert_eq!(event.meta_bool("restart"), Some(true));
+    assert_eq!(kit.live(), 0);
+    parent.stop().await;
+}
+
+// --- 7. max_children, which_children, count_children -----------------------------
+
+#[tokio::test]
+async fn max_children_counts_a_child_being_restarted() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags {
+        max_children: Some(2),
+        intensity: Intensity {
+            max_restarts: u32::MAX,
+            max_seconds: Duration::from_secs(3600),
+        },
+        ..flags(&telemetry)
+    })
+    .unwrap();
+    sup.start_child(kit.spec("a")).await.unwrap();
+    let b = sup.start_child(kit.spec("b")).await.unwrap();
+    assert!(matches!(
+        sup.start_child(kit.spec("c")).await,
+        Err(SupervisorError::MaxChildren(2))
+    ));
+
+    // b crashes and cannot restart: it is retried, and still counts.
+    kit.fail_starts(true);
+    testkit::crash(&b).await;
+    probe
+        .wait_for(events::CHILD_START_FAILED, WAIT)
+        .await
+        .unwrap();
+    assert!(matches!(
+        sup.start_child(kit.spec("c")).await,
+        Err(SupervisorError::MaxChildren(2))
+    ));
+    let children = sup.which_children().await.unwrap();
+    assert_eq!(children.len(), 2);
+    assert_eq!(&*children[0].id, "a");
+    assert!(matches!(children[0].state, ChildState::Running(_)));
+    assert_eq!(&*children[1].id, "b");
+    assert_eq!(children[1].state, ChildState::Restarting);
+    let counts = sup.count_children().await.unwrap();
+    assert_eq!(
+        (
+            counts.specs,
+            counts.active,
+            counts.workers,
+            counts.supervisors
+        ),
+        (2, 1, 2, 0)
+    );
+
+    // Once starts work again, the retry brings b back.
+    kit.fail_starts(false);
+    probe.wait_for(events::CHILD_RESTARTED, WAIT).await.unwrap();
+    assert_eq!(sup.count_children().await.unwrap().active, 2);
+    sup.stop().await;
+    assert_eq!(kit.live(), 0);
+}
+
+#[tokio::test]
+async fn count_children_tells_supervisors_from_workers() {
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    sup.start_child(kit.spec("w")).await.unwrap();
+    sup.start_child(DynamicSupervisor::child_spec("s", Default::default()))
+        .await
+        .unwrap();
+    let counts = sup.count_children().await.unwrap();
+    assert_eq!(
+        (
+            counts.specs,
+            counts.active,
+            counts.workers,
+            counts.supervisors
+        ),
+        (2, 2, 1, 1)
+    );
+    let kinds: Vec<ChildKind> = sup
+        .which_children()
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(kinds, [ChildKind::Worker, ChildKind::Supervisor]);
+    sup.stop().await;
+}
+
+// --- 8. stop ------------------------------------------------------------------------
+
+#[tokio::test(start_paused = true)]
+async fn stop_goes_in_reverse_order_and_kills_a_child_that_ignores_it() {
+    let (kit, mut lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let a = sup
+        .start_child(
+            kit.spec("a")
+                .with_shutdown(Shutdown::Timeout(Duration::from_secs(1))),
+        )
+        .await
+        .unwrap();
+    let stuck = sup
+        .start_child(
+            kit.spec("stuck")
+                .with_shutdown(Shutdown::Timeout(Duration::from_secs(3))),
+        )
+        .await
+        .unwrap();
+    let c = sup.start_child(kit.spec("c")).await.unwrap();
+    for _ in 0..3 {
+        next(&mut lifecycle).await;
+    }
+    testkit::hang(&stuck).await;
+
+    let began = Instant::now();
+    sup.stop().await;
+    // Only the stuck child's timeout was waited out.
+    assert_eq!(began.elapsed(), Duration::from_secs(3));
+    let stops: Vec<String> = std::iter::from_fn(|| lifecycle.try_recv().ok())
+        .map(|l| l.label().to_owned())
+        .collect();
+    assert_eq!(stops, ["c", "stuck", "a"]);
+    assert_eq!(c.exited().await, ExitReason::Shutdown(None));
+    assert_eq!(stuck.exited().await, ExitReason::Killed);
+    assert_eq!(a.exited().await, ExitReason::Shutdown(None));
+    assert_eq!(kit.live(), 0);
+}
+
+#[tokio::test]
+async fn brutal_kill_does_not_wait() {
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let child = sup
+        .start_child(kit.spec("k").with_shutdown(Shutdown::BrutalKill))
+        .await
+        .unwrap();
+    testkit::hang(&child).await;
+    sup.terminate_child(&child).await.unwrap();
+    assert_eq!(child.exited().await, ExitReason::Killed);
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn dropping_every_handle_stops_the_children() {
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let child = sup.start_child(kit.spec("a")).await.unwrap();
+    drop(sup);
+    // The supervisor stops with its last handle, and stops its child.
+    assert_eq!(child.exited().await, ExitReason::Shutdown(None));
+    assert_eq!(kit.live(), 0);
+}
