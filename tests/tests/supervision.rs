@@ -61,7 +61,7 @@ async fn a_nested_supervisor_that_gives_up_takes_its_children_down_and_is_restar
         .start_child(DynamicSupervisor::child_spec("inner", inner_flags))
         .await
         .unwrap();
-    let inner_sup = DynamicSupervisor::from_handle(&inner).unwrap();
+    let inner_sup = DynamicSupervisor::from_handle(&inner).await.unwrap();
     let mut workers = Vec::new();
     for i in 0..100 {
         workers.push(
@@ -90,7 +90,7 @@ async fn a_nested_supervisor_that_gives_up_takes_its_children_down_and_is_restar
         .handle()
         .cloned()
         .unwrap();
-    let new_inner = DynamicSupervisor::from_handle(&new_inner).unwrap();
+    let new_inner = DynamicSupervisor::from_handle(&new_inner).await.unwrap();
     assert_eq!(new_inner.count_children().await.unwrap().specs, 0);
     root.stop().await;
 }

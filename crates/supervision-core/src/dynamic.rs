@@ -1,36 +1,49 @@
 //! [`DynamicSupervisor`]: a supervisor that starts children on demand, as
 //! OTP's `DynamicSupervisor`, implemented as its own kameo actor.
 //!
-//! Children are started one at a time by [`start_child`], each linked to the
-//! supervisor so that their exits reach its `on_link_died`, where each exit is
-//! classified ([`ExitReason`]) and the child's [`RestartType`] decides. All
-//! children share one restart [`Intensity`]: past it the supervisor stops
-//! every child in reverse start order and exits with an error its parent sees.
+//! [`start_child`] runs the child's start in the caller's task and hands
+//! the started child to the supervisor actor, which keeps it and watches it
+//! (see the `watch` module): the supervisor's mailbox is not held up by a
+//! slow start, and starting many children costs one message each, not a
+//! round trip. The child is supervised before `start_child` returns (the
+//! hand-over is queued ahead of anything a later caller sends).
 //!
-//! The supervisor blocks while it starts or stops a child, as OTP's does: a
-//! start is bounded by the spec's start timeout, a stop by its [`Shutdown`].
+//! Each exit is classified ([`ExitReason`]) and the child's [`RestartType`]
+//! decides; restarts run inside the supervisor. All children share one
+//! restart [`Intensity`]: past it the supervisor stops every child in reverse
+//! start order and exits with an error its parent sees.
+//!
+//! The supervisor blocks while it stops a child (bounded by the child's
+//! [`Shutdown`]) or restarts one (bounded by its start timeout), as OTP's does.
 //!
 //! [`start_child`]: DynamicSupervisor::start_child
 //! [`RestartType`]: crate::RestartType
 //! [`Shutdown`]: crate::Shutdown
 
-use std::{collections::HashMap, fmt, ops::ControlFlow, sync::Arc};
+use std::{
+    collections::HashMap,
+    fmt,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use kameo::{
     actor::{Actor, ActorId, ActorRef, Spawn, WeakActorRef},
     error::ActorStopReason,
     mailbox,
-    message::{Context, Message},
+    message::{BoxMessage, Context, Message},
 };
-use tokio::time::Instant;
+use tokio::{task::AbortHandle, time::Instant};
 
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ChildState, ChildTemplate, ExitReason, FlagsError,
-    Intensity, MetaValue, ProcessHandle, StartError, SupervisorError, Telemetry,
+    Intensity, ProcessHandle, SupervisorError, Telemetry,
     error::from_send_error,
-    events,
-    handle::{LinkTarget, LinkTargetRef},
     intensity::RestartLog,
+    report::Reporter,
+    watch::{ChildDown, watch},
 };
 
 /// The settings of a [`DynamicSupervisor`].
@@ -102,27 +115,32 @@ impl DynamicSupervisorFlags {
 pub struct DynamicSupervisor {
     actor: ActorRef<DynamicSupervisorActor>,
     handle: ProcessHandle,
+    shared: Arc<Shared>,
 }
 
 impl DynamicSupervisor {
     /// Starts a dynamic supervisor with no children.
     pub fn start(flags: DynamicSupervisorFlags) -> Result<Self, FlagsError> {
         flags.validate()?;
-        let actor = DynamicSupervisorActor {
-            restarts: RestartLog::new(flags.intensity),
+        let shared = Arc::new(Shared {
+            reporter: Reporter::new(flags.name, flags.telemetry),
             max_children: flags.max_children,
-            name: flags.name,
-            telemetry: flags.telemetry,
+            slots: AtomicUsize::new(0),
+        });
+        let actor = DynamicSupervisorActor {
+            shared: shared.clone(),
+            restarts: RestartLog::new(flags.intensity),
             next_seq: 0,
             children: HashMap::new(),
             restarting: HashMap::new(),
         };
-        // Unbounded: the supervisor sends itself retries from its handlers,
+        // Unbounded: the supervisor tells itself retries from its handlers,
         // which must never wait on its own mailbox.
         let actor = DynamicSupervisorActor::spawn_with_mailbox(actor, mailbox::unbounded());
         Ok(DynamicSupervisor {
             handle: ProcessHandle::new(actor.clone()),
             actor,
+            shared,
         })
     }
 
@@ -156,24 +174,46 @@ impl DynamicSupervisor {
         .supervisor()
     }
 
-    /// The supervisor behind a process handle, if it is a dynamic supervisor.
-    pub fn from_handle(handle: &ProcessHandle) -> Option<Self> {
-        handle
-            .downcast::<DynamicSupervisorActor>()
-            .map(|actor| DynamicSupervisor {
-                actor,
-                handle: handle.clone(),
-            })
+    /// The supervisor behind a process handle, if it is a running dynamic
+    /// supervisor.
+    pub async fn from_handle(handle: &ProcessHandle) -> Option<Self> {
+        let actor = handle.downcast::<DynamicSupervisorActor>()?;
+        // The shared half lives in the actor's state: ask for it.
+        let shared = actor.ask(GetShared).await.ok()?;
+        Some(DynamicSupervisor {
+            actor,
+            handle: handle.clone(),
+            shared,
+        })
     }
 
     /// Starts a child from `spec` and returns its handle once its start has
     /// completed. A start error is returned and nothing is kept.
     pub async fn start_child(&self, spec: ChildSpec) -> Result<ProcessHandle, SupervisorError> {
         spec.validate()?;
-        self.actor
-            .ask(StartChild(spec))
-            .await
-            .map_err(from_send_error)
+        if !self.handle.is_alive() {
+            return Err(SupervisorError::SupervisorGone);
+        }
+        self.shared.reserve()?;
+        let handle = match self.shared.reporter.start(&spec).await {
+            Ok(handle) => handle,
+            Err(err) => {
+                self.shared.release();
+                return Err(err.into());
+            }
+        };
+        let shutdown = spec.shutdown;
+        let adopt = Adopt {
+            handle: handle.clone(),
+            spec,
+        };
+        if self.actor.tell(adopt).await.is_err() {
+            // The supervisor stopped meanwhile: leave nothing running.
+            self.shared.release();
+            shutdown.stop(&handle).await;
+            return Err(SupervisorError::SupervisorGone);
+        }
+        Ok(handle)
     }
 
     /// Stops `child` by its spec's [`Shutdown`](crate::Shutdown) and returns
@@ -276,25 +316,55 @@ impl<A> std::ops::Deref for TemplateSupervisor<A> {
     }
 }
 
+/// What the handles and the actor share: reporting, and the slots that
+/// `max_children` bounds (children running, restarting, or being started by
+/// a caller).
+#[derive(Debug)]
+struct Shared {
+    reporter: Reporter,
+    max_children: Option<usize>,
+    slots: AtomicUsize,
+}
+
+impl Shared {
+    fn reserve(&self) -> Result<(), SupervisorError> {
+        match self.max_children {
+            None => {
+                self.slots.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Some(max) => self
+                .slots
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < max).then_some(n + 1)
+                })
+                .map(drop)
+                .map_err(|_| SupervisorError::MaxChildren(max)),
+        }
+    }
+
+    fn release(&self) {
+        self.slots.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// A running child and what the supervisor keeps of it.
 struct Child {
-    /// Start order: reverse of it is stop order.
+    /// Start order: its reverse is stop order.
     seq: u64,
     handle: ProcessHandle,
     spec: ChildSpec,
+    watcher: AbortHandle,
 }
 
 /// The supervisor actor. Its exit reason, when it gives up, is the
 /// `ExitReason` returned as its error.
 pub(crate) struct DynamicSupervisorActor {
+    shared: Arc<Shared>,
     restarts: RestartLog,
-    max_children: Option<usize>,
-    name: Arc<str>,
-    telemetry: Telemetry,
     next_seq: u64,
     children: HashMap<ActorId, Child>,
-    /// Children whose restart failed and is being retried, by ticket (the
-    /// sequence number the retry will start them with).
+    /// Children whose restart failed and is being retried, by ticket.
     restarting: HashMap<u64, ChildSpec>,
 }
 
@@ -310,22 +380,18 @@ impl Actor for DynamicSupervisorActor {
         Ok(state)
     }
 
-    async fn on_link_died(
+    async fn on_undelivered(
         &mut self,
-        actor_ref: WeakActorRef<Self>,
-        id: ActorId,
-        reason: ActorStopReason,
-    ) -> Result<ControlFlow<ActorStopReason>, ExitReason> {
-        // A child terminated on purpose was removed first: nothing to do.
-        let Some(child) = self.children.remove(&id) else {
-            return Ok(ControlFlow::Continue(()));
-        };
-        let exit = child.handle.classify(&reason);
-        match actor_ref.upgrade() {
-            Some(actor_ref) => self.child_exited(child, exit, &actor_ref).await?,
-            None => self.report_exit(&child, &exit, false),
+        _: ActorStopReason,
+        undelivered: Vec<BoxMessage<Self>>,
+    ) -> Result<(), ExitReason> {
+        // Children handed over as the supervisor stopped: stop them too.
+        for message in undelivered {
+            if let Ok(adopt) = message.as_any().downcast::<Adopt>() {
+                adopt.spec.shutdown.stop(&adopt.handle).await;
+            }
         }
-        Ok(ControlFlow::Continue(()))
+        Ok(())
     }
 
     async fn on_stop(
@@ -338,46 +404,29 @@ impl Actor for DynamicSupervisorActor {
     }
 }
 
-impl LinkTarget for DynamicSupervisorActor {
-    fn link_target(actor_ref: &ActorRef<Self>) -> LinkTargetRef<'_> {
-        LinkTargetRef::Dynamic(actor_ref)
-    }
-}
-
 impl DynamicSupervisorActor {
     fn seq(&mut self) -> u64 {
         self.next_seq += 1;
         self.next_seq
     }
 
-    /// Keeps a started child and links it, so its exit reaches
-    /// `on_link_died`.
-    async fn adopt(
-        &mut self,
-        seq: u64,
-        handle: ProcessHandle,
-        spec: ChildSpec,
-        actor_ref: &ActorRef<Self>,
-    ) {
-        handle.link_with(actor_ref).await;
-        if !handle.is_alive() {
-            // It may have died before the link was made, which sends no
-            // notice: report its exit ourselves (a duplicate is ignored).
-            let child = handle.clone();
-            let supervisor = actor_ref.downgrade();
-            tokio::spawn(async move {
-                let exit = child.exited().await;
-                if let Some(supervisor) = supervisor.upgrade() {
-                    let _ = supervisor.tell(ChildDown(child.id(), exit)).await;
-                }
-            });
-        }
-        self.children
-            .insert(handle.id(), Child { seq, handle, spec });
+    /// Keeps a started child and watches it.
+    fn adopt(&mut self, handle: ProcessHandle, spec: ChildSpec, actor_ref: &ActorRef<Self>) {
+        let seq = self.seq();
+        let watcher = watch(&handle, actor_ref);
+        self.children.insert(
+            handle.id(),
+            Child {
+                seq,
+                handle,
+                spec,
+                watcher,
+            },
+        );
     }
 
     /// Handles the exit of a child by itself: restart it if its restart type
-    /// says so.
+    /// says so, else free its slot.
     async fn child_exited(
         &mut self,
         child: Child,
@@ -385,59 +434,15 @@ impl DynamicSupervisorActor {
         actor_ref: &ActorRef<Self>,
     ) -> Result<(), ExitReason> {
         let restart = child.spec.restart.restarts_after(&exit);
-        self.report_exit(&child, &exit, restart);
+        self.shared
+            .reporter
+            .exited(&child.spec, &child.handle, &exit, restart);
         if restart {
-            self.restart(child.spec, actor_ref).await?;
+            self.restart(child.spec, actor_ref).await
+        } else {
+            self.shared.release();
+            Ok(())
         }
-        Ok(())
-    }
-
-    fn report_exit(&self, child: &Child, exit: &ExitReason, restart: bool) {
-        if self.telemetry.is_enabled() {
-            let reason = exit.to_string();
-            self.telemetry.emit(
-                events::CHILD_EXITED,
-                &[],
-                &[
-                    ("supervisor", MetaValue::Str(&self.name)),
-                    ("child", MetaValue::Str(&child.spec.id)),
-                    ("actor_id", MetaValue::U64(child.handle.id().sequence_id())),
-                    ("reason", MetaValue::Str(&reason)),
-                    ("restart", MetaValue::Bool(restart)),
-                ],
-            );
-        }
-    }
-
-    /// Runs a child's start, reporting it.
-    async fn start(&self, spec: &ChildSpec) -> Result<ProcessHandle, StartError> {
-        let began = Instant::now();
-        let result = spec.start().await;
-        if self.telemetry.is_enabled() {
-            let duration_us = began.elapsed().as_secs_f64() * 1e6;
-            let supervisor = ("supervisor", MetaValue::Str(&self.name));
-            let child = ("child", MetaValue::Str(&spec.id));
-            match &result {
-                Ok(handle) => self.telemetry.emit(
-                    events::CHILD_STARTED,
-                    &[("duration_us", duration_us)],
-                    &[
-                        supervisor,
-                        child,
-                        ("actor_id", MetaValue::U64(handle.id().sequence_id())),
-                    ],
-                ),
-                Err(err) => {
-                    let error = err.to_string();
-                    self.telemetry.emit(
-                        events::CHILD_START_FAILED,
-                        &[("duration_us", duration_us)],
-                        &[supervisor, child, ("error", MetaValue::Str(&error))],
-                    )
-                }
-            }
-        }
-        result
     }
 
     /// Restarts a child from its spec, counting the restart. A failed start
@@ -452,24 +457,18 @@ impl DynamicSupervisorActor {
         if !self.restarts.record(Instant::now()) {
             return Err(self.give_up().await);
         }
-        let seq = self.seq();
-        match self.start(&spec).await {
+        match self.shared.reporter.start(&spec).await {
             Ok(handle) => {
-                self.telemetry.emit(
-                    events::CHILD_RESTARTED,
-                    &[("restarts", self.restarts.count() as f64)],
-                    &[
-                        ("supervisor", MetaValue::Str(&self.name)),
-                        ("child", MetaValue::Str(&spec.id)),
-                        ("actor_id", MetaValue::U64(handle.id().sequence_id())),
-                    ],
-                );
-                self.adopt(seq, handle, spec, actor_ref).await
+                self.shared
+                    .reporter
+                    .restarted(&spec, &handle, self.restarts.count());
+                self.adopt(handle, spec, actor_ref);
             }
             Err(_start_error) => {
-                self.restarting.insert(seq, spec);
+                let ticket = self.seq();
+                self.restarting.insert(ticket, spec);
                 // Unbounded mailbox: this never waits.
-                let _ = actor_ref.tell(RetryRestart(seq)).await;
+                let _ = actor_ref.tell(RetryRestart(ticket)).await;
             }
         }
         Ok(())
@@ -484,41 +483,25 @@ impl DynamicSupervisorActor {
             "reached max restart intensity: more than {} restarts in {:?}",
             intensity.max_restarts, intensity.max_seconds
         ));
-        if self.telemetry.is_enabled() {
-            let text = reason.to_string();
-            self.telemetry.emit(
-                events::GAVE_UP,
-                &[("restarts", self.restarts.count() as f64)],
-                &[
-                    ("supervisor", MetaValue::Str(&self.name)),
-                    ("reason", MetaValue::Str(&text)),
-                ],
-            );
-        }
+        self.shared.reporter.gave_up(&reason, self.restarts.count());
         reason
     }
 
-    /// Stops one child by its shutdown, reporting it.
+    /// Stops one child by its shutdown and frees its slot.
     async fn terminate(&self, child: Child) {
+        child.watcher.abort();
         let exit = child.spec.shutdown.stop(&child.handle).await;
-        if self.telemetry.is_enabled() {
-            let reason = exit.to_string();
-            self.telemetry.emit(
-                events::CHILD_TERMINATED,
-                &[],
-                &[
-                    ("supervisor", MetaValue::Str(&self.name)),
-                    ("child", MetaValue::Str(&child.spec.id)),
-                    ("actor_id", MetaValue::U64(child.handle.id().sequence_id())),
-                    ("reason", MetaValue::Str(&reason)),
-                ],
-            );
-        }
+        self.shared
+            .reporter
+            .terminated(&child.spec, &child.handle, &exit);
+        self.shared.release();
     }
 
     /// Stops every child in reverse start order, each by its shutdown.
     async fn shutdown_all(&mut self) {
-        self.restarting.clear();
+        for _ in self.restarting.drain() {
+            self.shared.release();
+        }
         let mut children: Vec<Child> = self.children.drain().map(|(_, child)| child).collect();
         children.sort_unstable_by_key(|child| std::cmp::Reverse(child.seq));
         for child in children {
@@ -527,25 +510,17 @@ impl DynamicSupervisorActor {
     }
 }
 
-struct StartChild(ChildSpec);
+/// A child started by a caller, handed over to be kept and watched.
+struct Adopt {
+    handle: ProcessHandle,
+    spec: ChildSpec,
+}
 
-impl Message<StartChild> for DynamicSupervisorActor {
-    type Reply = Result<ProcessHandle, SupervisorError>;
+impl Message<Adopt> for DynamicSupervisorActor {
+    type Reply = ();
 
-    async fn handle(
-        &mut self,
-        StartChild(spec): StartChild,
-        ctx: &mut Context<Self, Self::Reply>,
-    ) -> Self::Reply {
-        if let Some(max) = self.max_children
-            && self.children.len() + self.restarting.len() >= max
-        {
-            return Err(SupervisorError::MaxChildren(max));
-        }
-        let handle = self.start(&spec).await?;
-        let seq = self.seq();
-        self.adopt(seq, handle.clone(), spec, ctx.actor_ref()).await;
-        Ok(handle)
+    async fn handle(&mut self, Adopt { handle, spec }: Adopt, ctx: &mut Context<Self, ()>) {
+        self.adopt(handle, spec, ctx.actor_ref());
     }
 }
 
@@ -557,10 +532,9 @@ impl Message<TerminateChild> for DynamicSupervisorActor {
     async fn handle(
         &mut self,
         TerminateChild(id): TerminateChild,
-        ctx: &mut Context<Self, Self::Reply>,
+        _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let child = self.children.remove(&id).ok_or(SupervisorError::NotFound)?;
-        child.handle.unlink_from(ctx.actor_ref()).await;
         self.terminate(child).await;
         Ok(())
     }
@@ -622,6 +596,17 @@ impl Message<CountChildren> for DynamicSupervisorActor {
     }
 }
 
+/// Hands out the shared half, for [`DynamicSupervisor::from_handle`].
+struct GetShared;
+
+impl Message<GetShared> for DynamicSupervisorActor {
+    type Reply = Arc<Shared>;
+
+    async fn handle(&mut self, _: GetShared, _: &mut Context<Self, Self::Reply>) -> Arc<Shared> {
+        self.shared.clone()
+    }
+}
+
 /// Retry the restart of the child with this ticket.
 struct RetryRestart(u64);
 
@@ -640,15 +625,12 @@ impl Message<RetryRestart> for DynamicSupervisorActor {
     }
 }
 
-/// A child exited before it could be linked.
-struct ChildDown(ActorId, ExitReason);
-
 impl Message<ChildDown> for DynamicSupervisorActor {
     type Reply = Result<(), ExitReason>;
 
     async fn handle(
         &mut self,
-        ChildDown(id, exit): ChildDown,
+        ChildDown { id, exit }: ChildDown,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         match self.children.remove(&id) {

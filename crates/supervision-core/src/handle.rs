@@ -12,7 +12,7 @@ use std::{
 use futures::future::BoxFuture;
 use kameo::{
     actor::{Actor, ActorId, ActorRef, Spawn},
-    error::{ActorStopReason, HookError},
+    error::HookError,
 };
 
 use crate::{ExitReason, StartError};
@@ -71,18 +71,20 @@ impl ProcessHandle {
         A: Actor + Spawn,
     {
         let actor_ref = A::spawn(args);
-        actor_ref
-            .wait_for_startup_with_result(|result| match result {
-                Ok(()) => Ok(()),
-                Err(HookError::Error(err)) => Err(StartError::failed(error_message(err))),
-                // kameo found no `A::Error` inside: a panic in on_start.
-                Err(HookError::Panicked(panic)) => Err(StartError::Panicked(
-                    panic
-                        .with_str(|s| s.into())
-                        .unwrap_or_else(|| panic.to_string().into()),
-                )),
-            })
-            .await?;
+        tokio::select! {
+            biased;
+            result = actor_ref.wait_for_startup_with_result(startup_outcome::<A>) => result?,
+            // kameo handles the messages an actor sent itself in on_start
+            // before it reports the start; an actor those stop never reports
+            // it. A start that failed did report (before the mailbox closed);
+            // otherwise it started, then died: return it and let watchers see
+            // the exit.
+            () = actor_ref.wait_for_shutdown() => {
+                if let Some(result) = actor_ref.with_startup_result(startup_outcome::<A>) {
+                    result?;
+                }
+            }
+        }
         Ok(ProcessHandle::new(actor_ref))
     }
 
@@ -136,24 +138,6 @@ impl ProcessHandle {
     pub fn type_name(&self) -> &'static str {
         self.inner.type_name()
     }
-
-    /// Classifies a kameo stop reason of this actor, knowing whether a stop
-    /// was requested through a handle.
-    pub(crate) fn classify(&self, reason: &ActorStopReason) -> ExitReason {
-        ExitReason::from_kameo(reason, self.inner.stop_requested())
-    }
-
-    /// Links the actor with a supervisor actor so that the supervisor's
-    /// `on_link_died` learns of its exit.
-    pub(crate) async fn link_with<S: LinkTarget>(&self, supervisor: &ActorRef<S>) {
-        self.inner.link(S::link_target(supervisor)).await
-    }
-
-    /// Undoes [`link_with`](Self::link_with), so a child the supervisor stops
-    /// on purpose sends it no exit notice.
-    pub(crate) async fn unlink_from<S: LinkTarget>(&self, supervisor: &ActorRef<S>) {
-        self.inner.unlink(S::link_target(supervisor)).await
-    }
 }
 
 impl PartialEq for ProcessHandle {
@@ -186,31 +170,14 @@ impl<A: Actor> From<ActorRef<A>> for ProcessHandle {
     }
 }
 
-/// The supervisor actors of this crate that a child can be linked with.
-///
-/// kameo links two typed refs; this enum carries the supervisor side through
-/// the type-erased handle.
-#[derive(Clone, Copy)]
-pub(crate) enum LinkTargetRef<'a> {
-    Dynamic(&'a ActorRef<crate::dynamic::DynamicSupervisorActor>),
-}
-
-/// A supervisor actor type that children link with.
-pub(crate) trait LinkTarget: Actor {
-    fn link_target(actor_ref: &ActorRef<Self>) -> LinkTargetRef<'_>;
-}
-
 trait ErasedRef: Send + Sync + 'static {
     fn id(&self) -> ActorId;
     fn is_alive(&self) -> bool;
     fn exited(&self) -> BoxFuture<'_, ExitReason>;
     fn request_stop(&self) -> BoxFuture<'_, ()>;
     fn kill(&self);
-    fn stop_requested(&self) -> bool;
     fn as_any(&self) -> &dyn Any;
     fn type_name(&self) -> &'static str;
-    fn link<'a>(&'a self, target: LinkTargetRef<'a>) -> BoxFuture<'a, ()>;
-    fn unlink<'a>(&'a self, target: LinkTargetRef<'a>) -> BoxFuture<'a, ()>;
 }
 
 struct TypedRef<A: Actor> {
@@ -254,10 +221,6 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
         self.actor_ref.kill()
     }
 
-    fn stop_requested(&self) -> bool {
-        self.stop_requested.load(Ordering::Acquire)
-    }
-
     fn as_any(&self) -> &dyn Any {
         self
     }
@@ -265,21 +228,19 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
     fn type_name(&self) -> &'static str {
         A::name()
     }
+}
 
-    fn link<'a>(&'a self, target: LinkTargetRef<'a>) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            match target {
-                LinkTargetRef::Dynamic(sup) => self.actor_ref.link(sup).await,
-            }
-        })
-    }
-
-    fn unlink<'a>(&'a self, target: LinkTargetRef<'a>) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            match target {
-                LinkTargetRef::Dynamic(sup) => self.actor_ref.unlink(sup).await,
-            }
-        })
+/// A start result of kameo's as ours.
+fn startup_outcome<A: Actor>(result: Result<(), HookError<&A::Error>>) -> Result<(), StartError> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(HookError::Error(err)) => Err(StartError::failed(error_message(err))),
+        // kameo found no `A::Error` inside: a panic in on_start.
+        Err(HookError::Panicked(panic)) => Err(StartError::Panicked(
+            panic
+                .with_str(|s| s.into())
+                .unwrap_or_else(|| panic.to_string().into()),
+        )),
     }
 }
 

@@ -47,9 +47,11 @@ mod info;
 mod intensity;
 mod namespace;
 mod registry;
+mod report;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod watch;
 
 pub use agent::{AgentDirectory, AgentId, AgentStatus};
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};

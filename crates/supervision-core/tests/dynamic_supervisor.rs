@@ -459,7 +459,7 @@ async fn the_parent_sees_a_supervisor_that_gave_up() {
         .start_child(DynamicSupervisor::child_spec("inner", inner_flags))
         .await
         .unwrap();
-    let inner = DynamicSupervisor::from_handle(&inner_handle).unwrap();
+    let inner = DynamicSupervisor::from_handle(&inner_handle).await.unwrap();
     let (kit, mut lifecycle) = TestKit::new();
     let child = inner.start_child(kit.spec("w")).await.unwrap();
     next(&mut lifecycle).await;
@@ -634,5 +634,71 @@ async fn dropping_every_handle_stops_the_children() {
     drop(sup);
     // The supervisor stops with its last handle, and stops its child.
     assert_eq!(child.exited().await, ExitReason::Shutdown(None));
+    assert_eq!(kit.live(), 0);
+}
+
+// --- the hand-over from caller to supervisor ------------------------------------------
+
+struct DiesAtOnce;
+
+struct Die;
+
+impl Actor for DiesAtOnce {
+    type Args = ();
+    type Error = ExitReason;
+
+    async fn on_start(_: (), actor_ref: ActorRef<Self>) -> Result<Self, ExitReason> {
+        // Queued ahead of anything else: the actor dies before the caller
+        // has handed it over.
+        let _ = actor_ref.tell(Die).try_send();
+        Ok(DiesAtOnce)
+    }
+}
+
+impl Message<Die> for DiesAtOnce {
+    type Reply = Result<(), ExitReason>;
+
+    async fn handle(&mut self, _: Die, _: &mut Context<Self, Self::Reply>) -> Self::Reply {
+        Err(ExitReason::error("died at once"))
+    }
+}
+
+#[tokio::test]
+async fn a_child_that_dies_right_after_starting_is_still_supervised() {
+    let telemetry = Telemetry::new();
+    let sup = DynamicSupervisor::start(intensity(2, 5, &telemetry)).unwrap();
+    sup.start_child(ChildSpec::actor::<DiesAtOnce>("d", || ()))
+        .await
+        .unwrap();
+    // Each death is seen and restarted, until the intensity runs out.
+    let reason = sup.exited().await;
+    assert!(
+        matches!(&reason, ExitReason::Error(m) if m.contains("max restart intensity")),
+        "{reason:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_child_started_as_the_supervisor_stops_is_not_left_running() {
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let stopper = sup.clone();
+    let spawn_kit = kit.clone();
+    let spec = ChildSpec::new("late", move || {
+        let (stopper, kit) = (stopper.clone(), spawn_kit.clone());
+        async move {
+            stopper.stop().await;
+            ProcessHandle::spawn::<testkit::TestChild>((kit, "late".into())).await
+        }
+    });
+    assert!(matches!(
+        sup.start_child(spec).await,
+        Err(SupervisorError::SupervisorGone)
+    ));
+    assert_eq!(kit.live(), 0);
+    assert!(matches!(
+        sup.start_child(kit.spec("after")).await,
+        Err(SupervisorError::SupervisorGone)
+    ));
     assert_eq!(kit.live(), 0);
 }
