@@ -30,6 +30,7 @@ use crate::{
     error::from_send_error,
     handle::{LinkTarget, LinkTargetRef},
     intensity::RestartLog,
+    linking::{ChildDown, link_child},
 };
 
 /// The settings of a [`DynamicSupervisor`].
@@ -336,19 +337,7 @@ impl DynamicSupervisorActor {
         spec: ChildSpec,
         actor_ref: &ActorRef<Self>,
     ) {
-        handle.link_with(actor_ref).await;
-        if !handle.is_alive() {
-            // It may have died before the link was made, which sends no
-            // notice: report its exit ourselves (a duplicate is ignored).
-            let child = handle.clone();
-            let supervisor = actor_ref.downgrade();
-            tokio::spawn(async move {
-                let exit = child.exited().await;
-                if let Some(supervisor) = supervisor.upgrade() {
-                    let _ = supervisor.tell(ChildDown(child.id(), exit)).await;
-                }
-            });
-        }
+        link_child(&handle, actor_ref).await;
         self.children
             .insert(handle.id(), Child { seq, handle, spec });
     }
@@ -381,11 +370,7 @@ impl DynamicSupervisorActor {
     /// exceeded its restart intensity.
     async fn give_up(&mut self) -> ExitReason {
         self.shutdown_all().await;
-        let intensity = self.restarts.intensity();
-        ExitReason::error(format_args!(
-            "reached max restart intensity: more than {} restarts in {:?}",
-            intensity.max_restarts, intensity.max_seconds
-        ))
+        self.restarts.exceeded()
     }
 
     /// Stops every child in reverse start order, each by its shutdown.
@@ -511,9 +496,6 @@ impl Message<RetryRestart> for DynamicSupervisorActor {
         }
     }
 }
-
-/// A child exited before it could be linked.
-struct ChildDown(ActorId, ExitReason);
 
 impl Message<ChildDown> for DynamicSupervisorActor {
     type Reply = Result<(), ExitReason>;

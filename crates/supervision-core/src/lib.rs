@@ -38,6 +38,7 @@ mod exit;
 mod handle;
 mod info;
 mod intensity;
+mod linking;
 mod namespace;
 mod registry;
 mod telemetry;
