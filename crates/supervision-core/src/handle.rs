@@ -190,6 +190,7 @@ impl<A: Actor> From<ActorRef<A>> for ProcessHandle {
 #[derive(Clone, Copy)]
 pub(crate) enum LinkTargetRef<'a> {
     Dynamic(&'a ActorRef<crate::dynamic::DynamicSupervisorActor>),
+    Static(&'a ActorRef<crate::supervisor::SupervisorActor>),
 }
 
 /// A supervisor actor type that children link with.
@@ -267,6 +268,7 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
         Box::pin(async move {
             match target {
                 LinkTargetRef::Dynamic(sup) => self.actor_ref.link(sup).await,
+                LinkTargetRef::Static(sup) => self.actor_ref.link(sup).await,
             }
         })
     }
@@ -275,6 +277,7 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
         Box::pin(async move {
             match target {
                 LinkTargetRef::Dynamic(sup) => self.actor_ref.unlink(sup).await,
+                LinkTargetRef::Static(sup) => self.actor_ref.unlink(sup).await,
             }
         })
     }

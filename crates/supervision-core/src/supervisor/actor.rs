@@ -1,0 +1,295 @@
+//! The static supervisor's actor: its children in list order, and what it
+//! does when one exits (restart by strategy, retry, give up).
+
+use std::{mem, ops::ControlFlow, ops::Range};
+
+use kameo::{
+    actor::{Actor, ActorId, ActorRef, WeakActorRef},
+    error::ActorStopReason,
+    message::{Context, Message},
+};
+use tokio::time::Instant;
+
+use super::{Strategy, SupervisorFlags};
+use crate::{
+    ChildSpec, ExitReason, ProcessHandle, RestartType,
+    handle::{LinkTarget, LinkTargetRef},
+    intensity::RestartLog,
+    linking::{ChildDown, link_child},
+};
+
+/// One child: its spec and whether it runs.
+pub(super) struct Child {
+    pub(super) spec: ChildSpec,
+    pub(super) slot: Slot,
+}
+
+/// Whether a child runs.
+pub(super) enum Slot {
+    Running(ProcessHandle),
+    /// Its restart failed; the retry with this ticket will start it.
+    Restarting(u64),
+    NotRunning,
+}
+
+impl Slot {
+    /// The running child's handle, leaving the slot not running.
+    pub(super) fn take_running(&mut self) -> Option<ProcessHandle> {
+        match mem::replace(self, Slot::NotRunning) {
+            Slot::Running(handle) => Some(handle),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
+/// The supervisor actor. Its exit reason, when it gives up, is the
+/// `ExitReason` returned as its error.
+pub(crate) struct SupervisorActor {
+    strategy: Strategy,
+    restarts: RestartLog,
+    /// In list order: start order; the reverse is stop order.
+    pub(super) children: Vec<Child>,
+    next_ticket: u64,
+}
+
+impl Actor for SupervisorActor {
+    type Args = Self;
+    type Error = ExitReason;
+
+    fn name() -> &'static str {
+        "Supervisor"
+    }
+
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, ExitReason> {
+        Ok(state)
+    }
+
+    async fn on_link_died(
+        &mut self,
+        actor_ref: WeakActorRef<Self>,
+        id: ActorId,
+        reason: ActorStopReason,
+    ) -> Result<ControlFlow<ActorStopReason>, ExitReason> {
+        // A child stopped on purpose was marked first: nothing to do. So are
+        // links of ours that are not children (our own supervisor).
+        let Some((index, handle)) = self.take_running(id) else {
+            return Ok(ControlFlow::Continue(()));
+        };
+        let exit = handle.classify(&reason);
+        if let Some(actor_ref) = actor_ref.upgrade() {
+            self.child_exited(index, handle, exit, &actor_ref).await?;
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        _: ActorStopReason,
+    ) -> Result<(), ExitReason> {
+        self.shutdown_all().await;
+        Ok(())
+    }
+}
+
+impl LinkTarget for SupervisorActor {
+    fn link_target(actor_ref: &ActorRef<Self>) -> LinkTargetRef<'_> {
+        LinkTargetRef::Static(actor_ref)
+    }
+}
+
+impl SupervisorActor {
+    pub(super) fn new(flags: SupervisorFlags) -> Self {
+        SupervisorActor {
+            strategy: flags.strategy,
+            restarts: RestartLog::new(flags.intensity),
+            children: Vec::new(),
+            next_ticket: 0,
+        }
+    }
+
+    /// The position of the child with this id.
+    pub(super) fn position(&self, id: &str) -> Option<usize> {
+        self.children.iter().position(|child| &*child.spec.id == id)
+    }
+
+    /// Finds the running child with this actor id and marks it not running.
+    fn take_running(&mut self, id: ActorId) -> Option<(usize, ProcessHandle)> {
+        let index = self
+            .children
+            .iter()
+            .position(|child| matches!(&child.slot, Slot::Running(handle) if handle.id() == id))?;
+        let handle = self.children[index].slot.take_running()?;
+        Some((index, handle))
+    }
+
+    /// Starts a child from its spec and links it; does not record it.
+    pub(super) async fn start(
+        spec: &ChildSpec,
+        actor_ref: &ActorRef<Self>,
+    ) -> Result<ProcessHandle, crate::StartError> {
+        let handle = spec.start().await?;
+        link_child(&handle, actor_ref).await;
+        Ok(handle)
+    }
+
+    /// Stops a running child on purpose: unlinked first, so its exit sends
+    /// no notice.
+    pub(super) async fn stop_child(
+        spec: &ChildSpec,
+        handle: ProcessHandle,
+        actor_ref: &ActorRef<Self>,
+    ) {
+        handle.unlink_from(actor_ref).await;
+        spec.shutdown.stop(&handle).await;
+    }
+
+    /// The child at `index` exited with `exit` (it is already marked not
+    /// running): applies its restart type and the strategy.
+    async fn child_exited(
+        &mut self,
+        index: usize,
+        handle: ProcessHandle,
+        exit: ExitReason,
+        actor_ref: &ActorRef<Self>,
+    ) -> Result<(), ExitReason> {
+        let spec = &self.children[index].spec;
+        if spec.restart == RestartType::Temporary {
+            self.children.remove(index);
+            return Ok(());
+        }
+        // A stop of the supervisor has been requested: nothing restarts.
+        if !spec.restart.restarts_after(&exit) || !actor_ref.is_alive() {
+            return Ok(());
+        }
+        // kameo notifies links before the child's on_stop has run (where a
+        // supervisor stops its own children): wait until it is gone, whole
+        // subtree included, before anything starts again.
+        handle.exited().await;
+        self.restart(index, actor_ref).await
+    }
+
+    /// Restarts the child at `index` with its group, counting the restart.
+    /// Past the intensity: stops everything and returns the supervisor's
+    /// exit reason.
+    async fn restart(
+        &mut self,
+        index: usize,
+        actor_ref: &ActorRef<Self>,
+    ) -> Result<(), ExitReason> {
+        if !self.restarts.record(Instant::now()) {
+            self.shutdown_all().await;
+            return Err(self.restarts.exceeded());
+        }
+        let group = match self.strategy {
+            Strategy::OneForOne => index..index + 1,
+            Strategy::OneForAll => 0..self.children.len(),
+            Strategy::RestForOne => index..self.children.len(),
+        };
+        self.restart_group(group, actor_ref).await;
+        Ok(())
+    }
+
+    /// Stops the running members of `group` in reverse order, drops its
+    /// temporary members, and starts the others in order. If a start fails,
+    /// the members this attempt started are stopped again in reverse order
+    /// and the group is retried through the mailbox.
+    async fn restart_group(&mut self, group: Range<usize>, actor_ref: &ActorRef<Self>) {
+        for child in self.children[group.clone()].iter_mut().rev() {
+            if let Some(handle) = child.slot.take_running() {
+                Self::stop_child(&child.spec, handle, actor_ref).await;
+            }
+        }
+        let start = group.start;
+        let mut end = group.end;
+        let mut i = start;
+        while i < end {
+            if self.children[i].spec.restart == RestartType::Temporary {
+                self.children.remove(i);
+                end -= 1;
+            } else {
+                i += 1;
+            }
+        }
+        for i in start..end {
+            match Self::start(&self.children[i].spec, actor_ref).await {
+                Ok(handle) => self.children[i].slot = Slot::Running(handle),
+                Err(_start_error) => {
+                    for child in self.children[start..i].iter_mut().rev() {
+                        if let Some(handle) = child.slot.take_running() {
+                            Self::stop_child(&child.spec, handle, actor_ref).await;
+                        }
+                    }
+                    self.next_ticket += 1;
+                    let ticket = self.next_ticket;
+                    for child in &mut self.children[start..end] {
+                        child.slot = Slot::Restarting(ticket);
+                    }
+                    // Unbounded mailbox: this never waits. It fails only when
+                    // the supervisor is stopping, and then nothing restarts.
+                    let _ = actor_ref.tell(RetryRestart(ticket)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops every child in reverse list order, each by its shutdown; specs
+    /// are kept, every child shows as not running.
+    pub(super) async fn shutdown_all(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            match mem::replace(&mut child.slot, Slot::NotRunning) {
+                Slot::Running(handle) => {
+                    child.spec.shutdown.stop(&handle).await;
+                }
+                Slot::Restarting(_) | Slot::NotRunning => {}
+            }
+        }
+    }
+}
+
+/// Retry the restart of the group whose members carry this ticket.
+struct RetryRestart(u64);
+
+impl Message<RetryRestart> for SupervisorActor {
+    type Reply = Result<(), ExitReason>;
+
+    async fn handle(
+        &mut self,
+        RetryRestart(ticket): RetryRestart,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        // The group starts at its first member still waiting on this ticket
+        // (a member may have been terminated since); none: stale ticket.
+        let Some(index) = self
+            .children
+            .iter()
+            .position(|child| matches!(child.slot, Slot::Restarting(t) if t == ticket))
+        else {
+            return Ok(());
+        };
+        if !ctx.actor_ref().is_alive() {
+            return Ok(());
+        }
+        self.restart(index, ctx.actor_ref()).await
+    }
+}
+
+impl Message<ChildDown> for SupervisorActor {
+    type Reply = Result<(), ExitReason>;
+
+    async fn handle(
+        &mut self,
+        ChildDown(id, exit): ChildDown,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let Some((index, handle)) = self.take_running(id) else {
+            return Ok(());
+        };
+        self.child_exited(index, handle, exit, ctx.actor_ref())
+            .await
+    }
+}
