@@ -75,9 +75,12 @@ impl ProcessHandle {
             .wait_for_startup_with_result(|result| match result {
                 Ok(()) => Ok(()),
                 Err(HookError::Error(err)) => Err(StartError::failed(error_message(err))),
-                Err(HookError::Panicked(panic)) => {
-                    Err(StartError::from_exit(ExitReason::from_panic_error(&panic)))
-                }
+                // kameo found no `A::Error` inside: a panic in on_start.
+                Err(HookError::Panicked(panic)) => Err(StartError::Panicked(
+                    panic
+                        .with_str(|s| s.into())
+                        .unwrap_or_else(|| panic.to_string().into()),
+                )),
             })
             .await?;
         Ok(ProcessHandle::new(actor_ref))
