@@ -43,7 +43,14 @@
 //! stopped again in reverse order, the failed group shows as
 //! [`ChildState::Restarting`], and the supervisor retries it through its
 //! mailbox, so admin calls keep answering in between. Each attempt counts
-//! toward the intensity.
+//! toward the intensity. [`terminate_child`] takes a waiting child out of
+//! the retry (it stays not running); the rest of its group is retried
+//! without it.
+//!
+//! A child counts as exited once its `on_stop` has returned (kameo tells
+//! the supervisor of an exit before that): the supervisor waits for it,
+//! and for a supervisor child its whole subtree, before starting anything
+//! again.
 //!
 //! # Intensity and escalation
 //!
@@ -78,6 +85,7 @@
 //! [`which_children`]: Supervisor::which_children
 //! [`restart_child`]: Supervisor::restart_child
 //! [`start_child`]: Supervisor::start_child
+//! [`terminate_child`]: Supervisor::terminate_child
 //! [`RestartType`]: crate::RestartType
 //! [`ChildState::NotRunning`]: crate::ChildState::NotRunning
 //! [`ChildState::Restarting`]: crate::ChildState::Restarting

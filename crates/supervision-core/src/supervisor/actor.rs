@@ -172,39 +172,26 @@ impl SupervisorActor {
         self.restart(index, actor_ref).await
     }
 
-    /// Restarts the child at `index` with its group, counting the restart.
-    /// Past the intensity: stops everything and returns the supervisor's
-    /// exit reason.
+    /// Restarts the child at `index` with its group, counting the restart:
+    /// stops the group's running members in reverse order, drops its
+    /// temporary members, and starts the others in order. Past the
+    /// intensity: stops everything and returns the supervisor's exit reason.
     async fn restart(
         &mut self,
         index: usize,
         actor_ref: &ActorRef<Self>,
     ) -> Result<(), ExitReason> {
-        if !self.restarts.record(Instant::now()) {
-            self.shutdown_all().await;
-            return Err(self.restarts.exceeded());
-        }
-        let group = match self.strategy {
+        self.count_restart().await?;
+        let Range { start, mut end } = match self.strategy {
             Strategy::OneForOne => index..index + 1,
             Strategy::OneForAll => 0..self.children.len(),
             Strategy::RestForOne => index..self.children.len(),
         };
-        self.restart_group(group, actor_ref).await;
-        Ok(())
-    }
-
-    /// Stops the running members of `group` in reverse order, drops its
-    /// temporary members, and starts the others in order. If a start fails,
-    /// the members this attempt started are stopped again in reverse order
-    /// and the group is retried through the mailbox.
-    async fn restart_group(&mut self, group: Range<usize>, actor_ref: &ActorRef<Self>) {
-        for child in self.children[group.clone()].iter_mut().rev() {
+        for child in self.children[start..end].iter_mut().rev() {
             if let Some(handle) = child.slot.take_running() {
                 Self::stop_child(&child.spec, handle, actor_ref).await;
             }
         }
-        let start = group.start;
-        let mut end = group.end;
         let mut i = start;
         while i < end {
             if self.children[i].spec.restart == RestartType::Temporary {
@@ -214,19 +201,53 @@ impl SupervisorActor {
                 i += 1;
             }
         }
-        for i in start..end {
+        self.start_members((start..end).collect(), actor_ref).await;
+        Ok(())
+    }
+
+    /// Retries the group whose members still wait on `ticket` (a member
+    /// terminated meanwhile has left it), counting the restart.
+    async fn retry(&mut self, ticket: u64, actor_ref: &ActorRef<Self>) -> Result<(), ExitReason> {
+        let members: Vec<usize> = (0..self.children.len())
+            .filter(|&i| matches!(self.children[i].slot, Slot::Restarting(t) if t == ticket))
+            .collect();
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.count_restart().await?;
+        self.start_members(members, actor_ref).await;
+        Ok(())
+    }
+
+    /// Records a restart; past the intensity, stops every child and returns
+    /// the supervisor's exit reason.
+    async fn count_restart(&mut self) -> Result<(), ExitReason> {
+        if self.restarts.record(Instant::now()) {
+            return Ok(());
+        }
+        self.shutdown_all().await;
+        Err(self.restarts.exceeded())
+    }
+
+    /// Starts the (not running) children at `members`, in order. If a start
+    /// fails, those this attempt started are stopped again in reverse
+    /// order, all members wait on a new ticket, and the retry goes through
+    /// the mailbox, so admin calls keep answering in between.
+    async fn start_members(&mut self, members: Vec<usize>, actor_ref: &ActorRef<Self>) {
+        for (n, &i) in members.iter().enumerate() {
             match Self::start(&self.children[i].spec, actor_ref).await {
                 Ok(handle) => self.children[i].slot = Slot::Running(handle),
                 Err(_start_error) => {
-                    for child in self.children[start..i].iter_mut().rev() {
+                    for &j in members[..n].iter().rev() {
+                        let child = &mut self.children[j];
                         if let Some(handle) = child.slot.take_running() {
                             Self::stop_child(&child.spec, handle, actor_ref).await;
                         }
                     }
                     self.next_ticket += 1;
                     let ticket = self.next_ticket;
-                    for child in &mut self.children[start..end] {
-                        child.slot = Slot::Restarting(ticket);
+                    for &j in &members {
+                        self.children[j].slot = Slot::Restarting(ticket);
                     }
                     // Unbounded mailbox: this never waits. It fails only when
                     // the supervisor is stopping, and then nothing restarts.
@@ -262,19 +283,10 @@ impl Message<RetryRestart> for SupervisorActor {
         RetryRestart(ticket): RetryRestart,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        // The group starts at its first member still waiting on this ticket
-        // (a member may have been terminated since); none: stale ticket.
-        let Some(index) = self
-            .children
-            .iter()
-            .position(|child| matches!(child.slot, Slot::Restarting(t) if t == ticket))
-        else {
-            return Ok(());
-        };
         if !ctx.actor_ref().is_alive() {
             return Ok(());
         }
-        self.restart(index, ctx.actor_ref()).await
+        self.retry(ticket, ctx.actor_ref()).await
     }
 }
 
