@@ -204,3 +204,52 @@ async fn no_restart_during_shutdown() {
         assert_eq!(lab.live(), 0);
     }
 }
+
+// A child whose exit reaches the supervisor after a stop was requested is
+// not restarted, even though the exit came first in its mailbox: the
+// supervisor is held in terminate_child (a child whose on_stop waits for
+// the test), `a` crashes, a stop is requested, then the test lets go.
+#[tokio::test]
+async fn no_restart_once_a_stop_is_requested() {
+    for strategy in STRATEGIES {
+        let (lab, mut events) = Lab::new();
+        let gate = Arc::new(tokio::sync::Notify::new());
+        let sup = Supervisor::start(
+            roomy(strategy),
+            [
+                lab.worker("a"),
+                lab.worker_with(
+                    "gated",
+                    Options {
+                        stop_gate: Some(gate.clone()),
+                        ..Options::default()
+                    },
+                )
+                .with_shutdown(supervision_core::Shutdown::Infinity),
+            ],
+        )
+        .await
+        .unwrap();
+        events.take(2).await;
+        let a = handle_of(&sup, "a").await;
+        let a_worker = worker(&sup, "a").await;
+        let terminating = tokio::spawn({
+            let sup = sup.clone();
+            async move { sup.terminate_child("gated").await }
+        });
+        assert_eq!(events.next_raw().await, Event::Stopping("gated".into()));
+
+        a_worker.tell(Crash).await.unwrap();
+        a.exited().await;
+        tokio::task::yield_now().await;
+        sup.handle().request_stop().await;
+        gate.notify_one();
+
+        assert_eq!(sup.exited().await, ExitReason::Shutdown(None));
+        assert!(terminating.await.unwrap().is_ok());
+        let mut rest = events.drain();
+        rest.sort_by_key(|e| format!("{e:?}"));
+        assert_eq!(rest, [stopped("a"), stopped("gated")], "{strategy:?}");
+        assert_eq!(lab.live(), 0);
+    }
+}
