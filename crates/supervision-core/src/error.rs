@@ -11,16 +11,16 @@ use crate::{ExitReason, ProcessHandle};
 /// answers and other languages can match on errors without parsing text.
 ///
 /// Each crate's error enums implement it with codes inside the range
-/// [`ErrorCode::range_of`] reserves for that crate (docs/ARCHITECTURE.md
-/// lists them). A code, once given, keeps its meaning.
+/// [`error_code_range`] reserves for that crate. A code, once given, keeps
+/// its meaning.
 ///
 /// # Example
 ///
 /// ```
-/// use supervision_core::{ErrorCode, SupervisorError};
+/// use supervision_core::{ErrorCode, SupervisorError, error_code_range};
 ///
 /// let err = SupervisorError::NotFound;
-/// assert!(ErrorCode::range_of("supervision-core").unwrap().contains(&err.code()));
+/// assert!(error_code_range("supervision-core").unwrap().contains(&err.code()));
 /// assert_eq!(err.message(), "child not found");
 /// ```
 pub trait ErrorCode: std::error::Error {
@@ -33,27 +33,26 @@ pub trait ErrorCode: std::error::Error {
     }
 }
 
-impl dyn ErrorCode {
-    /// The code ranges reserved per crate.
-    pub const RANGES: &'static [(&'static str, RangeInclusive<u32>)] = &[
-        ("supervision-core", 1000..=1999),
-        ("process-registry", 2000..=2999),
-        ("foundation-services", 3000..=3999),
-        ("telemetry", 4000..=4999),
-        ("agent-supervisor", 5000..=5999),
-        ("coordination", 6000..=6999),
-        ("economics", 7000..=7999),
-        ("mabeam", 8000..=8999),
-        ("mabeam-node", 9000..=9999),
-    ];
+/// The error-code ranges reserved per crate (docs/ARCHITECTURE.md lists
+/// them too).
+pub const ERROR_CODE_RANGES: &[(&str, RangeInclusive<u32>)] = &[
+    ("supervision-core", 1000..=1999),
+    ("process-registry", 2000..=2999),
+    ("foundation-services", 3000..=3999),
+    ("telemetry", 4000..=4999),
+    ("agent-supervisor", 5000..=5999),
+    ("coordination", 6000..=6999),
+    ("economics", 7000..=7999),
+    ("mabeam", 8000..=8999),
+    ("mabeam-node", 9000..=9999),
+];
 
-    /// The code range reserved for `crate_name`.
-    pub fn range_of(crate_name: &str) -> Option<RangeInclusive<u32>> {
-        Self::RANGES
-            .iter()
-            .find(|(name, _)| *name == crate_name)
-            .map(|(_, range)| range.clone())
-    }
+/// The error-code range reserved for `crate_name`.
+pub fn error_code_range(crate_name: &str) -> Option<RangeInclusive<u32>> {
+    ERROR_CODE_RANGES
+        .iter()
+        .find(|(name, _)| *name == crate_name)
+        .map(|(_, range)| range.clone())
 }
 
 /// Why a child could not be started.

@@ -49,7 +49,9 @@ mod telemetry;
 pub use agent::{AgentDirectory, AgentId, AgentStatus};
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, TemplateSupervisor};
-pub use error::{ErrorCode, FlagsError, StartError, SupervisorError};
+pub use error::{
+    ERROR_CODE_RANGES, ErrorCode, FlagsError, StartError, SupervisorError, error_code_range,
+};
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
 pub use exit::ExitReason;
 pub use handle::ProcessHandle;

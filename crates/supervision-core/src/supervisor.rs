@@ -1,94 +1,8 @@
 //! [`Supervisor`]: a static supervisor with OTP's strategies, restart
-//! intensity and ordered shutdown, implemented as its own kameo actor.
-//!
-//! # Terms
-//!
-//! A static supervisor is started with a list of [`ChildSpec`]s: its
-//! *children*, each known by its id. It starts them in list order, links to
-//! them so that their exits reach it, and decides for each exit by the
-//! child's [`RestartType`], its own [`Strategy`] and its restart
-//! [`Intensity`]. A supervisor is a child like any other
-//! ([`Supervisor::child_spec`]), so whole trees are built and stopped.
-//!
-//! # Restarts
-//!
-//! When a child exits, its restart type decides whether it is restarted:
-//!
-//! | exit reason \ restart type  | `Permanent` | `Transient`           | `Temporary` |
-//! |-----------------------------|-------------|-----------------------|-------------|
-//! | `Normal`, `Shutdown`        | restarted   | not running, kept     | removed     |
-//! | `Killed`, `Panic`, `Error`  | restarted   | restarted             | removed     |
-//!
-//! "Not running, kept": the spec stays and [`which_children`] shows it as
-//! [`ChildState::NotRunning`]; [`restart_child`] starts it again. A temporary
-//! child is never restarted: it is removed when it exits, whatever the
-//! reason, and when it is terminated. A child that exits while the
-//! supervisor itself is stopping is never restarted.
-//!
-//! The strategy decides which children a restart takes along:
-//!
-//! | strategy                   | restarted with the failed child                         |
-//! |----------------------------|---------------------------------------------------------|
-//! | [`Strategy::OneForOne`]    | none: only the failed child is started again            |
-//! | [`Strategy::OneForAll`]    | all: the others are stopped in reverse order, then all are started in list order |
-//! | [`Strategy::RestForOne`]   | those after it in the list: stopped in reverse order, then started in list order |
-//!
-//! As in OTP, a group restart (one_for_all, rest_for_one) stops its
-//! temporary members for good (they are removed) and starts every other
-//! member, including one that was not running (terminated, or a transient
-//! child that had finished).
-//!
-//! A restart whose start fails (an error, a panic or its start timeout) does
-//! not block the supervisor: the children the attempt already started are
-//! stopped again in reverse order, the failed group shows as
-//! [`ChildState::Restarting`], and the supervisor retries it through its
-//! mailbox, so admin calls keep answering in between. Each attempt counts
-//! toward the intensity. [`terminate_child`] takes a waiting child out of
-//! the retry (it stays not running); the rest of its group is retried
-//! without it.
-//!
-//! A child counts as exited once its `on_stop` has returned (kameo tells
-//! the supervisor of an exit before that): the supervisor waits for it,
-//! and for a supervisor child its whole subtree, before starting anything
-//! again.
-//!
-//! # Intensity and escalation
-//!
-//! Every restart (and every retry) is counted in a sliding window of
-//! [`Intensity::max_seconds`]; more than [`Intensity::max_restarts`] in the
-//! window and the supervisor gives up: it stops all its children in reverse
-//! list order and exits with an [`ExitReason::Error`]. Its own supervisor
-//! sees that exit as any child's and applies its own strategy (restarting
-//! the whole subtree) or gives up in turn, up to the root.
-//!
-//! # Order
-//!
-//! Children start in list order ([`start_child`] appends to the list), and a
-//! supervisor's start returns only once all have started; if one fails to
-//! start, those already started are stopped in reverse order, the error is
-//! returned and nothing is kept. Children stop in reverse list order, each by
-//! its [`Shutdown`](crate::Shutdown): [`Supervisor::stop`] returns only once
-//! every process below has stopped.
-//!
-//! A supervisor blocks while it starts or stops a child, as OTP's does: a
-//! start is bounded by the spec's start timeout, a stop by its shutdown
-//! (supervisor children default to `Infinity`: their own children bound
-//! their shutdown).
-//!
-//! # Failure contract
-//!
-//! Every admin call fails with [`SupervisorError::SupervisorGone`] if the
-//! supervisor has stopped, [`SupervisorError::NotFound`] for an unknown
-//! child id, and [`SupervisorError::InvalidFlags`] for a spec that does not
-//! validate. Nothing panics on bad input.
-//!
-//! [`which_children`]: Supervisor::which_children
-//! [`restart_child`]: Supervisor::restart_child
-//! [`start_child`]: Supervisor::start_child
-//! [`terminate_child`]: Supervisor::terminate_child
-//! [`RestartType`]: crate::RestartType
-//! [`ChildState::NotRunning`]: crate::ChildState::NotRunning
-//! [`ChildState::Restarting`]: crate::ChildState::Restarting
+//! intensity and ordered shutdown, implemented as its own kameo actor. The
+//! behaviour (restart table, strategies, intensity, order) is documented on
+//! [`Supervisor`]; the actor is in `actor.rs`, its admin calls in
+//! `admin.rs`.
 
 mod actor;
 mod admin;
@@ -188,9 +102,88 @@ fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), Flags
 /// runs while any handle to it exists (dropping the last one stops it and
 /// its children, in reverse order).
 ///
-/// Every call fails with [`SupervisorError::SupervisorGone`] once the
-/// supervisor has stopped. See the [module docs](self) for the restart
-/// rules.
+/// # Terms
+///
+/// A static supervisor is started with a list of [`ChildSpec`]s: its
+/// *children*, each known by its id. It starts them in list order, links to
+/// them so that their exits reach it, and decides for each exit by the
+/// child's [`RestartType`], its own [`Strategy`] and its restart
+/// [`Intensity`]. A supervisor is a child like any other
+/// ([`Supervisor::child_spec`]), so whole trees are built and stopped.
+///
+/// # Restarts
+///
+/// When a child exits, its restart type decides whether it is restarted:
+///
+/// | exit reason \ restart type  | `Permanent` | `Transient`           | `Temporary` |
+/// |-----------------------------|-------------|-----------------------|-------------|
+/// | `Normal`, `Shutdown`        | restarted   | not running, kept     | removed     |
+/// | `Killed`, `Panic`, `Error`  | restarted   | restarted             | removed     |
+///
+/// "Not running, kept": the spec stays and [`which_children`] shows it as
+/// [`ChildState::NotRunning`]; [`restart_child`] starts it again. A temporary
+/// child is never restarted: it is removed when it exits, whatever the
+/// reason, and when it is terminated. A child that exits while the
+/// supervisor itself is stopping is never restarted.
+///
+/// The strategy decides which children a restart takes along:
+///
+/// | strategy                   | restarted with the failed child                         |
+/// |----------------------------|---------------------------------------------------------|
+/// | [`Strategy::OneForOne`]    | none: only the failed child is started again            |
+/// | [`Strategy::OneForAll`]    | all: the others are stopped in reverse order, then all are started in list order |
+/// | [`Strategy::RestForOne`]   | those after it in the list: stopped in reverse order, then started in list order |
+///
+/// As in OTP, a group restart (one_for_all, rest_for_one) stops its
+/// temporary members for good (they are removed) and starts every other
+/// member, including one that was not running (terminated, or a transient
+/// child that had finished).
+///
+/// A restart whose start fails (an error, a panic or its start timeout) does
+/// not block the supervisor: the children the attempt already started are
+/// stopped again in reverse order, the failed group shows as
+/// [`ChildState::Restarting`], and the supervisor retries it through its
+/// mailbox, so admin calls keep answering in between. Each attempt counts
+/// toward the intensity. [`terminate_child`] takes a waiting child out of
+/// the retry (it stays not running); the rest of its group is retried
+/// without it.
+///
+/// A child counts as exited once its `on_stop` has returned (kameo tells
+/// the supervisor of an exit before that): the supervisor waits for it,
+/// and for a supervisor child its whole subtree, before starting anything
+/// again.
+///
+/// # Intensity and escalation
+///
+/// Every restart (and every retry) is counted in a sliding window of
+/// [`Intensity::max_seconds`]; more than [`Intensity::max_restarts`] in the
+/// window and the supervisor gives up: it stops all its children in reverse
+/// list order and exits with an [`ExitReason::Error`]. Its own supervisor
+/// sees that exit as any child's and applies its own strategy (restarting
+/// the whole subtree) or gives up in turn, up to the root.
+///
+/// # Order
+///
+/// Children start in list order ([`start_child`] appends to the list), and a
+/// supervisor's start returns only once all have started; if one fails to
+/// start, those already started are stopped in reverse order, the error is
+/// returned and nothing is kept. Children stop in reverse list order, each by
+/// its [`Shutdown`](crate::Shutdown): [`Supervisor::stop`] returns only once
+/// every process below has stopped.
+///
+/// A supervisor blocks while it starts or stops a child, as OTP's does: a
+/// start is bounded by the spec's start timeout, a stop by its shutdown
+/// (supervisor children default to `Infinity`: their own children bound
+/// their shutdown). A kill aborts a child's handler, not its `on_stop`: a
+/// child whose `on_stop` never returns blocks its supervisor. Keep children
+/// cooperative (see the crate docs).
+///
+/// # Failure contract
+///
+/// Every admin call fails with [`SupervisorError::SupervisorGone`] if the
+/// supervisor has stopped, [`SupervisorError::NotFound`] for an unknown
+/// child id, and [`SupervisorError::InvalidFlags`] for a spec that does not
+/// validate. Nothing panics on bad input.
 ///
 /// # Example
 ///
@@ -233,6 +226,14 @@ fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), Flags
 /// assert!(!pair.handle().is_alive());
 /// # }
 /// ```
+///
+/// [`which_children`]: Self::which_children
+/// [`restart_child`]: Self::restart_child
+/// [`start_child`]: Self::start_child
+/// [`terminate_child`]: Self::terminate_child
+/// [`RestartType`]: crate::RestartType
+/// [`ChildState::NotRunning`]: crate::ChildState::NotRunning
+/// [`ChildState::Restarting`]: crate::ChildState::Restarting
 #[derive(Clone)]
 pub struct Supervisor {
     actor: ActorRef<SupervisorActor>,

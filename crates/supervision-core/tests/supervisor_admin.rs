@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use supervision_core::{
     ChildCounts, ChildKind, ChildSpec, ChildState, ErrorCode, FlagsError, RestartType, Shutdown,
-    StartError, Strategy, Supervisor, SupervisorError, SupervisorFlags,
+    StartError, Strategy, Supervisor, SupervisorError, SupervisorFlags, error_code_range,
 };
 
 const _: () = {
@@ -317,7 +317,7 @@ async fn calls_after_stop_fail_with_supervisor_gone() {
 // The admin errors carry stable codes in supervision-core's range.
 #[test]
 fn admin_errors_have_codes_in_range() {
-    let range = <dyn ErrorCode>::range_of("supervision-core").unwrap();
+    let range = error_code_range("supervision-core").unwrap();
     let errors = [
         SupervisorError::NotFound,
         SupervisorError::Running,

@@ -1,5 +1,5 @@
-//! The restart table of the static supervisor (module docs of
-//! `supervisor.rs`), one test per cell, each run under every strategy:
+//! The restart table of the static supervisor (the docs of `Supervisor`),
+//! one test per cell, each run under every strategy:
 //!
 //! | exit reason \ restart type  | `Permanent` | `Transient`           | `Temporary` |
 //! |-----------------------------|-------------|-----------------------|-------------|
