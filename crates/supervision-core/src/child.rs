@@ -14,6 +14,10 @@ pub type StartFuture = BoxFuture<'static, Result<ProcessHandle, StartError>>;
 
 type StartFn = dyn Fn() -> StartFuture + Send + Sync;
 
+/// An extra check run by [`ChildSpec::validate`], for specs that start a
+/// supervisor (its flags and children are checked before anything starts).
+type CheckFn = dyn Fn() -> Result<(), FlagsError> + Send + Sync;
+
 /// When a supervisor restarts a child that exited, as in OTP.
 ///
 /// | exit reason \ restart type  | `Permanent` | `Transient` | `Temporary` |
@@ -140,6 +144,7 @@ pub struct ChildSpec {
     /// long as it takes.
     pub start_timeout: Option<Duration>,
     start: Arc<StartFn>,
+    check: Option<Arc<CheckFn>>,
 }
 
 impl ChildSpec {
@@ -157,6 +162,7 @@ impl ChildSpec {
             kind: ChildKind::Worker,
             start_timeout: None,
             start: Arc::new(move || Box::pin(start())),
+            check: None,
         }
     }
 
@@ -199,7 +205,19 @@ impl ChildSpec {
         self
     }
 
-    /// Checks the spec: no zero shutdown or start timeout.
+    /// Adds a check that [`validate`](Self::validate) runs after its own,
+    /// for a spec that starts a supervisor: its flags and children.
+    pub(crate) fn with_check(
+        mut self,
+        check: impl Fn() -> Result<(), FlagsError> + Send + Sync + 'static,
+    ) -> Self {
+        self.check = Some(Arc::new(check));
+        self
+    }
+
+    /// Checks the spec: no zero shutdown or start timeout; for a spec that
+    /// starts a static [`Supervisor`](crate::Supervisor), its flags and
+    /// children too, so a whole tree is checked before anything starts.
     pub fn validate(&self) -> Result<(), FlagsError> {
         if self.shutdown == Shutdown::Timeout(Duration::ZERO) {
             return Err(FlagsError::ZeroShutdownTimeout(self.id.clone()));
@@ -207,7 +225,10 @@ impl ChildSpec {
         if self.start_timeout == Some(Duration::ZERO) {
             return Err(FlagsError::ZeroStartTimeout(self.id.clone()));
         }
-        Ok(())
+        match &self.check {
+            Some(check) => check(),
+            None => Ok(()),
+        }
     }
 
     /// Runs the start factory once: a panic in it, or a start that outlasts
@@ -326,6 +347,7 @@ where
             kind: self.kind,
             start_timeout: self.start_timeout,
             start: Arc::new(move || start(args.clone())),
+            check: None,
         }
     }
 }

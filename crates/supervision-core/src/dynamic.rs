@@ -478,11 +478,7 @@ impl DynamicSupervisorActor {
     /// exceeded its restart intensity.
     async fn give_up(&mut self) -> ExitReason {
         self.shutdown_all().await;
-        let intensity = self.restarts.intensity();
-        let reason = ExitReason::error(format_args!(
-            "reached max restart intensity: more than {} restarts in {:?}",
-            intensity.max_restarts, intensity.max_seconds
-        ));
+        let reason = self.restarts.exceeded();
         self.shared.reporter.gave_up(&reason, self.restarts.count());
         reason
     }

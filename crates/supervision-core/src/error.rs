@@ -164,6 +164,15 @@ pub enum SupervisorError {
     /// An invalid flag or child spec.
     #[error(transparent)]
     InvalidFlags(#[from] FlagsError),
+    /// A static supervisor could not start: this child of its list failed
+    /// to start. The children started before it were stopped again.
+    #[error("child {id:?} failed to start: {error}")]
+    ChildStart {
+        /// The id of the child that failed.
+        id: Arc<str>,
+        /// Why it failed.
+        error: StartError,
+    },
 }
 
 impl ErrorCode for SupervisorError {
@@ -178,6 +187,7 @@ impl ErrorCode for SupervisorError {
             SupervisorError::AlreadyPresent => 1206,
             SupervisorError::SupervisorGone => 1207,
             SupervisorError::InvalidFlags(err) => err.code(),
+            SupervisorError::ChildStart { .. } => 1208,
         }
     }
 }

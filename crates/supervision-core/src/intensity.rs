@@ -5,7 +5,7 @@ use std::{collections::VecDeque, time::Duration};
 
 use tokio::time::Instant;
 
-use crate::FlagsError;
+use crate::{ExitReason, FlagsError};
 
 /// How many restarts a supervisor allows within a sliding window before it
 /// gives up: stops all its children and exits, escalating to its parent.
@@ -86,9 +86,13 @@ impl RestartLog {
         self.restarts.len()
     }
 
-    /// The intensity this log enforces.
-    pub(crate) fn intensity(&self) -> Intensity {
-        self.intensity
+    /// The exit reason of a supervisor that exceeded this intensity: an
+    /// error, so its parent restarts it or gives up in turn.
+    pub(crate) fn exceeded(&self) -> ExitReason {
+        ExitReason::error(format_args!(
+            "reached max restart intensity: more than {} restarts in {:?}",
+            self.intensity.max_restarts, self.intensity.max_seconds
+        ))
     }
 }
 

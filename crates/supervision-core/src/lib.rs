@@ -4,8 +4,10 @@
 //! This crate is the middle of the workspace: every service crate depends on
 //! it and on nothing else of ours. It holds two things.
 //!
-//! **Supervisors.** [`DynamicSupervisor`] (children started on demand) is a
-//! kameo actor of its own that spawns children, links to them, classifies
+//! **Supervisors.** [`Supervisor`] (a static list of children, with OTP's
+//! one_for_one, one_for_all and rest_for_one strategies) and
+//! [`DynamicSupervisor`] (children started on demand) are each a
+//! kameo actor of their own that spawns children, links to them, classifies
 //! each exit in `on_link_died` as an [`ExitReason`], and applies the child's
 //! [`RestartType`] and the supervisor's restart [`Intensity`] itself. kameo's
 //! own `supervise` builder is not used: its restart limits are per child and
@@ -48,6 +50,7 @@ mod intensity;
 mod namespace;
 mod registry;
 mod report;
+mod supervisor;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -66,6 +69,7 @@ pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
 pub use namespace::Namespace;
 pub use registry::{Metadata, Registry, RegistryError, RegistryEvent, RegistryEvents};
+pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
 pub use telemetry::{MetaValue, Telemetry, TelemetryError, TelemetryEvent};
 
 /// Re-exports of kameo's types that appear in this crate's API.

@@ -1,0 +1,408 @@
+//! [`Supervisor`]: a static supervisor with OTP's strategies, restart
+//! intensity and ordered shutdown, implemented as its own kameo actor. The
+//! behaviour (restart table, strategies, intensity, order) is documented on
+//! [`Supervisor`]; the actor is in `actor.rs`, its admin calls in
+//! `admin.rs`.
+
+mod actor;
+mod admin;
+
+use std::{collections::HashSet, fmt, sync::Arc, time::Duration};
+
+use kameo::{
+    actor::{ActorRef, Spawn},
+    mailbox,
+};
+
+use crate::{
+    ChildCounts, ChildInfo, ChildSpec, ExitReason, FlagsError, Intensity, ProcessHandle,
+    StartError, SupervisorError, error::from_send_error,
+};
+
+pub(crate) use actor::SupervisorActor;
+
+/// Which children a static supervisor restarts along with a failed one.
+///
+/// The default is [`OneForOne`](Strategy::OneForOne), as in OTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Strategy {
+    /// Only the failed child is restarted.
+    #[default]
+    OneForOne,
+    /// All children are stopped in reverse order and started again in order.
+    OneForAll,
+    /// The failed child and the children after it in the list are stopped in
+    /// reverse order and started again in order.
+    RestForOne,
+}
+
+/// The settings of a static [`Supervisor`].
+///
+/// Defaults, as OTP's: [`Strategy::OneForOne`], intensity 3 restarts within
+/// 5 seconds.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use supervision_core::{Strategy, SupervisorFlags};
+///
+/// let flags = SupervisorFlags::new(Strategy::RestForOne).with_intensity(10, Duration::from_secs(1));
+/// assert!(flags.validate().is_ok());
+/// assert_eq!(SupervisorFlags::default().intensity.max_restarts, 3);
+/// assert!(SupervisorFlags::default().with_intensity(1, Duration::ZERO).validate().is_err());
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SupervisorFlags {
+    /// Which children restart with a failed one.
+    pub strategy: Strategy,
+    /// Restarts allowed within the window, for all children together.
+    pub intensity: Intensity,
+}
+
+impl SupervisorFlags {
+    /// Flags with `strategy` and the default intensity.
+    pub fn new(strategy: Strategy) -> Self {
+        SupervisorFlags {
+            strategy,
+            intensity: Intensity::default(),
+        }
+    }
+
+    /// Sets the intensity: at most `max_restarts` within `max_seconds`.
+    pub fn with_intensity(mut self, max_restarts: u32, max_seconds: Duration) -> Self {
+        self.intensity = Intensity {
+            max_restarts,
+            max_seconds,
+        };
+        self
+    }
+
+    /// Checks the flags: the restart window must be longer than zero.
+    pub fn validate(&self) -> Result<(), FlagsError> {
+        self.intensity.validate()
+    }
+}
+
+/// Checks flags and children before anything starts: each spec (nested
+/// supervisors' trees included), and that no two children share an id.
+fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), FlagsError> {
+    flags.validate()?;
+    let mut ids = HashSet::with_capacity(children.len());
+    for spec in children {
+        spec.validate()?;
+        if !ids.insert(&spec.id) {
+            return Err(FlagsError::DuplicateChildId(spec.id.clone()));
+        }
+    }
+    Ok(())
+}
+
+/// A handle to a running static supervisor: cheap to clone; the supervisor
+/// runs while any handle to it exists (dropping the last one stops it and
+/// its children, in reverse order).
+///
+/// # Terms
+///
+/// A static supervisor is started with a list of [`ChildSpec`]s: its
+/// *children*, each known by its id. It starts them in list order, links to
+/// them so that their exits reach it, and decides for each exit by the
+/// child's [`RestartType`], its own [`Strategy`] and its restart
+/// [`Intensity`]. A supervisor is a child like any other
+/// ([`Supervisor::child_spec`]), so whole trees are built and stopped.
+///
+/// # Restarts
+///
+/// When a child exits, its restart type decides whether it is restarted:
+///
+/// | exit reason \ restart type  | `Permanent` | `Transient`           | `Temporary` |
+/// |-----------------------------|-------------|-----------------------|-------------|
+/// | `Normal`, `Shutdown`        | restarted   | not running, kept     | removed     |
+/// | `Killed`, `Panic`, `Error`  | restarted   | restarted             | removed     |
+///
+/// "Not running, kept": the spec stays and [`which_children`] shows it as
+/// [`ChildState::NotRunning`]; [`restart_child`] starts it again. A temporary
+/// child is never restarted: it is removed when it exits, whatever the
+/// reason, and when it is terminated. A child that exits while the
+/// supervisor itself is stopping is never restarted.
+///
+/// The strategy decides which children a restart takes along:
+///
+/// | strategy                   | restarted with the failed child                         |
+/// |----------------------------|---------------------------------------------------------|
+/// | [`Strategy::OneForOne`]    | none: only the failed child is started again            |
+/// | [`Strategy::OneForAll`]    | all: the others are stopped in reverse order, then all are started in list order |
+/// | [`Strategy::RestForOne`]   | those after it in the list: stopped in reverse order, then started in list order |
+///
+/// As in OTP, a group restart (one_for_all, rest_for_one) stops its
+/// temporary members for good (they are removed) and starts every other
+/// member, including one that was not running (terminated, or a transient
+/// child that had finished).
+///
+/// A restart whose start fails (an error, a panic or its start timeout) does
+/// not block the supervisor: the children the attempt already started are
+/// stopped again in reverse order, the failed group shows as
+/// [`ChildState::Restarting`], and the supervisor retries it through its
+/// mailbox, so admin calls keep answering in between. Each attempt counts
+/// toward the intensity. [`terminate_child`] takes a waiting child out of
+/// the retry (it stays not running); the rest of its group is retried
+/// without it.
+///
+/// A child counts as exited once its `on_stop` has returned (kameo tells
+/// the supervisor of an exit before that): the supervisor waits for it,
+/// and for a supervisor child its whole subtree, before starting anything
+/// again.
+///
+/// # Intensity and escalation
+///
+/// Every restart (and every retry) is counted in a sliding window of
+/// [`Intensity::max_seconds`]; more than [`Intensity::max_restarts`] in the
+/// window and the supervisor gives up: it stops all its children in reverse
+/// list order and exits with an [`ExitReason::Error`]. Its own supervisor
+/// sees that exit as any child's and applies its own strategy (restarting
+/// the whole subtree) or gives up in turn, up to the root.
+///
+/// # Order
+///
+/// Children start in list order ([`start_child`] appends to the list), and a
+/// supervisor's start returns only once all have started; if one fails to
+/// start, those already started are stopped in reverse order, the error is
+/// returned and nothing is kept. Children stop in reverse list order, each by
+/// its [`Shutdown`](crate::Shutdown): [`Supervisor::stop`] returns only once
+/// every process below has stopped.
+///
+/// A supervisor blocks while it starts or stops a child, as OTP's does: a
+/// start is bounded by the spec's start timeout, a stop by its shutdown
+/// (supervisor children default to `Infinity`: their own children bound
+/// their shutdown). A kill aborts a child's handler, not its `on_stop`: a
+/// child whose `on_stop` never returns blocks its supervisor. Keep children
+/// cooperative (see the crate docs).
+///
+/// # Failure contract
+///
+/// Every admin call fails with [`SupervisorError::SupervisorGone`] if the
+/// supervisor has stopped, [`SupervisorError::NotFound`] for an unknown
+/// child id, and [`SupervisorError::InvalidFlags`] for a spec that does not
+/// validate. Nothing panics on bad input.
+///
+/// # Example
+///
+/// A tree: a one_for_all supervisor of two workers under a one_for_one
+/// root.
+///
+/// ```
+/// use kameo::prelude::*;
+/// use supervision_core::{ChildSpec, ChildState, Strategy, Supervisor, SupervisorFlags};
+///
+/// #[derive(Actor)]
+/// struct Worker;
+///
+/// # #[tokio::main] async fn main() {
+/// let pair = Supervisor::child_spec(
+///     "pair",
+///     SupervisorFlags::new(Strategy::OneForAll),
+///     [
+///         ChildSpec::actor::<Worker>("left", || Worker),
+///         ChildSpec::actor::<Worker>("right", || Worker),
+///     ],
+/// );
+/// let root = Supervisor::start(
+///     SupervisorFlags::default(),
+///     [ChildSpec::actor::<Worker>("cache", || Worker), pair],
+/// )
+/// .await
+/// .unwrap();
+///
+/// let children = root.which_children().await.unwrap();
+/// assert_eq!(children.len(), 2);
+/// let pair = Supervisor::from_handle(children[1].state.handle().unwrap()).unwrap();
+/// assert_eq!(pair.count_children().await.unwrap().active, 2);
+///
+/// root.terminate_child("cache").await.unwrap();
+/// assert_eq!(root.which_children().await.unwrap()[0].state, ChildState::NotRunning);
+/// root.restart_child("cache").await.unwrap();
+///
+/// root.stop().await; // stops pair's workers, then pair, then cache
+/// assert!(!pair.handle().is_alive());
+/// # }
+/// ```
+///
+/// [`which_children`]: Self::which_children
+/// [`restart_child`]: Self::restart_child
+/// [`start_child`]: Self::start_child
+/// [`terminate_child`]: Self::terminate_child
+/// [`RestartType`]: crate::RestartType
+/// [`ChildState::NotRunning`]: crate::ChildState::NotRunning
+/// [`ChildState::Restarting`]: crate::ChildState::Restarting
+#[derive(Clone)]
+pub struct Supervisor {
+    actor: ActorRef<SupervisorActor>,
+    handle: ProcessHandle,
+}
+
+impl Supervisor {
+    /// Starts a supervisor and its children, in order; returns once all have
+    /// started.
+    ///
+    /// Flags and specs are checked first ([`SupervisorError::InvalidFlags`]).
+    /// If a child fails to start, those already started are stopped in
+    /// reverse order, the supervisor stops, and the error names the child
+    /// ([`SupervisorError::ChildStart`]).
+    pub async fn start(
+        flags: SupervisorFlags,
+        children: impl IntoIterator<Item = ChildSpec>,
+    ) -> Result<Supervisor, SupervisorError> {
+        let children: Vec<ChildSpec> = children.into_iter().collect();
+        validate(&flags, &children)?;
+        // Unbounded: the supervisor sends itself retries from its handlers,
+        // which must never wait on its own mailbox.
+        let actor =
+            SupervisorActor::spawn_with_mailbox(SupervisorActor::new(flags), mailbox::unbounded());
+        let supervisor = Supervisor {
+            handle: ProcessHandle::new(actor.clone()),
+            actor,
+        };
+        let started = supervisor
+            .actor
+            .ask(admin::StartChildren(children))
+            .await
+            .map_err(from_send_error);
+        match started {
+            Ok(()) => Ok(supervisor),
+            Err(err) => {
+                supervisor.stop().await;
+                Err(err)
+            }
+        }
+    }
+
+    /// A child spec that starts a supervisor with `flags` and `children`, to
+    /// nest it under another supervisor; a restart starts the whole subtree
+    /// again from these specs. The spec is a [supervisor
+    /// child](ChildSpec::supervisor) (shutdown `Infinity`), and its
+    /// [`validate`](ChildSpec::validate) checks the flags and children too.
+    /// Get the API back from the child's handle with
+    /// [`from_handle`](Self::from_handle).
+    pub fn child_spec(
+        id: impl Into<Arc<str>>,
+        flags: SupervisorFlags,
+        children: impl IntoIterator<Item = ChildSpec>,
+    ) -> ChildSpec {
+        let children: Arc<[ChildSpec]> = children.into_iter().collect();
+        let checked = children.clone();
+        ChildSpec::new(id, move || {
+            let children = children.clone();
+            async move {
+                Supervisor::start(flags, children.iter().cloned())
+                    .await
+                    .map(|sup| sup.handle)
+                    .map_err(StartError::failed)
+            }
+        })
+        .supervisor()
+        .with_check(move || validate(&flags, &checked))
+    }
+
+    /// The supervisor behind a process handle, if it is a static supervisor.
+    pub fn from_handle(handle: &ProcessHandle) -> Option<Self> {
+        handle
+            .downcast::<SupervisorActor>()
+            .map(|actor| Supervisor {
+                actor,
+                handle: handle.clone(),
+            })
+    }
+
+    /// Adds a child at the end of the list and starts it; returns its handle
+    /// once its start has completed. A start error is returned and nothing
+    /// is kept.
+    ///
+    /// Errors: [`AlreadyStarted`](SupervisorError::AlreadyStarted) (with the
+    /// running child's handle) or
+    /// [`AlreadyPresent`](SupervisorError::AlreadyPresent) if a child has
+    /// this id, [`Restarting`](SupervisorError::Restarting) if that child is
+    /// being restarted.
+    pub async fn start_child(&self, spec: ChildSpec) -> Result<ProcessHandle, SupervisorError> {
+        spec.validate()?;
+        self.actor
+            .ask(admin::StartChild(spec))
+            .await
+            .map_err(from_send_error)
+    }
+
+    /// Stops the child `id` by its shutdown and returns once it has stopped.
+    /// Its spec is kept and it shows as not running (a temporary child's
+    /// spec is removed, as in OTP); a pending restart of it is cancelled.
+    /// Terminating a child that is not running succeeds.
+    pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
+        self.actor
+            .ask(admin::TerminateChild(id.into()))
+            .await
+            .map_err(from_send_error)
+    }
+
+    /// Starts the not-running child `id` again from its spec and returns its
+    /// handle. Errors: [`Running`](SupervisorError::Running),
+    /// [`Restarting`](SupervisorError::Restarting), or the start error (the
+    /// child stays not running). Does not count toward the intensity.
+    pub async fn restart_child(&self, id: &str) -> Result<ProcessHandle, SupervisorError> {
+        self.actor
+            .ask(admin::RestartChild(id.into()))
+            .await
+            .map_err(from_send_error)
+    }
+
+    /// Removes the spec of the not-running child `id`. Errors:
+    /// [`Running`](SupervisorError::Running),
+    /// [`Restarting`](SupervisorError::Restarting).
+    pub async fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
+        self.actor
+            .ask(admin::DeleteChild(id.into()))
+            .await
+            .map_err(from_send_error)
+    }
+
+    /// Every child in list order: its id, its handle or whether it is not
+    /// running or restarting, its kind and restart type.
+    pub async fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        self.actor
+            .ask(admin::WhichChildren)
+            .await
+            .map_err(from_send_error)
+    }
+
+    /// The child counts.
+    pub async fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
+        self.actor
+            .ask(admin::CountChildren)
+            .await
+            .map_err(from_send_error)
+    }
+
+    /// Stops every child in reverse list order, each by its shutdown, then
+    /// the supervisor; returns once all have stopped, with the supervisor's
+    /// exit reason.
+    pub async fn stop(&self) -> ExitReason {
+        self.handle.stop().await
+    }
+
+    /// Waits until the supervisor has stopped (after its children) and
+    /// returns why; an [`ExitReason::Error`] when it gave up on its restart
+    /// intensity.
+    pub async fn exited(&self) -> ExitReason {
+        self.handle.exited().await
+    }
+
+    /// The supervisor's own process handle.
+    pub fn handle(&self) -> &ProcessHandle {
+        &self.handle
+    }
+}
+
+impl fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("handle", &self.handle)
+            .finish()
+    }
+}

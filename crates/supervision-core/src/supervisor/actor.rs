@@ -1,0 +1,284 @@
+//! The static supervisor's actor: its children in list order, and what it
+//! does when one exits (restart by strategy, retry, give up).
+
+use std::{mem, ops::Range};
+
+use kameo::{
+    actor::{Actor, ActorId, ActorRef, WeakActorRef},
+    error::ActorStopReason,
+    message::{Context, Message},
+};
+use tokio::time::Instant;
+
+use super::{Strategy, SupervisorFlags};
+use crate::{
+    ChildSpec, ExitReason, ProcessHandle, RestartType,
+    intensity::RestartLog,
+    watch::{ChildDown, watch},
+};
+
+/// One child: its spec and whether it runs.
+pub(super) struct Child {
+    pub(super) spec: ChildSpec,
+    pub(super) slot: Slot,
+}
+
+/// Whether a child runs.
+pub(super) enum Slot {
+    Running(ProcessHandle),
+    /// Its restart failed; the retry with this ticket will start it.
+    Restarting(u64),
+    NotRunning,
+}
+
+impl Slot {
+    /// The running child's handle, leaving the slot not running.
+    pub(super) fn take_running(&mut self) -> Option<ProcessHandle> {
+        match mem::replace(self, Slot::NotRunning) {
+            Slot::Running(handle) => Some(handle),
+            other => {
+                *self = other;
+                None
+            }
+        }
+    }
+}
+
+/// The supervisor actor. Its exit reason, when it gives up, is the
+/// `ExitReason` returned as its error.
+pub(crate) struct SupervisorActor {
+    strategy: Strategy,
+    restarts: RestartLog,
+    /// In list order: start order; the reverse is stop order.
+    pub(super) children: Vec<Child>,
+    next_ticket: u64,
+}
+
+impl Actor for SupervisorActor {
+    type Args = Self;
+    type Error = ExitReason;
+
+    fn name() -> &'static str {
+        "Supervisor"
+    }
+
+    async fn on_start(state: Self, _: ActorRef<Self>) -> Result<Self, ExitReason> {
+        Ok(state)
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        _: ActorStopReason,
+    ) -> Result<(), ExitReason> {
+        self.shutdown_all().await;
+        Ok(())
+    }
+}
+
+impl SupervisorActor {
+    pub(super) fn new(flags: SupervisorFlags) -> Self {
+        SupervisorActor {
+            strategy: flags.strategy,
+            restarts: RestartLog::new(flags.intensity),
+            children: Vec::new(),
+            next_ticket: 0,
+        }
+    }
+
+    /// The position of the child with this id.
+    pub(super) fn position(&self, id: &str) -> Option<usize> {
+        self.children.iter().position(|child| &*child.spec.id == id)
+    }
+
+    /// Finds the running child with this actor id and marks it not running.
+    fn take_running(&mut self, id: ActorId) -> Option<(usize, ProcessHandle)> {
+        let index = self
+            .children
+            .iter()
+            .position(|child| matches!(&child.slot, Slot::Running(handle) if handle.id() == id))?;
+        let handle = self.children[index].slot.take_running()?;
+        Some((index, handle))
+    }
+
+    /// Starts a child from its spec and watches it; does not record it.
+    pub(super) async fn start(
+        spec: &ChildSpec,
+        actor_ref: &ActorRef<Self>,
+    ) -> Result<ProcessHandle, crate::StartError> {
+        let handle = spec.start().await?;
+        // Not aborted when we stop the child ourselves: the few static
+        // children make the stale notice cheap, and it is ignored (the slot
+        // no longer holds that actor).
+        drop(watch(&handle, actor_ref));
+        Ok(handle)
+    }
+
+    /// Stops a running child on purpose (it was marked not running first,
+    /// so its exit notice is ignored).
+    pub(super) async fn stop_child(
+        spec: &ChildSpec,
+        handle: ProcessHandle,
+        _actor_ref: &ActorRef<Self>,
+    ) {
+        spec.shutdown.stop(&handle).await;
+    }
+
+    /// The child at `index` exited with `exit` (it is already marked not
+    /// running): applies its restart type and the strategy.
+    async fn child_exited(
+        &mut self,
+        index: usize,
+        handle: ProcessHandle,
+        exit: ExitReason,
+        actor_ref: &ActorRef<Self>,
+    ) -> Result<(), ExitReason> {
+        let spec = &self.children[index].spec;
+        if spec.restart == RestartType::Temporary {
+            self.children.remove(index);
+            return Ok(());
+        }
+        // A stop of the supervisor has been requested: nothing restarts.
+        if !spec.restart.restarts_after(&exit) || !actor_ref.is_alive() {
+            return Ok(());
+        }
+        // The notice comes from `exited()`, so the child is gone, whole
+        // subtree included (a supervisor stops its children in on_stop),
+        // before anything starts again.
+        drop(handle);
+        self.restart(index, actor_ref).await
+    }
+
+    /// Restarts the child at `index` with its group, counting the restart:
+    /// stops the group's running members in reverse order, drops its
+    /// temporary members, and starts the others in order. Past the
+    /// intensity: stops everything and returns the supervisor's exit reason.
+    async fn restart(
+        &mut self,
+        index: usize,
+        actor_ref: &ActorRef<Self>,
+    ) -> Result<(), ExitReason> {
+        self.count_restart().await?;
+        let Range { start, mut end } = match self.strategy {
+            Strategy::OneForOne => index..index + 1,
+            Strategy::OneForAll => 0..self.children.len(),
+            Strategy::RestForOne => index..self.children.len(),
+        };
+        for child in self.children[start..end].iter_mut().rev() {
+            if let Some(handle) = child.slot.take_running() {
+                Self::stop_child(&child.spec, handle, actor_ref).await;
+            }
+        }
+        let mut i = start;
+        while i < end {
+            if self.children[i].spec.restart == RestartType::Temporary {
+                self.children.remove(i);
+                end -= 1;
+            } else {
+                i += 1;
+            }
+        }
+        self.start_members((start..end).collect(), actor_ref).await;
+        Ok(())
+    }
+
+    /// Retries the group whose members still wait on `ticket` (a member
+    /// terminated meanwhile has left it), counting the restart.
+    async fn retry(&mut self, ticket: u64, actor_ref: &ActorRef<Self>) -> Result<(), ExitReason> {
+        let members: Vec<usize> = (0..self.children.len())
+            .filter(|&i| matches!(self.children[i].slot, Slot::Restarting(t) if t == ticket))
+            .collect();
+        if members.is_empty() {
+            return Ok(());
+        }
+        self.count_restart().await?;
+        self.start_members(members, actor_ref).await;
+        Ok(())
+    }
+
+    /// Records a restart; past the intensity, stops every child and returns
+    /// the supervisor's exit reason.
+    async fn count_restart(&mut self) -> Result<(), ExitReason> {
+        if self.restarts.record(Instant::now()) {
+            return Ok(());
+        }
+        self.shutdown_all().await;
+        Err(self.restarts.exceeded())
+    }
+
+    /// Starts the (not running) children at `members`, in order. If a start
+    /// fails, those this attempt started are stopped again in reverse
+    /// order, all members wait on a new ticket, and the retry goes through
+    /// the mailbox, so admin calls keep answering in between.
+    async fn start_members(&mut self, members: Vec<usize>, actor_ref: &ActorRef<Self>) {
+        for (n, &i) in members.iter().enumerate() {
+            match Self::start(&self.children[i].spec, actor_ref).await {
+                Ok(handle) => self.children[i].slot = Slot::Running(handle),
+                Err(_start_error) => {
+                    for &j in members[..n].iter().rev() {
+                        let child = &mut self.children[j];
+                        if let Some(handle) = child.slot.take_running() {
+                            Self::stop_child(&child.spec, handle, actor_ref).await;
+                        }
+                    }
+                    self.next_ticket += 1;
+                    let ticket = self.next_ticket;
+                    for &j in &members {
+                        self.children[j].slot = Slot::Restarting(ticket);
+                    }
+                    // Unbounded mailbox: this never waits. It fails only when
+                    // the supervisor is stopping, and then nothing restarts.
+                    let _ = actor_ref.tell(RetryRestart(ticket)).await;
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Stops every child in reverse list order, each by its shutdown; specs
+    /// are kept, every child shows as not running.
+    pub(super) async fn shutdown_all(&mut self) {
+        for child in self.children.iter_mut().rev() {
+            match mem::replace(&mut child.slot, Slot::NotRunning) {
+                Slot::Running(handle) => {
+                    child.spec.shutdown.stop(&handle).await;
+                }
+                Slot::Restarting(_) | Slot::NotRunning => {}
+            }
+        }
+    }
+}
+
+/// Retry the restart of the group whose members carry this ticket.
+struct RetryRestart(u64);
+
+impl Message<RetryRestart> for SupervisorActor {
+    type Reply = Result<(), ExitReason>;
+
+    async fn handle(
+        &mut self,
+        RetryRestart(ticket): RetryRestart,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if !ctx.actor_ref().is_alive() {
+            return Ok(());
+        }
+        self.retry(ticket, ctx.actor_ref()).await
+    }
+}
+
+impl Message<ChildDown> for SupervisorActor {
+    type Reply = Result<(), ExitReason>;
+
+    async fn handle(
+        &mut self,
+        ChildDown { id, exit }: ChildDown,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let Some((index, handle)) = self.take_running(id) else {
+            return Ok(());
+        };
+        self.child_exited(index, handle, exit, ctx.actor_ref())
+            .await
+    }
+}

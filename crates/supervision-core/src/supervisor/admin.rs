@@ -1,0 +1,182 @@
+//! The static supervisor's admin calls, as messages to its actor.
+
+use std::sync::Arc;
+
+use kameo::message::{Context, Message};
+
+use super::actor::{Child, Slot, SupervisorActor};
+use crate::{
+    ChildCounts, ChildInfo, ChildSpec, ChildState, ProcessHandle, RestartType, SupervisorError,
+};
+
+/// Start the initial children in order; on a failure, stop those started in
+/// reverse order and keep nothing.
+pub(super) struct StartChildren(pub(super) Vec<ChildSpec>);
+
+impl Message<StartChildren> for SupervisorActor {
+    type Reply = Result<(), SupervisorError>;
+
+    async fn handle(
+        &mut self,
+        StartChildren(specs): StartChildren,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        self.children.reserve(specs.len());
+        for spec in specs {
+            match Self::start(&spec, ctx.actor_ref()).await {
+                Ok(handle) => self.children.push(Child {
+                    spec,
+                    slot: Slot::Running(handle),
+                }),
+                Err(error) => {
+                    self.shutdown_all().await;
+                    self.children.clear();
+                    return Err(SupervisorError::ChildStart {
+                        id: spec.id.clone(),
+                        error,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(super) struct StartChild(pub(super) ChildSpec);
+
+impl Message<StartChild> for SupervisorActor {
+    type Reply = Result<ProcessHandle, SupervisorError>;
+
+    async fn handle(
+        &mut self,
+        StartChild(spec): StartChild,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        if let Some(index) = self.position(&spec.id) {
+            return Err(match &self.children[index].slot {
+                Slot::Running(handle) => SupervisorError::AlreadyStarted(handle.clone()),
+                Slot::Restarting(_) => SupervisorError::Restarting,
+                Slot::NotRunning => SupervisorError::AlreadyPresent,
+            });
+        }
+        let handle = Self::start(&spec, ctx.actor_ref()).await?;
+        self.children.push(Child {
+            spec,
+            slot: Slot::Running(handle.clone()),
+        });
+        Ok(handle)
+    }
+}
+
+pub(super) struct TerminateChild(pub(super) Arc<str>);
+
+impl Message<TerminateChild> for SupervisorActor {
+    type Reply = Result<(), SupervisorError>;
+
+    async fn handle(
+        &mut self,
+        TerminateChild(id): TerminateChild,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let index = self.position(&id).ok_or(SupervisorError::NotFound)?;
+        let child = &mut self.children[index];
+        if let Some(handle) = child.slot.take_running() {
+            Self::stop_child(&child.spec, handle, ctx.actor_ref()).await;
+        }
+        // A pending restart is cancelled too.
+        child.slot = Slot::NotRunning;
+        if child.spec.restart == RestartType::Temporary {
+            self.children.remove(index);
+        }
+        Ok(())
+    }
+}
+
+pub(super) struct RestartChild(pub(super) Arc<str>);
+
+impl Message<RestartChild> for SupervisorActor {
+    type Reply = Result<ProcessHandle, SupervisorError>;
+
+    async fn handle(
+        &mut self,
+        RestartChild(id): RestartChild,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let index = self.position(&id).ok_or(SupervisorError::NotFound)?;
+        match self.children[index].slot {
+            Slot::Running(_) => return Err(SupervisorError::Running),
+            Slot::Restarting(_) => return Err(SupervisorError::Restarting),
+            Slot::NotRunning => {}
+        }
+        let handle = Self::start(&self.children[index].spec, ctx.actor_ref()).await?;
+        self.children[index].slot = Slot::Running(handle.clone());
+        Ok(handle)
+    }
+}
+
+pub(super) struct DeleteChild(pub(super) Arc<str>);
+
+impl Message<DeleteChild> for SupervisorActor {
+    type Reply = Result<(), SupervisorError>;
+
+    async fn handle(
+        &mut self,
+        DeleteChild(id): DeleteChild,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let index = self.position(&id).ok_or(SupervisorError::NotFound)?;
+        match self.children[index].slot {
+            Slot::Running(_) => Err(SupervisorError::Running),
+            Slot::Restarting(_) => Err(SupervisorError::Restarting),
+            Slot::NotRunning => {
+                self.children.remove(index);
+                Ok(())
+            }
+        }
+    }
+}
+
+pub(super) struct WhichChildren;
+
+impl Message<WhichChildren> for SupervisorActor {
+    type Reply = Result<Vec<ChildInfo>, SupervisorError>;
+
+    async fn handle(
+        &mut self,
+        _: WhichChildren,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        Ok(self
+            .children
+            .iter()
+            .map(|child| ChildInfo {
+                id: child.spec.id.clone(),
+                state: match &child.slot {
+                    Slot::Running(handle) => ChildState::Running(handle.clone()),
+                    Slot::Restarting(_) => ChildState::Restarting,
+                    Slot::NotRunning => ChildState::NotRunning,
+                },
+                kind: child.spec.kind,
+                restart: child.spec.restart,
+            })
+            .collect())
+    }
+}
+
+pub(super) struct CountChildren;
+
+impl Message<CountChildren> for SupervisorActor {
+    type Reply = Result<ChildCounts, SupervisorError>;
+
+    async fn handle(
+        &mut self,
+        _: CountChildren,
+        _: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let mut counts = ChildCounts::default();
+        for child in &self.children {
+            counts.add(child.spec.kind, matches!(child.slot, Slot::Running(_)));
+        }
+        Ok(counts)
+    }
+}
