@@ -6,7 +6,7 @@ use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duratio
 use futures::{FutureExt, future::BoxFuture};
 use kameo::actor::{Actor, Spawn};
 
-use crate::{ExitReason, FlagsError, ProcessHandle, StartError};
+use crate::{Backoff, ExitReason, FlagsError, ProcessHandle, StartError};
 
 /// The future a child's start factory returns: the started child, or why it
 /// could not start.
@@ -143,6 +143,8 @@ pub struct ChildSpec {
     /// How long a start may take before it counts as failed; `None` waits as
     /// long as it takes.
     pub start_timeout: Option<Duration>,
+    /// Opt-in wait before each restart; `None` restarts at once.
+    pub backoff: Option<Backoff>,
     start: Arc<StartFn>,
     check: Option<Arc<CheckFn>>,
 }
@@ -161,6 +163,7 @@ impl ChildSpec {
             shutdown: Shutdown::WORKER_DEFAULT,
             kind: ChildKind::Worker,
             start_timeout: None,
+            backoff: None,
             start: Arc::new(move || Box::pin(start())),
             check: None,
         }
@@ -205,6 +208,12 @@ impl ChildSpec {
         self
     }
 
+    /// Makes restarts wait by `backoff` (see [`Backoff`]).
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = Some(backoff);
+        self
+    }
+
     /// Adds a check that [`validate`](Self::validate) runs after its own,
     /// for a spec that starts a supervisor: its flags and children.
     pub(crate) fn with_check(
@@ -221,6 +230,9 @@ impl ChildSpec {
     pub fn validate(&self) -> Result<(), FlagsError> {
         if self.shutdown == Shutdown::Timeout(Duration::ZERO) {
             return Err(FlagsError::ZeroShutdownTimeout(self.id.clone()));
+        }
+        if let Some(backoff) = &self.backoff {
+            backoff.validate()?;
         }
         if self.start_timeout == Some(Duration::ZERO) {
             return Err(FlagsError::ZeroStartTimeout(self.id.clone()));
@@ -254,6 +266,7 @@ impl fmt::Debug for ChildSpec {
             .field("shutdown", &self.shutdown)
             .field("kind", &self.kind)
             .field("start_timeout", &self.start_timeout)
+            .field("backoff", &self.backoff)
             .finish_non_exhaustive()
     }
 }
@@ -289,6 +302,7 @@ pub struct ChildTemplate<A> {
     shutdown: Shutdown,
     kind: ChildKind,
     start_timeout: Option<Duration>,
+    backoff: Option<Backoff>,
 }
 
 impl<A> ChildTemplate<A>
@@ -309,6 +323,7 @@ where
             shutdown: Shutdown::WORKER_DEFAULT,
             kind: ChildKind::Worker,
             start_timeout: None,
+            backoff: None,
         }
     }
 
@@ -337,6 +352,12 @@ where
         self
     }
 
+    /// Makes every child's restarts wait by `backoff`.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = Some(backoff);
+        self
+    }
+
     /// The spec of one child started with `args` (cloned for each restart).
     pub fn spec(&self, args: A) -> ChildSpec {
         let start = self.start.clone();
@@ -346,6 +367,7 @@ where
             shutdown: self.shutdown,
             kind: self.kind,
             start_timeout: self.start_timeout,
+            backoff: self.backoff,
             start: Arc::new(move || start(args.clone())),
             check: None,
         }
@@ -361,6 +383,7 @@ impl<A> Clone for ChildTemplate<A> {
             shutdown: self.shutdown,
             kind: self.kind,
             start_timeout: self.start_timeout,
+            backoff: self.backoff,
         }
     }
 }

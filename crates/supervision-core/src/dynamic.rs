@@ -40,6 +40,7 @@ use tokio::{task::AbortHandle, time::Instant};
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ChildState, ChildTemplate, ExitReason, FlagsError,
     Intensity, ProcessHandle, SupervisorError, Telemetry,
+    backoff::BackoffState,
     error::from_send_error,
     intensity::RestartLog,
     report::Reporter,
@@ -355,6 +356,14 @@ struct Child {
     handle: ProcessHandle,
     spec: ChildSpec,
     watcher: AbortHandle,
+    backoff: BackoffState,
+}
+
+/// A child waiting to be restarted: after a backoff delay, or to retry a
+/// start that failed.
+struct Pending {
+    spec: ChildSpec,
+    backoff: BackoffState,
 }
 
 /// The supervisor actor. Its exit reason, when it gives up, is the
@@ -364,8 +373,8 @@ pub(crate) struct DynamicSupervisorActor {
     restarts: RestartLog,
     next_seq: u64,
     children: HashMap<ActorId, Child>,
-    /// Children whose restart failed and is being retried, by ticket.
-    restarting: HashMap<u64, ChildSpec>,
+    /// Children waiting for their restart, by ticket.
+    restarting: HashMap<u64, Pending>,
 }
 
 impl Actor for DynamicSupervisorActor {
@@ -411,7 +420,13 @@ impl DynamicSupervisorActor {
     }
 
     /// Keeps a started child and watches it.
-    fn adopt(&mut self, handle: ProcessHandle, spec: ChildSpec, actor_ref: &ActorRef<Self>) {
+    fn adopt(
+        &mut self,
+        handle: ProcessHandle,
+        spec: ChildSpec,
+        backoff: BackoffState,
+        actor_ref: &ActorRef<Self>,
+    ) {
         let seq = self.seq();
         let watcher = watch(&handle, actor_ref);
         self.children.insert(
@@ -421,8 +436,16 @@ impl DynamicSupervisorActor {
                 handle,
                 spec,
                 watcher,
+                backoff,
             },
         );
+    }
+
+    /// Parks a child until the message for `ticket` comes back.
+    fn park(&mut self, spec: ChildSpec, backoff: BackoffState) -> u64 {
+        let ticket = self.seq();
+        self.restarting.insert(ticket, Pending { spec, backoff });
+        ticket
     }
 
     /// Handles the exit of a child by itself: restart it if its restart type
@@ -438,40 +461,69 @@ impl DynamicSupervisorActor {
             .reporter
             .exited(&child.spec, &child.handle, &exit, restart);
         if restart {
-            self.restart(child.spec, actor_ref).await
+            self.schedule_restart(child.spec, child.backoff, actor_ref)
+                .await
         } else {
             self.shared.release();
             Ok(())
         }
     }
 
-    /// Restarts a child from its spec, counting the restart. A failed start
-    /// is retried through the mailbox (so admin calls keep answering), each
-    /// retry counting too. Past the intensity: stops everything and returns
-    /// the supervisor's exit reason.
-    async fn restart(
+    /// Decides a restart: counts it (past the intensity: stops everything
+    /// and returns the supervisor's exit reason), then starts the child at
+    /// once or, with a backoff, after its delay (the child shows as
+    /// restarting meanwhile; the timer comes back through the mailbox).
+    async fn schedule_restart(
         &mut self,
         spec: ChildSpec,
+        mut backoff: BackoffState,
         actor_ref: &ActorRef<Self>,
     ) -> Result<(), ExitReason> {
-        if !self.restarts.record(Instant::now()) {
+        let now = Instant::now();
+        if !self.restarts.record(now) {
             return Err(self.give_up().await);
         }
+        let delay = spec.backoff.map(|policy| backoff.next_delay(&policy, now));
+        match delay {
+            Some((delay, attempt)) if !delay.is_zero() => {
+                self.shared.reporter.backoff(&spec, delay, attempt);
+                let ticket = self.park(spec, backoff);
+                let supervisor = actor_ref.downgrade();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    if let Some(supervisor) = supervisor.upgrade() {
+                        let _ = supervisor.tell(StartRestart(ticket)).await;
+                    }
+                });
+            }
+            _ => self.start_restart(spec, backoff, actor_ref).await,
+        }
+        Ok(())
+    }
+
+    /// Starts a child being restarted. A failed start goes back through the
+    /// mailbox to be decided again (so admin calls keep answering), counting
+    /// toward the intensity each time.
+    async fn start_restart(
+        &mut self,
+        spec: ChildSpec,
+        mut backoff: BackoffState,
+        actor_ref: &ActorRef<Self>,
+    ) {
         match self.shared.reporter.start(&spec).await {
             Ok(handle) => {
                 self.shared
                     .reporter
                     .restarted(&spec, &handle, self.restarts.count());
-                self.adopt(handle, spec, actor_ref);
+                backoff.started(Instant::now());
+                self.adopt(handle, spec, backoff, actor_ref);
             }
             Err(_start_error) => {
-                let ticket = self.seq();
-                self.restarting.insert(ticket, spec);
+                let ticket = self.park(spec, backoff);
                 // Unbounded mailbox: this never waits.
-                let _ = actor_ref.tell(RetryRestart(ticket)).await;
+                let _ = actor_ref.tell(Reschedule(ticket)).await;
             }
         }
-        Ok(())
     }
 
     /// Stops every child and returns the exit reason of a supervisor that
@@ -516,7 +568,8 @@ impl Message<Adopt> for DynamicSupervisorActor {
     type Reply = ();
 
     async fn handle(&mut self, Adopt { handle, spec }: Adopt, ctx: &mut Context<Self, ()>) {
-        self.adopt(handle, spec, ctx.actor_ref());
+        let backoff = BackoffState::new(Instant::now());
+        self.adopt(handle, spec, backoff, ctx.actor_ref());
     }
 }
 
@@ -556,7 +609,7 @@ impl Message<WhichChildren> for DynamicSupervisorActor {
         let restarting = self
             .restarting
             .iter()
-            .map(|(seq, spec)| (*seq, spec, ChildState::Restarting));
+            .map(|(seq, pending)| (*seq, &pending.spec, ChildState::Restarting));
         let mut all: Vec<_> = running.chain(restarting).collect();
         all.sort_unstable_by_key(|(seq, ..)| *seq);
         Ok(all
@@ -585,8 +638,8 @@ impl Message<CountChildren> for DynamicSupervisorActor {
         for child in self.children.values() {
             counts.add(child.spec.kind, true);
         }
-        for spec in self.restarting.values() {
-            counts.add(spec.kind, false);
+        for pending in self.restarting.values() {
+            counts.add(pending.spec.kind, false);
         }
         Ok(counts)
     }
@@ -603,19 +656,34 @@ impl Message<GetShared> for DynamicSupervisorActor {
     }
 }
 
-/// Retry the restart of the child with this ticket.
-struct RetryRestart(u64);
+/// The backoff delay of the child with this ticket is over: start it.
+struct StartRestart(u64);
 
-impl Message<RetryRestart> for DynamicSupervisorActor {
+impl Message<StartRestart> for DynamicSupervisorActor {
+    type Reply = ();
+
+    async fn handle(&mut self, StartRestart(ticket): StartRestart, ctx: &mut Context<Self, ()>) {
+        if let Some(Pending { spec, backoff }) = self.restarting.remove(&ticket) {
+            self.start_restart(spec, backoff, ctx.actor_ref()).await;
+        }
+    }
+}
+
+/// The restart of the child with this ticket failed: decide it again.
+struct Reschedule(u64);
+
+impl Message<Reschedule> for DynamicSupervisorActor {
     type Reply = Result<(), ExitReason>;
 
     async fn handle(
         &mut self,
-        RetryRestart(ticket): RetryRestart,
+        Reschedule(ticket): Reschedule,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         match self.restarting.remove(&ticket) {
-            Some(spec) => self.restart(spec, ctx.actor_ref()).await,
+            Some(Pending { spec, backoff }) => {
+                self.schedule_restart(spec, backoff, ctx.actor_ref()).await
+            }
             None => Ok(()),
         }
     }

@@ -111,6 +111,9 @@ pub enum FlagsError {
     /// A shutdown timeout of zero (use `Shutdown::BrutalKill` instead).
     #[error("invalid shutdown timeout of zero for child {0:?}: use brutal kill")]
     ZeroShutdownTimeout(Arc<str>),
+    /// Invalid restart backoff settings.
+    #[error("invalid backoff: {0}")]
+    InvalidBackoff(&'static str),
     /// A start timeout of zero can never be met.
     #[error("invalid start timeout of zero for child {0:?}")]
     ZeroStartTimeout(Arc<str>),
@@ -124,6 +127,7 @@ impl ErrorCode for FlagsError {
             FlagsError::DuplicateChildId(_) => 1103,
             FlagsError::ZeroShutdownTimeout(_) => 1104,
             FlagsError::ZeroStartTimeout(_) => 1105,
+            FlagsError::InvalidBackoff(_) => 1106,
         }
     }
 }

@@ -38,6 +38,7 @@
 //! Run CPU-bound work with `tokio::task::spawn_blocking`.
 
 mod agent;
+mod backoff;
 mod child;
 mod dynamic;
 mod error;
@@ -57,6 +58,7 @@ pub mod testkit;
 mod watch;
 
 pub use agent::{AgentDirectory, AgentId, AgentStatus};
+pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, TemplateSupervisor};
 pub use error::{

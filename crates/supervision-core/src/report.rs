@@ -105,7 +105,6 @@ impl Reporter {
     }
 
     /// A restart of `spec` waits `delay` (its `attempt`-th in a row).
-    #[allow(dead_code)] // until restart backoff lands
     pub(crate) fn backoff(&self, spec: &ChildSpec, delay: Duration, attempt: u32) {
         self.telemetry.emit(
             events::BACKOFF_SCHEDULED,

@@ -16,7 +16,7 @@ use kameo::{
 
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ExitReason, FlagsError, Intensity, ProcessHandle,
-    StartError, SupervisorError, error::from_send_error,
+    StartError, SupervisorError, Telemetry, error::from_send_error,
 };
 
 pub(crate) use actor::SupervisorActor;
@@ -39,7 +39,7 @@ pub enum Strategy {
 /// The settings of a static [`Supervisor`].
 ///
 /// Defaults, as OTP's: [`Strategy::OneForOne`], intensity 3 restarts within
-/// 5 seconds.
+/// 5 seconds; name `supervisor`, telemetry disabled.
 ///
 /// # Example
 ///
@@ -52,12 +52,22 @@ pub enum Strategy {
 /// assert_eq!(SupervisorFlags::default().intensity.max_restarts, 3);
 /// assert!(SupervisorFlags::default().with_intensity(1, Duration::ZERO).validate().is_err());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone)]
 pub struct SupervisorFlags {
     /// Which children restart with a failed one.
     pub strategy: Strategy,
     /// Restarts allowed within the window, for all children together.
     pub intensity: Intensity,
+    /// The name in its telemetry events.
+    pub name: Arc<str>,
+    /// Where its events go (see [`events`](crate::events)).
+    pub telemetry: Telemetry,
+}
+
+impl Default for SupervisorFlags {
+    fn default() -> Self {
+        SupervisorFlags::new(Strategy::default())
+    }
 }
 
 impl SupervisorFlags {
@@ -66,7 +76,21 @@ impl SupervisorFlags {
         SupervisorFlags {
             strategy,
             intensity: Intensity::default(),
+            name: "supervisor".into(),
+            telemetry: Telemetry::disabled(),
         }
+    }
+
+    /// Sets the name its telemetry events carry.
+    pub fn with_name(mut self, name: impl Into<Arc<str>>) -> Self {
+        self.name = name.into();
+        self
+    }
+
+    /// Sets where its telemetry events go.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
     }
 
     /// Sets the intensity: at most `max_restarts` within `max_seconds`.
@@ -105,7 +129,7 @@ fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), Flags
 /// # Terms
 ///
 /// A static supervisor is started with a list of [`ChildSpec`]s: its
-/// *children*, each known by its id. It starts them in list order, links to
+/// *children*, each known by its id. It starts them in list order, watches
 /// them so that their exits reach it, and decides for each exit by the
 /// child's [`RestartType`], its own [`Strategy`] and its restart
 /// [`Intensity`]. A supervisor is a child like any other
@@ -148,10 +172,21 @@ fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), Flags
 /// the retry (it stays not running); the rest of its group is retried
 /// without it.
 ///
-/// A child counts as exited once its `on_stop` has returned (kameo tells
-/// the supervisor of an exit before that): the supervisor waits for it,
-/// and for a supervisor child its whole subtree, before starting anything
-/// again.
+/// A child counts as exited once its `on_stop` has returned (for a
+/// supervisor child: once its whole subtree has stopped); only then does the
+/// supervisor learn of the exit and start anything again.
+///
+/// # Backoff
+///
+/// A child with a [`Backoff`](crate::Backoff) in its spec waits before each
+/// restart; a group restart waits for the longest backoff among its members.
+/// Meanwhile the group shows as [`ChildState::Restarting`]. The restart
+/// counts toward the intensity when it is decided, before the wait.
+///
+/// # Telemetry
+///
+/// Every start, exit, restart, backoff, termination and giving up is an event
+/// on the flags' telemetry handle (see [`events`](crate::events)).
 ///
 /// # Intensity and escalation
 ///
@@ -290,8 +325,9 @@ impl Supervisor {
     ) -> ChildSpec {
         let children: Arc<[ChildSpec]> = children.into_iter().collect();
         let checked = children.clone();
+        let checked_flags = flags.clone();
         ChildSpec::new(id, move || {
-            let children = children.clone();
+            let (flags, children) = (flags.clone(), children.clone());
             async move {
                 Supervisor::start(flags, children.iter().cloned())
                     .await
@@ -300,7 +336,7 @@ impl Supervisor {
             }
         })
         .supervisor()
-        .with_check(move || validate(&flags, &checked))
+        .with_check(move || validate(&checked_flags, &checked))
     }
 
     /// The supervisor behind a process handle, if it is a static supervisor.

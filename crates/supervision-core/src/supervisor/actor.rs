@@ -1,7 +1,7 @@
 //! The static supervisor's actor: its children in list order, and what it
 //! does when one exits (restart by strategy, retry, give up).
 
-use std::{mem, ops::Range};
+use std::{mem, ops::Range, time::Duration};
 
 use kameo::{
     actor::{Actor, ActorId, ActorRef, WeakActorRef},
@@ -13,7 +13,9 @@ use tokio::time::Instant;
 use super::{Strategy, SupervisorFlags};
 use crate::{
     ChildSpec, ExitReason, ProcessHandle, RestartType,
+    backoff::BackoffState,
     intensity::RestartLog,
+    report::Reporter,
     watch::{ChildDown, watch},
 };
 
@@ -21,6 +23,24 @@ use crate::{
 pub(super) struct Child {
     pub(super) spec: ChildSpec,
     pub(super) slot: Slot,
+    pub(super) backoff: BackoffState,
+}
+
+impl Child {
+    /// A child that was just started as `handle`.
+    pub(super) fn running(spec: ChildSpec, handle: ProcessHandle) -> Self {
+        Child {
+            spec,
+            slot: Slot::Running(handle),
+            backoff: BackoffState::new(Instant::now()),
+        }
+    }
+
+    /// Marks the child running again as `handle`.
+    pub(super) fn restarted(&mut self, handle: ProcessHandle) {
+        self.slot = Slot::Running(handle);
+        self.backoff.started(Instant::now());
+    }
 }
 
 /// Whether a child runs.
@@ -47,6 +67,7 @@ impl Slot {
 /// The supervisor actor. Its exit reason, when it gives up, is the
 /// `ExitReason` returned as its error.
 pub(crate) struct SupervisorActor {
+    pub(super) reporter: Reporter,
     strategy: Strategy,
     restarts: RestartLog,
     /// In list order: start order; the reverse is stop order.
@@ -79,6 +100,7 @@ impl Actor for SupervisorActor {
 impl SupervisorActor {
     pub(super) fn new(flags: SupervisorFlags) -> Self {
         SupervisorActor {
+            reporter: Reporter::new(flags.name, flags.telemetry),
             strategy: flags.strategy,
             restarts: RestartLog::new(flags.intensity),
             children: Vec::new(),
@@ -103,10 +125,11 @@ impl SupervisorActor {
 
     /// Starts a child from its spec and watches it; does not record it.
     pub(super) async fn start(
+        reporter: &Reporter,
         spec: &ChildSpec,
         actor_ref: &ActorRef<Self>,
     ) -> Result<ProcessHandle, crate::StartError> {
-        let handle = spec.start().await?;
+        let handle = reporter.start(spec).await?;
         // Not aborted when we stop the child ourselves: the few static
         // children make the stale notice cheap, and it is ignored (the slot
         // no longer holds that actor).
@@ -116,12 +139,9 @@ impl SupervisorActor {
 
     /// Stops a running child on purpose (it was marked not running first,
     /// so its exit notice is ignored).
-    pub(super) async fn stop_child(
-        spec: &ChildSpec,
-        handle: ProcessHandle,
-        _actor_ref: &ActorRef<Self>,
-    ) {
-        spec.shutdown.stop(&handle).await;
+    pub(super) async fn stop_child(reporter: &Reporter, spec: &ChildSpec, handle: ProcessHandle) {
+        let exit = spec.shutdown.stop(&handle).await;
+        reporter.terminated(spec, &handle, &exit);
     }
 
     /// The child at `index` exited with `exit` (it is already marked not
@@ -134,12 +154,14 @@ impl SupervisorActor {
         actor_ref: &ActorRef<Self>,
     ) -> Result<(), ExitReason> {
         let spec = &self.children[index].spec;
+        // A stop of the supervisor has been requested: nothing restarts.
+        let restart = spec.restart.restarts_after(&exit) && actor_ref.is_alive();
+        self.reporter.exited(spec, &handle, &exit, restart);
         if spec.restart == RestartType::Temporary {
             self.children.remove(index);
             return Ok(());
         }
-        // A stop of the supervisor has been requested: nothing restarts.
-        if !spec.restart.restarts_after(&exit) || !actor_ref.is_alive() {
+        if !restart {
             return Ok(());
         }
         // The notice comes from `exited()`, so the child is gone, whole
@@ -166,7 +188,7 @@ impl SupervisorActor {
         };
         for child in self.children[start..end].iter_mut().rev() {
             if let Some(handle) = child.slot.take_running() {
-                Self::stop_child(&child.spec, handle, actor_ref).await;
+                Self::stop_child(&self.reporter, &child.spec, handle).await;
             }
         }
         let mut i = start;
@@ -178,22 +200,64 @@ impl SupervisorActor {
                 i += 1;
             }
         }
-        self.start_members((start..end).collect(), actor_ref).await;
+        self.start_members_after_backoff((start..end).collect(), actor_ref)
+            .await;
         Ok(())
     }
 
     /// Retries the group whose members still wait on `ticket` (a member
     /// terminated meanwhile has left it), counting the restart.
     async fn retry(&mut self, ticket: u64, actor_ref: &ActorRef<Self>) -> Result<(), ExitReason> {
-        let members: Vec<usize> = (0..self.children.len())
-            .filter(|&i| matches!(self.children[i].slot, Slot::Restarting(t) if t == ticket))
-            .collect();
+        let members = self.waiting_on(ticket);
         if members.is_empty() {
             return Ok(());
         }
         self.count_restart().await?;
-        self.start_members(members, actor_ref).await;
+        self.start_members_after_backoff(members, actor_ref).await;
         Ok(())
+    }
+
+    /// Starts `members` now, or, if any has a backoff, once the longest
+    /// among them is over: they wait as restarting, and the timer comes back
+    /// through the mailbox as [`StartGroup`].
+    async fn start_members_after_backoff(
+        &mut self,
+        members: Vec<usize>,
+        actor_ref: &ActorRef<Self>,
+    ) {
+        let now = Instant::now();
+        let mut wait = Duration::ZERO;
+        for &i in &members {
+            let child = &mut self.children[i];
+            if let Some(policy) = child.spec.backoff {
+                let (delay, attempt) = child.backoff.next_delay(&policy, now);
+                self.reporter.backoff(&child.spec, delay, attempt);
+                wait = wait.max(delay);
+            }
+        }
+        if wait.is_zero() {
+            return self.start_members(members, actor_ref).await;
+        }
+        self.next_ticket += 1;
+        let ticket = self.next_ticket;
+        for &i in &members {
+            self.children[i].slot = Slot::Restarting(ticket);
+        }
+        let supervisor = actor_ref.downgrade();
+        tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            if let Some(supervisor) = supervisor.upgrade() {
+                let _ = supervisor.tell(StartGroup(ticket)).await;
+            }
+        });
+    }
+
+    /// The members still waiting on `ticket` (a member terminated meanwhile
+    /// has left the group).
+    fn waiting_on(&self, ticket: u64) -> Vec<usize> {
+        (0..self.children.len())
+            .filter(|&i| matches!(self.children[i].slot, Slot::Restarting(t) if t == ticket))
+            .collect()
     }
 
     /// Records a restart; past the intensity, stops every child and returns
@@ -203,7 +267,9 @@ impl SupervisorActor {
             return Ok(());
         }
         self.shutdown_all().await;
-        Err(self.restarts.exceeded())
+        let reason = self.restarts.exceeded();
+        self.reporter.gave_up(&reason, self.restarts.count());
+        Err(reason)
     }
 
     /// Starts the (not running) children at `members`, in order. If a start
@@ -212,13 +278,17 @@ impl SupervisorActor {
     /// the mailbox, so admin calls keep answering in between.
     async fn start_members(&mut self, members: Vec<usize>, actor_ref: &ActorRef<Self>) {
         for (n, &i) in members.iter().enumerate() {
-            match Self::start(&self.children[i].spec, actor_ref).await {
-                Ok(handle) => self.children[i].slot = Slot::Running(handle),
+            match Self::start(&self.reporter, &self.children[i].spec, actor_ref).await {
+                Ok(handle) => {
+                    self.reporter
+                        .restarted(&self.children[i].spec, &handle, self.restarts.count());
+                    self.children[i].restarted(handle);
+                }
                 Err(_start_error) => {
                     for &j in members[..n].iter().rev() {
                         let child = &mut self.children[j];
                         if let Some(handle) = child.slot.take_running() {
-                            Self::stop_child(&child.spec, handle, actor_ref).await;
+                            Self::stop_child(&self.reporter, &child.spec, handle).await;
                         }
                     }
                     self.next_ticket += 1;
@@ -241,10 +311,28 @@ impl SupervisorActor {
         for child in self.children.iter_mut().rev() {
             match mem::replace(&mut child.slot, Slot::NotRunning) {
                 Slot::Running(handle) => {
-                    child.spec.shutdown.stop(&handle).await;
+                    Self::stop_child(&self.reporter, &child.spec, handle).await;
                 }
                 Slot::Restarting(_) | Slot::NotRunning => {}
             }
+        }
+    }
+}
+
+/// The backoff of the group whose members carry this ticket is over (or
+/// there was none): start them.
+struct StartGroup(u64);
+
+impl Message<StartGroup> for SupervisorActor {
+    type Reply = ();
+
+    async fn handle(&mut self, StartGroup(ticket): StartGroup, ctx: &mut Context<Self, ()>) {
+        if !ctx.actor_ref().is_alive() {
+            return;
+        }
+        let members = self.waiting_on(ticket);
+        if !members.is_empty() {
+            self.start_members(members, ctx.actor_ref()).await;
         }
     }
 }

@@ -23,11 +23,8 @@ impl Message<StartChildren> for SupervisorActor {
     ) -> Self::Reply {
         self.children.reserve(specs.len());
         for spec in specs {
-            match Self::start(&spec, ctx.actor_ref()).await {
-                Ok(handle) => self.children.push(Child {
-                    spec,
-                    slot: Slot::Running(handle),
-                }),
+            match Self::start(&self.reporter, &spec, ctx.actor_ref()).await {
+                Ok(handle) => self.children.push(Child::running(spec, handle)),
                 Err(error) => {
                     self.shutdown_all().await;
                     self.children.clear();
@@ -59,11 +56,8 @@ impl Message<StartChild> for SupervisorActor {
                 Slot::NotRunning => SupervisorError::AlreadyPresent,
             });
         }
-        let handle = Self::start(&spec, ctx.actor_ref()).await?;
-        self.children.push(Child {
-            spec,
-            slot: Slot::Running(handle.clone()),
-        });
+        let handle = Self::start(&self.reporter, &spec, ctx.actor_ref()).await?;
+        self.children.push(Child::running(spec, handle.clone()));
         Ok(handle)
     }
 }
@@ -76,12 +70,12 @@ impl Message<TerminateChild> for SupervisorActor {
     async fn handle(
         &mut self,
         TerminateChild(id): TerminateChild,
-        ctx: &mut Context<Self, Self::Reply>,
+        _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let index = self.position(&id).ok_or(SupervisorError::NotFound)?;
         let child = &mut self.children[index];
         if let Some(handle) = child.slot.take_running() {
-            Self::stop_child(&child.spec, handle, ctx.actor_ref()).await;
+            Self::stop_child(&self.reporter, &child.spec, handle).await;
         }
         // A pending restart is cancelled too.
         child.slot = Slot::NotRunning;
@@ -108,8 +102,9 @@ impl Message<RestartChild> for SupervisorActor {
             Slot::Restarting(_) => return Err(SupervisorError::Restarting),
             Slot::NotRunning => {}
         }
-        let handle = Self::start(&self.children[index].spec, ctx.actor_ref()).await?;
-        self.children[index].slot = Slot::Running(handle.clone());
+        let handle =
+            Self::start(&self.reporter, &self.children[index].spec, ctx.actor_ref()).await?;
+        self.children[index].restarted(handle.clone());
         Ok(handle)
     }
 }
