@@ -33,15 +33,20 @@ where
     let supervisor = supervisor.downgrade();
     tokio::spawn(async move {
         let exit = child.exited().await;
-        if let Some(supervisor) = supervisor.upgrade() {
-            // A supervisor that has stopped has nothing left to restart.
-            let _ = supervisor
-                .tell(ChildDown {
-                    id: child.id(),
-                    exit,
-                })
-                .await;
-        }
+        // Boxed: the watcher waits for a long time and should weigh little
+        // meanwhile; the send's state is only needed once.
+        Box::pin(async move {
+            if let Some(supervisor) = supervisor.upgrade() {
+                // A supervisor that has stopped has nothing left to restart.
+                let _ = supervisor
+                    .tell(ChildDown {
+                        id: child.id(),
+                        exit,
+                    })
+                    .await;
+            }
+        })
+        .await
     })
     .abort_handle()
 }
