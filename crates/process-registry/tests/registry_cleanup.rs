@@ -36,10 +36,14 @@ async fn cleanup_stops_everything_and_empties_the_namespace() {
     let other = Namespace::unique_test();
     let (p, q, r, s) = (spawn().await, spawn().await, spawn().await, spawn().await);
     registry.register(&ns, "p", p.clone(), json!(null)).unwrap();
-    registry.register(&ns, "p2", p.clone(), json!(null)).unwrap();
+    registry
+        .register(&ns, "p2", p.clone(), json!(null))
+        .unwrap();
     registry.register(&ns, "q", q.clone(), json!(null)).unwrap();
     registry.join(&ns, "g", r.clone()).unwrap();
-    registry.register(&other, "s", s.clone(), json!(null)).unwrap();
+    registry
+        .register(&other, "s", s.clone(), json!(null))
+        .unwrap();
 
     let report = registry.cleanup(&ns).await;
     assert_eq!(report.stopped, 3);
@@ -71,13 +75,28 @@ async fn supervised_process_is_stopped_through_its_supervisor() {
         .await
         .unwrap();
     registry
-        .register_with_stopper(&ns, "worker", child.clone(), json!(null), Stopper::supervised_by(&sup))
+        .register_with_stopper(
+            &ns,
+            "worker",
+            child.clone(),
+            json!(null),
+            Stopper::supervised_by(&sup),
+        )
         .unwrap();
     let plain = spawn().await;
-    registry.register(&ns, "plain", plain.clone(), json!(null)).unwrap();
+    registry
+        .register(&ns, "plain", plain.clone(), json!(null))
+        .unwrap();
 
     let report = registry.cleanup(&ns).await;
-    assert_eq!(report, CleanupReport { stopped: 2, killed: 0, unregistered: report.unregistered });
+    assert_eq!(
+        report,
+        CleanupReport {
+            stopped: 2,
+            killed: 0,
+            unregistered: report.unregistered
+        }
+    );
     assert!(!child.is_alive());
     let counts = sup.count_children().await.unwrap();
     assert_eq!(counts.active, 0, "the child was not restarted");
@@ -101,10 +120,16 @@ async fn custom_stopper_is_used() {
         }
     });
     let p = spawn().await;
-    registry.register_with_stopper(&ns, "p", p.clone(), json!(null), stopper).unwrap();
+    registry
+        .register_with_stopper(&ns, "p", p.clone(), json!(null), stopper)
+        .unwrap();
     registry.join(&ns, "g", p.clone()).unwrap();
     registry.cleanup(&ns).await;
-    assert_eq!(calls.load(Ordering::SeqCst), 1, "once per process, not per name");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "once per process, not per name"
+    );
     assert_eq!(p.exited().await, ExitReason::Killed);
 }
 
@@ -129,10 +154,14 @@ async fn process_outlasting_the_timeout_is_killed() {
     let ns = Namespace::unique_test();
     let stuck = ProcessHandle::spawn::<Stuck>(Stuck).await.unwrap();
     stuck.downcast::<Stuck>().unwrap().tell(Hang).await.unwrap();
-    registry.register(&ns, "stuck", stuck.clone(), json!(null)).unwrap();
+    registry
+        .register(&ns, "stuck", stuck.clone(), json!(null))
+        .unwrap();
     let mut events = registry.subscribe(&ns);
 
-    let report = registry.cleanup_with_timeout(&ns, Duration::from_secs(2)).await;
+    let report = registry
+        .cleanup_with_timeout(&ns, Duration::from_secs(2))
+        .await;
     assert_eq!(report.killed, 1);
     assert_eq!(report.stopped, 0);
     assert_eq!(stuck.exited().await, ExitReason::Killed);
@@ -147,5 +176,8 @@ async fn process_outlasting_the_timeout_is_killed() {
 #[tokio::test]
 async fn cleanup_of_an_empty_namespace() {
     let registry = ProcessRegistry::new(Telemetry::disabled());
-    assert_eq!(registry.cleanup(&Namespace::unique_test()).await, CleanupReport::default());
+    assert_eq!(
+        registry.cleanup(&Namespace::unique_test()).await,
+        CleanupReport::default()
+    );
 }

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use process_registry::ProcessRegistry;
 use proptest::prelude::*;
 use serde_json::json;
-use supervision_core::{Namespace, ProcessHandle, RegistryError, RegistryEvent, RegistryEvents, Telemetry};
+use supervision_core::{
+    Namespace, ProcessHandle, RegistryError, RegistryEvent, RegistryEvents, Telemetry,
+};
 
 #[derive(kameo::Actor)]
 struct Dummy;
@@ -71,18 +73,25 @@ impl Model {
                 if let Some(holder) = self.names.get(&*name)
                     && *holder != handle
                 {
-                    return Err(format!("{name} registered to {handle:?} while held by {holder:?}"));
+                    return Err(format!(
+                        "{name} registered to {handle:?} while held by {holder:?}"
+                    ));
                 }
                 self.names.insert(name.to_string(), handle);
             }
             RegistryEvent::Unregistered { name, handle, .. } => {
                 if self.names.get(&*name) != Some(&handle) {
-                    return Err(format!("{name} unregistered from {handle:?}, not its holder"));
+                    return Err(format!(
+                        "{name} unregistered from {handle:?}, not its holder"
+                    ));
                 }
                 self.names.remove(&*name);
             }
             RegistryEvent::Joined { group, handle } => {
-                self.groups.entry(group.to_string()).or_default().push(handle);
+                self.groups
+                    .entry(group.to_string())
+                    .or_default()
+                    .push(handle);
             }
             RegistryEvent::Left { group, handle, .. } => {
                 let members = self.groups.get_mut(&*group).ok_or("left a missing group")?;
@@ -124,7 +133,12 @@ impl Model {
 
 /// Applies events until the model matches the registry (the cleanup
 /// tasks of stopped processes send the last ones), failing after 10 s.
-async fn converge(events: &mut RegistryEvents, model: &mut Model, registry: &ProcessRegistry, ns: &Namespace) -> Result<(), String> {
+async fn converge(
+    events: &mut RegistryEvents,
+    model: &mut Model,
+    registry: &ProcessRegistry,
+    ns: &Namespace,
+) -> Result<(), String> {
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         while let Ok(event) = events.try_recv() {
@@ -137,7 +151,11 @@ async fn converge(events: &mut RegistryEvents, model: &mut Model, registry: &Pro
         }
         match tokio::time::timeout_at(deadline, events.recv()).await {
             Ok(Some(event)) => model.apply(event)?,
-            _ => return Err(format!("never converged: events say {model:?}, registry says {actual:?}")),
+            _ => {
+                return Err(format!(
+                    "never converged: events say {model:?}, registry says {actual:?}"
+                ));
+            }
         }
     }
 }

@@ -1,7 +1,9 @@
 //! Groups: duplicate keys as Erlang's `pg`.
 
 use process_registry::ProcessRegistry;
-use supervision_core::{ExitReason, Namespace, ProcessHandle, RegistryError, RegistryEvent, Telemetry};
+use supervision_core::{
+    ExitReason, Namespace, ProcessHandle, RegistryError, RegistryEvent, Telemetry,
+};
 
 #[derive(kameo::Actor)]
 struct Dummy;
@@ -19,7 +21,10 @@ async fn membership_is_a_multiset() {
     registry.join(&ns, "g", p.clone()).unwrap();
     registry.join(&ns, "g", q.clone()).unwrap();
     registry.join(&ns, "g", p.clone()).unwrap();
-    assert_eq!(registry.members(&ns, "g"), vec![p.clone(), q.clone(), p.clone()]);
+    assert_eq!(
+        registry.members(&ns, "g"),
+        vec![p.clone(), q.clone(), p.clone()]
+    );
 
     registry.leave(&ns, "g", &p).unwrap();
     assert_eq!(registry.members(&ns, "g"), vec![p.clone(), q.clone()]);
@@ -41,7 +46,10 @@ async fn leaving_without_membership_is_an_error() {
         Err(RegistryError::NotInGroup(g)) if &*g == "nowhere"
     ));
     registry.join(&ns, "g", q.clone()).unwrap();
-    assert!(matches!(registry.leave(&ns, "g", &p), Err(RegistryError::NotInGroup(_))));
+    assert!(matches!(
+        registry.leave(&ns, "g", &p),
+        Err(RegistryError::NotInGroup(_))
+    ));
     assert_eq!(registry.members(&ns, "g"), vec![q.clone()]);
     p.stop().await;
     q.stop().await;
@@ -87,7 +95,11 @@ async fn dead_members_leave_automatically() {
     let mut left = Vec::new();
     while left.len() < 3 {
         match events.recv().await.unwrap() {
-            RegistryEvent::Left { group, handle, exit } => {
+            RegistryEvent::Left {
+                group,
+                handle,
+                exit,
+            } => {
                 assert_eq!(handle, p);
                 assert_eq!(exit, Some(ExitReason::Shutdown(None)));
                 left.push(group.to_string());
@@ -99,8 +111,14 @@ async fn dead_members_leave_automatically() {
     left.sort();
     assert_eq!(left, ["g", "g", "solo"]);
     // Physically gone: the group "solo" no longer exists, p is in no group.
-    assert!(matches!(registry.leave(&ns, "solo", &p), Err(RegistryError::NotInGroup(_))));
-    assert!(matches!(registry.leave(&ns, "g", &p), Err(RegistryError::NotInGroup(_))));
+    assert!(matches!(
+        registry.leave(&ns, "solo", &p),
+        Err(RegistryError::NotInGroup(_))
+    ));
+    assert!(matches!(
+        registry.leave(&ns, "g", &p),
+        Err(RegistryError::NotInGroup(_))
+    ));
     let groups: Vec<_> = registry.groups(&ns).iter().map(|g| g.to_string()).collect();
     assert_eq!(groups, ["g"]);
     q.stop().await;
@@ -113,6 +131,9 @@ async fn dead_process_cannot_join() {
     let ns = Namespace::unique_test();
     let p = spawn().await;
     p.stop().await;
-    assert!(matches!(registry.join(&ns, "g", p), Err(RegistryError::NotAlive)));
+    assert!(matches!(
+        registry.join(&ns, "g", p),
+        Err(RegistryError::NotAlive)
+    ));
     assert!(registry.groups(&ns).is_empty());
 }

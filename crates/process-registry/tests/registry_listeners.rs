@@ -15,8 +15,12 @@ async fn spawn() -> ProcessHandle {
 /// An event in short: kind, key, handle.
 fn short(event: &RegistryEvent) -> (&'static str, String, ProcessHandle) {
     match event {
-        RegistryEvent::Registered { name, handle, .. } => ("registered", name.to_string(), handle.clone()),
-        RegistryEvent::Unregistered { name, handle, .. } => ("unregistered", name.to_string(), handle.clone()),
+        RegistryEvent::Registered { name, handle, .. } => {
+            ("registered", name.to_string(), handle.clone())
+        }
+        RegistryEvent::Unregistered { name, handle, .. } => {
+            ("unregistered", name.to_string(), handle.clone())
+        }
         RegistryEvent::Joined { group, handle } => ("joined", group.to_string(), handle.clone()),
         RegistryEvent::Left { group, handle, .. } => ("left", group.to_string(), handle.clone()),
         other => panic!("unknown event {other:?}"),
@@ -33,8 +37,12 @@ async fn events_arrive_in_order() {
     let mut events = registry.subscribe(&ns);
     let (p, q) = (spawn().await, spawn().await);
 
-    registry.register(&other, "elsewhere", p.clone(), json!(null)).unwrap();
-    registry.register(&ns, "a", p.clone(), json!({"k": 1})).unwrap();
+    registry
+        .register(&other, "elsewhere", p.clone(), json!(null))
+        .unwrap();
+    registry
+        .register(&ns, "a", p.clone(), json!({"k": 1}))
+        .unwrap();
     registry.join(&ns, "g", q.clone()).unwrap();
     registry.join(&ns, "g", p.clone()).unwrap();
     registry.unregister(&ns, "a").unwrap();
@@ -53,7 +61,9 @@ async fn events_arrive_in_order() {
         let event = events.recv().await.unwrap();
         assert_eq!(short(&event), (kind, key.to_owned(), handle.clone()));
         match event {
-            RegistryEvent::Registered { metadata, handle, .. } if handle == p => {
+            RegistryEvent::Registered {
+                metadata, handle, ..
+            } if handle == p => {
                 assert_eq!(metadata, json!({"k": 1}))
             }
             RegistryEvent::Unregistered { exit, .. } | RegistryEvent::Left { exit, .. } => {
@@ -62,7 +72,10 @@ async fn events_arrive_in_order() {
             _ => {}
         }
     }
-    assert!(events.try_recv().is_err(), "nothing else, nothing from elsewhere");
+    assert!(
+        events.try_recv().is_err(),
+        "nothing else, nothing from elsewhere"
+    );
     p.stop().await;
     q.stop().await;
 }
@@ -86,7 +99,10 @@ async fn concurrent_writers_of_one_name_keep_order() {
             tokio::spawn(async move {
                 let mut wins = 0;
                 for _ in 0..200 {
-                    if registry.register(&ns, "hot", handle.clone(), json!(null)).is_ok() {
+                    if registry
+                        .register(&ns, "hot", handle.clone(), json!(null))
+                        .is_ok()
+                    {
                         wins += 1;
                         let _ = registry.unregister(&ns, "hot");
                     }
@@ -111,7 +127,11 @@ async fn concurrent_writers_of_one_name_keep_order() {
                 registered += 1;
             }
             RegistryEvent::Unregistered { handle, .. } => {
-                assert_eq!(holder.take(), Some(handle), "unregistered by another holder");
+                assert_eq!(
+                    holder.take(),
+                    Some(handle),
+                    "unregistered by another holder"
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -142,9 +162,7 @@ async fn stopped_listener_is_dropped_without_harm() {
     registry.unregister(&ns, "a").unwrap();
     assert_eq!(registry.lookup(&ns, "b"), Some(p.clone()));
 
-    let kinds: Vec<_> = (0..3)
-        .map(|_| short(&kept.try_recv().unwrap()).0)
-        .collect();
+    let kinds: Vec<_> = (0..3).map(|_| short(&kept.try_recv().unwrap()).0).collect();
     assert_eq!(kinds, ["registered", "registered", "unregistered"]);
     p.stop().await;
 }

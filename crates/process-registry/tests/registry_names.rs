@@ -41,7 +41,9 @@ async fn unique_names_and_reregistration() {
     let registry = registry();
     let ns = Namespace::unique_test();
     let (p, q) = (spawn().await, spawn().await);
-    registry.register(&ns, "x", p.clone(), json!({"v": 1})).unwrap();
+    registry
+        .register(&ns, "x", p.clone(), json!({"v": 1}))
+        .unwrap();
     match registry.register(&ns, "x", q.clone(), json!(null)) {
         Err(RegistryError::AlreadyRegistered { name, holder }) => {
             assert_eq!(&*name, "x");
@@ -49,7 +51,9 @@ async fn unique_names_and_reregistration() {
         }
         other => panic!("expected AlreadyRegistered, got {other:?}"),
     }
-    registry.register(&ns, "x", p.clone(), json!({"v": 2})).unwrap();
+    registry
+        .register(&ns, "x", p.clone(), json!({"v": 2}))
+        .unwrap();
     assert_eq!(registry.metadata(&ns, "x"), Some(json!({"v": 2})));
     assert_eq!(registry.count(&ns), 1);
     p.stop().await;
@@ -69,7 +73,9 @@ async fn invalid_metadata_and_dead_handle_are_typed_errors() {
     }
     assert_eq!(registry.lookup(&ns, "x"), None);
     p.stop().await;
-    let err = registry.register(&ns, "x", p.clone(), json!(null)).unwrap_err();
+    let err = registry
+        .register(&ns, "x", p.clone(), json!(null))
+        .unwrap_err();
     assert!(matches!(err, RegistryError::NotAlive));
 }
 
@@ -89,7 +95,9 @@ async fn name_of_dead_holder_is_free_at_once() {
     registry.register(&ns, "x", q.clone(), json!(null)).unwrap();
     assert_eq!(registry.lookup(&ns, "x"), Some(q.clone()));
 
-    assert!(matches!(events.recv().await, Some(RegistryEvent::Registered { handle, .. }) if handle == p));
+    assert!(
+        matches!(events.recv().await, Some(RegistryEvent::Registered { handle, .. }) if handle == p)
+    );
     match events.recv().await {
         Some(RegistryEvent::Unregistered { handle, exit, .. }) => {
             assert_eq!(handle, p);
@@ -97,7 +105,9 @@ async fn name_of_dead_holder_is_free_at_once() {
         }
         other => panic!("expected Unregistered, got {other:?}"),
     }
-    assert!(matches!(events.recv().await, Some(RegistryEvent::Registered { handle, .. }) if handle == q));
+    assert!(
+        matches!(events.recv().await, Some(RegistryEvent::Registered { handle, .. }) if handle == q)
+    );
     q.stop().await;
 }
 
@@ -172,16 +182,25 @@ async fn metadata_queries() {
     let registry = registry();
     let ns = Namespace::unique_test();
     let (p, q) = (spawn().await, spawn().await);
-    registry.register(&ns, "a", p.clone(), json!({"role": "db"})).unwrap();
-    registry.register(&ns, "b", q.clone(), json!({"role": "cache"})).unwrap();
+    registry
+        .register(&ns, "a", p.clone(), json!({"role": "db"}))
+        .unwrap();
+    registry
+        .register(&ns, "b", q.clone(), json!({"role": "cache"}))
+        .unwrap();
     registry.register(&ns, "c", q.clone(), json!(null)).unwrap();
 
     assert_eq!(
         registry.lookup_with_metadata(&ns, "a"),
         Some((p.clone(), json!({"role": "db"})))
     );
-    registry.update_metadata(&ns, "a", json!({"role": "primary"})).unwrap();
-    assert_eq!(registry.metadata(&ns, "a"), Some(json!({"role": "primary"})));
+    registry
+        .update_metadata(&ns, "a", json!({"role": "primary"}))
+        .unwrap();
+    assert_eq!(
+        registry.metadata(&ns, "a"),
+        Some(json!({"role": "primary"}))
+    );
     assert!(matches!(
         registry.update_metadata(&ns, "a", json!(3)),
         Err(RegistryError::InvalidMetadata(_))
@@ -196,13 +215,25 @@ async fn metadata_queries() {
     assert_eq!(&*cache[0].0, "b");
     assert_eq!(cache[0].1, q);
 
-    let names: Vec<_> = registry.list(&ns).into_iter().map(|(n, ..)| n.to_string()).collect();
+    let names: Vec<_> = registry
+        .list(&ns)
+        .into_iter()
+        .map(|(n, ..)| n.to_string())
+        .collect();
     assert_eq!(names, ["a", "b", "c"]);
     assert_eq!(registry.count(&ns), 3);
 
     q.stop().await;
-    let names: Vec<_> = registry.list(&ns).into_iter().map(|(n, ..)| n.to_string()).collect();
-    assert_eq!(names, ["a"], "a stopped holder leaves list and count at once");
+    let names: Vec<_> = registry
+        .list(&ns)
+        .into_iter()
+        .map(|(n, ..)| n.to_string())
+        .collect();
+    assert_eq!(
+        names,
+        ["a"],
+        "a stopped holder leaves list and count at once"
+    );
     assert_eq!(registry.count(&ns), 1);
     assert_eq!(registry.metadata(&ns, "b"), None);
     p.stop().await;

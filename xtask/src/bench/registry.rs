@@ -4,11 +4,12 @@
 //! `(i * 7919 + w) % n + 1`), `n` unregistrations by the owners.
 //!
 //! As in the anchor, each owner is spawned inside the timed register phase
-//! and registers its own keys. The keys are the integers `1..=n` as
-//! strings (our names are strings), made before any timing starts. Lookups
-//! go through the production namespace, as the anchor's single registry.
+//! and registers its own keys. Our names are strings: each key is the
+//! integer written in decimal into a stack buffer inside the timed loops,
+//! as the anchor computes its integer key there. Everything goes through
+//! the production namespace, as the anchor's single registry.
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use kameo::Actor;
@@ -32,7 +33,6 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     );
     let chunk = n / OWNERS;
     let registry = ProcessRegistry::new(Telemetry::new());
-    let names: Arc<Vec<String>> = Arc::new((0..=n).map(|k| k.to_string()).collect());
     let ns = Namespace::Production;
     let mem0 = crate::rss_bytes()?;
 
@@ -41,14 +41,15 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     let (registered_tx, mut registered_rx) = mpsc::unbounded_channel();
     let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Result<()>>();
     for o in 0..OWNERS {
-        let (registry, names) = (registry.clone(), names.clone());
+        let registry = registry.clone();
         let (registered_tx, done_tx) = (registered_tx.clone(), done_tx.clone());
         tokio::spawn(async move {
             let keys = o * chunk + 1..=o * chunk + chunk;
             let owner = async {
                 let handle = ProcessHandle::spawn::<Owner>(Owner).await?;
+                let mut buf = [0u8; 20];
                 for k in keys.clone() {
-                    registry.register(&ns, &names[k as usize], handle.clone(), json!(null))?;
+                    registry.register(&ns, decimal(k, &mut buf), handle.clone(), json!(null))?;
                 }
                 anyhow::Ok(handle)
             }
@@ -59,8 +60,9 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
             if failed || unregister_rx.await.is_err() {
                 return;
             }
+            let mut buf = [0u8; 20];
             let unregistered = keys.into_iter().try_for_each(|k| {
-                registry.unregister(&ns, &names[k as usize])?;
+                registry.unregister(&ns, decimal(k, &mut buf))?;
                 anyhow::Ok(())
             });
             let _ = done_tx.send(unregistered);
@@ -84,12 +86,13 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     let t = Instant::now();
     let lookups: Vec<_> = (0..LOOKUP_TASKS)
         .map(|w| {
-            let (registry, names) = (registry.clone(), names.clone());
+            let registry = registry.clone();
             tokio::spawn(async move {
                 let mut missing = 0u64;
+                let mut buf = [0u8; 20];
                 for i in 1..=per {
                     let k = (i * 7919 + w) % n + 1;
-                    match registry.lookup(&ns, &names[k as usize]) {
+                    match registry.lookup(&ns, decimal(k, &mut buf)) {
                         Some(handle) => drop(std::hint::black_box(handle)),
                         None => missing += 1,
                     }
@@ -136,4 +139,19 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
         "lookups_per_s": (LOOKUPS as f64 / lookup_s).round(),
         "bytes_per_key_with_owners": (mem1 - mem0) / n as i64,
     }))
+}
+
+/// `k` in decimal, written into `buf`.
+fn decimal(mut k: u64, buf: &mut [u8; 20]) -> &str {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (k % 10) as u8;
+        k /= 10;
+        if k == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[at..]).unwrap_or_default()
 }
