@@ -299,8 +299,12 @@ proptest! {
                         alive[p] = false;
                         handles[p].stop().await;
                         let mut gone = 0;
+                        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
                         while gone < held {
-                            match events.recv().await {
+                            let event = tokio::time::timeout_at(deadline, events.recv())
+                                .await
+                                .map_err(|_| format!("stop {p}: {gone} of {held} removals seen"))?;
+                            match event {
                                 Some(RegistryEvent::Unregistered { handle, exit: Some(_), .. } | RegistryEvent::Left { handle, exit: Some(_), .. }) if handle == handles[p] => gone += 1,
                                 Some(_) => {}
                                 None => return Err("event stream ended".into()),
