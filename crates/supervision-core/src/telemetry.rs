@@ -97,6 +97,9 @@ impl ErrorCode for TelemetryError {
 
 type Handler = dyn Fn(&TelemetryEvent<'_>) + Send + Sync;
 
+/// Copy-on-write: emitters clone the `Arc` and call handlers without a lock.
+type HandlerList = Arc<[Arc<Attached>]>;
+
 struct Attached {
     id: String,
     prefix: Vec<String>,
@@ -145,7 +148,7 @@ impl Attached {
 /// ```
 #[derive(Clone, Default)]
 pub struct Telemetry {
-    handlers: Option<Arc<RwLock<Arc<[Arc<Attached>]>>>>,
+    handlers: Option<Arc<RwLock<HandlerList>>>,
 }
 
 impl Telemetry {
