@@ -28,7 +28,7 @@ struct Owner;
 
 pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     ensure!(
-        n >= OWNERS && n % OWNERS == 0,
+        n >= OWNERS && n.is_multiple_of(OWNERS),
         "n must be a multiple of {OWNERS}"
     );
     let chunk = n / OWNERS;
