@@ -1,4 +1,63 @@
-//! ProcessRegistry (namespaced, unique and group keys, metadata, listeners)
-//! and ServiceRegistry.
+//! Find processes by name: a namespaced [`ProcessRegistry`] (unique names
+//! with metadata, groups, change listeners) and a [`ServiceRegistry`] over
+//! it (lookups with stable errors, health checks, waiting for a service,
+//! fallbacks).
 //!
-//! Placeholder: this crate has no code yet.
+//! [`ProcessRegistry`] implements supervision-core's
+//! [`Registry`](supervision_core::Registry) contract; other crates use it
+//! as an `Arc<dyn Registry>` and never name this crate. It is a value:
+//! there is no process-wide registry, so tests run side by side, each in
+//! its own [`Namespace::Test`](supervision_core::Namespace::Test).
+//!
+//! It is not a supervisor: it stops processes only in
+//! [`ProcessRegistry::cleanup`], and then through the [`Stopper`] given at
+//! registration (so a supervised process is stopped through its
+//! supervisor and not restarted behind the caller's back). It is not a
+//! distributed registry either: names are local to one node.
+//!
+//! # Concepts
+//!
+//! - **Names** are unique per namespace: a second process registering a
+//!   held name gets [`RegistryError::AlreadyRegistered`] with the holder.
+//! - **Groups** hold any number of processes, each as often as it joined
+//!   (Erlang's `pg`).
+//! - **Liveness**: a holder is live while
+//!   [`ProcessHandle::is_alive`](supervision_core::ProcessHandle::is_alive),
+//!   which turns false as soon as a stop has been requested. Lookups, lists
+//!   and counts skip holders that are not live, and a name whose holder is
+//!   not live is free: registering it succeeds at once, without waiting
+//!   for the registry's cleanup task (see [`ProcessRegistry`]).
+//! - **Listeners** receive every change of a namespace, in the order the
+//!   registry applied it.
+//!
+//! # Key design decisions
+//!
+//! Lookups are the hot path and never wait on a writer of another shard:
+//! each namespace keeps its names in a sharded concurrent map (`dashmap`),
+//! readers take a shard's read lock only, and the production namespace is
+//! reached without any map lookup. Writers of one name are serialised by
+//! that name's shard lock, which is also what keeps a listener's events in
+//! order.
+//!
+//! Cleanup of a stopped process costs one tokio task per *process*, not
+//! per name: the task awaits the process's exit and then removes every
+//! name and group membership the process held, from a per-process index.
+//!
+//! [`RegistryError::AlreadyRegistered`]: supervision_core::RegistryError::AlreadyRegistered
+
+mod error;
+mod fallback;
+mod health;
+mod listeners;
+mod process_registry;
+mod records;
+mod service;
+mod stopper;
+mod table;
+
+pub use error::ServiceError;
+pub use fallback::{Answer, FallbackSource, LastValueCache};
+pub use health::{CheckHealth, HealthCheck, HealthStatus};
+pub use process_registry::{CleanupReport, DEFAULT_CLEANUP_SHUTDOWN, ProcessRegistry};
+pub use service::{ServiceInfo, ServiceOptions, ServiceRegistry};
+pub use stopper::Stopper;

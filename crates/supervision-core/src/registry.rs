@@ -33,7 +33,9 @@ pub enum RegistryEvent {
         /// Its former holder.
         handle: ProcessHandle,
         /// `None` when unregistered by a call, the holder's exit reason when
-        /// it stopped.
+        /// it stopped. `None` too when a new holder took the name over from
+        /// one that was stopping but had not stopped yet (its reason is not
+        /// known then).
         exit: Option<ExitReason>,
     },
     /// `handle` joined `group` (once more, if it was already a member).

@@ -3,6 +3,7 @@
 //! on a multi-threaded runtime (driving from `block_on`'s thread slows
 //! kameo's message passing several times).
 
+mod registry;
 mod supervisor;
 
 use anyhow::{Result, bail};
@@ -34,7 +35,8 @@ fn main() -> Result<()> {
         tokio::spawn(async move {
             match name.as_str() {
                 "supervisor" => supervisor::run(n.unwrap_or(100_000)).await,
-                other => bail!("unknown bench {other:?}; known: supervisor"),
+                "registry" => registry::run(n.unwrap_or(100_000)).await,
+                other => bail!("unknown bench {other:?}; known: supervisor, registry"),
             }
         })
         .await?
