@@ -1,5 +1,5 @@
 //! [`ApplicationError`]: what can go wrong when an application is defined,
-//! started or operated. Codes 1601 and up.
+//! started or operated. Codes 1601-1611.
 
 use std::sync::Arc;
 
@@ -97,7 +97,7 @@ pub enum ApplicationError {
         error: SupervisorError,
     },
     /// The application's own supervisor: its flags are invalid, or it
-    /// could not start.
+    /// could not start. Its code is the supervisor error's.
     #[error("application supervisor: {0}")]
     Supervisor(SupervisorError),
 }
@@ -124,7 +124,7 @@ impl ErrorCode for ApplicationError {
             ApplicationError::AlreadyStarted => 1609,
             ApplicationError::DependencyDown { .. } => 1610,
             ApplicationError::Service { .. } => 1611,
-            ApplicationError::Supervisor(_) => 1612,
+            ApplicationError::Supervisor(err) => err.code(),
         }
     }
 }
