@@ -159,6 +159,25 @@ enum Phase {
     Failed,
 }
 
+/// What the state was when the supervisor was asked.
+struct Snapshot {
+    /// While starting: how many services had been started.
+    started: Option<usize>,
+    held: HashSet<usize>,
+}
+
+impl Snapshot {
+    fn of(state: &State) -> Self {
+        Snapshot {
+            started: match state.phase {
+                Phase::Starting { started, .. } => Some(started),
+                _ => None,
+            },
+            held: state.held.clone(),
+        }
+    }
+}
+
 impl Phase {
     fn status(&self) -> ApplicationStatus {
         match self {
@@ -346,17 +365,17 @@ impl Application {
     /// as its supervisor reports them (see the table on [`Application`]).
     pub async fn status(&self) -> StatusReport {
         let inner = &self.inner;
-        let supervisor = {
+        let (supervisor, before) = {
             let state = inner.state.lock();
             match state.phase.supervisor() {
-                Some(supervisor) => supervisor.clone(),
+                Some(supervisor) => (supervisor.clone(), Snapshot::of(&state)),
                 None => return inner.report_without_supervisor(&state),
             }
         };
         let children = supervisor.which_children().await;
         let state = inner.state.lock();
         match children {
-            Ok(children) => inner.report(&state, &children),
+            Ok(children) => inner.report(&before, &state, &children),
             Err(_gone) => match state.phase {
                 // Gone without a stop request: it gave up (the watcher has
                 // not recorded it yet).
@@ -395,11 +414,12 @@ impl Application {
         let inner = &self.inner;
         let position = self.position(name)?;
         let supervisor = self.running_supervisor()?;
+        let before = Snapshot::of(&inner.state.lock());
         let children = supervisor
             .which_children()
             .await
             .map_err(|error| self.admin_error(name, error))?;
-        let report = inner.report(&inner.state.lock(), &children);
+        let report = inner.report(&before, &inner.state.lock(), &children);
         for &dependency in &inner.needs[position] {
             let status = report.services[dependency].status;
             if status != ServiceStatus::Running {
@@ -572,17 +592,20 @@ impl Inner {
     }
 
     /// The report from the supervisor's answer.
-    fn report(&self, state: &State, children: &[ChildInfo]) -> StatusReport {
-        let started = match state.phase {
-            Phase::Starting { started, .. } => Some(started),
-            _ => None,
-        };
+    ///
+    /// `before` is the state when the supervisor was asked, `after` when it
+    /// answered: a service missing from the answer is starting if it had
+    /// not been started when the supervisor was asked, and a service not
+    /// running was stopped on request if it was held at either time (a
+    /// restart_service may have begun or ended in between).
+    fn report(&self, before: &Snapshot, after: &State, children: &[ChildInfo]) -> StatusReport {
+        let started = before.started;
         let services: Vec<ServiceReport> = self
             .names
             .iter()
             .enumerate()
             .map(|(position, name)| {
-                let held = state.held.contains(&position);
+                let held = before.held.contains(&position) || after.held.contains(&position);
                 let child = children.iter().find(|c| c.id == *name);
                 let (status, handle) = match child.map(|c| &c.state) {
                     Some(ChildState::Running(handle)) => {
