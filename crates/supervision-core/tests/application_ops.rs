@@ -531,3 +531,24 @@ async fn dropping_the_last_handle_stops_the_services() {
     }
     assert_eq!(order, ["web", "cache", "db"]);
 }
+
+/// The public handles can be shared across tasks, and the futures of the
+/// application's calls can be spawned.
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>(_: &T) {}
+    send_sync::<Application>();
+    send_sync::<ApplicationSpec>();
+    send_sync::<ServiceDef>();
+    send_sync::<HealthCheck>();
+    send_sync::<ApplicationError>();
+
+    let app = ApplicationSpec::new("app").build().unwrap();
+    send(&app.start());
+    send(&app.stop());
+    send(&app.status());
+    send(&app.health());
+    send(&app.restart_service("x"));
+    send(&app.stop_service("x"));
+}
