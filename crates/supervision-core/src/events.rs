@@ -14,7 +14,7 @@
 //! | `supervisor.backoff.scheduled`       | `delay_ms`, `attempt` | `supervisor`, `child`              |
 //! | `supervisor.gave_up`                 | `restarts`     | `supervisor`, `reason`                    |
 //! | `application.started`                | `duration_us`  | `application`, `services` (count as u64)  |
-//! | `application.stopped`                |                | `application`                             |
+//! | `application.stopped`                |                | `application`, `reason`                   |
 //!
 //! `supervisor` is the supervisor's name from its flags; `child` the child
 //! spec's id; `actor_id` the child's kameo actor id as a number;
@@ -36,5 +36,5 @@ pub const BACKOFF_SCHEDULED: &[&str] = &["supervisor", "backoff", "scheduled"];
 pub const GAVE_UP: &[&str] = &["supervisor", "gave_up"];
 /// `application.started`: every service of an application started.
 pub const APPLICATION_STARTED: &[&str] = &["application", "started"];
-/// `application.stopped`: an application stopped.
+/// `application.stopped`: an application stopped (on request, or its supervisor gave up).
 pub const APPLICATION_STOPPED: &[&str] = &["application", "stopped"];

@@ -2,7 +2,7 @@
 //! meet through.
 //!
 //! This crate is the middle of the workspace: every service crate depends on
-//! it and on nothing else of ours. It holds two things.
+//! it and on nothing else of ours. It holds three things.
 //!
 //! **Supervisors.** [`Supervisor`] (a static list of children, with OTP's
 //! one_for_one, one_for_all and rest_for_one strategies) and
@@ -14,6 +14,12 @@
 //! reset after a quiet window, children that stop for good are never removed,
 //! and its shutdown has no order and no timeout (see the workspace's
 //! docs/ARCHITECTURE.md).
+//!
+//! **Applications.** An [`Application`] is a named tree of [`Service`]s
+//! under one static supervisor, started in the order their dependencies
+//! give and stopped in reverse, with a status per service, admin calls
+//! (restart a service once what it depends on runs) and health checks.
+//! [`ApplicationSpec`] defines one, and composes subsets.
 //!
 //! **Contracts.** [`ProcessHandle`] (a type-erased `pid`), [`Namespace`],
 //! [`Registry`], [`Telemetry`], [`AgentId`] / [`AgentStatus`] /
@@ -38,6 +44,7 @@
 //! Run CPU-bound work with `tokio::task::spawn_blocking`.
 
 mod agent;
+mod application;
 mod backoff;
 mod child;
 mod dynamic;
@@ -58,6 +65,11 @@ pub mod testkit;
 mod watch;
 
 pub use agent::{AgentDirectory, AgentId, AgentStatus};
+pub use application::{
+    Application, ApplicationError, ApplicationSpec, ApplicationStatus, Health, HealthCheck,
+    HealthReport, Service, ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus,
+    StatusReport, Subset,
+};
 pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, TemplateSupervisor};
@@ -73,6 +85,11 @@ pub use namespace::Namespace;
 pub use registry::{Metadata, Registry, RegistryError, RegistryEvent, RegistryEvents};
 pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
 pub use telemetry::{MetaValue, Telemetry, TelemetryError, TelemetryEvent};
+
+/// The README's examples, run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;
 
 /// Re-exports of kameo's types that appear in this crate's API.
 pub mod kameo_types {
