@@ -109,13 +109,23 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
         "--",
     ];
     cmd_args.extend(&forwarded);
-    eprintln!("xtask: cargo {}", cmd_args.join(" "));
-    let output = Command::new(&cargo)
-        .args(&cmd_args)
-        .current_dir(root)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running the bench binary")?;
+    let run_bench = || {
+        eprintln!("xtask: cargo {}", cmd_args.join(" "));
+        Command::new(&cargo)
+            .args(&cmd_args)
+            .current_dir(root)
+            .stderr(std::process::Stdio::inherit())
+            .output()
+            .context("running the bench binary")
+    };
+    if with_anchors {
+        // On our VMs the first large allocation after other work (a build)
+        // runs up to twice as slow; a discarded run puts ours and the
+        // anchors that follow on the same footing.
+        eprintln!("xtask: warm-up run, discarded");
+        run_bench()?;
+    }
+    let output = run_bench()?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
         print!("{stdout}");

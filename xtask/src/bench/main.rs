@@ -6,6 +6,13 @@
 mod registry;
 mod supervisor;
 
+/// mimalloc, as the node will use: with glibc's allocator, starting
+/// 100,000 actors spends about half its time growing the heap (kameo's
+/// actors weigh 7 KB each); mimalloc halves the start phase for about 600
+/// bytes more per actor.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::{Result, bail};
 
 /// The resident set size of this process, in bytes, as the kameo-raw anchor
