@@ -195,14 +195,10 @@ impl DynamicSupervisor {
         if !self.handle.is_alive() {
             return Err(SupervisorError::SupervisorGone);
         }
-        self.shared.reserve()?;
-        let handle = match self.shared.reporter.start(&spec).await {
-            Ok(handle) => handle,
-            Err(err) => {
-                self.shared.release();
-                return Err(err.into());
-            }
-        };
+        // Given back if the start fails, or if this future is dropped midway
+        // (a started child whose handle is dropped stops by itself).
+        let slot = self.shared.reserve()?;
+        let handle = self.shared.reporter.start(&spec).await?;
         let shutdown = spec.shutdown;
         let adopt = Adopt {
             handle: handle.clone(),
@@ -210,10 +206,11 @@ impl DynamicSupervisor {
         };
         if self.actor.tell(adopt).await.is_err() {
             // The supervisor stopped meanwhile: leave nothing running.
-            self.shared.release();
+            drop(slot);
             shutdown.stop(&handle).await;
             return Err(SupervisorError::SupervisorGone);
         }
+        slot.keep();
         Ok(handle)
     }
 
@@ -328,24 +325,48 @@ struct Shared {
 }
 
 impl Shared {
-    fn reserve(&self) -> Result<(), SupervisorError> {
+    fn reserve(&self) -> Result<Slot<'_>, SupervisorError> {
         match self.max_children {
             None => {
                 self.slots.fetch_add(1, Ordering::Relaxed);
-                Ok(())
             }
-            Some(max) => self
-                .slots
-                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                    (n < max).then_some(n + 1)
-                })
-                .map(drop)
-                .map_err(|_| SupervisorError::MaxChildren(max)),
+            Some(max) => {
+                self.slots
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                        (n < max).then_some(n + 1)
+                    })
+                    .map_err(|_| SupervisorError::MaxChildren(max))?;
+            }
         }
+        Ok(Slot {
+            shared: self,
+            kept: false,
+        })
     }
 
     fn release(&self) {
         self.slots.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A slot reserved by a caller's `start_child`: given back when dropped,
+/// unless the child was handed over to the supervisor, which then owns it.
+struct Slot<'a> {
+    shared: &'a Shared,
+    kept: bool,
+}
+
+impl Slot<'_> {
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.shared.release();
+        }
     }
 }
 

@@ -702,3 +702,23 @@ async fn a_child_started_as_the_supervisor_stops_is_not_left_running() {
     ));
     assert_eq!(kit.live(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_start_child_dropped_midway_gives_its_slot_back() {
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags {
+        max_children: Some(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let hung = ChildSpec::new("hung", std::future::pending);
+    let cancelled = tokio::time::timeout(Duration::from_secs(1), sup.start_child(hung)).await;
+    assert!(cancelled.is_err(), "the start never completes");
+    // The slot the dropped call held is free again.
+    sup.start_child(kit.spec("a")).await.unwrap();
+    assert!(matches!(
+        sup.start_child(kit.spec("b")).await,
+        Err(SupervisorError::MaxChildren(1))
+    ));
+    sup.stop().await;
+}
