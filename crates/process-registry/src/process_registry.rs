@@ -21,7 +21,7 @@ use tokio::task::AbortHandle;
 use crate::{
     Stopper,
     records::{Held, Kind, Records},
-    table::{Map, NameEntry, NsTable, map},
+    table::{Map, Name, NameEntry, NsTable, map},
 };
 
 /// Shards of the production namespace's maps: many, so that two readers
@@ -306,7 +306,7 @@ impl ProcessRegistry {
                             return false; // taken over since
                         }
                         table.listeners.send(|| RegistryEvent::Unregistered {
-                            name: name.clone(),
+                            name: shared(name),
                             handle: handle.clone(),
                             exit: Some(reason.clone()),
                         });
@@ -405,7 +405,7 @@ impl ProcessRegistry {
             return Err(RegistryError::NotAlive);
         }
         let table = self.table_or_new(namespace);
-        match table.names.entry(Arc::from(name)) {
+        match table.names.entry(Name::from(name)) {
             Entry::Occupied(mut slot) => {
                 let holder = slot.get().handle.clone();
                 if holder == handle {
@@ -416,7 +416,7 @@ impl ProcessRegistry {
                         self.inner.records.set_stopper(handle.id(), stopper);
                     }
                     table.listeners.send(|| RegistryEvent::Registered {
-                        name: slot.key().clone(),
+                        name: shared(slot.key()),
                         handle,
                         metadata: slot.get().metadata.clone(),
                     });
@@ -424,7 +424,7 @@ impl ProcessRegistry {
                 }
                 if holder.is_alive() {
                     return Err(RegistryError::AlreadyRegistered {
-                        name: slot.key().clone(),
+                        name: shared(slot.key()),
                         holder,
                     });
                 }
@@ -434,7 +434,7 @@ impl ProcessRegistry {
                     metadata,
                 };
                 table.listeners.send(|| RegistryEvent::Unregistered {
-                    name: slot.key().clone(),
+                    name: shared(slot.key()),
                     handle: holder.clone(),
                     exit: exit_now(&holder),
                 });
@@ -442,11 +442,11 @@ impl ProcessRegistry {
                     .records
                     .release(holder.id(), namespace, Kind::Name, name);
                 table.listeners.send(|| RegistryEvent::Registered {
-                    name: slot.key().clone(),
+                    name: shared(slot.key()),
                     handle: handle.clone(),
                     metadata: slot.get().metadata.clone(),
                 });
-                self.hold(namespace, Kind::Name, slot.key().clone(), &handle, stopper);
+                self.hold(namespace, Kind::Name, shared(slot.key()), &handle, stopper);
             }
             Entry::Vacant(slot) => {
                 let slot = slot.insert_entry(NameEntry {
@@ -454,11 +454,11 @@ impl ProcessRegistry {
                     metadata,
                 });
                 table.listeners.send(|| RegistryEvent::Registered {
-                    name: slot.key().clone(),
+                    name: shared(slot.key()),
                     handle: handle.clone(),
                     metadata: slot.get().metadata.clone(),
                 });
-                self.hold(namespace, Kind::Name, slot.key().clone(), &handle, stopper);
+                self.hold(namespace, Kind::Name, shared(slot.key()), &handle, stopper);
             }
         }
         Ok(())
@@ -497,7 +497,7 @@ impl ProcessRegistry {
                 exit_now(&entry.handle)
             };
             table.listeners.send(|| RegistryEvent::Unregistered {
-                name: key.clone(),
+                name: shared(key),
                 handle: entry.handle.clone(),
                 exit,
             });
@@ -589,7 +589,7 @@ impl ProcessRegistry {
             .filter(|entry| entry.handle.is_alive() && predicate(entry.key(), &entry.metadata))
             .map(|entry| {
                 (
-                    entry.key().clone(),
+                    shared(entry.key()),
                     entry.handle.clone(),
                     entry.metadata.clone(),
                 )
@@ -787,12 +787,12 @@ impl ProcessRegistry {
     /// Removes every name and membership of a namespace; returns how many.
     fn clear(&self, namespace: &Namespace, table: &NsTable) -> usize {
         let mut removed = 0;
-        let names: Vec<Arc<str>> = table.names.iter().map(|e| e.key().clone()).collect();
+        let names: Vec<Name> = table.names.iter().map(|e| e.key().clone()).collect();
         for name in names {
             let gone = table.names.remove_if(&*name, |key, entry| {
                 let exit = exit_now(&entry.handle);
                 table.listeners.send(|| RegistryEvent::Unregistered {
-                    name: key.clone(),
+                    name: shared(key),
                     handle: entry.handle.clone(),
                     exit,
                 });
@@ -930,4 +930,9 @@ impl Registry for ProcessRegistry {
     fn subscribe(&self, namespace: &Namespace) -> RegistryEvents {
         ProcessRegistry::subscribe(self, namespace)
     }
+}
+
+/// A map key as the `Arc<str>` that events and records carry.
+fn shared(name: &Name) -> Arc<str> {
+    Arc::from(name.as_str())
 }

@@ -15,6 +15,10 @@ pub(crate) type Hasher = foldhash::fast::RandomState;
 /// A concurrent map with this crate's hasher.
 pub(crate) type Map<K, V> = DashMap<K, V, Hasher>;
 
+/// A registered name as the map keeps it: inline up to 24 bytes, so a
+/// lookup compares the name without following a pointer.
+pub(crate) type Name = compact_str::CompactString;
+
 /// A new map with `shards` shards (a power of two).
 pub(crate) fn map<K: Eq + std::hash::Hash, V>(shards: usize) -> Map<K, V> {
     DashMap::with_hasher_and_shard_amount(Hasher::default(), shards)
@@ -31,7 +35,7 @@ pub(crate) struct NameEntry {
 #[derive(Debug)]
 pub(crate) struct NsTable {
     /// Unique names.
-    pub(crate) names: Map<Arc<str>, NameEntry>,
+    pub(crate) names: Map<Name, NameEntry>,
     /// Groups: members in join order, a member once per join. A group with
     /// no member is not kept.
     pub(crate) groups: Map<Arc<str>, Vec<ProcessHandle>>,
