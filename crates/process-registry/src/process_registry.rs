@@ -433,14 +433,7 @@ impl ProcessRegistry {
                     handle: handle.clone(),
                     metadata,
                 };
-                table.listeners.send(|| RegistryEvent::Unregistered {
-                    name: shared(slot.key()),
-                    handle: holder.clone(),
-                    exit: exit_now(&holder),
-                });
-                self.inner
-                    .records
-                    .release(holder.id(), namespace, Kind::Name, name);
+                self.released_name(namespace, &table, name, &holder, exit_now(&holder));
                 table.listeners.send(|| RegistryEvent::Registered {
                     name: shared(slot.key()),
                     handle: handle.clone(),
@@ -496,14 +489,7 @@ impl ProcessRegistry {
             } else {
                 exit_now(&entry.handle)
             };
-            table.listeners.send(|| RegistryEvent::Unregistered {
-                name: shared(key),
-                handle: entry.handle.clone(),
-                exit,
-            });
-            self.inner
-                .records
-                .release(entry.handle.id(), namespace, Kind::Name, key);
+            self.released_name(namespace, &table, key, &entry.handle, exit);
             true
         });
         match removed {
@@ -784,21 +770,39 @@ impl ProcessRegistry {
         report
     }
 
+    /// Tells listeners that `holder` no longer holds `name` and forgets the
+    /// hold in its process record; the caller removes or replaces the entry.
+    fn released_name(
+        &self,
+        namespace: &Namespace,
+        table: &NsTable,
+        name: &str,
+        holder: &ProcessHandle,
+        exit: Option<ExitReason>,
+    ) {
+        table.listeners.send(|| RegistryEvent::Unregistered {
+            name: Arc::from(name),
+            handle: holder.clone(),
+            exit,
+        });
+        self.inner
+            .records
+            .release(holder.id(), namespace, Kind::Name, name);
+    }
+
     /// Removes every name and membership of a namespace; returns how many.
     fn clear(&self, namespace: &Namespace, table: &NsTable) -> usize {
         let mut removed = 0;
         let names: Vec<Name> = table.names.iter().map(|e| e.key().clone()).collect();
         for name in names {
             let gone = table.names.remove_if(&*name, |key, entry| {
-                let exit = exit_now(&entry.handle);
-                table.listeners.send(|| RegistryEvent::Unregistered {
-                    name: shared(key),
-                    handle: entry.handle.clone(),
-                    exit,
-                });
-                self.inner
-                    .records
-                    .release(entry.handle.id(), namespace, Kind::Name, key);
+                self.released_name(
+                    namespace,
+                    table,
+                    key,
+                    &entry.handle,
+                    exit_now(&entry.handle),
+                );
                 true
             });
             removed += usize::from(gone.is_some());

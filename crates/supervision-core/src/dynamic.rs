@@ -325,7 +325,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn reserve(&self) -> Result<Slot<'_>, SupervisorError> {
+    fn reserve(&self) -> Result<Reservation<'_>, SupervisorError> {
         match self.max_children {
             None => {
                 self.slots.fetch_add(1, Ordering::Relaxed);
@@ -338,7 +338,7 @@ impl Shared {
                     .map_err(|_| SupervisorError::MaxChildren(max))?;
             }
         }
-        Ok(Slot {
+        Ok(Reservation {
             shared: self,
             kept: false,
         })
@@ -351,18 +351,18 @@ impl Shared {
 
 /// A slot reserved by a caller's `start_child`: given back when dropped,
 /// unless the child was handed over to the supervisor, which then owns it.
-struct Slot<'a> {
+struct Reservation<'a> {
     shared: &'a Shared,
     kept: bool,
 }
 
-impl Slot<'_> {
+impl Reservation<'_> {
     fn keep(mut self) {
         self.kept = true;
     }
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Reservation<'_> {
     fn drop(&mut self) {
         if !self.kept {
             self.shared.release();
