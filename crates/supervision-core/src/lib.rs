@@ -23,7 +23,7 @@
 //!
 //! **Contracts.** [`ProcessHandle`] (a type-erased `pid`), [`Namespace`],
 //! [`Registry`], [`Telemetry`], [`AgentId`] / [`AgentStatus`] /
-//! [`AgentDirectory`], [`Event`] / [`EventSink`] and [`ErrorCode`]. A service
+//! [`AgentDirectory`], [`Event`] / [`EventSink`] / [`EventReader`] and [`ErrorCode`]. A service
 //! crate that needs another asks for its contract here; the umbrella crate
 //! injects the implementation (the `log`/`tracing` facade pattern).
 //!
@@ -51,6 +51,7 @@ mod clock;
 mod dynamic;
 mod error;
 mod event;
+mod event_log;
 pub mod events;
 mod exit;
 mod handle;
@@ -82,6 +83,9 @@ pub use error::{
     ERROR_CODE_RANGES, ErrorCode, FlagsError, StartError, SupervisorError, error_code_range,
 };
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
+pub use event_log::{
+    EventOrder, EventQuery, EventReadError, EventReader, EventSubscription, StoredEvent,
+};
 pub use exit::ExitReason;
 pub use handle::ProcessHandle;
 pub use info::{ChildCounts, ChildInfo, ChildState};
