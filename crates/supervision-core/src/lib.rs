@@ -58,6 +58,7 @@ mod info;
 mod intensity;
 mod load;
 mod namespace;
+pub mod prelude;
 mod registry;
 mod report;
 mod supervisor;
