@@ -78,7 +78,7 @@ pub use error::{
 };
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
 pub use exit::ExitReason;
-pub use handle::ProcessHandle;
+pub use handle::{ProcessHandle, WeakProcessHandle};
 pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
 pub use namespace::Namespace;
