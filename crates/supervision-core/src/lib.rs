@@ -47,6 +47,7 @@ mod agent;
 mod application;
 mod backoff;
 mod child;
+mod clock;
 mod dynamic;
 mod error;
 mod event;
@@ -64,7 +65,10 @@ mod telemetry;
 pub mod testkit;
 mod watch;
 
-pub use agent::{AgentDirectory, AgentId, AgentStatus};
+pub use agent::{
+    AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChange, AgentStatusChanges,
+    DirectoryError, Envelope,
+};
 pub use application::{
     Application, ApplicationError, ApplicationSpec, ApplicationStatus, Health, HealthCheck,
     HealthReport, Service, ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus,
@@ -72,6 +76,7 @@ pub use application::{
 };
 pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
+pub use clock::{Clock, ManualWall, TimeSource};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, TemplateSupervisor};
 pub use error::{
     ERROR_CODE_RANGES, ErrorCode, FlagsError, StartError, SupervisorError, error_code_range,
