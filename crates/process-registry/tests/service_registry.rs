@@ -153,11 +153,12 @@ async fn health_check_asks_the_live_process() {
         services.health_check("bad", t).await.unwrap(),
         HealthStatus::Failed("disk full".into())
     );
+    // A service whose process has exited is forgotten, as in the registry.
     good.stop().await;
-    assert_eq!(
-        services.health_check("good", t).await.unwrap(),
-        HealthStatus::Dead
-    );
+    assert!(matches!(
+        services.health_check("good", t).await,
+        Err(ServiceError::NotFound(_))
+    ));
     assert!(matches!(
         services.health_check("never", t).await,
         Err(ServiceError::NotFound(_))
@@ -273,8 +274,8 @@ async fn wait_for_service_wakes_on_registration() {
     late.stop().await;
 }
 
-// service_info lists every service with its alive flag and uptime,
-// including one registered directly in the registry.
+// service_info lists every live service with its uptime, including one
+// registered directly in the registry; one whose process exited is gone.
 #[tokio::test(start_paused = true)]
 async fn service_info_lists_alive_flags_and_uptimes() {
     let (registry, services) = services();
@@ -309,12 +310,12 @@ async fn service_info_lists_alive_flags_and_uptimes() {
         summary,
         [
             ("a".to_owned(), true, Some(Duration::from_secs(15))),
-            ("b".to_owned(), false, None),
             ("c".to_owned(), true, None),
         ]
     );
     assert_eq!(info[0].metadata, json!({"v": 1}));
-    assert_eq!(info[1].handle, b);
+    assert_eq!(info[1].handle, c);
+    assert_eq!(services.recorded_services(), 1, "b's record is dropped");
     a.stop().await;
     c.stop().await;
 }

@@ -198,7 +198,11 @@ impl DynamicSupervisor {
         // Given back if the start fails, or if this future is dropped midway
         // (a started child whose handle is dropped stops by itself).
         let slot = self.shared.reserve()?;
-        let handle = self.shared.reporter.start(&spec).await?;
+        let handle = self
+            .shared
+            .reporter
+            .start(&spec, || crate::Stopper::supervised_by(self))
+            .await?;
         let shutdown = spec.shutdown;
         let adopt = Adopt {
             handle: handle.clone(),
@@ -531,7 +535,9 @@ impl DynamicSupervisorActor {
         mut backoff: BackoffState,
         actor_ref: &ActorRef<Self>,
     ) {
-        match self.shared.reporter.start(&spec).await {
+        let stopper =
+            || crate::Stopper::dynamic_child(ProcessHandle::new(actor_ref.clone()).downgrade());
+        match self.shared.reporter.start(&spec, stopper).await {
             Ok(handle) => {
                 self.shared
                     .reporter

@@ -59,6 +59,7 @@ mod intensity;
 mod namespace;
 mod registry;
 mod report;
+mod stopper;
 mod supervisor;
 mod telemetry;
 #[cfg(feature = "testkit")]
@@ -87,7 +88,11 @@ pub use handle::{ProcessHandle, WeakProcessHandle};
 pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
 pub use namespace::Namespace;
-pub use registry::{Metadata, Registry, RegistryError, RegistryEvent, RegistryEvents};
+pub use registry::{
+    EVENT_BUFFER, Metadata, RecvError, Registry, RegistryError, RegistryEvent, RegistryEventSender,
+    RegistryEvents, Snapshot, Subscription, Topic, TryRecvError,
+};
+pub use stopper::Stopper;
 pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
 pub use telemetry::{MetaValue, Telemetry, TelemetryError, TelemetryEvent};
 

@@ -100,8 +100,7 @@ impl Stopper {
             let supervisor = supervisor.upgrade();
             let id = id.clone();
             async move {
-                let Some(supervisor) = supervisor.as_ref().and_then(Supervisor::from_handle)
-                else {
+                let Some(supervisor) = supervisor.as_ref().and_then(Supervisor::from_handle) else {
                     return;
                 };
                 let Ok(children) = supervisor.which_children().await else {
