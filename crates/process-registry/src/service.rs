@@ -13,8 +13,8 @@ use std::{
 };
 
 use supervision_core::{
-    MetaValue, Metadata, Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry, Topic,
-    WeakProcessHandle,
+    MetaValue, Metadata, Namespace, ProcessHandle, RecvError, Registry, RegistryEvent, Telemetry,
+    Topic, WeakProcessHandle,
 };
 use tokio::time::Instant;
 
@@ -315,40 +315,19 @@ impl ServiceRegistry {
 
     /// Waits until a live process is registered as `name`, at most
     /// `timeout`: returns at once if one is, else wakes on the
-    /// registration event itself (no polling). [`ServiceError::Timeout`]
-    /// when none came in time.
+    /// registration event itself (no polling). It subscribes to that one
+    /// name ([`Topic::Name`]), so the other names' changes never reach it.
+    /// [`ServiceError::Timeout`] when none came in time.
     pub async fn wait_for_service(
         &self,
         name: &str,
         timeout: Duration,
     ) -> Result<ProcessHandle, ServiceError> {
         let started = Instant::now();
-        // The name's current holder and its later changes, atomically; no
-        // other name's event reaches this waiter.
-        let subscription = self
-            .registry
-            .subscribe_to(&self.namespace, Topic::Name(Arc::from(name)));
-        let mut events = subscription.events;
-        let holder = subscription.snapshot.names.into_iter().next();
-        let found = match holder {
-            Some((_, handle, _)) => Some(handle),
-            None => tokio::time::timeout(timeout, async {
-                // Ends when the subscription does: the registry is gone,
-                // or this waiter lagged behind (it missed events; the
-                // name's state is read once more).
-                while let Ok(event) = events.recv().await {
-                    if let RegistryEvent::Registered { handle, .. } = event
-                        && let Some(handle) = handle.upgrade().filter(ProcessHandle::is_alive)
-                    {
-                        return Some(handle);
-                    }
-                }
-                self.registry.lookup(&self.namespace, name)
-            })
+        let found = tokio::time::timeout(timeout, self.holder_of(name))
             .await
             .ok()
-            .flatten(),
-        };
+            .flatten();
         let micros = started.elapsed().as_micros() as f64;
         let result = if found.is_some() {
             "found"
@@ -360,6 +339,34 @@ impl ServiceRegistry {
             name: Arc::from(name),
             after: timeout,
         })
+    }
+
+    /// Waits for a live holder of `name`; `None` if the registry is gone.
+    async fn holder_of(&self, name: &str) -> Option<ProcessHandle> {
+        loop {
+            // The name's current holder and its later changes, atomically;
+            // no other name's event reaches this waiter.
+            let subscription = self
+                .registry
+                .subscribe_to(&self.namespace, Topic::Name(Arc::from(name)));
+            if let Some((_, handle, _)) = subscription.snapshot.names.into_iter().next() {
+                return Some(handle);
+            }
+            let mut events = subscription.events;
+            loop {
+                match events.recv().await {
+                    Ok(RegistryEvent::Registered { handle, .. }) => {
+                        if let Some(handle) = handle.upgrade().filter(ProcessHandle::is_alive) {
+                            return Some(handle);
+                        }
+                    }
+                    Ok(_) => {}
+                    // Missed events: subscribe again, from a snapshot.
+                    Err(RecvError::Lagged) => break,
+                    Err(_closed) => return None,
+                }
+            }
+        }
     }
 
     /// Every service: each name registered in the namespace (alive), and
