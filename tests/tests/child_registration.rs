@@ -94,7 +94,9 @@ async fn a_static_child_keeps_its_name_across_restarts() {
 #[tokio::test]
 async fn a_dynamic_child_keeps_its_name_across_restarts() {
     let (_, registry, ns) = registry();
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default())
+        .await
+        .unwrap();
     let first = sup.start_child(spec(&registry, ns, "agent")).await.unwrap();
     assert_eq!(registry.lookup(&ns, "agent"), Some(first.clone()));
     let mut events = registry
@@ -118,7 +120,9 @@ async fn a_taken_name_fails_the_start() {
     registry
         .register(&ns, "agent", squatter.clone(), json!(null))
         .unwrap();
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default())
+        .await
+        .unwrap();
     let err = sup
         .start_child(spec(&registry, ns, "agent"))
         .await
@@ -146,7 +150,9 @@ async fn a_timed_out_start_holds_no_name() {
     })
     .with_start_timeout(Duration::from_secs(1))
     .registered_as(registry.clone(), ns, "hung", json!(null));
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default())
+        .await
+        .unwrap();
     let err = sup.start_child(hung).await.unwrap_err();
     assert!(
         matches!(err, SupervisorError::Start(StartError::Timeout(_))),
@@ -185,7 +191,9 @@ async fn a_cleanup_stops_a_static_child_through_its_supervisor() {
 #[tokio::test]
 async fn a_registered_child_does_not_keep_its_supervisor_alive() {
     let (_, registry, ns) = registry();
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default())
+        .await
+        .unwrap();
     let child = sup.start_child(spec(&registry, ns, "agent")).await.unwrap();
     let (sup_weak, child_weak) = (sup.handle().downgrade(), child.downgrade());
     drop((sup, child));

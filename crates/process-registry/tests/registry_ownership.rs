@@ -55,7 +55,9 @@ async fn a_registered_actor_stops_when_its_references_drop() {
 async fn a_stopper_does_not_keep_a_dynamic_supervisor_alive() {
     let registry = ProcessRegistry::new(Telemetry::disabled());
     let ns = Namespace::unique_test();
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default())
+        .await
+        .unwrap();
     let child = sup
         .start_child(ChildSpec::actor::<Dummy>("w", || Dummy))
         .await

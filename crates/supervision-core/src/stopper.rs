@@ -36,7 +36,7 @@ type StopFn = dyn Fn(ProcessHandle) -> BoxFuture<'static, ()> + Send + Sync;
 /// struct Worker;
 ///
 /// # #[tokio::main] async fn main() {
-/// let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+/// let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).await.unwrap();
 /// let child = sup.start_child(ChildSpec::actor::<Worker>("w", || Worker)).await.unwrap();
 ///
 /// Stopper::supervised_by(&sup).stop(child.clone()).await;
@@ -85,7 +85,7 @@ impl Stopper {
             let supervisor = supervisor.upgrade();
             async move {
                 let Some(handle) = supervisor else { return };
-                if let Some(supervisor) = DynamicSupervisor::from_handle(&handle).await {
+                if let Some(supervisor) = DynamicSupervisor::from_handle(&handle) {
                     // A child the supervisor no longer knows is left to the
                     // caller.
                     let _ = supervisor.terminate_child(&child).await;
