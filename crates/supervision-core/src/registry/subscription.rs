@@ -112,8 +112,10 @@ pub enum TryRecvError {
 }
 
 /// The receiving end of a subscription: events arrive in the order the
-/// registry applied them; dropping it ends the subscription. Bounded: see
-/// the [module docs](self).
+/// registry applied them; dropping it ends the subscription. Bounded: a
+/// subscriber that falls a full buffer behind receives what was buffered,
+/// then [`RecvError::Lagged`], and subscribes again from a snapshot
+/// ([`Registry::subscribe_to`](crate::Registry::subscribe_to)).
 #[derive(Debug)]
 pub struct RegistryEvents {
     rx: mpsc::Receiver<RegistryEvent>,
