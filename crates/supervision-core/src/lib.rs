@@ -56,6 +56,7 @@ mod exit;
 mod handle;
 mod info;
 mod intensity;
+mod load;
 mod namespace;
 pub mod prelude;
 mod registry;
@@ -88,6 +89,7 @@ pub use exit::ExitReason;
 pub use handle::{ProcessHandle, WeakProcessHandle};
 pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
+pub use load::{AgentLoad, LoadReport};
 pub use namespace::Namespace;
 pub use registry::{
     EVENT_BUFFER, Metadata, RecvError, Registry, RegistryError, RegistryEvent, RegistryEventSender,
@@ -95,7 +97,10 @@ pub use registry::{
 };
 pub use stopper::Stopper;
 pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
-pub use telemetry::{MetaValue, Telemetry, TelemetryError, TelemetryEvent};
+pub use telemetry::{
+    GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,
+    TelemetryEvent,
+};
 
 /// The README's examples, run as doc tests.
 #[cfg(doctest)]
