@@ -1,3 +1,26 @@
-//! Economics (auctions, markets, reputation, budgets) and LoadBalancer.
+//! MABEAM's economics: auctions among agents, a marketplace with budgets
+//! and reputation, cost-optimal assignment of tasks, and the LoadBalancer.
 //!
-//! Placeholder: this crate has no code yet.
+//! Every bid and offer comes from the agents themselves: the crate reaches
+//! them through supervision-core's `AgentDirectory` contract (an envelope
+//! of a protocol such as [`BID_PROTOCOL`], answered by the agent, within a
+//! deadline), so it depends on no other service crate. Outcomes are
+//! recorded through an injected `EventSink` and reported through
+//! `Telemetry`.
+//!
+//! - [`auction`]: sealed first-price and Vickrey, English with soft close,
+//!   Dutch, combinatorial with exact winner determination; the
+//!   [`Auctioneer`] runs them among agents.
+//!
+//! It is not a payment system: amounts are numbers agents agree on, and
+//! money lives only in the [`Ledger`]'s accounts.
+
+pub mod auction;
+mod error;
+
+pub use auction::{
+    Allocation, AuctionKind, AuctionOutcome, Auctioneer, Award, BID_PROTOCOL, BidRecord,
+    CombinatorialAuction, CombinatorialSpec, DutchAuction, DutchSpec, EnglishAuction, EnglishSpec,
+    Invitees, PriceRule, SealedBidAuction, SealedSpec, Verdict, solve_exact, solve_greedy,
+};
+pub use error::{AssignmentError, AuctionError, BalancerError, MarketError};
