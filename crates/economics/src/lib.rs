@@ -11,12 +11,18 @@
 //! - [`auction`]: sealed first-price and Vickrey, English with soft close,
 //!   Dutch, combinatorial with exact winner determination; the
 //!   [`Auctioneer`] runs them among agents.
+//! - [`market`]: the [`Marketplace`] of listings and requests over a
+//!   [`Ledger`] of budgets (held at match, settled on completion, released
+//!   on cancellation or failure; money conserved) and a [`Reputation`]
+//!   that decays with time and cannot be inflated by self-dealing or
+//!   repetition.
 //!
 //! It is not a payment system: amounts are numbers agents agree on, and
 //! money lives only in the [`Ledger`]'s accounts.
 
 pub mod auction;
 mod error;
+pub mod market;
 
 pub use auction::{
     Allocation, AuctionKind, AuctionOutcome, Auctioneer, Award, BID_PROTOCOL, BidRecord,
@@ -24,3 +30,7 @@ pub use auction::{
     Invitees, PriceRule, SealedBidAuction, SealedSpec, Verdict, solve_exact, solve_greedy,
 };
 pub use error::{AssignmentError, AuctionError, BalancerError, MarketError};
+pub use market::{
+    Balance, HoldId, Ledger, Listing, ListingId, Marketplace, PRIOR_SCORE, Reputation, Request,
+    Totals, Transaction, TransactionId, TransactionState,
+};
