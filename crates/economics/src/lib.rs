@@ -16,11 +16,15 @@
 //!   on cancellation or failure; money conserved) and a [`Reputation`]
 //!   that decays with time and cannot be inflated by self-dealing or
 //!   repetition.
+//! - cost models per resource ([`CostModel`]) and the least-cost
+//!   assignment of tasks to agents under budgets ([`assign`], the
+//!   Hungarian method).
 //!
 //! It is not a payment system: amounts are numbers agents agree on, and
 //! money lives only in the [`Ledger`]'s accounts.
 
 pub mod auction;
+mod cost;
 mod error;
 pub mod market;
 
@@ -29,6 +33,7 @@ pub use auction::{
     CombinatorialAuction, CombinatorialSpec, DutchAuction, DutchSpec, EnglishAuction, EnglishSpec,
     Invitees, PriceRule, SealedBidAuction, SealedSpec, Verdict, solve_exact, solve_greedy,
 };
+pub use cost::{Assignment, CostModel, Placement, Task, Worker, assign, hungarian, task_cost};
 pub use error::{AssignmentError, AuctionError, BalancerError, MarketError};
 pub use market::{
     Balance, HoldId, Ledger, Listing, ListingId, Marketplace, PRIOR_SCORE, Reputation, Request,
