@@ -19,11 +19,15 @@
 //! - cost models per resource ([`CostModel`]) and the least-cost
 //!   assignment of tasks to agents under budgets ([`assign`], the
 //!   Hungarian method).
+//! - [`balancer`]: the [`LoadBalancer`] (round-robin, weighted,
+//!   least-loaded, capability-aware, performance-weighted through the
+//!   `AgentLoad` contract), which never picks an agent that is not running.
 //!
 //! It is not a payment system: amounts are numbers agents agree on, and
 //! money lives only in the [`Ledger`]'s accounts.
 
 pub mod auction;
+pub mod balancer;
 mod cost;
 mod error;
 pub mod market;
@@ -33,6 +37,7 @@ pub use auction::{
     CombinatorialAuction, CombinatorialSpec, DutchAuction, DutchSpec, EnglishAuction, EnglishSpec,
     Invitees, PriceRule, SealedBidAuction, SealedSpec, Verdict, solve_exact, solve_greedy,
 };
+pub use balancer::{BalanceStrategy, Lease, LoadBalancer, MemberSpec, Moved, Work};
 pub use cost::{Assignment, CostModel, Placement, Task, Worker, assign, hungarian, task_cost};
 pub use error::{AssignmentError, AuctionError, BalancerError, MarketError};
 pub use market::{

@@ -375,7 +375,7 @@ async fn invite_a_registry_group() {
         }
         handles.push(handle);
     }
-    let auctioneer = auctioneer(&agents).with_registry(registry.clone(), ns.clone());
+    let auctioneer = auctioneer(&agents).with_registry(registry.clone(), ns);
     let outcome = auctioneer
         .sealed(SealedSpec {
             item: "x".into(),

@@ -34,7 +34,13 @@ fn sealed(rule: PriceRule, reserve: f64, bids: &[(&str, f64, u64)]) -> Option<(S
 #[tokio::test]
 async fn sealed_bid_table() {
     use PriceRule::{FirstPrice, SecondPrice};
-    let cases: &[(PriceRule, f64, &[(&str, f64, u64)], Option<(&str, f64)>)] = &[
+    type Case<'a> = (
+        PriceRule,
+        f64,
+        &'a [(&'a str, f64, u64)],
+        Option<(&'a str, f64)>,
+    );
+    let cases: &[Case] = &[
         (FirstPrice, 0.0, &[], None),
         (
             FirstPrice,
@@ -119,7 +125,8 @@ async fn english_table() {
     let mut auction =
         EnglishAuction::new(1, "item", 10.0, 2.0, t0, t0 + ms(1000), ms(100), ms(200)).unwrap();
     // (bidder, amount, at ms, accepted?, deadline ms after)
-    let steps: &[(&str, f64, u64, Result<(), u32>, u64)] = &[
+    type Step<'a> = (&'a str, f64, u64, Result<(), u32>, u64);
+    let steps: &[Step] = &[
         ("a", 9.0, 0, Err(7004), 1000),   // under the reserve
         ("a", 10.0, 10, Ok(()), 1000),    // the reserve opens
         ("a", 15.0, 20, Err(7005), 1000), // already leading

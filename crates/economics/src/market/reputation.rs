@@ -43,8 +43,16 @@ const MIN_RATER_WEIGHT: f64 = 0.05;
 pub struct Reputation {
     clock: Clock,
     half_life: Duration,
-    /// ratee -> rater -> (score, weight when rated, when).
-    ratings: RwLock<HashMap<AgentId, HashMap<AgentId, (f64, f64, Instant)>>>,
+    /// ratee -> rater -> its rating.
+    ratings: RwLock<HashMap<AgentId, HashMap<AgentId, Rating>>>,
+}
+
+/// One rating: the score, the rater's weight when it rated, and when.
+#[derive(Debug, Clone, Copy)]
+struct Rating {
+    score: f64,
+    weight: f64,
+    at: Instant,
 }
 
 impl Reputation {
@@ -75,7 +83,14 @@ impl Reputation {
             .write()
             .entry(ratee.clone())
             .or_default()
-            .insert(rater.clone(), (score, weight, now));
+            .insert(
+                rater.clone(),
+                Rating {
+                    score,
+                    weight,
+                    at: now,
+                },
+            );
         Ok(())
     }
 
@@ -87,7 +102,7 @@ impl Reputation {
         };
         let now = self.clock.now();
         let (mut total, mut weights) = (PRIOR_SCORE * PRIOR_WEIGHT, PRIOR_WEIGHT);
-        for (score, weight, at) in received.values() {
+        for Rating { score, weight, at } in received.values() {
             let age = now.saturating_duration_since(*at).as_secs_f64();
             let decayed =
                 weight * 0.5f64.powf(age / self.half_life.as_secs_f64().max(f64::MIN_POSITIVE));
