@@ -92,7 +92,10 @@ pub use load::{AgentLoad, LoadReport};
 pub use namespace::Namespace;
 pub use registry::{Metadata, Registry, RegistryError, RegistryEvent, RegistryEvents};
 pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
-pub use telemetry::{MetaValue, Telemetry, TelemetryError, TelemetryEvent};
+pub use telemetry::{
+    GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,
+    TelemetryEvent,
+};
 
 /// The README's examples, run as doc tests.
 #[cfg(doctest)]
