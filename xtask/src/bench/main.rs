@@ -47,7 +47,9 @@ fn main() -> Result<()> {
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
                 "eventstore" => eventstore::run(n.unwrap_or(1_000_000)).await,
-                other => bail!("unknown bench {other:?}; known: supervisor, registry, economics, eventstore"),
+                other => bail!(
+                    "unknown bench {other:?}; known: supervisor, registry, economics, eventstore"
+                ),
             }
         })
         .await?
