@@ -68,6 +68,11 @@ pub enum StartError {
     /// The start did not complete within the child's start timeout.
     #[error("start timed out after {0:?}")]
     Timeout(Duration),
+    /// The start chose not to run a process, as OTP's `ignore`: not a
+    /// failure. A static supervisor keeps the spec, not running; a dynamic
+    /// supervisor keeps nothing and tells the caller with this error.
+    #[error("start ignored")]
+    Ignored,
 }
 
 impl StartError {
@@ -91,6 +96,7 @@ impl ErrorCode for StartError {
             StartError::Failed(_) => 1001,
             StartError::Panicked(_) => 1002,
             StartError::Timeout(_) => 1003,
+            StartError::Ignored => 1004,
         }
     }
 }

@@ -64,6 +64,7 @@ mod supervisor;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod timer;
 mod watch;
 
 pub use agent::{
