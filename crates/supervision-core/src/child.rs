@@ -145,6 +145,9 @@ pub struct ChildSpec {
     pub start_timeout: Option<Duration>,
     /// Opt-in wait before each restart; `None` restarts at once.
     pub backoff: Option<Backoff>,
+    /// Whether its own termination may stop a static supervisor with an
+    /// [`AutoShutdown`](crate::AutoShutdown), as OTP 24's `significant`.
+    pub significant: bool,
     start: Arc<StartFn>,
     check: Option<Arc<CheckFn>>,
 }
@@ -164,6 +167,7 @@ impl ChildSpec {
             kind: ChildKind::Worker,
             start_timeout: None,
             backoff: None,
+            significant: false,
             start: Arc::new(move || Box::pin(start())),
             check: None,
         }
@@ -214,6 +218,14 @@ impl ChildSpec {
         self
     }
 
+    /// Marks the child significant (see [`AutoShutdown`](crate::AutoShutdown)):
+    /// it must be transient or temporary, under a static supervisor with an
+    /// auto shutdown.
+    pub fn with_significant(mut self, significant: bool) -> Self {
+        self.significant = significant;
+        self
+    }
+
     /// Adds a check that [`validate`](Self::validate) runs after its own,
     /// for a spec that starts a supervisor: its flags and children.
     pub(crate) fn with_check(
@@ -251,6 +263,9 @@ impl ChildSpec {
         if self.start_timeout == Some(Duration::ZERO) {
             return Err(FlagsError::ZeroStartTimeout(self.id.clone()));
         }
+        if self.significant && self.restart == RestartType::Permanent {
+            return Err(FlagsError::SignificantPermanent(self.id.clone()));
+        }
         match &self.check {
             Some(check) => check(),
             None => Ok(()),
@@ -281,6 +296,7 @@ impl fmt::Debug for ChildSpec {
             .field("kind", &self.kind)
             .field("start_timeout", &self.start_timeout)
             .field("backoff", &self.backoff)
+            .field("significant", &self.significant)
             .finish_non_exhaustive()
     }
 }

@@ -123,6 +123,12 @@ pub enum FlagsError {
     /// A start timeout of zero can never be met.
     #[error("invalid start timeout of zero for child {0:?}")]
     ZeroStartTimeout(Arc<str>),
+    /// A significant child must be transient or temporary.
+    #[error("invalid child {0:?}: a significant child cannot be permanent")]
+    SignificantPermanent(Arc<str>),
+    /// A significant child needs a supervisor with an auto shutdown.
+    #[error("invalid child {0:?}: significant under a supervisor whose auto_shutdown is never")]
+    SignificantWithoutAutoShutdown(Arc<str>),
 }
 
 impl ErrorCode for FlagsError {
@@ -134,6 +140,8 @@ impl ErrorCode for FlagsError {
             FlagsError::ZeroShutdownTimeout(_) => 1104,
             FlagsError::ZeroStartTimeout(_) => 1105,
             FlagsError::InvalidBackoff(_) => 1106,
+            FlagsError::SignificantPermanent(_) => 1107,
+            FlagsError::SignificantWithoutAutoShutdown(_) => 1108,
         }
     }
 }

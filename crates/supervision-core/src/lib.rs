@@ -90,7 +90,7 @@ pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
 pub use namespace::Namespace;
 pub use registry::{Metadata, Registry, RegistryError, RegistryEvent, RegistryEvents};
-pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
+pub use supervisor::{AutoShutdown, Strategy, Supervisor, SupervisorFlags};
 pub use telemetry::{MetaValue, Telemetry, TelemetryError, TelemetryEvent};
 
 /// The README's examples, run as doc tests.

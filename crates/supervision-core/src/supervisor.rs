@@ -36,6 +36,28 @@ pub enum Strategy {
     RestForOne,
 }
 
+/// Whether a static supervisor stops by itself when its *significant*
+/// children terminate, as OTP 24's `auto_shutdown` flag.
+///
+/// A child is significant when its spec says so
+/// ([`ChildSpec::with_significant`]); it must be transient or temporary.
+/// Only an exit by the child itself that is not restarted counts (a
+/// transient child's clean exit, any exit of a temporary child), never a
+/// `terminate_child`. The supervisor then stops every child in reverse
+/// order and exits with [`ExitReason::Shutdown`], so its parent restarts it
+/// only if it is permanent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AutoShutdown {
+    /// Never stop by itself (the default); significant children are
+    /// refused.
+    #[default]
+    Never,
+    /// Stop when any significant child terminates.
+    AnySignificant,
+    /// Stop when every significant child has terminated.
+    AllSignificant,
+}
+
 /// The settings of a static [`Supervisor`].
 ///
 /// Defaults, as OTP's: [`Strategy::OneForOne`], intensity 3 restarts within
@@ -62,6 +84,8 @@ pub struct SupervisorFlags {
     pub name: Arc<str>,
     /// Where its events go (see [`events`](crate::events)).
     pub telemetry: Telemetry,
+    /// Whether it stops by itself when its significant children terminate.
+    pub auto_shutdown: AutoShutdown,
 }
 
 impl Default for SupervisorFlags {
@@ -78,7 +102,14 @@ impl SupervisorFlags {
             intensity: Intensity::default(),
             name: "supervisor".into(),
             telemetry: Telemetry::disabled(),
+            auto_shutdown: AutoShutdown::Never,
         }
+    }
+
+    /// Sets the auto shutdown (see [`AutoShutdown`]).
+    pub fn with_auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Self {
+        self.auto_shutdown = auto_shutdown;
+        self
     }
 
     /// Sets the name its telemetry events carry.
@@ -115,9 +146,18 @@ fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), Flags
     let mut ids = HashSet::with_capacity(children.len());
     for spec in children {
         spec.validate()?;
+        check_significant(flags.auto_shutdown, spec)?;
         if !ids.insert(&spec.id) {
             return Err(FlagsError::DuplicateChildId(spec.id.clone()));
         }
+    }
+    Ok(())
+}
+
+/// A significant child needs a supervisor with an auto shutdown, as OTP.
+fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<(), FlagsError> {
+    if spec.significant && auto_shutdown == AutoShutdown::Never {
+        return Err(FlagsError::SignificantWithoutAutoShutdown(spec.id.clone()));
     }
     Ok(())
 }

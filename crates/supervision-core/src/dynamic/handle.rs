@@ -14,8 +14,8 @@ use super::{
     messages::{Adopt, CountChildren, GetShared, TerminateChild, WhichChildren},
 };
 use crate::{
-    ChildCounts, ChildInfo, ChildSpec, ChildTemplate, ExitReason, ProcessHandle, StartError,
-    SupervisorError, error::from_send_error,
+    ChildCounts, ChildInfo, ChildSpec, ChildTemplate, ExitReason, FlagsError, ProcessHandle,
+    StartError, SupervisorError, error::from_send_error,
 };
 
 /// A handle to a running dynamic supervisor: cheap to clone; the supervisor
@@ -139,6 +139,10 @@ impl DynamicSupervisor {
     /// before the answer.
     pub async fn start_child(&self, spec: ChildSpec) -> Result<ProcessHandle, SupervisorError> {
         spec.validate()?;
+        if spec.significant {
+            // No auto shutdown here, as OTP's DynamicSupervisor has none.
+            return Err(FlagsError::SignificantWithoutAutoShutdown(spec.id.clone()).into());
+        }
         let shared = self.shared().await?;
         if shared.is_closing() || !self.handle.is_alive() {
             return Err(SupervisorError::SupervisorGone);
