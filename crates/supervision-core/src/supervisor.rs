@@ -204,11 +204,18 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 /// child that had finished).
 ///
 /// A restart whose start fails (an error, a panic or its start timeout) does
-/// not block the supervisor: the children the attempt already started are
-/// stopped again in reverse order, the failed group shows as
-/// [`ChildState::Restarting`], and the supervisor retries it through its
+/// not block the supervisor: the members waiting show as
+/// [`ChildState::Restarting`], and the supervisor retries through its
 /// mailbox, so admin calls keep answering in between. Each attempt counts
-/// toward the intensity. [`terminate_child`] takes a waiting child out of
+/// toward the intensity. As in OTP, which members wait depends on the
+/// strategy: under one_for_all the members the attempt already started are
+/// stopped again in reverse order and the whole group is retried; under
+/// rest_for_one the members started before the failed one keep running and
+/// the retry starts from the child whose start failed.
+///
+/// A start may answer [`StartError::Ignored`] (OTP's `ignore`): the child's
+/// spec is kept, not running, whether at the supervisor's start, in
+/// [`start_child`] (which returns that error) or in a restart. [`terminate_child`] takes a waiting child out of
 /// the retry (it stays not running); the rest of its group is retried
 /// without it.
 ///
@@ -227,6 +234,17 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 ///
 /// Every start, exit, restart, backoff, termination and giving up is an event
 /// on the flags' telemetry handle (see [`events`](crate::events)).
+///
+/// # Significant children and auto shutdown
+///
+/// As OTP 24: with [`SupervisorFlags::auto_shutdown`] set, a child marked
+/// [significant](ChildSpec::with_significant) (transient or temporary) that
+/// terminates by itself and is not restarted stops the supervisor
+/// ([`AutoShutdown::AnySignificant`]), or does once every significant child
+/// has ([`AutoShutdown::AllSignificant`]). The supervisor stops its children
+/// in reverse order and exits with [`ExitReason::Shutdown`]. A
+/// [`DynamicSupervisor`](crate::DynamicSupervisor) has no auto shutdown, as
+/// OTP's, and refuses significant children.
 ///
 /// # Intensity and escalation
 ///
@@ -309,6 +327,7 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 /// [`RestartType`]: crate::RestartType
 /// [`ChildState::NotRunning`]: crate::ChildState::NotRunning
 /// [`ChildState::Restarting`]: crate::ChildState::Restarting
+/// [`StartError::Ignored`]: crate::StartError::Ignored
 #[derive(Clone)]
 pub struct Supervisor {
     actor: ActorRef<SupervisorActor>,

@@ -10,7 +10,8 @@ use std::time::Duration;
 use common::*;
 use supervision_core::{
     AutoShutdown, DynamicSupervisor, ExitReason, FlagsError, RestartType, Strategy, Supervisor,
-    SupervisorError, SupervisorFlags, testkit::TestKit,
+    SupervisorError, SupervisorFlags, Telemetry, events,
+    testkit::{TelemetryProbe, TestKit},
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -52,8 +53,10 @@ async fn any_significant_stops_the_supervisor_when_one_terminates() {
 #[tokio::test]
 async fn all_significant_waits_for_every_significant_child() {
     let (lab, mut events) = Lab::new();
+    let telemetry = Telemetry::new();
+    let mut exits = TelemetryProbe::attach(&telemetry, &["supervisor", "child", "exited"]);
     let sup = Supervisor::start(
-        flags(AutoShutdown::AllSignificant),
+        flags(AutoShutdown::AllSignificant).with_telemetry(telemetry.clone()),
         [
             lab.worker_of("s1", RestartType::Temporary)
                 .with_significant(true),
@@ -66,11 +69,10 @@ async fn all_significant_waits_for_every_significant_child() {
     .unwrap();
     events.take(3).await;
     make_exit(&sup, "s1", Exit::Error).await;
-    events.until(stopped("s1")).await;
-    // Still running: s2 runs (the answer comes after s1's exit is handled
-    // or the supervisor would be gone).
-    wait_until(&sup, |children| children.len() == 2).await;
-    assert!(sup.handle().is_alive());
+    // The supervisor reports s1's exit while it handles it; this call is
+    // answered after: s2 still runs, so the supervisor does too.
+    exits.wait_for(events::CHILD_EXITED, WAIT).await.unwrap();
+    assert_eq!(sup.count_children().await.unwrap().specs, 2);
     make_exit(&sup, "s2", Exit::Shutdown).await;
     assert!(matches!(exited(&sup).await, ExitReason::Shutdown(Some(_))));
     assert_eq!(lab.live(), 0);
