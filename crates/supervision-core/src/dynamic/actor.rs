@@ -252,7 +252,9 @@ impl DynamicSupervisorActor {
     /// [`StartError::Ignored`] ends the child: its place is given back.
     pub(super) async fn start_restart(&mut self, mut pending: Pending, actor_ref: &ActorRef<Self>) {
         pending.timer = None;
-        match self.shared.reporter.start(&pending.spec).await {
+        let stopper =
+            || crate::Stopper::dynamic_child(ProcessHandle::new(actor_ref.clone()).downgrade());
+        match self.shared.reporter.start(&pending.spec, stopper).await {
             Ok(handle) => {
                 self.shared
                     .reporter
