@@ -5,12 +5,13 @@
 use std::{fmt, future::Future, sync::Arc, time::Duration};
 
 use supervision_core::{
-    MetaValue, Metadata, Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry,
+    Health, HealthCheck, MetaValue, Metadata, Namespace, ProcessHandle, Registry, RegistryEvent,
+    Telemetry,
 };
 use tokio::time::Instant;
 
 use crate::{
-    Answer, FallbackSource, HealthCheck, HealthStatus, ServiceError,
+    Answer, FallbackSource, ServiceError,
     table::{Map, map},
 };
 
@@ -90,8 +91,8 @@ struct ServiceRecord {
 /// ```
 /// use std::{sync::Arc, time::Duration};
 /// use kameo::Actor;
-/// use process_registry::{HealthStatus, ProcessRegistry, ServiceOptions, ServiceRegistry};
-/// use supervision_core::{Namespace, ProcessHandle, Telemetry};
+/// use process_registry::{ProcessRegistry, ServiceOptions, ServiceRegistry};
+/// use supervision_core::{Health, Namespace, ProcessHandle, Telemetry};
 ///
 /// #[derive(Actor)]
 /// struct Mailer;
@@ -109,7 +110,7 @@ struct ServiceRecord {
 /// assert_eq!(waiter.await.unwrap().unwrap(), mailer);
 ///
 /// let status = services.health_check("mailer", Duration::from_secs(1)).await.unwrap();
-/// assert_eq!(status, HealthStatus::Healthy);
+/// assert_eq!(status, Health::Healthy);
 /// # mailer.stop().await;
 /// # }
 /// ```
@@ -216,11 +217,12 @@ impl ServiceRegistry {
 
     /// Checks the health of the service `name` within `timeout`:
     ///
-    /// - [`HealthStatus::Dead`] if its process is not live (also for a
+    /// - [`Health::NotRunning`] if its process is not live (also for a
     ///   service this registry registered that has since stopped);
-    /// - else the answer of its [`HealthCheck`] ([`HealthStatus::Healthy`]
-    ///   when it has none), or [`HealthStatus::TimedOut`] if that took
-    ///   longer than `timeout`.
+    /// - else the answer of its [`HealthCheck`], run on the process
+    ///   ([`Health::Healthy`] when it has none), or [`Health::TimedOut`] if
+    ///   that took longer than `timeout` or than the check's own timeout,
+    ///   whichever is shorter.
     ///
     /// [`ServiceError::NotFound`] if the name is neither registered nor
     /// known to this service registry.
@@ -228,32 +230,27 @@ impl ServiceRegistry {
         &self,
         name: &str,
         timeout: Duration,
-    ) -> Result<HealthStatus, ServiceError> {
+    ) -> Result<Health, ServiceError> {
         let started = Instant::now();
         let record = self.services.get(name).map(|r| r.clone());
         let live = self.registry.lookup(&self.namespace, name);
         let status = match (live, record) {
             (None, None) => return Err(ServiceError::NotFound(Arc::from(name))),
-            (None, Some(_)) => HealthStatus::Dead,
+            (None, Some(_)) => Health::NotRunning,
             (Some(handle), record) => {
                 // The check registered with this very process, if any.
                 let check = record
                     .filter(|record| record.handle == handle)
                     .and_then(|record| record.health_check);
                 match check {
-                    None => HealthStatus::Healthy,
-                    Some(check) => tokio::time::timeout(timeout, check.run(handle))
+                    None => Health::Healthy,
+                    Some(check) => tokio::time::timeout(timeout, check.run(&handle))
                         .await
-                        .unwrap_or(HealthStatus::TimedOut),
+                        .unwrap_or(Health::TimedOut(timeout)),
                 }
             }
         };
-        let label = match &status {
-            HealthStatus::Healthy => "healthy",
-            HealthStatus::Dead => "dead",
-            HealthStatus::TimedOut => "timed_out",
-            HealthStatus::Failed(_) => "failed",
-        };
+        let label = status.label();
         let micros = started.elapsed().as_micros() as f64;
         self.emit(
             "health_check",

@@ -259,5 +259,5 @@ fn public_types_are_send_and_sync() {
     is::<ProcessRegistry>();
     is::<process_registry::ServiceRegistry>();
     is::<process_registry::Stopper>();
-    is::<process_registry::HealthCheck>();
+    is::<supervision_core::HealthCheck>();
 }

@@ -53,6 +53,7 @@ mod event;
 pub mod events;
 mod exit;
 mod handle;
+mod health;
 mod info;
 mod intensity;
 mod namespace;
@@ -66,9 +67,8 @@ mod watch;
 
 pub use agent::{AgentDirectory, AgentId, AgentStatus};
 pub use application::{
-    Application, ApplicationError, ApplicationSpec, ApplicationStatus, Health, HealthCheck,
-    HealthReport, Service, ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus,
-    StatusReport, Subset,
+    Application, ApplicationError, ApplicationSpec, ApplicationStatus, HealthReport, Service,
+    ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus, StatusReport, Subset,
 };
 pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
@@ -79,6 +79,7 @@ pub use error::{
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
 pub use exit::ExitReason;
 pub use handle::ProcessHandle;
+pub use health::{CheckHealth, Health, HealthCheck};
 pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
 pub use namespace::Namespace;
