@@ -345,7 +345,7 @@ mod tests {
     /// A check that never answers times out, and a zero timeout at once.
     #[tokio::test(start_paused = true)]
     async fn check_that_hangs_times_out() {
-        let hangs = HealthCheck::standalone(SECOND, || std::future::pending());
+        let hangs = HealthCheck::standalone(SECOND, std::future::pending);
         let began = tokio::time::Instant::now();
         assert_eq!(hangs.run_alone().await, Health::TimedOut(SECOND));
         assert_eq!(began.elapsed(), SECOND);

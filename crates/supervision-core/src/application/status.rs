@@ -198,7 +198,7 @@ pub(super) fn from_children(
     children: &[ChildInfo],
 ) -> StatusReport {
     let started = before.started;
-    let quiet = before.admin_calls == after.admin_calls && after.admin_calls % 2 == 0;
+    let quiet = before.admin_calls == after.admin_calls && after.admin_calls.is_multiple_of(2);
     let services: Vec<ServiceReport> = names
         .iter()
         .enumerate()
