@@ -54,11 +54,10 @@ mod listeners;
 mod process_registry;
 mod records;
 mod service;
-mod stopper;
 mod table;
 
 pub use error::ServiceError;
 pub use fallback::{Answer, FallbackSource, LastValueCache};
 pub use process_registry::{CleanupReport, DEFAULT_CLEANUP_SHUTDOWN, ProcessRegistry};
 pub use service::{ServiceInfo, ServiceOptions, ServiceRegistry};
-pub use stopper::Stopper;
+pub use supervision_core::Stopper;
