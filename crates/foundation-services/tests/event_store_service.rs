@@ -109,8 +109,8 @@ async fn the_health_check_reports_a_store_that_is_not_running() {
         .await
         .unwrap();
     let handle = app.status().await.services[0].handle.clone().unwrap();
-    assert_eq!(check.run(handle.clone()).await, Health::Healthy);
+    assert_eq!(check.run(&handle).await, Health::Healthy);
     store.close().await;
-    assert!(matches!(check.run(handle).await, Health::Unhealthy(_)));
+    assert!(matches!(check.run(&handle).await, Health::Unhealthy(_)));
     app.stop().await.unwrap();
 }
