@@ -272,7 +272,7 @@ impl VariableSpace {
             return Err(CoordinationError::Invalid("variable name: empty".into()));
         }
         if let ValueType::Float { min, max } = spec.value_type
-            && !(min <= max)
+            && (min.is_nan() || max.is_nan() || min > max)
         {
             return Err(CoordinationError::Invalid(format!(
                 "range of {}: min above max",

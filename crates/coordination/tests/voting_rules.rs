@@ -135,7 +135,7 @@ async fn vote_among_agents() {
     // The agents saw the proposal.
     let seen = agents.received(&"yes1".into());
     assert_eq!(seen[0].body["body"], json!({"replicas": 3}));
-    assert_eq!(coordinator.decisions(), [decision.clone()]);
+    assert_eq!(coordinator.decisions(), std::slice::from_ref(&decision));
     assert_eq!(sink.0.lock()[0].data["outcome"]["outcome"], json!("rejected"));
 
     // Bad input is refused with a code.
