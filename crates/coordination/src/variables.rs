@@ -27,7 +27,7 @@ use std::{collections::VecDeque, fmt, sync::Arc, time::Duration};
 use parking_lot::RwLock;
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use supervision_core::{AgentId, AgentSelection, Envelope, ask_all};
 use tokio::sync::Mutex as AsyncMutex;
 
@@ -207,7 +207,8 @@ struct Variable {
     spec: VariableSpec,
     current: RwLock<Versioned>,
     history: RwLock<VecDeque<Versioned>>,
-    subscribers: RwLock<Vec<AgentId>>,
+    /// In subscription order, and as a set for the membership check.
+    subscribers: RwLock<(Vec<AgentId>, HashSet<AgentId>)>,
     /// Orders updates (and their broadcasts) of this variable.
     writing: AsyncMutex<()>,
 }
@@ -300,7 +301,7 @@ impl VariableSpace {
                 spec,
                 current: RwLock::new(current.clone()),
                 history: RwLock::new(VecDeque::new()),
-                subscribers: RwLock::new(Vec::new()),
+                subscribers: RwLock::new((Vec::new(), HashSet::new())),
                 writing: AsyncMutex::new(()),
             }),
         );
@@ -335,18 +336,19 @@ impl VariableSpace {
     pub fn subscribe(&self, name: &str, agent: AgentId) -> Result<(), CoordinationError> {
         let variable = self.get_variable(name)?;
         let mut subscribers = variable.subscribers.write();
-        if !subscribers.contains(&agent) {
-            subscribers.push(agent);
+        if subscribers.1.insert(agent.clone()) {
+            subscribers.0.push(agent);
         }
         Ok(())
     }
 
     /// `agent` no longer receives `name`'s values.
     pub fn unsubscribe(&self, name: &str, agent: &AgentId) -> Result<(), CoordinationError> {
-        self.get_variable(name)?
-            .subscribers
-            .write()
-            .retain(|a| a != agent);
+        let variable = self.get_variable(name)?;
+        let mut subscribers = variable.subscribers.write();
+        if subscribers.1.remove(agent) {
+            subscribers.0.retain(|a| a != agent);
+        }
         Ok(())
     }
 
@@ -384,7 +386,7 @@ impl VariableSpace {
             .check(&new_value)
             .map_err(invalid)?;
         if let ConflictPolicy::Consensus { rule, timeout } = &variable.spec.policy {
-            let voters = variable.subscribers.read().clone();
+            let voters = variable.subscribers.read().0.clone();
             if voters.is_empty() {
                 return Err(CoordinationError::UpdateRejected {
                     variable: name.to_owned(),
@@ -442,6 +444,7 @@ impl VariableSpace {
     /// the next value if it is back).
     fn broadcast(&self, name: &str, variable: &Variable, next: &Versioned) {
         let subscribers = variable.subscribers.read();
+        let subscribers = &subscribers.0;
         if subscribers.is_empty() {
             return;
         }

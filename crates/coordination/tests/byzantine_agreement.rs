@@ -31,8 +31,18 @@ async fn too_few_participants_are_refused() {
     }
     let coordinator = Coordinator::new(Arc::new(agents.clone()), Clock::tokio());
     let err = coordinator.byzantine(round(1)).await.unwrap_err();
-    assert_eq!(err, CoordinationError::TooFewParticipants { f: 1, needed: 4, got: 3 });
-    assert!(agents.received(&"n0".into()).is_empty(), "refused before asking");
+    assert_eq!(
+        err,
+        CoordinationError::TooFewParticipants {
+            f: 1,
+            needed: 4,
+            got: 3
+        }
+    );
+    assert!(
+        agents.received(&"n0".into()).is_empty(),
+        "refused before asking"
+    );
 }
 
 // n = 3f + 1 with f adversaries (one equivocates, the others lie late or
@@ -51,9 +61,13 @@ async fn f_adversaries_cannot_stop_agreement() {
         Answer::Reply(json!({ "value": if calls == 1 { "A" } else { "B" } }))
     });
     // Consistently lies.
-    agents.add("liar-consistent", "node", |_| Answer::Reply(json!({"value": "B"})));
+    agents.add("liar-consistent", "node", |_| {
+        Answer::Reply(json!({"value": "B"}))
+    });
     // Answers after the deadline.
-    agents.add("liar-late", "node", |_| Answer::late(Duration::from_secs(1), json!({"value": "B"})));
+    agents.add("liar-late", "node", |_| {
+        Answer::late(Duration::from_secs(1), json!({"value": "B"}))
+    });
     let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio());
     let agreement = coordinator.byzantine(round(f)).await.unwrap();
     assert_eq!(agreement.value, json!("A"));
@@ -71,11 +85,16 @@ async fn f_plus_one_liars_fail_the_round_not_the_decision() {
         honest(&agents, &format!("h{i}"));
     }
     for i in 0..(f + 1) {
-        agents.add(format!("liar{i}"), "node", |_| Answer::Reply(json!({"value": "B"})));
+        agents.add(format!("liar{i}"), "node", |_| {
+            Answer::Reply(json!({"value": "B"}))
+        });
     }
     let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio());
     // n = 7 >= 3f + 1 = 7, but f + 1 = 3 lie.
     let err = coordinator.byzantine(round(f)).await.unwrap_err();
     assert_eq!(err.code(), 6015);
-    assert!(err.to_string().contains("no value reached 2f + 1 = 5"), "{err}");
+    assert!(
+        err.to_string().contains("no value reached 2f + 1 = 5"),
+        "{err}"
+    );
 }

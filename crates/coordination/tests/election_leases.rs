@@ -65,10 +65,16 @@ async fn elects_renews_and_reelects_after_a_death() {
             break l;
         }
     };
-    assert!(clock.now() - died <= ms(1_000), "re-elected within one lease");
+    assert!(
+        clock.now() - died <= ms(1_000),
+        "re-elected within one lease"
+    );
     assert!(second.token > first.token);
     let history = election.history();
-    assert_eq!(history[0].until, died, "the dead leader's tenure ends at its death");
+    assert_eq!(
+        history[0].until, died,
+        "the dead leader's tenure ends at its death"
+    );
     assert!(history[1].from >= died);
 
     // Fencing: the deposed leader's token is refused once a newer one is used.
@@ -100,8 +106,18 @@ async fn config_is_validated() {
     let coordinator = Arc::new(Coordinator::new(Arc::new(agents), Clock::tokio()));
     let mut bad = config(&["a"], 1);
     bad.election_timeout = (ms(400), ms(600)); // does not fit half the lease
-    assert_eq!(Election::start(coordinator.clone(), bad).unwrap_err().code(), 6006);
-    assert_eq!(Election::start(coordinator, config(&[], 1)).unwrap_err().code(), 6006);
+    assert_eq!(
+        Election::start(coordinator.clone(), bad)
+            .unwrap_err()
+            .code(),
+        6006
+    );
+    assert_eq!(
+        Election::start(coordinator, config(&[], 1))
+            .unwrap_err()
+            .code(),
+        6006
+    );
 }
 
 /// A scripted disturbance: at `at_ms`, crash or revive agent `who`.
@@ -114,7 +130,11 @@ struct Step {
 
 fn steps() -> impl Strategy<Value = Vec<Step>> {
     proptest::collection::vec(
-        (0u64..8_000, 0usize..5, any::<bool>()).prop_map(|(at_ms, who, revive)| Step { at_ms, who, revive }),
+        (0u64..8_000, 0usize..5, any::<bool>()).prop_map(|(at_ms, who, revive)| Step {
+            at_ms,
+            who,
+            revive,
+        }),
         0..12,
     )
 }

@@ -34,7 +34,10 @@ async fn barrier_releases_everyone_together() {
     for w in waiting {
         w.await.unwrap().unwrap();
     }
-    assert_eq!(barrier.arrive(&"stranger".into()).await.unwrap_err().code(), 6012);
+    assert_eq!(
+        barrier.arrive(&"stranger".into()).await.unwrap_err().code(),
+        6012
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -62,7 +65,13 @@ async fn lock_lease_expiry_release_and_death() {
     let clock = Clock::tokio();
     let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
     let a = lock.acquire(&"a".into(), Duration::ZERO).await.unwrap();
-    assert_eq!(lock.acquire(&"b".into(), Duration::from_secs(1)).await.unwrap_err().code(), 6013);
+    assert_eq!(
+        lock.acquire(&"b".into(), Duration::from_secs(1))
+            .await
+            .unwrap_err()
+            .code(),
+        6013
+    );
 
     // b waits; a releases; b gets it with a higher token.
     let waiter = tokio::spawn({
@@ -77,7 +86,10 @@ async fn lock_lease_expiry_release_and_death() {
 
     // b's lease runs out without renewal: c gets it after the lease.
     let start = clock.now();
-    let c = lock.acquire(&"c".into(), Duration::from_secs(60)).await.unwrap();
+    let c = lock
+        .acquire(&"c".into(), Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(clock.now() - start >= Duration::from_secs(8));
     assert_eq!(lock.renew(&"b".into(), b.token).unwrap_err().code(), 6014);
     tokio::time::advance(Duration::from_secs(1)).await;

@@ -3,9 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use coordination::{
-    ConflictPolicy, Coordinator, Rule, ValueType, VariableSpace, VariableSpec,
-};
+use coordination::{ConflictPolicy, Coordinator, Rule, ValueType, VariableSpace, VariableSpec};
 use serde_json::{Value, json};
 use supervision_core::{
     AgentId, Clock, ErrorCode,
@@ -13,48 +11,116 @@ use supervision_core::{
 };
 
 fn space(agents: &ScriptedDirectory) -> VariableSpace {
-    VariableSpace::new(Arc::new(Coordinator::new(Arc::new(agents.clone()), Clock::tokio())))
+    VariableSpace::new(Arc::new(Coordinator::new(
+        Arc::new(agents.clone()),
+        Clock::tokio(),
+    )))
 }
 
 #[tokio::test(start_paused = true)]
 async fn types_versions_and_history() {
     let space = space(&ScriptedDirectory::new());
     let float = ValueType::Float { min: 0.0, max: 1.0 };
-    assert_eq!(space.define(VariableSpec::new("p", float.clone(), json!(2.0))).unwrap_err().code(), 6003);
-    space.define(VariableSpec::new("p", float, json!(0.5)).history(2)).unwrap();
-    assert_eq!(space.define(VariableSpec::new("p", ValueType::Bool, json!(true))).unwrap_err().code(), 6002);
+    assert_eq!(
+        space
+            .define(VariableSpec::new("p", float.clone(), json!(2.0)))
+            .unwrap_err()
+            .code(),
+        6003
+    );
+    space
+        .define(VariableSpec::new("p", float, json!(0.5)).history(2))
+        .unwrap();
+    assert_eq!(
+        space
+            .define(VariableSpec::new("p", ValueType::Bool, json!(true)))
+            .unwrap_err()
+            .code(),
+        6002
+    );
 
     for (value, code) in [(json!("x"), 6003), (json!(1.5), 6003), (json!(null), 6003)] {
-        assert_eq!(space.update("p", value, None).await.unwrap_err().code(), code);
+        assert_eq!(
+            space.update("p", value, None).await.unwrap_err().code(),
+            code
+        );
     }
-    assert_eq!(space.get("p").unwrap().version, 1, "refused updates change nothing");
+    assert_eq!(
+        space.get("p").unwrap().version,
+        1,
+        "refused updates change nothing"
+    );
     for v in [0.1, 0.2, 0.3] {
         space.update("p", json!(v), None).await.unwrap();
     }
     let current = space.get("p").unwrap();
     assert_eq!((current.value.clone(), current.version), (json!(0.3), 4));
-    let history: Vec<Value> = space.history("p").unwrap().into_iter().map(|v| v.value).collect();
+    let history: Vec<Value> = space
+        .history("p")
+        .unwrap()
+        .into_iter()
+        .map(|v| v.value)
+        .collect();
     assert_eq!(history, [json!(0.1), json!(0.2)], "bounded to 2");
 
     // Compare-and-set.
     let conflict = space.update("p", json!(0.9), Some(3)).await.unwrap_err();
     assert_eq!(conflict.code(), 6004);
     assert!(conflict.to_string().contains("version 4"));
-    assert_eq!(space.update("p", json!(0.9), Some(4)).await.unwrap().current.version, 5);
-    assert_eq!(space.update("nope", json!(1), None).await.unwrap_err().code(), 6001);
+    assert_eq!(
+        space
+            .update("p", json!(0.9), Some(4))
+            .await
+            .unwrap()
+            .current
+            .version,
+        5
+    );
+    assert_eq!(
+        space
+            .update("nope", json!(1), None)
+            .await
+            .unwrap_err()
+            .code(),
+        6001
+    );
 }
 
 #[tokio::test(start_paused = true)]
 async fn merge_policy() {
     let space = space(&ScriptedDirectory::new());
     let max = ConflictPolicy::Merge(Arc::new(|current: &Value, proposed: &Value| {
-        json!(current.as_i64().unwrap_or(0).max(proposed.as_i64().unwrap_or(0)))
+        json!(
+            current
+                .as_i64()
+                .unwrap_or(0)
+                .max(proposed.as_i64().unwrap_or(0))
+        )
     }));
     space
-        .define(VariableSpec::new("high", ValueType::Integer { min: 0, max: 100 }, json!(10)).policy(max))
+        .define(
+            VariableSpec::new("high", ValueType::Integer { min: 0, max: 100 }, json!(10))
+                .policy(max),
+        )
         .unwrap();
-    assert_eq!(space.update("high", json!(5), None).await.unwrap().current.value, json!(10));
-    assert_eq!(space.update("high", json!(50), None).await.unwrap().current.value, json!(50));
+    assert_eq!(
+        space
+            .update("high", json!(5), None)
+            .await
+            .unwrap()
+            .current
+            .value,
+        json!(10)
+    );
+    assert_eq!(
+        space
+            .update("high", json!(50), None)
+            .await
+            .unwrap()
+            .current
+            .value,
+        json!(50)
+    );
 }
 
 // Consensus-gated: the subscribed agents vote on each update.
@@ -72,16 +138,37 @@ async fn consensus_gated_updates() {
         });
     }
     let space = space(&agents);
-    let policy = ConflictPolicy::Consensus { rule: Rule::Majority, timeout: Duration::from_secs(1) };
+    let policy = ConflictPolicy::Consensus {
+        rule: Rule::Majority,
+        timeout: Duration::from_secs(1),
+    };
     space
-        .define(VariableSpec::new("limit", ValueType::Integer { min: 0, max: 1000 }, json!(5)).policy(policy))
+        .define(
+            VariableSpec::new("limit", ValueType::Integer { min: 0, max: 1000 }, json!(5))
+                .policy(policy),
+        )
         .unwrap();
     // No voters yet: rejected.
-    assert_eq!(space.update("limit", json!(6), None).await.unwrap_err().code(), 6005);
+    assert_eq!(
+        space
+            .update("limit", json!(6), None)
+            .await
+            .unwrap_err()
+            .code(),
+        6005
+    );
     for id in ["a", "b", "c"] {
         space.subscribe("limit", id.into()).unwrap();
     }
-    assert_eq!(space.update("limit", json!(40), None).await.unwrap().current.version, 2); // a, b
+    assert_eq!(
+        space
+            .update("limit", json!(40), None)
+            .await
+            .unwrap()
+            .current
+            .version,
+        2
+    ); // a, b
     let rejected = space.update("limit", json!(80), None).await.unwrap_err(); // only a
     assert_eq!(rejected.code(), 6005);
     assert!(rejected.to_string().contains("1 of 3"), "{rejected}");
@@ -97,7 +184,13 @@ async fn broadcast_in_version_order() {
         agents.add(id, "sub", |_| Answer::Reply(Value::Null));
     }
     let space = Arc::new(space(&agents));
-    space.define(VariableSpec::new("n", ValueType::Integer { min: 0, max: 1_000 }, json!(0))).unwrap();
+    space
+        .define(VariableSpec::new(
+            "n",
+            ValueType::Integer { min: 0, max: 1_000 },
+            json!(0),
+        ))
+        .unwrap();
     space.subscribe("n", "s1".into()).unwrap();
     space.subscribe("n", "s2".into()).unwrap();
     let writers: Vec<_> = (1..=50)
@@ -111,7 +204,10 @@ async fn broadcast_in_version_order() {
     }
     for id in ["s1", "s2"] {
         let seen = agents.wait_received(&AgentId::from(id), 50).await;
-        let versions: Vec<u64> = seen.iter().map(|e| e.body["version"].as_u64().unwrap()).collect();
+        let versions: Vec<u64> = seen
+            .iter()
+            .map(|e| e.body["version"].as_u64().unwrap())
+            .collect();
         assert_eq!(versions, (2..=51).collect::<Vec<_>>(), "{id}");
     }
     space.unsubscribe("n", &"s2".into()).unwrap();
@@ -126,17 +222,25 @@ async fn broadcast_in_version_order() {
 async fn orchestration_binds_a_kind_with_a_timeout() {
     let agents = ScriptedDirectory::new();
     agents.add("w1", "worker", |_| Answer::Reply(json!({"applied": true})));
-    agents.add("w2", "worker", |_| Answer::late(Duration::from_secs(10), json!({"applied": true})));
+    agents.add("w2", "worker", |_| {
+        Answer::late(Duration::from_secs(10), json!({"applied": true}))
+    });
     agents.add("w3", "worker", |_| Answer::Reject("cannot".into()));
     agents.add("other", "db", |_| Answer::Reply(json!({"applied": true})));
     let space = space(&agents);
     space
-        .define(VariableSpec::new("batch", ValueType::Integer { min: 1, max: 64 }, json!(8)).binds("worker", Duration::from_secs(1)))
+        .define(
+            VariableSpec::new("batch", ValueType::Integer { min: 1, max: 64 }, json!(8))
+                .binds("worker", Duration::from_secs(1)),
+        )
         .unwrap();
     let clock = Clock::tokio();
     let start = clock.now();
     let updated = space.update("batch", json!(16), None).await.unwrap();
-    assert!(clock.now() - start <= Duration::from_secs(1), "bounded by the timeout");
+    assert!(
+        clock.now() - start <= Duration::from_secs(1),
+        "bounded by the timeout"
+    );
     let applied = updated.applied.unwrap();
     assert_eq!(applied.applied, [AgentId::from("w1")]);
     assert_eq!(applied.timed_out, [AgentId::from("w2")]);

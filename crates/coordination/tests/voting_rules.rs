@@ -52,7 +52,11 @@ fn yes_no_table() {
     for (rule, pattern, passed) in cases {
         let n = pattern.len();
         let (outcome, why) = tally(rule, &[], &ids(n), &yes_no(pattern));
-        let expected = if *passed { Outcome::Passed } else { Outcome::Rejected };
+        let expected = if *passed {
+            Outcome::Passed
+        } else {
+            Outcome::Rejected
+        };
         assert_eq!(outcome, expected, "{rule:?} {pattern}: {why}");
     }
 }
@@ -60,35 +64,70 @@ fn yes_no_table() {
 #[test]
 fn weighted_approval_and_ranked_choice() {
     let weights = HashMap::from([(AgentId::from("a0"), 5.0), (AgentId::from("a1"), 1.0)]);
-    let rule = Rule::Weighted { weights, threshold: 0.6 };
+    let rule = Rule::Weighted {
+        weights,
+        threshold: 0.6,
+    };
     // a0 (5) yes; a1 (1), a2 (1), a3 (1) no: 5 of 8 = 0.625.
-    assert_eq!(tally(&rule, &[], &ids(4), &yes_no("ynnn")).0, Outcome::Passed);
-    assert_eq!(tally(&rule, &[], &ids(4), &yes_no("nyyy")).0, Outcome::Rejected);
+    assert_eq!(
+        tally(&rule, &[], &ids(4), &yes_no("ynnn")).0,
+        Outcome::Passed
+    );
+    assert_eq!(
+        tally(&rule, &[], &ids(4), &yes_no("nyyy")).0,
+        Outcome::Rejected
+    );
 
     let options: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
     let approve = |lists: &[&[&str]]| -> Vec<(AgentId, Ballot)> {
         lists
             .iter()
             .enumerate()
-            .map(|(i, l)| (AgentId::from(format!("a{i}")), Ballot::Approve(l.iter().map(|s| s.to_string()).collect())))
+            .map(|(i, l)| {
+                (
+                    AgentId::from(format!("a{i}")),
+                    Ballot::Approve(l.iter().map(|s| s.to_string()).collect()),
+                )
+            })
             .collect()
     };
-    let (outcome, _) = tally(&Rule::Approval, &options, &ids(3), &approve(&[&["red", "blue"], &["blue"], &["green", "blue"]]));
+    let (outcome, _) = tally(
+        &Rule::Approval,
+        &options,
+        &ids(3),
+        &approve(&[&["red", "blue"], &["blue"], &["green", "blue"]]),
+    );
     assert_eq!(outcome, Outcome::Chosen("blue".into()));
     // A tie goes to the option listed first.
-    let (outcome, _) = tally(&Rule::Approval, &options, &ids(2), &approve(&[&["green"], &["red"]]));
+    let (outcome, _) = tally(
+        &Rule::Approval,
+        &options,
+        &ids(2),
+        &approve(&[&["green"], &["red"]]),
+    );
     assert_eq!(outcome, Outcome::Chosen("red".into()));
 
     let rank = |lists: &[&[&str]]| -> Vec<(AgentId, Ballot)> {
         lists
             .iter()
             .enumerate()
-            .map(|(i, l)| (AgentId::from(format!("a{i}")), Ballot::Ranking(l.iter().map(|s| s.to_string()).collect())))
+            .map(|(i, l)| {
+                (
+                    AgentId::from(format!("a{i}")),
+                    Ballot::Ranking(l.iter().map(|s| s.to_string()).collect()),
+                )
+            })
             .collect()
     };
     // First choices red 2, green 2, blue 1: blue is eliminated and its
     // ballot goes to green, which then has 3 of 5.
-    let ballots = rank(&[&["red"], &["red", "green"], &["green"], &["green", "red"], &["blue", "green"]]);
+    let ballots = rank(&[
+        &["red"],
+        &["red", "green"],
+        &["green"],
+        &["green", "red"],
+        &["blue", "green"],
+    ]);
     let (outcome, why) = tally(&Rule::RankedChoice, &options, &ids(5), &ballots);
     assert_eq!(outcome, Outcome::Chosen("green".into()), "{why}");
     assert!(why.contains("blue eliminated"));
@@ -116,19 +155,33 @@ async fn vote_among_agents() {
     agents.add("yes2", "voter", |_| Answer::Reply(json!({"vote": true})));
     agents.add("no", "voter", |_| Answer::Reply(json!({"vote": "no"})));
     agents.add("silent", "voter", |_| Answer::Silent);
-    agents.add("crash", "voter", |_| Answer::Crash(ExitReason::error("boom")));
+    agents.add("crash", "voter", |_| {
+        Answer::Crash(ExitReason::error("boom"))
+    });
     agents.add("garbage", "voter", |_| Answer::Reply(json!({"vote": 7})));
-    agents.add("late", "voter", |_| Answer::late(Duration::from_secs(5), json!({"vote": "yes"})));
+    agents.add("late", "voter", |_| {
+        Answer::late(Duration::from_secs(5), json!({"vote": "yes"}))
+    });
     let sink = Arc::new(Recorded::default());
-    let coordinator = Coordinator::new(Arc::new(agents.clone()), Clock::tokio()).with_event_sink(sink.clone());
-    let proposal = Proposal::new("scale up", AgentSelection::Kind("voter".into()), Rule::Majority, Duration::from_secs(1))
-        .with_body(json!({"replicas": 3}));
+    let coordinator =
+        Coordinator::new(Arc::new(agents.clone()), Clock::tokio()).with_event_sink(sink.clone());
+    let proposal = Proposal::new(
+        "scale up",
+        AgentSelection::Kind("voter".into()),
+        Rule::Majority,
+        Duration::from_secs(1),
+    )
+    .with_body(json!({"replicas": 3}));
     let decision = coordinator.vote(proposal).await.unwrap();
     // 2 yes of 7 participants: rejected, though more yes than no answered.
     assert_eq!(decision.outcome, Outcome::Rejected);
     assert_eq!(decision.participants, 7);
     assert_eq!(decision.votes.len(), 3);
-    let why: HashMap<&str, &str> = decision.no_answer.iter().map(|(a, w)| (a.as_str(), w.as_str())).collect();
+    let why: HashMap<&str, &str> = decision
+        .no_answer
+        .iter()
+        .map(|(a, w)| (a.as_str(), w.as_str()))
+        .collect();
     assert!(why["silent"].contains("in time") && why["late"].contains("in time"));
     assert!(why["crash"].contains("crashed"));
     assert!(why["garbage"].contains("invalid ballot"));
@@ -136,12 +189,25 @@ async fn vote_among_agents() {
     let seen = agents.received(&"yes1".into());
     assert_eq!(seen[0].body["body"], json!({"replicas": 3}));
     assert_eq!(coordinator.decisions(), std::slice::from_ref(&decision));
-    assert_eq!(sink.0.lock()[0].data["outcome"]["outcome"], json!("rejected"));
+    assert_eq!(
+        sink.0.lock()[0].data["outcome"]["outcome"],
+        json!("rejected")
+    );
 
     // Bad input is refused with a code.
-    let bad = Proposal::new("x", AgentSelection::Kind("voter".into()), Rule::Supermajority(1.5), Duration::from_secs(1));
+    let bad = Proposal::new(
+        "x",
+        AgentSelection::Kind("voter".into()),
+        Rule::Supermajority(1.5),
+        Duration::from_secs(1),
+    );
     assert_eq!(coordinator.vote(bad).await.unwrap_err().code(), 6006);
-    let nobody = Proposal::new("x", AgentSelection::Kind("ghost".into()), Rule::Majority, Duration::from_secs(1));
+    let nobody = Proposal::new(
+        "x",
+        AgentSelection::Kind("ghost".into()),
+        Rule::Majority,
+        Duration::from_secs(1),
+    );
     assert_eq!(coordinator.vote(nobody).await.unwrap_err().code(), 6007);
 }
 
@@ -165,9 +231,17 @@ async fn iterative_consensus_converges() {
         });
     }
     let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio());
-    let rule = Rule::Iterative { tolerance: 0.5, max_rounds: 20 };
+    let rule = Rule::Iterative {
+        tolerance: 0.5,
+        max_rounds: 20,
+    };
     let decision = coordinator
-        .vote(Proposal::new("estimate load", AgentSelection::Kind("estimator".into()), rule, Duration::from_millis(100)))
+        .vote(Proposal::new(
+            "estimate load",
+            AgentSelection::Kind("estimator".into()),
+            rule,
+            Duration::from_millis(100),
+        ))
         .await
         .unwrap();
     match decision.outcome {
@@ -180,9 +254,17 @@ async fn iterative_consensus_converges() {
     agents.add("x", "e", |_| Answer::Reply(json!({"estimate": 0.0})));
     agents.add("y", "e", |_| Answer::Reply(json!({"estimate": 100.0})));
     let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio());
-    let rule = Rule::Iterative { tolerance: 1.0, max_rounds: 3 };
+    let rule = Rule::Iterative {
+        tolerance: 1.0,
+        max_rounds: 3,
+    };
     let decision = coordinator
-        .vote(Proposal::new("stubborn", AgentSelection::Kind("e".into()), rule, Duration::from_millis(100)))
+        .vote(Proposal::new(
+            "stubborn",
+            AgentSelection::Kind("e".into()),
+            rule,
+            Duration::from_millis(100),
+        ))
         .await
         .unwrap();
     assert_eq!(decision.outcome, Outcome::NotConverged(50.0));
@@ -194,15 +276,27 @@ async fn iterative_consensus_converges() {
 async fn sessions_run_wait_and_cancel() {
     let agents = ScriptedDirectory::new();
     agents.add("quick", "voter", |_| Answer::Reply(json!({"vote": "yes"})));
-    agents.add("slow", "voter", |_| Answer::late(Duration::from_secs(30), json!({"vote": "yes"})));
+    agents.add("slow", "voter", |_| {
+        Answer::late(Duration::from_secs(30), json!({"vote": "yes"}))
+    });
     let coordinator = Arc::new(Coordinator::new(Arc::new(agents), Clock::tokio()));
-    let proposal = |timeout| Proposal::new("t", AgentSelection::Kind("voter".into()), Rule::Unanimous, timeout);
+    let proposal = |timeout| {
+        Proposal::new(
+            "t",
+            AgentSelection::Kind("voter".into()),
+            Rule::Unanimous,
+            timeout,
+        )
+    };
 
     let id = coordinator.start_vote(proposal(Duration::from_secs(60)));
     assert_eq!(coordinator.status(id).unwrap(), SessionStatus::Running);
     let decision = coordinator.wait(id).await.unwrap();
     assert!(decision.passed());
-    assert!(matches!(coordinator.status(id).unwrap(), SessionStatus::Decided(_)));
+    assert!(matches!(
+        coordinator.status(id).unwrap(),
+        SessionStatus::Decided(_)
+    ));
 
     let id = coordinator.start_vote(proposal(Duration::from_secs(60)));
     assert!(coordinator.cancel(id).unwrap());
@@ -210,5 +304,9 @@ async fn sessions_run_wait_and_cancel() {
     assert_eq!(coordinator.wait(id).await.unwrap_err().code(), 6010);
     assert!(!coordinator.cancel(id).unwrap(), "cancelled once");
     assert_eq!(coordinator.status(9999).unwrap_err().code(), 6009);
-    assert_eq!(coordinator.decisions().len(), 1, "the cancelled vote decided nothing");
+    assert_eq!(
+        coordinator.decisions().len(),
+        1,
+        "the cancelled vote decided nothing"
+    );
 }
