@@ -67,6 +67,7 @@ mod supervisor;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod timer;
 mod watch;
 
 pub use agent::{
@@ -98,7 +99,7 @@ pub use registry::{
     RegistryEvents, Snapshot, Subscription, Topic, TryRecvError,
 };
 pub use stopper::Stopper;
-pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
+pub use supervisor::{AutoShutdown, Strategy, Supervisor, SupervisorFlags};
 pub use telemetry::{
     GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,
     TelemetryEvent,
