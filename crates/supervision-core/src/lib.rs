@@ -54,6 +54,7 @@ mod event;
 mod event_log;
 pub mod events;
 mod exit;
+mod fanout;
 mod handle;
 mod health;
 mod info;
@@ -91,6 +92,7 @@ pub use event_log::{
     EventOrder, EventQuery, EventReadError, EventReader, EventSubscription, StoredEvent,
 };
 pub use exit::ExitReason;
+pub use fanout::{AgentReply, AgentSelection, SelectionError, ask_all};
 pub use handle::{ProcessHandle, WeakProcessHandle};
 pub use health::{CheckHealth, Health, HealthCheck};
 pub use info::{ChildCounts, ChildInfo, ChildState};
