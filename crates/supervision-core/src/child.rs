@@ -6,7 +6,10 @@ use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duratio
 use futures::{FutureExt, future::BoxFuture};
 use kameo::actor::{Actor, Spawn};
 
-use crate::{Backoff, ExitReason, FlagsError, ProcessHandle, StartError};
+use crate::{
+    Backoff, ExitReason, FlagsError, ProcessHandle, StartError,
+    handle::{KillOnDrop, start_scope},
+};
 
 /// The future a child's start factory returns: the started child, or why it
 /// could not start.
@@ -27,6 +30,10 @@ type CheckFn = dyn Fn() -> Result<(), FlagsError> + Send + Sync;
 ///
 /// A temporary child is removed from its supervisor when it exits, whatever
 /// the reason; its spec is not kept.
+///
+/// A supervisor child that gave up on its restart intensity exits with
+/// `Shutdown(Some("reached max restart intensity: ..."))`, a clean exit: as
+/// in OTP, only a permanent entry restarts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RestartType {
     /// Always restarted.
@@ -76,8 +83,15 @@ impl Shutdown {
 
     /// Stops `child` by this policy and returns its exit reason; returns
     /// only once the child has stopped.
+    ///
+    /// A kill aborts the child's whole task (its `on_stop` included, see
+    /// [`ProcessHandle::kill`]); a supervisor child killed takes its whole
+    /// subtree with it, so `Timeout` bounds a subtree's shutdown too. If this
+    /// future is dropped midway (its own supervisor being killed), the child
+    /// is killed.
     pub async fn stop(self, child: &ProcessHandle) -> ExitReason {
-        match self {
+        let guard = KillOnDrop::new(child);
+        let exit = match self {
             Shutdown::BrutalKill => {
                 child.kill();
                 child.exited().await
@@ -94,7 +108,9 @@ impl Shutdown {
                     }
                 }
             }
-        }
+        };
+        guard.disarm();
+        exit
     }
 }
 
@@ -245,13 +261,28 @@ impl ChildSpec {
 
     /// Runs the start factory once: a panic in it, or a start that outlasts
     /// the start timeout, is a [`StartError`].
+    ///
+    /// On a timeout the start is dropped and the actors it was starting
+    /// through [`ProcessHandle::spawn`] (or a supervisor's start) are killed,
+    /// their `on_start` included; this returns once they are gone, so what
+    /// they registered is released before a retry.
     pub async fn start(&self) -> Result<ProcessHandle, StartError> {
         let started = AssertUnwindSafe((self.start)()).catch_unwind();
         let result = match self.start_timeout {
-            Some(timeout) => match tokio::time::timeout(timeout, started).await {
-                Ok(result) => result,
-                Err(_elapsed) => return Err(StartError::Timeout(timeout)),
-            },
+            Some(timeout) => {
+                let (outcome, abandoned) =
+                    start_scope(async move { tokio::time::timeout(timeout, started).await })
+                        .await;
+                match outcome {
+                    Ok(result) => result,
+                    Err(_elapsed) => {
+                        for child in abandoned {
+                            child.exited().await;
+                        }
+                        return Err(StartError::Timeout(timeout));
+                    }
+                }
+            }
             None => started.await,
         };
         result.unwrap_or_else(|panic| Err(StartError::Panicked(panic_message(&*panic).into())))

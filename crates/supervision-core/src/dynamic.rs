@@ -10,11 +10,17 @@
 //!
 //! Each exit is classified ([`ExitReason`]) and the child's [`RestartType`]
 //! decides; restarts run inside the supervisor. All children share one
-//! restart [`Intensity`]: past it the supervisor stops every child in reverse
-//! start order and exits with an error its parent sees.
+//! restart [`Intensity`]: past it the supervisor stops every child and exits
+//! with `Shutdown(Some("reached max restart intensity: ..."))`, as OTP's
+//! exits with `shutdown`: its parent restarts it only if its entry there is
+//! permanent (see [`Supervisor`](crate::Supervisor)'s escalation table).
 //!
 //! The supervisor blocks while it stops a child (bounded by the child's
 //! [`Shutdown`]) or restarts one (bounded by its start timeout), as OTP's does.
+//! When it stops, it stops all its children at once, as OTP's
+//! `DynamicSupervisor` does: the shutdown takes as long as the slowest child,
+//! not the sum. A child killed (its timeout ran out, or `BrutalKill`) is
+//! aborted whole, a supervisor child with its subtree.
 //!
 //! [`start_child`]: DynamicSupervisor::start_child
 //! [`RestartType`]: crate::RestartType
@@ -137,10 +143,11 @@ impl DynamicSupervisor {
         };
         // Unbounded: the supervisor tells itself retries from its handlers,
         // which must never wait on its own mailbox.
-        let actor = DynamicSupervisorActor::spawn_with_mailbox(actor, mailbox::unbounded());
+        let prepared = DynamicSupervisorActor::prepare_with_mailbox(mailbox::unbounded());
+        let actor_ref = prepared.actor_ref().clone();
         Ok(DynamicSupervisor {
-            handle: ProcessHandle::new(actor.clone()),
-            actor,
+            handle: ProcessHandle::spawn_prepared(prepared, actor),
+            actor: actor_ref,
             shared,
         })
     }
@@ -234,15 +241,16 @@ impl DynamicSupervisor {
         self.actor.ask(CountChildren).await.map_err(from_send_error)
     }
 
-    /// Stops every child in reverse start order, each by its shutdown, then
-    /// the supervisor; returns once all have stopped, with the supervisor's
-    /// exit reason.
+    /// Stops every child at once, each by its shutdown, then the
+    /// supervisor; returns once all have stopped (as long as the slowest
+    /// child takes), with the supervisor's exit reason.
     pub async fn stop(&self) -> ExitReason {
         self.handle.stop().await
     }
 
     /// Waits until the supervisor has stopped (after its children) and
-    /// returns why; an error when it gave up on its restart intensity.
+    /// returns why; `Shutdown(Some("reached max restart intensity: ..."))`
+    /// when it gave up on its restart intensity.
     pub async fn exited(&self) -> ExitReason {
         self.handle.exited().await
     }
@@ -385,6 +393,8 @@ struct Child {
 struct Pending {
     spec: ChildSpec,
     backoff: BackoffState,
+    /// The actor id of the incarnation that exited.
+    old: ActorId,
 }
 
 /// The supervisor actor. Its exit reason, when it gives up, is the
@@ -434,6 +444,17 @@ impl Actor for DynamicSupervisorActor {
     }
 }
 
+/// A supervisor killed (its task aborted, its `on_stop` not run) takes its
+/// children with it: each is killed, a supervisor child with its own
+/// subtree. After a graceful stop no child runs and this does nothing.
+impl Drop for DynamicSupervisorActor {
+    fn drop(&mut self) {
+        for child in self.children.values() {
+            child.handle.kill();
+        }
+    }
+}
+
 impl DynamicSupervisorActor {
     fn seq(&mut self) -> u64 {
         self.next_seq += 1;
@@ -463,9 +484,9 @@ impl DynamicSupervisorActor {
     }
 
     /// Parks a child until the message for `ticket` comes back.
-    fn park(&mut self, spec: ChildSpec, backoff: BackoffState) -> u64 {
+    fn park(&mut self, spec: ChildSpec, backoff: BackoffState, old: ActorId) -> u64 {
         let ticket = self.seq();
-        self.restarting.insert(ticket, Pending { spec, backoff });
+        self.restarting.insert(ticket, Pending { spec, backoff, old });
         ticket
     }
 
@@ -482,7 +503,8 @@ impl DynamicSupervisorActor {
             .reporter
             .exited(&child.spec, &child.handle, &exit, restart);
         if restart {
-            self.schedule_restart(child.spec, child.backoff, actor_ref)
+            let old = child.handle.id();
+            self.schedule_restart(child.spec, child.backoff, old, actor_ref)
                 .await
         } else {
             self.shared.release();
@@ -498,6 +520,7 @@ impl DynamicSupervisorActor {
         &mut self,
         spec: ChildSpec,
         mut backoff: BackoffState,
+        old: ActorId,
         actor_ref: &ActorRef<Self>,
     ) -> Result<(), ExitReason> {
         let now = Instant::now();
@@ -508,7 +531,7 @@ impl DynamicSupervisorActor {
         match delay {
             Some((delay, attempt)) if !delay.is_zero() => {
                 self.shared.reporter.backoff(&spec, delay, attempt);
-                let ticket = self.park(spec, backoff);
+                let ticket = self.park(spec, backoff, old);
                 let supervisor = actor_ref.downgrade();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
@@ -517,7 +540,7 @@ impl DynamicSupervisorActor {
                     }
                 });
             }
-            _ => self.start_restart(spec, backoff, actor_ref).await,
+            _ => self.start_restart(spec, backoff, old, actor_ref).await,
         }
         Ok(())
     }
@@ -529,18 +552,19 @@ impl DynamicSupervisorActor {
         &mut self,
         spec: ChildSpec,
         mut backoff: BackoffState,
+        old: ActorId,
         actor_ref: &ActorRef<Self>,
     ) {
         match self.shared.reporter.start(&spec).await {
             Ok(handle) => {
                 self.shared
                     .reporter
-                    .restarted(&spec, &handle, self.restarts.count());
+                    .restarted(&spec, old, &handle, self.restarts.count());
                 backoff.started(Instant::now());
                 self.adopt(handle, spec, backoff, actor_ref);
             }
             Err(_start_error) => {
-                let ticket = self.park(spec, backoff);
+                let ticket = self.park(spec, backoff, old);
                 // Unbounded mailbox: this never waits.
                 let _ = actor_ref.tell(Reschedule(ticket)).await;
             }
@@ -566,15 +590,25 @@ impl DynamicSupervisorActor {
         self.shared.release();
     }
 
-    /// Stops every child in reverse start order, each by its shutdown.
+    /// Stops every child at once, each by its shutdown, as OTP's
+    /// DynamicSupervisor does: the whole shutdown takes as long as the
+    /// slowest child, not the sum. Children stay in the map until they have
+    /// stopped, so a supervisor killed meanwhile kills them (see `Drop`).
     async fn shutdown_all(&mut self) {
         for _ in self.restarting.drain() {
             self.shared.release();
         }
-        let mut children: Vec<Child> = self.children.drain().map(|(_, child)| child).collect();
-        children.sort_unstable_by_key(|child| std::cmp::Reverse(child.seq));
-        for child in children {
-            self.terminate(child).await;
+        let reporter = &self.shared.reporter;
+        let stops = self.children.values().map(|child| {
+            child.watcher.abort();
+            async move {
+                let exit = child.spec.shutdown.stop(&child.handle).await;
+                reporter.terminated(&child.spec, &child.handle, &exit);
+            }
+        });
+        futures::future::join_all(stops).await;
+        for _ in self.children.drain() {
+            self.shared.release();
         }
     }
 }
@@ -684,8 +718,8 @@ impl Message<StartRestart> for DynamicSupervisorActor {
     type Reply = ();
 
     async fn handle(&mut self, StartRestart(ticket): StartRestart, ctx: &mut Context<Self, ()>) {
-        if let Some(Pending { spec, backoff }) = self.restarting.remove(&ticket) {
-            self.start_restart(spec, backoff, ctx.actor_ref()).await;
+        if let Some(Pending { spec, backoff, old }) = self.restarting.remove(&ticket) {
+            self.start_restart(spec, backoff, old, ctx.actor_ref()).await;
         }
     }
 }
@@ -702,8 +736,9 @@ impl Message<Reschedule> for DynamicSupervisorActor {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         match self.restarting.remove(&ticket) {
-            Some(Pending { spec, backoff }) => {
-                self.schedule_restart(spec, backoff, ctx.actor_ref()).await
+            Some(Pending { spec, backoff, old }) => {
+                self.schedule_restart(spec, backoff, old, ctx.actor_ref())
+                    .await
             }
             None => Ok(()),
         }

@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use kameo::actor::ActorId;
 use tokio::time::Instant;
 
 use crate::{ChildSpec, ExitReason, MetaValue, ProcessHandle, StartError, Telemetry, events};
@@ -74,8 +75,15 @@ impl Reporter {
         }
     }
 
-    /// A child was restarted as `handle`; `restarts` in the window so far.
-    pub(crate) fn restarted(&self, spec: &ChildSpec, handle: &ProcessHandle, restarts: usize) {
+    /// A child whose incarnation `old` exited was restarted as `handle`;
+    /// `restarts` in the window so far.
+    pub(crate) fn restarted(
+        &self,
+        spec: &ChildSpec,
+        old: ActorId,
+        handle: &ProcessHandle,
+        restarts: usize,
+    ) {
         self.telemetry.emit(
             events::CHILD_RESTARTED,
             &[("restarts", restarts as f64)],
@@ -83,6 +91,7 @@ impl Reporter {
                 self.supervisor(),
                 ("child", MetaValue::Str(&spec.id)),
                 actor_id(handle),
+                ("old_actor_id", MetaValue::U64(old.sequence_id())),
             ],
         );
     }
