@@ -474,6 +474,34 @@ impl ProcessRegistry {
         result
     }
 
+    /// Frees `name` only if `handle` holds it (alive or not); returns
+    /// whether it did. A name taken over by another process is left alone,
+    /// so an incarnation that stops can never free its successor's name.
+    pub fn unregister_if(&self, namespace: &Namespace, name: &str, handle: &ProcessHandle) -> bool {
+        let Some(table) = self.table(namespace) else {
+            return false;
+        };
+        let removed = table.names.remove_if(name, |key, entry| {
+            if entry.handle != *handle {
+                return false;
+            }
+            let exit = if entry.handle.is_alive() {
+                None
+            } else {
+                exit_now(&entry.handle)
+            };
+            self.released_name(namespace, &table, key, &entry.handle, exit);
+            true
+        });
+        let freed = removed.is_some();
+        self.emit(
+            &["process_registry", "unregister"],
+            namespace,
+            if freed { "ok" } else { "not_registered" },
+        );
+        freed
+    }
+
     fn remove_name(
         &self,
         namespace: &Namespace,
@@ -878,6 +906,10 @@ impl Registry for ProcessRegistry {
         name: &str,
     ) -> Result<ProcessHandle, RegistryError> {
         ProcessRegistry::unregister(self, namespace, name)
+    }
+
+    fn unregister_if(&self, namespace: &Namespace, name: &str, handle: &ProcessHandle) -> bool {
+        ProcessRegistry::unregister_if(self, namespace, name, handle)
     }
 
     fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle> {

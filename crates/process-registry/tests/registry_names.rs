@@ -261,3 +261,31 @@ fn public_types_are_send_and_sync() {
     is::<process_registry::Stopper>();
     is::<process_registry::HealthCheck>();
 }
+
+// unregister_if frees a name only for the handle that holds it: a stale
+// incarnation cannot free its successor's name.
+#[tokio::test]
+async fn unregister_if_frees_only_for_its_holder() {
+    let registry = registry();
+    let ns = Namespace::unique_test();
+    let mut events = registry.subscribe(&ns);
+    let (old, new) = (spawn().await, spawn().await);
+    registry
+        .register(&ns, "agent", old.clone(), json!(null))
+        .unwrap();
+    events.recv().await.unwrap();
+
+    old.stop().await;
+    // The old incarnation is gone; the new one takes the name over.
+    registry
+        .register(&ns, "agent", new.clone(), json!(null))
+        .unwrap();
+    assert!(!registry.unregister_if(&ns, "agent", &old));
+    assert_eq!(registry.lookup(&ns, "agent"), Some(new.clone()));
+
+    assert!(Registry::unregister_if(&registry, &ns, "agent", &new));
+    assert_eq!(registry.lookup(&ns, "agent"), None);
+    assert!(!registry.unregister_if(&ns, "agent", &new));
+    assert!(!registry.unregister_if(&Namespace::unique_test(), "agent", &new));
+    new.stop().await;
+}

@@ -1,11 +1,21 @@
 //! Agents as the other crates see them: [`AgentId`], [`AgentStatus`] and the
-//! [`AgentDirectory`] contract (reach an agent by id).
+//! [`AgentDirectory`] contract (reach an agent by id, ask or tell it a
+//! protocol [`Envelope`]).
+//!
+//! Coordination and economics talk to agents without knowing their types:
+//! they send an [`Envelope`] (a protocol name, a JSON body, a deadline)
+//! through the directory, and the agent answers with JSON or says the
+//! protocol is [`Unsupported`](DirectoryError::Unsupported).
+//! agent-supervisor implements the directory; the umbrella injects it.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, sync::Arc, time::Duration};
 
+use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::{sync::broadcast, time::Instant};
 
-use crate::ProcessHandle;
+use crate::{ErrorCode, ExitReason, ProcessHandle};
 
 /// An agent's id, chosen by whoever registers the agent; cheap to clone.
 ///
@@ -66,6 +76,8 @@ pub enum AgentStatus {
     Stopping,
     /// Stopped on purpose.
     Stopped,
+    /// Finished its work and exited normally; not restarted.
+    Completed,
     /// Exited abnormally and not (yet) restarted.
     Crashed,
     /// Being restarted by its supervisor.
@@ -81,37 +93,263 @@ impl AgentStatus {
     }
 }
 
-/// Reach an agent by id: the contract agent-supervisor implements and
-/// coordination and economics use, so those never depend on each other.
+/// A protocol message to an agent: which protocol, its JSON body, and the
+/// deadline by which an answer is useful.
 ///
-/// Lookups are synchronous and non-blocking.
+/// Protocol names are dotted, owner first (`coordination.vote`,
+/// `economics.bid`), so an agent can tell protocols apart.
 ///
 /// # Example
 ///
 /// ```
-/// use std::collections::HashMap;
-/// use supervision_core::{AgentDirectory, AgentId, AgentStatus, ProcessHandle};
+/// use std::time::Duration;
+/// use supervision_core::Envelope;
 ///
-/// struct Fixed(HashMap<AgentId, AgentStatus>);
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let vote = Envelope::new("coordination.vote", serde_json::json!({"proposal": 7}), Duration::from_secs(1));
+/// assert_eq!(&*vote.protocol, "coordination.vote");
+/// assert!(vote.remaining() <= Duration::from_secs(1));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Envelope {
+    /// The protocol, e.g. `coordination.vote`.
+    pub protocol: Arc<str>,
+    /// The message, in the protocol's JSON shape.
+    pub body: serde_json::Value,
+    /// When the sender stops waiting: on tokio's clock, so it pauses with it.
+    pub deadline: Instant,
+}
+
+impl Envelope {
+    /// An envelope whose deadline is `timeout` from now (tokio's clock).
+    pub fn new(protocol: impl Into<Arc<str>>, body: serde_json::Value, timeout: Duration) -> Self {
+        Envelope::with_deadline(protocol, body, Instant::now() + timeout)
+    }
+
+    /// An envelope with an explicit deadline.
+    pub fn with_deadline(
+        protocol: impl Into<Arc<str>>,
+        body: serde_json::Value,
+        deadline: Instant,
+    ) -> Self {
+        Envelope {
+            protocol: protocol.into(),
+            body,
+            deadline,
+        }
+    }
+
+    /// The time left before the deadline (zero once it has passed).
+    pub fn remaining(&self) -> Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the deadline has passed.
+    pub fn is_expired(&self) -> bool {
+        Instant::now() >= self.deadline
+    }
+}
+
+/// Why an agent gave no answer to an [`Envelope`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum DirectoryError {
+    /// No agent has this id.
+    #[error("agent {0} not found")]
+    NotFound(AgentId),
+    /// The agent is known but not running and cannot be woken (stopped,
+    /// failed, completed).
+    #[error("agent {agent} is not running ({status:?})")]
+    NotRunning {
+        /// The agent.
+        agent: AgentId,
+        /// Its status.
+        status: AgentStatus,
+    },
+    /// The agent does not speak this protocol.
+    #[error("agent {agent} does not support protocol {protocol:?}")]
+    Unsupported {
+        /// The agent.
+        agent: AgentId,
+        /// The protocol it refused.
+        protocol: Arc<str>,
+    },
+    /// No answer by the envelope's deadline.
+    #[error("agent {0} did not answer in time")]
+    Timeout(AgentId),
+    /// The agent stopped (crashed or was killed) before it answered.
+    #[error("agent {agent} crashed before answering: {reason}")]
+    Crashed {
+        /// The agent.
+        agent: AgentId,
+        /// Why it stopped.
+        reason: ExitReason,
+    },
+    /// The agent answered with an error of its protocol (a bad body, a
+    /// refusal).
+    #[error("agent {agent} rejected the message: {reason}")]
+    Rejected {
+        /// The agent.
+        agent: AgentId,
+        /// The agent's reason.
+        reason: String,
+    },
+    /// The agent's mailbox is full and the message was not queued (`cast`).
+    #[error("agent {0} mailbox is full")]
+    MailboxFull(AgentId),
+}
+
+impl ErrorCode for DirectoryError {
+    fn code(&self) -> u32 {
+        match self {
+            DirectoryError::NotFound(_) => 1901,
+            DirectoryError::NotRunning { .. } => 1902,
+            DirectoryError::Unsupported { .. } => 1903,
+            DirectoryError::Timeout(_) => 1904,
+            DirectoryError::Crashed { .. } => 1905,
+            DirectoryError::Rejected { .. } => 1906,
+            DirectoryError::MailboxFull(_) => 1907,
+        }
+    }
+}
+
+/// What the directory knows of one agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    /// The agent's id.
+    pub id: AgentId,
+    /// Its kind (the role or type its configuration names).
+    pub kind: Arc<str>,
+    /// Where it is in its lifecycle.
+    pub status: AgentStatus,
+    /// Whether it is passivated: running as far as callers see, its state
+    /// kept, but with no task or mailbox until the next message wakes it.
+    pub passivated: bool,
+    /// How many times it has been restarted.
+    pub restarts: u32,
+}
+
+/// A change of an agent's status, as [`AgentDirectory::subscribe`] delivers
+/// it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentStatusChange {
+    /// The agent.
+    pub id: AgentId,
+    /// Its kind.
+    pub kind: Arc<str>,
+    /// The status it left (`None` when it was just registered).
+    pub from: Option<AgentStatus>,
+    /// The status it entered.
+    pub to: AgentStatus,
+}
+
+/// The receiving end of a status subscription. A receiver that falls more
+/// than the directory's buffer behind gets
+/// [`RecvError::Lagged`](broadcast::error::RecvError::Lagged) with the count
+/// it missed, never a silent gap.
+pub type AgentStatusChanges = broadcast::Receiver<AgentStatusChange>;
+
+/// Reach an agent by id: the contract agent-supervisor implements and
+/// coordination and economics use, so those never depend on each other.
 ///
-/// impl AgentDirectory for Fixed {
+/// Lookups are synchronous and non-blocking. [`ask`](Self::ask) answers
+/// within the envelope's deadline, always: an agent that is silent,
+/// crashed or unknown is an error, never a hang. An agent's id outlives its
+/// incarnations: an ask sent while it restarts reaches the next one (or
+/// fails by the deadline).
+///
+/// # Example
+///
+/// A directory of agents that each answer one protocol by a function (a
+/// real implementation hosts each agent in an actor):
+///
+/// ```
+/// use std::{collections::HashMap, time::Duration};
+/// use futures::future::BoxFuture;
+/// use supervision_core::{
+///     AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChanges, DirectoryError,
+///     Envelope, ProcessHandle,
+/// };
+///
+/// struct Doubler(HashMap<AgentId, i64>);
+///
+/// impl AgentDirectory for Doubler {
 ///     fn agent(&self, _: &AgentId) -> Option<ProcessHandle> { None }
-///     fn status(&self, id: &AgentId) -> Option<AgentStatus> { self.0.get(id).copied() }
-///     fn agents(&self) -> Vec<(AgentId, AgentStatus)> {
-///         self.0.iter().map(|(id, s)| (id.clone(), *s)).collect()
+///     fn info(&self, id: &AgentId) -> Option<AgentInfo> {
+///         self.0.contains_key(id).then(|| AgentInfo {
+///             id: id.clone(), kind: "doubler".into(), status: AgentStatus::Running,
+///             passivated: false, restarts: 0,
+///         })
 ///     }
+///     fn agents(&self) -> Vec<AgentInfo> {
+///         self.0.keys().filter_map(|id| self.info(id)).collect()
+///     }
+///     fn ask(&self, id: &AgentId, envelope: Envelope)
+///         -> BoxFuture<'static, Result<serde_json::Value, DirectoryError>> {
+///         let answer = match (self.0.get(id), &*envelope.protocol) {
+///             (None, _) => Err(DirectoryError::NotFound(id.clone())),
+///             (Some(factor), "math.double") => Ok(serde_json::json!(envelope.body.as_i64().unwrap_or(0) * factor)),
+///             (Some(_), protocol) => Err(DirectoryError::Unsupported { agent: id.clone(), protocol: protocol.into() }),
+///         };
+///         Box::pin(async move { answer })
+///     }
+///     fn cast(&self, id: &AgentId, _: Envelope) -> Result<(), DirectoryError> {
+///         self.0.get(id).map(|_| ()).ok_or_else(|| DirectoryError::NotFound(id.clone()))
+///     }
+///     fn subscribe(&self) -> AgentStatusChanges { tokio::sync::broadcast::channel(1).1 }
 /// }
 ///
-/// let dir = Fixed(HashMap::from([(AgentId::new("a"), AgentStatus::Stopped)]));
-/// assert_eq!(dir.status(&"a".into()), Some(AgentStatus::Stopped));
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let dir = Doubler(HashMap::from([(AgentId::new("a"), 2)]));
+/// let ask = Envelope::new("math.double", serde_json::json!(21), Duration::from_secs(1));
+/// assert_eq!(dir.ask(&"a".into(), ask).await, Ok(serde_json::json!(42)));
+/// assert_eq!(dir.status(&"a".into()), Some(AgentStatus::Running));
+/// assert_eq!(dir.agents_of_kind("doubler"), vec![AgentId::new("a")]);
+/// # }
 /// ```
 pub trait AgentDirectory: Send + Sync + 'static {
-    /// The handle of the running agent `id`, if it is running.
+    /// The handle of the agent's current incarnation, if it is running and
+    /// not passivated. Prefer [`ask`](Self::ask): a handle dies with its
+    /// incarnation.
     fn agent(&self, id: &AgentId) -> Option<ProcessHandle>;
 
-    /// The status of agent `id`, if it is known.
-    fn status(&self, id: &AgentId) -> Option<AgentStatus>;
+    /// What the directory knows of agent `id`.
+    fn info(&self, id: &AgentId) -> Option<AgentInfo>;
 
-    /// Every known agent with its status.
-    fn agents(&self) -> Vec<(AgentId, AgentStatus)>;
+    /// Every known agent.
+    fn agents(&self) -> Vec<AgentInfo>;
+
+    /// The status of agent `id`, if it is known.
+    fn status(&self, id: &AgentId) -> Option<AgentStatus> {
+        self.info(id).map(|info| info.status)
+    }
+
+    /// The ids of the known agents of `kind`, in id order.
+    fn agents_of_kind(&self, kind: &str) -> Vec<AgentId> {
+        let mut ids: Vec<AgentId> = self
+            .agents()
+            .into_iter()
+            .filter(|info| &*info.kind == kind)
+            .map(|info| info.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Sends `envelope` to agent `id` and waits for its answer, at most
+    /// until the envelope's deadline. A passivated agent is woken.
+    fn ask(
+        &self,
+        id: &AgentId,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<serde_json::Value, DirectoryError>>;
+
+    /// Sends `envelope` to agent `id` without waiting for an answer. `Ok`
+    /// means the message was queued for the agent, not that it was handled.
+    fn cast(&self, id: &AgentId, envelope: Envelope) -> Result<(), DirectoryError>;
+
+    /// Subscribes to every agent's status changes from now on, in the order
+    /// they happen per agent.
+    fn subscribe(&self) -> AgentStatusChanges;
 }

@@ -49,6 +49,7 @@ mod agent;
 mod application;
 mod backoff;
 mod child;
+mod clock;
 mod dynamic;
 mod error;
 mod event;
@@ -57,7 +58,9 @@ mod exit;
 mod handle;
 mod info;
 mod intensity;
+mod load;
 mod namespace;
+pub mod prelude;
 mod registry;
 mod report;
 mod supervisor;
@@ -66,7 +69,10 @@ mod telemetry;
 pub mod testkit;
 mod watch;
 
-pub use agent::{AgentDirectory, AgentId, AgentStatus};
+pub use agent::{
+    AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChange, AgentStatusChanges,
+    DirectoryError, Envelope,
+};
 pub use application::{
     Application, ApplicationError, ApplicationSpec, ApplicationStatus, Health, HealthCheck,
     HealthReport, Service, ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus,
@@ -74,6 +80,7 @@ pub use application::{
 };
 pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
+pub use clock::{Clock, ManualWall, TimeSource};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, TemplateSupervisor};
 pub use error::{
     ERROR_CODE_RANGES, ErrorCode, FlagsError, StartError, SupervisorError, error_code_range,
@@ -83,10 +90,14 @@ pub use exit::ExitReason;
 pub use handle::ProcessHandle;
 pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
+pub use load::{AgentLoad, LoadReport};
 pub use namespace::Namespace;
 pub use registry::{Metadata, Registry, RegistryError, RegistryEvent, RegistryEvents};
 pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
-pub use telemetry::{MetaValue, Telemetry, TelemetryError, TelemetryEvent};
+pub use telemetry::{
+    GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,
+    TelemetryEvent,
+};
 
 /// The README's examples, run as doc tests.
 #[cfg(doctest)]

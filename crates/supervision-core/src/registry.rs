@@ -121,6 +121,13 @@ pub trait Registry: Send + Sync + 'static {
     fn unregister(&self, namespace: &Namespace, name: &str)
     -> Result<ProcessHandle, RegistryError>;
 
+    /// Frees `name` only if `handle` holds it (alive or not), and returns
+    /// whether it did. A name since taken over by another process is left
+    /// alone: this is how an incarnation that stops releases its name
+    /// without ever freeing its successor's (OTP's `{via, ..}`
+    /// registration).
+    fn unregister_if(&self, namespace: &Namespace, name: &str, handle: &ProcessHandle) -> bool;
+
     /// The live holder of `name`.
     fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle>;
 

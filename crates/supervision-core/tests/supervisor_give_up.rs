@@ -74,7 +74,8 @@ async fn a_transient_dynamic_supervisor_child_that_gave_up_is_not_restarted() {
         telemetry: telemetry.clone(),
         ..DynamicSupervisorFlags::default()
     })
-    .unwrap();
+        .await
+        .unwrap();
     let inner_flags = DynamicSupervisorFlags {
         name: "inner".into(),
         intensity: Intensity {
@@ -90,7 +91,7 @@ async fn a_transient_dynamic_supervisor_child_that_gave_up_is_not_restarted() {
         )
         .await
         .unwrap();
-    let inner = DynamicSupervisor::from_handle(&inner).await.unwrap();
+    let inner = DynamicSupervisor::from_handle(&inner).unwrap();
     let w = inner.start_child(kit.spec("w")).await.unwrap();
     testkit::crash(&w).await;
 

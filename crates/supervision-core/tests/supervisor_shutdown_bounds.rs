@@ -137,7 +137,9 @@ async fn a_childs_on_stop_is_bounded_by_its_timeout() {
 #[tokio::test(start_paused = true)]
 async fn a_dynamic_supervisor_childs_timeout_bounds_its_stuck_subtree() {
     let (kit, _lifecycle) = TestKit::new();
-    let root = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+    let root = DynamicSupervisor::start(DynamicSupervisorFlags::default())
+        .await
+        .unwrap();
     let inner = root
         .start_child(
             DynamicSupervisor::child_spec("inner", DynamicSupervisorFlags::default())
@@ -145,7 +147,7 @@ async fn a_dynamic_supervisor_childs_timeout_bounds_its_stuck_subtree() {
         )
         .await
         .unwrap();
-    let inner = DynamicSupervisor::from_handle(&inner).await.unwrap();
+    let inner = DynamicSupervisor::from_handle(&inner).unwrap();
     let w = inner
         .start_child(kit.spec("w").with_shutdown(Shutdown::Infinity))
         .await
@@ -163,7 +165,9 @@ async fn a_dynamic_supervisor_childs_timeout_bounds_its_stuck_subtree() {
 #[tokio::test(start_paused = true)]
 async fn a_dynamic_supervisor_stops_its_children_together() {
     let (kit, _lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default())
+        .await
+        .unwrap();
     let mut stuck = Vec::new();
     for label in ["a", "b", "c", "d"] {
         let spec: ChildSpec = kit
