@@ -271,8 +271,7 @@ impl ChildSpec {
         let result = match self.start_timeout {
             Some(timeout) => {
                 let (outcome, abandoned) =
-                    start_scope(async move { tokio::time::timeout(timeout, started).await })
-                        .await;
+                    start_scope(async move { tokio::time::timeout(timeout, started).await }).await;
                 match outcome {
                     Ok(result) => result,
                     Err(_elapsed) => {

@@ -43,9 +43,7 @@ impl Actor for SelfAware {
 async fn a_handle_the_actor_made_of_itself_sees_the_stop_its_supervisor_requested() {
     let (tx, rx) = oneshot::channel();
     let out = Arc::new(Mutex::new(Some(tx)));
-    let sup = DynamicSupervisor::start(Default::default())
-        .await
-        .unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let child = sup
         .start_child(ChildSpec::actor::<SelfAware>("self-aware", move || {
             out.clone()

@@ -58,7 +58,10 @@ async fn a_transient_supervisor_child_that_gave_up_is_not_restarted() {
         .unwrap();
     // Before: an Error exit, and the transient entry was restarted.
     assert_eq!(exited.meta_bool("restart"), Some(false));
-    assert_eq!(root.which_children().await.unwrap()[0].state, ChildState::NotRunning);
+    assert_eq!(
+        root.which_children().await.unwrap()[0].state,
+        ChildState::NotRunning
+    );
     assert!(root.handle().is_alive());
     assert_eq!(lab.live(), 0);
     root.stop().await;
@@ -74,8 +77,8 @@ async fn a_transient_dynamic_supervisor_child_that_gave_up_is_not_restarted() {
         telemetry: telemetry.clone(),
         ..DynamicSupervisorFlags::default()
     })
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     let inner_flags = DynamicSupervisorFlags {
         name: "inner".into(),
         intensity: Intensity {

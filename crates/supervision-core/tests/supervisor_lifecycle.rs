@@ -172,11 +172,7 @@ async fn child_ignoring_shutdown_is_killed_after_its_timeout() {
         sup.stop().await;
         assert_eq!(t0.elapsed(), Duration::from_secs(3), "{strategy:?}");
         // A killed child runs no on_stop, as OTP's kill runs no terminate.
-        assert_eq!(
-            events.drain(),
-            [stopped("c"), stopped("a")],
-            "{strategy:?}"
-        );
+        assert_eq!(events.drain(), [stopped("c"), stopped("a")], "{strategy:?}");
         assert_eq!(stuck.exited().await, ExitReason::Killed);
         assert_eq!(a.exited().await, ExitReason::Shutdown(None));
         assert_eq!(c.exited().await, ExitReason::Shutdown(None));

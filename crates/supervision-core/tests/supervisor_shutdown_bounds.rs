@@ -115,8 +115,7 @@ async fn a_childs_on_stop_is_bounded_by_its_timeout() {
     };
     let sup = Supervisor::start(
         SupervisorFlags::default(),
-        [lab
-            .worker_with("slow", options)
+        [lab.worker_with("slow", options)
             .with_shutdown(Shutdown::Timeout(Duration::from_secs(1)))],
     )
     .await

@@ -52,8 +52,8 @@ async fn a_dynamic_restart_event_names_the_old_and_the_new_actor() {
         telemetry: telemetry.clone(),
         ..DynamicSupervisorFlags::default()
     })
-        .await
-        .unwrap();
+    .await
+    .unwrap();
     let old = sup.start_child(kit.spec("a")).await.unwrap();
     testkit::crash(&old).await;
     let event = probe.wait_for(events::CHILD_RESTARTED, WAIT).await.unwrap();

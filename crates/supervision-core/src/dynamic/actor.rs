@@ -153,7 +153,8 @@ impl DynamicSupervisorActor {
     /// Parks a child until the message for `ticket` comes back.
     fn park(&mut self, spec: ChildSpec, backoff: BackoffState, old: ActorId) -> u64 {
         let ticket = self.seq();
-        self.restarting.insert(ticket, Pending { spec, backoff, old });
+        self.restarting
+            .insert(ticket, Pending { spec, backoff, old });
         ticket
     }
 

@@ -125,7 +125,8 @@ impl Message<StartRestart> for DynamicSupervisorActor {
 
     async fn handle(&mut self, StartRestart(ticket): StartRestart, ctx: &mut Context<Self, ()>) {
         if let Some(Pending { spec, backoff, old }) = self.restarting.remove(&ticket) {
-            self.start_restart(spec, backoff, old, ctx.actor_ref()).await;
+            self.start_restart(spec, backoff, old, ctx.actor_ref())
+                .await;
         }
     }
 }
