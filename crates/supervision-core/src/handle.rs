@@ -13,7 +13,7 @@ use std::{
 use dashmap::{DashMap, mapref::entry::Entry};
 use futures::future::BoxFuture;
 use kameo::{
-    actor::{Actor, ActorId, ActorRef, PreparedActor, Spawn},
+    actor::{Actor, ActorId, ActorRef, PreparedActor, Spawn, WeakActorRef},
     error::{ActorStopReason, HookError, PanicError},
 };
 use parking_lot::Mutex;
@@ -30,7 +30,7 @@ use crate::{ExitReason, StartError};
 /// recorded exit. An entry lives as long as a handle to its actor does. It
 /// extends kameo's own per-actor state (ids are unique in the process) and
 /// holds no names and no settings: tests side by side never meet in it.
-static ACTORS: LazyLock<DashMap<ActorId, Weak<dyn ErasedRef>>> = LazyLock::new(DashMap::new);
+static ACTORS: LazyLock<DashMap<ActorId, Weak<dyn ErasedCell>>> = LazyLock::new(DashMap::new);
 
 tokio::task_local! {
     /// Actors whose start was abandoned midway (their start future dropped
@@ -49,13 +49,15 @@ tokio::task_local! {
 /// with [`downcast`](Self::downcast).
 ///
 /// Handles are compared by actor id: two handles to the same actor are equal.
-/// A handle keeps its actor alive (it holds a strong `ActorRef`).
+/// A handle keeps its actor alive (it holds a strong `ActorRef`); a
+/// [`WeakProcessHandle`] from [`downgrade`](Self::downgrade) does not.
 ///
 /// # One actor, one exit reason
 ///
 /// The exit reason is a fact about the actor, not about a handle: every
 /// handle to one actor (clones, and handles made separately with
-/// [`new`](Self::new), e.g. by the actor itself in its `on_start`) shares
+/// [`new`](Self::new), e.g. by the actor itself in its `on_start`, and weak
+/// handles) shares
 /// one stop request and one recorded exit. The reason is recorded once, by
 /// the first to see the actor gone, and every later call, through any
 /// handle, answers the same. A stop requested of an actor that already
@@ -102,28 +104,13 @@ pub struct ProcessHandle {
 }
 
 impl ProcessHandle {
-    /// Wraps a typed actor reference. A handle to the same actor that
-    /// already exists is shared: both see the same stop request and exit.
+    /// Wraps a typed actor reference. Every handle to the same actor shares
+    /// one stop request and one exit, however it was made.
     pub fn new<A: Actor>(actor_ref: ActorRef<A>) -> Self {
-        let id = actor_ref.id();
-        let fresh = |actor_ref| -> Arc<dyn ErasedRef> { Arc::new(TypedRef::new(actor_ref)) };
-        let inner = match ACTORS.entry(id) {
-            Entry::Occupied(mut entry) => match entry.get().upgrade() {
-                Some(inner) => inner,
-                // Its last handle is being dropped: a new start.
-                None => {
-                    let inner = fresh(actor_ref);
-                    entry.insert(Arc::downgrade(&inner));
-                    inner
-                }
-            },
-            Entry::Vacant(entry) => {
-                let inner = fresh(actor_ref);
-                entry.insert(Arc::downgrade(&inner));
-                inner
-            }
-        };
-        ProcessHandle { inner }
+        let cell = Cell::of(&actor_ref);
+        ProcessHandle {
+            inner: Arc::new(TypedRef { actor_ref, cell }),
+        }
     }
 
     /// Spawns an actor of type `A` with `args` and returns its handle once its
@@ -146,16 +133,12 @@ impl ProcessHandle {
     /// Spawns a prepared actor in its own task, keeping the task so that
     /// [`kill`](Self::kill) can abort it whole. The handle exists before the
     /// actor's `on_start` runs, so a handle the actor makes of itself there
-    /// is this one.
+    /// shares its facts.
     pub(crate) fn spawn_prepared<A: Actor>(prepared: PreparedActor<A>, args: A::Args) -> Self {
         let handle = ProcessHandle::new(prepared.actor_ref().clone());
         let task = prepared.spawn(args);
-        if let Some(typed) = handle.inner.as_any().downcast_ref::<TypedRef<A>>() {
-            let abort = task.abort_handle();
-            *typed.task.lock() = Some(task);
-            let _ = typed.abort.set(abort);
-            // Waiters that started before the task was known look again.
-            typed.task_returned.notify_waiters();
+        if let Some(typed) = handle.typed::<A>() {
+            typed.cell.adopt_task(task);
         }
         handle
     }
@@ -216,6 +199,114 @@ impl ProcessHandle {
     /// The actor type's name, for diagnostics.
     pub fn type_name(&self) -> &'static str {
         self.inner.type_name()
+    }
+
+    /// A handle that does not keep the actor alive, for those that must
+    /// find or watch a process without owning it (a registry, a stopper).
+    /// It shares the actor's stop request and exit like any handle.
+    pub fn downgrade(&self) -> WeakProcessHandle {
+        WeakProcessHandle {
+            handle: Arc::downgrade(&self.inner),
+            cell: self.inner.cell(),
+        }
+    }
+}
+
+/// A handle to an actor that does not keep it alive: when every
+/// [`ProcessHandle`] (and kameo `ActorRef`) of the actor is gone, the actor
+/// stops, whatever weak handles remain.
+///
+/// [`upgrade`](Self::upgrade) gives a [`ProcessHandle`] back while the actor
+/// has one somewhere; [`exited`](Self::exited) waits for its exit without
+/// holding it, and answers as every strong handle does. Compared by actor
+/// id, like [`ProcessHandle`].
+///
+/// # Example
+///
+/// ```
+/// use kameo::prelude::*;
+/// use supervision_core::{ExitReason, ProcessHandle};
+///
+/// #[derive(Actor)]
+/// struct Worker;
+///
+/// # #[tokio::main] async fn main() {
+/// let handle = ProcessHandle::spawn::<Worker>(Worker).await.unwrap();
+/// let weak = handle.downgrade();
+/// assert_eq!(weak.upgrade(), Some(handle.clone()));
+///
+/// drop(handle); // the last strong handle: the actor stops
+/// assert_eq!(weak.exited().await, ExitReason::Normal);
+/// assert_eq!(weak.upgrade(), None);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct WeakProcessHandle {
+    /// The handle it was made from: upgraded without allocating while some
+    /// clone of that handle lives.
+    handle: Weak<dyn ErasedRef>,
+    /// What every handle to the actor shares; holds the actor weakly.
+    cell: Arc<dyn ErasedCell>,
+}
+
+impl WeakProcessHandle {
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.cell.id()
+    }
+
+    /// A strong handle, if the actor still has one somewhere (it may be
+    /// stopping: check [`ProcessHandle::is_alive`]).
+    pub fn upgrade(&self) -> Option<ProcessHandle> {
+        match self.handle.upgrade() {
+            Some(inner) => Some(ProcessHandle { inner }),
+            None => self.cell.clone().upgrade(),
+        }
+    }
+
+    /// Whether the actor is running and accepting messages, as
+    /// [`ProcessHandle::is_alive`]. Allocates nothing.
+    pub fn is_alive(&self) -> bool {
+        self.cell.is_alive()
+    }
+
+    /// Waits until the actor has stopped and returns why, without keeping
+    /// it alive meanwhile.
+    pub async fn exited(&self) -> ExitReason {
+        self.cell.exited().await
+    }
+
+    /// Kills the actor, as [`ProcessHandle::kill`].
+    pub fn kill(&self) {
+        self.cell.kill()
+    }
+}
+
+impl PartialEq for WeakProcessHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for WeakProcessHandle {}
+
+impl std::hash::Hash for WeakProcessHandle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id().hash(state)
+    }
+}
+
+impl PartialEq<ProcessHandle> for WeakProcessHandle {
+    fn eq(&self, other: &ProcessHandle) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl fmt::Debug for WeakProcessHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakProcessHandle")
+            .field("id", &self.id())
+            .finish()
     }
 }
 
@@ -319,13 +410,33 @@ trait ErasedRef: Send + Sync + 'static {
     fn kill(&self);
     fn as_any(&self) -> &dyn Any;
     fn type_name(&self) -> &'static str;
+    fn cell(&self) -> Arc<dyn ErasedCell>;
+}
+
+/// The per-actor facts, type-erased, as weak handles and the side table
+/// hold them.
+trait ErasedCell: Send + Sync + 'static {
+    fn id(&self) -> ActorId;
+    fn is_alive(&self) -> bool;
+    fn exited(&self) -> BoxFuture<'_, ExitReason>;
+    fn kill(&self);
+    fn upgrade(self: Arc<Self>) -> Option<ProcessHandle>;
+    /// The cell as `Any`, to get its type back.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
+}
+
+/// A strong handle: the actor's reference and its shared facts.
+struct TypedRef<A: Actor> {
+    actor_ref: ActorRef<A>,
+    cell: Arc<Cell<A>>,
 }
 
 type TaskOutput<A> = Result<(A, ActorStopReason), PanicError>;
 
-/// The shared half of every handle to one actor.
-struct TypedRef<A: Actor> {
-    actor_ref: ActorRef<A>,
+/// What every handle to one actor shares (strong and weak alike); holds the
+/// actor weakly, so it never keeps it alive.
+struct Cell<A: Actor> {
+    actor: WeakActorRef<A>,
     /// A stop was requested while the actor ran.
     stop_requested: AtomicBool,
     /// A kill was requested.
@@ -343,17 +454,56 @@ struct TypedRef<A: Actor> {
     task_returned: Notify,
 }
 
-impl<A: Actor> TypedRef<A> {
-    fn new(actor_ref: ActorRef<A>) -> Self {
-        TypedRef {
-            actor_ref,
-            stop_requested: AtomicBool::new(false),
-            killed: AtomicBool::new(false),
-            exit: SetOnce::new(),
-            abort: OnceLock::new(),
-            task: Mutex::new(None),
-            task_returned: Notify::new(),
+impl<A: Actor> Cell<A> {
+    /// The cell of this actor: the one its other handles share, or a new
+    /// one.
+    fn of(actor_ref: &ActorRef<A>) -> Arc<Self> {
+        let fresh = || {
+            Arc::new(Cell {
+                actor: actor_ref.downgrade(),
+                stop_requested: AtomicBool::new(false),
+                killed: AtomicBool::new(false),
+                exit: SetOnce::new(),
+                abort: OnceLock::new(),
+                task: Mutex::new(None),
+                task_returned: Notify::new(),
+            })
+        };
+        let erased = |cell: &Arc<Self>| -> Weak<dyn ErasedCell> {
+            let cell: Arc<dyn ErasedCell> = cell.clone();
+            Arc::downgrade(&cell)
+        };
+        match ACTORS.entry(actor_ref.id()) {
+            Entry::Occupied(mut entry) => {
+                let shared = entry.get().upgrade().and_then(|cell| {
+                    let any: Arc<dyn Any + Send + Sync> = cell.into_any();
+                    any.downcast::<Self>().ok()
+                });
+                match shared {
+                    Some(cell) => cell,
+                    // Its last handle is being dropped: a new start.
+                    None => {
+                        let cell = fresh();
+                        entry.insert(erased(&cell));
+                        cell
+                    }
+                }
+            }
+            Entry::Vacant(entry) => {
+                let cell = fresh();
+                entry.insert(erased(&cell));
+                cell
+            }
         }
+    }
+
+    /// Takes the task of an actor spawned here.
+    fn adopt_task(&self, task: JoinHandle<TaskOutput<A>>) {
+        let abort = task.abort_handle();
+        *self.task.lock() = Some(task);
+        let _ = self.abort.set(abort);
+        // Waiters that started before the task was known look again.
+        self.task_returned.notify_waiters();
     }
 
     /// Classifies kameo's shutdown result.
@@ -375,13 +525,13 @@ impl<A: Actor> TypedRef<A> {
     }
 
     /// Awaits the actor's task (if no one else does) and records its end.
-    /// Returns false if another waiter holds the task.
+    /// Returns false if there is no task to await here.
     async fn await_task(&self) -> bool {
         let Some(task) = self.task.lock().take() else {
             return false;
         };
         let mut waiter = TaskWaiter {
-            typed: self,
+            cell: self,
             task: Some(task),
         };
         if let Some(task) = waiter.task.as_mut() {
@@ -390,90 +540,58 @@ impl<A: Actor> TypedRef<A> {
         }
         waiter.task = None;
         let reason = self
-            .actor_ref
+            .actor
             .with_shutdown_result(|result| self.classify(result))
             // The task ended without a shutdown result: it was aborted.
             .unwrap_or(ExitReason::Killed);
         self.record(reason);
         true
     }
-}
 
-/// Gives the task back if its waiter is cancelled midway.
-struct TaskWaiter<'a, A: Actor> {
-    typed: &'a TypedRef<A>,
-    task: Option<JoinHandle<TaskOutput<A>>>,
-}
-
-impl<A: Actor> Drop for TaskWaiter<'_, A> {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            *self.typed.task.lock() = Some(task);
-            self.typed.task_returned.notify_waiters();
+    async fn exited(&self) -> ExitReason {
+        loop {
+            if let Some(reason) = self.exit.get() {
+                return reason.clone();
+            }
+            let returned = self.task_returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if self.await_task().await {
+                continue;
+            }
+            if self.abort.get().is_some() {
+                // Spawned here, and another waiter holds the task.
+                tokio::select! {
+                    _ = self.exit.wait() => {}
+                    () = returned => {}
+                }
+            } else {
+                tokio::select! {
+                    reason = self.actor.wait_for_shutdown_with_result(|r| self.classify(r)) => {
+                        self.record(reason);
+                    }
+                    _ = self.exit.wait() => {}
+                    () = returned => {}
+                }
+            }
         }
-    }
-}
-
-impl<A: Actor> Drop for TypedRef<A> {
-    fn drop(&mut self) {
-        let id = self.actor_ref.id();
-        ACTORS.remove_if(&id, |_, shared| shared.strong_count() == 0);
-    }
-}
-
-impl<A: Actor> ErasedRef for TypedRef<A> {
-    fn id(&self) -> ActorId {
-        self.actor_ref.id()
     }
 
     fn is_alive(&self) -> bool {
-        !self.killed.load(Ordering::Acquire) && self.actor_ref.is_alive()
+        !self.killed.load(Ordering::Acquire) && self.actor.is_alive()
     }
 
-    fn exited(&self) -> BoxFuture<'_, ExitReason> {
-        Box::pin(async move {
-            loop {
-                if let Some(reason) = self.exit.get() {
-                    return reason.clone();
-                }
-                let returned = self.task_returned.notified();
-                tokio::pin!(returned);
-                returned.as_mut().enable();
-                if self.await_task().await {
-                    continue;
-                }
-                if self.abort.get().is_some() {
-                    // Spawned here, and another waiter holds the task.
-                    tokio::select! {
-                        _ = self.exit.wait() => {}
-                        () = returned => {}
-                    }
-                } else {
-                    tokio::select! {
-                        reason = self.actor_ref.wait_for_shutdown_with_result(|r| self.classify(r)) => {
-                            self.record(reason);
-                        }
-                        _ = self.exit.wait() => {}
-                        () = returned => {}
-                    }
-                }
-            }
-        })
-    }
-
-    fn request_stop(&self) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            // An actor that already stopped (or is being killed) keeps the
-            // exit it has.
-            if self.exit.initialized()
-                || self.killed.load(Ordering::Acquire)
-                || self.actor_ref.mailbox_sender().is_closed()
-            {
-                return;
-            }
-            self.stop_requested.store(true, Ordering::Release);
-            let _ = self.actor_ref.stop_gracefully().await;
-        })
+    async fn request_stop(&self, actor_ref: &ActorRef<A>) {
+        // An actor that already stopped (or is being killed) keeps the exit
+        // it has.
+        if self.exit.initialized()
+            || self.killed.load(Ordering::Acquire)
+            || actor_ref.mailbox_sender().is_closed()
+        {
+            return;
+        }
+        self.stop_requested.store(true, Ordering::Release);
+        let _ = actor_ref.stop_gracefully().await;
     }
 
     fn kill(&self) {
@@ -483,8 +601,84 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
         self.killed.store(true, Ordering::Release);
         match self.abort.get() {
             Some(abort) => abort.abort(),
-            None => self.actor_ref.kill(),
+            None => self.actor.kill(),
         }
+    }
+}
+
+/// Gives the task back if its waiter is cancelled midway.
+struct TaskWaiter<'a, A: Actor> {
+    cell: &'a Cell<A>,
+    task: Option<JoinHandle<TaskOutput<A>>>,
+}
+
+impl<A: Actor> Drop for TaskWaiter<'_, A> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            *self.cell.task.lock() = Some(task);
+            self.cell.task_returned.notify_waiters();
+        }
+    }
+}
+
+impl<A: Actor> Drop for Cell<A> {
+    fn drop(&mut self) {
+        let id = self.actor.id();
+        ACTORS.remove_if(&id, |_, shared| shared.strong_count() == 0);
+    }
+}
+
+impl<A: Actor> ErasedCell for Cell<A> {
+    fn id(&self) -> ActorId {
+        self.actor.id()
+    }
+
+    fn is_alive(&self) -> bool {
+        Cell::is_alive(self)
+    }
+
+    fn exited(&self) -> BoxFuture<'_, ExitReason> {
+        Box::pin(Cell::exited(self))
+    }
+
+    fn kill(&self) {
+        Cell::kill(self)
+    }
+
+    fn upgrade(self: Arc<Self>) -> Option<ProcessHandle> {
+        let actor_ref = self.actor.upgrade()?;
+        Some(ProcessHandle {
+            inner: Arc::new(TypedRef {
+                actor_ref,
+                cell: self,
+            }),
+        })
+    }
+
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
+    }
+}
+
+impl<A: Actor> ErasedRef for TypedRef<A> {
+    fn id(&self) -> ActorId {
+        self.actor_ref.id()
+    }
+
+    fn is_alive(&self) -> bool {
+        self.cell.is_alive()
+    }
+
+    fn exited(&self) -> BoxFuture<'_, ExitReason> {
+        Box::pin(self.cell.exited())
+    }
+
+    fn request_stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.cell.request_stop(&self.actor_ref))
+    }
+
+    fn kill(&self) {
+        self.cell.kill()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -493,6 +687,10 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
 
     fn type_name(&self) -> &'static str {
         A::name()
+    }
+
+    fn cell(&self) -> Arc<dyn ErasedCell> {
+        self.cell.clone()
     }
 }
 
