@@ -577,8 +577,14 @@ impl<A: Actor> Cell<A> {
         }
     }
 
+    /// Whether the actor runs and accepts messages; without a strong
+    /// reference at hand (a weak handle), through a short-lived one.
     fn is_alive(&self) -> bool {
-        !self.killed.load(Ordering::Acquire) && self.actor.is_alive()
+        !self.killed.load(Ordering::Acquire)
+            && self
+                .actor
+                .upgrade()
+                .is_some_and(|actor_ref| actor_ref.is_alive())
     }
 
     async fn request_stop(&self, actor_ref: &ActorRef<A>) {
@@ -666,7 +672,7 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
     }
 
     fn is_alive(&self) -> bool {
-        self.cell.is_alive()
+        !self.cell.killed.load(Ordering::Acquire) && self.actor_ref.is_alive()
     }
 
     fn exited(&self) -> BoxFuture<'_, ExitReason> {
