@@ -84,24 +84,35 @@ impl Reporter {
     }
 
     /// A child whose incarnation `old` exited was restarted as `handle`;
-    /// `restarts` in the window so far.
+    /// `restarts` in the window so far. `old` is none for a child that
+    /// never ran (its start answered `ignore`).
     pub(crate) fn restarted(
         &self,
         spec: &ChildSpec,
-        old: ActorId,
+        old: Option<ActorId>,
         handle: &ProcessHandle,
         restarts: usize,
     ) {
-        self.telemetry.emit(
-            events::CHILD_RESTARTED,
-            &[("restarts", restarts as f64)],
-            &[
-                self.supervisor(),
-                ("child", MetaValue::Str(&spec.id)),
-                actor_id(handle),
-                ("old_actor_id", MetaValue::U64(old.sequence_id())),
-            ],
-        );
+        let measurements = [("restarts", restarts as f64)];
+        let supervisor = self.supervisor();
+        let child = ("child", MetaValue::Str(&spec.id));
+        match old {
+            Some(old) => self.telemetry.emit(
+                events::CHILD_RESTARTED,
+                &measurements,
+                &[
+                    supervisor,
+                    child,
+                    actor_id(handle),
+                    ("old_actor_id", MetaValue::U64(old.sequence_id())),
+                ],
+            ),
+            None => self.telemetry.emit(
+                events::CHILD_RESTARTED,
+                &measurements,
+                &[supervisor, child, actor_id(handle)],
+            ),
+        }
     }
 
     /// The supervisor stopped a child, which exited with `exit`.
