@@ -17,7 +17,7 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn the_sink_reaches_the_store_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let telemetry = Telemetry::new();
-    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let mut probe = TelemetryProbe::attach(&telemetry, &[]);
     let service = EventStoreService::new(EventStoreConfig::new(dir.path()));
     let sink: Arc<dyn EventSink> = Arc::new(service.store());
     let reader: Arc<dyn EventReader> = Arc::new(service.store());

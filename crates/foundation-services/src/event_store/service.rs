@@ -117,12 +117,15 @@ impl Actor for EventStoreProcess {
         store: EventStore,
         actor_ref: ActorRef<Self>,
     ) -> Result<Self, EventStoreError> {
-        let core = store.open_core().await?;
-        let previous = store.slot.current.write().replace(core.clone());
+        // A previous incarnation that did not stop cleanly (killed: its
+        // on_stop never ran) still holds the directory's lock: close it
+        // first.
+        let previous = store.slot.current.write().take();
         if let Some(previous) = previous {
-            // A previous incarnation that did not stop cleanly (killed).
             let _ = tokio::task::spawn_blocking(move || previous.close()).await;
         }
+        let core = store.open_core().await?;
+        *store.slot.current.write() = Some(core.clone());
         let watched = core.clone();
         let process: WeakActorRef<Self> = actor_ref.downgrade();
         tokio::spawn(async move {
