@@ -3,6 +3,7 @@
 //! on a multi-threaded runtime (driving from `block_on`'s thread slows
 //! kameo's message passing several times).
 
+mod coordination;
 mod economics;
 mod registry;
 mod supervisor;
@@ -45,7 +46,10 @@ fn main() -> Result<()> {
                 "supervisor" => supervisor::run(n.unwrap_or(100_000)).await,
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
-                other => bail!("unknown bench {other:?}; known: supervisor, registry, economics"),
+                "coordination" => coordination::run().await,
+                other => bail!(
+                    "unknown bench {other:?}; known: supervisor, registry, economics, coordination"
+                ),
             }
         })
         .await?
