@@ -11,7 +11,8 @@ use std::{collections::HashSet, fmt, sync::Arc, time::Duration};
 
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ExitReason, FlagsError, Intensity, ProcessHandle,
-    StartError, SupervisorError, Telemetry, error::from_send_error, supervisor_ref::SupervisorRef,
+    StartError, SupervisorError, Telemetry, error::from_send_error, handle::KillOnDrop,
+    supervisor_ref::SupervisorRef,
 };
 
 pub(crate) use actor::SupervisorActor;
@@ -246,9 +247,16 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 /// Every restart (and every retry) is counted in a sliding window of
 /// [`Intensity::max_seconds`]; more than [`Intensity::max_restarts`] in the
 /// window and the supervisor gives up: it stops all its children in reverse
-/// list order and exits with an [`ExitReason::Error`]. Its own supervisor
-/// sees that exit as any child's and applies its own strategy (restarting
-/// the whole subtree) or gives up in turn, up to the root.
+/// list order and exits with `ExitReason::Shutdown(Some("reached max
+/// restart intensity: ..."))`, as OTP's supervisor exits with `shutdown`.
+/// Its own supervisor sees that exit as any child's, so escalation follows
+/// the restart type the parent gave it:
+///
+/// | parent's entry for the supervisor | after it gave up                                  |
+/// |-----------------------------------|---------------------------------------------------|
+/// | `Permanent` (the default)         | restarted with its whole subtree, counted in the parent's intensity (which may give up in turn, up to the root) |
+/// | `Transient`                       | not restarted: a clean exit; shown not running     |
+/// | `Temporary`                       | removed                                            |
 ///
 /// # Order
 ///
@@ -260,11 +268,16 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 /// every process below has stopped.
 ///
 /// A supervisor blocks while it starts or stops a child, as OTP's does: a
-/// start is bounded by the spec's start timeout, a stop by its shutdown
-/// (supervisor children default to `Infinity`: their own children bound
-/// their shutdown). A kill aborts a child's handler, not its `on_stop`: a
-/// child whose `on_stop` never returns blocks its supervisor. Keep children
-/// cooperative (see the crate docs).
+/// start is bounded by the spec's start timeout (a start that runs out is
+/// killed, its `on_start` included, before the supervisor goes on), a stop
+/// by its shutdown (supervisor children default to `Infinity`: their own
+/// children bound their shutdown). When a `Timeout` runs out, or for
+/// `BrutalKill`, the child is killed: its whole task is aborted, its
+/// `on_stop` included (see [`ProcessHandle::kill`]); a supervisor child is
+/// killed with its whole subtree, without the subtree's graceful shutdown.
+/// So `stop()` returns within the bounds its children's shutdowns set, even
+/// when a worker deep in a subtree is stuck. Keep children cooperative
+/// (see the crate docs).
 ///
 /// # Failure contract
 ///
@@ -345,12 +358,16 @@ impl Supervisor {
         let supervisor = Supervisor {
             inner: SupervisorRef::spawn(SupervisorActor::new(flags)),
         };
+        // Dropped midway (a start timeout): the supervisor is killed, and
+        // the children it started with it.
+        let guard = KillOnDrop::new(supervisor.handle());
         let started = supervisor
             .inner
             .actor
             .ask(admin::StartChildren(children))
             .await
             .map_err(from_send_error);
+        guard.disarm();
         match started {
             Ok(()) => Ok(supervisor),
             Err(err) => {
@@ -465,8 +482,8 @@ impl Supervisor {
     }
 
     /// Waits until the supervisor has stopped (after its children) and
-    /// returns why; an [`ExitReason::Error`] when it gave up on its restart
-    /// intensity.
+    /// returns why; `Shutdown(Some("reached max restart intensity: ..."))`
+    /// when it gave up on its restart intensity.
     pub async fn exited(&self) -> ExitReason {
         self.inner.exited().await
     }

@@ -101,10 +101,11 @@ where
     /// tells itself retries from its handlers, which must never wait on its
     /// own mailbox.
     pub(crate) fn spawn(actor: A) -> Self {
-        let actor = A::spawn_with_mailbox(actor, mailbox::unbounded());
+        let prepared = A::prepare_with_mailbox(mailbox::unbounded());
+        let actor_ref = prepared.actor_ref().clone();
         SupervisorRef {
-            handle: ProcessHandle::new(actor.clone()),
-            actor,
+            handle: ProcessHandle::spawn_prepared(prepared, actor),
+            actor: actor_ref,
         }
     }
 

@@ -186,15 +186,16 @@ impl DynamicSupervisor {
         self.inner.count_children().await
     }
 
-    /// Stops every child in reverse start order, each by its shutdown, then
-    /// the supervisor; returns once all have stopped, with the supervisor's
-    /// exit reason.
+    /// Stops every child at once, each by its shutdown, then the
+    /// supervisor; returns once all have stopped (as long as the slowest
+    /// child takes), with the supervisor's exit reason.
     pub async fn stop(&self) -> ExitReason {
         self.inner.stop().await
     }
 
     /// Waits until the supervisor has stopped (after its children) and
-    /// returns why.
+    /// returns why; `Shutdown(Some("reached max restart intensity: ..."))`
+    /// when it gave up on its restart intensity.
     pub async fn exited(&self) -> ExitReason {
         self.inner.exited().await
     }
