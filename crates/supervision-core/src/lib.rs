@@ -68,6 +68,7 @@ mod registry;
 mod report;
 mod stopper;
 mod supervisor;
+mod supervisor_ref;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
