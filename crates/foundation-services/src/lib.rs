@@ -10,8 +10,16 @@
 //!
 //! - [`EventStore`]: a durable, append-only event log on embedded SQLite
 //!   (see [`event_store`]).
+//! - [`ConfigServer`]: configuration with a schema, persisted atomically,
+//!   with change notifications and a degraded mode (see [`config_server`]).
 
+pub mod config_server;
 pub mod event_store;
+
+pub use config_server::{
+    ConfigChange, ConfigError, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig,
+    ConfigServerService, ConfigSubscription, UpdateOutcome, ValueRule,
+};
 
 pub use event_store::{
     Appended, Appending, AppendingBatch, EventStore, EventStoreConfig, EventStoreError,
