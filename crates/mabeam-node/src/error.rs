@@ -54,6 +54,9 @@ pub enum NodeError {
     /// The trees could not be built or started.
     #[error(transparent)]
     System(#[from] MabeamError),
+    /// A runtime could not be made.
+    #[error("cannot start a runtime: {0}")]
+    Runtime(String),
     /// A request to a running node failed.
     #[error("request to {addr} failed: {message}")]
     Request {
@@ -87,6 +90,7 @@ impl ErrorCode for NodeError {
             NodeError::Bind { .. } => 9005,
             NodeError::System(_) => 9006,
             NodeError::Request { .. } => 9007,
+            NodeError::Runtime(_) => 9008,
         }
     }
 }

@@ -6,7 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use mabeam::{FoundationApp, MabeamApp, System, SystemBuilder};
 use supervision_core::{MetaValue, Telemetry, events};
 use telemetry::{PrometheusExporter, TelemetryConfig};
-use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle};
 
 use crate::{
     NodeConfig, NodeError, data_dir,
@@ -23,6 +23,24 @@ pub struct Node {
     token: Arc<str>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
+    agents: Option<Runtime>,
+}
+
+/// Threads of the agents' runtime: as many as cores, like the system's.
+fn agent_runtime() -> Result<Runtime, NodeError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("mabeam-agents")
+        .enable_all()
+        .build()
+        .map_err(|error| NodeError::Runtime(error.to_string()))
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(agents) = self.agents.take() {
+            agents.shutdown_background();
+        }
+    }
 }
 
 impl Node {
@@ -40,8 +58,12 @@ impl Node {
         exporter
             .attach(&telemetry)
             .map_err(|e| NodeError::System(e.into()))?;
+        // Agents get a runtime of their own: busy agents cannot starve the
+        // supervisors, the registry or /health (the seed's priorities).
+        let agents = agent_runtime()?;
         let system = SystemBuilder::new()
             .telemetry(telemetry)
+            .agent_runtime(agents.handle().clone())
             .telemetry_config(TelemetryConfig {
                 retention: Duration::from_secs(config.retention_secs),
                 ..TelemetryConfig::default()
@@ -87,6 +109,7 @@ impl Node {
             token,
             shutdown: Some(shutdown),
             server: Some(server),
+            agents: Some(agents),
         })
     }
 
@@ -122,6 +145,9 @@ impl Node {
         tracing::info!("HTTP API stopped");
         self.system.stop().await?;
         tracing::info!("both trees stopped");
+        if let Some(agents) = self.agents.take() {
+            agents.shutdown_background();
+        }
         Ok(())
     }
 }

@@ -89,6 +89,23 @@ async fn the_node_serves_health_metrics_tree_and_stops_in_order_on_sigterm() {
         "{text}"
     );
     assert!(text.contains("# TYPE mabeam_supervisor_child_started_total counter"));
+    // The registry's own events, and the services' mailboxes read on scrape.
+    assert_eq!(
+        value(
+            &text,
+            r#"mabeam_registry_register_total{namespace="production",result="ok"}"#
+        ),
+        Some(4.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            &text,
+            r#"mabeam_mailbox_length{process="telemetry_service"}"#
+        ),
+        Some(0.0),
+        "{text}"
+    );
 
     let tree = request(&addr, "GET", "/api/tree", None).await.unwrap();
     assert_eq!(tree.status, 200);
@@ -110,6 +127,7 @@ async fn the_node_serves_health_metrics_tree_and_stops_in_order_on_sigterm() {
         assert_eq!(service["status"], "running");
         assert_eq!(service["kind"], "worker");
         assert_eq!(service["restarts"], 0);
+        assert_eq!(service["mailbox_len"], 0);
     }
 
     // A mutation: refused without the token (or with a wrong one), and
@@ -186,7 +204,9 @@ async fn the_node_serves_health_metrics_tree_and_stops_in_order_on_sigterm() {
         .read_to_string(&mut log)
         .await
         .unwrap();
-    let shutdown = &log[log.find("shutting down").expect("the node logs its shutdown")..];
+    let shutdown = &log[log
+        .find("shutting down")
+        .expect("the node logs its shutdown")..];
     let stopped: Vec<&str> = shutdown
         .lines()
         .filter(|l| l.contains("stopped service"))

@@ -138,6 +138,13 @@ impl ProcessHandle {
     pub fn type_name(&self) -> &'static str {
         self.inner.type_name()
     }
+
+    /// How many messages wait in the actor's mailbox, if it is bounded
+    /// (kameo's default); `None` for an unbounded mailbox (supervisors'),
+    /// whose length kameo does not expose.
+    pub fn mailbox_len(&self) -> Option<usize> {
+        self.inner.mailbox_len()
+    }
 }
 
 impl PartialEq for ProcessHandle {
@@ -178,6 +185,7 @@ trait ErasedRef: Send + Sync + 'static {
     fn kill(&self);
     fn as_any(&self) -> &dyn Any;
     fn type_name(&self) -> &'static str;
+    fn mailbox_len(&self) -> Option<usize>;
 }
 
 struct TypedRef<A: Actor> {
@@ -227,6 +235,11 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
 
     fn type_name(&self) -> &'static str {
         A::name()
+    }
+
+    fn mailbox_len(&self) -> Option<usize> {
+        let sender = self.actor_ref.mailbox_sender();
+        Some(sender.max_capacity()?.saturating_sub(sender.capacity()?))
     }
 }
 
