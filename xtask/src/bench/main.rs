@@ -3,6 +3,7 @@
 //! on a multi-threaded runtime (driving from `block_on`'s thread slows
 //! kameo's message passing several times).
 
+mod economics;
 mod node;
 mod registry;
 mod supervisor;
@@ -45,7 +46,8 @@ fn main() -> Result<()> {
                 "supervisor" => supervisor::run(n.unwrap_or(100_000)).await,
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
                 "node" => node::run(n.unwrap_or(100_000)).await,
-                other => bail!("unknown bench {other:?}; known: supervisor, registry, node"),
+                "economics" => economics::run().await,
+                other => bail!("unknown bench {other:?}; known: supervisor, registry, node, economics"),
             }
         })
         .await?
