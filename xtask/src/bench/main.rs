@@ -3,6 +3,7 @@
 //! on a multi-threaded runtime (driving from `block_on`'s thread slows
 //! kameo's message passing several times).
 
+mod coordination;
 mod economics;
 mod node;
 mod registry;
@@ -47,9 +48,10 @@ fn main() -> Result<()> {
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
                 "node" => node::run(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
-                other => {
-                    bail!("unknown bench {other:?}; known: supervisor, registry, node, economics")
-                }
+                "coordination" => coordination::run().await,
+                other => bail!(
+                    "unknown bench {other:?}; known: supervisor, registry, node, economics, coordination"
+                ),
             }
         })
         .await?
