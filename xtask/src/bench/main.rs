@@ -5,6 +5,7 @@
 
 mod coordination;
 mod economics;
+mod eventstore;
 mod node;
 mod registry;
 mod supervisor;
@@ -49,8 +50,9 @@ fn main() -> Result<()> {
                 "node" => node::run(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
                 "coordination" => coordination::run().await,
+                "eventstore" => eventstore::run(n.unwrap_or(1_000_000)).await,
                 other => bail!(
-                    "unknown bench {other:?}; known: supervisor, registry, node, economics, coordination"
+                    "unknown bench {other:?}; known: supervisor, registry, node, economics, coordination, eventstore"
                 ),
             }
         })
