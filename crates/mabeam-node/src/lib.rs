@@ -1,4 +1,36 @@
-//! The node, binary `mabeam`: config file, data directory, HTTP (health,
-//! metrics, tree) and CLI.
+//! The mabeam node: what the binary `mabeam` runs. It reads flags and a
+//! config file, prepares a data directory, starts the umbrella's two trees
+//! with a Prometheus exporter it owns, serves the HTTP API (axum) on
+//! loopback, and stops everything in reverse start order on Ctrl-C or
+//! SIGTERM.
 //!
-//! Placeholder: this crate has no code yet; its issue adds the binary.
+//! This crate is not a library for other crates: it is the binary's
+//! behaviour, kept here so tests can reach it. Every service it shows
+//! lives in a library crate (`mabeam`, `telemetry`, ...).
+//! **Architecture Invariant:** only this crate reads config files and
+//! command-line flags.
+//!
+//! - [`NodeConfig`]: embedded defaults (HTTP on `127.0.0.1:4000`, data in
+//!   `./mabeam-data`), a TOML file, flags.
+//! - [`data_dir`]: the data directory, and the bearer token of mutating
+//!   endpoints, generated into it on first start (mode 0600).
+//! - [`http`]: the API: `GET /health` (200 or 503), `GET /metrics`
+//!   (Prometheus text), `GET /api/tree`, `GET /api/agents` (paged, once
+//!   agent-supervisor is wired), `GET /api/events` (once the EventStore
+//!   is wired), `POST /api/services/{name}/restart` (bearer token).
+//! - [`Node`]: start and stop; [`run`] until a signal.
+//! - [`client`]: the small loopback HTTP client `mabeam tree` uses.
+//!
+//! Errors are [`NodeError`], codes 9000-9999; a bad config file or flag
+//! exits with code 2.
+
+pub mod client;
+mod config;
+pub mod data_dir;
+mod error;
+pub mod http;
+mod node;
+
+pub use config::{DEFAULT_DATA_DIR, DEFAULT_HTTP, LogLevel, NodeConfig};
+pub use error::NodeError;
+pub use node::{Node, run};

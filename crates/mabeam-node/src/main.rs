@@ -1,3 +1,181 @@
-//! The `mabeam` binary (being built: see the crate docs).
+//! The `mabeam` binary: `mabeam run` starts a node, `mabeam tree` prints a
+//! running node's supervision tree. See the `mabeam_node` crate docs.
 
-fn main() {}
+use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use mabeam_node::{DEFAULT_HTTP, NodeConfig, NodeError, client};
+use supervision_core::ErrorCode;
+
+/// A mabeam node: OTP-style supervision trees (Foundation and MABEAM) with
+/// an HTTP API for health, metrics and the live tree.
+#[derive(Debug, Parser)]
+#[command(name = "mabeam", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Start a node: both trees, then the HTTP API; Ctrl-C or SIGTERM stops
+    /// everything in reverse start order and exits 0.
+    Run {
+        /// A TOML config file (every key optional; see the docs of
+        /// mabeam_node::NodeConfig). Flags override it.
+        #[arg(long, value_name = "FILE.toml")]
+        config: Option<PathBuf>,
+        /// Where the node keeps its files (created if missing) [default: ./mabeam-data].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The HTTP address [default: 127.0.0.1:4000]; port 0 picks a free one.
+        #[arg(long, value_name = "ADDR")]
+        http: Option<SocketAddr>,
+        /// Allow an HTTP address that is not loopback.
+        #[arg(long)]
+        allow_non_loopback: bool,
+    },
+    /// Print the live supervision tree of a running node (over its HTTP API).
+    Tree {
+        /// The node's HTTP address.
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_HTTP)]
+        http: String,
+        /// Print the raw JSON instead.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Run {
+            config,
+            data_dir,
+            http,
+            allow_non_loopback,
+        } => {
+            let config = match load(config, data_dir, http, allow_non_loopback) {
+                Ok(config) => config,
+                Err(error) => return fail(&error),
+            };
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::from(config.log))
+                .with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init();
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("mabeam: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(mabeam_node::run(config)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            }
+        }
+        Command::Tree { http, json } => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("mabeam: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(tree(&http, json)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            }
+        }
+    }
+}
+
+fn load(
+    file: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    http: Option<SocketAddr>,
+    allow_non_loopback: bool,
+) -> Result<NodeConfig, NodeError> {
+    let mut config = match file {
+        Some(path) => NodeConfig::from_file(&path)?,
+        None => NodeConfig::default(),
+    };
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(addr) = http {
+        config.http = addr;
+    }
+    config.allow_non_loopback |= allow_non_loopback;
+    config.check()?;
+    Ok(config)
+}
+
+fn fail(error: &NodeError) -> ExitCode {
+    eprintln!("mabeam: error {}: {error}", error.code());
+    ExitCode::from(error.exit_code() as u8)
+}
+
+async fn tree(addr: &str, json: bool) -> Result<(), NodeError> {
+    let reply = client::request(addr, "GET", "/api/tree", None).await?;
+    if reply.status != 200 {
+        return Err(NodeError::Request {
+            addr: addr.to_owned(),
+            message: format!("status {}: {}", reply.status, reply.body),
+        });
+    }
+    let tree: serde_json::Value =
+        serde_json::from_str(&reply.body).map_err(|e| NodeError::Request {
+            addr: addr.to_owned(),
+            message: e.to_string(),
+        })?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&tree).unwrap_or_default()
+        );
+        return Ok(());
+    }
+    println!("namespace {}", tree["namespace"].as_str().unwrap_or("?"));
+    for app in tree["applications"].as_array().into_iter().flatten() {
+        print_node(app, 0);
+    }
+    let absent: Vec<&str> = tree["absent"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    if !absent.is_empty() {
+        println!("not built yet: {}", absent.join(", "));
+    }
+    Ok(())
+}
+
+fn print_node(node: &serde_json::Value, depth: usize) {
+    let mut line = format!(
+        "{}{} [{}] {}",
+        "  ".repeat(depth),
+        node["name"].as_str().unwrap_or("?"),
+        node["kind"].as_str().unwrap_or("?"),
+        node["status"].as_str().unwrap_or("?"),
+    );
+    if let Some(restarts) = node["restarts"].as_u64().filter(|r| *r > 0) {
+        line.push_str(&format!(" restarts={restarts}"));
+    }
+    if let (Some(active), Some(specs)) = (node["active"].as_u64(), node["specs"].as_u64()) {
+        line.push_str(&format!(" children={active}/{specs}"));
+    }
+    if let Some(len) = node["mailbox_len"].as_u64() {
+        line.push_str(&format!(" mailbox={len}"));
+    }
+    println!("{line}");
+    for child in node["children"].as_array().into_iter().flatten() {
+        print_node(child, depth + 1);
+    }
+}

@@ -59,8 +59,11 @@ pub const FOUNDATION_SEED: &[SeedService] = &[
 
 /// The MABEAM tree of the seed, in its order. Wired today:
 /// performance_monitor. The agent registry and supervisor come with
-/// agent-supervisor, core and the coordination subtree (coordination,
-/// economics, load balancer) with coordination and economics.
+/// agent-supervisor; core and the coordination subtree (coordination,
+/// economics, load balancer) reach agents through the `AgentDirectory`
+/// the agent registry implements, so they join once it is wired (the
+/// coordination and economics crates are libraries of values today, with
+/// no service process of their own).
 pub const MABEAM_SEED: &[SeedService] = &[
     absent("core", "coordination"),
     absent("agent_registry", "agent-supervisor"),

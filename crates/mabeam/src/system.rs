@@ -61,6 +61,7 @@ pub struct SystemBuilder {
     own: Vec<(Tree, Arc<dyn Service>)>,
     telemetry_config: TelemetryConfig,
     performance_config: PerformanceConfig,
+    agent_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl fmt::Debug for SystemBuilder {
@@ -97,7 +98,15 @@ impl SystemBuilder {
             own: Vec::new(),
             telemetry_config: TelemetryConfig::default(),
             performance_config: PerformanceConfig::default(),
+            agent_runtime: None,
         }
+    }
+
+    /// The runtime agents run on, apart from the one the system services
+    /// run on (see [`Wiring::on_agent_runtime`]). The node makes one.
+    pub fn agent_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.agent_runtime = Some(runtime);
+        self
     }
 
     /// The namespace every service registers in (tests: `Namespace::unique_test()`).
@@ -184,6 +193,7 @@ impl SystemBuilder {
             clock: self.clock,
             telemetry_service,
             performance,
+            agent_runtime: self.agent_runtime,
         };
         let mut foundation = FoundationApp::spec(&wiring);
         let mut mabeam = MabeamApp::spec(&wiring);

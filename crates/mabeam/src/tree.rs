@@ -146,7 +146,7 @@ fn process_node<'a>(
             }
             .to_owned(),
             restarts: 0,
-            mailbox_len: None,
+            mailbox_len: handle.mailbox_len(),
             active: None,
             specs: None,
             children: Vec::new(),
@@ -210,7 +210,7 @@ fn process_node<'a>(
 }
 
 /// The gauges of one walked tree: children per supervisor, services per
-/// status.
+/// status, the services' mailbox lengths.
 pub(crate) fn gauges(app: &ProcessNode, out: &mut Vec<GaugeReading>) {
     let mut by_status: HashMap<&str, usize> = HashMap::new();
     for service in &app.children {
@@ -222,6 +222,17 @@ pub(crate) fn gauges(app: &ProcessNode, out: &mut Vec<GaugeReading>) {
             [app.name.as_str(), status],
             n as f64,
         ));
+    }
+    // Mailboxes of the services only: one series per service, never per
+    // agent.
+    for service in &app.children {
+        if let Some(len) = service.mailbox_len {
+            out.push(GaugeReading::new(
+                &events::GAUGE_MAILBOX_LENGTH,
+                [service.name.as_str()],
+                len as f64,
+            ));
+        }
     }
     supervisor_gauges(app, out);
 }
@@ -235,13 +246,6 @@ fn supervisor_gauges(node: &ProcessNode, out: &mut Vec<GaugeReading>) {
                 n as f64,
             ));
         }
-    }
-    if let Some(len) = node.mailbox_len {
-        out.push(GaugeReading::new(
-            &events::GAUGE_MAILBOX_LENGTH,
-            [node.name.as_str()],
-            len as f64,
-        ));
     }
     for child in &node.children {
         supervisor_gauges(child, out);

@@ -33,12 +33,42 @@ pub struct Wiring {
     pub telemetry_service: TelemetryService,
     /// The performance monitor.
     pub performance: PerformanceMonitor,
+    /// The runtime agents run on, apart from the system services' (so a
+    /// flood of busy agents cannot starve the supervisors, the registry or
+    /// the node's HTTP API); `None`: the current runtime.
+    pub agent_runtime: Option<tokio::runtime::Handle>,
 }
 
 impl Wiring {
     /// The registry as the contract other crates take.
     pub fn registry_contract(&self) -> Arc<dyn Registry> {
         Arc::new(self.registry.clone())
+    }
+
+    /// `spec` whose every start (first start and restarts) spawns the
+    /// process on the agent runtime, whoever runs the start; `spec` itself
+    /// when there is no agent runtime. This is how agents are kept off the
+    /// system services' runtime.
+    pub fn on_agent_runtime(&self, spec: ChildSpec) -> ChildSpec {
+        let Some(runtime) = self.agent_runtime.clone() else {
+            return spec;
+        };
+        let inner = spec.clone();
+        let mut wrapped = ChildSpec::new(spec.id.clone(), move || {
+            let (runtime, inner) = (runtime.clone(), inner.clone());
+            async move {
+                runtime
+                    .spawn(async move { inner.start().await })
+                    .await
+                    .map_err(|e| StartError::Failed(format!("agent runtime: {e}").into()))?
+            }
+        });
+        wrapped.restart = spec.restart;
+        wrapped.shutdown = spec.shutdown;
+        wrapped.kind = spec.kind;
+        wrapped.start_timeout = spec.start_timeout;
+        wrapped.backoff = spec.backoff;
+        wrapped
     }
 
     /// `spec` whose every start also registers the started process under

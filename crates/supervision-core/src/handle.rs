@@ -201,6 +201,13 @@ impl ProcessHandle {
         self.inner.type_name()
     }
 
+    /// How many messages wait in the actor's mailbox, if it is bounded
+    /// (kameo's default); `None` for an unbounded mailbox (supervisors'),
+    /// whose length kameo does not expose.
+    pub fn mailbox_len(&self) -> Option<usize> {
+        self.inner.mailbox_len()
+    }
+
     /// A handle that does not keep the actor alive, for those that must
     /// find or watch a process without owning it (a registry, a stopper).
     /// It shares the actor's stop request and exit like any handle.
@@ -410,6 +417,7 @@ trait ErasedRef: Send + Sync + 'static {
     fn kill(&self);
     fn as_any(&self) -> &dyn Any;
     fn type_name(&self) -> &'static str;
+    fn mailbox_len(&self) -> Option<usize>;
     fn cell(&self) -> Arc<dyn ErasedCell>;
 }
 
@@ -693,6 +701,11 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
 
     fn type_name(&self) -> &'static str {
         A::name()
+    }
+
+    fn mailbox_len(&self) -> Option<usize> {
+        let sender = self.actor_ref.mailbox_sender();
+        Some(sender.max_capacity()?.saturating_sub(sender.capacity()?))
     }
 
     fn cell(&self) -> Arc<dyn ErasedCell> {

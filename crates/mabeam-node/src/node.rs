@@ -1,0 +1,210 @@
+//! [`Node`]: a running node: both trees, the exporter it owns, the HTTP
+//! API; started from a [`NodeConfig`], stopped in reverse start order.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use mabeam::{FoundationApp, MabeamApp, System, SystemBuilder};
+use supervision_core::{MetaValue, Telemetry, events};
+use telemetry::{PrometheusExporter, TelemetryConfig};
+use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle};
+
+use crate::{
+    NodeConfig, NodeError, data_dir,
+    http::{self, ApiState},
+};
+
+/// A running node. Start order: the Foundation tree, the MABEAM tree, the
+/// HTTP API; [`stop`](Self::stop) goes the other way.
+#[derive(Debug)]
+pub struct Node {
+    system: System,
+    exporter: PrometheusExporter,
+    addr: SocketAddr,
+    token: Arc<str>,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+    agents: Option<Runtime>,
+}
+
+/// Threads of the agents' runtime: as many as cores, like the system's.
+fn agent_runtime() -> Result<Runtime, NodeError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .thread_name("mabeam-agents")
+        .enable_all()
+        .build()
+        .map_err(|error| NodeError::Runtime(error.to_string()))
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(agents) = self.agents.take() {
+            agents.shutdown_background();
+        }
+    }
+}
+
+impl Node {
+    /// Checks `config`, prepares the data directory (and the token in it),
+    /// starts both trees, then serves HTTP. Returns once it listens.
+    pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
+        config.check()?;
+        data_dir::ensure(&config.data_dir)?;
+        let token: Arc<str> = data_dir::token(&config.data_dir, config.token.as_deref())?.into();
+
+        let telemetry = Telemetry::new();
+        log_supervision(&telemetry);
+        // The node owns its recorder: made here, served on /metrics.
+        let exporter = PrometheusExporter::with_per_process_labels(config.per_agent_labels);
+        exporter
+            .attach(&telemetry)
+            .map_err(|e| NodeError::System(e.into()))?;
+        // Agents get a runtime of their own: busy agents cannot starve the
+        // supervisors, the registry or /health (the seed's priorities).
+        let agents = agent_runtime()?;
+        let system = SystemBuilder::new()
+            .telemetry(telemetry)
+            .agent_runtime(agents.handle().clone())
+            .telemetry_config(TelemetryConfig {
+                retention: Duration::from_secs(config.retention_secs),
+                ..TelemetryConfig::default()
+            })
+            .build()?;
+        exporter.add_source(Arc::new(system.clone()));
+        system.start().await?;
+        tracing::info!(data_dir = %config.data_dir.display(), "both trees started");
+
+        let listener = match TcpListener::bind(config.http).await {
+            Ok(listener) => listener,
+            Err(error) => {
+                let _ = system.stop().await;
+                return Err(NodeError::Bind {
+                    addr: config.http,
+                    error,
+                });
+            }
+        };
+        let addr = listener.local_addr().map_err(|error| NodeError::Bind {
+            addr: config.http,
+            error,
+        })?;
+        let app = http::router(ApiState {
+            system: system.clone(),
+            exporter: exporter.clone(),
+            token: token.clone(),
+            agents: None,
+        });
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "HTTP API listening");
+        Ok(Node {
+            system,
+            exporter,
+            addr,
+            token,
+            shutdown: Some(shutdown),
+            server: Some(server),
+            agents: Some(agents),
+        })
+    }
+
+    /// The address the API listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The trees.
+    pub fn system(&self) -> &System {
+        &self.system
+    }
+
+    /// The node's exporter.
+    pub fn exporter(&self) -> &PrometheusExporter {
+        &self.exporter
+    }
+
+    /// The bearer token of mutating endpoints.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// Stops the HTTP API (requests in flight finish), then the MABEAM
+    /// tree, then the Foundation tree.
+    pub async fn stop(mut self) -> Result<(), NodeError> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        tracing::info!("HTTP API stopped");
+        self.system.stop().await?;
+        tracing::info!("both trees stopped");
+        if let Some(agents) = self.agents.take() {
+            agents.shutdown_background();
+        }
+        Ok(())
+    }
+}
+
+/// Logs the trees' lifecycle through `tracing`: each service started and
+/// stopped, crashes, restarts, supervisors giving up.
+fn log_supervision(telemetry: &Telemetry) {
+    let _ = telemetry.attach("node-log", &["supervisor"], |event| {
+        let text = |key| match event.meta(key) {
+            Some(MetaValue::Str(s)) => s.to_owned(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let (tree, service) = (text("supervisor"), text("child"));
+        let top = tree == FoundationApp::NAME || tree == MabeamApp::NAME;
+        if event.name == events::CHILD_STARTED && top {
+            tracing::info!(%tree, %service, "started service");
+        } else if event.name == events::CHILD_TERMINATED && top {
+            tracing::info!(%tree, %service, "stopped service");
+        } else if event.name == events::CHILD_EXITED {
+            tracing::warn!(supervisor = %tree, child = %service, reason = %text("reason"), "child exited");
+        } else if event.name == events::CHILD_RESTARTED {
+            tracing::warn!(supervisor = %tree, child = %service, "child restarted");
+        } else if event.name == events::GAVE_UP {
+            tracing::error!(supervisor = %tree, reason = %text("reason"), "supervisor gave up");
+        }
+    });
+}
+
+/// Runs a node until Ctrl-C or SIGTERM, then stops it in reverse start
+/// order. Prints `listening on http://ADDR` on stdout once it serves.
+pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
+    let node = Node::start(config).await?;
+    println!("listening on http://{}", node.addr());
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    node.stop().await
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,69 @@
+//! The config file: embedded defaults, every key optional, unknown keys
+//! and bad values refused with the key and its line; the token file.
+
+use std::path::Path;
+
+use mabeam_node::{LogLevel, NodeConfig, NodeError, data_dir};
+use supervision_core::ErrorCode;
+
+#[test]
+fn defaults_need_no_file() {
+    let config = NodeConfig::default();
+    assert_eq!(config.http.to_string(), "127.0.0.1:4000");
+    assert_eq!(config.data_dir, Path::new("mabeam-data"));
+    assert!(config.check().is_ok());
+}
+
+#[test]
+fn a_file_overrides_the_defaults() {
+    let text = r#"
+data_dir = "/var/lib/mabeam"
+log = "debug"
+
+[http]
+addr = "127.0.0.1:9999"
+token = "secret"
+
+[telemetry]
+retention_secs = 60
+per_agent_labels = true
+"#;
+    let config = NodeConfig::from_toml(text, Path::new("n.toml")).unwrap();
+    assert_eq!(config.data_dir, Path::new("/var/lib/mabeam"));
+    assert_eq!(config.log, LogLevel::Debug);
+    assert_eq!(config.http.port(), 9999);
+    assert_eq!(config.token.as_deref(), Some("secret"));
+    assert_eq!(config.retention_secs, 60);
+    assert!(config.per_agent_labels);
+}
+
+#[test]
+fn errors_name_the_key_and_line() {
+    let cases = [
+        ("[http]\nadr = \"x\"\n", 2, "adr"),
+        ("log = \"loud\"\n", 1, "loud"),
+        ("\n\n[telemetry]\nretention_secs = 0\n", 4, "retention_secs"),
+        ("[http]\naddr = \"not an address\"\n", 2, "address"),
+    ];
+    for (text, line, word) in cases {
+        let err = NodeConfig::from_toml(text, Path::new("n.toml")).unwrap_err();
+        let NodeError::Config {
+            line: l, message, ..
+        } = &err
+        else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*l, line, "{text:?}: {message}");
+        assert!(err.to_string().contains(word), "{text:?}: {err}");
+        assert_eq!((err.code(), err.exit_code()), (9001, 2));
+    }
+}
+
+#[test]
+fn the_token_is_generated_once_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = data_dir::token(dir.path(), None).unwrap();
+    assert_eq!(first.len(), 64);
+    assert_eq!(data_dir::token(dir.path(), None).unwrap(), first);
+    assert_eq!(data_dir::token(dir.path(), Some("given")).unwrap(), "given");
+}

@@ -1,0 +1,134 @@
+//! `bench node`: the latency of `/health` over loopback while the node is
+//! idle, then while N supervised busy children (stand-ins for agents until
+//! agent-supervisor lands) burn every core on the node's agent runtime.
+//! The bar: loaded p99 at most 50 ms (goal 10 ms).
+
+use std::{
+    convert::Infallible,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Result, bail};
+use kameo::actor::{Actor, ActorRef, WeakActorRef};
+use kameo::error::ActorStopReason;
+use mabeam_node::{Node, NodeConfig, client};
+use supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, RestartType};
+use tokio::{sync::watch, task::AbortHandle};
+
+/// Requests per phase.
+const REQUESTS: usize = 300;
+/// CPU burnt per turn of a busy child before it yields.
+const TURN: Duration = Duration::from_micros(20);
+
+/// A child that burns CPU cooperatively while told to go (all start
+/// first, and all idle before they stop: a start or a stop queued behind
+/// busy children would wait a whole round of them).
+struct Busy(AbortHandle);
+
+impl Actor for Busy {
+    type Args = watch::Receiver<bool>;
+    type Error = Infallible;
+
+    async fn on_start(mut go: Self::Args, _: ActorRef<Self>) -> Result<Self, Infallible> {
+        let burn = tokio::spawn(async move {
+            loop {
+                if !*go.borrow() && go.wait_for(|go| *go).await.is_err() {
+                    return;
+                }
+                let began = Instant::now();
+                while began.elapsed() < TURN {
+                    std::hint::spin_loop();
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+        Ok(Busy(burn.abort_handle()))
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        _: ActorStopReason,
+    ) -> Result<(), Infallible> {
+        self.0.abort();
+        Ok(())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// `REQUESTS` sequential `GET /health`; latencies in ms, sorted.
+async fn sample(addr: &str) -> Result<Vec<f64>> {
+    let mut ms = Vec::with_capacity(REQUESTS);
+    for _ in 0..REQUESTS {
+        let began = Instant::now();
+        let reply = client::request(addr, "GET", "/health", None).await?;
+        if reply.status != 200 {
+            bail!("/health answered {}: {}", reply.status, reply.body);
+        }
+        ms.push(began.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    Ok(ms)
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
+    let data_dir = std::env::temp_dir().join(format!("mabeam-bench-node-{}", std::process::id()));
+    let config = NodeConfig {
+        http: "127.0.0.1:0".parse()?,
+        data_dir: data_dir.clone(),
+        ..NodeConfig::default()
+    };
+    let node = Node::start(config).await?;
+    let addr = node.addr().to_string();
+    eprintln!("bench node: idle, {REQUESTS} requests");
+    let idle = sample(&addr).await?;
+
+    eprintln!("bench node: starting {n} busy children on the agent runtime");
+    let began = Instant::now();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).await?;
+    let wiring = node.system().wiring().clone();
+    let (go, ready) = watch::channel(false);
+    for i in 0..n {
+        let ready = ready.clone();
+        let spec = wiring
+            .on_agent_runtime(ChildSpec::actor::<Busy>(format!("busy-{i}"), move || {
+                ready.clone()
+            }))
+            .with_restart(RestartType::Temporary);
+        sup.start_child(spec).await?;
+    }
+    let start_s = began.elapsed().as_secs_f64();
+    go.send_replace(true);
+    eprintln!("bench node: started in {start_s:.2} s, all burning; loaded, {REQUESTS} requests");
+    let loaded = sample(&addr).await?;
+
+    eprintln!(
+        "bench node: /health p99 idle {:.2} ms, loaded {:.2} ms; stopping",
+        quantile(&idle, 0.99),
+        quantile(&loaded, 0.99)
+    );
+    // Idle first: a stop queued behind busy children would wait a round.
+    go.send_replace(false);
+    sup.stop().await;
+    node.stop().await?;
+    let _ = std::fs::remove_dir_all(&data_dir);
+    Ok(serde_json::json!({
+        "bench": "node",
+        "n": n,
+        "requests": REQUESTS,
+        "start_s": start_s,
+        "health_p50_ms_idle": quantile(&idle, 0.5),
+        "health_p99_ms_idle": quantile(&idle, 0.99),
+        "health_p50_ms_loaded": quantile(&loaded, 0.5),
+        "health_p99_ms_loaded": quantile(&loaded, 0.99),
+    }))
+}
