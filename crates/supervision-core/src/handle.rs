@@ -202,7 +202,12 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
                     Ok(reason) => {
                         ExitReason::from_kameo(reason, stop_requested.load(Ordering::Acquire))
                     }
-                    Err(HookError::Error(err)) => ExitReason::Error(error_message(err).into()),
+                    // An actor whose error type is `ExitReason` (its
+                    // `on_stop` decided the reason) exits with it as it is.
+                    Err(HookError::Error(err)) => (err as &dyn Any)
+                        .downcast_ref::<ExitReason>()
+                        .cloned()
+                        .unwrap_or_else(|| ExitReason::Error(error_message(err).into())),
                     Err(HookError::Panicked(panic)) => ExitReason::from_panic_error(&panic),
                 })
                 .await
