@@ -42,6 +42,8 @@ pub(crate) struct AgentHost<A: Agent> {
     budget: Option<usize>,
     /// Whether to record activity (the agent passivates when idle).
     tracks_idle: bool,
+    /// Whether telemetry is on (each message is then reported).
+    reports: bool,
     /// An exit the host decided itself (memory limit).
     exit: Option<ExitReason>,
 }
@@ -128,6 +130,7 @@ impl<A: Agent> AgentHost<A> {
             shared: host.shared,
             budget,
             tracks_idle,
+            reports: shared.reporter.telemetry.is_enabled(),
             exit: None,
         })
     }
@@ -173,12 +176,29 @@ impl<A: Agent> AgentHost<A> {
             .expect("a running host holds its agent until on_stop")
     }
 
-    /// After each message: record activity, check the memory budget.
-    fn after_message(&mut self, ctx: &mut Context<Self, impl Reply>) {
-        if self.tracks_idle
-            && let Some(shared) = self.shared.upgrade()
-        {
-            self.slot.touch(shared.now_ms());
+    /// When a message's handling began, if telemetry wants to know.
+    fn began(&self) -> Option<std::time::Instant> {
+        self.reports.then(std::time::Instant::now)
+    }
+
+    /// After each message: report it, record activity, check the memory
+    /// budget.
+    fn after_message(
+        &mut self,
+        ctx: &mut Context<Self, impl Reply>,
+        began: Option<std::time::Instant>,
+        ok: bool,
+    ) {
+        if self.tracks_idle || began.is_some() {
+            if let Some(shared) = self.shared.upgrade() {
+                if self.tracks_idle {
+                    self.slot.touch(shared.now_ms());
+                }
+                if let Some(began) = began {
+                    let duration_us = began.elapsed().as_secs_f64() * 1e6;
+                    shared.reporter.handled(&self.slot.id, duration_us, ok);
+                }
+            }
         }
         if self.exit.is_some() {
             ctx.stop();
@@ -271,11 +291,12 @@ impl<A: Agent> Message<Call<A>> for AgentHost<A> {
         Call(message, _): Call<A>,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let id = self.slot.id.clone();
-        let mut agent_ctx = AgentContext::new(&id);
-        let reply = self.agent().handle(message, &mut agent_ctx).await;
+        let began = self.began();
+        let mut agent_ctx = AgentContext::new(&self.slot.id);
+        let agent = self.agent.as_mut().expect("a running host holds its agent");
+        let reply = agent.handle(message, &mut agent_ctx).await;
         self.exit = agent_ctx.exit;
-        self.after_message(ctx);
+        self.after_message(ctx, began, true);
         Answer(reply)
     }
 }
@@ -291,17 +312,18 @@ impl<A: Agent> Message<EnvelopeCall> for AgentHost<A> {
         EnvelopeCall(envelope): EnvelopeCall,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
+        let began = self.began();
         let answer = if envelope.is_expired() {
             // Nobody waits for it any more.
             Err(EnvelopeError::Rejected("deadline passed".into()))
         } else {
-            let id = self.slot.id.clone();
-            let mut agent_ctx = AgentContext::new(&id);
-            let answer = self.agent().handle_envelope(envelope, &mut agent_ctx).await;
+            let mut agent_ctx = AgentContext::new(&self.slot.id);
+            let agent = self.agent.as_mut().expect("a running host holds its agent");
+            let answer = agent.handle_envelope(envelope, &mut agent_ctx).await;
             self.exit = agent_ctx.exit;
             answer
         };
-        self.after_message(ctx);
+        self.after_message(ctx, began, answer.is_ok());
         Answer(answer)
     }
 }

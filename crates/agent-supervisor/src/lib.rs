@@ -75,7 +75,7 @@
 //! }
 //!
 //! # #[tokio::main] async fn main() {
-//! let agents = AgentRegistry::start(Default::default()).unwrap();
+//! let agents = AgentRegistry::start(Default::default()).await.unwrap();
 //! agents.register_agent("voter-1", AgentConfig::new::<Voter>("voter", 10)).unwrap();
 //! agents.start_agent("voter-1").await.unwrap();
 //!

@@ -214,7 +214,7 @@ impl StatusCounts {
 /// }
 ///
 /// # #[tokio::main] async fn main() {
-/// let agents = AgentRegistry::start(Default::default()).unwrap();
+/// let agents = AgentRegistry::start(Default::default()).await.unwrap();
 /// agents.register_agent("d-1", AgentConfig::new::<Doubler>("doubler", ())).unwrap();
 /// agents.start_agent("d-1").await.unwrap();
 ///
@@ -232,10 +232,10 @@ pub struct AgentRegistry {
 }
 
 impl AgentRegistry {
-    /// Starts a registry (and its [`AgentSupervisor`]). Must be called
-    /// inside a tokio runtime.
-    pub fn start(options: AgentRegistryOptions) -> Result<Self, AgentError> {
+    /// Starts a registry (and its [`AgentSupervisor`]).
+    pub async fn start(options: AgentRegistryOptions) -> Result<Self, AgentError> {
         let supervisor = AgentSupervisor::start(options.name.clone(), options.telemetry.clone())
+            .await
             .map_err(|_| AgentError::SupervisorGone)?;
         let reporter = Reporter::new(
             options.telemetry.clone(),

@@ -3,7 +3,8 @@
 //!
 //! | event                  | measurements | metadata                              |
 //! |------------------------|--------------|---------------------------------------|
-//! | `agent.status`         | `restarts`   | `agent`, `kind`, `from`, `to`, `reason` (the last exit, or empty) |
+//! | `agent.status`         | `restarts`   | `agent`, `kind`, `status` (the new one), `from`, `to` (= `status`), `reason` (the last exit, or empty) |
+//! | `agent.message.handled`| `duration_us`| `agent`, `result` (`ok`, or `error` for a refused envelope) |
 //! | `agent.passivated`     |              | `agent`, `kind`                       |
 //! | `agent.woken`          |              | `agent`, `kind`                       |
 //!
@@ -17,6 +18,7 @@ use std::sync::{
 
 use supervision_core::{
     AgentId, AgentStatus, AgentStatusChange, Event, EventSink, ExitReason, MetaValue, Telemetry,
+    events,
 };
 use tokio::sync::{broadcast, mpsc};
 
@@ -122,11 +124,12 @@ impl Reporter {
         if self.telemetry.is_enabled() {
             let reason = last_exit.map(ToString::to_string).unwrap_or_default();
             self.telemetry.emit(
-                &["agent", "status"],
+                events::AGENT_STATUS,
                 &[("restarts", f64::from(restarts))],
                 &[
                     ("agent", MetaValue::Str(id.as_str())),
                     ("kind", MetaValue::Str(kind)),
+                    ("status", MetaValue::Str(status_name(to))),
                     ("from", MetaValue::Str(from.map_or("none", status_name))),
                     ("to", MetaValue::Str(status_name(to))),
                     ("reason", MetaValue::Str(&reason)),
@@ -155,6 +158,18 @@ impl Reporter {
                 }),
             ));
         }
+    }
+
+    /// Reports a handled message.
+    pub(crate) fn handled(&self, id: &AgentId, duration_us: f64, ok: bool) {
+        self.telemetry.emit(
+            events::AGENT_MESSAGE_HANDLED,
+            &[("duration_us", duration_us)],
+            &[
+                ("agent", MetaValue::Str(id.as_str())),
+                ("result", MetaValue::Str(if ok { "ok" } else { "error" })),
+            ],
+        );
     }
 
     /// Reports a passivation (`woken: false`) or a wake.

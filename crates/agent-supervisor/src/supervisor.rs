@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use supervision_core::{
     ChildCounts, ChildInfo, ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitReason,
-    Intensity, ProcessHandle, RestartType, SupervisorError, Telemetry,
+    ProcessHandle, RestartType, SupervisorError, Telemetry,
 };
 
 /// A [`DynamicSupervisor`] of agent processes, nothing more: it starts an
@@ -28,7 +28,7 @@ use supervision_core::{
 /// struct Worker;
 ///
 /// # #[tokio::main] async fn main() {
-/// let sup = AgentSupervisor::start("agents", Telemetry::disabled()).unwrap();
+/// let sup = AgentSupervisor::start("agents", Telemetry::disabled()).await.unwrap();
 /// let agent = sup.start_agent(ChildSpec::actor::<Worker>("worker-1", || Worker)).await.unwrap();
 /// sup.stop_agent(&agent).await.unwrap();
 /// assert!(!agent.is_alive()); // stopped when stop_agent returns
@@ -42,16 +42,16 @@ pub struct AgentSupervisor {
 
 impl AgentSupervisor {
     /// Starts an agent supervisor named `name` reporting to `telemetry`.
-    pub fn start(name: impl Into<Arc<str>>, telemetry: Telemetry) -> Result<Self, SupervisorError> {
-        let flags = DynamicSupervisorFlags {
-            name: name.into(),
-            // Its children are temporary: the intensity never counts.
-            intensity: Intensity::default(),
-            max_children: None,
-            telemetry,
-        };
+    pub async fn start(
+        name: impl Into<Arc<str>>,
+        telemetry: Telemetry,
+    ) -> Result<Self, SupervisorError> {
+        // Its children are temporary: its intensity never counts.
+        let flags = DynamicSupervisorFlags::new()
+            .with_name(name)
+            .with_telemetry(telemetry);
         Ok(AgentSupervisor {
-            supervisor: DynamicSupervisor::start(flags)?,
+            supervisor: DynamicSupervisor::start(flags).await?,
         })
     }
 

@@ -12,7 +12,7 @@ use supervision_core::{AgentStatus, Clock};
 #[tokio::test(start_paused = true)]
 async fn ask_times_out_after_five_seconds_by_default() {
     assert_eq!(DEFAULT_ASK_TIMEOUT, Duration::from_secs(5));
-    let s = setup_with(|o| o.with_clock(Clock::tokio()));
+    let s = setup_with(|o| o.with_clock(Clock::tokio())).await;
     s.agents.register_agent("a", worker("k")).unwrap();
     s.agents.start_agent("a").await.unwrap();
     let a = s.agents.agent_ref::<Worker>("a").unwrap();
@@ -35,7 +35,7 @@ async fn ask_times_out_after_five_seconds_by_default() {
 
 #[tokio::test]
 async fn a_full_mailbox_fails_try_tell_and_makes_tell_wait() {
-    let s = setup();
+    let s = setup().await;
     s.agents
         .register_agent("a", worker("k").with_mailbox_capacity(1))
         .unwrap();
@@ -81,7 +81,7 @@ async fn a_full_mailbox_fails_try_tell_and_makes_tell_wait() {
 
 #[tokio::test]
 async fn refs_say_why_they_cannot_reach_an_agent() {
-    let s = setup();
+    let s = setup().await;
     assert!(matches!(
         s.agents.agent_ref::<Worker>("nope"),
         Err(AgentError::NotFound(_))
@@ -120,7 +120,7 @@ async fn refs_say_why_they_cannot_reach_an_agent() {
 
 #[tokio::test]
 async fn an_ask_to_an_agent_that_crashes_on_it_says_crashed() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("k")).unwrap();
     s.agents.start_agent("a").await.unwrap();
     let a = s.agents.agent_ref::<Worker>("a").unwrap();

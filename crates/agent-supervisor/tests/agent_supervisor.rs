@@ -14,7 +14,9 @@ struct Idle;
 
 #[tokio::test]
 async fn stop_agent_returns_once_the_agent_has_stopped() {
-    let sup = AgentSupervisor::start("agents", Telemetry::disabled()).unwrap();
+    let sup = AgentSupervisor::start("agents", Telemetry::disabled())
+        .await
+        .unwrap();
     let agent = sup
         .start_agent(ChildSpec::new("a", || ProcessHandle::spawn::<Idle>(Idle)))
         .await
@@ -33,7 +35,7 @@ async fn stop_agent_returns_once_the_agent_has_stopped() {
 async fn crashed_agents_are_not_restarted_and_never_trip_its_intensity() {
     let telemetry = Telemetry::new();
     let mut probe = TelemetryProbe::attach(&telemetry, supervision_core::events::CHILD_EXITED);
-    let sup = AgentSupervisor::start("agents", telemetry).unwrap();
+    let sup = AgentSupervisor::start("agents", telemetry).await.unwrap();
     let (kit, _lifecycle) = TestKit::new();
     // Far more crashes than the default intensity (3 in 5 s) allows.
     for i in 0..20 {

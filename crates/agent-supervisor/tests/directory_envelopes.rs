@@ -19,7 +19,7 @@ fn envelope(protocol: &str, body: serde_json::Value) -> Envelope {
 
 #[tokio::test]
 async fn envelopes_are_answered_refused_or_rejected() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("voter")).unwrap();
     s.agents.start_agent("a").await.unwrap();
     let dir: &dyn AgentDirectory = &s.agents;
@@ -59,7 +59,7 @@ async fn envelopes_are_answered_refused_or_rejected() {
 
 #[tokio::test(start_paused = true)]
 async fn a_silent_agent_times_out_by_the_deadline() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("k")).unwrap();
     s.agents.start_agent("a").await.unwrap();
     let started = tokio::time::Instant::now();
@@ -76,7 +76,7 @@ async fn a_silent_agent_times_out_by_the_deadline() {
 
 #[tokio::test]
 async fn an_agent_that_is_not_running_says_so() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("k")).unwrap();
     assert_eq!(
         s.agents
@@ -95,7 +95,7 @@ async fn an_agent_that_is_not_running_says_so() {
 
 #[tokio::test]
 async fn an_agent_killed_while_answering_is_crashed() {
-    let s = setup();
+    let s = setup().await;
     let (config, mut events) = common::worker_with_events("k");
     s.agents
         .register_agent(
@@ -126,7 +126,7 @@ async fn an_agent_killed_while_answering_is_crashed() {
 
 #[tokio::test]
 async fn casts_are_queued_and_subscribers_see_status_changes() {
-    let s = setup();
+    let s = setup().await;
     let mut changes = AgentDirectory::subscribe(&s.agents);
     s.agents.register_agent("a", worker("k")).unwrap();
     s.agents.start_agent("a").await.unwrap();

@@ -33,7 +33,7 @@ fn next(state: &mut u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_agents_five_thousand_kills_eight_askers() {
-    let s = setup();
+    let s = setup().await;
     let config = Arc::new(
         AgentConfig::clone(&worker("chaos")).with_max_restarts(u32::MAX, Duration::from_secs(3600)),
     );

@@ -15,7 +15,7 @@ use supervision_core::{AgentStatus, ErrorCode, ExitReason, error_code_range};
 /// id, not alive at once when stop_agent returns.
 #[tokio::test]
 async fn seed_agent_lifecycle() {
-    let s = setup();
+    let s = setup().await;
     s.agents
         .register_agent("test_agent", worker("test"))
         .unwrap();
@@ -34,7 +34,7 @@ async fn seed_agent_lifecycle() {
 
 #[tokio::test]
 async fn register_validates_id_and_config_and_keeps_nothing_on_error() {
-    let s = setup();
+    let s = setup().await;
     let err = s.agents.register_agent("", worker("k")).unwrap_err();
     assert!(matches!(err, AgentError::InvalidConfig { field: "id", .. }));
     let long = "x".repeat(MAX_ID_BYTES + 1);
@@ -84,7 +84,7 @@ async fn register_validates_id_and_config_and_keeps_nothing_on_error() {
 
 #[tokio::test]
 async fn start_and_stop_refuse_the_wrong_state() {
-    let s = setup();
+    let s = setup().await;
     assert!(matches!(
         s.agents.start_agent("nope").await,
         Err(AgentError::NotFound(_))
@@ -121,7 +121,7 @@ async fn start_and_stop_refuse_the_wrong_state() {
 
 #[tokio::test]
 async fn a_failed_start_is_returned_and_leaves_the_agent_as_it_was() {
-    let s = setup();
+    let s = setup().await;
     let config = agent_supervisor::AgentConfig::new::<Worker>(
         "k",
         common::WorkerArgs {
@@ -143,7 +143,7 @@ async fn a_failed_start_is_returned_and_leaves_the_agent_as_it_was() {
 
 #[tokio::test]
 async fn running_agents_are_registered_with_their_kind() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("planner")).unwrap();
     let pid = s.agents.start_agent("a").await.unwrap();
     let (holder, metadata) = s.processes.lookup_with_metadata(&s.ns, "agent:a").unwrap();
@@ -155,7 +155,7 @@ async fn running_agents_are_registered_with_their_kind() {
 
 #[tokio::test]
 async fn deregister_stops_first_and_forgets() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("k")).unwrap();
     let pid = s.agents.start_agent("a").await.unwrap();
     let a = s.agents.agent_ref::<Worker>("a").unwrap();
@@ -178,7 +178,7 @@ async fn deregister_stops_first_and_forgets() {
 
 #[tokio::test]
 async fn update_config_restarts_a_running_agent_and_an_invalid_one_changes_nothing() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("old")).unwrap();
     let first = s.agents.start_agent("a").await.unwrap();
     let a = s.agents.agent_ref::<Worker>("a").unwrap();
@@ -218,7 +218,7 @@ async fn update_config_restarts_a_running_agent_and_an_invalid_one_changes_nothi
 
 #[tokio::test]
 async fn lists_filters_and_counts() {
-    let s = setup();
+    let s = setup().await;
     for (id, kind) in [("c", "x"), ("a", "x"), ("b", "y")] {
         s.agents.register_agent(id, worker(kind)).unwrap();
     }

@@ -14,7 +14,8 @@ async fn an_idle_agent_is_passivated_and_woken_by_the_next_message() {
     let s = setup_with(|o| {
         o.with_clock(Clock::tokio())
             .with_passivation_tick(Duration::from_secs(1))
-    });
+    })
+    .await;
     let mut probe = TelemetryProbe::attach(&s.telemetry, &["agent"]);
     s.agents
         .register_agent(
@@ -68,7 +69,7 @@ async fn an_idle_agent_is_passivated_and_woken_by_the_next_message() {
 
 #[tokio::test]
 async fn passivate_now_then_wake_by_envelope_then_stop() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("k")).unwrap();
     s.agents.start_agent("a").await.unwrap();
     let a = s.agents.agent_ref::<Worker>("a").unwrap();
@@ -90,7 +91,7 @@ async fn passivate_now_then_wake_by_envelope_then_stop() {
 
 #[tokio::test]
 async fn messages_racing_a_passivation_are_all_handled() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("k")).unwrap();
     s.agents.start_agent("a").await.unwrap();
     let a = s.agents.agent_ref::<Worker>("a").unwrap();

@@ -18,7 +18,7 @@ use supervision_core::{
 /// Runs `cmd` on a fresh agent of `restart` policy and returns its status
 /// once its exit is decided, and its restart count.
 async fn outcome(restart: RestartType, cmd: Cmd) -> (AgentStatus, u32) {
-    let s = setup();
+    let s = setup().await;
     s.agents
         .register_agent("a", worker("k").with_restart(restart))
         .unwrap();
@@ -83,7 +83,7 @@ async fn temporary_is_never_restarted() {
 
 #[tokio::test]
 async fn a_killed_agent_is_restarted_with_its_checkpoint_and_its_address_still_works() {
-    let s = setup();
+    let s = setup().await;
     s.agents.register_agent("a", worker("k")).unwrap();
     let first = s.agents.start_agent("a").await.unwrap();
     let a = s.agents.agent_ref::<Worker>("a").unwrap();
@@ -113,7 +113,7 @@ async fn a_killed_agent_is_restarted_with_its_checkpoint_and_its_address_still_w
 
 #[tokio::test(start_paused = true)]
 async fn more_than_max_restarts_within_max_seconds_fails_the_agent() {
-    let s = setup_with(|o| o.with_clock(Clock::tokio()));
+    let s = setup_with(|o| o.with_clock(Clock::tokio())).await;
     let config = worker("k").with_max_restarts(2, Duration::from_secs(10));
     s.agents.register_agent("a", config).unwrap();
     s.agents.start_agent("a").await.unwrap();
@@ -153,7 +153,7 @@ async fn more_than_max_restarts_within_max_seconds_fails_the_agent() {
 
 #[tokio::test(start_paused = true)]
 async fn backoff_delays_each_restart_and_a_stop_cancels_a_pending_one() {
-    let s = setup_with(|o| o.with_clock(Clock::tokio()));
+    let s = setup_with(|o| o.with_clock(Clock::tokio())).await;
     let config = worker("k")
         .with_max_restarts(100, Duration::from_secs(1000))
         .with_backoff(Backoff::new(Duration::from_secs(1), Duration::from_secs(8)));
@@ -191,7 +191,7 @@ async fn backoff_delays_each_restart_and_a_stop_cancels_a_pending_one() {
 
 #[tokio::test]
 async fn an_agent_over_its_memory_budget_is_stopped_as_a_crash_and_restarted() {
-    let s = setup();
+    let s = setup().await;
     s.agents
         .register_agent("a", worker("k").with_memory_budget(1_000))
         .unwrap();
@@ -220,7 +220,7 @@ async fn an_agent_over_its_memory_budget_is_stopped_as_a_crash_and_restarted() {
 
 #[tokio::test]
 async fn status_changes_are_telemetry_events() {
-    let s = setup();
+    let s = setup().await;
     let mut probe = TelemetryProbe::attach(&s.telemetry, &["agent", "status"]);
     s.agents.register_agent("a", worker("k")).unwrap();
     s.agents.start_agent("a").await.unwrap();
@@ -268,7 +268,7 @@ impl EventSink for Recorder {
 #[tokio::test]
 async fn status_changes_are_recorded_in_the_event_sink() {
     let sink = Arc::new(Recorder::default());
-    let s = setup_with(|o| o.with_event_sink(sink.clone()));
+    let s = setup_with(|o| o.with_event_sink(sink.clone())).await;
     s.agents.register_agent("a", worker("k")).unwrap();
     let pid = s.agents.start_agent("a").await.unwrap();
     pid.kill();
@@ -306,7 +306,7 @@ async fn status_changes_are_recorded_in_the_event_sink() {
 
 #[tokio::test]
 async fn thousands_of_crashes_never_stop_the_agent_supervisor() {
-    let s = setup();
+    let s = setup().await;
     let config = Arc::new(
         AgentConfig::clone(&worker("k")).with_max_restarts(1_000, Duration::from_secs(60)),
     );

@@ -285,7 +285,7 @@ impl Lifecycle {
 ///
 /// # #[tokio::main] async fn main() {
 /// let (kit, mut lifecycle) = TestKit::new();
-/// let sup = DynamicSupervisor::start(Default::default()).unwrap();
+/// let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
 /// let child = sup.start_child(kit.spec("a")).await.unwrap();
 /// assert!(matches!(lifecycle.recv().await, Some(Lifecycle::Started { .. })));
 ///

@@ -38,18 +38,18 @@ impl Agent for Counter {
     }
 }
 
-fn agents() -> Result<(AgentRegistry, ProcessRegistry)> {
+async fn agents() -> Result<(AgentRegistry, ProcessRegistry)> {
     let processes = ProcessRegistry::new(Telemetry::disabled());
     let mut options = AgentRegistryOptions::default()
         .with_registry(Arc::new(processes.clone()), Namespace::Production);
     if std::env::var("NOREG").is_ok() {
         options.registry = None;
     }
-    Ok((AgentRegistry::start(options)?, processes))
+    Ok((AgentRegistry::start(options).await?, processes))
 }
 
 pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
-    let (agents, processes) = agents()?;
+    let (agents, processes) = agents().await?;
     let config = Arc::new(AgentConfig::new::<Counter>("counter", ()));
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i}")).collect();
     let mem0 = crate::rss_bytes()?;
@@ -126,7 +126,7 @@ fn passivated_bytes(n: u64) -> Result<i64> {
 /// `bench lifecycle-passivated`: N agents started and passivated one after
 /// another; the resident-set growth per agent.
 pub(crate) async fn run_passivated(n: u64) -> Result<serde_json::Value> {
-    let (agents, _processes) = agents()?;
+    let (agents, _processes) = agents().await?;
     let config = Arc::new(AgentConfig::new::<Counter>("counter", ()));
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i}")).collect();
     let mem0 = crate::rss_bytes()?;

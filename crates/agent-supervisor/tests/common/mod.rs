@@ -145,18 +145,18 @@ pub struct Setup {
     pub telemetry: Telemetry,
 }
 
-pub fn setup() -> Setup {
-    setup_with(|o| o)
+pub async fn setup() -> Setup {
+    setup_with(|o| o).await
 }
 
-pub fn setup_with(f: impl FnOnce(AgentRegistryOptions) -> AgentRegistryOptions) -> Setup {
+pub async fn setup_with(f: impl FnOnce(AgentRegistryOptions) -> AgentRegistryOptions) -> Setup {
     let processes = ProcessRegistry::new(Telemetry::disabled());
     let ns = Namespace::unique_test();
     let telemetry = Telemetry::new();
     let options = AgentRegistryOptions::default()
         .with_registry(Arc::new(processes.clone()), ns)
         .with_telemetry(telemetry.clone());
-    let agents = AgentRegistry::start(f(options)).unwrap();
+    let agents = AgentRegistry::start(f(options)).await.unwrap();
     Setup {
         agents,
         processes,
