@@ -189,15 +189,15 @@ impl<A: Agent> AgentHost<A> {
         began: Option<std::time::Instant>,
         ok: bool,
     ) {
-        if self.tracks_idle || began.is_some() {
-            if let Some(shared) = self.shared.upgrade() {
-                if self.tracks_idle {
-                    self.slot.touch(shared.now_ms());
-                }
-                if let Some(began) = began {
-                    let duration_us = began.elapsed().as_secs_f64() * 1e6;
-                    shared.reporter.handled(&self.slot.id, duration_us, ok);
-                }
+        if (self.tracks_idle || began.is_some())
+            && let Some(shared) = self.shared.upgrade()
+        {
+            if self.tracks_idle {
+                self.slot.touch(shared.now_ms());
+            }
+            if let Some(began) = began {
+                let duration_us = began.elapsed().as_secs_f64() * 1e6;
+                shared.reporter.handled(&self.slot.id, duration_us, ok);
             }
         }
         if self.exit.is_some() {
