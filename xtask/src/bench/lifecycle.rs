@@ -11,7 +11,7 @@
 
 use std::{sync::Arc, time::Instant};
 
-use agent_supervisor::{Agent, AgentConfig, AgentRegistry, AgentRegistryOptions};
+use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions};
 use anyhow::{Result, ensure};
 use process_registry::ProcessRegistry;
 use serde_json::json;
@@ -32,7 +32,7 @@ impl Agent for Counter {
         Ok(Counter { count: 0 })
     }
 
-    async fn handle(&mut self, _: ()) -> u64 {
+    async fn handle(&mut self, _: (), _: &mut AgentContext<'_>) -> u64 {
         self.count += 1;
         self.count
     }
