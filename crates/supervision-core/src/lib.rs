@@ -66,6 +66,7 @@ mod supervisor;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod timer;
 mod watch;
 
 pub use agent::{
@@ -96,7 +97,7 @@ pub use registry::{
     RegistryEvents, Snapshot, Subscription, Topic, TryRecvError,
 };
 pub use stopper::Stopper;
-pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
+pub use supervisor::{AutoShutdown, Strategy, Supervisor, SupervisorFlags};
 pub use telemetry::{
     GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,
     TelemetryEvent,

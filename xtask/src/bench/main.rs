@@ -3,6 +3,7 @@
 //! on a multi-threaded runtime (driving from `block_on`'s thread slows
 //! kameo's message passing several times).
 
+mod economics;
 mod lifecycle;
 mod registry;
 mod supervisor;
@@ -46,7 +47,12 @@ fn main() -> Result<()> {
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
                 "lifecycle" => lifecycle::run(n.unwrap_or(100_000)).await,
                 "lifecycle-passivated" => lifecycle::run_passivated(n.unwrap_or(100_000)).await,
-                other => bail!("unknown bench {other:?}; known: supervisor, registry, lifecycle"),
+                "economics" => economics::run().await,
+                other => {
+                    bail!(
+                        "unknown bench {other:?}; known: supervisor, registry, lifecycle, economics"
+                    )
+                }
             }
         })
         .await?
