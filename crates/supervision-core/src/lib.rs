@@ -54,6 +54,7 @@ mod event;
 pub mod events;
 mod exit;
 mod handle;
+mod health;
 mod info;
 mod intensity;
 mod load;
@@ -74,9 +75,8 @@ pub use agent::{
     DirectoryError, Envelope,
 };
 pub use application::{
-    Application, ApplicationError, ApplicationSpec, ApplicationStatus, Health, HealthCheck,
-    HealthReport, Service, ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus,
-    StatusReport, Subset,
+    Application, ApplicationError, ApplicationSpec, ApplicationStatus, HealthReport, Service,
+    ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus, StatusReport, Subset,
 };
 pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
@@ -88,6 +88,7 @@ pub use error::{
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
 pub use exit::ExitReason;
 pub use handle::{ProcessHandle, WeakProcessHandle};
+pub use health::{CheckHealth, Health, HealthCheck};
 pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
 pub use load::{AgentLoad, LoadReport};
