@@ -53,6 +53,7 @@ mod error;
 mod event;
 pub mod events;
 mod exit;
+mod fanout;
 mod handle;
 mod health;
 mod info;
@@ -87,6 +88,7 @@ pub use error::{
 };
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
 pub use exit::ExitReason;
+pub use fanout::{AgentReply, AgentSelection, SelectionError, ask_all};
 pub use handle::{ProcessHandle, WeakProcessHandle};
 pub use health::{CheckHealth, Health, HealthCheck};
 pub use info::{ChildCounts, ChildInfo, ChildState};

@@ -3,6 +3,7 @@
 //! on a multi-threaded runtime (driving from `block_on`'s thread slows
 //! kameo's message passing several times).
 
+mod coordination;
 mod economics;
 mod lifecycle;
 mod registry;
@@ -48,11 +49,10 @@ fn main() -> Result<()> {
                 "lifecycle" => lifecycle::run(n.unwrap_or(100_000)).await,
                 "lifecycle-passivated" => lifecycle::run_passivated(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
-                other => {
-                    bail!(
-                        "unknown bench {other:?}; known: supervisor, registry, lifecycle, economics"
-                    )
-                }
+                "coordination" => coordination::run().await,
+                other => bail!(
+                    "unknown bench {other:?}; known: supervisor, registry, lifecycle, economics, coordination"
+                ),
             }
         })
         .await?
