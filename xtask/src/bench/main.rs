@@ -5,6 +5,7 @@
 
 mod coordination;
 mod economics;
+mod eventstore;
 mod lifecycle;
 mod registry;
 mod supervisor;
@@ -50,8 +51,9 @@ fn main() -> Result<()> {
                 "lifecycle-passivated" => lifecycle::run_passivated(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
                 "coordination" => coordination::run().await,
+                "eventstore" => eventstore::run(n.unwrap_or(1_000_000)).await,
                 other => bail!(
-                    "unknown bench {other:?}; known: supervisor, registry, lifecycle, economics, coordination"
+                    "unknown bench {other:?}; known: supervisor, registry, lifecycle, economics, coordination, eventstore"
                 ),
             }
         })
