@@ -6,6 +6,7 @@
 mod coordination;
 mod economics;
 mod eventstore;
+mod lifecycle;
 mod node;
 mod registry;
 mod supervisor;
@@ -48,11 +49,13 @@ fn main() -> Result<()> {
                 "supervisor" => supervisor::run(n.unwrap_or(100_000)).await,
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
                 "node" => node::run(n.unwrap_or(100_000)).await,
+                "lifecycle" => lifecycle::run(n.unwrap_or(100_000)).await,
+                "lifecycle-passivated" => lifecycle::run_passivated(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
                 "coordination" => coordination::run().await,
                 "eventstore" => eventstore::run(n.unwrap_or(1_000_000)).await,
                 other => bail!(
-                    "unknown bench {other:?}; known: supervisor, registry, node, economics, coordination, eventstore"
+                    "unknown bench {other:?}; known: supervisor, registry, node, lifecycle, economics, coordination, eventstore"
                 ),
             }
         })
