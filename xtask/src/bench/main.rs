@@ -3,6 +3,7 @@
 //! on a multi-threaded runtime (driving from `block_on`'s thread slows
 //! kameo's message passing several times).
 
+mod ratelimit;
 mod registry;
 mod supervisor;
 
@@ -43,7 +44,8 @@ fn main() -> Result<()> {
             match name.as_str() {
                 "supervisor" => supervisor::run(n.unwrap_or(100_000)).await,
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
-                other => bail!("unknown bench {other:?}; known: supervisor, registry"),
+                "ratelimit" => ratelimit::run().await,
+                other => bail!("unknown bench {other:?}; known: supervisor, registry, ratelimit"),
             }
         })
         .await?
