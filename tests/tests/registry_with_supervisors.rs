@@ -62,6 +62,7 @@ async fn a_crashed_agent_frees_its_name_and_its_restart_takes_it_again() {
         telemetry: telemetry.clone(),
         ..Default::default()
     })
+    .await
     .unwrap();
 
     for i in 0..100 {

@@ -10,7 +10,7 @@ use supervision_core::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_children_stop_without_hanging() {
     let (kit, _lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     for i in 0..10_000 {
         sup.start_child(kit.spec(&format!("w{i}"))).await.unwrap();
     }
@@ -24,7 +24,7 @@ async fn ten_thousand_children_stop_without_hanging() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_children_terminated_one_by_one() {
     let (kit, _lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let mut children = Vec::new();
     for i in 0..10_000 {
         children.push(sup.start_child(kit.spec(&format!("w{i}"))).await.unwrap());
@@ -47,6 +47,7 @@ async fn a_nested_supervisor_that_gives_up_takes_its_children_down_and_is_restar
         telemetry: telemetry.clone(),
         ..Default::default()
     })
+    .await
     .unwrap();
     let inner_flags = DynamicSupervisorFlags {
         name: "inner".into(),
@@ -61,7 +62,7 @@ async fn a_nested_supervisor_that_gives_up_takes_its_children_down_and_is_restar
         .start_child(DynamicSupervisor::child_spec("inner", inner_flags))
         .await
         .unwrap();
-    let inner_sup = DynamicSupervisor::from_handle(&inner).await.unwrap();
+    let inner_sup = DynamicSupervisor::from_handle(&inner).unwrap();
     let mut workers = Vec::new();
     for i in 0..100 {
         workers.push(
@@ -90,7 +91,7 @@ async fn a_nested_supervisor_that_gives_up_takes_its_children_down_and_is_restar
         .handle()
         .cloned()
         .unwrap();
-    let new_inner = DynamicSupervisor::from_handle(&new_inner).await.unwrap();
+    let new_inner = DynamicSupervisor::from_handle(&new_inner).unwrap();
     assert_eq!(new_inner.count_children().await.unwrap().specs, 0);
     root.stop().await;
 }

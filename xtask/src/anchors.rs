@@ -1,5 +1,6 @@
-//! Runs the anchors of `../shared/anchors` beside a benchmark and prints
-//! ours / theirs ratios on stderr.
+//! The anchors of `../shared/anchors` that a benchmark is compared with,
+//! and the medians and ratios `cargo xtask bench NAME --anchors` prints on
+//! stderr.
 
 use std::{
     path::{Path, PathBuf},
@@ -66,7 +67,111 @@ fn kameo_raw(root: &Path, anchors: &Path, n: u64) -> Result<Value> {
     run_json(&mut cmd)
 }
 
-fn ratios(label: &str, ours: &Value, theirs: &Value, keys: &[&str]) {
+fn tokio_floor(root: &Path, anchors: &Path, n: u64) -> Result<Value> {
+    let copy = root.join("target/anchors/tokio-floor");
+    std::fs::create_dir_all(copy.join("src"))?;
+    for file in ["Cargo.toml", "src/main.rs"] {
+        std::fs::copy(anchors.join("tokio-floor").join(file), copy.join(file))?;
+    }
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.args(["run", "--quiet", "--release", "--"])
+        .arg(n.to_string())
+        .current_dir(&copy);
+    run_json(&mut cmd)
+}
+
+/// One anchor a benchmark is compared with.
+pub(crate) struct Anchor {
+    /// Its name in the report.
+    pub(crate) label: &'static str,
+    run: fn(&Path, &Path, u64) -> Result<Value>,
+}
+
+impl Anchor {
+    /// Runs the anchor once for `n` and returns its JSON line.
+    pub(crate) fn run(&self, root: &Path, n: u64) -> Result<Value> {
+        let value = (self.run)(root, &anchors_dir(root)?, n)?;
+        eprintln!("xtask: {}: {value}", self.label);
+        Ok(value)
+    }
+}
+
+fn otp_lifecycle(_: &Path, anchors: &Path, n: u64) -> Result<Value> {
+    otp(anchors, "agent_lifecycle.exs", &[n.to_string()])
+}
+
+fn otp_registry(_: &Path, anchors: &Path, n: u64) -> Result<Value> {
+    otp(anchors, "registry.exs", &[n.to_string()])
+}
+
+const OTP_LIFECYCLE: Anchor = Anchor {
+    label: "otp",
+    run: otp_lifecycle,
+};
+const KAMEO_RAW: Anchor = Anchor {
+    label: "kameo-raw",
+    run: kameo_raw,
+};
+const TOKIO_FLOOR: Anchor = Anchor {
+    label: "tokio-floor",
+    run: tokio_floor,
+};
+const OTP_REGISTRY: Anchor = Anchor {
+    label: "otp",
+    run: otp_registry,
+};
+
+/// The anchors of bench `name` and the figures compared with them.
+pub(crate) fn for_bench(name: &str) -> (Vec<Anchor>, &'static [&'static str]) {
+    match name {
+        "supervisor" => (
+            vec![OTP_LIFECYCLE, KAMEO_RAW],
+            &["start_s", "stop_s", "bytes_per_agent"],
+        ),
+        "lifecycle" => (
+            vec![OTP_LIFECYCLE, KAMEO_RAW, TOKIO_FLOOR],
+            &["start_s", "lookup_s", "call_s", "stop_s", "bytes_per_agent"],
+        ),
+        "registry" => (
+            vec![OTP_REGISTRY],
+            &["register_s", "lookup_s", "unregister_s", "lookups_per_s"],
+        ),
+        // Benches whose baseline runs inside the same process (bare
+        // rusqlite, bare governor): repeated runs and medians only.
+        _ => (Vec::new(), &[]),
+    }
+}
+
+/// Each numeric field's median over `runs` (other fields from the first
+/// run), as one JSON object.
+pub(crate) fn median(runs: &[Value]) -> Value {
+    let Some(Value::Object(first)) = runs.first() else {
+        return Value::Null;
+    };
+    let mut out = first.clone();
+    for (key, value) in out.iter_mut() {
+        let mut figures: Vec<f64> = runs.iter().filter_map(|r| r[key].as_f64()).collect();
+        if figures.len() != runs.len() || !value.is_number() {
+            continue;
+        }
+        figures.sort_by(f64::total_cmp);
+        if figures.first() == figures.last() {
+            continue; // the same in every run (n, a count): kept as it is
+        }
+        let mid = figures.len() / 2;
+        let m = if figures.len() % 2 == 1 {
+            figures[mid]
+        } else {
+            (figures[mid - 1] + figures[mid]) / 2.0
+        };
+        *value = serde_json::json!(m);
+    }
+    Value::Object(out)
+}
+
+/// Prints ours / theirs for each of `keys`.
+pub(crate) fn ratios(label: &str, ours: &Value, theirs: &Value, keys: &[&str]) {
     let parts: Vec<String> = keys
         .iter()
         .filter_map(|k| {
@@ -74,35 +179,29 @@ fn ratios(label: &str, ours: &Value, theirs: &Value, keys: &[&str]) {
             Some(format!("{k} {:.2}x", a / b))
         })
         .collect();
-    eprintln!("xtask: ours / {label}: {}", parts.join(", "));
+    eprintln!(
+        "xtask: ours / {label} (ratio of medians): {}",
+        parts.join(", ")
+    );
 }
 
-/// Runs the anchors matching bench `name` and prints the ratios.
-pub(crate) fn compare(root: &Path, name: &str, n: Option<u64>, ours: &str) -> Result<()> {
-    let ours: Value = serde_json::from_str(ours).context("parsing our bench line")?;
-    let anchors = anchors_dir(root)?;
-    let n = n.or_else(|| ours["n"].as_u64()).unwrap_or(100_000);
-    match name {
-        "supervisor" => {
-            let beam = otp(&anchors, "agent_lifecycle.exs", &[n.to_string()])?;
-            eprintln!("xtask: otp: {beam}");
-            let raw = kameo_raw(root, &anchors, n)?;
-            eprintln!("xtask: kameo-raw: {raw}");
-            let keys = ["start_s", "stop_s", "bytes_per_agent"];
-            ratios("otp", &ours, &beam, &keys);
-            ratios("kameo-raw", &ours, &raw, &keys);
-        }
-        "registry" => {
-            let beam = otp(&anchors, "registry.exs", &[n.to_string()])?;
-            eprintln!("xtask: otp: {beam}");
-            ratios(
-                "otp",
-                &ours,
-                &beam,
-                &["register_s", "lookup_s", "unregister_s", "lookups_per_s"],
-            );
-        }
-        other => eprintln!("xtask: no anchor for bench {other}"),
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::median;
+
+    #[test]
+    fn median_per_numeric_field() {
+        let runs = [
+            json!({"n": 10, "start_s": 3.0, "tag": "a"}),
+            json!({"n": 10, "start_s": 1.0, "tag": "b"}),
+            json!({"n": 10, "start_s": 2.0, "tag": "c"}),
+        ];
+        assert_eq!(median(&runs), json!({"n": 10, "start_s": 2.0, "tag": "a"}));
+        assert_eq!(
+            median(&runs[..2]),
+            json!({"n": 10, "start_s": 2.0, "tag": "a"})
+        );
     }
-    Ok(())
 }

@@ -3,8 +3,10 @@
 //! - `test`: everything CI checks (format, clippy, the dependency rule, all
 //!   tests and doc tests, docs without warnings, each crate building alone);
 //! - `bench NAME [--n N] [--anchors]`: one benchmark in release mode (progress on stderr,
-//!   one JSON object as the last line of stdout); with `--anchors`, the
-//!   anchors of `../shared/anchors` run too and the ratios are printed;
+//!   one JSON object as the last line of stdout); with `--anchors`, ours and
+//!   the anchors of `../shared/anchors` run alternately three times (after
+//!   a discarded warm-up), and each figure's median and the ratios of
+//!   medians are printed; the last line is then our medians;
 //! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md.
 //!
 //! This is a binary, not a library; the benchmarks themselves are the
@@ -118,6 +120,9 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
             .output()
             .context("running the bench binary")
     };
+    // One run varies up to 2x on our machines: with --anchors, ours and
+    // each anchor run alternately three times and medians are compared.
+    let rounds = if with_anchors { 3 } else { 1 };
     if with_anchors {
         // On our VMs the first large allocation after other work (a build)
         // runs up to twice as slow; a discarded run puts ours and the
@@ -125,16 +130,42 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
         eprintln!("xtask: warm-up run, discarded");
         run_bench()?;
     }
-    let output = run_bench()?;
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        print!("{stdout}");
-        bail!("bench {name} failed: {}", output.status);
+    let (anchors, keys) = if with_anchors {
+        anchors::for_bench(name)
+    } else {
+        (Vec::new(), &[][..])
+    };
+    let n = anchors::n_arg(&forwarded);
+    let mut ours = Vec::new();
+    let mut theirs: Vec<Vec<serde_json::Value>> = anchors.iter().map(|_| Vec::new()).collect();
+    for round in 1..=rounds {
+        if rounds > 1 {
+            eprintln!("xtask: round {round} of {rounds}");
+        }
+        let output = run_bench()?;
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        if !output.status.success() {
+            print!("{stdout}");
+            bail!("bench {name} failed: {}", output.status);
+        }
+        let line = stdout.lines().last().unwrap_or_default();
+        let value: serde_json::Value =
+            serde_json::from_str(line).context("parsing the bench's JSON line")?;
+        eprintln!("xtask: ours: {value}");
+        let anchor_n = n.or_else(|| value["n"].as_u64()).unwrap_or(100_000);
+        ours.push(value);
+        for (anchor, runs) in anchors.iter().zip(&mut theirs) {
+            runs.push(anchor.run(root, anchor_n)?);
+        }
     }
-    let ours = stdout.lines().last().unwrap_or_default().to_owned();
-    if with_anchors {
-        let n = anchors::n_arg(&forwarded);
-        anchors::compare(root, name, n, &ours)?;
+    let ours = anchors::median(&ours);
+    if rounds > 1 {
+        eprintln!("xtask: ours, median of {rounds}: {ours}");
+        for (anchor, runs) in anchors.iter().zip(&theirs) {
+            let median = anchors::median(runs);
+            eprintln!("xtask: {}, median of {rounds}: {median}", anchor.label);
+            anchors::ratios(anchor.label, &ours, &median, keys);
+        }
     }
     println!("{ours}");
     Ok(())

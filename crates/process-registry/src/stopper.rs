@@ -38,7 +38,7 @@ type StopFn = dyn Fn(ProcessHandle) -> BoxFuture<'static, ()> + Send + Sync;
 /// struct Worker;
 ///
 /// # #[tokio::main] async fn main() {
-/// let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+/// let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).await.unwrap();
 /// let child = sup
 ///     .start_child(ChildSpec::actor::<Worker>("worker", || Worker))
 ///     .await

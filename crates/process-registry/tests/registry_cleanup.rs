@@ -69,7 +69,9 @@ async fn cleanup_stops_everything_and_empties_the_namespace() {
 async fn supervised_process_is_stopped_through_its_supervisor() {
     let registry = ProcessRegistry::new(Telemetry::disabled());
     let ns = Namespace::unique_test();
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).unwrap();
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default())
+        .await
+        .unwrap();
     let child = sup
         .start_child(ChildSpec::actor::<Dummy>("worker", || Dummy))
         .await

@@ -59,7 +59,8 @@ pub trait TimeSource: Send + Sync + 'static {
 }
 
 /// The injectable clock: monotonic time and sleeps on tokio's clock, and a
-/// wall clock that a test can control. See the [module docs](self).
+/// wall clock that a test can control ([`Clock::tokio`] and [`Clock::manual`]
+/// in tests).
 #[derive(Clone)]
 pub struct Clock {
     source: Arc<dyn TimeSource>,

@@ -57,6 +57,7 @@ mod handle;
 mod info;
 mod intensity;
 mod namespace;
+pub mod prelude;
 mod registry;
 mod report;
 mod supervisor;

@@ -8,6 +8,13 @@
 //!   its start and stop through a channel, counts itself live, and obeys
 //!   [`crash`], [`panic`], [`exit_normally`] and [`hang`].
 //! - [`advance`] moves tokio's paused clock and lets woken tasks run.
+//! - [`ScriptedDirectory`] is an `AgentDirectory` of scripted agents whose
+//!   answers a test controls ([`Answer`]), for crates that talk to agents
+//!   through the contract.
+
+mod directory;
+
+pub use directory::{Answer, Script, ScriptedDirectory};
 
 use std::{
     fmt,
@@ -278,7 +285,7 @@ impl Lifecycle {
 ///
 /// # #[tokio::main] async fn main() {
 /// let (kit, mut lifecycle) = TestKit::new();
-/// let sup = DynamicSupervisor::start(Default::default()).unwrap();
+/// let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
 /// let child = sup.start_child(kit.spec("a")).await.unwrap();
 /// assert!(matches!(lifecycle.recv().await, Some(Lifecycle::Started { .. })));
 ///

@@ -60,6 +60,7 @@ async fn dynamic_backoff_doubles_caps_and_resets() {
         telemetry: telemetry.clone(),
         ..Default::default()
     })
+    .await
     .unwrap();
     let mut child = sup
         .start_child(kit.spec("w").with_backoff(backoff()))
@@ -106,6 +107,7 @@ async fn a_child_waiting_out_its_backoff_shows_as_restarting() {
         telemetry: telemetry.clone(),
         ..Default::default()
     })
+    .await
     .unwrap();
     let child = sup
         .start_child(
@@ -144,6 +146,7 @@ async fn intensity_still_applies_with_backoff() {
         },
         ..Default::default()
     })
+    .await
     .unwrap();
     let mut child = sup
         .start_child(kit.spec("w").with_backoff(backoff()))

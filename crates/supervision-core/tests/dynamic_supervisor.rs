@@ -49,7 +49,7 @@ async fn exit_decision(probe: &mut TelemetryProbe) -> (String, bool) {
 #[tokio::test]
 async fn start_child_returns_once_the_child_has_started() {
     let (kit, mut lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let child = sup.start_child(kit.spec("a")).await.unwrap();
     // The start report is already there: on_start completed before the reply.
     assert!(matches!(lifecycle.try_recv(), Ok(Lifecycle::Started { id, .. }) if id == child.id()));
@@ -62,7 +62,7 @@ async fn start_child_returns_once_the_child_has_started() {
 async fn start_error_is_returned_and_nothing_is_kept() {
     let (kit, _lifecycle) = TestKit::new();
     kit.fail_starts(true);
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let err = sup.start_child(kit.spec("a")).await.unwrap_err();
     assert!(
         matches!(&err, SupervisorError::Start(StartError::Failed(m)) if m.contains("start failure on command")),
@@ -86,7 +86,7 @@ impl Actor for PanicsOnStart {
 
 #[tokio::test]
 async fn start_panics_are_start_errors() {
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     // A panic in the actor's on_start...
     let err = sup
         .start_child(ChildSpec::actor::<PanicsOnStart>("p", || ()))
@@ -111,7 +111,7 @@ async fn start_panics_are_start_errors() {
 
 #[tokio::test(start_paused = true)]
 async fn start_timeout_bounds_a_hung_start() {
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let began = Instant::now();
     let spec =
         ChildSpec::new("hung", std::future::pending).with_start_timeout(Duration::from_secs(2));
@@ -127,7 +127,7 @@ async fn start_timeout_bounds_a_hung_start() {
 
 #[tokio::test]
 async fn invalid_specs_and_flags_are_refused() {
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let (kit, _lifecycle) = TestKit::new();
     let err = sup
         .start_child(
@@ -147,12 +147,12 @@ async fn invalid_specs_and_flags_are_refused() {
         },
         ..Default::default()
     };
-    assert!(DynamicSupervisor::start(bad_window).is_err());
+    assert!(DynamicSupervisor::start(bad_window).await.is_err());
     let bad_max = DynamicSupervisorFlags {
         max_children: Some(0),
         ..Default::default()
     };
-    assert!(DynamicSupervisor::start(bad_max).is_err());
+    assert!(DynamicSupervisor::start(bad_max).await.is_err());
 }
 
 // --- 3. templates with extra arguments ---------------------------------------
@@ -182,7 +182,9 @@ async fn template_prepends_extra_arguments_and_restarts_with_the_same() {
             ProcessHandle::spawn::<Session>((report, extra, arg))
         },
     );
-    let sup = DynamicSupervisor::with_template(Default::default(), template).unwrap();
+    let sup = DynamicSupervisor::with_template(Default::default(), template)
+        .await
+        .unwrap();
     let child = sup.start_child(7).await.unwrap();
     assert_eq!(seen.recv().await, Some(("pool-a".to_owned(), 7)));
     sup.start_child(8).await.unwrap();
@@ -198,7 +200,7 @@ async fn template_prepends_extra_arguments_and_restarts_with_the_same() {
 #[tokio::test]
 async fn terminate_child_returns_after_the_child_has_stopped() {
     let (kit, mut lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let child = sup.start_child(kit.spec("a")).await.unwrap();
     next(&mut lifecycle).await;
 
@@ -223,8 +225,8 @@ async fn terminate_child_returns_after_the_child_has_stopped() {
 #[tokio::test]
 async fn terminate_child_leaves_a_stranger_alone() {
     let (kit, _lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
-    let other_sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
+    let other_sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let stranger = other_sup.start_child(kit.spec("stranger")).await.unwrap();
 
     assert!(matches!(
@@ -246,7 +248,7 @@ async fn restart_case(restart: RestartType, exit: ExitReason) -> (bool, usize, O
     let telemetry = Telemetry::new();
     let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
     let (kit, mut lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(flags(&telemetry)).unwrap();
+    let sup = DynamicSupervisor::start(flags(&telemetry)).await.unwrap();
     let child = sup
         .start_child(kit.spec("c").with_restart(restart))
         .await
@@ -327,7 +329,7 @@ async fn a_panic_is_an_abnormal_exit() {
     let telemetry = Telemetry::new();
     let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
     let (kit, mut lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(flags(&telemetry)).unwrap();
+    let sup = DynamicSupervisor::start(flags(&telemetry)).await.unwrap();
     let child = sup
         .start_child(kit.spec("c").with_restart(RestartType::Transient))
         .await
@@ -359,7 +361,9 @@ fn intensity(max_restarts: u32, secs: u64, telemetry: &Telemetry) -> DynamicSupe
 async fn exceeding_intensity_stops_children_in_reverse_and_exits_with_error() {
     let telemetry = Telemetry::new();
     let (kit, mut lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(intensity(2, 5, &telemetry)).unwrap();
+    let sup = DynamicSupervisor::start(intensity(2, 5, &telemetry))
+        .await
+        .unwrap();
     for label in ["a", "b"] {
         sup.start_child(kit.spec(label)).await.unwrap();
         next(&mut lifecycle).await;
@@ -406,7 +410,9 @@ async fn intensity_window_slides() {
     let telemetry = Telemetry::new();
     let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
     let (kit, mut lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(intensity(2, 5, &telemetry)).unwrap();
+    let sup = DynamicSupervisor::start(intensity(2, 5, &telemetry))
+        .await
+        .unwrap();
     sup.start_child(kit.spec("x")).await.unwrap();
     next(&mut lifecycle).await;
 
@@ -450,6 +456,7 @@ async fn the_parent_sees_a_supervisor_that_gave_up() {
         name: "parent".into(),
         ..flags(&telemetry)
     })
+    .await
     .unwrap();
     let inner_flags = DynamicSupervisorFlags {
         name: "inner".into(),
@@ -459,7 +466,7 @@ async fn the_parent_sees_a_supervisor_that_gave_up() {
         .start_child(DynamicSupervisor::child_spec("inner", inner_flags))
         .await
         .unwrap();
-    let inner = DynamicSupervisor::from_handle(&inner_handle).await.unwrap();
+    let inner = DynamicSupervisor::from_handle(&inner_handle).unwrap();
     let (kit, mut lifecycle) = TestKit::new();
     let child = inner.start_child(kit.spec("w")).await.unwrap();
     next(&mut lifecycle).await;
@@ -499,6 +506,7 @@ async fn max_children_counts_a_child_being_restarted() {
         },
         ..flags(&telemetry)
     })
+    .await
     .unwrap();
     sup.start_child(kit.spec("a")).await.unwrap();
     let b = sup.start_child(kit.spec("b")).await.unwrap();
@@ -546,7 +554,7 @@ async fn max_children_counts_a_child_being_restarted() {
 #[tokio::test]
 async fn count_children_tells_supervisors_from_workers() {
     let (kit, _lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     sup.start_child(kit.spec("w")).await.unwrap();
     sup.start_child(DynamicSupervisor::child_spec("s", Default::default()))
         .await
@@ -577,7 +585,7 @@ async fn count_children_tells_supervisors_from_workers() {
 #[tokio::test(start_paused = true)]
 async fn stop_goes_in_reverse_order_and_kills_a_child_that_ignores_it() {
     let (kit, mut lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let a = sup
         .start_child(
             kit.spec("a")
@@ -615,7 +623,7 @@ async fn stop_goes_in_reverse_order_and_kills_a_child_that_ignores_it() {
 #[tokio::test]
 async fn brutal_kill_does_not_wait() {
     let (kit, _lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let child = sup
         .start_child(kit.spec("k").with_shutdown(Shutdown::BrutalKill))
         .await
@@ -629,7 +637,7 @@ async fn brutal_kill_does_not_wait() {
 #[tokio::test]
 async fn dropping_every_handle_stops_the_children() {
     let (kit, _lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let child = sup.start_child(kit.spec("a")).await.unwrap();
     drop(sup);
     // The supervisor stops with its last handle, and stops its child.
@@ -666,7 +674,9 @@ impl Message<Die> for DiesAtOnce {
 #[tokio::test]
 async fn a_child_that_dies_right_after_starting_is_still_supervised() {
     let telemetry = Telemetry::new();
-    let sup = DynamicSupervisor::start(intensity(2, 5, &telemetry)).unwrap();
+    let sup = DynamicSupervisor::start(intensity(2, 5, &telemetry))
+        .await
+        .unwrap();
     sup.start_child(ChildSpec::actor::<DiesAtOnce>("d", || ()))
         .await
         .unwrap();
@@ -681,7 +691,7 @@ async fn a_child_that_dies_right_after_starting_is_still_supervised() {
 #[tokio::test]
 async fn a_child_started_as_the_supervisor_stops_is_not_left_running() {
     let (kit, _lifecycle) = TestKit::new();
-    let sup = DynamicSupervisor::start(Default::default()).unwrap();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
     let stopper = sup.clone();
     let spawn_kit = kit.clone();
     let spec = ChildSpec::new("late", move || {
@@ -710,6 +720,7 @@ async fn a_start_child_dropped_midway_gives_its_slot_back() {
         max_children: Some(1),
         ..Default::default()
     })
+    .await
     .unwrap();
     let hung = ChildSpec::new("hung", std::future::pending);
     let cancelled = tokio::time::timeout(Duration::from_secs(1), sup.start_child(hung)).await;

@@ -23,7 +23,7 @@ impl Actor for Minimal {
 }
 
 pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default())?;
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).await?;
     let mut children = Vec::with_capacity(n as usize);
     let mem0 = crate::rss_bytes()?;
 

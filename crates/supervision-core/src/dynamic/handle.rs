@@ -1,0 +1,203 @@
+//! [`DynamicSupervisor`]: the handle users hold, and its calls.
+
+use std::{fmt, sync::Arc};
+
+use kameo::{
+    actor::{ActorRef, Spawn},
+    mailbox,
+};
+use tokio::sync::OnceCell;
+
+use super::{
+    DynamicSupervisorFlags, TemplateSupervisor,
+    actor::{DynamicSupervisorActor, Shared},
+    messages::{Adopt, CountChildren, GetShared, TerminateChild, WhichChildren},
+};
+use crate::{
+    ChildCounts, ChildInfo, ChildSpec, ChildTemplate, ExitReason, ProcessHandle, StartError,
+    SupervisorError, error::from_send_error,
+};
+
+/// A handle to a running dynamic supervisor: cheap to clone; the supervisor
+/// runs while any handle to it exists (dropping the last one stops it and
+/// its children).
+///
+/// It starts, stops and answers as a [`Supervisor`](crate::Supervisor)
+/// does: `start` is async and fails with a [`SupervisorError`], the flags
+/// are built the same way, [`from_handle`](Self::from_handle) gets the API
+/// back from a child's handle, and every call fails with
+/// [`SupervisorError::SupervisorGone`] once the supervisor has stopped.
+///
+/// # Example
+///
+/// ```
+/// use kameo::prelude::*;
+/// use supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags};
+///
+/// #[derive(Actor)]
+/// struct Worker;
+///
+/// # #[tokio::main] async fn main() {
+/// let sup = DynamicSupervisor::start(DynamicSupervisorFlags::new()).await.unwrap();
+/// let child = sup.start_child(ChildSpec::actor::<Worker>("worker", || Worker)).await.unwrap();
+/// assert_eq!(sup.count_children().await.unwrap().active, 1);
+///
+/// sup.terminate_child(&child).await.unwrap();
+/// assert!(!child.is_alive());
+/// sup.stop().await;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct DynamicSupervisor {
+    actor: ActorRef<DynamicSupervisorActor>,
+    handle: ProcessHandle,
+    /// What the handle shares with the actor; fetched from the actor on
+    /// first use by a handle made with `from_handle`.
+    shared: OnceCell<Arc<Shared>>,
+}
+
+impl DynamicSupervisor {
+    /// Starts a dynamic supervisor with no children. Invalid flags are a
+    /// [`SupervisorError::InvalidFlags`].
+    pub async fn start(flags: DynamicSupervisorFlags) -> Result<Self, SupervisorError> {
+        flags.validate()?;
+        let (actor, shared) = DynamicSupervisorActor::new(flags);
+        // Unbounded: the supervisor tells itself retries from its handlers,
+        // which must never wait on its own mailbox.
+        let actor = DynamicSupervisorActor::spawn_with_mailbox(actor, mailbox::unbounded());
+        Ok(DynamicSupervisor {
+            handle: ProcessHandle::new(actor.clone()),
+            actor,
+            shared: OnceCell::new_with(Some(shared)),
+        })
+    }
+
+    /// Starts a dynamic supervisor that starts children from `template`, see
+    /// [`TemplateSupervisor`].
+    pub async fn with_template<A>(
+        flags: DynamicSupervisorFlags,
+        template: ChildTemplate<A>,
+    ) -> Result<TemplateSupervisor<A>, SupervisorError>
+    where
+        A: Clone + Send + Sync + 'static,
+    {
+        Ok(TemplateSupervisor {
+            supervisor: DynamicSupervisor::start(flags).await?,
+            template,
+        })
+    }
+
+    /// A child spec that starts a dynamic supervisor with `flags`, to nest
+    /// one under another supervisor; its [`validate`](ChildSpec::validate)
+    /// checks the flags too. Get its API back from the child's handle with
+    /// [`from_handle`](Self::from_handle).
+    pub fn child_spec(id: impl Into<Arc<str>>, flags: DynamicSupervisorFlags) -> ChildSpec {
+        let checked = flags.clone();
+        ChildSpec::new(id, move || {
+            let flags = flags.clone();
+            async move {
+                DynamicSupervisor::start(flags)
+                    .await
+                    .map(|sup| sup.handle)
+                    .map_err(StartError::failed)
+            }
+        })
+        .supervisor()
+        .with_check(move || checked.validate())
+    }
+
+    /// The supervisor behind a process handle, if it is a dynamic
+    /// supervisor.
+    pub fn from_handle(handle: &ProcessHandle) -> Option<Self> {
+        let actor = handle.downcast::<DynamicSupervisorActor>()?;
+        Some(DynamicSupervisor {
+            actor,
+            handle: handle.clone(),
+            shared: OnceCell::new(),
+        })
+    }
+
+    async fn shared(&self) -> Result<&Arc<Shared>, SupervisorError> {
+        self.shared
+            .get_or_try_init(|| async {
+                self.actor
+                    .ask(GetShared)
+                    .await
+                    .map_err(|_| SupervisorError::SupervisorGone)
+            })
+            .await
+    }
+
+    /// Starts a child from `spec` and returns its handle once its start has
+    /// completed. A start error is returned and nothing is kept.
+    pub async fn start_child(&self, spec: ChildSpec) -> Result<ProcessHandle, SupervisorError> {
+        spec.validate()?;
+        if !self.handle.is_alive() {
+            return Err(SupervisorError::SupervisorGone);
+        }
+        let shared = self.shared().await?;
+        // Given back if the start fails, or if this future is dropped midway
+        // (a started child whose handle is dropped stops by itself).
+        let place = shared.places.reserve()?;
+        let handle = shared.reporter.start(&spec).await?;
+        let shutdown = spec.shutdown;
+        let adopt = Adopt {
+            handle: handle.clone(),
+            spec,
+        };
+        if self.actor.tell(adopt).await.is_err() {
+            // The supervisor stopped meanwhile: leave nothing running.
+            drop(place);
+            shutdown.stop(&handle).await;
+            return Err(SupervisorError::SupervisorGone);
+        }
+        place.keep();
+        Ok(handle)
+    }
+
+    /// Stops `child` by its spec's [`Shutdown`](crate::Shutdown) and returns
+    /// once it has stopped. A child that is not (or no longer) this
+    /// supervisor's is left alone: [`SupervisorError::NotFound`].
+    pub async fn terminate_child(&self, child: &ProcessHandle) -> Result<(), SupervisorError> {
+        self.actor
+            .ask(TerminateChild(child.id()))
+            .await
+            .map_err(from_send_error)
+    }
+
+    /// Every child in start order, with its state.
+    pub async fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
+        self.actor.ask(WhichChildren).await.map_err(from_send_error)
+    }
+
+    /// The child counts.
+    pub async fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
+        self.actor.ask(CountChildren).await.map_err(from_send_error)
+    }
+
+    /// Stops every child in reverse start order, each by its shutdown, then
+    /// the supervisor; returns once all have stopped, with the supervisor's
+    /// exit reason.
+    pub async fn stop(&self) -> ExitReason {
+        self.handle.stop().await
+    }
+
+    /// Waits until the supervisor has stopped (after its children) and
+    /// returns why.
+    pub async fn exited(&self) -> ExitReason {
+        self.handle.exited().await
+    }
+
+    /// The supervisor's own process handle.
+    pub fn handle(&self) -> &ProcessHandle {
+        &self.handle
+    }
+}
+
+impl fmt::Debug for DynamicSupervisor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DynamicSupervisor")
+            .field("handle", &self.handle)
+            .finish()
+    }
+}
