@@ -56,6 +56,7 @@ mod exit;
 mod handle;
 mod info;
 mod intensity;
+mod load;
 mod namespace;
 pub mod prelude;
 mod registry;
@@ -87,10 +88,14 @@ pub use exit::ExitReason;
 pub use handle::ProcessHandle;
 pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
+pub use load::{AgentLoad, LoadReport};
 pub use namespace::Namespace;
 pub use registry::{Metadata, Registry, RegistryError, RegistryEvent, RegistryEvents};
 pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
-pub use telemetry::{MetaValue, Telemetry, TelemetryError, TelemetryEvent};
+pub use telemetry::{
+    GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,
+    TelemetryEvent,
+};
 
 /// The README's examples, run as doc tests.
 #[cfg(doctest)]

@@ -253,6 +253,170 @@ impl fmt::Debug for Telemetry {
     }
 }
 
+/// A metadata value owned by an [`OwnedEvent`].
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+pub enum OwnedMetaValue {
+    /// A string.
+    Str(String),
+    /// A signed integer.
+    I64(i64),
+    /// An unsigned integer.
+    U64(u64),
+    /// A float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl From<MetaValue<'_>> for OwnedMetaValue {
+    fn from(value: MetaValue<'_>) -> Self {
+        match value {
+            MetaValue::Str(s) => OwnedMetaValue::Str(s.to_owned()),
+            MetaValue::I64(v) => OwnedMetaValue::I64(v),
+            MetaValue::U64(v) => OwnedMetaValue::U64(v),
+            MetaValue::F64(v) => OwnedMetaValue::F64(v),
+            MetaValue::Bool(v) => OwnedMetaValue::Bool(v),
+        }
+    }
+}
+
+impl fmt::Display for OwnedMetaValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OwnedMetaValue::Str(s) => f.write_str(s),
+            OwnedMetaValue::I64(v) => write!(f, "{v}"),
+            OwnedMetaValue::U64(v) => write!(f, "{v}"),
+            OwnedMetaValue::F64(v) => write!(f, "{v}"),
+            OwnedMetaValue::Bool(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// A telemetry event that owns its data: to keep, queue or send an event
+/// past the handler call ([`TelemetryEvent::to_owned_event`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OwnedEvent {
+    /// The event's name, word by word.
+    pub name: Vec<String>,
+    /// Its measurements.
+    pub measurements: Vec<(String, f64)>,
+    /// Its metadata.
+    pub metadata: Vec<(String, OwnedMetaValue)>,
+}
+
+impl OwnedEvent {
+    /// Whether the event is named `name`.
+    pub fn is(&self, name: &[&str]) -> bool {
+        self.name.len() == name.len() && self.name.iter().zip(name).all(|(a, b)| a == b)
+    }
+
+    /// The measurement named `key`.
+    pub fn measurement(&self, key: &str) -> Option<f64> {
+        self.measurements
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| *v)
+    }
+
+    /// The metadata value named `key`.
+    pub fn meta(&self, key: &str) -> Option<&OwnedMetaValue> {
+        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+    }
+
+    /// The name joined with dots.
+    pub fn dotted_name(&self) -> String {
+        self.name.join(".")
+    }
+}
+
+impl TelemetryEvent<'_> {
+    /// A copy of the event that owns its data.
+    pub fn to_owned_event(&self) -> OwnedEvent {
+        OwnedEvent {
+            name: self.name.iter().map(|s| (*s).to_owned()).collect(),
+            measurements: self
+                .measurements
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), *v))
+                .collect(),
+            metadata: self
+                .metadata
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), OwnedMetaValue::from(*v)))
+                .collect(),
+        }
+    }
+}
+
+/// One value of a gauge read on scrape: the metric (one of
+/// [`events::GAUGES`](crate::events::GAUGES)), its label values in the
+/// declaration's order, and the value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GaugeReading {
+    /// The metric's name, e.g. `mabeam_supervisor_children`.
+    pub metric: &'static str,
+    /// Label names and values.
+    pub labels: Vec<(&'static str, String)>,
+    /// The value now.
+    pub value: f64,
+}
+
+impl GaugeReading {
+    /// A reading of `decl` with `labels` (values in the declaration's
+    /// label order; extra values are ignored, missing ones left out).
+    pub fn new(
+        decl: &crate::events::GaugeDecl,
+        labels: impl IntoIterator<Item = impl Into<String>>,
+        value: f64,
+    ) -> Self {
+        GaugeReading {
+            metric: decl.metric,
+            labels: decl
+                .labels
+                .iter()
+                .copied()
+                .zip(labels.into_iter().map(Into::into))
+                .collect(),
+            value,
+        }
+    }
+}
+
+/// Something whose gauges are read when metrics are scraped (live
+/// children, registered names, mailbox lengths): values that are states,
+/// not events, so no event could keep them current.
+///
+/// The exporter calls [`read`](Self::read) on each source at every scrape
+/// and sets the gauges to what it answers. A source answers quickly (it
+/// counts; it does not wait on slow work).
+///
+/// # Example
+///
+/// ```
+/// use futures::future::BoxFuture;
+/// use supervision_core::{GaugeReading, GaugeSource, events};
+///
+/// struct Names(usize);
+///
+/// impl GaugeSource for Names {
+///     fn read(&self) -> BoxFuture<'_, Vec<GaugeReading>> {
+///         Box::pin(async move {
+///             vec![GaugeReading::new(&events::GAUGE_REGISTRY_NAMES, ["production"], self.0 as f64)]
+///         })
+///     }
+/// }
+///
+/// # futures::executor::block_on(async {
+/// let readings = Names(3).read().await;
+/// assert_eq!(readings[0].labels, [("namespace", "production".to_owned())]);
+/// # });
+/// ```
+pub trait GaugeSource: Send + Sync + 'static {
+    /// The gauges' values now.
+    fn read(&self) -> futures::future::BoxFuture<'_, Vec<GaugeReading>>;
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,0 +1,3 @@
+//! The `mabeam` binary (being built: see the crate docs).
+
+fn main() {}

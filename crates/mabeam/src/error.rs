@@ -1,0 +1,41 @@
+//! [`MabeamError`]: the umbrella's errors, codes 8000-8999.
+
+use std::sync::Arc;
+
+use supervision_core::{ApplicationError, ErrorCode};
+use telemetry::TelemetryServiceError;
+use thiserror::Error;
+
+/// Why building, starting or operating a [`System`](crate::System) failed.
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum MabeamError {
+    /// No service of either tree has this name.
+    #[error("unknown service {0:?}")]
+    UnknownService(Arc<str>),
+    /// A service of one's own takes a name already used in either tree.
+    #[error("service {0:?} is defined twice")]
+    DuplicateService(Arc<str>),
+    /// An application refused (its definition, a start, a stop, an admin call).
+    #[error("{tree} application: {error}")]
+    Application {
+        /// `foundation` or `mabeam`.
+        tree: &'static str,
+        /// What the application said.
+        error: ApplicationError,
+    },
+    /// The telemetry wiring was refused (a disabled handle, a handler id taken).
+    #[error(transparent)]
+    Telemetry(#[from] TelemetryServiceError),
+}
+
+impl ErrorCode for MabeamError {
+    fn code(&self) -> u32 {
+        match self {
+            MabeamError::UnknownService(_) => 8001,
+            MabeamError::DuplicateService(_) => 8002,
+            MabeamError::Application { .. } => 8003,
+            MabeamError::Telemetry(_) => 8004,
+        }
+    }
+}
