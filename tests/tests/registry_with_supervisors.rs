@@ -88,7 +88,7 @@ async fn a_crashed_agent_frees_its_name_and_its_restart_takes_it_again() {
         .unwrap();
     assert!(matches!(
         freed,
-        Some(RegistryEvent::Unregistered { ref name, .. }) if &**name == "agent-7"
+        Ok(RegistryEvent::Unregistered { ref name, .. }) if &**name == "agent-7"
     ));
     probe
         .wait_for(events::CHILD_RESTARTED, Duration::from_secs(10))
@@ -97,12 +97,12 @@ async fn a_crashed_agent_frees_its_name_and_its_restart_takes_it_again() {
     let taken = tokio::time::timeout(Duration::from_secs(10), changes.recv())
         .await
         .unwrap();
-    let Some(RegistryEvent::Registered { name, handle, .. }) = taken else {
+    let Ok(RegistryEvent::Registered { name, handle, .. }) = taken else {
         panic!("expected the restarted agent to register, got {taken:?}")
     };
     assert_eq!(&*name, "agent-7");
     assert_ne!(handle, first);
-    assert_eq!(registry.lookup(&namespace, "agent-7"), Some(handle));
+    assert_eq!(registry.lookup(&namespace, "agent-7"), handle.upgrade());
     assert_eq!(registry.count(&namespace), 100);
 
     // Stopping the supervisor stops every agent; the registry forgets them.

@@ -52,7 +52,6 @@ mod listeners;
 mod process_registry;
 mod records;
 mod service;
-mod stopper;
 mod table;
 
 pub use error::ServiceError;
@@ -60,4 +59,4 @@ pub use fallback::{Answer, FallbackSource, LastValueCache};
 pub use health::{CheckHealth, HealthCheck, HealthStatus};
 pub use process_registry::{CleanupReport, DEFAULT_CLEANUP_SHUTDOWN, ProcessRegistry};
 pub use service::{ServiceInfo, ServiceOptions, ServiceRegistry};
-pub use stopper::Stopper;
+pub use supervision_core::Stopper;

@@ -1,55 +1,128 @@
-//! The listeners of one namespace: channels that receive its
-//! [`RegistryEvent`]s in the order the registry applied them.
+//! The subscribers of one namespace, indexed by [`Topic`], each a bounded
+//! channel that receives its topic's [`RegistryEvent`]s in the order the
+//! registry applied them.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use parking_lot::Mutex;
-use supervision_core::{RegistryEvent, RegistryEvents};
-use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
+use supervision_core::{RegistryEvent, RegistryEventSender, RegistryEvents, Topic};
 
 /// The subscribers of one namespace.
 ///
 /// Events are sent while the writer still holds the lock of the name or
-/// group it changed, so two changes of one name reach every listener in the
-/// order they were applied. A listener whose receiver is gone (dropped, or
-/// its owner stopped) is removed at the next event or subscription; it
-/// never holds the registry up (the channels are unbounded).
-#[derive(Debug, Default)]
+/// group it changed, so two changes of one name reach every subscriber in
+/// the order they were applied. Sending never waits: a subscriber whose
+/// buffer is full is removed, and its receiver reports that it lagged
+/// (see [`RegistryEvents`]); one whose receiver is gone is removed at the
+/// next event of its topic or the next subscription.
+#[derive(Debug)]
 pub(crate) struct Listeners {
-    /// How many senders are in `senders`, read without the lock so that a
-    /// namespace without listeners pays one atomic load per change.
+    /// How many subscribers there are, read without the lock so that a
+    /// namespace without subscribers pays one atomic load per change.
     count: AtomicUsize,
-    senders: Mutex<Vec<UnboundedSender<RegistryEvent>>>,
+    /// Each subscription's buffer.
+    capacity: usize,
+    inner: Mutex<Subscribers>,
+}
+
+/// The subscribers by topic.
+#[derive(Debug, Default)]
+struct Subscribers {
+    all: Vec<RegistryEventSender>,
+    names: HashMap<Arc<str>, Vec<RegistryEventSender>>,
+    groups: HashMap<Arc<str>, Vec<RegistryEventSender>>,
+}
+
+impl Subscribers {
+    fn len(&self) -> usize {
+        self.all.len()
+            + self.names.values().map(Vec::len).sum::<usize>()
+            + self.groups.values().map(Vec::len).sum::<usize>()
+    }
+
+    /// Drops the subscribers whose receiver is gone.
+    fn prune(&mut self) {
+        self.all.retain(|tx| !tx.is_closed());
+        for senders in [&mut self.names, &mut self.groups] {
+            senders.retain(|_, txs| {
+                txs.retain(|tx| !tx.is_closed());
+                !txs.is_empty()
+            });
+        }
+    }
+}
+
+/// What a change is about: a name or a group.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum About<'a> {
+    Name(&'a str),
+    Group(&'a str),
 }
 
 impl Listeners {
-    /// Adds a listener.
-    pub(crate) fn subscribe(&self) -> RegistryEvents {
-        let (tx, rx) = unbounded_channel();
-        let mut senders = self.senders.lock();
-        senders.retain(|tx| !tx.is_closed());
-        senders.push(tx);
-        self.count.store(senders.len(), Ordering::Release);
+    pub(crate) fn new(capacity: usize) -> Self {
+        Listeners {
+            count: AtomicUsize::new(0),
+            capacity,
+            inner: Mutex::new(Subscribers::default()),
+        }
+    }
+
+    /// Adds a subscriber to `topic`. Call it with the lock of the topic's
+    /// name or group held (or with no change in progress, for
+    /// [`Topic::All`]) to subscribe atomically with a snapshot.
+    pub(crate) fn subscribe(&self, topic: Topic) -> RegistryEvents {
+        let (tx, rx) = RegistryEvents::channel(self.capacity);
+        let mut inner = self.inner.lock();
+        inner.prune();
+        match topic {
+            Topic::Name(name) => inner.names.entry(name).or_default().push(tx),
+            Topic::Group(group) => inner.groups.entry(group).or_default().push(tx),
+            // `Topic::All`, and any topic added later, gets everything.
+            _ => inner.all.push(tx),
+        }
+        self.count.store(inner.len(), Ordering::Release);
         rx
     }
 
-    /// Sends the event made by `make` to every listener; `make` runs only
-    /// if there is one.
-    pub(crate) fn send(&self, make: impl FnOnce() -> RegistryEvent) {
+    /// Sends the event made by `make`, about `about`, to the subscribers of
+    /// its topic and of the whole namespace; `make` runs only if there is
+    /// one.
+    pub(crate) fn send(&self, about: About<'_>, make: impl FnOnce() -> RegistryEvent) {
         if self.count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let mut senders = self.senders.lock();
-        if senders.is_empty() {
+        let mut inner = self.inner.lock();
+        let Subscribers { all, names, groups } = &mut *inner;
+        let topic = match about {
+            About::Name(name) => names.get_mut(name),
+            About::Group(group) => groups.get_mut(group),
+        };
+        if all.is_empty() && topic.is_none() {
             return;
         }
         let event = make();
-        senders.retain(|tx| tx.send(event.clone()).is_ok());
-        self.count.store(senders.len(), Ordering::Release);
+        all.retain(|tx| tx.send(event.clone()));
+        if let Some(txs) = topic {
+            txs.retain(|tx| tx.send(event.clone()));
+            if txs.is_empty() {
+                match about {
+                    About::Name(name) => names.remove(name),
+                    About::Group(group) => groups.remove(group),
+                };
+            }
+        }
+        self.count.store(inner.len(), Ordering::Release);
     }
 
-    /// How many listeners are subscribed (closed ones included until the
-    /// next event).
+    /// How many subscribers there are (closed ones included until they
+    /// are pruned).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.count.load(Ordering::Acquire)
@@ -58,38 +131,29 @@ impl Listeners {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
 
-    fn left(group: &str) -> impl FnOnce() -> RegistryEvent + '_ {
-        move || RegistryEvent::Unregistered {
-            name: Arc::from(group),
-            handle: unreachable_handle(),
-            exit: None,
-        }
-    }
-
-    // Events are only made when a listener exists; a test that needs no
-    // real handle never makes one.
-    fn unreachable_handle() -> supervision_core::ProcessHandle {
-        unreachable!("no listener, no event")
+    fn unregistered(name: &str) -> impl FnOnce() -> RegistryEvent + '_ {
+        move || -> RegistryEvent { unreachable!("no subscriber of {name:?}, no event") }
     }
 
     #[test]
-    fn no_listener_makes_no_event() {
-        let listeners = Listeners::default();
-        listeners.send(left("g"));
+    fn no_subscriber_makes_no_event() {
+        let listeners = Listeners::new(4);
+        listeners.send(About::Name("g"), unregistered("g"));
+        let _other = listeners.subscribe(Topic::Name("other".into()));
+        listeners.send(About::Name("g"), unregistered("g"));
+        listeners.send(About::Group("other"), unregistered("other"));
     }
 
     #[test]
     fn dropped_receiver_is_removed() {
-        let listeners = Listeners::default();
-        let kept = listeners.subscribe();
-        let dropped = listeners.subscribe();
+        let listeners = Listeners::new(4);
+        let kept = listeners.subscribe(Topic::All);
+        let dropped = listeners.subscribe(Topic::Name("n".into()));
         assert_eq!(listeners.len(), 2);
         drop(dropped);
-        let _other = listeners.subscribe();
+        let _other = listeners.subscribe(Topic::All);
         assert_eq!(listeners.len(), 2, "the closed one is pruned on subscribe");
         drop(kept);
     }

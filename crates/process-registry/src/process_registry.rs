@@ -1,27 +1,31 @@
 //! [`ProcessRegistry`]: the namespaced registry of unique names and groups,
-//! implementing supervision-core's [`Registry`] contract.
+//! implementing supervision-core's [`Registry`] contract. The type and its
+//! namespaces' tables are here; its calls are split by concept:
+//! `names.rs` (unique names), `groups.rs` (groups), `subscriptions.rs`
+//! (subscribers and snapshots), `watchers.rs` (the task that cleans up after
+//! a process that stopped), `cleanup.rs` (stopping a namespace) and
+//! `contract.rs` (the [`Registry`] impl, forwarding to the calls).
 
-use std::{
-    collections::HashMap,
-    fmt,
-    ops::Deref,
-    sync::{Arc, Weak},
-    time::Duration,
-};
+mod cleanup;
+mod contract;
+mod groups;
+mod names;
+mod subscriptions;
+mod watchers;
 
-use dashmap::mapref::entry::Entry;
+use std::{fmt, ops::Deref, sync::Arc};
+
 use futures::FutureExt;
-use kameo::actor::ActorId;
 use supervision_core::{
-    ExitReason, MetaValue, Metadata, Namespace, ProcessHandle, Registry, RegistryError,
-    RegistryEvent, RegistryEvents, Telemetry,
+    EVENT_BUFFER, ExitReason, MetaValue, Metadata, Namespace, ProcessHandle, Registry,
+    RegistryError, Telemetry, WeakProcessHandle,
 };
-use tokio::task::AbortHandle;
+
+pub use cleanup::{CleanupReport, DEFAULT_CLEANUP_SHUTDOWN};
 
 use crate::{
-    Stopper,
-    records::{Held, Kind, Records},
-    table::{Map, Name, NameEntry, NsTable, map},
+    records::Records,
+    table::{Map, Name, NsTable, map},
 };
 
 /// Shards of the production namespace's maps: many, so that two readers
@@ -32,12 +36,8 @@ const TEST_SHARDS: usize = 4;
 /// Shards of the per-process index.
 const RECORD_SHARDS: usize = 64;
 
-/// How long [`ProcessRegistry::cleanup`] lets a process take to stop before
-/// it is killed: 5 seconds, OTP's default shutdown of a worker.
-pub const DEFAULT_CLEANUP_SHUTDOWN: Duration = Duration::from_secs(5);
-
 /// A namespaced registry of processes: unique names with metadata, groups,
-/// and change listeners. It implements [`Registry`]; hand it to other
+/// and change subscriptions. It implements [`Registry`]; hand it to other
 /// crates as an `Arc<dyn Registry>`.
 ///
 /// Cloning is cheap and every clone is the same registry. Each registry is
@@ -50,33 +50,42 @@ pub const DEFAULT_CLEANUP_SHUTDOWN: Duration = Duration::from_secs(5);
 /// its `on_stop`. So, like `Process.alive?` on the BEAM:
 ///
 /// - [`lookup`](Self::lookup), [`list`](Self::list), [`count`](Self::count),
-///   [`find`](Self::find) and [`members`](Self::members) never return a
-///   holder that is stopping or stopped;
+///   [`find`](Self::find), [`keys`](Self::keys) and [`members`](Self::members)
+///   never return a holder that is stopping or stopped;
 /// - a name whose holder is stopping or stopped is free:
 ///   [`register`](Self::register) takes it over at once, emitting
-///   [`RegistryEvent::Unregistered`] for the old holder (with its exit
-///   reason if it has already stopped, `None` while it is still stopping)
-///   before [`RegistryEvent::Registered`];
+///   [`RegistryEvent::Unregistered`](supervision_core::RegistryEvent::Unregistered)
+///   for the old holder (with its exit reason if it has already stopped,
+///   `None` while it is still stopping) before `Registered`;
 /// - registering a handle that is not live fails with
 ///   [`RegistryError::NotAlive`].
 ///
-/// Besides that, one tokio task per registered *process* (not per name)
-/// awaits its exit and then removes every name and membership it held,
+/// # Registration never keeps a process alive
+///
+/// The registry holds every process weakly ([`WeakProcessHandle`]), its
+/// events carry weak handles, and a [`Stopper`](supervision_core::Stopper)
+/// holds its supervisor weakly. A registered kameo actor whose other
+/// references all drop stops as it would unregistered, and its names go.
+///
+/// One tokio task per registered *process* (not per name) awaits its exit,
+/// without holding it, and then removes every name and membership it had,
 /// emitting `Unregistered` / `Left` with its exit reason. Correctness never
-/// waits for that task; it only frees memory and tells listeners. The task
-/// is spawned on the current tokio runtime, or on the one the registry was
-/// created in; a registry used entirely outside any runtime has no such
-/// task and relies on the rules above alone. The task ends when the
-/// process stops or holds nothing any more.
+/// waits for that task; it only frees memory and tells subscribers. The
+/// task is spawned on the current tokio runtime, or on the one the registry
+/// was created in; a registry used entirely outside any runtime has no
+/// such task and relies on the rules above alone. The task ends when the
+/// process stops or has no key any more.
 ///
 /// # Costs
 ///
-/// Lookups take one shard's read lock of the namespace's map and clone the
-/// holder's handle (the production namespace needs no map lookup to find
-/// its table; a test namespace needs one more). They emit no telemetry:
-/// they are the hot path. Writes take the name's shard lock, then the
-/// process's entry in the per-process index. A process that holds `k`
-/// names pays O(`k`) to drop one of them.
+/// Lookups take one shard's read lock of the namespace's map and upgrade
+/// the holder's weak handle (an atomic increment while some clone of the
+/// registered handle lives; else a new handle is allocated). The production
+/// namespace needs no map lookup to find its table; a test namespace needs
+/// one more. Lookups emit no telemetry: they are the hot path. Writes take
+/// the namespace's change gate (shared), the name's shard lock, then the
+/// process's entry in the per-process index. A process that has `k` keys
+/// pays O(`k`) to drop one of them.
 ///
 /// # Example
 ///
@@ -119,26 +128,15 @@ struct Inner {
     records: Records,
     telemetry: Telemetry,
     runtime: Option<tokio::runtime::Handle>,
+    /// Each subscription's buffer.
+    event_buffer: usize,
 }
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Ends the watcher tasks, which hold their processes' handles.
+        // Ends the watcher tasks.
         self.records.clear();
     }
-}
-
-/// What [`ProcessRegistry::cleanup`] did.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CleanupReport {
-    /// Processes that stopped when asked (by their stopper or their handle).
-    pub stopped: usize,
-    /// Processes killed because they outlasted the shutdown timeout.
-    pub killed: usize,
-    /// Names and memberships removed after the processes stopped (those
-    /// their cleanup task had not removed yet, and those of processes that
-    /// registered while the cleanup ran).
-    pub unregistered: usize,
 }
 
 /// A namespace's table: the production one is a field, a test one is
@@ -161,8 +159,13 @@ impl Deref for TableRef<'_> {
 
 /// The exit reason of a process that has stopped; `None` while it runs or
 /// is still stopping.
-fn exit_now(handle: &ProcessHandle) -> Option<ExitReason> {
+fn exit_now(handle: &WeakProcessHandle) -> Option<ExitReason> {
     handle.exited().now_or_never()
+}
+
+/// The process behind `handle`, if it is live.
+fn live(handle: &WeakProcessHandle) -> Option<ProcessHandle> {
+    handle.upgrade().filter(ProcessHandle::is_alive)
 }
 
 /// Metadata must be a JSON object or `null`.
@@ -188,8 +191,14 @@ fn outcome<T>(result: &Result<T, RegistryError>) -> &'static str {
     }
 }
 
+/// A map key as the `Arc<str>` that events and records carry.
+fn shared(name: &Name) -> Arc<str> {
+    Arc::from(name.as_str())
+}
+
 impl ProcessRegistry {
-    /// An empty registry emitting its telemetry through `telemetry`.
+    /// An empty registry emitting its telemetry through `telemetry`, each
+    /// subscription buffering [`EVENT_BUFFER`] events.
     ///
     /// Telemetry events (measurement `count` = 1 unless said otherwise;
     /// metadata `namespace` and `result`, e.g. `ok`, `already_registered`):
@@ -199,13 +208,22 @@ impl ProcessRegistry {
     /// `process_registry.cleanup` (measurements `stopped`, `killed`,
     /// `unregistered`, `duration_us`). Lookups emit nothing.
     pub fn new(telemetry: Telemetry) -> Self {
+        ProcessRegistry::with_event_buffer(telemetry, EVENT_BUFFER)
+    }
+
+    /// [`new`](Self::new), with each subscription buffering at most
+    /// `events` events (at least one) before it ends as lagged (see
+    /// [`RegistryEvents`](supervision_core::RegistryEvents)).
+    pub fn with_event_buffer(telemetry: Telemetry, events: usize) -> Self {
+        let event_buffer = events.max(1);
         ProcessRegistry {
             inner: Arc::new(Inner {
-                production: NsTable::new(PRODUCTION_SHARDS),
+                production: NsTable::new(PRODUCTION_SHARDS, event_buffer),
                 tests: map(TEST_SHARDS),
                 records: Records::new(RECORD_SHARDS),
                 telemetry,
                 runtime: tokio::runtime::Handle::try_current().ok(),
+                event_buffer,
             }),
         }
     }
@@ -231,7 +249,7 @@ impl ProcessRegistry {
                 self.inner
                     .tests
                     .entry(*id)
-                    .or_insert_with(|| Arc::new(NsTable::new(TEST_SHARDS)))
+                    .or_insert_with(|| Arc::new(NsTable::new(TEST_SHARDS, self.inner.event_buffer)))
                     .clone(),
             ),
         }
@@ -253,629 +271,11 @@ impl ProcessRegistry {
         );
     }
 
-    /// Records that `handle` holds `key`, starting its watcher if it is
-    /// new to the index. Called with the key's shard lock held.
-    fn hold(
-        &self,
-        namespace: &Namespace,
-        kind: Kind,
-        key: Arc<str>,
-        handle: &ProcessHandle,
-        stopper: Option<&Stopper>,
-    ) {
-        let held = Held {
-            ns: *namespace,
-            kind,
-            key,
-        };
-        self.inner
-            .records
-            .hold(handle.id(), held, stopper, || self.spawn_watcher(handle));
-    }
-
-    /// The task that cleans up after `handle` once it has stopped.
-    fn spawn_watcher(&self, handle: &ProcessHandle) -> Option<AbortHandle> {
-        let runtime = tokio::runtime::Handle::try_current()
-            .ok()
-            .or_else(|| self.inner.runtime.clone())?;
-        let registry: Weak<Inner> = Arc::downgrade(&self.inner);
-        let handle = handle.clone();
-        let task = runtime.spawn(async move {
-            let reason = handle.exited().await;
-            if let Some(inner) = registry.upgrade() {
-                ProcessRegistry { inner }.process_exited(&handle, reason);
-            }
-        });
-        Some(task.abort_handle())
-    }
-
-    /// Removes every name and membership of a process that stopped.
-    fn process_exited(&self, handle: &ProcessHandle, reason: ExitReason) {
-        let Some(record) = self.inner.records.take(handle.id()) else {
-            return;
-        };
-        let (mut names, mut memberships) = (0usize, 0usize);
-        for held in &record.held {
-            let Some(table) = self.table(&held.ns) else {
-                continue;
-            };
-            match held.kind {
-                Kind::Name => {
-                    let removed = table.names.remove_if(&*held.key, |name, entry| {
-                        if entry.handle != *handle {
-                            return false; // taken over since
-                        }
-                        table.listeners.send(|| RegistryEvent::Unregistered {
-                            name: shared(name),
-                            handle: handle.clone(),
-                            exit: Some(reason.clone()),
-                        });
-                        true
-                    });
-                    names += usize::from(removed.is_some());
-                }
-                Kind::Group => {
-                    // Every membership of this group goes at the first held
-                    // one; the others find none left.
-                    let _ = table.groups.remove_if_mut(&*held.key, |group, members| {
-                        members.retain(|member| {
-                            if member != handle {
-                                return true;
-                            }
-                            memberships += 1;
-                            table.listeners.send(|| RegistryEvent::Left {
-                                group: group.clone(),
-                                handle: handle.clone(),
-                                exit: Some(reason.clone()),
-                            });
-                            false
-                        });
-                        members.is_empty()
-                    });
-                }
-            }
-        }
-        let telemetry = &self.inner.telemetry;
-        if telemetry.is_enabled() {
-            telemetry.emit(
-                &["process_registry", "process", "down"],
-                &[("names", names as f64), ("memberships", memberships as f64)],
-                &[],
-            );
-        }
-    }
-
-    /// Registers `handle` under `name` in `namespace` with `metadata` (a
-    /// JSON object, or `null` for none).
-    ///
-    /// - `Ok` if the name was free, or held by a process that is not live
-    ///   (it is taken over), or already held by this same handle (the
-    ///   metadata is replaced and `Registered` is emitted again);
-    /// - [`RegistryError::AlreadyRegistered`] with the holder if another
-    ///   live process holds it;
-    /// - [`RegistryError::InvalidMetadata`] if `metadata` is not an object
-    ///   or `null`;
-    /// - [`RegistryError::NotAlive`] if `handle` is not live.
-    pub fn register(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        handle: ProcessHandle,
-        metadata: Metadata,
-    ) -> Result<(), RegistryError> {
-        let result = self.insert(namespace, name, handle, metadata, None);
-        self.emit(
-            &["process_registry", "register"],
-            namespace,
-            outcome(&result),
-        );
-        result
-    }
-
-    /// [`register`](Self::register), with the [`Stopper`] that
-    /// [`cleanup`](Self::cleanup) uses to stop this process (for a
-    /// supervised process: through its supervisor).
-    pub fn register_with_stopper(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        handle: ProcessHandle,
-        metadata: Metadata,
-        stopper: Stopper,
-    ) -> Result<(), RegistryError> {
-        let result = self.insert(namespace, name, handle, metadata, Some(&stopper));
-        self.emit(
-            &["process_registry", "register"],
-            namespace,
-            outcome(&result),
-        );
-        result
-    }
-
-    fn insert(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        handle: ProcessHandle,
-        metadata: Metadata,
-        stopper: Option<&Stopper>,
-    ) -> Result<(), RegistryError> {
-        check_metadata(&metadata)?;
-        if !handle.is_alive() {
-            return Err(RegistryError::NotAlive);
-        }
-        let table = self.table_or_new(namespace);
-        match table.names.entry(Name::from(name)) {
-            Entry::Occupied(mut slot) => {
-                let holder = slot.get().handle.clone();
-                if holder == handle {
-                    slot.get_mut().metadata = metadata;
-                    if let Some(stopper) = stopper {
-                        // Re-registering holds nothing new, but may bring
-                        // a new stopper.
-                        self.inner.records.set_stopper(handle.id(), stopper);
-                    }
-                    table.listeners.send(|| RegistryEvent::Registered {
-                        name: shared(slot.key()),
-                        handle,
-                        metadata: slot.get().metadata.clone(),
-                    });
-                    return Ok(());
-                }
-                if holder.is_alive() {
-                    return Err(RegistryError::AlreadyRegistered {
-                        name: shared(slot.key()),
-                        holder,
-                    });
-                }
-                // The holder is stopping or stopped: the name is free.
-                *slot.get_mut() = NameEntry {
-                    handle: handle.clone(),
-                    metadata,
-                };
-                self.released_name(namespace, &table, name, &holder, exit_now(&holder));
-                table.listeners.send(|| RegistryEvent::Registered {
-                    name: shared(slot.key()),
-                    handle: handle.clone(),
-                    metadata: slot.get().metadata.clone(),
-                });
-                self.hold(namespace, Kind::Name, shared(slot.key()), &handle, stopper);
-            }
-            Entry::Vacant(slot) => {
-                let slot = slot.insert_entry(NameEntry {
-                    handle: handle.clone(),
-                    metadata,
-                });
-                table.listeners.send(|| RegistryEvent::Registered {
-                    name: shared(slot.key()),
-                    handle: handle.clone(),
-                    metadata: slot.get().metadata.clone(),
-                });
-                self.hold(namespace, Kind::Name, shared(slot.key()), &handle, stopper);
-            }
-        }
-        Ok(())
-    }
-
-    /// Frees `name` and returns its former holder;
-    /// [`RegistryError::NotRegistered`] if no live process held it (a
-    /// holder that is not live is removed all the same).
-    pub fn unregister(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-    ) -> Result<ProcessHandle, RegistryError> {
-        let result = self.remove_name(namespace, name);
-        self.emit(
-            &["process_registry", "unregister"],
-            namespace,
-            outcome(&result),
-        );
-        result
-    }
-
-    /// Frees `name` only if `handle` holds it (alive or not); returns
-    /// whether it did. A name taken over by another process is left alone,
-    /// so an incarnation that stops can never free its successor's name.
-    pub fn unregister_if(&self, namespace: &Namespace, name: &str, handle: &ProcessHandle) -> bool {
-        let Some(table) = self.table(namespace) else {
-            return false;
-        };
-        let removed = table.names.remove_if(name, |key, entry| {
-            if entry.handle != *handle {
-                return false;
-            }
-            let exit = if entry.handle.is_alive() {
-                None
-            } else {
-                exit_now(&entry.handle)
-            };
-            self.released_name(namespace, &table, key, &entry.handle, exit);
-            true
-        });
-        let freed = removed.is_some();
-        self.emit(
-            &["process_registry", "unregister"],
-            namespace,
-            if freed { "ok" } else { "not_registered" },
-        );
-        freed
-    }
-
-    fn remove_name(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-    ) -> Result<ProcessHandle, RegistryError> {
-        let not_registered = || RegistryError::NotRegistered(Arc::from(name));
-        let table = self.table(namespace).ok_or_else(not_registered)?;
-        let mut was_live = false;
-        let removed = table.names.remove_if(name, |key, entry| {
-            was_live = entry.handle.is_alive();
-            let exit = if was_live {
-                None
-            } else {
-                exit_now(&entry.handle)
-            };
-            self.released_name(namespace, &table, key, &entry.handle, exit);
-            true
-        });
-        match removed {
-            Some((_, entry)) if was_live => Ok(entry.handle),
-            _ => Err(not_registered()),
-        }
-    }
-
-    /// The live holder of `name`.
-    pub fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle> {
-        let table = self.table(namespace)?;
-        let entry = table.names.get(name)?;
-        entry.handle.is_alive().then(|| entry.handle.clone())
-    }
-
-    /// The live holder of `name` and its metadata.
-    pub fn lookup_with_metadata(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-    ) -> Option<(ProcessHandle, Metadata)> {
-        let table = self.table(namespace)?;
-        let entry = table.names.get(name)?;
-        entry
-            .handle
-            .is_alive()
-            .then(|| (entry.handle.clone(), entry.metadata.clone()))
-    }
-
-    /// The metadata of `name`, if a live process holds it.
-    pub fn metadata(&self, namespace: &Namespace, name: &str) -> Option<Metadata> {
-        self.lookup_with_metadata(namespace, name)
-            .map(|(_, metadata)| metadata)
-    }
-
-    /// Replaces the metadata of `name`: [`RegistryError::NotRegistered`] if
-    /// no live process holds it, [`RegistryError::InvalidMetadata`] if
-    /// `metadata` is not an object or `null`. Listeners are not told
-    /// (there is no such event); telemetry is.
-    pub fn update_metadata(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        metadata: Metadata,
-    ) -> Result<(), RegistryError> {
-        let result = check_metadata(&metadata).and_then(|()| {
-            let table = self.table(namespace);
-            let mut entry = table
-                .as_ref()
-                .and_then(|table| table.names.get_mut(name))
-                .filter(|entry| entry.handle.is_alive())
-                .ok_or_else(|| RegistryError::NotRegistered(Arc::from(name)))?;
-            entry.metadata = metadata;
-            Ok(())
-        });
-        self.emit(
-            &["process_registry", "update_metadata"],
-            namespace,
-            outcome(&result),
-        );
-        result
-    }
-
-    /// Every name of `namespace` held by a live process, with holder and
-    /// metadata, sorted by name.
-    pub fn list(&self, namespace: &Namespace) -> Vec<(Arc<str>, ProcessHandle, Metadata)> {
-        self.find(namespace, |_, _| true)
-    }
-
-    /// The names of `namespace` whose live holder's metadata satisfies
-    /// `predicate` (called with the name and the metadata), sorted by name.
-    pub fn find(
-        &self,
-        namespace: &Namespace,
-        mut predicate: impl FnMut(&str, &Metadata) -> bool,
-    ) -> Vec<(Arc<str>, ProcessHandle, Metadata)> {
-        let Some(table) = self.table(namespace) else {
-            return Vec::new();
-        };
-        let mut found: Vec<_> = table
-            .names
-            .iter()
-            .filter(|entry| entry.handle.is_alive() && predicate(entry.key(), &entry.metadata))
-            .map(|entry| {
-                (
-                    shared(entry.key()),
-                    entry.handle.clone(),
-                    entry.metadata.clone(),
-                )
-            })
-            .collect();
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        found
-    }
-
-    /// How many names of `namespace` live processes hold.
-    pub fn count(&self, namespace: &Namespace) -> usize {
-        self.table(namespace).map_or(0, |table| {
-            table
-                .names
-                .iter()
-                .filter(|entry| entry.handle.is_alive())
-                .count()
-        })
-    }
-
-    /// Adds `handle` to `group` (once more if it is a member already);
-    /// [`RegistryError::NotAlive`] if it is not live.
-    pub fn join(
-        &self,
-        namespace: &Namespace,
-        group: &str,
-        handle: ProcessHandle,
-    ) -> Result<(), RegistryError> {
-        let result = if handle.is_alive() {
-            let table = self.table_or_new(namespace);
-            let mut members = table.groups.entry(Arc::from(group)).or_default();
-            members.push(handle.clone());
-            table.listeners.send(|| RegistryEvent::Joined {
-                group: members.key().clone(),
-                handle: handle.clone(),
-            });
-            self.hold(namespace, Kind::Group, members.key().clone(), &handle, None);
-            Ok(())
-        } else {
-            Err(RegistryError::NotAlive)
-        };
-        self.emit(&["process_registry", "join"], namespace, outcome(&result));
-        result
-    }
-
-    /// Removes one membership of `handle` in `group`;
-    /// [`RegistryError::NotInGroup`] if it has none. A group left empty
-    /// disappears.
-    pub fn leave(
-        &self,
-        namespace: &Namespace,
-        group: &str,
-        handle: &ProcessHandle,
-    ) -> Result<(), RegistryError> {
-        let mut left = false;
-        if let Some(table) = self.table(namespace) {
-            let _ = table.groups.remove_if_mut(group, |key, members| {
-                if let Some(at) = members.iter().rposition(|member| member == handle) {
-                    members.remove(at);
-                    left = true;
-                    table.listeners.send(|| RegistryEvent::Left {
-                        group: key.clone(),
-                        handle: handle.clone(),
-                        exit: None,
-                    });
-                    self.inner
-                        .records
-                        .release(handle.id(), namespace, Kind::Group, key);
-                }
-                members.is_empty()
-            });
-        }
-        let result = if left {
-            Ok(())
-        } else {
-            Err(RegistryError::NotInGroup(Arc::from(group)))
-        };
-        self.emit(&["process_registry", "leave"], namespace, outcome(&result));
-        result
-    }
-
-    /// The live members of `group`, in join order, each as often as it
-    /// joined.
-    pub fn members(&self, namespace: &Namespace, group: &str) -> Vec<ProcessHandle> {
-        let Some(table) = self.table(namespace) else {
-            return Vec::new();
-        };
-        table.groups.get(group).map_or_else(Vec::new, |members| {
-            members
-                .iter()
-                .filter(|member| member.is_alive())
-                .cloned()
-                .collect()
-        })
-    }
-
-    /// The groups of `namespace` with at least one live member, sorted.
-    pub fn groups(&self, namespace: &Namespace) -> Vec<Arc<str>> {
-        let Some(table) = self.table(namespace) else {
-            return Vec::new();
-        };
-        let mut groups: Vec<_> = table
-            .groups
-            .iter()
-            .filter(|group| group.iter().any(ProcessHandle::is_alive))
-            .map(|group| group.key().clone())
-            .collect();
-        groups.sort_unstable();
-        groups
-    }
-
-    /// Subscribes to the changes of `namespace`: every change applied after
-    /// this call arrives, in order. Drop the receiver to unsubscribe.
-    pub fn subscribe(&self, namespace: &Namespace) -> RegistryEvents {
-        self.table_or_new(namespace).listeners.subscribe()
-    }
-
-    /// How many processes hold a name or membership in any namespace, as
+    /// How many processes have a name or membership in any namespace, as
     /// far as the per-process index knows: a stopped process counts until
     /// its cleanup task has run. For diagnostics and tests.
     pub fn tracked_processes(&self) -> usize {
         self.inner.records.len()
-    }
-
-    /// [`cleanup_with_timeout`](Self::cleanup_with_timeout) with
-    /// [`DEFAULT_CLEANUP_SHUTDOWN`] (5 seconds).
-    pub async fn cleanup(&self, namespace: &Namespace) -> CleanupReport {
-        self.cleanup_with_timeout(namespace, DEFAULT_CLEANUP_SHUTDOWN)
-            .await
-    }
-
-    /// Stops every live process that holds a name or membership in
-    /// `namespace`, then leaves the namespace empty; returns once all have
-    /// stopped.
-    ///
-    /// Each process is stopped by its [`Stopper`] if it was registered with
-    /// one (a supervised process through its supervisor, so it is not
-    /// restarted), else by [`ProcessHandle::stop`]; all at once. One that
-    /// has not stopped within `shutdown` is killed. A process registered in
-    /// other namespaces too is stopped all the same, and so leaves them.
-    ///
-    /// Names and memberships still present once the processes have stopped
-    /// are removed, with their events; a process that registered while the
-    /// cleanup ran is unregistered, not stopped. Listeners stay subscribed.
-    pub async fn cleanup_with_timeout(
-        &self,
-        namespace: &Namespace,
-        shutdown: Duration,
-    ) -> CleanupReport {
-        let started = tokio::time::Instant::now();
-        let Some(table) = self.table(namespace) else {
-            return CleanupReport::default();
-        };
-        let mut processes: HashMap<ActorId, ProcessHandle> = HashMap::new();
-        for entry in table.names.iter() {
-            if entry.handle.is_alive() {
-                processes.insert(entry.handle.id(), entry.handle.clone());
-            }
-        }
-        for group in table.groups.iter() {
-            for member in group.iter().filter(|member| member.is_alive()) {
-                processes.insert(member.id(), member.clone());
-            }
-        }
-        let stops = processes.into_values().map(|handle| {
-            let stopper = self.inner.records.stopper(handle.id());
-            stop_one(handle, stopper, shutdown)
-        });
-        let outcomes = futures::future::join_all(stops).await;
-        let killed = outcomes.iter().filter(|killed| **killed).count();
-        let mut report = CleanupReport {
-            stopped: outcomes.len() - killed,
-            killed,
-            unregistered: 0,
-        };
-        report.unregistered = self.clear(namespace, &table);
-
-        let telemetry = &self.inner.telemetry;
-        if telemetry.is_enabled() {
-            let label = namespace.to_string();
-            telemetry.emit(
-                &["process_registry", "cleanup"],
-                &[
-                    ("stopped", report.stopped as f64),
-                    ("killed", report.killed as f64),
-                    ("unregistered", report.unregistered as f64),
-                    ("duration_us", started.elapsed().as_micros() as f64),
-                ],
-                &[("namespace", MetaValue::Str(&label))],
-            );
-        }
-        report
-    }
-
-    /// Tells listeners that `holder` no longer holds `name` and forgets the
-    /// hold in its process record; the caller removes or replaces the entry.
-    fn released_name(
-        &self,
-        namespace: &Namespace,
-        table: &NsTable,
-        name: &str,
-        holder: &ProcessHandle,
-        exit: Option<ExitReason>,
-    ) {
-        table.listeners.send(|| RegistryEvent::Unregistered {
-            name: Arc::from(name),
-            handle: holder.clone(),
-            exit,
-        });
-        self.inner
-            .records
-            .release(holder.id(), namespace, Kind::Name, name);
-    }
-
-    /// Removes every name and membership of a namespace; returns how many.
-    fn clear(&self, namespace: &Namespace, table: &NsTable) -> usize {
-        let mut removed = 0;
-        let names: Vec<Name> = table.names.iter().map(|e| e.key().clone()).collect();
-        for name in names {
-            let gone = table.names.remove_if(&*name, |key, entry| {
-                self.released_name(
-                    namespace,
-                    table,
-                    key,
-                    &entry.handle,
-                    exit_now(&entry.handle),
-                );
-                true
-            });
-            removed += usize::from(gone.is_some());
-        }
-        let groups: Vec<Arc<str>> = table.groups.iter().map(|e| e.key().clone()).collect();
-        for group in groups {
-            let _ = table.groups.remove_if(&*group, |key, members| {
-                for member in members {
-                    let exit = exit_now(member);
-                    table.listeners.send(|| RegistryEvent::Left {
-                        group: key.clone(),
-                        handle: member.clone(),
-                        exit,
-                    });
-                    self.inner
-                        .records
-                        .release(member.id(), namespace, Kind::Group, key);
-                    removed += 1;
-                }
-                true
-            });
-        }
-        removed
-    }
-}
-
-/// Stops one process for a cleanup; true if it had to be killed.
-async fn stop_one(handle: ProcessHandle, stopper: Option<Stopper>, shutdown: Duration) -> bool {
-    let graceful = async {
-        if let Some(stopper) = stopper {
-            stopper.stop(handle.clone()).await;
-        }
-        if handle.is_alive() {
-            handle.stop().await
-        } else {
-            handle.exited().await
-        }
-    };
-    match tokio::time::timeout(shutdown, graceful).await {
-        Ok(_) => false,
-        Err(_elapsed) => {
-            handle.kill();
-            handle.exited().await;
-            true
-        }
     }
 }
 
@@ -889,86 +289,5 @@ impl fmt::Debug for ProcessRegistry {
     }
 }
 
-impl Registry for ProcessRegistry {
-    fn register(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        handle: ProcessHandle,
-        metadata: Metadata,
-    ) -> Result<(), RegistryError> {
-        ProcessRegistry::register(self, namespace, name, handle, metadata)
-    }
-
-    fn unregister(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-    ) -> Result<ProcessHandle, RegistryError> {
-        ProcessRegistry::unregister(self, namespace, name)
-    }
-
-    fn unregister_if(&self, namespace: &Namespace, name: &str, handle: &ProcessHandle) -> bool {
-        ProcessRegistry::unregister_if(self, namespace, name, handle)
-    }
-
-    fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle> {
-        ProcessRegistry::lookup(self, namespace, name)
-    }
-
-    fn lookup_with_metadata(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-    ) -> Option<(ProcessHandle, Metadata)> {
-        ProcessRegistry::lookup_with_metadata(self, namespace, name)
-    }
-
-    fn update_metadata(
-        &self,
-        namespace: &Namespace,
-        name: &str,
-        metadata: Metadata,
-    ) -> Result<(), RegistryError> {
-        ProcessRegistry::update_metadata(self, namespace, name, metadata)
-    }
-
-    fn list(&self, namespace: &Namespace) -> Vec<(Arc<str>, ProcessHandle, Metadata)> {
-        ProcessRegistry::list(self, namespace)
-    }
-
-    fn count(&self, namespace: &Namespace) -> usize {
-        ProcessRegistry::count(self, namespace)
-    }
-
-    fn join(
-        &self,
-        namespace: &Namespace,
-        group: &str,
-        handle: ProcessHandle,
-    ) -> Result<(), RegistryError> {
-        ProcessRegistry::join(self, namespace, group, handle)
-    }
-
-    fn leave(
-        &self,
-        namespace: &Namespace,
-        group: &str,
-        handle: &ProcessHandle,
-    ) -> Result<(), RegistryError> {
-        ProcessRegistry::leave(self, namespace, group, handle)
-    }
-
-    fn members(&self, namespace: &Namespace, group: &str) -> Vec<ProcessHandle> {
-        ProcessRegistry::members(self, namespace, group)
-    }
-
-    fn subscribe(&self, namespace: &Namespace) -> RegistryEvents {
-        ProcessRegistry::subscribe(self, namespace)
-    }
-}
-
-/// A map key as the `Arc<str>` that events and records carry.
-fn shared(name: &Name) -> Arc<str> {
-    Arc::from(name.as_str())
-}
+/// Compile-time check that the registry is the contract.
+const _: fn(ProcessRegistry) -> Arc<dyn Registry> = |registry| Arc::new(registry);

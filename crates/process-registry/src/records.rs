@@ -1,45 +1,42 @@
-//! The per-process index: which names and group memberships each
-//! registered process holds, its [`Stopper`], and the one task per process
-//! that cleans up after it when it stops.
+//! The per-process index: the keys (names and group memberships) each
+//! registered process has, its [`Stopper`], and the one watcher task per
+//! process that cleans up after it when it stops.
 
 use std::sync::Arc;
 
 use kameo::actor::ActorId;
-use supervision_core::Namespace;
+use supervision_core::{Namespace, Stopper};
 use tokio::task::AbortHandle;
 
-use crate::{
-    Stopper,
-    table::{Map, map},
-};
+use crate::table::{Map, map};
 
-/// Whether a held key is a unique name or a group membership.
+/// Whether a key is a unique name or a group membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Kind {
     Name,
     Group,
 }
 
-/// One name, or one membership of a group, that a process holds.
+/// One name, or one membership of a group, that a process has.
 #[derive(Debug)]
-pub(crate) struct Held {
+pub(crate) struct Key {
     pub(crate) ns: Namespace,
     pub(crate) kind: Kind,
-    /// The same `Arc` as the table's key.
+    /// The name or group.
     pub(crate) key: Arc<str>,
 }
 
-impl Held {
+impl Key {
     fn is(&self, ns: &Namespace, kind: Kind, key: &str) -> bool {
         self.kind == kind && self.ns == *ns && *self.key == *key
     }
 }
 
-/// What the registry knows about one process that holds something.
+/// What the registry knows about one process that has a key.
 #[derive(Debug)]
 pub(crate) struct ProcRecord {
-    /// Every name and membership it holds (a membership once per join).
-    pub(crate) held: Vec<Held>,
+    /// Every name and membership it has (a membership once per join).
+    pub(crate) keys: Vec<Key>,
     pub(crate) stopper: Option<Stopper>,
     /// The task awaiting its exit; aborted when the record goes away
     /// before the process stops.
@@ -54,7 +51,7 @@ impl Drop for ProcRecord {
     }
 }
 
-/// The records of every process holding something, in any namespace.
+/// The records of every process that has a key, in any namespace.
 ///
 /// Lock order: a table's shard, then this map's shard, never the other
 /// way round ([`take`](Records::take) holds nothing else).
@@ -68,37 +65,52 @@ impl Records {
         Records { map: map(shards) }
     }
 
-    /// Records that `id` holds `held`, replacing its stopper if one is
+    /// Records that `id` has `key`, replacing its stopper if one is
     /// given. A new record gets the watcher `spawn` starts.
-    pub(crate) fn hold(
+    pub(crate) fn add(
         &self,
         id: ActorId,
-        held: Held,
+        key: Key,
         stopper: Option<&Stopper>,
         spawn: impl FnOnce() -> Option<AbortHandle>,
     ) {
         let mut record = self.map.entry(id).or_insert_with(|| ProcRecord {
-            held: Vec::new(),
+            keys: Vec::new(),
             stopper: None,
             watcher: spawn(),
         });
-        record.held.push(held);
+        record.keys.push(key);
         if let Some(stopper) = stopper {
             record.stopper = Some(stopper.clone());
         }
     }
 
-    /// Records that `id` no longer holds one `kind` `key` in `ns`; a record
+    /// Records that `id` no longer has one `kind` `key` in `ns`; a record
     /// left empty is dropped and its watcher aborted.
-    pub(crate) fn release(&self, id: ActorId, ns: &Namespace, kind: Kind, key: &str) {
+    pub(crate) fn remove(&self, id: ActorId, ns: &Namespace, kind: Kind, key: &str) {
         // The record is dropped (its watcher aborted) after the lock.
         let _removed = self.map.remove_if_mut(&id, |_, record| {
             // The most recent one: for a group that is the latest join.
-            if let Some(at) = record.held.iter().rposition(|h| h.is(ns, kind, key)) {
-                record.held.swap_remove(at);
+            if let Some(at) = record.keys.iter().rposition(|k| k.is(ns, kind, key)) {
+                record.keys.swap_remove(at);
             }
-            record.held.is_empty()
+            record.keys.is_empty()
         });
+    }
+
+    /// The distinct `kind` keys `id` has in `ns`, sorted.
+    pub(crate) fn keys(&self, id: ActorId, ns: &Namespace, kind: Kind) -> Vec<Arc<str>> {
+        let mut keys: Vec<Arc<str>> = self.map.get(&id).map_or_else(Vec::new, |record| {
+            record
+                .keys
+                .iter()
+                .filter(|k| k.kind == kind && k.ns == *ns)
+                .map(|k| k.key.clone())
+                .collect()
+        });
+        keys.sort_unstable();
+        keys.dedup();
+        keys
     }
 
     /// Removes the record of a process that stopped; its watcher is the
@@ -121,7 +133,7 @@ impl Records {
         self.map.get(&id).and_then(|r| r.stopper.clone())
     }
 
-    /// How many processes hold something.
+    /// How many processes have a key.
     pub(crate) fn len(&self) -> usize {
         self.map.len()
     }

@@ -2,10 +2,19 @@
 //! a stable error, health checks, waiting for a service to appear, service
 //! info, and fallbacks when a service is unavailable.
 
-use std::{fmt, future::Future, sync::Arc, time::Duration};
+use std::{
+    fmt,
+    future::Future,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 use supervision_core::{
-    MetaValue, Metadata, Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry,
+    MetaValue, Metadata, Namespace, ProcessHandle, RecvError, Registry, RegistryEvent, Telemetry,
+    Topic, WeakProcessHandle,
 };
 use tokio::time::Instant;
 
@@ -43,9 +52,10 @@ impl ServiceOptions {
 pub struct ServiceInfo {
     /// The service name.
     pub name: Arc<str>,
-    /// Its process: the live holder, or the last one this service registry
-    /// registered.
-    pub handle: ProcessHandle,
+    /// Its process: the live holder, or the one this service registry
+    /// registered, now stopping (held weakly: listing services keeps none
+    /// alive).
+    pub handle: WeakProcessHandle,
     /// Whether that process is live.
     pub alive: bool,
     /// How long it has been registered under this name; `None` when it is
@@ -56,12 +66,26 @@ pub struct ServiceInfo {
     pub metadata: Metadata,
 }
 
-/// What this service registry remembers of a service it registered.
+/// What this service registry remembers of a service it registered, while
+/// its process has not exited. The process is held weakly.
 #[derive(Debug, Clone)]
 struct ServiceRecord {
-    handle: ProcessHandle,
+    handle: WeakProcessHandle,
     health_check: Option<HealthCheck>,
     since: Instant,
+    /// Which registration made it, so that undoing one never removes
+    /// another's record.
+    ticket: u64,
+}
+
+impl ServiceRecord {
+    /// Whether its process has exited (a record of a stopping process is
+    /// kept: it still answers `Dead`).
+    fn exited(&self) -> bool {
+        self.handle
+            .upgrade()
+            .is_none_or(|handle| futures::FutureExt::now_or_never(handle.exited()).is_some())
+    }
 }
 
 /// Named services in one [`Namespace`] of a [`Registry`].
@@ -78,6 +102,11 @@ struct ServiceRecord {
 /// services registered directly in the registry are found too; health
 /// checks and uptimes are known only for services registered here.
 /// Cloning is cheap; clones share everything.
+///
+/// It keeps no process alive: its records hold their processes weakly, and
+/// the record of a service whose process has exited is dropped (at the
+/// next registration or listing), so a service name that is gone for good
+/// is [`NotFound`](ServiceError::NotFound), as in the registry.
 ///
 /// Telemetry: `service_registry.lookup` (metadata `service`, `result`),
 /// `service_registry.health_check` (measurement `duration_us`, metadata
@@ -119,6 +148,7 @@ pub struct ServiceRegistry {
     namespace: Namespace,
     telemetry: Telemetry,
     services: Arc<Map<Arc<str>, ServiceRecord>>,
+    tickets: Arc<AtomicU64>,
 }
 
 impl ServiceRegistry {
@@ -130,7 +160,13 @@ impl ServiceRegistry {
             namespace,
             telemetry,
             services: Arc::new(map(8)),
+            tickets: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Drops the records of services whose process has exited.
+    fn forget_exited(&self) {
+        self.services.retain(|_, record| !record.exited());
     }
 
     /// The namespace of these services.
@@ -159,34 +195,39 @@ impl ServiceRegistry {
     }
 
     /// Registers `handle` as the service `name`, with `options`. Fails as
-    /// [`Registry::register`] does, wrapped in [`ServiceError::Registry`].
+    /// [`Registry::register`] does, wrapped in [`ServiceError::Registry`];
+    /// a failed registration leaves every record as it was (in particular
+    /// the record of a concurrent caller that registered the name first).
     pub fn register_service(
         &self,
         name: &str,
         handle: ProcessHandle,
         options: ServiceOptions,
     ) -> Result<(), ServiceError> {
+        self.forget_exited();
         // Recorded first, so that a waiter woken by the registration finds
         // the health check; undone if the registry refuses.
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
         let previous = self.services.insert(
             Arc::from(name),
             ServiceRecord {
-                handle: handle.clone(),
+                handle: handle.downgrade(),
                 health_check: options.health_check,
                 since: Instant::now(),
+                ticket,
             },
         );
         let result = self
             .registry
             .register(&self.namespace, name, handle, options.metadata);
         if let Err(err) = result {
-            match previous {
-                Some(previous) => {
-                    self.services.insert(Arc::from(name), previous);
-                }
-                None => {
-                    self.services.remove(name);
-                }
+            // Undone only if the record is still this call's: another
+            // caller may have recorded (and registered) since.
+            let _ = self
+                .services
+                .remove_if(name, |_, record| record.ticket == ticket);
+            if let Some(previous) = previous {
+                self.services.entry(Arc::from(name)).or_insert(previous);
             }
             return Err(err.into());
         }
@@ -216,14 +257,15 @@ impl ServiceRegistry {
 
     /// Checks the health of the service `name` within `timeout`:
     ///
-    /// - [`HealthStatus::Dead`] if its process is not live (also for a
-    ///   service this registry registered that has since stopped);
+    /// - [`HealthStatus::Dead`] if its process is not live but has not
+    ///   exited yet (a service this registry registered, now stopping);
     /// - else the answer of its [`HealthCheck`] ([`HealthStatus::Healthy`]
     ///   when it has none), or [`HealthStatus::TimedOut`] if that took
     ///   longer than `timeout`.
     ///
     /// [`ServiceError::NotFound`] if the name is neither registered nor
-    /// known to this service registry.
+    /// known to this service registry (a service whose process has exited
+    /// is no longer known).
     pub async fn health_check(
         &self,
         name: &str,
@@ -234,6 +276,12 @@ impl ServiceRegistry {
         let live = self.registry.lookup(&self.namespace, name);
         let status = match (live, record) {
             (None, None) => return Err(ServiceError::NotFound(Arc::from(name))),
+            (None, Some(record)) if record.exited() => {
+                let _ = self
+                    .services
+                    .remove_if(name, |_, current| current.ticket == record.ticket);
+                return Err(ServiceError::NotFound(Arc::from(name)));
+            }
             (None, Some(_)) => HealthStatus::Dead,
             (Some(handle), record) => {
                 // The check registered with this very process, if any.
@@ -267,38 +315,19 @@ impl ServiceRegistry {
 
     /// Waits until a live process is registered as `name`, at most
     /// `timeout`: returns at once if one is, else wakes on the
-    /// registration event itself (no polling). [`ServiceError::Timeout`]
-    /// when none came in time.
+    /// registration event itself (no polling). It subscribes to that one
+    /// name ([`Topic::Name`]), so the other names' changes never reach it.
+    /// [`ServiceError::Timeout`] when none came in time.
     pub async fn wait_for_service(
         &self,
         name: &str,
         timeout: Duration,
     ) -> Result<ProcessHandle, ServiceError> {
         let started = Instant::now();
-        // Subscribed before the lookup, so a registration in between is
-        // not missed.
-        let mut events = self.registry.subscribe(&self.namespace);
-        let found = match self.registry.lookup(&self.namespace, name) {
-            Some(handle) => Some(handle),
-            None => tokio::time::timeout(timeout, async {
-                while let Some(event) = events.recv().await {
-                    if let RegistryEvent::Registered {
-                        name: registered,
-                        handle,
-                        ..
-                    } = event
-                        && *registered == *name
-                        && handle.is_alive()
-                    {
-                        return Some(handle);
-                    }
-                }
-                None // the registry is gone
-            })
+        let found = tokio::time::timeout(timeout, self.holder_of(name))
             .await
             .ok()
-            .flatten(),
-        };
+            .flatten();
         let micros = started.elapsed().as_micros() as f64;
         let result = if found.is_some() {
             "found"
@@ -312,10 +341,40 @@ impl ServiceRegistry {
         })
     }
 
+    /// Waits for a live holder of `name`; `None` if the registry is gone.
+    async fn holder_of(&self, name: &str) -> Option<ProcessHandle> {
+        loop {
+            // The name's current holder and its later changes, atomically;
+            // no other name's event reaches this waiter.
+            let subscription = self
+                .registry
+                .subscribe_to(&self.namespace, Topic::Name(Arc::from(name)));
+            if let Some((_, handle, _)) = subscription.snapshot.names.into_iter().next() {
+                return Some(handle);
+            }
+            let mut events = subscription.events;
+            loop {
+                match events.recv().await {
+                    Ok(RegistryEvent::Registered { handle, .. }) => {
+                        if let Some(handle) = handle.upgrade().filter(ProcessHandle::is_alive) {
+                            return Some(handle);
+                        }
+                    }
+                    Ok(_) => {}
+                    // Missed events: subscribe again, from a snapshot.
+                    Err(RecvError::Lagged) => break,
+                    Err(_closed) => return None,
+                }
+            }
+        }
+    }
+
     /// Every service: each name registered in the namespace (alive), and
-    /// each service this registry registered whose process has since
-    /// stopped (not alive), sorted by name.
+    /// each service this registry registered whose process is stopping but
+    /// has not exited yet (not alive), sorted by name. Services whose
+    /// process has exited are forgotten.
     pub fn service_info(&self) -> Vec<ServiceInfo> {
+        self.forget_exited();
         let now = Instant::now();
         let mut infos: Vec<ServiceInfo> = self
             .registry
@@ -331,7 +390,7 @@ impl ServiceRegistry {
                     alive: true,
                     uptime,
                     name,
-                    handle,
+                    handle: handle.downgrade(),
                     metadata,
                 }
             })
@@ -349,6 +408,13 @@ impl ServiceRegistry {
         }
         infos.sort_by(|a, b| a.name.cmp(&b.name));
         infos
+    }
+
+    /// How many services this service registry has records of (those it
+    /// registered whose process has not exited, as far as it last looked).
+    /// For diagnostics and tests.
+    pub fn recorded_services(&self) -> usize {
+        self.services.len()
     }
 
     /// Calls the service `name` with `call` (given its process), at most

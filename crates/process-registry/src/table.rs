@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use dashmap::DashMap;
-use supervision_core::{Metadata, ProcessHandle};
+use parking_lot::{RwLock, RwLockReadGuard};
+use supervision_core::{Metadata, WeakProcessHandle};
 
 use crate::listeners::Listeners;
 
@@ -24,10 +25,11 @@ pub(crate) fn map<K: Eq + std::hash::Hash, V>(shards: usize) -> Map<K, V> {
     DashMap::with_hasher_and_shard_amount(Hasher::default(), shards)
 }
 
-/// A registered name's holder and metadata.
+/// A registered name's holder (held weakly: a registration never keeps a
+/// process alive) and metadata.
 #[derive(Debug)]
 pub(crate) struct NameEntry {
-    pub(crate) handle: ProcessHandle,
+    pub(crate) handle: WeakProcessHandle,
     pub(crate) metadata: Metadata,
 }
 
@@ -38,17 +40,37 @@ pub(crate) struct NsTable {
     pub(crate) names: Map<Name, NameEntry>,
     /// Groups: members in join order, a member once per join. A group with
     /// no member is not kept.
-    pub(crate) groups: Map<Arc<str>, Vec<ProcessHandle>>,
+    pub(crate) groups: Map<Arc<str>, Vec<WeakProcessHandle>>,
     /// Subscribers to this namespace's changes.
     pub(crate) listeners: Listeners,
+    /// Taken shared by every change (around the change and its event), and
+    /// exclusively by a subscription to the whole namespace while it takes
+    /// its snapshot: so no change falls between snapshot and subscription.
+    /// Lookups never take it. Lock order: gate, then a shard, then the
+    /// listeners or the per-process index.
+    gate: RwLock<()>,
 }
 
 impl NsTable {
-    pub(crate) fn new(shards: usize) -> Self {
+    /// A table with `shards` shards per map, each subscription buffering
+    /// `event_buffer` events.
+    pub(crate) fn new(shards: usize, event_buffer: usize) -> Self {
         NsTable {
             names: map(shards),
             groups: map(shards),
-            listeners: Listeners::default(),
+            listeners: Listeners::new(event_buffer),
+            gate: RwLock::new(()),
         }
+    }
+
+    /// Held while changing the table; never taken twice by one thread.
+    pub(crate) fn changing(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read()
+    }
+
+    /// Runs `snapshot` with no change in progress.
+    pub(crate) fn quiet<T>(&self, snapshot: impl FnOnce() -> T) -> T {
+        let _quiet = self.gate.write();
+        snapshot()
     }
 }

@@ -9,6 +9,7 @@ use proptest::prelude::*;
 use serde_json::json;
 use supervision_core::{
     Namespace, ProcessHandle, RegistryError, RegistryEvent, RegistryEvents, Telemetry,
+    WeakProcessHandle,
 };
 
 #[derive(kameo::Actor)]
@@ -62,8 +63,8 @@ async fn spawn_all() -> Vec<ProcessHandle> {
 /// checked against the state before it.
 #[derive(Debug, Default, PartialEq)]
 struct Model {
-    names: HashMap<String, ProcessHandle>,
-    groups: HashMap<String, Vec<ProcessHandle>>,
+    names: HashMap<String, WeakProcessHandle>,
+    groups: HashMap<String, Vec<WeakProcessHandle>>,
 }
 
 impl Model {
@@ -114,10 +115,11 @@ impl Model {
     fn read(registry: &ProcessRegistry, ns: &Namespace) -> Model {
         let mut model = Model::default();
         for (name, handle, _) in registry.list(ns) {
-            model.names.insert(name.to_string(), handle);
+            model.names.insert(name.to_string(), handle.downgrade());
         }
         for group in registry.groups(ns) {
             let members = registry.members(ns, &group);
+            let members = members.iter().map(ProcessHandle::downgrade).collect();
             model.groups.insert(group.to_string(), members);
         }
         model.sort();
@@ -150,7 +152,7 @@ async fn converge(
             return Ok(());
         }
         match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(event)) => model.apply(event)?,
+            Ok(Ok(event)) => model.apply(event)?,
             _ => {
                 return Err(format!(
                     "never converged: events say {model:?}, registry says {actual:?}"
@@ -305,9 +307,9 @@ proptest! {
                                 .await
                                 .map_err(|_| format!("stop {p}: {gone} of {held} removals seen"))?;
                             match event {
-                                Some(RegistryEvent::Unregistered { handle, exit: Some(_), .. } | RegistryEvent::Left { handle, exit: Some(_), .. }) if handle == handles[p] => gone += 1,
-                                Some(_) => {}
-                                None => return Err("event stream ended".into()),
+                                Ok(RegistryEvent::Unregistered { handle, exit: Some(_), .. } | RegistryEvent::Left { handle, exit: Some(_), .. }) if handle == handles[p] => gone += 1,
+                                Ok(_) => {}
+                                Err(_) => return Err("event stream ended".into()),
                             }
                         }
                     }

@@ -3,7 +3,9 @@
 
 use process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{Namespace, ProcessHandle, RegistryEvent, Telemetry};
+use supervision_core::{
+    Namespace, ProcessHandle, RegistryEvent, Telemetry, TryRecvError, WeakProcessHandle,
+};
 
 #[derive(kameo::Actor)]
 struct Dummy;
@@ -13,7 +15,7 @@ async fn spawn() -> ProcessHandle {
 }
 
 /// An event in short: kind, key, handle.
-fn short(event: &RegistryEvent) -> (&'static str, String, ProcessHandle) {
+fn short(event: &RegistryEvent) -> (&'static str, String, WeakProcessHandle) {
     match event {
         RegistryEvent::Registered { name, handle, .. } => {
             ("registered", name.to_string(), handle.clone())
@@ -59,7 +61,7 @@ async fn events_arrive_in_order() {
     ];
     for (kind, key, handle) in expected {
         let event = events.recv().await.unwrap();
-        assert_eq!(short(&event), (kind, key.to_owned(), handle.clone()));
+        assert_eq!(short(&event), (kind, key.to_owned(), handle.downgrade()));
         match event {
             RegistryEvent::Registered {
                 metadata, handle, ..
@@ -84,7 +86,8 @@ async fn events_arrive_in_order() {
 // Unregistered follows the Registered of the same holder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writers_of_one_name_keep_order() {
-    let registry = ProcessRegistry::new(Telemetry::disabled());
+    // Room for every event: up to 1,600 here.
+    let registry = ProcessRegistry::with_event_buffer(Telemetry::disabled(), 2048);
     let ns = Namespace::unique_test();
     let mut events = registry.subscribe(&ns);
     let mut handles = Vec::new();
@@ -117,9 +120,14 @@ async fn concurrent_writers_of_one_name_keep_order() {
         wins += task.await.unwrap();
     }
     assert!(wins > 0);
-    let mut holder: Option<ProcessHandle> = None;
+    let mut holder: Option<WeakProcessHandle> = None;
     let mut registered = 0;
-    while let Ok(event) = events.try_recv() {
+    loop {
+        let event = match events.try_recv() {
+            Ok(event) => event,
+            Err(TryRecvError::Empty) => break,
+            Err(err) => panic!("subscription ended: {err}"),
+        };
         match event {
             RegistryEvent::Registered { handle, .. } => {
                 assert_eq!(holder, None, "registered while held");
@@ -152,7 +160,7 @@ async fn stopped_listener_is_dropped_without_harm() {
     let gone = registry.subscribe(&ns);
     let listener = tokio::spawn(async move {
         let mut gone = gone;
-        gone.recv().await.map(|event| short(&event).0)
+        gone.recv().await.ok().map(|event| short(&event).0)
     });
 
     let p = spawn().await;

@@ -96,17 +96,17 @@ async fn name_of_dead_holder_is_free_at_once() {
     assert_eq!(registry.lookup(&ns, "x"), Some(q.clone()));
 
     assert!(
-        matches!(events.recv().await, Some(RegistryEvent::Registered { handle, .. }) if handle == p)
+        matches!(events.recv().await, Ok(RegistryEvent::Registered { handle, .. }) if handle == p)
     );
     match events.recv().await {
-        Some(RegistryEvent::Unregistered { handle, exit, .. }) => {
+        Ok(RegistryEvent::Unregistered { handle, exit, .. }) => {
             assert_eq!(handle, p);
             assert_eq!(exit, Some(ExitReason::Shutdown(None)));
         }
         other => panic!("expected Unregistered, got {other:?}"),
     }
     assert!(
-        matches!(events.recv().await, Some(RegistryEvent::Registered { handle, .. }) if handle == q)
+        matches!(events.recv().await, Ok(RegistryEvent::Registered { handle, .. }) if handle == q)
     );
     q.stop().await;
 }

@@ -56,7 +56,7 @@ async fn registry_operations_emit_telemetry() {
     // The cleanup task emits once it has removed q's name.
     while !matches!(
         events.recv().await,
-        Some(RegistryEvent::Unregistered { exit: Some(_), .. })
+        Ok(RegistryEvent::Unregistered { exit: Some(_), .. })
     ) {}
     registry.cleanup(&ns).await;
 

@@ -12,7 +12,10 @@ use process_registry::{
     ProcessRegistry, ServiceError, ServiceOptions, ServiceRegistry,
 };
 use serde_json::json;
-use supervision_core::{ErrorCode, Namespace, ProcessHandle, Registry, Telemetry};
+use supervision_core::{
+    ErrorCode, Namespace, ProcessHandle, Registry, RegistryError, RegistryEvents, Stopper,
+    Subscription, Telemetry, Topic,
+};
 
 /// A service whose health and answers the test sets.
 #[derive(Actor)]
@@ -153,11 +156,12 @@ async fn health_check_asks_the_live_process() {
         services.health_check("bad", t).await.unwrap(),
         HealthStatus::Failed("disk full".into())
     );
+    // A service whose process has exited is forgotten, as in the registry.
     good.stop().await;
-    assert_eq!(
-        services.health_check("good", t).await.unwrap(),
-        HealthStatus::Dead
-    );
+    assert!(matches!(
+        services.health_check("good", t).await,
+        Err(ServiceError::NotFound(_))
+    ));
     assert!(matches!(
         services.health_check("never", t).await,
         Err(ServiceError::NotFound(_))
@@ -273,8 +277,8 @@ async fn wait_for_service_wakes_on_registration() {
     late.stop().await;
 }
 
-// service_info lists every service with its alive flag and uptime,
-// including one registered directly in the registry.
+// service_info lists every live service with its uptime, including one
+// registered directly in the registry; one whose process exited is gone.
 #[tokio::test(start_paused = true)]
 async fn service_info_lists_alive_flags_and_uptimes() {
     let (registry, services) = services();
@@ -309,12 +313,12 @@ async fn service_info_lists_alive_flags_and_uptimes() {
         summary,
         [
             ("a".to_owned(), true, Some(Duration::from_secs(15))),
-            ("b".to_owned(), false, None),
             ("c".to_owned(), true, None),
         ]
     );
     assert_eq!(info[0].metadata, json!({"v": 1}));
-    assert_eq!(info[1].handle, b);
+    assert_eq!(info[1].handle, c);
+    assert_eq!(services.recorded_services(), 1, "b's record is dropped");
     a.stop().await;
     c.stop().await;
 }
@@ -418,4 +422,207 @@ async fn over_the_registry_contract() {
     assert_eq!(services.unregister_service("x").unwrap(), svc);
     assert!(services.service_info().is_empty());
     svc.stop().await;
+}
+
+// The service registry keeps no service alive: a service whose other
+// references drop stops, and its record is then dropped.
+#[tokio::test]
+async fn a_service_is_not_kept_alive_and_its_record_goes() {
+    let (_, services) = services();
+    let svc = spawn(Svc::ok()).await;
+    services
+        .register_service("s", svc.clone(), checked())
+        .unwrap();
+    let weak = svc.downgrade();
+    drop(svc);
+    tokio::time::timeout(Duration::from_secs(10), weak.exited())
+        .await
+        .expect("the service stopped");
+    assert!(services.service_info().is_empty());
+    assert_eq!(services.recorded_services(), 0);
+    assert!(matches!(
+        services.health_check("s", Duration::from_secs(1)).await,
+        Err(ServiceError::NotFound(_))
+    ));
+}
+
+/// A registry that runs a hook inside the first `register`, before
+/// forwarding it: a concurrent caller that gets in between.
+struct Interleaved {
+    inner: ProcessRegistry,
+    hook: parking_lot::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl Registry for Interleaved {
+    fn register(
+        &self,
+        ns: &Namespace,
+        name: &str,
+        handle: ProcessHandle,
+        metadata: serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        let hook = self.hook.lock().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        self.inner.register(ns, name, handle, metadata)
+    }
+    fn register_with_stopper(
+        &self,
+        ns: &Namespace,
+        name: &str,
+        handle: ProcessHandle,
+        metadata: serde_json::Value,
+        stopper: Stopper,
+    ) -> Result<(), RegistryError> {
+        self.inner
+            .register_with_stopper(ns, name, handle, metadata, stopper)
+    }
+    fn unregister(&self, ns: &Namespace, name: &str) -> Result<ProcessHandle, RegistryError> {
+        self.inner.unregister(ns, name)
+    }
+    fn unregister_if(&self, ns: &Namespace, name: &str, handle: &ProcessHandle) -> bool {
+        self.inner.unregister_if(ns, name, handle)
+    }
+    fn lookup(&self, ns: &Namespace, name: &str) -> Option<ProcessHandle> {
+        self.inner.lookup(ns, name)
+    }
+    fn lookup_with_metadata(
+        &self,
+        ns: &Namespace,
+        name: &str,
+    ) -> Option<(ProcessHandle, serde_json::Value)> {
+        self.inner.lookup_with_metadata(ns, name)
+    }
+    fn update_metadata(
+        &self,
+        ns: &Namespace,
+        name: &str,
+        metadata: serde_json::Value,
+    ) -> Result<(), RegistryError> {
+        self.inner.update_metadata(ns, name, metadata)
+    }
+    fn list(&self, ns: &Namespace) -> Vec<(Arc<str>, ProcessHandle, serde_json::Value)> {
+        self.inner.list(ns)
+    }
+    fn count(&self, ns: &Namespace) -> usize {
+        self.inner.count(ns)
+    }
+    fn join(
+        &self,
+        ns: &Namespace,
+        group: &str,
+        handle: ProcessHandle,
+    ) -> Result<(), RegistryError> {
+        self.inner.join(ns, group, handle)
+    }
+    fn leave(
+        &self,
+        ns: &Namespace,
+        group: &str,
+        handle: &ProcessHandle,
+    ) -> Result<(), RegistryError> {
+        self.inner.leave(ns, group, handle)
+    }
+    fn members(&self, ns: &Namespace, group: &str) -> Vec<ProcessHandle> {
+        self.inner.members(ns, group)
+    }
+    fn leave_all(&self, ns: &Namespace, handle: &ProcessHandle) -> usize {
+        self.inner.leave_all(ns, handle)
+    }
+    fn keys(&self, ns: &Namespace, handle: &ProcessHandle) -> Vec<Arc<str>> {
+        self.inner.keys(ns, handle)
+    }
+    fn subscribe(&self, ns: &Namespace) -> RegistryEvents {
+        self.inner.subscribe(ns)
+    }
+    fn subscribe_to(&self, ns: &Namespace, topic: Topic) -> Subscription {
+        self.inner.subscribe_to(ns, topic)
+    }
+}
+
+// Two callers register one service name at once; the one that loses rolls
+// back its own record only, never the winner's.
+#[tokio::test]
+async fn a_losing_register_service_keeps_the_winners_record() {
+    let registry = Arc::new(Interleaved {
+        inner: ProcessRegistry::new(Telemetry::disabled()),
+        hook: parking_lot::Mutex::new(None),
+    });
+    let services = ServiceRegistry::new(
+        registry.clone(),
+        Namespace::unique_test(),
+        Telemetry::disabled(),
+    );
+    let (loser, winner) = (
+        spawn(Svc::ok()).await,
+        spawn(Svc {
+            healthy: false,
+            hang: false,
+        })
+        .await,
+    );
+    *registry.hook.lock() = Some(Box::new({
+        let (services, winner) = (services.clone(), winner.clone());
+        move || {
+            services
+                .register_service("x", winner, checked())
+                .expect("the winner registers");
+        }
+    }));
+    let lost = services.register_service("x", loser.clone(), checked());
+    assert!(matches!(lost, Err(ServiceError::Registry(_))), "{lost:?}");
+    assert_eq!(services.lookup("x").unwrap(), winner);
+    // The winner's record (its health check) is kept.
+    assert_eq!(
+        services
+            .health_check("x", Duration::from_secs(1))
+            .await
+            .unwrap(),
+        HealthStatus::Failed("disk full".into())
+    );
+    assert!(services.service_info()[0].uptime.is_some());
+    loser.stop().await;
+    winner.stop().await;
+}
+
+// wait_for_service hears only its own name: a flood of other names'
+// changes neither wakes it nor makes it lag (here with room for one event).
+#[tokio::test]
+async fn wait_for_service_hears_only_its_name() {
+    let registry = Arc::new(ProcessRegistry::with_event_buffer(Telemetry::disabled(), 1));
+    let services = ServiceRegistry::new(
+        registry.clone(),
+        Namespace::unique_test(),
+        Telemetry::disabled(),
+    );
+    let waiter = {
+        let services = services.clone();
+        tokio::spawn(async move {
+            services
+                .wait_for_service("x", Duration::from_secs(3600))
+                .await
+        })
+    };
+    tokio::task::yield_now().await;
+    let other = spawn(Svc::ok()).await;
+    for i in 0..5 {
+        registry
+            .register(
+                services.namespace(),
+                &format!("other-{i}"),
+                other.clone(),
+                json!(null),
+            )
+            .unwrap();
+        tokio::task::yield_now().await;
+    }
+    assert!(!waiter.is_finished());
+    let x = spawn(Svc::ok()).await;
+    services
+        .register_service("x", x.clone(), ServiceOptions::default())
+        .unwrap();
+    assert_eq!(waiter.await.unwrap().unwrap(), x);
+    other.stop().await;
+    x.stop().await;
 }

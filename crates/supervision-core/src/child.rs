@@ -6,7 +6,10 @@ use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duratio
 use futures::{FutureExt, future::BoxFuture};
 use kameo::actor::{Actor, Spawn};
 
-use crate::{Backoff, ExitReason, FlagsError, ProcessHandle, StartError};
+use crate::{
+    Backoff, ExitReason, FlagsError, Metadata, Namespace, ProcessHandle, Registry, RegistryError,
+    StartError, Stopper,
+};
 
 /// The future a child's start factory returns: the started child, or why it
 /// could not start.
@@ -147,6 +150,34 @@ pub struct ChildSpec {
     pub backoff: Option<Backoff>,
     start: Arc<StartFn>,
     check: Option<Arc<CheckFn>>,
+    registration: Option<Arc<Registration>>,
+}
+
+/// A name each incarnation of a child registers under (see
+/// [`ChildSpec::registered_as`]).
+struct Registration {
+    registry: Arc<dyn Registry>,
+    namespace: Namespace,
+    name: Arc<str>,
+    metadata: Metadata,
+}
+
+impl Registration {
+    /// Registers `handle`, with `stopper` if its supervisor gave one.
+    fn register(
+        &self,
+        handle: &ProcessHandle,
+        stopper: Option<Stopper>,
+    ) -> Result<(), RegistryError> {
+        let (ns, name, metadata) = (&self.namespace, &*self.name, self.metadata.clone());
+        match stopper {
+            Some(stopper) => {
+                self.registry
+                    .register_with_stopper(ns, name, handle.clone(), metadata, stopper)
+            }
+            None => self.registry.register(ns, name, handle.clone(), metadata),
+        }
+    }
 }
 
 impl ChildSpec {
@@ -166,6 +197,7 @@ impl ChildSpec {
             backoff: None,
             start: Arc::new(move || Box::pin(start())),
             check: None,
+            registration: None,
         }
     }
 
@@ -214,6 +246,63 @@ impl ChildSpec {
         self
     }
 
+    /// Registers each incarnation of the child under `name` in `namespace`
+    /// of `registry`, with `metadata`, as soon as its start completes: OTP's
+    /// `{via, Module, Name}`. The name follows the child across restarts
+    /// without any code in the child.
+    ///
+    /// - An incarnation that stops frees the name (the registry removes a
+    ///   stopped holder's names; a restart takes the name over at once,
+    ///   even before that cleanup ran), and a start that fails or times out
+    ///   never holds it.
+    /// - If another live process holds the name when an incarnation starts,
+    ///   that incarnation is stopped again (by the spec's
+    ///   [`Shutdown`]) and the start fails with
+    ///   [`StartError::AlreadyRegistered`], naming the holder.
+    /// - The registration carries the [`Stopper`] of the supervisor that
+    ///   started the child (static or dynamic), so a registry that stops the
+    ///   process itself (a namespace cleanup) asks that supervisor, and the
+    ///   child is not restarted behind its back.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kameo::prelude::*;
+    /// # use supervision_core::*;
+    /// # fn registry() -> Arc<dyn Registry> { unimplemented!() }
+    /// #[derive(Actor)]
+    /// struct Cache;
+    ///
+    /// # fn spec(registry: Arc<dyn Registry>) -> ChildSpec {
+    /// ChildSpec::actor::<Cache>("cache", || Cache)
+    ///     .registered_as(registry, Namespace::Production, "cache", serde_json::json!({"tier": 1}))
+    /// # }
+    /// ```
+    pub fn registered_as(
+        mut self,
+        registry: Arc<dyn Registry>,
+        namespace: Namespace,
+        name: impl Into<Arc<str>>,
+        metadata: Metadata,
+    ) -> Self {
+        self.registration = Some(Arc::new(Registration {
+            registry,
+            namespace,
+            name: name.into(),
+            metadata,
+        }));
+        self
+    }
+
+    /// The name each incarnation registers under, if any:
+    /// `(namespace, name)`.
+    pub fn registered_name(&self) -> Option<(Namespace, &Arc<str>)> {
+        self.registration
+            .as_ref()
+            .map(|registration| (registration.namespace, &registration.name))
+    }
+
     /// Adds a check that [`validate`](Self::validate) runs after its own,
     /// for a spec that starts a supervisor: its flags and children.
     pub(crate) fn with_check(
@@ -244,8 +333,24 @@ impl ChildSpec {
     }
 
     /// Runs the start factory once: a panic in it, or a start that outlasts
-    /// the start timeout, is a [`StartError`].
+    /// the start timeout, is a [`StartError`]. A child
+    /// [`registered_as`](Self::registered_as) a name is registered (without
+    /// a [`Stopper`]: no supervisor started it).
     pub async fn start(&self) -> Result<ProcessHandle, StartError> {
+        self.start_with(None).await
+    }
+
+    /// [`start`](Self::start) by a supervisor, whose `stopper` goes with
+    /// the child's registration if it has one.
+    pub(crate) async fn start_supervised(
+        &self,
+        stopper: impl FnOnce() -> Stopper,
+    ) -> Result<ProcessHandle, StartError> {
+        let stopper = self.registration.is_some().then(stopper);
+        self.start_with(stopper).await
+    }
+
+    async fn start_with(&self, stopper: Option<Stopper>) -> Result<ProcessHandle, StartError> {
         let started = AssertUnwindSafe((self.start)()).catch_unwind();
         let result = match self.start_timeout {
             Some(timeout) => match tokio::time::timeout(timeout, started).await {
@@ -254,7 +359,28 @@ impl ChildSpec {
             },
             None => started.await,
         };
-        result.unwrap_or_else(|panic| Err(StartError::Panicked(panic_message(&*panic).into())))
+        let handle = result
+            .unwrap_or_else(|panic| Err(StartError::Panicked(panic_message(&*panic).into())))?;
+        let Some(registration) = &self.registration else {
+            return Ok(handle);
+        };
+        // Registered in the same poll as the start completed: no timeout
+        // or cancellation can fall between the two.
+        match registration.register(&handle, stopper) {
+            Ok(()) => Ok(handle),
+            Err(err) => {
+                self.shutdown.stop(&handle).await;
+                Err(match err {
+                    RegistryError::AlreadyRegistered { name, holder } => {
+                        StartError::AlreadyRegistered { name, holder }
+                    }
+                    other => StartError::failed(format_args!(
+                        "registering as {:?}: {other}",
+                        registration.name
+                    )),
+                })
+            }
+        }
     }
 }
 
@@ -267,6 +393,7 @@ impl fmt::Debug for ChildSpec {
             .field("kind", &self.kind)
             .field("start_timeout", &self.start_timeout)
             .field("backoff", &self.backoff)
+            .field("registered_as", &self.registered_name())
             .finish_non_exhaustive()
     }
 }
@@ -370,6 +497,7 @@ where
             backoff: self.backoff,
             start: Arc::new(move || start(args.clone())),
             check: None,
+            registration: None,
         }
     }
 }

@@ -68,6 +68,17 @@ pub enum StartError {
     /// The start did not complete within the child's start timeout.
     #[error("start timed out after {0:?}")]
     Timeout(Duration),
+    /// The child started, but the name it is
+    /// [`registered_as`](crate::ChildSpec::registered_as) is held by
+    /// another live process (OTP's `{already_started, Pid}`); the new
+    /// incarnation was stopped again.
+    #[error("name {name:?} already registered")]
+    AlreadyRegistered {
+        /// The name.
+        name: Arc<str>,
+        /// Its holder.
+        holder: crate::ProcessHandle,
+    },
 }
 
 impl StartError {
@@ -91,6 +102,7 @@ impl ErrorCode for StartError {
             StartError::Failed(_) => 1001,
             StartError::Panicked(_) => 1002,
             StartError::Timeout(_) => 1003,
+            StartError::AlreadyRegistered { .. } => 1004,
         }
     }
 }

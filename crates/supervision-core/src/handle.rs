@@ -4,15 +4,15 @@ use std::{
     any::Any,
     fmt,
     sync::{
-        Arc,
+        Arc, Weak,
         atomic::{AtomicBool, Ordering},
     },
 };
 
 use futures::future::BoxFuture;
 use kameo::{
-    actor::{Actor, ActorId, ActorRef, Spawn},
-    error::HookError,
+    actor::{Actor, ActorId, ActorRef, Spawn, WeakActorRef},
+    error::{ActorStopReason, HookError},
 };
 
 use crate::{ExitReason, StartError};
@@ -26,7 +26,8 @@ use crate::{ExitReason, StartError};
 /// with [`downcast`](Self::downcast).
 ///
 /// Handles are compared by actor id: two handles to the same actor are equal.
-/// A handle keeps its actor alive (it holds a strong `ActorRef`).
+/// A handle keeps its actor alive (it holds a strong `ActorRef`); a
+/// [`WeakProcessHandle`] from [`downgrade`](Self::downgrade) does not.
 ///
 /// # Example
 ///
@@ -58,7 +59,7 @@ impl ProcessHandle {
         ProcessHandle {
             inner: Arc::new(TypedRef {
                 actor_ref,
-                stop_requested: AtomicBool::new(false),
+                stop_requested: Arc::new(AtomicBool::new(false)),
             }),
         }
     }
@@ -138,6 +139,115 @@ impl ProcessHandle {
     pub fn type_name(&self) -> &'static str {
         self.inner.type_name()
     }
+
+    /// A handle that does not keep the actor alive, for those that must
+    /// find or watch a process without owning it (a registry, a stopper).
+    pub fn downgrade(&self) -> WeakProcessHandle {
+        WeakProcessHandle {
+            handle: Arc::downgrade(&self.inner),
+            actor: self.inner.downgrade(),
+        }
+    }
+}
+
+/// A handle to an actor that does not keep it alive: when every
+/// [`ProcessHandle`] (and kameo `ActorRef`) of the actor is gone, the actor
+/// stops, whatever weak handles remain.
+///
+/// [`upgrade`](Self::upgrade) gives a [`ProcessHandle`] back while the actor
+/// has one somewhere; [`exited`](Self::exited) waits for its exit without
+/// holding it. Compared by actor id, like [`ProcessHandle`].
+///
+/// # Example
+///
+/// ```
+/// use kameo::prelude::*;
+/// use supervision_core::{ExitReason, ProcessHandle};
+///
+/// #[derive(Actor)]
+/// struct Worker;
+///
+/// # #[tokio::main] async fn main() {
+/// let handle = ProcessHandle::spawn::<Worker>(Worker).await.unwrap();
+/// let weak = handle.downgrade();
+/// assert_eq!(weak.upgrade(), Some(handle.clone()));
+///
+/// drop(handle); // the last strong handle: the actor stops
+/// assert_eq!(weak.exited().await, ExitReason::Normal);
+/// assert_eq!(weak.upgrade(), None);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct WeakProcessHandle {
+    /// The handle it was made from: upgraded without allocating while some
+    /// clone of that handle lives.
+    handle: Weak<dyn ErasedRef>,
+    /// The actor itself, for when that handle is gone but the actor runs.
+    actor: Arc<dyn ErasedWeak>,
+}
+
+impl WeakProcessHandle {
+    /// The actor's id.
+    pub fn id(&self) -> ActorId {
+        self.actor.id()
+    }
+
+    /// A strong handle, if the actor still has one somewhere (it may be
+    /// stopping: check [`ProcessHandle::is_alive`]).
+    pub fn upgrade(&self) -> Option<ProcessHandle> {
+        match self.handle.upgrade() {
+            Some(inner) => Some(ProcessHandle { inner }),
+            None => self.actor.upgrade(),
+        }
+    }
+
+    /// Whether the actor is running and accepting messages, as
+    /// [`ProcessHandle::is_alive`]. Allocates nothing.
+    pub fn is_alive(&self) -> bool {
+        match self.handle.upgrade() {
+            Some(inner) => inner.is_alive(),
+            None => self.actor.is_alive(),
+        }
+    }
+
+    /// Waits until the actor has stopped and returns why, without keeping
+    /// it alive meanwhile.
+    pub async fn exited(&self) -> ExitReason {
+        self.actor.exited().await
+    }
+
+    /// Kills the actor, as [`ProcessHandle::kill`].
+    pub fn kill(&self) {
+        self.actor.kill()
+    }
+}
+
+impl PartialEq for WeakProcessHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl Eq for WeakProcessHandle {}
+
+impl std::hash::Hash for WeakProcessHandle {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.id().hash(state)
+    }
+}
+
+impl PartialEq<ProcessHandle> for WeakProcessHandle {
+    fn eq(&self, other: &ProcessHandle) -> bool {
+        self.id() == other.id()
+    }
+}
+
+impl fmt::Debug for WeakProcessHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakProcessHandle")
+            .field("id", &self.id())
+            .finish()
+    }
 }
 
 impl PartialEq for ProcessHandle {
@@ -178,11 +288,73 @@ trait ErasedRef: Send + Sync + 'static {
     fn kill(&self);
     fn as_any(&self) -> &dyn Any;
     fn type_name(&self) -> &'static str;
+    fn downgrade(&self) -> Arc<dyn ErasedWeak>;
+}
+
+trait ErasedWeak: Send + Sync + 'static {
+    fn id(&self) -> ActorId;
+    fn upgrade(&self) -> Option<ProcessHandle>;
+    fn is_alive(&self) -> bool;
+    fn exited(&self) -> BoxFuture<'_, ExitReason>;
+    fn kill(&self);
 }
 
 struct TypedRef<A: Actor> {
     actor_ref: ActorRef<A>,
-    stop_requested: AtomicBool,
+    /// Shared with the weak handles made from this one.
+    stop_requested: Arc<AtomicBool>,
+}
+
+struct TypedWeak<A: Actor> {
+    actor_ref: WeakActorRef<A>,
+    stop_requested: Arc<AtomicBool>,
+}
+
+/// The exit reason of an actor from kameo's shutdown result.
+fn exit_reason<A: Actor>(
+    result: Result<&ActorStopReason, HookError<&A::Error>>,
+    stop_requested: &AtomicBool,
+) -> ExitReason {
+    match result {
+        Ok(reason) => ExitReason::from_kameo(reason, stop_requested.load(Ordering::Acquire)),
+        Err(HookError::Error(err)) => ExitReason::Error(error_message(err).into()),
+        Err(HookError::Panicked(panic)) => ExitReason::from_panic_error(&panic),
+    }
+}
+
+impl<A: Actor> ErasedWeak for TypedWeak<A> {
+    fn id(&self) -> ActorId {
+        self.actor_ref.id()
+    }
+
+    fn upgrade(&self) -> Option<ProcessHandle> {
+        self.actor_ref.upgrade().map(|actor_ref| ProcessHandle {
+            inner: Arc::new(TypedRef {
+                actor_ref,
+                stop_requested: self.stop_requested.clone(),
+            }),
+        })
+    }
+
+    fn is_alive(&self) -> bool {
+        self.actor_ref
+            .upgrade()
+            .is_some_and(|actor_ref| actor_ref.is_alive())
+    }
+
+    fn exited(&self) -> BoxFuture<'_, ExitReason> {
+        Box::pin(async move {
+            self.actor_ref
+                .wait_for_shutdown_with_result(|result| {
+                    exit_reason::<A>(result, &self.stop_requested)
+                })
+                .await
+        })
+    }
+
+    fn kill(&self) {
+        self.actor_ref.kill()
+    }
 }
 
 impl<A: Actor> ErasedRef for TypedRef<A> {
@@ -196,14 +368,9 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
 
     fn exited(&self) -> BoxFuture<'_, ExitReason> {
         Box::pin(async move {
-            let stop_requested = &self.stop_requested;
             self.actor_ref
-                .wait_for_shutdown_with_result(|result| match result {
-                    Ok(reason) => {
-                        ExitReason::from_kameo(reason, stop_requested.load(Ordering::Acquire))
-                    }
-                    Err(HookError::Error(err)) => ExitReason::Error(error_message(err).into()),
-                    Err(HookError::Panicked(panic)) => ExitReason::from_panic_error(&panic),
+                .wait_for_shutdown_with_result(|result| {
+                    exit_reason::<A>(result, &self.stop_requested)
                 })
                 .await
         })
@@ -227,6 +394,13 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
 
     fn type_name(&self) -> &'static str {
         A::name()
+    }
+
+    fn downgrade(&self) -> Arc<dyn ErasedWeak> {
+        Arc::new(TypedWeak {
+            actor_ref: self.actor_ref.downgrade(),
+            stop_requested: self.stop_requested.clone(),
+        })
     }
 }
 

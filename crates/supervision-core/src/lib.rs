@@ -61,6 +61,7 @@ mod namespace;
 pub mod prelude;
 mod registry;
 mod report;
+mod stopper;
 mod supervisor;
 mod telemetry;
 #[cfg(feature = "testkit")]
@@ -85,12 +86,16 @@ pub use error::{
 };
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
 pub use exit::ExitReason;
-pub use handle::ProcessHandle;
+pub use handle::{ProcessHandle, WeakProcessHandle};
 pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
 pub use load::{AgentLoad, LoadReport};
 pub use namespace::Namespace;
-pub use registry::{Metadata, Registry, RegistryError, RegistryEvent, RegistryEvents};
+pub use registry::{
+    EVENT_BUFFER, Metadata, RecvError, Registry, RegistryError, RegistryEvent, RegistryEventSender,
+    RegistryEvents, Snapshot, Subscription, Topic, TryRecvError,
+};
+pub use stopper::Stopper;
 pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
 pub use telemetry::{
     GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,

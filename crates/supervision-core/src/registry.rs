@@ -2,18 +2,28 @@
 //! with metadata, groups and change events. process-registry implements it;
 //! every other crate asks for an `Arc<dyn Registry>`.
 
+mod subscription;
+
 use std::sync::Arc;
 
 use thiserror::Error;
-use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::{ErrorCode, ExitReason, Namespace, ProcessHandle};
+use crate::{ErrorCode, ExitReason, Namespace, ProcessHandle, Stopper, WeakProcessHandle};
+
+pub use subscription::{
+    EVENT_BUFFER, RecvError, RegistryEventSender, RegistryEvents, Snapshot, Subscription, Topic,
+    TryRecvError,
+};
 
 /// Metadata stored with a registration: a JSON object, or `null` for none.
 pub type Metadata = serde_json::Value;
 
-/// A change in a namespace of a registry, as listeners receive it, in the
-/// order the registry applied the changes.
+/// A change in a namespace of a registry, as subscribers receive it, in
+/// the order the registry applied the changes.
+///
+/// Events carry [`WeakProcessHandle`]s: a buffered event never keeps a
+/// process alive. [`upgrade`](WeakProcessHandle::upgrade) one to reach the
+/// process; compare one with a [`ProcessHandle`] directly (`weak == handle`).
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum RegistryEvent {
@@ -22,7 +32,7 @@ pub enum RegistryEvent {
         /// The name.
         name: Arc<str>,
         /// Its holder.
-        handle: ProcessHandle,
+        handle: WeakProcessHandle,
         /// The metadata it was registered with.
         metadata: Metadata,
     },
@@ -31,7 +41,7 @@ pub enum RegistryEvent {
         /// The name.
         name: Arc<str>,
         /// Its former holder.
-        handle: ProcessHandle,
+        handle: WeakProcessHandle,
         /// `None` when unregistered by a call, the holder's exit reason when
         /// it stopped. `None` too when a new holder took the name over from
         /// one that was stopping but had not stopped yet (its reason is not
@@ -43,22 +53,18 @@ pub enum RegistryEvent {
         /// The group.
         group: Arc<str>,
         /// The member.
-        handle: ProcessHandle,
+        handle: WeakProcessHandle,
     },
     /// `handle` left `group` once.
     Left {
         /// The group.
         group: Arc<str>,
         /// The member.
-        handle: ProcessHandle,
+        handle: WeakProcessHandle,
         /// `None` when it left by a call, its exit reason when it stopped.
         exit: Option<ExitReason>,
     },
 }
-
-/// The receiving end of a subscription: events arrive in order; dropping it
-/// ends the subscription.
-pub type RegistryEvents = UnboundedReceiver<RegistryEvent>;
 
 /// Why a registry call failed.
 #[derive(Debug, Clone, Error)]
@@ -106,6 +112,11 @@ impl ErrorCode for RegistryError {
 /// never waits on another process; lookups do not wait on writers.
 /// A process that stops is removed from its names and groups by the
 /// registry itself; lookups only ever return live holders.
+///
+/// A registry holds its processes weakly: registering a process never
+/// keeps it alive (a kameo actor stops when its last strong reference
+/// goes, registered or not), and never keeps its supervisor alive through
+/// a [`Stopper`].
 pub trait Registry: Send + Sync + 'static {
     /// Registers `handle` under `name`. Registering the same handle under
     /// the same name again is `Ok` (and updates the metadata).
@@ -115,6 +126,19 @@ pub trait Registry: Send + Sync + 'static {
         name: &str,
         handle: ProcessHandle,
         metadata: Metadata,
+    ) -> Result<(), RegistryError>;
+
+    /// [`register`](Self::register), with the [`Stopper`] the registry uses
+    /// when it must stop this process itself (a namespace cleanup): for a
+    /// supervised process, one that asks its supervisor, so it is not
+    /// restarted. The last stopper given for a process applies.
+    fn register_with_stopper(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        handle: ProcessHandle,
+        metadata: Metadata,
+        stopper: Stopper,
     ) -> Result<(), RegistryError>;
 
     /// Frees `name` and returns its former holder.
@@ -171,6 +195,22 @@ pub trait Registry: Send + Sync + 'static {
     /// The members of `group`, a member appearing as often as it joined.
     fn members(&self, namespace: &Namespace, group: &str) -> Vec<ProcessHandle>;
 
-    /// Subscribes to the changes of the namespace.
+    /// Removes every membership of `handle` in every group of the
+    /// namespace (Erlang's `pg:leave/2` of all groups at once); returns how
+    /// many it removed (0 is not an error).
+    fn leave_all(&self, namespace: &Namespace, handle: &ProcessHandle) -> usize;
+
+    /// The names `handle` holds in the namespace, sorted (Elixir's
+    /// `Registry.keys/2`); empty if it is not live.
+    fn keys(&self, namespace: &Namespace, handle: &ProcessHandle) -> Vec<Arc<str>>;
+
+    /// Subscribes to every change of the namespace, from now on. Bounded:
+    /// see [`RegistryEvents`].
     fn subscribe(&self, namespace: &Namespace) -> RegistryEvents;
+
+    /// Subscribes to the changes of `topic` and returns its current state
+    /// with the subscription, atomically: every change applied after the
+    /// snapshot arrives as an event, none applied before it does. Events
+    /// of other topics are not sent to this subscriber at all.
+    fn subscribe_to(&self, namespace: &Namespace, topic: Topic) -> Subscription;
 }

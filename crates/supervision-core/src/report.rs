@@ -5,7 +5,9 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::time::Instant;
 
-use crate::{ChildSpec, ExitReason, MetaValue, ProcessHandle, StartError, Telemetry, events};
+use crate::{
+    ChildSpec, ExitReason, MetaValue, ProcessHandle, StartError, Stopper, Telemetry, events,
+};
 
 /// A supervisor's name and telemetry handle. Formatting work (reasons to
 /// text) is skipped when the handle is disabled.
@@ -24,10 +26,16 @@ impl Reporter {
         ("supervisor", MetaValue::Str(&self.name))
     }
 
-    /// Runs one start of `spec`, reporting its success or failure.
-    pub(crate) async fn start(&self, spec: &ChildSpec) -> Result<ProcessHandle, StartError> {
+    /// Runs one start of `spec` under the supervisor whose [`Stopper`]
+    /// `stopper` makes (if the child registers a name), reporting its
+    /// success or failure.
+    pub(crate) async fn start(
+        &self,
+        spec: &ChildSpec,
+        stopper: impl FnOnce() -> Stopper,
+    ) -> Result<ProcessHandle, StartError> {
         let began = Instant::now();
-        let result = spec.start().await;
+        let result = spec.start_supervised(stopper).await;
         if self.telemetry.is_enabled() {
             let duration_us = began.elapsed().as_secs_f64() * 1e6;
             let child = ("child", MetaValue::Str(&spec.id));

@@ -206,7 +206,9 @@ impl DynamicSupervisorActor {
         mut backoff: BackoffState,
         actor_ref: &ActorRef<Self>,
     ) {
-        match self.shared.reporter.start(&spec).await {
+        let stopper =
+            || crate::Stopper::dynamic_child(ProcessHandle::new(actor_ref.clone()).downgrade());
+        match self.shared.reporter.start(&spec, stopper).await {
             Ok(handle) => {
                 self.shared
                     .reporter

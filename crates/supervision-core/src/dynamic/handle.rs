@@ -139,7 +139,10 @@ impl DynamicSupervisor {
         // Given back if the start fails, or if this future is dropped midway
         // (a started child whose handle is dropped stops by itself).
         let place = shared.places.reserve()?;
-        let handle = shared.reporter.start(&spec).await?;
+        let handle = shared
+            .reporter
+            .start(&spec, || crate::Stopper::supervised_by(self))
+            .await?;
         let shutdown = spec.shutdown;
         let adopt = Adopt {
             handle: handle.clone(),

@@ -129,7 +129,12 @@ impl SupervisorActor {
         spec: &ChildSpec,
         actor_ref: &ActorRef<Self>,
     ) -> Result<ProcessHandle, crate::StartError> {
-        let handle = reporter.start(spec).await?;
+        let handle = reporter
+            .start(spec, || {
+                let supervisor = ProcessHandle::new(actor_ref.clone()).downgrade();
+                crate::Stopper::static_child(supervisor, spec.id.clone())
+            })
+            .await?;
         // Not aborted when we stop the child ourselves: the few static
         // children make the stale notice cheap, and it is ignored (the slot
         // no longer holds that actor).

@@ -1,0 +1,346 @@
+//! Unique names: register, unregister, look up, list, and the names a
+//! process holds.
+
+use std::sync::Arc;
+
+use dashmap::mapref::entry::Entry;
+use supervision_core::{
+    ExitReason, Metadata, Namespace, ProcessHandle, RegistryError, RegistryEvent, Stopper,
+    WeakProcessHandle,
+};
+
+use super::{ProcessRegistry, check_metadata, exit_now, live, outcome, shared};
+use crate::{
+    listeners::About,
+    records::Kind,
+    table::{Name, NameEntry, NsTable},
+};
+
+impl ProcessRegistry {
+    /// Registers `handle` under `name` in `namespace` with `metadata` (a
+    /// JSON object, or `null` for none).
+    ///
+    /// - `Ok` if the name was free, or held by a process that is not live
+    ///   (it is taken over), or already held by this same process (the
+    ///   metadata is replaced and `Registered` is emitted again);
+    /// - [`RegistryError::AlreadyRegistered`] with the holder if another
+    ///   live process holds it;
+    /// - [`RegistryError::InvalidMetadata`] if `metadata` is not an object
+    ///   or `null`;
+    /// - [`RegistryError::NotAlive`] if `handle` is not live.
+    pub fn register(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        handle: ProcessHandle,
+        metadata: Metadata,
+    ) -> Result<(), RegistryError> {
+        let result = self.insert(namespace, name, &handle, metadata, None);
+        self.emit(
+            &["process_registry", "register"],
+            namespace,
+            outcome(&result),
+        );
+        result
+    }
+
+    /// [`register`](Self::register), with the [`Stopper`] that
+    /// [`cleanup`](Self::cleanup) uses to stop this process (for a
+    /// supervised process: through its supervisor).
+    pub fn register_with_stopper(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        handle: ProcessHandle,
+        metadata: Metadata,
+        stopper: Stopper,
+    ) -> Result<(), RegistryError> {
+        let result = self.insert(namespace, name, &handle, metadata, Some(&stopper));
+        self.emit(
+            &["process_registry", "register"],
+            namespace,
+            outcome(&result),
+        );
+        result
+    }
+
+    fn insert(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        handle: &ProcessHandle,
+        metadata: Metadata,
+        stopper: Option<&Stopper>,
+    ) -> Result<(), RegistryError> {
+        check_metadata(&metadata)?;
+        if !handle.is_alive() {
+            return Err(RegistryError::NotAlive);
+        }
+        let table = self.table_or_new(namespace);
+        let _changing = table.changing();
+        let registered = |name: &Name, entry: &NameEntry| RegistryEvent::Registered {
+            name: shared(name),
+            handle: entry.handle.clone(),
+            metadata: entry.metadata.clone(),
+        };
+        match table.names.entry(Name::from(name)) {
+            Entry::Occupied(mut slot) => {
+                if slot.get().handle == *handle {
+                    // The same process again: new metadata, and this
+                    // handle (it may outlive the one registered before).
+                    *slot.get_mut() = NameEntry {
+                        handle: handle.downgrade(),
+                        metadata,
+                    };
+                    if let Some(stopper) = stopper {
+                        // Re-registering adds no key, but may bring a new
+                        // stopper.
+                        self.inner.records.set_stopper(handle.id(), stopper);
+                    }
+                    table
+                        .listeners
+                        .send(About::Name(name), || registered(slot.key(), slot.get()));
+                    return Ok(());
+                }
+                if let Some(holder) = live(&slot.get().handle) {
+                    return Err(RegistryError::AlreadyRegistered {
+                        name: shared(slot.key()),
+                        holder,
+                    });
+                }
+                // The holder is stopping or stopped: the name is free.
+                let former = std::mem::replace(
+                    slot.get_mut(),
+                    NameEntry {
+                        handle: handle.downgrade(),
+                        metadata,
+                    },
+                );
+                let exit = exit_now(&former.handle);
+                self.released_name(namespace, &table, name, &former.handle, exit);
+                table
+                    .listeners
+                    .send(About::Name(name), || registered(slot.key(), slot.get()));
+                self.track(namespace, Kind::Name, shared(slot.key()), handle, stopper);
+            }
+            Entry::Vacant(slot) => {
+                let slot = slot.insert_entry(NameEntry {
+                    handle: handle.downgrade(),
+                    metadata,
+                });
+                table
+                    .listeners
+                    .send(About::Name(name), || registered(slot.key(), slot.get()));
+                self.track(namespace, Kind::Name, shared(slot.key()), handle, stopper);
+            }
+        }
+        Ok(())
+    }
+
+    /// Frees `name` and returns its former holder;
+    /// [`RegistryError::NotRegistered`] if no live process held it (a
+    /// holder that is not live is removed all the same).
+    pub fn unregister(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+    ) -> Result<ProcessHandle, RegistryError> {
+        let result = self
+            .remove_name(namespace, name, |_| true)
+            .map_err(|err| match err {
+                // A holder that was not live did not hold the name.
+                RegistryError::NotAlive => RegistryError::NotRegistered(Arc::from(name)),
+                other => other,
+            });
+        self.emit(
+            &["process_registry", "unregister"],
+            namespace,
+            outcome(&result),
+        );
+        result
+    }
+
+    /// Frees `name` only if `handle` holds it (alive or not); returns
+    /// whether it did. A name taken over by another process is left alone,
+    /// so an incarnation that stops can never free its successor's name.
+    pub fn unregister_if(&self, namespace: &Namespace, name: &str, handle: &ProcessHandle) -> bool {
+        let result = self.remove_name(namespace, name, |holder| holder == handle);
+        let freed = match &result {
+            Ok(_) => true,
+            // Held by this handle, which is no longer live: freed all the
+            // same.
+            Err(RegistryError::NotAlive) => true,
+            Err(_) => false,
+        };
+        self.emit(
+            &["process_registry", "unregister"],
+            namespace,
+            if freed { "ok" } else { "not_registered" },
+        );
+        freed
+    }
+
+    /// Removes `name` if its holder passes `whose`: the holder if it was
+    /// live, [`RegistryError::NotAlive`] if it was not (removed all the
+    /// same), [`RegistryError::NotRegistered`] if nothing was removed.
+    fn remove_name(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        whose: impl Fn(&WeakProcessHandle) -> bool,
+    ) -> Result<ProcessHandle, RegistryError> {
+        let not_registered = || RegistryError::NotRegistered(Arc::from(name));
+        let table = self.table(namespace).ok_or_else(not_registered)?;
+        let _changing = table.changing();
+        let mut holder = None;
+        let removed = table.names.remove_if(name, |key, entry| {
+            if !whose(&entry.handle) {
+                return false;
+            }
+            holder = live(&entry.handle);
+            let exit = match holder {
+                Some(_) => None,
+                None => exit_now(&entry.handle),
+            };
+            self.released_name(namespace, &table, key, &entry.handle, exit);
+            true
+        });
+        match (removed, holder) {
+            (Some(_), Some(holder)) => Ok(holder),
+            (Some(_), None) => Err(RegistryError::NotAlive),
+            (None, _) => Err(not_registered()),
+        }
+    }
+
+    /// Tells subscribers that `holder` no longer holds `name` and removes
+    /// the key from its process record; the caller removes or replaces the
+    /// entry.
+    pub(super) fn released_name(
+        &self,
+        namespace: &Namespace,
+        table: &NsTable,
+        name: &str,
+        holder: &WeakProcessHandle,
+        exit: Option<ExitReason>,
+    ) {
+        table
+            .listeners
+            .send(About::Name(name), || RegistryEvent::Unregistered {
+                name: Arc::from(name),
+                handle: holder.clone(),
+                exit,
+            });
+        self.inner
+            .records
+            .remove(holder.id(), namespace, Kind::Name, name);
+    }
+
+    /// The live holder of `name`.
+    pub fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle> {
+        let table = self.table(namespace)?;
+        let entry = table.names.get(name)?;
+        live(&entry.handle)
+    }
+
+    /// The live holder of `name` and its metadata.
+    pub fn lookup_with_metadata(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+    ) -> Option<(ProcessHandle, Metadata)> {
+        let table = self.table(namespace)?;
+        let entry = table.names.get(name)?;
+        live(&entry.handle).map(|handle| (handle, entry.metadata.clone()))
+    }
+
+    /// The metadata of `name`, if a live process holds it.
+    pub fn metadata(&self, namespace: &Namespace, name: &str) -> Option<Metadata> {
+        self.lookup_with_metadata(namespace, name)
+            .map(|(_, metadata)| metadata)
+    }
+
+    /// Replaces the metadata of `name`: [`RegistryError::NotRegistered`] if
+    /// no live process holds it, [`RegistryError::InvalidMetadata`] if
+    /// `metadata` is not an object or `null`. Subscribers are not told
+    /// (there is no such event); telemetry is.
+    pub fn update_metadata(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        metadata: Metadata,
+    ) -> Result<(), RegistryError> {
+        let result = check_metadata(&metadata).and_then(|()| {
+            let table = self.table(namespace);
+            let mut entry = table
+                .as_ref()
+                .and_then(|table| table.names.get_mut(name))
+                .filter(|entry| entry.handle.is_alive())
+                .ok_or_else(|| RegistryError::NotRegistered(Arc::from(name)))?;
+            entry.metadata = metadata;
+            Ok(())
+        });
+        self.emit(
+            &["process_registry", "update_metadata"],
+            namespace,
+            outcome(&result),
+        );
+        result
+    }
+
+    /// Every name of `namespace` held by a live process, with holder and
+    /// metadata, sorted by name.
+    pub fn list(&self, namespace: &Namespace) -> Vec<(Arc<str>, ProcessHandle, Metadata)> {
+        self.find(namespace, |_, _| true)
+    }
+
+    /// The names of `namespace` whose live holder's metadata satisfies
+    /// `predicate` (called with the name and the metadata), sorted by name.
+    pub fn find(
+        &self,
+        namespace: &Namespace,
+        predicate: impl FnMut(&str, &Metadata) -> bool,
+    ) -> Vec<(Arc<str>, ProcessHandle, Metadata)> {
+        match self.table(namespace) {
+            Some(table) => names_of(&table, predicate),
+            None => Vec::new(),
+        }
+    }
+
+    /// How many names of `namespace` live processes hold.
+    pub fn count(&self, namespace: &Namespace) -> usize {
+        self.table(namespace).map_or(0, |table| {
+            table
+                .names
+                .iter()
+                .filter(|entry| entry.handle.is_alive())
+                .count()
+        })
+    }
+
+    /// The names `handle` holds in `namespace`, sorted (Elixir's
+    /// `Registry.keys/2`); empty if it is not live. O(names it holds).
+    pub fn keys(&self, namespace: &Namespace, handle: &ProcessHandle) -> Vec<Arc<str>> {
+        if !handle.is_alive() {
+            return Vec::new();
+        }
+        self.inner.records.keys(handle.id(), namespace, Kind::Name)
+    }
+}
+
+/// The names of `table` whose live holder's metadata satisfies
+/// `predicate`, sorted by name.
+pub(super) fn names_of(
+    table: &NsTable,
+    mut predicate: impl FnMut(&str, &Metadata) -> bool,
+) -> Vec<(Arc<str>, ProcessHandle, Metadata)> {
+    let mut found: Vec<_> = table
+        .names
+        .iter()
+        .filter(|entry| predicate(entry.key(), &entry.metadata))
+        .filter_map(|entry| {
+            live(&entry.handle).map(|handle| (shared(entry.key()), handle, entry.metadata.clone()))
+        })
+        .collect();
+    found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    found
+}

@@ -1,0 +1,76 @@
+//! Subscriptions: to a whole namespace, a name or a group, with a snapshot
+//! taken atomically with the subscription.
+
+use std::sync::Arc;
+
+use dashmap::mapref::entry::Entry;
+use supervision_core::{Namespace, RegistryEvents, Snapshot, Subscription, Topic};
+
+use super::{ProcessRegistry, live, names::names_of, shared};
+use crate::table::Name;
+
+impl ProcessRegistry {
+    /// Subscribes to every change of `namespace` from now on, in order.
+    /// Drop the receiver to unsubscribe. Bounded: a subscriber that falls
+    /// [`EVENT_BUFFER`](supervision_core::EVENT_BUFFER) events behind is
+    /// told it lagged (see [`RegistryEvents`]).
+    pub fn subscribe(&self, namespace: &Namespace) -> RegistryEvents {
+        self.table_or_new(namespace).listeners.subscribe(Topic::All)
+    }
+
+    /// Subscribes to `topic` in `namespace` and returns its current state
+    /// with the subscription: every change applied after the snapshot
+    /// arrives as an event, none applied before it does.
+    ///
+    /// A name or group topic locks only that name's or group's shard while
+    /// it takes its snapshot, and receives only that name's or group's
+    /// events. [`Topic::All`] waits for the changes in progress in the
+    /// namespace and holds new ones back while it takes the snapshot of
+    /// every name and group (O(namespace)).
+    pub fn subscribe_to(&self, namespace: &Namespace, topic: Topic) -> Subscription {
+        let table = self.table_or_new(namespace);
+        let listeners = &table.listeners;
+        let mut snapshot = Snapshot::default();
+        let events = match topic {
+            Topic::Name(name) => match table.names.entry(Name::from(&*name)) {
+                // The shard lock is held until the subscription is made.
+                Entry::Occupied(slot) => {
+                    let entry = slot.get();
+                    if let Some(holder) = live(&entry.handle) {
+                        snapshot
+                            .names
+                            .push((shared(slot.key()), holder, entry.metadata.clone()));
+                    }
+                    listeners.subscribe(Topic::Name(name))
+                }
+                Entry::Vacant(_slot) => listeners.subscribe(Topic::Name(name)),
+            },
+            Topic::Group(group) => match table.groups.entry(group.clone()) {
+                Entry::Occupied(slot) => {
+                    let members: Vec<_> = slot.get().iter().filter_map(live).collect();
+                    if !members.is_empty() {
+                        snapshot.groups.push((group.clone(), members));
+                    }
+                    listeners.subscribe(Topic::Group(group))
+                }
+                Entry::Vacant(_slot) => listeners.subscribe(Topic::Group(group)),
+            },
+            other => table.quiet(|| {
+                snapshot.names = names_of(&table, |_, _| true);
+                let mut groups: Vec<(Arc<str>, Vec<_>)> = table
+                    .groups
+                    .iter()
+                    .map(|entry| {
+                        let members = entry.value().iter().filter_map(live).collect();
+                        (entry.key().clone(), members)
+                    })
+                    .filter(|(_, members): &(_, Vec<_>)| !members.is_empty())
+                    .collect();
+                groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                snapshot.groups = groups;
+                listeners.subscribe(other)
+            }),
+        };
+        Subscription { snapshot, events }
+    }
+}
