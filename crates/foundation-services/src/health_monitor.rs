@@ -112,6 +112,15 @@ impl Source {
     }
 }
 
+/// A service's change of state, to emit.
+struct Change {
+    name: Arc<str>,
+    from: HealthState,
+    to: HealthState,
+    error: Option<String>,
+    critical: bool,
+}
+
 /// What the monitor keeps of one service between rounds.
 #[derive(Debug, Clone)]
 struct Record {
@@ -296,34 +305,48 @@ impl HealthMonitor {
         let critical = inner.critical.lock().clone();
         // A source removed during the round is not recorded again.
         let current: HashSet<String> = self.sources().into_iter().collect();
-        let mut state = inner.state.lock();
-        state.checked_at_unix_ms = wall;
-        for (source, services) in sources.iter().zip(answers) {
-            if !current.contains(source.name()) {
-                continue;
+        let mut changes = Vec::new();
+        let (summary, overall_change) = {
+            let mut state = inner.state.lock();
+            state.checked_at_unix_ms = wall;
+            for (source, services) in sources.iter().zip(answers) {
+                if !current.contains(source.name()) {
+                    continue;
+                }
+                let source_name: Arc<str> = source.name().into();
+                for (name, health) in services {
+                    changes.extend(inner.update(
+                        &mut state,
+                        &source_name,
+                        name,
+                        health,
+                        now,
+                        wall,
+                        &critical,
+                    ));
+                }
             }
-            let source_name: Arc<str> = source.name().into();
-            for (name, health) in services {
-                inner.update(&mut state, &source_name, name, health, now, wall, &critical);
-            }
+            let summary = inner.summary(&state, now, &critical);
+            let from = state.overall.replace(summary.overall);
+            let from = from.unwrap_or(HealthState::Healthy);
+            let changed = (from != summary.overall).then_some(from);
+            (summary, changed)
+        };
+        for change in &changes {
+            inner.emit(change);
         }
-        let summary = inner.summary(&state, now, &critical);
-        if state.overall != Some(summary.overall) {
-            let from = state.overall.unwrap_or(HealthState::Healthy);
-            state.overall = Some(summary.overall);
-            if from != summary.overall {
-                inner.telemetry.emit(
-                    OVERALL_CHANGED,
-                    &[
-                        ("failed", summary.failed.len() as f64),
-                        ("degraded", summary.degraded.len() as f64),
-                    ],
-                    &[
-                        ("from", MetaValue::Str(from.as_str())),
-                        ("to", MetaValue::Str(summary.overall.as_str())),
-                    ],
-                );
-            }
+        if let Some(from) = overall_change {
+            inner.telemetry.emit(
+                OVERALL_CHANGED,
+                &[
+                    ("failed", summary.failed.len() as f64),
+                    ("degraded", summary.degraded.len() as f64),
+                ],
+                &[
+                    ("from", MetaValue::Str(from.as_str())),
+                    ("to", MetaValue::Str(summary.overall.as_str())),
+                ],
+            );
         }
         summary
     }
@@ -410,7 +433,7 @@ impl Inner {
         now: Instant,
         wall: u64,
         critical: &HashSet<Arc<str>>,
-    ) {
+    ) -> Option<Change> {
         let new_state = HealthState::of(&health);
         let error = (!health.is_healthy()).then(|| health.to_string());
         let from = match state.records.get_mut(&name) {
@@ -442,19 +465,31 @@ impl Inner {
                 HealthState::Healthy
             }
         };
-        if from != new_state {
-            self.telemetry.emit(
-                SERVICE_CHANGED,
-                &[],
-                &[
-                    ("service", MetaValue::Str(&name)),
-                    ("from", MetaValue::Str(from.as_str())),
-                    ("to", MetaValue::Str(new_state.as_str())),
-                    ("error", MetaValue::Str(error.as_deref().unwrap_or(""))),
-                    ("critical", MetaValue::Bool(critical.contains(&name))),
-                ],
-            );
-        }
+        (from != new_state).then(|| Change {
+            critical: critical.contains(&name),
+            name,
+            from,
+            to: new_state,
+            error,
+        })
+    }
+
+    /// Emits a change (with no lock held: a handler may call the monitor).
+    fn emit(&self, change: &Change) {
+        self.telemetry.emit(
+            SERVICE_CHANGED,
+            &[],
+            &[
+                ("service", MetaValue::Str(&change.name)),
+                ("from", MetaValue::Str(change.from.as_str())),
+                ("to", MetaValue::Str(change.to.as_str())),
+                (
+                    "error",
+                    MetaValue::Str(change.error.as_deref().unwrap_or("")),
+                ),
+                ("critical", MetaValue::Bool(change.critical)),
+            ],
+        );
     }
 
     fn summary(&self, state: &State, now: Instant, critical: &HashSet<Arc<str>>) -> SystemHealth {

@@ -145,7 +145,7 @@ pub struct ShutdownReport {
 /// Ad-hoc tasks under one owner: a cheap, cloneable handle, every clone the
 /// same supervisor. See the [module docs](self).
 ///
-/// Spawning needs a tokio runtime.
+/// Spawning needs a tokio runtime ([`TaskError::NoRuntime`] outside one).
 #[derive(Clone)]
 pub struct TaskSupervisor {
     inner: Arc<Inner>,
@@ -408,6 +408,7 @@ impl TaskSupervisor {
         F: Future<Output = ()> + Send + 'static,
     {
         let inner = &self.inner;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| TaskError::NoRuntime)?;
         inner.reserve()?;
         let id = TaskId(inner.next_id.fetch_add(1, Ordering::Relaxed));
         let slot = Slot {
@@ -419,7 +420,7 @@ impl TaskSupervisor {
         // Under the lock: the task's slot removes its entry under it too,
         // so a task that ends at once never leaves a stale entry.
         let mut tasks = inner.tasks.lock();
-        let task = tokio::spawn(make(slot));
+        let task = runtime.spawn(make(slot));
         tasks.insert(id, task.abort_handle());
         Ok(id)
     }

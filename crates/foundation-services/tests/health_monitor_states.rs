@@ -269,3 +269,22 @@ async fn the_service_checks_on_its_interval() {
     assert_eq!(report.failed, ["foundation/db".into()]);
     app.stop().await.unwrap();
 }
+
+// Events are emitted with no lock held: a handler may read the monitor.
+#[tokio::test(start_paused = true)]
+async fn a_handler_may_read_the_monitor() {
+    let telemetry = Telemetry::new();
+    let monitor = monitor(&telemetry);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let reader = monitor.clone();
+    telemetry
+        .attach("reader", CHANGED, move |_| {
+            let _ = tx.send(reader.report().failed.len());
+        })
+        .unwrap();
+    monitor
+        .add_check("down", WAIT, || async { Err("no".to_owned()) })
+        .unwrap();
+    monitor.check_now().await;
+    assert_eq!(rx.recv().await, Some(1));
+}

@@ -246,3 +246,13 @@ async fn the_service_owns_the_tasks() {
     assert_eq!(tasks.spawn_result(async { 2 }).unwrap().await, Ok(2));
     app.stop().await.unwrap();
 }
+
+// Outside a tokio runtime, spawning is a typed error and takes no slot.
+#[test]
+fn spawning_outside_a_runtime_is_an_error() {
+    let tasks = TaskSupervisor::builder().max_children(1).build().unwrap();
+    let refused = tasks.spawn(async {}).unwrap_err();
+    assert_eq!(refused, TaskError::NoRuntime);
+    assert_eq!(refused.code(), 3306);
+    assert_eq!(tasks.counts(), Default::default());
+}

@@ -28,6 +28,10 @@ pub enum TaskError {
     /// A fire-and-forget task returned an error; its message. Code 3305.
     #[error("task failed: {0}")]
     Failed(Arc<str>),
+    /// Spawning was asked outside a tokio runtime; nothing was spawned.
+    /// Code 3306.
+    #[error("no tokio runtime to spawn the task on")]
+    NoRuntime,
 }
 
 impl ErrorCode for TaskError {
@@ -38,6 +42,7 @@ impl ErrorCode for TaskError {
             TaskError::Panicked(_) => 3303,
             TaskError::Aborted => 3304,
             TaskError::Failed(_) => 3305,
+            TaskError::NoRuntime => 3306,
         }
     }
 }
