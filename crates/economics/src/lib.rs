@@ -1,3 +1,46 @@
-//! Economics (auctions, markets, reputation, budgets) and LoadBalancer.
+//! MABEAM's economics: auctions among agents, a marketplace with budgets
+//! and reputation, cost-optimal assignment of tasks, and the LoadBalancer.
 //!
-//! Placeholder: this crate has no code yet.
+//! Every bid and offer comes from the agents themselves: the crate reaches
+//! them through supervision-core's `AgentDirectory` contract (an envelope
+//! of a protocol such as [`BID_PROTOCOL`], answered by the agent, within a
+//! deadline), so it depends on no other service crate. Outcomes are
+//! recorded through an injected `EventSink` and reported through
+//! `Telemetry`.
+//!
+//! - [`auction`]: sealed first-price and Vickrey, English with soft close,
+//!   Dutch, combinatorial with exact winner determination; the
+//!   [`Auctioneer`] runs them among agents.
+//! - [`market`]: the [`Marketplace`] of listings and requests over a
+//!   [`Ledger`] of budgets (held at match, settled on completion, released
+//!   on cancellation or failure; money conserved) and a [`Reputation`]
+//!   that decays with time and cannot be inflated by self-dealing or
+//!   repetition.
+//! - cost models per resource ([`CostModel`]) and the least-cost
+//!   assignment of tasks to agents under budgets ([`assign`], the
+//!   Hungarian method).
+//! - [`balancer`]: the [`LoadBalancer`] (round-robin, weighted,
+//!   least-loaded, capability-aware, performance-weighted through the
+//!   `AgentLoad` contract), which never picks an agent that is not running.
+//!
+//! It is not a payment system: amounts are numbers agents agree on, and
+//! money lives only in the [`Ledger`]'s accounts.
+
+pub mod auction;
+pub mod balancer;
+mod cost;
+mod error;
+pub mod market;
+
+pub use auction::{
+    Allocation, AuctionKind, AuctionOutcome, Auctioneer, Award, BID_PROTOCOL, BidRecord,
+    CombinatorialAuction, CombinatorialSpec, DutchAuction, DutchSpec, EnglishAuction, EnglishSpec,
+    Invitees, PriceRule, SealedBidAuction, SealedSpec, Verdict, solve_exact, solve_greedy,
+};
+pub use balancer::{BalanceStrategy, Lease, LoadBalancer, MemberSpec, Moved, Work};
+pub use cost::{Assignment, CostModel, Placement, Task, Worker, assign, hungarian, task_cost};
+pub use error::{AssignmentError, AuctionError, BalancerError, MarketError};
+pub use market::{
+    Balance, HoldId, Ledger, Listing, ListingId, Marketplace, PRIOR_SCORE, Reputation, Request,
+    Totals, Transaction, TransactionId, TransactionState,
+};

@@ -6,7 +6,7 @@
 //!   time).
 //! - [`TestKit`] makes [`ChildSpec`]s of [`TestChild`], an actor that reports
 //!   its start and stop through a channel, counts itself live, and obeys
-//!   [`crash`], [`panic`], [`exit_normally`] and [`hang`].
+//!   [`crash`], [`panic()`], [`exit_normally`] and [`hang`].
 //! - [`advance`] moves tokio's paused clock and lets woken tasks run.
 //! - [`ScriptedDirectory`] is an `AgentDirectory` of scripted agents whose
 //!   answers a test controls ([`Answer`]), for crates that talk to agents

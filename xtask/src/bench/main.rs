@@ -3,6 +3,7 @@
 //! on a multi-threaded runtime (driving from `block_on`'s thread slows
 //! kameo's message passing several times).
 
+mod economics;
 mod ratelimit;
 mod registry;
 mod supervisor;
@@ -44,8 +45,9 @@ fn main() -> Result<()> {
             match name.as_str() {
                 "supervisor" => supervisor::run(n.unwrap_or(100_000)).await,
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
+                "economics" => economics::run().await,
                 "ratelimit" => ratelimit::run().await,
-                other => bail!("unknown bench {other:?}; known: supervisor, registry, ratelimit"),
+                other => bail!("unknown bench {other:?}; known: supervisor, registry, economics, ratelimit"),
             }
         })
         .await?
