@@ -47,7 +47,9 @@ fn main() -> Result<()> {
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
                 "ratelimit" => ratelimit::run().await,
-                other => bail!("unknown bench {other:?}; known: supervisor, registry, economics, ratelimit"),
+                other => bail!(
+                    "unknown bench {other:?}; known: supervisor, registry, economics, ratelimit"
+                ),
             }
         })
         .await?
