@@ -1,4 +1,51 @@
-//! MABEAM Core (universal variables, orchestration) and Coordination
-//! (consensus, voting, leader election).
+//! MABEAM's Core and Coordination: universal variables shared by agents,
+//! parameter optimisation across agents, and the protocols by which agents
+//! decide together (votes, Byzantine agreement, leader election, barriers,
+//! locks).
 //!
-//! Placeholder: this crate has no code yet.
+//! Every answer comes from the agents themselves: the crate reaches them
+//! through supervision-core's `AgentDirectory` contract (an envelope of a
+//! protocol such as [`VOTE_PROTOCOL`], answered by the agent within a
+//! deadline). A crashed or silent agent is "no answer" by its deadline,
+//! never a vote. It depends on no other service crate; decisions are
+//! recorded through an injected `EventSink` and reported through
+//! `Telemetry`.
+//!
+//! - [`variables`]: the [`VariableSpace`] of typed, versioned variables
+//!   with compare-and-set, a conflict policy each (last writer wins,
+//!   consensus-gated, merge), broadcast to subscribers in version order,
+//!   and orchestration variables bound to a kind of agents.
+//! - [`optimize`]: random, grid and successive-halving search, evaluated
+//!   by agents in parallel with retries, seeded.
+//! - [`voting`]: proposals decided by majority, supermajority, unanimity,
+//!   weights, ranked choice, approval or iterative consensus; the
+//!   [`Coordinator`] runs them synchronously or as sessions and keeps
+//!   every [`Decision`].
+//! - [`byzantine`]: agreement among n >= 3f + 1 with equivocation caught.
+//! - [`election`]: Raft's election rules with leases and fencing tokens.
+//! - [`sync`]: a [`Barrier`] that a death breaks and a [`LeaseLock`] that a
+//!   death frees.
+
+pub mod byzantine;
+mod coordinator;
+pub mod election;
+mod error;
+pub mod optimize;
+pub mod sync;
+pub mod variables;
+pub mod voting;
+
+pub use byzantine::{Agreement, ByzantineRound, CONFIRM_PROTOCOL, PROPOSE_PROTOCOL};
+pub use coordinator::{Coordinator, SessionId, SessionStatus};
+pub use election::{
+    Election, ElectionConfig, HEARTBEAT_PROTOCOL, Leadership, REQUEST_VOTE_PROTOCOL, RaftVoter,
+    Tenure,
+};
+pub use error::CoordinationError;
+pub use optimize::{EVALUATE_PROTOCOL, Method, OptimizationResult, OptimizeSpec, Param, Trial};
+pub use sync::{Barrier, LeaseLock, LockGrant};
+pub use variables::{
+    Applied, CHANGED_PROTOCOL, CONFIGURE_PROTOCOL, ConflictPolicy, MergeFn, Updated, ValueType,
+    VariableSpace, VariableSpec, Versioned,
+};
+pub use voting::{Ballot, Decision, Outcome, Proposal, Rule, VOTE_PROTOCOL, tally};

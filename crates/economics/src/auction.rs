@@ -29,7 +29,7 @@ use serde::Serialize;
 use supervision_core::AgentId;
 
 pub use auctioneer::{
-    Auctioneer, BID_PROTOCOL, CombinatorialSpec, DutchSpec, EnglishSpec, Invitees, SealedSpec,
+    Auctioneer, BID_PROTOCOL, CombinatorialSpec, DutchSpec, EnglishSpec, SealedSpec,
 };
 pub use combinatorial::{
     Allocation, CombinatorialAuction, EXACT_NODE_BUDGET, solve_exact, solve_greedy,

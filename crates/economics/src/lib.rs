@@ -35,7 +35,7 @@ pub mod market;
 pub use auction::{
     Allocation, AuctionKind, AuctionOutcome, Auctioneer, Award, BID_PROTOCOL, BidRecord,
     CombinatorialAuction, CombinatorialSpec, DutchAuction, DutchSpec, EnglishAuction, EnglishSpec,
-    Invitees, PriceRule, SealedBidAuction, SealedSpec, Verdict, solve_exact, solve_greedy,
+    PriceRule, SealedBidAuction, SealedSpec, Verdict, solve_exact, solve_greedy,
 };
 pub use balancer::{BalanceStrategy, Lease, LoadBalancer, MemberSpec, Moved, Work};
 pub use cost::{Assignment, CostModel, Placement, Task, Worker, assign, hungarian, task_cost};

@@ -4,14 +4,14 @@
 use std::{sync::Arc, time::Duration};
 
 use economics::{
-    Auctioneer, CombinatorialSpec, DutchSpec, EnglishSpec, Invitees, PriceRule, SealedSpec, Verdict,
+    Auctioneer, CombinatorialSpec, DutchSpec, EnglishSpec, PriceRule, SealedSpec, Verdict,
 };
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
 use supervision_core::{
-    Clock, Event, EventSeq, EventSink, EventSinkError, ExitReason, Namespace, ProcessHandle,
-    Telemetry,
+    AgentSelection, Clock, Event, EventSeq, EventSink, EventSinkError, ExitReason, Namespace,
+    ProcessHandle, Telemetry,
     testkit::{Answer, ScriptedDirectory},
 };
 
@@ -78,7 +78,7 @@ async fn vickrey_among_agents_with_failures() {
             item: "gpu-hour".into(),
             rule: PriceRule::SecondPrice,
             reserve: 10.0,
-            invitees: Invitees::Kind("bidder".into()),
+            invitees: AgentSelection::Kind("bidder".into()),
             bidding: ms(100),
         })
         .await
@@ -137,7 +137,7 @@ async fn simultaneous_equal_bids_resolve_deterministically() {
                 item: "x".into(),
                 rule: PriceRule::FirstPrice,
                 reserve: 0.0,
-                invitees: Invitees::Ids(vec!["b".into(), "c".into(), "a".into()]),
+                invitees: AgentSelection::Ids(vec!["b".into(), "c".into(), "a".into()]),
                 bidding: ms(10),
             })
             .await
@@ -163,7 +163,7 @@ async fn english_among_agents() {
             soft_close: ms(100),
             extension: ms(100),
             round: ms(50),
-            invitees: Invitees::Kind("bidder".into()),
+            invitees: AgentSelection::Kind("bidder".into()),
         })
         .await
         .unwrap();
@@ -210,7 +210,7 @@ async fn english_soft_close_and_late_bids() {
             soft_close: ms(200),
             extension: ms(300),
             round: ms(5000),
-            invitees: Invitees::Ids(vec!["early".into(), "sniper".into(), "too-late".into()]),
+            invitees: AgentSelection::Ids(vec!["early".into(), "sniper".into(), "too-late".into()]),
         })
         .await
         .unwrap();
@@ -255,7 +255,7 @@ async fn english_soft_close_and_late_bids() {
             soft_close: ms(200),
             extension: ms(300),
             round: ms(5000),
-            invitees: Invitees::Ids(vec!["early".into(), "sniper".into()]),
+            invitees: AgentSelection::Ids(vec!["early".into(), "sniper".into()]),
         })
         .await
         .unwrap();
@@ -292,7 +292,7 @@ async fn dutch_among_agents() {
             step: 10.0,
             tick: ms(100),
             reserve: 40.0,
-            invitees: Invitees::Kind("bidder".into()),
+            invitees: AgentSelection::Kind("bidder".into()),
         })
         .await
         .unwrap();
@@ -309,7 +309,7 @@ async fn dutch_among_agents() {
             step: 30.0,
             tick: ms(100),
             reserve: 40.0,
-            invitees: Invitees::Kind("bidder".into()),
+            invitees: AgentSelection::Kind("bidder".into()),
         })
         .await
         .unwrap();
@@ -333,7 +333,7 @@ async fn combinatorial_among_agents() {
     let outcome = auctioneer(&agents)
         .combinatorial(CombinatorialSpec {
             items: vec![("cpu".into(), 1.0), ("gpu".into(), 1.0)],
-            invitees: Invitees::Kind("bidder".into()),
+            invitees: AgentSelection::Kind("bidder".into()),
             bidding: ms(100),
         })
         .await
@@ -381,7 +381,7 @@ async fn invite_a_registry_group() {
             item: "x".into(),
             rule: PriceRule::FirstPrice,
             reserve: 0.0,
-            invitees: Invitees::Group("pool".into()),
+            invitees: AgentSelection::Group("pool".into()),
             bidding: ms(10),
         })
         .await
@@ -395,7 +395,7 @@ async fn invite_a_registry_group() {
         item: "x".into(),
         rule: PriceRule::FirstPrice,
         reserve: 0.0,
-        invitees: Invitees::Group(group.into()),
+        invitees: AgentSelection::Group(group.into()),
         bidding: ms(10),
     };
     assert_eq!(

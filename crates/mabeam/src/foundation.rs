@@ -2,7 +2,7 @@
 //! the services that exist, in the seed's order.
 
 use process_registry::ServiceRegistry;
-use supervision_core::{ApplicationSpec, ServiceDef, Strategy};
+use supervision_core::{ApplicationSpec, ServiceDef, Strategy, SupervisorFlags};
 
 use crate::{
     Wiring,
@@ -50,7 +50,7 @@ impl FoundationApp {
         ))
         .with_health_check(wiring.registered_check(TELEMETRY_SERVICE));
         ApplicationSpec::new(Self::NAME)
-            .with_strategy(Strategy::OneForOne)
+            .with_flags(SupervisorFlags::new(Strategy::OneForOne))
             .with_telemetry(wiring.telemetry.clone())
             .service(registry)
             .service(service_registry)

@@ -1,7 +1,7 @@
 //! [`MabeamApp`]: the seed's MABEAM tree (one_for_one), built from the
 //! services that exist, in the seed's order.
 
-use supervision_core::{ApplicationSpec, ServiceDef, Strategy};
+use supervision_core::{ApplicationSpec, ServiceDef, Strategy, SupervisorFlags};
 
 use crate::{Wiring, seed::PERFORMANCE_MONITOR};
 
@@ -31,7 +31,7 @@ impl MabeamApp {
         ))
         .with_health_check(wiring.registered_check(PERFORMANCE_MONITOR));
         ApplicationSpec::new(Self::NAME)
-            .with_strategy(Strategy::OneForOne)
+            .with_flags(SupervisorFlags::new(Strategy::OneForOne))
             .with_telemetry(wiring.telemetry.clone())
             .service(monitor)
     }

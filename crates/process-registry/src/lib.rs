@@ -1,7 +1,10 @@
 //! Find processes by name: a namespaced [`ProcessRegistry`] (unique names
 //! with metadata, groups, change listeners) and a [`ServiceRegistry`] over
 //! it (lookups with stable errors, health checks, waiting for a service,
-//! fallbacks).
+//! fallbacks). Health checks are supervision-core's
+//! [`HealthCheck`](supervision_core::HealthCheck) and
+//! [`Health`](supervision_core::Health), the same types an application
+//! checks its services with.
 //!
 //! [`ProcessRegistry`] implements supervision-core's
 //! [`Registry`](supervision_core::Registry) contract; other crates use it
@@ -47,7 +50,6 @@
 
 mod error;
 mod fallback;
-mod health;
 mod listeners;
 mod process_registry;
 mod records;
@@ -56,7 +58,6 @@ mod table;
 
 pub use error::ServiceError;
 pub use fallback::{Answer, FallbackSource, LastValueCache};
-pub use health::{CheckHealth, HealthCheck, HealthStatus};
 pub use process_registry::{CleanupReport, DEFAULT_CLEANUP_SHUTDOWN, ProcessRegistry};
 pub use service::{ServiceInfo, ServiceOptions, ServiceRegistry};
 pub use supervision_core::Stopper;

@@ -13,13 +13,13 @@ use std::{
 };
 
 use supervision_core::{
-    MetaValue, Metadata, Namespace, ProcessHandle, RecvError, Registry, RegistryEvent, Telemetry,
-    Topic, WeakProcessHandle,
+    Health, HealthCheck, MetaValue, Metadata, Namespace, ProcessHandle, RecvError, Registry,
+    RegistryEvent, Telemetry, Topic, WeakProcessHandle,
 };
 use tokio::time::Instant;
 
 use crate::{
-    Answer, FallbackSource, HealthCheck, HealthStatus, ServiceError,
+    Answer, FallbackSource, ServiceError,
     table::{Map, map},
 };
 
@@ -119,8 +119,8 @@ impl ServiceRecord {
 /// ```
 /// use std::{sync::Arc, time::Duration};
 /// use kameo::Actor;
-/// use process_registry::{HealthStatus, ProcessRegistry, ServiceOptions, ServiceRegistry};
-/// use supervision_core::{Namespace, ProcessHandle, Telemetry};
+/// use process_registry::{ProcessRegistry, ServiceOptions, ServiceRegistry};
+/// use supervision_core::{Health, Namespace, ProcessHandle, Telemetry};
 ///
 /// #[derive(Actor)]
 /// struct Mailer;
@@ -138,7 +138,7 @@ impl ServiceRecord {
 /// assert_eq!(waiter.await.unwrap().unwrap(), mailer);
 ///
 /// let status = services.health_check("mailer", Duration::from_secs(1)).await.unwrap();
-/// assert_eq!(status, HealthStatus::Healthy);
+/// assert_eq!(status, Health::Healthy);
 /// # mailer.stop().await;
 /// # }
 /// ```
@@ -257,11 +257,12 @@ impl ServiceRegistry {
 
     /// Checks the health of the service `name` within `timeout`:
     ///
-    /// - [`HealthStatus::Dead`] if its process is not live but has not
+    /// - [`Health::NotRunning`] if its process is not live but has not
     ///   exited yet (a service this registry registered, now stopping);
-    /// - else the answer of its [`HealthCheck`] ([`HealthStatus::Healthy`]
-    ///   when it has none), or [`HealthStatus::TimedOut`] if that took
-    ///   longer than `timeout`.
+    /// - else the answer of its [`HealthCheck`], run on the process
+    ///   ([`Health::Healthy`] when it has none), or [`Health::TimedOut`] if
+    ///   that took longer than `timeout` or than the check's own timeout,
+    ///   whichever is shorter.
     ///
     /// [`ServiceError::NotFound`] if the name is neither registered nor
     /// known to this service registry (a service whose process has exited
@@ -270,7 +271,7 @@ impl ServiceRegistry {
         &self,
         name: &str,
         timeout: Duration,
-    ) -> Result<HealthStatus, ServiceError> {
+    ) -> Result<Health, ServiceError> {
         let started = Instant::now();
         let record = self.services.get(name).map(|r| r.clone());
         let live = self.registry.lookup(&self.namespace, name);
@@ -282,26 +283,21 @@ impl ServiceRegistry {
                     .remove_if(name, |_, current| current.ticket == record.ticket);
                 return Err(ServiceError::NotFound(Arc::from(name)));
             }
-            (None, Some(_)) => HealthStatus::Dead,
+            (None, Some(_)) => Health::NotRunning,
             (Some(handle), record) => {
                 // The check registered with this very process, if any.
                 let check = record
                     .filter(|record| record.handle == handle)
                     .and_then(|record| record.health_check);
                 match check {
-                    None => HealthStatus::Healthy,
-                    Some(check) => tokio::time::timeout(timeout, check.run(handle))
+                    None => Health::Healthy,
+                    Some(check) => tokio::time::timeout(timeout, check.run(&handle))
                         .await
-                        .unwrap_or(HealthStatus::TimedOut),
+                        .unwrap_or(Health::TimedOut(timeout)),
                 }
             }
         };
-        let label = match &status {
-            HealthStatus::Healthy => "healthy",
-            HealthStatus::Dead => "dead",
-            HealthStatus::TimedOut => "timed_out",
-            HealthStatus::Failed(_) => "failed",
-        };
+        let label = status.label();
         let micros = started.elapsed().as_micros() as f64;
         self.emit(
             "health_check",

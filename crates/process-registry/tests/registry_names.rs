@@ -259,7 +259,7 @@ fn public_types_are_send_and_sync() {
     is::<ProcessRegistry>();
     is::<process_registry::ServiceRegistry>();
     is::<process_registry::Stopper>();
-    is::<process_registry::HealthCheck>();
+    is::<supervision_core::HealthCheck>();
 }
 
 // unregister_if frees a name only for the handle that holds it: a stale

@@ -8,13 +8,13 @@ use kameo::{
     message::{Context, Message},
 };
 use process_registry::{
-    Answer, CheckHealth, FallbackSource, HealthCheck, HealthStatus, LastValueCache,
-    ProcessRegistry, ServiceError, ServiceOptions, ServiceRegistry,
+    Answer, FallbackSource, LastValueCache, ProcessRegistry, ServiceError, ServiceOptions,
+    ServiceRegistry,
 };
 use serde_json::json;
 use supervision_core::{
-    ErrorCode, Namespace, ProcessHandle, Registry, RegistryError, RegistryEvents, Stopper,
-    Subscription, Telemetry, Topic,
+    CheckHealth, ErrorCode, Health, HealthCheck, Namespace, ProcessHandle, Registry, RegistryError,
+    RegistryEvents, Stopper, Subscription, Telemetry, Topic,
 };
 
 /// A service whose health and answers the test sets.
@@ -83,7 +83,8 @@ async fn spawn(svc: Svc) -> ProcessHandle {
 }
 
 fn checked() -> ServiceOptions {
-    ServiceOptions::default().with_health_check(HealthCheck::message::<Svc>())
+    ServiceOptions::default()
+        .with_health_check(HealthCheck::message::<Svc>(Duration::from_secs(60)))
 }
 
 // A missing service is a stable, typed error.
@@ -126,7 +127,7 @@ async fn taken_name_is_a_registry_error() {
         .health_check("db", Duration::from_secs(1))
         .await
         .unwrap();
-    assert_eq!(status, HealthStatus::Healthy);
+    assert_eq!(status, Health::Healthy);
     a.stop().await;
     b.stop().await;
 }
@@ -150,11 +151,11 @@ async fn health_check_asks_the_live_process() {
     let t = Duration::from_secs(1);
     assert_eq!(
         services.health_check("good", t).await.unwrap(),
-        HealthStatus::Healthy
+        Health::Healthy
     );
     assert_eq!(
         services.health_check("bad", t).await.unwrap(),
-        HealthStatus::Failed("disk full".into())
+        Health::Unhealthy("disk full".into())
     );
     // A service whose process has exited is forgotten, as in the registry.
     good.stop().await;
@@ -186,7 +187,7 @@ async fn health_check_times_out() {
         .health_check("slow", Duration::from_secs(3))
         .await
         .unwrap();
-    assert_eq!(status, HealthStatus::TimedOut);
+    assert_eq!(status, Health::TimedOut(Duration::from_secs(3)));
     assert_eq!(started.elapsed(), Duration::from_secs(3));
     slow.kill();
 }
@@ -204,10 +205,10 @@ async fn health_check_kinds() {
         .health_check("other", Duration::from_secs(1))
         .await
         .unwrap();
-    assert!(matches!(status, HealthStatus::Failed(reason) if reason.contains("not a")));
+    assert!(matches!(status, Health::Unhealthy(reason) if reason.contains("not a")));
 
     let custom = spawn(Svc::ok()).await;
-    let check = HealthCheck::new(|handle: ProcessHandle| async move {
+    let check = HealthCheck::new(Duration::from_secs(1), |handle: ProcessHandle| async move {
         let svc = handle.downcast::<Svc>().ok_or("wrong type")?;
         let price = svc.ask(Price).await.map_err(|e| e.to_string())?;
         if price > 100 {
@@ -579,7 +580,7 @@ async fn a_losing_register_service_keeps_the_winners_record() {
             .health_check("x", Duration::from_secs(1))
             .await
             .unwrap(),
-        HealthStatus::Failed("disk full".into())
+        Health::Unhealthy("disk full".into())
     );
     assert!(services.service_info()[0].uptime.is_some());
     loser.stop().await;

@@ -4,14 +4,16 @@
 //!
 //! # Concepts
 //!
-//! - A [`Service`] has a name, the names of the services it depends on, a
-//!   [`ServiceStart`] (one [`ChildSpec`] or a subtree: supervisor flags and
-//!   children) and an optional [`HealthCheck`]. [`ServiceDef`] builds one
-//!   from values; implement the trait for anything else.
+//! - A *service* is one part of an application: a [`Service`] has a name,
+//!   the names of the services it depends on, a [`ServiceStart`] (one
+//!   [`ChildSpec`] or a subtree: supervisor flags and children) and an
+//!   optional [`HealthCheck`](crate::HealthCheck). [`ServiceDef`] builds one
+//!   from values; implement the trait for anything else. In this crate the
+//!   word means nothing else.
 //! - An [`ApplicationSpec`] is the definition: a name, services in
-//!   declaration order, the supervisor's strategy and intensity (one_for_one,
-//!   3 restarts in 5 s by default, as [`SupervisorFlags`]), and the
-//!   [`Telemetry`] handle it reports to. [`subset`](ApplicationSpec::subset)
+//!   declaration order, its supervisor's [`SupervisorFlags`] (one_for_one,
+//!   3 restarts in 5 s by default), and the [`Telemetry`] handle it reports
+//!   to. [`subset`](ApplicationSpec::subset)
 //!   keeps some services and whatever they depend on, and says which
 //!   dependencies came along; [`service`](ApplicationSpec::service) adds
 //!   one's own services beside those.
@@ -21,33 +23,50 @@
 //!   [`restart_service`](Application::restart_service),
 //!   [`stop_service`](Application::stop_service).
 //!
+//! - Its *status* ([`ServiceStatus`], [`ApplicationStatus`]) says where a
+//!   service stands; its *health* ([`Health`](crate::Health), in a
+//!   [`HealthReport`]) what its check answered.
+//!
 //! The behaviour is documented on the types: the checks and the start
 //! order on [`ApplicationSpec`], status, restarts, health and telemetry on
 //! [`Application`].
+//!
+//! # Files
+//!
+//! `handle.rs`: the [`Application`] handle and its admin calls;
+//! `phase.rs`: the phase machine (idle, starting, running, stopping,
+//! stopped, failed) and what undoes a cancelled call; `status.rs`: the
+//! status types and how the supervisor's answer becomes a report;
+//! `health.rs`: the health report; `watcher.rs`: the task that notices the
+//! supervisor giving up; `plan.rs`: the start order; `service.rs`: what a
+//! service is.
 
 mod error;
+mod handle;
+mod health;
+mod phase;
 mod plan;
-mod running;
 mod service;
 mod status;
+mod watcher;
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc};
 
 pub use error::ApplicationError;
-pub use running::Application;
-pub use service::{HealthCheck, Service, ServiceDef, ServiceStart};
-pub use status::{
-    ApplicationStatus, Health, HealthReport, ServiceHealth, ServiceReport, ServiceStatus,
-    StatusReport,
-};
+pub use handle::Application;
+pub use health::{HealthReport, ServiceHealth};
+pub use service::{Service, ServiceDef, ServiceStart};
+pub use status::{ApplicationStatus, ServiceReport, ServiceStatus, StatusReport};
 
-use crate::{ChildSpec, Intensity, Strategy, SupervisorError, SupervisorFlags, Telemetry};
+use crate::{ChildSpec, HealthCheck, SupervisorError, SupervisorFlags, Telemetry};
 
-/// The definition of an application: its name, its services, the strategy
-/// and intensity of its supervisor, and its telemetry handle.
+/// The definition of an application: its name, its services, its
+/// supervisor's [`SupervisorFlags`], and its telemetry handle.
 ///
-/// Defaults: [`Strategy::OneForOne`], 3 restarts within 5 seconds (as
-/// [`SupervisorFlags::default`]), telemetry disabled.
+/// Defaults: the defaults of [`SupervisorFlags`]:
+/// [`Strategy::OneForOne`](crate::Strategy::OneForOne), 3 restarts within
+/// 5 seconds; telemetry disabled. The supervisor is named after the
+/// application.
 ///
 /// # Order
 ///
@@ -92,11 +111,10 @@ use crate::{ChildSpec, Intensity, Strategy, SupervisorError, SupervisorFlags, Te
 /// ```
 #[derive(Clone)]
 pub struct ApplicationSpec {
-    name: Arc<str>,
     services: Vec<Arc<dyn Service>>,
-    strategy: Strategy,
-    intensity: Intensity,
-    telemetry: Telemetry,
+    /// The supervisor's flags; their name is the application's name, their
+    /// telemetry the application's.
+    flags: SupervisorFlags,
 }
 
 /// The answer of [`ApplicationSpec::subset`]: the smaller spec, and the
@@ -104,7 +122,7 @@ pub struct ApplicationSpec {
 #[derive(Debug, Clone)]
 pub struct Subset {
     /// The services asked for and everything they depend on, in their
-    /// declaration order; name, strategy, intensity and telemetry are kept.
+    /// declaration order; name, flags and telemetry are kept.
     pub spec: ApplicationSpec,
     /// The services that were not asked for but are needed, in declaration
     /// order.
@@ -115,11 +133,8 @@ impl ApplicationSpec {
     /// An application named `name` with no services yet.
     pub fn new(name: impl Into<Arc<str>>) -> Self {
         ApplicationSpec {
-            name: name.into(),
             services: Vec::new(),
-            strategy: Strategy::default(),
-            intensity: Intensity::default(),
-            telemetry: Telemetry::disabled(),
+            flags: SupervisorFlags::default().with_name(name),
         }
     }
 
@@ -134,35 +149,39 @@ impl ApplicationSpec {
         self
     }
 
-    /// Sets the strategy of the application's supervisor (one_for_one by
-    /// default). With [`Strategy::RestForOne`], a service that restarts
-    /// takes the services started after it along, among them everything
-    /// that depends on it.
-    pub fn with_strategy(mut self, strategy: Strategy) -> Self {
-        self.strategy = strategy;
+    /// Sets the flags of the application's supervisor: its strategy and
+    /// restart intensity. The flags' name and telemetry are replaced by the
+    /// application's: the supervisor is named after the application and
+    /// reports to the application's telemetry (see
+    /// [`with_telemetry`](Self::with_telemetry)), whatever the order of the
+    /// two calls.
+    ///
+    /// With [`Strategy::RestForOne`](crate::Strategy::RestForOne), a service
+    /// that restarts takes the services started after it along, among them
+    /// everything that depends on it. Past the intensity, the supervisor
+    /// stops every service and the application has failed.
+    pub fn with_flags(mut self, flags: SupervisorFlags) -> Self {
+        let name = self.flags.name.clone();
+        let telemetry = self.flags.telemetry.clone();
+        self.flags = flags.with_name(name).with_telemetry(telemetry);
         self
     }
 
-    /// Sets the restart intensity of the application's supervisor: at most
-    /// `max_restarts` within `max_seconds`; past it, the supervisor stops
-    /// every service and the application has failed.
-    pub fn with_intensity(mut self, max_restarts: u32, max_seconds: Duration) -> Self {
-        self.intensity = Intensity {
-            max_restarts,
-            max_seconds,
-        };
-        self
-    }
-
-    /// Sets the telemetry handle the application reports to.
+    /// Sets the telemetry handle the application (and its supervisor)
+    /// reports to.
     pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
-        self.telemetry = telemetry;
+        self.flags.telemetry = telemetry;
         self
     }
 
     /// The application's name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.flags.name
+    }
+
+    /// The flags of the application's supervisor.
+    pub fn flags(&self) -> &SupervisorFlags {
+        &self.flags
     }
 
     /// The services' names, in declaration order.
@@ -200,11 +219,8 @@ impl ApplicationSpec {
         let (selected, added) = plan::closure(&self.services, &wanted)?;
         Ok(Subset {
             spec: ApplicationSpec {
-                name: self.name.clone(),
                 services: selected.iter().map(|&i| self.services[i].clone()).collect(),
-                strategy: self.strategy,
-                intensity: self.intensity,
-                telemetry: self.telemetry.clone(),
+                flags: self.flags.clone(),
             },
             added: added
                 .iter()
@@ -218,7 +234,7 @@ impl ApplicationSpec {
     /// child spec (a subtree's flags and children included) and health
     /// check timeout. Returns the application, not started.
     pub fn build(self) -> Result<Application, ApplicationError> {
-        self.flags()
+        self.flags
             .validate()
             .map_err(|e| ApplicationError::Supervisor(SupervisorError::InvalidFlags(e)))?;
         let plan = plan::plan(&self.services)?;
@@ -235,21 +251,13 @@ impl ApplicationSpec {
         app.start().await?;
         Ok(app)
     }
-
-    fn flags(&self) -> SupervisorFlags {
-        SupervisorFlags::new(self.strategy)
-            .with_intensity(self.intensity.max_restarts, self.intensity.max_seconds)
-    }
 }
 
 impl fmt::Debug for ApplicationSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ApplicationSpec")
-            .field("name", &self.name)
             .field("services", &self.service_names())
-            .field("strategy", &self.strategy)
-            .field("intensity", &self.intensity)
-            .field("telemetry", &self.telemetry)
+            .field("flags", &self.flags)
             .finish()
     }
 }

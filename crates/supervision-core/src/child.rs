@@ -148,6 +148,9 @@ pub struct ChildSpec {
     pub start_timeout: Option<Duration>,
     /// Opt-in wait before each restart; `None` restarts at once.
     pub backoff: Option<Backoff>,
+    /// Whether its own termination may stop a static supervisor with an
+    /// [`AutoShutdown`](crate::AutoShutdown), as OTP 24's `significant`.
+    pub significant: bool,
     start: Arc<StartFn>,
     check: Option<Arc<CheckFn>>,
     registration: Option<Arc<Registration>>,
@@ -195,6 +198,7 @@ impl ChildSpec {
             kind: ChildKind::Worker,
             start_timeout: None,
             backoff: None,
+            significant: false,
             start: Arc::new(move || Box::pin(start())),
             check: None,
             registration: None,
@@ -243,6 +247,14 @@ impl ChildSpec {
     /// Makes restarts wait by `backoff` (see [`Backoff`]).
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = Some(backoff);
+        self
+    }
+
+    /// Marks the child significant (see [`AutoShutdown`](crate::AutoShutdown)):
+    /// it must be transient or temporary, under a static supervisor with an
+    /// auto shutdown.
+    pub fn with_significant(mut self, significant: bool) -> Self {
+        self.significant = significant;
         self
     }
 
@@ -313,6 +325,20 @@ impl ChildSpec {
         self
     }
 
+    /// The same spec without its start factory (and whatever the factory
+    /// captured): for a child that is never restarted, whose supervisor
+    /// keeps only what it needs to stop and report it. A start of the
+    /// result fails.
+    pub(crate) fn without_start(&self) -> ChildSpec {
+        ChildSpec {
+            start: Arc::new(|| {
+                Box::pin(async { Err(StartError::failed("start parameters were dropped")) })
+            }),
+            check: None,
+            ..self.clone()
+        }
+    }
+
     /// Checks the spec: no zero shutdown or start timeout; for a spec that
     /// starts a static [`Supervisor`](crate::Supervisor), its flags and
     /// children too, so a whole tree is checked before anything starts.
@@ -325,6 +351,9 @@ impl ChildSpec {
         }
         if self.start_timeout == Some(Duration::ZERO) {
             return Err(FlagsError::ZeroStartTimeout(self.id.clone()));
+        }
+        if self.significant && self.restart == RestartType::Permanent {
+            return Err(FlagsError::SignificantPermanent(self.id.clone()));
         }
         match &self.check {
             Some(check) => check(),
@@ -393,6 +422,7 @@ impl fmt::Debug for ChildSpec {
             .field("kind", &self.kind)
             .field("start_timeout", &self.start_timeout)
             .field("backoff", &self.backoff)
+            .field("significant", &self.significant)
             .field("registered_as", &self.registered_name())
             .finish_non_exhaustive()
     }
@@ -405,99 +435,75 @@ impl fmt::Debug for ChildSpec {
 ///
 /// The template holds the *extra arguments* `E`, given once; each child is
 /// started with `(extra, args)`: the extra arguments come first, as OTP
-/// prepends them.
+/// prepends them. Every other option (restart type, shutdown, kind, start
+/// timeout, backoff) is a [`ChildSpec`]'s, set with the spec's own builders
+/// through [`with_options`](Self::with_options).
 ///
 /// # Example
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{ChildTemplate, ProcessHandle};
+/// use supervision_core::{ChildTemplate, ProcessHandle, RestartType};
 ///
 /// #[derive(Actor)]
 /// struct Worker { pool: &'static str, n: u32 }
 ///
 /// let template = ChildTemplate::new("worker", "pool-a", |pool: &'static str, n: u32| {
 ///     ProcessHandle::spawn::<Worker>(Worker { pool, n })
-/// });
+/// })
+/// .with_options(|spec| spec.with_restart(RestartType::Transient));
 /// let spec = template.spec(7);
 /// assert_eq!(&*spec.id, "worker");
+/// assert_eq!(spec.restart, RestartType::Transient);
 /// ```
 pub struct ChildTemplate<A> {
-    id: Arc<str>,
+    /// Every option of the children; its start factory is never called.
+    options: ChildSpec,
     start: Arc<dyn Fn(A) -> StartFuture + Send + Sync>,
-    restart: RestartType,
-    shutdown: Shutdown,
-    kind: ChildKind,
-    start_timeout: Option<Duration>,
-    backoff: Option<Backoff>,
 }
 
 impl<A> ChildTemplate<A>
 where
     A: Clone + Send + Sync + 'static,
 {
-    /// A template of workers started by `start(extra, args)`.
+    /// A template of workers started by `start(extra, args)`, with a
+    /// [`ChildSpec`]'s defaults.
     pub fn new<E, F, Fut>(id: impl Into<Arc<str>>, extra: E, start: F) -> Self
     where
         E: Clone + Send + Sync + 'static,
         F: Fn(E, A) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<ProcessHandle, StartError>> + Send + 'static,
     {
+        let options = ChildSpec::new(id, || async {
+            Err(StartError::failed("a template's own spec is never started"))
+        });
         ChildTemplate {
-            id: id.into(),
+            options,
             start: Arc::new(move |args| Box::pin(start(extra.clone(), args))),
-            restart: RestartType::default(),
-            shutdown: Shutdown::WORKER_DEFAULT,
-            kind: ChildKind::Worker,
-            start_timeout: None,
-            backoff: None,
         }
     }
 
-    /// Sets the restart type of every child.
-    pub fn with_restart(mut self, restart: RestartType) -> Self {
-        self.restart = restart;
+    /// Sets the options of every child with [`ChildSpec`]'s builders
+    /// (`with_restart`, `with_shutdown`, `supervisor`, `with_start_timeout`,
+    /// `with_backoff`). The start factory stays the template's.
+    pub fn with_options(mut self, options: impl FnOnce(ChildSpec) -> ChildSpec) -> Self {
+        self.options = options(self.options);
         self
     }
 
-    /// Sets the shutdown policy of every child.
-    pub fn with_shutdown(mut self, shutdown: Shutdown) -> Self {
-        self.shutdown = shutdown;
-        self
-    }
-
-    /// Marks every child as a supervisor (shutdown becomes infinity).
-    pub fn supervisor(mut self) -> Self {
-        self.kind = ChildKind::Supervisor;
-        self.shutdown = Shutdown::default_for(ChildKind::Supervisor);
-        self
-    }
-
-    /// Sets a start timeout for every child.
-    pub fn with_start_timeout(mut self, timeout: Duration) -> Self {
-        self.start_timeout = Some(timeout);
-        self
-    }
-
-    /// Makes every child's restarts wait by `backoff`.
-    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
-        self.backoff = Some(backoff);
-        self
+    /// The options every child is started with (the id, restart type,
+    /// shutdown, kind, start timeout and backoff of its spec).
+    pub fn options(&self) -> &ChildSpec {
+        &self.options
     }
 
     /// The spec of one child started with `args` (cloned for each restart).
     pub fn spec(&self, args: A) -> ChildSpec {
         let start = self.start.clone();
         ChildSpec {
-            id: self.id.clone(),
-            restart: self.restart,
-            shutdown: self.shutdown,
-            kind: self.kind,
-            start_timeout: self.start_timeout,
-            backoff: self.backoff,
             start: Arc::new(move || start(args.clone())),
             check: None,
-            registration: None,
+            ..self.options.clone()
         }
     }
 }
@@ -505,13 +511,8 @@ where
 impl<A> Clone for ChildTemplate<A> {
     fn clone(&self) -> Self {
         ChildTemplate {
-            id: self.id.clone(),
+            options: self.options.clone(),
             start: self.start.clone(),
-            restart: self.restart,
-            shutdown: self.shutdown,
-            kind: self.kind,
-            start_timeout: self.start_timeout,
-            backoff: self.backoff,
         }
     }
 }
@@ -519,10 +520,7 @@ impl<A> Clone for ChildTemplate<A> {
 impl<A> fmt::Debug for ChildTemplate<A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ChildTemplate")
-            .field("id", &self.id)
-            .field("restart", &self.restart)
-            .field("shutdown", &self.shutdown)
-            .field("kind", &self.kind)
+            .field("options", &self.options)
             .finish_non_exhaustive()
     }
 }

@@ -79,6 +79,11 @@ pub enum StartError {
         /// Its holder.
         holder: crate::ProcessHandle,
     },
+    /// The start chose not to run a process, as OTP's `ignore`: not a
+    /// failure. A static supervisor keeps the spec, not running; a dynamic
+    /// supervisor keeps nothing and tells the caller with this error.
+    #[error("start ignored")]
+    Ignored,
 }
 
 impl StartError {
@@ -103,6 +108,7 @@ impl ErrorCode for StartError {
             StartError::Panicked(_) => 1002,
             StartError::Timeout(_) => 1003,
             StartError::AlreadyRegistered { .. } => 1004,
+            StartError::Ignored => 1005,
         }
     }
 }
@@ -129,6 +135,12 @@ pub enum FlagsError {
     /// A start timeout of zero can never be met.
     #[error("invalid start timeout of zero for child {0:?}")]
     ZeroStartTimeout(Arc<str>),
+    /// A significant child must be transient or temporary.
+    #[error("invalid child {0:?}: a significant child cannot be permanent")]
+    SignificantPermanent(Arc<str>),
+    /// A significant child needs a supervisor with an auto shutdown.
+    #[error("invalid child {0:?}: significant under a supervisor whose auto_shutdown is never")]
+    SignificantWithoutAutoShutdown(Arc<str>),
 }
 
 impl ErrorCode for FlagsError {
@@ -140,6 +152,8 @@ impl ErrorCode for FlagsError {
             FlagsError::ZeroShutdownTimeout(_) => 1104,
             FlagsError::ZeroStartTimeout(_) => 1105,
             FlagsError::InvalidBackoff(_) => 1106,
+            FlagsError::SignificantPermanent(_) => 1107,
+            FlagsError::SignificantWithoutAutoShutdown(_) => 1108,
         }
     }
 }

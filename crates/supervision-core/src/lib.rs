@@ -53,7 +53,9 @@ mod error;
 mod event;
 pub mod events;
 mod exit;
+mod fanout;
 mod handle;
+mod health;
 mod info;
 mod intensity;
 mod load;
@@ -66,6 +68,7 @@ mod supervisor;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod timer;
 mod watch;
 
 pub use agent::{
@@ -73,9 +76,8 @@ pub use agent::{
     DirectoryError, Envelope,
 };
 pub use application::{
-    Application, ApplicationError, ApplicationSpec, ApplicationStatus, Health, HealthCheck,
-    HealthReport, Service, ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus,
-    StatusReport, Subset,
+    Application, ApplicationError, ApplicationSpec, ApplicationStatus, HealthReport, Service,
+    ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus, StatusReport, Subset,
 };
 pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
@@ -86,7 +88,9 @@ pub use error::{
 };
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
 pub use exit::ExitReason;
+pub use fanout::{AgentReply, AgentSelection, SelectionError, ask_all};
 pub use handle::{ProcessHandle, WeakProcessHandle};
+pub use health::{CheckHealth, Health, HealthCheck};
 pub use info::{ChildCounts, ChildInfo, ChildState};
 pub use intensity::Intensity;
 pub use load::{AgentLoad, LoadReport};
@@ -96,7 +100,7 @@ pub use registry::{
     RegistryEvents, Snapshot, Subscription, Topic, TryRecvError,
 };
 pub use stopper::Stopper;
-pub use supervisor::{Strategy, Supervisor, SupervisorFlags};
+pub use supervisor::{AutoShutdown, Strategy, Supervisor, SupervisorFlags};
 pub use telemetry::{
     GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,
     TelemetryEvent,

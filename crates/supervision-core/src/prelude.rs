@@ -7,9 +7,9 @@
 //! are imported from their own paths.
 
 pub use crate::{
-    Application, ApplicationSpec, Backoff, ChildCounts, ChildInfo, ChildKind, ChildSpec,
-    ChildState, ChildTemplate, DynamicSupervisor, DynamicSupervisorFlags, ErrorCode, ExitReason,
-    FlagsError, Intensity, Namespace, ProcessHandle, Registry, RestartType, Service, ServiceDef,
-    Shutdown, StartError, Strategy, Supervisor, SupervisorError, SupervisorFlags, Telemetry,
-    TemplateSupervisor,
+    Application, ApplicationSpec, AutoShutdown, Backoff, ChildCounts, ChildInfo, ChildKind,
+    ChildSpec, ChildState, ChildTemplate, DynamicSupervisor, DynamicSupervisorFlags, ErrorCode,
+    ExitReason, FlagsError, Health, HealthCheck, Intensity, Namespace, ProcessHandle, Registry,
+    RestartType, Service, ServiceDef, Shutdown, StartError, Strategy, Supervisor, SupervisorError,
+    SupervisorFlags, Telemetry, TemplateSupervisor,
 };

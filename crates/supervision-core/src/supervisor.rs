@@ -36,6 +36,28 @@ pub enum Strategy {
     RestForOne,
 }
 
+/// Whether a static supervisor stops by itself when its *significant*
+/// children terminate, as OTP 24's `auto_shutdown` flag.
+///
+/// A child is significant when its spec says so
+/// ([`ChildSpec::with_significant`]); it must be transient or temporary.
+/// Only an exit by the child itself that is not restarted counts (a
+/// transient child's clean exit, any exit of a temporary child), never a
+/// `terminate_child`. The supervisor then stops every child in reverse
+/// order and exits with [`ExitReason::Shutdown`], so its parent restarts it
+/// only if it is permanent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum AutoShutdown {
+    /// Never stop by itself (the default); significant children are
+    /// refused.
+    #[default]
+    Never,
+    /// Stop when any significant child terminates.
+    AnySignificant,
+    /// Stop when every significant child has terminated.
+    AllSignificant,
+}
+
 /// The settings of a static [`Supervisor`].
 ///
 /// Defaults, as OTP's: [`Strategy::OneForOne`], intensity 3 restarts within
@@ -62,6 +84,8 @@ pub struct SupervisorFlags {
     pub name: Arc<str>,
     /// Where its events go (see [`events`](crate::events)).
     pub telemetry: Telemetry,
+    /// Whether it stops by itself when its significant children terminate.
+    pub auto_shutdown: AutoShutdown,
 }
 
 impl Default for SupervisorFlags {
@@ -78,7 +102,14 @@ impl SupervisorFlags {
             intensity: Intensity::default(),
             name: "supervisor".into(),
             telemetry: Telemetry::disabled(),
+            auto_shutdown: AutoShutdown::Never,
         }
+    }
+
+    /// Sets the auto shutdown (see [`AutoShutdown`]).
+    pub fn with_auto_shutdown(mut self, auto_shutdown: AutoShutdown) -> Self {
+        self.auto_shutdown = auto_shutdown;
+        self
     }
 
     /// Sets the name its telemetry events carry.
@@ -115,9 +146,18 @@ fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), Flags
     let mut ids = HashSet::with_capacity(children.len());
     for spec in children {
         spec.validate()?;
+        check_significant(flags.auto_shutdown, spec)?;
         if !ids.insert(&spec.id) {
             return Err(FlagsError::DuplicateChildId(spec.id.clone()));
         }
+    }
+    Ok(())
+}
+
+/// A significant child needs a supervisor with an auto shutdown, as OTP.
+fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<(), FlagsError> {
+    if spec.significant && auto_shutdown == AutoShutdown::Never {
+        return Err(FlagsError::SignificantWithoutAutoShutdown(spec.id.clone()));
     }
     Ok(())
 }
@@ -164,11 +204,18 @@ fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), Flags
 /// child that had finished).
 ///
 /// A restart whose start fails (an error, a panic or its start timeout) does
-/// not block the supervisor: the children the attempt already started are
-/// stopped again in reverse order, the failed group shows as
-/// [`ChildState::Restarting`], and the supervisor retries it through its
+/// not block the supervisor: the members waiting show as
+/// [`ChildState::Restarting`], and the supervisor retries through its
 /// mailbox, so admin calls keep answering in between. Each attempt counts
-/// toward the intensity. [`terminate_child`] takes a waiting child out of
+/// toward the intensity. As in OTP, which members wait depends on the
+/// strategy: under one_for_all the members the attempt already started are
+/// stopped again in reverse order and the whole group is retried; under
+/// rest_for_one the members started before the failed one keep running and
+/// the retry starts from the child whose start failed.
+///
+/// A start may answer [`StartError::Ignored`] (OTP's `ignore`): the child's
+/// spec is kept, not running, whether at the supervisor's start, in
+/// [`start_child`] (which returns that error) or in a restart. [`terminate_child`] takes a waiting child out of
 /// the retry (it stays not running); the rest of its group is retried
 /// without it.
 ///
@@ -187,6 +234,17 @@ fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), Flags
 ///
 /// Every start, exit, restart, backoff, termination and giving up is an event
 /// on the flags' telemetry handle (see [`events`](crate::events)).
+///
+/// # Significant children and auto shutdown
+///
+/// As OTP 24: with [`SupervisorFlags::auto_shutdown`] set, a child marked
+/// [significant](ChildSpec::with_significant) (transient or temporary) that
+/// terminates by itself and is not restarted stops the supervisor
+/// ([`AutoShutdown::AnySignificant`]), or does once every significant child
+/// has ([`AutoShutdown::AllSignificant`]). The supervisor stops its children
+/// in reverse order and exits with [`ExitReason::Shutdown`]. A
+/// [`DynamicSupervisor`](crate::DynamicSupervisor) has no auto shutdown, as
+/// OTP's, and refuses significant children.
 ///
 /// # Intensity and escalation
 ///
@@ -269,6 +327,7 @@ fn validate(flags: &SupervisorFlags, children: &[ChildSpec]) -> Result<(), Flags
 /// [`RestartType`]: crate::RestartType
 /// [`ChildState::NotRunning`]: crate::ChildState::NotRunning
 /// [`ChildState::Restarting`]: crate::ChildState::Restarting
+/// [`StartError::Ignored`]: crate::StartError::Ignored
 #[derive(Clone)]
 pub struct Supervisor {
     actor: ActorRef<SupervisorActor>,

@@ -3,14 +3,16 @@
 //! restart_service refused while a dependency is down and accepted
 //! otherwise, stop_service, health checks (healthy, unhealthy, timed out,
 //! panicked, not running), the supervisor giving up, start and stop twice,
-//! and dropping the last handle.
+//! and dropping the last handle. Outcomes no child reports itself are
+//! awaited through the supervisor's telemetry events.
 
 use std::{sync::Arc, time::Duration};
 
 use supervision_core::{
     Application, ApplicationError, ApplicationSpec, ApplicationStatus, ChildSpec, ErrorCode,
-    Health, HealthCheck, RestartType, ServiceDef, ServiceStatus, StatusReport, Telemetry, events,
-    testkit::{self, Lifecycle, Ping, TelemetryProbe, TestChild, TestKit},
+    Health, HealthCheck, RestartType, ServiceDef, ServiceStatus, StatusReport, SupervisorFlags,
+    Telemetry, events,
+    testkit::{self, Lifecycle, Ping, RecordedEvent, TelemetryProbe, TestChild, TestKit},
 };
 use tokio::sync::{Notify, mpsc::UnboundedReceiver};
 
@@ -20,22 +22,25 @@ fn service(kit: &TestKit, name: &str, deps: &[&str]) -> ServiceDef {
     ServiceDef::child(kit.spec(name)).depends_on(deps.iter().copied())
 }
 
-/// Asks for the status until `done` holds: for outcomes no child reports
-/// ("the supervisor has handled that exit"). Yields between calls; never
-/// sleeps.
-async fn wait_status(app: &Application, done: impl Fn(&StatusReport) -> bool) -> StatusReport {
-    let poll = async {
-        loop {
-            let status = app.status().await;
-            if done(&status) {
-                return status;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(WAIT, poll)
+/// Waits for the supervisor's telemetry event `name` about the service
+/// `service`. The supervisor emits it from the step that changes the
+/// service, so a status asked afterwards is answered after that step.
+async fn supervisor_event(
+    probe: &mut TelemetryProbe,
+    name: &[&str],
+    service: &str,
+) -> RecordedEvent {
+    probe
+        .wait_for_where(name, |e| e.meta_str("child") == Some(service), WAIT)
         .await
-        .expect("the application never got there")
+        .unwrap()
+}
+
+/// A telemetry handle and a probe on its supervisor events.
+fn probed() -> (Telemetry, TelemetryProbe) {
+    let telemetry = Telemetry::new();
+    let probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    (telemetry, probe)
 }
 
 async fn next(lifecycle: &mut UnboundedReceiver<Lifecycle>) -> Lifecycle {
@@ -45,20 +50,15 @@ async fn next(lifecycle: &mut UnboundedReceiver<Lifecycle>) -> Lifecycle {
         .expect("the kit is alive")
 }
 
-/// Waits for the lifecycle report "`label` stopped".
-async fn stopped(lifecycle: &mut UnboundedReceiver<Lifecycle>, label: &str) {
-    loop {
-        if let Lifecycle::Stopped { label: l, .. } = next(lifecycle).await
-            && &*l == label
-        {
-            return;
-        }
-    }
-}
-
 /// db, then cache (needs db), then web (needs cache).
 async fn chain(kit: &TestKit) -> Application {
+    chain_reporting(kit, Telemetry::disabled()).await
+}
+
+/// The chain, reporting to `telemetry`.
+async fn chain_reporting(kit: &TestKit, telemetry: Telemetry) -> Application {
     ApplicationSpec::new("shop")
+        .with_telemetry(telemetry)
         .service(service(kit, "web", &["cache"]))
         .service(service(kit, "cache", &["db"]))
         .service(service(kit, "db", &[]))
@@ -109,7 +109,8 @@ async fn status_follows_start_and_stop() {
 }
 
 /// While the application starts, the services the supervisor has not yet
-/// reported started are starting, and so is the application.
+/// reported started are starting, and so is the application; an admin
+/// call made meanwhile runs once the start is done.
 #[tokio::test]
 async fn services_not_yet_started_are_starting() {
     let (kit, _lifecycle) = TestKit::new();
@@ -137,10 +138,9 @@ async fn services_not_yet_started_are_starting() {
         async move { app.start().await }
     });
     entered.recv().await.unwrap();
-    assert!(matches!(
-        app.restart_service("db").await,
-        Err(ApplicationError::NotRunning(ApplicationStatus::Starting))
-    ));
+    // An admin call made meanwhile waits for the start.
+    let mut restart = Box::pin(app.restart_service("db"));
+    assert!(futures::poll!(&mut restart).is_pending());
 
     // The supervisor answers once the gated start is done: the question is
     // queued before the gate opens, so before web's start is asked for.
@@ -154,6 +154,7 @@ async fn services_not_yet_started_are_starting() {
     assert_eq!(status.status_of("web"), Some(ServiceStatus::Starting));
 
     start.await.unwrap().unwrap();
+    restart.await.unwrap();
     assert_eq!(app.status().await.application, ApplicationStatus::Running);
     app.stop().await.unwrap();
 }
@@ -162,22 +163,17 @@ async fn services_not_yet_started_are_starting() {
 /// is running again, with a new process; the others are untouched.
 #[tokio::test]
 async fn crashed_service_is_restarted_and_running_again() {
-    let (kit, mut lifecycle) = TestKit::new();
-    let app = chain(&kit).await;
+    let (kit, _lifecycle) = TestKit::new();
+    let (telemetry, mut probe) = probed();
+    let app = chain_reporting(&kit, telemetry).await;
     let before = app.status().await;
     let old = handle(&before, "cache");
 
     testkit::crash(&old).await;
-    stopped(&mut lifecycle, "cache").await;
-    let after = wait_status(&app, |s| {
-        s.service("cache")
-            .unwrap()
-            .handle
-            .as_ref()
-            .is_some_and(|h| *h != old)
-    })
-    .await;
+    supervisor_event(&mut probe, events::CHILD_RESTARTED, "cache").await;
+    let after = app.status().await;
     assert_eq!(after.application, ApplicationStatus::Running);
+    assert_ne!(handle(&after, "cache"), old);
     assert_eq!(handle(&after, "db"), handle(&before, "db"));
     assert_eq!(handle(&after, "web"), handle(&before, "web"));
     app.stop().await.unwrap();
@@ -188,8 +184,10 @@ async fn crashed_service_is_restarted_and_running_again() {
 /// from the supervisor). The application is degraded.
 #[tokio::test]
 async fn service_that_exits_for_good_is_failed() {
-    let (kit, mut lifecycle) = TestKit::new();
+    let (kit, _lifecycle) = TestKit::new();
+    let (telemetry, mut probe) = probed();
     let app = ApplicationSpec::new("app")
+        .with_telemetry(telemetry)
         .service(service(&kit, "db", &[]))
         .service(ServiceDef::child(
             kit.spec("job").with_restart(RestartType::Transient),
@@ -204,12 +202,11 @@ async fn service_that_exits_for_good_is_failed() {
 
     testkit::exit_normally(&handle(&status, "job")).await;
     testkit::crash(&handle(&status, "probe")).await;
-    stopped(&mut lifecycle, "job").await;
-    let status = wait_status(&app, |s| {
-        s.status_of("job") == Some(ServiceStatus::Failed)
-            && s.status_of("probe") == Some(ServiceStatus::Failed)
-    })
-    .await;
+    supervisor_event(&mut probe, events::CHILD_EXITED, "job").await;
+    supervisor_event(&mut probe, events::CHILD_EXITED, "probe").await;
+    let status = app.status().await;
+    assert_eq!(status.status_of("job"), Some(ServiceStatus::Failed));
+    assert_eq!(status.status_of("probe"), Some(ServiceStatus::Failed));
     assert_eq!(status.application, ApplicationStatus::Degraded);
     assert_eq!(status.status_of("db"), Some(ServiceStatus::Running));
 
@@ -228,8 +225,10 @@ async fn service_that_exits_for_good_is_failed() {
 async fn service_whose_restart_fails_is_restarting() {
     let (kit, _lifecycle) = TestKit::new();
     let (flaky_kit, _flaky_lifecycle) = TestKit::new();
+    let (telemetry, mut probe) = probed();
     let app = ApplicationSpec::new("app")
-        .with_intensity(1_000_000, Duration::from_secs(60))
+        .with_flags(SupervisorFlags::default().with_intensity(1_000_000, Duration::from_secs(60)))
+        .with_telemetry(telemetry)
         .service(service(&kit, "db", &[]))
         .service(service(&flaky_kit, "flaky", &["db"]))
         .service(service(&kit, "web", &["flaky"]))
@@ -240,10 +239,9 @@ async fn service_whose_restart_fails_is_restarting() {
 
     flaky_kit.fail_starts(true);
     testkit::crash(&old).await;
-    let status = wait_status(&app, |s| {
-        s.status_of("flaky") == Some(ServiceStatus::Restarting)
-    })
-    .await;
+    supervisor_event(&mut probe, events::CHILD_START_FAILED, "flaky").await;
+    let status = app.status().await;
+    assert_eq!(status.status_of("flaky"), Some(ServiceStatus::Restarting));
     assert_eq!(status.application, ApplicationStatus::Degraded);
     // A service that depends on it cannot be restarted by hand meanwhile.
     assert!(matches!(
@@ -254,7 +252,8 @@ async fn service_whose_restart_fails_is_restarting() {
         })
     ));
     flaky_kit.fail_starts(false);
-    wait_status(&app, |s| s.application == ApplicationStatus::Running).await;
+    supervisor_event(&mut probe, events::CHILD_RESTARTED, "flaky").await;
+    assert_eq!(app.status().await.application, ApplicationStatus::Running);
     app.stop().await.unwrap();
     assert_eq!(flaky_kit.live(), 0);
 }
@@ -429,9 +428,10 @@ async fn health_reports_each_service() {
         matches!(health.of("web"), Some(Health::Unhealthy(reason)) if reason.contains("check bug"))
     );
     assert_eq!(health.of("plain"), Some(&Health::Healthy));
+    assert_eq!(health.of("idle"), Some(&Health::NotRunning));
     assert_eq!(
-        health.of("idle"),
-        Some(&Health::NotRunning(ServiceStatus::Stopped))
+        health.service("idle").unwrap().status,
+        ServiceStatus::Stopped
     );
     app.stop().await.unwrap();
 }
@@ -474,7 +474,7 @@ async fn supervisor_giving_up_fails_the_application() {
     let (kit, _lifecycle) = TestKit::new();
     let app = ApplicationSpec::new("fragile")
         .with_telemetry(telemetry.clone())
-        .with_intensity(0, Duration::from_secs(5))
+        .with_flags(SupervisorFlags::default().with_intensity(0, Duration::from_secs(5)))
         .service(service(&kit, "db", &[]))
         .service(service(&kit, "web", &["db"]))
         .start()

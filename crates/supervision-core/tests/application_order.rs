@@ -236,7 +236,7 @@ async fn invalid_specs_are_refused_before_anything_starts() {
     assert!(matches!(err, ApplicationError::ZeroHealthTimeout(ref s) if &**s == "db"));
 
     let err = ApplicationSpec::new("app")
-        .with_intensity(1, Duration::ZERO)
+        .with_flags(supervision_core::SupervisorFlags::default().with_intensity(1, Duration::ZERO))
         .build()
         .unwrap_err();
     assert_eq!(err.code(), 1101);

@@ -11,12 +11,11 @@ use std::{
 
 use anyhow::{Result, ensure};
 use economics::{
-    Auctioneer, BalanceStrategy, Invitees, LoadBalancer, MemberSpec, PriceRule, SealedSpec,
-    solve_exact,
+    Auctioneer, BalanceStrategy, LoadBalancer, MemberSpec, PriceRule, SealedSpec, solve_exact,
 };
 use serde_json::json;
 use supervision_core::{
-    AgentId, AgentLoad, Clock, LoadReport,
+    AgentId, AgentLoad, AgentSelection, Clock, LoadReport,
     testkit::{Answer, ScriptedDirectory},
 };
 
@@ -65,7 +64,7 @@ pub(crate) async fn run() -> Result<serde_json::Value> {
             item: "slot".into(),
             rule: PriceRule::SecondPrice,
             reserve: 0.0,
-            invitees: Invitees::Kind("bidder".into()),
+            invitees: AgentSelection::Kind("bidder".into()),
             bidding: Duration::from_secs(10),
         })
         .await?;

@@ -32,11 +32,10 @@ use std::{
     time::Duration,
 };
 
-use futures::{StreamExt, stream::FuturesUnordered};
 use serde_json::{Value, json};
 use supervision_core::{
-    AgentDirectory, AgentId, Clock, DirectoryError, Envelope, Event, EventSink, MetaValue,
-    Namespace, Registry, Telemetry,
+    AgentDirectory, AgentId, AgentReply, AgentSelection, Clock, Envelope, Event, EventSink,
+    MetaValue, Namespace, Registry, SelectionError, Telemetry, ask_all,
 };
 use tokio::time::Instant;
 
@@ -49,18 +48,6 @@ use crate::AuctionError;
 /// The protocol name of bid requests.
 pub const BID_PROTOCOL: &str = "economics.bid";
 
-/// Whom an auction invites.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Invitees {
-    /// These agents.
-    Ids(Vec<AgentId>),
-    /// Every known agent of this kind.
-    Kind(String),
-    /// The agents whose processes are members of this registry group (the
-    /// auctioneer needs a registry: [`Auctioneer::with_registry`]).
-    Group(String),
-}
-
 /// A sealed-bid auction (first price or Vickrey) of one item.
 #[derive(Debug, Clone)]
 pub struct SealedSpec {
@@ -71,7 +58,7 @@ pub struct SealedSpec {
     /// The least winning bid (0 for none).
     pub reserve: f64,
     /// Whom to invite.
-    pub invitees: Invitees,
+    pub invitees: AgentSelection,
     /// How long bids are taken.
     pub bidding: Duration,
 }
@@ -94,7 +81,7 @@ pub struct EnglishSpec {
     /// How long each round of calls for bids waits for answers.
     pub round: Duration,
     /// Whom to invite.
-    pub invitees: Invitees,
+    pub invitees: AgentSelection,
 }
 
 /// A Dutch auction of one item.
@@ -111,7 +98,7 @@ pub struct DutchSpec {
     /// The lowest price.
     pub reserve: f64,
     /// Whom to invite.
-    pub invitees: Invitees,
+    pub invitees: AgentSelection,
 }
 
 /// A combinatorial auction of several items.
@@ -120,7 +107,7 @@ pub struct CombinatorialSpec {
     /// The items and their reserve prices.
     pub items: Vec<(String, f64)>,
     /// Whom to invite.
-    pub invitees: Invitees,
+    pub invitees: AgentSelection,
     /// How long bids are taken.
     pub bidding: Duration,
 }
@@ -135,9 +122,9 @@ pub struct CombinatorialSpec {
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use economics::{Auctioneer, Invitees, PriceRule, SealedSpec};
+/// use economics::{Auctioneer, PriceRule, SealedSpec};
 /// use serde_json::json;
-/// use supervision_core::{Clock, testkit::{Answer, ScriptedDirectory}};
+/// use supervision_core::{AgentSelection, Clock, testkit::{Answer, ScriptedDirectory}};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let agents = ScriptedDirectory::new();
@@ -148,7 +135,7 @@ pub struct CombinatorialSpec {
 ///     item: "gpu-hour".into(),
 ///     rule: PriceRule::SecondPrice,
 ///     reserve: 10.0,
-///     invitees: Invitees::Kind("bidder".into()),
+///     invitees: AgentSelection::Kind("bidder".into()),
 ///     bidding: Duration::from_millis(100),
 /// }).await.unwrap();
 /// let award = outcome.award().unwrap();
@@ -170,14 +157,6 @@ impl std::fmt::Debug for Auctioneer {
             .field("next_id", &self.next_id)
             .finish_non_exhaustive()
     }
-}
-
-/// One invitee's answer and when it arrived.
-struct Reply {
-    at: Instant,
-    index: usize,
-    bidder: AgentId,
-    answer: Result<Value, DirectoryError>,
 }
 
 impl Auctioneer {
@@ -207,7 +186,7 @@ impl Auctioneer {
         self
     }
 
-    /// Resolves [`Invitees::Group`] through `registry`: its group members
+    /// Resolves [`AgentSelection::Group`] through `registry`: its group members
     /// that hold a name in `namespace` are invited by that name.
     pub fn with_registry(mut self, registry: Arc<dyn Registry>, namespace: Namespace) -> Self {
         self.registry = Some((registry, namespace));
@@ -218,68 +197,24 @@ impl Auctioneer {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// The agents `invitees` names, each once, in a deterministic order
-    /// (as given for ids, by id otherwise).
-    pub fn resolve(&self, invitees: &Invitees) -> Result<Vec<AgentId>, AuctionError> {
-        let ids = match invitees {
-            Invitees::Ids(ids) => {
-                let mut seen = HashSet::new();
-                ids.iter().filter(|id| seen.insert(*id)).cloned().collect()
-            }
-            Invitees::Kind(kind) => self.directory.agents_of_kind(kind),
-            Invitees::Group(group) => {
-                let (registry, namespace) = self
-                    .registry
-                    .as_ref()
-                    .ok_or_else(|| AuctionError::NoRegistry(group.clone()))?;
-                let members: HashSet<_> = registry.members(namespace, group).into_iter().collect();
-                let mut ids: Vec<AgentId> = registry
-                    .list(namespace)
-                    .into_iter()
-                    .filter(|(_, handle, _)| members.contains(handle))
-                    .map(|(name, _, _)| AgentId::new(name))
-                    .collect();
-                ids.sort();
-                ids.dedup();
-                ids
-            }
-        };
-        if ids.is_empty() {
-            return Err(AuctionError::NoBidders);
-        }
-        Ok(ids)
+    /// The agents `invitees` names, each once, in a deterministic order.
+    pub fn resolve(&self, invitees: &AgentSelection) -> Result<Vec<AgentId>, AuctionError> {
+        let registry = self
+            .registry
+            .as_ref()
+            .map(|(registry, namespace)| (registry.as_ref(), namespace));
+        invitees
+            .resolve(self.directory.as_ref(), registry)
+            .map_err(|err| match err {
+                SelectionError::NoRegistry(group) => AuctionError::NoRegistry(group),
+                _ => AuctionError::NoBidders,
+            })
     }
 
-    /// Asks each of `bidders` with `body` until `deadline`; the answers
-    /// sorted by arrival, then by invitation order, so simultaneous
-    /// answers resolve the same way every time.
-    async fn gather(&self, bidders: &[AgentId], body: Value, deadline: Instant) -> Vec<Reply> {
-        let mut asks: FuturesUnordered<_> = bidders
-            .iter()
-            .enumerate()
-            .map(|(index, bidder)| {
-                let ask = self.directory.ask(
-                    bidder,
-                    Envelope::with_deadline(BID_PROTOCOL, body.clone(), deadline),
-                );
-                let clock = &self.clock;
-                async move {
-                    let answer = ask.await;
-                    Reply {
-                        at: clock.now(),
-                        index,
-                        bidder: bidder.clone(),
-                        answer,
-                    }
-                }
-            })
-            .collect();
-        let mut replies = Vec::with_capacity(bidders.len());
-        while let Some(reply) = asks.next().await {
-            replies.push(reply);
-        }
-        replies.sort_by_key(|reply| (reply.at, reply.index));
-        replies
+    /// Asks each of `bidders` with `body` until `deadline`.
+    async fn gather(&self, bidders: &[AgentId], body: Value, deadline: Instant) -> Vec<AgentReply> {
+        let envelope = Envelope::with_deadline(BID_PROTOCOL, body, deadline);
+        ask_all(self.directory.as_ref(), bidders, &envelope, &self.clock).await
     }
 
     /// Runs a sealed-bid auction: one call for bids, answered by the close.
@@ -306,12 +241,12 @@ impl Auctioneer {
         for reply in self.gather(&bidders, body, closes).await {
             match read_bid(&reply) {
                 Ok(Some(amount)) => {
-                    if let Err(err) = auction.submit(reply.bidder.clone(), amount, reply.at) {
-                        auction.record_refused(reply.bidder, amount, reply.at, &err);
+                    if let Err(err) = auction.submit(reply.agent.clone(), amount, reply.at) {
+                        auction.record_refused(reply.agent, amount, reply.at, &err);
                     }
                 }
-                Ok(None) => no_answer.push((reply.bidder, "passed".to_owned())),
-                Err(Silence(reason)) => no_answer.push((reply.bidder, reason)),
+                Ok(None) => no_answer.push((reply.agent, "passed".to_owned())),
+                Err(Silence(reason)) => no_answer.push((reply.agent, reason)),
             }
         }
         let mut outcome = auction.close();
@@ -368,21 +303,19 @@ impl Auctioneer {
             for reply in self.gather(&called, body, round_end).await {
                 match read_bid(&reply) {
                     Ok(Some(amount)) => {
-                        match auction.submit(reply.bidder.clone(), amount, reply.at) {
+                        match auction.submit(reply.agent.clone(), amount, reply.at) {
                             Ok(()) => {
                                 raised = true;
-                                silent.remove(&reply.bidder);
+                                silent.remove(&reply.agent);
                             }
-                            Err(err) => {
-                                auction.record_refused(reply.bidder, amount, reply.at, &err)
-                            }
+                            Err(err) => auction.record_refused(reply.agent, amount, reply.at, &err),
                         }
                     }
                     Ok(None) => {
-                        silent.insert(reply.bidder, "passed".to_owned());
+                        silent.insert(reply.agent, "passed".to_owned());
                     }
                     Err(Silence(reason)) => {
-                        silent.insert(reply.bidder, reason);
+                        silent.insert(reply.agent, reason);
                     }
                 }
             }
@@ -440,15 +373,15 @@ impl Auctioneer {
                     Ok(value) if value.get("accept").and_then(Value::as_bool) == Some(true) => {
                         // Answers that arrived in this tick count at its price.
                         let at = reply.at.min(tick_end - Duration::from_nanos(1));
-                        if let Err(err) = auction.accept(reply.bidder.clone(), at) {
-                            auction.record_refused(reply.bidder, at, &err);
+                        if let Err(err) = auction.accept(reply.agent.clone(), at) {
+                            auction.record_refused(reply.agent, at, &err);
                         }
                     }
                     Ok(_) => {
-                        silent.insert(reply.bidder, "declined".to_owned());
+                        silent.insert(reply.agent, "declined".to_owned());
                     }
                     Err(err) => {
-                        silent.insert(reply.bidder, err.to_string());
+                        silent.insert(reply.agent, err.to_string());
                     }
                 }
             }
@@ -496,12 +429,12 @@ impl Auctioneer {
             let value = match reply.answer {
                 Ok(value) => value,
                 Err(err) => {
-                    no_answer.push((reply.bidder, err.to_string()));
+                    no_answer.push((reply.agent, err.to_string()));
                     continue;
                 }
             };
             let Some(bids) = value.get("bids").and_then(Value::as_array) else {
-                no_answer.push((reply.bidder, "passed".to_owned()));
+                no_answer.push((reply.agent, "passed".to_owned()));
                 continue;
             };
             for bid in bids {
@@ -517,15 +450,15 @@ impl Auctioneer {
                     .unwrap_or_default();
                 let amount = bid.get("amount").and_then(Value::as_f64);
                 let result = match amount {
-                    Some(amount) => auction.submit(reply.bidder.clone(), &items, amount, reply.at),
+                    Some(amount) => auction.submit(reply.agent.clone(), &items, amount, reply.at),
                     None => Err(AuctionError::MalformedAnswer {
-                        bidder: reply.bidder.clone(),
+                        bidder: reply.agent.clone(),
                         reason: "bundle bid without a numeric amount".into(),
                     }),
                 };
                 if let Err(err) = result {
                     auction.record_refused(
-                        reply.bidder.clone(),
+                        reply.agent.clone(),
                         items,
                         amount.unwrap_or(f64::NAN),
                         reply.at,
@@ -580,7 +513,7 @@ struct Silence(String);
 
 /// The amount of a sealed or English bid: `Some` to bid, `None` to pass.
 /// A non-numeric bid is read as NaN so the auction refuses and records it.
-fn read_bid(reply: &Reply) -> Result<Option<f64>, Silence> {
+fn read_bid(reply: &AgentReply) -> Result<Option<f64>, Silence> {
     match &reply.answer {
         Err(err) => Err(Silence(err.to_string())),
         Ok(Value::Null) => Ok(None),

@@ -2,12 +2,9 @@
 //! child or a subtree), its optional [`HealthCheck`], and [`ServiceDef`],
 //! the ready-made implementation.
 
-use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
+use std::{fmt, sync::Arc};
 
-use futures::{FutureExt, future::BoxFuture};
-
-use super::Health;
-use crate::{ChildSpec, ProcessHandle, Supervisor, SupervisorFlags, child::panic_message};
+use crate::{ChildSpec, HealthCheck, Supervisor, SupervisorFlags};
 
 /// One service of an [`Application`](crate::Application): a name, the
 /// services it depends on, how to start it, and an optional health check.
@@ -59,7 +56,8 @@ pub trait Service: Send + Sync + 'static {
     /// the child spec is replaced by the service's name.
     fn start_spec(&self) -> ServiceStart;
 
-    /// A check of the running service (none by default).
+    /// A check of the running service (none by default), run on its
+    /// process by [`Application::health`](crate::Application::health).
     fn health_check(&self) -> Option<HealthCheck> {
         None
     }
@@ -97,74 +95,6 @@ impl ServiceStart {
 impl From<ChildSpec> for ServiceStart {
     fn from(spec: ChildSpec) -> Self {
         ServiceStart::Child(spec)
-    }
-}
-
-type CheckFn = dyn Fn(ProcessHandle) -> BoxFuture<'static, Result<(), String>> + Send + Sync;
-
-/// A health check: an async function of the running service's
-/// [`ProcessHandle`] that answers `Ok(())` or `Err(reason)`, within a
-/// timeout.
-///
-/// A check that does not answer in time is
-/// [`Health::TimedOut`](crate::Health::TimedOut); one that panics is
-/// [`Health::Unhealthy`](crate::Health::Unhealthy) with the panic message.
-///
-/// # Example
-///
-/// ```
-/// use std::time::Duration;
-/// use supervision_core::HealthCheck;
-///
-/// let check = HealthCheck::new(Duration::from_millis(500), |handle| async move {
-///     if handle.is_alive() { Ok(()) } else { Err("not alive".to_owned()) }
-/// });
-/// assert_eq!(check.timeout(), Duration::from_millis(500));
-/// ```
-#[derive(Clone)]
-pub struct HealthCheck {
-    timeout: Duration,
-    check: Arc<CheckFn>,
-}
-
-impl HealthCheck {
-    /// A check run by `check(handle)`, given `timeout` to answer (which must
-    /// be longer than zero: the application refuses a zero timeout).
-    pub fn new<F, Fut>(timeout: Duration, check: F) -> Self
-    where
-        F: Fn(ProcessHandle) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<(), String>> + Send + 'static,
-    {
-        HealthCheck {
-            timeout,
-            check: Arc::new(move |handle| Box::pin(check(handle))),
-        }
-    }
-
-    /// How long the check may take.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
-    /// Runs the check once against `handle`, within its timeout.
-    pub async fn run(&self, handle: ProcessHandle) -> Health {
-        let check = AssertUnwindSafe((self.check)(handle)).catch_unwind();
-        match tokio::time::timeout(self.timeout, check).await {
-            Err(_elapsed) => Health::TimedOut(self.timeout),
-            Ok(Ok(Ok(()))) => Health::Healthy,
-            Ok(Ok(Err(reason))) => Health::Unhealthy(reason),
-            Ok(Err(panic)) => {
-                Health::Unhealthy(format!("health check panicked: {}", panic_message(&*panic)))
-            }
-        }
-    }
-}
-
-impl fmt::Debug for HealthCheck {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HealthCheck")
-            .field("timeout", &self.timeout)
-            .finish_non_exhaustive()
     }
 }
 

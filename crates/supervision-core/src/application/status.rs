@@ -1,10 +1,11 @@
-//! What a running application reports: [`ServiceStatus`] and
-//! [`ApplicationStatus`] ([`StatusReport`]), and the answers of its health
-//! checks ([`Health`], [`HealthReport`]).
+//! Where an application and its services stand: [`ServiceStatus`] and
+//! [`ApplicationStatus`] in a [`StatusReport`], and how the supervisor's
+//! answer (`which_children`) and the application's phase become one.
 
-use std::{fmt, sync::Arc, time::Duration};
+use std::{collections::HashSet, fmt, sync::Arc};
 
-use crate::ProcessHandle;
+use super::phase::{Phase, State};
+use crate::{ChildInfo, ChildState, ProcessHandle};
 
 /// Where one service stands, as its application's supervisor reports it.
 ///
@@ -23,7 +24,10 @@ pub enum ServiceStatus {
     /// stopped, or the service was stopped with
     /// [`stop_service`](crate::Application::stop_service) (or is between
     /// the stop and the start of a
-    /// [`restart_service`](crate::Application::restart_service)).
+    /// [`restart_service`](crate::Application::restart_service)) and has
+    /// not run since. (Under one_for_all and rest_for_one, a group restart
+    /// starts such a service again: it is then running, and failed if it
+    /// later exits for good.)
     Stopped,
     /// Not running, and nothing will start it again: the service exited and
     /// its restart type does not restart it, it failed to start, or the
@@ -116,64 +120,122 @@ impl StatusReport {
     }
 }
 
-/// The answer of one service's health check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Health {
-    /// The check passed (a running service without a check is healthy).
-    Healthy,
-    /// The check failed, or panicked, with this reason.
-    Unhealthy(String),
-    /// The check did not answer within its timeout.
-    TimedOut(Duration),
-    /// The service is not running, so it was not checked; its status.
-    NotRunning(ServiceStatus),
+/// What the state was when the supervisor was asked.
+pub(super) struct Snapshot {
+    /// While starting: how many services had been started.
+    started: Option<usize>,
+    stopped_on_request: HashSet<usize>,
+    admin_calls: u64,
 }
 
-impl Health {
-    /// Whether this is [`Health::Healthy`].
-    pub fn is_healthy(&self) -> bool {
-        *self == Health::Healthy
-    }
-}
-
-impl fmt::Display for Health {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Health::Healthy => f.write_str("healthy"),
-            Health::Unhealthy(reason) => write!(f, "unhealthy: {reason}"),
-            Health::TimedOut(timeout) => write!(f, "timed out after {timeout:?}"),
-            Health::NotRunning(status) => write!(f, "not running ({status})"),
+impl Snapshot {
+    pub(super) fn of(state: &State) -> Self {
+        Snapshot {
+            started: match state.phase {
+                Phase::Starting { started, .. } => Some(started),
+                _ => None,
+            },
+            stopped_on_request: state.stopped_on_request.clone(),
+            admin_calls: state.admin_calls,
         }
     }
 }
 
-/// One service in a [`HealthReport`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceHealth {
-    /// The service's name.
-    pub name: Arc<str>,
-    /// Its health.
-    pub health: Health,
-}
-
-/// The health of every service of an application, in start order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthReport {
-    /// Each service, in start order.
-    pub services: Vec<ServiceHealth>,
-}
-
-impl HealthReport {
-    /// Whether every service is healthy.
-    pub fn is_healthy(&self) -> bool {
-        self.services.iter().all(|s| s.health.is_healthy())
-    }
-
-    /// The health of the service `name`.
-    pub fn of(&self, name: &str) -> Option<&Health> {
-        self.services
+/// Every service with one status.
+pub(super) fn all(names: &[Arc<str>], status: ServiceStatus) -> StatusReport {
+    StatusReport {
+        application: match status {
+            ServiceStatus::Failed => ApplicationStatus::Failed,
+            _ => ApplicationStatus::Stopped,
+        },
+        services: names
             .iter()
-            .find(|s| &*s.name == name)
-            .map(|s| &s.health)
+            .map(|name| ServiceReport {
+                name: name.clone(),
+                status,
+                handle: None,
+            })
+            .collect(),
+    }
+}
+
+/// The report of an application with no supervisor to ask.
+pub(super) fn without_supervisor(names: &[Arc<str>], state: &State) -> StatusReport {
+    let services = names
+        .iter()
+        .enumerate()
+        .map(|(position, name)| ServiceReport {
+            name: name.clone(),
+            status: match state.phase {
+                Phase::Failed => ServiceStatus::Failed,
+                Phase::StartFailed(failed) if failed == position => ServiceStatus::Failed,
+                _ => ServiceStatus::Stopped,
+            },
+            handle: None,
+        })
+        .collect();
+    StatusReport {
+        application: state.phase.status(),
+        services,
+    }
+}
+
+/// The report from the supervisor's answer `children`.
+///
+/// `before` is the state when the supervisor was asked, `after` when it
+/// answered: a service missing from the answer is starting if it had not
+/// been started when the supervisor was asked, and a service not running
+/// was stopped on request if it was marked so at either time (an admin
+/// call may have begun or ended in between).
+///
+/// A service marked stopped on request that the supervisor reports
+/// running was started again by the supervisor itself (a group restart)
+/// if no admin call began or ended between the two: its mark is dropped.
+pub(super) fn from_children(
+    names: &[Arc<str>],
+    before: &Snapshot,
+    after: &mut State,
+    children: &[ChildInfo],
+) -> StatusReport {
+    let started = before.started;
+    let quiet = before.admin_calls == after.admin_calls && after.admin_calls.is_multiple_of(2);
+    let services: Vec<ServiceReport> = names
+        .iter()
+        .enumerate()
+        .map(|(position, name)| {
+            let on_request = before.stopped_on_request.contains(&position)
+                || after.stopped_on_request.contains(&position);
+            let child = children.iter().find(|c| c.id == *name);
+            let (status, handle) = match child.map(|c| &c.state) {
+                Some(ChildState::Running(handle)) => {
+                    if quiet {
+                        after.stopped_on_request.remove(&position);
+                    }
+                    (ServiceStatus::Running, Some(handle.clone()))
+                }
+                Some(ChildState::Restarting) => (ServiceStatus::Restarting, None),
+                None if started.is_some_and(|started| position >= started) => {
+                    (ServiceStatus::Starting, None)
+                }
+                Some(ChildState::NotRunning) | None if on_request => (ServiceStatus::Stopped, None),
+                Some(ChildState::NotRunning) | None => (ServiceStatus::Failed, None),
+            };
+            ServiceReport {
+                name: name.clone(),
+                status,
+                handle,
+            }
+        })
+        .collect();
+    let application = if started.is_some() {
+        ApplicationStatus::Starting
+    } else if services.iter().all(|s| s.status.is_running()) {
+        ApplicationStatus::Running
+    } else {
+        ApplicationStatus::Degraded
+    };
+    StatusReport {
+        application,
+        services,
     }
 }

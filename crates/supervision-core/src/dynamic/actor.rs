@@ -1,7 +1,13 @@
 //! The dynamic supervisor's actor: the children it keeps, and what it does
 //! when one exits (restart, retry, give up).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use kameo::{
     actor::{Actor, ActorId, ActorRef, WeakActorRef},
@@ -16,16 +22,30 @@ use super::{
     places::Places,
 };
 use crate::{
-    ChildSpec, ExitReason, ProcessHandle, backoff::BackoffState, intensity::RestartLog,
-    report::Reporter, watch::watch,
+    ChildSpec, ExitReason, ProcessHandle, RestartType, StartError, backoff::BackoffState,
+    intensity::RestartLog, report::Reporter, timer::RestartTimer, watch::watch,
 };
 
-/// What the handles and the actor share: reporting, and the places that
-/// `max_children` bounds.
+/// What the handles and the actor share: reporting, the places that
+/// `max_children` bounds, and whether the supervisor is closing.
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) reporter: Reporter,
     pub(super) places: Places,
+    /// Set once the supervisor gives up or stops: `start_child` refuses
+    /// from then on, and stops a child it handed over too late.
+    closing: AtomicBool,
+}
+
+impl Shared {
+    /// Whether the supervisor is giving up or stopping.
+    pub(super) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
+    }
+
+    fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+    }
 }
 
 /// A running child and what the supervisor keeps of it.
@@ -33,6 +53,8 @@ pub(super) struct Child {
     /// Start order: its reverse is stop order.
     pub(super) seq: u64,
     pub(super) handle: ProcessHandle,
+    /// A temporary child's spec has no start factory left (see
+    /// [`ChildSpec::without_start`]): it is never restarted.
     pub(super) spec: ChildSpec,
     watcher: AbortHandle,
     backoff: BackoffState,
@@ -41,8 +63,15 @@ pub(super) struct Child {
 /// A child waiting to be restarted: after a backoff delay, or to retry a
 /// start that failed.
 pub(super) struct Pending {
+    /// Start order, kept from the incarnation that exited.
+    pub(super) seq: u64,
+    /// The last incarnation's id, so `terminate_child` with its last
+    /// handle finds it.
+    pub(super) last: ActorId,
     pub(super) spec: ChildSpec,
     pub(super) backoff: BackoffState,
+    /// The backoff timer, if it waits one (cancelled with the child).
+    pub(super) timer: Option<RestartTimer>,
 }
 
 /// The supervisor actor. Its exit reason, when it gives up, is the
@@ -73,10 +102,13 @@ impl Actor for DynamicSupervisorActor {
         _: ActorStopReason,
         undelivered: Vec<BoxMessage<Self>>,
     ) -> Result<(), ExitReason> {
+        self.shared.close();
         // Children handed over as the supervisor stopped: stop them too.
         for message in undelivered {
-            if let Ok(adopt) = message.as_any().downcast::<Adopt>() {
-                adopt.spec.shutdown.stop(&adopt.handle).await;
+            if let Ok(mut adopt) = message.as_any().downcast::<Adopt>()
+                && let Some((handle, spec)) = adopt.take()
+            {
+                spec.shutdown.stop(&handle).await;
             }
         }
         Ok(())
@@ -87,6 +119,7 @@ impl Actor for DynamicSupervisorActor {
         _: WeakActorRef<Self>,
         _: ActorStopReason,
     ) -> Result<(), ExitReason> {
+        self.shared.close();
         self.shutdown_all().await;
         Ok(())
     }
@@ -99,6 +132,7 @@ impl DynamicSupervisorActor {
         let shared = Arc::new(Shared {
             reporter: Reporter::new(flags.name, flags.telemetry),
             places: Places::new(flags.max_children),
+            closing: AtomicBool::new(false),
         });
         let actor = DynamicSupervisorActor {
             shared: shared.clone(),
@@ -115,15 +149,34 @@ impl DynamicSupervisorActor {
         self.next_seq
     }
 
-    /// Keeps a started child and watches it.
-    pub(super) fn adopt(
+    /// Keeps a child a caller started, and watches it.
+    pub(super) fn adopt_new(
         &mut self,
+        handle: ProcessHandle,
+        spec: ChildSpec,
+        actor_ref: &ActorRef<Self>,
+    ) {
+        let seq = self.seq();
+        // A temporary child is never restarted: its start factory, and the
+        // arguments it captured, are dropped now, as OTP drops them.
+        let spec = if spec.restart == RestartType::Temporary {
+            spec.without_start()
+        } else {
+            spec
+        };
+        let backoff = BackoffState::new(Instant::now());
+        self.adopt(seq, handle, spec, backoff, actor_ref);
+    }
+
+    /// Keeps a started child and watches it.
+    fn adopt(
+        &mut self,
+        seq: u64,
         handle: ProcessHandle,
         spec: ChildSpec,
         backoff: BackoffState,
         actor_ref: &ActorRef<Self>,
     ) {
-        let seq = self.seq();
         let watcher = watch(&handle, actor_ref);
         self.children.insert(
             handle.id(),
@@ -135,13 +188,6 @@ impl DynamicSupervisorActor {
                 backoff,
             },
         );
-    }
-
-    /// Parks a child until the message for `ticket` comes back.
-    fn park(&mut self, spec: ChildSpec, backoff: BackoffState) -> u64 {
-        let ticket = self.seq();
-        self.restarting.insert(ticket, Pending { spec, backoff });
-        ticket
     }
 
     /// Handles the exit of a child by itself: restart it if its restart type
@@ -157,8 +203,14 @@ impl DynamicSupervisorActor {
             .reporter
             .exited(&child.spec, &child.handle, &exit, restart);
         if restart {
-            self.schedule_restart(child.spec, child.backoff, actor_ref)
-                .await
+            let pending = Pending {
+                seq: child.seq,
+                last: child.handle.id(),
+                spec: child.spec,
+                backoff: child.backoff,
+                timer: None,
+            };
+            self.schedule_restart(pending, actor_ref).await
         } else {
             self.shared.places.release();
             Ok(())
@@ -171,53 +223,52 @@ impl DynamicSupervisorActor {
     /// restarting meanwhile; the timer comes back through the mailbox).
     pub(super) async fn schedule_restart(
         &mut self,
-        spec: ChildSpec,
-        mut backoff: BackoffState,
+        mut pending: Pending,
         actor_ref: &ActorRef<Self>,
     ) -> Result<(), ExitReason> {
         let now = Instant::now();
         if !self.restarts.record(now) {
+            drop(pending);
+            self.shared.places.release();
             return Err(self.give_up().await);
         }
-        let delay = spec.backoff.map(|policy| backoff.next_delay(&policy, now));
+        let policy = pending.spec.backoff;
+        let delay = policy.map(|policy| pending.backoff.next_delay(&policy, now));
         match delay {
             Some((delay, attempt)) if !delay.is_zero() => {
-                self.shared.reporter.backoff(&spec, delay, attempt);
-                let ticket = self.park(spec, backoff);
-                let supervisor = actor_ref.downgrade();
-                tokio::spawn(async move {
-                    tokio::time::sleep(delay).await;
-                    if let Some(supervisor) = supervisor.upgrade() {
-                        let _ = supervisor.tell(StartRestart(ticket)).await;
-                    }
-                });
+                self.shared.reporter.backoff(&pending.spec, delay, attempt);
+                let ticket = self.seq();
+                pending.timer = Some(RestartTimer::start(actor_ref, delay, StartRestart(ticket)));
+                self.restarting.insert(ticket, pending);
             }
-            _ => self.start_restart(spec, backoff, actor_ref).await,
+            _ => self.start_restart(pending, actor_ref).await,
         }
         Ok(())
     }
 
     /// Starts a child being restarted. A failed start goes back through the
     /// mailbox to be decided again (so admin calls keep answering), counting
-    /// toward the intensity each time.
-    pub(super) async fn start_restart(
-        &mut self,
-        spec: ChildSpec,
-        mut backoff: BackoffState,
-        actor_ref: &ActorRef<Self>,
-    ) {
+    /// toward the intensity each time. A start that answers
+    /// [`StartError::Ignored`] ends the child: its place is given back.
+    pub(super) async fn start_restart(&mut self, mut pending: Pending, actor_ref: &ActorRef<Self>) {
+        pending.timer = None;
         let stopper =
             || crate::Stopper::dynamic_child(ProcessHandle::new(actor_ref.clone()).downgrade());
-        match self.shared.reporter.start(&spec, stopper).await {
+        match self.shared.reporter.start(&pending.spec, stopper).await {
             Ok(handle) => {
                 self.shared
                     .reporter
-                    .restarted(&spec, &handle, self.restarts.count());
-                backoff.started(Instant::now());
-                self.adopt(handle, spec, backoff, actor_ref);
+                    .restarted(&pending.spec, &handle, self.restarts.count());
+                pending.backoff.started(Instant::now());
+                let Pending {
+                    seq, spec, backoff, ..
+                } = pending;
+                self.adopt(seq, handle, spec, backoff, actor_ref);
             }
+            Err(StartError::Ignored) => self.shared.places.release(),
             Err(_start_error) => {
-                let ticket = self.park(spec, backoff);
+                let ticket = self.seq();
+                self.restarting.insert(ticket, pending);
                 // Unbounded mailbox: this never waits.
                 let _ = actor_ref.tell(Reschedule(ticket)).await;
             }
@@ -225,8 +276,9 @@ impl DynamicSupervisorActor {
     }
 
     /// Stops every child and returns the exit reason of a supervisor that
-    /// exceeded its restart intensity.
+    /// exceeded its restart intensity. From now on `start_child` refuses.
     async fn give_up(&mut self) -> ExitReason {
+        self.shared.close();
         self.shutdown_all().await;
         let reason = self.restarts.exceeded();
         self.shared.reporter.gave_up(&reason, self.restarts.count());
@@ -243,10 +295,30 @@ impl DynamicSupervisorActor {
         self.shared.places.release();
     }
 
-    /// Stops every child in reverse start order, each by its shutdown.
+    /// Takes a child waiting for its restart out of the wait: its timer is
+    /// cancelled and its place given back.
+    pub(super) async fn cancel_restart(&self, pending: Pending) {
+        if let Some(timer) = pending.timer {
+            timer.cancel().await;
+        }
+        self.shared.places.release();
+    }
+
+    /// The ticket of the child waiting for its restart whose last
+    /// incarnation was `id`.
+    pub(super) fn restarting_ticket(&self, id: ActorId) -> Option<u64> {
+        self.restarting
+            .iter()
+            .find(|(_, pending)| pending.last == id)
+            .map(|(ticket, _)| *ticket)
+    }
+
+    /// Stops every child in reverse start order, each by its shutdown, and
+    /// cancels every pending restart.
     async fn shutdown_all(&mut self) {
-        for _ in self.restarting.drain() {
-            self.shared.places.release();
+        let pending: Vec<Pending> = self.restarting.drain().map(|(_, p)| p).collect();
+        for pending in pending {
+            self.cancel_restart(pending).await;
         }
         let mut children: Vec<Child> = self.children.drain().map(|(_, child)| child).collect();
         children.sort_unstable_by_key(|child| std::cmp::Reverse(child.seq));

@@ -14,8 +14,8 @@ use super::{
     messages::{Adopt, CountChildren, GetShared, TerminateChild, WhichChildren},
 };
 use crate::{
-    ChildCounts, ChildInfo, ChildSpec, ChildTemplate, ExitReason, ProcessHandle, StartError,
-    SupervisorError, error::from_send_error,
+    ChildCounts, ChildInfo, ChildSpec, ChildTemplate, ExitReason, FlagsError, ProcessHandle,
+    StartError, SupervisorError, error::from_send_error,
 };
 
 /// A handle to a running dynamic supervisor: cheap to clone; the supervisor
@@ -129,13 +129,24 @@ impl DynamicSupervisor {
     }
 
     /// Starts a child from `spec` and returns its handle once its start has
-    /// completed. A start error is returned and nothing is kept.
+    /// completed. A start error is returned and nothing is kept; a start
+    /// that answers [`StartError::Ignored`] (OTP's `ignore`) is returned as
+    /// that error, and nothing is kept either.
+    ///
+    /// Once the supervisor gives up or stops, this answers
+    /// [`SupervisorError::SupervisorGone`] and leaves nothing running: a
+    /// child whose start completed as the supervisor closed is stopped
+    /// before the answer.
     pub async fn start_child(&self, spec: ChildSpec) -> Result<ProcessHandle, SupervisorError> {
         spec.validate()?;
-        if !self.handle.is_alive() {
-            return Err(SupervisorError::SupervisorGone);
+        if spec.significant {
+            // No auto shutdown here, as OTP's DynamicSupervisor has none.
+            return Err(FlagsError::SignificantWithoutAutoShutdown(spec.id.clone()).into());
         }
         let shared = self.shared().await?;
+        if shared.is_closing() || !self.handle.is_alive() {
+            return Err(SupervisorError::SupervisorGone);
+        }
         // Given back if the start fails, or if this future is dropped midway
         // (a started child whose handle is dropped stops by itself).
         let place = shared.places.reserve()?;
@@ -144,17 +155,19 @@ impl DynamicSupervisor {
             .start(&spec, || crate::Stopper::supervised_by(self))
             .await?;
         let shutdown = spec.shutdown;
-        let adopt = Adopt {
-            handle: handle.clone(),
-            spec,
-        };
-        if self.actor.tell(adopt).await.is_err() {
-            // The supervisor stopped meanwhile: leave nothing running.
-            drop(place);
-            shutdown.stop(&handle).await;
-            return Err(SupervisorError::SupervisorGone);
+        // If the supervisor cannot take the child (it stopped meanwhile),
+        // the undelivered hand-over stops it.
+        let handed_over = self.actor.tell(Adopt::new(handle.clone(), spec)).await;
+        match handed_over {
+            // The supervisor keeps the child and its place.
+            Ok(()) if !shared.is_closing() => place.keep(),
+            // The supervisor closed meanwhile: it stops the child (or has),
+            // and so do we, so that nothing runs once we answer.
+            _ => {
+                shutdown.stop(&handle).await;
+                return Err(SupervisorError::SupervisorGone);
+            }
         }
-        place.keep();
         Ok(handle)
     }
 

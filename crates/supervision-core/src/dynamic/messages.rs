@@ -3,34 +3,62 @@
 
 use std::sync::Arc;
 
+use super::actor::{DynamicSupervisorActor, Shared};
+use crate::{
+    ChildCounts, ChildInfo, ChildSpec, ChildState, ExitReason, ProcessHandle, SupervisorError,
+    watch::ChildDown,
+};
 use kameo::{
     actor::ActorId,
     message::{Context, Message},
 };
-use tokio::time::Instant;
-
-use super::actor::{DynamicSupervisorActor, Pending, Shared};
-use crate::{
-    ChildCounts, ChildInfo, ChildSpec, ChildState, ExitReason, ProcessHandle, SupervisorError,
-    backoff::BackoffState, watch::ChildDown,
-};
 
 /// A child started by a caller, handed over to be kept and watched.
-pub(super) struct Adopt {
-    pub(super) handle: ProcessHandle,
-    pub(super) spec: ChildSpec,
+///
+/// A hand-over never leaves a child unsupervised: if the message is dropped
+/// unhandled (the supervisor stopped between the caller's check and the
+/// hand-over), dropping it stops the child.
+pub(super) struct Adopt(Option<(ProcessHandle, ChildSpec)>);
+
+impl Adopt {
+    pub(super) fn new(handle: ProcessHandle, spec: ChildSpec) -> Self {
+        Adopt(Some((handle, spec)))
+    }
+
+    /// The child, now someone else's to keep or stop.
+    pub(super) fn take(&mut self) -> Option<(ProcessHandle, ChildSpec)> {
+        self.0.take()
+    }
+}
+
+impl Drop for Adopt {
+    fn drop(&mut self) {
+        let Some((handle, spec)) = self.0.take() else {
+            return;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    spec.shutdown.stop(&handle).await;
+                });
+            }
+            Err(_) => handle.kill(),
+        }
+    }
 }
 
 impl Message<Adopt> for DynamicSupervisorActor {
     type Reply = ();
 
-    async fn handle(&mut self, Adopt { handle, spec }: Adopt, ctx: &mut Context<Self, ()>) {
-        let backoff = BackoffState::new(Instant::now());
-        self.adopt(handle, spec, backoff, ctx.actor_ref());
+    async fn handle(&mut self, mut adopt: Adopt, ctx: &mut Context<Self, ()>) {
+        if let Some((handle, spec)) = adopt.take() {
+            self.adopt_new(handle, spec, ctx.actor_ref());
+        }
     }
 }
 
-/// Stop the child with this actor id.
+/// Stop the child with this actor id: a running child, or one waiting for
+/// its restart whose last incarnation had this id (the wait is cancelled).
 pub(super) struct TerminateChild(pub(super) ActorId);
 
 impl Message<TerminateChild> for DynamicSupervisorActor {
@@ -41,8 +69,16 @@ impl Message<TerminateChild> for DynamicSupervisorActor {
         TerminateChild(id): TerminateChild,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        let child = self.children.remove(&id).ok_or(SupervisorError::NotFound)?;
-        self.terminate(child).await;
+        if let Some(child) = self.children.remove(&id) {
+            self.terminate(child).await;
+            return Ok(());
+        }
+        let ticket = self
+            .restarting_ticket(id)
+            .ok_or(SupervisorError::NotFound)?;
+        if let Some(pending) = self.restarting.remove(&ticket) {
+            self.cancel_restart(pending).await;
+        }
         Ok(())
     }
 }
@@ -67,8 +103,8 @@ impl Message<WhichChildren> for DynamicSupervisorActor {
         });
         let restarting = self
             .restarting
-            .iter()
-            .map(|(seq, pending)| (*seq, &pending.spec, ChildState::Restarting));
+            .values()
+            .map(|pending| (pending.seq, &pending.spec, ChildState::Restarting));
         let mut all: Vec<_> = running.chain(restarting).collect();
         all.sort_unstable_by_key(|(seq, ..)| *seq);
         Ok(all
@@ -124,8 +160,8 @@ impl Message<StartRestart> for DynamicSupervisorActor {
     type Reply = ();
 
     async fn handle(&mut self, StartRestart(ticket): StartRestart, ctx: &mut Context<Self, ()>) {
-        if let Some(Pending { spec, backoff }) = self.restarting.remove(&ticket) {
-            self.start_restart(spec, backoff, ctx.actor_ref()).await;
+        if let Some(pending) = self.restarting.remove(&ticket) {
+            self.start_restart(pending, ctx.actor_ref()).await;
         }
     }
 }
@@ -142,9 +178,7 @@ impl Message<Reschedule> for DynamicSupervisorActor {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         match self.restarting.remove(&ticket) {
-            Some(Pending { spec, backoff }) => {
-                self.schedule_restart(spec, backoff, ctx.actor_ref()).await
-            }
+            Some(pending) => self.schedule_restart(pending, ctx.actor_ref()).await,
             None => Ok(()),
         }
     }

@@ -1,7 +1,7 @@
 //! The static supervisor's actor: its children in list order, and what it
 //! does when one exits (restart by strategy, retry, give up).
 
-use std::{mem, ops::Range, time::Duration};
+use std::{collections::HashMap, mem, ops::Range, time::Duration};
 
 use kameo::{
     actor::{Actor, ActorId, ActorRef, WeakActorRef},
@@ -10,12 +10,13 @@ use kameo::{
 };
 use tokio::time::Instant;
 
-use super::{Strategy, SupervisorFlags};
+use super::{AutoShutdown, Strategy, SupervisorFlags};
 use crate::{
-    ChildSpec, ExitReason, ProcessHandle, RestartType,
+    ChildSpec, ExitReason, ProcessHandle, RestartType, StartError,
     backoff::BackoffState,
     intensity::RestartLog,
     report::Reporter,
+    timer::RestartTimer,
     watch::{ChildDown, watch},
 };
 
@@ -32,6 +33,15 @@ impl Child {
         Child {
             spec,
             slot: Slot::Running(handle),
+            backoff: BackoffState::new(Instant::now()),
+        }
+    }
+
+    /// A child whose start answered `ignore`: kept, not running.
+    pub(super) fn not_running(spec: ChildSpec) -> Self {
+        Child {
+            spec,
+            slot: Slot::NotRunning,
             backoff: BackoffState::new(Instant::now()),
         }
     }
@@ -69,10 +79,13 @@ impl Slot {
 pub(crate) struct SupervisorActor {
     pub(super) reporter: Reporter,
     strategy: Strategy,
+    auto_shutdown: AutoShutdown,
     restarts: RestartLog,
     /// In list order: start order; the reverse is stop order.
     pub(super) children: Vec<Child>,
     next_ticket: u64,
+    /// The backoff timers of groups waiting to restart, by ticket.
+    pub(super) timers: HashMap<u64, RestartTimer>,
 }
 
 impl Actor for SupervisorActor {
@@ -102,9 +115,11 @@ impl SupervisorActor {
         SupervisorActor {
             reporter: Reporter::new(flags.name, flags.telemetry),
             strategy: flags.strategy,
+            auto_shutdown: flags.auto_shutdown,
             restarts: RestartLog::new(flags.intensity),
             children: Vec::new(),
             next_ticket: 0,
+            timers: HashMap::new(),
         }
     }
 
@@ -121,6 +136,12 @@ impl SupervisorActor {
             .position(|child| matches!(&child.slot, Slot::Running(handle) if handle.id() == id))?;
         let handle = self.children[index].slot.take_running()?;
         Some((index, handle))
+    }
+
+    /// The supervisor's own check of a spec added at run time: a
+    /// significant child needs an auto shutdown.
+    pub(super) fn check_significant(&self, spec: &ChildSpec) -> Result<(), crate::FlagsError> {
+        super::check_significant(self.auto_shutdown, spec)
     }
 
     /// Starts a child from its spec and watches it; does not record it.
@@ -150,7 +171,8 @@ impl SupervisorActor {
     }
 
     /// The child at `index` exited with `exit` (it is already marked not
-    /// running): applies its restart type and the strategy.
+    /// running): applies its restart type and the strategy, or, for a
+    /// significant child that is not restarted, the auto shutdown.
     async fn child_exited(
         &mut self,
         index: usize,
@@ -162,9 +184,13 @@ impl SupervisorActor {
         // A stop of the supervisor has been requested: nothing restarts.
         let restart = spec.restart.restarts_after(&exit) && actor_ref.is_alive();
         self.reporter.exited(spec, &handle, &exit, restart);
+        let significant = spec.significant && !restart && actor_ref.is_alive();
+        let id = spec.id.clone();
         if spec.restart == RestartType::Temporary {
             self.children.remove(index);
-            return Ok(());
+        }
+        if significant {
+            return self.significant_exited(&id).await;
         }
         if !restart {
             return Ok(());
@@ -174,6 +200,28 @@ impl SupervisorActor {
         // before anything starts again.
         drop(handle);
         self.restart(index, actor_ref).await
+    }
+
+    /// The significant child `id` exited by itself and is not restarted:
+    /// with `AnySignificant`, or `AllSignificant` once no significant child
+    /// runs, the supervisor stops every child and exits with `shutdown`,
+    /// as OTP 24's auto_shutdown.
+    async fn significant_exited(&mut self, id: &str) -> Result<(), ExitReason> {
+        let shut_down = match self.auto_shutdown {
+            AutoShutdown::Never => false,
+            AutoShutdown::AnySignificant => true,
+            AutoShutdown::AllSignificant => !self
+                .children
+                .iter()
+                .any(|child| child.spec.significant && !matches!(child.slot, Slot::NotRunning)),
+        };
+        if !shut_down {
+            return Ok(());
+        }
+        self.shutdown_all().await;
+        Err(ExitReason::Shutdown(Some(
+            format!("auto_shutdown: significant child {id:?} terminated").into(),
+        )))
     }
 
     /// Restarts the child at `index` with its group, counting the restart:
@@ -248,18 +296,13 @@ impl SupervisorActor {
         for &i in &members {
             self.children[i].slot = Slot::Restarting(ticket);
         }
-        let supervisor = actor_ref.downgrade();
-        tokio::spawn(async move {
-            tokio::time::sleep(wait).await;
-            if let Some(supervisor) = supervisor.upgrade() {
-                let _ = supervisor.tell(StartGroup(ticket)).await;
-            }
-        });
+        let timer = RestartTimer::start(actor_ref, wait, StartGroup(ticket));
+        self.timers.insert(ticket, timer);
     }
 
     /// The members still waiting on `ticket` (a member terminated meanwhile
     /// has left the group).
-    fn waiting_on(&self, ticket: u64) -> Vec<usize> {
+    pub(super) fn waiting_on(&self, ticket: u64) -> Vec<usize> {
         (0..self.children.len())
             .filter(|&i| matches!(self.children[i].slot, Slot::Restarting(t) if t == ticket))
             .collect()
@@ -277,10 +320,14 @@ impl SupervisorActor {
         Err(reason)
     }
 
-    /// Starts the (not running) children at `members`, in order. If a start
-    /// fails, those this attempt started are stopped again in reverse
-    /// order, all members wait on a new ticket, and the retry goes through
-    /// the mailbox, so admin calls keep answering in between.
+    /// Starts the (not running) children at `members`, in order. A member
+    /// whose start answers `ignore` stays not running. If a start fails,
+    /// the members from the failed one on wait on a new ticket, and the
+    /// retry goes through the mailbox, so admin calls keep answering in
+    /// between. As OTP: under rest_for_one the members started before the
+    /// failed one keep running (the retry starts from the failed child);
+    /// otherwise they are stopped again in reverse order and the whole
+    /// group is retried.
     async fn start_members(&mut self, members: Vec<usize>, actor_ref: &ActorRef<Self>) {
         for (n, &i) in members.iter().enumerate() {
             match Self::start(&self.reporter, &self.children[i].spec, actor_ref).await {
@@ -289,16 +336,22 @@ impl SupervisorActor {
                         .restarted(&self.children[i].spec, &handle, self.restarts.count());
                     self.children[i].restarted(handle);
                 }
+                Err(StartError::Ignored) => self.children[i].slot = Slot::NotRunning,
                 Err(_start_error) => {
-                    for &j in members[..n].iter().rev() {
-                        let child = &mut self.children[j];
-                        if let Some(handle) = child.slot.take_running() {
-                            Self::stop_child(&self.reporter, &child.spec, handle).await;
+                    let retried = if self.strategy == Strategy::RestForOne {
+                        &members[n..]
+                    } else {
+                        for &j in members[..n].iter().rev() {
+                            let child = &mut self.children[j];
+                            if let Some(handle) = child.slot.take_running() {
+                                Self::stop_child(&self.reporter, &child.spec, handle).await;
+                            }
                         }
-                    }
+                        &members[..]
+                    };
                     self.next_ticket += 1;
                     let ticket = self.next_ticket;
-                    for &j in &members {
+                    for &j in retried {
                         self.children[j].slot = Slot::Restarting(ticket);
                     }
                     // Unbounded mailbox: this never waits. It fails only when
@@ -313,6 +366,9 @@ impl SupervisorActor {
     /// Stops every child in reverse list order, each by its shutdown; specs
     /// are kept, every child shows as not running.
     pub(super) async fn shutdown_all(&mut self) {
+        for (_, timer) in self.timers.drain() {
+            timer.cancel().await;
+        }
         for child in self.children.iter_mut().rev() {
             match mem::replace(&mut child.slot, Slot::NotRunning) {
                 Slot::Running(handle) => {
@@ -332,6 +388,7 @@ impl Message<StartGroup> for SupervisorActor {
     type Reply = ();
 
     async fn handle(&mut self, StartGroup(ticket): StartGroup, ctx: &mut Context<Self, ()>) {
+        self.timers.remove(&ticket);
         if !ctx.actor_ref().is_alive() {
             return;
         }

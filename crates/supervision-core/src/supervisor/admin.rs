@@ -1,12 +1,13 @@
 //! The static supervisor's admin calls, as messages to its actor.
 
-use std::sync::Arc;
+use std::{mem, sync::Arc};
 
 use kameo::message::{Context, Message};
 
 use super::actor::{Child, Slot, SupervisorActor};
 use crate::{
-    ChildCounts, ChildInfo, ChildSpec, ChildState, ProcessHandle, RestartType, SupervisorError,
+    ChildCounts, ChildInfo, ChildSpec, ChildState, ProcessHandle, RestartType, StartError,
+    SupervisorError,
 };
 
 /// Start the initial children in order; on a failure, stop those started in
@@ -25,6 +26,8 @@ impl Message<StartChildren> for SupervisorActor {
         for spec in specs {
             match Self::start(&self.reporter, &spec, ctx.actor_ref()).await {
                 Ok(handle) => self.children.push(Child::running(spec, handle)),
+                // OTP's `ignore`: the spec is kept, not running.
+                Err(StartError::Ignored) => self.children.push(Child::not_running(spec)),
                 Err(error) => {
                     self.shutdown_all().await;
                     self.children.clear();
@@ -56,9 +59,19 @@ impl Message<StartChild> for SupervisorActor {
                 Slot::NotRunning => SupervisorError::AlreadyPresent,
             });
         }
-        let handle = Self::start(&self.reporter, &spec, ctx.actor_ref()).await?;
-        self.children.push(Child::running(spec, handle.clone()));
-        Ok(handle)
+        self.check_significant(&spec)?;
+        match Self::start(&self.reporter, &spec, ctx.actor_ref()).await {
+            Ok(handle) => {
+                self.children.push(Child::running(spec, handle.clone()));
+                Ok(handle)
+            }
+            Err(StartError::Ignored) => {
+                // OTP's `ignore`: the spec is kept, not running.
+                self.children.push(Child::not_running(spec));
+                Err(StartError::Ignored.into())
+            }
+            Err(error) => Err(error.into()),
+        }
     }
 }
 
@@ -77,9 +90,15 @@ impl Message<TerminateChild> for SupervisorActor {
         if let Some(handle) = child.slot.take_running() {
             Self::stop_child(&self.reporter, &child.spec, handle).await;
         }
-        // A pending restart is cancelled too.
-        child.slot = Slot::NotRunning;
-        if child.spec.restart == RestartType::Temporary {
+        // A pending restart is cancelled too, and its group's backoff timer
+        // once no member waits on it.
+        if let Slot::Restarting(ticket) = mem::replace(&mut child.slot, Slot::NotRunning)
+            && self.waiting_on(ticket).is_empty()
+            && let Some(timer) = self.timers.remove(&ticket)
+        {
+            timer.cancel().await;
+        }
+        if self.children[index].spec.restart == RestartType::Temporary {
             self.children.remove(index);
         }
         Ok(())
