@@ -82,7 +82,9 @@ use futures::{
 };
 use parking_lot::Mutex;
 pub use report::{HealthState, ServiceDetail, SystemHealth};
-use supervision_core::{Application, Clock, Health, MetaValue, ServiceDef, Telemetry};
+use supervision_core::{
+    Application, Clock, Health, MetaValue, ServiceDef, ServiceStatus, Telemetry,
+};
 use tokio::time::Instant;
 
 /// `health_monitor.service.changed`: a service changed state.
@@ -128,6 +130,7 @@ struct Record {
     source: Arc<str>,
     state: HealthState,
     health: Health,
+    status: Option<ServiceStatus>,
     last_error: Option<String>,
     since: Instant,
     since_unix_ms: u64,
@@ -314,12 +317,11 @@ impl HealthMonitor {
                     continue;
                 }
                 let source_name: Arc<str> = source.name().into();
-                for (name, health) in services {
+                for (name, health, status) in services {
                     changes.extend(inner.update(
                         &mut state,
                         &source_name,
-                        name,
-                        health,
+                        (name, health, status),
                         now,
                         wall,
                         &critical,
@@ -393,15 +395,18 @@ impl HealthMonitor {
 }
 
 impl Inner {
-    /// The answers of one source: (service name, health) pairs.
-    async fn ask(&self, source: &Source) -> Vec<(Arc<str>, Health)> {
+    /// The answers of one source: (service name, health, status) triples.
+    async fn ask(&self, source: &Source) -> Vec<(Arc<str>, Health, Option<ServiceStatus>)> {
         match source {
             Source::Application(app) => app
                 .health()
                 .await
                 .services
                 .into_iter()
-                .map(|s| (format!("{}/{}", app.name(), s.name).into(), s.health))
+                .map(|s| {
+                    let name = format!("{}/{}", app.name(), s.name).into();
+                    (name, s.health, Some(s.status))
+                })
                 .collect(),
             Source::Check {
                 name,
@@ -412,12 +417,12 @@ impl Inner {
                 let health = tokio::select! {
                     answer = run => match answer {
                         Ok(Ok(())) => Health::Healthy,
-                        Ok(Err(reason)) => Health::Unhealthy(reason),
-                        Err(_panic) => Health::Unhealthy("health check panicked".to_owned()),
+                        Ok(Err(reason)) => Health::Unhealthy(reason.into()),
+                        Err(_panic) => Health::Unhealthy("health check panicked".into()),
                     },
                     () = self.clock.sleep(*timeout) => Health::TimedOut(*timeout),
                 };
-                vec![(name.clone(), health)]
+                vec![(name.clone(), health, None)]
             }
         }
     }
@@ -428,13 +433,12 @@ impl Inner {
         &self,
         state: &mut State,
         source: &Arc<str>,
-        name: Arc<str>,
-        health: Health,
+        (name, health, status): (Arc<str>, Health, Option<ServiceStatus>),
         now: Instant,
         wall: u64,
         critical: &HashSet<Arc<str>>,
     ) -> Option<Change> {
-        let new_state = HealthState::of(&health);
+        let new_state = HealthState::of(&health, status);
         let error = (!health.is_healthy()).then(|| health.to_string());
         let from = match state.records.get_mut(&name) {
             Some(record) => {
@@ -448,6 +452,7 @@ impl Inner {
                     record.last_error = error.clone();
                 }
                 record.health = health;
+                record.status = status;
                 from
             }
             None => {
@@ -457,6 +462,7 @@ impl Inner {
                         source: source.clone(),
                         state: new_state,
                         health,
+                        status,
                         last_error: error.clone(),
                         since: now,
                         since_unix_ms: wall,
@@ -500,6 +506,7 @@ impl Inner {
                 name: name.clone(),
                 state: record.state,
                 health: record.health.clone(),
+                status: record.status,
                 critical: critical.contains(name),
                 last_error: record.last_error.clone(),
                 since_unix_ms: record.since_unix_ms,
@@ -527,7 +534,7 @@ impl Inner {
         };
         let recommendations = services
             .iter()
-            .filter_map(|s| report::recommendation(&s.name, &s.health))
+            .filter_map(|s| report::recommendation(&s.name, &s.health, s.status))
             .collect();
         SystemHealth {
             overall,

@@ -190,10 +190,10 @@ async fn stopped_and_failed_services() {
     monitor.monitor_application(&app).unwrap();
     app.stop_service("cache").await.unwrap();
     let health = monitor.check_now().await;
-    assert_eq!(
-        health.service("shop/cache").unwrap().health,
-        Health::NotRunning(ServiceStatus::Stopped)
-    );
+    let cache = health.service("shop/cache").unwrap();
+    assert_eq!(cache.health, Health::NotRunning);
+    assert_eq!(cache.status, Some(ServiceStatus::Stopped));
+    assert_eq!(cache.state, HealthState::Degraded);
     assert_eq!(health.degraded, ["shop/cache".into()]);
     assert!(health.recommendations[0].contains("stopped"));
     app.stop().await.unwrap();

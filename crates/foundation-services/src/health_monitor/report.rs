@@ -7,11 +7,11 @@ use supervision_core::{Health, ServiceStatus};
 
 /// Where a service, or the whole system, stands.
 ///
-/// | a service's [`Health`]                          | state       |
+/// | a service's [`Health`] (and status)             | state       |
 /// |-------------------------------------------------|-------------|
 /// | `Healthy`                                       | `Healthy`   |
-/// | `NotRunning(Starting \| Restarting \| Stopped)`  | `Degraded`: its supervisor is on it, or it was stopped on request |
-/// | `Unhealthy(_)`, `TimedOut(_)`, `NotRunning(Failed)` | `Unhealthy` |
+/// | `NotRunning`, status starting, restarting or stopped | `Degraded`: its supervisor is on it, or it was stopped on request |
+/// | `Unhealthy(_)`, `TimedOut(_)`, `NotRunning` otherwise (failed, or a named check) | `Unhealthy` |
 ///
 /// Overall: `Healthy` when every service is; `Unhealthy` when a critical
 /// service is unhealthy, or every service is; `Degraded` otherwise.
@@ -26,16 +26,16 @@ pub enum HealthState {
 }
 
 impl HealthState {
-    /// The state of a service whose check answered `health`.
-    pub fn of(health: &Health) -> Self {
-        match health {
-            Health::Healthy => HealthState::Healthy,
-            Health::NotRunning(
-                ServiceStatus::Starting | ServiceStatus::Restarting | ServiceStatus::Stopped,
+    /// The state of a service whose check answered `health`, with its
+    /// status in its application (`None` for a named check).
+    pub fn of(health: &Health, status: Option<ServiceStatus>) -> Self {
+        match (health, status) {
+            (Health::Healthy, _) => HealthState::Healthy,
+            (
+                Health::NotRunning,
+                Some(ServiceStatus::Starting | ServiceStatus::Restarting | ServiceStatus::Stopped),
             ) => HealthState::Degraded,
-            Health::NotRunning(_) | Health::Unhealthy(_) | Health::TimedOut(_) => {
-                HealthState::Unhealthy
-            }
+            _ => HealthState::Unhealthy,
         }
     }
 
@@ -64,6 +64,9 @@ pub struct ServiceDetail {
     pub state: HealthState,
     /// The answer of its last check.
     pub health: Health,
+    /// Its status in its application at the last check (`None` for a
+    /// named check).
+    pub status: Option<ServiceStatus>,
     /// Whether it is critical (an unhealthy critical service makes the
     /// system unhealthy).
     pub critical: bool,
@@ -101,7 +104,11 @@ impl SystemHealth {
 }
 
 /// What an operator could do about a service that answered `health`.
-pub(super) fn recommendation(name: &str, health: &Health) -> Option<String> {
+pub(super) fn recommendation(
+    name: &str,
+    health: &Health,
+    status: Option<ServiceStatus>,
+) -> Option<String> {
     Some(match health {
         Health::Healthy => return None,
         Health::Unhealthy(reason) => {
@@ -110,14 +117,16 @@ pub(super) fn recommendation(name: &str, health: &Health) -> Option<String> {
         Health::TimedOut(timeout) => format!(
             "{name}: no answer within {timeout:?}; it may be blocked (a long handler, a full mailbox)"
         ),
-        Health::NotRunning(ServiceStatus::Failed) => {
-            format!("{name}: failed and not restarted; restart it (Application::restart_service)")
-        }
-        Health::NotRunning(ServiceStatus::Stopped) => {
-            format!("{name}: stopped; restart it if it was not stopped on purpose")
-        }
-        Health::NotRunning(status) => {
-            format!("{name}: {status}; its supervisor is on it, check again shortly")
-        }
+        Health::NotRunning => match status {
+            Some(ServiceStatus::Stopped) => {
+                format!("{name}: stopped; restart it if it was not stopped on purpose")
+            }
+            Some(status @ (ServiceStatus::Starting | ServiceStatus::Restarting)) => {
+                format!("{name}: {status}; its supervisor is on it, check again shortly")
+            }
+            _ => format!(
+                "{name}: failed and not restarted; restart it (Application::restart_service)"
+            ),
+        },
     })
 }
