@@ -325,6 +325,17 @@ impl ChildSpec {
         self
     }
 
+    /// The same spec, calling `before` each time it is started (first
+    /// start and every restart), before the start itself.
+    pub(crate) fn before_each_start(mut self, before: impl Fn() + Send + Sync + 'static) -> Self {
+        let start = self.start.clone();
+        self.start = Arc::new(move || {
+            before();
+            start()
+        });
+        self
+    }
+
     /// The same spec without its start factory (and whatever the factory
     /// captured): for a child that is never restarted, whose supervisor
     /// keeps only what it needs to stop and report it. A start of the

@@ -16,7 +16,8 @@ use super::{
     watcher::watch,
 };
 use crate::{
-    ExitReason, MetaValue, ProcessHandle, Supervisor, SupervisorError, SupervisorFlags, events,
+    ChildSpec, ExitReason, MetaValue, ProcessHandle, Supervisor, SupervisorError, SupervisorFlags,
+    events,
 };
 
 /// A running (or startable) application: its services under one static
@@ -241,6 +242,7 @@ impl Application {
             .map_err(ApplicationError::Supervisor)?;
         let generation = run.starting(&supervisor, checks);
         for (position, spec) in specs.into_iter().enumerate() {
+            let spec = started_by_supervisor(inner, spec, position, generation);
             if let Err(error) = supervisor.start_child(spec).await {
                 run.fail(position).await;
                 return Err(ApplicationError::StartFailed {
@@ -356,7 +358,11 @@ impl Application {
         let supervisor = self.running_supervisor()?;
         let _call = AdminCall::begin(&self.inner.state);
         self.inner.state.lock().stopped_on_request.insert(position);
-        match supervisor.terminate_child(name).await {
+        let stopped = supervisor.terminate_child(name).await;
+        // Marked again: a group restart the supervisor was running when the
+        // mark was first set may have cleared it before the stop.
+        self.inner.state.lock().stopped_on_request.insert(position);
+        match stopped {
             // A temporary service that exited is no longer a child.
             Ok(()) | Err(SupervisorError::NotFound) => Ok(()),
             Err(error) => Err(self.admin_error(name, error)),
@@ -409,7 +415,11 @@ impl Application {
             },
             // A temporary service that exited was removed: add it again.
             Err(SupervisorError::NotFound) => match prepare(&*inner.services[position]) {
-                Ok((spec, _check)) => supervisor.start_child(spec).await,
+                Ok((spec, _check)) => {
+                    let generation = inner.state.lock().generation;
+                    let spec = started_by_supervisor(inner, spec, position, generation);
+                    supervisor.start_child(spec).await
+                }
                 Err(error) => return Err(error),
             },
             Err(error) => Err(error),
@@ -451,6 +461,26 @@ impl Application {
             },
         }
     }
+}
+
+/// The service at `position` of run `generation` as its spec for the
+/// supervisor: each time the supervisor starts it (a group restart
+/// included), it is no longer stopped on request.
+fn started_by_supervisor(
+    inner: &Arc<Inner>,
+    spec: ChildSpec,
+    position: usize,
+    generation: u64,
+) -> ChildSpec {
+    let weak = Arc::downgrade(inner);
+    spec.before_each_start(move || {
+        if let Some(inner) = weak.upgrade() {
+            let mut state = inner.state.lock();
+            if state.generation == generation {
+                state.stopped_on_request.remove(&position);
+            }
+        }
+    })
 }
 
 /// The process of the running child `id`.

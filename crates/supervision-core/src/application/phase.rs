@@ -35,7 +35,10 @@ pub(super) struct State {
     /// Waits for the supervisor of the current run to exit.
     pub(super) watcher: Option<AbortHandle>,
     /// Services (by position in start order) stopped on request in the
-    /// current run, and not seen running since.
+    /// current run and not started since: a mark is dropped when the
+    /// supervisor starts the service (its spec is wrapped for that, see
+    /// `handle.rs`), or when a status finds it running with no admin call
+    /// in between.
     pub(super) stopped_on_request: HashSet<usize>,
     /// The health checks of the current run, by position.
     pub(super) checks: Vec<Option<HealthCheck>>,
