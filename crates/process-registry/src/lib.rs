@@ -1,5 +1,5 @@
 //! Find processes by name: a namespaced [`ProcessRegistry`] (unique names
-//! with metadata, groups, change listeners) and a [`ServiceRegistry`] over
+//! with metadata, groups, change subscriptions) and a [`ServiceRegistry`] over
 //! it (lookups with stable errors, health checks, waiting for a service,
 //! fallbacks). Health checks are supervision-core's
 //! [`HealthCheck`](supervision_core::HealthCheck) and
@@ -30,8 +30,13 @@
 //!   and counts skip holders that are not live, and a name whose holder is
 //!   not live is free: registering it succeeds at once, without waiting
 //!   for the registry's cleanup task (see [`ProcessRegistry`]).
-//! - **Listeners** receive every change of a namespace, in the order the
-//!   registry applied it.
+//! - **Subscribers** receive the changes of a namespace (or of one name or
+//!   group of it, [`Topic`](supervision_core::Topic)), in the order the
+//!   registry applied them, through a bounded buffer: one that falls behind
+//!   is told it lagged, never left with a silent gap.
+//! - **Ownership**: a registration owns nothing. The registry holds its
+//!   processes weakly, so a registered actor stops when its other
+//!   references drop, and a [`Stopper`] holds its supervisor weakly.
 //!
 //! # Key design decisions
 //!
@@ -39,21 +44,22 @@
 //! each namespace keeps its names in a sharded concurrent map (`dashmap`),
 //! readers take a shard's read lock only, and the production namespace is
 //! reached without any map lookup. Writers of one name are serialised by
-//! that name's shard lock, which is also what keeps a listener's events in
+//! that name's shard lock, which is also what keeps a subscriber's events in
 //! order.
 //!
 //! Cleanup of a stopped process costs one tokio task per *process*, not
-//! per name: the task awaits the process's exit and then removes every
-//! name and group membership the process held, from a per-process index.
+//! per name: the task awaits the process's exit (without holding it) and
+//! then removes every name and group membership the process had, from a
+//! per-process index.
 //!
 //! [`RegistryError::AlreadyRegistered`]: supervision_core::RegistryError::AlreadyRegistered
 
 mod error;
 mod fallback;
-mod listeners;
 mod process_registry;
 mod records;
 mod service;
+mod subscribers;
 mod table;
 
 pub use error::ServiceError;

@@ -1,5 +1,5 @@
 //! The table of one namespace: its unique names, its groups and its
-//! listeners.
+//! subscribers.
 
 use std::sync::Arc;
 
@@ -7,7 +7,7 @@ use dashmap::DashMap;
 use parking_lot::{RwLock, RwLockReadGuard};
 use supervision_core::{Metadata, WeakProcessHandle};
 
-use crate::listeners::Listeners;
+use crate::subscribers::Subscribers;
 
 /// The hasher of every map of this crate: foldhash, seeded per map. Names
 /// are short strings and SipHash would cost more than the rest of a lookup.
@@ -42,12 +42,12 @@ pub(crate) struct NsTable {
     /// no member is not kept.
     pub(crate) groups: Map<Arc<str>, Vec<WeakProcessHandle>>,
     /// Subscribers to this namespace's changes.
-    pub(crate) listeners: Listeners,
+    pub(crate) subscribers: Subscribers,
     /// Taken shared by every change (around the change and its event), and
     /// exclusively by a subscription to the whole namespace while it takes
     /// its snapshot: so no change falls between snapshot and subscription.
     /// Lookups never take it. Lock order: gate, then a shard, then the
-    /// listeners or the per-process index.
+    /// subscribers or the per-process index.
     gate: RwLock<()>,
 }
 
@@ -58,7 +58,7 @@ impl NsTable {
         NsTable {
             names: map(shards),
             groups: map(shards),
-            listeners: Listeners::new(event_buffer),
+            subscribers: Subscribers::new(event_buffer),
             gate: RwLock::new(()),
         }
     }

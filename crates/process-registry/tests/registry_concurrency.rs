@@ -59,7 +59,7 @@ async fn spawn_all() -> Vec<ProcessHandle> {
     handles
 }
 
-/// The state as listeners see it, built from events; every event is
+/// The state as subscribers see it, built from events; every event is
 /// checked against the state before it.
 #[derive(Debug, Default, PartialEq)]
 struct Model {

@@ -129,7 +129,7 @@ async fn stopping_holder_is_not_live() {
 }
 
 // The cleanup task removes the names of a stopped process and tells
-// listeners with the exit reason.
+// subscribers with the exit reason.
 #[tokio::test]
 async fn stopped_holder_is_removed_with_its_exit_reason() {
     let registry = registry();

@@ -9,8 +9,8 @@ use supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Stopp
 
 use super::{ProcessRegistry, exit_now, live};
 use crate::{
-    listeners::About,
     records::Kind,
+    subscribers::About,
     table::{Name, NsTable},
 };
 
@@ -130,7 +130,7 @@ impl ProcessRegistry {
                 for member in members {
                     let exit = exit_now(member);
                     table
-                        .listeners
+                        .subscribers
                         .send(About::Group(key), || RegistryEvent::Left {
                             group: key.clone(),
                             handle: member.clone(),

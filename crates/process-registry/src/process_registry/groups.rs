@@ -5,7 +5,7 @@ use std::sync::Arc;
 use supervision_core::{Namespace, ProcessHandle, RegistryError, RegistryEvent};
 
 use super::{ProcessRegistry, live, outcome};
-use crate::{listeners::About, records::Kind, table::NsTable};
+use crate::{records::Kind, subscribers::About, table::NsTable};
 
 impl ProcessRegistry {
     /// Adds `handle` to `group` (once more if it is a member already);
@@ -22,7 +22,7 @@ impl ProcessRegistry {
             let mut members = table.groups.entry(Arc::from(group)).or_default();
             members.push(handle.downgrade());
             table
-                .listeners
+                .subscribers
                 .send(About::Group(group), || RegistryEvent::Joined {
                     group: members.key().clone(),
                     handle: handle.downgrade(),
@@ -99,7 +99,7 @@ impl ProcessRegistry {
                 let member = members.remove(at);
                 left += 1;
                 table
-                    .listeners
+                    .subscribers
                     .send(About::Group(group), || RegistryEvent::Left {
                         group: key.clone(),
                         handle: member,

@@ -11,8 +11,8 @@ use supervision_core::{
 
 use super::{ProcessRegistry, check_metadata, exit_now, live, outcome, shared};
 use crate::{
-    listeners::About,
     records::Kind,
+    subscribers::About,
     table::{Name, NameEntry, NsTable},
 };
 
@@ -98,7 +98,7 @@ impl ProcessRegistry {
                         self.inner.records.set_stopper(handle.id(), stopper);
                     }
                     table
-                        .listeners
+                        .subscribers
                         .send(About::Name(name), || registered(slot.key(), slot.get()));
                     return Ok(());
                 }
@@ -119,7 +119,7 @@ impl ProcessRegistry {
                 let exit = exit_now(&former.handle);
                 self.released_name(namespace, &table, name, &former.handle, exit);
                 table
-                    .listeners
+                    .subscribers
                     .send(About::Name(name), || registered(slot.key(), slot.get()));
                 self.track(namespace, Kind::Name, shared(slot.key()), handle, stopper);
             }
@@ -129,7 +129,7 @@ impl ProcessRegistry {
                     metadata,
                 });
                 table
-                    .listeners
+                    .subscribers
                     .send(About::Name(name), || registered(slot.key(), slot.get()));
                 self.track(namespace, Kind::Name, shared(slot.key()), handle, stopper);
             }
@@ -224,7 +224,7 @@ impl ProcessRegistry {
         exit: Option<ExitReason>,
     ) {
         table
-            .listeners
+            .subscribers
             .send(About::Name(name), || RegistryEvent::Unregistered {
                 name: Arc::from(name),
                 handle: holder.clone(),

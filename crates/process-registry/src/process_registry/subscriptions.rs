@@ -15,7 +15,9 @@ impl ProcessRegistry {
     /// [`EVENT_BUFFER`](supervision_core::EVENT_BUFFER) events behind is
     /// told it lagged (see [`RegistryEvents`]).
     pub fn subscribe(&self, namespace: &Namespace) -> RegistryEvents {
-        self.table_or_new(namespace).listeners.subscribe(Topic::All)
+        self.table_or_new(namespace)
+            .subscribers
+            .subscribe(Topic::All)
     }
 
     /// Subscribes to `topic` in `namespace` and returns its current state
@@ -29,7 +31,7 @@ impl ProcessRegistry {
     /// every name and group (O(namespace)).
     pub fn subscribe_to(&self, namespace: &Namespace, topic: Topic) -> Subscription {
         let table = self.table_or_new(namespace);
-        let listeners = &table.listeners;
+        let subscribers = &table.subscribers;
         let mut snapshot = Snapshot::default();
         let events = match topic {
             Topic::Name(name) => match table.names.entry(Name::from(&*name)) {
@@ -41,9 +43,9 @@ impl ProcessRegistry {
                             .names
                             .push((shared(slot.key()), holder, entry.metadata.clone()));
                     }
-                    listeners.subscribe(Topic::Name(name))
+                    subscribers.subscribe(Topic::Name(name))
                 }
-                Entry::Vacant(_slot) => listeners.subscribe(Topic::Name(name)),
+                Entry::Vacant(_slot) => subscribers.subscribe(Topic::Name(name)),
             },
             Topic::Group(group) => match table.groups.entry(group.clone()) {
                 Entry::Occupied(slot) => {
@@ -51,9 +53,9 @@ impl ProcessRegistry {
                     if !members.is_empty() {
                         snapshot.groups.push((group.clone(), members));
                     }
-                    listeners.subscribe(Topic::Group(group))
+                    subscribers.subscribe(Topic::Group(group))
                 }
-                Entry::Vacant(_slot) => listeners.subscribe(Topic::Group(group)),
+                Entry::Vacant(_slot) => subscribers.subscribe(Topic::Group(group)),
             },
             other => table.quiet(|| {
                 snapshot.names = names_of(&table, |_, _| true);
@@ -68,7 +70,7 @@ impl ProcessRegistry {
                     .collect();
                 groups.sort_unstable_by(|a, b| a.0.cmp(&b.0));
                 snapshot.groups = groups;
-                listeners.subscribe(other)
+                subscribers.subscribe(other)
             }),
         };
         Subscription { snapshot, events }

@@ -10,8 +10,8 @@ use tokio::task::AbortHandle;
 
 use super::{Inner, ProcessRegistry, shared};
 use crate::{
-    listeners::About,
     records::{Key, Kind},
+    subscribers::About,
 };
 
 impl ProcessRegistry {
@@ -70,7 +70,7 @@ impl ProcessRegistry {
                             return false; // taken over since
                         }
                         table
-                            .listeners
+                            .subscribers
                             .send(About::Name(name), || RegistryEvent::Unregistered {
                                 name: shared(name),
                                 handle: handle.clone(),
@@ -90,7 +90,7 @@ impl ProcessRegistry {
                             }
                             memberships += 1;
                             table
-                                .listeners
+                                .subscribers
                                 .send(About::Group(group), || RegistryEvent::Left {
                                     group: group.clone(),
                                     handle: handle.clone(),

@@ -1,4 +1,4 @@
-//! Listeners: events of a namespace, in order; a listener that stops is
+//! Subscribers: events of a namespace, in order; a subscriber that stops is
 //! dropped without harm.
 
 use process_registry::ProcessRegistry;
@@ -150,22 +150,22 @@ async fn concurrent_writers_of_one_name_keep_order() {
     }
 }
 
-// A listener that stops (its receiver dropped, here with the task that
-// owned it) is dropped; the registry and other listeners go on.
+// A subscriber that stops (its receiver dropped, here with the task that
+// owned it) is dropped; the registry and other subscribers go on.
 #[tokio::test]
-async fn stopped_listener_is_dropped_without_harm() {
+async fn stopped_subscriber_is_dropped_without_harm() {
     let registry = ProcessRegistry::new(Telemetry::disabled());
     let ns = Namespace::unique_test();
     let mut kept = registry.subscribe(&ns);
     let gone = registry.subscribe(&ns);
-    let listener = tokio::spawn(async move {
+    let subscriber = tokio::spawn(async move {
         let mut gone = gone;
         gone.recv().await.ok().map(|event| short(&event).0)
     });
 
     let p = spawn().await;
     registry.register(&ns, "a", p.clone(), json!(null)).unwrap();
-    assert_eq!(listener.await.unwrap(), Some("registered")); // its task ends, dropping it
+    assert_eq!(subscriber.await.unwrap(), Some("registered")); // its task ends, dropping it
     registry.register(&ns, "b", p.clone(), json!(null)).unwrap();
     registry.unregister(&ns, "a").unwrap();
     assert_eq!(registry.lookup(&ns, "b"), Some(p.clone()));

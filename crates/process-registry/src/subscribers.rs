@@ -22,24 +22,24 @@ use supervision_core::{RegistryEvent, RegistryEventSender, RegistryEvents, Topic
 /// (see [`RegistryEvents`]); one whose receiver is gone is removed at the
 /// next event of its topic or the next subscription.
 #[derive(Debug)]
-pub(crate) struct Listeners {
+pub(crate) struct Subscribers {
     /// How many subscribers there are, read without the lock so that a
     /// namespace without subscribers pays one atomic load per change.
     count: AtomicUsize,
     /// Each subscription's buffer.
     capacity: usize,
-    inner: Mutex<Subscribers>,
+    inner: Mutex<ByTopic>,
 }
 
 /// The subscribers by topic.
 #[derive(Debug, Default)]
-struct Subscribers {
+struct ByTopic {
     all: Vec<RegistryEventSender>,
     names: HashMap<Arc<str>, Vec<RegistryEventSender>>,
     groups: HashMap<Arc<str>, Vec<RegistryEventSender>>,
 }
 
-impl Subscribers {
+impl ByTopic {
     fn len(&self) -> usize {
         self.all.len()
             + self.names.values().map(Vec::len).sum::<usize>()
@@ -65,12 +65,12 @@ pub(crate) enum About<'a> {
     Group(&'a str),
 }
 
-impl Listeners {
+impl Subscribers {
     pub(crate) fn new(capacity: usize) -> Self {
-        Listeners {
+        Subscribers {
             count: AtomicUsize::new(0),
             capacity,
-            inner: Mutex::new(Subscribers::default()),
+            inner: Mutex::new(ByTopic::default()),
         }
     }
 
@@ -99,7 +99,7 @@ impl Listeners {
             return;
         }
         let mut inner = self.inner.lock();
-        let Subscribers { all, names, groups } = &mut *inner;
+        let ByTopic { all, names, groups } = &mut *inner;
         let topic = match about {
             About::Name(name) => names.get_mut(name),
             About::Group(group) => groups.get_mut(group),
@@ -139,22 +139,26 @@ mod tests {
 
     #[test]
     fn no_subscriber_makes_no_event() {
-        let listeners = Listeners::new(4);
-        listeners.send(About::Name("g"), unregistered("g"));
-        let _other = listeners.subscribe(Topic::Name("other".into()));
-        listeners.send(About::Name("g"), unregistered("g"));
-        listeners.send(About::Group("other"), unregistered("other"));
+        let subscribers = Subscribers::new(4);
+        subscribers.send(About::Name("g"), unregistered("g"));
+        let _other = subscribers.subscribe(Topic::Name("other".into()));
+        subscribers.send(About::Name("g"), unregistered("g"));
+        subscribers.send(About::Group("other"), unregistered("other"));
     }
 
     #[test]
     fn dropped_receiver_is_removed() {
-        let listeners = Listeners::new(4);
-        let kept = listeners.subscribe(Topic::All);
-        let dropped = listeners.subscribe(Topic::Name("n".into()));
-        assert_eq!(listeners.len(), 2);
+        let subscribers = Subscribers::new(4);
+        let kept = subscribers.subscribe(Topic::All);
+        let dropped = subscribers.subscribe(Topic::Name("n".into()));
+        assert_eq!(subscribers.len(), 2);
         drop(dropped);
-        let _other = listeners.subscribe(Topic::All);
-        assert_eq!(listeners.len(), 2, "the closed one is pruned on subscribe");
+        let _other = subscribers.subscribe(Topic::All);
+        assert_eq!(
+            subscribers.len(),
+            2,
+            "the closed one is pruned on subscribe"
+        );
         drop(kept);
     }
 }
