@@ -9,6 +9,7 @@ use kameo::actor::{Actor, Spawn};
 use crate::{
     Backoff, ExitReason, FlagsError, Metadata, Namespace, ProcessHandle, Registry, RegistryError,
     StartError, Stopper,
+    handle::{KillOnDrop, start_scope},
 };
 
 /// The future a child's start factory returns: the started child, or why it
@@ -30,6 +31,10 @@ type CheckFn = dyn Fn() -> Result<(), FlagsError> + Send + Sync;
 ///
 /// A temporary child is removed from its supervisor when it exits, whatever
 /// the reason; its spec is not kept.
+///
+/// A supervisor child that gave up on its restart intensity exits with
+/// `Shutdown(Some("reached max restart intensity: ..."))`, a clean exit: as
+/// in OTP, only a permanent entry restarts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum RestartType {
     /// Always restarted.
@@ -79,8 +84,15 @@ impl Shutdown {
 
     /// Stops `child` by this policy and returns its exit reason; returns
     /// only once the child has stopped.
+    ///
+    /// A kill aborts the child's whole task (its `on_stop` included, see
+    /// [`ProcessHandle::kill`]); a supervisor child killed takes its whole
+    /// subtree with it, so `Timeout` bounds a subtree's shutdown too. If this
+    /// future is dropped midway (its own supervisor being killed), the child
+    /// is killed.
     pub async fn stop(self, child: &ProcessHandle) -> ExitReason {
-        match self {
+        let guard = KillOnDrop::new(child);
+        let exit = match self {
             Shutdown::BrutalKill => {
                 child.kill();
                 child.exited().await
@@ -97,7 +109,9 @@ impl Shutdown {
                     }
                 }
             }
-        }
+        };
+        guard.disarm();
+        exit
     }
 }
 
@@ -376,6 +390,11 @@ impl ChildSpec {
     /// the start timeout, is a [`StartError`]. A child
     /// [`registered_as`](Self::registered_as) a name is registered (without
     /// a [`Stopper`]: no supervisor started it).
+    ///
+    /// On a timeout the start is dropped and the actors it was starting
+    /// through [`ProcessHandle::spawn`] (or a supervisor's start) are killed,
+    /// their `on_start` included; this returns once they are gone, so what
+    /// they registered is released before a retry.
     pub async fn start(&self) -> Result<ProcessHandle, StartError> {
         self.start_with(None).await
     }
@@ -393,10 +412,19 @@ impl ChildSpec {
     async fn start_with(&self, stopper: Option<Stopper>) -> Result<ProcessHandle, StartError> {
         let started = AssertUnwindSafe((self.start)()).catch_unwind();
         let result = match self.start_timeout {
-            Some(timeout) => match tokio::time::timeout(timeout, started).await {
-                Ok(result) => result,
-                Err(_elapsed) => return Err(StartError::Timeout(timeout)),
-            },
+            Some(timeout) => {
+                let (outcome, abandoned) =
+                    start_scope(async move { tokio::time::timeout(timeout, started).await }).await;
+                match outcome {
+                    Ok(result) => result,
+                    Err(_elapsed) => {
+                        for child in abandoned {
+                            child.exited().await;
+                        }
+                        return Err(StartError::Timeout(timeout));
+                    }
+                }
+            }
             None => started.await,
         };
         let handle = result

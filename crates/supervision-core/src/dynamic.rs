@@ -11,10 +11,17 @@
 //! Each exit is classified ([`ExitReason`](crate::ExitReason)) and the
 //! child's [`RestartType`] decides; restarts run inside the supervisor. All
 //! children share one restart [`Intensity`](crate::Intensity): past it the
-//! supervisor stops every child in reverse start order and exits.
+//! supervisor stops every child and exits with `Shutdown(Some("reached max
+//! restart intensity: ..."))`, as OTP's exits with `shutdown`: its parent
+//! restarts it only if its entry there is permanent (see
+//! [`Supervisor`](crate::Supervisor)'s escalation table).
 //!
 //! The supervisor blocks while it stops a child (bounded by the child's
 //! [`Shutdown`]) or restarts one (bounded by its start timeout), as OTP's does.
+//! When it stops, it stops all its children at once, as OTP's
+//! `DynamicSupervisor` does: the shutdown takes as long as the slowest child,
+//! not the sum. A child killed (its timeout ran out, or `BrutalKill`) is
+//! aborted whole, a supervisor child with its subtree.
 //!
 //! The module is split by concept: `flags` (the settings), `handle` (the
 //! [`DynamicSupervisor`] API), `template` ([`TemplateSupervisor`]),

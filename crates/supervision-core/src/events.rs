@@ -9,7 +9,7 @@
 //! | `supervisor.child.started`           | `duration_us`  | `supervisor`, `child`, `actor_id`         |
 //! | `supervisor.child.start_failed`      | `duration_us`  | `supervisor`, `child`, `error`            |
 //! | `supervisor.child.exited`            |                | `supervisor`, `child`, `actor_id`, `reason`, `restart` (bool: will it be restarted) |
-//! | `supervisor.child.restarted`         | `restarts`     | `supervisor`, `child`, `actor_id` (the new one) |
+//! | `supervisor.child.restarted`         | `restarts`     | `supervisor`, `child`, `actor_id` (the new one), `old_actor_id` (the one that exited; absent if it never ran) |
 //! | `supervisor.child.terminated`        |                | `supervisor`, `child`, `actor_id`, `reason` |
 //! | `supervisor.backoff.scheduled`       | `delay_ms`, `attempt` | `supervisor`, `child`              |
 //! | `supervisor.gave_up`                 | `restarts`     | `supervisor`, `reason`                    |

@@ -14,7 +14,8 @@ use kameo::error::{ActorStopReason, PanicError};
 /// |--------------------------------------|------------------------------------|
 /// | `Normal`, after a stop was requested | `Shutdown(None)`                   |
 /// | `Normal`, the actor stopped itself   | `Normal`                           |
-/// | `Killed`                             | `Killed`                           |
+/// | `Killed`, or its task aborted by [`ProcessHandle::kill`](crate::ProcessHandle::kill) | `Killed` |
+/// | an error returned by `on_stop`       | `Error(message)`, or the `ExitReason` itself when the actor's error type is `ExitReason` (a clean one stays clean) |
 /// | `Panicked`, a real panic             | `Panic(message)`                   |
 /// | `Panicked`, an error returned        | `Error(message)`, or the `ExitReason` itself when the actor's error type is `ExitReason` |
 /// | `LinkDied`                           | `Error("linked actor ... died")`   |

@@ -3,19 +3,42 @@
 use std::{
     any::Any,
     fmt,
+    future::Future,
     sync::{
-        Arc, Weak,
+        Arc, LazyLock, OnceLock, Weak,
         atomic::{AtomicBool, Ordering},
     },
 };
 
+use dashmap::{DashMap, mapref::entry::Entry};
 use futures::future::BoxFuture;
 use kameo::{
-    actor::{Actor, ActorId, ActorRef, Spawn, WeakActorRef},
-    error::{ActorStopReason, HookError},
+    actor::{Actor, ActorId, ActorRef, PreparedActor, Spawn, WeakActorRef},
+    error::{ActorStopReason, HookError, PanicError},
+};
+use parking_lot::Mutex;
+use tokio::{
+    sync::{Notify, SetOnce},
+    task::{AbortHandle, JoinHandle},
 };
 
 use crate::{ExitReason, StartError};
+
+/// What every handle to one actor shares, by actor id: the one place where
+/// two handles made separately for one actor (one by its spawner, one by the
+/// actor itself in `on_start`) find the same stop request and the same
+/// recorded exit. An entry lives as long as a handle to its actor does. It
+/// extends kameo's own per-actor state (ids are unique in the process) and
+/// holds no names and no settings: tests side by side never meet in it.
+static ACTORS: LazyLock<DashMap<ActorId, Weak<dyn ErasedCell>>> = LazyLock::new(DashMap::new);
+
+tokio::task_local! {
+    /// Actors whose start was abandoned midway (their start future dropped
+    /// by a start timeout): killed, and awaited by the start that set the
+    /// scope ([`ChildSpec::start`](crate::ChildSpec::start)) before it
+    /// answers, so their registrations are released before a retry.
+    pub(crate) static ABANDONED: Arc<Mutex<Vec<ProcessHandle>>>;
+}
 
 /// A cheap, cloneable, type-erased handle to a running kameo actor: the `pid`
 /// of this crate.
@@ -28,6 +51,30 @@ use crate::{ExitReason, StartError};
 /// Handles are compared by actor id: two handles to the same actor are equal.
 /// A handle keeps its actor alive (it holds a strong `ActorRef`); a
 /// [`WeakProcessHandle`] from [`downgrade`](Self::downgrade) does not.
+///
+/// # One actor, one exit reason
+///
+/// The exit reason is a fact about the actor, not about a handle: every
+/// handle to one actor (clones, and handles made separately with
+/// [`new`](Self::new), e.g. by the actor itself in its `on_start`, and weak
+/// handles) shares
+/// one stop request and one recorded exit. The reason is recorded once, by
+/// the first to see the actor gone, and every later call, through any
+/// handle, answers the same. A stop requested of an actor that already
+/// stopped changes nothing: an actor that finished by itself stays
+/// `Normal`. (A stop request that races the actor's own exit, within the
+/// instant between its last message and its mailbox closing, counts as a
+/// stop.)
+///
+/// # Kill
+///
+/// For an actor started here ([`spawn`](Self::spawn), and the supervisors
+/// of this crate), [`kill`](Self::kill) aborts the actor's whole task: its
+/// message loop, its `on_start` if it is still starting, and its `on_stop`
+/// if it is stopping, as OTP's `kill` runs no `terminate`. Its exit is
+/// recorded once the task is gone. An actor spawned elsewhere and wrapped
+/// with [`new`](Self::new) gets kameo's kill, which aborts the message loop
+/// only (its `on_stop` still runs).
 ///
 /// # Example
 ///
@@ -43,8 +90,11 @@ use crate::{ExitReason, StartError};
 /// assert!(handle.is_alive());
 /// let typed: ActorRef<Counter> = handle.downcast().unwrap();
 /// assert_eq!(typed.id(), handle.id());
+/// // A handle made separately shares the same facts.
+/// let other = ProcessHandle::new(typed);
 ///
 /// assert_eq!(handle.stop().await, ExitReason::Shutdown(None));
+/// assert_eq!(other.exited().await, ExitReason::Shutdown(None));
 /// assert!(!handle.is_alive());
 /// # }
 /// ```
@@ -54,39 +104,48 @@ pub struct ProcessHandle {
 }
 
 impl ProcessHandle {
-    /// Wraps a typed actor reference.
+    /// Wraps a typed actor reference. Every handle to the same actor shares
+    /// one stop request and one exit, however it was made.
     pub fn new<A: Actor>(actor_ref: ActorRef<A>) -> Self {
+        let cell = Cell::of(&actor_ref);
         ProcessHandle {
-            inner: Arc::new(TypedRef {
-                actor_ref,
-                stop_requested: Arc::new(AtomicBool::new(false)),
-            }),
+            inner: Arc::new(TypedRef { actor_ref, cell }),
         }
     }
 
     /// Spawns an actor of type `A` with `args` and returns its handle once its
     /// `on_start` has completed; an error or panic in `on_start` is returned as
     /// a [`StartError`].
+    ///
+    /// If this future is dropped before the start completes (a start
+    /// timeout), the actor is killed: its `on_start` does not run on.
     pub async fn spawn<A>(args: A::Args) -> Result<Self, StartError>
     where
         A: Actor + Spawn,
     {
-        let actor_ref = A::spawn(args);
-        tokio::select! {
-            biased;
-            result = actor_ref.wait_for_startup_with_result(startup_outcome::<A>) => result?,
-            // kameo handles the messages an actor sent itself in on_start
-            // before it reports the start; an actor those stop never reports
-            // it. A start that failed did report (before the mailbox closed);
-            // otherwise it started, then died: return it and let watchers see
-            // the exit.
-            () = actor_ref.wait_for_shutdown() => {
-                if let Some(result) = actor_ref.with_startup_result(startup_outcome::<A>) {
-                    result?;
-                }
-            }
+        let handle = ProcessHandle::spawn_prepared(A::prepare(), args);
+        let guard = KillOnDrop::new(&handle);
+        let result = startup::<A>(handle.typed::<A>()).await;
+        guard.disarm();
+        result.map(|()| handle)
+    }
+
+    /// Spawns a prepared actor in its own task, keeping the task so that
+    /// [`kill`](Self::kill) can abort it whole. The handle exists before the
+    /// actor's `on_start` runs, so a handle the actor makes of itself there
+    /// shares its facts.
+    pub(crate) fn spawn_prepared<A: Actor>(prepared: PreparedActor<A>, args: A::Args) -> Self {
+        let handle = ProcessHandle::new(prepared.actor_ref().clone());
+        let task = prepared.spawn(args);
+        if let Some(typed) = handle.typed::<A>() {
+            typed.cell.adopt_task(task);
         }
-        Ok(ProcessHandle::new(actor_ref))
+        handle
+    }
+
+    /// The typed half of a handle known to be of type `A`.
+    fn typed<A: Actor>(&self) -> Option<&TypedRef<A>> {
+        self.inner.as_any().downcast_ref::<TypedRef<A>>()
     }
 
     /// The actor's id, unique within this node.
@@ -95,20 +154,22 @@ impl ProcessHandle {
     }
 
     /// Whether the actor is running and accepting messages. Turns false as
-    /// soon as a stop has been requested.
+    /// soon as a stop or a kill has been requested.
     pub fn is_alive(&self) -> bool {
         self.inner.is_alive()
     }
 
     /// Waits until the actor has stopped and returns why. Resolves at once
-    /// if it has already stopped; any number of callers may wait.
+    /// if it has already stopped; any number of callers may wait. Every
+    /// handle to the actor answers the same, every time.
     pub async fn exited(&self) -> ExitReason {
         self.inner.exited().await
     }
 
     /// Asks the actor to stop after the messages already in its mailbox,
     /// without waiting for it. Its exit reason becomes `Shutdown` unless it
-    /// fails while stopping.
+    /// fails while stopping or chooses another reason in its `on_stop`. An
+    /// actor that has already stopped keeps the reason it stopped with.
     pub async fn request_stop(&self) {
         self.inner.request_stop().await
     }
@@ -121,18 +182,18 @@ impl ProcessHandle {
         self.exited().await
     }
 
-    /// Kills the actor: its task is aborted at its next `.await`. An actor
-    /// spinning in synchronous code cannot be killed; keep children cooperative.
+    /// Kills the actor: for an actor started here, its whole task is
+    /// aborted at its next `.await` (message loop, `on_start` or `on_stop`
+    /// alike); see the type's docs. Its exit reason becomes `Killed` unless
+    /// it had already stopped. An actor spinning in synchronous code cannot
+    /// be killed; keep children cooperative.
     pub fn kill(&self) {
         self.inner.kill()
     }
 
     /// The typed reference, if the actor is of type `A`.
     pub fn downcast<A: Actor>(&self) -> Option<ActorRef<A>> {
-        self.inner
-            .as_any()
-            .downcast_ref::<TypedRef<A>>()
-            .map(|typed| typed.actor_ref.clone())
+        self.typed::<A>().map(|typed| typed.actor_ref.clone())
     }
 
     /// The actor type's name, for diagnostics.
@@ -142,10 +203,11 @@ impl ProcessHandle {
 
     /// A handle that does not keep the actor alive, for those that must
     /// find or watch a process without owning it (a registry, a stopper).
+    /// It shares the actor's stop request and exit like any handle.
     pub fn downgrade(&self) -> WeakProcessHandle {
         WeakProcessHandle {
             handle: Arc::downgrade(&self.inner),
-            actor: self.inner.downgrade(),
+            cell: self.inner.cell(),
         }
     }
 }
@@ -156,7 +218,8 @@ impl ProcessHandle {
 ///
 /// [`upgrade`](Self::upgrade) gives a [`ProcessHandle`] back while the actor
 /// has one somewhere; [`exited`](Self::exited) waits for its exit without
-/// holding it. Compared by actor id, like [`ProcessHandle`].
+/// holding it, and answers as every strong handle does. Compared by actor
+/// id, like [`ProcessHandle`].
 ///
 /// # Example
 ///
@@ -182,14 +245,14 @@ pub struct WeakProcessHandle {
     /// The handle it was made from: upgraded without allocating while some
     /// clone of that handle lives.
     handle: Weak<dyn ErasedRef>,
-    /// The actor itself, for when that handle is gone but the actor runs.
-    actor: Arc<dyn ErasedWeak>,
+    /// What every handle to the actor shares; holds the actor weakly.
+    cell: Arc<dyn ErasedCell>,
 }
 
 impl WeakProcessHandle {
     /// The actor's id.
     pub fn id(&self) -> ActorId {
-        self.actor.id()
+        self.cell.id()
     }
 
     /// A strong handle, if the actor still has one somewhere (it may be
@@ -197,28 +260,25 @@ impl WeakProcessHandle {
     pub fn upgrade(&self) -> Option<ProcessHandle> {
         match self.handle.upgrade() {
             Some(inner) => Some(ProcessHandle { inner }),
-            None => self.actor.upgrade(),
+            None => self.cell.clone().upgrade(),
         }
     }
 
     /// Whether the actor is running and accepting messages, as
     /// [`ProcessHandle::is_alive`]. Allocates nothing.
     pub fn is_alive(&self) -> bool {
-        match self.handle.upgrade() {
-            Some(inner) => inner.is_alive(),
-            None => self.actor.is_alive(),
-        }
+        self.cell.is_alive()
     }
 
     /// Waits until the actor has stopped and returns why, without keeping
     /// it alive meanwhile.
     pub async fn exited(&self) -> ExitReason {
-        self.actor.exited().await
+        self.cell.exited().await
     }
 
     /// Kills the actor, as [`ProcessHandle::kill`].
     pub fn kill(&self) {
-        self.actor.kill()
+        self.cell.kill()
     }
 }
 
@@ -247,6 +307,29 @@ impl fmt::Debug for WeakProcessHandle {
         f.debug_struct("WeakProcessHandle")
             .field("id", &self.id())
             .finish()
+    }
+}
+
+/// Waits for the start of a just spawned actor.
+async fn startup<A: Actor>(typed: Option<&TypedRef<A>>) -> Result<(), StartError> {
+    let Some(typed) = typed else {
+        return Ok(());
+    };
+    let actor_ref = &typed.actor_ref;
+    tokio::select! {
+        biased;
+        result = actor_ref.wait_for_startup_with_result(startup_outcome::<A>) => result,
+        // kameo handles the messages an actor sent itself in on_start
+        // before it reports the start; an actor those stop never reports
+        // it. A start that failed did report (before the mailbox closed);
+        // otherwise it started, then died: return it and let watchers see
+        // the exit.
+        () = actor_ref.wait_for_shutdown() => {
+            match actor_ref.with_startup_result(startup_outcome::<A>) {
+                Some(result) => result,
+                None => Ok(()),
+            }
+        }
     }
 }
 
@@ -280,6 +363,45 @@ impl<A: Actor> From<ActorRef<A>> for ProcessHandle {
     }
 }
 
+/// Kills an actor when dropped, unless disarmed: a start or a stop that is
+/// abandoned midway (its future dropped by a timeout, or with a supervisor
+/// being killed) leaves nothing running. Inside a start scope
+/// ([`ABANDONED`]) the killed actor is also handed over to be awaited.
+pub(crate) struct KillOnDrop<'a> {
+    handle: Option<&'a ProcessHandle>,
+}
+
+impl<'a> KillOnDrop<'a> {
+    pub(crate) fn new(handle: &'a ProcessHandle) -> Self {
+        KillOnDrop {
+            handle: Some(handle),
+        }
+    }
+
+    /// The start or stop completed: nothing to kill.
+    pub(crate) fn disarm(mut self) {
+        self.handle = None;
+    }
+}
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.handle.take() {
+            handle.kill();
+            let _ = ABANDONED.try_with(|abandoned| abandoned.lock().push(handle.clone()));
+        }
+    }
+}
+
+/// Runs a start future in a scope that collects the actors its abandoned
+/// starts killed (see [`KillOnDrop`]); returns them with the outcome.
+pub(crate) async fn start_scope<F: Future>(start: F) -> (F::Output, Vec<ProcessHandle>) {
+    let abandoned = Arc::new(Mutex::new(Vec::new()));
+    let output = ABANDONED.scope(abandoned.clone(), start).await;
+    let killed = std::mem::take(&mut *abandoned.lock());
+    (output, killed)
+}
+
 trait ErasedRef: Send + Sync + 'static {
     fn id(&self) -> ActorId;
     fn is_alive(&self) -> bool;
@@ -288,72 +410,259 @@ trait ErasedRef: Send + Sync + 'static {
     fn kill(&self);
     fn as_any(&self) -> &dyn Any;
     fn type_name(&self) -> &'static str;
-    fn downgrade(&self) -> Arc<dyn ErasedWeak>;
+    fn cell(&self) -> Arc<dyn ErasedCell>;
 }
 
-trait ErasedWeak: Send + Sync + 'static {
+/// The per-actor facts, type-erased, as weak handles and the side table
+/// hold them.
+trait ErasedCell: Send + Sync + 'static {
     fn id(&self) -> ActorId;
-    fn upgrade(&self) -> Option<ProcessHandle>;
     fn is_alive(&self) -> bool;
     fn exited(&self) -> BoxFuture<'_, ExitReason>;
     fn kill(&self);
+    fn upgrade(self: Arc<Self>) -> Option<ProcessHandle>;
+    /// The cell as `Any`, to get its type back.
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
 }
 
+/// A strong handle: the actor's reference and its shared facts.
 struct TypedRef<A: Actor> {
     actor_ref: ActorRef<A>,
-    /// Shared with the weak handles made from this one.
-    stop_requested: Arc<AtomicBool>,
+    cell: Arc<Cell<A>>,
 }
 
-struct TypedWeak<A: Actor> {
-    actor_ref: WeakActorRef<A>,
-    stop_requested: Arc<AtomicBool>,
+type TaskOutput<A> = Result<(A, ActorStopReason), PanicError>;
+
+/// What every handle to one actor shares (strong and weak alike); holds the
+/// actor weakly, so it never keeps it alive.
+struct Cell<A: Actor> {
+    actor: WeakActorRef<A>,
+    /// A stop was requested while the actor ran.
+    stop_requested: AtomicBool,
+    /// A kill was requested.
+    killed: AtomicBool,
+    /// The exit reason, recorded once: the first to see the actor gone
+    /// writes it, every later call reads it.
+    exit: SetOnce<ExitReason>,
+    /// For an actor spawned here: aborts its whole task.
+    abort: OnceLock<AbortHandle>,
+    /// For an actor spawned here: its task, awaited by one waiter at a time
+    /// (its end is the actor's exit), then dropped.
+    task: Mutex<Option<JoinHandle<TaskOutput<A>>>>,
+    /// Wakes the other waiters when the task's waiter gave it back (its wait
+    /// was cancelled), or when the task became known.
+    task_returned: Notify,
 }
 
-/// The exit reason of an actor from kameo's shutdown result.
-fn exit_reason<A: Actor>(
-    result: Result<&ActorStopReason, HookError<&A::Error>>,
-    stop_requested: &AtomicBool,
-) -> ExitReason {
-    match result {
-        Ok(reason) => ExitReason::from_kameo(reason, stop_requested.load(Ordering::Acquire)),
-        Err(HookError::Error(err)) => ExitReason::Error(error_message(err).into()),
-        Err(HookError::Panicked(panic)) => ExitReason::from_panic_error(&panic),
+impl<A: Actor> Cell<A> {
+    /// The cell of this actor: the one its other handles share, or a new
+    /// one.
+    fn of(actor_ref: &ActorRef<A>) -> Arc<Self> {
+        let fresh = || {
+            Arc::new(Cell {
+                actor: actor_ref.downgrade(),
+                stop_requested: AtomicBool::new(false),
+                killed: AtomicBool::new(false),
+                exit: SetOnce::new(),
+                abort: OnceLock::new(),
+                task: Mutex::new(None),
+                task_returned: Notify::new(),
+            })
+        };
+        let erased = |cell: &Arc<Self>| -> Weak<dyn ErasedCell> {
+            let cell: Arc<dyn ErasedCell> = cell.clone();
+            Arc::downgrade(&cell)
+        };
+        match ACTORS.entry(actor_ref.id()) {
+            Entry::Occupied(mut entry) => {
+                let shared = entry.get().upgrade().and_then(|cell| {
+                    let any: Arc<dyn Any + Send + Sync> = cell.into_any();
+                    any.downcast::<Self>().ok()
+                });
+                match shared {
+                    Some(cell) => cell,
+                    // Its last handle is being dropped: a new start.
+                    None => {
+                        let cell = fresh();
+                        entry.insert(erased(&cell));
+                        cell
+                    }
+                }
+            }
+            Entry::Vacant(entry) => {
+                let cell = fresh();
+                entry.insert(erased(&cell));
+                cell
+            }
+        }
+    }
+
+    /// Takes the task of an actor spawned here.
+    fn adopt_task(&self, task: JoinHandle<TaskOutput<A>>) {
+        let abort = task.abort_handle();
+        *self.task.lock() = Some(task);
+        let _ = self.abort.set(abort);
+        // Waiters that started before the task was known look again.
+        self.task_returned.notify_waiters();
+    }
+
+    /// Classifies kameo's shutdown result.
+    fn classify(&self, result: Result<&ActorStopReason, HookError<&A::Error>>) -> ExitReason {
+        match result {
+            Ok(reason) => {
+                ExitReason::from_kameo(reason, self.stop_requested.load(Ordering::Acquire))
+            }
+            // An error returned by on_stop: an `ExitReason` is kept as given
+            // (a clean exit stays clean).
+            Err(HookError::Error(err)) => error_reason(err),
+            Err(HookError::Panicked(panic)) => ExitReason::from_panic_error(&panic),
+        }
+    }
+
+    /// Records the exit; the first record wins.
+    fn record(&self, reason: ExitReason) {
+        let _ = self.exit.set(reason);
+    }
+
+    /// Awaits the actor's task (if no one else does) and records its end.
+    /// Returns false if there is no task to await here.
+    async fn await_task(&self) -> bool {
+        let Some(task) = self.task.lock().take() else {
+            return false;
+        };
+        let mut waiter = TaskWaiter {
+            cell: self,
+            task: Some(task),
+        };
+        if let Some(task) = waiter.task.as_mut() {
+            // Its output (the actor's state) is dropped here.
+            let _ = task.await;
+        }
+        waiter.task = None;
+        let reason = self
+            .actor
+            .with_shutdown_result(|result| self.classify(result))
+            // The task ended without a shutdown result: it was aborted.
+            .unwrap_or(ExitReason::Killed);
+        self.record(reason);
+        true
+    }
+
+    async fn exited(&self) -> ExitReason {
+        loop {
+            if let Some(reason) = self.exit.get() {
+                return reason.clone();
+            }
+            let returned = self.task_returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if self.await_task().await {
+                continue;
+            }
+            if self.abort.get().is_some() {
+                // Spawned here, and another waiter holds the task.
+                tokio::select! {
+                    _ = self.exit.wait() => {}
+                    () = returned => {}
+                }
+            } else {
+                tokio::select! {
+                    reason = self.actor.wait_for_shutdown_with_result(|r| self.classify(r)) => {
+                        self.record(reason);
+                    }
+                    _ = self.exit.wait() => {}
+                    () = returned => {}
+                }
+            }
+        }
+    }
+
+    /// Whether the actor runs and accepts messages; without a strong
+    /// reference at hand (a weak handle), through a short-lived one.
+    fn is_alive(&self) -> bool {
+        !self.killed.load(Ordering::Acquire)
+            && self
+                .actor
+                .upgrade()
+                .is_some_and(|actor_ref| actor_ref.is_alive())
+    }
+
+    async fn request_stop(&self, actor_ref: &ActorRef<A>) {
+        // An actor that already stopped (or is being killed) keeps the exit
+        // it has.
+        if self.exit.initialized()
+            || self.killed.load(Ordering::Acquire)
+            || actor_ref.mailbox_sender().is_closed()
+        {
+            return;
+        }
+        self.stop_requested.store(true, Ordering::Release);
+        let _ = actor_ref.stop_gracefully().await;
+    }
+
+    fn kill(&self) {
+        if self.exit.initialized() {
+            return;
+        }
+        self.killed.store(true, Ordering::Release);
+        match self.abort.get() {
+            Some(abort) => abort.abort(),
+            None => self.actor.kill(),
+        }
     }
 }
 
-impl<A: Actor> ErasedWeak for TypedWeak<A> {
+/// Gives the task back if its waiter is cancelled midway.
+struct TaskWaiter<'a, A: Actor> {
+    cell: &'a Cell<A>,
+    task: Option<JoinHandle<TaskOutput<A>>>,
+}
+
+impl<A: Actor> Drop for TaskWaiter<'_, A> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            *self.cell.task.lock() = Some(task);
+            self.cell.task_returned.notify_waiters();
+        }
+    }
+}
+
+impl<A: Actor> Drop for Cell<A> {
+    fn drop(&mut self) {
+        let id = self.actor.id();
+        ACTORS.remove_if(&id, |_, shared| shared.strong_count() == 0);
+    }
+}
+
+impl<A: Actor> ErasedCell for Cell<A> {
     fn id(&self) -> ActorId {
-        self.actor_ref.id()
+        self.actor.id()
     }
 
-    fn upgrade(&self) -> Option<ProcessHandle> {
-        self.actor_ref.upgrade().map(|actor_ref| ProcessHandle {
+    fn is_alive(&self) -> bool {
+        Cell::is_alive(self)
+    }
+
+    fn exited(&self) -> BoxFuture<'_, ExitReason> {
+        Box::pin(Cell::exited(self))
+    }
+
+    fn kill(&self) {
+        Cell::kill(self)
+    }
+
+    fn upgrade(self: Arc<Self>) -> Option<ProcessHandle> {
+        let actor_ref = self.actor.upgrade()?;
+        Some(ProcessHandle {
             inner: Arc::new(TypedRef {
                 actor_ref,
-                stop_requested: self.stop_requested.clone(),
+                cell: self,
             }),
         })
     }
 
-    fn is_alive(&self) -> bool {
-        self.actor_ref
-            .upgrade()
-            .is_some_and(|actor_ref| actor_ref.is_alive())
-    }
-
-    fn exited(&self) -> BoxFuture<'_, ExitReason> {
-        Box::pin(async move {
-            self.actor_ref
-                .wait_for_shutdown_with_result(|result| {
-                    exit_reason::<A>(result, &self.stop_requested)
-                })
-                .await
-        })
-    }
-
-    fn kill(&self) {
-        self.actor_ref.kill()
+    fn into_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
+        self
     }
 }
 
@@ -363,29 +672,19 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
     }
 
     fn is_alive(&self) -> bool {
-        self.actor_ref.is_alive()
+        !self.cell.killed.load(Ordering::Acquire) && self.actor_ref.is_alive()
     }
 
     fn exited(&self) -> BoxFuture<'_, ExitReason> {
-        Box::pin(async move {
-            self.actor_ref
-                .wait_for_shutdown_with_result(|result| {
-                    exit_reason::<A>(result, &self.stop_requested)
-                })
-                .await
-        })
+        Box::pin(self.cell.exited())
     }
 
     fn request_stop(&self) -> BoxFuture<'_, ()> {
-        self.stop_requested.store(true, Ordering::Release);
-        Box::pin(async move {
-            // An actor that already stopped has nothing left to stop.
-            let _ = self.actor_ref.stop_gracefully().await;
-        })
+        Box::pin(self.cell.request_stop(&self.actor_ref))
     }
 
     fn kill(&self) {
-        self.actor_ref.kill()
+        self.cell.kill()
     }
 
     fn as_any(&self) -> &dyn Any {
@@ -396,11 +695,8 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
         A::name()
     }
 
-    fn downgrade(&self) -> Arc<dyn ErasedWeak> {
-        Arc::new(TypedWeak {
-            actor_ref: self.actor_ref.downgrade(),
-            stop_requested: self.stop_requested.clone(),
-        })
+    fn cell(&self) -> Arc<dyn ErasedCell> {
+        self.cell.clone()
     }
 }
 
@@ -415,6 +711,15 @@ fn startup_outcome<A: Actor>(result: Result<(), HookError<&A::Error>>) -> Result
                 .with_str(|s| s.into())
                 .unwrap_or_else(|| panic.to_string().into()),
         )),
+    }
+}
+
+/// The exit reason of an actor whose hook returned `err`: an `ExitReason`
+/// as it is, anything else an `Error` with its message.
+fn error_reason<E: fmt::Debug + 'static>(err: &E) -> ExitReason {
+    match (err as &dyn Any).downcast_ref::<ExitReason>() {
+        Some(reason) => reason.clone(),
+        None => ExitReason::Error(error_message(err).into()),
     }
 }
 

@@ -86,12 +86,17 @@ impl RestartLog {
         self.restarts.len()
     }
 
-    /// The exit reason of a supervisor that exceeded this intensity: an
-    /// error, so its parent restarts it or gives up in turn.
+    /// The exit reason of a supervisor that exceeded this intensity:
+    /// `shutdown` with the cause, as OTP's supervisor exits, so escalation
+    /// follows the parent's restart type (a permanent parent restarts it, a
+    /// transient or temporary one does not).
     pub(crate) fn exceeded(&self) -> ExitReason {
-        ExitReason::error(format_args!(
-            "reached max restart intensity: more than {} restarts in {:?}",
-            self.intensity.max_restarts, self.intensity.max_seconds
+        ExitReason::Shutdown(Some(
+            format!(
+                "reached max restart intensity: more than {} restarts in {:?}",
+                self.intensity.max_restarts, self.intensity.max_seconds
+            )
+            .into(),
         ))
     }
 }

@@ -38,10 +38,12 @@
 //!
 //! # Children must be cooperative
 //!
-//! Killing a child (brutal kill, or a shutdown timeout that ran out) aborts
-//! its task at its next `.await`. A child spinning in synchronous code cannot
-//! be killed, and on a small machine two such children freeze the runtime.
-//! Run CPU-bound work with `tokio::task::spawn_blocking`.
+//! Killing a child (brutal kill, a shutdown timeout that ran out, or a start
+//! timeout) aborts its whole task at its next `.await`: its handler, its
+//! `on_start` or its `on_stop`, as OTP's `kill` runs no `terminate`; a
+//! supervisor is killed with its subtree. A child spinning in synchronous
+//! code cannot be killed, and on a small machine two such children freeze
+//! the runtime. Run CPU-bound work with `tokio::task::spawn_blocking`.
 
 mod agent;
 mod application;

@@ -3,6 +3,7 @@
 
 use std::{sync::Arc, time::Duration};
 
+use kameo::actor::ActorId;
 use tokio::time::Instant;
 
 use crate::{
@@ -82,17 +83,36 @@ impl Reporter {
         }
     }
 
-    /// A child was restarted as `handle`; `restarts` in the window so far.
-    pub(crate) fn restarted(&self, spec: &ChildSpec, handle: &ProcessHandle, restarts: usize) {
-        self.telemetry.emit(
-            events::CHILD_RESTARTED,
-            &[("restarts", restarts as f64)],
-            &[
-                self.supervisor(),
-                ("child", MetaValue::Str(&spec.id)),
-                actor_id(handle),
-            ],
-        );
+    /// A child whose incarnation `old` exited was restarted as `handle`;
+    /// `restarts` in the window so far. `old` is none for a child that
+    /// never ran (its start answered `ignore`).
+    pub(crate) fn restarted(
+        &self,
+        spec: &ChildSpec,
+        old: Option<ActorId>,
+        handle: &ProcessHandle,
+        restarts: usize,
+    ) {
+        let measurements = [("restarts", restarts as f64)];
+        let supervisor = self.supervisor();
+        let child = ("child", MetaValue::Str(&spec.id));
+        match old {
+            Some(old) => self.telemetry.emit(
+                events::CHILD_RESTARTED,
+                &measurements,
+                &[
+                    supervisor,
+                    child,
+                    actor_id(handle),
+                    ("old_actor_id", MetaValue::U64(old.sequence_id())),
+                ],
+            ),
+            None => self.telemetry.emit(
+                events::CHILD_RESTARTED,
+                &measurements,
+                &[supervisor, child, actor_id(handle)],
+            ),
+        }
     }
 
     /// The supervisor stopped a child, which exited with `exit`.

@@ -16,7 +16,7 @@ use kameo::{
 
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ExitReason, FlagsError, Intensity, ProcessHandle,
-    StartError, SupervisorError, Telemetry, error::from_send_error,
+    StartError, SupervisorError, Telemetry, error::from_send_error, handle::KillOnDrop,
 };
 
 pub(crate) use actor::SupervisorActor;
@@ -251,9 +251,16 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 /// Every restart (and every retry) is counted in a sliding window of
 /// [`Intensity::max_seconds`]; more than [`Intensity::max_restarts`] in the
 /// window and the supervisor gives up: it stops all its children in reverse
-/// list order and exits with an [`ExitReason::Error`]. Its own supervisor
-/// sees that exit as any child's and applies its own strategy (restarting
-/// the whole subtree) or gives up in turn, up to the root.
+/// list order and exits with `ExitReason::Shutdown(Some("reached max
+/// restart intensity: ..."))`, as OTP's supervisor exits with `shutdown`.
+/// Its own supervisor sees that exit as any child's, so escalation follows
+/// the restart type the parent gave it:
+///
+/// | parent's entry for the supervisor | after it gave up                                  |
+/// |-----------------------------------|---------------------------------------------------|
+/// | `Permanent` (the default)         | restarted with its whole subtree, counted in the parent's intensity (which may give up in turn, up to the root) |
+/// | `Transient`                       | not restarted: a clean exit; shown not running     |
+/// | `Temporary`                       | removed                                            |
 ///
 /// # Order
 ///
@@ -265,11 +272,16 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 /// every process below has stopped.
 ///
 /// A supervisor blocks while it starts or stops a child, as OTP's does: a
-/// start is bounded by the spec's start timeout, a stop by its shutdown
-/// (supervisor children default to `Infinity`: their own children bound
-/// their shutdown). A kill aborts a child's handler, not its `on_stop`: a
-/// child whose `on_stop` never returns blocks its supervisor. Keep children
-/// cooperative (see the crate docs).
+/// start is bounded by the spec's start timeout (a start that runs out is
+/// killed, its `on_start` included, before the supervisor goes on), a stop
+/// by its shutdown (supervisor children default to `Infinity`: their own
+/// children bound their shutdown). When a `Timeout` runs out, or for
+/// `BrutalKill`, the child is killed: its whole task is aborted, its
+/// `on_stop` included (see [`ProcessHandle::kill`]); a supervisor child is
+/// killed with its whole subtree, without the subtree's graceful shutdown.
+/// So `stop()` returns within the bounds its children's shutdowns set, even
+/// when a worker deep in a subtree is stuck. Keep children cooperative
+/// (see the crate docs).
 ///
 /// # Failure contract
 ///
@@ -350,17 +362,21 @@ impl Supervisor {
         validate(&flags, &children)?;
         // Unbounded: the supervisor sends itself retries from its handlers,
         // which must never wait on its own mailbox.
-        let actor =
-            SupervisorActor::spawn_with_mailbox(SupervisorActor::new(flags), mailbox::unbounded());
+        let prepared = SupervisorActor::prepare_with_mailbox(mailbox::unbounded());
+        let actor = prepared.actor_ref().clone();
         let supervisor = Supervisor {
-            handle: ProcessHandle::new(actor.clone()),
+            handle: ProcessHandle::spawn_prepared(prepared, SupervisorActor::new(flags)),
             actor,
         };
+        // Dropped midway (a start timeout): the supervisor is killed, and
+        // the children it started with it.
+        let guard = KillOnDrop::new(&supervisor.handle);
         let started = supervisor
             .actor
             .ask(admin::StartChildren(children))
             .await
             .map_err(from_send_error);
+        guard.disarm();
         match started {
             Ok(()) => Ok(supervisor),
             Err(err) => {
@@ -482,8 +498,8 @@ impl Supervisor {
     }
 
     /// Waits until the supervisor has stopped (after its children) and
-    /// returns why; an [`ExitReason::Error`] when it gave up on its restart
-    /// intensity.
+    /// returns why; `Shutdown(Some("reached max restart intensity: ..."))`
+    /// when it gave up on its restart intensity.
     pub async fn exited(&self) -> ExitReason {
         self.handle.exited().await
     }

@@ -342,6 +342,17 @@ pub struct TestChild {
     label: Arc<str>,
     id: ActorId,
     pings: u64,
+    /// Its `on_stop` ran (else it was killed and leaves the live count as
+    /// it is dropped).
+    stopped: bool,
+}
+
+impl Drop for TestChild {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.kit.live.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Actor for TestChild {
@@ -366,6 +377,7 @@ impl Actor for TestChild {
             label,
             id,
             pings: 0,
+            stopped: false,
         })
     }
 
@@ -374,6 +386,7 @@ impl Actor for TestChild {
         _: WeakActorRef<Self>,
         _: ActorStopReason,
     ) -> Result<(), ExitReason> {
+        self.stopped = true;
         self.kit.live.fetch_sub(1, Ordering::SeqCst);
         let _ = self.kit.lifecycle.send(Lifecycle::Stopped {
             label: self.label.clone(),

@@ -165,7 +165,7 @@ async fn intensity_still_applies_with_backoff() {
     }
     testkit::crash(&child).await;
     assert!(
-        matches!(sup.exited().await, ExitReason::Error(m) if m.contains("max restart intensity"))
+        matches!(sup.exited().await, ExitReason::Shutdown(Some(m)) if m.contains("max restart intensity"))
     );
     assert_eq!(kit.live(), 0);
 }

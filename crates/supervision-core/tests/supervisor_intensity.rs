@@ -16,8 +16,9 @@ fn flags(strategy: Strategy, max_restarts: u32, secs: u64) -> SupervisorFlags {
     SupervisorFlags::new(strategy).with_intensity(max_restarts, Duration::from_secs(secs))
 }
 
+/// A supervisor that gives up exits with `shutdown` and the cause, as OTP's.
 fn is_gave_up(reason: &ExitReason) -> bool {
-    matches!(reason, ExitReason::Error(m) if m.contains("max restart intensity"))
+    matches!(reason, ExitReason::Shutdown(Some(m)) if m.contains("max restart intensity"))
 }
 
 /// Crashes `id` and waits for its restart, seen from the child.

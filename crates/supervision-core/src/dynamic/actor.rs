@@ -50,7 +50,7 @@ impl Shared {
 
 /// A running child and what the supervisor keeps of it.
 pub(super) struct Child {
-    /// Start order: its reverse is stop order.
+    /// Start order, the order `which_children` lists.
     pub(super) seq: u64,
     pub(super) handle: ProcessHandle,
     /// A temporary child's spec has no start factory left (see
@@ -122,6 +122,17 @@ impl Actor for DynamicSupervisorActor {
         self.shared.close();
         self.shutdown_all().await;
         Ok(())
+    }
+}
+
+/// A supervisor killed (its task aborted, its `on_stop` not run) takes its
+/// children with it: each is killed, a supervisor child with its own
+/// subtree. After a graceful stop no child runs and this does nothing.
+impl Drop for DynamicSupervisorActor {
+    fn drop(&mut self) {
+        for child in self.children.values() {
+            child.handle.kill();
+        }
     }
 }
 
@@ -256,9 +267,12 @@ impl DynamicSupervisorActor {
             || crate::Stopper::dynamic_child(ProcessHandle::new(actor_ref.clone()).downgrade());
         match self.shared.reporter.start(&pending.spec, stopper).await {
             Ok(handle) => {
-                self.shared
-                    .reporter
-                    .restarted(&pending.spec, &handle, self.restarts.count());
+                self.shared.reporter.restarted(
+                    &pending.spec,
+                    Some(pending.last),
+                    &handle,
+                    self.restarts.count(),
+                );
                 pending.backoff.started(Instant::now());
                 let Pending {
                     seq, spec, backoff, ..
@@ -313,17 +327,27 @@ impl DynamicSupervisorActor {
             .map(|(ticket, _)| *ticket)
     }
 
-    /// Stops every child in reverse start order, each by its shutdown, and
-    /// cancels every pending restart.
+    /// Stops every child at once, each by its shutdown, as OTP's
+    /// DynamicSupervisor does: the whole shutdown takes as long as the
+    /// slowest child, not the sum. Children stay in the map until they have
+    /// stopped, so a supervisor killed meanwhile kills them (see `Drop`).
+    /// Every pending restart is cancelled.
     async fn shutdown_all(&mut self) {
         let pending: Vec<Pending> = self.restarting.drain().map(|(_, p)| p).collect();
         for pending in pending {
             self.cancel_restart(pending).await;
         }
-        let mut children: Vec<Child> = self.children.drain().map(|(_, child)| child).collect();
-        children.sort_unstable_by_key(|child| std::cmp::Reverse(child.seq));
-        for child in children {
-            self.terminate(child).await;
+        let reporter = &self.shared.reporter;
+        let stops = self.children.values().map(|child| {
+            child.watcher.abort();
+            async move {
+                let exit = child.spec.shutdown.stop(&child.handle).await;
+                reporter.terminated(&child.spec, &child.handle, &exit);
+            }
+        });
+        futures::future::join_all(stops).await;
+        for _ in self.children.drain() {
+            self.shared.places.release();
         }
     }
 }

@@ -64,10 +64,11 @@ impl DynamicSupervisor {
         let (actor, shared) = DynamicSupervisorActor::new(flags);
         // Unbounded: the supervisor tells itself retries from its handlers,
         // which must never wait on its own mailbox.
-        let actor = DynamicSupervisorActor::spawn_with_mailbox(actor, mailbox::unbounded());
+        let prepared = DynamicSupervisorActor::prepare_with_mailbox(mailbox::unbounded());
+        let actor_ref = prepared.actor_ref().clone();
         Ok(DynamicSupervisor {
-            handle: ProcessHandle::new(actor.clone()),
-            actor,
+            handle: ProcessHandle::spawn_prepared(prepared, actor),
+            actor: actor_ref,
             shared: OnceCell::new_with(Some(shared)),
         })
     }
@@ -191,15 +192,16 @@ impl DynamicSupervisor {
         self.actor.ask(CountChildren).await.map_err(from_send_error)
     }
 
-    /// Stops every child in reverse start order, each by its shutdown, then
-    /// the supervisor; returns once all have stopped, with the supervisor's
-    /// exit reason.
+    /// Stops every child at once, each by its shutdown, then the
+    /// supervisor; returns once all have stopped (as long as the slowest
+    /// child takes), with the supervisor's exit reason.
     pub async fn stop(&self) -> ExitReason {
         self.handle.stop().await
     }
 
     /// Waits until the supervisor has stopped (after its children) and
-    /// returns why.
+    /// returns why; `Shutdown(Some("reached max restart intensity: ..."))`
+    /// when it gave up on its restart intensity.
     pub async fn exited(&self) -> ExitReason {
         self.handle.exited().await
     }

@@ -25,6 +25,9 @@ pub(super) struct Child {
     pub(super) spec: ChildSpec,
     pub(super) slot: Slot,
     pub(super) backoff: BackoffState,
+    /// The actor id of its latest incarnation (the old one, in a restart);
+    /// none for a child that never ran (its start answered `ignore`).
+    pub(super) last: Option<ActorId>,
 }
 
 impl Child {
@@ -32,6 +35,7 @@ impl Child {
     pub(super) fn running(spec: ChildSpec, handle: ProcessHandle) -> Self {
         Child {
             spec,
+            last: Some(handle.id()),
             slot: Slot::Running(handle),
             backoff: BackoffState::new(Instant::now()),
         }
@@ -41,6 +45,7 @@ impl Child {
     pub(super) fn not_running(spec: ChildSpec) -> Self {
         Child {
             spec,
+            last: None,
             slot: Slot::NotRunning,
             backoff: BackoffState::new(Instant::now()),
         }
@@ -48,6 +53,7 @@ impl Child {
 
     /// Marks the child running again as `handle`.
     pub(super) fn restarted(&mut self, handle: ProcessHandle) {
+        self.last = Some(handle.id());
         self.slot = Slot::Running(handle);
         self.backoff.started(Instant::now());
     }
@@ -107,6 +113,20 @@ impl Actor for SupervisorActor {
     ) -> Result<(), ExitReason> {
         self.shutdown_all().await;
         Ok(())
+    }
+}
+
+/// A supervisor killed (its task aborted, its `on_stop` not run) takes its
+/// children with it: each running child is killed, a supervisor child with
+/// its own subtree. After a graceful stop no child runs and this does
+/// nothing.
+impl Drop for SupervisorActor {
+    fn drop(&mut self) {
+        for child in &self.children {
+            if let Slot::Running(handle) = &child.slot {
+                handle.kill();
+            }
+        }
     }
 }
 
@@ -332,8 +352,13 @@ impl SupervisorActor {
         for (n, &i) in members.iter().enumerate() {
             match Self::start(&self.reporter, &self.children[i].spec, actor_ref).await {
                 Ok(handle) => {
-                    self.reporter
-                        .restarted(&self.children[i].spec, &handle, self.restarts.count());
+                    let child = &self.children[i];
+                    self.reporter.restarted(
+                        &child.spec,
+                        child.last,
+                        &handle,
+                        self.restarts.count(),
+                    );
                     self.children[i].restarted(handle);
                 }
                 Err(StartError::Ignored) => self.children[i].slot = Slot::NotRunning,

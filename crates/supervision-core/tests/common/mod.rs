@@ -226,6 +226,17 @@ pub struct Worker {
     id: Arc<str>,
     lab: Lab,
     options: Options,
+    /// Its on_stop finished; else it was killed and leaves the live count
+    /// as it is dropped.
+    stopped: bool,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.lab.live.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Actor for Worker {
@@ -244,6 +255,7 @@ impl Actor for Worker {
             id: args.id,
             lab: args.lab,
             options: args.options,
+            stopped: false,
         })
     }
 
@@ -258,6 +270,7 @@ impl Actor for Worker {
         if let Some(gate) = &self.options.stop_gate {
             gate.notified().await;
         }
+        self.stopped = true;
         self.lab.live.fetch_sub(1, Ordering::SeqCst);
         let _ = self.lab.tx.send(Event::Stopped(self.id.to_string()));
         Ok(())

@@ -1,0 +1,177 @@
+//! An exit reason is a fact about the actor: the same through every handle
+//! (clones, and handles made separately, as an actor makes of itself in
+//! `on_start`), fixed when it stops, and the one the actor chose when its
+//! `on_stop` returns an `ExitReason`.
+
+use std::{sync::Arc, time::Duration};
+
+use kameo::{
+    actor::{Actor, ActorRef, WeakActorRef},
+    error::ActorStopReason,
+};
+use parking_lot::Mutex;
+use supervision_core::{
+    ChildSpec, DynamicSupervisor, ExitReason, ProcessHandle, Supervisor, SupervisorFlags,
+    Telemetry, events,
+    testkit::{self, TelemetryProbe, TestChild, TestKit},
+};
+use tokio::sync::{Notify, oneshot};
+
+mod common;
+
+use common::{Event, Finish, Lab, Options, Worker, handle_of};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// An actor that makes a handle of itself in on_start, as an agent that
+/// registers itself does, and hands it out.
+struct SelfAware;
+
+impl Actor for SelfAware {
+    type Args = Arc<Mutex<Option<oneshot::Sender<ProcessHandle>>>>;
+    type Error = ExitReason;
+
+    async fn on_start(out: Self::Args, actor_ref: ActorRef<Self>) -> Result<Self, ExitReason> {
+        if let Some(out) = out.lock().take() {
+            let _ = out.send(ProcessHandle::new(actor_ref));
+        }
+        Ok(SelfAware)
+    }
+}
+
+#[tokio::test]
+async fn a_handle_the_actor_made_of_itself_sees_the_stop_its_supervisor_requested() {
+    let (tx, rx) = oneshot::channel();
+    let out = Arc::new(Mutex::new(Some(tx)));
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
+    let child = sup
+        .start_child(ChildSpec::actor::<SelfAware>("self-aware", move || {
+            out.clone()
+        }))
+        .await
+        .unwrap();
+    let own = rx.await.unwrap();
+    assert_eq!(own, child);
+
+    sup.terminate_child(&child).await.unwrap();
+    assert_eq!(child.exited().await, ExitReason::Shutdown(None));
+    // Before: the handle made in on_start kept its own flag and said Normal.
+    assert_eq!(own.exited().await, ExitReason::Shutdown(None));
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn a_stop_requested_after_the_actor_finished_keeps_its_normal_exit() {
+    let (kit, _lifecycle) = TestKit::new();
+    let child = ProcessHandle::spawn::<TestChild>((kit, "a".into()))
+        .await
+        .unwrap();
+    let other = ProcessHandle::new(child.downcast::<TestChild>().unwrap());
+    testkit::exit_normally(&child).await;
+    assert_eq!(child.exited().await, ExitReason::Normal);
+
+    // Before: the late stop flipped the recorded reason to Shutdown.
+    assert_eq!(other.stop().await, ExitReason::Normal);
+    assert_eq!(child.stop().await, ExitReason::Normal);
+    assert_eq!(child.exited().await, ExitReason::Normal);
+    assert_eq!(other.exited().await, ExitReason::Normal);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_supervisor_stopping_a_child_that_already_finished_reports_it_normal() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor", "child", "terminated"]);
+    let (lab, mut events) = Lab::new();
+    let gate = Arc::new(Notify::new());
+    let b_options = Options {
+        stop_gate: Some(gate.clone()),
+        ..Options::default()
+    };
+    let sup = Supervisor::start(
+        SupervisorFlags::default().with_telemetry(telemetry.clone()),
+        [lab.worker("a"), lab.worker_with("b", b_options)],
+    )
+    .await
+    .unwrap();
+    events.take(2).await;
+    let a = handle_of(&sup, "a").await;
+    let stopping = tokio::spawn({
+        let sup = sup.clone();
+        async move { sup.stop().await }
+    });
+    // The supervisor is busy stopping b (reverse order) when a finishes by
+    // itself: its shutdown then stops a child that already stopped.
+    while events.next_raw().await != Event::Stopping("b".into()) {}
+    let a_ref: ActorRef<Worker> = a.downcast().unwrap();
+    a_ref.tell(Finish).await.unwrap();
+    assert_eq!(a.exited().await, ExitReason::Normal);
+    gate.notify_one();
+    stopping.await.unwrap();
+
+    // Before: the late stop flipped a's reason to Shutdown.
+    assert_eq!(a.exited().await, ExitReason::Normal);
+    let terminated = probe
+        .wait_for_where(
+            events::CHILD_TERMINATED,
+            |e| e.meta_str("child") == Some("a"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(terminated.meta_str("reason"), Some("normal"));
+}
+
+/// An actor whose on_stop fails with the reason it was started with.
+struct FailsToStop(ExitReason);
+
+impl Actor for FailsToStop {
+    type Args = ExitReason;
+    type Error = ExitReason;
+
+    async fn on_start(reason: ExitReason, _: ActorRef<Self>) -> Result<Self, ExitReason> {
+        Ok(FailsToStop(reason))
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        _: ActorStopReason,
+    ) -> Result<(), ExitReason> {
+        Err(self.0.clone())
+    }
+}
+
+#[tokio::test]
+async fn an_exit_reason_returned_by_on_stop_is_kept_as_given() {
+    for reason in [
+        ExitReason::Normal,
+        ExitReason::Shutdown(None),
+        ExitReason::Shutdown(Some("maintenance".into())),
+        ExitReason::error("disk full"),
+    ] {
+        let child = ProcessHandle::spawn::<FailsToStop>(reason.clone())
+            .await
+            .unwrap();
+        // Before: a clean reason became Error("normal"), Error("shutdown")...
+        let exit = tokio::time::timeout(WAIT, child.stop()).await.unwrap();
+        assert_eq!(exit, reason);
+        assert_eq!(child.exited().await, reason);
+    }
+}
+
+#[tokio::test]
+async fn every_handle_answers_a_kill_the_same() {
+    let (kit, _lifecycle) = TestKit::new();
+    let child = ProcessHandle::spawn::<TestChild>((kit.clone(), "k".into()))
+        .await
+        .unwrap();
+    let other = ProcessHandle::new(child.downcast::<TestChild>().unwrap());
+    testkit::hang(&child).await;
+    other.kill();
+    assert!(!child.is_alive());
+    assert_eq!(child.exited().await, ExitReason::Killed);
+    assert_eq!(other.exited().await, ExitReason::Killed);
+    // A later stop changes nothing.
+    assert_eq!(child.stop().await, ExitReason::Killed);
+    assert_eq!(kit.live(), 0);
+}
