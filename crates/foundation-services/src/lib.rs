@@ -1,11 +1,17 @@
 //! Foundation services: ConfigServer, EventStore, RateLimiter, TaskSupervisor,
 //! HealthMonitor, ServiceMonitor and ConnectionManager.
 //!
-//! Each service is a cheap, cloneable handle whose `service()` gives the
-//! supervised [`ServiceDef`](supervision_core::ServiceDef) (an actor with a
-//! health check) to put in an application; the crate depends on
-//! `supervision-core` only.
+//! Each service runs supervised, as a [`Service`](supervision_core::Service)
+//! of an application, and depends on `supervision-core` only; other crates
+//! reach them through supervision-core's contracts
+//! ([`EventSink`](supervision_core::EventSink),
+//! [`EventReader`](supervision_core::EventReader)), never by naming this
+//! crate.
 //!
+//! - [`EventStore`]: a durable, append-only event log on embedded SQLite
+//!   (see [`event_store`]).
+//! - [`ConfigServer`]: configuration with a schema, persisted atomically,
+//!   with change notifications and a degraded mode (see [`config_server`]).
 //! - [`RateLimiter`]: token buckets keyed by (entity, operation), one
 //!   [`Rule`] per operation, checked in the caller's thread.
 //! - [`TaskSupervisor`]: ad-hoc tasks, fire-and-forget or awaited, not
@@ -18,12 +24,23 @@
 //!   application after missed pings, with a backoff, never while a
 //!   supervisor is restarting.
 
+pub mod config_server;
+pub mod event_store;
 pub mod health_monitor;
 mod ping;
 pub mod rate_limiter;
 pub mod service_monitor;
 pub mod task_supervisor;
 
+pub use config_server::{
+    ConfigChange, ConfigError, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig,
+    ConfigServerService, ConfigSubscription, UpdateOutcome, ValueRule,
+};
+
+pub use event_store::{
+    Appended, Appending, AppendingBatch, EventStore, EventStoreConfig, EventStoreError,
+    EventStoreService, EventStoreStats, ExpectedVersion,
+};
 pub use health_monitor::{
     HealthMonitor, HealthMonitorBuilder, HealthMonitorError, HealthState, ServiceDetail,
     SystemHealth,

@@ -23,7 +23,7 @@
 //!
 //! **Contracts.** [`ProcessHandle`] (a type-erased `pid`), [`Namespace`],
 //! [`Registry`], [`Telemetry`], [`AgentId`] / [`AgentStatus`] /
-//! [`AgentDirectory`], [`Event`] / [`EventSink`] and [`ErrorCode`]. A service
+//! [`AgentDirectory`], [`Event`] / [`EventSink`] / [`EventReader`] and [`ErrorCode`]. A service
 //! crate that needs another asks for its contract here; the umbrella crate
 //! injects the implementation (the `log`/`tracing` facade pattern).
 //!
@@ -53,6 +53,7 @@ mod clock;
 mod dynamic;
 mod error;
 mod event;
+mod event_log;
 pub mod events;
 mod exit;
 mod fanout;
@@ -67,6 +68,7 @@ mod registry;
 mod report;
 mod stopper;
 mod supervisor;
+mod supervisor_ref;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -89,6 +91,9 @@ pub use error::{
     ERROR_CODE_RANGES, ErrorCode, FlagsError, StartError, SupervisorError, error_code_range,
 };
 pub use event::{Event, EventSeq, EventSink, EventSinkError};
+pub use event_log::{
+    EventOrder, EventQuery, EventReadError, EventReader, EventSubscription, StoredEvent,
+};
 pub use exit::ExitReason;
 pub use fanout::{AgentReply, AgentSelection, SelectionError, ask_all};
 pub use handle::{ProcessHandle, WeakProcessHandle};

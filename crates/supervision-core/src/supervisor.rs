@@ -9,14 +9,10 @@ mod admin;
 
 use std::{collections::HashSet, fmt, sync::Arc, time::Duration};
 
-use kameo::{
-    actor::{ActorRef, Spawn},
-    mailbox,
-};
-
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ExitReason, FlagsError, Intensity, ProcessHandle,
     StartError, SupervisorError, Telemetry, error::from_send_error, handle::KillOnDrop,
+    supervisor_ref::SupervisorRef,
 };
 
 pub(crate) use actor::SupervisorActor;
@@ -342,8 +338,7 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 /// [`StartError::Ignored`]: crate::StartError::Ignored
 #[derive(Clone)]
 pub struct Supervisor {
-    actor: ActorRef<SupervisorActor>,
-    handle: ProcessHandle,
+    inner: SupervisorRef<SupervisorActor>,
 }
 
 impl Supervisor {
@@ -360,18 +355,14 @@ impl Supervisor {
     ) -> Result<Supervisor, SupervisorError> {
         let children: Vec<ChildSpec> = children.into_iter().collect();
         validate(&flags, &children)?;
-        // Unbounded: the supervisor sends itself retries from its handlers,
-        // which must never wait on its own mailbox.
-        let prepared = SupervisorActor::prepare_with_mailbox(mailbox::unbounded());
-        let actor = prepared.actor_ref().clone();
         let supervisor = Supervisor {
-            handle: ProcessHandle::spawn_prepared(prepared, SupervisorActor::new(flags)),
-            actor,
+            inner: SupervisorRef::spawn(SupervisorActor::new(flags)),
         };
         // Dropped midway (a start timeout): the supervisor is killed, and
         // the children it started with it.
-        let guard = KillOnDrop::new(&supervisor.handle);
+        let guard = KillOnDrop::new(supervisor.handle());
         let started = supervisor
+            .inner
             .actor
             .ask(admin::StartChildren(children))
             .await
@@ -406,7 +397,7 @@ impl Supervisor {
             async move {
                 Supervisor::start(flags, children.iter().cloned())
                     .await
-                    .map(|sup| sup.handle)
+                    .map(|sup| sup.inner.handle)
                     .map_err(StartError::failed)
             }
         })
@@ -416,12 +407,7 @@ impl Supervisor {
 
     /// The supervisor behind a process handle, if it is a static supervisor.
     pub fn from_handle(handle: &ProcessHandle) -> Option<Self> {
-        handle
-            .downcast::<SupervisorActor>()
-            .map(|actor| Supervisor {
-                actor,
-                handle: handle.clone(),
-            })
+        SupervisorRef::from_handle(handle).map(|inner| Supervisor { inner })
     }
 
     /// Adds a child at the end of the list and starts it; returns its handle
@@ -435,7 +421,8 @@ impl Supervisor {
     /// being restarted.
     pub async fn start_child(&self, spec: ChildSpec) -> Result<ProcessHandle, SupervisorError> {
         spec.validate()?;
-        self.actor
+        self.inner
+            .actor
             .ask(admin::StartChild(spec))
             .await
             .map_err(from_send_error)
@@ -446,7 +433,8 @@ impl Supervisor {
     /// spec is removed, as in OTP); a pending restart of it is cancelled.
     /// Terminating a child that is not running succeeds.
     pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
-        self.actor
+        self.inner
+            .actor
             .ask(admin::TerminateChild(id.into()))
             .await
             .map_err(from_send_error)
@@ -457,7 +445,8 @@ impl Supervisor {
     /// [`Restarting`](SupervisorError::Restarting), or the start error (the
     /// child stays not running). Does not count toward the intensity.
     pub async fn restart_child(&self, id: &str) -> Result<ProcessHandle, SupervisorError> {
-        self.actor
+        self.inner
+            .actor
             .ask(admin::RestartChild(id.into()))
             .await
             .map_err(from_send_error)
@@ -467,7 +456,8 @@ impl Supervisor {
     /// [`Running`](SupervisorError::Running),
     /// [`Restarting`](SupervisorError::Restarting).
     pub async fn delete_child(&self, id: &str) -> Result<(), SupervisorError> {
-        self.actor
+        self.inner
+            .actor
             .ask(admin::DeleteChild(id.into()))
             .await
             .map_err(from_send_error)
@@ -476,44 +466,36 @@ impl Supervisor {
     /// Every child in list order: its id, its handle or whether it is not
     /// running or restarting, its kind and restart type.
     pub async fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
-        self.actor
-            .ask(admin::WhichChildren)
-            .await
-            .map_err(from_send_error)
+        self.inner.which_children().await
     }
 
     /// The child counts.
     pub async fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
-        self.actor
-            .ask(admin::CountChildren)
-            .await
-            .map_err(from_send_error)
+        self.inner.count_children().await
     }
 
     /// Stops every child in reverse list order, each by its shutdown, then
     /// the supervisor; returns once all have stopped, with the supervisor's
     /// exit reason.
     pub async fn stop(&self) -> ExitReason {
-        self.handle.stop().await
+        self.inner.stop().await
     }
 
     /// Waits until the supervisor has stopped (after its children) and
     /// returns why; `Shutdown(Some("reached max restart intensity: ..."))`
     /// when it gave up on its restart intensity.
     pub async fn exited(&self) -> ExitReason {
-        self.handle.exited().await
+        self.inner.exited().await
     }
 
     /// The supervisor's own process handle.
     pub fn handle(&self) -> &ProcessHandle {
-        &self.handle
+        &self.inner.handle
     }
 }
 
 impl fmt::Debug for Supervisor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Supervisor")
-            .field("handle", &self.handle)
-            .finish()
+        self.inner.debug("Supervisor", f)
     }
 }

@@ -221,9 +221,10 @@ async fn escalation_to_the_root_stops_the_whole_tree() {
 async fn group_restart_failing_midway_is_retried() {
     for strategy in STRATEGIES {
         let (lab, mut events) = Lab::new();
+        let mut watch = Watch::new();
         let switch = StartSwitch::default();
         let sup = Supervisor::start(
-            roomy(strategy),
+            watch.roomy(strategy),
             [
                 lab.worker("a"),
                 lab.worker("b"),
@@ -247,18 +248,20 @@ async fn group_restart_failing_midway_is_retried() {
             Strategy::OneForAll => &["a", "b", "c"],
             _ => &["c"],
         };
-        wait_until(&sup, |children| {
-            children.iter().all(|c| {
-                let restarting = expected_restarting.contains(&&*c.id);
-                restarting == (c.state == ChildState::Restarting)
+        watch
+            .until(&sup, |children| {
+                children.iter().all(|c| {
+                    let restarting = expected_restarting.contains(&&*c.id);
+                    restarting == (c.state == ChildState::Restarting)
+                })
             })
-        })
-        .await;
+            .await;
         switch.set(StartMode::Ok);
-        wait_until(&sup, |children| {
-            children.iter().all(|c| c.state.handle().is_some())
-        })
-        .await;
+        watch
+            .until(&sup, |children| {
+                children.iter().all(|c| c.state.handle().is_some())
+            })
+            .await;
 
         let all = events.drain();
         if strategy == Strategy::OneForAll {
@@ -336,9 +339,12 @@ async fn restart_that_keeps_failing_exhausts_intensity() {
 async fn admin_calls_answer_while_a_restart_is_retried() {
     for strategy in STRATEGIES {
         let (lab, mut events) = Lab::new();
+        let mut watch = Watch::new();
         let switch = StartSwitch::default();
         let sup = Supervisor::start(
-            SupervisorFlags::new(strategy).with_intensity(1_000_000, Duration::from_secs(5)),
+            SupervisorFlags::new(strategy)
+                .with_intensity(1_000_000, Duration::from_secs(5))
+                .with_telemetry(watch.telemetry()),
             [
                 lab.worker("a"),
                 lab.worker_with(
@@ -355,7 +361,9 @@ async fn admin_calls_answer_while_a_restart_is_retried() {
         events.take(2).await;
         switch.set(StartMode::Fail);
         make_exit(&sup, "b", Exit::Error).await;
-        wait_until(&sup, |children| children[1].state == ChildState::Restarting).await;
+        watch
+            .until(&sup, |children| children[1].state == ChildState::Restarting)
+            .await;
 
         assert!(matches!(
             sup.restart_child("b").await,
@@ -378,7 +386,9 @@ async fn admin_calls_answer_while_a_restart_is_retried() {
             child_info(&sup, "b").await.unwrap().state,
             ChildState::NotRunning
         );
-        wait_until(&sup, |children| children[0].state.handle().is_some()).await;
+        watch
+            .until(&sup, |children| children[0].state.handle().is_some())
+            .await;
         // The retry is over: b stays down even once it could start.
         switch.set(StartMode::Ok);
         assert_eq!(
@@ -397,9 +407,12 @@ async fn admin_calls_answer_while_a_restart_is_retried() {
 async fn stop_returns_while_a_restart_is_retried() {
     for strategy in STRATEGIES {
         let (lab, mut events) = Lab::new();
+        let mut watch = Watch::new();
         let switch = StartSwitch::default();
         let sup = Supervisor::start(
-            SupervisorFlags::new(strategy).with_intensity(1_000_000, Duration::from_secs(5)),
+            SupervisorFlags::new(strategy)
+                .with_intensity(1_000_000, Duration::from_secs(5))
+                .with_telemetry(watch.telemetry()),
             [
                 lab.worker_with(
                     "a",
@@ -416,7 +429,9 @@ async fn stop_returns_while_a_restart_is_retried() {
         events.take(2).await;
         switch.set(StartMode::Fail);
         make_exit(&sup, "a", Exit::Error).await;
-        wait_until(&sup, |children| children[0].state == ChildState::Restarting).await;
+        watch
+            .until(&sup, |children| children[0].state == ChildState::Restarting)
+            .await;
 
         assert_eq!(sup.stop().await, ExitReason::Shutdown(None), "{strategy:?}");
         assert_eq!(lab.live(), 0);

@@ -29,8 +29,9 @@ enum Outcome {
 /// with it, and that the supervisor stops cleanly.
 async fn exit_case(strategy: Strategy, restart: RestartType, exit: Exit) -> Outcome {
     let (lab, mut events) = Lab::new();
+    let mut watch = Watch::new();
     let sup = Supervisor::start(
-        roomy(strategy),
+        watch.roomy(strategy),
         [
             lab.worker("before"),
             lab.worker_of("subject", restart),
@@ -49,7 +50,7 @@ async fn exit_case(strategy: Strategy, restart: RestartType, exit: Exit) -> Outc
     ];
 
     let old = make_exit(&sup, "subject", exit).await;
-    wait_handled(&sup, "subject", &old).await;
+    watch.handled(&sup, "subject", &old).await;
 
     let outcome = match child_info(&sup, "subject").await {
         None => Outcome::Removed,

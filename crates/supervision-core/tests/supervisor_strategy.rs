@@ -181,15 +181,16 @@ async fn group_restart_starts_members_that_were_not_running() {
 async fn transient_normal_exit_leaves_the_group_alone() {
     for strategy in STRATEGIES {
         let (lab, mut events) = Lab::new();
+        let mut watch = Watch::new();
         let sup = Supervisor::start(
-            roomy(strategy),
+            watch.roomy(strategy),
             [lab.worker_of("t", RestartType::Transient), lab.worker("b")],
         )
         .await
         .unwrap();
         events.take(2).await;
         let old = make_exit(&sup, "t", Exit::Normal).await;
-        wait_handled(&sup, "t", &old).await;
+        watch.handled(&sup, "t", &old).await;
         assert_eq!(events.next().await, stopped("t"));
         sup.stop().await;
         // Only b's shutdown: nothing restarted in between.

@@ -5,6 +5,7 @@
 
 mod coordination;
 mod economics;
+mod eventstore;
 mod ratelimit;
 mod registry;
 mod supervisor;
@@ -48,9 +49,10 @@ fn main() -> Result<()> {
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
                 "coordination" => coordination::run().await,
+                "eventstore" => eventstore::run(n.unwrap_or(1_000_000)).await,
                 "ratelimit" => ratelimit::run().await,
                 other => bail!(
-                    "unknown bench {other:?}; known: supervisor, registry, economics, coordination, ratelimit"
+                    "unknown bench {other:?}; known: supervisor, registry, economics, coordination, eventstore, ratelimit"
                 ),
             }
         })

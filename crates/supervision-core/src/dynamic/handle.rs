@@ -2,20 +2,16 @@
 
 use std::{fmt, sync::Arc};
 
-use kameo::{
-    actor::{ActorRef, Spawn},
-    mailbox,
-};
 use tokio::sync::OnceCell;
 
 use super::{
     DynamicSupervisorFlags, TemplateSupervisor,
     actor::{DynamicSupervisorActor, Shared},
-    messages::{Adopt, CountChildren, GetShared, TerminateChild, WhichChildren},
+    messages::{Adopt, GetShared, TerminateChild},
 };
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ChildTemplate, ExitReason, FlagsError, ProcessHandle,
-    StartError, SupervisorError, error::from_send_error,
+    StartError, SupervisorError, error::from_send_error, supervisor_ref::SupervisorRef,
 };
 
 /// A handle to a running dynamic supervisor: cheap to clone; the supervisor
@@ -49,8 +45,7 @@ use crate::{
 /// ```
 #[derive(Clone)]
 pub struct DynamicSupervisor {
-    actor: ActorRef<DynamicSupervisorActor>,
-    handle: ProcessHandle,
+    inner: SupervisorRef<DynamicSupervisorActor>,
     /// What the handle shares with the actor; fetched from the actor on
     /// first use by a handle made with `from_handle`.
     shared: OnceCell<Arc<Shared>>,
@@ -62,13 +57,8 @@ impl DynamicSupervisor {
     pub async fn start(flags: DynamicSupervisorFlags) -> Result<Self, SupervisorError> {
         flags.validate()?;
         let (actor, shared) = DynamicSupervisorActor::new(flags);
-        // Unbounded: the supervisor tells itself retries from its handlers,
-        // which must never wait on its own mailbox.
-        let prepared = DynamicSupervisorActor::prepare_with_mailbox(mailbox::unbounded());
-        let actor_ref = prepared.actor_ref().clone();
         Ok(DynamicSupervisor {
-            handle: ProcessHandle::spawn_prepared(prepared, actor),
-            actor: actor_ref,
+            inner: SupervisorRef::spawn(actor),
             shared: OnceCell::new_with(Some(shared)),
         })
     }
@@ -99,7 +89,7 @@ impl DynamicSupervisor {
             async move {
                 DynamicSupervisor::start(flags)
                     .await
-                    .map(|sup| sup.handle)
+                    .map(|sup| sup.inner.handle)
                     .map_err(StartError::failed)
             }
         })
@@ -110,10 +100,8 @@ impl DynamicSupervisor {
     /// The supervisor behind a process handle, if it is a dynamic
     /// supervisor.
     pub fn from_handle(handle: &ProcessHandle) -> Option<Self> {
-        let actor = handle.downcast::<DynamicSupervisorActor>()?;
         Some(DynamicSupervisor {
-            actor,
-            handle: handle.clone(),
+            inner: SupervisorRef::from_handle(handle)?,
             shared: OnceCell::new(),
         })
     }
@@ -121,7 +109,8 @@ impl DynamicSupervisor {
     async fn shared(&self) -> Result<&Arc<Shared>, SupervisorError> {
         self.shared
             .get_or_try_init(|| async {
-                self.actor
+                self.inner
+                    .actor
                     .ask(GetShared)
                     .await
                     .map_err(|_| SupervisorError::SupervisorGone)
@@ -145,7 +134,7 @@ impl DynamicSupervisor {
             return Err(FlagsError::SignificantWithoutAutoShutdown(spec.id.clone()).into());
         }
         let shared = self.shared().await?;
-        if shared.is_closing() || !self.handle.is_alive() {
+        if shared.is_closing() || !self.inner.handle.is_alive() {
             return Err(SupervisorError::SupervisorGone);
         }
         // Given back if the start fails, or if this future is dropped midway
@@ -158,7 +147,11 @@ impl DynamicSupervisor {
         let shutdown = spec.shutdown;
         // If the supervisor cannot take the child (it stopped meanwhile),
         // the undelivered hand-over stops it.
-        let handed_over = self.actor.tell(Adopt::new(handle.clone(), spec)).await;
+        let handed_over = self
+            .inner
+            .actor
+            .tell(Adopt::new(handle.clone(), spec))
+            .await;
         match handed_over {
             // The supervisor keeps the child and its place.
             Ok(()) if !shared.is_closing() => place.keep(),
@@ -176,7 +169,8 @@ impl DynamicSupervisor {
     /// once it has stopped. A child that is not (or no longer) this
     /// supervisor's is left alone: [`SupervisorError::NotFound`].
     pub async fn terminate_child(&self, child: &ProcessHandle) -> Result<(), SupervisorError> {
-        self.actor
+        self.inner
+            .actor
             .ask(TerminateChild(child.id()))
             .await
             .map_err(from_send_error)
@@ -184,38 +178,36 @@ impl DynamicSupervisor {
 
     /// Every child in start order, with its state.
     pub async fn which_children(&self) -> Result<Vec<ChildInfo>, SupervisorError> {
-        self.actor.ask(WhichChildren).await.map_err(from_send_error)
+        self.inner.which_children().await
     }
 
     /// The child counts.
     pub async fn count_children(&self) -> Result<ChildCounts, SupervisorError> {
-        self.actor.ask(CountChildren).await.map_err(from_send_error)
+        self.inner.count_children().await
     }
 
     /// Stops every child at once, each by its shutdown, then the
     /// supervisor; returns once all have stopped (as long as the slowest
     /// child takes), with the supervisor's exit reason.
     pub async fn stop(&self) -> ExitReason {
-        self.handle.stop().await
+        self.inner.stop().await
     }
 
     /// Waits until the supervisor has stopped (after its children) and
     /// returns why; `Shutdown(Some("reached max restart intensity: ..."))`
     /// when it gave up on its restart intensity.
     pub async fn exited(&self) -> ExitReason {
-        self.handle.exited().await
+        self.inner.exited().await
     }
 
     /// The supervisor's own process handle.
     pub fn handle(&self) -> &ProcessHandle {
-        &self.handle
+        &self.inner.handle
     }
 }
 
 impl fmt::Debug for DynamicSupervisor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DynamicSupervisor")
-            .field("handle", &self.handle)
-            .finish()
+        self.inner.debug("DynamicSupervisor", f)
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::actor::{DynamicSupervisorActor, Shared};
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ChildState, ExitReason, ProcessHandle, SupervisorError,
+    supervisor_ref::{ChildList, child_info, child_list_messages},
     watch::ChildDown,
 };
 use kameo::{
@@ -83,17 +84,8 @@ impl Message<TerminateChild> for DynamicSupervisorActor {
     }
 }
 
-/// Every child in start order.
-pub(super) struct WhichChildren;
-
-impl Message<WhichChildren> for DynamicSupervisorActor {
-    type Reply = Result<Vec<ChildInfo>, SupervisorError>;
-
-    async fn handle(
-        &mut self,
-        _: WhichChildren,
-        _: &mut Context<Self, Self::Reply>,
-    ) -> Self::Reply {
+impl ChildList for DynamicSupervisorActor {
+    fn which_children(&self) -> Vec<ChildInfo> {
         let running = self.children.values().map(|child| {
             (
                 child.seq,
@@ -107,29 +99,12 @@ impl Message<WhichChildren> for DynamicSupervisorActor {
             .map(|pending| (pending.seq, &pending.spec, ChildState::Restarting));
         let mut all: Vec<_> = running.chain(restarting).collect();
         all.sort_unstable_by_key(|(seq, ..)| *seq);
-        Ok(all
-            .into_iter()
-            .map(|(_, spec, state)| ChildInfo {
-                id: spec.id.clone(),
-                state,
-                kind: spec.kind,
-                restart: spec.restart,
-            })
-            .collect())
+        all.into_iter()
+            .map(|(_, spec, state)| child_info(spec, state))
+            .collect()
     }
-}
 
-/// The child counts.
-pub(super) struct CountChildren;
-
-impl Message<CountChildren> for DynamicSupervisorActor {
-    type Reply = Result<ChildCounts, SupervisorError>;
-
-    async fn handle(
-        &mut self,
-        _: CountChildren,
-        _: &mut Context<Self, Self::Reply>,
-    ) -> Self::Reply {
+    fn count_children(&self) -> ChildCounts {
         let mut counts = ChildCounts::default();
         for child in self.children.values() {
             counts.add(child.spec.kind, true);
@@ -137,9 +112,11 @@ impl Message<CountChildren> for DynamicSupervisorActor {
         for pending in self.restarting.values() {
             counts.add(pending.spec.kind, false);
         }
-        Ok(counts)
+        counts
     }
 }
+
+child_list_messages!(DynamicSupervisorActor);
 
 /// Hands out the shared half, for a handle made by
 /// [`DynamicSupervisor::from_handle`](crate::DynamicSupervisor::from_handle).

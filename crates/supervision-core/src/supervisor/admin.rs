@@ -8,6 +8,7 @@ use super::actor::{Child, Slot, SupervisorActor};
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ChildState, ProcessHandle, RestartType, StartError,
     SupervisorError,
+    supervisor_ref::{ChildList, child_info, child_list_messages},
 };
 
 /// Start the initial children in order; on a failure, stop those started in
@@ -150,47 +151,28 @@ impl Message<DeleteChild> for SupervisorActor {
     }
 }
 
-pub(super) struct WhichChildren;
-
-impl Message<WhichChildren> for SupervisorActor {
-    type Reply = Result<Vec<ChildInfo>, SupervisorError>;
-
-    async fn handle(
-        &mut self,
-        _: WhichChildren,
-        _: &mut Context<Self, Self::Reply>,
-    ) -> Self::Reply {
-        Ok(self
-            .children
+impl ChildList for SupervisorActor {
+    fn which_children(&self) -> Vec<ChildInfo> {
+        self.children
             .iter()
-            .map(|child| ChildInfo {
-                id: child.spec.id.clone(),
-                state: match &child.slot {
+            .map(|child| {
+                let state = match &child.slot {
                     Slot::Running(handle) => ChildState::Running(handle.clone()),
                     Slot::Restarting(_) => ChildState::Restarting,
                     Slot::NotRunning => ChildState::NotRunning,
-                },
-                kind: child.spec.kind,
-                restart: child.spec.restart,
+                };
+                child_info(&child.spec, state)
             })
-            .collect())
+            .collect()
     }
-}
 
-pub(super) struct CountChildren;
-
-impl Message<CountChildren> for SupervisorActor {
-    type Reply = Result<ChildCounts, SupervisorError>;
-
-    async fn handle(
-        &mut self,
-        _: CountChildren,
-        _: &mut Context<Self, Self::Reply>,
-    ) -> Self::Reply {
+    fn count_children(&self) -> ChildCounts {
         let mut counts = ChildCounts::default();
         for child in &self.children {
             counts.add(child.spec.kind, matches!(child.slot, Slot::Running(_)));
         }
-        Ok(counts)
+        counts
     }
 }
+
+child_list_messages!(SupervisorActor);

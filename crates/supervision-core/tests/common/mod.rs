@@ -21,7 +21,7 @@ use kameo::{
 };
 use supervision_core::{
     ChildInfo, ChildSpec, ChildState, ProcessHandle, RestartType, StartError, Strategy, Supervisor,
-    SupervisorFlags,
+    SupervisorFlags, Telemetry, testkit::TelemetryProbe,
 };
 use tokio::sync::{Notify, mpsc};
 
@@ -379,32 +379,59 @@ pub async fn states(sup: &Supervisor) -> Vec<(String, ChildState)> {
         .collect()
 }
 
-/// Asks the supervisor until `done` holds of its children: waits for the
-/// supervisor to have handled an exit whose outcome is "nothing happens",
-/// which no child can report. Yields between calls; never sleeps.
-pub async fn wait_until(sup: &Supervisor, mut done: impl FnMut(&[ChildInfo]) -> bool) {
-    let poll = async {
+/// A supervisor's telemetry, watched: flags that carry it, and waits on its
+/// events. Every change of a supervisor's children (an exit handled, a
+/// restart, a failed start, a termination, a backoff) is reported as an
+/// event while the supervisor handles it, so a test waits on those events,
+/// never by polling.
+pub struct Watch {
+    telemetry: Telemetry,
+    probe: TelemetryProbe,
+}
+
+impl Watch {
+    pub fn new() -> Self {
+        let telemetry = Telemetry::new();
+        let probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+        Watch { telemetry, probe }
+    }
+
+    /// The telemetry to give the watched supervisor.
+    pub fn telemetry(&self) -> Telemetry {
+        self.telemetry.clone()
+    }
+
+    /// [`roomy`] flags reporting to this watch.
+    pub fn roomy(&self, strategy: Strategy) -> SupervisorFlags {
+        roomy(strategy).with_telemetry(self.telemetry())
+    }
+
+    /// Waits until `done` holds of the supervisor's children: asks, and if
+    /// it does not hold yet, waits for the supervisor's next event (the
+    /// answer to the next ask comes after the handling that reported it).
+    pub async fn until(&mut self, sup: &Supervisor, mut done: impl FnMut(&[ChildInfo]) -> bool) {
         loop {
             let children = sup.which_children().await.unwrap();
             if done(&children) {
                 return;
             }
-            tokio::task::yield_now().await;
+            self.probe
+                .next(PATIENCE)
+                .await
+                .expect("the supervisor never got there");
         }
-    };
-    tokio::time::timeout(PATIENCE, poll)
-        .await
-        .expect("the supervisor never got there");
-}
+    }
 
-/// Waits until the supervisor no longer lists `old` as running under `id`.
-pub async fn wait_handled(sup: &Supervisor, id: &str, old: &ProcessHandle) {
-    wait_until(sup, |children| {
-        !children
-            .iter()
-            .any(|c| &*c.id == id && c.state.handle() == Some(old))
-    })
-    .await;
+    /// Waits until the supervisor no longer lists `old` as running under
+    /// `id`.
+    pub async fn handled(&mut self, sup: &Supervisor, id: &str, old: &ProcessHandle) {
+        self.until(sup, |children| {
+            !children
+                .iter()
+                .any(|c| &*c.id == id && c.state.handle() == Some(old))
+        })
+        .await;
+    }
 }
 
 /// Flags with this strategy and room for many restarts.

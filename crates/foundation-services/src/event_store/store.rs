@@ -1,0 +1,369 @@
+//! [`EventStore`]: the cloneable handle callers use. It reaches whichever
+//! incarnation of the store is running, so a handle taken before a
+//! restart works after it.
+
+use std::{fmt, sync::Arc};
+
+use futures::future::BoxFuture;
+use parking_lot::RwLock;
+use supervision_core::{
+    Event, EventQuery, EventReadError, EventReader, EventSeq, EventSink, EventSinkError,
+    EventSubscription, StoredEvent,
+};
+use tokio::sync::oneshot;
+
+use super::{
+    Appending, AppendingBatch, EventStoreConfig, EventStoreError, ExpectedVersion,
+    append::{self, Prepared},
+    core::StoreCore,
+    read, subscribe,
+    writer::{AppendRequest, Request},
+};
+
+/// What a store holds and has done, from [`EventStore::stats`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EventStoreStats {
+    /// Events stored.
+    pub events: u64,
+    /// Streams ever written (pruning keeps a stream's version).
+    pub streams: u64,
+    /// The oldest stored event's id.
+    pub first_id: Option<EventSeq>,
+    /// The last id ever given (kept after pruning: ids are never reused).
+    pub last_id: Option<EventSeq>,
+    /// The database file's size, in bytes (without its WAL).
+    pub file_bytes: u64,
+    /// Events appended since this incarnation opened.
+    pub appended: u64,
+    /// Commits (groups) since this incarnation opened.
+    pub commits: u64,
+    /// The most events one commit held.
+    pub largest_group: u64,
+}
+
+/// The slot every handle shares: the running incarnation, if any.
+pub(crate) struct Slot {
+    pub(crate) config: EventStoreConfig,
+    pub(crate) current: RwLock<Option<Arc<StoreCore>>>,
+}
+
+/// A durable, append-only event log on SQLite: a cheap, cloneable handle.
+///
+/// Open one directly with [`EventStore::open`], or run it supervised with
+/// [`EventStoreService`](super::EventStoreService), whose handle follows
+/// the store across restarts. It implements supervision-core's
+/// [`EventSink`] and [`EventReader`] contracts. See the
+/// [module docs](super) for the design and an example.
+#[derive(Clone)]
+pub struct EventStore {
+    pub(crate) slot: Arc<Slot>,
+}
+
+impl EventStore {
+    /// A handle with no store running yet (a service fills it).
+    pub(crate) fn detached(config: EventStoreConfig) -> Self {
+        EventStore {
+            slot: Arc::new(Slot {
+                config,
+                current: RwLock::new(None),
+            }),
+        }
+    }
+
+    /// Opens the store in `config.data_dir`, unsupervised: it runs until
+    /// [`close`](Self::close) (or until the last handle is dropped).
+    ///
+    /// Fails with [`EventStoreError::Locked`] when another store holds the
+    /// directory, [`ForeignFile`](EventStoreError::ForeignFile) or
+    /// [`Corrupted`](EventStoreError::Corrupted) for a file that is not a
+    /// sound store, [`NewerSchema`](EventStoreError::NewerSchema) for one
+    /// written by a newer build.
+    pub async fn open(config: EventStoreConfig) -> Result<EventStore, EventStoreError> {
+        let store = EventStore::detached(config);
+        let core = store.open_core().await?;
+        *store.slot.current.write() = Some(core);
+        Ok(store)
+    }
+
+    /// Opens a new incarnation of this handle's store (not yet installed).
+    pub(crate) async fn open_core(&self) -> Result<Arc<StoreCore>, EventStoreError> {
+        let config = self.slot.config.clone();
+        tokio::task::spawn_blocking(move || StoreCore::open(config))
+            .await
+            .map_err(|e| EventStoreError::storage(format!("open task failed: {e}")))?
+    }
+
+    /// Closes the running store: the appends queued before are committed
+    /// and acknowledged, later ones are refused as
+    /// [`Unavailable`](EventStoreError::Unavailable), subscriptions end,
+    /// and the directory's lock is released. Does nothing if none runs.
+    pub async fn close(&self) {
+        let core = self.slot.current.write().take();
+        if let Some(core) = core {
+            let _ = tokio::task::spawn_blocking(move || core.close()).await;
+        }
+    }
+
+    /// The store's configuration.
+    pub fn config(&self) -> &EventStoreConfig {
+        &self.slot.config
+    }
+
+    /// Whether a store is running behind this handle.
+    pub fn is_running(&self) -> bool {
+        self.core().is_ok()
+    }
+
+    pub(crate) fn core(&self) -> Result<Arc<StoreCore>, EventStoreError> {
+        match &*self.slot.current.read() {
+            Some(core) if core.is_open() => Ok(core.clone()),
+            _ => Err(EventStoreError::unavailable(
+                "the event store is not running",
+            )),
+        }
+    }
+
+    fn prepare(
+        &self,
+        events: Vec<Event>,
+    ) -> Result<(Arc<StoreCore>, Vec<Prepared>), EventStoreError> {
+        let core = self.core()?;
+        let config = &core.config;
+        let timestamp_ms = config.clock.unix_millis();
+        let prepared = events
+            .into_iter()
+            .enumerate()
+            .map(|(index, event)| {
+                append::prepare(
+                    index,
+                    event,
+                    &config.node,
+                    config.max_event_bytes,
+                    timestamp_ms,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok((core, prepared))
+    }
+
+    fn queue(
+        &self,
+        events: Vec<Event>,
+        expected: ExpectedVersion,
+    ) -> Result<oneshot::Receiver<Result<Vec<append::Appended>, EventStoreError>>, EventStoreError>
+    {
+        let (core, events) = self.prepare(events)?;
+        if expected != ExpectedVersion::Any
+            && let Some(other) = events
+                .iter()
+                .position(|p| p.event.stream != events[0].event.stream)
+        {
+            return Err(EventStoreError::InvalidEvent {
+                index: other,
+                reason: "a batch with an expected version must stay in one stream".into(),
+            });
+        }
+        let (reply, answer) = oneshot::channel();
+        core.send(Request::Append(AppendRequest {
+            events,
+            expected,
+            reply,
+        }))?;
+        Ok(answer)
+    }
+
+    /// Appends `event`; the future completes once it is on disk.
+    ///
+    /// The append is checked and queued before this returns, so a caller
+    /// may queue several and await only the last: the store commits in
+    /// queue order, so when one is acknowledged, every append queued
+    /// before it by the same caller is durable too.
+    pub fn append(&self, event: Event) -> Appending {
+        self.append_expecting(event, ExpectedVersion::Any)
+    }
+
+    /// Appends `event` if its stream is at the `expected` version, or fails
+    /// with [`EventStoreError::VersionConflict`] and writes nothing. A
+    /// retry whose idempotency key is already stored answers the stored
+    /// event, whatever the version.
+    pub fn append_expecting(&self, event: Event, expected: ExpectedVersion) -> Appending {
+        match self.queue(vec![event], expected) {
+            Ok(answer) => Appending::queued(answer),
+            Err(error) => Appending::refused(error),
+        }
+    }
+
+    /// Appends `events` all or nothing: one invalid event refuses the
+    /// batch and nothing is written; otherwise all commit together, in
+    /// order. An empty batch answers an empty list.
+    pub fn append_batch(&self, events: Vec<Event>) -> AppendingBatch {
+        self.append_batch_expecting(events, ExpectedVersion::Any)
+    }
+
+    /// [`append_batch`](Self::append_batch) into one stream that must be at
+    /// the `expected` version.
+    pub fn append_batch_expecting(
+        &self,
+        events: Vec<Event>,
+        expected: ExpectedVersion,
+    ) -> AppendingBatch {
+        if events.is_empty() {
+            let (reply, answer) = oneshot::channel();
+            let _ = reply.send(Ok(Vec::new()));
+            return AppendingBatch::queued(answer);
+        }
+        match self.queue(events, expected) {
+            Ok(answer) => AppendingBatch::queued(answer),
+            Err(error) => AppendingBatch::refused(error),
+        }
+    }
+
+    /// The event of id `id`, or [`EventStoreError::NotFound`].
+    pub async fn get(&self, id: EventSeq) -> Result<StoredEvent, EventStoreError> {
+        self.core()?
+            .read(move |core| {
+                core.readers
+                    .with(|conn| read::get(conn, core.readers.path(), id))
+            })
+            .await
+    }
+
+    /// The events matching `query`.
+    pub async fn query(&self, query: EventQuery) -> Result<Vec<StoredEvent>, EventStoreError> {
+        self.core()?
+            .read(move |core| {
+                core.readers
+                    .with(|conn| read::query(conn, core.readers.path(), &query))
+            })
+            .await
+    }
+
+    /// At most `limit` events from position `from` on, oldest first.
+    pub async fn read_from(
+        &self,
+        from: EventSeq,
+        limit: u64,
+    ) -> Result<Vec<StoredEvent>, EventStoreError> {
+        self.core()?
+            .read(move |core| {
+                core.readers
+                    .with(|conn| read::read_from(conn, core.readers.path(), from, limit))
+            })
+            .await
+    }
+
+    /// The causation chain of event `id`: its root cause first, each event
+    /// caused by the one before, and the event itself last. The chain
+    /// starts later when a parent was pruned.
+    pub async fn causation_chain(&self, id: EventSeq) -> Result<Vec<StoredEvent>, EventStoreError> {
+        self.core()?
+            .read(move |core| {
+                core.readers
+                    .with(|conn| read::causation_chain(conn, core.readers.path(), id))
+            })
+            .await
+    }
+
+    /// The stored events from `from` on, then live ones; see
+    /// [`EventSubscription`].
+    pub fn subscribe(&self, from: EventSeq) -> EventSubscription {
+        match self.core() {
+            Ok(core) => subscribe::subscribe(core, from),
+            Err(error) => EventSubscription::failed(error.into()),
+        }
+    }
+
+    /// Deletes the events recorded before `before_ms` (ms since the
+    /// epoch) and answers how many. Ids and stream versions are never
+    /// reused afterwards.
+    pub async fn prune_before(&self, before_ms: u64) -> Result<u64, EventStoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.core()?.send(Request::Prune { before_ms, reply })?;
+        answer.await.unwrap_or_else(|_| {
+            Err(EventStoreError::unavailable(
+                "the store stopped before pruning",
+            ))
+        })
+    }
+
+    /// What the store holds and has done.
+    pub async fn stats(&self) -> Result<EventStoreStats, EventStoreError> {
+        let core = self.core()?;
+        let (events, streams, first_id, last_id) = core
+            .read(|core| {
+                core.readers
+                    .with(|conn| read::counts(conn, core.readers.path()))
+            })
+            .await?;
+        let file_bytes = std::fs::metadata(core.readers.path()).map_or(0, |m| m.len());
+        let counters = &core.counters;
+        let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        Ok(EventStoreStats {
+            events,
+            streams,
+            first_id,
+            last_id,
+            file_bytes,
+            appended: load(&counters.appended),
+            commits: load(&counters.commits),
+            largest_group: load(&counters.largest_group),
+        })
+    }
+
+    /// Checks the running store: its writer runs, its last commit did not
+    /// fail, and a reader answers.
+    pub async fn health(&self) -> Result<(), String> {
+        let core = self.core().map_err(|e| e.to_string())?;
+        core.read(|core| {
+            core.readers.with(|conn| {
+                conn.query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(EventStoreError::storage)
+            })
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        match core.counters.last_error.lock().clone() {
+            Some(error) => Err(format!("last write failed: {error}")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl fmt::Debug for EventStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventStore")
+            .field("data_dir", &self.slot.config.data_dir)
+            .field("running", &self.is_running())
+            .finish()
+    }
+}
+
+impl EventSink for EventStore {
+    fn record(&self, event: Event) -> BoxFuture<'_, Result<EventSeq, EventSinkError>> {
+        let appending = self.append(event);
+        Box::pin(async move { Ok(appending.await?.id) })
+    }
+}
+
+impl EventReader for EventStore {
+    fn get(&self, id: EventSeq) -> BoxFuture<'_, Result<StoredEvent, EventReadError>> {
+        Box::pin(async move { Ok(EventStore::get(self, id).await?) })
+    }
+
+    fn query(&self, query: EventQuery) -> BoxFuture<'_, Result<Vec<StoredEvent>, EventReadError>> {
+        Box::pin(async move { Ok(EventStore::query(self, query).await?) })
+    }
+
+    fn read_from(
+        &self,
+        from: EventSeq,
+        limit: u64,
+    ) -> BoxFuture<'_, Result<Vec<StoredEvent>, EventReadError>> {
+        Box::pin(async move { Ok(EventStore::read_from(self, from, limit).await?) })
+    }
+
+    fn subscribe(&self, from: EventSeq) -> EventSubscription {
+        EventStore::subscribe(self, from)
+    }
+}

@@ -1,0 +1,400 @@
+//! The writer thread: the only connection that writes, fed by a
+//! crossbeam-channel queue, committing whatever appends are queued
+//! together in one transaction (group commit) and acknowledging each once
+//! its commit is on disk.
+//!
+//! Each request of a group is all or nothing: a batch runs inside a
+//! savepoint, rolled back alone when it fails (a version conflict, say),
+//! so the other requests of the group still commit. A commit that fails
+//! fails every request of its group, and none is acknowledged.
+
+use std::{
+    collections::HashMap,
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use crossbeam_channel::Receiver;
+use parking_lot::Mutex;
+use rusqlite::{Connection, OptionalExtension, params};
+use supervision_core::{EventSeq, StoredEvent};
+use tokio::sync::{broadcast, oneshot};
+
+use super::{
+    EventStoreError, ExpectedVersion,
+    append::{Appended, BatchReply, Prepared},
+    schema,
+};
+
+/// The most stream versions the writer caches before it starts over.
+const MAX_CACHED_STREAMS: usize = 100_000;
+
+/// What the writer thread is asked to do.
+pub(crate) enum Request {
+    /// Append a batch (one event or more).
+    Append(AppendRequest),
+    /// Delete the events recorded before a time; answers how many.
+    Prune {
+        before_ms: u64,
+        reply: oneshot::Sender<Result<u64, EventStoreError>>,
+    },
+    /// Finish what was queued before, then stop.
+    Shutdown,
+}
+
+pub(crate) struct AppendRequest {
+    pub(crate) events: Vec<Prepared>,
+    pub(crate) expected: ExpectedVersion,
+    pub(crate) reply: BatchReply,
+}
+
+/// Counters the writer keeps for [`stats`](super::EventStore::stats).
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) appended: AtomicU64,
+    pub(crate) commits: AtomicU64,
+    pub(crate) largest_group: AtomicU64,
+    pub(crate) last_error: Mutex<Option<String>>,
+}
+
+/// The stream versions and idempotency keys written by the group being
+/// committed.
+#[derive(Default)]
+struct Overlay {
+    versions: HashMap<String, u64>,
+    keys: HashMap<String, Appended>,
+}
+
+/// What a batch changed in the overlay, to undo if it is rolled back.
+#[derive(Default)]
+struct Undo {
+    versions: Vec<(String, Option<u64>)>,
+    keys: Vec<String>,
+}
+
+impl Overlay {
+    /// Sets a stream's version (allocating only for a stream new to the
+    /// group) and answers the version it had in the group.
+    fn set_version(&mut self, stream: &str, version: u64) -> Option<u64> {
+        match self.versions.get_mut(stream) {
+            Some(current) => Some(std::mem::replace(current, version)),
+            None => {
+                self.versions.insert(stream.to_owned(), version);
+                None
+            }
+        }
+    }
+
+    fn undo(&mut self, undo: Undo) {
+        for (stream, previous) in undo.versions.into_iter().rev() {
+            match previous {
+                Some(version) => {
+                    self.versions.insert(stream, version);
+                }
+                None => {
+                    self.versions.remove(&stream);
+                }
+            }
+        }
+        for key in undo.keys {
+            self.keys.remove(&key);
+        }
+    }
+}
+
+pub(crate) struct Writer {
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
+    pub(crate) requests: Receiver<Request>,
+    pub(crate) live: broadcast::Sender<Arc<StoredEvent>>,
+    pub(crate) counters: Arc<Counters>,
+    pub(crate) max_group: usize,
+    pub(crate) streams: HashMap<String, u64>,
+}
+
+impl Writer {
+    /// Serves requests until a shutdown request or until every sender is
+    /// gone.
+    pub(crate) fn run(mut self) {
+        let mut next = self.requests.recv().ok();
+        while let Some(request) = next.take() {
+            match request {
+                Request::Shutdown => return,
+                Request::Prune { before_ms, reply } => {
+                    let _ = reply.send(self.prune(before_ms));
+                }
+                Request::Append(first) => {
+                    let mut size = first.events.len();
+                    let mut group = vec![first];
+                    while size < self.max_group {
+                        match self.requests.try_recv() {
+                            Ok(Request::Append(more)) => {
+                                size += more.events.len();
+                                group.push(more);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_group(group, size);
+                }
+            }
+            if next.is_none() {
+                next = self.requests.recv().ok();
+            }
+        }
+    }
+
+    fn commit_group(&mut self, group: Vec<AppendRequest>, size: usize) {
+        let mut outcomes: Vec<Result<Vec<Appended>, EventStoreError>> =
+            Vec::with_capacity(group.len());
+        let mut overlay = Overlay::default();
+        if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
+            let error = self.fail(e);
+            for request in group {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+            return;
+        }
+        for request in &group {
+            if self.conn.is_autocommit() {
+                // SQLite rolled the transaction back (an I/O error): do
+                // not write the rest outside a transaction.
+                outcomes.push(Err(EventStoreError::storage(
+                    "the transaction was rolled back by an earlier failure",
+                )));
+                continue;
+            }
+            outcomes.push(self.append_one(request, &mut overlay));
+        }
+        let committed = self
+            .save_versions(&overlay)
+            .and_then(|()| self.conn.execute_batch("COMMIT"));
+        if let Err(e) = committed {
+            let error = self.fail(e);
+            if !self.conn.is_autocommit() {
+                let _ = self.conn.execute_batch("ROLLBACK");
+            }
+            self.streams.clear();
+            for request in group {
+                let _ = request.reply.send(Err(error.clone()));
+            }
+            return;
+        }
+        self.counters
+            .appended
+            .fetch_add(size as u64, Ordering::Relaxed);
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .largest_group
+            .fetch_max(size as u64, Ordering::Relaxed);
+        if self.streams.len() + overlay.versions.len() > MAX_CACHED_STREAMS {
+            self.streams.clear();
+        }
+        self.streams.extend(overlay.versions);
+        let publish = self.live.receiver_count() > 0;
+        for (request, outcome) in group.into_iter().zip(outcomes) {
+            if publish && let Ok(appended) = &outcome {
+                for (prepared, appended) in request.events.into_iter().zip(appended) {
+                    if !appended.duplicate {
+                        let _ = self.live.send(Arc::new(StoredEvent {
+                            id: appended.id,
+                            stream_version: appended.stream_version,
+                            timestamp_ms: prepared.timestamp_ms,
+                            event: supervision_core::Event {
+                                node: Some(prepared.node),
+                                ..prepared.event
+                            },
+                        }));
+                    }
+                }
+            }
+            let _ = request.reply.send(outcome);
+        }
+    }
+
+    /// Appends one request inside the open transaction: all its events or
+    /// none (a batch runs in a savepoint, and its overlay changes are
+    /// undone with it).
+    fn append_one(
+        &mut self,
+        request: &AppendRequest,
+        overlay: &mut Overlay,
+    ) -> Result<Vec<Appended>, EventStoreError> {
+        if request.events.len() == 1 {
+            // One statement: atomic by itself, and it changes the overlay
+            // only once it succeeded.
+            return self.write_events(request, overlay, None);
+        }
+        self.conn
+            .execute_batch("SAVEPOINT batch")
+            .map_err(|e| self.fail(e))?;
+        let mut undo = Undo::default();
+        let result = self.write_events(request, overlay, Some(&mut undo));
+        match &result {
+            Ok(_) => self
+                .conn
+                .execute_batch("RELEASE batch")
+                .map_err(|e| self.fail(e))?,
+            Err(_) => {
+                overlay.undo(undo);
+                if !self.conn.is_autocommit() {
+                    self.conn
+                        .execute_batch("ROLLBACK TO batch; RELEASE batch")
+                        .map_err(|e| self.fail(e))?;
+                }
+            }
+        }
+        result
+    }
+
+    fn write_events(
+        &mut self,
+        request: &AppendRequest,
+        overlay: &mut Overlay,
+        mut undo: Option<&mut Undo>,
+    ) -> Result<Vec<Appended>, EventStoreError> {
+        let first = &request.events[0].event;
+        let retried = match &first.idempotency_key {
+            Some(key) => self.known_key(key, overlay)?.is_some(),
+            None => false,
+        };
+        if request.expected != ExpectedVersion::Any && !retried {
+            let actual = self.version_of(&first.stream, overlay)?;
+            if !request.expected.admits(actual) {
+                return Err(EventStoreError::VersionConflict {
+                    stream: first.stream.clone(),
+                    expected: request.expected.to_string(),
+                    actual,
+                });
+            }
+        }
+        let mut answers = Vec::with_capacity(request.events.len());
+        for prepared in &request.events {
+            let event = &prepared.event;
+            if let Some(key) = &event.idempotency_key
+                && let Some(original) = self.known_key(key, overlay)?
+            {
+                answers.push(Appended {
+                    duplicate: true,
+                    ..original
+                });
+                continue;
+            }
+            let version = self.version_of(&event.stream, overlay)? + 1;
+            let id = {
+                let mut insert = self
+                    .conn
+                    .prepare_cached(
+                        "INSERT INTO events (stream, stream_version, kind, ts_ms, node, \
+                         correlation_id, causation_id, idempotency_key, metadata, data) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    )
+                    .map_err(|e| schema::classify(&self.path, e))?;
+                insert
+                    .insert(params![
+                        event.stream,
+                        version as i64,
+                        event.kind,
+                        prepared.timestamp_ms as i64,
+                        prepared.node,
+                        event.correlation_id,
+                        event.causation_id.map(|id| id as i64),
+                        event.idempotency_key,
+                        prepared.metadata,
+                        prepared.data,
+                    ])
+                    .map_err(|e| schema::classify(&self.path, e))? as EventSeq
+            };
+            let appended = Appended {
+                id,
+                stream_version: version,
+                duplicate: false,
+            };
+            let previous = overlay.set_version(&event.stream, version);
+            if let Some(undo) = undo.as_deref_mut() {
+                undo.versions.push((event.stream.clone(), previous));
+            }
+            if let Some(key) = &event.idempotency_key {
+                overlay.keys.insert(key.clone(), appended);
+                if let Some(undo) = undo.as_deref_mut() {
+                    undo.keys.push(key.clone());
+                }
+            }
+            answers.push(appended);
+        }
+        Ok(answers)
+    }
+
+    /// The stream's version: written by this group, cached, or stored (0:
+    /// no event yet).
+    fn version_of(&mut self, stream: &str, overlay: &Overlay) -> Result<u64, EventStoreError> {
+        if let Some(version) = overlay
+            .versions
+            .get(stream)
+            .or_else(|| self.streams.get(stream))
+        {
+            return Ok(*version);
+        }
+        let stored: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT version FROM streams WHERE stream = ?1")
+            .and_then(|mut stmt| stmt.query_row(params![stream], |r| r.get(0)).optional())
+            .map_err(|e| schema::classify(&self.path, e))?;
+        let version = stored.unwrap_or(0) as u64;
+        self.streams.insert(stream.to_owned(), version);
+        Ok(version)
+    }
+
+    /// The event already stored (or written in this group) under `key`.
+    fn known_key(&self, key: &str, overlay: &Overlay) -> Result<Option<Appended>, EventStoreError> {
+        if let Some(appended) = overlay.keys.get(key) {
+            return Ok(Some(*appended));
+        }
+        self.conn
+            .prepare_cached("SELECT id, stream_version FROM events WHERE idempotency_key = ?1")
+            .and_then(|mut stmt| {
+                stmt.query_row(params![key], |r| {
+                    Ok(Appended {
+                        id: r.get::<_, i64>(0)? as EventSeq,
+                        stream_version: r.get::<_, i64>(1)? as u64,
+                        duplicate: true,
+                    })
+                })
+                .optional()
+            })
+            .map_err(|e| schema::classify(&self.path, e))
+    }
+
+    fn save_versions(&self, overlay: &Overlay) -> rusqlite::Result<()> {
+        let mut upsert = self.conn.prepare_cached(
+            "INSERT INTO streams (stream, version) VALUES (?1, ?2) \
+             ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+        )?;
+        for (stream, version) in &overlay.versions {
+            upsert.execute(params![stream, *version as i64])?;
+        }
+        Ok(())
+    }
+
+    fn prune(&mut self, before_ms: u64) -> Result<u64, EventStoreError> {
+        let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
+        self.conn
+            .execute("DELETE FROM events WHERE ts_ms < ?1", params![before])
+            .map(|deleted| deleted as u64)
+            .map_err(|e| self.fail(e))
+    }
+
+    /// Records a storage failure for the health check and maps it.
+    fn fail(&self, error: rusqlite::Error) -> EventStoreError {
+        let error = schema::classify(&self.path, error);
+        *self.counters.last_error.lock() = Some(error.to_string());
+        error
+    }
+}

@@ -1,0 +1,157 @@
+//! ConfigServer degraded mode: while its process is down, reads answer from
+//! the cache, updates are queued and applied in order when it is back, and
+//! health reports degraded; as a supervised service, across a stop, a
+//! restart and a crash.
+
+use std::time::Duration;
+
+use foundation_services::{
+    ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService,
+    UpdateOutcome, ValueRule,
+};
+use serde_json::json;
+use supervision_core::{ApplicationSpec, Health, Telemetry, events, testkit::TelemetryProbe};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn config(dir: &std::path::Path) -> ConfigServerConfig {
+    ConfigServerConfig::new(dir)
+        .with_schema(
+            ConfigSchema::new()
+                .updatable("limits.rate", ValueRule::integer(1, 1_000))
+                .updatable("log.level", ValueRule::string()),
+        )
+        .with_defaults(json!({"limits": {"rate": 10}}))
+}
+
+// A server whose process never started: reads answer, updates queue, and
+// it reports degraded.
+#[tokio::test]
+async fn without_its_process_reads_answer_and_updates_queue() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ConfigServer::new(config(dir.path())).unwrap();
+    assert_eq!(server.get("limits.rate").unwrap(), json!(10));
+    assert_eq!(
+        server.update("limits.rate", json!(20)).await,
+        Ok(UpdateOutcome::Queued)
+    );
+    // A queued update is checked first all the same.
+    assert!(server.update("limits.rate", json!(0)).await.is_err());
+    assert_eq!(
+        server.get("limits.rate").unwrap(),
+        json!(10),
+        "queued, not applied"
+    );
+    assert_eq!(
+        server.health(),
+        ConfigHealth::Degraded {
+            reason: "the config process is not running".into(),
+            queued: 1
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn updates_queued_while_the_service_is_down_apply_in_order_when_it_is_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let service = ConfigServerService::new(config(dir.path())).unwrap();
+    let server = service.server();
+    let app = ApplicationSpec::new("foundation")
+        .service(service)
+        .start()
+        .await
+        .unwrap();
+    server.update("limits.rate", json!(20)).await.unwrap();
+    assert_eq!(app.health().await.services[0].health, Health::Healthy);
+    assert_eq!(server.health(), ConfigHealth::Healthy);
+
+    app.stop_service("config_server").await.unwrap();
+    assert!(!server.is_running());
+    // Reads from the cache; updates queued, in order.
+    assert_eq!(server.get("limits.rate").unwrap(), json!(20));
+    let mut changes = server.subscribe("");
+    for (path, value) in [
+        ("limits.rate", json!(30)),
+        ("log.level", json!("debug")),
+        ("limits.rate", json!(40)),
+    ] {
+        assert_eq!(server.update(path, value).await, Ok(UpdateOutcome::Queued));
+    }
+    assert!(matches!(
+        server.health(),
+        ConfigHealth::Degraded { queued: 3, .. }
+    ));
+    assert_eq!(server.get("limits.rate").unwrap(), json!(20));
+
+    app.restart_service("config_server").await.unwrap();
+    // The queue was applied in order before the process took updates.
+    let seen: Vec<_> = [
+        changes.next().await.unwrap(),
+        changes.next().await.unwrap(),
+        changes.next().await.unwrap(),
+    ]
+    .into_iter()
+    .map(|c| (c.path, c.new))
+    .collect();
+    assert_eq!(
+        seen,
+        [
+            ("limits.rate".to_owned(), Some(json!(30))),
+            ("log.level".to_owned(), Some(json!("debug"))),
+            ("limits.rate".to_owned(), Some(json!(40))),
+        ]
+    );
+    assert_eq!(server.get("limits.rate").unwrap(), json!(40));
+    assert_eq!(server.health(), ConfigHealth::Healthy);
+    assert_eq!(
+        server.update("limits.rate", json!(50)).await,
+        Ok(UpdateOutcome::Applied)
+    );
+    app.stop().await.unwrap();
+}
+
+// A crash: the supervisor restarts the process; what was persisted is
+// reloaded and updates go on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_comes_back_after_a_crash_with_its_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let service = ConfigServerService::new(config(dir.path())).unwrap();
+    let server = service.server();
+    let app = ApplicationSpec::new("foundation")
+        .with_telemetry(telemetry)
+        .service(service)
+        .start()
+        .await
+        .unwrap();
+    server.update("limits.rate", json!(99)).await.unwrap();
+    let process = app
+        .status()
+        .await
+        .service("config_server")
+        .unwrap()
+        .handle
+        .clone()
+        .unwrap();
+    process.kill();
+    process.exited().await;
+    // Down: reads still answer.
+    assert_eq!(server.get("limits.rate").unwrap(), json!(99));
+    probe
+        .wait_for_where(
+            events::CHILD_RESTARTED,
+            |e| e.meta_str("child") == Some("config_server"),
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert!(server.is_running());
+    assert_eq!(
+        server.update("limits.rate", json!(100)).await,
+        Ok(UpdateOutcome::Applied)
+    );
+    assert_eq!(server.get("limits.rate").unwrap(), json!(100));
+    assert_eq!(app.health().await.services[0].health, Health::Healthy);
+    app.stop().await.unwrap();
+}
