@@ -43,6 +43,13 @@ impl AgentId {
     }
 }
 
+/// Maps keyed by `AgentId` can be read with a `&str`.
+impl std::borrow::Borrow<str> for AgentId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for AgentId {
     fn from(id: &str) -> Self {
         AgentId::new(id)

@@ -45,6 +45,14 @@ pub enum ExitReason {
     Panic(Arc<str>),
     /// The process failed with an error; its message.
     Error(Arc<str>),
+    /// The process went over its memory budget and was stopped (Erlang's
+    /// `max_heap_size` with `kill: true`): abnormal, like a crash.
+    MemoryLimit {
+        /// The size it reported, in bytes.
+        used: u64,
+        /// Its budget, in bytes.
+        budget: u64,
+    },
 }
 
 impl ExitReason {
@@ -107,6 +115,9 @@ impl fmt::Display for ExitReason {
             ExitReason::Killed => f.write_str("killed"),
             ExitReason::Panic(message) => write!(f, "panic: {message}"),
             ExitReason::Error(message) => write!(f, "error: {message}"),
+            ExitReason::MemoryLimit { used, budget } => {
+                write!(f, "memory_limit: {used} bytes over a budget of {budget}")
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 mod coordination;
 mod economics;
 mod eventstore;
+mod lifecycle;
 mod ratelimit;
 mod registry;
 mod supervisor;
@@ -47,12 +48,14 @@ fn main() -> Result<()> {
             match name.as_str() {
                 "supervisor" => supervisor::run(n.unwrap_or(100_000)).await,
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
+                "lifecycle" => lifecycle::run(n.unwrap_or(100_000)).await,
+                "lifecycle-passivated" => lifecycle::run_passivated(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
                 "coordination" => coordination::run().await,
                 "eventstore" => eventstore::run(n.unwrap_or(1_000_000)).await,
                 "ratelimit" => ratelimit::run().await,
                 other => bail!(
-                    "unknown bench {other:?}; known: supervisor, registry, economics, coordination, eventstore, ratelimit"
+                    "unknown bench {other:?}; known: supervisor, registry, lifecycle, economics, coordination, eventstore, ratelimit"
                 ),
             }
         })

@@ -1,0 +1,158 @@
+//! The [`Agent`] trait: what a user writes to make an agent.
+
+use std::future::Future;
+
+use supervision_core::{AgentId, Envelope, ExitReason, StartError};
+
+use crate::EnvelopeError;
+
+/// What a handler may do besides answering: learn its agent's id, or end
+/// the incarnation after this message (OTP's `{stop, Reason, Reply, State}`).
+#[derive(Debug)]
+pub struct AgentContext<'a> {
+    id: &'a AgentId,
+    pub(crate) exit: Option<ExitReason>,
+}
+
+impl<'a> AgentContext<'a> {
+    pub(crate) fn new(id: &'a AgentId) -> Self {
+        AgentContext { id, exit: None }
+    }
+
+    /// The agent's id.
+    pub fn id(&self) -> &AgentId {
+        self.id
+    }
+
+    /// Ends the incarnation normally after this message: the agent's work
+    /// is done (`Completed`, unless its policy is permanent).
+    pub fn stop(&mut self) {
+        self.exit = Some(ExitReason::Normal);
+    }
+
+    /// Ends the incarnation with `reason` after this message (an abnormal
+    /// reason is a crash, restarted by the agent's policy).
+    pub fn stop_with(&mut self, reason: ExitReason) {
+        self.exit = Some(reason);
+    }
+}
+
+/// An agent: its state is the implementing type, built by
+/// [`on_start`](Agent::on_start), changed by its typed messages
+/// ([`handle`](Agent::handle)) and by protocol envelopes from other crates
+/// ([`handle_envelope`](Agent::handle_envelope)).
+///
+/// Each running agent is hosted in a kameo actor of its own, one message at
+/// a time, supervised by the [`AgentSupervisor`](crate::AgentSupervisor)
+/// and restarted by the [`AgentRegistry`](crate::AgentRegistry) by its
+/// [`AgentConfig`](crate::AgentConfig).
+///
+/// **Carrying state across a restart.** A new incarnation starts from its
+/// arguments, plus the last [`checkpoint`](Agent::checkpoint) its
+/// predecessor gave when it stopped (crash, kill, memory limit, normal
+/// exit, or a configuration update), if any. The registry keeps the
+/// checkpoint outside the process, as the seed keeps agent state in the
+/// AgentRegistry. A passivated agent keeps its state itself and is woken
+/// with it, without `on_start`.
+///
+/// **Memory.** [`state_size`](Agent::state_size) reports the state's size;
+/// with a memory budget configured, an agent left over its budget after a
+/// message is stopped with [`ExitReason::MemoryLimit`], counted as a crash
+/// and restarted by its policy (Erlang's `max_heap_size` with `kill`).
+///
+/// **Cooperation.** A handler runs on the runtime's threads: CPU-bound work
+/// belongs in `tokio::task::spawn_blocking`. An agent spinning in
+/// synchronous code cannot be killed.
+///
+/// # Example
+///
+/// ```
+/// use supervision_core::{Envelope, StartError};
+/// use agent_supervisor::{Agent, AgentContext, EnvelopeError};
+///
+/// struct Counter { count: u64 }
+///
+/// enum CounterMsg { Add(u64), Get }
+///
+/// impl Agent for Counter {
+///     type Args = u64;
+///     type Message = CounterMsg;
+///     type Reply = u64;
+///     type Checkpoint = u64;
+///
+///     async fn on_start(start: u64, checkpoint: Option<u64>) -> Result<Self, StartError> {
+///         Ok(Counter { count: checkpoint.unwrap_or(start) })
+///     }
+///
+///     async fn handle(&mut self, msg: CounterMsg, _: &mut AgentContext<'_>) -> u64 {
+///         if let CounterMsg::Add(n) = msg { self.count += n; }
+///         self.count
+///     }
+///
+///     fn checkpoint(&self) -> Option<u64> { Some(self.count) }
+///
+///     async fn handle_envelope(&mut self, envelope: Envelope, _: &mut AgentContext<'_>) -> Result<serde_json::Value, EnvelopeError> {
+///         match &*envelope.protocol {
+///             "counter.get" => Ok(serde_json::json!(self.count)),
+///             _ => Err(EnvelopeError::Unsupported),
+///         }
+///     }
+/// }
+/// ```
+pub trait Agent: Send + Sized + 'static {
+    /// What each incarnation starts from (cloned for every start).
+    type Args: Clone + Send + Sync + 'static;
+    /// The agent's typed messages.
+    type Message: Send + 'static;
+    /// The answer to one message (dropped for a message sent without
+    /// waiting).
+    type Reply: Send + 'static;
+    /// The state carried across restarts; `()` for none.
+    type Checkpoint: Send + 'static;
+
+    /// Builds the state of a new incarnation, from its arguments and its
+    /// predecessor's checkpoint (if any). An error is a failed start.
+    fn on_start(
+        args: Self::Args,
+        checkpoint: Option<Self::Checkpoint>,
+    ) -> impl Future<Output = Result<Self, StartError>> + Send;
+
+    /// Handles one typed message.
+    fn handle(
+        &mut self,
+        message: Self::Message,
+        ctx: &mut AgentContext<'_>,
+    ) -> impl Future<Output = Self::Reply> + Send;
+
+    /// Answers a protocol envelope from another crate (coordination,
+    /// economics). The default speaks no protocol:
+    /// [`EnvelopeError::Unsupported`].
+    fn handle_envelope(
+        &mut self,
+        envelope: Envelope,
+        ctx: &mut AgentContext<'_>,
+    ) -> impl Future<Output = Result<serde_json::Value, EnvelopeError>> + Send {
+        let _ = (envelope, ctx);
+        async { Err(EnvelopeError::Unsupported) }
+    }
+
+    /// Called once when the incarnation stops, for any reason (a kill and a
+    /// panic included; not a passivation, which keeps the state).
+    fn on_stop(&mut self, reason: &ExitReason) -> impl Future<Output = ()> + Send {
+        let _ = reason;
+        async {}
+    }
+
+    /// The state to carry to the next incarnation, taken when this one
+    /// stops. `None` (the default): the next one starts from its args.
+    fn checkpoint(&self) -> Option<Self::Checkpoint> {
+        None
+    }
+
+    /// The size of the state in bytes, for the memory budget. The default
+    /// is the size of the type itself; an agent that holds collections
+    /// should add theirs.
+    fn state_size(&self) -> usize {
+        std::mem::size_of::<Self>()
+    }
+}

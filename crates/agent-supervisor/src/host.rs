@@ -1,0 +1,387 @@
+//! The kameo actor that hosts one incarnation of an agent: it runs the
+//! user's [`Agent`] one message at a time, enforces the memory budget, and
+//! reports its own exit to the registry from `on_stop` (so no watcher task
+//! per agent is needed: kameo runs `on_stop` after a kill or a panic too).
+
+use std::{
+    any::Any,
+    marker::PhantomData,
+    panic::AssertUnwindSafe,
+    sync::{Arc, Weak},
+};
+
+use futures::FutureExt;
+use kameo::{
+    actor::{Actor, ActorId, ActorRef, Spawn, WeakActorRef},
+    error::{ActorStopReason, HookError, Infallible, PanicError},
+    mailbox,
+    message::{Context, Message},
+    reply::{Reply, ReplyError},
+};
+use supervision_core::{Envelope, ExitReason, ProcessHandle, StartError, StartFuture};
+
+use crate::{
+    Agent, AgentContext, EnvelopeError,
+    shared::Shared,
+    slot::{Kept, Slot},
+};
+
+/// What every incarnation gets besides the agent's own arguments.
+#[derive(Clone)]
+pub(crate) struct HostArgs {
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) shared: Weak<Shared>,
+}
+
+/// One incarnation of agent `A`.
+pub(crate) struct AgentHost<A: Agent> {
+    agent: Option<A>,
+    id: ActorId,
+    slot: Arc<Slot>,
+    shared: Weak<Shared>,
+    budget: Option<usize>,
+    /// Whether to record activity (the agent passivates when idle).
+    tracks_idle: bool,
+    /// Whether telemetry is on (each message is then reported).
+    reports: bool,
+    /// An exit the host decided itself (memory limit).
+    exit: Option<ExitReason>,
+}
+
+/// Spawns an incarnation of `A` and returns its handle once it has started
+/// and is installed in its slot.
+pub(crate) fn spawn<A: Agent>(args: A::Args, host: HostArgs, capacity: usize) -> StartFuture {
+    Box::pin(async move {
+        let slot = host.slot.clone();
+        let actor_ref =
+            AgentHost::<A>::spawn_with_mailbox((args, host), mailbox::bounded(capacity));
+        match actor_ref.wait_for_startup_result().await {
+            Ok(()) => {
+                // The handle the host installed, so the slot and the
+                // supervisor share one.
+                let installed = slot
+                    .state
+                    .lock()
+                    .current
+                    .clone()
+                    .filter(|handle| handle.id() == actor_ref.id());
+                Ok(installed.unwrap_or_else(|| ProcessHandle::new(actor_ref)))
+            }
+            Err(HookError::Error(reason)) => Err(StartError::from_exit(reason)),
+            Err(HookError::Panicked(panic)) => Err(StartError::Panicked(
+                panic
+                    .with_str(|s| s.into())
+                    .unwrap_or_else(|| panic.to_string().into()),
+            )),
+        }
+    })
+}
+
+impl<A: Agent> Actor for AgentHost<A> {
+    type Args = (A::Args, HostArgs);
+    type Error = ExitReason;
+
+    fn name() -> &'static str {
+        "AgentHost"
+    }
+
+    async fn on_start(
+        (args, host): Self::Args,
+        actor_ref: ActorRef<Self>,
+    ) -> Result<Self, ExitReason> {
+        // Boxed: kameo keeps the start's future inside every actor's task
+        // for its whole life; boxed, it weighs a pointer there.
+        Box::pin(Self::start(args, host, actor_ref)).await
+    }
+
+    async fn on_stop(
+        &mut self,
+        _: WeakActorRef<Self>,
+        reason: ActorStopReason,
+    ) -> Result<(), ExitReason> {
+        // Boxed, as the start.
+        Box::pin(self.stop(reason)).await
+    }
+}
+
+impl<A: Agent> AgentHost<A> {
+    async fn start(
+        args: A::Args,
+        host: HostArgs,
+        actor_ref: ActorRef<Self>,
+    ) -> Result<Self, ExitReason> {
+        let agent = match host.slot.take_kept::<A>() {
+            Some(Kept::Live(agent)) => agent,
+            Some(Kept::Checkpoint(checkpoint)) => A::on_start(args, Some(checkpoint))
+                .await
+                .map_err(ExitReason::error)?,
+            None => A::on_start(args, None).await.map_err(ExitReason::error)?,
+        };
+        let shared = host
+            .shared
+            .upgrade()
+            .ok_or_else(|| ExitReason::Shutdown(Some("agent registry gone".into())))?;
+        let id = actor_ref.id();
+        let (budget, tracks_idle) = shared.install(&host.slot, ProcessHandle::new(actor_ref))?;
+        Ok(AgentHost {
+            agent: Some(agent),
+            id,
+            slot: host.slot,
+            shared: host.shared,
+            budget,
+            tracks_idle,
+            reports: shared.reporter.telemetry.is_enabled(),
+            exit: None,
+        })
+    }
+
+    async fn stop(&mut self, reason: ActorStopReason) -> Result<(), ExitReason> {
+        let (stopping, passivating) = self.slot.stop_flags();
+        let exit = self
+            .exit
+            .take()
+            .unwrap_or_else(|| classify(&reason, stopping || passivating));
+        let mut agent = self.agent.take();
+        let kept: Option<Box<dyn Any + Send>> = if passivating && !stopping && exit.is_clean() {
+            agent.map(|agent| Box::new(Kept::<A>::Live(agent)) as Box<dyn Any + Send>)
+        } else {
+            if let Some(agent) = agent.as_mut() {
+                // A panicking on_stop must not keep the registry from
+                // learning of the exit.
+                let _ = AssertUnwindSafe(agent.on_stop(&exit)).catch_unwind().await;
+            }
+            agent
+                .and_then(|agent| {
+                    std::panic::catch_unwind(AssertUnwindSafe(|| agent.checkpoint()))
+                        .ok()
+                        .flatten()
+                })
+                .map(|checkpoint| {
+                    Box::new(Kept::<A>::Checkpoint(checkpoint)) as Box<dyn Any + Send>
+                })
+        };
+        if let Some(shared) = self.shared.upgrade() {
+            shared.exited(&self.slot, self.id, exit.clone(), kept);
+        }
+        match exit {
+            // Reported as is through every handle's `exited()`.
+            ExitReason::MemoryLimit { .. } => Err(exit),
+            _ => Ok(()),
+        }
+    }
+
+    fn agent(&mut self) -> &mut A {
+        self.agent
+            .as_mut()
+            .expect("a running host holds its agent until on_stop")
+    }
+
+    /// When a message's handling began, if telemetry wants to know.
+    fn began(&self) -> Option<std::time::Instant> {
+        self.reports.then(std::time::Instant::now)
+    }
+
+    /// After each message: report it, record activity, check the memory
+    /// budget.
+    fn after_message(
+        &mut self,
+        ctx: &mut Context<Self, impl Reply>,
+        began: Option<std::time::Instant>,
+        ok: bool,
+    ) {
+        if (self.tracks_idle || began.is_some())
+            && let Some(shared) = self.shared.upgrade()
+        {
+            if self.tracks_idle {
+                self.slot.touch(shared.now_ms());
+            }
+            if let Some(began) = began {
+                let duration_us = began.elapsed().as_secs_f64() * 1e6;
+                shared.reporter.handled(&self.slot.id, duration_us, ok);
+            }
+        }
+        if self.exit.is_some() {
+            ctx.stop();
+            return;
+        }
+        if let Some(budget) = self.budget {
+            let used = self.agent().state_size();
+            if used > budget {
+                self.exit = Some(ExitReason::MemoryLimit {
+                    used: used as u64,
+                    budget: budget as u64,
+                });
+                ctx.stop();
+            }
+        }
+    }
+}
+
+/// A kameo stop reason as an [`ExitReason`]; `requested` when someone
+/// asked the incarnation to stop.
+fn classify(reason: &ActorStopReason, requested: bool) -> ExitReason {
+    match reason {
+        ActorStopReason::Normal | ActorStopReason::SupervisorRestart => {
+            if requested {
+                ExitReason::Shutdown(None)
+            } else {
+                ExitReason::Normal
+            }
+        }
+        ActorStopReason::Killed => ExitReason::Killed,
+        ActorStopReason::Panicked(err) => from_panic(err),
+        ActorStopReason::LinkDied { id, reason } => {
+            ExitReason::error(format_args!("linked actor {id} died: {reason}"))
+        }
+        #[allow(unreachable_patterns)]
+        other => ExitReason::error(other),
+    }
+}
+
+fn from_panic(err: &PanicError) -> ExitReason {
+    if let Some(reason) = err.downcast::<ExitReason>() {
+        return reason;
+    }
+    let message: Arc<str> = err
+        .with_str(|s| Arc::<str>::from(s))
+        .unwrap_or_else(|| err.to_string().into());
+    if err.is_panic() {
+        ExitReason::Panic(message)
+    } else {
+        ExitReason::Error(message)
+    }
+}
+
+/// A reply of any type, as kameo's [`Reply`] (which it implements only for
+/// known types).
+pub(crate) struct Answer<R>(pub(crate) R);
+
+impl<R: Send + 'static> Reply for Answer<R> {
+    type Ok = Self;
+    type Error = Infallible;
+    type Value = Self;
+
+    fn to_result(self) -> Result<Self, Infallible> {
+        Ok(self)
+    }
+
+    fn into_any_err(self) -> Option<Box<dyn ReplyError>> {
+        None
+    }
+
+    fn into_value(self) -> Self {
+        self
+    }
+}
+
+/// A typed message for agent `A`.
+pub(crate) struct Call<A: Agent>(pub(crate) A::Message, PhantomData<fn() -> A>);
+
+impl<A: Agent> Call<A> {
+    pub(crate) fn new(message: A::Message) -> Self {
+        Call(message, PhantomData)
+    }
+}
+
+impl<A: Agent> Message<Call<A>> for AgentHost<A> {
+    type Reply = Answer<A::Reply>;
+
+    async fn handle(
+        &mut self,
+        Call(message, _): Call<A>,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let began = self.began();
+        let mut agent_ctx = AgentContext::new(&self.slot.id);
+        let agent = self.agent.as_mut().expect("a running host holds its agent");
+        let reply = agent.handle(message, &mut agent_ctx).await;
+        self.exit = agent_ctx.exit;
+        self.after_message(ctx, began, true);
+        Answer(reply)
+    }
+}
+
+/// A protocol envelope for the agent.
+pub(crate) struct EnvelopeCall(pub(crate) Envelope);
+
+impl<A: Agent> Message<EnvelopeCall> for AgentHost<A> {
+    type Reply = Answer<Result<serde_json::Value, EnvelopeError>>;
+
+    async fn handle(
+        &mut self,
+        EnvelopeCall(envelope): EnvelopeCall,
+        ctx: &mut Context<Self, Self::Reply>,
+    ) -> Self::Reply {
+        let began = self.began();
+        let answer = if envelope.is_expired() {
+            // Nobody waits for it any more.
+            Err(EnvelopeError::Rejected("deadline passed".into()))
+        } else {
+            let mut agent_ctx = AgentContext::new(&self.slot.id);
+            let agent = self.agent.as_mut().expect("a running host holds its agent");
+            let answer = agent.handle_envelope(envelope, &mut agent_ctx).await;
+            self.exit = agent_ctx.exit;
+            answer
+        };
+        self.after_message(ctx, began, answer.is_ok());
+        Answer(answer)
+    }
+}
+
+/// Why a message did not reach an incarnation.
+pub(crate) enum Bounce<M> {
+    /// The incarnation is stopping (or restarting): retry on the next one.
+    Retry(M),
+    /// It stopped before answering.
+    Stopped,
+    /// Its mailbox is full.
+    Full(M),
+    /// It is not an incarnation of the expected agent type.
+    WrongType,
+}
+
+pub(crate) fn bounce<M>(err: kameo::error::SendError<M, Infallible>) -> Bounce<M> {
+    use kameo::error::SendError;
+    match err {
+        SendError::ActorNotRunning(m) | SendError::ActorRestarting(m) => Bounce::Retry(m),
+        SendError::MailboxFull(m) => Bounce::Full(m),
+        SendError::ActorStopped | SendError::HandlerError(_) | SendError::Timeout(_) => {
+            Bounce::Stopped
+        }
+    }
+}
+
+/// Sends `envelope` to the incarnation behind `handle` and waits for its
+/// answer.
+pub(crate) async fn ask_envelope<A: Agent>(
+    handle: ProcessHandle,
+    envelope: Envelope,
+) -> Result<Result<serde_json::Value, EnvelopeError>, Bounce<Envelope>> {
+    let actor: ActorRef<AgentHost<A>> = handle.downcast().ok_or(Bounce::WrongType)?;
+    match actor.ask(EnvelopeCall(envelope)).send().await {
+        Ok(Answer(answer)) => Ok(answer),
+        Err(err) => Err(match bounce(err) {
+            Bounce::Retry(EnvelopeCall(e)) => Bounce::Retry(e),
+            Bounce::Full(EnvelopeCall(e)) => Bounce::Full(e),
+            Bounce::Stopped => Bounce::Stopped,
+            Bounce::WrongType => Bounce::WrongType,
+        }),
+    }
+}
+
+/// Queues `envelope` for the incarnation behind `handle` without waiting.
+pub(crate) fn try_cast_envelope<A: Agent>(
+    handle: &ProcessHandle,
+    envelope: Envelope,
+) -> Result<(), Bounce<Envelope>> {
+    let actor: ActorRef<AgentHost<A>> = handle.downcast().ok_or(Bounce::WrongType)?;
+    actor
+        .tell(EnvelopeCall(envelope))
+        .try_send()
+        .map_err(|err| match bounce(err) {
+            Bounce::Retry(EnvelopeCall(e)) => Bounce::Retry(e),
+            Bounce::Full(EnvelopeCall(e)) => Bounce::Full(e),
+            Bounce::Stopped => Bounce::Stopped,
+            Bounce::WrongType => Bounce::WrongType,
+        })
+}

@@ -1,0 +1,630 @@
+//! [`AgentRegistry`]: agents by id: their configuration, lifecycle and
+//! restarts (the seed's `MABEAM.AgentRegistry`).
+
+use std::{
+    fmt,
+    sync::{Arc, Weak},
+    time::{Duration, SystemTime},
+};
+
+use supervision_core::{
+    AgentId, AgentInfo, AgentStatus, AgentStatusChanges, Clock, EventSink, ExitReason, Namespace,
+    ProcessHandle, Registry, Telemetry,
+};
+
+use crate::{
+    Agent, AgentConfig, AgentError, AgentRef, AgentSupervisor,
+    config::validate_id,
+    report::{Counts, Reporter, STATUSES},
+    shared::{Shared, Table},
+    slot::Slot,
+};
+
+/// How an [`AgentRegistry`] is built. Defaults: name `agents`, telemetry
+/// and event recording off, no process registry, the system clock, a
+/// passivation check every second, a status subscription buffer of 4,096
+/// changes, agents on the current runtime.
+#[derive(Clone)]
+pub struct AgentRegistryOptions {
+    /// The name of its supervisor (in telemetry).
+    pub name: Arc<str>,
+    /// Where status changes and supervisor events go.
+    pub telemetry: Telemetry,
+    /// The process registry each running incarnation is registered in,
+    /// as `agent:<id>` with its kind as metadata.
+    pub registry: Option<Arc<dyn Registry>>,
+    /// The namespace of those registrations.
+    pub namespace: Namespace,
+    /// Records every status change when given.
+    pub event_sink: Option<Arc<dyn EventSink>>,
+    /// Time for windows, backoff, idleness and timeouts.
+    pub clock: Clock,
+    /// How often idle agents are looked for.
+    pub passivation_tick: Duration,
+    /// Status changes a subscriber may fall behind by.
+    pub status_buffer: usize,
+    /// The runtime agents run on: give agents a runtime of their own so a
+    /// flood of busy agents cannot starve system services (supervisors,
+    /// the registry, HTTP) of the node's runtime.
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Default for AgentRegistryOptions {
+    fn default() -> Self {
+        AgentRegistryOptions {
+            name: "agents".into(),
+            telemetry: Telemetry::disabled(),
+            registry: None,
+            namespace: Namespace::Production,
+            event_sink: None,
+            clock: Clock::system(),
+            passivation_tick: Duration::from_secs(1),
+            status_buffer: 4096,
+            runtime: None,
+        }
+    }
+}
+
+impl AgentRegistryOptions {
+    /// Registers running agents in `registry` under `namespace`.
+    pub fn with_registry(mut self, registry: Arc<dyn Registry>, namespace: Namespace) -> Self {
+        self.registry = Some(registry);
+        self.namespace = namespace;
+        self
+    }
+
+    /// Sets the telemetry handle.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
+    /// Records status changes in `sink`.
+    pub fn with_event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.event_sink = Some(sink);
+        self
+    }
+
+    /// Sets the clock.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sets how often idle agents are looked for.
+    pub fn with_passivation_tick(mut self, tick: Duration) -> Self {
+        self.passivation_tick = tick;
+        self
+    }
+
+    /// Runs agents on `runtime`.
+    pub fn with_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
+        self.runtime = Some(runtime);
+        self
+    }
+}
+
+impl fmt::Debug for AgentRegistryOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentRegistryOptions")
+            .field("name", &self.name)
+            .field("registry", &self.registry.is_some())
+            .field("namespace", &self.namespace)
+            .field("event_sink", &self.event_sink.is_some())
+            .field("passivation_tick", &self.passivation_tick)
+            .field("status_buffer", &self.status_buffer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Everything the registry knows of one agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentDetails {
+    /// The agent.
+    pub id: AgentId,
+    /// Its kind.
+    pub kind: Arc<str>,
+    /// Its status.
+    pub status: AgentStatus,
+    /// Whether it is passivated (status `Running`, no process).
+    pub passivated: bool,
+    /// Restarts since it was registered.
+    pub restarts: u32,
+    /// Why its last incarnation stopped.
+    pub last_exit: Option<ExitReason>,
+    /// When its current (or last) incarnation started.
+    pub started_at: Option<SystemTime>,
+    /// Its current incarnation, if one runs.
+    pub process: Option<ProcessHandle>,
+}
+
+impl AgentDetails {
+    /// The directory's view of it.
+    pub fn info(&self) -> AgentInfo {
+        AgentInfo {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            status: self.status,
+            passivated: self.passivated,
+            restarts: self.restarts,
+        }
+    }
+}
+
+/// Agents per status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// `(status, count)` for every status, in lifecycle order.
+    pub per_status: Vec<(AgentStatus, usize)>,
+    /// How many of the running agents are passivated.
+    pub passivated: usize,
+    /// Registered agents in all.
+    pub total: usize,
+}
+
+impl StatusCounts {
+    /// The count of `status`.
+    pub fn get(&self, status: AgentStatus) -> usize {
+        self.per_status
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// The registry of agents: their configurations, lifecycle, restarts and
+/// addresses. Cheap to clone; every clone is the same registry.
+///
+/// **Lifecycle.** registered → starting → running → stopping → stopped
+/// (by [`stop_agent`](Self::stop_agent)) | completed (a normal exit) |
+/// crashed (a panic, an error, a kill, the memory limit) → restarting →
+/// running … | failed (more than `max_restarts` within `max_seconds`). Each
+/// change comes from the agent's own exit (its host reports it from
+/// `on_stop`), never from polling; each is a telemetry event, is sent to
+/// [`subscribe`](Self::subscribe)rs and recorded in the event sink if one
+/// was given.
+///
+/// **Restarts per agent.** The [`AgentSupervisor`] below never restarts;
+/// this registry decides each restart from the agent's policy and limits,
+/// in a task of its own, so thousands of restarts proceed at once and no
+/// call waits for them.
+///
+/// **Reads take no mailbox.** The table is a sharded concurrent map (the
+/// seed's ETS table): `status`, `details`, `list` and routing a message
+/// take one shard's read lock and the agent's own lock, never a mailbox.
+///
+/// **Passivation.** An agent configured with `passivate_after` gives up its
+/// process when idle that long, keeping its state; the next message wakes
+/// it. A passivated agent weighs its record and its state only.
+///
+/// # Example
+///
+/// ```
+/// use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry};
+/// use supervision_core::{AgentStatus, StartError};
+///
+/// struct Doubler;
+/// impl Agent for Doubler {
+///     type Args = ();
+///     type Message = u64;
+///     type Reply = u64;
+///     type Checkpoint = ();
+///     async fn on_start(_: (), _: Option<()>) -> Result<Self, StartError> { Ok(Doubler) }
+///     async fn handle(&mut self, n: u64, _: &mut AgentContext<'_>) -> u64 { 2 * n }
+/// }
+///
+/// # #[tokio::main] async fn main() {
+/// let agents = AgentRegistry::start(Default::default()).await.unwrap();
+/// agents.register_agent("d-1", AgentConfig::new::<Doubler>("doubler", ())).unwrap();
+/// agents.start_agent("d-1").await.unwrap();
+///
+/// let d1 = agents.agent_ref::<Doubler>("d-1").unwrap();
+/// assert_eq!(d1.ask(21).await.unwrap(), 42);
+///
+/// agents.stop_agent("d-1").await.unwrap();
+/// assert_eq!(agents.status("d-1"), Some(AgentStatus::Stopped));
+/// agents.shutdown().await;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AgentRegistry {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl AgentRegistry {
+    /// Starts a registry (and its [`AgentSupervisor`]).
+    pub async fn start(options: AgentRegistryOptions) -> Result<Self, AgentError> {
+        let supervisor = AgentSupervisor::start(options.name.clone(), options.telemetry.clone())
+            .await
+            .map_err(|_| AgentError::SupervisorGone)?;
+        let reporter = Reporter::new(
+            options.telemetry.clone(),
+            options.status_buffer,
+            options.event_sink.clone(),
+        );
+        let origin = options.clock.now();
+        let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
+            me: me.clone(),
+            table: Table::with_hasher_and_shard_amount(Default::default(), 128),
+            supervisor,
+            registry: options.registry,
+            namespace: options.namespace,
+            reporter,
+            clock: options.clock,
+            origin,
+            counts: Counts::default(),
+            runtime: options.runtime,
+            passivation_tick: options.passivation_tick,
+            sweeper: std::sync::Once::new(),
+        });
+        Ok(AgentRegistry { shared })
+    }
+
+    fn slot(&self, id: &str) -> Result<Arc<Slot>, AgentError> {
+        self.shared
+            .table
+            .get(id)
+            .map(|slot| slot.clone())
+            .ok_or_else(|| AgentError::NotFound(AgentId::from(id)))
+    }
+
+    /// Registers agent `id` with `config` (status `Registered`; not
+    /// started). Invalid ids and configs are refused with the field named,
+    /// and nothing is registered.
+    ///
+    /// Pass an `Arc<AgentConfig>` to share one configuration among many
+    /// agents.
+    pub fn register_agent(
+        &self,
+        id: impl Into<AgentId>,
+        config: impl Into<Arc<AgentConfig>>,
+    ) -> Result<(), AgentError> {
+        let id = id.into();
+        let config = config.into();
+        validate_id(id.as_str())?;
+        config.validate()?;
+        let passivates = config.passivate_after.is_some();
+        match self.shared.table.entry(id.clone()) {
+            dashmap::Entry::Occupied(_) => return Err(AgentError::AlreadyRegistered(id)),
+            dashmap::Entry::Vacant(vacant) => {
+                let kind = config.kind.clone();
+                vacant.insert(Arc::new(Slot::new(id.clone(), config)));
+                self.shared.counts.add(AgentStatus::Registered);
+                self.shared
+                    .reporter
+                    .status(&id, &kind, None, AgentStatus::Registered, 0, None);
+            }
+        }
+        if passivates {
+            self.shared.ensure_sweeper();
+        }
+        Ok(())
+    }
+
+    /// Starts agent `id` and returns its process once it runs. Refused if
+    /// it runs already (or is starting, stopping or restarting).
+    pub async fn start_agent(&self, id: &str) -> Result<ProcessHandle, AgentError> {
+        let slot = self.slot(id)?;
+        let previous = {
+            let mut state = slot.state.lock();
+            match state.status {
+                AgentStatus::Registered
+                | AgentStatus::Stopped
+                | AgentStatus::Completed
+                | AgentStatus::Crashed
+                | AgentStatus::Failed => {
+                    let previous = state.status;
+                    state.window.clear();
+                    state.backoff_attempt = 0;
+                    self.shared
+                        .set_status(&slot, &mut state, AgentStatus::Starting);
+                    previous
+                }
+                _ => return Err(AgentError::AlreadyRunning(slot.id.clone())),
+            }
+        };
+        match self.shared.spawn_incarnation(&slot).await {
+            Ok(handle) => Ok(handle),
+            Err(err) => {
+                let mut state = slot.state.lock();
+                if state.status == AgentStatus::Starting && state.current.is_none() {
+                    self.shared.set_status(&slot, &mut state, previous);
+                }
+                drop(state);
+                slot.changed.notify_waiters();
+                Err(err)
+            }
+        }
+    }
+
+    /// Stops agent `id` and returns once it has stopped and its status is
+    /// `Stopped` (the seed's termination sequence: through the supervisor,
+    /// no sleeping). A restart under way is cancelled; a passivated agent's
+    /// kept state is dropped. `NotRunning` if it was not running.
+    pub async fn stop_agent(&self, id: &str) -> Result<(), AgentError> {
+        let slot = self.slot(id)?;
+        self.stop_slot(&slot).await
+    }
+
+    pub(crate) async fn stop_slot(&self, slot: &Arc<Slot>) -> Result<(), AgentError> {
+        let shared = &self.shared;
+        loop {
+            let notified = slot.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let handle = {
+                let mut state = slot.state.lock();
+                match state.status {
+                    AgentStatus::Running if state.current.is_some() && !state.stopping => {
+                        state.stopping = true;
+                        shared.set_status(slot, &mut state, AgentStatus::Stopping);
+                        state.current.clone()
+                    }
+                    AgentStatus::Running if state.passivated && !state.waking => {
+                        state.kept = None;
+                        shared.set_passivated(&mut state, false);
+                        shared.set_status(slot, &mut state, AgentStatus::Stopping);
+                        shared.set_status(slot, &mut state, AgentStatus::Stopped);
+                        drop(state);
+                        slot.changed.notify_waiters();
+                        return Ok(());
+                    }
+                    AgentStatus::Restarting => {
+                        state.epoch += 1; // cancels the scheduled restart
+                        shared.set_status(slot, &mut state, AgentStatus::Stopping);
+                        shared.set_status(slot, &mut state, AgentStatus::Stopped);
+                        drop(state);
+                        slot.changed.notify_waiters();
+                        return Ok(());
+                    }
+                    AgentStatus::Running | AgentStatus::Starting | AgentStatus::Stopping => None,
+                    status => {
+                        return Err(AgentError::NotRunning {
+                            agent: slot.id.clone(),
+                            status,
+                        });
+                    }
+                }
+            };
+            match handle {
+                Some(handle) => {
+                    // NotFound: it exited by itself meanwhile; its exit is
+                    // recorded as a stop all the same.
+                    let _ = shared.supervisor.stop_agent(&handle).await;
+                    handle.exited().await;
+                    return Ok(());
+                }
+                None => notified.await,
+            }
+        }
+    }
+
+    /// Stops agent `id` if it runs, then forgets it: every ref to it now
+    /// says not found.
+    pub async fn deregister_agent(&self, id: &str) -> Result<(), AgentError> {
+        let slot = self.slot(id)?;
+        loop {
+            match self.stop_slot(&slot).await {
+                Ok(()) | Err(AgentError::NotRunning { .. }) => {}
+                Err(err) => return Err(err),
+            }
+            let mut state = slot.state.lock();
+            if matches!(
+                state.status,
+                AgentStatus::Running
+                    | AgentStatus::Starting
+                    | AgentStatus::Stopping
+                    | AgentStatus::Restarting
+            ) {
+                continue; // started again meanwhile
+            }
+            state.removed = true;
+            state.kept = None;
+            self.shared.counts.remove(state.status);
+            drop(state);
+            self.shared
+                .table
+                .remove_if(&slot.id, |_, current| Arc::ptr_eq(current, &slot));
+            slot.changed.notify_waiters();
+            return Ok(());
+        }
+    }
+
+    /// Replaces the configuration of agent `id`; a running agent is
+    /// restarted with it (its checkpoint carried over). An invalid config
+    /// changes nothing.
+    pub async fn update_config(&self, id: &str, config: AgentConfig) -> Result<(), AgentError> {
+        config.validate()?;
+        let slot = self.slot(id)?;
+        let was_running = match self.stop_slot(&slot).await {
+            Ok(()) => true,
+            Err(AgentError::NotRunning { .. }) => false,
+            Err(err) => return Err(err),
+        };
+        let passivates = config.passivate_after.is_some();
+        slot.state.lock().config = Arc::new(config);
+        if passivates {
+            self.shared.ensure_sweeper();
+        }
+        if was_running {
+            self.start_agent(id).await?;
+        }
+        Ok(())
+    }
+
+    /// Passivates agent `id` now (as if idle): its process stops after the
+    /// messages already queued, its state is kept. Returns once done;
+    /// `NotRunning` if it has no process.
+    pub async fn passivate(&self, id: &str) -> Result<(), AgentError> {
+        let slot = self.slot(id)?;
+        match self.shared.begin_passivation(&slot) {
+            Some(handle) => {
+                handle.exited().await;
+                Ok(())
+            }
+            None => Err(AgentError::NotRunning {
+                agent: slot.id.clone(),
+                status: slot.state.lock().status,
+            }),
+        }
+    }
+
+    /// A typed, stable address of agent `id`: it reaches whichever
+    /// incarnation runs, across restarts and passivation.
+    pub fn agent_ref<A: Agent>(&self, id: &str) -> Result<AgentRef<A>, AgentError> {
+        let slot = self.slot(id)?;
+        if !slot.state.lock().config.is_for::<A>() {
+            return Err(AgentError::WrongType {
+                agent: slot.id.clone(),
+                expected: std::any::type_name::<A>(),
+            });
+        }
+        Ok(AgentRef::new(slot, self.shared.clone()))
+    }
+
+    /// The process of agent `id`'s current incarnation, if it runs (not
+    /// passivated). Prefer [`agent_ref`](Self::agent_ref): a process dies
+    /// with its incarnation.
+    pub fn lookup(&self, id: &str) -> Option<ProcessHandle> {
+        let slot = self.shared.table.get(id)?;
+        let state = slot.state.lock();
+        state.current.clone().filter(ProcessHandle::is_alive)
+    }
+
+    /// The status of agent `id`.
+    pub fn status(&self, id: &str) -> Option<AgentStatus> {
+        Some(self.shared.table.get(id)?.state.lock().status)
+    }
+
+    /// Everything known of agent `id`.
+    pub fn details(&self, id: &str) -> Option<AgentDetails> {
+        let slot = self.shared.table.get(id)?.clone();
+        Some(details(&slot))
+    }
+
+    /// Every agent, in id order.
+    pub fn list(&self) -> Vec<AgentDetails> {
+        self.filter(|_| true)
+    }
+
+    /// The agents of `kind`, in id order.
+    pub fn list_by_kind(&self, kind: &str) -> Vec<AgentDetails> {
+        self.filter(|details| &*details.kind == kind)
+    }
+
+    /// The agents in `status`, in id order.
+    pub fn list_by_status(&self, status: AgentStatus) -> Vec<AgentDetails> {
+        self.filter(|details| details.status == status)
+    }
+
+    fn filter(&self, keep: impl Fn(&AgentDetails) -> bool) -> Vec<AgentDetails> {
+        let slots: Vec<Arc<Slot>> = self
+            .shared
+            .table
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        let mut out: Vec<AgentDetails> = slots
+            .iter()
+            .map(|slot| details(slot))
+            .filter(|d| keep(d))
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Agents per status, without a scan.
+    pub fn counts(&self) -> StatusCounts {
+        let counts = &self.shared.counts;
+        let per_status: Vec<(AgentStatus, usize)> =
+            STATUSES.iter().map(|s| (*s, counts.get(*s))).collect();
+        StatusCounts {
+            total: per_status.iter().map(|(_, n)| n).sum(),
+            per_status,
+            passivated: counts.passivated.load(std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// How many agents are registered.
+    pub fn len(&self) -> usize {
+        self.shared.table.len()
+    }
+
+    /// Whether no agent is registered.
+    pub fn is_empty(&self) -> bool {
+        self.shared.table.is_empty()
+    }
+
+    /// Subscribes to every agent's status changes from now on.
+    pub fn subscribe(&self) -> AgentStatusChanges {
+        self.shared.reporter.changes.subscribe()
+    }
+
+    /// The supervisor of the agent processes.
+    pub fn supervisor(&self) -> &AgentSupervisor {
+        &self.shared.supervisor
+    }
+
+    /// Stops every agent (each ends `Stopped`) and the supervisor; returns
+    /// once all have stopped.
+    pub async fn shutdown(&self) {
+        let slots: Vec<Arc<Slot>> = self
+            .shared
+            .table
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        for slot in &slots {
+            let mut state = slot.state.lock();
+            match state.status {
+                AgentStatus::Restarting => {
+                    state.epoch += 1;
+                    self.shared
+                        .set_status(slot, &mut state, AgentStatus::Stopping);
+                    self.shared
+                        .set_status(slot, &mut state, AgentStatus::Stopped);
+                }
+                AgentStatus::Running if state.current.is_none() => {
+                    state.kept = None;
+                    self.shared.set_passivated(&mut state, false);
+                    self.shared
+                        .set_status(slot, &mut state, AgentStatus::Stopping);
+                    self.shared
+                        .set_status(slot, &mut state, AgentStatus::Stopped);
+                }
+                AgentStatus::Running => {
+                    state.stopping = true;
+                    self.shared
+                        .set_status(slot, &mut state, AgentStatus::Stopping);
+                }
+                _ => {}
+            }
+        }
+        self.shared.supervisor.stop().await;
+        for slot in &slots {
+            slot.changed.notify_waiters();
+        }
+    }
+}
+
+fn details(slot: &Slot) -> AgentDetails {
+    let state = slot.state.lock();
+    AgentDetails {
+        id: slot.id.clone(),
+        kind: state.config.kind.clone(),
+        status: state.status,
+        passivated: state.passivated,
+        restarts: state.restarts,
+        last_exit: state.last_exit.clone(),
+        started_at: state.started_at,
+        process: state.current.clone(),
+    }
+}
+
+impl fmt::Debug for AgentRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentRegistry")
+            .field("agents", &self.shared.table.len())
+            .finish_non_exhaustive()
+    }
+}

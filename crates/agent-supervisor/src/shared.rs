@@ -1,0 +1,497 @@
+//! [`Shared`]: the registry's state behind every handle, and the lifecycle
+//! of an agent: starting an incarnation, its exit, the restart decision,
+//! passivation and waking, and routing a message to the current
+//! incarnation.
+
+use std::{
+    sync::{Arc, Weak},
+    time::Duration,
+};
+
+use dashmap::DashMap;
+use kameo::actor::ActorId;
+use serde_json::json;
+use supervision_core::{
+    AgentId, AgentStatus, ChildSpec, Clock, ExitReason, Namespace, ProcessHandle, Registry,
+    StartError,
+};
+use tokio::time::Instant;
+
+use crate::{
+    AgentError, AgentSupervisor,
+    host::HostArgs,
+    report::{Counts, Reporter},
+    slot::{Slot, SlotState},
+};
+
+/// The agent table: sharded, read without waiting on writers of other
+/// shards (the seed's ETS table).
+pub(crate) type Table = DashMap<AgentId, Arc<Slot>, foldhash::fast::RandomState>;
+
+/// What a caller does when the agent is being restarted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnRestart {
+    /// Wait (within the call's timeout) for the next incarnation.
+    #[default]
+    Wait,
+    /// Fail at once with [`AgentError::Restarting`].
+    Fail,
+}
+
+pub(crate) struct Shared {
+    pub(crate) me: Weak<Shared>,
+    pub(crate) table: Table,
+    pub(crate) supervisor: AgentSupervisor,
+    pub(crate) registry: Option<Arc<dyn Registry>>,
+    pub(crate) namespace: Namespace,
+    pub(crate) reporter: Reporter,
+    pub(crate) clock: Clock,
+    pub(crate) origin: Instant,
+    pub(crate) counts: Counts,
+    pub(crate) runtime: Option<tokio::runtime::Handle>,
+    pub(crate) passivation_tick: Duration,
+    pub(crate) sweeper: std::sync::Once,
+}
+
+/// The name an agent's incarnation holds in the [`Registry`].
+pub(crate) fn registry_name(id: &AgentId) -> String {
+    format!("agent:{id}")
+}
+
+impl Shared {
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock
+            .now()
+            .saturating_duration_since(self.origin)
+            .as_millis() as u64
+    }
+
+    /// Moves `state` to `to`, reporting the change.
+    pub(crate) fn set_status(&self, slot: &Slot, state: &mut SlotState, to: AgentStatus) {
+        let from = state.status;
+        if from == to {
+            return;
+        }
+        state.status = to;
+        self.counts.remove(from);
+        self.counts.add(to);
+        self.reporter.status(
+            &slot.id,
+            &state.config.kind,
+            Some(from),
+            to,
+            state.restarts,
+            state.last_exit.as_ref(),
+        );
+    }
+
+    pub(crate) fn set_passivated(&self, state: &mut SlotState, passivated: bool) {
+        if state.passivated != passivated {
+            state.passivated = passivated;
+            if passivated {
+                self.counts
+                    .passivated
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else {
+                self.counts
+                    .passivated
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Called by a new incarnation's `on_start`: makes it the agent's
+    /// current one and registers it by name. Refused (the start fails) if
+    /// the agent is no longer meant to run. Returns the memory budget and
+    /// whether to track idleness.
+    pub(crate) fn install(
+        &self,
+        slot: &Slot,
+        handle: ProcessHandle,
+    ) -> Result<(Option<usize>, bool), ExitReason> {
+        let mut state = slot.state.lock();
+        let wanted = !state.removed
+            && !state.stopping
+            && state.current.is_none()
+            && match state.status {
+                AgentStatus::Starting | AgentStatus::Restarting => true,
+                AgentStatus::Running => state.waking,
+                _ => false,
+            };
+        if !wanted {
+            return Err(ExitReason::Shutdown(Some("agent no longer wanted".into())));
+        }
+        if let Some(registry) = &self.registry {
+            registry
+                .register(
+                    &self.namespace,
+                    &registry_name(&slot.id),
+                    handle.clone(),
+                    json!({ "kind": &*state.config.kind }),
+                )
+                .map_err(ExitReason::error)?;
+        }
+        state.current = Some(handle);
+        state.generation += 1;
+        state.started_at = Some(self.clock.wall());
+        state.started_mono = Some(self.clock.now());
+        let config = state.config.clone();
+        if config.passivate_after.is_some() {
+            slot.touch(self.now_ms());
+        }
+        match state.status {
+            AgentStatus::Running => {
+                state.waking = false;
+                self.set_passivated(&mut state, false);
+                self.reporter.passivation(&slot.id, &config.kind, true);
+            }
+            AgentStatus::Restarting => {
+                state.restarts += 1;
+                self.set_status(slot, &mut state, AgentStatus::Running);
+            }
+            _ => self.set_status(slot, &mut state, AgentStatus::Running),
+        }
+        drop(state);
+        slot.changed.notify_waiters();
+        Ok((config.memory_budget, config.passivate_after.is_some()))
+    }
+
+    /// Called by an incarnation's `on_stop`: records the exit and decides
+    /// what follows (stopped, passivated, completed, crashed, restarting,
+    /// failed).
+    pub(crate) fn exited(
+        &self,
+        slot: &Arc<Slot>,
+        actor: ActorId,
+        exit: ExitReason,
+        kept: Option<Box<dyn std::any::Any + Send>>,
+    ) {
+        let mut state = slot.state.lock();
+        if state.current.as_ref().map(ProcessHandle::id) != Some(actor) {
+            return; // not (or no longer) the current incarnation
+        }
+        let handle = state.current.take().expect("checked above");
+        state.generation += 1;
+        if let Some(registry) = &self.registry {
+            registry.unregister_if(&self.namespace, &registry_name(&slot.id), &handle);
+        }
+        let (stopping, passivating) = (state.stopping, state.passivating);
+        state.stopping = false;
+        state.passivating = false;
+        if stopping {
+            state.kept = kept;
+            state.last_exit = Some(exit);
+            self.set_status(slot, &mut state, AgentStatus::Stopped);
+        } else if passivating && exit.is_clean() && kept.is_some() {
+            state.kept = kept;
+            self.set_passivated(&mut state, true);
+            self.reporter
+                .passivation(&slot.id, &state.config.kind, false);
+        } else {
+            state.kept = kept;
+            self.after_exit(slot, &mut state, exit);
+        }
+        drop(state);
+        slot.changed.notify_waiters();
+    }
+
+    /// The restart decision after an exit nobody asked for (the seed's
+    /// `maybe_restart_agent`).
+    fn after_exit(&self, slot: &Arc<Slot>, state: &mut SlotState, exit: ExitReason) {
+        let config = state.config.clone();
+        let restart = config.restart.restarts_after(&exit);
+        let clean = exit.is_clean();
+        state.last_exit = Some(exit);
+        if !clean {
+            self.set_status(slot, state, AgentStatus::Crashed);
+        }
+        if !restart {
+            if clean {
+                self.set_status(slot, state, AgentStatus::Completed);
+            }
+            return;
+        }
+        let now = self.clock.now();
+        // Within the window?
+        while let Some(first) = state.window.front() {
+            if now.saturating_duration_since(*first) >= config.max_seconds {
+                state.window.pop_front();
+            } else {
+                break;
+            }
+        }
+        state.window.push_back(now);
+        if state.window.len() > config.max_restarts as usize {
+            state.window = Default::default();
+            state.kept = None;
+            self.set_status(slot, state, AgentStatus::Failed);
+            return;
+        }
+        let delay = match config.backoff {
+            Some(backoff) => {
+                let ran_long = state.started_mono.is_some_and(|started| {
+                    now.saturating_duration_since(started) >= backoff.reset_after
+                });
+                if ran_long {
+                    state.backoff_attempt = 0;
+                }
+                let delay = backoff.delay(state.backoff_attempt);
+                state.backoff_attempt = state.backoff_attempt.saturating_add(1);
+                delay
+            }
+            None => Duration::ZERO,
+        };
+        self.set_status(slot, state, AgentStatus::Restarting);
+        state.epoch += 1;
+        self.schedule_restart(slot.clone(), state.epoch, delay);
+    }
+
+    /// Starts the restart of `slot` (after `delay`) in a task of its own,
+    /// so many restarts proceed at once.
+    fn schedule_restart(&self, slot: Arc<Slot>, epoch: u64, delay: Duration) {
+        let Some(shared) = self.me.upgrade() else {
+            return;
+        };
+        tokio::spawn(async move {
+            if !delay.is_zero() {
+                shared.clock.sleep(delay).await;
+            }
+            {
+                let state = slot.state.lock();
+                if state.epoch != epoch || state.status != AgentStatus::Restarting || state.removed
+                {
+                    return; // stopped or deregistered meanwhile
+                }
+            }
+            if let Err(err) = shared.spawn_incarnation(&slot).await {
+                shared.start_failed(&slot, Some(epoch), err);
+            }
+        });
+    }
+
+    /// A restart or a wake could not start the agent: counts as a crash.
+    fn start_failed(&self, slot: &Arc<Slot>, epoch: Option<u64>, err: AgentError) {
+        let mut state = slot.state.lock();
+        let ours = match epoch {
+            Some(epoch) => state.epoch == epoch && state.status == AgentStatus::Restarting,
+            None => state.waking,
+        };
+        if !ours || state.current.is_some() {
+            return;
+        }
+        state.waking = false;
+        self.set_passivated(&mut state, false);
+        let reason = match &err {
+            AgentError::StartFailed { error, .. } => ExitReason::error(error),
+            other => ExitReason::error(other),
+        };
+        // A failed start is abnormal: restarted by any policy but temporary.
+        self.after_exit(slot, &mut state, reason);
+        drop(state);
+        slot.changed.notify_waiters();
+    }
+
+    /// Starts an incarnation of `slot` under the agent supervisor (on the
+    /// agents' runtime, if one was given).
+    pub(crate) async fn spawn_incarnation(
+        &self,
+        slot: &Arc<Slot>,
+    ) -> Result<ProcessHandle, AgentError> {
+        let config = slot.state.lock().config.clone();
+        let host = HostArgs {
+            slot: slot.clone(),
+            shared: self.me.clone(),
+        };
+        let factory = config.factory.clone();
+        let capacity = config.mailbox_capacity;
+        let runtime = self.runtime.clone();
+        let spec = ChildSpec::new(Arc::<str>::from(slot.id.as_str()), move || {
+            let start = factory.start(host.clone(), capacity);
+            let runtime = runtime.clone();
+            async move {
+                match runtime {
+                    Some(runtime) => runtime
+                        .spawn(start)
+                        .await
+                        .unwrap_or_else(|err| Err(StartError::failed(err))),
+                    None => start.await,
+                }
+            }
+        })
+        .with_shutdown(config.shutdown);
+        self.supervisor
+            .start_agent(spec)
+            .await
+            .map_err(|err| AgentError::from_supervisor(&slot.id, err))
+    }
+
+    /// Wakes a passivated agent in a task of its own (callers wait on the
+    /// slot).
+    fn wake(&self, slot: &Arc<Slot>) {
+        let Some(shared) = self.me.upgrade() else {
+            return;
+        };
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            if let Err(err) = shared.spawn_incarnation(&slot).await {
+                shared.start_failed(&slot, None, err);
+            }
+        });
+    }
+
+    /// The current incarnation of `slot` and its generation, waiting
+    /// (until `deadline`) through a start, a restart or a wake.
+    pub(crate) async fn route(
+        &self,
+        slot: &Arc<Slot>,
+        deadline: Instant,
+        on_restart: OnRestart,
+    ) -> Result<(ProcessHandle, u64), AgentError> {
+        // Fast path: running, no waiting.
+        {
+            let state = slot.state.lock();
+            if let Some(handle) = &state.current
+                && state.status == AgentStatus::Running
+                && handle.is_alive()
+            {
+                return Ok((handle.clone(), state.generation));
+            }
+        }
+        loop {
+            let notified = slot.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = slot.state.lock();
+                if state.removed {
+                    return Err(AgentError::NotFound(slot.id.clone()));
+                }
+                match state.status {
+                    AgentStatus::Running => match &state.current {
+                        Some(handle) if handle.is_alive() => {
+                            return Ok((handle.clone(), state.generation));
+                        }
+                        Some(_) => {} // draining before a passivation or a stop
+                        None if state.passivated && !state.waking => {
+                            state.waking = true;
+                            drop(state);
+                            self.wake(slot);
+                        }
+                        None => {} // being woken
+                    },
+                    AgentStatus::Restarting if on_restart == OnRestart::Fail => {
+                        return Err(AgentError::Restarting(slot.id.clone()));
+                    }
+                    AgentStatus::Starting | AgentStatus::Restarting | AgentStatus::Stopping => {}
+                    status => {
+                        return Err(AgentError::NotRunning {
+                            agent: slot.id.clone(),
+                            status,
+                        });
+                    }
+                }
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = self.clock.sleep_until(deadline) => {
+                    return Err(AgentError::Timeout(slot.id.clone()));
+                }
+            }
+        }
+    }
+
+    /// Waits until the incarnation of `generation` has gone (its message
+    /// bounced off a stopping incarnation), at most until `deadline`.
+    pub(crate) async fn next_generation(
+        &self,
+        slot: &Slot,
+        generation: u64,
+        deadline: Instant,
+    ) -> Result<(), AgentError> {
+        loop {
+            let notified = slot.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if slot.state.lock().generation != generation {
+                return Ok(());
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                () = self.clock.sleep_until(deadline) => {
+                    return Err(AgentError::Timeout(slot.id.clone()));
+                }
+            }
+        }
+    }
+
+    /// Why `handle` stopped, once it has (at most until `deadline`), for an
+    /// error of a call it did not answer.
+    pub(crate) async fn crash_of(
+        &self,
+        slot: &Slot,
+        handle: &ProcessHandle,
+        deadline: Instant,
+    ) -> AgentError {
+        tokio::select! {
+            reason = handle.exited() => AgentError::Crashed { agent: slot.id.clone(), reason },
+            () = self.clock.sleep_until(deadline) => AgentError::Timeout(slot.id.clone()),
+        }
+    }
+
+    /// Passivates every agent idle for longer than its `passivate_after`.
+    pub(crate) fn sweep(&self) {
+        let now = self.now_ms();
+        let mut idle = Vec::new();
+        for entry in self.table.iter() {
+            let slot = entry.value();
+            let Some(after) = slot.state.lock().config.passivate_after else {
+                continue;
+            };
+            let last = slot.last_active.load(std::sync::atomic::Ordering::Relaxed);
+            if now.saturating_sub(last) >= after.as_millis() as u64 {
+                idle.push(slot.clone());
+            }
+        }
+        for slot in idle {
+            let _ = self.begin_passivation(&slot);
+        }
+    }
+
+    /// Asks the current incarnation of `slot` to stop for a passivation;
+    /// returns it to await, or `None` if there is nothing to passivate.
+    pub(crate) fn begin_passivation(&self, slot: &Slot) -> Option<ProcessHandle> {
+        let mut state = slot.state.lock();
+        if state.status != AgentStatus::Running || state.stopping || state.passivating {
+            return None;
+        }
+        let handle = state.current.clone()?;
+        state.passivating = true;
+        drop(state);
+        let stopping = handle.clone();
+        // The incarnation finishes what is queued, refuses the rest (its
+        // senders retry on the next incarnation) and keeps its state.
+        tokio::spawn(async move { stopping.request_stop().await });
+        Some(handle)
+    }
+
+    /// Starts the passivation sweeper once, if any agent passivates.
+    pub(crate) fn ensure_sweeper(&self) {
+        self.sweeper.call_once(|| {
+            let me = self.me.clone();
+            let tick = self.passivation_tick;
+            let clock = self.clock.clone();
+            tokio::spawn(async move {
+                loop {
+                    clock.sleep(tick).await;
+                    let Some(shared) = me.upgrade() else { return };
+                    shared.sweep();
+                }
+            });
+        });
+    }
+
+    /// The time `timeout` from now on the registry's clock.
+    pub(crate) fn deadline(&self, timeout: Duration) -> Instant {
+        self.clock.now() + timeout
+    }
+}

@@ -1,0 +1,116 @@
+//! [`Slot`]: the registry's record of one agent, shared by the table, the
+//! agent's [`AgentRef`](crate::AgentRef)s and its running incarnation. It
+//! outlives incarnations: this is the agent's address.
+
+use std::{
+    any::Any,
+    collections::VecDeque,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::SystemTime,
+};
+
+use parking_lot::Mutex;
+use supervision_core::{AgentId, AgentStatus, ExitReason, ProcessHandle};
+use tokio::{sync::Notify, time::Instant};
+
+use crate::{Agent, AgentConfig};
+
+/// One agent's record.
+pub(crate) struct Slot {
+    pub(crate) id: AgentId,
+    pub(crate) state: Mutex<SlotState>,
+    /// Woken on every change of the incarnation or the status.
+    pub(crate) changed: Notify,
+    /// When it last handled a message, in milliseconds since the
+    /// registry's origin (for passivation).
+    pub(crate) last_active: AtomicU64,
+}
+
+/// What the slot's lock guards.
+pub(crate) struct SlotState {
+    pub(crate) config: Arc<AgentConfig>,
+    pub(crate) status: AgentStatus,
+    /// State kept, no incarnation; wakes on the next message.
+    pub(crate) passivated: bool,
+    /// A wake (start from the kept state) is under way.
+    pub(crate) waking: bool,
+    /// Deregistered: every ref to it now says not found.
+    pub(crate) removed: bool,
+    /// The running incarnation.
+    pub(crate) current: Option<ProcessHandle>,
+    /// Counts incarnation changes, so a caller whose message bounced off a
+    /// stopping incarnation waits for the next one.
+    pub(crate) generation: u64,
+    /// A stop was asked for (stop_agent, deregister, update_config).
+    pub(crate) stopping: bool,
+    /// A passivation was asked for.
+    pub(crate) passivating: bool,
+    /// Counts restart decisions, so a scheduled restart that was cancelled
+    /// (the agent stopped meanwhile) does nothing.
+    pub(crate) epoch: u64,
+    pub(crate) restarts: u32,
+    /// Restarts within the current window (only allocated once it restarts).
+    pub(crate) window: VecDeque<Instant>,
+    pub(crate) backoff_attempt: u32,
+    pub(crate) last_exit: Option<ExitReason>,
+    pub(crate) started_at: Option<SystemTime>,
+    pub(crate) started_mono: Option<Instant>,
+    /// The passivated state, or the checkpoint for the next incarnation.
+    pub(crate) kept: Option<Box<dyn Any + Send>>,
+}
+
+/// What a stopped incarnation left for the next one.
+pub(crate) enum Kept<A: Agent> {
+    /// The state itself (passivation).
+    Live(A),
+    /// Its checkpoint.
+    Checkpoint(A::Checkpoint),
+}
+
+impl Slot {
+    pub(crate) fn new(id: AgentId, config: Arc<AgentConfig>) -> Self {
+        Slot {
+            id,
+            state: Mutex::new(SlotState {
+                config,
+                status: AgentStatus::Registered,
+                passivated: false,
+                waking: false,
+                removed: false,
+                current: None,
+                generation: 0,
+                stopping: false,
+                passivating: false,
+                epoch: 0,
+                restarts: 0,
+                window: VecDeque::new(),
+                backoff_attempt: 0,
+                last_exit: None,
+                started_at: None,
+                started_mono: None,
+                kept: None,
+            }),
+            changed: Notify::new(),
+            last_active: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes what the previous incarnation left, if it is for type `A`.
+    pub(crate) fn take_kept<A: Agent>(&self) -> Option<Kept<A>> {
+        let kept = self.state.lock().kept.take()?;
+        kept.downcast::<Kept<A>>().ok().map(|kept| *kept)
+    }
+
+    /// Whether a stop or a passivation was asked for.
+    pub(crate) fn stop_flags(&self) -> (bool, bool) {
+        let state = self.state.lock();
+        (state.stopping, state.passivating)
+    }
+
+    pub(crate) fn touch(&self, now_ms: u64) {
+        self.last_active.store(now_ms, Ordering::Relaxed);
+    }
+}

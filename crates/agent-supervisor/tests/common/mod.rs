@@ -1,0 +1,173 @@
+//! A test agent that obeys commands, and a registry wired to a process
+//! registry in a namespace of its own.
+#![allow(dead_code, unreachable_pub, missing_docs)]
+
+use std::{sync::Arc, time::Duration};
+
+use agent_supervisor::{
+    Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
+};
+use process_registry::ProcessRegistry;
+use serde_json::json;
+use supervision_core::{Envelope, ExitReason, Namespace, StartError, Telemetry};
+
+/// Counts; obeys commands; carries its count across restarts.
+#[derive(Debug)]
+pub struct Worker {
+    pub count: u64,
+    pub blob: Vec<u8>,
+    pub events: Option<tokio::sync::mpsc::UnboundedSender<&'static str>>,
+}
+
+/// A command to a [`Worker`].
+#[derive(Debug)]
+pub enum Cmd {
+    Add(u64),
+    Get,
+    Grow(usize),
+    Panic,
+    Stop,
+    Fail(&'static str),
+    Sleep(Duration),
+    Hang,
+}
+
+/// Arguments: the start count, and whether starts fail.
+#[derive(Debug, Clone)]
+pub struct WorkerArgs {
+    pub start: u64,
+    pub fail_start: bool,
+    /// Told what the worker is doing (`"sleeping"` when it starts to wait
+    /// forever in an envelope handler).
+    pub events: Option<tokio::sync::mpsc::UnboundedSender<&'static str>>,
+}
+
+impl Agent for Worker {
+    type Args = WorkerArgs;
+    type Message = Cmd;
+    type Reply = u64;
+    type Checkpoint = u64;
+
+    async fn on_start(args: WorkerArgs, checkpoint: Option<u64>) -> Result<Self, StartError> {
+        let events = args.events.clone();
+        if args.fail_start {
+            return Err(StartError::failed("start refused"));
+        }
+        Ok(Worker {
+            count: checkpoint.unwrap_or(args.start),
+            blob: Vec::new(),
+            events,
+        })
+    }
+
+    async fn handle(&mut self, cmd: Cmd, ctx: &mut AgentContext<'_>) -> u64 {
+        match cmd {
+            Cmd::Add(n) => self.count += n,
+            Cmd::Get => {}
+            Cmd::Grow(n) => self.blob.resize(n, 0),
+            Cmd::Panic => panic!("worker panics on command"),
+            Cmd::Stop => ctx.stop(),
+            Cmd::Fail(why) => ctx.stop_with(ExitReason::error(why)),
+            Cmd::Sleep(d) => tokio::time::sleep(d).await,
+            Cmd::Hang => std::future::pending().await,
+        }
+        self.count
+    }
+
+    async fn handle_envelope(
+        &mut self,
+        envelope: Envelope,
+        _: &mut AgentContext<'_>,
+    ) -> Result<serde_json::Value, EnvelopeError> {
+        match &*envelope.protocol {
+            "test.get" => Ok(json!(self.count)),
+            "test.add" => {
+                let n = envelope
+                    .body
+                    .as_u64()
+                    .ok_or_else(|| EnvelopeError::Rejected("not a number".into()))?;
+                self.count += n;
+                Ok(json!(self.count))
+            }
+            "test.sleep" => {
+                if let Some(events) = &self.events {
+                    let _ = events.send("sleeping");
+                }
+                std::future::pending().await
+            }
+            _ => Err(EnvelopeError::Unsupported),
+        }
+    }
+
+    fn checkpoint(&self) -> Option<u64> {
+        Some(self.count)
+    }
+
+    fn state_size(&self) -> usize {
+        std::mem::size_of::<Self>() + self.blob.len()
+    }
+}
+
+pub fn worker(kind: &str) -> AgentConfig {
+    AgentConfig::new::<Worker>(
+        kind,
+        WorkerArgs {
+            start: 0,
+            fail_start: false,
+            events: None,
+        },
+    )
+}
+
+/// A worker config whose workers report what they do.
+pub fn worker_with_events(
+    kind: &str,
+) -> (
+    AgentConfig,
+    tokio::sync::mpsc::UnboundedReceiver<&'static str>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let config = AgentConfig::new::<Worker>(
+        kind,
+        WorkerArgs {
+            start: 0,
+            fail_start: false,
+            events: Some(tx),
+        },
+    );
+    (config, rx)
+}
+
+pub struct Setup {
+    pub agents: AgentRegistry,
+    pub processes: ProcessRegistry,
+    pub ns: Namespace,
+    pub telemetry: Telemetry,
+}
+
+pub async fn setup() -> Setup {
+    setup_with(|o| o).await
+}
+
+pub async fn setup_with(f: impl FnOnce(AgentRegistryOptions) -> AgentRegistryOptions) -> Setup {
+    let processes = ProcessRegistry::new(Telemetry::disabled());
+    let ns = Namespace::unique_test();
+    let telemetry = Telemetry::new();
+    let options = AgentRegistryOptions::default()
+        .with_registry(Arc::new(processes.clone()), ns)
+        .with_telemetry(telemetry.clone());
+    let agents = AgentRegistry::start(f(options)).await.unwrap();
+    Setup {
+        agents,
+        processes,
+        ns,
+        telemetry,
+    }
+}
+
+impl Setup {
+    pub fn registered(&self, id: &str) -> bool {
+        supervision_core::Registry::lookup(&self.processes, &self.ns, &format!("agent:{id}"))
+            .is_some()
+    }
+}

@@ -1,0 +1,150 @@
+//! `bench lifecycle`: the anchors' agent lifecycle (../shared/anchors) on
+//! the agent layer, with supervision, the process registry and status
+//! tracking on: start N agents registered by id, look each up by id, one
+//! request and reply each, stop each with its registration gone.
+//!
+//! `bytes_per_agent` is the resident-set growth of the start phase per
+//! live agent, as kameo-raw measures it. `bytes_per_passivated_agent` is
+//! measured in a fresh child process (RSS growth cannot be read after
+//! frees): N agents each started, then passivated (state kept, no
+//! process), one after another.
+
+use std::{sync::Arc, time::Instant};
+
+use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions};
+use anyhow::{Result, ensure};
+use process_registry::ProcessRegistry;
+use serde_json::json;
+use supervision_core::{Namespace, StartError, Telemetry};
+
+/// The anchors' agent: a counter answering pings.
+struct Counter {
+    count: u64,
+}
+
+impl Agent for Counter {
+    type Args = ();
+    type Message = ();
+    type Reply = u64;
+    type Checkpoint = ();
+
+    async fn on_start(_: (), _: Option<()>) -> Result<Self, StartError> {
+        Ok(Counter { count: 0 })
+    }
+
+    async fn handle(&mut self, _: (), _: &mut AgentContext<'_>) -> u64 {
+        self.count += 1;
+        self.count
+    }
+}
+
+async fn agents() -> Result<(AgentRegistry, ProcessRegistry)> {
+    let processes = ProcessRegistry::new(Telemetry::disabled());
+    let mut options = AgentRegistryOptions::default()
+        .with_registry(Arc::new(processes.clone()), Namespace::Production);
+    if std::env::var("NOREG").is_ok() {
+        options.registry = None;
+    }
+    Ok((AgentRegistry::start(options).await?, processes))
+}
+
+pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
+    let (agents, processes) = agents().await?;
+    let config = Arc::new(AgentConfig::new::<Counter>("counter", ()));
+    let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i}")).collect();
+    let mem0 = crate::rss_bytes()?;
+
+    eprintln!("bench lifecycle: starting {n} agents");
+    let t = Instant::now();
+    for id in &ids {
+        agents.register_agent(id.as_str(), config.clone())?;
+        agents.start_agent(id).await?;
+    }
+    let start_s = t.elapsed().as_secs_f64();
+    let mem1 = crate::rss_bytes()?;
+
+    let t = Instant::now();
+    for id in &ids {
+        ensure!(agents.lookup(id).is_some(), "{id} not found");
+    }
+    let lookup_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    for id in &ids {
+        let reply = agents.agent_ref::<Counter>(id)?.ask(()).await?;
+        ensure!(reply == 1, "{id} answered {reply}");
+    }
+    let call_s = t.elapsed().as_secs_f64();
+
+    eprintln!("bench lifecycle: stopping {n} agents");
+    let t = Instant::now();
+    for id in &ids {
+        agents.stop_agent(id).await?;
+        ensure!(
+            std::env::var("NOREG").is_ok()
+                || processes
+                    .lookup(&Namespace::Production, &format!("agent:{id}"))
+                    .is_none(),
+            "{id} still registered"
+        );
+    }
+    let stop_s = t.elapsed().as_secs_f64();
+    let left = agents.supervisor().count_children().await?.active;
+    ensure!(left == 0, "{left} agent processes still running");
+    ensure!(processes.count(&Namespace::Production) == 0, "names left");
+    agents.shutdown().await;
+
+    let passivated = passivated_bytes(n)?;
+    Ok(json!({
+        "bench": "lifecycle",
+        "n": n,
+        "start_s": start_s,
+        "lookup_s": lookup_s,
+        "call_s": call_s,
+        "stop_s": stop_s,
+        "bytes_per_agent": (mem1 - mem0) / n as i64,
+        "bytes_per_passivated_agent": passivated,
+    }))
+}
+
+/// Runs `bench lifecycle-passivated` in a child process and returns its
+/// bytes per passivated agent.
+fn passivated_bytes(n: u64) -> Result<i64> {
+    let exe = std::env::current_exe()?;
+    let output = std::process::Command::new(exe)
+        .args(["lifecycle-passivated", "--n", &n.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    ensure!(output.status.success(), "lifecycle-passivated failed");
+    let line = String::from_utf8_lossy(&output.stdout);
+    let value: serde_json::Value = serde_json::from_str(line.lines().last().unwrap_or_default())?;
+    value["bytes_per_passivated_agent"]
+        .as_i64()
+        .ok_or_else(|| anyhow::anyhow!("no bytes_per_passivated_agent"))
+}
+
+/// `bench lifecycle-passivated`: N agents started and passivated one after
+/// another; the resident-set growth per agent.
+pub(crate) async fn run_passivated(n: u64) -> Result<serde_json::Value> {
+    let (agents, _processes) = agents().await?;
+    let config = Arc::new(AgentConfig::new::<Counter>("counter", ()));
+    let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i}")).collect();
+    let mem0 = crate::rss_bytes()?;
+    eprintln!("bench lifecycle: {n} agents started and passivated");
+    for id in &ids {
+        agents.register_agent(id.as_str(), config.clone())?;
+        agents.start_agent(id).await?;
+        agents.passivate(id).await?;
+    }
+    let mem1 = crate::rss_bytes()?;
+    let counts = agents.counts();
+    ensure!(
+        counts.passivated == n as usize,
+        "{} passivated",
+        counts.passivated
+    );
+    Ok(json!({
+        "n": n,
+        "bytes_per_passivated_agent": (mem1 - mem0) / n as i64,
+    }))
+}
