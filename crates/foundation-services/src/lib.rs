@@ -12,9 +12,25 @@
 //!   (see [`event_store`]).
 //! - [`ConfigServer`]: configuration with a schema, persisted atomically,
 //!   with change notifications and a degraded mode (see [`config_server`]).
+//! - [`RateLimiter`]: token buckets keyed by (entity, operation), one
+//!   [`Rule`] per operation, checked in the caller's thread.
+//! - [`TaskSupervisor`]: ad-hoc tasks, fire-and-forget or awaited, not
+//!   linked to their caller, every crash counted and reported, a bounded
+//!   shutdown.
+//! - [`HealthMonitor`]: the health of every service of the application
+//!   trees (and named checks), overall and per service, with an event on
+//!   every change.
+//! - [`ServiceMonitor`]: periodic pings, and restarts through the
+//!   application after missed pings, with a backoff, never while a
+//!   supervisor is restarting.
 
 pub mod config_server;
 pub mod event_store;
+pub mod health_monitor;
+mod ping;
+pub mod rate_limiter;
+pub mod service_monitor;
+pub mod task_supervisor;
 
 pub use config_server::{
     ConfigChange, ConfigError, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig,
@@ -24,4 +40,19 @@ pub use config_server::{
 pub use event_store::{
     Appended, Appending, AppendingBatch, EventStore, EventStoreConfig, EventStoreError,
     EventStoreService, EventStoreStats, ExpectedVersion,
+};
+pub use health_monitor::{
+    HealthMonitor, HealthMonitorBuilder, HealthMonitorError, HealthState, ServiceDetail,
+    SystemHealth,
+};
+pub use rate_limiter::{
+    Allowed, BucketStatus, RateLimitError, RateLimiter, RateLimiterBuilder, Rule,
+};
+pub use service_monitor::{
+    Decision, RestartRecord, ServiceMonitor, ServiceMonitorBuilder, ServiceMonitorError,
+    SkipReason, WatchedService,
+};
+pub use task_supervisor::{
+    ShutdownReport, TaskCounts, TaskError, TaskHandle, TaskId, TaskSupervisor,
+    TaskSupervisorBuilder,
 };

@@ -8,6 +8,7 @@ mod economics;
 mod eventstore;
 mod lifecycle;
 mod node;
+mod ratelimit;
 mod registry;
 mod supervisor;
 
@@ -54,8 +55,9 @@ fn main() -> Result<()> {
                 "economics" => economics::run().await,
                 "coordination" => coordination::run().await,
                 "eventstore" => eventstore::run(n.unwrap_or(1_000_000)).await,
+                "ratelimit" => ratelimit::run().await,
                 other => bail!(
-                    "unknown bench {other:?}; known: supervisor, registry, node, lifecycle, economics, coordination, eventstore"
+                    "unknown bench {other:?}; known: supervisor, registry, node, lifecycle, economics, coordination, eventstore, ratelimit"
                 ),
             }
         })
