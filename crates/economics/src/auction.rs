@@ -27,6 +27,7 @@ use std::fmt;
 
 use serde::Serialize;
 use supervision_core::AgentId;
+use tokio::time::Instant;
 
 pub use auctioneer::{
     Auctioneer, BID_PROTOCOL, CombinatorialSpec, DutchSpec, EnglishSpec, SealedSpec,
@@ -148,4 +149,34 @@ impl AuctionOutcome {
 pub(crate) struct Arrival {
     pub(crate) at_ms: u64,
     pub(crate) seq: u64,
+}
+
+impl Arrival {
+    /// The next arrival of an auction opened at `opened`: `seq` counts
+    /// the bids received so far.
+    pub(crate) fn next(opened: Instant, seq: &mut u64, at: Instant) -> Arrival {
+        *seq += 1;
+        Arrival {
+            at_ms: at.saturating_duration_since(opened).as_millis() as u64,
+            seq: *seq,
+        }
+    }
+}
+
+/// Appends a refused single-item bid to `bids`, so the outcome shows it.
+pub(crate) fn push_refused(
+    bids: &mut Vec<BidRecord>,
+    arrival: Arrival,
+    bidder: AgentId,
+    amount: f64,
+    item: &str,
+    error: &AuctionError,
+) {
+    bids.push(BidRecord {
+        bidder,
+        amount,
+        items: vec![item.to_owned()],
+        at_ms: arrival.at_ms,
+        verdict: Verdict::Refused(error.to_string()),
+    });
 }

@@ -172,21 +172,11 @@ impl EnglishAuction {
         error: &AuctionError,
     ) {
         let arrival = self.arrival(at);
-        self.bids.push(BidRecord {
-            bidder,
-            amount,
-            items: vec![self.item.clone()],
-            at_ms: arrival.at_ms,
-            verdict: Verdict::Refused(error.to_string()),
-        });
+        super::push_refused(&mut self.bids, arrival, bidder, amount, &self.item, error);
     }
 
     fn arrival(&mut self, at: Instant) -> Arrival {
-        self.seq += 1;
-        Arrival {
-            at_ms: at.saturating_duration_since(self.opened).as_millis() as u64,
-            seq: self.seq,
-        }
+        Arrival::next(self.opened, &mut self.seq, at)
     }
 
     /// Closes the auction: the standing high bid wins and pays its bid.
