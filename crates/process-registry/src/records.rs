@@ -8,7 +8,7 @@ use kameo::actor::ActorId;
 use supervision_core::{Namespace, Stopper};
 use tokio::task::AbortHandle;
 
-use crate::table::{Map, map};
+use crate::table::{Map, Name, map};
 
 /// Whether a key is a unique name or a group membership.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,13 +22,14 @@ pub(crate) enum Kind {
 pub(crate) struct Key {
     pub(crate) ns: Namespace,
     pub(crate) kind: Kind,
-    /// The name or group.
-    pub(crate) key: Arc<str>,
+    /// The name or group, inline up to 24 bytes (no allocation of its
+    /// own for a typical name).
+    pub(crate) key: Name,
 }
 
 impl Key {
     fn is(&self, ns: &Namespace, kind: Kind, key: &str) -> bool {
-        self.kind == kind && self.ns == *ns && *self.key == *key
+        self.kind == kind && self.ns == *ns && self.key == key
     }
 }
 
@@ -66,22 +67,38 @@ impl Records {
     }
 
     /// Records that `id` has `key`, replacing its stopper if one is
-    /// given. A new record gets the watcher `spawn` starts.
+    /// given. A record without a watcher gets the one `spawn` starts, if
+    /// given (a watched key).
     pub(crate) fn add(
         &self,
         id: ActorId,
         key: Key,
         stopper: Option<&Stopper>,
-        spawn: impl FnOnce() -> Option<AbortHandle>,
+        spawn: Option<impl FnOnce() -> Option<AbortHandle>>,
     ) {
         let mut record = self.map.entry(id).or_insert_with(|| ProcRecord {
-            keys: Vec::new(),
+            // Most processes hold one key: room for exactly one.
+            keys: Vec::with_capacity(1),
             stopper: None,
-            watcher: spawn(),
+            watcher: None,
         });
+        if record.watcher.is_none()
+            && let Some(spawn) = spawn
+        {
+            record.watcher = spawn();
+        }
         record.keys.push(key);
         if let Some(stopper) = stopper {
             record.stopper = Some(stopper.clone());
+        }
+    }
+
+    /// Gives the record of `id` the watcher `spawn` starts, if it has none.
+    pub(crate) fn ensure_watcher(&self, id: ActorId, spawn: impl FnOnce() -> Option<AbortHandle>) {
+        if let Some(mut record) = self.map.get_mut(&id)
+            && record.watcher.is_none()
+        {
+            record.watcher = spawn();
         }
     }
 
@@ -105,7 +122,7 @@ impl Records {
                 .keys
                 .iter()
                 .filter(|k| k.kind == kind && k.ns == *ns)
-                .map(|k| k.key.clone())
+                .map(|k| Arc::from(k.key.as_str()))
                 .collect()
         });
         keys.sort_unstable();

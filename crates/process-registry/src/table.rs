@@ -30,7 +30,26 @@ pub(crate) fn map<K: Eq + std::hash::Hash, V>(shards: usize) -> Map<K, V> {
 #[derive(Debug)]
 pub(crate) struct NameEntry {
     pub(crate) handle: WeakProcessHandle,
-    pub(crate) metadata: Metadata,
+    pub(crate) metadata: Meta,
+}
+
+/// A name's metadata: its own, or shared by many names (an owned
+/// registration's, one per kind of process), which costs a name nothing.
+#[derive(Debug, Clone)]
+pub(crate) enum Meta {
+    Own(Metadata),
+    Shared(Arc<Metadata>),
+}
+
+impl std::ops::Deref for Meta {
+    type Target = Metadata;
+
+    fn deref(&self) -> &Metadata {
+        match self {
+            Meta::Own(metadata) => metadata,
+            Meta::Shared(metadata) => metadata,
+        }
+    }
 }
 
 /// One namespace.

@@ -141,6 +141,28 @@ pub trait Registry: Send + Sync + 'static {
         stopper: Stopper,
     ) -> Result<(), RegistryError>;
 
+    /// [`register`](Self::register) for an owner that releases the name
+    /// itself: it calls [`unregister_if`](Self::unregister_if) when the
+    /// process stops (as an agent's incarnation does from its own stop
+    /// path), so the registry need not watch the process (process-registry
+    /// then runs no cleanup task for it). Until released, a stopped holder
+    /// is treated as every stopped holder is: never returned by lookups,
+    /// and its name free to take over. `metadata` may be shared by many
+    /// registrations (one `Arc` per kind of process, not one JSON object
+    /// per process).
+    ///
+    /// The default forwards to [`register`](Self::register) with a copy of
+    /// the metadata.
+    fn register_owned(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        handle: ProcessHandle,
+        metadata: Arc<Metadata>,
+    ) -> Result<(), RegistryError> {
+        self.register(namespace, name, handle, Metadata::clone(&metadata))
+    }
+
     /// Frees `name` and returns its former holder.
     fn unregister(&self, namespace: &Namespace, name: &str)
     -> Result<ProcessHandle, RegistryError>;

@@ -32,6 +32,16 @@ impl Registry for ProcessRegistry {
         ProcessRegistry::register_with_stopper(self, namespace, name, handle, metadata, stopper)
     }
 
+    fn register_owned(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        handle: ProcessHandle,
+        metadata: Arc<Metadata>,
+    ) -> Result<(), RegistryError> {
+        ProcessRegistry::register_owned(self, namespace, name, handle, metadata)
+    }
+
     fn unregister(
         &self,
         namespace: &Namespace,

@@ -27,7 +27,7 @@ impl ProcessRegistry {
                     group: members.key().clone(),
                     handle: handle.downgrade(),
                 });
-            self.track(namespace, Kind::Group, members.key().clone(), &handle, None);
+            self.track(namespace, Kind::Group, members.key(), &handle, None, true);
             Ok(())
         } else {
             Err(RegistryError::NotAlive)

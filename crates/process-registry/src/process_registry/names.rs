@@ -13,7 +13,7 @@ use super::{ProcessRegistry, check_metadata, exit_now, live, outcome, shared};
 use crate::{
     records::Kind,
     subscribers::About,
-    table::{Name, NameEntry, NsTable},
+    table::{Meta, Name, NameEntry, NsTable},
 };
 
 impl ProcessRegistry {
@@ -35,7 +35,8 @@ impl ProcessRegistry {
         handle: ProcessHandle,
         metadata: Metadata,
     ) -> Result<(), RegistryError> {
-        let result = self.insert(namespace, name, &handle, metadata, None);
+        let result = check_metadata(&metadata)
+            .and_then(|()| self.insert(namespace, name, &handle, Meta::Own(metadata), None, true));
         self.emit(
             &["process_registry", "register"],
             namespace,
@@ -55,7 +56,49 @@ impl ProcessRegistry {
         metadata: Metadata,
         stopper: Stopper,
     ) -> Result<(), RegistryError> {
-        let result = self.insert(namespace, name, &handle, metadata, Some(&stopper));
+        let result = check_metadata(&metadata).and_then(|()| {
+            self.insert(
+                namespace,
+                name,
+                &handle,
+                Meta::Own(metadata),
+                Some(&stopper),
+                true,
+            )
+        });
+        self.emit(
+            &["process_registry", "register"],
+            namespace,
+            outcome(&result),
+        );
+        result
+    }
+
+    /// [`register`](Self::register) for an owner that releases the name
+    /// itself with [`unregister_if`](Self::unregister_if) when the process
+    /// stops: no cleanup task watches the process, and `metadata` is
+    /// shared (one per kind of process, not one JSON object per name).
+    /// Until released, a stopped holder is treated as any stopped holder
+    /// (never returned by lookups, its name free to take over). A process
+    /// that also holds a watched key is cleaned up after as usual, owned
+    /// names included.
+    pub fn register_owned(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        handle: ProcessHandle,
+        metadata: Arc<Metadata>,
+    ) -> Result<(), RegistryError> {
+        let result = check_metadata(&metadata).and_then(|()| {
+            self.insert(
+                namespace,
+                name,
+                &handle,
+                Meta::Shared(metadata),
+                None,
+                false,
+            )
+        });
         self.emit(
             &["process_registry", "register"],
             namespace,
@@ -69,10 +112,10 @@ impl ProcessRegistry {
         namespace: &Namespace,
         name: &str,
         handle: &ProcessHandle,
-        metadata: Metadata,
+        metadata: Meta,
         stopper: Option<&Stopper>,
+        watched: bool,
     ) -> Result<(), RegistryError> {
-        check_metadata(&metadata)?;
         if !handle.is_alive() {
             return Err(RegistryError::NotAlive);
         }
@@ -81,7 +124,7 @@ impl ProcessRegistry {
         let registered = |name: &Name, entry: &NameEntry| RegistryEvent::Registered {
             name: shared(name),
             handle: entry.handle.clone(),
-            metadata: entry.metadata.clone(),
+            metadata: Metadata::clone(&entry.metadata),
         };
         match table.names.entry(Name::from(name)) {
             Entry::Occupied(mut slot) => {
@@ -96,6 +139,10 @@ impl ProcessRegistry {
                         // Re-registering adds no key, but may bring a new
                         // stopper.
                         self.inner.records.set_stopper(handle.id(), stopper);
+                    }
+                    if watched {
+                        // An owned name registered again as a watched one.
+                        self.watch(handle);
                     }
                     table
                         .subscribers
@@ -121,7 +168,7 @@ impl ProcessRegistry {
                 table
                     .subscribers
                     .send(About::Name(name), || registered(slot.key(), slot.get()));
-                self.track(namespace, Kind::Name, shared(slot.key()), handle, stopper);
+                self.track(namespace, Kind::Name, slot.key(), handle, stopper, watched);
             }
             Entry::Vacant(slot) => {
                 let slot = slot.insert_entry(NameEntry {
@@ -131,7 +178,7 @@ impl ProcessRegistry {
                 table
                     .subscribers
                     .send(About::Name(name), || registered(slot.key(), slot.get()));
-                self.track(namespace, Kind::Name, shared(slot.key()), handle, stopper);
+                self.track(namespace, Kind::Name, slot.key(), handle, stopper, watched);
             }
         }
         Ok(())
@@ -250,7 +297,7 @@ impl ProcessRegistry {
     ) -> Option<(ProcessHandle, Metadata)> {
         let table = self.table(namespace)?;
         let entry = table.names.get(name)?;
-        live(&entry.handle).map(|handle| (handle, entry.metadata.clone()))
+        live(&entry.handle).map(|handle| (handle, Metadata::clone(&entry.metadata)))
     }
 
     /// The metadata of `name`, if a live process holds it.
@@ -276,7 +323,7 @@ impl ProcessRegistry {
                 .and_then(|table| table.names.get_mut(name))
                 .filter(|entry| entry.handle.is_alive())
                 .ok_or_else(|| RegistryError::NotRegistered(Arc::from(name)))?;
-            entry.metadata = metadata;
+            entry.metadata = Meta::Own(metadata);
             Ok(())
         });
         self.emit(
@@ -336,9 +383,15 @@ pub(super) fn names_of(
     let mut found: Vec<_> = table
         .names
         .iter()
-        .filter(|entry| predicate(entry.key(), &entry.metadata))
+        .filter(|entry| predicate(entry.key(), &*entry.metadata))
         .filter_map(|entry| {
-            live(&entry.handle).map(|handle| (shared(entry.key()), handle, entry.metadata.clone()))
+            live(&entry.handle).map(|handle| {
+                (
+                    shared(entry.key()),
+                    handle,
+                    Metadata::clone(&entry.metadata),
+                )
+            })
         })
         .collect();
     found.sort_unstable_by(|a, b| a.0.cmp(&b.0));

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use dashmap::mapref::entry::Entry;
-use supervision_core::{Namespace, RegistryEvents, Snapshot, Subscription, Topic};
+use supervision_core::{Metadata, Namespace, RegistryEvents, Snapshot, Subscription, Topic};
 
 use super::{ProcessRegistry, live, names::names_of, shared};
 use crate::table::Name;
@@ -39,9 +39,11 @@ impl ProcessRegistry {
                 Entry::Occupied(slot) => {
                     let entry = slot.get();
                     if let Some(holder) = live(&entry.handle) {
-                        snapshot
-                            .names
-                            .push((shared(slot.key()), holder, entry.metadata.clone()));
+                        snapshot.names.push((
+                            shared(slot.key()),
+                            holder,
+                            Metadata::clone(&entry.metadata),
+                        ));
                     }
                     subscribers.subscribe(Topic::Name(name))
                 }

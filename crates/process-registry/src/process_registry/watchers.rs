@@ -12,27 +12,40 @@ use super::{Inner, ProcessRegistry, shared};
 use crate::{
     records::{Key, Kind},
     subscribers::About,
+    table::Name,
 };
 
 impl ProcessRegistry {
-    /// Records that `handle` has `key`, starting its watcher if it is new
-    /// to the index. Called with the key's shard lock held.
+    /// Records that `handle` has `key`, starting its watcher if the key is
+    /// `watched` and the process has none yet (an owned key, released by
+    /// its owner, needs none). Called with the key's shard lock held.
     pub(super) fn track(
         &self,
         namespace: &Namespace,
         kind: Kind,
-        key: Arc<str>,
+        key: &str,
         handle: &ProcessHandle,
         stopper: Option<&Stopper>,
+        watched: bool,
     ) {
         let key = Key {
             ns: *namespace,
             kind,
-            key,
+            key: Name::from(key),
         };
+        self.inner.records.add(
+            handle.id(),
+            key,
+            stopper,
+            watched.then_some(|| self.spawn_watcher(handle)),
+        );
+    }
+
+    /// Starts the watcher of `handle` if its record has none.
+    pub(super) fn watch(&self, handle: &ProcessHandle) {
         self.inner
             .records
-            .add(handle.id(), key, stopper, || self.spawn_watcher(handle));
+            .ensure_watcher(handle.id(), || self.spawn_watcher(handle));
     }
 
     /// The task that cleans up after `handle` once it has stopped. It holds

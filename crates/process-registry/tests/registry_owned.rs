@@ -1,0 +1,130 @@
+//! Owned registrations (`register_owned`): released by their owner with
+//! `unregister_if`, no cleanup task per process, metadata shared by many
+//! names, and the liveness rules of every registration meanwhile.
+
+use std::{sync::Arc, time::Duration};
+
+use process_registry::ProcessRegistry;
+use serde_json::json;
+use supervision_core::{ExitReason, Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry};
+
+#[derive(kameo::Actor)]
+struct Dummy;
+
+async fn spawn() -> ProcessHandle {
+    ProcessHandle::spawn::<Dummy>(Dummy).await.unwrap()
+}
+
+/// Bounds a wait that must end: a failure, not a sleep.
+async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen"))
+}
+
+#[tokio::test]
+async fn an_owned_name_is_found_with_its_shared_metadata() {
+    let registry = ProcessRegistry::new(Telemetry::disabled());
+    let ns = Namespace::unique_test();
+    let kind = Arc::new(json!({"kind": "counter"}));
+    let (a, b) = (spawn().await, spawn().await);
+    registry
+        .register_owned(&ns, "a", a.clone(), kind.clone())
+        .unwrap();
+    registry
+        .register_owned(&ns, "b", b.clone(), kind.clone())
+        .unwrap();
+
+    // One object for both names, not a copy each.
+    assert_eq!(Arc::strong_count(&kind), 3);
+    assert_eq!(
+        registry.lookup_with_metadata(&ns, "a"),
+        Some((a.clone(), json!({"kind": "counter"})))
+    );
+    assert_eq!(registry.keys(&ns, &b), vec![Arc::<str>::from("b")]);
+    assert_eq!(registry.count(&ns), 2);
+    let found = registry.find(&ns, |_, meta| meta["kind"] == "counter");
+    assert_eq!(found.len(), 2);
+
+    // Through the contract, as the agent layer registers.
+    let contract: Arc<dyn Registry> = Arc::new(registry.clone());
+    let c = spawn().await;
+    contract
+        .register_owned(&ns, "c", c.clone(), kind.clone())
+        .unwrap();
+    assert_eq!(contract.lookup(&ns, "c"), Some(c.clone()));
+    assert!(contract.unregister_if(&ns, "c", &c));
+    assert_eq!(Arc::strong_count(&kind), 3);
+}
+
+#[tokio::test]
+async fn bad_metadata_is_refused_and_nothing_is_registered() {
+    let registry = ProcessRegistry::new(Telemetry::disabled());
+    let ns = Namespace::unique_test();
+    let a = spawn().await;
+    let err = registry
+        .register_owned(&ns, "a", a.clone(), Arc::new(json!(42)))
+        .unwrap_err();
+    assert!(err.to_string().contains("invalid metadata"), "{err}");
+    assert_eq!(registry.lookup(&ns, "a"), None);
+    assert_eq!(registry.tracked_processes(), 0);
+}
+
+#[tokio::test]
+async fn a_stopped_owner_is_never_found_and_its_name_goes_when_released() {
+    let registry = ProcessRegistry::new(Telemetry::disabled());
+    let ns = Namespace::unique_test();
+    let meta = Arc::new(json!(null));
+    let a = spawn().await;
+    registry
+        .register_owned(&ns, "a", a.clone(), meta.clone())
+        .unwrap();
+    let mut events = registry.subscribe(&ns);
+
+    assert_eq!(a.stop().await, ExitReason::Shutdown(None));
+    // Not watched: the name stays until its owner releases it, but a
+    // stopped holder is never returned and its name is free.
+    assert_eq!(registry.lookup(&ns, "a"), None);
+    assert_eq!(registry.count(&ns), 0);
+    assert_eq!(registry.tracked_processes(), 1);
+    assert!(registry.unregister_if(&ns, "a", &a));
+    assert_eq!(registry.tracked_processes(), 0);
+    let event = within("the release", events.recv()).await.unwrap();
+    assert!(
+        matches!(&event, RegistryEvent::Unregistered { name, exit: Some(ExitReason::Shutdown(None)), .. } if &**name == "a"),
+        "{event:?}"
+    );
+
+    // Taken over before its release: the release frees nothing.
+    let (b, c) = (spawn().await, spawn().await);
+    registry
+        .register_owned(&ns, "b", b.clone(), meta.clone())
+        .unwrap();
+    b.stop().await;
+    registry
+        .register_owned(&ns, "b", c.clone(), meta.clone())
+        .unwrap();
+    assert!(!registry.unregister_if(&ns, "b", &b));
+    assert_eq!(registry.lookup(&ns, "b"), Some(c.clone()));
+    assert_eq!(registry.tracked_processes(), 1);
+}
+
+#[tokio::test]
+async fn a_process_with_a_watched_key_too_is_cleaned_up_after_whole() {
+    let registry = ProcessRegistry::new(Telemetry::disabled());
+    let ns = Namespace::unique_test();
+    let a = spawn().await;
+    registry
+        .register_owned(&ns, "owned", a.clone(), Arc::new(json!(null)))
+        .unwrap();
+    registry.join(&ns, "group", a.clone()).unwrap();
+    let mut events = registry.subscribe(&ns);
+
+    a.stop().await;
+    // The group's watcher removes the owned name as well.
+    for _ in 0..2 {
+        within("the cleanup", events.recv()).await.unwrap();
+    }
+    assert_eq!(registry.tracked_processes(), 0);
+    assert!(!registry.unregister_if(&ns, "owned", &a));
+}
