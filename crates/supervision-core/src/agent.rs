@@ -50,6 +50,13 @@ impl std::borrow::Borrow<str> for AgentId {
     }
 }
 
+/// The id's string, shared (no copy): e.g. as a child spec's id.
+impl From<&AgentId> for Arc<str> {
+    fn from(id: &AgentId) -> Self {
+        id.0.clone()
+    }
+}
+
 impl From<&str> for AgentId {
     fn from(id: &str) -> Self {
         AgentId::new(id)

@@ -26,7 +26,9 @@
 //! The module is split by concept: `flags` (the settings), `handle` (the
 //! [`DynamicSupervisor`] API), `template` ([`TemplateSupervisor`]),
 //! `places` (the `max_children` accounting), `actor` (the children and what
-//! happens when one exits) and `messages` (what the handle sends the actor).
+//! happens when one exits), `messages` (what the handle sends the actor)
+//! and `notice` ([`ExitNotice`]: children that report their own exit, with
+//! no watcher task).
 //!
 //! [`start_child`]: DynamicSupervisor::start_child
 //! [`RestartType`]: crate::RestartType
@@ -36,9 +38,11 @@ mod actor;
 mod flags;
 mod handle;
 mod messages;
+mod notice;
 mod places;
 mod template;
 
 pub use flags::DynamicSupervisorFlags;
 pub use handle::DynamicSupervisor;
+pub use notice::ExitNotice;
 pub use template::TemplateSupervisor;

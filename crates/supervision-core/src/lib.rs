@@ -86,7 +86,7 @@ pub use application::{
 pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
 pub use clock::{Clock, ManualWall, TimeSource};
-pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, TemplateSupervisor};
+pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, ExitNotice, TemplateSupervisor};
 pub use error::{
     ERROR_CODE_RANGES, ErrorCode, FlagsError, StartError, SupervisorError, error_code_range,
 };

@@ -56,8 +56,13 @@ pub(super) struct Child {
     /// A temporary child's spec has no start factory left (see
     /// [`ChildSpec::without_start`]): it is never restarted.
     pub(super) spec: ChildSpec,
-    watcher: AbortHandle,
-    backoff: BackoffState,
+    /// The task watching it; none for a child that reports its own exit
+    /// (see [`ExitNotice`](super::ExitNotice)).
+    watcher: Option<AbortHandle>,
+    /// Whether it reports its own exit (and so does each restart of it).
+    reports: bool,
+    /// Only for a child with a backoff policy (boxed: most have none).
+    backoff: Option<Box<BackoffState>>,
 }
 
 /// A child waiting to be restarted: after a backoff delay, or to retry a
@@ -69,7 +74,9 @@ pub(super) struct Pending {
     /// handle finds it.
     pub(super) last: ActorId,
     pub(super) spec: ChildSpec,
-    pub(super) backoff: BackoffState,
+    pub(super) backoff: Option<Box<BackoffState>>,
+    /// Whether it reports its own exit.
+    pub(super) reports: bool,
     /// The backoff timer, if it waits one (cancelled with the child).
     pub(super) timer: Option<RestartTimer>,
 }
@@ -80,7 +87,10 @@ pub(crate) struct DynamicSupervisorActor {
     pub(super) shared: Arc<Shared>,
     restarts: RestartLog,
     next_seq: u64,
-    pub(super) children: HashMap<ActorId, Child>,
+    /// Boxed: the map's buckets stay small (a child's entry weighs about
+    /// 230 bytes, and a map of a million children has twice as many
+    /// buckets as children after it grows).
+    pub(super) children: HashMap<ActorId, Box<Child>>,
     /// Children waiting for their restart, by ticket.
     pub(super) restarting: HashMap<u64, Pending>,
 }
@@ -160,11 +170,13 @@ impl DynamicSupervisorActor {
         self.next_seq
     }
 
-    /// Keeps a child a caller started, and watches it.
+    /// Keeps a child a caller started, and watches it unless it
+    /// `reports` its own exit.
     pub(super) fn adopt_new(
         &mut self,
         handle: ProcessHandle,
         spec: ChildSpec,
+        reports: bool,
         actor_ref: &ActorRef<Self>,
     ) {
         let seq = self.seq();
@@ -175,29 +187,37 @@ impl DynamicSupervisorActor {
         } else {
             spec
         };
-        let backoff = BackoffState::new(Instant::now());
-        self.adopt(seq, handle, spec, backoff, actor_ref);
+        let backoff = spec
+            .backoff
+            .is_some()
+            .then(|| Box::new(BackoffState::new(Instant::now())));
+        self.adopt(seq, handle, spec, backoff, reports, actor_ref);
     }
 
-    /// Keeps a started child and watches it.
+    /// Keeps a started child and watches it, unless it `reports` its own
+    /// exit. A reporting child that is already stopping (its report may
+    /// have come before it was handed over, and been ignored) is watched
+    /// all the same; a second notice of one exit is ignored.
     fn adopt(
         &mut self,
         seq: u64,
         handle: ProcessHandle,
         spec: ChildSpec,
-        backoff: BackoffState,
+        backoff: Option<Box<BackoffState>>,
+        reports: bool,
         actor_ref: &ActorRef<Self>,
     ) {
-        let watcher = watch(&handle, actor_ref);
+        let watcher = (!reports || !handle.is_alive()).then(|| watch(&handle, actor_ref));
         self.children.insert(
             handle.id(),
-            Child {
+            Box::new(Child {
                 seq,
                 handle,
                 spec,
                 watcher,
+                reports,
                 backoff,
-            },
+            }),
         );
     }
 
@@ -219,6 +239,7 @@ impl DynamicSupervisorActor {
                 last: child.handle.id(),
                 spec: child.spec,
                 backoff: child.backoff,
+                reports: child.reports,
                 timer: None,
             };
             self.schedule_restart(pending, actor_ref).await
@@ -244,7 +265,12 @@ impl DynamicSupervisorActor {
             return Err(self.give_up().await);
         }
         let policy = pending.spec.backoff;
-        let delay = policy.map(|policy| pending.backoff.next_delay(&policy, now));
+        let delay = policy.map(|policy| {
+            pending
+                .backoff
+                .get_or_insert_with(|| Box::new(BackoffState::new(now)))
+                .next_delay(&policy, now)
+        });
         match delay {
             Some((delay, attempt)) if !delay.is_zero() => {
                 self.shared.reporter.backoff(&pending.spec, delay, attempt);
@@ -273,11 +299,17 @@ impl DynamicSupervisorActor {
                     &handle,
                     self.restarts.count(),
                 );
-                pending.backoff.started(Instant::now());
+                if let Some(backoff) = pending.backoff.as_mut() {
+                    backoff.started(Instant::now());
+                }
                 let Pending {
-                    seq, spec, backoff, ..
+                    seq,
+                    spec,
+                    backoff,
+                    reports,
+                    ..
                 } = pending;
-                self.adopt(seq, handle, spec, backoff, actor_ref);
+                self.adopt(seq, handle, spec, backoff, reports, actor_ref);
             }
             Err(StartError::Ignored) => self.shared.places.release(),
             Err(_start_error) => {
@@ -301,7 +333,9 @@ impl DynamicSupervisorActor {
 
     /// Stops one child by its shutdown and gives its place back.
     pub(super) async fn terminate(&self, child: Child) {
-        child.watcher.abort();
+        if let Some(watcher) = &child.watcher {
+            watcher.abort();
+        }
         let exit = child.spec.shutdown.stop(&child.handle).await;
         self.shared
             .reporter
@@ -339,7 +373,9 @@ impl DynamicSupervisorActor {
         }
         let reporter = &self.shared.reporter;
         let stops = self.children.values().map(|child| {
-            child.watcher.abort();
+            if let Some(watcher) = &child.watcher {
+                watcher.abort();
+            }
             async move {
                 let exit = child.spec.shutdown.stop(&child.handle).await;
                 reporter.terminated(&child.spec, &child.handle, &exit);

@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc};
 use tokio::sync::OnceCell;
 
 use super::{
-    DynamicSupervisorFlags, TemplateSupervisor,
+    DynamicSupervisorFlags, ExitNotice, TemplateSupervisor,
     actor::{DynamicSupervisorActor, Shared},
     messages::{Adopt, GetShared, TerminateChild},
 };
@@ -128,6 +128,37 @@ impl DynamicSupervisor {
     /// child whose start completed as the supervisor closed is stopped
     /// before the answer.
     pub async fn start_child(&self, spec: ChildSpec) -> Result<ProcessHandle, SupervisorError> {
+        self.start_one(spec, false).await
+    }
+
+    /// [`start_child`](Self::start_child), for a child that tells the
+    /// supervisor of its own exit through the supervisor's
+    /// [`exit_notice`](Self::exit_notice) (every incarnation of it, if it
+    /// is restarted): the supervisor then keeps no watcher task for it.
+    /// A child that fails to report stays counted as running until it is
+    /// terminated or the supervisor stops. For children by the hundred
+    /// thousand (agents) that report from their `on_stop`.
+    pub async fn start_reporting_child(
+        &self,
+        spec: ChildSpec,
+    ) -> Result<ProcessHandle, SupervisorError> {
+        self.start_one(spec, true).await
+    }
+
+    /// How children started with
+    /// [`start_reporting_child`](Self::start_reporting_child) report their
+    /// exit.
+    pub fn exit_notice(&self) -> ExitNotice {
+        ExitNotice {
+            supervisor: Arc::new(self.inner.actor.downgrade()),
+        }
+    }
+
+    async fn start_one(
+        &self,
+        spec: ChildSpec,
+        reports: bool,
+    ) -> Result<ProcessHandle, SupervisorError> {
         spec.validate()?;
         if spec.significant {
             // No auto shutdown here, as OTP's DynamicSupervisor has none.
@@ -150,7 +181,7 @@ impl DynamicSupervisor {
         let handed_over = self
             .inner
             .actor
-            .tell(Adopt::new(handle.clone(), spec))
+            .tell(Adopt::new(handle.clone(), spec, reports))
             .await;
         match handed_over {
             // The supervisor keeps the child and its place.

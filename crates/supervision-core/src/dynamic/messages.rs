@@ -19,22 +19,29 @@ use kameo::{
 /// A hand-over never leaves a child unsupervised: if the message is dropped
 /// unhandled (the supervisor stopped between the caller's check and the
 /// hand-over), dropping it stops the child.
-pub(super) struct Adopt(Option<(ProcessHandle, ChildSpec)>);
+pub(super) struct Adopt {
+    child: Option<(ProcessHandle, ChildSpec)>,
+    /// The child reports its own exit (no watcher).
+    reports: bool,
+}
 
 impl Adopt {
-    pub(super) fn new(handle: ProcessHandle, spec: ChildSpec) -> Self {
-        Adopt(Some((handle, spec)))
+    pub(super) fn new(handle: ProcessHandle, spec: ChildSpec, reports: bool) -> Self {
+        Adopt {
+            child: Some((handle, spec)),
+            reports,
+        }
     }
 
     /// The child, now someone else's to keep or stop.
     pub(super) fn take(&mut self) -> Option<(ProcessHandle, ChildSpec)> {
-        self.0.take()
+        self.child.take()
     }
 }
 
 impl Drop for Adopt {
     fn drop(&mut self) {
-        let Some((handle, spec)) = self.0.take() else {
+        let Some((handle, spec)) = self.child.take() else {
             return;
         };
         match tokio::runtime::Handle::try_current() {
@@ -52,8 +59,9 @@ impl Message<Adopt> for DynamicSupervisorActor {
     type Reply = ();
 
     async fn handle(&mut self, mut adopt: Adopt, ctx: &mut Context<Self, ()>) {
+        let reports = adopt.reports;
         if let Some((handle, spec)) = adopt.take() {
-            self.adopt_new(handle, spec, ctx.actor_ref());
+            self.adopt_new(handle, spec, reports, ctx.actor_ref());
         }
     }
 }
@@ -71,7 +79,7 @@ impl Message<TerminateChild> for DynamicSupervisorActor {
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         if let Some(child) = self.children.remove(&id) {
-            self.terminate(child).await;
+            self.terminate(*child).await;
             return Ok(());
         }
         let ticket = self
@@ -170,7 +178,7 @@ impl Message<ChildDown> for DynamicSupervisorActor {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         match self.children.remove(&id) {
-            Some(child) => self.child_exited(child, exit, ctx.actor_ref()).await,
+            Some(child) => self.child_exited(*child, exit, ctx.actor_ref()).await,
             None => Ok(()),
         }
     }

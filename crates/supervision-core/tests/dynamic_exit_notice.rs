@@ -1,0 +1,145 @@
+//! DynamicSupervisor children that report their own exit through an
+//! `ExitNotice` (no watcher task each): removed once they report, restarted
+//! by their restart type, and removed even when they exit before they are
+//! handed over to the supervisor.
+
+use std::time::Duration;
+
+use kameo::prelude::*;
+use supervision_core::{
+    ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitNotice, ExitReason, ProcessHandle,
+    RestartType, Telemetry, events, testkit::TelemetryProbe,
+};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A child that reports its exit from its `on_stop`, as agent hosts do.
+struct Reporting {
+    notice: ExitNotice,
+}
+
+impl Actor for Reporting {
+    /// The notice, and whether to stop at once, from `on_start` (before
+    /// the start is reported, so before the hand-over).
+    type Args = (ExitNotice, bool);
+    type Error = kameo::error::Infallible;
+
+    async fn on_start(
+        (notice, stop_at_once): Self::Args,
+        me: ActorRef<Self>,
+    ) -> Result<Self, Self::Error> {
+        if stop_at_once {
+            let _ = me.stop_gracefully().await;
+        }
+        Ok(Reporting { notice })
+    }
+
+    async fn on_stop(
+        &mut self,
+        me: WeakActorRef<Self>,
+        reason: ActorStopReason,
+    ) -> Result<(), Self::Error> {
+        let exit = match reason {
+            ActorStopReason::Normal => ExitReason::Normal,
+            other => ExitReason::error(other),
+        };
+        self.notice.exited(me.id(), exit);
+        Ok(())
+    }
+}
+
+struct Fail;
+
+impl Message<Fail> for Reporting {
+    type Reply = ();
+
+    async fn handle(&mut self, _: Fail, _: &mut Context<Self, ()>) {
+        panic!("failing on request");
+    }
+}
+
+fn spec(notice: &ExitNotice, stop_at_once: bool) -> ChildSpec {
+    let notice = notice.clone();
+    ChildSpec::new("reporting", move || {
+        ProcessHandle::spawn::<Reporting>((notice.clone(), stop_at_once))
+    })
+}
+
+async fn supervisor() -> (DynamicSupervisor, TelemetryProbe) {
+    let telemetry = Telemetry::new();
+    let probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let flags = DynamicSupervisorFlags::new().with_telemetry(telemetry);
+    (DynamicSupervisor::start(flags).await.unwrap(), probe)
+}
+
+#[tokio::test]
+async fn a_reporting_child_is_removed_when_it_reports_its_exit() {
+    let (sup, mut probe) = supervisor().await;
+    let notice = sup.exit_notice();
+    let child = sup
+        .start_reporting_child(spec(&notice, false).with_restart(RestartType::Temporary))
+        .await
+        .unwrap();
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+
+    // Stopped behind the supervisor's back: only its report can tell it.
+    assert_eq!(child.stop().await, ExitReason::Shutdown(None));
+    let exited = probe.wait_for(events::CHILD_EXITED, WAIT).await.unwrap();
+    assert_eq!(exited.meta_bool("restart"), Some(false));
+    assert_eq!(sup.count_children().await.unwrap().active, 0);
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_reporting_child_is_restarted_and_its_restart_reports_too() {
+    let (sup, mut probe) = supervisor().await;
+    let notice = sup.exit_notice();
+    let first = sup
+        .start_reporting_child(spec(&notice, false).with_restart(RestartType::Permanent))
+        .await
+        .unwrap();
+    let _ = first.downcast::<Reporting>().unwrap().tell(Fail).await;
+    probe.wait_for(events::CHILD_RESTARTED, WAIT).await.unwrap();
+    let children = sup.which_children().await.unwrap();
+    assert_eq!(children.len(), 1);
+    let second = children[0].state.handle().cloned().unwrap();
+    assert_ne!(second, first);
+
+    // The restarted incarnation reports its exit as well.
+    let _ = second.downcast::<Reporting>().unwrap().tell(Fail).await;
+    probe.wait_for(events::CHILD_RESTARTED, WAIT).await.unwrap();
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn a_child_that_exits_before_its_hand_over_is_removed_all_the_same() {
+    let (sup, mut probe) = supervisor().await;
+    let notice = sup.exit_notice();
+    // It stops within its start: its report reaches the supervisor before
+    // the child does, and is ignored; the supervisor watches it instead.
+    let child = sup
+        .start_reporting_child(spec(&notice, true).with_restart(RestartType::Temporary))
+        .await
+        .unwrap();
+    assert_eq!(child.exited().await, ExitReason::Normal);
+    probe.wait_for(events::CHILD_EXITED, WAIT).await.unwrap();
+    assert_eq!(sup.count_children().await.unwrap().active, 0);
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn terminating_a_reporting_child_ignores_its_late_report() {
+    let (sup, _probe) = supervisor().await;
+    let notice = sup.exit_notice();
+    let child = sup
+        .start_reporting_child(spec(&notice, false).with_restart(RestartType::Permanent))
+        .await
+        .unwrap();
+    sup.terminate_child(&child).await.unwrap();
+    assert!(!child.is_alive());
+    // Its report arrived after the supervisor let it go: nothing restarts.
+    let counts = sup.count_children().await.unwrap();
+    assert_eq!((counts.active, counts.specs), (0, 0));
+    sup.stop().await;
+}
