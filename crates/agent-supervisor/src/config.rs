@@ -2,7 +2,12 @@
 //! its kind, how to start it, its restart policy and limits, its mailbox,
 //! memory budget and passivation.
 
-use std::{any::TypeId, fmt, sync::Arc, time::Duration};
+use std::{
+    any::TypeId,
+    fmt,
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use futures::future::BoxFuture;
 use supervision_core::{Backoff, Envelope, ProcessHandle, RestartType, Shutdown, StartFuture};
@@ -77,6 +82,19 @@ pub struct AgentConfig {
     /// How the agent is stopped.
     pub shutdown: Shutdown,
     pub(crate) factory: Arc<dyn Factory>,
+    pub(crate) metadata: MetadataCell,
+}
+
+/// The registration metadata of this configuration's agents
+/// (`{"kind": ..}`), made once and shared by every incarnation's name in
+/// the process registry. A clone starts empty: its kind may be changed.
+#[derive(Default)]
+pub(crate) struct MetadataCell(OnceLock<Arc<serde_json::Value>>);
+
+impl Clone for MetadataCell {
+    fn clone(&self) -> Self {
+        MetadataCell::default()
+    }
 }
 
 impl AgentConfig {
@@ -94,6 +112,7 @@ impl AgentConfig {
             passivate_after: None,
             shutdown: Shutdown::WORKER_DEFAULT,
             factory: Arc::new(TypedFactory::<A> { args }),
+            metadata: MetadataCell::default(),
         }
     }
 
@@ -186,6 +205,15 @@ impl AgentConfig {
     /// Whether this configuration starts agents of type `A`.
     pub fn is_for<A: Agent>(&self) -> bool {
         self.factory.agent_type() == TypeId::of::<A>()
+    }
+
+    /// The metadata its agents are registered with: `{"kind": ..}`, one
+    /// object shared by all (the config is immutable once registered).
+    pub(crate) fn registry_metadata(&self) -> Arc<serde_json::Value> {
+        self.metadata
+            .0
+            .get_or_init(|| Arc::new(serde_json::json!({ "kind": &*self.kind })))
+            .clone()
     }
 
     /// The name of the agent type this configuration starts.

@@ -6,6 +6,7 @@
 use std::{
     any::Any,
     marker::PhantomData,
+    num::NonZeroUsize,
     panic::AssertUnwindSafe,
     sync::{Arc, Weak},
 };
@@ -18,7 +19,7 @@ use kameo::{
     message::{Context, Message},
     reply::{Reply, ReplyError},
 };
-use supervision_core::{Envelope, ExitReason, ProcessHandle, StartError, StartFuture};
+use supervision_core::{Envelope, ExitNotice, ExitReason, ProcessHandle, StartError, StartFuture};
 
 use crate::{
     Agent, AgentContext, EnvelopeError,
@@ -31,21 +32,45 @@ use crate::{
 pub(crate) struct HostArgs {
     pub(crate) slot: Arc<Slot>,
     pub(crate) shared: Weak<Shared>,
+    pub(crate) notice: ExitNotice,
 }
 
-/// One incarnation of agent `A`.
-pub(crate) struct AgentHost<A: Agent> {
+/// One incarnation of agent `A`: a pointer to its state. kameo's task
+/// holds the actor in three places of its run loop, and tokio sizes a task
+/// in steps of 128 bytes: a host as small as a bare actor keeps each agent's
+/// task a step (256 bytes) smaller than a host held inline.
+pub(crate) struct AgentHost<A: Agent>(Box<Hosted<A>>);
+
+impl<A: Agent> std::ops::Deref for AgentHost<A> {
+    type Target = Hosted<A>;
+
+    fn deref(&self) -> &Hosted<A> {
+        &self.0
+    }
+}
+
+impl<A: Agent> std::ops::DerefMut for AgentHost<A> {
+    fn deref_mut(&mut self) -> &mut Hosted<A> {
+        &mut self.0
+    }
+}
+
+/// What an incarnation holds.
+pub(crate) struct Hosted<A: Agent> {
     agent: Option<A>,
-    id: ActorId,
     slot: Arc<Slot>,
     shared: Weak<Shared>,
-    budget: Option<usize>,
+    /// Tells the agent supervisor of this incarnation's exit (it keeps no
+    /// watcher task per agent).
+    notice: ExitNotice,
+    budget: Option<NonZeroUsize>,
     /// Whether to record activity (the agent passivates when idle).
     tracks_idle: bool,
     /// Whether telemetry is on (each message is then reported).
     reports: bool,
-    /// An exit the host decided itself (memory limit).
-    exit: Option<ExitReason>,
+    /// An exit the host decided itself (memory limit, or the agent's
+    /// own); boxed, as it is rare.
+    exit: Option<Box<ExitReason>>,
 }
 
 /// Spawns an incarnation of `A` and returns its handle once it has started
@@ -96,11 +121,14 @@ impl<A: Agent> Actor for AgentHost<A> {
 
     async fn on_stop(
         &mut self,
-        _: WeakActorRef<Self>,
+        me: WeakActorRef<Self>,
         reason: ActorStopReason,
     ) -> Result<(), ExitReason> {
-        // Boxed, as the start.
-        Box::pin(self.stop(reason)).await
+        // Boxed, as the start; `me` is not kept across the await (it
+        // would weigh in every agent's task).
+        let id = me.id();
+        drop(me);
+        Box::pin(self.stop(id, reason)).await
     }
 }
 
@@ -121,26 +149,25 @@ impl<A: Agent> AgentHost<A> {
             .shared
             .upgrade()
             .ok_or_else(|| ExitReason::Shutdown(Some("agent registry gone".into())))?;
-        let id = actor_ref.id();
         let (budget, tracks_idle) = shared.install(&host.slot, ProcessHandle::new(actor_ref))?;
-        Ok(AgentHost {
+        Ok(AgentHost(Box::new(Hosted {
             agent: Some(agent),
-            id,
             slot: host.slot,
             shared: host.shared,
-            budget,
+            notice: host.notice,
+            budget: budget.and_then(NonZeroUsize::new),
             tracks_idle,
             reports: shared.reporter.telemetry.is_enabled(),
             exit: None,
-        })
+        })))
     }
 
-    async fn stop(&mut self, reason: ActorStopReason) -> Result<(), ExitReason> {
+    async fn stop(&mut self, id: ActorId, reason: ActorStopReason) -> Result<(), ExitReason> {
         let (stopping, passivating) = self.slot.stop_flags();
         let exit = self
             .exit
             .take()
-            .unwrap_or_else(|| classify(&reason, stopping || passivating));
+            .map_or_else(|| classify(&reason, stopping || passivating), |exit| *exit);
         let mut agent = self.agent.take();
         let kept: Option<Box<dyn Any + Send>> = if passivating && !stopping && exit.is_clean() {
             agent.map(|agent| Box::new(Kept::<A>::Live(agent)) as Box<dyn Any + Send>)
@@ -161,8 +188,10 @@ impl<A: Agent> AgentHost<A> {
                 })
         };
         if let Some(shared) = self.shared.upgrade() {
-            shared.exited(&self.slot, self.id, exit.clone(), kept);
+            shared.exited(&self.slot, id, exit.clone(), kept);
         }
+        // Last: nothing follows that a restart could collide with.
+        self.notice.exited(id, exit.clone());
         match exit {
             // Reported as is through every handle's `exited()`.
             ExitReason::MemoryLimit { .. } => Err(exit),
@@ -206,11 +235,11 @@ impl<A: Agent> AgentHost<A> {
         }
         if let Some(budget) = self.budget {
             let used = self.agent().state_size();
-            if used > budget {
-                self.exit = Some(ExitReason::MemoryLimit {
+            if used > budget.get() {
+                self.exit = Some(Box::new(ExitReason::MemoryLimit {
                     used: used as u64,
-                    budget: budget as u64,
-                });
+                    budget: budget.get() as u64,
+                }));
                 ctx.stop();
             }
         }
@@ -292,10 +321,11 @@ impl<A: Agent> Message<Call<A>> for AgentHost<A> {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         let began = self.began();
-        let mut agent_ctx = AgentContext::new(&self.slot.id);
-        let agent = self.agent.as_mut().expect("a running host holds its agent");
+        let host = &mut *self.0;
+        let mut agent_ctx = AgentContext::new(&host.slot.id);
+        let agent = host.agent.as_mut().expect("a running host holds its agent");
         let reply = agent.handle(message, &mut agent_ctx).await;
-        self.exit = agent_ctx.exit;
+        host.exit = agent_ctx.exit.map(Box::new);
         self.after_message(ctx, began, true);
         Answer(reply)
     }
@@ -317,10 +347,11 @@ impl<A: Agent> Message<EnvelopeCall> for AgentHost<A> {
             // Nobody waits for it any more.
             Err(EnvelopeError::Rejected("deadline passed".into()))
         } else {
-            let mut agent_ctx = AgentContext::new(&self.slot.id);
-            let agent = self.agent.as_mut().expect("a running host holds its agent");
+            let host = &mut *self.0;
+            let mut agent_ctx = AgentContext::new(&host.slot.id);
+            let agent = host.agent.as_mut().expect("a running host holds its agent");
             let answer = agent.handle_envelope(envelope, &mut agent_ctx).await;
-            self.exit = agent_ctx.exit;
+            host.exit = agent_ctx.exit.map(Box::new);
             answer
         };
         self.after_message(ctx, began, answer.is_ok());

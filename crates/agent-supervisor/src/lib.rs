@@ -30,9 +30,11 @@
 //!
 //! **An agent reports its own exit.** Each incarnation is a kameo actor
 //! whose `on_stop` (which kameo runs after a kill and a panic too) records
-//! the exit and decides what follows, before anyone awaiting the process's
-//! exit wakes. The registry needs no watcher task per agent, and
-//! `stop_agent` returns with the status already `Stopped`.
+//! the exit and decides what follows, releases its name in the process
+//! registry and tells the supervisor, before anyone awaiting the process's
+//! exit wakes. No watcher task per agent runs anywhere (each would weigh
+//! more than half a kilobyte), and `stop_agent` returns with the status
+//! already `Stopped`.
 //!
 //! **Passivation.** A kameo actor costs about 7 KB (its task and its
 //! mailbox block), twice a BEAM process. An idle agent gives up both and

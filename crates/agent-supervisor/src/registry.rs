@@ -16,7 +16,7 @@ use crate::{
     Agent, AgentConfig, AgentError, AgentRef, AgentSupervisor,
     config::validate_id,
     report::{Counts, Reporter, STATUSES},
-    shared::{Shared, Table},
+    shared::{Shared, Table, TableKey},
     slot::Slot,
 };
 
@@ -245,6 +245,7 @@ impl AgentRegistry {
         let origin = options.clock.now();
         let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
             me: me.clone(),
+            notice: supervisor.exit_notice(),
             table: Table::with_hasher_and_shard_amount(Default::default(), 128),
             supervisor,
             registry: options.registry,
@@ -284,7 +285,7 @@ impl AgentRegistry {
         validate_id(id.as_str())?;
         config.validate()?;
         let passivates = config.passivate_after.is_some();
-        match self.shared.table.entry(id.clone()) {
+        match self.shared.table.entry(TableKey::from(id.as_str())) {
             dashmap::Entry::Occupied(_) => return Err(AgentError::AlreadyRegistered(id)),
             dashmap::Entry::Vacant(vacant) => {
                 let kind = config.kind.clone();
@@ -314,7 +315,7 @@ impl AgentRegistry {
                 | AgentStatus::Crashed
                 | AgentStatus::Failed => {
                     let previous = state.status;
-                    state.window.clear();
+                    state.window = None;
                     state.backoff_attempt = 0;
                     self.shared
                         .set_status(&slot, &mut state, AgentStatus::Starting);
@@ -338,8 +339,10 @@ impl AgentRegistry {
     }
 
     /// Stops agent `id` and returns once it has stopped and its status is
-    /// `Stopped` (the seed's termination sequence: through the supervisor,
-    /// no sleeping). A restart under way is cancelled; a passivated agent's
+    /// `Stopped` and its name is gone (the seed's termination sequence, no
+    /// sleeping: the incarnation is stopped by its configured shutdown,
+    /// records the stop and releases its name itself, and reports its exit
+    /// to the supervisor). A restart under way is cancelled; a passivated agent's
     /// kept state is dropped. `NotRunning` if it was not running.
     pub async fn stop_agent(&self, id: &str) -> Result<(), AgentError> {
         let slot = self.slot(id)?;
@@ -349,16 +352,21 @@ impl AgentRegistry {
     pub(crate) async fn stop_slot(&self, slot: &Arc<Slot>) -> Result<(), AgentError> {
         let shared = &self.shared;
         loop {
+            // Made before the state is read: `notify_waiters` (the only
+            // notification used) wakes it even before it is first polled,
+            // so it need not be enabled (which takes the waiters' lock)
+            // on the path that does not wait.
             let notified = slot.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             let handle = {
                 let mut state = slot.state.lock();
                 match state.status {
                     AgentStatus::Running if state.current.is_some() && !state.stopping => {
                         state.stopping = true;
                         shared.set_status(slot, &mut state, AgentStatus::Stopping);
-                        state.current.clone()
+                        state
+                            .current
+                            .clone()
+                            .map(|handle| (handle, state.config.shutdown))
                     }
                     AgentStatus::Running if state.passivated && !state.waking => {
                         state.kept = None;
@@ -370,7 +378,7 @@ impl AgentRegistry {
                         return Ok(());
                     }
                     AgentStatus::Restarting => {
-                        state.epoch += 1; // cancels the scheduled restart
+                        state.epoch = state.epoch.wrapping_add(1); // cancels the scheduled restart
                         shared.set_status(slot, &mut state, AgentStatus::Stopping);
                         shared.set_status(slot, &mut state, AgentStatus::Stopped);
                         drop(state);
@@ -387,11 +395,14 @@ impl AgentRegistry {
                 }
             };
             match handle {
-                Some(handle) => {
-                    // NotFound: it exited by itself meanwhile; its exit is
-                    // recorded as a stop all the same.
-                    let _ = shared.supervisor.stop_agent(&handle).await;
-                    handle.exited().await;
+                Some((handle, shutdown)) => {
+                    // Stopped directly, by its shutdown (no round trip
+                    // through the supervisor): the incarnation records the
+                    // stop and releases its name from its `on_stop`, then
+                    // reports its exit to the supervisor. One that exited
+                    // by itself meanwhile is recorded as a stop all the
+                    // same.
+                    shutdown.stop(&handle).await;
                     return Ok(());
                 }
                 None => notified.await,
@@ -424,7 +435,7 @@ impl AgentRegistry {
             drop(state);
             self.shared
                 .table
-                .remove_if(&slot.id, |_, current| Arc::ptr_eq(current, &slot));
+                .remove_if(slot.id.as_str(), |_, current| Arc::ptr_eq(current, &slot));
             slot.changed.notify_waiters();
             return Ok(());
         }
@@ -482,13 +493,16 @@ impl AgentRegistry {
         Ok(AgentRef::new(slot, self.shared.clone()))
     }
 
-    /// The process of agent `id`'s current incarnation, if it runs (not
-    /// passivated). Prefer [`agent_ref`](Self::agent_ref): a process dies
-    /// with its incarnation.
+    /// The process of agent `id`'s current incarnation, if it has one (not
+    /// passivated), as the registry records it: an incarnation records its
+    /// own exit from its stop path, so one being stopped or killed is
+    /// returned until then (check [`ProcessHandle::is_alive`] if that
+    /// matters). Reads the agent's record only, never the process. Prefer
+    /// [`agent_ref`](Self::agent_ref): a process dies with its incarnation.
     pub fn lookup(&self, id: &str) -> Option<ProcessHandle> {
         let slot = self.shared.table.get(id)?;
         let state = slot.state.lock();
-        state.current.clone().filter(ProcessHandle::is_alive)
+        state.current.clone()
     }
 
     /// The status of agent `id`.
@@ -578,7 +592,7 @@ impl AgentRegistry {
             let mut state = slot.state.lock();
             match state.status {
                 AgentStatus::Restarting => {
-                    state.epoch += 1;
+                    state.epoch = state.epoch.wrapping_add(1);
                     self.shared
                         .set_status(slot, &mut state, AgentStatus::Stopping);
                     self.shared

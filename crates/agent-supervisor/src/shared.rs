@@ -10,10 +10,9 @@ use std::{
 
 use dashmap::DashMap;
 use kameo::actor::ActorId;
-use serde_json::json;
 use supervision_core::{
-    AgentId, AgentStatus, ChildSpec, Clock, ExitReason, Namespace, ProcessHandle, Registry,
-    StartError,
+    AgentId, AgentStatus, ChildSpec, Clock, ExitNotice, ExitReason, Namespace, ProcessHandle,
+    Registry, StartError,
 };
 use tokio::time::Instant;
 
@@ -25,8 +24,12 @@ use crate::{
 };
 
 /// The agent table: sharded, read without waiting on writers of other
-/// shards (the seed's ETS table).
-pub(crate) type Table = DashMap<AgentId, Arc<Slot>, foldhash::fast::RandomState>;
+/// shards (the seed's ETS table). Keyed by the id inline (up to 24 bytes):
+/// a lookup compares it without following a pointer.
+pub(crate) type Table = DashMap<TableKey, Arc<Slot>, foldhash::fast::RandomState>;
+
+/// An id as the table keeps it.
+pub(crate) type TableKey = compact_str::CompactString;
 
 /// What a caller does when the agent is being restarted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -42,6 +45,8 @@ pub(crate) struct Shared {
     pub(crate) me: Weak<Shared>,
     pub(crate) table: Table,
     pub(crate) supervisor: AgentSupervisor,
+    /// How each incarnation tells the supervisor it exited.
+    pub(crate) notice: ExitNotice,
     pub(crate) registry: Option<Arc<dyn Registry>>,
     pub(crate) namespace: Namespace,
     pub(crate) reporter: Reporter,
@@ -51,6 +56,23 @@ pub(crate) struct Shared {
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) passivation_tick: Duration,
     pub(crate) sweeper: std::sync::Once,
+}
+
+/// An incarnation releases its name when it stops (`exited`); one still
+/// running when the registry goes can no longer reach it, so the names
+/// left are released here: no registration outlives the agent registry.
+impl Drop for Shared {
+    fn drop(&mut self) {
+        let Some(registry) = &self.registry else {
+            return;
+        };
+        for entry in self.table.iter() {
+            let slot = entry.value();
+            if let Some(handle) = &slot.state.lock().current {
+                registry.unregister_if(&self.namespace, &registry_name(&slot.id), handle);
+            }
+        }
+    }
 }
 
 /// The name an agent's incarnation holds in the [`Registry`].
@@ -122,17 +144,19 @@ impl Shared {
             return Err(ExitReason::Shutdown(Some("agent no longer wanted".into())));
         }
         if let Some(registry) = &self.registry {
+            // Released by the incarnation itself (`exited`), or by the
+            // registry's drop: the process registry need not watch it.
             registry
-                .register(
+                .register_owned(
                     &self.namespace,
                     &registry_name(&slot.id),
                     handle.clone(),
-                    json!({ "kind": &*state.config.kind }),
+                    state.config.registry_metadata(),
                 )
                 .map_err(ExitReason::error)?;
         }
         state.current = Some(handle);
-        state.generation += 1;
+        state.generation = state.generation.wrapping_add(1);
         state.started_at = Some(self.clock.wall());
         state.started_mono = Some(self.clock.now());
         let config = state.config.clone();
@@ -171,7 +195,7 @@ impl Shared {
             return; // not (or no longer) the current incarnation
         }
         let handle = state.current.take().expect("checked above");
-        state.generation += 1;
+        state.generation = state.generation.wrapping_add(1);
         if let Some(registry) = &self.registry {
             registry.unregister_if(&self.namespace, &registry_name(&slot.id), &handle);
         }
@@ -179,16 +203,16 @@ impl Shared {
         state.stopping = false;
         state.passivating = false;
         if stopping {
-            state.kept = kept;
+            state.kept = kept.map(Box::new);
             state.last_exit = Some(exit);
             self.set_status(slot, &mut state, AgentStatus::Stopped);
         } else if passivating && exit.is_clean() && kept.is_some() {
-            state.kept = kept;
+            state.kept = kept.map(Box::new);
             self.set_passivated(&mut state, true);
             self.reporter
                 .passivation(&slot.id, &state.config.kind, false);
         } else {
-            state.kept = kept;
+            state.kept = kept.map(Box::new);
             self.after_exit(slot, &mut state, exit);
         }
         drop(state);
@@ -213,16 +237,17 @@ impl Shared {
         }
         let now = self.clock.now();
         // Within the window?
-        while let Some(first) = state.window.front() {
+        let window = state.window.get_or_insert_with(Default::default);
+        while let Some(first) = window.front() {
             if now.saturating_duration_since(*first) >= config.max_seconds {
-                state.window.pop_front();
+                window.pop_front();
             } else {
                 break;
             }
         }
-        state.window.push_back(now);
-        if state.window.len() > config.max_restarts as usize {
-            state.window = Default::default();
+        window.push_back(now);
+        if window.len() > config.max_restarts as usize {
+            state.window = None;
             state.kept = None;
             self.set_status(slot, state, AgentStatus::Failed);
             return;
@@ -242,13 +267,13 @@ impl Shared {
             None => Duration::ZERO,
         };
         self.set_status(slot, state, AgentStatus::Restarting);
-        state.epoch += 1;
+        state.epoch = state.epoch.wrapping_add(1);
         self.schedule_restart(slot.clone(), state.epoch, delay);
     }
 
     /// Starts the restart of `slot` (after `delay`) in a task of its own,
     /// so many restarts proceed at once.
-    fn schedule_restart(&self, slot: Arc<Slot>, epoch: u64, delay: Duration) {
+    fn schedule_restart(&self, slot: Arc<Slot>, epoch: u32, delay: Duration) {
         let Some(shared) = self.me.upgrade() else {
             return;
         };
@@ -270,7 +295,7 @@ impl Shared {
     }
 
     /// A restart or a wake could not start the agent: counts as a crash.
-    fn start_failed(&self, slot: &Arc<Slot>, epoch: Option<u64>, err: AgentError) {
+    fn start_failed(&self, slot: &Arc<Slot>, epoch: Option<u32>, err: AgentError) {
         let mut state = slot.state.lock();
         let ours = match epoch {
             Some(epoch) => state.epoch == epoch && state.status == AgentStatus::Restarting,
@@ -301,11 +326,12 @@ impl Shared {
         let host = HostArgs {
             slot: slot.clone(),
             shared: self.me.clone(),
+            notice: self.notice.clone(),
         };
         let factory = config.factory.clone();
         let capacity = config.mailbox_capacity;
         let runtime = self.runtime.clone();
-        let spec = ChildSpec::new(Arc::<str>::from(slot.id.as_str()), move || {
+        let spec = ChildSpec::new(Arc::<str>::from(&slot.id), move || {
             let start = factory.start(host.clone(), capacity);
             let runtime = runtime.clone();
             async move {
@@ -320,7 +346,7 @@ impl Shared {
         })
         .with_shutdown(config.shutdown);
         self.supervisor
-            .start_agent(spec)
+            .start_reporting_agent(spec)
             .await
             .map_err(|err| AgentError::from_supervisor(&slot.id, err))
     }
@@ -346,7 +372,7 @@ impl Shared {
         slot: &Arc<Slot>,
         deadline: Instant,
         on_restart: OnRestart,
-    ) -> Result<(ProcessHandle, u64), AgentError> {
+    ) -> Result<(ProcessHandle, u32), AgentError> {
         // Fast path: running, no waiting.
         {
             let state = slot.state.lock();
@@ -405,7 +431,7 @@ impl Shared {
     pub(crate) async fn next_generation(
         &self,
         slot: &Slot,
-        generation: u64,
+        generation: u32,
         deadline: Instant,
     ) -> Result<(), AgentError> {
         loop {

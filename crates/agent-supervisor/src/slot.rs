@@ -43,23 +43,26 @@ pub(crate) struct SlotState {
     pub(crate) current: Option<ProcessHandle>,
     /// Counts incarnation changes, so a caller whose message bounced off a
     /// stopping incarnation waits for the next one.
-    pub(crate) generation: u64,
+    pub(crate) generation: u32,
     /// A stop was asked for (stop_agent, deregister, update_config).
     pub(crate) stopping: bool,
     /// A passivation was asked for.
     pub(crate) passivating: bool,
     /// Counts restart decisions, so a scheduled restart that was cancelled
     /// (the agent stopped meanwhile) does nothing.
-    pub(crate) epoch: u64,
+    pub(crate) epoch: u32,
     pub(crate) restarts: u32,
-    /// Restarts within the current window (only allocated once it restarts).
-    pub(crate) window: VecDeque<Instant>,
+    /// Restarts within the current window (only allocated once it
+    /// restarts; boxed, it weighs a pointer in every record).
+    pub(crate) window: Option<Box<VecDeque<Instant>>>,
     pub(crate) backoff_attempt: u32,
     pub(crate) last_exit: Option<ExitReason>,
     pub(crate) started_at: Option<SystemTime>,
     pub(crate) started_mono: Option<Instant>,
     /// The passivated state, or the checkpoint for the next incarnation.
-    pub(crate) kept: Option<Box<dyn Any + Send>>,
+    /// (Boxed twice: a thin pointer in every record, allocated only
+    /// while something is kept.)
+    pub(crate) kept: Option<Box<Box<dyn Any + Send>>>,
 }
 
 /// What a stopped incarnation left for the next one.
@@ -86,7 +89,7 @@ impl Slot {
                 passivating: false,
                 epoch: 0,
                 restarts: 0,
-                window: VecDeque::new(),
+                window: None,
                 backoff_attempt: 0,
                 last_exit: None,
                 started_at: None,
@@ -100,7 +103,7 @@ impl Slot {
 
     /// Takes what the previous incarnation left, if it is for type `A`.
     pub(crate) fn take_kept<A: Agent>(&self) -> Option<Kept<A>> {
-        let kept = self.state.lock().kept.take()?;
+        let kept = *self.state.lock().kept.take()?;
         kept.downcast::<Kept<A>>().ok().map(|kept| *kept)
     }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use supervision_core::{
-    ChildCounts, ChildInfo, ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitReason,
-    ProcessHandle, RestartType, SupervisorError, Telemetry,
+    ChildCounts, ChildInfo, ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitNotice,
+    ExitReason, ProcessHandle, RestartType, SupervisorError, Telemetry,
 };
 
 /// A [`DynamicSupervisor`] of agent processes, nothing more: it starts an
@@ -61,6 +61,23 @@ impl AgentSupervisor {
         self.supervisor
             .start_child(spec.with_restart(RestartType::Temporary))
             .await
+    }
+
+    /// [`start_agent`](Self::start_agent) for an agent host, which reports
+    /// its own exit through [`exit_notice`](Self::exit_notice): no watcher
+    /// task per agent.
+    pub(crate) async fn start_reporting_agent(
+        &self,
+        spec: ChildSpec,
+    ) -> Result<ProcessHandle, SupervisorError> {
+        self.supervisor
+            .start_reporting_child(spec.with_restart(RestartType::Temporary))
+            .await
+    }
+
+    /// How agent hosts report their exit.
+    pub(crate) fn exit_notice(&self) -> ExitNotice {
+        self.supervisor.exit_notice()
     }
 
     /// Stops `agent` by its spec's shutdown; returns only once it has

@@ -284,3 +284,54 @@ async fn error_codes_are_stable_and_in_range() {
     ];
     assert!(envelope.iter().all(|c| range.contains(c)));
 }
+
+/// Each incarnation releases its own name (the process registry runs no
+/// cleanup task per agent), on a stop and on a crash.
+#[tokio::test]
+async fn names_are_released_by_the_incarnations_themselves() {
+    let s = setup().await;
+    for id in ["a", "b", "c"] {
+        s.agents.register_agent(id, worker("k")).unwrap();
+        s.agents.start_agent(id).await.unwrap();
+    }
+    assert_eq!(s.processes.tracked_processes(), 3);
+
+    s.agents.stop_agent("a").await.unwrap();
+    assert_eq!(s.processes.tracked_processes(), 2);
+
+    // A crash: the old incarnation's name goes, the new one's comes.
+    let mut changes = s.agents.subscribe();
+    let old = s.agents.lookup("b").unwrap();
+    let b = s.agents.agent_ref::<Worker>("b").unwrap();
+    let _ = b.ask(Cmd::Panic).await;
+    loop {
+        let change = changes.recv().await.unwrap();
+        if change.id.as_str() == "b" && change.to == AgentStatus::Running {
+            break;
+        }
+    }
+    let new = s.agents.lookup("b").unwrap();
+    assert_ne!(new, old);
+    assert_eq!(
+        supervision_core::Registry::lookup(&s.processes, &s.ns, "agent:b"),
+        Some(new)
+    );
+    assert_eq!(s.processes.tracked_processes(), 2);
+}
+
+/// Names of agents still running when the agent registry goes are
+/// released with it: no registration outlives it.
+#[tokio::test]
+async fn names_are_released_when_the_registry_goes() {
+    let s = setup().await;
+    for id in ["a", "b"] {
+        s.agents.register_agent(id, worker("k")).unwrap();
+        s.agents.start_agent(id).await.unwrap();
+    }
+    assert_eq!(s.processes.tracked_processes(), 2);
+    let common::Setup {
+        agents, processes, ..
+    } = s;
+    drop(agents);
+    assert_eq!(processes.tracked_processes(), 0);
+}

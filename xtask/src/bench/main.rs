@@ -12,12 +12,10 @@ mod ratelimit;
 mod registry;
 mod supervisor;
 
-/// mimalloc, as the node will use: with glibc's allocator, starting
-/// 100,000 actors spends about half its time growing the heap (kameo's
-/// actors weigh 7 KB each); mimalloc halves the start phase for about 600
-/// bytes more per actor.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator, as the node (`mabeam`) and the anchors in
+// ../shared/anchors use: memory and time figures are compared with the
+// anchors' on the same allocator. (mimalloc starts actors faster but adds
+// about 400 bytes to every agent.)
 
 use anyhow::{Result, bail};
 
