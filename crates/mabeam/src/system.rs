@@ -301,8 +301,7 @@ impl SystemBuilder {
         })?;
 
         // The monitors watch every service of both trees (the service
-        // monitor all but itself). They hold the applications, which hold
-        // them: `Inner`'s drop breaks that cycle.
+        // monitor all but itself), holding the applications weakly.
         for app in [&foundation, &mabeam] {
             let _ = wiring.health_monitor.monitor_application(app);
             for service in app.services() {
@@ -515,14 +514,6 @@ struct Inner {
 impl Drop for Inner {
     fn drop(&mut self) {
         self.wiring.telemetry.detach(&self.handler_id);
-        // The monitors hold the applications, whose services hold the
-        // monitors: let go, so the trees can drop.
-        for app in [&self.foundation, &self.mabeam] {
-            let _ = self.wiring.health_monitor.remove(app.name());
-        }
-        for watched in self.wiring.service_monitor.watched() {
-            let _ = self.wiring.service_monitor.unwatch(&watched.name);
-        }
     }
 }
 
