@@ -257,6 +257,9 @@ impl AgentRegistry {
             runtime: options.runtime,
             passivation_tick: options.passivation_tick,
             sweeper: std::sync::Once::new(),
+            changes: (0..crate::shared::CHANGE_SHARDS)
+                .map(|_| tokio::sync::Notify::new())
+                .collect(),
         });
         Ok(AgentRegistry { shared })
     }
@@ -332,7 +335,7 @@ impl AgentRegistry {
                     self.shared.set_status(&slot, &mut state, previous);
                 }
                 drop(state);
-                slot.changed.notify_waiters();
+                self.shared.changed(&slot).notify_waiters();
                 Err(err)
             }
         }
@@ -356,7 +359,7 @@ impl AgentRegistry {
             // notification used) wakes it even before it is first polled,
             // so it need not be enabled (which takes the waiters' lock)
             // on the path that does not wait.
-            let notified = slot.changed.notified();
+            let notified = shared.changed(slot).notified();
             let handle = {
                 let mut state = slot.state.lock();
                 match state.status {
@@ -374,7 +377,7 @@ impl AgentRegistry {
                         shared.set_status(slot, &mut state, AgentStatus::Stopping);
                         shared.set_status(slot, &mut state, AgentStatus::Stopped);
                         drop(state);
-                        slot.changed.notify_waiters();
+                        shared.changed(slot).notify_waiters();
                         return Ok(());
                     }
                     AgentStatus::Restarting => {
@@ -382,7 +385,7 @@ impl AgentRegistry {
                         shared.set_status(slot, &mut state, AgentStatus::Stopping);
                         shared.set_status(slot, &mut state, AgentStatus::Stopped);
                         drop(state);
-                        slot.changed.notify_waiters();
+                        shared.changed(slot).notify_waiters();
                         return Ok(());
                     }
                     AgentStatus::Running | AgentStatus::Starting | AgentStatus::Stopping => None,
@@ -436,7 +439,7 @@ impl AgentRegistry {
             self.shared
                 .table
                 .remove_if(slot.id.as_str(), |_, current| Arc::ptr_eq(current, &slot));
-            slot.changed.notify_waiters();
+            self.shared.changed(&slot).notify_waiters();
             return Ok(());
         }
     }
@@ -616,7 +619,7 @@ impl AgentRegistry {
         }
         self.shared.supervisor.stop().await;
         for slot in &slots {
-            slot.changed.notify_waiters();
+            self.shared.changed(slot).notify_waiters();
         }
     }
 }
@@ -629,7 +632,7 @@ fn details(slot: &Slot) -> AgentDetails {
         status: state.status,
         passivated: state.passivated,
         restarts: state.restarts,
-        last_exit: state.last_exit.clone(),
+        last_exit: state.last_exit.as_deref().cloned(),
         started_at: state.started_at,
         process: state.current.clone(),
     }

@@ -14,7 +14,7 @@ use supervision_core::{
     AgentId, AgentStatus, ChildSpec, Clock, ExitNotice, ExitReason, Namespace, ProcessHandle,
     Registry, StartError,
 };
-use tokio::time::Instant;
+use tokio::{sync::Notify, time::Instant};
 
 use crate::{
     AgentError, AgentSupervisor,
@@ -56,7 +56,15 @@ pub(crate) struct Shared {
     pub(crate) runtime: Option<tokio::runtime::Handle>,
     pub(crate) passivation_tick: Duration,
     pub(crate) sweeper: std::sync::Once,
+    /// Woken on every change of an agent's incarnation or status, one
+    /// among [`CHANGE_SHARDS`] per agent (not one in every record):
+    /// waiters re-check their agent's state, so a wake meant for another
+    /// agent of the shard costs a look only.
+    pub(crate) changes: Box<[Notify]>,
 }
+
+/// How many notifications the agents share.
+pub(crate) const CHANGE_SHARDS: usize = 256;
 
 /// An incarnation releases its name when it stops (`exited`); one still
 /// running when the registry goes can no longer reach it, so the names
@@ -81,6 +89,14 @@ pub(crate) fn registry_name(id: &AgentId) -> String {
 }
 
 impl Shared {
+    /// The notification of `slot`'s changes.
+    pub(crate) fn changed(&self, slot: &Slot) -> &Notify {
+        // Fibonacci hashing of the record's address spreads records that
+        // are allocated evenly apart over every shard.
+        let at = (std::ptr::from_ref(slot) as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        &self.changes[(at >> 32) as usize % self.changes.len()]
+    }
+
     pub(crate) fn now_ms(&self) -> u64 {
         self.clock
             .now()
@@ -103,7 +119,7 @@ impl Shared {
             Some(from),
             to,
             state.restarts,
-            state.last_exit.as_ref(),
+            state.last_exit.as_deref(),
         );
     }
 
@@ -176,7 +192,7 @@ impl Shared {
             _ => self.set_status(slot, &mut state, AgentStatus::Running),
         }
         drop(state);
-        slot.changed.notify_waiters();
+        self.changed(slot).notify_waiters();
         Ok((config.memory_budget, config.passivate_after.is_some()))
     }
 
@@ -204,7 +220,7 @@ impl Shared {
         state.passivating = false;
         if stopping {
             state.kept = kept.map(Box::new);
-            state.last_exit = Some(exit);
+            state.last_exit = Some(Box::new(exit));
             self.set_status(slot, &mut state, AgentStatus::Stopped);
         } else if passivating && exit.is_clean() && kept.is_some() {
             state.kept = kept.map(Box::new);
@@ -216,7 +232,7 @@ impl Shared {
             self.after_exit(slot, &mut state, exit);
         }
         drop(state);
-        slot.changed.notify_waiters();
+        self.changed(slot).notify_waiters();
     }
 
     /// The restart decision after an exit nobody asked for (the seed's
@@ -225,7 +241,7 @@ impl Shared {
         let config = state.config.clone();
         let restart = config.restart.restarts_after(&exit);
         let clean = exit.is_clean();
-        state.last_exit = Some(exit);
+        state.last_exit = Some(Box::new(exit));
         if !clean {
             self.set_status(slot, state, AgentStatus::Crashed);
         }
@@ -313,7 +329,7 @@ impl Shared {
         // A failed start is abnormal: restarted by any policy but temporary.
         self.after_exit(slot, &mut state, reason);
         drop(state);
-        slot.changed.notify_waiters();
+        self.changed(slot).notify_waiters();
     }
 
     /// Starts an incarnation of `slot` under the agent supervisor (on the
@@ -384,7 +400,7 @@ impl Shared {
             }
         }
         loop {
-            let notified = slot.changed.notified();
+            let notified = self.changed(slot).notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             {
@@ -435,7 +451,7 @@ impl Shared {
         deadline: Instant,
     ) -> Result<(), AgentError> {
         loop {
-            let notified = slot.changed.notified();
+            let notified = self.changed(slot).notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             if slot.state.lock().generation != generation {

@@ -14,7 +14,7 @@ use std::{
 
 use parking_lot::Mutex;
 use supervision_core::{AgentId, AgentStatus, ExitReason, ProcessHandle};
-use tokio::{sync::Notify, time::Instant};
+use tokio::time::Instant;
 
 use crate::{Agent, AgentConfig};
 
@@ -22,8 +22,6 @@ use crate::{Agent, AgentConfig};
 pub(crate) struct Slot {
     pub(crate) id: AgentId,
     pub(crate) state: Mutex<SlotState>,
-    /// Woken on every change of the incarnation or the status.
-    pub(crate) changed: Notify,
     /// When it last handled a message, in milliseconds since the
     /// registry's origin (for passivation).
     pub(crate) last_active: AtomicU64,
@@ -56,7 +54,8 @@ pub(crate) struct SlotState {
     /// restarts; boxed, it weighs a pointer in every record).
     pub(crate) window: Option<Box<VecDeque<Instant>>>,
     pub(crate) backoff_attempt: u32,
-    pub(crate) last_exit: Option<ExitReason>,
+    /// Boxed: most records never hold one.
+    pub(crate) last_exit: Option<Box<ExitReason>>,
     pub(crate) started_at: Option<SystemTime>,
     pub(crate) started_mono: Option<Instant>,
     /// The passivated state, or the checkpoint for the next incarnation.
@@ -96,7 +95,6 @@ impl Slot {
                 started_mono: None,
                 kept: None,
             }),
-            changed: Notify::new(),
             last_active: AtomicU64::new(0),
         }
     }

@@ -9,7 +9,7 @@ use std::{sync::Arc, time::Duration};
 use agent_supervisor::{AgentError, MAX_ID_BYTES};
 use common::{Cmd, Worker, setup, worker};
 use serde_json::json;
-use supervision_core::{AgentStatus, ErrorCode, ExitReason, error_code_range};
+use supervision_core::{AgentStatus, ErrorCode, ExitReason, RegistryEvent, error_code_range};
 
 /// The seed's "complete agent lifecycle" test: start by id, alive; stop by
 /// id, not alive at once when stop_agent returns.
@@ -285,6 +285,19 @@ async fn error_codes_are_stable_and_in_range() {
     assert!(envelope.iter().all(|c| range.contains(c)));
 }
 
+/// The next `Unregistered` event's name.
+async fn released(events: &mut supervision_core::RegistryEvents) -> String {
+    loop {
+        let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
+            .await
+            .expect("a registry event in time")
+            .unwrap();
+        if let RegistryEvent::Unregistered { name, .. } = event {
+            return name.to_string();
+        }
+    }
+}
+
 /// Each incarnation releases its own name (the process registry runs no
 /// cleanup task per agent), on a stop and on a crash.
 #[tokio::test]
@@ -294,16 +307,19 @@ async fn names_are_released_by_the_incarnations_themselves() {
         s.agents.register_agent(id, worker("k")).unwrap();
         s.agents.start_agent(id).await.unwrap();
     }
-    assert_eq!(s.processes.tracked_processes(), 3);
+    // Owned names: nothing in the per-process index, no cleanup task.
+    assert_eq!(s.processes.tracked_processes(), 0);
+    let mut events = s.processes.subscribe(&s.ns);
 
     s.agents.stop_agent("a").await.unwrap();
-    assert_eq!(s.processes.tracked_processes(), 2);
+    assert_eq!(released(&mut events).await, "agent:a");
 
     // A crash: the old incarnation's name goes, the new one's comes.
     let mut changes = s.agents.subscribe();
     let old = s.agents.lookup("b").unwrap();
     let b = s.agents.agent_ref::<Worker>("b").unwrap();
     let _ = b.ask(Cmd::Panic).await;
+    assert_eq!(released(&mut events).await, "agent:b");
     loop {
         let change = changes.recv().await.unwrap();
         if change.id.as_str() == "b" && change.to == AgentStatus::Running {
@@ -316,7 +332,6 @@ async fn names_are_released_by_the_incarnations_themselves() {
         supervision_core::Registry::lookup(&s.processes, &s.ns, "agent:b"),
         Some(new)
     );
-    assert_eq!(s.processes.tracked_processes(), 2);
 }
 
 /// Names of agents still running when the agent registry goes are
@@ -328,10 +343,10 @@ async fn names_are_released_when_the_registry_goes() {
         s.agents.register_agent(id, worker("k")).unwrap();
         s.agents.start_agent(id).await.unwrap();
     }
-    assert_eq!(s.processes.tracked_processes(), 2);
-    let common::Setup {
-        agents, processes, ..
-    } = s;
+    let mut events = s.processes.subscribe(&s.ns);
+    let common::Setup { agents, .. } = s;
     drop(agents);
-    assert_eq!(processes.tracked_processes(), 0);
+    let mut names = vec![released(&mut events).await, released(&mut events).await];
+    names.sort();
+    assert_eq!(names, ["agent:a", "agent:b"]);
 }

@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use mabeam_node::{DEFAULT_HTTP, NodeConfig, NodeError, client};
 use supervision_core::ErrorCode;
 
+/// mimalloc, as the benchmarks measure (see xtask's bench binary): faster
+/// actor starts than glibc's allocator, without transparent huge pages.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A mabeam node: OTP-style supervision trees (Foundation and MABEAM) with
 /// an HTTP API for health, metrics and the live tree.
 #[derive(Debug, Parser)]
@@ -145,14 +150,12 @@ async fn tree(addr: &str, json: bool) -> Result<(), NodeError> {
     for app in tree["applications"].as_array().into_iter().flatten() {
         print_node(app, 0);
     }
-    let absent: Vec<&str> = tree["absent"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    if !absent.is_empty() {
-        println!("not built yet: {}", absent.join(", "));
+    for service in tree["absent"].as_array().into_iter().flatten() {
+        println!(
+            "absent: {} ({})",
+            service["name"].as_str().unwrap_or("?"),
+            service["absent_because"].as_str().unwrap_or("not built")
+        );
     }
     Ok(())
 }

@@ -74,7 +74,9 @@ const RECORD_SHARDS: usize = 64;
 /// task is spawned on the current tokio runtime, or on the one the registry
 /// was created in; a registry used entirely outside any runtime has no
 /// such task and relies on the rules above alone. The task ends when the
-/// process stops or has no key any more.
+/// process stops or has no key any more. Names registered with
+/// [`register_owned`](Self::register_owned) are released by their owner
+/// instead: no task and no per-process record for them.
 ///
 /// # Costs
 ///
@@ -273,7 +275,9 @@ impl ProcessRegistry {
 
     /// How many processes have a name or membership in any namespace, as
     /// far as the per-process index knows: a stopped process counts until
-    /// its cleanup task has run. For diagnostics and tests.
+    /// its cleanup task has run; owned names
+    /// ([`register_owned`](Self::register_owned)) are not in the index.
+    /// For diagnostics and tests.
     pub fn tracked_processes(&self) -> usize {
         self.inner.records.len()
     }

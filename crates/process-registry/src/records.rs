@@ -67,14 +67,13 @@ impl Records {
     }
 
     /// Records that `id` has `key`, replacing its stopper if one is
-    /// given. A record without a watcher gets the one `spawn` starts, if
-    /// given (a watched key).
+    /// given. A record without a watcher gets the one `spawn` starts.
     pub(crate) fn add(
         &self,
         id: ActorId,
         key: Key,
         stopper: Option<&Stopper>,
-        spawn: Option<impl FnOnce() -> Option<AbortHandle>>,
+        spawn: impl FnOnce() -> Option<AbortHandle>,
     ) {
         let mut record = self.map.entry(id).or_insert_with(|| ProcRecord {
             // Most processes hold one key: room for exactly one.
@@ -82,9 +81,7 @@ impl Records {
             stopper: None,
             watcher: None,
         });
-        if record.watcher.is_none()
-            && let Some(spawn) = spawn
-        {
+        if record.watcher.is_none() {
             record.watcher = spawn();
         }
         record.keys.push(key);
@@ -93,13 +90,11 @@ impl Records {
         }
     }
 
-    /// Gives the record of `id` the watcher `spawn` starts, if it has none.
-    pub(crate) fn ensure_watcher(&self, id: ActorId, spawn: impl FnOnce() -> Option<AbortHandle>) {
-        if let Some(mut record) = self.map.get_mut(&id)
-            && record.watcher.is_none()
-        {
-            record.watcher = spawn();
-        }
+    /// Whether `id` has the `kind` `key` in `ns`.
+    pub(crate) fn has(&self, id: ActorId, ns: &Namespace, kind: Kind, key: &str) -> bool {
+        self.map
+            .get(&id)
+            .is_some_and(|record| record.keys.iter().any(|k| k.is(ns, kind, key)))
     }
 
     /// Records that `id` no longer has one `kind` `key` in `ns`; a record

@@ -35,9 +35,10 @@ pub(crate) struct NameEntry {
 
 /// A name's metadata: its own, or shared by many names (an owned
 /// registration's, one per kind of process), which costs a name nothing.
+/// Two words either way, so every name's entry stays small.
 #[derive(Debug, Clone)]
 pub(crate) enum Meta {
-    Own(Metadata),
+    Own(Box<Metadata>),
     Shared(Arc<Metadata>),
 }
 

@@ -1,6 +1,7 @@
 //! Owned registrations (`register_owned`): released by their owner with
-//! `unregister_if`, no cleanup task per process, metadata shared by many
-//! names, and the liveness rules of every registration meanwhile.
+//! `unregister_if`, not in the per-process index (no cleanup task, no
+//! record), metadata shared by many names, and the liveness rules of every
+//! registration meanwhile.
 
 use std::{sync::Arc, time::Duration};
 
@@ -41,7 +42,9 @@ async fn an_owned_name_is_found_with_its_shared_metadata() {
         registry.lookup_with_metadata(&ns, "a"),
         Some((a.clone(), json!({"kind": "counter"})))
     );
-    assert_eq!(registry.keys(&ns, &b), vec![Arc::<str>::from("b")]);
+    // Not in the per-process index: its owner knows its names.
+    assert!(registry.keys(&ns, &b).is_empty());
+    assert_eq!(registry.tracked_processes(), 0);
     assert_eq!(registry.count(&ns), 2);
     let found = registry.find(&ns, |_, meta| meta["kind"] == "counter");
     assert_eq!(found.len(), 2);
@@ -86,9 +89,8 @@ async fn a_stopped_owner_is_never_found_and_its_name_goes_when_released() {
     // stopped holder is never returned and its name is free.
     assert_eq!(registry.lookup(&ns, "a"), None);
     assert_eq!(registry.count(&ns), 0);
-    assert_eq!(registry.tracked_processes(), 1);
     assert!(registry.unregister_if(&ns, "a", &a));
-    assert_eq!(registry.tracked_processes(), 0);
+    assert!(!registry.unregister_if(&ns, "a", &a));
     let event = within("the release", events.recv()).await.unwrap();
     assert!(
         matches!(&event, RegistryEvent::Unregistered { name, exit: Some(ExitReason::Shutdown(None)), .. } if &**name == "a"),
@@ -106,11 +108,12 @@ async fn a_stopped_owner_is_never_found_and_its_name_goes_when_released() {
         .unwrap();
     assert!(!registry.unregister_if(&ns, "b", &b));
     assert_eq!(registry.lookup(&ns, "b"), Some(c.clone()));
-    assert_eq!(registry.tracked_processes(), 1);
+    assert!(registry.unregister_if(&ns, "b", &c));
+    assert_eq!(registry.lookup(&ns, "b"), None);
 }
 
 #[tokio::test]
-async fn a_process_with_a_watched_key_too_is_cleaned_up_after_whole() {
+async fn a_watched_key_of_the_same_process_is_cleaned_up_and_the_owned_name_left_to_its_owner() {
     let registry = ProcessRegistry::new(Telemetry::disabled());
     let ns = Namespace::unique_test();
     let a = spawn().await;
@@ -121,10 +124,40 @@ async fn a_process_with_a_watched_key_too_is_cleaned_up_after_whole() {
     let mut events = registry.subscribe(&ns);
 
     a.stop().await;
-    // The group's watcher removes the owned name as well.
-    for _ in 0..2 {
-        within("the cleanup", events.recv()).await.unwrap();
-    }
+    // The group's watcher removes the membership; the name is its owner's.
+    let left = within("the cleanup", events.recv()).await.unwrap();
+    assert!(
+        matches!(&left, RegistryEvent::Left { group, .. } if &**group == "group"),
+        "{left:?}"
+    );
     assert_eq!(registry.tracked_processes(), 0);
-    assert!(!registry.unregister_if(&ns, "owned", &a));
+    assert_eq!(registry.lookup(&ns, "owned"), None);
+    assert!(registry.unregister_if(&ns, "owned", &a));
+    let released = within("the release", events.recv()).await.unwrap();
+    assert!(
+        matches!(&released, RegistryEvent::Unregistered { name, .. } if &**name == "owned"),
+        "{released:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_owned_name_registered_again_as_a_watched_one_is_cleaned_up_after() {
+    let registry = ProcessRegistry::new(Telemetry::disabled());
+    let ns = Namespace::unique_test();
+    let a = spawn().await;
+    registry
+        .register_owned(&ns, "a", a.clone(), Arc::new(json!(null)))
+        .unwrap();
+    registry
+        .register(&ns, "a", a.clone(), json!({"again": true}))
+        .unwrap();
+    assert_eq!(registry.keys(&ns, &a), vec![Arc::<str>::from("a")]);
+    let mut events = registry.subscribe(&ns);
+    a.stop().await;
+    let event = within("the cleanup", events.recv()).await.unwrap();
+    assert!(
+        matches!(&event, RegistryEvent::Unregistered { name, exit: Some(_), .. } if &**name == "a"),
+        "{event:?}"
+    );
+    assert_eq!(registry.tracked_processes(), 0);
 }

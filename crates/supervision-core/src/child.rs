@@ -16,7 +16,7 @@ use crate::{
 /// could not start.
 pub type StartFuture = BoxFuture<'static, Result<ProcessHandle, StartError>>;
 
-type StartFn = dyn Fn() -> StartFuture + Send + Sync;
+pub(crate) type StartFn = dyn Fn() -> StartFuture + Send + Sync;
 
 /// An extra check run by [`ChildSpec::validate`], for specs that start a
 /// supervisor (its flags and children are checked before anything starts).
@@ -354,14 +354,21 @@ impl ChildSpec {
     /// captured): for a child that is never restarted, whose supervisor
     /// keeps only what it needs to stop and report it. A start of the
     /// result fails.
-    pub(crate) fn without_start(&self) -> ChildSpec {
+    ///
+    /// `no_start` is the start left in its place, from
+    /// [`no_start`](Self::no_start): one shared by every such child.
+    pub(crate) fn without_start(&self, no_start: &Arc<StartFn>) -> ChildSpec {
         ChildSpec {
-            start: Arc::new(|| {
-                Box::pin(async { Err(StartError::failed("start parameters were dropped")) })
-            }),
+            start: no_start.clone(),
             check: None,
             ..self.clone()
         }
+    }
+
+    /// A start that fails: what [`without_start`](Self::without_start)
+    /// leaves.
+    pub(crate) fn no_start() -> Arc<StartFn> {
+        Arc::new(|| Box::pin(async { Err(StartError::failed("start parameters were dropped")) }))
     }
 
     /// Checks the spec: no zero shutdown or start timeout; for a spec that

@@ -35,8 +35,16 @@ impl ProcessRegistry {
         handle: ProcessHandle,
         metadata: Metadata,
     ) -> Result<(), RegistryError> {
-        let result = check_metadata(&metadata)
-            .and_then(|()| self.insert(namespace, name, &handle, Meta::Own(metadata), None, true));
+        let result = check_metadata(&metadata).and_then(|()| {
+            self.insert(
+                namespace,
+                name,
+                &handle,
+                Meta::Own(Box::new(metadata)),
+                None,
+                true,
+            )
+        });
         self.emit(
             &["process_registry", "register"],
             namespace,
@@ -61,7 +69,7 @@ impl ProcessRegistry {
                 namespace,
                 name,
                 &handle,
-                Meta::Own(metadata),
+                Meta::Own(Box::new(metadata)),
                 Some(&stopper),
                 true,
             )
@@ -79,9 +87,15 @@ impl ProcessRegistry {
     /// stops: no cleanup task watches the process, and `metadata` is
     /// shared (one per kind of process, not one JSON object per name).
     /// Until released, a stopped holder is treated as any stopped holder
-    /// (never returned by lookups, its name free to take over). A process
-    /// that also holds a watched key is cleaned up after as usual, owned
-    /// names included.
+    /// (never returned by lookups, its name free to take over).
+    ///
+    /// An owned name is not in the per-process index either (it weighs
+    /// only its entry, about 90 bytes): [`keys`](Self::keys) does not list
+    /// it, [`tracked_processes`](Self::tracked_processes) does not count
+    /// it, and the cleanup after a process that also holds watched keys
+    /// leaves it to its owner. Registering the same process under the
+    /// same name again with [`register`](Self::register) makes the name a
+    /// watched one.
     pub fn register_owned(
         &self,
         namespace: &Namespace,
@@ -140,9 +154,14 @@ impl ProcessRegistry {
                         // stopper.
                         self.inner.records.set_stopper(handle.id(), stopper);
                     }
-                    if watched {
+                    if watched
+                        && !self
+                            .inner
+                            .records
+                            .has(handle.id(), namespace, Kind::Name, name)
+                    {
                         // An owned name registered again as a watched one.
-                        self.watch(handle);
+                        self.track(namespace, Kind::Name, name, handle, stopper, true);
                     }
                     table
                         .subscribers
@@ -323,7 +342,7 @@ impl ProcessRegistry {
                 .and_then(|table| table.names.get_mut(name))
                 .filter(|entry| entry.handle.is_alive())
                 .ok_or_else(|| RegistryError::NotRegistered(Arc::from(name)))?;
-            entry.metadata = Meta::Own(metadata);
+            entry.metadata = Meta::Own(Box::new(metadata));
             Ok(())
         });
         self.emit(

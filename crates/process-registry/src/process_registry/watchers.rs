@@ -16,9 +16,9 @@ use crate::{
 };
 
 impl ProcessRegistry {
-    /// Records that `handle` has `key`, starting its watcher if the key is
-    /// `watched` and the process has none yet (an owned key, released by
-    /// its owner, needs none). Called with the key's shard lock held.
+    /// Records that `handle` has `key` and starts its watcher if it has
+    /// none yet; an owned key (not `watched`, released by its owner) is
+    /// not recorded at all. Called with the key's shard lock held.
     pub(super) fn track(
         &self,
         namespace: &Namespace,
@@ -28,24 +28,17 @@ impl ProcessRegistry {
         stopper: Option<&Stopper>,
         watched: bool,
     ) {
+        if !watched {
+            return;
+        }
         let key = Key {
             ns: *namespace,
             kind,
             key: Name::from(key),
         };
-        self.inner.records.add(
-            handle.id(),
-            key,
-            stopper,
-            watched.then_some(|| self.spawn_watcher(handle)),
-        );
-    }
-
-    /// Starts the watcher of `handle` if its record has none.
-    pub(super) fn watch(&self, handle: &ProcessHandle) {
         self.inner
             .records
-            .ensure_watcher(handle.id(), || self.spawn_watcher(handle));
+            .add(handle.id(), key, stopper, || self.spawn_watcher(handle));
     }
 
     /// The task that cleans up after `handle` once it has stopped. It holds

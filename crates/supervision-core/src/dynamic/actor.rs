@@ -23,7 +23,7 @@ use super::{
 };
 use crate::{
     ChildSpec, ExitReason, ProcessHandle, RestartType, StartError, backoff::BackoffState,
-    intensity::RestartLog, report::Reporter, timer::RestartTimer, watch::watch,
+    child::StartFn, intensity::RestartLog, report::Reporter, timer::RestartTimer, watch::watch,
 };
 
 /// What the handles and the actor share: reporting, the places that
@@ -93,6 +93,8 @@ pub(crate) struct DynamicSupervisorActor {
     pub(super) children: HashMap<ActorId, Box<Child>>,
     /// Children waiting for their restart, by ticket.
     pub(super) restarting: HashMap<u64, Pending>,
+    /// The start a temporary child's spec keeps (one for all).
+    no_start: Arc<StartFn>,
 }
 
 impl Actor for DynamicSupervisorActor {
@@ -161,6 +163,7 @@ impl DynamicSupervisorActor {
             next_seq: 0,
             children: HashMap::new(),
             restarting: HashMap::new(),
+            no_start: ChildSpec::no_start(),
         };
         (actor, shared)
     }
@@ -183,7 +186,7 @@ impl DynamicSupervisorActor {
         // A temporary child is never restarted: its start factory, and the
         // arguments it captured, are dropped now, as OTP drops them.
         let spec = if spec.restart == RestartType::Temporary {
-            spec.without_start()
+            spec.without_start(&self.no_start)
         } else {
             spec
         };
