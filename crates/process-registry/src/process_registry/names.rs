@@ -402,7 +402,7 @@ pub(super) fn names_of(
     let mut found: Vec<_> = table
         .names
         .iter()
-        .filter(|entry| predicate(entry.key(), &*entry.metadata))
+        .filter(|entry| predicate(entry.key(), &entry.metadata))
         .filter_map(|entry| {
             live(&entry.handle).map(|handle| {
                 (
