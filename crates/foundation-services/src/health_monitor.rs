@@ -83,7 +83,7 @@ use futures::{
 use parking_lot::Mutex;
 pub use report::{HealthState, ServiceDetail, SystemHealth};
 use supervision_core::{
-    Application, Clock, Health, MetaValue, ServiceDef, ServiceStatus, Telemetry,
+    Application, Clock, Health, MetaValue, ServiceDef, ServiceStatus, Telemetry, WeakApplication,
 };
 use tokio::time::Instant;
 
@@ -97,7 +97,9 @@ type CheckFn = dyn Fn() -> BoxFuture<'static, Result<(), String>> + Send + Sync;
 /// Where health answers come from.
 #[derive(Clone)]
 enum Source {
-    Application(Application),
+    /// Held weakly: a monitor running inside the application it watches
+    /// must not keep that application alive.
+    Application(WeakApplication),
     Check {
         name: Arc<str>,
         timeout: Duration,
@@ -235,7 +237,7 @@ impl HealthMonitor {
     /// [`DuplicateSource`](HealthMonitorError::DuplicateSource) if a source
     /// of the application's name is already monitored.
     pub fn monitor_application(&self, app: &Application) -> Result<(), HealthMonitorError> {
-        self.add_source(Source::Application(app.clone()))
+        self.add_source(Source::Application(app.downgrade()))
     }
 
     /// Monitors a named check: `check()` answers `Ok(())` or `Err(reason)`
@@ -398,16 +400,21 @@ impl Inner {
     /// The answers of one source: (service name, health, status) triples.
     async fn ask(&self, source: &Source) -> Vec<(Arc<str>, Health, Option<ServiceStatus>)> {
         match source {
-            Source::Application(app) => app
-                .health()
-                .await
-                .services
-                .into_iter()
-                .map(|s| {
-                    let name = format!("{}/{}", app.name(), s.name).into();
-                    (name, s.health, Some(s.status))
-                })
-                .collect(),
+            Source::Application(weak) => match weak.upgrade() {
+                Some(app) => app
+                    .health()
+                    .await
+                    .services
+                    .into_iter()
+                    .map(|s| {
+                        let name = format!("{}/{}", app.name(), s.name).into();
+                        (name, s.health, Some(s.status))
+                    })
+                    .collect(),
+                // Every handle dropped: the application stopped with the
+                // last; its services answer as stopped.
+                None => self.services_of(weak.name()),
+            },
             Source::Check {
                 name,
                 timeout,
@@ -425,6 +432,24 @@ impl Inner {
                 vec![(name.clone(), health, None)]
             }
         }
+    }
+
+    /// The services recorded for a source, as not running: what an
+    /// application whose every handle is gone answers.
+    fn services_of(&self, source: &str) -> Vec<(Arc<str>, Health, Option<ServiceStatus>)> {
+        self.state
+            .lock()
+            .records
+            .iter()
+            .filter(|(_, record)| &*record.source == source)
+            .map(|(name, _)| {
+                (
+                    name.clone(),
+                    Health::NotRunning,
+                    Some(ServiceStatus::Stopped),
+                )
+            })
+            .collect()
     }
 
     /// Records one answer, emitting `service.changed` on a change of state.

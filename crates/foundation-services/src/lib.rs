@@ -23,8 +23,11 @@
 //! - [`ServiceMonitor`]: periodic pings, and restarts through the
 //!   application after missed pings, with a backoff, never while a
 //!   supervisor is restarting.
+//! - [`ConnectionManager`]: the node's connections to the other nodes of
+//!   its cluster (cookie handshake, ticks, up and down notices).
 
 pub mod config_server;
+pub mod connection_manager;
 pub mod event_store;
 pub mod health_monitor;
 mod ping;
@@ -37,6 +40,9 @@ pub use config_server::{
     ConfigServerService, ConfigSubscription, UpdateOutcome, ValueRule,
 };
 
+pub use connection_manager::{
+    ConnectionError, ConnectionManager, ConnectionManagerBuilder, Direction, NodeEvent, NodeInfo,
+};
 pub use event_store::{
     Appended, Appending, AppendingBatch, EventStore, EventStoreConfig, EventStoreError,
     EventStoreService, EventStoreStats, ExpectedVersion,

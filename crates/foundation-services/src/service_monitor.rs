@@ -82,7 +82,7 @@ use kameo::actor::ActorId;
 use parking_lot::Mutex;
 use supervision_core::{
     Application, ApplicationStatus, Backoff, Clock, Health, HealthReport, MetaValue, ServiceDef,
-    ServiceStatus, StatusReport, Telemetry,
+    ServiceStatus, StatusReport, Telemetry, WeakApplication,
 };
 use tokio::time::Instant;
 
@@ -123,7 +123,9 @@ struct Inner {
 
 /// One watched service.
 struct Watch {
-    app: Application,
+    /// Held weakly: a monitor running inside the application it watches
+    /// must not keep that application alive.
+    app: WeakApplication,
     service: Arc<str>,
     misses: u32,
     attempts: u32,
@@ -230,6 +232,8 @@ impl ServiceMonitorBuilder {
 enum Answer {
     Answered(StatusReport, HealthReport),
     TimedOut(Duration),
+    /// Every handle to the application is gone: it stopped with the last.
+    Gone,
 }
 
 /// What to do about one service after its ping.
@@ -268,7 +272,7 @@ impl ServiceMonitor {
         watched.insert(
             name,
             Watch {
-                app: app.clone(),
+                app: app.downgrade(),
                 service: service.into(),
                 misses: 0,
                 attempts: 0,
@@ -312,18 +316,22 @@ impl ServiceMonitor {
         let inner = &*self.inner;
         let _round = inner.round.lock().await;
         // Group the watched services by application (by name).
-        let mut apps: BTreeMap<Arc<str>, (Application, Vec<Arc<str>>)> = BTreeMap::new();
+        let mut apps: BTreeMap<Arc<str>, (WeakApplication, Vec<Arc<str>>)> = BTreeMap::new();
         for (name, watch) in inner.watched.lock().iter() {
             apps.entry(watch.app.name().into())
                 .or_insert_with(|| (watch.app.clone(), Vec::new()))
                 .1
                 .push(name.clone());
         }
-        let rounds = apps.into_values().map(|(app, names)| async move {
-            let answer = inner.ask(&app).await;
+        let rounds = apps.into_values().map(|(weak, names)| async move {
+            let app = weak.upgrade();
+            let answer = match &app {
+                Some(app) => inner.ask(app).await,
+                None => Answer::Gone,
+            };
             let mut decisions = Vec::with_capacity(names.len());
             for name in names {
-                if let Some(decision) = inner.decide(&app, &name, &answer).await {
+                if let Some(decision) = inner.decide(&weak, app.as_ref(), &name, &answer).await {
                     decisions.push((name, decision));
                 }
             }
@@ -369,7 +377,8 @@ impl Inner {
     /// longer watched.
     async fn decide(
         &self,
-        app: &Application,
+        weak: &WeakApplication,
+        app: Option<&Application>,
         name: &Arc<str>,
         answer: &Answer,
     ) -> Option<Decision> {
@@ -378,11 +387,13 @@ impl Inner {
             let watch = watched.get_mut(name)?;
             self.judge(watch, answer)
         };
-        let decision = match action {
-            Action::Decided(decision) => decision,
-            Action::Restart { attempt } => self.restart(app, name, attempt).await?,
+        let decision = match (action, app) {
+            (Action::Decided(decision), _) => decision,
+            (Action::Restart { attempt }, Some(app)) => self.restart(app, name, attempt).await?,
+            // `judge` restarts nothing of an application that is gone.
+            (Action::Restart { .. }, None) => Decision::Skipped(SkipReason::ApplicationDown),
         };
-        self.emit(app, name, &decision);
+        self.emit(weak.name(), name, &decision);
         Some(decision)
     }
 
@@ -394,6 +405,11 @@ impl Inner {
                 return self.missed(watch, format!("no answer within {timeout:?}"), now);
             }
             Answer::Answered(status, health) => (status, health),
+            Answer::Gone => {
+                watch.misses = 0;
+                watch.healthy_since = None;
+                return Action::Decided(Decision::Skipped(SkipReason::ApplicationDown));
+            }
         };
         let service = status.service(&watch.service);
         let skip = |watch: &mut Watch, reason| {
@@ -483,7 +499,7 @@ impl Inner {
         }
         self.event(
             RESTART_REQUESTED,
-            app,
+            app.name(),
             name,
             &[("attempt", f64::from(attempt))],
             &[],
@@ -516,7 +532,7 @@ impl Inner {
         Some(decision)
     }
 
-    fn emit(&self, app: &Application, name: &str, decision: &Decision) {
+    fn emit(&self, app: &str, name: &str, decision: &Decision) {
         match decision {
             Decision::Healthy => {}
             Decision::Recovered => self.event(RECOVERED, app, name, &[], &[]),
@@ -561,7 +577,7 @@ impl Inner {
     fn event(
         &self,
         event: &[&str],
-        app: &Application,
+        app: &str,
         name: &str,
         measurements: &[(&str, f64)],
         extra: &[(&str, MetaValue<'_>)],
@@ -571,7 +587,7 @@ impl Inner {
         }
         let service = name.rsplit_once('/').map_or(name, |(_, s)| s);
         let mut metadata = vec![
-            ("application", MetaValue::Str(app.name())),
+            ("application", MetaValue::Str(app)),
             ("service", MetaValue::Str(service)),
         ];
         metadata.extend_from_slice(extra);

@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 use mabeam_node::{DEFAULT_HTTP, NodeConfig, NodeError, client};
 use supervision_core::ErrorCode;
 
+/// mimalloc, as the benchmarks measure (see xtask's bench binary): faster
+/// actor starts than glibc's allocator, without transparent huge pages.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A mabeam node: OTP-style supervision trees (Foundation and MABEAM) with
 /// an HTTP API for health, metrics and the live tree.
 #[derive(Debug, Parser)]

@@ -53,7 +53,7 @@ mod watcher;
 use std::{fmt, sync::Arc};
 
 pub use error::ApplicationError;
-pub use handle::Application;
+pub use handle::{Application, WeakApplication};
 pub use health::{HealthReport, ServiceHealth};
 pub use service::{Service, ServiceDef, ServiceStart};
 pub use status::{ApplicationStatus, ServiceReport, ServiceStatus, StatusReport};

@@ -82,6 +82,7 @@ pub use agent::{
 pub use application::{
     Application, ApplicationError, ApplicationSpec, ApplicationStatus, HealthReport, Service,
     ServiceDef, ServiceHealth, ServiceReport, ServiceStart, ServiceStatus, StatusReport, Subset,
+    WeakApplication,
 };
 pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};

@@ -3,7 +3,8 @@
 //! (WAL, `synchronous=FULL`, the store's own table and indexes), in the
 //! same run and the same directory's file system.
 //!
-//! - `store_1_task_per_s`: 10,000 appends by one task, each awaited.
+//! - `store_1_task_per_s`: 10,000 appends by one task, each awaited,
+//!   alternating in chunks of 500 with `rusqlite_per_txn_per_s`'s inserts.
 //! - `store_64_tasks_per_s`: `n` appends (1,000,000 by default) by 64
 //!   tasks, each awaiting each acknowledgement (so a commit holds at most
 //!   64 events).
@@ -13,7 +14,11 @@
 //! - `rusqlite_per_txn_per_s`: 10,000 inserts, one transaction each.
 //! - `rusqlite_batched_per_s`: `n` inserts, 50,000 per transaction.
 
-use std::{collections::VecDeque, path::Path, time::Instant};
+use std::{
+    collections::VecDeque,
+    path::Path,
+    time::{Duration, Instant},
+};
 
 use anyhow::{Context, Result};
 use foundation_services::{EventStore, EventStoreConfig};
@@ -21,6 +26,7 @@ use serde_json::json;
 use supervision_core::Event;
 
 const SINGLE: u64 = 10_000;
+const CHUNK: u64 = 500;
 const TASKS: u64 = 64;
 const WINDOW: usize = 256;
 const BATCH_ROWS: u64 = 50_000;
@@ -45,16 +51,39 @@ async fn store_in(dir: &Path) -> Result<EventStore> {
     Ok(EventStore::open(EventStoreConfig::new(dir)).await?)
 }
 
-async fn single_task() -> Result<f64> {
-    let dir = fresh_dir()?;
-    let store = store_in(dir.path()).await?;
-    let t = Instant::now();
-    for i in 0..SINGLE {
-        store.append(event(0, i)).await?;
+/// One task appending [`SINGLE`] events, each awaited, and bare rusqlite
+/// doing as many inserts with one transaction each: alternated in chunks
+/// of [`CHUNK`], so both meet the same disk (a sync's latency drifts by 2x
+/// within a minute here). Answers (store, rusqlite) per second.
+async fn single_vs_per_txn() -> Result<(f64, f64)> {
+    let store_dir = fresh_dir()?;
+    let store = store_in(store_dir.path()).await?;
+    let bare_dir = fresh_dir()?;
+    let mut conn = Some(bare_connection(bare_dir.path()).await?);
+    let (mut store_time, mut bare_time) = (Duration::ZERO, Duration::ZERO);
+    for chunk in 0..SINGLE / CHUNK {
+        let t = Instant::now();
+        for i in chunk * CHUNK..(chunk + 1) * CHUNK {
+            store.append(event(0, i)).await?;
+        }
+        store_time += t.elapsed();
+        let mut bare = conn.take().context("the bare connection")?;
+        let (bare, elapsed) = tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            for i in chunk * CHUNK..(chunk + 1) * CHUNK {
+                let tx = bare.transaction()?;
+                insert(&mut tx.prepare_cached(INSERT)?, i)?;
+                tx.commit()?;
+            }
+            anyhow::Ok((bare, t.elapsed()))
+        })
+        .await??;
+        bare_time += elapsed;
+        conn = Some(bare);
     }
-    let rate = SINGLE as f64 / t.elapsed().as_secs_f64();
     store.close().await;
-    Ok(rate)
+    let rate = |time: Duration| SINGLE as f64 / time.as_secs_f64();
+    Ok((rate(store_time), rate(bare_time)))
 }
 
 async fn many_tasks(n: u64, window: usize) -> Result<f64> {
@@ -124,21 +153,6 @@ fn insert(stmt: &mut rusqlite::CachedStatement<'_>, i: u64) -> Result<()> {
     Ok(())
 }
 
-async fn rusqlite_per_txn() -> Result<f64> {
-    let dir = fresh_dir()?;
-    let mut conn = bare_connection(dir.path()).await?;
-    tokio::task::spawn_blocking(move || {
-        let t = Instant::now();
-        for i in 0..SINGLE {
-            let tx = conn.transaction()?;
-            insert(&mut tx.prepare_cached(INSERT)?, i)?;
-            tx.commit()?;
-        }
-        Ok(SINGLE as f64 / t.elapsed().as_secs_f64())
-    })
-    .await?
-}
-
 async fn rusqlite_batched(n: u64) -> Result<f64> {
     let dir = fresh_dir()?;
     let mut conn = bare_connection(dir.path()).await?;
@@ -162,10 +176,11 @@ async fn rusqlite_batched(n: u64) -> Result<f64> {
 }
 
 pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
-    eprintln!("bench eventstore: rusqlite, {SINGLE} inserts, one transaction each");
-    let rusqlite_per_txn = rusqlite_per_txn().await?;
-    eprintln!("bench eventstore: store, {SINGLE} appends from 1 task");
-    let store_1_task = single_task().await?;
+    eprintln!(
+        "bench eventstore: store, {SINGLE} appends from 1 task, alternating with \
+         rusqlite, {SINGLE} inserts, one transaction each"
+    );
+    let (store_1_task, rusqlite_per_txn) = single_vs_per_txn().await?;
     eprintln!("bench eventstore: rusqlite, {n} inserts, {BATCH_ROWS} per transaction");
     let rusqlite_batched = rusqlite_batched(n).await?;
     eprintln!("bench eventstore: store, {n} appends from {TASKS} tasks, each awaited");

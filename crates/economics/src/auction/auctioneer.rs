@@ -323,20 +323,9 @@ impl Auctioneer {
                 break;
             }
         }
-        let mut outcome = auction.close();
-        let bid: HashSet<AgentId> = outcome.bids.iter().map(|b| b.bidder.clone()).collect();
-        outcome.no_answer = bidders
-            .iter()
-            .filter(|b| !bid.contains(*b))
-            .map(|b| {
-                (
-                    b.clone(),
-                    silent.remove(b).unwrap_or_else(|| "not called".into()),
-                )
-            })
-            .collect();
-        self.report(&outcome).await;
-        Ok(outcome)
+        Ok(self
+            .close_with_silences(auction.close(), &bidders, silent, "not called")
+            .await)
     }
 
     /// Runs a Dutch auction: at each tick every invitee is offered the
@@ -390,20 +379,9 @@ impl Auctioneer {
             }
             self.clock.sleep_until(tick_end).await;
         }
-        let mut outcome = auction.close();
-        let bid: HashSet<AgentId> = outcome.bids.iter().map(|b| b.bidder.clone()).collect();
-        outcome.no_answer = bidders
-            .iter()
-            .filter(|b| !bid.contains(*b))
-            .map(|b| {
-                (
-                    b.clone(),
-                    silent.remove(b).unwrap_or_else(|| "declined".into()),
-                )
-            })
-            .collect();
-        self.report(&outcome).await;
-        Ok(outcome)
+        Ok(self
+            .close_with_silences(auction.close(), &bidders, silent, "declined")
+            .await)
     }
 
     /// Runs a combinatorial auction: one call for bundle bids, then winner
@@ -471,6 +449,28 @@ impl Auctioneer {
         outcome.no_answer = no_answer;
         self.report(&outcome).await;
         Ok(outcome)
+    }
+
+    /// Completes an outcome with every invitee that placed no bid and why
+    /// (`otherwise` for one that never answered), and reports it.
+    async fn close_with_silences(
+        &self,
+        mut outcome: AuctionOutcome,
+        bidders: &[AgentId],
+        mut silent: HashMap<AgentId, String>,
+        otherwise: &str,
+    ) -> AuctionOutcome {
+        let bid: HashSet<AgentId> = outcome.bids.iter().map(|b| b.bidder.clone()).collect();
+        outcome.no_answer = bidders
+            .iter()
+            .filter(|b| !bid.contains(*b))
+            .map(|b| {
+                let reason = silent.remove(b).unwrap_or_else(|| otherwise.to_owned());
+                (b.clone(), reason)
+            })
+            .collect();
+        self.report(&outcome).await;
+        outcome
     }
 
     async fn report(&self, outcome: &AuctionOutcome) {

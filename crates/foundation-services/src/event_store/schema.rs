@@ -27,7 +27,8 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// index + 1.
 const MIGRATIONS: &[&str] = &[
     // 1: the append-only log, a unique (stream, version) per event, and
-    // each stream's last version (kept when its events are pruned).
+    // a row per stream (its version as of its first event or its last
+    // prune; the log holds the versions since: see the writer).
     "CREATE TABLE events (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
         stream TEXT NOT NULL,

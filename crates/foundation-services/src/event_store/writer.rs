@@ -29,6 +29,12 @@ use super::{
     schema,
 };
 
+/// How long the writer polls for the next request before it parks.
+const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(100);
+
+/// How long a group waits for the callers of the group before it.
+const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(150);
+
 /// The most stream versions the writer caches before it starts over.
 const MAX_CACHED_STREAMS: usize = 100_000;
 
@@ -119,7 +125,8 @@ impl Writer {
     /// Serves requests until a shutdown request or until every sender is
     /// gone.
     pub(crate) fn run(mut self) {
-        let mut next = self.requests.recv().ok();
+        let mut next = self.next_request();
+        let mut last_group = 1;
         while let Some(request) = next.take() {
             match request {
                 Request::Shutdown => return,
@@ -129,6 +136,11 @@ impl Writer {
                 Request::Append(first) => {
                     let mut size = first.events.len();
                     let mut group = vec![first];
+                    // The last group's callers, acknowledged together, are
+                    // likely to send again together: wait a moment for
+                    // them (PostgreSQL's commit_delay, bounded by a
+                    // fraction of a commit) rather than sync half a group.
+                    let gathering = std::time::Instant::now();
                     while size < self.max_group {
                         match self.requests.try_recv() {
                             Ok(Request::Append(more)) => {
@@ -139,16 +151,41 @@ impl Writer {
                                 next = Some(other);
                                 break;
                             }
+                            Err(crossbeam_channel::TryRecvError::Empty)
+                                if group.len() < last_group
+                                    && gathering.elapsed() < GATHER_WAIT =>
+                            {
+                                std::thread::yield_now();
+                            }
                             Err(_) => break,
                         }
                     }
+                    // A short group lowers the next wait's target by
+                    // one only: one slow caller does not halve the groups.
+                    last_group = group.len().max(last_group.saturating_sub(1));
                     self.commit_group(group, size);
                 }
             }
             if next.is_none() {
-                next = self.requests.recv().ok();
+                next = self.next_request();
             }
         }
+    }
+
+    /// The next request, waiting for it. A caller awaiting each
+    /// acknowledgement sends its next append within microseconds of the
+    /// last reply: the writer polls for a short while before it parks, as
+    /// waking a parked thread costs a VM about as much as a small commit.
+    fn next_request(&self) -> Option<Request> {
+        let polling = std::time::Instant::now();
+        while polling.elapsed() < IDLE_POLL {
+            match self.requests.try_recv() {
+                Ok(request) => return Some(request),
+                Err(crossbeam_channel::TryRecvError::Disconnected) => return None,
+                Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
+            }
+        }
+        self.requests.recv().ok()
     }
 
     fn commit_group(&mut self, group: Vec<AppendRequest>, size: usize) {
@@ -342,12 +379,18 @@ impl Writer {
         {
             return Ok(*version);
         }
-        let stored: Option<i64> = self
+        // The streams table keeps a version as of the stream's first
+        // event or its last prune; the events since are in the log.
+        let stored: i64 = self
             .conn
-            .prepare_cached("SELECT version FROM streams WHERE stream = ?1")
-            .and_then(|mut stmt| stmt.query_row(params![stream], |r| r.get(0)).optional())
+            .prepare_cached(
+                "SELECT max(\
+                   coalesce((SELECT version FROM streams WHERE stream = ?1), 0), \
+                   coalesce((SELECT max(stream_version) FROM events WHERE stream = ?1), 0))",
+            )
+            .and_then(|mut stmt| stmt.query_row(params![stream], |r| r.get(0)))
             .map_err(|e| schema::classify(&self.path, e))?;
-        let version = stored.unwrap_or(0) as u64;
+        let version = stored as u64;
         self.streams.insert(stream.to_owned(), version);
         Ok(version)
     }
@@ -372,23 +415,42 @@ impl Writer {
             .map_err(|e| schema::classify(&self.path, e))
     }
 
+    /// Gives each stream new to the store its row. A known stream's row is
+    /// left alone: its version is in the log (the index on stream and
+    /// version answers it), so a commit writes one B-tree, not two.
     fn save_versions(&self, overlay: &Overlay) -> rusqlite::Result<()> {
-        let mut upsert = self.conn.prepare_cached(
+        let mut insert = self.conn.prepare_cached(
             "INSERT INTO streams (stream, version) VALUES (?1, ?2) \
-             ON CONFLICT (stream) DO UPDATE SET version = excluded.version",
+             ON CONFLICT (stream) DO NOTHING",
         )?;
         for (stream, version) in &overlay.versions {
-            upsert.execute(params![stream, *version as i64])?;
+            // `version_of` cached every stream of the group before the
+            // group wrote to it: 0 there means no event before this group.
+            if self.streams.get(stream).is_none_or(|before| *before == 0) {
+                insert.execute(params![stream, *version as i64])?;
+            }
         }
         Ok(())
     }
 
     fn prune(&mut self, before_ms: u64) -> Result<u64, EventStoreError> {
         let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
-        self.conn
-            .execute("DELETE FROM events WHERE ts_ms < ?1", params![before])
-            .map(|deleted| deleted as u64)
-            .map_err(|e| self.fail(e))
+        // The versions of the events about to go move to the streams
+        // table first, in the same transaction: ids and versions are never
+        // reused after a prune.
+        let pruned = (|| {
+            let tx = self.conn.unchecked_transaction()?;
+            tx.execute(
+                "INSERT INTO streams (stream, version) \
+                 SELECT stream, max(stream_version) FROM events WHERE ts_ms < ?1 GROUP BY stream \
+                 ON CONFLICT (stream) DO UPDATE SET version = max(version, excluded.version)",
+                params![before],
+            )?;
+            let deleted = tx.execute("DELETE FROM events WHERE ts_ms < ?1", params![before])?;
+            tx.commit()?;
+            Ok(deleted as u64)
+        })();
+        pruned.map_err(|e| self.fail(e))
     }
 
     /// Records a storage failure for the health check and maps it.

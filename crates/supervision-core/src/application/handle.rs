@@ -2,7 +2,10 @@
 //! stop, status, and the admin calls on one service (health is in
 //! `health.rs`).
 
-use std::{fmt, mem, sync::Arc};
+use std::{
+    fmt, mem,
+    sync::{Arc, Weak},
+};
 
 use parking_lot::Mutex;
 
@@ -164,6 +167,37 @@ pub(super) struct Inner {
     pub(super) state: Mutex<State>,
 }
 
+/// A handle to an [`Application`] that does not keep it alive: for a
+/// service that watches the application it runs in (a health monitor),
+/// where a strong handle would make a cycle and the application would
+/// never stop when its user drops the last [`Application`].
+#[derive(Clone)]
+pub struct WeakApplication {
+    inner: Weak<Inner>,
+    name: Arc<str>,
+}
+
+impl WeakApplication {
+    /// The application, while some [`Application`] handle still holds it.
+    pub fn upgrade(&self) -> Option<Application> {
+        self.inner.upgrade().map(|inner| Application { inner })
+    }
+
+    /// The application's name (known after it is gone).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl fmt::Debug for WeakApplication {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WeakApplication")
+            .field("name", &self.name)
+            .field("alive", &(self.inner.strong_count() > 0))
+            .finish()
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // The watcher holds a handle to the supervisor: without it, the
@@ -196,6 +230,14 @@ impl Application {
     /// The application's name.
     pub fn name(&self) -> &str {
         &self.inner.flags.name
+    }
+
+    /// A handle that does not keep the application alive.
+    pub fn downgrade(&self) -> WeakApplication {
+        WeakApplication {
+            inner: Arc::downgrade(&self.inner),
+            name: self.inner.flags.name.clone(),
+        }
     }
 
     /// The services' names, in start order.
