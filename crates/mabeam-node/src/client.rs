@@ -25,6 +25,17 @@ pub async fn request(
     path: &str,
     token: Option<&str>,
 ) -> Result<Reply, NodeError> {
+    send(addr, method, path, token, None).await
+}
+
+/// [`request`] with an optional JSON body.
+pub async fn send(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    json: Option<&str>,
+) -> Result<Reply, NodeError> {
     let fail = |message: String| NodeError::Request {
         addr: addr.to_owned(),
         message,
@@ -35,8 +46,15 @@ pub async fn request(
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
+    let body = json.unwrap_or("");
+    let content_type = if json.is_some() {
+        "Content-Type: application/json\r\n"
+    } else {
+        ""
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}{content_type}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
     );
     stream
         .write_all(request.as_bytes())

@@ -174,6 +174,26 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// The settings as the config server's defaults (the token left out):
+    /// `node.data_dir`, `node.log`, `http.addr`, `http.allow_non_loopback`,
+    /// `telemetry.retention_secs`, `telemetry.per_agent_labels`.
+    pub fn defaults(&self) -> serde_json::Value {
+        serde_json::json!({
+            "node": {
+                "data_dir": self.data_dir.display().to_string(),
+                "log": format!("{:?}", self.log).to_lowercase(),
+            },
+            "http": {
+                "addr": self.http.to_string(),
+                "allow_non_loopback": self.allow_non_loopback,
+            },
+            "telemetry": {
+                "retention_secs": self.retention_secs,
+                "per_agent_labels": self.per_agent_labels,
+            },
+        })
+    }
+
     /// The defaults overlaid with the file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, NodeError> {
         let text = std::fs::read_to_string(path).map_err(|error| NodeError::ConfigRead {

@@ -1,21 +1,63 @@
-//! The node's HTTP API (axum): `GET /health`, `GET /metrics`,
-//! `GET /api/tree`, `GET /api/agents`, `GET /api/events`, and the mutating
-//! `POST /api/services/{name}/restart`, which needs the bearer token.
+//! The node's HTTP API (axum).
+//!
+//! Reads: `GET /health`, `GET /metrics`, `GET /api/tree`,
+//! `GET /api/agents?offset=&limit=&status=&kind=`,
+//! `GET /api/events?after=&limit=`.
+//!
+//! Mutations, each behind the bearer token (401 without it, and nothing
+//! changes) and the rate limiter's `api.mutation` rule (429):
+//! `POST /api/agents` (start an agent of a built-in kind),
+//! `DELETE /api/agents/{id}` (stop and forget it),
+//! `POST /api/agents/{id}/ask` (send it a protocol envelope),
+//! `POST /api/events` (append an event; answered once it is on disk),
+//! `POST /api/coordination/vote`, `POST /api/economics/auction` (among
+//! agents), `POST /api/services/{name}/restart`.
+//!
+//! Every failure is typed JSON with a stable code ([`ApiError`]).
 
-use std::sync::Arc;
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
+use agent_supervisor::AgentError;
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::{Path, Query, State},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
-    routing::{get, post},
+    routing::{delete, get, post},
 };
-use mabeam::System;
-use serde::Deserialize;
-use serde_json::json;
-use supervision_core::{AgentDirectory, ErrorCode};
+use coordination::{Proposal, Rule as VoteRule};
+use economics::{PriceRule, SealedSpec};
+use foundation_services::EventStoreError;
+use mabeam::{MabeamError, System};
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, json};
+use supervision_core::{
+    AgentDirectory, AgentSelection, AgentStatus, DirectoryError, Envelope, Event,
+};
 use telemetry::PrometheusExporter;
+
+use crate::{
+    ApiError,
+    kinds::{AgentKinds, KindError, WORKER},
+};
+
+/// The rate limiter's operation every mutating request is checked against.
+pub const API_MUTATION: &str = "api.mutation";
+
+/// At most this many items per page.
+pub const MAX_PAGE: u64 = 1000;
+/// Items per page by default.
+pub const DEFAULT_PAGE: u64 = 100;
+/// The longest a vote, an auction or an ask may wait for agents.
+pub const MAX_WAIT_MS: u64 = 60_000;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -26,15 +68,17 @@ pub struct ApiState {
     pub exporter: PrometheusExporter,
     /// The bearer token of mutating endpoints.
     pub token: Arc<str>,
-    /// The agent directory, once agent-supervisor is wired.
-    pub agents: Option<Arc<dyn AgentDirectory>>,
+    /// The agent kinds `POST /api/agents` can start.
+    pub kinds: AgentKinds,
+    /// The next number of a generated agent id (`KIND-N`).
+    pub next_id: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for ApiState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiState")
             .field("system", &self.system)
-            .field("agents", &self.agents.is_some())
+            .field("kinds", &self.kinds)
             .finish_non_exhaustive()
     }
 }
@@ -45,8 +89,12 @@ pub fn router(state: ApiState) -> Router {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/tree", get(tree))
-        .route("/api/agents", get(agents))
-        .route("/api/events", get(events))
+        .route("/api/agents", get(list_agents).post(start_agent))
+        .route("/api/agents/{id}", delete(stop_agent))
+        .route("/api/agents/{id}/ask", post(ask_agent))
+        .route("/api/events", get(read_events).post(append_event))
+        .route("/api/coordination/vote", post(vote))
+        .route("/api/economics/auction", post(auction))
         .route("/api/services/{name}/restart", post(restart_service))
         .with_state(state)
 }
@@ -80,37 +128,61 @@ async fn tree(State(state): State<ApiState>) -> Response {
     Json(state.system.tree().await).into_response()
 }
 
-/// `?page=N&per_page=M` (page from 0, at most 1,000 per page).
-#[derive(Debug, Deserialize)]
-struct Page {
-    #[serde(default)]
-    page: usize,
-    #[serde(default = "default_per_page")]
-    per_page: usize,
+/// A non-negative integer query parameter, `default` when absent.
+fn number(query: &HashMap<String, String>, key: &str, default: u64) -> Result<u64, ApiError> {
+    match query.get(key) {
+        None => Ok(default),
+        Some(text) => text.parse().map_err(|_| {
+            ApiError::InvalidQuery(format!(
+                "{key} must be a non-negative integer, not {text:?}"
+            ))
+        }),
+    }
 }
 
-fn default_per_page() -> usize {
-    100
+/// `limit`, 1 to [`MAX_PAGE`].
+fn page_limit(query: &HashMap<String, String>) -> Result<u64, ApiError> {
+    let limit = number(query, "limit", DEFAULT_PAGE)?;
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::InvalidQuery(format!(
+            "limit must be in 1..={MAX_PAGE}, not {limit}"
+        )));
+    }
+    Ok(limit)
 }
 
-/// The agents, paged, with their status; 503 while no agent directory is
-/// wired (agent-supervisor not in this build).
-async fn agents(State(state): State<ApiState>, Query(page): Query<Page>) -> Response {
-    let Some(directory) = &state.agents else {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"error": "no agent directory: agent-supervisor is not wired into this build"})),
-        )
-            .into_response();
+/// The agents in id order, paged (`offset`, `limit`), optionally of one
+/// `kind` and one `status`; 503 while no agent registry runs.
+async fn list_agents(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let offset = number(&query, "offset", 0)?;
+    let limit = page_limit(&query)?;
+    let status = match query.get("status") {
+        None => None,
+        Some(name) => Some(
+            serde_json::from_value::<AgentStatus>(Value::String(name.clone()))
+                .map_err(|_| ApiError::InvalidQuery(format!("unknown status {name:?}")))?,
+        ),
     };
-    let per_page = page.per_page.clamp(1, 1000);
-    let mut all = directory.agents();
-    all.sort_by(|a, b| a.id.cmp(&b.id));
-    let total = all.len();
-    let items: Vec<_> = all
+    let registry = state
+        .system
+        .agents()
+        .registry()
+        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    let mut agents = match query.get("kind") {
+        Some(kind) => registry.list_by_kind(kind),
+        None => registry.list(),
+    };
+    if let Some(status) = status {
+        agents.retain(|a| a.status == status);
+    }
+    let total = agents.len() as u64;
+    let page: Vec<Value> = agents
         .into_iter()
-        .skip(page.page.saturating_mul(per_page))
-        .take(per_page)
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(limit as usize)
         .map(|a| {
             json!({
                 "id": a.id.as_str(),
@@ -118,50 +190,381 @@ async fn agents(State(state): State<ApiState>, Query(page): Query<Page>) -> Resp
                 "status": a.status,
                 "passivated": a.passivated,
                 "restarts": a.restarts,
+                "last_exit": a.last_exit.map(|e| e.to_string()),
             })
         })
         .collect();
-    Json(json!({"total": total, "page": page.page, "per_page": per_page, "agents": items}))
-        .into_response()
+    let next = offset.saturating_add(page.len() as u64);
+    Ok(Json(json!({
+        "total": total,
+        "offset": offset,
+        "limit": limit,
+        "next_offset": (next < total).then_some(next),
+        "agents": page,
+    }))
+    .into_response())
 }
 
-/// The event log; 503 until the EventStore (foundation-services) is wired.
-async fn events() -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Json(json!({"error": "no event store: foundation-services is not wired into this build"})),
+/// Checks the token, then the rate limit.
+fn admit(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+    if !authorized(headers, &state.token) {
+        return Err(ApiError::Unauthorized);
+    }
+    state
+        .system
+        .rate_limiter()
+        .check("api", API_MUTATION)
+        .map(|_| ())
+        .map_err(|e| ApiError::RateLimited(e.to_string()))
+}
+
+/// The body as `T`, or a typed error naming what is wrong.
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidBody(e.to_string()))
+}
+
+fn agent_error(id: &str, error: AgentError) -> ApiError {
+    match error {
+        AgentError::AlreadyRegistered(id) => ApiError::AgentExists(id.to_string()),
+        AgentError::NotFound(id) => ApiError::AgentNotFound(id.to_string()),
+        AgentError::InvalidConfig { field, reason } => {
+            ApiError::InvalidAgent(format!("{field}: {reason}"))
+        }
+        other => ApiError::AgentFailed {
+            agent: id.to_owned(),
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// `POST /api/agents`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartAgent {
+    kind: String,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    args: Value,
+}
+
+/// Registers and starts an agent of a built-in kind (201 with its id);
+/// a refused or failed start leaves nothing registered.
+async fn start_agent(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let request: StartAgent = body(&bytes)?;
+    let config = state
+        .kinds
+        .config(&request.kind, &request.args)
+        .map_err(|e| match e {
+            KindError::Unknown(kind) => ApiError::UnknownKind {
+                kind,
+                known: state.kinds.names().join(", "),
+            },
+            KindError::InvalidArgs(reason) => ApiError::InvalidAgent(reason),
+        })?;
+    let registry = state
+        .system
+        .agents()
+        .registry()
+        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    let config = Arc::new(config);
+    let id = match request.id {
+        Some(id) => {
+            registry
+                .register_agent(id.as_str(), config)
+                .map_err(|e| agent_error(&id, e))?;
+            id
+        }
+        None => loop {
+            let id = format!(
+                "{}-{}",
+                request.kind,
+                state.next_id.fetch_add(1, Ordering::Relaxed)
+            );
+            match registry.register_agent(id.as_str(), config.clone()) {
+                Ok(()) => break id,
+                Err(AgentError::AlreadyRegistered(_)) => continue,
+                Err(e) => return Err(agent_error(&id, e)),
+            }
+        },
+    };
+    if let Err(error) = registry.start_agent(&id).await {
+        let _ = registry.deregister_agent(&id).await;
+        return Err(agent_error(&id, error));
+    }
+    let status = registry.status(&id);
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"id": id, "kind": request.kind, "status": status})),
     )
-        .into_response()
+        .into_response())
 }
 
-/// Restarts a service of either tree; needs `Authorization: Bearer TOKEN`.
+/// Stops agent `id` and forgets it.
+async fn stop_agent(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let registry = state
+        .system
+        .agents()
+        .registry()
+        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    registry
+        .deregister_agent(&id)
+        .await
+        .map_err(|e| agent_error(&id, e))?;
+    Ok(Json(json!({"id": id, "stopped": true})).into_response())
+}
+
+/// `POST /api/agents/{id}/ask`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Ask {
+    protocol: String,
+    #[serde(default)]
+    body: Value,
+    #[serde(default = "default_wait_ms")]
+    timeout_ms: u64,
+}
+
+fn default_wait_ms() -> u64 {
+    1000
+}
+
+fn wait(ms: u64, what: &str) -> Result<Duration, ApiError> {
+    if ms == 0 || ms > MAX_WAIT_MS {
+        return Err(ApiError::InvalidBody(format!(
+            "{what} must be in 1..={MAX_WAIT_MS} ms, not {ms}"
+        )));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Sends agent `id` a protocol envelope and answers its reply.
+async fn ask_agent(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let request: Ask = body(&bytes)?;
+    let timeout = wait(request.timeout_ms, "timeout_ms")?;
+    let envelope = Envelope::new(request.protocol, request.body, timeout);
+    match AgentDirectory::ask(state.system.agents(), &id.as_str().into(), envelope).await {
+        Ok(reply) => Ok(Json(json!({"id": id, "reply": reply})).into_response()),
+        Err(DirectoryError::NotFound(_)) => Err(ApiError::AgentNotFound(id)),
+        Err(other) => Err(ApiError::AgentFailed {
+            agent: id,
+            reason: other.to_string(),
+        }),
+    }
+}
+
+/// The events after position `after` (0: from the first), oldest first,
+/// at most `limit`, with the position to ask from next. With `wait_ms`,
+/// a request that finds none waits up to that long for the next one to be
+/// stored (a long poll on the store's subscription).
+async fn read_events(
+    State(state): State<ApiState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let after = number(&query, "after", 0)?;
+    let limit = page_limit(&query)?;
+    let wait_ms = number(&query, "wait_ms", 0)?;
+    if wait_ms > MAX_WAIT_MS {
+        return Err(ApiError::InvalidQuery(format!(
+            "wait_ms must be at most {MAX_WAIT_MS}, not {wait_ms}"
+        )));
+    }
+    let store = state.system.event_store();
+    let from = after.saturating_add(1);
+    let mut events = store
+        .read_from(from, limit)
+        .await
+        .map_err(|_| ApiError::Unavailable("event_store"))?;
+    if events.is_empty() && wait_ms > 0 {
+        let mut next = store.subscribe(from);
+        if let Ok(Some(Ok(_))) =
+            tokio::time::timeout(Duration::from_millis(wait_ms), next.next()).await
+        {
+            events = store
+                .read_from(from, limit)
+                .await
+                .map_err(|_| ApiError::Unavailable("event_store"))?;
+        }
+    }
+    let next = events.last().map_or(after, |e| e.id);
+    Ok(Json(json!({"after": after, "next": next, "events": events})).into_response())
+}
+
+/// `POST /api/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Append {
+    stream: String,
+    kind: String,
+    #[serde(default)]
+    data: Value,
+}
+
+/// Appends an event; answers 201 with its id once it is on disk.
+async fn append_event(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let request: Append = body(&bytes)?;
+    let event = Event::new(request.stream, request.kind, request.data);
+    match state.system.event_store().append(event).await {
+        Ok(appended) => Ok((
+            StatusCode::CREATED,
+            Json(json!({"id": appended.id, "stream_version": appended.stream_version})),
+        )
+            .into_response()),
+        Err(error @ (EventStoreError::InvalidEvent { .. } | EventStoreError::TooLarge { .. })) => {
+            Err(ApiError::Refused(error.to_string()))
+        }
+        Err(_) => Err(ApiError::Unavailable("event_store")),
+    }
+}
+
+/// Whom a vote or an auction asks: these agents, or every agent of a kind.
+fn selection(agents: Option<Vec<String>>, kind: Option<String>) -> AgentSelection {
+    match agents {
+        Some(ids) => AgentSelection::Ids(ids.into_iter().map(Into::into).collect()),
+        None => AgentSelection::Kind(kind.unwrap_or_else(|| WORKER.to_owned())),
+    }
+}
+
+/// `POST /api/coordination/vote`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Vote {
+    topic: String,
+    #[serde(default)]
+    value: Option<f64>,
+    #[serde(default)]
+    agents: Option<Vec<String>>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    share: Option<f64>,
+    #[serde(default = "default_wait_ms")]
+    timeout_ms: u64,
+}
+
+/// Runs a yes/no vote among agents (by default every `worker`) and
+/// answers the decision with every ballot.
+async fn vote(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let request: Vote = body(&bytes)?;
+    let rule = match request.rule.as_deref().unwrap_or("majority") {
+        "majority" => VoteRule::Majority,
+        "unanimous" => VoteRule::Unanimous,
+        "supermajority" => VoteRule::Supermajority(request.share.unwrap_or(2.0 / 3.0)),
+        other => {
+            return Err(ApiError::InvalidBody(format!(
+                "rule must be majority, supermajority or unanimous, not {other:?}"
+            )));
+        }
+    };
+    let timeout = wait(request.timeout_ms, "timeout_ms")?;
+    let mut proposal = Proposal::new(
+        request.topic,
+        selection(request.agents, request.kind),
+        rule,
+        timeout,
+    );
+    if let Some(value) = request.value {
+        proposal = proposal.with_body(json!({ "value": value }));
+    }
+    let decision = state
+        .system
+        .coordinator()
+        .vote(proposal)
+        .await
+        .map_err(|e| ApiError::Refused(e.to_string()))?;
+    Ok(Json(json!(decision)).into_response())
+}
+
+/// `POST /api/economics/auction`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Auction {
+    item: String,
+    #[serde(default)]
+    rule: Option<String>,
+    #[serde(default)]
+    reserve: f64,
+    #[serde(default)]
+    agents: Option<Vec<String>>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default = "default_wait_ms")]
+    bidding_ms: u64,
+}
+
+/// Runs a sealed-bid auction (Vickrey by default) among agents and
+/// answers its outcome with every bid.
+async fn auction(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
+    let request: Auction = body(&bytes)?;
+    let rule = match request.rule.as_deref().unwrap_or("vickrey") {
+        "vickrey" | "second_price" => PriceRule::SecondPrice,
+        "first_price" => PriceRule::FirstPrice,
+        other => {
+            return Err(ApiError::InvalidBody(format!(
+                "rule must be vickrey or first_price, not {other:?}"
+            )));
+        }
+    };
+    let spec = SealedSpec {
+        item: request.item,
+        rule,
+        reserve: request.reserve,
+        invitees: selection(request.agents, request.kind),
+        bidding: wait(request.bidding_ms, "bidding_ms")?,
+    };
+    let outcome = state
+        .system
+        .auctioneer()
+        .sealed(spec)
+        .await
+        .map_err(|e| ApiError::Refused(e.to_string()))?;
+    Ok(Json(json!(outcome)).into_response())
+}
+
+/// Restarts a service of either tree.
 async fn restart_service(
     State(state): State<ApiState>,
     headers: HeaderMap,
     Path(name): Path<String>,
-) -> Response {
-    if !authorized(&headers, &state.token) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            Json(json!({"error": "a bearer token is required"})),
-        )
-            .into_response();
-    }
+) -> Result<Response, ApiError> {
+    admit(&state, &headers)?;
     match state.system.restart_service(&name).await {
-        Ok(()) => Json(json!({"restarted": name})).into_response(),
-        Err(error) => {
-            let code = if matches!(error, mabeam::MabeamError::UnknownService(_)) {
-                StatusCode::NOT_FOUND
-            } else {
-                StatusCode::CONFLICT
-            };
-            (
-                code,
-                Json(json!({"error": error.to_string(), "code": error.code()})),
-            )
-                .into_response()
-        }
+        Ok(()) => Ok(Json(json!({"restarted": name})).into_response()),
+        Err(MabeamError::UnknownService(_)) => Err(ApiError::UnknownService(name)),
+        Err(error) => Err(ApiError::ServiceRefused(error.to_string())),
     }
 }
 

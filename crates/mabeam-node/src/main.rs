@@ -150,14 +150,12 @@ async fn tree(addr: &str, json: bool) -> Result<(), NodeError> {
     for app in tree["applications"].as_array().into_iter().flatten() {
         print_node(app, 0);
     }
-    let absent: Vec<&str> = tree["absent"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    if !absent.is_empty() {
-        println!("not built yet: {}", absent.join(", "));
+    for service in tree["absent"].as_array().into_iter().flatten() {
+        println!(
+            "absent: {} ({})",
+            service["name"].as_str().unwrap_or("?"),
+            service["absent_because"].as_str().unwrap_or("not built")
+        );
     }
     Ok(())
 }

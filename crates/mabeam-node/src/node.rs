@@ -1,7 +1,11 @@
 //! [`Node`]: a running node: both trees, the exporter it owns, the HTTP
 //! API; started from a [`NodeConfig`], stopped in reverse start order.
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+};
 
 use mabeam::{FoundationApp, MabeamApp, System, SystemBuilder};
 use supervision_core::{MetaValue, Telemetry, events};
@@ -10,8 +14,15 @@ use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle}
 
 use crate::{
     NodeConfig, NodeError, data_dir,
-    http::{self, ApiState},
+    http::{self, API_MUTATION, ApiState},
+    kinds::AgentKinds,
 };
+
+/// Mutating API requests admitted per second (the rate limiter's
+/// `api.mutation` rule), with bursts up to [`API_BURST`].
+pub const API_RATE: u32 = 200;
+/// The burst of mutating API requests.
+pub const API_BURST: u32 = 400;
 
 /// A running node. Start order: the Foundation tree, the MABEAM tree, the
 /// HTTP API; [`stop`](Self::stop) goes the other way.
@@ -63,6 +74,12 @@ impl Node {
         let agents = agent_runtime()?;
         let system = SystemBuilder::new()
             .telemetry(telemetry)
+            .data_dir(&config.data_dir)
+            .config_defaults(config.defaults())
+            .rate_limit(
+                API_MUTATION,
+                foundation_services::Rule::per_second(API_RATE).with_burst(API_BURST),
+            )
             .agent_runtime(agents.handle().clone())
             .telemetry_config(TelemetryConfig {
                 retention: Duration::from_secs(config.retention_secs),
@@ -91,7 +108,8 @@ impl Node {
             system: system.clone(),
             exporter: exporter.clone(),
             token: token.clone(),
-            agents: None,
+            kinds: AgentKinds::builtin(),
+            next_id: Arc::new(AtomicU64::new(1)),
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {

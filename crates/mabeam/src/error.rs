@@ -27,6 +27,21 @@ pub enum MabeamError {
     /// The telemetry wiring was refused (a disabled handle, a handler id taken).
     #[error(transparent)]
     Telemetry(#[from] TelemetryServiceError),
+    /// A service that keeps files (the event store, the config server) was
+    /// kept, and no data directory was given.
+    #[error(
+        "service {0:?} keeps its files in a data directory: give one (SystemBuilder::data_dir)"
+    )]
+    NoDataDir(Arc<str>),
+    /// A service could not be built from its settings (the config server's
+    /// persisted file unreadable, a limit out of range, ...).
+    #[error("service {service:?} could not be built: {message}")]
+    Service {
+        /// The service.
+        service: &'static str,
+        /// What its crate said.
+        message: String,
+    },
 }
 
 impl ErrorCode for MabeamError {
@@ -36,6 +51,8 @@ impl ErrorCode for MabeamError {
             MabeamError::DuplicateService(_) => 8002,
             MabeamError::Application { .. } => 8003,
             MabeamError::Telemetry(_) => 8004,
+            MabeamError::NoDataDir(_) => 8005,
+            MabeamError::Service { .. } => 8006,
         }
     }
 }

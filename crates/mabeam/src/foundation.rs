@@ -1,5 +1,5 @@
 //! [`FoundationApp`]: the seed's Foundation tree (one_for_one), built from
-//! the services that exist, in the seed's order.
+//! every Foundation service that exists, in the seed's order.
 
 use process_registry::ServiceRegistry;
 use supervision_core::{ApplicationSpec, ServiceDef, Strategy, SupervisorFlags};
@@ -9,16 +9,28 @@ use crate::{
     seed::{PROCESS_REGISTRY, SERVICE_REGISTRY, TELEMETRY_SERVICE},
 };
 
-/// The Foundation application: `process_registry`, `service_registry`
-/// (depends on `process_registry`), `telemetry_service`, under one
-/// one_for_one supervisor named `foundation`.
+/// The Foundation application, under one one_for_one supervisor named
+/// `foundation`, in the seed's order:
 ///
-/// Each service's process registers itself under its name in the wiring's
-/// namespace, so the registry shows the running tree and frees each name
-/// when its process stops. [`FOUNDATION_SEED`](crate::FOUNDATION_SEED)
-/// lists the seed's other services (config server, event store, ...):
-/// they join this tree, in the seed's order, when foundation-services
-/// lands; until then they are absent.
+/// | service | what runs | injected |
+/// |---|---|---|
+/// | `process_registry` | holds the `ProcessRegistry` | |
+/// | `service_registry` | holds the `ServiceRegistry` (depends on `process_registry`) | `Registry` |
+/// | `telemetry_service` | the `TelemetryService` | `Telemetry` |
+/// | `config_server` | the `ConfigServer` (`config.json` in the data directory) | `EventSink` |
+/// | `event_store` | the `EventStore` (`events.db` in the data directory) | |
+/// | `rate_limiter` | the `RateLimiter`'s sweeper | `Telemetry`, `Clock` |
+/// | `task_supervisor` | the `TaskSupervisor` | `Telemetry`, `Clock` |
+/// | `health_monitor` | the `HealthMonitor`'s rounds, over both trees | `Telemetry`, `Clock` |
+/// | `service_monitor` | the `ServiceMonitor`'s pings, over both trees | `Telemetry`, `Clock` |
+///
+/// The config server is left out when the system has no data directory
+/// (a subset without the services that need one). The seed's
+/// `connection_manager` is absent (see
+/// [`FOUNDATION_SEED`](crate::FOUNDATION_SEED) for why). Each service's
+/// process registers itself under its name in the wiring's namespace, so
+/// the registry shows the running tree and frees each name when its
+/// process stops.
 #[derive(Debug, Clone, Copy)]
 pub struct FoundationApp;
 
@@ -49,11 +61,20 @@ impl FoundationApp {
             tree,
         ))
         .with_health_check(wiring.registered_check(TELEMETRY_SERVICE));
-        ApplicationSpec::new(Self::NAME)
+        let mut spec = ApplicationSpec::new(Self::NAME)
             .with_flags(SupervisorFlags::new(Strategy::OneForOne))
             .with_telemetry(wiring.telemetry.clone())
             .service(registry)
             .service(service_registry)
-            .service(telemetry)
+            .service(telemetry);
+        // Made only with a data directory (it reads its file when made).
+        if let Some(config) = &wiring.stores.config {
+            spec = spec.service(wiring.registered_service(config, tree));
+        }
+        spec.service(wiring.registered_service(&wiring.stores.events, tree))
+            .service(wiring.registered_service(&wiring.rate_limiter.service(), tree))
+            .service(wiring.registered_service(&wiring.tasks.service(), tree))
+            .service(wiring.registered_service(&wiring.health_monitor.service(), tree))
+            .service(wiring.registered_service(&wiring.service_monitor.service(), tree))
     }
 }

@@ -4,33 +4,39 @@
 //!
 //! This crate is thin on purpose: it holds no service of its own. It
 //! builds one [`Wiring`] (one namespace, one [`ProcessRegistry`](process_registry::ProcessRegistry)
-//! injected as `Arc<dyn Registry>`, one `Telemetry`, one `Clock`) and
-//! hands it to each service at construction, as the seed's
-//! PROCESS_HIERARCHY.md describes:
+//! injected as `Arc<dyn Registry>`, one EventStore injected as
+//! `EventSink`/`EventReader`, one agent registry injected as
+//! `AgentDirectory`, one `Telemetry`, one `Clock`) and hands it to each
+//! service at construction, as the seed's PROCESS_HIERARCHY.md describes:
 //!
 //! - [`FoundationApp`] (one_for_one): `process_registry`,
-//!   `service_registry`, `telemetry_service`;
-//! - [`MabeamApp`] (one_for_one): `performance_monitor`.
+//!   `service_registry`, `telemetry_service`, `config_server`,
+//!   `event_store`, `rate_limiter`, `task_supervisor`, `health_monitor`,
+//!   `service_monitor`;
+//! - [`MabeamApp`] (one_for_one): `core`, `agent_supervisor`,
+//!   `agent_registry`, `coordination_supervisor` (`coordination`,
+//!   `economics`, `load_balancer`), `performance_monitor`.
 //!
-//! The seed's other services are **absent**, not stood in for: the config
-//! server, event store, connection manager, rate limiter, task supervisor,
-//! health and service monitors (foundation-services), the agent registry
-//! and supervisor (agent-supervisor), core and the coordination subtree
-//! (coordination, economics). [`FOUNDATION_SEED`] and [`MABEAM_SEED`] list
-//! every seed service with its crate and whether it is wired; each joins
-//! its tree in the seed's order when its crate lands, and the live tree
-//! report ([`System::tree`]) lists the absent ones.
+//! Only the seed's connection manager is absent (not stood in for):
+//! [`FOUNDATION_SEED`] and [`MABEAM_SEED`] list every seed service with its
+//! crate, whether it is wired and, if not, why; the live tree report
+//! ([`System::tree`]) lists the absent ones. The event store and the config
+//! server keep their files in the data directory
+//! ([`SystemBuilder::data_dir`]); agents run on the agent runtime
+//! ([`SystemBuilder::agent_runtime`]) when one is given.
 //!
 //! [`System`] runs both: Foundation starts first and stops last. Each
 //! service's process registers itself under its name in the system's
-//! namespace while it runs, so stopping the system leaves the namespace
-//! empty (the seed's supervision tree test). [`SystemBuilder::only`]
-//! keeps a subset (plus what it depends on, said back by
-//! [`System::added`]); [`SystemBuilder::service`] adds one's own.
+//! namespace while it runs (and each running agent as `agent:<id>`), so
+//! stopping the system leaves the namespace empty (the seed's supervision
+//! tree test). [`SystemBuilder::only`] keeps a subset (plus what it
+//! depends on, across the trees, said back by [`System::added`]);
+//! [`SystemBuilder::service`] adds one's own.
 //!
 //! It is not the node: flags, config files, HTTP and signals are
 //! mabeam-node's. Errors are [`MabeamError`], codes 8000-8999.
 
+mod agents;
 mod error;
 mod foundation;
 mod holder;
@@ -41,6 +47,7 @@ mod system;
 mod tree;
 mod wiring;
 
+pub use agents::{AGENTS_SHUTDOWN, Agents};
 pub use error::MabeamError;
 pub use foundation::FoundationApp;
 pub use mabeam_app::MabeamApp;

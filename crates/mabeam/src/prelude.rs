@@ -7,4 +7,4 @@ pub use supervision_core::prelude::*;
 pub use supervision_core::{AgentId, AgentLoad, AgentStatus, Clock, Health, MetaValue};
 pub use telemetry::{PerformanceMonitor, PrometheusExporter, Span, TelemetryService};
 
-pub use crate::{FoundationApp, MabeamApp, MabeamError, System, SystemBuilder, Tree};
+pub use crate::{Agents, FoundationApp, MabeamApp, MabeamError, System, SystemBuilder, Tree};

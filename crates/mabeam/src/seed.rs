@@ -1,7 +1,7 @@
 //! The seed's two trees as lists: every service of
 //! PROCESS_HIERARCHY.md in its order, the crate that builds it, and
-//! whether this build wires it. A service not built yet is absent from
-//! its tree (never a stand-in) and listed here as such.
+//! whether this build wires it. A service not built is absent from its
+//! tree (never a stand-in) and listed here with the reason.
 
 use serde::Serialize;
 
@@ -14,6 +14,8 @@ pub struct SeedService {
     pub provided_by: &'static str,
     /// Whether this build wires it into its tree.
     pub wired: bool,
+    /// Why it is absent (`None` when wired).
+    pub absent_because: Option<&'static str>,
 }
 
 const fn wired(name: &'static str, provided_by: &'static str) -> SeedService {
@@ -21,14 +23,16 @@ const fn wired(name: &'static str, provided_by: &'static str) -> SeedService {
         name,
         provided_by,
         wired: true,
+        absent_because: None,
     }
 }
 
-const fn absent(name: &'static str, provided_by: &'static str) -> SeedService {
+const fn absent(name: &'static str, provided_by: &'static str, why: &'static str) -> SeedService {
     SeedService {
         name,
         provided_by,
         wired: false,
+        absent_because: Some(why),
     }
 }
 
@@ -38,36 +42,85 @@ pub const PROCESS_REGISTRY: &str = "process_registry";
 pub const SERVICE_REGISTRY: &str = "service_registry";
 /// `telemetry_service`: metrics collection.
 pub const TELEMETRY_SERVICE: &str = "telemetry_service";
+/// `config_server`: configuration with a schema, persisted in the data directory.
+pub const CONFIG_SERVER: &str = "config_server";
+/// `event_store`: the durable event log (SQLite in the data directory).
+pub const EVENT_STORE: &str = "event_store";
+/// `connection_manager`: multi-node topology (not built).
+pub const CONNECTION_MANAGER: &str = "connection_manager";
+/// `rate_limiter`: token buckets by (entity, operation).
+pub const RATE_LIMITER: &str = "rate_limiter";
+/// `task_supervisor`: ad-hoc tasks.
+pub const TASK_SUPERVISOR: &str = "task_supervisor";
+/// `health_monitor`: the health of every service of both trees.
+pub const HEALTH_MONITOR: &str = "health_monitor";
+/// `service_monitor`: periodic pings and restarts after missed ones.
+pub const SERVICE_MONITOR: &str = "service_monitor";
+
+/// `core`: MABEAM's universal variables (coordination's `VariableSpace`).
+pub const CORE: &str = "core";
+/// `agent_registry`: agents by id, their lifecycle and restarts.
+pub const AGENT_REGISTRY: &str = "agent_registry";
+/// `agent_supervisor`: the dynamic supervisor of agent processes.
+pub const AGENT_SUPERVISOR: &str = "agent_supervisor";
+/// `coordination_supervisor`: the subtree of coordination, economics and
+/// the load balancer (one_for_one).
+pub const COORDINATION_SUPERVISOR: &str = "coordination_supervisor";
+/// `coordination`: votes and consensus among agents (in the coordination subtree).
+pub const COORDINATION: &str = "coordination";
+/// `economics`: auctions and the marketplace (in the coordination subtree).
+pub const ECONOMICS: &str = "economics";
+/// `load_balancer`: work across agents (in the coordination subtree).
+pub const LOAD_BALANCER: &str = "load_balancer";
 /// `performance_monitor`: per-agent performance.
 pub const PERFORMANCE_MONITOR: &str = "performance_monitor";
 
-/// The Foundation tree of the seed, in its order. Wired today:
-/// process_registry, service_registry, telemetry_service. The others come
-/// with foundation-services; until then they are absent from the tree.
+/// The Foundation tree of the seed, in its order. Every service is wired
+/// but the connection manager.
 pub const FOUNDATION_SEED: &[SeedService] = &[
     wired(PROCESS_REGISTRY, "process-registry"),
     wired(SERVICE_REGISTRY, "process-registry"),
     wired(TELEMETRY_SERVICE, "telemetry"),
-    absent("config_server", "foundation-services"),
-    absent("event_store", "foundation-services"),
-    absent("connection_manager", "foundation-services"),
-    absent("rate_limiter", "foundation-services"),
-    absent("task_supervisor", "foundation-services"),
-    absent("health_monitor", "foundation-services"),
-    absent("service_monitor", "foundation-services"),
+    wired(CONFIG_SERVER, "foundation-services"),
+    wired(EVENT_STORE, "foundation-services"),
+    absent(
+        CONNECTION_MANAGER,
+        "foundation-services",
+        "not built: a node is one process and one tree (kameo's remote feature holds one \
+         swarm per process); multi-node clustering is a later issue",
+    ),
+    wired(RATE_LIMITER, "foundation-services"),
+    wired(TASK_SUPERVISOR, "foundation-services"),
+    wired(HEALTH_MONITOR, "foundation-services"),
+    wired(SERVICE_MONITOR, "foundation-services"),
 ];
 
-/// The MABEAM tree of the seed, in its order. Wired today:
-/// performance_monitor. The agent registry and supervisor come with
-/// agent-supervisor; core and the coordination subtree (coordination,
-/// economics, load balancer) reach agents through the `AgentDirectory`
-/// the agent registry implements, so they join once it is wired (the
-/// coordination and economics crates are libraries of values today, with
-/// no service process of their own).
+/// The MABEAM tree of the seed, in its order; every service is wired.
+///
+/// One difference of order, on purpose: the application starts
+/// `agent_supervisor` before `agent_registry` (the registry starts and
+/// stops every agent through the supervisor, a dependency), so on stop the
+/// registry goes first and stops each agent through the supervisor (each
+/// ends `stopped`) before the supervisor itself stops.
+/// `coordination_supervisor` is a one_for_one subtree of `coordination`,
+/// `economics` and `load_balancer`.
 pub const MABEAM_SEED: &[SeedService] = &[
-    absent("core", "coordination"),
-    absent("agent_registry", "agent-supervisor"),
-    absent("agent_supervisor", "agent-supervisor"),
-    absent("coordination_supervisor", "coordination, economics"),
+    wired(CORE, "coordination"),
+    wired(AGENT_REGISTRY, "agent-supervisor"),
+    wired(AGENT_SUPERVISOR, "agent-supervisor"),
+    wired(COORDINATION_SUPERVISOR, "coordination, economics"),
     wired(PERFORMANCE_MONITOR, "telemetry"),
 ];
+
+/// The MABEAM services that use a Foundation service of the other tree
+/// (their records go to the event store): a subset keeping one of them
+/// brings these along.
+pub(crate) const CROSS_TREE: &[(&str, &[&str])] = &[
+    (CORE, &[EVENT_STORE]),
+    (AGENT_SUPERVISOR, &[EVENT_STORE]),
+    (AGENT_REGISTRY, &[EVENT_STORE]),
+    (COORDINATION_SUPERVISOR, &[EVENT_STORE]),
+];
+
+/// The Foundation services that keep files in the data directory.
+pub(crate) const NEED_DATA_DIR: &[&str] = &[CONFIG_SERVER, EVENT_STORE];

@@ -2,21 +2,48 @@
 //! [`Wiring`], started Foundation first and stopped MABEAM first; subsets
 //! and one's own services.
 
-use std::{collections::HashSet, fmt, sync::Arc};
+use std::{collections::HashSet, fmt, path::PathBuf, sync::Arc, time::Duration};
 
+use agent_supervisor::AgentRegistryOptions;
+use coordination::{Coordinator, VariableSpace};
+use economics::{Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, Reputation};
+use foundation_services::{
+    ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService, EventStore,
+    EventStoreConfig, EventStoreService, HealthMonitor, RateLimiter, Rule, ServiceMonitor,
+    TaskSupervisor, ValueRule,
+};
 use futures::future::BoxFuture;
 use process_registry::{ProcessRegistry, ServiceRegistry};
 use serde::Serialize;
 use supervision_core::{
-    Application, ApplicationSpec, Clock, GaugeReading, GaugeSource, HealthReport, MetaValue,
-    Namespace, Service, Telemetry, events,
+    Application, ApplicationSpec, Clock, EventSink, GaugeReading, GaugeSource, HealthReport,
+    MetaValue, Namespace, Service, Telemetry, events,
 };
 use telemetry::{PerformanceConfig, PerformanceMonitor, TelemetryConfig, TelemetryService};
 
 use crate::{
-    FOUNDATION_SEED, FoundationApp, MABEAM_SEED, MabeamApp, MabeamError, Wiring,
+    Agents, FOUNDATION_SEED, FoundationApp, MABEAM_SEED, MabeamApp, MabeamError, Wiring,
+    seed::{self, CROSS_TREE, NEED_DATA_DIR},
     tree::{self, RestartCounts, TreeReport},
+    wiring::Stores,
 };
+
+/// How long the marketplace's reputations take to halve.
+const REPUTATION_HALF_LIFE: Duration = Duration::from_secs(24 * 3600);
+
+/// A service's build error as the umbrella's.
+fn failed<E: fmt::Display>(service: &'static str) -> impl FnOnce(E) -> MabeamError {
+    move |error| MabeamError::Service {
+        service,
+        message: error.to_string(),
+    }
+}
+
+/// Whether keeping `name` needs the data directory (it keeps files, or
+/// records to the event store).
+fn needs_data_dir(name: &str) -> bool {
+    NEED_DATA_DIR.contains(&name) || CROSS_TREE.iter().any(|(m, _)| *m == name)
+}
 
 /// Which tree a service of one's own joins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,7 +59,10 @@ pub enum Tree {
 ///
 /// Defaults: the production namespace, a new enabled [`Telemetry`], the
 /// system clock, every built service, the telemetry and performance
-/// defaults.
+/// defaults, no data directory (needed by the event store and the config
+/// server, and by the MABEAM services that record to the event store:
+/// building a system that keeps one of them without it is
+/// [`MabeamError::NoDataDir`]), no rate-limit rule, empty config defaults.
 ///
 /// # Example
 ///
@@ -62,6 +92,9 @@ pub struct SystemBuilder {
     telemetry_config: TelemetryConfig,
     performance_config: PerformanceConfig,
     agent_runtime: Option<tokio::runtime::Handle>,
+    data_dir: Option<PathBuf>,
+    config_defaults: serde_json::Value,
+    rate_rules: Vec<(String, Rule)>,
 }
 
 impl fmt::Debug for SystemBuilder {
@@ -99,7 +132,32 @@ impl SystemBuilder {
             telemetry_config: TelemetryConfig::default(),
             performance_config: PerformanceConfig::default(),
             agent_runtime: None,
+            data_dir: None,
+            config_defaults: serde_json::Value::Object(serde_json::Map::new()),
+            rate_rules: Vec::new(),
         }
+    }
+
+    /// The data directory: the event store's `events.db` (with its WAL
+    /// and `events.lock`) and the config server's `config.json` live
+    /// there; each creates it if missing.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// The config server's defaults (a JSON object; the node gives its
+    /// config file's values). Values changed at run time (`services.*`,
+    /// persisted in `config.json`) win over them.
+    pub fn config_defaults(mut self, defaults: serde_json::Value) -> Self {
+        self.config_defaults = defaults;
+        self
+    }
+
+    /// A rate-limit rule of the rate limiter, for `operation`.
+    pub fn rate_limit(mut self, operation: impl Into<String>, rule: Rule) -> Self {
+        self.rate_rules.push((operation.into(), rule));
+        self
     }
 
     /// The runtime agents run on, apart from the one the system services
@@ -165,36 +223,16 @@ impl SystemBuilder {
                 supervision_core::TelemetryError::Disabled.into(),
             ));
         }
-        let registry = ProcessRegistry::new(self.telemetry.clone());
-        let services = ServiceRegistry::new(
-            Arc::new(registry.clone()),
-            self.namespace,
-            self.telemetry.clone(),
-        );
-        let telemetry_service = TelemetryService::with_config(
-            self.telemetry.clone(),
-            TelemetryConfig {
-                clock: self.clock.clone(),
-                ..self.telemetry_config
-            },
-        )?;
-        let performance = PerformanceMonitor::with_config(
-            self.telemetry.clone(),
-            PerformanceConfig {
-                clock: self.clock.clone(),
-                ..self.performance_config
-            },
-        )?;
-        let wiring = Wiring {
-            namespace: self.namespace,
-            registry,
-            services,
-            telemetry: self.telemetry.clone(),
-            clock: self.clock,
-            telemetry_service,
-            performance,
-            agent_runtime: self.agent_runtime,
-        };
+        if self.data_dir.is_none() {
+            let wanted = match &self.only {
+                None => Some(seed::EVENT_STORE.to_owned()),
+                Some(only) => only.iter().find(|n| needs_data_dir(n)).cloned(),
+            };
+            if let Some(name) = wanted {
+                return Err(MabeamError::NoDataDir(name.into()));
+            }
+        }
+        let wiring = self.wiring()?;
         let mut foundation = FoundationApp::spec(&wiring);
         let mut mabeam = MabeamApp::spec(&wiring);
 
@@ -215,10 +253,23 @@ impl SystemBuilder {
                     .cloned()
                     .collect()
             };
-            let (f, m) = (pick(&foundation), pick(&mabeam));
-            let f = subset(&foundation, &f, "foundation")?;
+            let (mut f, m) = (pick(&foundation), pick(&mabeam));
             let m = subset(&mabeam, &m, "mabeam")?;
+            // The MABEAM services kept record to Foundation's event store:
+            // it comes along, across the trees.
+            let mut across: Vec<Arc<str>> = Vec::new();
+            for kept in m.spec.service_names() {
+                let needs = CROSS_TREE.iter().filter(|(s, _)| *s == kept);
+                for need in needs.flat_map(|(_, needs)| needs.iter()) {
+                    if !f.iter().any(|n| n == need) {
+                        f.push((*need).to_owned());
+                        across.push((*need).into());
+                    }
+                }
+            }
+            let f = subset(&foundation, &f, "foundation")?;
             added.extend(f.added.iter().cloned());
+            added.extend(across);
             added.extend(m.added.iter().cloned());
             foundation = f.spec;
             mabeam = m.spec;
@@ -249,6 +300,17 @@ impl SystemBuilder {
             error,
         })?;
 
+        // The monitors watch every service of both trees (the service
+        // monitor all but itself), holding the applications weakly.
+        for app in [&foundation, &mabeam] {
+            let _ = wiring.health_monitor.monitor_application(app);
+            for service in app.services() {
+                if &**service != seed::SERVICE_MONITOR {
+                    let _ = wiring.service_monitor.watch(app, service);
+                }
+            }
+        }
+
         let restarts = RestartCounts::default();
         let handler_id = format!("mabeam-restarts-{}", self.namespace);
         let counts = restarts.clone();
@@ -276,6 +338,145 @@ impl SystemBuilder {
                 restarts,
                 handler_id,
             }),
+        })
+    }
+}
+
+impl SystemBuilder {
+    /// Makes every service's value, each handed the contracts it takes.
+    fn wiring(&self) -> Result<Wiring, MabeamError> {
+        let telemetry = self.telemetry.clone();
+        let clock = self.clock.clone();
+        let namespace = self.namespace;
+        let registry = ProcessRegistry::new(telemetry.clone());
+        let registry_contract: Arc<dyn supervision_core::Registry> = Arc::new(registry.clone());
+        let services =
+            ServiceRegistry::new(registry_contract.clone(), namespace, telemetry.clone());
+        let telemetry_service = TelemetryService::with_config(
+            telemetry.clone(),
+            TelemetryConfig {
+                clock: clock.clone(),
+                ..self.telemetry_config.clone()
+            },
+        )?;
+        let performance = PerformanceMonitor::with_config(
+            telemetry.clone(),
+            PerformanceConfig {
+                clock: clock.clone(),
+                ..self.performance_config.clone()
+            },
+        )?;
+        let data_dir = self.data_dir.clone().unwrap_or_default();
+
+        // Foundation: the stores, then the operational services.
+        let events =
+            EventStoreService::new(EventStoreConfig::new(&data_dir).with_clock(clock.clone()));
+        let event_store: EventStore = events.store();
+        let sink: Arc<dyn EventSink> = Arc::new(event_store.clone());
+        // The config server reads its persisted file when made: only with a
+        // data directory (without one, it is not in the tree).
+        let config = match &self.data_dir {
+            Some(dir) => Some(
+                ConfigServerService::new(
+                    ConfigServerConfig::new(dir)
+                        .with_schema(ConfigSchema::new().updatable("services.*", ValueRule::Object))
+                        .with_defaults(self.config_defaults.clone())
+                        .with_event_sink(sink.clone()),
+                )
+                .map_err(failed(seed::CONFIG_SERVER))?,
+            ),
+            None => None,
+        };
+        let mut limiter = RateLimiter::builder()
+            .name(seed::RATE_LIMITER)
+            .clock(clock.clone())
+            .telemetry(telemetry.clone());
+        for (operation, rule) in &self.rate_rules {
+            limiter = limiter.rule(operation.clone(), *rule);
+        }
+        let rate_limiter = limiter.build().map_err(failed(seed::RATE_LIMITER))?;
+        let tasks = TaskSupervisor::builder()
+            .name(seed::TASK_SUPERVISOR)
+            .clock(clock.clone())
+            .telemetry(telemetry.clone())
+            .build()
+            .map_err(failed(seed::TASK_SUPERVISOR))?;
+        let health_monitor = HealthMonitor::builder()
+            .name(seed::HEALTH_MONITOR)
+            .clock(clock.clone())
+            .telemetry(telemetry.clone())
+            .build()
+            .map_err(failed(seed::HEALTH_MONITOR))?;
+        let service_monitor = ServiceMonitor::builder()
+            .name(seed::SERVICE_MONITOR)
+            .clock(clock.clone())
+            .telemetry(telemetry.clone())
+            .build()
+            .map_err(failed(seed::SERVICE_MONITOR))?;
+
+        // MABEAM: the agent layer, then what reaches agents through it.
+        let mut options = AgentRegistryOptions {
+            name: seed::AGENT_SUPERVISOR.into(),
+            ..AgentRegistryOptions::default()
+        }
+        .with_registry(registry_contract.clone(), namespace)
+        .with_telemetry(telemetry.clone())
+        .with_event_sink(sink.clone())
+        .with_clock(clock.clone());
+        if let Some(runtime) = &self.agent_runtime {
+            options = options.with_runtime(runtime.clone());
+        }
+        let agents = Agents::new(options);
+        let directory: Arc<dyn supervision_core::AgentDirectory> = Arc::new(agents.clone());
+        let coordinator = Arc::new(
+            Coordinator::new(directory.clone(), clock.clone())
+                .with_telemetry(telemetry.clone())
+                .with_event_sink(sink.clone())
+                .with_registry(registry_contract.clone(), namespace),
+        );
+        let variables = Arc::new(VariableSpace::new(coordinator.clone()));
+        let auctioneer = Arc::new(
+            Auctioneer::new(directory.clone(), clock.clone())
+                .with_telemetry(telemetry.clone())
+                .with_event_sink(sink.clone())
+                .with_registry(registry_contract.clone(), namespace),
+        );
+        let marketplace = Arc::new(
+            Marketplace::new(
+                Arc::new(Ledger::new()),
+                Arc::new(Reputation::new(clock.clone(), REPUTATION_HALF_LIFE)),
+            )
+            .with_telemetry(telemetry.clone())
+            .with_event_sink(sink.clone()),
+        );
+        let load_balancer = Arc::new(
+            LoadBalancer::new(directory, BalanceStrategy::PerformanceWeighted)
+                .with_load(Arc::new(performance.clone())),
+        );
+
+        Ok(Wiring {
+            namespace,
+            registry,
+            services,
+            telemetry,
+            clock,
+            telemetry_service,
+            performance,
+            agent_runtime: self.agent_runtime.clone(),
+            data_dir,
+            event_store,
+            config: config.as_ref().map(ConfigServerService::server),
+            rate_limiter,
+            tasks,
+            health_monitor,
+            service_monitor,
+            agents,
+            coordinator,
+            variables,
+            auctioneer,
+            marketplace,
+            load_balancer,
+            stores: Stores { events, config },
         })
     }
 }
@@ -432,6 +633,36 @@ impl System {
     /// The performance monitor.
     pub fn performance(&self) -> &PerformanceMonitor {
         &self.inner.wiring.performance
+    }
+
+    /// The event store (its handle reaches the running incarnation).
+    pub fn event_store(&self) -> &EventStore {
+        &self.inner.wiring.event_store
+    }
+
+    /// The config server, when the system has a data directory.
+    pub fn config(&self) -> Option<&ConfigServer> {
+        self.inner.wiring.config.as_ref()
+    }
+
+    /// The rate limiter.
+    pub fn rate_limiter(&self) -> &RateLimiter {
+        &self.inner.wiring.rate_limiter
+    }
+
+    /// The agent layer (the running agent registry; the `AgentDirectory`).
+    pub fn agents(&self) -> &Agents {
+        &self.inner.wiring.agents
+    }
+
+    /// Coordination's coordinator.
+    pub fn coordinator(&self) -> &Arc<Coordinator> {
+        &self.inner.wiring.coordinator
+    }
+
+    /// Economics' auctioneer.
+    pub fn auctioneer(&self) -> &Arc<Auctioneer> {
+        &self.inner.wiring.auctioneer
     }
 
     /// Restarts the service `name` of either tree (refused while a

@@ -1,20 +1,39 @@
 //! [`Wiring`]: what the trees' services are built from (one namespace, one
-//! registry, one telemetry handle, one clock, the contracts), and how a
-//! service's process registers itself under its name.
+//! registry, one telemetry handle, one clock, the contracts, every
+//! service's handle), and how a service's process registers itself under
+//! its name.
 
-use std::{sync::Arc, time::Duration};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
+use coordination::{Coordinator, VariableSpace};
+use economics::{Auctioneer, LoadBalancer, Marketplace};
+use foundation_services::{
+    ConfigServer, ConfigServerService, EventStore, EventStoreService, HealthMonitor, RateLimiter,
+    ServiceMonitor, TaskSupervisor,
+};
 use process_registry::{ProcessRegistry, ServiceRegistry};
 use serde_json::json;
 use supervision_core::{
-    ChildSpec, Clock, HealthCheck, Namespace, ProcessHandle, Registry, StartError, Telemetry,
+    ChildSpec, Clock, EventReader, EventSink, Health, HealthCheck, Namespace, ProcessHandle,
+    Registry, Service, ServiceDef, ServiceStart, StartError, Supervisor, Telemetry,
 };
 use telemetry::{PerformanceMonitor, TelemetryService};
 
-use crate::holder::{Get, Holder};
+use crate::{
+    Agents,
+    holder::{Get, Holder},
+};
 
 /// How long the built-in services' health checks may take.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The event store's and the config server's services, made once (each
+/// made its handle).
+#[derive(Debug, Clone)]
+pub(crate) struct Stores {
+    pub(crate) events: EventStoreService,
+    pub(crate) config: Option<ConfigServerService>,
+}
 
 /// The shared values both trees are wired from; cheap to clone.
 #[derive(Debug, Clone)]
@@ -31,8 +50,38 @@ pub struct Wiring {
     pub clock: Clock,
     /// The telemetry service.
     pub telemetry_service: TelemetryService,
-    /// The performance monitor.
+    /// The performance monitor (also the load balancer's `AgentLoad`).
     pub performance: PerformanceMonitor,
+    /// The data directory (the event store's and the config server's
+    /// files); empty when none was given.
+    pub data_dir: PathBuf,
+    /// The event store (injected as `EventSink` and `EventReader`).
+    pub event_store: EventStore,
+    /// The config server (persisted in the data directory); `None`
+    /// without a data directory (it is then not in the tree).
+    pub config: Option<ConfigServer>,
+    /// The rate limiter.
+    pub rate_limiter: RateLimiter,
+    /// The task supervisor.
+    pub tasks: TaskSupervisor,
+    /// The health monitor (of both trees).
+    pub health_monitor: HealthMonitor,
+    /// The service monitor (of both trees).
+    pub service_monitor: ServiceMonitor,
+    /// The agent layer (injected as `AgentDirectory`).
+    pub agents: Agents,
+    /// Coordination's coordinator (votes among agents).
+    pub coordinator: Arc<Coordinator>,
+    /// MABEAM Core: the universal variables.
+    pub variables: Arc<VariableSpace>,
+    /// Economics' auctioneer.
+    pub auctioneer: Arc<Auctioneer>,
+    /// Economics' marketplace.
+    pub marketplace: Arc<Marketplace>,
+    /// The load balancer.
+    pub load_balancer: Arc<LoadBalancer>,
+    /// The services of the two stores (their handles are above).
+    pub(crate) stores: Stores,
     /// The runtime agents run on, apart from the system services' (so a
     /// flood of busy agents cannot starve the supervisors, the registry or
     /// the node's HTTP API); `None`: the current runtime.
@@ -43,6 +92,60 @@ impl Wiring {
     /// The registry as the contract other crates take.
     pub fn registry_contract(&self) -> Arc<dyn Registry> {
         Arc::new(self.registry.clone())
+    }
+
+    /// The event store as the record contract other crates take.
+    pub fn event_sink(&self) -> Arc<dyn EventSink> {
+        Arc::new(self.event_store.clone())
+    }
+
+    /// The event store as the read contract.
+    pub fn event_reader(&self) -> Arc<dyn EventReader> {
+        Arc::new(self.event_store.clone())
+    }
+
+    /// `service` (one of a service crate's own) as a service of `tree`
+    /// whose process registers itself under the service's name; its
+    /// health check is its own, then the registration's.
+    pub(crate) fn registered_service(
+        &self,
+        service: &dyn Service,
+        tree: &'static str,
+    ) -> ServiceDef {
+        let name = service.name().to_owned();
+        let spec = match service.start_spec() {
+            ServiceStart::Child(spec) => spec,
+            ServiceStart::Tree { flags, children } => {
+                Supervisor::child_spec(name.clone(), flags, children)
+            }
+        };
+        let check = match service.health_check() {
+            Some(own) => self.both(own, &name),
+            None => self.registered_check(&name),
+        };
+        ServiceDef::new(name.clone(), self.registered(spec, &name, tree))
+            .depends_on(service.dependencies().into_iter().map(str::to_owned))
+            .with_health_check(check)
+    }
+
+    /// `own`, then the check that the process is the one registered under
+    /// `name`.
+    pub(crate) fn both(&self, own: HealthCheck, name: &str) -> HealthCheck {
+        let registered = self.registered_check(name);
+        let timeout = own.timeout().max(HEALTH_TIMEOUT);
+        HealthCheck::new(timeout, move |handle: ProcessHandle| {
+            let (own, registered) = (own.clone(), registered.clone());
+            async move {
+                match own.run(&handle).await {
+                    Health::Healthy => {}
+                    other => return Err(other.to_string()),
+                }
+                match registered.run(&handle).await {
+                    Health::Healthy => Ok(()),
+                    other => Err(other.to_string()),
+                }
+            }
+        })
     }
 
     /// `spec` whose every start (first start and restarts) spawns the

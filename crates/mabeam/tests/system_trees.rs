@@ -1,17 +1,20 @@
-//! The two trees: the seed's supervision tree test (start both, stop
-//! them, every process stopped and the namespace's count 0), start and
-//! stop order, subsets with their dependencies said back, one's own
-//! services, health, the live tree and its gauges.
+//! The two trees: the seed's supervision tree test (start both, with
+//! every service and agents running, stop them, every process stopped and
+//! the namespace's count 0), start and stop order, subsets with their
+//! dependencies said back (across the trees), one's own services, health,
+//! the live tree and its gauges.
 
 use std::time::Duration;
 
+use agent_supervisor::{Agent, AgentConfig, AgentContext, EnvelopeError};
+use coordination::{Proposal, Rule};
 use kameo::Actor;
 use mabeam::{
     FoundationApp, MabeamApp, MabeamError, ProcessKind, System, SystemBuilder, Tree, seed,
 };
 use supervision_core::{
-    ChildSpec, ErrorCode, GaugeSource, Namespace, ServiceDef, Telemetry, events,
-    testkit::TelemetryProbe,
+    AgentSelection, AgentStatus, ChildSpec, Envelope, ErrorCode, EventQuery, GaugeSource,
+    Namespace, ServiceDef, Telemetry, events, testkit::TelemetryProbe,
 };
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -20,29 +23,91 @@ fn test_system() -> SystemBuilder {
     SystemBuilder::new().namespace(Namespace::unique_test())
 }
 
+/// A whole system (every service) with a data directory of its own.
+fn whole_system() -> (tempfile::TempDir, SystemBuilder) {
+    let dir = tempfile::tempdir().unwrap();
+    let builder = test_system().data_dir(dir.path());
+    (dir, builder)
+}
+
+/// Every top-level service of both trees, in start order.
+const START_ORDER: [&str; 14] = [
+    seed::PROCESS_REGISTRY,
+    seed::SERVICE_REGISTRY,
+    seed::TELEMETRY_SERVICE,
+    seed::CONFIG_SERVER,
+    seed::EVENT_STORE,
+    seed::RATE_LIMITER,
+    seed::TASK_SUPERVISOR,
+    seed::HEALTH_MONITOR,
+    seed::SERVICE_MONITOR,
+    seed::CORE,
+    seed::AGENT_SUPERVISOR,
+    seed::AGENT_REGISTRY,
+    seed::COORDINATION_SUPERVISOR,
+    seed::PERFORMANCE_MONITOR,
+];
+
+/// A test agent: votes yes on every proposal, counts its messages.
+struct Voter;
+
+impl Agent for Voter {
+    type Args = ();
+    type Message = ();
+    type Reply = ();
+    type Checkpoint = ();
+
+    async fn on_start(_: (), _: Option<()>) -> Result<Self, supervision_core::StartError> {
+        Ok(Voter)
+    }
+
+    async fn handle(&mut self, (): (), _: &mut AgentContext<'_>) {}
+
+    async fn handle_envelope(
+        &mut self,
+        envelope: Envelope,
+        _: &mut AgentContext<'_>,
+    ) -> Result<serde_json::Value, EnvelopeError> {
+        match &*envelope.protocol {
+            "coordination.vote" => Ok(serde_json::json!({"vote": "yes"})),
+            _ => Err(EnvelopeError::Unsupported),
+        }
+    }
+}
+
 #[tokio::test]
 async fn start_both_trees_stop_them_and_nothing_is_left() {
-    let system = test_system().build().unwrap();
+    let (_dir, builder) = whole_system();
+    let system = builder.build().unwrap();
     system.start().await.unwrap();
     let ns = *system.namespace();
+    // Agents too: each running one is registered as `agent:<id>`.
+    let agents = system.agents().registry().unwrap();
+    for i in 0..3 {
+        let id = format!("voter-{i}");
+        agents
+            .register_agent(id.as_str(), AgentConfig::new::<Voter>("voter", ()))
+            .unwrap();
+        agents.start_agent(&id).await.unwrap();
+    }
     let registered = system.registry().list(&ns);
     let mut names: Vec<String> = registered.iter().map(|(n, _, _)| n.to_string()).collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            seed::PERFORMANCE_MONITOR,
-            seed::PROCESS_REGISTRY,
-            seed::SERVICE_REGISTRY,
-            seed::TELEMETRY_SERVICE
-        ]
-    );
+    let mut expected: Vec<String> = START_ORDER
+        .iter()
+        .chain(&[seed::COORDINATION, seed::ECONOMICS, seed::LOAD_BALANCER])
+        .map(|s| s.to_string())
+        .chain((0..3).map(|i| format!("agent:voter-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(names, expected);
     let handles: Vec<_> = registered.into_iter().map(|(_, h, _)| h).collect();
     let supervisors = [
         system.foundation().supervisor().unwrap(),
         system.mabeam().supervisor().unwrap(),
     ];
-    assert!(system.health().await.healthy);
+    let health = system.health().await;
+    assert!(health.healthy, "{health:?}");
 
     system.stop().await.unwrap();
     for handle in &handles {
@@ -52,13 +117,22 @@ async fn start_both_trees_stop_them_and_nothing_is_left() {
         assert!(!sup.handle().is_alive());
     }
     assert_eq!(system.registry().count(&ns), 0);
+    // Every agent was stopped through the registry, not killed with its
+    // supervisor.
+    for i in 0..3 {
+        assert_eq!(
+            agents.status(&format!("voter-{i}")),
+            Some(AgentStatus::Stopped)
+        );
+    }
 }
 
 #[tokio::test]
 async fn foundation_starts_first_and_stops_last() {
     let telemetry = Telemetry::new();
     let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor", "child"]);
-    let system = test_system().telemetry(telemetry).build().unwrap();
+    let (_dir, builder) = whole_system();
+    let system = builder.telemetry(telemetry).build().unwrap();
     system.start().await.unwrap();
     system.stop().await.unwrap();
     let events = probe.drain();
@@ -72,24 +146,10 @@ async fn foundation_starts_first_and_stops_last() {
             .map(|e| e.meta_str("child").unwrap().to_owned())
             .collect()
     };
-    assert_eq!(
-        order(events::CHILD_STARTED),
-        [
-            seed::PROCESS_REGISTRY,
-            seed::SERVICE_REGISTRY,
-            seed::TELEMETRY_SERVICE,
-            seed::PERFORMANCE_MONITOR
-        ]
-    );
-    assert_eq!(
-        order(events::CHILD_TERMINATED),
-        [
-            seed::PERFORMANCE_MONITOR,
-            seed::TELEMETRY_SERVICE,
-            seed::SERVICE_REGISTRY,
-            seed::PROCESS_REGISTRY
-        ]
-    );
+    assert_eq!(order(events::CHILD_STARTED), START_ORDER);
+    let mut reverse = START_ORDER;
+    reverse.reverse();
+    assert_eq!(order(events::CHILD_TERMINATED), reverse);
 }
 
 #[tokio::test]
@@ -111,6 +171,31 @@ async fn a_subset_brings_its_dependencies_and_says_so() {
     let err = test_system().only(["no_such_service"]).build().unwrap_err();
     assert!(matches!(&err, MabeamError::UnknownService(n) if &**n == "no_such_service"));
     assert_eq!(err.code(), 8001);
+
+    // Across the trees: the agent registry needs its supervisor (MABEAM)
+    // and records to the event store (Foundation), which needs a data
+    // directory.
+    let err = test_system()
+        .only([seed::AGENT_REGISTRY])
+        .build()
+        .unwrap_err();
+    assert!(matches!(&err, MabeamError::NoDataDir(n) if &**n == seed::AGENT_REGISTRY));
+    assert_eq!(err.code(), 8005);
+    let (_dir, builder) = whole_system();
+    let system = builder.only([seed::AGENT_REGISTRY]).build().unwrap();
+    assert_eq!(
+        system.added(),
+        [seed::EVENT_STORE.into(), seed::AGENT_SUPERVISOR.into()]
+    );
+    assert_eq!(system.foundation().services(), [seed::EVENT_STORE.into()]);
+    assert_eq!(
+        system.mabeam().services(),
+        [seed::AGENT_SUPERVISOR.into(), seed::AGENT_REGISTRY.into()]
+    );
+    system.start().await.unwrap();
+    assert!(system.agents().is_running());
+    system.stop().await.unwrap();
+    assert_eq!(system.registry().count(system.namespace()), 0);
 }
 
 #[derive(Actor)]
@@ -135,7 +220,8 @@ async fn own_services_join_a_tree_after_what_they_need() {
     assert_eq!(mabeam.children[0].status, "running");
     system.stop().await.unwrap();
 
-    let dup = test_system()
+    let (_dir, builder) = whole_system();
+    let dup = builder
         .service(
             Tree::Foundation,
             ServiceDef::child(ChildSpec::actor::<Mine>(seed::TELEMETRY_SERVICE, || Mine)),
@@ -149,7 +235,8 @@ async fn own_services_join_a_tree_after_what_they_need() {
 async fn the_live_tree_shows_kinds_statuses_restarts_and_absent_services() {
     let telemetry = Telemetry::new();
     let mut probe = TelemetryProbe::attach(&telemetry, events::CHILD_RESTARTED);
-    let system = test_system().telemetry(telemetry).build().unwrap();
+    let (_dir, builder) = whole_system();
+    let system = builder.telemetry(telemetry).build().unwrap();
     system.start().await.unwrap();
     // The telemetry service crashes (killed); its supervisor restarts it.
     let ts = system
@@ -172,8 +259,27 @@ async fn the_live_tree_shows_kinds_statuses_restarts_and_absent_services() {
         .unwrap();
     assert_eq!(telemetry_node.kind, ProcessKind::Worker);
     assert_eq!(telemetry_node.restarts, 1);
-    assert!(tree.absent.iter().any(|s| s.name == "event_store"));
-    assert!(tree.absent.iter().all(|s| !s.wired));
+    let absent: Vec<&str> = tree.absent.iter().map(|s| s.name).collect();
+    assert_eq!(absent, [seed::CONNECTION_MANAGER]);
+    assert!(tree.absent[0].absent_because.is_some());
+    let mabeam = &tree.applications[1];
+    let agents = mabeam
+        .children
+        .iter()
+        .find(|c| c.name == seed::AGENT_SUPERVISOR)
+        .unwrap();
+    assert_eq!(agents.kind, ProcessKind::DynamicSupervisor);
+    let subtree = mabeam
+        .children
+        .iter()
+        .find(|c| c.name == seed::COORDINATION_SUPERVISOR)
+        .unwrap();
+    assert_eq!(subtree.kind, ProcessKind::Supervisor);
+    let members: Vec<&str> = subtree.children.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(
+        members,
+        [seed::COORDINATION, seed::ECONOMICS, seed::LOAD_BALANCER]
+    );
     let json = serde_json::to_value(&tree).unwrap();
     assert_eq!(json["applications"][1]["name"], "mabeam");
 
@@ -192,12 +298,12 @@ async fn the_live_tree_shows_kinds_statuses_restarts_and_absent_services() {
                     ]
         })
         .unwrap();
-    assert_eq!(children.value, 3.0);
+    assert_eq!(children.value, 9.0);
     let names = readings
         .iter()
         .find(|r| r.metric == events::GAUGE_REGISTRY_NAMES.metric)
         .unwrap();
-    assert_eq!((names.labels[0].1.as_str(), names.value), ("test", 4.0));
+    assert_eq!((names.labels[0].1.as_str(), names.value), ("test", 17.0));
     system.stop().await.unwrap();
 }
 
@@ -212,8 +318,10 @@ async fn a_disabled_telemetry_handle_is_refused() {
 
 #[tokio::test]
 async fn restart_service_by_name() {
+    let dir = tempfile::tempdir().unwrap();
     let system = System::builder()
         .namespace(Namespace::unique_test())
+        .data_dir(dir.path())
         .build()
         .unwrap();
     system.start().await.unwrap();
@@ -235,4 +343,108 @@ async fn restart_service_by_name() {
         8001
     );
     system.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_contracts_are_injected_agents_vote_and_their_lifecycle_is_recorded() {
+    let (_dir, builder) = whole_system();
+    let system = builder.build().unwrap();
+    system.start().await.unwrap();
+    let agents = system.agents().registry().unwrap();
+    for id in ["a", "b", "c"] {
+        agents
+            .register_agent(id, AgentConfig::new::<Voter>("voter", ()))
+            .unwrap();
+        agents.start_agent(id).await.unwrap();
+    }
+    // Coordination reaches the agents through the injected directory.
+    let decision = system
+        .coordinator()
+        .vote(Proposal::new(
+            "ship it",
+            AgentSelection::Kind("voter".into()),
+            Rule::Unanimous,
+            WAIT,
+        ))
+        .await
+        .unwrap();
+    assert!(decision.passed(), "{decision:?}");
+    assert_eq!(decision.votes.len(), 3);
+
+    // The agent layer and the coordinator record into the event store;
+    // a status event is queued when the status changes, so wait on the
+    // store's own subscription for the agent's `running`.
+    let reader = system.wiring().event_reader();
+    let mut feed = reader.subscribe(1);
+    loop {
+        let event = tokio::time::timeout(WAIT, feed.next())
+            .await
+            .expect("the agent's start is recorded")
+            .unwrap()
+            .unwrap();
+        if event.event.stream == "agent:c" && event.event.data["to"] == "running" {
+            break;
+        }
+    }
+    let decided = reader
+        .query(EventQuery::new().stream("coordination.decisions"))
+        .await
+        .unwrap();
+    assert_eq!(decided.len(), 1);
+
+    // Restarting the agent registry stops every agent through it.
+    system.restart_service(seed::AGENT_REGISTRY).await.unwrap();
+    assert_eq!(agents.status("a"), Some(AgentStatus::Stopped));
+    agents.start_agent("a").await.unwrap();
+    assert!(system.health().await.healthy);
+    system.stop().await.unwrap();
+    assert_eq!(system.registry().count(system.namespace()), 0);
+}
+
+#[tokio::test]
+async fn the_stores_keep_their_files_in_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let build = || {
+        SystemBuilder::new()
+            .namespace(Namespace::unique_test())
+            .data_dir(dir.path())
+            .config_defaults(serde_json::json!({"node": {"name": "n1"}}))
+            .build()
+            .unwrap()
+    };
+    let system = build();
+    system.start().await.unwrap();
+    let config = system.config().unwrap();
+    assert_eq!(config.get("node.name").unwrap(), "n1");
+    config
+        .update("services.billing", serde_json::json!({"timeout_ms": 50}))
+        .await
+        .unwrap();
+    let appended = system
+        .event_store()
+        .append(supervision_core::Event::new(
+            "orders",
+            "placed",
+            serde_json::json!({"n": 1}),
+        ))
+        .await
+        .unwrap();
+    system.stop().await.unwrap();
+    drop(system);
+    assert!(dir.path().join("events.db").exists());
+    assert!(dir.path().join("config.json").exists());
+
+    let again = build();
+    again.start().await.unwrap();
+    assert_eq!(
+        again
+            .config()
+            .unwrap()
+            .get("services.billing.timeout_ms")
+            .unwrap(),
+        50
+    );
+    let stored = again.event_store().get(appended.id).await.unwrap();
+    assert_eq!(stored.event.stream, "orders");
+    again.stop().await.unwrap();
 }

@@ -55,9 +55,11 @@ fn agents_start_on_their_own_runtime() {
         .build()
         .unwrap();
     let handle = agents.handle().clone();
+    // Only the performance monitor: no data directory needed.
     system_rt.block_on(async move {
         let system = SystemBuilder::new()
             .namespace(Namespace::unique_test())
+            .only([mabeam::seed::PERFORMANCE_MONITOR])
             .agent_runtime(handle)
             .build()
             .unwrap();
@@ -73,5 +75,75 @@ fn agents_start_on_their_own_runtime() {
         let answer = child.downcast::<Where>().unwrap().ask(Ask).await.unwrap();
         assert_eq!(answer, "test-agents test-agents");
         sup.stop().await;
+    });
+}
+
+/// An agent that tells on which threads it started and answers.
+struct Here(String);
+
+impl agent_supervisor::Agent for Here {
+    type Args = ();
+    type Message = ();
+    type Reply = String;
+    type Checkpoint = ();
+
+    async fn on_start(_: (), _: Option<()>) -> Result<Self, supervision_core::StartError> {
+        Ok(Here(
+            std::thread::current().name().unwrap_or_default().to_owned(),
+        ))
+    }
+
+    async fn handle(&mut self, (): (), _: &mut agent_supervisor::AgentContext<'_>) -> String {
+        format!(
+            "{} {}",
+            self.0,
+            std::thread::current().name().unwrap_or_default()
+        )
+    }
+}
+
+#[test]
+fn the_agent_registry_runs_agents_on_the_agent_runtime() {
+    let agents = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("test-agents")
+        .enable_all()
+        .build()
+        .unwrap();
+    let system_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("test-system")
+        .enable_all()
+        .build()
+        .unwrap();
+    let handle = agents.handle().clone();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_owned();
+    system_rt.block_on(async move {
+        let system = SystemBuilder::new()
+            .namespace(Namespace::unique_test())
+            .data_dir(data_dir)
+            .agent_runtime(handle)
+            .build()
+            .unwrap();
+        system.start().await.unwrap();
+        let registry = system.agents().registry().unwrap();
+        registry
+            .register_agent(
+                "here",
+                agent_supervisor::AgentConfig::new::<Here>("here", ()),
+            )
+            .unwrap();
+        registry.start_agent("here").await.unwrap();
+        let here = registry.agent_ref::<Here>("here").unwrap();
+        assert_eq!(here.ask(()).await.unwrap(), "test-agents test-agents");
+        // The system's own services stay on the system's runtime.
+        let process = system
+            .registry()
+            .lookup(system.namespace(), mabeam::seed::AGENT_REGISTRY)
+            .unwrap();
+        assert!(process.is_alive());
+        system.stop().await.unwrap();
+        assert_eq!(system.registry().count(system.namespace()), 0);
     });
 }

@@ -1,35 +1,41 @@
 //! `bench node`: the latency of `/health` over loopback while the node is
-//! idle, then while N supervised busy children (stand-ins for agents until
-//! agent-supervisor lands) burn every core on the node's agent runtime.
-//! The bar: loaded p99 at most 50 ms (goal 10 ms).
+//! idle, then while N real agents (registered in the node's AgentRegistry,
+//! supervised by its AgentSupervisor, on the node's agent runtime) burn
+//! every core. The bar: loaded p99 at most 50 ms (goal 10 ms).
 
 use std::{
-    convert::Infallible,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use anyhow::{Result, bail};
-use kameo::actor::{Actor, ActorRef, WeakActorRef};
-use kameo::error::ActorStopReason;
+use agent_supervisor::{Agent, AgentConfig, AgentContext};
+use anyhow::{Context as _, Result, bail};
+use futures::StreamExt;
 use mabeam_node::{Node, NodeConfig, client};
-use supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, RestartType};
+use supervision_core::{ExitReason, StartError};
 use tokio::{sync::watch, task::AbortHandle};
+
+/// How many agents are started (and stopped) at once.
+const CONCURRENCY: usize = 256;
 
 /// Requests per phase.
 const REQUESTS: usize = 300;
 /// CPU burnt per turn of a busy child before it yields.
 const TURN: Duration = Duration::from_micros(20);
 
-/// A child that burns CPU cooperatively while told to go (all start
+/// An agent that burns CPU cooperatively while told to go (all start
 /// first, and all idle before they stop: a start or a stop queued behind
-/// busy children would wait a whole round of them).
+/// busy agents would wait a whole round of them). Its burner runs on the
+/// runtime its incarnation starts on: the node's agent runtime.
 struct Busy(AbortHandle);
 
-impl Actor for Busy {
+impl Agent for Busy {
     type Args = watch::Receiver<bool>;
-    type Error = Infallible;
+    type Message = ();
+    type Reply = ();
+    type Checkpoint = ();
 
-    async fn on_start(mut go: Self::Args, _: ActorRef<Self>) -> Result<Self, Infallible> {
+    async fn on_start(mut go: Self::Args, _: Option<()>) -> Result<Self, StartError> {
         let burn = tokio::spawn(async move {
             loop {
                 if !*go.borrow() && go.wait_for(|go| *go).await.is_err() {
@@ -45,13 +51,10 @@ impl Actor for Busy {
         Ok(Busy(burn.abort_handle()))
     }
 
-    async fn on_stop(
-        &mut self,
-        _: WeakActorRef<Self>,
-        _: ActorStopReason,
-    ) -> Result<(), Infallible> {
+    async fn handle(&mut self, (): (), _: &mut AgentContext<'_>) {}
+
+    async fn on_stop(&mut self, _: &ExitReason) {
         self.0.abort();
-        Ok(())
     }
 }
 
@@ -92,19 +95,29 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     eprintln!("bench node: idle, {REQUESTS} requests");
     let idle = sample(&addr).await?;
 
-    eprintln!("bench node: starting {n} busy children on the agent runtime");
+    eprintln!("bench node: starting {n} busy agents on the agent runtime");
     let began = Instant::now();
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).await?;
-    let wiring = node.system().wiring().clone();
+    let agents = node
+        .system()
+        .agents()
+        .registry()
+        .context("the node's agent registry runs")?;
     let (go, ready) = watch::channel(false);
-    for i in 0..n {
-        let ready = ready.clone();
-        let spec = wiring
-            .on_agent_runtime(ChildSpec::actor::<Busy>(format!("busy-{i}"), move || {
-                ready.clone()
-            }))
-            .with_restart(RestartType::Temporary);
-        sup.start_child(spec).await?;
+    let config = Arc::new(AgentConfig::new::<Busy>("busy", ready));
+    let started = futures::stream::iter(0..n)
+        .map(|i| {
+            let (agents, config) = (agents.clone(), config.clone());
+            async move {
+                let id = format!("busy-{i}");
+                agents.register_agent(id.as_str(), config)?;
+                agents.start_agent(&id).await.map(|_| ())
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect::<Vec<_>>()
+        .await;
+    if let Some(Err(error)) = started.into_iter().find(Result::is_err) {
+        bail!("an agent did not start: {error}");
     }
     let start_s = began.elapsed().as_secs_f64();
     go.send_replace(true);
@@ -116,9 +129,8 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
         quantile(&idle, 0.99),
         quantile(&loaded, 0.99)
     );
-    // Idle first: a stop queued behind busy children would wait a round.
+    // Idle first: a stop queued behind busy agents would wait a round.
     go.send_replace(false);
-    sup.stop().await;
     node.stop().await?;
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(serde_json::json!({

@@ -1,0 +1,143 @@
+//! [`ApiError`]: what the HTTP API answers when a request fails, as typed
+//! JSON with a stable code (`{"code": 9104, "error": "agent_exists",
+//! "message": "..."}`), codes 9100-9199.
+
+use axum::{
+    Json,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+use supervision_core::ErrorCode;
+use thiserror::Error;
+
+/// Why a request to the API failed. Nothing changed when a request is
+/// refused (401, 400, 404, 409, 429).
+#[derive(Debug, Clone, Error)]
+#[non_exhaustive]
+pub enum ApiError {
+    /// A mutating endpoint without the bearer token (or a wrong one).
+    #[error("a bearer token is required")]
+    Unauthorized,
+    /// The body is not the JSON the endpoint takes.
+    #[error("invalid body: {0}")]
+    InvalidBody(String),
+    /// A query parameter is not valid.
+    #[error("invalid query: {0}")]
+    InvalidQuery(String),
+    /// No agent kind has this name.
+    #[error("unknown agent kind {kind:?}; known: {known}")]
+    UnknownKind {
+        /// The kind asked for.
+        kind: String,
+        /// The kinds the node knows.
+        known: String,
+    },
+    /// The agent's id or args were refused.
+    #[error("invalid agent: {0}")]
+    InvalidAgent(String),
+    /// An agent of this id exists.
+    #[error("agent {0:?} exists")]
+    AgentExists(String),
+    /// No agent of this id.
+    #[error("agent {0:?} not found")]
+    AgentNotFound(String),
+    /// The agent could not be started, stopped or asked (its reason).
+    #[error("agent {agent:?}: {reason}")]
+    AgentFailed {
+        /// The agent.
+        agent: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A service the endpoint needs is not running.
+    #[error("{0} is not running")]
+    Unavailable(&'static str),
+    /// The rate limiter refused the request.
+    #[error("too many requests: {0}")]
+    RateLimited(String),
+    /// The service refused the request as invalid (a vote, an auction, an
+    /// event).
+    #[error("{0}")]
+    Refused(String),
+    /// No service of either tree has this name.
+    #[error("unknown service {0:?}")]
+    UnknownService(String),
+    /// The application refused the admin call (a dependency down, ...).
+    #[error("{0}")]
+    ServiceRefused(String),
+}
+
+impl ErrorCode for ApiError {
+    fn code(&self) -> u32 {
+        match self {
+            ApiError::Unauthorized => 9101,
+            ApiError::InvalidBody(_) => 9102,
+            ApiError::InvalidQuery(_) => 9103,
+            ApiError::UnknownKind { .. } => 9104,
+            ApiError::InvalidAgent(_) => 9105,
+            ApiError::AgentExists(_) => 9106,
+            ApiError::AgentNotFound(_) => 9107,
+            ApiError::AgentFailed { .. } => 9108,
+            ApiError::Unavailable(_) => 9109,
+            ApiError::RateLimited(_) => 9110,
+            ApiError::Refused(_) => 9111,
+            ApiError::UnknownService(_) => 9112,
+            ApiError::ServiceRefused(_) => 9113,
+        }
+    }
+}
+
+impl ApiError {
+    /// Its short name in responses (`unauthorized`, `agent_exists`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            ApiError::Unauthorized => "unauthorized",
+            ApiError::InvalidBody(_) => "invalid_body",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::UnknownKind { .. } => "unknown_kind",
+            ApiError::InvalidAgent(_) => "invalid_agent",
+            ApiError::AgentExists(_) => "agent_exists",
+            ApiError::AgentNotFound(_) => "agent_not_found",
+            ApiError::AgentFailed { .. } => "agent_failed",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::Refused(_) => "refused",
+            ApiError::UnknownService(_) => "unknown_service",
+            ApiError::ServiceRefused(_) => "service_refused",
+        }
+    }
+
+    /// The HTTP status it answers with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidBody(_)
+            | ApiError::InvalidQuery(_)
+            | ApiError::UnknownKind { .. }
+            | ApiError::InvalidAgent(_)
+            | ApiError::Refused(_) => StatusCode::BAD_REQUEST,
+            ApiError::AgentExists(_) => StatusCode::CONFLICT,
+            ApiError::AgentNotFound(_) | ApiError::UnknownService(_) => StatusCode::NOT_FOUND,
+            ApiError::ServiceRefused(_) => StatusCode::CONFLICT,
+            ApiError::AgentFailed { .. } => StatusCode::CONFLICT,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({
+            "code": self.code(),
+            "error": self.name(),
+            "message": self.to_string(),
+        }));
+        if matches!(self, ApiError::Unauthorized) {
+            (self.status(), [(header::WWW_AUTHENTICATE, "Bearer")], body).into_response()
+        } else {
+            (self.status(), body).into_response()
+        }
+    }
+}

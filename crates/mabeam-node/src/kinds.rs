@@ -1,0 +1,282 @@
+//! The node's built-in agent kinds: what `POST /api/agents` can start.
+//!
+//! - `counter`: keeps a count (carried across restarts by its checkpoint);
+//!   answers `counter.add` (`{"by": n}`) and `counter.get` with
+//!   `{"count": n}`. Args: `{"start": n}` (default 0).
+//! - `worker`: takes part in coordination votes and economics auctions.
+//!   It votes yes on a proposal whose body carries `{"value": x}` with
+//!   `x <= approve_up_to`, no above it, and abstains without a value;
+//!   ranks and approves options in the order given; estimates its
+//!   valuation. It bids its valuation in sealed auctions (passing below
+//!   the reserve), raises to the minimum in English ones while that is
+//!   within its valuation, accepts a Dutch price at or below it, and bids
+//!   its valuation for the whole bundle in combinatorial ones. It answers
+//!   `worker.stats` with what it has handled. Args: `{"valuation": v,
+//!   "approve_up_to": x}` (defaults 10 and 100).
+
+use std::{collections::BTreeMap, fmt, sync::Arc};
+
+use agent_supervisor::{Agent, AgentConfig, AgentContext, EnvelopeError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use supervision_core::{Envelope, StartError};
+
+/// Makes an agent configuration from a request's `args`.
+type Make = fn(&Value) -> Result<AgentConfig, String>;
+
+/// The agent kinds a node can start by name.
+#[derive(Clone)]
+pub struct AgentKinds {
+    kinds: Arc<BTreeMap<&'static str, Make>>,
+}
+
+impl fmt::Debug for AgentKinds {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AgentKinds")
+            .field("kinds", &self.names())
+            .finish()
+    }
+}
+
+impl Default for AgentKinds {
+    fn default() -> Self {
+        Self::builtin()
+    }
+}
+
+/// Why a kind could not be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KindError {
+    /// No kind has this name.
+    Unknown(String),
+    /// The args do not fit the kind (what is wrong).
+    InvalidArgs(String),
+}
+
+impl AgentKinds {
+    /// The built-in kinds: `counter` and `worker`.
+    pub fn builtin() -> Self {
+        let mut kinds: BTreeMap<&'static str, Make> = BTreeMap::new();
+        kinds.insert(COUNTER, counter_config);
+        kinds.insert(WORKER, worker_config);
+        AgentKinds {
+            kinds: Arc::new(kinds),
+        }
+    }
+
+    /// The kinds' names, sorted.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.kinds.keys().copied().collect()
+    }
+
+    /// The configuration of an agent of `kind` with `args` (`null`: the
+    /// defaults).
+    pub fn config(&self, kind: &str, args: &Value) -> Result<AgentConfig, KindError> {
+        let make = self
+            .kinds
+            .get(kind)
+            .ok_or_else(|| KindError::Unknown(kind.to_owned()))?;
+        make(args).map_err(KindError::InvalidArgs)
+    }
+}
+
+/// The counter kind's name.
+pub const COUNTER: &str = "counter";
+/// The worker kind's name.
+pub const WORKER: &str = "worker";
+
+/// `args` read as `T` (`null` is `T`'s defaults); unknown fields refused.
+fn args<T: for<'de> Deserialize<'de> + Default>(args: &Value) -> Result<T, String> {
+    if args.is_null() {
+        return Ok(T::default());
+    }
+    serde_json::from_value(args.clone()).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CounterArgs {
+    #[serde(default)]
+    start: i64,
+}
+
+fn counter_config(value: &Value) -> Result<AgentConfig, String> {
+    let CounterArgs { start } = args(value)?;
+    Ok(AgentConfig::new::<Counter>(COUNTER, start))
+}
+
+/// A counter agent (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Counter {
+    count: i64,
+}
+
+impl Agent for Counter {
+    type Args = i64;
+    type Message = i64;
+    type Reply = i64;
+    type Checkpoint = i64;
+
+    async fn on_start(start: i64, checkpoint: Option<i64>) -> Result<Self, StartError> {
+        Ok(Counter {
+            count: checkpoint.unwrap_or(start),
+        })
+    }
+
+    async fn handle(&mut self, by: i64, _: &mut AgentContext<'_>) -> i64 {
+        self.count = self.count.saturating_add(by);
+        self.count
+    }
+
+    async fn handle_envelope(
+        &mut self,
+        envelope: Envelope,
+        _: &mut AgentContext<'_>,
+    ) -> Result<Value, EnvelopeError> {
+        match &*envelope.protocol {
+            "counter.add" => {
+                let by = envelope.body["by"]
+                    .as_i64()
+                    .ok_or_else(|| EnvelopeError::Rejected("\"by\" must be an integer".into()))?;
+                self.count = self.count.saturating_add(by);
+                Ok(json!({ "count": self.count }))
+            }
+            "counter.get" => Ok(json!({ "count": self.count })),
+            _ => Err(EnvelopeError::Unsupported),
+        }
+    }
+
+    fn checkpoint(&self) -> Option<i64> {
+        Some(self.count)
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct WorkerArgs {
+    valuation: f64,
+    approve_up_to: f64,
+}
+
+impl Default for WorkerArgs {
+    fn default() -> Self {
+        WorkerArgs {
+            valuation: 10.0,
+            approve_up_to: 100.0,
+        }
+    }
+}
+
+fn worker_config(value: &Value) -> Result<AgentConfig, String> {
+    let args: WorkerArgs = args(value)?;
+    if !args.valuation.is_finite() || args.valuation < 0.0 {
+        return Err(format!(
+            "valuation must be a finite number of at least 0, not {}",
+            args.valuation
+        ));
+    }
+    if !args.approve_up_to.is_finite() {
+        return Err("approve_up_to must be a finite number".to_owned());
+    }
+    Ok(AgentConfig::new::<Worker>(
+        WORKER,
+        (args.valuation, args.approve_up_to),
+    ))
+}
+
+/// A worker agent (see the [module docs](self)).
+#[derive(Debug)]
+pub struct Worker {
+    valuation: f64,
+    approve_up_to: f64,
+    votes: u64,
+    bids: u64,
+}
+
+impl Worker {
+    fn vote(&mut self, body: &Value) -> Value {
+        self.votes += 1;
+        let options: Vec<&str> = body["options"]
+            .as_array()
+            .map(|o| o.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match body["rule"].as_str().unwrap_or("majority") {
+            "ranked_choice" => json!({ "ranking": options }),
+            "approval" => json!({ "approve": options.first().into_iter().collect::<Vec<_>>() }),
+            "iterative" => json!({ "estimate": self.valuation }),
+            _ => match body["body"]["value"].as_f64() {
+                Some(value) if value <= self.approve_up_to => json!({ "vote": "yes" }),
+                Some(_) => json!({ "vote": "no" }),
+                None => json!({ "vote": "abstain" }),
+            },
+        }
+    }
+
+    fn bid(&mut self, body: &Value, me: &str) -> Value {
+        self.bids += 1;
+        let v = self.valuation;
+        match body["kind"].as_str().unwrap_or_default() {
+            "dutch" => json!({ "accept": body["price"].as_f64().is_some_and(|p| p <= v) }),
+            "english" => {
+                let minimum = body["minimum"].as_f64().unwrap_or(f64::INFINITY);
+                if body["high_bidder"].as_str() == Some(me) || minimum > v {
+                    json!({ "bid": null })
+                } else {
+                    json!({ "bid": minimum })
+                }
+            }
+            "combinatorial" => {
+                json!({ "bids": [{ "items": body["items"].clone(), "amount": v }] })
+            }
+            _ => {
+                let reserve = body["reserve"].as_f64().unwrap_or(0.0);
+                if v >= reserve && v > 0.0 {
+                    json!({ "bid": v })
+                } else {
+                    json!({ "bid": null })
+                }
+            }
+        }
+    }
+}
+
+impl Agent for Worker {
+    type Args = (f64, f64);
+    type Message = ();
+    type Reply = (u64, u64);
+    type Checkpoint = ();
+
+    async fn on_start(
+        (valuation, approve_up_to): (f64, f64),
+        _: Option<()>,
+    ) -> Result<Self, StartError> {
+        Ok(Worker {
+            valuation,
+            approve_up_to,
+            votes: 0,
+            bids: 0,
+        })
+    }
+
+    async fn handle(&mut self, (): (), _: &mut AgentContext<'_>) -> (u64, u64) {
+        (self.votes, self.bids)
+    }
+
+    async fn handle_envelope(
+        &mut self,
+        envelope: Envelope,
+        ctx: &mut AgentContext<'_>,
+    ) -> Result<Value, EnvelopeError> {
+        match &*envelope.protocol {
+            "coordination.vote" => Ok(self.vote(&envelope.body)),
+            "economics.bid" => Ok(self.bid(&envelope.body, ctx.id().as_str())),
+            "worker.stats" => Ok(json!({
+                "votes": self.votes,
+                "bids": self.bids,
+                "valuation": self.valuation,
+                "approve_up_to": self.approve_up_to,
+            })),
+            _ => Err(EnvelopeError::Unsupported),
+        }
+    }
+}
