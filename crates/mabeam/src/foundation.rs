@@ -64,6 +64,7 @@ impl FoundationApp {
         let mut spec = ApplicationSpec::new(Self::NAME)
             .with_flags(SupervisorFlags::new(Strategy::OneForOne))
             .with_telemetry(wiring.telemetry.clone())
+            .with_clock(wiring.clock.clone())
             .service(registry)
             .service(service_registry)
             .service(telemetry);
