@@ -177,7 +177,7 @@ async fn a_cleanup_stops_a_static_child_through_its_supervisor() {
     assert_eq!(report.stopped, 1);
     assert!(!child.is_alive());
     let state = sup.which_children().await.unwrap()[0].state.clone();
-    assert_eq!(state, ChildState::NotRunning, "not restarted");
+    assert_eq!(state, ChildState::Terminated, "not restarted");
     assert_eq!(registry.lookup(&ns, "cache"), None);
 
     // restart_child brings it back under its name.

@@ -64,7 +64,6 @@
 
 mod error;
 mod report;
-mod service;
 
 use std::{
     collections::{BTreeMap, HashSet},
@@ -86,6 +85,8 @@ use supervision_core::{
     Application, Clock, Health, MetaValue, ServiceDef, ServiceStatus, Telemetry, WeakApplication,
 };
 use tokio::time::Instant;
+
+use crate::rounds::{self, Rounds};
 
 /// `health_monitor.service.changed`: a service changed state.
 pub const SERVICE_CHANGED: &[&str] = &["health_monitor", "service", "changed"];
@@ -379,10 +380,10 @@ impl HealthMonitor {
     /// application is fine: its health check answers without waiting for a
     /// round.
     pub fn service(&self) -> ServiceDef {
-        service::service_def(self.clone())
+        rounds::service_def(self.clone())
     }
 
-    pub(crate) fn clock(&self) -> &Clock {
+    fn clock(&self) -> &Clock {
         &self.inner.clock
     }
 
@@ -578,5 +579,25 @@ impl fmt::Debug for HealthMonitor {
             .field("name", &self.inner.name)
             .field("sources", &self.sources())
             .finish()
+    }
+}
+
+impl Rounds for HealthMonitor {
+    const ACTOR: &'static str = "HealthMonitor";
+
+    fn service_name(&self) -> &str {
+        self.name()
+    }
+
+    fn round_clock(&self) -> &Clock {
+        self.clock()
+    }
+
+    fn round_interval(&self) -> Duration {
+        self.interval()
+    }
+
+    async fn round(&self) {
+        self.check_now().await;
     }
 }

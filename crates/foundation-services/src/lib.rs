@@ -32,6 +32,7 @@ pub mod event_store;
 pub mod health_monitor;
 mod ping;
 pub mod rate_limiter;
+mod rounds;
 pub mod service_monitor;
 pub mod task_supervisor;
 

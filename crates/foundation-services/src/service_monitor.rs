@@ -71,7 +71,6 @@
 
 mod decision;
 mod error;
-mod service;
 
 use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
@@ -85,6 +84,8 @@ use supervision_core::{
     ServiceStatus, StatusReport, Telemetry, WeakApplication,
 };
 use tokio::time::Instant;
+
+use crate::rounds::{self, Rounds};
 
 /// `service_monitor.ping.missed`
 pub const PING_MISSED: &[&str] = &["service_monitor", "ping", "missed"];
@@ -354,10 +355,10 @@ impl ServiceMonitor {
     /// an actor that runs a round every interval. It may watch the other
     /// services of its own application.
     pub fn service(&self) -> ServiceDef {
-        service::service_def(self.clone())
+        rounds::service_def(self.clone())
     }
 
-    pub(crate) fn clock(&self) -> &Clock {
+    fn clock(&self) -> &Clock {
         &self.inner.clock
     }
 }
@@ -604,5 +605,25 @@ impl fmt::Debug for ServiceMonitor {
                 &self.inner.watched.lock().keys().collect::<Vec<_>>(),
             )
             .finish()
+    }
+}
+
+impl Rounds for ServiceMonitor {
+    const ACTOR: &'static str = "ServiceMonitor";
+
+    fn service_name(&self) -> &str {
+        self.name()
+    }
+
+    fn round_clock(&self) -> &Clock {
+        self.clock()
+    }
+
+    fn round_interval(&self) -> Duration {
+        self.interval()
+    }
+
+    async fn round(&self) {
+        self.ping_all().await;
     }
 }

@@ -33,6 +33,13 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// [telemetry]
 /// retention_secs = 3600
 /// per_agent_labels = false        # one series per agent: small systems only
+///
+/// [cluster]
+/// node = "mabeam@localhost"       # this node's name in its cluster
+/// listen = "127.0.0.1:0"          # the connection manager's address (0: a free port)
+/// seeds = ["127.0.0.1:4369"]      # nodes to dial (and redial)
+/// cookie = "..."                  # the cluster's secret; generated into
+///                                 # data_dir/cookie if absent
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
@@ -50,7 +57,20 @@ pub struct NodeConfig {
     pub retention_secs: u64,
     /// Whether metrics keep per-agent (per-process) labels.
     pub per_agent_labels: bool,
+    /// This node's name in its cluster.
+    pub cluster_node: String,
+    /// The connection manager's listen address.
+    pub cluster_listen: SocketAddr,
+    /// The nodes the connection manager dials.
+    pub cluster_seeds: Vec<SocketAddr>,
+    /// The cluster's cookie, if the config names one.
+    pub cookie: Option<String>,
 }
+
+/// The node's name in its cluster by default.
+pub const DEFAULT_CLUSTER_NODE: &str = "mabeam@localhost";
+/// The connection manager's address by default: loopback, a free port.
+pub const DEFAULT_CLUSTER_LISTEN: &str = "127.0.0.1:0";
 
 /// A log level.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -90,6 +110,12 @@ impl Default for NodeConfig {
             token: None,
             retention_secs: 3600,
             per_agent_labels: false,
+            cluster_node: DEFAULT_CLUSTER_NODE.to_owned(),
+            cluster_listen: DEFAULT_CLUSTER_LISTEN
+                .parse()
+                .expect("the default address parses"),
+            cluster_seeds: Vec::new(),
+            cookie: None,
         }
     }
 }
@@ -103,6 +129,17 @@ struct File {
     http: HttpSection,
     #[serde(default)]
     telemetry: TelemetrySection,
+    #[serde(default)]
+    cluster: ClusterSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClusterSection {
+    node: Option<String>,
+    listen: Option<SocketAddr>,
+    seeds: Option<Vec<SocketAddr>>,
+    cookie: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,10 +208,30 @@ impl NodeConfig {
         if let Some(per_agent) = file.telemetry.per_agent_labels {
             config.per_agent_labels = per_agent;
         }
+        if let Some(node) = file.cluster.node {
+            config.cluster_node = node;
+        }
+        if let Some(listen) = file.cluster.listen {
+            config.cluster_listen = listen;
+        }
+        if let Some(seeds) = file.cluster.seeds {
+            config.cluster_seeds = seeds;
+        }
+        if let Some(cookie) = &file.cluster.cookie
+            && cookie.trim().is_empty()
+        {
+            return Err(NodeError::Config {
+                path: path.to_owned(),
+                line: line_of(text, "cookie"),
+                message: "cluster.cookie must not be empty".to_owned(),
+            });
+        }
+        config.cookie = file.cluster.cookie;
         Ok(config)
     }
 
-    /// The settings as the config server's defaults (the token left out):
+    /// The settings as the config server's defaults (the token and the
+    /// cookie left out; `cluster.*` too):
     /// `node.data_dir`, `node.log`, `http.addr`, `http.allow_non_loopback`,
     /// `telemetry.retention_secs`, `telemetry.per_agent_labels`.
     pub fn defaults(&self) -> serde_json::Value {
@@ -191,6 +248,11 @@ impl NodeConfig {
                 "retention_secs": self.retention_secs,
                 "per_agent_labels": self.per_agent_labels,
             },
+            "cluster": {
+                "node": self.cluster_node,
+                "listen": self.cluster_listen.to_string(),
+                "seeds": self.cluster_seeds.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            },
         })
     }
 
@@ -203,10 +265,12 @@ impl NodeConfig {
         Self::from_toml(&text, path)
     }
 
-    /// Refuses a non-loopback HTTP address unless allowed.
+    /// Refuses a non-loopback HTTP or cluster address unless allowed.
     pub fn check(&self) -> Result<(), NodeError> {
-        if !self.http.ip().is_loopback() && !self.allow_non_loopback {
-            return Err(NodeError::NonLoopback(self.http));
+        for addr in [self.http, self.cluster_listen] {
+            if !addr.ip().is_loopback() && !self.allow_non_loopback {
+                return Err(NodeError::NonLoopback(addr));
+            }
         }
         Ok(())
     }

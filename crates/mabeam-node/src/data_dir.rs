@@ -1,5 +1,6 @@
 //! The data directory: created if missing; holds the bearer token of the
-//! mutating endpoints (`token`, mode 0600, generated on first start).
+//! mutating endpoints (`token`) and the cluster's cookie (`cookie`), each
+//! mode 0600, generated on first start.
 
 use std::{
     fs,
@@ -11,6 +12,14 @@ use crate::NodeError;
 
 /// The token file's name inside the data directory.
 pub const TOKEN_FILE: &str = "token";
+/// The cookie file's name inside the data directory.
+pub const COOKIE_FILE: &str = "cookie";
+
+/// The cluster's cookie: the one given, or the one in `dir/cookie`, or a
+/// new random one written there (mode 0600 on Unix).
+pub fn cookie(dir: &Path, given: Option<&str>) -> Result<String, NodeError> {
+    secret(dir, COOKIE_FILE, given)
+}
 
 /// Creates `dir` (and its parents) if missing.
 pub fn ensure(dir: &Path) -> Result<(), NodeError> {
@@ -23,10 +32,15 @@ pub fn ensure(dir: &Path) -> Result<(), NodeError> {
 /// The bearer token: the one given, or the one in `dir/token`, or a new
 /// random one written there (mode 0600 on Unix).
 pub fn token(dir: &Path, given: Option<&str>) -> Result<String, NodeError> {
+    secret(dir, TOKEN_FILE, given)
+}
+
+/// A secret: given, or read from `dir/file`, or made and written there.
+fn secret(dir: &Path, file: &str, given: Option<&str>) -> Result<String, NodeError> {
     if let Some(token) = given {
         return Ok(token.to_owned());
     }
-    let path: PathBuf = dir.join(TOKEN_FILE);
+    let path: PathBuf = dir.join(file);
     let io = |error| NodeError::DataDir {
         path: path.clone(),
         error,

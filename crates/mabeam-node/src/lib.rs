@@ -40,6 +40,9 @@ pub mod kinds;
 mod node;
 
 pub use api_error::ApiError;
-pub use config::{DEFAULT_DATA_DIR, DEFAULT_HTTP, LogLevel, NodeConfig};
+pub use config::{
+    DEFAULT_CLUSTER_LISTEN, DEFAULT_CLUSTER_NODE, DEFAULT_DATA_DIR, DEFAULT_HTTP, LogLevel,
+    NodeConfig,
+};
 pub use error::NodeError;
 pub use node::{API_BURST, API_RATE, Node, run};

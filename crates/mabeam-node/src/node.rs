@@ -61,6 +61,7 @@ impl Node {
         config.check()?;
         data_dir::ensure(&config.data_dir)?;
         let token: Arc<str> = data_dir::token(&config.data_dir, config.token.as_deref())?.into();
+        let cookie = data_dir::cookie(&config.data_dir, config.cookie.as_deref())?;
 
         let telemetry = Telemetry::new();
         log_supervision(&telemetry);
@@ -80,6 +81,11 @@ impl Node {
                 API_MUTATION,
                 foundation_services::Rule::per_second(API_RATE).with_burst(API_BURST),
             )
+            .cluster(
+                foundation_services::ConnectionManager::builder(&config.cluster_node, cookie)
+                    .listen(config.cluster_listen)
+                    .seeds(config.cluster_seeds.iter().copied()),
+            )
             .agent_runtime(agents.handle().clone())
             .telemetry_config(TelemetryConfig {
                 retention: Duration::from_secs(config.retention_secs),
@@ -89,6 +95,9 @@ impl Node {
         exporter.add_source(Arc::new(system.clone()));
         system.start().await?;
         tracing::info!(data_dir = %config.data_dir.display(), "both trees started");
+        if let Some(cluster) = system.connections().and_then(|c| c.local_addr()) {
+            tracing::info!(node = %config.cluster_node, %cluster, "cluster listening");
+        }
 
         let listener = match TcpListener::bind(config.http).await {
             Ok(listener) => listener,

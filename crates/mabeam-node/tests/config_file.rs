@@ -27,6 +27,12 @@ token = "secret"
 [telemetry]
 retention_secs = 60
 per_agent_labels = true
+
+[cluster]
+node = "n1@host"
+listen = "127.0.0.1:4369"
+seeds = ["127.0.0.1:4370"]
+cookie = "shh"
 "#;
     let config = NodeConfig::from_toml(text, Path::new("n.toml")).unwrap();
     assert_eq!(config.data_dir, Path::new("/var/lib/mabeam"));
@@ -35,6 +41,16 @@ per_agent_labels = true
     assert_eq!(config.token.as_deref(), Some("secret"));
     assert_eq!(config.retention_secs, 60);
     assert!(config.per_agent_labels);
+    assert_eq!(config.cluster_node, "n1@host");
+    assert_eq!(config.cluster_listen.port(), 4369);
+    assert_eq!(config.cluster_seeds, ["127.0.0.1:4370".parse().unwrap()]);
+    assert_eq!(config.cookie.as_deref(), Some("shh"));
+    // A cluster address off loopback needs the same flag as HTTP.
+    let open = NodeConfig {
+        cluster_listen: "0.0.0.0:4369".parse().unwrap(),
+        ..NodeConfig::default()
+    };
+    assert!(matches!(open.check(), Err(NodeError::NonLoopback(_))));
 }
 
 #[test]

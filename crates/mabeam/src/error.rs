@@ -33,6 +33,12 @@ pub enum MabeamError {
         "service {0:?} keeps its files in a data directory: give one (SystemBuilder::data_dir)"
     )]
     NoDataDir(Arc<str>),
+    /// The connection manager was asked for, and the system has no
+    /// cluster (node name and cookie).
+    #[error(
+        "service {0:?} needs a cluster: give a node name and a cookie (SystemBuilder::cluster)"
+    )]
+    NoCluster(Arc<str>),
     /// A service could not be built from its settings (the config server's
     /// persisted file unreadable, a limit out of range, ...).
     #[error("service {service:?} could not be built: {message}")]
@@ -53,6 +59,7 @@ impl ErrorCode for MabeamError {
             MabeamError::Telemetry(_) => 8004,
             MabeamError::NoDataDir(_) => 8005,
             MabeamError::Service { .. } => 8006,
+            MabeamError::NoCluster(_) => 8007,
         }
     }
 }

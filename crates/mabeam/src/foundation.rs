@@ -19,15 +19,15 @@ use crate::{
 /// | `telemetry_service` | the `TelemetryService` | `Telemetry` |
 /// | `config_server` | the `ConfigServer` (`config.json` in the data directory) | `EventSink` |
 /// | `event_store` | the `EventStore` (`events.db` in the data directory) | |
+/// | `connection_manager` | the `ConnectionManager` (listens, dials the seeds) | `Telemetry`, `Clock` |
 /// | `rate_limiter` | the `RateLimiter`'s sweeper | `Telemetry`, `Clock` |
 /// | `task_supervisor` | the `TaskSupervisor` | `Telemetry`, `Clock` |
 /// | `health_monitor` | the `HealthMonitor`'s rounds, over both trees | `Telemetry`, `Clock` |
 /// | `service_monitor` | the `ServiceMonitor`'s pings, over both trees | `Telemetry`, `Clock` |
 ///
 /// The config server is left out when the system has no data directory
-/// (a subset without the services that need one). The seed's
-/// `connection_manager` is absent (see
-/// [`FOUNDATION_SEED`](crate::FOUNDATION_SEED) for why). Each service's
+/// (a subset without the services that need one), the connection manager
+/// when it has no cluster (`SystemBuilder::cluster`). Each service's
 /// process registers itself under its name in the wiring's namespace, so
 /// the registry shows the running tree and frees each name when its
 /// process stops.
@@ -64,6 +64,7 @@ impl FoundationApp {
         let mut spec = ApplicationSpec::new(Self::NAME)
             .with_flags(SupervisorFlags::new(Strategy::OneForOne))
             .with_telemetry(wiring.telemetry.clone())
+            .with_clock(wiring.clock.clone())
             .service(registry)
             .service(service_registry)
             .service(telemetry);
@@ -71,8 +72,12 @@ impl FoundationApp {
         if let Some(config) = &wiring.stores.config {
             spec = spec.service(wiring.registered_service(config, tree));
         }
-        spec.service(wiring.registered_service(&wiring.stores.events, tree))
-            .service(wiring.registered_service(&wiring.rate_limiter.service(), tree))
+        spec = spec.service(wiring.registered_service(&wiring.stores.events, tree));
+        // Made only with a cluster (node name and cookie).
+        if let Some(connections) = &wiring.connections {
+            spec = spec.service(wiring.registered_service(&connections.service(), tree));
+        }
+        spec.service(wiring.registered_service(&wiring.rate_limiter.service(), tree))
             .service(wiring.registered_service(&wiring.tasks.service(), tree))
             .service(wiring.registered_service(&wiring.health_monitor.service(), tree))
             .service(wiring.registered_service(&wiring.service_monitor.service(), tree))

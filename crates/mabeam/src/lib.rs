@@ -11,19 +11,20 @@
 //!
 //! - [`FoundationApp`] (one_for_one): `process_registry`,
 //!   `service_registry`, `telemetry_service`, `config_server`,
-//!   `event_store`, `rate_limiter`, `task_supervisor`, `health_monitor`,
-//!   `service_monitor`;
+//!   `event_store`, `connection_manager`, `rate_limiter`,
+//!   `task_supervisor`, `health_monitor`, `service_monitor`;
 //! - [`MabeamApp`] (one_for_one): `core`, `agent_supervisor`,
 //!   `agent_registry`, `coordination_supervisor` (`coordination`,
 //!   `economics`, `load_balancer`), `performance_monitor`.
 //!
-//! Only the seed's connection manager is absent (not stood in for):
-//! [`FOUNDATION_SEED`] and [`MABEAM_SEED`] list every seed service with its
-//! crate, whether it is wired and, if not, why; the live tree report
-//! ([`System::tree`]) lists the absent ones. The event store and the config
-//! server keep their files in the data directory
-//! ([`SystemBuilder::data_dir`]); agents run on the agent runtime
-//! ([`SystemBuilder::agent_runtime`]) when one is given.
+//! Every seed service is wired: [`FOUNDATION_SEED`] and [`MABEAM_SEED`]
+//! list each with its crate. The event store and the config server keep
+//! their files in the data directory ([`SystemBuilder::data_dir`]); the
+//! connection manager needs a cluster ([`SystemBuilder::cluster`]: node
+//! name, cookie, address, seeds), and a system without one leaves it out,
+//! which the live tree report ([`System::tree`]) says with the reason;
+//! agents run on the agent runtime ([`SystemBuilder::agent_runtime`]) when
+//! one is given.
 //!
 //! [`System`] runs both: Foundation starts first and stops last. Each
 //! service's process registers itself under its name in the system's

@@ -62,7 +62,8 @@ impl MabeamApp {
                     COORDINATION_SUPERVISOR,
                     SupervisorFlags::new(Strategy::OneForOne)
                         .with_name(COORDINATION_SUPERVISOR)
-                        .with_telemetry(wiring.telemetry.clone()),
+                        .with_telemetry(wiring.telemetry.clone())
+                        .with_clock(wiring.clock.clone()),
                     [
                         wiring.registered(
                             wiring.holder(COORDINATION, wiring.coordinator.clone()),
@@ -99,6 +100,7 @@ impl MabeamApp {
         ApplicationSpec::new(Self::NAME)
             .with_flags(SupervisorFlags::new(Strategy::OneForOne))
             .with_telemetry(wiring.telemetry.clone())
+            .with_clock(wiring.clock.clone())
             .service(core)
             .service(agent_registry)
             .service(agent_supervisor)

@@ -27,7 +27,12 @@ const fn wired(name: &'static str, provided_by: &'static str) -> SeedService {
     }
 }
 
-const fn absent(name: &'static str, provided_by: &'static str, why: &'static str) -> SeedService {
+/// A seed service this system leaves out, and why.
+pub(crate) const fn absent(
+    name: &'static str,
+    provided_by: &'static str,
+    why: &'static str,
+) -> SeedService {
     SeedService {
         name,
         provided_by,
@@ -75,20 +80,16 @@ pub const LOAD_BALANCER: &str = "load_balancer";
 /// `performance_monitor`: per-agent performance.
 pub const PERFORMANCE_MONITOR: &str = "performance_monitor";
 
-/// The Foundation tree of the seed, in its order. Every service is wired
-/// but the connection manager.
+/// The Foundation tree of the seed, in its order; every service is wired
+/// (the connection manager joins the tree when the system is given a
+/// cluster: a node name and a cookie, see `SystemBuilder::cluster`).
 pub const FOUNDATION_SEED: &[SeedService] = &[
     wired(PROCESS_REGISTRY, "process-registry"),
     wired(SERVICE_REGISTRY, "process-registry"),
     wired(TELEMETRY_SERVICE, "telemetry"),
     wired(CONFIG_SERVER, "foundation-services"),
     wired(EVENT_STORE, "foundation-services"),
-    absent(
-        CONNECTION_MANAGER,
-        "foundation-services",
-        "not built: a node is one process and one tree (kameo's remote feature holds one \
-         swarm per process); multi-node clustering is a later issue",
-    ),
+    wired(CONNECTION_MANAGER, "foundation-services"),
     wired(RATE_LIMITER, "foundation-services"),
     wired(TASK_SUPERVISOR, "foundation-services"),
     wired(HEALTH_MONITOR, "foundation-services"),
@@ -121,6 +122,13 @@ pub(crate) const CROSS_TREE: &[(&str, &[&str])] = &[
     (AGENT_REGISTRY, &[EVENT_STORE]),
     (COORDINATION_SUPERVISOR, &[EVENT_STORE]),
 ];
+
+/// Why the connection manager is out of a system without a cluster.
+pub(crate) const NO_CLUSTER: SeedService = absent(
+    CONNECTION_MANAGER,
+    "foundation-services",
+    "no cluster configured: give the system a node name and a cookie (SystemBuilder::cluster)",
+);
 
 /// The Foundation services that keep files in the data directory.
 pub(crate) const NEED_DATA_DIR: &[&str] = &[CONFIG_SERVER, EVENT_STORE];

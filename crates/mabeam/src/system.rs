@@ -8,9 +8,9 @@ use agent_supervisor::AgentRegistryOptions;
 use coordination::{Coordinator, VariableSpace};
 use economics::{Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, Reputation};
 use foundation_services::{
-    ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService, EventStore,
-    EventStoreConfig, EventStoreService, HealthMonitor, RateLimiter, Rule, ServiceMonitor,
-    TaskSupervisor, ValueRule,
+    ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService, ConnectionManager,
+    ConnectionManagerBuilder, EventStore, EventStoreConfig, EventStoreService, HealthMonitor,
+    RateLimiter, Rule, ServiceMonitor, TaskSupervisor, ValueRule,
 };
 use futures::future::BoxFuture;
 use process_registry::{ProcessRegistry, ServiceRegistry};
@@ -95,6 +95,7 @@ pub struct SystemBuilder {
     data_dir: Option<PathBuf>,
     config_defaults: serde_json::Value,
     rate_rules: Vec<(String, Rule)>,
+    cluster: Option<ConnectionManagerBuilder>,
 }
 
 impl fmt::Debug for SystemBuilder {
@@ -135,7 +136,17 @@ impl SystemBuilder {
             data_dir: None,
             config_defaults: serde_json::Value::Object(serde_json::Map::new()),
             rate_rules: Vec::new(),
+            cluster: None,
         }
+    }
+
+    /// The cluster this system's node belongs to: the connection
+    /// manager's node name, cookie, listen address and seeds (its clock
+    /// and telemetry are the system's). Without one, the connection
+    /// manager is not in the tree (listed as absent, with the reason).
+    pub fn cluster(mut self, node: ConnectionManagerBuilder) -> Self {
+        self.cluster = Some(node);
+        self
     }
 
     /// The data directory: the event store's `events.db` (with its WAL
@@ -217,7 +228,7 @@ impl SystemBuilder {
     }
 
     /// Wires both trees and checks them; nothing starts.
-    pub fn build(self) -> Result<System, MabeamError> {
+    pub fn build(mut self) -> Result<System, MabeamError> {
         if !self.telemetry.is_enabled() {
             return Err(MabeamError::Telemetry(
                 supervision_core::TelemetryError::Disabled.into(),
@@ -232,7 +243,14 @@ impl SystemBuilder {
                 return Err(MabeamError::NoDataDir(name.into()));
             }
         }
-        let wiring = self.wiring()?;
+        if self.cluster.is_none()
+            && let Some(only) = &self.only
+            && only.iter().any(|n| n == seed::CONNECTION_MANAGER)
+        {
+            return Err(MabeamError::NoCluster(seed::CONNECTION_MANAGER.into()));
+        }
+        let cluster = self.cluster.take();
+        let wiring = self.wiring(cluster)?;
         let mut foundation = FoundationApp::spec(&wiring);
         let mut mabeam = MabeamApp::spec(&wiring);
 
@@ -344,7 +362,7 @@ impl SystemBuilder {
 
 impl SystemBuilder {
     /// Makes every service's value, each handed the contracts it takes.
-    fn wiring(&self) -> Result<Wiring, MabeamError> {
+    fn wiring(&self, cluster: Option<ConnectionManagerBuilder>) -> Result<Wiring, MabeamError> {
         let telemetry = self.telemetry.clone();
         let clock = self.clock.clone();
         let namespace = self.namespace;
@@ -384,6 +402,15 @@ impl SystemBuilder {
                         .with_event_sink(sink.clone()),
                 )
                 .map_err(failed(seed::CONFIG_SERVER))?,
+            ),
+            None => None,
+        };
+        let connections = match cluster {
+            Some(node) => Some(
+                node.clock(clock.clone())
+                    .telemetry(telemetry.clone())
+                    .build()
+                    .map_err(failed(seed::CONNECTION_MANAGER))?,
             ),
             None => None,
         };
@@ -466,6 +493,7 @@ impl SystemBuilder {
             data_dir,
             event_store,
             config: config.as_ref().map(ConfigServerService::server),
+            connections,
             rate_limiter,
             tasks,
             health_monitor,
@@ -645,6 +673,11 @@ impl System {
         self.inner.wiring.config.as_ref()
     }
 
+    /// The connection manager, when the system has a cluster.
+    pub fn connections(&self) -> Option<&ConnectionManager> {
+        self.inner.wiring.connections.as_ref()
+    }
+
     /// The rate limiter.
     pub fn rate_limiter(&self) -> &RateLimiter {
         &self.inner.wiring.rate_limiter
@@ -719,6 +752,13 @@ impl System {
                 .chain(MABEAM_SEED)
                 .filter(|s| !s.wired)
                 .copied()
+                .chain(
+                    self.inner
+                        .wiring
+                        .connections
+                        .is_none()
+                        .then_some(seed::NO_CLUSTER),
+                )
                 .collect(),
         }
     }

@@ -8,8 +8,8 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use coordination::{Coordinator, VariableSpace};
 use economics::{Auctioneer, LoadBalancer, Marketplace};
 use foundation_services::{
-    ConfigServer, ConfigServerService, EventStore, EventStoreService, HealthMonitor, RateLimiter,
-    ServiceMonitor, TaskSupervisor,
+    ConfigServer, ConfigServerService, ConnectionManager, EventStore, EventStoreService,
+    HealthMonitor, RateLimiter, ServiceMonitor, TaskSupervisor,
 };
 use process_registry::{ProcessRegistry, ServiceRegistry};
 use serde_json::json;
@@ -60,6 +60,9 @@ pub struct Wiring {
     /// The config server (persisted in the data directory); `None`
     /// without a data directory (it is then not in the tree).
     pub config: Option<ConfigServer>,
+    /// The connection manager (the node's cluster membership); `None`
+    /// without a cluster (it is then not in the tree).
+    pub connections: Option<ConnectionManager>,
     /// The rate limiter.
     pub rate_limiter: RateLimiter,
     /// The task supervisor.

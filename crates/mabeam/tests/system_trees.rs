@@ -448,3 +448,47 @@ async fn the_stores_keep_their_files_in_the_data_directory() {
     assert_eq!(stored.event.stream, "orders");
     again.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn with_a_cluster_the_connection_manager_joins_foundation_and_nodes_meet() {
+    let node = |name: &str| {
+        let (dir, builder) = whole_system();
+        let system = builder
+            .cluster(foundation_services::ConnectionManager::builder(
+                name, "secret",
+            ))
+            .build()
+            .unwrap();
+        (dir, system)
+    };
+    let ((_a_dir, a), (_b_dir, b)) = (node("a@local"), node("b@local"));
+    a.start().await.unwrap();
+    b.start().await.unwrap();
+    let services = a.foundation().services();
+    let at = services
+        .iter()
+        .position(|s| &**s == seed::CONNECTION_MANAGER)
+        .unwrap();
+    assert_eq!(&*services[at - 1], seed::EVENT_STORE, "the seed's order");
+    assert!(a.tree().await.absent.is_empty());
+    let a_addr = a.connections().unwrap().local_addr().unwrap();
+    let mut seen = a.connections().unwrap().subscribe();
+    let met = b.connections().unwrap().connect(a_addr).await.unwrap();
+    assert_eq!(&*met, "a@local");
+    assert!(matches!(
+        seen.recv().await.unwrap(),
+        foundation_services::NodeEvent::Up(info) if &*info.node == "b@local"
+    ));
+    b.stop().await.unwrap();
+    a.stop().await.unwrap();
+    for system in [&a, &b] {
+        assert_eq!(system.registry().count(system.namespace()), 0);
+    }
+
+    // Asked for by name without a cluster: a typed refusal.
+    let err = test_system()
+        .only([seed::CONNECTION_MANAGER])
+        .build()
+        .unwrap_err();
+    assert_eq!(err.code(), 8007);
+}

@@ -111,7 +111,7 @@ async fn cleanup_stops_a_static_child_through_its_supervisor() {
     assert_eq!(report.stopped, 1);
     assert!(!child.is_alive());
     let children = sup.which_children().await.unwrap();
-    assert_eq!(children[0].state, ChildState::NotRunning, "not restarted");
+    assert_eq!(children[0].state, ChildState::Terminated, "not restarted");
     sup.stop().await;
 }
 

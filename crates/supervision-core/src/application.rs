@@ -12,8 +12,8 @@
 //!   word means nothing else.
 //! - An [`ApplicationSpec`] is the definition: a name, services in
 //!   declaration order, its supervisor's [`SupervisorFlags`] (one_for_one,
-//!   3 restarts in 5 s by default), and the [`Telemetry`] handle it reports
-//!   to. [`subset`](ApplicationSpec::subset)
+//!   3 restarts in 5 s by default), the [`Telemetry`] handle it reports
+//!   to, and the [`Clock`](crate::Clock) it reads time on. [`subset`](ApplicationSpec::subset)
 //!   keeps some services and whatever they depend on, and says which
 //!   dependencies came along; [`service`](ApplicationSpec::service) adds
 //!   one's own services beside those.
@@ -58,15 +58,23 @@ pub use health::{HealthReport, ServiceHealth};
 pub use service::{Service, ServiceDef, ServiceStart};
 pub use status::{ApplicationStatus, ServiceReport, ServiceStatus, StatusReport};
 
-use crate::{ChildSpec, HealthCheck, SupervisorError, SupervisorFlags, Telemetry};
+use crate::{ChildSpec, Clock, HealthCheck, SupervisorError, SupervisorFlags, Telemetry};
 
 /// The definition of an application: its name, its services, its
-/// supervisor's [`SupervisorFlags`], and its telemetry handle.
+/// supervisor's [`SupervisorFlags`], its telemetry handle and its clock.
 ///
 /// Defaults: the defaults of [`SupervisorFlags`]:
 /// [`Strategy::OneForOne`](crate::Strategy::OneForOne), 3 restarts within
-/// 5 seconds; telemetry disabled. The supervisor is named after the
-/// application.
+/// 5 seconds; telemetry disabled; [`Clock::system`]. The supervisor is
+/// named after the application.
+///
+/// # Time
+///
+/// Everything the application times reads its [`Clock`]
+/// ([`with_clock`](Self::with_clock)): its supervisor's restart window and
+/// backoff waits, the health checks' timeouts, and the `duration_us` of
+/// `application.started`. Tests give it [`Clock::tokio`] (or a source of
+/// their own) and run on tokio's paused clock.
 ///
 /// # Order
 ///
@@ -113,7 +121,7 @@ use crate::{ChildSpec, HealthCheck, SupervisorError, SupervisorFlags, Telemetry}
 pub struct ApplicationSpec {
     services: Vec<Arc<dyn Service>>,
     /// The supervisor's flags; their name is the application's name, their
-    /// telemetry the application's.
+    /// telemetry and clock the application's.
     flags: SupervisorFlags,
 }
 
@@ -150,11 +158,11 @@ impl ApplicationSpec {
     }
 
     /// Sets the flags of the application's supervisor: its strategy and
-    /// restart intensity. The flags' name and telemetry are replaced by the
-    /// application's: the supervisor is named after the application and
-    /// reports to the application's telemetry (see
-    /// [`with_telemetry`](Self::with_telemetry)), whatever the order of the
-    /// two calls.
+    /// restart intensity. The flags' name, telemetry and clock are replaced
+    /// by the application's: the supervisor is named after the application,
+    /// reports to the application's telemetry and reads its clock (see
+    /// [`with_telemetry`](Self::with_telemetry),
+    /// [`with_clock`](Self::with_clock)), whatever the order of the calls.
     ///
     /// With [`Strategy::RestForOne`](crate::Strategy::RestForOne), a service
     /// that restarts takes the services started after it along, among them
@@ -163,7 +171,18 @@ impl ApplicationSpec {
     pub fn with_flags(mut self, flags: SupervisorFlags) -> Self {
         let name = self.flags.name.clone();
         let telemetry = self.flags.telemetry.clone();
-        self.flags = flags.with_name(name).with_telemetry(telemetry);
+        let clock = self.flags.clock.clone();
+        self.flags = flags
+            .with_name(name)
+            .with_telemetry(telemetry)
+            .with_clock(clock);
+        self
+    }
+
+    /// Sets the clock the application (and its supervisor) reads time on:
+    /// see [Time](Self#time).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.flags.clock = clock;
         self
     }
 

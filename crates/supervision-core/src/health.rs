@@ -11,10 +11,13 @@
 
 use std::{fmt, future::Future, panic::AssertUnwindSafe, sync::Arc, time::Duration};
 
-use futures::{FutureExt, future::BoxFuture};
+use futures::{
+    FutureExt,
+    future::{self, BoxFuture, Either},
+};
 use kameo::{Actor, error::SendError, message::Message};
 
-use crate::{ProcessHandle, child::panic_message};
+use crate::{Clock, ProcessHandle, child::panic_message};
 
 /// What one health check came to.
 ///
@@ -246,32 +249,46 @@ impl HealthCheck {
 
     /// Checks the process `handle`, within the timeout:
     /// [`Health::NotRunning`] at once if it is not alive, else the check's
-    /// answer (see the [type docs](Self)).
+    /// answer (see the [type docs](Self)). The timeout runs on the system
+    /// clock; [`run_on`](Self::run_on) takes another.
     pub async fn run(&self, handle: &ProcessHandle) -> Health {
+        self.run_on(handle, &Clock::system()).await
+    }
+
+    /// [`run`](Self::run), the timeout read on `clock`.
+    pub async fn run_on(&self, handle: &ProcessHandle, clock: &Clock) -> Health {
         if !handle.is_alive() {
             return Health::NotRunning;
         }
         match &self.check {
-            Check::Process(check) => self.bounded(check(handle.clone())).await,
-            Check::Alone(check) => self.bounded(check()).await,
+            Check::Process(check) => self.bounded(check(handle.clone()), clock).await,
+            Check::Alone(check) => self.bounded(check(), clock).await,
         }
     }
 
-    /// Runs the check without a process, within the timeout. A check that
-    /// needs one ([`needs_process`](Self::needs_process)) is
-    /// [`Health::Unhealthy`] ("this check needs a process").
+    /// Runs the check without a process, within the timeout (on the system
+    /// clock). A check that needs one ([`needs_process`](Self::needs_process))
+    /// is [`Health::Unhealthy`] ("this check needs a process").
     pub async fn run_alone(&self) -> Health {
+        self.run_alone_on(&Clock::system()).await
+    }
+
+    /// [`run_alone`](Self::run_alone), the timeout read on `clock`.
+    pub async fn run_alone_on(&self, clock: &Clock) -> Health {
         match &self.check {
-            Check::Alone(check) => self.bounded(check()).await,
+            Check::Alone(check) => self.bounded(check(), clock).await,
             Check::Process(_) => Health::Unhealthy("this check needs a process".into()),
         }
     }
 
-    async fn bounded(&self, check: BoxFuture<'static, Health>) -> Health {
-        match tokio::time::timeout(self.timeout, AssertUnwindSafe(check).catch_unwind()).await {
-            Err(_elapsed) => Health::TimedOut(self.timeout),
-            Ok(Ok(health)) => health,
-            Ok(Err(panic)) => Health::Unhealthy(
+    async fn bounded(&self, check: BoxFuture<'static, Health>, clock: &Clock) -> Health {
+        let answer = AssertUnwindSafe(check).catch_unwind();
+        // The check first, as `tokio::time::timeout` polls it: a check ready
+        // at once answers even with a zero timeout.
+        match future::select(answer, clock.sleep(self.timeout)).await {
+            Either::Right(((), _)) => Health::TimedOut(self.timeout),
+            Either::Left((Ok(health), _)) => health,
+            Either::Left((Err(panic), _)) => Health::Unhealthy(
                 format!("health check panicked: {}", panic_message(&*panic)).into(),
             ),
         }

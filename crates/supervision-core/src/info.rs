@@ -12,9 +12,17 @@ pub enum ChildState {
     Running(ProcessHandle),
     /// Being restarted (its last start failed, or it waits out a backoff).
     Restarting,
-    /// Not running: terminated, or a static supervisor's child that exited
-    /// and is not restarted. Its spec is kept.
+    /// Not running, by itself: a static supervisor's child that exited and
+    /// is not restarted, whose start answered `ignore`, or whose
+    /// `restart_child` failed. Its spec is kept.
     NotRunning,
+    /// Not running, on request: a static supervisor's child stopped by
+    /// `terminate_child` and not started since (by `restart_child`, or by a
+    /// group restart, which starts it again as OTP does). Its spec is kept.
+    /// OTP shows both this and [`NotRunning`](Self::NotRunning) as
+    /// `undefined`; the difference lets a caller tell a stop it asked for
+    /// from an exit.
+    Terminated,
 }
 
 impl ChildState {

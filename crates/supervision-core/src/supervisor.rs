@@ -10,7 +10,7 @@ mod admin;
 use std::{collections::HashSet, fmt, sync::Arc, time::Duration};
 
 use crate::{
-    ChildCounts, ChildInfo, ChildSpec, ExitReason, FlagsError, Intensity, ProcessHandle,
+    ChildCounts, ChildInfo, ChildSpec, Clock, ExitReason, FlagsError, Intensity, ProcessHandle,
     StartError, SupervisorError, Telemetry, error::from_send_error, handle::KillOnDrop,
     supervisor_ref::SupervisorRef,
 };
@@ -57,7 +57,8 @@ pub enum AutoShutdown {
 /// The settings of a static [`Supervisor`].
 ///
 /// Defaults, as OTP's: [`Strategy::OneForOne`], intensity 3 restarts within
-/// 5 seconds; name `supervisor`, telemetry disabled.
+/// 5 seconds; name `supervisor`, telemetry disabled, the system
+/// [`Clock`].
 ///
 /// # Example
 ///
@@ -82,6 +83,8 @@ pub struct SupervisorFlags {
     pub telemetry: Telemetry,
     /// Whether it stops by itself when its significant children terminate.
     pub auto_shutdown: AutoShutdown,
+    /// The clock its restart window and its backoff waits read.
+    pub clock: Clock,
 }
 
 impl Default for SupervisorFlags {
@@ -99,7 +102,15 @@ impl SupervisorFlags {
             name: "supervisor".into(),
             telemetry: Telemetry::disabled(),
             auto_shutdown: AutoShutdown::Never,
+            clock: Clock::system(),
         }
+    }
+
+    /// Sets the clock its restart window and backoff waits read (see
+    /// [`Clock`]); tests give [`Clock::tokio`] or their own source.
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Sets the auto shutdown (see [`AutoShutdown`]).
@@ -320,7 +331,7 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 /// assert_eq!(pair.count_children().await.unwrap().active, 2);
 ///
 /// root.terminate_child("cache").await.unwrap();
-/// assert_eq!(root.which_children().await.unwrap()[0].state, ChildState::NotRunning);
+/// assert_eq!(root.which_children().await.unwrap()[0].state, ChildState::Terminated);
 /// root.restart_child("cache").await.unwrap();
 ///
 /// root.stop().await; // stops pair's workers, then pair, then cache
@@ -429,9 +440,11 @@ impl Supervisor {
     }
 
     /// Stops the child `id` by its shutdown and returns once it has stopped.
-    /// Its spec is kept and it shows as not running (a temporary child's
-    /// spec is removed, as in OTP); a pending restart of it is cancelled.
-    /// Terminating a child that is not running succeeds.
+    /// Its spec is kept and it shows as
+    /// [`Terminated`](crate::ChildState::Terminated) until it starts again
+    /// (a temporary child's spec is removed, as in OTP); a pending restart
+    /// of it is cancelled. Terminating a child that is not running succeeds
+    /// (it then shows as terminated too).
     pub async fn terminate_child(&self, id: &str) -> Result<(), SupervisorError> {
         self.inner
             .actor
@@ -443,7 +456,9 @@ impl Supervisor {
     /// Starts the not-running child `id` again from its spec and returns its
     /// handle. Errors: [`Running`](SupervisorError::Running),
     /// [`Restarting`](SupervisorError::Restarting), or the start error (the
-    /// child stays not running). Does not count toward the intensity.
+    /// child stays not running, as
+    /// [`NotRunning`](crate::ChildState::NotRunning) even if it was
+    /// terminated). Does not count toward the intensity.
     pub async fn restart_child(&self, id: &str) -> Result<ProcessHandle, SupervisorError> {
         self.inner
             .actor

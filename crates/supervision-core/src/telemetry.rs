@@ -324,6 +324,22 @@ impl OwnedEvent {
         self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
     }
 
+    /// The metadata string named `key`.
+    pub fn meta_str(&self, key: &str) -> Option<&str> {
+        match self.meta(key)? {
+            OwnedMetaValue::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    /// The metadata boolean named `key`.
+    pub fn meta_bool(&self, key: &str) -> Option<bool> {
+        match self.meta(key)? {
+            OwnedMetaValue::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
     /// The name joined with dots.
     pub fn dotted_name(&self) -> String {
         self.name.join(".")

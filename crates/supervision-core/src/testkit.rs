@@ -32,84 +32,14 @@ use kameo::{
 };
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
-use crate::{ChildSpec, ExitReason, MetaValue, ProcessHandle, Telemetry};
+use crate::{ChildSpec, ExitReason, OwnedEvent, OwnedMetaValue, ProcessHandle, Telemetry};
 
-/// A metadata value owned by a [`RecordedEvent`].
-#[derive(Debug, Clone, PartialEq)]
-pub enum OwnedMeta {
-    /// A string.
-    Str(String),
-    /// A signed integer.
-    I64(i64),
-    /// An unsigned integer.
-    U64(u64),
-    /// A float.
-    F64(f64),
-    /// A boolean.
-    Bool(bool),
-}
+/// A telemetry event as a probe recorded it: the [`OwnedEvent`] any
+/// handler can keep ([`TelemetryEvent::to_owned_event`](crate::TelemetryEvent::to_owned_event)).
+pub type RecordedEvent = OwnedEvent;
 
-impl From<MetaValue<'_>> for OwnedMeta {
-    fn from(value: MetaValue<'_>) -> Self {
-        match value {
-            MetaValue::Str(s) => OwnedMeta::Str(s.to_owned()),
-            MetaValue::I64(v) => OwnedMeta::I64(v),
-            MetaValue::U64(v) => OwnedMeta::U64(v),
-            MetaValue::F64(v) => OwnedMeta::F64(v),
-            MetaValue::Bool(v) => OwnedMeta::Bool(v),
-        }
-    }
-}
-
-/// A telemetry event as a probe recorded it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RecordedEvent {
-    /// The event's name.
-    pub name: Vec<String>,
-    /// Its measurements.
-    pub measurements: Vec<(String, f64)>,
-    /// Its metadata.
-    pub metadata: Vec<(String, OwnedMeta)>,
-}
-
-impl RecordedEvent {
-    /// Whether the event is named `name`.
-    pub fn is(&self, name: &[&str]) -> bool {
-        self.name
-            .iter()
-            .map(String::as_str)
-            .eq(name.iter().copied())
-    }
-
-    /// The measurement `key`.
-    pub fn measurement(&self, key: &str) -> Option<f64> {
-        self.measurements
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| *v)
-    }
-
-    /// The metadata value `key`.
-    pub fn meta(&self, key: &str) -> Option<&OwnedMeta> {
-        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
-    }
-
-    /// The metadata string `key`.
-    pub fn meta_str(&self, key: &str) -> Option<&str> {
-        match self.meta(key)? {
-            OwnedMeta::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-
-    /// The metadata boolean `key`.
-    pub fn meta_bool(&self, key: &str) -> Option<bool> {
-        match self.meta(key)? {
-            OwnedMeta::Bool(b) => Some(*b),
-            _ => None,
-        }
-    }
-}
+/// A metadata value of a [`RecordedEvent`]: an [`OwnedMetaValue`].
+pub type OwnedMeta = OwnedMetaValue;
 
 /// The wait for an event ran out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -156,19 +86,7 @@ impl TelemetryProbe {
         let handler_id = format!("testkit-probe-{}", crate::Namespace::unique_test());
         telemetry
             .attach(handler_id.clone(), prefix, move |event| {
-                let _ = tx.send(RecordedEvent {
-                    name: event.name.iter().map(|s| (*s).to_owned()).collect(),
-                    measurements: event
-                        .measurements
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), *v))
-                        .collect(),
-                    metadata: event
-                        .metadata
-                        .iter()
-                        .map(|(k, v)| ((*k).to_owned(), OwnedMeta::from(*v)))
-                        .collect(),
-                });
+                let _ = tx.send(event.to_owned_event());
             })
             .expect("a probe needs an enabled Telemetry handle");
         TelemetryProbe {

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use kameo::{
     actor::{Actor, ActorRef},
     message::Message,
@@ -25,9 +26,23 @@ impl RestartTimer {
         S: Actor + Message<M>,
         M: Send + 'static,
     {
+        RestartTimer::after(supervisor, Box::pin(tokio::time::sleep(delay)), fire)
+    }
+
+    /// Tells `supervisor` the message `fire` once `wait` completes (a
+    /// [`Clock`](crate::Clock)'s sleep). Holds the supervisor weakly.
+    pub(crate) fn after<S, M>(
+        supervisor: &ActorRef<S>,
+        wait: BoxFuture<'static, ()>,
+        fire: M,
+    ) -> Self
+    where
+        S: Actor + Message<M>,
+        M: Send + 'static,
+    {
         let supervisor = supervisor.downgrade();
         RestartTimer(tokio::spawn(async move {
-            tokio::time::sleep(delay).await;
+            wait.await;
             if let Some(supervisor) = supervisor.upgrade() {
                 let _ = supervisor.tell(fire).await;
             }

@@ -109,7 +109,7 @@ async fn terminate_child_keeps_the_spec_not_running() {
     assert!(!a.is_alive());
     assert_eq!(events.next().await, stopped("a"));
     let info = child_info(&sup, "a").await.unwrap();
-    assert_eq!(info.state, ChildState::NotRunning);
+    assert_eq!(info.state, ChildState::Terminated);
     assert_eq!(
         sup.count_children().await.unwrap(),
         ChildCounts {
@@ -199,6 +199,10 @@ async fn restart_child_start_error_leaves_it_not_running() {
     .unwrap();
     events.take(1).await;
     sup.terminate_child("a").await.unwrap();
+    assert_eq!(
+        child_info(&sup, "a").await.unwrap().state,
+        ChildState::Terminated
+    );
     switch.set(StartMode::Panic);
     assert!(matches!(
         sup.restart_child("a").await,
@@ -284,7 +288,7 @@ async fn which_and_count_children() {
             ("t", false, ChildKind::Worker, RestartType::Transient),
         ]
     );
-    assert_eq!(children[2].state, ChildState::NotRunning);
+    assert_eq!(children[2].state, ChildState::Terminated);
     assert_eq!(
         sup.count_children().await.unwrap(),
         ChildCounts {

@@ -384,7 +384,7 @@ async fn admin_calls_answer_while_a_restart_is_retried() {
         sup.terminate_child("b").await.unwrap();
         assert_eq!(
             child_info(&sup, "b").await.unwrap().state,
-            ChildState::NotRunning
+            ChildState::Terminated
         );
         watch
             .until(&sup, |children| children[0].state.handle().is_some())
@@ -393,7 +393,7 @@ async fn admin_calls_answer_while_a_restart_is_retried() {
         switch.set(StartMode::Ok);
         assert_eq!(
             child_info(&sup, "b").await.unwrap().state,
-            ChildState::NotRunning
+            ChildState::Terminated
         );
         sup.delete_child("b").await.unwrap();
         assert!(sup.handle().is_alive(), "{strategy:?}");

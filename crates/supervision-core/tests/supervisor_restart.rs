@@ -63,6 +63,7 @@ async fn exit_case(strategy: Strategy, restart: RestartType, exit: Exit) -> Outc
             }
             ChildState::NotRunning => Outcome::NotRunning,
             ChildState::Restarting => panic!("a restart failed"),
+            ChildState::Terminated => panic!("nobody terminated it"),
         },
     };
     if outcome != Outcome::Restarted {

@@ -208,11 +208,7 @@ impl TelemetryService {
         labels: &[(&str, &str)],
         by: f64,
     ) -> Result<(), TelemetryServiceError> {
-        check_name(name)?;
-        self.inner
-            .store
-            .increment(MetricKey::new(name, labels.iter().copied()), by);
-        Ok(())
+        self.write(name, labels, |store, key| store.increment(key, by))
     }
 
     /// Sets the gauge `name` with `labels` to `value`.
@@ -222,11 +218,7 @@ impl TelemetryService {
         labels: &[(&str, &str)],
         value: f64,
     ) -> Result<(), TelemetryServiceError> {
-        check_name(name)?;
-        self.inner
-            .store
-            .set_gauge(MetricKey::new(name, labels.iter().copied()), value);
-        Ok(())
+        self.write(name, labels, |store, key| store.set_gauge(key, value))
     }
 
     /// Records `value` in the histogram `name` with `labels`.
@@ -236,10 +228,22 @@ impl TelemetryService {
         labels: &[(&str, &str)],
         value: f64,
     ) -> Result<(), TelemetryServiceError> {
+        self.write(name, labels, |store, key| store.record(key, value))
+    }
+
+    /// Checks the metric's name, then applies `write` to its key in the
+    /// store; a bad name changes nothing.
+    fn write(
+        &self,
+        name: &str,
+        labels: &[(&str, &str)],
+        write: impl FnOnce(&MetricStore, MetricKey),
+    ) -> Result<(), TelemetryServiceError> {
         check_name(name)?;
-        self.inner
-            .store
-            .record(MetricKey::new(name, labels.iter().copied()), value);
+        write(
+            &self.inner.store,
+            MetricKey::new(name, labels.iter().copied()),
+        );
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! `bench economics`: a sealed-bid auction among 10,000 agent bidders end
-//! to end (each bidder a task with its own mailbox, reached through the
-//! AgentDirectory contract), exact combinatorial winner determination with
+//! to end (each bidder a real agent started through agent-supervisor's
+//! `AgentRegistry`, with its own process and mailbox, reached through the
+//! registry's `AgentDirectory` and answering `economics.bid`), exact combinatorial winner determination with
 //! 20 items and 200 bundle bids, and LoadBalancer picks per second over
 //! 10,000 agents for each strategy, on one thread.
 
@@ -14,10 +15,9 @@ use economics::{
     Auctioneer, BalanceStrategy, LoadBalancer, MemberSpec, PriceRule, SealedSpec, solve_exact,
 };
 use serde_json::json;
-use supervision_core::{
-    AgentId, AgentLoad, AgentSelection, Clock, LoadReport,
-    testkit::{Answer, ScriptedDirectory},
-};
+use supervision_core::{AgentDirectory, AgentId, AgentLoad, AgentSelection, Clock, LoadReport};
+
+use super::agents::{self, Seen};
 
 const BIDDERS: u64 = 10_000;
 const PICKS: u64 = 2_000_000;
@@ -47,14 +47,13 @@ impl AgentLoad for Loads {
 }
 
 pub(crate) async fn run() -> Result<serde_json::Value> {
-    let agents = ScriptedDirectory::new();
-    for i in 0..BIDDERS {
-        let bid = (i * 7919) % 100_000;
-        agents.add(format!("agent-{i:05}"), "bidder", move |_| {
-            Answer::Reply(json!({ "bid": bid as f64 }))
-        });
-    }
-    let directory = Arc::new(agents.clone());
+    eprintln!("bench economics: starting {BIDDERS} agents through an AgentRegistry");
+    let registry = agents::start(BIDDERS as usize, "bidder", &Seen::new()).await?;
+    let directory: Arc<dyn AgentDirectory> = Arc::new(registry.clone());
+    // The rule's winner and price, from the bids the agents will give.
+    let mut ranked: Vec<(f64, u64)> = (0..BIDDERS).map(|i| (agents::bid_of(i), i)).collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let (winner, price) = (AgentId::from(agents::id(ranked[0].1 as usize)), ranked[1].0);
 
     eprintln!("bench economics: sealed-bid auction among {BIDDERS} agents");
     let auctioneer = Auctioneer::new(directory.clone(), Clock::system());
@@ -70,7 +69,14 @@ pub(crate) async fn run() -> Result<serde_json::Value> {
         .await?;
     let sealed_10k_ms = t.elapsed().as_secs_f64() * 1e3;
     ensure!(outcome.bids.len() as u64 == BIDDERS, "every agent bid");
-    ensure!(outcome.award().is_some(), "the auction sold");
+    let award = outcome
+        .award()
+        .ok_or_else(|| anyhow::anyhow!("the auction did not sell"))?;
+    ensure!(
+        award.winner == winner && award.price == price,
+        "the highest bidder wins at the second price: {}",
+        outcome.explanation
+    );
 
     eprintln!("bench economics: combinatorial winner determination, 20 items x 200 bids");
     let mut seed = 42;
@@ -92,6 +98,7 @@ pub(crate) async fn run() -> Result<serde_json::Value> {
 
     let mut line = json!({
         "bench": "economics",
+        "agents": "agent-supervisor AgentRegistry",
         "sealed_10k_ms": sealed_10k_ms,
         "combinatorial_20x200_ms": combinatorial_20x200_ms,
         "combinatorial_value": allocation.value,
@@ -106,7 +113,7 @@ pub(crate) async fn run() -> Result<serde_json::Value> {
     for (name, strategy) in strategies {
         let balancer = LoadBalancer::new(directory.clone(), strategy).with_load(Arc::new(Loads));
         balancer.add_all((0..BIDDERS).map(|i| {
-            MemberSpec::new(format!("agent-{i:05}"))
+            MemberSpec::new(agents::id(i as usize))
                 .weight(1 + (i % 5) as u32)
                 .capabilities(if i % 2 == 0 {
                     &["gpu", "cpu"]
@@ -129,5 +136,6 @@ pub(crate) async fn run() -> Result<serde_json::Value> {
         let per_s = PICKS as f64 / t.elapsed().as_secs_f64();
         line[format!("lb_{name}_picks_per_s")] = json!(per_s.round());
     }
+    registry.shutdown().await;
     Ok(line)
 }

@@ -3,6 +3,7 @@
 //! on a multi-threaded runtime (driving from `block_on`'s thread slows
 //! kameo's message passing several times).
 
+mod agents;
 mod coordination;
 mod economics;
 mod eventstore;

@@ -8,7 +8,6 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use tokio::time::Instant;
 
 use super::{
     ApplicationError, ApplicationSpec, ApplicationStatus, Service, ServiceStatus, StatusReport,
@@ -78,9 +77,18 @@ use crate::{
 /// | not yet started, application starting   | `Starting`   |
 /// | running                                 | `Running`    |
 /// | restarting (a restart failed, retried)  | `Restarting` |
-/// | not running, stopped on request         | `Stopped`    |
-/// | not running otherwise, or removed       | `Failed`     |
+/// | terminated on request (`Terminated`)    | `Stopped`    |
+/// | not running by itself (`NotRunning`)    | `Failed`     |
+/// | removed, after `stop_service`           | `Stopped`    |
+/// | removed otherwise                       | `Failed`     |
 /// | the supervisor gave up                  | `Failed` (every service) |
+///
+/// The supervisor's answer is the fact: a service it reports terminated
+/// was stopped on request and not started since; one it reports not
+/// running exited by itself (or a `restart_service` could not start it),
+/// even if a `stop_service` of it ran before a group restart started it
+/// again. (A temporary service is removed when it stops: only then does
+/// the application's own record of `stop_service` decide.)
 ///
 /// The whole application ([`ApplicationStatus`]) is `Running` when every
 /// service runs and `Degraded` otherwise; `Failed` once its supervisor gave
@@ -149,8 +157,9 @@ pub(super) struct Inner {
     /// For each service (by position in start order): the positions of
     /// everything it depends on, directly or not, ascending.
     needs: Vec<Vec<usize>>,
-    /// The supervisor's flags; their name is the application's.
-    flags: SupervisorFlags,
+    /// The supervisor's flags; their name, telemetry and clock are the
+    /// application's.
+    pub(super) flags: SupervisorFlags,
     /// Orders admin calls: each holds it for its whole run (a dropped
     /// start hands it to the task that undoes it, a stop to the task that
     /// stops).
@@ -270,7 +279,7 @@ impl Application {
         ) {
             return Err(ApplicationError::AlreadyStarted);
         }
-        let began = Instant::now();
+        let began = inner.flags.clock.now();
         let mut specs = Vec::with_capacity(inner.services.len());
         let mut checks = Vec::with_capacity(inner.services.len());
         for service in &inner.services {
@@ -297,7 +306,10 @@ impl Application {
         run.finish(watch(inner, &supervisor, generation));
         inner.flags.telemetry.emit(
             events::APPLICATION_STARTED,
-            &[("duration_us", began.elapsed().as_secs_f64() * 1e6)],
+            &[(
+                "duration_us",
+                (inner.flags.clock.now() - began).as_secs_f64() * 1e6,
+            )],
             &[
                 ("application", MetaValue::Str(&inner.flags.name)),
                 ("services", MetaValue::U64(inner.services.len() as u64)),
@@ -399,12 +411,10 @@ impl Application {
         let _ops = self.inner.ops.lock().await;
         let supervisor = self.running_supervisor()?;
         let _call = AdminCall::begin(&self.inner.state);
+        // The mark counts only if the supervisor forgets the service (a
+        // temporary one is removed); otherwise its `Terminated` is the fact.
         self.inner.state.lock().stopped_on_request.insert(position);
-        let stopped = supervisor.terminate_child(name).await;
-        // Marked again: a group restart the supervisor was running when the
-        // mark was first set may have cleared it before the stop.
-        self.inner.state.lock().stopped_on_request.insert(position);
-        match stopped {
+        match supervisor.terminate_child(name).await {
             // A temporary service that exited is no longer a child.
             Ok(()) | Err(SupervisorError::NotFound) => Ok(()),
             Err(error) => Err(self.admin_error(name, error)),

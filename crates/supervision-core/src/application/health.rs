@@ -47,7 +47,8 @@ impl HealthReport {
 
 impl Application {
     /// Runs the health check of every running service, all at once, each
-    /// within its timeout, and returns each service's [`Health`] in start
+    /// within its timeout (on the application's [`Clock`](crate::Clock)),
+    /// and returns each service's [`Health`] in start
     /// order (see [`HealthCheck`](crate::HealthCheck)). A running service
     /// without a check is healthy; a service that is not running is not
     /// checked: it is [`Health::NotRunning`], and its
@@ -89,11 +90,14 @@ impl Application {
     pub async fn health(&self) -> HealthReport {
         let status = self.status().await;
         let checks = self.inner.state.lock().checks.clone();
+        let clock = &self.inner.flags.clock;
         let answers = status.services.iter().enumerate().map(|(position, s)| {
             let check = checks.get(position).cloned().flatten();
             async move {
                 match (&s.handle, s.status, check) {
-                    (Some(handle), ServiceStatus::Running, Some(check)) => check.run(handle).await,
+                    (Some(handle), ServiceStatus::Running, Some(check)) => {
+                        check.run_on(handle, clock).await
+                    }
                     (Some(handle), ServiceStatus::Running, None) if handle.is_alive() => {
                         Health::Healthy
                     }

@@ -182,11 +182,19 @@ pub(super) fn without_supervisor(names: &[Arc<str>], state: &State) -> StatusRep
 
 /// The report from the supervisor's answer `children`.
 ///
+/// The supervisor's facts come first: a service it reports
+/// [`Terminated`](ChildState::Terminated) (stopped by `terminate_child`,
+/// not started since) is stopped, one it reports
+/// [`NotRunning`](ChildState::NotRunning) (exited by itself, not restarted)
+/// is failed, whatever the application's own marks say. The marks count
+/// only for a service missing from the answer (a temporary service is
+/// removed when it is terminated, and when it exits).
+///
 /// `before` is the state when the supervisor was asked, `after` when it
 /// answered: a service missing from the answer is starting if it had not
-/// been started when the supervisor was asked, and a service not running
-/// was stopped on request if it was marked so at either time (an admin
-/// call may have begun or ended in between).
+/// been started when the supervisor was asked, and stopped on request if it
+/// was marked so at either time (an admin call may have begun or ended in
+/// between).
 ///
 /// A service marked stopped on request that the supervisor reports
 /// running was started again by the supervisor itself (a group restart)
@@ -217,8 +225,10 @@ pub(super) fn from_children(
                 None if started.is_some_and(|started| position >= started) => {
                     (ServiceStatus::Starting, None)
                 }
-                Some(ChildState::NotRunning) | None if on_request => (ServiceStatus::Stopped, None),
-                Some(ChildState::NotRunning) | None => (ServiceStatus::Failed, None),
+                Some(ChildState::Terminated) => (ServiceStatus::Stopped, None),
+                Some(ChildState::NotRunning) => (ServiceStatus::Failed, None),
+                None if on_request => (ServiceStatus::Stopped, None),
+                None => (ServiceStatus::Failed, None),
             };
             ServiceReport {
                 name: name.clone(),

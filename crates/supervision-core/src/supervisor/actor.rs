@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::{AutoShutdown, Strategy, SupervisorFlags};
 use crate::{
-    ChildSpec, ExitReason, ProcessHandle, RestartType, StartError,
+    ChildSpec, Clock, ExitReason, ProcessHandle, RestartType, StartError,
     backoff::BackoffState,
     intensity::RestartLog,
     report::Reporter,
@@ -31,31 +31,31 @@ pub(super) struct Child {
 }
 
 impl Child {
-    /// A child that was just started as `handle`.
-    pub(super) fn running(spec: ChildSpec, handle: ProcessHandle) -> Self {
+    /// A child that was just started as `handle`, at `now`.
+    pub(super) fn running(spec: ChildSpec, handle: ProcessHandle, now: Instant) -> Self {
         Child {
             spec,
             last: Some(handle.id()),
             slot: Slot::Running(handle),
-            backoff: BackoffState::new(Instant::now()),
+            backoff: BackoffState::new(now),
         }
     }
 
-    /// A child whose start answered `ignore`: kept, not running.
-    pub(super) fn not_running(spec: ChildSpec) -> Self {
+    /// A child whose start answered `ignore` at `now`: kept, not running.
+    pub(super) fn not_running(spec: ChildSpec, now: Instant) -> Self {
         Child {
             spec,
             last: None,
             slot: Slot::NotRunning,
-            backoff: BackoffState::new(Instant::now()),
+            backoff: BackoffState::new(now),
         }
     }
 
-    /// Marks the child running again as `handle`.
-    pub(super) fn restarted(&mut self, handle: ProcessHandle) {
+    /// Marks the child running again as `handle`, from `now`.
+    pub(super) fn restarted(&mut self, handle: ProcessHandle, now: Instant) {
         self.last = Some(handle.id());
         self.slot = Slot::Running(handle);
-        self.backoff.started(Instant::now());
+        self.backoff.started(now);
     }
 }
 
@@ -64,7 +64,10 @@ pub(super) enum Slot {
     Running(ProcessHandle),
     /// Its restart failed; the retry with this ticket will start it.
     Restarting(u64),
+    /// Exited and not restarted, or its start answered `ignore`.
     NotRunning,
+    /// Stopped by `terminate_child` and not started since.
+    Terminated,
 }
 
 impl Slot {
@@ -87,6 +90,8 @@ pub(crate) struct SupervisorActor {
     strategy: Strategy,
     auto_shutdown: AutoShutdown,
     restarts: RestartLog,
+    /// What the restart window and the backoff waits read.
+    pub(super) clock: Clock,
     /// In list order: start order; the reverse is stop order.
     pub(super) children: Vec<Child>,
     next_ticket: u64,
@@ -137,6 +142,7 @@ impl SupervisorActor {
             strategy: flags.strategy,
             auto_shutdown: flags.auto_shutdown,
             restarts: RestartLog::new(flags.intensity),
+            clock: flags.clock,
             children: Vec::new(),
             next_ticket: 0,
             timers: HashMap::new(),
@@ -230,10 +236,9 @@ impl SupervisorActor {
         let shut_down = match self.auto_shutdown {
             AutoShutdown::Never => false,
             AutoShutdown::AnySignificant => true,
-            AutoShutdown::AllSignificant => !self
-                .children
-                .iter()
-                .any(|child| child.spec.significant && !matches!(child.slot, Slot::NotRunning)),
+            AutoShutdown::AllSignificant => !self.children.iter().any(|child| {
+                child.spec.significant && !matches!(child.slot, Slot::NotRunning | Slot::Terminated)
+            }),
         };
         if !shut_down {
             return Ok(());
@@ -298,7 +303,7 @@ impl SupervisorActor {
         members: Vec<usize>,
         actor_ref: &ActorRef<Self>,
     ) {
-        let now = Instant::now();
+        let now = self.clock.now();
         let mut wait = Duration::ZERO;
         for &i in &members {
             let child = &mut self.children[i];
@@ -316,7 +321,7 @@ impl SupervisorActor {
         for &i in &members {
             self.children[i].slot = Slot::Restarting(ticket);
         }
-        let timer = RestartTimer::start(actor_ref, wait, StartGroup(ticket));
+        let timer = RestartTimer::after(actor_ref, self.clock.sleep(wait), StartGroup(ticket));
         self.timers.insert(ticket, timer);
     }
 
@@ -331,7 +336,7 @@ impl SupervisorActor {
     /// Records a restart; past the intensity, stops every child and returns
     /// the supervisor's exit reason.
     async fn count_restart(&mut self) -> Result<(), ExitReason> {
-        if self.restarts.record(Instant::now()) {
+        if self.restarts.record(self.clock.now()) {
             return Ok(());
         }
         self.shutdown_all().await;
@@ -359,7 +364,7 @@ impl SupervisorActor {
                         &handle,
                         self.restarts.count(),
                     );
-                    self.children[i].restarted(handle);
+                    self.children[i].restarted(handle, self.clock.now());
                 }
                 Err(StartError::Ignored) => self.children[i].slot = Slot::NotRunning,
                 Err(_start_error) => {
@@ -389,7 +394,8 @@ impl SupervisorActor {
     }
 
     /// Stops every child in reverse list order, each by its shutdown; specs
-    /// are kept, every child shows as not running.
+    /// are kept, no child runs (a terminated child still shows as
+    /// terminated).
     pub(super) async fn shutdown_all(&mut self) {
         for (_, timer) in self.timers.drain() {
             timer.cancel().await;
@@ -399,6 +405,7 @@ impl SupervisorActor {
                 Slot::Running(handle) => {
                     Self::stop_child(&self.reporter, &child.spec, handle).await;
                 }
+                Slot::Terminated => child.slot = Slot::Terminated,
                 Slot::Restarting(_) | Slot::NotRunning => {}
             }
         }

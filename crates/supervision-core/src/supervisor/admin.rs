@@ -26,9 +26,13 @@ impl Message<StartChildren> for SupervisorActor {
         self.children.reserve(specs.len());
         for spec in specs {
             match Self::start(&self.reporter, &spec, ctx.actor_ref()).await {
-                Ok(handle) => self.children.push(Child::running(spec, handle)),
+                Ok(handle) => self
+                    .children
+                    .push(Child::running(spec, handle, self.clock.now())),
                 // OTP's `ignore`: the spec is kept, not running.
-                Err(StartError::Ignored) => self.children.push(Child::not_running(spec)),
+                Err(StartError::Ignored) => self
+                    .children
+                    .push(Child::not_running(spec, self.clock.now())),
                 Err(error) => {
                     self.shutdown_all().await;
                     self.children.clear();
@@ -57,18 +61,20 @@ impl Message<StartChild> for SupervisorActor {
             return Err(match &self.children[index].slot {
                 Slot::Running(handle) => SupervisorError::AlreadyStarted(handle.clone()),
                 Slot::Restarting(_) => SupervisorError::Restarting,
-                Slot::NotRunning => SupervisorError::AlreadyPresent,
+                Slot::NotRunning | Slot::Terminated => SupervisorError::AlreadyPresent,
             });
         }
         self.check_significant(&spec)?;
         match Self::start(&self.reporter, &spec, ctx.actor_ref()).await {
             Ok(handle) => {
-                self.children.push(Child::running(spec, handle.clone()));
+                self.children
+                    .push(Child::running(spec, handle.clone(), self.clock.now()));
                 Ok(handle)
             }
             Err(StartError::Ignored) => {
                 // OTP's `ignore`: the spec is kept, not running.
-                self.children.push(Child::not_running(spec));
+                self.children
+                    .push(Child::not_running(spec, self.clock.now()));
                 Err(StartError::Ignored.into())
             }
             Err(error) => Err(error.into()),
@@ -92,8 +98,9 @@ impl Message<TerminateChild> for SupervisorActor {
             Self::stop_child(&self.reporter, &child.spec, handle).await;
         }
         // A pending restart is cancelled too, and its group's backoff timer
-        // once no member waits on it.
-        if let Slot::Restarting(ticket) = mem::replace(&mut child.slot, Slot::NotRunning)
+        // once no member waits on it. The child is terminated on request,
+        // whatever it was doing.
+        if let Slot::Restarting(ticket) = mem::replace(&mut child.slot, Slot::Terminated)
             && self.waiting_on(ticket).is_empty()
             && let Some(timer) = self.timers.remove(&ticket)
         {
@@ -120,11 +127,16 @@ impl Message<RestartChild> for SupervisorActor {
         match self.children[index].slot {
             Slot::Running(_) => return Err(SupervisorError::Running),
             Slot::Restarting(_) => return Err(SupervisorError::Restarting),
-            Slot::NotRunning => {}
+            Slot::NotRunning | Slot::Terminated => {}
         }
-        let handle =
-            Self::start(&self.reporter, &self.children[index].spec, ctx.actor_ref()).await?;
-        self.children[index].restarted(handle.clone());
+        let started =
+            Self::start(&self.reporter, &self.children[index].spec, ctx.actor_ref()).await;
+        let handle = started.inspect_err(|_| {
+            // Tried and not started (a start error, or `ignore`): it no
+            // longer stands as terminated on request.
+            self.children[index].slot = Slot::NotRunning;
+        })?;
+        self.children[index].restarted(handle.clone(), self.clock.now());
         Ok(handle)
     }
 }
@@ -143,7 +155,7 @@ impl Message<DeleteChild> for SupervisorActor {
         match self.children[index].slot {
             Slot::Running(_) => Err(SupervisorError::Running),
             Slot::Restarting(_) => Err(SupervisorError::Restarting),
-            Slot::NotRunning => {
+            Slot::NotRunning | Slot::Terminated => {
                 self.children.remove(index);
                 Ok(())
             }
@@ -160,6 +172,7 @@ impl ChildList for SupervisorActor {
                     Slot::Running(handle) => ChildState::Running(handle.clone()),
                     Slot::Restarting(_) => ChildState::Restarting,
                     Slot::NotRunning => ChildState::NotRunning,
+                    Slot::Terminated => ChildState::Terminated,
                 };
                 child_info(&child.spec, state)
             })
