@@ -56,15 +56,7 @@ struct BarrierInner {
     participants: Vec<AgentId>,
     arrived: Mutex<HashSet<AgentId>>,
     state: watch::Sender<BarrierState>,
-    watcher: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Drop for BarrierInner {
-    fn drop(&mut self) {
-        if let Some(watcher) = self.watcher.lock().take() {
-            watcher.abort();
-        }
-    }
+    watcher: Watcher,
 }
 
 impl std::fmt::Debug for Barrier {
@@ -85,7 +77,7 @@ impl Barrier {
             participants,
             arrived: Mutex::new(HashSet::new()),
             state,
-            watcher: Mutex::new(None),
+            watcher: Watcher::default(),
         });
         let directory = coordinator.directory().clone();
         let mut changes = directory.subscribe();
@@ -122,7 +114,7 @@ impl Barrier {
                 }
             }
         });
-        *inner.watcher.lock() = Some(watcher);
+        inner.watcher.set(watcher);
         Barrier { inner }
     }
 
@@ -210,15 +202,7 @@ struct LockInner {
     lease: Duration,
     state: Mutex<(Option<LockGrant>, u64)>,
     freed: Notify,
-    watcher: Mutex<Option<JoinHandle<()>>>,
-}
-
-impl Drop for LockInner {
-    fn drop(&mut self) {
-        if let Some(watcher) = self.watcher.lock().take() {
-            watcher.abort();
-        }
-    }
+    watcher: Watcher,
 }
 
 impl std::fmt::Debug for LeaseLock {
@@ -238,7 +222,7 @@ impl LeaseLock {
             lease,
             state: Mutex::new((None, 0)),
             freed: Notify::new(),
-            watcher: Mutex::new(None),
+            watcher: Watcher::default(),
         });
         let mut changes = coordinator.directory().subscribe();
         let weak = Arc::downgrade(&inner);
@@ -259,7 +243,7 @@ impl LeaseLock {
                 }
             }
         });
-        *inner.watcher.lock() = Some(watcher);
+        inner.watcher.set(watcher);
         LeaseLock { inner }
     }
 
@@ -336,6 +320,25 @@ impl LeaseLock {
                 Ok(())
             }
             _ => Err(CoordinationError::NotHolder(agent.clone())),
+        }
+    }
+}
+
+/// The task that watches the participants' deaths for a barrier or a lock:
+/// aborted when its owner goes.
+#[derive(Default)]
+struct Watcher(Mutex<Option<JoinHandle<()>>>);
+
+impl Watcher {
+    fn set(&self, task: JoinHandle<()>) {
+        *self.0.lock() = Some(task);
+    }
+}
+
+impl Drop for Watcher {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.lock().take() {
+            task.abort();
         }
     }
 }

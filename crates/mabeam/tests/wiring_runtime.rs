@@ -42,18 +42,7 @@ impl Message<Ask> for Where {
 
 #[test]
 fn agents_start_on_their_own_runtime() {
-    let agents = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("test-agents")
-        .enable_all()
-        .build()
-        .unwrap();
-    let system_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("test-system")
-        .enable_all()
-        .build()
-        .unwrap();
+    let (agents, system_rt) = (runtime("test-agents"), runtime("test-system"));
     let handle = agents.handle().clone();
     // Only the performance monitor: no data directory needed.
     system_rt.block_on(async move {
@@ -104,18 +93,7 @@ impl agent_supervisor::Agent for Here {
 
 #[test]
 fn the_agent_registry_runs_agents_on_the_agent_runtime() {
-    let agents = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("test-agents")
-        .enable_all()
-        .build()
-        .unwrap();
-    let system_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("test-system")
-        .enable_all()
-        .build()
-        .unwrap();
+    let (agents, system_rt) = (runtime("test-agents"), runtime("test-system"));
     let handle = agents.handle().clone();
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_owned();
@@ -146,4 +124,14 @@ fn the_agent_registry_runs_agents_on_the_agent_runtime() {
         system.stop().await.unwrap();
         assert_eq!(system.registry().count(system.namespace()), 0);
     });
+}
+
+/// A one-thread runtime whose threads are named `name`.
+fn runtime(name: &str) -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(name)
+        .enable_all()
+        .build()
+        .unwrap()
 }
