@@ -126,8 +126,9 @@ impl<A: Agent> AgentRef<A> {
                 .await?;
             let actor = self.typed(&handle)?;
             let sent = tokio::select! {
+                biased;
                 sent = actor.ask(message).send() => sent,
-                () = shared.clock.sleep_until(deadline) => {
+                () = shared.deadlines.at(deadline) => {
                     return Err(AgentError::Timeout(self.slot.id.clone()));
                 }
             };
@@ -159,8 +160,9 @@ impl<A: Agent> AgentRef<A> {
             let (handle, generation) = shared.route(&self.slot, deadline, OnRestart::Wait).await?;
             let actor = self.typed(&handle)?;
             let sent = tokio::select! {
+                biased;
                 sent = actor.tell(message).send() => sent,
-                () = shared.clock.sleep_until(deadline) => {
+                () = shared.deadlines.at(deadline) => {
                     return Err(AgentError::Timeout(self.slot.id.clone()));
                 }
             };

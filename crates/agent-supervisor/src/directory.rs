@@ -46,7 +46,7 @@ impl AgentDirectory for AgentRegistry {
                 let factory = slot.state.lock().config.factory.clone();
                 let sent = tokio::select! {
                     sent = factory.ask_envelope(handle.clone(), envelope) => sent,
-                    () = shared.clock.sleep_until(deadline) => {
+                    () = shared.deadlines.at(deadline) => {
                         return Err(DirectoryError::Timeout(id.clone()));
                     }
                 };

@@ -8,7 +8,7 @@ use std::{
 };
 
 use supervision_core::{
-    AgentId, AgentInfo, AgentStatus, AgentStatusChanges, Clock, EventSink, ExitReason, Namespace,
+    AgentId, AgentInfo, AgentStatus, AgentStatusChanges, Clock, Deadlines, EventSink, ExitReason, Namespace,
     ProcessHandle, Registry, Telemetry,
 };
 
@@ -251,6 +251,7 @@ impl AgentRegistry {
             registry: options.registry,
             namespace: options.namespace,
             reporter,
+            deadlines: Deadlines::new(options.clock.clone()),
             clock: options.clock,
             origin,
             counts: Counts::default(),

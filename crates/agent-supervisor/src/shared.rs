@@ -11,7 +11,7 @@ use std::{
 use dashmap::DashMap;
 use kameo::actor::ActorId;
 use supervision_core::{
-    AgentId, AgentStatus, ChildSpec, Clock, ExitNotice, ExitReason, Namespace, ProcessHandle,
+    AgentId, AgentStatus, ChildSpec, Clock, Deadlines, ExitNotice, ExitReason, Namespace, ProcessHandle,
     Registry, StartError,
 };
 use tokio::{sync::Notify, time::Instant};
@@ -51,6 +51,8 @@ pub(crate) struct Shared {
     pub(crate) namespace: Namespace,
     pub(crate) reporter: Reporter,
     pub(crate) clock: Clock,
+    /// The deadlines of calls, on one timer (not one per call).
+    pub(crate) deadlines: Deadlines,
     pub(crate) origin: Instant,
     pub(crate) counts: Counts,
     pub(crate) runtime: Option<tokio::runtime::Handle>,
@@ -83,9 +85,10 @@ impl Drop for Shared {
     }
 }
 
-/// The name an agent's incarnation holds in the [`Registry`].
-pub(crate) fn registry_name(id: &AgentId) -> String {
-    format!("agent:{id}")
+/// The name an agent's incarnation holds in the [`Registry`] (inline, not
+/// allocated, for ids up to 18 bytes).
+pub(crate) fn registry_name(id: &AgentId) -> compact_str::CompactString {
+    compact_str::format_compact!("agent:{id}")
 }
 
 impl Shared {
@@ -435,7 +438,7 @@ impl Shared {
             }
             tokio::select! {
                 () = &mut notified => {}
-                () = self.clock.sleep_until(deadline) => {
+                () = self.deadlines.at(deadline) => {
                     return Err(AgentError::Timeout(slot.id.clone()));
                 }
             }
@@ -459,7 +462,7 @@ impl Shared {
             }
             tokio::select! {
                 () = &mut notified => {}
-                () = self.clock.sleep_until(deadline) => {
+                () = self.deadlines.at(deadline) => {
                     return Err(AgentError::Timeout(slot.id.clone()));
                 }
             }
@@ -476,7 +479,7 @@ impl Shared {
     ) -> AgentError {
         tokio::select! {
             reason = handle.exited() => AgentError::Crashed { agent: slot.id.clone(), reason },
-            () = self.clock.sleep_until(deadline) => AgentError::Timeout(slot.id.clone()),
+            () = self.deadlines.at(deadline) => AgentError::Timeout(slot.id.clone()),
         }
     }
 

@@ -123,7 +123,6 @@ impl Subscribers {
 
     /// How many subscribers there are (closed ones included until they
     /// are pruned).
-    #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.count.load(Ordering::Acquire)
     }

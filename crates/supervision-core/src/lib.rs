@@ -50,6 +50,7 @@ mod application;
 mod backoff;
 mod child;
 mod clock;
+mod deadlines;
 mod dynamic;
 mod error;
 mod event;
@@ -87,6 +88,7 @@ pub use application::{
 pub use backoff::Backoff;
 pub use child::{ChildKind, ChildSpec, ChildTemplate, RestartType, Shutdown, StartFuture};
 pub use clock::{Clock, ManualWall, TimeSource};
+pub use deadlines::{Deadline, Deadlines};
 pub use dynamic::{DynamicSupervisor, DynamicSupervisorFlags, ExitNotice, TemplateSupervisor};
 pub use error::{
     ERROR_CODE_RANGES, ErrorCode, FlagsError, StartError, SupervisorError, error_code_range,

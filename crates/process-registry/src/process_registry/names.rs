@@ -264,9 +264,11 @@ impl ProcessRegistry {
                 return false;
             }
             holder = live(&entry.handle);
+            // Only an event carries the exit: none is made without a
+            // subscriber (an owner releasing its name as it stops).
             let exit = match holder {
-                Some(_) => None,
-                None => exit_now(&entry.handle),
+                None if table.subscribers.len() > 0 => exit_now(&entry.handle),
+                _ => None,
             };
             self.released_name(namespace, &table, key, &entry.handle, exit);
             true

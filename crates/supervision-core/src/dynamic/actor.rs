@@ -224,6 +224,15 @@ impl DynamicSupervisorActor {
         );
     }
 
+    /// A child that exited by itself and is not restarted: reported, its
+    /// place given back.
+    pub(super) fn child_ended(&self, child: &Child, exit: &ExitReason) {
+        self.shared
+            .reporter
+            .exited(&child.spec, &child.handle, exit, false);
+        self.shared.places.release();
+    }
+
     /// Handles the exit of a child by itself: restart it if its restart type
     /// says so, else give its place back.
     pub(super) async fn child_exited(

@@ -178,7 +178,14 @@ impl Message<ChildDown> for DynamicSupervisorActor {
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
         match self.children.remove(&id) {
-            Some(child) => self.child_exited(*child, exit, ctx.actor_ref()).await,
+            // Not restarted (every temporary child): done here, so this
+            // handler's future (which kameo boxes for every message) stays
+            // small; the restart path is boxed apart.
+            Some(child) if !child.spec.restart.restarts_after(&exit) => {
+                self.child_ended(&child, &exit);
+                Ok(())
+            }
+            Some(child) => Box::pin(self.child_exited(*child, exit, ctx.actor_ref())).await,
             None => Ok(()),
         }
     }
