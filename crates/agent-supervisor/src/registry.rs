@@ -406,7 +406,7 @@ impl AgentRegistry {
                     // reports its exit to the supervisor. One that exited
                     // by itself meanwhile is recorded as a stop all the
                     // same.
-                    shutdown.stop(&handle).await;
+                    shutdown.stop_on(&handle, &shared.deadlines).await;
                     return Ok(());
                 }
                 None => notified.await,

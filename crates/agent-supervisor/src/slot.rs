@@ -18,18 +18,28 @@ use tokio::time::Instant;
 
 use crate::{Agent, AgentConfig};
 
-/// One agent's record.
+/// One agent's record. Laid out in order (`repr(C)`), what every lookup and
+/// call reads first: the lock beside the current incarnation, the status
+/// and the configuration, so a lookup touches one cache line of the record
+/// (the compiler's own order put the lock and the incarnation apart).
+#[repr(C)]
 pub(crate) struct Slot {
-    pub(crate) id: AgentId,
     pub(crate) state: Mutex<SlotState>,
+    pub(crate) id: AgentId,
     /// When it last handled a message, in milliseconds since the
     /// registry's origin (for passivation).
     pub(crate) last_active: AtomicU64,
 }
 
-/// What the slot's lock guards.
+/// What the slot's lock guards (the fields read on every call first).
+#[repr(C)]
 pub(crate) struct SlotState {
+    /// The running incarnation.
+    pub(crate) current: Option<ProcessHandle>,
     pub(crate) config: Arc<AgentConfig>,
+    /// Counts incarnation changes, so a caller whose message bounced off a
+    /// stopping incarnation waits for the next one.
+    pub(crate) generation: u32,
     pub(crate) status: AgentStatus,
     /// State kept, no incarnation; wakes on the next message.
     pub(crate) passivated: bool,
@@ -37,11 +47,6 @@ pub(crate) struct SlotState {
     pub(crate) waking: bool,
     /// Deregistered: every ref to it now says not found.
     pub(crate) removed: bool,
-    /// The running incarnation.
-    pub(crate) current: Option<ProcessHandle>,
-    /// Counts incarnation changes, so a caller whose message bounced off a
-    /// stopping incarnation waits for the next one.
-    pub(crate) generation: u32,
     /// A stop was asked for (stop_agent, deregister, update_config).
     pub(crate) stopping: bool,
     /// A passivation was asked for.
@@ -50,11 +55,11 @@ pub(crate) struct SlotState {
     /// (the agent stopped meanwhile) does nothing.
     pub(crate) epoch: u32,
     pub(crate) restarts: u32,
+    pub(crate) backoff_attempt: u32,
     /// Restarts within the current window (only allocated once it
     /// restarts; boxed, it weighs a pointer in every record).
     #[allow(clippy::box_collection)] // one pointer in every record, not four words
     pub(crate) window: Option<Box<VecDeque<Instant>>>,
-    pub(crate) backoff_attempt: u32,
     /// Boxed: most records never hold one.
     pub(crate) last_exit: Option<Box<ExitReason>>,
     pub(crate) started_at: Option<SystemTime>,

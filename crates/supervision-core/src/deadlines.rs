@@ -125,6 +125,11 @@ impl Deadlines {
         }
     }
 
+    /// The clock's monotonic now.
+    pub fn now(&self) -> Instant {
+        self.inner.clock.now()
+    }
+
     /// Completes at `deadline` of the clock's monotonic time (at once if
     /// it has passed). Armed when first polled; dropping it disarms it.
     pub fn at(&self, deadline: Instant) -> Deadline<'_> {
