@@ -12,11 +12,7 @@
 
 use std::fmt;
 
-use futures::{
-    StreamExt,
-    future::BoxFuture,
-    stream::FuturesUnordered,
-};
+use futures::{StreamExt, future::BoxFuture, stream::FuturesUnordered};
 use kameo::{
     actor::{Actor, ActorId, ActorRef, WeakActorRef},
     message::Message,

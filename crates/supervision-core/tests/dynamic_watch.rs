@@ -75,10 +75,7 @@ async fn a_watched_child_exit_reaches_its_other_waiters_and_its_restart() {
     assert_ne!(running[0].state.handle().unwrap().id(), child.id());
     // Asked again, through a handle made separately, the same exit.
     let typed: ActorRef<Worker> = child.downcast().unwrap();
-    assert_eq!(
-        ProcessHandle::new(typed).exited().await,
-        ExitReason::Killed
-    );
+    assert_eq!(ProcessHandle::new(typed).exited().await, ExitReason::Killed);
     sup.stop().await;
 }
 
