@@ -8,8 +8,8 @@ use std::{
 };
 
 use supervision_core::{
-    AgentId, AgentInfo, AgentStatus, AgentStatusChanges, Clock, Deadlines, EventSink, ExitReason, Namespace,
-    ProcessHandle, Registry, Telemetry,
+    AgentId, AgentInfo, AgentStatus, AgentStatusChanges, Clock, Deadlines, EventSink, ExitReason,
+    Namespace, ProcessHandle, Registry, Telemetry,
 };
 
 use crate::{

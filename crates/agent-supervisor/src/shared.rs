@@ -11,8 +11,8 @@ use std::{
 use dashmap::DashMap;
 use kameo::actor::ActorId;
 use supervision_core::{
-    AgentId, AgentStatus, ChildSpec, Clock, Deadlines, ExitNotice, ExitReason, Namespace, ProcessHandle,
-    Registry, StartError,
+    AgentId, AgentStatus, ChildSpec, Clock, Deadlines, ExitNotice, ExitReason, Namespace,
+    ProcessHandle, Registry, StartError,
 };
 use tokio::{sync::Notify, time::Instant};
 
@@ -88,7 +88,10 @@ impl Drop for Shared {
 /// The name an agent's incarnation holds in the [`Registry`] (inline, not
 /// allocated, for ids up to 18 bytes).
 pub(crate) fn registry_name(id: &AgentId) -> compact_str::CompactString {
-    compact_str::format_compact!("agent:{id}")
+    let mut name = compact_str::CompactString::with_capacity(6 + id.as_str().len());
+    name.push_str("agent:");
+    name.push_str(id.as_str());
+    name
 }
 
 impl Shared {

@@ -7,8 +7,8 @@ use futures::{FutureExt, future::BoxFuture};
 use kameo::actor::{Actor, Spawn};
 
 use crate::{
-    Backoff, Deadlines, ExitReason, FlagsError, Metadata, Namespace, ProcessHandle, Registry, RegistryError,
-    StartError, Stopper,
+    Backoff, Deadlines, ExitReason, FlagsError, Metadata, Namespace, ProcessHandle, Registry,
+    RegistryError, StartError, Stopper,
     handle::{KillOnDrop, start_scope},
 };
 
