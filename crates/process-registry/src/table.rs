@@ -1,13 +1,13 @@
 //! The table of one namespace: its unique names, its groups and its
 //! subscribers.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use dashmap::DashMap;
 use parking_lot::{RwLock, RwLockReadGuard};
 use supervision_core::{Metadata, WeakProcessHandle};
 
-use crate::subscribers::Subscribers;
+use crate::{read_map::ReadMap, subscribers::Subscribers};
 
 /// The hasher of every map of this crate: foldhash, seeded per map. Names
 /// are short strings and SipHash would cost more than the rest of a lookup.
@@ -56,13 +56,17 @@ impl std::ops::Deref for Meta {
 /// One namespace.
 #[derive(Debug)]
 pub(crate) struct NsTable {
-    /// Unique names.
-    pub(crate) names: Map<Name, NameEntry>,
+    /// Unique names: the lookups' map, whose readers write nothing
+    /// another reader touches.
+    pub(crate) names: ReadMap<NameEntry>,
     /// Groups: members in join order, a member once per join. A group with
     /// no member is not kept.
     pub(crate) groups: Map<Arc<str>, Vec<WeakProcessHandle>>,
     /// Subscribers to this namespace's changes.
     pub(crate) subscribers: Subscribers,
+    /// Whether an owned name (`register_owned`) was ever registered here:
+    /// only then must `keys` look for them among all names.
+    pub(crate) had_owned: AtomicBool,
     /// Taken shared by every change (around the change and its event), and
     /// exclusively by a subscription to the whole namespace while it takes
     /// its snapshot: so no change falls between snapshot and subscription.
@@ -76,9 +80,10 @@ impl NsTable {
     /// `event_buffer` events.
     pub(crate) fn new(shards: usize, event_buffer: usize) -> Self {
         NsTable {
-            names: map(shards),
+            names: ReadMap::new(shards),
             groups: map(shards),
             subscribers: Subscribers::new(event_buffer),
+            had_owned: AtomicBool::new(false),
             gate: RwLock::new(()),
         }
     }

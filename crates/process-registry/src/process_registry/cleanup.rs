@@ -5,7 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use kameo::actor::ActorId;
-use supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Stopper};
+use supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Stopper, events};
 
 use super::{ProcessRegistry, exit_now, live};
 use crate::{
@@ -66,11 +66,11 @@ impl ProcessRegistry {
             return CleanupReport::default();
         };
         let mut processes: HashMap<ActorId, ProcessHandle> = HashMap::new();
-        for entry in table.names.iter() {
+        table.names.for_each(|_, entry| {
             if let Some(handle) = live(&entry.handle) {
                 processes.insert(handle.id(), handle);
             }
-        }
+        });
         for group in table.groups.iter() {
             for member in group.iter().filter_map(live) {
                 processes.insert(member.id(), member);
@@ -93,7 +93,7 @@ impl ProcessRegistry {
         if telemetry.is_enabled() {
             let label = namespace.to_string();
             telemetry.emit(
-                &["process_registry", "cleanup"],
+                events::REGISTRY_CLEANUP,
                 &[
                     ("stopped", report.stopped as f64),
                     ("killed", report.killed as f64),
@@ -110,7 +110,8 @@ impl ProcessRegistry {
     fn clear(&self, namespace: &Namespace, table: &NsTable) -> usize {
         let _changing = table.changing();
         let mut removed = 0;
-        let names: Vec<Name> = table.names.iter().map(|e| e.key().clone()).collect();
+        let mut names: Vec<Name> = Vec::new();
+        table.names.for_each(|name, _| names.push(name.clone()));
         for name in names {
             let gone = table.names.remove_if(&*name, |key, entry| {
                 self.released_name(

@@ -1,12 +1,12 @@
 //! Unique names: register, unregister, look up, list, and the names a
 //! process holds.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
-use dashmap::mapref::entry::Entry;
+use std::collections::hash_map::Entry;
 use supervision_core::{
     ExitReason, Metadata, Namespace, ProcessHandle, RegistryError, RegistryEvent, Stopper,
-    WeakProcessHandle,
+    WeakProcessHandle, events,
 };
 
 use super::{ProcessRegistry, check_metadata, exit_now, live, outcome, shared};
@@ -45,11 +45,7 @@ impl ProcessRegistry {
                 true,
             )
         });
-        self.emit(
-            &["process_registry", "register"],
-            namespace,
-            outcome(&result),
-        );
+        self.emit(events::REGISTRY_REGISTER, namespace, outcome(&result));
         result
     }
 
@@ -74,11 +70,7 @@ impl ProcessRegistry {
                 true,
             )
         });
-        self.emit(
-            &["process_registry", "register"],
-            namespace,
-            outcome(&result),
-        );
+        self.emit(events::REGISTRY_REGISTER, namespace, outcome(&result));
         result
     }
 
@@ -90,10 +82,11 @@ impl ProcessRegistry {
     /// (never returned by lookups, its name free to take over).
     ///
     /// An owned name is not in the per-process index either (it weighs
-    /// only its entry, about 90 bytes): [`keys`](Self::keys) does not list
-    /// it, [`tracked_processes`](Self::tracked_processes) does not count
-    /// it, and the cleanup after a process that also holds watched keys
-    /// leaves it to its owner. Registering the same process under the
+    /// only its entry, about 90 bytes): [`keys`](Self::keys) finds it by a
+    /// scan of the namespace instead,
+    /// [`tracked_processes`](Self::tracked_processes) (the index's size)
+    /// does not count it, and the cleanup after a process that also holds
+    /// watched keys leaves it to its owner. Registering the same process under the
     /// same name again with [`register`](Self::register) makes the name a
     /// watched one.
     pub fn register_owned(
@@ -113,11 +106,7 @@ impl ProcessRegistry {
                 false,
             )
         });
-        self.emit(
-            &["process_registry", "register"],
-            namespace,
-            outcome(&result),
-        );
+        self.emit(events::REGISTRY_REGISTER, namespace, outcome(&result));
         result
     }
 
@@ -135,12 +124,16 @@ impl ProcessRegistry {
         }
         let table = self.table_or_new(namespace);
         let _changing = table.changing();
+        if !watched {
+            table.had_owned.store(true, Ordering::Relaxed);
+        }
         let registered = |name: &Name, entry: &NameEntry| RegistryEvent::Registered {
             name: shared(name),
             handle: entry.handle.clone(),
             metadata: Metadata::clone(&entry.metadata),
         };
-        match table.names.entry(Name::from(name)) {
+        let mut shard = table.names.write(name);
+        match shard.entry(Name::from(name)) {
             Entry::Occupied(mut slot) => {
                 if slot.get().handle == *handle {
                     // The same process again: new metadata, and this
@@ -218,11 +211,7 @@ impl ProcessRegistry {
                 RegistryError::NotAlive => RegistryError::NotRegistered(Arc::from(name)),
                 other => other,
             });
-        self.emit(
-            &["process_registry", "unregister"],
-            namespace,
-            outcome(&result),
-        );
+        self.emit(events::REGISTRY_UNREGISTER, namespace, outcome(&result));
         result
     }
 
@@ -239,7 +228,7 @@ impl ProcessRegistry {
             Err(_) => false,
         };
         self.emit(
-            &["process_registry", "unregister"],
+            events::REGISTRY_UNREGISTER,
             namespace,
             if freed { "ok" } else { "not_registered" },
         );
@@ -304,8 +293,7 @@ impl ProcessRegistry {
     /// The live holder of `name`.
     pub fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle> {
         let table = self.table(namespace)?;
-        let entry = table.names.get(name)?;
-        live(&entry.handle)
+        live(&table.names.read(name).get(name)?.handle)
     }
 
     /// The live holder of `name` and its metadata.
@@ -315,7 +303,8 @@ impl ProcessRegistry {
         name: &str,
     ) -> Option<(ProcessHandle, Metadata)> {
         let table = self.table(namespace)?;
-        let entry = table.names.get(name)?;
+        let shard = table.names.read(name);
+        let entry = shard.get(name)?;
         live(&entry.handle).map(|handle| (handle, Metadata::clone(&entry.metadata)))
     }
 
@@ -336,17 +325,22 @@ impl ProcessRegistry {
         metadata: Metadata,
     ) -> Result<(), RegistryError> {
         let result = check_metadata(&metadata).and_then(|()| {
-            let table = self.table(namespace);
-            let mut entry = table
-                .as_ref()
-                .and_then(|table| table.names.get_mut(name))
+            let not_registered = || RegistryError::NotRegistered(Arc::from(name));
+            let table = self.table(namespace).ok_or_else(not_registered)?;
+            let mut shard = table.names.write(name);
+            let entry = shard
+                .get_mut(name)
                 .filter(|entry| entry.handle.is_alive())
-                .ok_or_else(|| RegistryError::NotRegistered(Arc::from(name)))?;
-            entry.metadata = Meta::Own(Box::new(metadata));
+                .ok_or_else(not_registered)?;
+            entry.metadata = match entry.metadata {
+                // An owned name stays one.
+                Meta::Shared(_) => Meta::Shared(Arc::new(metadata)),
+                Meta::Own(_) => Meta::Own(Box::new(metadata)),
+            };
             Ok(())
         });
         self.emit(
-            &["process_registry", "update_metadata"],
+            events::REGISTRY_UPDATE_METADATA,
             namespace,
             outcome(&result),
         );
@@ -375,21 +369,37 @@ impl ProcessRegistry {
     /// How many names of `namespace` live processes hold.
     pub fn count(&self, namespace: &Namespace) -> usize {
         self.table(namespace).map_or(0, |table| {
-            table
-                .names
-                .iter()
-                .filter(|entry| entry.handle.is_alive())
-                .count()
+            let mut count = 0;
+            table.names.for_each(|_, entry| {
+                count += usize::from(entry.handle.is_alive());
+            });
+            count
         })
     }
 
     /// The names `handle` holds in `namespace`, sorted (Elixir's
-    /// `Registry.keys/2`); empty if it is not live. O(names it holds).
+    /// `Registry.keys/2`), owned ones ([`register_owned`](Self::register_owned))
+    /// included; empty if it is not live. O(names it holds), from the
+    /// per-process index; in a namespace where owned names were ever
+    /// registered, O(names of the namespace), as owned names are in no
+    /// index.
     pub fn keys(&self, namespace: &Namespace, handle: &ProcessHandle) -> Vec<Arc<str>> {
         if !handle.is_alive() {
             return Vec::new();
         }
-        self.inner.records.keys(handle.id(), namespace, Kind::Name)
+        let mut keys = self.inner.records.keys(handle.id(), namespace, Kind::Name);
+        if let Some(table) = self.table(namespace)
+            && table.had_owned.load(Ordering::Relaxed)
+        {
+            table.names.for_each(|name, entry| {
+                if matches!(entry.metadata, Meta::Shared(_)) && entry.handle == *handle {
+                    keys.push(shared(name));
+                }
+            });
+            keys.sort_unstable();
+            keys.dedup();
+        }
+        keys
     }
 }
 
@@ -399,20 +409,15 @@ pub(super) fn names_of(
     table: &NsTable,
     mut predicate: impl FnMut(&str, &Metadata) -> bool,
 ) -> Vec<(Arc<str>, ProcessHandle, Metadata)> {
-    let mut found: Vec<_> = table
-        .names
-        .iter()
-        .filter(|entry| predicate(entry.key(), &entry.metadata))
-        .filter_map(|entry| {
-            live(&entry.handle).map(|handle| {
-                (
-                    shared(entry.key()),
-                    handle,
-                    Metadata::clone(&entry.metadata),
-                )
-            })
-        })
-        .collect();
+    let mut found = Vec::new();
+    table.names.for_each(|name, entry| {
+        if !predicate(name, &entry.metadata) {
+            return;
+        }
+        if let Some(handle) = live(&entry.handle) {
+            found.push((shared(name), handle, Metadata::clone(&entry.metadata)));
+        }
+    });
     found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     found
 }
