@@ -41,12 +41,11 @@
 //! # Key design decisions
 //!
 //! Lookups are the hot path and never wait on a writer of another shard:
-//! each namespace keeps its names in a sharded map whose read lock is split
-//! per thread (crossbeam's `ShardedLock` over a plain `HashMap` per shard),
-//! so a lookup writes no cache line another reader writes, and the
-//! production namespace is reached without any map lookup. Writers of one
-//! name are serialised by that name's shard lock, which is also what keeps
-//! a subscriber's events in order.
+//! each namespace keeps its names in a sharded concurrent map (`dashmap`),
+//! readers take a shard's read lock only, and the production namespace is
+//! reached without any map lookup. Writers of one name are serialised by
+//! that name's shard lock, which is also what keeps a subscriber's events in
+//! order.
 //!
 //! Cleanup of a stopped process costs one tokio task per *process*, not
 //! per name: the task awaits the process's exit (without holding it) and
@@ -58,7 +57,6 @@
 mod error;
 mod fallback;
 mod process_registry;
-mod read_map;
 mod records;
 mod service;
 mod subscribers;

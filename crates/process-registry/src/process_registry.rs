@@ -80,12 +80,9 @@ const RECORD_SHARDS: usize = 64;
 ///
 /// # Costs
 ///
-/// Lookups take one shard's read lock of the namespace's map, on a lock
-/// word of the calling thread's own (no cache line shared with other
-/// readers), and upgrade the holder's weak handle (an atomic increment of
-/// the handle's count while some clone of the registered handle lives;
-/// else a new handle is allocated): that increment, what returning an
-/// owned handle costs, is their only write to memory other threads use. The production
+/// Lookups take one shard's read lock of the namespace's map and upgrade
+/// the holder's weak handle (an atomic increment while some clone of the
+/// registered handle lives; else a new handle is allocated). The production
 /// namespace needs no map lookup to find its table; a test namespace needs
 /// one more. Lookups emit no telemetry: they are the hot path. Writes take
 /// the namespace's change gate (shared), the name's shard lock, then the

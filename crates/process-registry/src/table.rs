@@ -7,7 +7,7 @@ use dashmap::DashMap;
 use parking_lot::{RwLock, RwLockReadGuard};
 use supervision_core::{Metadata, WeakProcessHandle};
 
-use crate::{read_map::ReadMap, subscribers::Subscribers};
+use crate::subscribers::Subscribers;
 
 /// The hasher of every map of this crate: foldhash, seeded per map. Names
 /// are short strings and SipHash would cost more than the rest of a lookup.
@@ -33,32 +33,48 @@ pub(crate) struct NameEntry {
     pub(crate) metadata: Meta,
 }
 
-/// A name's metadata: its own, or shared by many names (an owned
-/// registration's, one per kind of process), which costs a name nothing.
-/// Two words either way, so every name's entry stays small.
+// A name's key and entry fill one 64-byte bucket (see `Meta`).
+const _: () = assert!(size_of::<(Name, NameEntry)>() == 64);
+
+/// A name's metadata: nothing for `null` (the common case costs no
+/// allocation), else an `Arc`, shared by many names for owned
+/// registrations (one per kind of process). One word, so that a name's
+/// entry and its key fill one 64-byte bucket of the map, and a lookup
+/// reads one cache line of it.
 #[derive(Debug, Clone)]
-pub(crate) enum Meta {
-    Own(Box<Metadata>),
-    Shared(Arc<Metadata>),
+pub(crate) struct Meta(Option<Arc<Metadata>>);
+
+/// What a name without metadata shows.
+const NULL: &Metadata = &Metadata::Null;
+
+impl Meta {
+    /// The name's own metadata.
+    pub(crate) fn own(metadata: Metadata) -> Self {
+        match metadata {
+            Metadata::Null => Meta(None),
+            metadata => Meta(Some(Arc::new(metadata))),
+        }
+    }
+
+    /// Metadata shared with other names.
+    pub(crate) fn shared(metadata: Arc<Metadata>) -> Self {
+        Meta(Some(metadata).filter(|metadata| !metadata.is_null()))
+    }
 }
 
 impl std::ops::Deref for Meta {
     type Target = Metadata;
 
     fn deref(&self) -> &Metadata {
-        match self {
-            Meta::Own(metadata) => metadata,
-            Meta::Shared(metadata) => metadata,
-        }
+        self.0.as_deref().unwrap_or(NULL)
     }
 }
 
 /// One namespace.
 #[derive(Debug)]
 pub(crate) struct NsTable {
-    /// Unique names: the lookups' map, whose readers write nothing
-    /// another reader touches.
-    pub(crate) names: ReadMap<NameEntry>,
+    /// Unique names.
+    pub(crate) names: Map<Name, NameEntry>,
     /// Groups: members in join order, a member once per join. A group with
     /// no member is not kept.
     pub(crate) groups: Map<Arc<str>, Vec<WeakProcessHandle>>,
@@ -80,7 +96,7 @@ impl NsTable {
     /// `event_buffer` events.
     pub(crate) fn new(shards: usize, event_buffer: usize) -> Self {
         NsTable {
-            names: ReadMap::new(shards),
+            names: map(shards),
             groups: map(shards),
             subscribers: Subscribers::new(event_buffer),
             had_owned: AtomicBool::new(false),

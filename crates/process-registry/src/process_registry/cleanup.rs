@@ -66,11 +66,11 @@ impl ProcessRegistry {
             return CleanupReport::default();
         };
         let mut processes: HashMap<ActorId, ProcessHandle> = HashMap::new();
-        table.names.for_each(|_, entry| {
+        for entry in table.names.iter() {
             if let Some(handle) = live(&entry.handle) {
                 processes.insert(handle.id(), handle);
             }
-        });
+        }
         for group in table.groups.iter() {
             for member in group.iter().filter_map(live) {
                 processes.insert(member.id(), member);
@@ -110,8 +110,7 @@ impl ProcessRegistry {
     fn clear(&self, namespace: &Namespace, table: &NsTable) -> usize {
         let _changing = table.changing();
         let mut removed = 0;
-        let mut names: Vec<Name> = Vec::new();
-        table.names.for_each(|name, _| names.push(name.clone()));
+        let names: Vec<Name> = table.names.iter().map(|e| e.key().clone()).collect();
         for name in names {
             let gone = table.names.remove_if(&*name, |key, entry| {
                 self.released_name(

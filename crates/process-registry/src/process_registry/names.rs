@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use std::collections::hash_map::Entry;
+use dashmap::mapref::entry::Entry;
 use supervision_core::{
     ExitReason, Metadata, Namespace, ProcessHandle, RegistryError, RegistryEvent, Stopper,
     WeakProcessHandle, events,
@@ -35,16 +35,8 @@ impl ProcessRegistry {
         handle: ProcessHandle,
         metadata: Metadata,
     ) -> Result<(), RegistryError> {
-        let result = check_metadata(&metadata).and_then(|()| {
-            self.insert(
-                namespace,
-                name,
-                &handle,
-                Meta::Own(Box::new(metadata)),
-                None,
-                true,
-            )
-        });
+        let result = check_metadata(&metadata)
+            .and_then(|()| self.insert(namespace, name, &handle, Meta::own(metadata), None, true));
         self.emit(events::REGISTRY_REGISTER, namespace, outcome(&result));
         result
     }
@@ -65,7 +57,7 @@ impl ProcessRegistry {
                 namespace,
                 name,
                 &handle,
-                Meta::Own(Box::new(metadata)),
+                Meta::own(metadata),
                 Some(&stopper),
                 true,
             )
@@ -82,11 +74,12 @@ impl ProcessRegistry {
     /// (never returned by lookups, its name free to take over).
     ///
     /// An owned name is not in the per-process index either (it weighs
-    /// only its entry, about 90 bytes): [`keys`](Self::keys) finds it by a
-    /// scan of the namespace instead,
+    /// only its entry, one 64-byte bucket of the namespace's map):
+    /// [`keys`](Self::keys) finds it by a scan of the namespace instead,
     /// [`tracked_processes`](Self::tracked_processes) (the index's size)
     /// does not count it, and the cleanup after a process that also holds
-    /// watched keys leaves it to its owner. Registering the same process under the
+    /// watched keys leaves it to its owner. Registering the same process
+    /// under the
     /// same name again with [`register`](Self::register) makes the name a
     /// watched one.
     pub fn register_owned(
@@ -101,7 +94,7 @@ impl ProcessRegistry {
                 namespace,
                 name,
                 &handle,
-                Meta::Shared(metadata),
+                Meta::shared(metadata),
                 None,
                 false,
             )
@@ -132,8 +125,7 @@ impl ProcessRegistry {
             handle: entry.handle.clone(),
             metadata: Metadata::clone(&entry.metadata),
         };
-        let mut shard = table.names.write(name);
-        match shard.entry(Name::from(name)) {
+        match table.names.entry(Name::from(name)) {
             Entry::Occupied(mut slot) => {
                 if slot.get().handle == *handle {
                     // The same process again: new metadata, and this
@@ -293,7 +285,8 @@ impl ProcessRegistry {
     /// The live holder of `name`.
     pub fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle> {
         let table = self.table(namespace)?;
-        live(&table.names.read(name).get(name)?.handle)
+        let entry = table.names.get(name)?;
+        live(&entry.handle)
     }
 
     /// The live holder of `name` and its metadata.
@@ -303,8 +296,7 @@ impl ProcessRegistry {
         name: &str,
     ) -> Option<(ProcessHandle, Metadata)> {
         let table = self.table(namespace)?;
-        let shard = table.names.read(name);
-        let entry = shard.get(name)?;
+        let entry = table.names.get(name)?;
         live(&entry.handle).map(|handle| (handle, Metadata::clone(&entry.metadata)))
     }
 
@@ -327,16 +319,12 @@ impl ProcessRegistry {
         let result = check_metadata(&metadata).and_then(|()| {
             let not_registered = || RegistryError::NotRegistered(Arc::from(name));
             let table = self.table(namespace).ok_or_else(not_registered)?;
-            let mut shard = table.names.write(name);
-            let entry = shard
+            let mut entry = table
+                .names
                 .get_mut(name)
                 .filter(|entry| entry.handle.is_alive())
                 .ok_or_else(not_registered)?;
-            entry.metadata = match entry.metadata {
-                // An owned name stays one.
-                Meta::Shared(_) => Meta::Shared(Arc::new(metadata)),
-                Meta::Own(_) => Meta::Own(Box::new(metadata)),
-            };
+            entry.metadata = Meta::own(metadata);
             Ok(())
         });
         self.emit(
@@ -369,11 +357,11 @@ impl ProcessRegistry {
     /// How many names of `namespace` live processes hold.
     pub fn count(&self, namespace: &Namespace) -> usize {
         self.table(namespace).map_or(0, |table| {
-            let mut count = 0;
-            table.names.for_each(|_, entry| {
-                count += usize::from(entry.handle.is_alive());
-            });
-            count
+            table
+                .names
+                .iter()
+                .filter(|entry| entry.handle.is_alive())
+                .count()
         })
     }
 
@@ -387,19 +375,20 @@ impl ProcessRegistry {
         if !handle.is_alive() {
             return Vec::new();
         }
-        let mut keys = self.inner.records.keys(handle.id(), namespace, Kind::Name);
-        if let Some(table) = self.table(namespace)
-            && table.had_owned.load(Ordering::Relaxed)
-        {
-            table.names.for_each(|name, entry| {
-                if matches!(entry.metadata, Meta::Shared(_)) && entry.handle == *handle {
-                    keys.push(shared(name));
-                }
-            });
-            keys.sort_unstable();
-            keys.dedup();
+        match self.table(namespace) {
+            // Owned names are in no index: look at every name.
+            Some(table) if table.had_owned.load(Ordering::Relaxed) => {
+                let mut keys: Vec<_> = table
+                    .names
+                    .iter()
+                    .filter(|entry| entry.handle == *handle)
+                    .map(|entry| shared(entry.key()))
+                    .collect();
+                keys.sort_unstable();
+                keys
+            }
+            _ => self.inner.records.keys(handle.id(), namespace, Kind::Name),
         }
-        keys
     }
 }
 
@@ -409,15 +398,20 @@ pub(super) fn names_of(
     table: &NsTable,
     mut predicate: impl FnMut(&str, &Metadata) -> bool,
 ) -> Vec<(Arc<str>, ProcessHandle, Metadata)> {
-    let mut found = Vec::new();
-    table.names.for_each(|name, entry| {
-        if !predicate(name, &entry.metadata) {
-            return;
-        }
-        if let Some(handle) = live(&entry.handle) {
-            found.push((shared(name), handle, Metadata::clone(&entry.metadata)));
-        }
-    });
+    let mut found: Vec<_> = table
+        .names
+        .iter()
+        .filter(|entry| predicate(entry.key(), &entry.metadata))
+        .filter_map(|entry| {
+            live(&entry.handle).map(|handle| {
+                (
+                    shared(entry.key()),
+                    handle,
+                    Metadata::clone(&entry.metadata),
+                )
+            })
+        })
+        .collect();
     found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     found
 }

@@ -7,6 +7,7 @@ use dashmap::mapref::entry::Entry;
 use supervision_core::{Metadata, Namespace, RegistryEvents, Snapshot, Subscription, Topic};
 
 use super::{ProcessRegistry, live, names::names_of, shared};
+use crate::table::Name;
 
 impl ProcessRegistry {
     /// Subscribes to every change of `namespace` from now on, in order.
@@ -33,19 +34,21 @@ impl ProcessRegistry {
         let subscribers = &table.subscribers;
         let mut snapshot = Snapshot::default();
         let events = match topic {
-            Topic::Name(name) => {
-                // The shard's write lock is held until the subscription is
-                // made: no change to the name falls in between.
-                let shard = table.names.write(&name);
-                if let Some((key, entry)) = shard.get_key_value(&*name)
-                    && let Some(holder) = live(&entry.handle)
-                {
-                    snapshot
-                        .names
-                        .push((shared(key), holder, Metadata::clone(&entry.metadata)));
+            Topic::Name(name) => match table.names.entry(Name::from(&*name)) {
+                // The shard lock is held until the subscription is made.
+                Entry::Occupied(slot) => {
+                    let entry = slot.get();
+                    if let Some(holder) = live(&entry.handle) {
+                        snapshot.names.push((
+                            shared(slot.key()),
+                            holder,
+                            Metadata::clone(&entry.metadata),
+                        ));
+                    }
+                    subscribers.subscribe(Topic::Name(name))
                 }
-                subscribers.subscribe(Topic::Name(name))
-            }
+                Entry::Vacant(_slot) => subscribers.subscribe(Topic::Name(name)),
+            },
             Topic::Group(group) => match table.groups.entry(group.clone()) {
                 Entry::Occupied(slot) => {
                     let members: Vec<_> = slot.get().iter().filter_map(live).collect();
