@@ -29,9 +29,10 @@
 //!   lists the nodes up now.
 //! - At most one connection per pair of nodes: when two nodes dial each
 //!   other at once, both keep the connection dialled by the node whose name
-//!   sorts first and close the other, with no down notice (a side that
-//!   had registered the losing connection first may see it go down and the
-//!   node come straight back up).
+//!   sorts first and close the other, with no down notice. A side that had
+//!   already taken the losing connection as the live one is told it was
+//!   replaced, and waits (up to the handshake timeout) for the winning one
+//!   instead of calling the node down: the node never flaps.
 //!
 //! This is membership and topology, not distribution: messages to
 //! processes on other nodes are not carried (yet).
@@ -290,8 +291,32 @@ struct Peer {
     info: NodeInfo,
     /// The node that dialled this connection.
     initiator: Arc<str>,
-    /// Asks the connection to say goodbye and close.
-    close: Arc<Notify>,
+    /// Asks the connection to close.
+    close: Arc<Closer>,
+}
+
+/// How a live connection is asked to close: on request (a goodbye), or
+/// because another connection to the same node replaced it (the peer is
+/// told so, and waits for that one).
+#[derive(Default)]
+struct Closer {
+    notify: Notify,
+    replaced: std::sync::atomic::AtomicBool,
+}
+
+impl Closer {
+    fn close(&self) {
+        self.notify.notify_one();
+    }
+
+    fn replace(&self) {
+        self.replaced.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn was_replaced(&self) -> bool {
+        self.replaced.load(Ordering::Acquire)
+    }
 }
 
 struct Running {
@@ -352,7 +377,7 @@ impl ConnectionManager {
             return;
         };
         for peer in self.inner.peers.lock().values() {
-            peer.close.notify_one();
+            peer.close.close();
         }
         let closing = async {
             // The accept and seed loops never end by themselves: stop them
@@ -395,7 +420,7 @@ impl ConnectionManager {
         let peer = peers
             .get(node)
             .ok_or_else(|| ConnectionError::NotConnected(node.into()))?;
-        peer.close.notify_one();
+        peer.close.close();
         Ok(())
     }
 
@@ -459,8 +484,8 @@ impl Inner {
     /// Records a connection that finished its handshake. `None` if another
     /// connection to the same node wins (see the module docs): the caller
     /// closes this one.
-    fn register(&self, conn: u64, info: NodeInfo, initiator: Arc<str>) -> Option<Arc<Notify>> {
-        let close = Arc::new(Notify::new());
+    fn register(&self, conn: u64, info: NodeInfo, initiator: Arc<str>) -> Option<Arc<Closer>> {
+        let close = Arc::new(Closer::default());
         let was_up = {
             let mut peers = self.peers.lock();
             let existing = peers.get(&info.node);
@@ -468,7 +493,7 @@ impl Inner {
                 if existing.initiator <= initiator {
                     return None;
                 }
-                existing.close.notify_one();
+                existing.close.replace();
             }
             let was_up = existing.is_some();
             peers.insert(

@@ -6,11 +6,11 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::{
     net::{TcpListener, TcpStream, tcp::OwnedWriteHalf},
-    sync::{Notify, broadcast::error::RecvError, mpsc},
+    sync::{broadcast::error::RecvError, mpsc},
 };
 
 use super::{
-    ConnectionError, Direction, Inner, NodeEvent, NodeInfo, valid_node_name,
+    Closer, ConnectionError, Direction, Inner, NodeEvent, NodeInfo, valid_node_name,
     wire::{self, Frame, VERSION, read_frame, write_frame},
 };
 
@@ -221,7 +221,11 @@ fn established(
         up_since_unix_ms: inner.clock.unix_millis(),
     };
     let Some(close) = inner.register(conn, info, initiator) else {
-        let _ = inner.spawn(goodbye(stream, addr, "duplicate connection"));
+        // The peer may have taken this one as live: it waits for the other.
+        let _ = inner.spawn(async move {
+            let mut stream = stream;
+            let _ = write_frame(&mut stream, &Frame::Replaced, addr).await;
+        });
         return;
     };
     let task_inner = inner.clone();
@@ -235,13 +239,8 @@ fn established(
     }
 }
 
-async fn goodbye(mut stream: TcpStream, addr: SocketAddr, reason: &str) {
-    let reason = reason.to_owned();
-    let _ = write_frame(&mut stream, &Frame::Bye { reason }, addr).await;
-}
-
 /// The life of an established connection; answers why it ended.
-async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Notify) -> String {
+async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Closer) -> String {
     let (mut reader, mut writer) = stream.into_split();
     let (frames, mut incoming) = mpsc::channel(16);
     // Reads in a task of its own: a frame read is not cancel-safe.
@@ -264,6 +263,17 @@ async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Notify)
             frame = incoming.recv() => match frame {
                 Some(Ok(Frame::Tick)) => last_heard = inner.clock.now(),
                 Some(Ok(Frame::Bye { reason })) => return format!("closed by the peer: {reason}"),
+                Some(Ok(Frame::Replaced)) => {
+                    // The peer keeps the connection the other way: it
+                    // replaces this one here too once its handshake ends.
+                    let timeout = inner.handshake_timeout;
+                    return tokio::select! {
+                        () = close.notify.notified() => "replaced by another connection".to_owned(),
+                        () = inner.clock.sleep(timeout) => format!(
+                            "closed by the peer for another connection, which did not come within {timeout:?}"
+                        ),
+                    };
+                }
                 Some(Ok(other)) => {
                     let error = unexpected(addr, &other);
                     // A goodbye is a courtesy: the connection closes either way.
@@ -286,7 +296,11 @@ async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Notify)
                 }
                 next_tick = (next_tick + tick).max(now);
             },
-            () = close.notified() => {
+            () = close.notify.notified() => {
+                if close.was_replaced() {
+                    let _ = send(inner, &mut writer, addr, Frame::Replaced).await;
+                    return "replaced by another connection".to_owned();
+                }
                 let reason = "disconnected on request".to_owned();
                 // A goodbye is a courtesy: the connection closes either way.
                 let _ = send(inner, &mut writer, addr, Frame::Bye { reason: reason.clone() }).await;
@@ -318,5 +332,142 @@ struct AbortOnDrop(tokio::task::AbortHandle);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Two nodes that dial each other at once, with the other node played
+    //! by the test over the wire, so the order of every step is fixed.
+
+    use std::time::Duration;
+
+    use tokio::{net::TcpListener, net::TcpStream};
+
+    use super::*;
+    use crate::{ConnectionManager, NodeEvent};
+
+    const COOKIE: &str = "cookie";
+    const PEER: &str = "a@local";
+
+    /// The fake peer's side of a handshake it accepted (it listens).
+    async fn accept_as_peer(stream: &mut TcpStream, addr: SocketAddr) {
+        let Frame::Hello {
+            node, challenge, ..
+        } = read_frame(stream, addr).await.unwrap()
+        else {
+            panic!("no hello");
+        };
+        let mine = 7;
+        let welcome = Frame::Welcome {
+            node: PEER.into(),
+            challenge: mine,
+            proof: wire::proof(COOKIE.as_bytes(), "welcome", challenge, &node, PEER),
+        };
+        write_frame(stream, &welcome, addr).await.unwrap();
+        assert!(matches!(
+            read_frame(stream, addr).await.unwrap(),
+            Frame::Proof { .. }
+        ));
+        write_frame(stream, &Frame::Accepted, addr).await.unwrap();
+    }
+
+    /// The fake peer dials `addr` and completes the handshake.
+    async fn dial_as_peer(addr: SocketAddr) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let hello = Frame::Hello {
+            version: VERSION,
+            node: PEER.into(),
+            challenge: 9,
+        };
+        write_frame(&mut stream, &hello, addr).await.unwrap();
+        let Frame::Welcome {
+            node, challenge, ..
+        } = read_frame(&mut stream, addr).await.unwrap()
+        else {
+            panic!("no welcome");
+        };
+        let proof = wire::proof(COOKIE.as_bytes(), "proof", challenge, PEER, &node);
+        write_frame(&mut stream, &Frame::Proof { proof }, addr)
+            .await
+            .unwrap();
+        assert_eq!(
+            read_frame(&mut stream, addr).await.unwrap(),
+            Frame::Accepted
+        );
+        stream
+    }
+
+    /// `b` dials the peer; the peer, which keeps the connection it dials
+    /// itself ("a" sorts first), says so on b's connection before its own
+    /// handshake with b even starts. b must wait for the peer's connection
+    /// and never call the peer down meanwhile.
+    #[tokio::test]
+    async fn a_replaced_connection_waits_for_its_replacement_without_a_down() {
+        let b = ConnectionManager::builder("b@local", COOKIE)
+            .build()
+            .unwrap();
+        let b_addr = b.start().await.unwrap();
+        let mut events = b.subscribe();
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+
+        let dialling = tokio::spawn({
+            let b = b.clone();
+            async move { b.connect(peer_addr).await }
+        });
+        let (mut theirs, from) = peer.accept().await.unwrap();
+        accept_as_peer(&mut theirs, from).await;
+        assert_eq!(&*dialling.await.unwrap().unwrap(), PEER);
+        assert!(matches!(events.recv().await.unwrap(),
+            NodeEvent::Up(info) if info.direction == Direction::Outgoing));
+
+        write_frame(&mut theirs, &Frame::Replaced, from)
+            .await
+            .unwrap();
+        let _ours = dial_as_peer(b_addr).await;
+        // b closes its own connection once the peer's replaced it (saying
+        // so too, if it had not read the peer's notice yet).
+        while let Ok(frame) = read_frame(&mut theirs, from).await {
+            assert!(matches!(frame, Frame::Replaced | Frame::Tick), "{frame:?}");
+        }
+        let now = b.nodes();
+        assert_eq!(now.len(), 1);
+        assert_eq!(now[0].direction, Direction::Incoming);
+
+        b.disconnect(PEER).unwrap();
+        assert!(matches!(events.recv().await.unwrap(),
+            NodeEvent::Down { reason, .. } if reason == "disconnected on request"));
+        b.stop().await;
+    }
+
+    /// A replacement that never comes: the node is down after the
+    /// handshake timeout.
+    #[tokio::test]
+    async fn a_replacement_that_never_comes_is_a_down_after_the_handshake_timeout() {
+        let b = ConnectionManager::builder("b@local", COOKIE)
+            .handshake_timeout(Duration::from_millis(200))
+            .build()
+            .unwrap();
+        b.start().await.unwrap();
+        let mut events = b.subscribe();
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        let dialling = tokio::spawn({
+            let b = b.clone();
+            async move { b.connect(peer_addr).await }
+        });
+        let (mut theirs, from) = peer.accept().await.unwrap();
+        accept_as_peer(&mut theirs, from).await;
+        dialling.await.unwrap().unwrap();
+        assert!(matches!(events.recv().await.unwrap(), NodeEvent::Up(_)));
+
+        write_frame(&mut theirs, &Frame::Replaced, from)
+            .await
+            .unwrap();
+        assert!(matches!(events.recv().await.unwrap(),
+            NodeEvent::Down { reason, .. } if reason.contains("did not come within")));
+        assert!(b.nodes().is_empty());
+        b.stop().await;
     }
 }

@@ -13,8 +13,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::ConnectionError;
 
-/// The protocol version both sides must speak.
-pub(crate) const VERSION: u32 = 1;
+/// The protocol version both sides must speak (2 added the `Replaced`
+/// frame).
+pub(crate) const VERSION: u32 = 2;
 
 /// The largest frame a node reads: anything larger is a protocol error.
 pub(crate) const MAX_FRAME: usize = 64 * 1024;
@@ -46,6 +47,10 @@ pub(crate) enum Frame {
     Tick,
     /// The sender closes the connection, and why.
     Bye { reason: String },
+    /// The sender closes this connection because it keeps another one to
+    /// the receiver (two nodes dialled each other at once): the receiver
+    /// waits for that one before it calls the node down.
+    Replaced,
 }
 
 /// The proof of the cookie over a challenge, binding both node names and
