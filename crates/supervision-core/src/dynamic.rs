@@ -27,8 +27,8 @@
 //! [`DynamicSupervisor`] API), `template` ([`TemplateSupervisor`]),
 //! `places` (the `max_children` accounting), `actor` (the children and what
 //! happens when one exits), `messages` (what the handle sends the actor)
-//! and `notice` ([`ExitNotice`]: children that report their own exit, with
-//! no watcher task).
+//! and `notice` ([`ExitNotice`]: children that report their own exit, and
+//! are not watched).
 //!
 //! [`start_child`]: DynamicSupervisor::start_child
 //! [`RestartType`]: crate::RestartType

@@ -4,10 +4,12 @@ use std::{
     any::Any,
     fmt,
     future::Future,
+    pin::Pin,
     sync::{
-        Arc, LazyLock, OnceLock, Weak,
+        Arc, LazyLock, Weak,
         atomic::{AtomicBool, Ordering},
     },
+    task::{Context, Poll, ready},
 };
 
 use dashmap::{DashMap, mapref::entry::Entry};
@@ -18,7 +20,7 @@ use kameo::{
 };
 use parking_lot::Mutex;
 use tokio::{
-    sync::{Notify, SetOnce},
+    sync::Notify,
     task::{AbortHandle, JoinHandle},
 };
 
@@ -206,6 +208,16 @@ impl ProcessHandle {
     /// whose length kameo does not expose.
     pub fn mailbox_len(&self) -> Option<usize> {
         self.inner.mailbox_len()
+    }
+
+    /// The actor's id and exit, as a future that holds neither the actor
+    /// nor a handle, for a supervisor watching its children by the
+    /// thousand: for an actor spawned here whose task no one awaits yet, a
+    /// 16-byte box that takes the task over (and gives it back if dropped
+    /// before the end). It records the exit as [`exited`](Self::exited)
+    /// does: every handle answers the same.
+    pub(crate) fn exit_watch(&self) -> BoxFuture<'static, (ActorId, ExitReason)> {
+        self.inner.exit_watch()
     }
 
     /// A handle that does not keep the actor alive, for those that must
@@ -414,6 +426,7 @@ trait ErasedRef: Send + Sync + 'static {
     fn is_alive(&self) -> bool;
     fn exited(&self) -> BoxFuture<'_, ExitReason>;
     fn request_stop(&self) -> BoxFuture<'_, ()>;
+    fn exit_watch(&self) -> BoxFuture<'static, (ActorId, ExitReason)>;
     fn kill(&self);
     fn as_any(&self) -> &dyn Any;
     fn type_name(&self) -> &'static str;
@@ -449,17 +462,26 @@ struct Cell<A: Actor> {
     stop_requested: AtomicBool,
     /// A kill was requested.
     killed: AtomicBool,
+    /// The exit and the task, under one lock.
+    facts: Mutex<Facts<A>>,
+    /// Wakes the waiters when the exit is recorded, when the task's waiter
+    /// gave it back (its wait was cancelled), or when the task became
+    /// known.
+    changed: Notify,
+}
+
+/// What a [`Cell`] keeps under its lock, together (a cell weighs 192
+/// bytes, an allocator size class below 224, where each in a once-cell of
+/// its own and a `SetOnce` for the exit weighed 256).
+struct Facts<A: Actor> {
     /// The exit reason, recorded once: the first to see the actor gone
     /// writes it, every later call reads it.
-    exit: SetOnce<ExitReason>,
-    /// For an actor spawned here: aborts its whole task.
-    abort: OnceLock<AbortHandle>,
+    exit: Option<ExitReason>,
     /// For an actor spawned here: its task, awaited by one waiter at a time
     /// (its end is the actor's exit), then dropped.
-    task: Mutex<Option<JoinHandle<TaskOutput<A>>>>,
-    /// Wakes the other waiters when the task's waiter gave it back (its wait
-    /// was cancelled), or when the task became known.
-    task_returned: Notify,
+    task: Option<JoinHandle<TaskOutput<A>>>,
+    /// For an actor spawned here: aborts its whole task.
+    abort: Option<AbortHandle>,
 }
 
 impl<A: Actor> Cell<A> {
@@ -471,10 +493,12 @@ impl<A: Actor> Cell<A> {
                 actor: actor_ref.downgrade(),
                 stop_requested: AtomicBool::new(false),
                 killed: AtomicBool::new(false),
-                exit: SetOnce::new(),
-                abort: OnceLock::new(),
-                task: Mutex::new(None),
-                task_returned: Notify::new(),
+                facts: Mutex::new(Facts {
+                    exit: None,
+                    task: None,
+                    abort: None,
+                }),
+                changed: Notify::new(),
             })
         };
         let erased = |cell: &Arc<Self>| -> Weak<dyn ErasedCell> {
@@ -507,11 +531,13 @@ impl<A: Actor> Cell<A> {
 
     /// Takes the task of an actor spawned here.
     fn adopt_task(&self, task: JoinHandle<TaskOutput<A>>) {
-        let abort = task.abort_handle();
-        *self.task.lock() = Some(task);
-        let _ = self.abort.set(abort);
+        {
+            let mut facts = self.facts.lock();
+            facts.abort = Some(task.abort_handle());
+            facts.task = Some(task);
+        }
         // Waiters that started before the task was known look again.
-        self.task_returned.notify_waiters();
+        self.changed.notify_waiters();
     }
 
     /// Classifies kameo's shutdown result.
@@ -527,15 +553,45 @@ impl<A: Actor> Cell<A> {
         }
     }
 
-    /// Records the exit; the first record wins.
-    fn record(&self, reason: ExitReason) {
-        let _ = self.exit.set(reason);
+    /// Records the exit; the first record wins. Returns the exit recorded.
+    fn record(&self, reason: ExitReason) -> ExitReason {
+        let (recorded, first) = {
+            let mut facts = self.facts.lock();
+            let first = facts.exit.is_none();
+            (facts.exit.get_or_insert(reason).clone(), first)
+        };
+        if first {
+            self.changed.notify_waiters();
+        }
+        recorded
+    }
+
+    /// The exit, once recorded.
+    fn exit(&self) -> Option<ExitReason> {
+        self.facts.lock().exit.clone()
+    }
+
+    fn has_exited(&self) -> bool {
+        self.facts.lock().exit.is_some()
+    }
+
+    /// Takes the actor's task, if it was spawned here and no other waiter
+    /// holds it.
+    fn take_task(&self) -> Option<JoinHandle<TaskOutput<A>>> {
+        self.facts.lock().task.take()
+    }
+
+    /// Gives the task back (its waiter stopped waiting): another takes
+    /// over.
+    fn give_back(&self, task: JoinHandle<TaskOutput<A>>) {
+        self.facts.lock().task = Some(task);
+        self.changed.notify_waiters();
     }
 
     /// Awaits the actor's task (if no one else does) and records its end.
     /// Returns false if there is no task to await here.
     async fn await_task(&self) -> bool {
-        let Some(task) = self.task.lock().take() else {
+        let Some(task) = self.take_task() else {
             return false;
         };
         let mut waiter = TaskWaiter {
@@ -547,39 +603,42 @@ impl<A: Actor> Cell<A> {
             let _ = task.await;
         }
         waiter.task = None;
+        self.task_ended();
+        true
+    }
+
+    /// Records the exit of an actor whose task has ended; returns the
+    /// reason recorded (the first record wins).
+    fn task_ended(&self) -> ExitReason {
         let reason = self
             .actor
             .with_shutdown_result(|result| self.classify(result))
             // The task ended without a shutdown result: it was aborted.
             .unwrap_or(ExitReason::Killed);
-        self.record(reason);
-        true
+        self.record(reason)
     }
 
     async fn exited(&self) -> ExitReason {
         loop {
-            if let Some(reason) = self.exit.get() {
-                return reason.clone();
+            // Listening before looking: a change after the look wakes us.
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(reason) = self.exit() {
+                return reason;
             }
-            let returned = self.task_returned.notified();
-            tokio::pin!(returned);
-            returned.as_mut().enable();
             if self.await_task().await {
                 continue;
             }
-            if self.abort.get().is_some() {
+            if self.facts.lock().abort.is_some() {
                 // Spawned here, and another waiter holds the task.
-                tokio::select! {
-                    _ = self.exit.wait() => {}
-                    () = returned => {}
-                }
+                changed.await;
             } else {
                 tokio::select! {
                     reason = self.actor.wait_for_shutdown_with_result(|r| self.classify(r)) => {
                         self.record(reason);
                     }
-                    _ = self.exit.wait() => {}
-                    () = returned => {}
+                    () = changed => {}
                 }
             }
         }
@@ -598,7 +657,7 @@ impl<A: Actor> Cell<A> {
     async fn request_stop(&self, actor_ref: &ActorRef<A>) {
         // An actor that already stopped (or is being killed) keeps the exit
         // it has.
-        if self.exit.initialized()
+        if self.has_exited()
             || self.killed.load(Ordering::Acquire)
             || actor_ref.mailbox_sender().is_closed()
         {
@@ -609,11 +668,15 @@ impl<A: Actor> Cell<A> {
     }
 
     fn kill(&self) {
-        if self.exit.initialized() {
-            return;
-        }
+        let abort = {
+            let facts = self.facts.lock();
+            if facts.exit.is_some() {
+                return;
+            }
+            facts.abort.clone()
+        };
         self.killed.store(true, Ordering::Release);
-        match self.abort.get() {
+        match abort {
             Some(abort) => abort.abort(),
             None => self.actor.kill(),
         }
@@ -629,8 +692,38 @@ struct TaskWaiter<'a, A: Actor> {
 impl<A: Actor> Drop for TaskWaiter<'_, A> {
     fn drop(&mut self) {
         if let Some(task) = self.task.take() {
-            *self.cell.task.lock() = Some(task);
-            self.cell.task_returned.notify_waiters();
+            self.cell.give_back(task);
+        }
+    }
+}
+
+/// The lean exit future of [`ProcessHandle::exit_watch`]: the actor's
+/// task, taken over from its cell, awaited to its end. Gives the task back
+/// to the cell if dropped before (its watcher stopped watching), so that
+/// another waiter takes over.
+struct TaskWatch<A: Actor> {
+    cell: Arc<Cell<A>>,
+    task: Option<JoinHandle<TaskOutput<A>>>,
+}
+
+impl<A: Actor> Future for TaskWatch<A> {
+    type Output = (ActorId, ExitReason);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        if let Some(task) = this.task.as_mut() {
+            // Its output (the actor's state) is dropped here.
+            let _ = ready!(Pin::new(task).poll(cx));
+            this.task = None;
+        }
+        Poll::Ready((this.cell.actor.id(), this.cell.task_ended()))
+    }
+}
+
+impl<A: Actor> Drop for TaskWatch<A> {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            self.cell.give_back(task);
         }
     }
 }
@@ -689,6 +782,19 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
 
     fn request_stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(self.cell.request_stop(&self.actor_ref))
+    }
+
+    fn exit_watch(&self) -> BoxFuture<'static, (ActorId, ExitReason)> {
+        let cell = self.cell.clone();
+        let task = cell.take_task();
+        match task {
+            Some(task) => Box::pin(TaskWatch {
+                cell,
+                task: Some(task),
+            }),
+            // Not spawned here, or another waiter holds the task.
+            None => Box::pin(async move { (cell.actor.id(), cell.exited().await) }),
+        }
     }
 
     fn kill(&self) {

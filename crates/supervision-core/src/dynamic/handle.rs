@@ -134,7 +134,7 @@ impl DynamicSupervisor {
     /// [`start_child`](Self::start_child), for a child that tells the
     /// supervisor of its own exit through the supervisor's
     /// [`exit_notice`](Self::exit_notice) (every incarnation of it, if it
-    /// is restarted): the supervisor then keeps no watcher task for it.
+    /// is restarted): the supervisor then does not watch it.
     /// A child that fails to report stays counted as running until it is
     /// terminated or the supervisor stops. For children by the hundred
     /// thousand (agents) that report from their `on_stop`.

@@ -96,7 +96,7 @@ impl ChildList for DynamicSupervisorActor {
     fn which_children(&self) -> Vec<ChildInfo> {
         let running = self.children.values().map(|child| {
             (
-                child.seq,
+                child.order.seq(),
                 &child.spec,
                 ChildState::Running(child.handle.clone()),
             )
@@ -104,7 +104,7 @@ impl ChildList for DynamicSupervisorActor {
         let restarting = self
             .restarting
             .values()
-            .map(|pending| (pending.seq, &pending.spec, ChildState::Restarting));
+            .map(|pending| (pending.order.seq(), &pending.spec, ChildState::Restarting));
         let mut all: Vec<_> = running.chain(restarting).collect();
         all.sort_unstable_by_key(|(seq, ..)| *seq);
         all.into_iter()

@@ -1,5 +1,5 @@
 //! [`ExitNotice`]: how a child that reports its own exit tells its dynamic
-//! supervisor, in place of a watcher task per child.
+//! supervisor, in place of the supervisor's watch of it.
 
 use std::{fmt, sync::Arc};
 
@@ -10,10 +10,10 @@ use crate::{ExitReason, watch::ChildDown};
 
 /// How a child started with
 /// [`DynamicSupervisor::start_reporting_child`](super::DynamicSupervisor::start_reporting_child)
-/// tells its supervisor that it has exited. The supervisor keeps no watcher
-/// task for such a child (a task per child weighs about half a kilobyte; a
-/// notice, a pointer), so the child must report every exit, however it
-/// ends: from its `on_stop`, which kameo runs after a panic and a kill too.
+/// tells its supervisor that it has exited. The supervisor does not watch
+/// such a child (a watch weighs about a hundred bytes per child, in the
+/// supervisor's one watcher task; a notice, a pointer), so the child must
+/// report every exit, however it ends: from its `on_stop`, which kameo runs after a panic and a kill too.
 ///
 /// One notice serves every child of the supervisor (the report names the
 /// child). Cheap to clone; holds the supervisor weakly.
