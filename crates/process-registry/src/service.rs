@@ -14,7 +14,7 @@ use std::{
 
 use supervision_core::{
     Health, HealthCheck, MetaValue, Metadata, Namespace, ProcessHandle, RecvError, Registry,
-    RegistryEvent, Telemetry, Topic, WeakProcessHandle,
+    RegistryEvent, Telemetry, Topic, WeakProcessHandle, events,
 };
 use tokio::time::Instant;
 
@@ -176,7 +176,7 @@ impl ServiceRegistry {
 
     fn emit(
         &self,
-        event: &str,
+        event: &[&str],
         service: &str,
         measurements: &[(&str, f64)],
         key: &str,
@@ -184,7 +184,7 @@ impl ServiceRegistry {
     ) {
         if self.telemetry.is_enabled() {
             self.telemetry.emit(
-                &["service_registry", event],
+                event,
                 measurements,
                 &[
                     ("service", MetaValue::Str(service)),
@@ -251,7 +251,13 @@ impl ServiceRegistry {
         } else {
             "not_found"
         };
-        self.emit("lookup", name, &[("count", 1.0)], "result", result);
+        self.emit(
+            events::SERVICE_LOOKUP,
+            name,
+            &[("count", 1.0)],
+            "result",
+            result,
+        );
         found.ok_or_else(|| ServiceError::NotFound(Arc::from(name)))
     }
 
@@ -300,7 +306,7 @@ impl ServiceRegistry {
         let label = status.label();
         let micros = started.elapsed().as_micros() as f64;
         self.emit(
-            "health_check",
+            events::SERVICE_HEALTH_CHECK,
             name,
             &[("duration_us", micros)],
             "status",
@@ -330,7 +336,13 @@ impl ServiceRegistry {
         } else {
             "timed_out"
         };
-        self.emit("wait", name, &[("duration_us", micros)], "result", result);
+        self.emit(
+            events::SERVICE_WAIT,
+            name,
+            &[("duration_us", micros)],
+            "result",
+            result,
+        );
         found.ok_or_else(|| ServiceError::Timeout {
             name: Arc::from(name),
             after: timeout,
@@ -451,7 +463,7 @@ impl ServiceRegistry {
         match fallback.fallback(name) {
             Some(value) => {
                 self.emit(
-                    "fallback",
+                    events::SERVICE_FALLBACK,
                     name,
                     &[("count", 1.0)],
                     "reason",

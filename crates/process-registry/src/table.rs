@@ -1,7 +1,7 @@
 //! The table of one namespace: its unique names, its groups and its
 //! subscribers.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::AtomicBool};
 
 use dashmap::DashMap;
 use parking_lot::{RwLock, RwLockReadGuard};
@@ -33,23 +33,40 @@ pub(crate) struct NameEntry {
     pub(crate) metadata: Meta,
 }
 
-/// A name's metadata: its own, or shared by many names (an owned
-/// registration's, one per kind of process), which costs a name nothing.
-/// Two words either way, so every name's entry stays small.
+// A name's key and entry fill one 64-byte bucket (see `Meta`).
+const _: () = assert!(size_of::<(Name, NameEntry)>() == 64);
+
+/// A name's metadata: nothing for `null` (the common case costs no
+/// allocation), else an `Arc`, shared by many names for owned
+/// registrations (one per kind of process). One word, so that a name's
+/// entry and its key fill one 64-byte bucket of the map, and a lookup
+/// reads one cache line of it.
 #[derive(Debug, Clone)]
-pub(crate) enum Meta {
-    Own(Box<Metadata>),
-    Shared(Arc<Metadata>),
+pub(crate) struct Meta(Option<Arc<Metadata>>);
+
+/// What a name without metadata shows.
+const NULL: &Metadata = &Metadata::Null;
+
+impl Meta {
+    /// The name's own metadata.
+    pub(crate) fn own(metadata: Metadata) -> Self {
+        match metadata {
+            Metadata::Null => Meta(None),
+            metadata => Meta(Some(Arc::new(metadata))),
+        }
+    }
+
+    /// Metadata shared with other names.
+    pub(crate) fn shared(metadata: Arc<Metadata>) -> Self {
+        Meta(Some(metadata).filter(|metadata| !metadata.is_null()))
+    }
 }
 
 impl std::ops::Deref for Meta {
     type Target = Metadata;
 
     fn deref(&self) -> &Metadata {
-        match self {
-            Meta::Own(metadata) => metadata,
-            Meta::Shared(metadata) => metadata,
-        }
+        self.0.as_deref().unwrap_or(NULL)
     }
 }
 
@@ -63,6 +80,9 @@ pub(crate) struct NsTable {
     pub(crate) groups: Map<Arc<str>, Vec<WeakProcessHandle>>,
     /// Subscribers to this namespace's changes.
     pub(crate) subscribers: Subscribers,
+    /// Whether an owned name (`register_owned`) was ever registered here:
+    /// only then must `keys` look for them among all names.
+    pub(crate) had_owned: AtomicBool,
     /// Taken shared by every change (around the change and its event), and
     /// exclusively by a subscription to the whole namespace while it takes
     /// its snapshot: so no change falls between snapshot and subscription.
@@ -79,6 +99,7 @@ impl NsTable {
             names: map(shards),
             groups: map(shards),
             subscribers: Subscribers::new(event_buffer),
+            had_owned: AtomicBool::new(false),
             gate: RwLock::new(()),
         }
     }

@@ -42,8 +42,9 @@ async fn an_owned_name_is_found_with_its_shared_metadata() {
         registry.lookup_with_metadata(&ns, "a"),
         Some((a.clone(), json!({"kind": "counter"})))
     );
-    // Not in the per-process index: its owner knows its names.
-    assert!(registry.keys(&ns, &b).is_empty());
+    // Not in the per-process index (no record, no task), yet listed
+    // among the names the process holds.
+    assert_eq!(registry.keys(&ns, &b), [Arc::<str>::from("b")]);
     assert_eq!(registry.tracked_processes(), 0);
     assert_eq!(registry.count(&ns), 2);
     let found = registry.find(&ns, |_, meta| meta["kind"] == "counter");
@@ -160,4 +161,38 @@ async fn an_owned_name_registered_again_as_a_watched_one_is_cleaned_up_after() {
         "{event:?}"
     );
     assert_eq!(registry.tracked_processes(), 0);
+}
+
+#[tokio::test]
+async fn keys_lists_owned_and_watched_names_together_and_sorted() {
+    let registry = ProcessRegistry::new(Telemetry::disabled());
+    let ns = Namespace::unique_test();
+    let meta = Arc::new(json!(null));
+    let (a, b) = (spawn().await, spawn().await);
+    registry
+        .register_owned(&ns, "z", a.clone(), meta.clone())
+        .unwrap();
+    registry.register(&ns, "m", a.clone(), json!(null)).unwrap();
+    registry
+        .register_owned(&ns, "c", a.clone(), meta.clone())
+        .unwrap();
+    registry
+        .register_owned(&ns, "b", b.clone(), meta.clone())
+        .unwrap();
+    let names = |keys: Vec<Arc<str>>| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
+    assert_eq!(names(registry.keys(&ns, &a)), ["c", "m", "z"]);
+
+    // New metadata keeps an owned name owned (still listed, still not
+    // in the index).
+    registry.update_metadata(&ns, "z", json!({"v": 2})).unwrap();
+    assert_eq!(names(registry.keys(&ns, &a)), ["c", "m", "z"]);
+    assert_eq!(registry.metadata(&ns, "z"), Some(json!({"v": 2})));
+
+    // Released names go; another namespace knows none of them.
+    assert!(registry.unregister_if(&ns, "c", &a));
+    assert_eq!(names(registry.keys(&ns, &a)), ["m", "z"]);
+    assert!(registry.keys(&Namespace::unique_test(), &a).is_empty());
+    a.stop().await;
+    assert!(registry.keys(&ns, &a).is_empty(), "not live: no keys");
+    assert_eq!(names(registry.keys(&ns, &b)), ["b"]);
 }

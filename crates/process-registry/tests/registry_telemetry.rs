@@ -75,6 +75,17 @@ async fn registry_operations_emit_telemetry() {
     // Cleanup tasks run when their process stops (q's was awaited above,
     // p's and r's may run any time): compare the rest in order.
     let seen = seen.lock().clone();
+    // Every event is one supervision-core declares, so the metrics
+    // exporter knows it.
+    for line in &seen {
+        let name = line.split(' ').next().unwrap_or_default();
+        assert!(
+            supervision_core::events::METRICS
+                .iter()
+                .any(|decl| decl.event.join(".") == name),
+            "{name} is not declared in supervision_core::events"
+        );
+    }
     let down = seen
         .iter()
         .filter(|e| *e == "process_registry.process.down")

@@ -5,7 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use kameo::actor::ActorId;
-use supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Stopper};
+use supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Stopper, events};
 
 use super::{ProcessRegistry, exit_now, live};
 use crate::{
@@ -93,7 +93,7 @@ impl ProcessRegistry {
         if telemetry.is_enabled() {
             let label = namespace.to_string();
             telemetry.emit(
-                &["process_registry", "cleanup"],
+                events::REGISTRY_CLEANUP,
                 &[
                     ("stopped", report.stopped as f64),
                     ("killed", report.killed as f64),

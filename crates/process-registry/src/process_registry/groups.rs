@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use supervision_core::{Namespace, ProcessHandle, RegistryError, RegistryEvent};
+use supervision_core::{Namespace, ProcessHandle, RegistryError, RegistryEvent, events};
 
 use super::{ProcessRegistry, live, outcome};
 use crate::{records::Kind, subscribers::About, table::NsTable};
@@ -32,7 +32,7 @@ impl ProcessRegistry {
         } else {
             Err(RegistryError::NotAlive)
         };
-        self.emit(&["process_registry", "join"], namespace, outcome(&result));
+        self.emit(events::REGISTRY_JOIN, namespace, outcome(&result));
         result
     }
 
@@ -57,7 +57,7 @@ impl ProcessRegistry {
         } else {
             Err(RegistryError::NotInGroup(Arc::from(group)))
         };
-        self.emit(&["process_registry", "leave"], namespace, outcome(&result));
+        self.emit(events::REGISTRY_LEAVE, namespace, outcome(&result));
         result
     }
 
@@ -75,7 +75,7 @@ impl ProcessRegistry {
             .map(|group| self.leave_group(namespace, &table, group, handle, true))
             .sum();
         self.emit(
-            &["process_registry", "leave"],
+            events::REGISTRY_LEAVE,
             namespace,
             if left > 0 { "ok" } else { "not_in_group" },
         );

@@ -1,12 +1,12 @@
 //! Unique names: register, unregister, look up, list, and the names a
 //! process holds.
 
-use std::sync::Arc;
+use std::sync::{Arc, atomic::Ordering};
 
 use dashmap::mapref::entry::Entry;
 use supervision_core::{
     ExitReason, Metadata, Namespace, ProcessHandle, RegistryError, RegistryEvent, Stopper,
-    WeakProcessHandle,
+    WeakProcessHandle, events,
 };
 
 use super::{ProcessRegistry, check_metadata, exit_now, live, outcome, shared};
@@ -35,21 +35,9 @@ impl ProcessRegistry {
         handle: ProcessHandle,
         metadata: Metadata,
     ) -> Result<(), RegistryError> {
-        let result = check_metadata(&metadata).and_then(|()| {
-            self.insert(
-                namespace,
-                name,
-                &handle,
-                Meta::Own(Box::new(metadata)),
-                None,
-                true,
-            )
-        });
-        self.emit(
-            &["process_registry", "register"],
-            namespace,
-            outcome(&result),
-        );
+        let result = check_metadata(&metadata)
+            .and_then(|()| self.insert(namespace, name, &handle, Meta::own(metadata), None, true));
+        self.emit(events::REGISTRY_REGISTER, namespace, outcome(&result));
         result
     }
 
@@ -69,16 +57,12 @@ impl ProcessRegistry {
                 namespace,
                 name,
                 &handle,
-                Meta::Own(Box::new(metadata)),
+                Meta::own(metadata),
                 Some(&stopper),
                 true,
             )
         });
-        self.emit(
-            &["process_registry", "register"],
-            namespace,
-            outcome(&result),
-        );
+        self.emit(events::REGISTRY_REGISTER, namespace, outcome(&result));
         result
     }
 
@@ -90,10 +74,12 @@ impl ProcessRegistry {
     /// (never returned by lookups, its name free to take over).
     ///
     /// An owned name is not in the per-process index either (it weighs
-    /// only its entry, about 90 bytes): [`keys`](Self::keys) does not list
-    /// it, [`tracked_processes`](Self::tracked_processes) does not count
-    /// it, and the cleanup after a process that also holds watched keys
-    /// leaves it to its owner. Registering the same process under the
+    /// only its entry, one 64-byte bucket of the namespace's map):
+    /// [`keys`](Self::keys) finds it by a scan of the namespace instead,
+    /// [`tracked_processes`](Self::tracked_processes) (the index's size)
+    /// does not count it, and the cleanup after a process that also holds
+    /// watched keys leaves it to its owner. Registering the same process
+    /// under the
     /// same name again with [`register`](Self::register) makes the name a
     /// watched one.
     pub fn register_owned(
@@ -108,16 +94,12 @@ impl ProcessRegistry {
                 namespace,
                 name,
                 &handle,
-                Meta::Shared(metadata),
+                Meta::shared(metadata),
                 None,
                 false,
             )
         });
-        self.emit(
-            &["process_registry", "register"],
-            namespace,
-            outcome(&result),
-        );
+        self.emit(events::REGISTRY_REGISTER, namespace, outcome(&result));
         result
     }
 
@@ -135,6 +117,9 @@ impl ProcessRegistry {
         }
         let table = self.table_or_new(namespace);
         let _changing = table.changing();
+        if !watched {
+            table.had_owned.store(true, Ordering::Relaxed);
+        }
         let registered = |name: &Name, entry: &NameEntry| RegistryEvent::Registered {
             name: shared(name),
             handle: entry.handle.clone(),
@@ -218,11 +203,7 @@ impl ProcessRegistry {
                 RegistryError::NotAlive => RegistryError::NotRegistered(Arc::from(name)),
                 other => other,
             });
-        self.emit(
-            &["process_registry", "unregister"],
-            namespace,
-            outcome(&result),
-        );
+        self.emit(events::REGISTRY_UNREGISTER, namespace, outcome(&result));
         result
     }
 
@@ -239,7 +220,7 @@ impl ProcessRegistry {
             Err(_) => false,
         };
         self.emit(
-            &["process_registry", "unregister"],
+            events::REGISTRY_UNREGISTER,
             namespace,
             if freed { "ok" } else { "not_registered" },
         );
@@ -338,17 +319,18 @@ impl ProcessRegistry {
         metadata: Metadata,
     ) -> Result<(), RegistryError> {
         let result = check_metadata(&metadata).and_then(|()| {
-            let table = self.table(namespace);
+            let not_registered = || RegistryError::NotRegistered(Arc::from(name));
+            let table = self.table(namespace).ok_or_else(not_registered)?;
             let mut entry = table
-                .as_ref()
-                .and_then(|table| table.names.get_mut(name))
+                .names
+                .get_mut(name)
                 .filter(|entry| entry.handle.is_alive())
-                .ok_or_else(|| RegistryError::NotRegistered(Arc::from(name)))?;
-            entry.metadata = Meta::Own(Box::new(metadata));
+                .ok_or_else(not_registered)?;
+            entry.metadata = Meta::own(metadata);
             Ok(())
         });
         self.emit(
-            &["process_registry", "update_metadata"],
+            events::REGISTRY_UPDATE_METADATA,
             namespace,
             outcome(&result),
         );
@@ -386,12 +368,29 @@ impl ProcessRegistry {
     }
 
     /// The names `handle` holds in `namespace`, sorted (Elixir's
-    /// `Registry.keys/2`); empty if it is not live. O(names it holds).
+    /// `Registry.keys/2`), owned ones ([`register_owned`](Self::register_owned))
+    /// included; empty if it is not live. O(names it holds), from the
+    /// per-process index; in a namespace where owned names were ever
+    /// registered, O(names of the namespace), as owned names are in no
+    /// index.
     pub fn keys(&self, namespace: &Namespace, handle: &ProcessHandle) -> Vec<Arc<str>> {
         if !handle.is_alive() {
             return Vec::new();
         }
-        self.inner.records.keys(handle.id(), namespace, Kind::Name)
+        match self.table(namespace) {
+            // Owned names are in no index: look at every name.
+            Some(table) if table.had_owned.load(Ordering::Relaxed) => {
+                let mut keys: Vec<_> = table
+                    .names
+                    .iter()
+                    .filter(|entry| entry.handle == *handle)
+                    .map(|entry| shared(entry.key()))
+                    .collect();
+                keys.sort_unstable();
+                keys
+            }
+            _ => self.inner.records.keys(handle.id(), namespace, Kind::Name),
+        }
     }
 }
 

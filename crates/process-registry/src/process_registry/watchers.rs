@@ -4,7 +4,7 @@
 use std::sync::{Arc, Weak};
 
 use supervision_core::{
-    ExitReason, Namespace, ProcessHandle, RegistryEvent, Stopper, WeakProcessHandle,
+    ExitReason, Namespace, ProcessHandle, RegistryEvent, Stopper, WeakProcessHandle, events,
 };
 use tokio::task::AbortHandle;
 
@@ -112,7 +112,7 @@ impl ProcessRegistry {
         let telemetry = &self.inner.telemetry;
         if telemetry.is_enabled() {
             telemetry.emit(
-                &["process_registry", "process", "down"],
+                events::REGISTRY_PROCESS_DOWN,
                 &[("names", names as f64), ("memberships", memberships as f64)],
                 &[],
             );
