@@ -94,3 +94,51 @@ async fn a_killed_supervisor_gives_its_children_exits_to_their_waiters() {
         ExitReason::Killed
     );
 }
+
+/// Under a multi-thread runtime: half the children killed behind the
+/// supervisor's back (restarted), half terminated by it (not), all at
+/// once; every exit is seen once and the supervisor ends with exactly the
+/// restarted half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kills_and_terminations_at_once_each_count_once() {
+    const N: usize = 200;
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let flags = DynamicSupervisorFlags::default()
+        .with_telemetry(telemetry.clone())
+        .with_intensity(1_000, Duration::from_secs(5));
+    let sup = DynamicSupervisor::start(flags).await.unwrap();
+    let mut children = Vec::new();
+    for _ in 0..N {
+        children.push(sup.start_child(spec()).await.unwrap());
+    }
+    let (killed, terminated) = children.split_at(N / 2);
+    let kills = {
+        let killed = killed.to_vec();
+        tokio::spawn(async move {
+            for child in &killed {
+                child.kill();
+            }
+        })
+    };
+    for child in terminated {
+        sup.terminate_child(child).await.unwrap();
+    }
+    kills.await.unwrap();
+    for _ in 0..N / 2 {
+        probe.wait_for(events::CHILD_RESTARTED, WAIT).await.unwrap();
+    }
+    for child in killed {
+        assert_eq!(child.exited().await, ExitReason::Killed);
+    }
+    for child in terminated {
+        assert_eq!(child.exited().await, ExitReason::Shutdown(None));
+    }
+    let running = sup.which_children().await.unwrap();
+    assert_eq!(running.len(), N / 2);
+    assert!(running.iter().all(|info| {
+        let handle = info.state.handle().unwrap();
+        handle.is_alive() && !children.contains(handle)
+    }));
+    sup.stop().await;
+}
