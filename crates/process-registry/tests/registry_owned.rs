@@ -182,8 +182,7 @@ async fn keys_lists_owned_and_watched_names_together_and_sorted() {
     let names = |keys: Vec<Arc<str>>| keys.iter().map(|k| k.to_string()).collect::<Vec<_>>();
     assert_eq!(names(registry.keys(&ns, &a)), ["c", "m", "z"]);
 
-    // New metadata keeps an owned name owned (still listed, still not
-    // in the index).
+    // New metadata leaves the name listed.
     registry.update_metadata(&ns, "z", json!({"v": 2})).unwrap();
     assert_eq!(names(registry.keys(&ns, &a)), ["c", "m", "z"]);
     assert_eq!(registry.metadata(&ns, "z"), Some(json!({"v": 2})));
