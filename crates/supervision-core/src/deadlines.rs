@@ -102,13 +102,21 @@ struct State {
 }
 
 impl State {
-    /// Drops the deadlines at the top whose futures are gone.
+    /// Drops the deadlines at the top whose futures are gone; and all of
+    /// them once they outnumber the pending ones by far (calls answered
+    /// behind one that waits long), so the queue stays within a few times
+    /// the calls pending.
     fn drop_stale(&mut self) {
         while let Some(Reverse((_, key))) = self.queue.peek() {
             if self.waiting.contains_key(key) {
                 break;
             }
             self.queue.pop();
+        }
+        if self.queue.len() > 64 && self.queue.len() > 4 * self.waiting.len() {
+            let waiting = &self.waiting;
+            self.queue
+                .retain(|Reverse((_, key))| waiting.contains_key(key));
         }
     }
 }
@@ -344,6 +352,25 @@ mod tests {
         assert_eq!(clock.now() - start, Duration::from_secs(1));
         late.await;
         assert_eq!(clock.now() - start, Duration::from_secs(10));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn deadlines_dropped_behind_a_pending_one_do_not_pile_up() {
+        let clock = Clock::tokio();
+        let deadlines = Deadlines::new(clock.clone());
+        let start = clock.now();
+        let first = deadlines.at(start + Duration::from_secs(5));
+        tokio::pin!(first);
+        assert!(futures::poll!(first.as_mut()).is_pending());
+        for ms in 0..10_000 {
+            let later = deadlines.at(start + Duration::from_millis(5_001 + ms));
+            tokio::pin!(later);
+            assert!(futures::poll!(later.as_mut()).is_pending());
+        }
+        let queued = deadlines.inner.state.lock().queue.len();
+        assert!(queued <= 65, "{queued} deadlines queued for 1 pending");
+        first.await;
+        assert_eq!(clock.now() - start, Duration::from_secs(5));
     }
 
     #[tokio::test(start_paused = true)]
