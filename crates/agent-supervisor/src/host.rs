@@ -149,7 +149,10 @@ impl<A: Agent> AgentHost<A> {
             .shared
             .upgrade()
             .ok_or_else(|| ExitReason::Shutdown(Some("agent registry gone".into())))?;
-        let (budget, tracks_idle) = shared.install(&host.slot, ProcessHandle::new(actor_ref))?;
+        // The incarnation's one handle: the slot and the supervisor share
+        // it (`spawn` returns it), so it need not be findable by id.
+        let (budget, tracks_idle) =
+            shared.install(&host.slot, ProcessHandle::new_sole(actor_ref))?;
         Ok(AgentHost(Box::new(Hosted {
             agent: Some(agent),
             slot: host.slot,

@@ -115,6 +115,21 @@ impl ProcessHandle {
         }
     }
 
+    /// Wraps a typed actor reference as [`new`](Self::new) does, for an
+    /// actor whose every other handle will be a clone of this one (or come
+    /// from its weak handles): the caller makes no other handle from the
+    /// actor's reference. It skips the side table in which `new` finds the
+    /// facts an actor's handles share (an insertion when made, a removal
+    /// when dropped), for actors started by the hundred thousand (agent
+    /// hosts). A handle made later with `new` for the same actor would not
+    /// share this one's stop request and exit.
+    pub fn new_sole<A: Actor>(actor_ref: ActorRef<A>) -> Self {
+        let cell = Arc::new(Cell::fresh(&actor_ref, false));
+        ProcessHandle {
+            inner: Arc::new(TypedRef { actor_ref, cell }),
+        }
+    }
+
     /// Spawns an actor of type `A` with `args` and returns its handle once its
     /// `on_start` has completed; an error or panic in `on_start` is returned as
     /// a [`StartError`].
@@ -462,6 +477,9 @@ struct Cell<A: Actor> {
     stop_requested: AtomicBool,
     /// A kill was requested.
     killed: AtomicBool,
+    /// In the side table (made by [`ProcessHandle::new`], not
+    /// [`ProcessHandle::new_sole`]).
+    listed: bool,
     /// The exit and the task, under one lock.
     facts: Mutex<Facts<A>>,
     /// Wakes the waiters when the exit is recorded, when the task's waiter
@@ -488,19 +506,7 @@ impl<A: Actor> Cell<A> {
     /// The cell of this actor: the one its other handles share, or a new
     /// one.
     fn of(actor_ref: &ActorRef<A>) -> Arc<Self> {
-        let fresh = || {
-            Arc::new(Cell {
-                actor: actor_ref.downgrade(),
-                stop_requested: AtomicBool::new(false),
-                killed: AtomicBool::new(false),
-                facts: Mutex::new(Facts {
-                    exit: None,
-                    task: None,
-                    abort: None,
-                }),
-                changed: Notify::new(),
-            })
-        };
+        let fresh = || Arc::new(Cell::fresh(actor_ref, true));
         let erased = |cell: &Arc<Self>| -> Weak<dyn ErasedCell> {
             let cell: Arc<dyn ErasedCell> = cell.clone();
             Arc::downgrade(&cell)
@@ -526,6 +532,23 @@ impl<A: Actor> Cell<A> {
                 entry.insert(erased(&cell));
                 cell
             }
+        }
+    }
+
+    /// A cell of `actor_ref` with nothing recorded; `listed` if it goes in
+    /// the side table.
+    fn fresh(actor_ref: &ActorRef<A>, listed: bool) -> Self {
+        Cell {
+            actor: actor_ref.downgrade(),
+            stop_requested: AtomicBool::new(false),
+            killed: AtomicBool::new(false),
+            listed,
+            facts: Mutex::new(Facts {
+                exit: None,
+                task: None,
+                abort: None,
+            }),
+            changed: Notify::new(),
         }
     }
 
@@ -730,8 +753,10 @@ impl<A: Actor> Drop for TaskWatch<A> {
 
 impl<A: Actor> Drop for Cell<A> {
     fn drop(&mut self) {
-        let id = self.actor.id();
-        ACTORS.remove_if(&id, |_, shared| shared.strong_count() == 0);
+        if self.listed {
+            let id = self.actor.id();
+            ACTORS.remove_if(&id, |_, shared| shared.strong_count() == 0);
+        }
     }
 }
 
