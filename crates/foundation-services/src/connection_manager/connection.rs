@@ -398,6 +398,30 @@ mod tests {
         stream
     }
 
+    /// `b` (started) dials the peer, which accepts; answers b's events
+    /// after its up notice, and the peer's end of the connection.
+    async fn b_dials_the_peer(
+        b: &ConnectionManager,
+    ) -> (
+        tokio::sync::broadcast::Receiver<NodeEvent>,
+        TcpStream,
+        SocketAddr,
+    ) {
+        let mut events = b.subscribe();
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let peer_addr = peer.local_addr().unwrap();
+        let dialling = tokio::spawn({
+            let b = b.clone();
+            async move { b.connect(peer_addr).await }
+        });
+        let (mut theirs, from) = peer.accept().await.unwrap();
+        accept_as_peer(&mut theirs, from).await;
+        assert_eq!(&*dialling.await.unwrap().unwrap(), PEER);
+        assert!(matches!(events.recv().await.unwrap(),
+            NodeEvent::Up(info) if info.direction == Direction::Outgoing));
+        (events, theirs, from)
+    }
+
     /// `b` dials the peer; the peer, which keeps the connection it dials
     /// itself ("a" sorts first), says so on b's connection before its own
     /// handshake with b even starts. b must wait for the peer's connection
@@ -408,19 +432,7 @@ mod tests {
             .build()
             .unwrap();
         let b_addr = b.start().await.unwrap();
-        let mut events = b.subscribe();
-        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let peer_addr = peer.local_addr().unwrap();
-
-        let dialling = tokio::spawn({
-            let b = b.clone();
-            async move { b.connect(peer_addr).await }
-        });
-        let (mut theirs, from) = peer.accept().await.unwrap();
-        accept_as_peer(&mut theirs, from).await;
-        assert_eq!(&*dialling.await.unwrap().unwrap(), PEER);
-        assert!(matches!(events.recv().await.unwrap(),
-            NodeEvent::Up(info) if info.direction == Direction::Outgoing));
+        let (mut events, mut theirs, from) = b_dials_the_peer(&b).await;
 
         write_frame(&mut theirs, &Frame::Replaced, from)
             .await
@@ -450,17 +462,7 @@ mod tests {
             .build()
             .unwrap();
         b.start().await.unwrap();
-        let mut events = b.subscribe();
-        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let peer_addr = peer.local_addr().unwrap();
-        let dialling = tokio::spawn({
-            let b = b.clone();
-            async move { b.connect(peer_addr).await }
-        });
-        let (mut theirs, from) = peer.accept().await.unwrap();
-        accept_as_peer(&mut theirs, from).await;
-        dialling.await.unwrap().unwrap();
-        assert!(matches!(events.recv().await.unwrap(), NodeEvent::Up(_)));
+        let (mut events, mut theirs, from) = b_dials_the_peer(&b).await;
 
         write_frame(&mut theirs, &Frame::Replaced, from)
             .await
