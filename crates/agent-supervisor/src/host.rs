@@ -77,21 +77,16 @@ pub(crate) struct Hosted<A: Agent> {
 /// and is installed in its slot.
 pub(crate) fn spawn<A: Agent>(args: A::Args, host: HostArgs, capacity: usize) -> StartFuture {
     Box::pin(async move {
-        let slot = host.slot.clone();
-        let actor_ref =
-            AgentHost::<A>::spawn_with_mailbox((args, host), mailbox::bounded(capacity));
+        let prepared = AgentHost::<A>::prepare_with_mailbox(mailbox::bounded(capacity));
+        let actor_ref = prepared.actor_ref().clone();
+        // The incarnation's one handle, made before it runs: the slot (the
+        // host installs it) and the supervisor (it is returned) share it,
+        // however soon the incarnation stops, so it need not be findable
+        // by id.
+        let handle = ProcessHandle::new_sole(actor_ref.clone());
+        drop(prepared.spawn((args, host, handle.clone())));
         match actor_ref.wait_for_startup_result().await {
-            Ok(()) => {
-                // The handle the host installed, so the slot and the
-                // supervisor share one.
-                let installed = slot
-                    .state
-                    .lock()
-                    .current
-                    .clone()
-                    .filter(|handle| handle.id() == actor_ref.id());
-                Ok(installed.unwrap_or_else(|| ProcessHandle::new(actor_ref)))
-            }
+            Ok(()) => Ok(handle),
             Err(HookError::Error(reason)) => Err(StartError::from_exit(reason)),
             Err(HookError::Panicked(panic)) => Err(StartError::Panicked(
                 panic
@@ -103,7 +98,7 @@ pub(crate) fn spawn<A: Agent>(args: A::Args, host: HostArgs, capacity: usize) ->
 }
 
 impl<A: Agent> Actor for AgentHost<A> {
-    type Args = (A::Args, HostArgs);
+    type Args = (A::Args, HostArgs, ProcessHandle);
     type Error = ExitReason;
 
     fn name() -> &'static str {
@@ -111,12 +106,12 @@ impl<A: Agent> Actor for AgentHost<A> {
     }
 
     async fn on_start(
-        (args, host): Self::Args,
-        actor_ref: ActorRef<Self>,
+        (args, host, handle): Self::Args,
+        _: ActorRef<Self>,
     ) -> Result<Self, ExitReason> {
         // Boxed: kameo keeps the start's future inside every actor's task
         // for its whole life; boxed, it weighs a pointer there.
-        Box::pin(Self::start(args, host, actor_ref)).await
+        Box::pin(Self::start(args, host, handle)).await
     }
 
     async fn on_stop(
@@ -136,7 +131,7 @@ impl<A: Agent> AgentHost<A> {
     async fn start(
         args: A::Args,
         host: HostArgs,
-        actor_ref: ActorRef<Self>,
+        handle: ProcessHandle,
     ) -> Result<Self, ExitReason> {
         let agent = match host.slot.take_kept::<A>() {
             Some(Kept::Live(agent)) => agent,
@@ -149,10 +144,7 @@ impl<A: Agent> AgentHost<A> {
             .shared
             .upgrade()
             .ok_or_else(|| ExitReason::Shutdown(Some("agent registry gone".into())))?;
-        // The incarnation's one handle: the slot and the supervisor share
-        // it (`spawn` returns it), so it need not be findable by id.
-        let (budget, tracks_idle) =
-            shared.install(&host.slot, ProcessHandle::new_sole(actor_ref))?;
+        let (budget, tracks_idle) = shared.install(&host.slot, handle)?;
         Ok(AgentHost(Box::new(Hosted {
             agent: Some(agent),
             slot: host.slot,
