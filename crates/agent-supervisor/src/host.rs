@@ -186,7 +186,7 @@ impl<A: Agent> AgentHost<A> {
             shared.exited(&self.slot, id, exit.clone(), kept);
         }
         // Last: nothing follows that a restart could collide with.
-        self.notice.exited(id, exit.clone());
+        self.notice.ended(id, exit.clone());
         match exit {
             // Reported as is through every handle's `exited()`.
             ExitReason::MemoryLimit { .. } => Err(exit),

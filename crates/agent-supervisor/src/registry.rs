@@ -243,9 +243,13 @@ impl AgentRegistry {
             options.event_sink.clone(),
         );
         let origin = options.clock.now();
+        let notice = supervisor
+            .exit_notice()
+            .await
+            .map_err(|_| AgentError::SupervisorGone)?;
         let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
             me: me.clone(),
-            notice: supervisor.exit_notice(),
+            notice,
             table: Table::with_hasher_and_shard_amount(Default::default(), 128),
             supervisor,
             registry: options.registry,

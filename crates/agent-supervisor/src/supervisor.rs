@@ -76,8 +76,8 @@ impl AgentSupervisor {
     }
 
     /// How agent hosts report their exit.
-    pub(crate) fn exit_notice(&self) -> ExitNotice {
-        self.supervisor.exit_notice()
+    pub(crate) async fn exit_notice(&self) -> Result<ExitNotice, SupervisorError> {
+        self.supervisor.exit_notice().await
     }
 
     /// Stops `agent` by its spec's shutdown; returns only once it has

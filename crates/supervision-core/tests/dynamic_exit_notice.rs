@@ -1,7 +1,8 @@
 //! DynamicSupervisor children that report their own exit through an
 //! `ExitNotice` (no watcher task each): removed once they report, restarted
 //! by their restart type, and removed even when they exit before they are
-//! handed over to the supervisor.
+//! handed over to the supervisor. Exits reported with `ended` (queued, the
+//! supervisor not woken) are collected before the supervisor answers.
 
 use std::time::Duration;
 
@@ -16,22 +17,24 @@ const WAIT: Duration = Duration::from_secs(10);
 /// A child that reports its exit from its `on_stop`, as agent hosts do.
 struct Reporting {
     notice: ExitNotice,
+    /// Reports with `ended` (queued) rather than `exited`.
+    queued: bool,
 }
 
 impl Actor for Reporting {
     /// The notice, and whether to stop at once, from `on_start` (before
     /// the start is reported, so before the hand-over).
-    type Args = (ExitNotice, bool);
+    type Args = (ExitNotice, bool, bool);
     type Error = kameo::error::Infallible;
 
     async fn on_start(
-        (notice, stop_at_once): Self::Args,
+        (notice, stop_at_once, queued): Self::Args,
         me: ActorRef<Self>,
     ) -> Result<Self, Self::Error> {
         if stop_at_once {
             let _ = me.stop_gracefully().await;
         }
-        Ok(Reporting { notice })
+        Ok(Reporting { notice, queued })
     }
 
     async fn on_stop(
@@ -43,7 +46,11 @@ impl Actor for Reporting {
             ActorStopReason::Normal => ExitReason::Normal,
             other => ExitReason::error(other),
         };
-        self.notice.exited(me.id(), exit);
+        if self.queued {
+            self.notice.ended(me.id(), exit);
+        } else {
+            self.notice.exited(me.id(), exit);
+        }
         Ok(())
     }
 }
@@ -59,10 +66,19 @@ impl Message<Fail> for Reporting {
 }
 
 fn spec(notice: &ExitNotice, stop_at_once: bool) -> ChildSpec {
+    reporting_spec(notice, stop_at_once, false)
+}
+
+fn reporting_spec(notice: &ExitNotice, stop_at_once: bool, queued: bool) -> ChildSpec {
     let notice = notice.clone();
     ChildSpec::new("reporting", move || {
-        ProcessHandle::spawn::<Reporting>((notice.clone(), stop_at_once))
+        ProcessHandle::spawn::<Reporting>((notice.clone(), stop_at_once, queued))
     })
+}
+
+/// A child reporting with `ended`.
+fn queued_spec(notice: &ExitNotice) -> ChildSpec {
+    reporting_spec(notice, false, true)
 }
 
 async fn supervisor() -> (DynamicSupervisor, TelemetryProbe) {
@@ -75,7 +91,7 @@ async fn supervisor() -> (DynamicSupervisor, TelemetryProbe) {
 #[tokio::test]
 async fn a_reporting_child_is_removed_when_it_reports_its_exit() {
     let (sup, mut probe) = supervisor().await;
-    let notice = sup.exit_notice();
+    let notice = sup.exit_notice().await.unwrap();
     let child = sup
         .start_reporting_child(spec(&notice, false).with_restart(RestartType::Temporary))
         .await
@@ -93,7 +109,7 @@ async fn a_reporting_child_is_removed_when_it_reports_its_exit() {
 #[tokio::test]
 async fn a_permanent_reporting_child_is_restarted_and_its_restart_reports_too() {
     let (sup, mut probe) = supervisor().await;
-    let notice = sup.exit_notice();
+    let notice = sup.exit_notice().await.unwrap();
     let first = sup
         .start_reporting_child(spec(&notice, false).with_restart(RestartType::Permanent))
         .await
@@ -115,7 +131,7 @@ async fn a_permanent_reporting_child_is_restarted_and_its_restart_reports_too() 
 #[tokio::test]
 async fn a_child_that_exits_before_its_hand_over_is_removed_all_the_same() {
     let (sup, mut probe) = supervisor().await;
-    let notice = sup.exit_notice();
+    let notice = sup.exit_notice().await.unwrap();
     // It stops within its start: its report reaches the supervisor before
     // the child does, and is ignored; the supervisor watches it instead.
     let child = sup
@@ -131,7 +147,7 @@ async fn a_child_that_exits_before_its_hand_over_is_removed_all_the_same() {
 #[tokio::test]
 async fn terminating_a_reporting_child_ignores_its_late_report() {
     let (sup, _probe) = supervisor().await;
-    let notice = sup.exit_notice();
+    let notice = sup.exit_notice().await.unwrap();
     let child = sup
         .start_reporting_child(spec(&notice, false).with_restart(RestartType::Permanent))
         .await
@@ -141,5 +157,85 @@ async fn terminating_a_reporting_child_ignores_its_late_report() {
     // Its report arrived after the supervisor let it go: nothing restarts.
     let counts = sup.count_children().await.unwrap();
     assert_eq!((counts.active, counts.specs), (0, 0));
+    sup.stop().await;
+}
+
+// A supervisor without telemetry is not woken by `ended`: the exits wait in
+// its queue until it handles a message.
+
+#[tokio::test]
+async fn an_ended_child_is_gone_before_the_supervisor_next_answers() {
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::new())
+        .await
+        .unwrap();
+    let notice = sup.exit_notice().await.unwrap();
+    let temporary = queued_spec(&notice).with_restart(RestartType::Temporary);
+    let children =
+        futures::future::join_all((0..3).map(|_| sup.start_reporting_child(temporary.clone())))
+            .await;
+    let children: Vec<ProcessHandle> = children.into_iter().map(Result::unwrap).collect();
+    assert_eq!(sup.count_children().await.unwrap().active, 3);
+
+    for child in &children[..2] {
+        assert_eq!(child.stop().await, ExitReason::Shutdown(None));
+    }
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    let left = sup.which_children().await.unwrap();
+    assert_eq!(left[0].state.handle(), Some(&children[2]));
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn a_full_supervisor_takes_a_new_child_once_one_has_ended() {
+    let flags = DynamicSupervisorFlags::new().with_max_children(1);
+    let sup = DynamicSupervisor::start(flags).await.unwrap();
+    let notice = sup.exit_notice().await.unwrap();
+    let temporary = queued_spec(&notice).with_restart(RestartType::Temporary);
+    let first = sup.start_reporting_child(temporary.clone()).await.unwrap();
+    // Handed over (not watched: it is alive) before it stops.
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    first.stop().await;
+    // Its place is free though the supervisor has not been told yet.
+    let second = sup.start_reporting_child(temporary).await.unwrap();
+    assert!(second.is_alive());
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn a_permanent_child_reported_with_ended_is_restarted_all_the_same() {
+    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::new())
+        .await
+        .unwrap();
+    let notice = sup.exit_notice().await.unwrap();
+    let first = sup
+        .start_reporting_child(queued_spec(&notice).with_restart(RestartType::Permanent))
+        .await
+        .unwrap();
+    let _ = first.downcast::<Reporting>().unwrap().tell(Fail).await;
+    first.exited().await;
+    // The first call collects the exit and queues its restart behind
+    // itself; the second is answered after the restart.
+    sup.count_children().await.unwrap();
+    let children = sup.which_children().await.unwrap();
+    assert_eq!(children.len(), 1);
+    let second = children[0].state.handle().cloned().unwrap();
+    assert_ne!(second, first);
+    assert!(second.is_alive());
+    sup.stop().await;
+}
+
+#[tokio::test]
+async fn with_telemetry_an_ended_child_is_reported_at_once() {
+    let (sup, mut probe) = supervisor().await;
+    let notice = sup.exit_notice().await.unwrap();
+    let child = sup
+        .start_reporting_child(queued_spec(&notice).with_restart(RestartType::Temporary))
+        .await
+        .unwrap();
+    child.stop().await;
+    // No message to the supervisor: it was woken by the report itself.
+    let exited = probe.wait_for(events::CHILD_EXITED, WAIT).await.unwrap();
+    assert_eq!(exited.meta_bool("restart"), Some(false));
     sup.stop().await;
 }

@@ -12,8 +12,10 @@ use std::{
 use kameo::{
     actor::{Actor, ActorId, ActorRef, WeakActorRef},
     error::ActorStopReason,
+    mailbox::{MailboxReceiver, Signal},
     message::BoxMessage,
 };
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use super::{
@@ -22,8 +24,13 @@ use super::{
     places::Places,
 };
 use crate::{
-    ChildSpec, ExitReason, ProcessHandle, RestartType, StartError, backoff::BackoffState,
-    child::StartFn, intensity::RestartLog, report::Reporter, timer::RestartTimer, watch::Watchers,
+    ChildSpec, ExitReason, ProcessHandle, RestartType, StartError,
+    backoff::BackoffState,
+    child::StartFn,
+    intensity::RestartLog,
+    report::Reporter,
+    timer::RestartTimer,
+    watch::{ChildDown, Watchers},
 };
 
 /// What the handles and the actor share: reporting, the places that
@@ -35,6 +42,10 @@ pub(super) struct Shared {
     /// Set once the supervisor gives up or stops: `start_child` refuses
     /// from then on, and stops a child it handed over too late.
     closing: AtomicBool,
+    /// Exits reported with [`ExitNotice::ended`](super::ExitNotice::ended),
+    /// not yet collected: the supervisor takes them before it handles each
+    /// message (see [`DynamicSupervisorActor::collect_ended`]).
+    pub(super) ended: Mutex<Vec<(ActorId, ExitReason)>>,
 }
 
 impl Shared {
@@ -116,6 +127,9 @@ pub(crate) struct DynamicSupervisorActor {
     /// exit; started with the first such child, stopped (dropped) once the
     /// supervisor has stopped its children.
     watchers: Option<Watchers>,
+    /// The buffer the queue of ended children is swapped into (kept, so
+    /// collecting allocates nothing once it has grown).
+    collected: Vec<(ActorId, ExitReason)>,
 }
 
 impl Actor for DynamicSupervisorActor {
@@ -153,8 +167,22 @@ impl Actor for DynamicSupervisorActor {
         _: ActorStopReason,
     ) -> Result<(), ExitReason> {
         self.shared.close();
+        self.collect_ended(None);
         self.shutdown_all().await;
         Ok(())
+    }
+
+    /// Every message is handled after the exits queued before it are
+    /// collected, so the supervisor answers as if it had been told of each
+    /// at once.
+    async fn next(
+        &mut self,
+        me: WeakActorRef<Self>,
+        mailbox: &mut MailboxReceiver<Self>,
+    ) -> Result<Option<Signal<Self>>, ExitReason> {
+        let signal = mailbox.recv().await;
+        self.collect_ended(me.upgrade().as_ref());
+        Ok(signal)
     }
 }
 
@@ -177,6 +205,7 @@ impl DynamicSupervisorActor {
             reporter: Reporter::new(flags.name, flags.telemetry),
             places: Places::new(flags.max_children),
             closing: AtomicBool::new(false),
+            ended: Mutex::new(Vec::new()),
         });
         let actor = DynamicSupervisorActor {
             shared: shared.clone(),
@@ -186,6 +215,7 @@ impl DynamicSupervisorActor {
             restarting: HashMap::new(),
             no_start: ChildSpec::no_start(),
             watchers: None,
+            collected: Vec::new(),
         };
         (actor, shared)
     }
@@ -245,6 +275,31 @@ impl DynamicSupervisorActor {
                 backoff,
             }),
         );
+    }
+
+    /// Takes the exits queued by [`ExitNotice::ended`](super::ExitNotice::ended):
+    /// each child is let go, its place given back. One whose restart type
+    /// restarts it after all is handed to the restart path (through the
+    /// mailbox, as a watched child's exit comes; `me` is `None` once the
+    /// supervisor stops, and then it is not restarted).
+    pub(super) fn collect_ended(&mut self, me: Option<&ActorRef<Self>>) {
+        std::mem::swap(&mut self.collected, &mut *self.shared.ended.lock());
+        let mut collected = std::mem::take(&mut self.collected);
+        for (id, exit) in collected.drain(..) {
+            match self.children.remove(&id) {
+                Some(child) if !child.spec.restart.restarts_after(&exit) => {
+                    self.child_ended(&child, &exit);
+                }
+                Some(child) => {
+                    self.children.insert(id, child);
+                    if let Some(me) = me {
+                        let _ = me.tell(ChildDown { id, exit }).try_send();
+                    }
+                }
+                None => {} // stopped by the supervisor itself meanwhile
+            }
+        }
+        self.collected = collected;
     }
 
     /// A child that exited by itself and is not restarted: reported, its

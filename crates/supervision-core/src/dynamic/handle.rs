@@ -7,7 +7,8 @@ use tokio::sync::OnceCell;
 use super::{
     DynamicSupervisorFlags, ExitNotice, TemplateSupervisor,
     actor::{DynamicSupervisorActor, Shared},
-    messages::{Adopt, GetShared, TerminateChild},
+    messages::{Adopt, CollectEnded, GetShared, TerminateChild},
+    notice::NoticeInner,
 };
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ChildTemplate, ExitReason, FlagsError, ProcessHandle,
@@ -147,11 +148,15 @@ impl DynamicSupervisor {
 
     /// How children started with
     /// [`start_reporting_child`](Self::start_reporting_child) report their
-    /// exit.
-    pub fn exit_notice(&self) -> ExitNotice {
-        ExitNotice {
-            supervisor: Arc::new(self.inner.actor.downgrade()),
-        }
+    /// exit. Fails with [`SupervisorError::SupervisorGone`] once the
+    /// supervisor has stopped.
+    pub async fn exit_notice(&self) -> Result<ExitNotice, SupervisorError> {
+        Ok(ExitNotice {
+            inner: Arc::new(NoticeInner {
+                supervisor: self.inner.actor.downgrade(),
+                shared: self.shared().await?.clone(),
+            }),
+        })
     }
 
     async fn start_one(
@@ -170,7 +175,15 @@ impl DynamicSupervisor {
         }
         // Given back if the start fails, or if this future is dropped midway
         // (a started child whose handle is dropped stops by itself).
-        let place = shared.places.reserve()?;
+        let place = match shared.places.reserve() {
+            Err(SupervisorError::MaxChildren(_)) if !shared.ended.lock().is_empty() => {
+                // Children that ended hold their places until the
+                // supervisor collects them: have it do so, then retry.
+                let _ = self.inner.actor.ask(CollectEnded).await;
+                shared.places.reserve()?
+            }
+            reserved => reserved?,
+        };
         let handle = shared
             .reporter
             .start(&spec, || crate::Stopper::supervised_by(self))

@@ -190,3 +190,15 @@ impl Message<ChildDown> for DynamicSupervisorActor {
         }
     }
 }
+
+/// Sent by [`ExitNotice::ended`](super::ExitNotice::ended) when its queue
+/// passes a bound, and by a `start_child` that `max_children` refused
+/// while exits wait: nothing to do but wake the supervisor, which collects
+/// the queue before it handles any message.
+pub(super) struct CollectEnded;
+
+impl Message<CollectEnded> for DynamicSupervisorActor {
+    type Reply = ();
+
+    async fn handle(&mut self, _: CollectEnded, _: &mut Context<Self, ()>) {}
+}
