@@ -16,7 +16,7 @@ use crate::{
     Agent, AgentConfig, AgentError, AgentRef, AgentSupervisor,
     config::validate_id,
     report::{Counts, Reporter, STATUSES},
-    shared::{Shared, Table, TableKey},
+    shared::{Entry, Shared, Table, TableKey},
     slot::Slot,
 };
 
@@ -297,7 +297,7 @@ impl AgentRegistry {
             dashmap::Entry::Occupied(_) => return Err(AgentError::AlreadyRegistered(id)),
             dashmap::Entry::Vacant(vacant) => {
                 let kind = config.kind.clone();
-                vacant.insert(Arc::new(Slot::new(id.clone(), config)));
+                vacant.insert(Entry::new(Arc::new(Slot::new(id.clone(), config))));
                 self.shared.counts.add(AgentStatus::Registered);
                 self.shared
                     .reporter
@@ -443,7 +443,7 @@ impl AgentRegistry {
             drop(state);
             self.shared
                 .table
-                .remove_if(slot.id.as_str(), |_, current| Arc::ptr_eq(current, &slot));
+                .remove_if(slot.id.as_str(), |_, entry| Arc::ptr_eq(&entry.slot, &slot));
             self.shared.changed(&slot).notify_waiters();
             return Ok(());
         }
@@ -505,12 +505,12 @@ impl AgentRegistry {
     /// passivated), as the registry records it: an incarnation records its
     /// own exit from its stop path, so one being stopped or killed is
     /// returned until then (check [`ProcessHandle::is_alive`] if that
-    /// matters). Reads the agent's record only, never the process. Prefer
-    /// [`agent_ref`](Self::agent_ref): a process dies with its incarnation.
+    /// matters). Reads the agent table only (which keeps a copy of each
+    /// agent's current incarnation), never the record or the process.
+    /// Prefer [`agent_ref`](Self::agent_ref): a process dies with its
+    /// incarnation.
     pub fn lookup(&self, id: &str) -> Option<ProcessHandle> {
-        let slot = self.shared.table.get(id)?;
-        let state = slot.state.lock();
-        state.current.clone()
+        self.shared.table.get(id)?.current().cloned()
     }
 
     /// The status of agent `id`.
@@ -544,7 +544,7 @@ impl AgentRegistry {
             .shared
             .table
             .iter()
-            .map(|e| e.value().clone())
+            .map(|e| e.value().slot.clone())
             .collect();
         let mut out: Vec<AgentDetails> = slots
             .iter()
@@ -594,7 +594,7 @@ impl AgentRegistry {
             .shared
             .table
             .iter()
-            .map(|e| e.value().clone())
+            .map(|e| e.value().slot.clone())
             .collect();
         for slot in &slots {
             let mut state = slot.state.lock();

@@ -111,6 +111,13 @@ async fn ten_thousand_agents_five_thousand_kills_eight_askers() {
             "{}",
             details.id
         );
+        // The table's copy of the incarnation is the record's.
+        assert_eq!(
+            s.agents.lookup(details.id.as_str()),
+            details.process,
+            "{}",
+            details.id
+        );
         restarts += u64::from(details.restarts);
     }
     assert_eq!(restarts, KILLS as u64);
