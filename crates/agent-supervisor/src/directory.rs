@@ -33,7 +33,7 @@ impl AgentDirectory for AgentRegistry {
             let slot = shared
                 .table
                 .get(id.as_str())
-                .map(|slot| slot.clone())
+                .map(|entry| entry.slot.clone())
                 .ok_or_else(|| DirectoryError::NotFound(id.clone()))?;
             let deadline = envelope.deadline;
             let protocol = envelope.protocol.clone();
@@ -87,7 +87,7 @@ impl AgentDirectory for AgentRegistry {
         let slot = shared
             .table
             .get(id.as_str())
-            .map(|slot| slot.clone())
+            .map(|entry| entry.slot.clone())
             .ok_or_else(|| DirectoryError::NotFound(id.clone()))?;
         let (current, factory) = {
             let state = slot.state.lock();

@@ -7,6 +7,7 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use kameo::actor::ActorId;
 use supervision_core::{
     AgentId, AgentInfo, AgentStatus, AgentStatusChanges, Clock, Deadlines, EventSink, ExitReason,
     Namespace, ProcessHandle, Registry, Telemetry,
@@ -273,7 +274,7 @@ impl AgentRegistry {
         self.shared
             .table
             .get(id)
-            .map(|slot| slot.clone())
+            .map(|entry| entry.slot.clone())
             .ok_or_else(|| AgentError::NotFound(AgentId::from(id)))
     }
 
@@ -513,14 +514,25 @@ impl AgentRegistry {
         self.shared.table.get(id)?.current().cloned()
     }
 
+    /// The id of the process running agent `id`'s current incarnation, if
+    /// it has one: OTP's `whereis`, a value to compare or log (an id is
+    /// never reused within a node), read from the agent table alone.
+    /// [`lookup`](Self::lookup) returns the process itself.
+    pub fn whereis(&self, id: &str) -> Option<ActorId> {
+        self.shared.table.get(id)?.current_id()
+    }
+
     /// The status of agent `id`.
     pub fn status(&self, id: &str) -> Option<AgentStatus> {
-        Some(self.shared.table.get(id)?.state.lock().status)
+        // Out of the table before the record is locked (see `Entry`).
+        let slot = self.shared.table.get(id)?.slot.clone();
+        let status = slot.state.lock().status;
+        Some(status)
     }
 
     /// Everything known of agent `id`.
     pub fn details(&self, id: &str) -> Option<AgentDetails> {
-        let slot = self.shared.table.get(id)?.clone();
+        let slot = self.shared.table.get(id)?.slot.clone();
         Some(details(&slot))
     }
 

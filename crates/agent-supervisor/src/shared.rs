@@ -33,15 +33,16 @@ pub(crate) type Table = DashMap<TableKey, Entry, foldhash::fast::RandomState>;
 /// thousand records are scattered over more memory than the caches hold; a
 /// lookup that followed the record as well missed the cache twice as often.
 ///
-/// The copy is written after the record's lock is released (lock order:
-/// a table shard is never awaited under a record's lock, while readers
-/// lock a record under a shard's read guard), so two writes may land out of
-/// order; each carries the record's generation and an older one is
-/// dropped.
+/// The copy is written under the record's lock, as the record changes, so
+/// it never disagrees with the record once the lock is released. Lock
+/// order: a record, then a table shard. Nothing locks a record while it
+/// holds a shard's guard (readers clone the record's `Arc` out of the
+/// table first).
 pub(crate) struct Entry {
     pub(crate) slot: Arc<Slot>,
     current: Option<ProcessHandle>,
-    generation: u32,
+    /// The current incarnation's id, read without following the handle.
+    current_id: Option<ActorId>,
 }
 
 impl Entry {
@@ -49,13 +50,18 @@ impl Entry {
         Entry {
             slot,
             current: None,
-            generation: 0,
+            current_id: None,
         }
     }
 
     /// The current incarnation, as last published.
     pub(crate) fn current(&self) -> Option<&ProcessHandle> {
         self.current.as_ref()
+    }
+
+    /// The current incarnation's id, as last published.
+    pub(crate) fn current_id(&self) -> Option<ActorId> {
+        self.current_id
     }
 }
 
@@ -115,6 +121,8 @@ impl Drop for Shared {
         let Some(registry) = &self.registry else {
             return;
         };
+        // No record is published to any more (that needs this `Shared`),
+        // so records may be locked under the table's guards here.
         for entry in self.table.iter() {
             let slot = entry.value();
             if let Some(handle) = &slot.state.lock().current {
@@ -216,9 +224,9 @@ impl Shared {
                 )
                 .map_err(ExitReason::error)?;
         }
-        state.current = Some(handle.clone());
+        self.publish(slot, Some(handle.clone()));
+        state.current = Some(handle);
         state.generation = state.generation.wrapping_add(1);
-        let generation = state.generation;
         state.started_at = Some(self.clock.wall());
         state.started_mono = Some(self.clock.now());
         let config = state.config.clone();
@@ -238,7 +246,6 @@ impl Shared {
             _ => self.set_status(slot, &mut state, AgentStatus::Running),
         }
         drop(state);
-        self.publish(slot, generation, Some(handle));
         self.changed(slot).notify_waiters();
         Ok((config.memory_budget, config.passivate_after.is_some()))
     }
@@ -258,8 +265,8 @@ impl Shared {
             return; // not (or no longer) the current incarnation
         }
         let handle = state.current.take().expect("checked above");
+        self.publish(slot, None);
         state.generation = state.generation.wrapping_add(1);
-        let generation = state.generation;
         if let Some(registry) = &self.registry {
             registry.unregister_if(&self.namespace, &registry_name(&slot.id), &handle);
         }
@@ -280,21 +287,19 @@ impl Shared {
             self.after_exit(slot, &mut state, exit);
         }
         drop(state);
-        self.publish(slot, generation, None);
         self.changed(slot).notify_waiters();
     }
 
-    /// Copies `slot`'s incarnation of `generation` into its table entry,
-    /// unless a later one is there already (see [`Entry`]). Called with
-    /// the record unlocked.
-    fn publish(&self, slot: &Slot, generation: u32, current: Option<ProcessHandle>) {
+    /// Copies `slot`'s new current incarnation into its table entry (see
+    /// [`Entry`]). Called under the record's lock. A record deregistered
+    /// meanwhile has no entry (or another record's, under the same id):
+    /// nothing to copy.
+    fn publish(&self, slot: &Slot, current: Option<ProcessHandle>) {
         if let Some(mut entry) = self.table.get_mut(slot.id.as_str())
             && std::ptr::eq(Arc::as_ptr(&entry.slot), slot)
-            // Newer, in wrapping order.
-            && (generation.wrapping_sub(entry.generation) as i32) > 0
         {
+            entry.current_id = current.as_ref().map(ProcessHandle::id);
             entry.current = current;
-            entry.generation = generation;
         }
     }
 
@@ -546,15 +551,16 @@ impl Shared {
     /// Passivates every agent idle for longer than its `passivate_after`.
     pub(crate) fn sweep(&self) {
         let now = self.now_ms();
+        // Out of the table before any record is locked (see `Entry`).
+        let slots: Vec<Arc<Slot>> = self.table.iter().map(|e| e.slot.clone()).collect();
         let mut idle = Vec::new();
-        for entry in self.table.iter() {
-            let slot = &entry.value().slot;
+        for slot in slots {
             let Some(after) = slot.state.lock().config.passivate_after else {
                 continue;
             };
             let last = slot.last_active.load(std::sync::atomic::Ordering::Relaxed);
             if now.saturating_sub(last) >= after.as_millis() as u64 {
-                idle.push(slot.clone());
+                idle.push(slot);
             }
         }
         for slot in idle {

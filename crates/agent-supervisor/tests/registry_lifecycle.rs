@@ -326,8 +326,13 @@ async fn names_are_released_by_the_incarnations_themselves() {
             break;
         }
     }
+    // The table's copy is updated with the record: a subscriber told of
+    // the new incarnation finds it.
     let new = s.agents.lookup("b").unwrap();
     assert_ne!(new, old);
+    assert_eq!(s.agents.whereis("b"), Some(new.id()));
+    assert_eq!(s.agents.whereis("a"), None); // stopped
+    assert_eq!(s.agents.whereis("nobody"), None);
     assert_eq!(
         supervision_core::Registry::lookup(&s.processes, &s.ns, "agent:b"),
         Some(new)
