@@ -41,8 +41,10 @@ pub(crate) type Table = DashMap<TableKey, Entry, foldhash::fast::RandomState>;
 pub(crate) struct Entry {
     pub(crate) slot: Arc<Slot>,
     current: Option<ProcessHandle>,
-    /// The current incarnation's id, read without following the handle.
-    current_id: Option<ActorId>,
+    /// The current incarnation's id, read without following the handle
+    /// (meaningless while `current` is `None`: no `Option`, whose tag would
+    /// add a word to every entry).
+    current_id: ActorId,
 }
 
 impl Entry {
@@ -50,7 +52,7 @@ impl Entry {
         Entry {
             slot,
             current: None,
-            current_id: None,
+            current_id: ActorId::new(0),
         }
     }
 
@@ -61,7 +63,7 @@ impl Entry {
 
     /// The current incarnation's id, as last published.
     pub(crate) fn current_id(&self) -> Option<ActorId> {
-        self.current_id
+        self.current.as_ref().map(|_| self.current_id)
     }
 }
 
@@ -298,7 +300,9 @@ impl Shared {
         if let Some(mut entry) = self.table.get_mut(slot.id.as_str())
             && std::ptr::eq(Arc::as_ptr(&entry.slot), slot)
         {
-            entry.current_id = current.as_ref().map(ProcessHandle::id);
+            if let Some(handle) = &current {
+                entry.current_id = handle.id();
+            }
             entry.current = current;
         }
     }
