@@ -27,8 +27,9 @@
 //! [`DynamicSupervisor`] API), `template` ([`TemplateSupervisor`]),
 //! `places` (the `max_children` accounting), `actor` (the children and what
 //! happens when one exits), `messages` (what the handle sends the actor)
-//! and `notice` ([`ExitNotice`]: children that report their own exit, and
-//! are not watched).
+//! `notice` ([`ExitNotice`]: children that report their own exit, and
+//! are not watched) and `id_hash` (the children map's hasher, which keeps
+//! children started in order in neighbouring buckets).
 //!
 //! [`start_child`]: DynamicSupervisor::start_child
 //! [`RestartType`]: crate::RestartType
@@ -37,6 +38,7 @@
 mod actor;
 mod flags;
 mod handle;
+mod id_hash;
 mod messages;
 mod notice;
 mod places;

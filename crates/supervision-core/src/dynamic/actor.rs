@@ -20,6 +20,7 @@ use tokio::time::Instant;
 
 use super::{
     DynamicSupervisorFlags,
+    id_hash::ById,
     messages::{Adopt, Reschedule, StartRestart},
     places::Places,
 };
@@ -118,7 +119,7 @@ pub(crate) struct DynamicSupervisorActor {
     /// Boxed: the map's buckets stay small (a child's entry weighs about
     /// 190 bytes, and a map of a million children has twice as many
     /// buckets as children after it grows).
-    pub(super) children: HashMap<ActorId, Box<Child>>,
+    pub(super) children: HashMap<ActorId, Box<Child>, ById>,
     /// Children waiting for their restart, by ticket.
     pub(super) restarting: HashMap<u64, Pending>,
     /// The start a temporary child's spec keeps (one for all).
@@ -211,7 +212,7 @@ impl DynamicSupervisorActor {
             shared: shared.clone(),
             restarts: RestartLog::new(flags.intensity),
             next_seq: 0,
-            children: HashMap::new(),
+            children: HashMap::default(),
             restarting: HashMap::new(),
             no_start: ChildSpec::no_start(),
             watchers: None,
