@@ -158,32 +158,33 @@ impl<A: Agent> AgentHost<A> {
     }
 
     async fn stop(&mut self, id: ActorId, reason: ActorStopReason) -> Result<(), ExitReason> {
-        let (stopping, passivating) = self.slot.stop_flags();
-        let exit = self
-            .exit
-            .take()
-            .map_or_else(|| classify(&reason, stopping || passivating), |exit| *exit);
+        let flags = self.slot.stop_flags(id);
+        let exit = self.exit.take().map_or_else(
+            || classify(&reason, flags.stopping || flags.passivating || flags.asked),
+            |exit| *exit,
+        );
         let mut agent = self.agent.take();
-        let kept: Option<Box<dyn Any + Send>> = if passivating && !stopping && exit.is_clean() {
-            agent.map(|agent| Box::new(Kept::<A>::Live(agent)) as Box<dyn Any + Send>)
-        } else {
-            if let Some(agent) = agent.as_mut() {
-                // A panicking on_stop must not keep the registry from
-                // learning of the exit.
-                let _ = AssertUnwindSafe(agent.on_stop(&exit)).catch_unwind().await;
-            }
-            agent
-                .and_then(|agent| {
-                    std::panic::catch_unwind(AssertUnwindSafe(|| agent.checkpoint()))
-                        .ok()
-                        .flatten()
-                })
-                .map(|checkpoint| {
-                    Box::new(Kept::<A>::Checkpoint(checkpoint)) as Box<dyn Any + Send>
-                })
-        };
+        let kept: Option<Box<dyn Any + Send>> =
+            if flags.passivating && !flags.stopping && exit.is_clean() {
+                agent.map(|agent| Box::new(Kept::<A>::Live(agent)) as Box<dyn Any + Send>)
+            } else {
+                if let Some(agent) = agent.as_mut() {
+                    // A panicking on_stop must not keep the registry from
+                    // learning of the exit.
+                    let _ = AssertUnwindSafe(agent.on_stop(&exit)).catch_unwind().await;
+                }
+                agent
+                    .and_then(|agent| {
+                        std::panic::catch_unwind(AssertUnwindSafe(|| agent.checkpoint()))
+                            .ok()
+                            .flatten()
+                    })
+                    .map(|checkpoint| {
+                        Box::new(Kept::<A>::Checkpoint(checkpoint)) as Box<dyn Any + Send>
+                    })
+            };
         if let Some(shared) = self.shared.upgrade() {
-            shared.exited(&self.slot, id, exit.clone(), kept);
+            shared.exited(&self.slot, id, exit.clone(), kept, flags.asked);
         }
         // Last: nothing follows that a restart could collide with.
         self.notice.ended(id, exit.clone());

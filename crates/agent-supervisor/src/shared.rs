@@ -254,13 +254,15 @@ impl Shared {
 
     /// Called by an incarnation's `on_stop`: records the exit and decides
     /// what follows (stopped, passivated, completed, crashed, restarting,
-    /// failed).
+    /// failed). `asked`: a stop was requested through the incarnation's
+    /// handle, by the registry or by anyone else (its supervisor).
     pub(crate) fn exited(
         &self,
         slot: &Arc<Slot>,
         actor: ActorId,
         exit: ExitReason,
         kept: Option<Box<dyn std::any::Any + Send>>,
+        asked: bool,
     ) {
         let mut state = slot.state.lock();
         if state.current.as_ref().map(ProcessHandle::id) != Some(actor) {
@@ -284,6 +286,14 @@ impl Shared {
             self.set_passivated(&mut state, true);
             self.reporter
                 .passivation(&slot.id, &state.config.kind, false);
+        } else if asked && matches!(exit, ExitReason::Shutdown(_)) {
+            // Stopped by its supervisor (the AgentSupervisor stopping, or
+            // an agent terminated through it): the seed's `:shutdown ->
+            // :stopped`, whatever the policy, as a stop by the registry.
+            state.kept = kept.map(Box::new);
+            state.last_exit = Some(Box::new(exit));
+            self.set_status(slot, &mut state, AgentStatus::Stopping);
+            self.set_status(slot, &mut state, AgentStatus::Stopped);
         } else {
             state.kept = kept.map(Box::new);
             self.after_exit(slot, &mut state, exit);

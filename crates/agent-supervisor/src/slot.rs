@@ -12,6 +12,7 @@ use std::{
     time::SystemTime,
 };
 
+use kameo::actor::ActorId;
 use parking_lot::Mutex;
 use supervision_core::{AgentId, AgentStatus, ExitReason, ProcessHandle};
 use tokio::time::Instant;
@@ -70,6 +71,18 @@ pub(crate) struct SlotState {
     pub(crate) kept: Option<Box<Box<dyn Any + Send>>>,
 }
 
+/// Why an incarnation is stopping, as far as anyone asked it to.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StopFlags {
+    /// The registry stops the agent (stop, deregister, new config).
+    pub(crate) stopping: bool,
+    /// The registry passivates it.
+    pub(crate) passivating: bool,
+    /// A stop was requested through its handle, by the registry or by
+    /// anyone else (its supervisor stopping it or itself).
+    pub(crate) asked: bool,
+}
+
 /// What a stopped incarnation left for the next one.
 pub(crate) enum Kept<A: Agent> {
     /// The state itself (passivation).
@@ -111,10 +124,18 @@ impl Slot {
         kept.downcast::<Kept<A>>().ok().map(|kept| *kept)
     }
 
-    /// Whether a stop or a passivation was asked for.
-    pub(crate) fn stop_flags(&self) -> (bool, bool) {
+    /// Whether a stop or a passivation was asked for, of incarnation
+    /// `actor`.
+    pub(crate) fn stop_flags(&self, actor: ActorId) -> StopFlags {
         let state = self.state.lock();
-        (state.stopping, state.passivating)
+        StopFlags {
+            stopping: state.stopping,
+            passivating: state.passivating,
+            asked: state
+                .current
+                .as_ref()
+                .is_some_and(|handle| handle.id() == actor && handle.stop_requested()),
+        }
     }
 
     pub(crate) fn touch(&self, now_ms: u64) {

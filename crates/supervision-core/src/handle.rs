@@ -183,6 +183,16 @@ impl ProcessHandle {
         self.inner.exited().await
     }
 
+    /// Whether a stop was requested of the actor through any of its
+    /// handles ([`stop`](Self::stop), [`request_stop`](Self::request_stop),
+    /// a supervisor stopping it by its [`Shutdown`](crate::Shutdown)); a
+    /// kill is not a stop request. An actor reads it in its `on_stop` to
+    /// tell a stop asked of it (its exit is then `Shutdown`) from an exit
+    /// of its own.
+    pub fn stop_requested(&self) -> bool {
+        self.inner.stop_requested()
+    }
+
     /// Asks the actor to stop after the messages already in its mailbox,
     /// without waiting for it. Its exit reason becomes `Shutdown` unless it
     /// fails while stopping or chooses another reason in its `on_stop`. An
@@ -439,6 +449,7 @@ pub(crate) async fn start_scope<F: Future>(start: F) -> (F::Output, Vec<ProcessH
 trait ErasedRef: Send + Sync + 'static {
     fn id(&self) -> ActorId;
     fn is_alive(&self) -> bool;
+    fn stop_requested(&self) -> bool;
     fn exited(&self) -> BoxFuture<'_, ExitReason>;
     fn request_stop(&self) -> BoxFuture<'_, ()>;
     fn exit_watch(&self) -> BoxFuture<'static, (ActorId, ExitReason)>;
@@ -799,6 +810,10 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
 
     fn is_alive(&self) -> bool {
         !self.cell.killed.load(Ordering::Acquire) && self.actor_ref.is_alive()
+    }
+
+    fn stop_requested(&self) -> bool {
+        self.cell.stop_requested.load(Ordering::Acquire)
     }
 
     fn exited(&self) -> BoxFuture<'_, ExitReason> {

@@ -52,8 +52,11 @@ async fn a_handle_the_actor_made_of_itself_sees_the_stop_its_supervisor_requeste
         .unwrap();
     let own = rx.await.unwrap();
     assert_eq!(own, child);
+    assert!(!own.stop_requested());
 
     sup.terminate_child(&child).await.unwrap();
+    // The request is a fact every handle reads, as the exit is.
+    assert!(own.stop_requested() && child.stop_requested());
     assert_eq!(child.exited().await, ExitReason::Shutdown(None));
     // Before: the handle made in on_start kept its own flag and said Normal.
     assert_eq!(own.exited().await, ExitReason::Shutdown(None));
@@ -169,6 +172,7 @@ async fn every_handle_answers_a_kill_the_same() {
     testkit::hang(&child).await;
     other.kill();
     assert!(!child.is_alive());
+    assert!(!child.stop_requested()); // a kill is not a stop request
     assert_eq!(child.exited().await, ExitReason::Killed);
     assert_eq!(other.exited().await, ExitReason::Killed);
     // A later stop changes nothing.
