@@ -212,6 +212,8 @@ async fn a_permanent_child_reported_with_ended_is_restarted_all_the_same() {
         .start_reporting_child(queued_spec(&notice).with_restart(RestartType::Permanent))
         .await
         .unwrap();
+    // Handed over (not watched: it is alive) before it fails.
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
     let _ = first.downcast::<Reporting>().unwrap().tell(Fail).await;
     first.exited().await;
     // The first call collects the exit and queues its restart behind
@@ -233,6 +235,8 @@ async fn with_telemetry_an_ended_child_is_reported_at_once() {
         .start_reporting_child(queued_spec(&notice).with_restart(RestartType::Temporary))
         .await
         .unwrap();
+    // Handed over (not watched: it is alive) before it stops.
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
     child.stop().await;
     // No message to the supervisor: it was woken by the report itself.
     let exited = probe.wait_for(events::CHILD_EXITED, WAIT).await.unwrap();
