@@ -67,14 +67,6 @@ impl Entry {
     }
 }
 
-impl std::ops::Deref for Entry {
-    type Target = Arc<Slot>;
-
-    fn deref(&self) -> &Arc<Slot> {
-        &self.slot
-    }
-}
-
 /// An id as the table keeps it.
 pub(crate) type TableKey = compact_str::CompactString;
 
@@ -123,12 +115,11 @@ impl Drop for Shared {
         let Some(registry) = &self.registry else {
             return;
         };
-        // No record is published to any more (that needs this `Shared`),
-        // so records may be locked under the table's guards here.
+        // The table's copies: nothing publishes any more (that needs this
+        // `Shared`), so they are the records' incarnations.
         for entry in self.table.iter() {
-            let slot = entry.value();
-            if let Some(handle) = &slot.state.lock().current {
-                registry.unregister_if(&self.namespace, &registry_name(&slot.id), handle);
+            if let Some(handle) = entry.current() {
+                registry.unregister_if(&self.namespace, &registry_name(&entry.slot.id), handle);
             }
         }
     }
@@ -277,23 +268,21 @@ impl Shared {
         let (stopping, passivating) = (state.stopping, state.passivating);
         state.stopping = false;
         state.passivating = false;
-        if stopping {
+        // Stopped by its supervisor (the AgentSupervisor stopping, or an
+        // agent terminated through it): the seed's `:shutdown -> :stopped`,
+        // whatever the policy, as a stop by the registry is.
+        let stopped_by_supervisor =
+            asked && !passivating && matches!(exit, ExitReason::Shutdown(_));
+        if stopping || stopped_by_supervisor {
             state.kept = kept.map(Box::new);
             state.last_exit = Some(Box::new(exit));
+            self.set_status(slot, &mut state, AgentStatus::Stopping);
             self.set_status(slot, &mut state, AgentStatus::Stopped);
         } else if passivating && exit.is_clean() && kept.is_some() {
             state.kept = kept.map(Box::new);
             self.set_passivated(&mut state, true);
             self.reporter
                 .passivation(&slot.id, &state.config.kind, false);
-        } else if asked && matches!(exit, ExitReason::Shutdown(_)) {
-            // Stopped by its supervisor (the AgentSupervisor stopping, or
-            // an agent terminated through it): the seed's `:shutdown ->
-            // :stopped`, whatever the policy, as a stop by the registry.
-            state.kept = kept.map(Box::new);
-            state.last_exit = Some(Box::new(exit));
-            self.set_status(slot, &mut state, AgentStatus::Stopping);
-            self.set_status(slot, &mut state, AgentStatus::Stopped);
         } else {
             state.kept = kept.map(Box::new);
             self.after_exit(slot, &mut state, exit);

@@ -26,7 +26,7 @@
 //! The module is split by concept: `flags` (the settings), `handle` (the
 //! [`DynamicSupervisor`] API), `template` ([`TemplateSupervisor`]),
 //! `places` (the `max_children` accounting), `actor` (the children and what
-//! happens when one exits), `messages` (what the handle sends the actor)
+//! happens when one exits), `messages` (what the handle sends the actor),
 //! `notice` ([`ExitNotice`]: children that report their own exit, and
 //! are not watched) and `id_hash` (the children map's hasher, which keeps
 //! children started in order in neighbouring buckets).

@@ -163,12 +163,16 @@ async fn terminating_a_reporting_child_ignores_its_late_report() {
 // A supervisor without telemetry is not woken by `ended`: the exits wait in
 // its queue until it handles a message.
 
+/// A supervisor without telemetry, and its notice.
+async fn quiet(flags: DynamicSupervisorFlags) -> (DynamicSupervisor, ExitNotice) {
+    let sup = DynamicSupervisor::start(flags).await.unwrap();
+    let notice = sup.exit_notice().await.unwrap();
+    (sup, notice)
+}
+
 #[tokio::test]
 async fn an_ended_child_is_gone_before_the_supervisor_next_answers() {
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::new())
-        .await
-        .unwrap();
-    let notice = sup.exit_notice().await.unwrap();
+    let (sup, notice) = quiet(DynamicSupervisorFlags::new()).await;
     let temporary = queued_spec(&notice).with_restart(RestartType::Temporary);
     let children =
         futures::future::join_all((0..3).map(|_| sup.start_reporting_child(temporary.clone())))
@@ -187,9 +191,7 @@ async fn an_ended_child_is_gone_before_the_supervisor_next_answers() {
 
 #[tokio::test]
 async fn a_full_supervisor_takes_a_new_child_once_one_has_ended() {
-    let flags = DynamicSupervisorFlags::new().with_max_children(1);
-    let sup = DynamicSupervisor::start(flags).await.unwrap();
-    let notice = sup.exit_notice().await.unwrap();
+    let (sup, notice) = quiet(DynamicSupervisorFlags::new().with_max_children(1)).await;
     let temporary = queued_spec(&notice).with_restart(RestartType::Temporary);
     let first = sup.start_reporting_child(temporary.clone()).await.unwrap();
     // Handed over (not watched: it is alive) before it stops.
@@ -204,10 +206,7 @@ async fn a_full_supervisor_takes_a_new_child_once_one_has_ended() {
 
 #[tokio::test]
 async fn a_permanent_child_reported_with_ended_is_restarted_all_the_same() {
-    let sup = DynamicSupervisor::start(DynamicSupervisorFlags::new())
-        .await
-        .unwrap();
-    let notice = sup.exit_notice().await.unwrap();
+    let (sup, notice) = quiet(DynamicSupervisorFlags::new()).await;
     let first = sup
         .start_reporting_child(queued_spec(&notice).with_restart(RestartType::Permanent))
         .await
