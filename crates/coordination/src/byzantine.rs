@@ -1,5 +1,8 @@
-//! Byzantine agreement: a value decided only when 2f + 1 participants out
-//! of n >= 3f + 1 give it, consistently.
+//! Byzantine agreement: a value decided only when a Byzantine quorum of
+//! ⌈(n + f + 1) / 2⌉ participants out of n >= 3f + 1 give it,
+//! consistently (Malkhi and Reiter's masking quorum for f faulty
+//! participants: any two such quorums share at least f + 1 participants,
+//! so at least one honest participant is in both).
 //!
 //! A round has two phases, each asking every participant: **propose**
 //! (protocol [`PROPOSE_PROTOCOL`], body `{"round", "topic", "body"}`) and
@@ -8,10 +11,21 @@
 //! times. A participant whose two answers differ has equivocated (told
 //! different askers different things) and is set aside as faulty; a
 //! silent or late one is no answer. The round decides the value that at
-//! least 2f + 1 consistent participants gave: with at most f faulty
-//! participants the honest 2f + 1 carry it, and no other value can reach
-//! 2f + 1. Otherwise the round fails with
-//! [`CoordinationError::NoAgreement`], never a wrong decision.
+//! least the quorum of consistent participants gave: with at most f faulty
+//! participants the n - f >= quorum honest ones carry it, and no other
+//! value can reach the quorum too (two quorums would need more than n
+//! participants). A value is never decided while another could still
+//! reach the quorum with the silent and equivocating participants' help.
+//! Otherwise the round fails with [`CoordinationError::NoAgreement`],
+//! never a wrong decision.
+//!
+//! **What is trusted.** The participants may be Byzantine (up to f of
+//! them: lying, equivocating, silent). The [`Coordinator`] is not: it is
+//! one trusted process that asks, collects and counts on one node, so it
+//! is trusted to deliver each participant's answers faithfully and to
+//! tally honestly. This is agreement among possibly faulty *answerers*
+//! under a trusted tallier, not a Byzantine fault-tolerant replication
+//! protocol (PBFT and its kin tolerate a faulty leader; this does not).
 
 use std::time::Duration;
 
@@ -56,6 +70,17 @@ pub struct Agreement {
     pub silent: Vec<(AgentId, String)>,
     /// Why the value is decided.
     pub explanation: String,
+}
+
+/// The Byzantine quorum ⌈(n + f + 1) / 2⌉ for `n` participants of which
+/// `f` may be faulty: two quorums share at least f + 1 participants.
+///
+/// ```
+/// assert_eq!(coordination::byzantine::byzantine_quorum(4, 1), 3);
+/// assert_eq!(coordination::byzantine::byzantine_quorum(7, 1), 5); // not 2f + 1 = 3
+/// ```
+pub fn byzantine_quorum(n: usize, f: usize) -> usize {
+    (n + f + 1).div_ceil(2)
 }
 
 impl Coordinator {
@@ -126,13 +151,22 @@ impl Coordinator {
                 (Err(why), _) | (_, Err(why)) => silent.push((agent.clone(), why)),
             }
         }
-        let quorum = 2 * f + 1;
+        let quorum = byzantine_quorum(n, f);
+        // Participants whose value is unknown or untrustworthy: any of
+        // them might have given another value to someone else.
+        let uncertain = faulty.len() + silent.len();
         let summary = groups
             .iter()
             .map(|(v, s)| format!("{v} from {}", s.len()))
             .collect::<Vec<_>>()
             .join(", ");
-        let outcome = match groups.iter().find(|(_, s)| s.len() >= quorum) {
+        let decided = groups.iter().find(|(value, s)| {
+            s.len() >= quorum
+                && groups
+                    .iter()
+                    .all(|(other, o)| other == value || o.len() + uncertain < quorum)
+        });
+        let outcome = match decided {
             Some((value, supporters)) => Ok(Agreement {
                 id,
                 value: value.clone(),
@@ -140,7 +174,7 @@ impl Coordinator {
                 faulty: faulty.clone(),
                 silent: silent.clone(),
                 explanation: format!(
-                    "{} of {n} participants gave {value} in both phases, at least 2f + 1 = {quorum} (f = {f}); answers: {summary}; {} equivocated, {} silent",
+                    "{} of {n} participants gave {value} in both phases, at least the quorum ⌈(n + f + 1) / 2⌉ = {quorum} (f = {f}); answers: {summary}; {} equivocated, {} silent",
                     supporters.len(),
                     faulty.len(),
                     silent.len()
@@ -148,7 +182,7 @@ impl Coordinator {
             }),
             None => Err(CoordinationError::NoAgreement {
                 explanation: format!(
-                    "no value reached 2f + 1 = {quorum} of {n} (f = {f}); consistent answers: {}; {} equivocated, {} silent",
+                    "no value reached the quorum ⌈(n + f + 1) / 2⌉ = {quorum} of {n} alone (f = {f}); consistent answers: {}; {} equivocated, {} silent",
                     if summary.is_empty() {
                         "none".into()
                     } else {

@@ -74,7 +74,8 @@ pub enum CoordinationError {
         /// Who holds it.
         holder: AgentId,
     },
-    /// A Byzantine round reached no value with 2f + 1 matching answers.
+    /// A Byzantine round reached no value with a Byzantine quorum
+    /// (⌈(n + f + 1) / 2⌉) of matching answers.
     #[error("no agreement: {explanation}")]
     NoAgreement {
         /// What the answers were.
