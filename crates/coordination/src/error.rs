@@ -86,6 +86,18 @@ pub enum CoordinationError {
     /// The caller does not hold the lock (it expired, or another holds it).
     #[error("{0} does not hold the lock")]
     NotHolder(AgentId),
+    /// A wait ran out (a barrier's `arrive`, a campaign): names what.
+    #[error("{what} timed out after {after:?}")]
+    TimedOut {
+        /// What was waited for.
+        what: String,
+        /// How long it waited.
+        after: std::time::Duration,
+    },
+    /// The agent is not running (or stopped while it waited): it is not
+    /// granted anything.
+    #[error("agent {0} is not running")]
+    AgentStopped(AgentId),
 }
 
 impl ErrorCode for CoordinationError {
@@ -106,6 +118,8 @@ impl ErrorCode for CoordinationError {
             CoordinationError::LockHeld { .. } => 6013,
             CoordinationError::NotHolder(_) => 6014,
             CoordinationError::NoAgreement { .. } => 6015,
+            CoordinationError::TimedOut { .. } => 6016,
+            CoordinationError::AgentStopped(_) => 6017,
         }
     }
 }

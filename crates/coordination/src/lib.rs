@@ -30,6 +30,7 @@ pub mod byzantine;
 mod coordinator;
 pub mod election;
 mod error;
+mod feed;
 pub mod optimize;
 pub mod sync;
 pub mod variables;

@@ -94,7 +94,8 @@ async fn f_plus_one_liars_fail_the_round_not_the_decision() {
     let err = coordinator.byzantine(round(f)).await.unwrap_err();
     assert_eq!(err.code(), 6015);
     assert!(
-        err.to_string().contains("no value reached the quorum ⌈(n + f + 1) / 2⌉ = 5"),
+        err.to_string()
+            .contains("no value reached the quorum ⌈(n + f + 1) / 2⌉ = 5"),
         "{err}"
     );
 }
