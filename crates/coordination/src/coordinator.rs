@@ -2,7 +2,7 @@
 //! synchronously or as sessions, and keeps and records every decision.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use supervision_core::{
     AgentDirectory, AgentId, AgentSelection, Clock, Envelope, Event, EventSink, MetaValue,
-    Namespace, Registry, Telemetry, ask_all,
+    Namespace, Registry, Telemetry, ask_all, events::COORDINATION_DROPPED,
 };
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -45,12 +45,45 @@ struct Session {
     task: Option<JoinHandle<()>>,
 }
 
+/// How much coordination keeps, so that nothing grows for ever: past a
+/// bound the oldest record is dropped, and each drop is counted (event
+/// `coordination.retention.dropped`, metric
+/// `mabeam_coordination_dropped_total{what}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Decisions kept by [`Coordinator::decisions`] (default 1,000).
+    pub decisions: usize,
+    /// Finished sessions (decided, failed or cancelled) whose status is
+    /// kept (default 1,000); running sessions are always kept.
+    pub sessions: usize,
+    /// Tenures kept by an election's history (default 1,000).
+    pub election_history: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            decisions: 1_000,
+            sessions: 1_000,
+            election_history: 1_000,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Sessions {
+    by_id: HashMap<SessionId, Session>,
+    /// Finished sessions, oldest first: the first to drop.
+    finished: VecDeque<SessionId>,
+}
+
 /// Runs coordination among agents reached through an `AgentDirectory`:
 /// votes ([`vote`](Self::vote), or [`start_vote`](Self::start_vote) as a
 /// session), and keeps every decision ([`decisions`](Self::decisions)),
 /// recording each through the event sink when one is given (stream
 /// `coordination.decisions`) and reporting it through telemetry
-/// (`coordination.vote.decided`).
+/// (`coordination.vote.decided`). What it keeps is bounded by its
+/// [`Retention`].
 ///
 /// Cheap to share: clone the `Arc` it comes in.
 ///
@@ -81,8 +114,9 @@ pub struct Coordinator {
     sink: Option<Arc<dyn EventSink>>,
     registry: Option<(Arc<dyn Registry>, Namespace)>,
     next_id: AtomicU64,
-    sessions: Mutex<HashMap<SessionId, Session>>,
-    decisions: Mutex<Vec<Decision>>,
+    retention: Retention,
+    sessions: Mutex<Sessions>,
+    decisions: Mutex<VecDeque<Decision>>,
 }
 
 impl std::fmt::Debug for Coordinator {
@@ -104,9 +138,30 @@ impl Coordinator {
             sink: None,
             registry: None,
             next_id: AtomicU64::new(1),
-            sessions: Mutex::new(HashMap::new()),
-            decisions: Mutex::new(Vec::new()),
+            retention: Retention::default(),
+            sessions: Mutex::new(Sessions::default()),
+            decisions: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Keeps at most what `retention` says (see [`Retention`]).
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// What it keeps.
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// Counts one record dropped past its retention.
+    pub(crate) fn dropped(&self, what: &'static str) {
+        self.telemetry.emit(
+            COORDINATION_DROPPED,
+            &[("count", 1.0)],
+            &[("what", MetaValue::Str(what))],
+        );
     }
 
     /// Reports through `telemetry`.
@@ -281,7 +336,16 @@ impl Coordinator {
 
     /// Keeps, reports and records a decision.
     pub(crate) async fn keep(&self, decision: &Decision) {
-        self.decisions.lock().push(decision.clone());
+        let dropped = {
+            let mut decisions = self.decisions.lock();
+            decisions.push_back(decision.clone());
+            let over = decisions.len().saturating_sub(self.retention.decisions);
+            decisions.drain(..over);
+            over
+        };
+        for _ in 0..dropped {
+            self.dropped("decisions");
+        }
         self.telemetry.emit(
             &["coordination", "vote", "decided"],
             &[
@@ -312,9 +376,30 @@ impl Coordinator {
         }
     }
 
-    /// Every decision taken so far, oldest first.
+    /// The decisions kept (the latest [`Retention::decisions`]), oldest
+    /// first.
     pub fn decisions(&self) -> Vec<Decision> {
-        self.decisions.lock().clone()
+        self.decisions.lock().iter().cloned().collect()
+    }
+
+    /// Session `id` has finished: it joins the finished ones, and the
+    /// oldest past the retention are dropped.
+    fn finished(&self, id: SessionId) {
+        let dropped = {
+            let mut sessions = self.sessions.lock();
+            sessions.finished.push_back(id);
+            let mut dropped = 0;
+            while sessions.finished.len() > self.retention.sessions {
+                if let Some(old) = sessions.finished.pop_front() {
+                    sessions.by_id.remove(&old);
+                    dropped += 1;
+                }
+            }
+            dropped
+        };
+        for _ in 0..dropped {
+            self.dropped("sessions");
+        }
     }
 
     /// Starts `proposal` as a session and returns its id at once; follow it
@@ -323,7 +408,7 @@ impl Coordinator {
     pub fn start_vote(self: &Arc<Self>, proposal: Proposal) -> SessionId {
         let id = self.next_id();
         let (status, _) = watch::channel(SessionStatus::Running);
-        self.sessions.lock().insert(
+        self.sessions.lock().by_id.insert(
             id,
             Session {
                 status: status.clone(),
@@ -343,15 +428,18 @@ impl Coordinator {
                 }
                 Err(err) => SessionStatus::Failed(err.to_string()),
             };
-            status.send_if_modified(|current| {
+            let ended_here = status.send_if_modified(|current| {
                 let running = *current == SessionStatus::Running;
                 if running {
                     *current = result;
                 }
                 running
             });
+            if ended_here {
+                coordinator.finished(id);
+            }
         });
-        if let Some(session) = self.sessions.lock().get_mut(&id) {
+        if let Some(session) = self.sessions.lock().by_id.get_mut(&id) {
             session.task = Some(task);
         }
         id
@@ -361,6 +449,7 @@ impl Coordinator {
     pub fn status(&self, id: SessionId) -> Result<SessionStatus, CoordinationError> {
         self.sessions
             .lock()
+            .by_id
             .get(&id)
             .map(|s| s.status.borrow().clone())
             .ok_or(CoordinationError::UnknownSession(id))
@@ -371,6 +460,7 @@ impl Coordinator {
         let mut status = self
             .sessions
             .lock()
+            .by_id
             .get(&id)
             .map(|s| s.status.subscribe())
             .ok_or(CoordinationError::UnknownSession(id))?;
@@ -389,19 +479,26 @@ impl Coordinator {
     /// Cancels session `id` if it is still running (its pending asks are
     /// dropped); returns whether it was.
     pub fn cancel(&self, id: SessionId) -> Result<bool, CoordinationError> {
-        let sessions = self.sessions.lock();
-        let session = sessions
-            .get(&id)
-            .ok_or(CoordinationError::UnknownSession(id))?;
-        let cancelled = session.status.send_if_modified(|current| {
-            let running = *current == SessionStatus::Running;
-            if running {
-                *current = SessionStatus::Cancelled;
+        let cancelled = {
+            let sessions = self.sessions.lock();
+            let session = sessions
+                .by_id
+                .get(&id)
+                .ok_or(CoordinationError::UnknownSession(id))?;
+            let cancelled = session.status.send_if_modified(|current| {
+                let running = *current == SessionStatus::Running;
+                if running {
+                    *current = SessionStatus::Cancelled;
+                }
+                running
+            });
+            if cancelled && let Some(task) = &session.task {
+                task.abort();
             }
-            running
-        });
-        if cancelled && let Some(task) = &session.task {
-            task.abort();
+            cancelled
+        };
+        if cancelled {
+            self.finished(id);
         }
         Ok(cancelled)
     }

@@ -37,7 +37,7 @@ pub mod variables;
 pub mod voting;
 
 pub use byzantine::{Agreement, ByzantineRound, CONFIRM_PROTOCOL, PROPOSE_PROTOCOL};
-pub use coordinator::{Coordinator, SessionId, SessionStatus};
+pub use coordinator::{Coordinator, Retention, SessionId, SessionStatus};
 pub use election::{
     Election, ElectionConfig, HEARTBEAT_PROTOCOL, Leadership, REQUEST_VOTE_PROTOCOL, RaftVoter,
     Tenure,

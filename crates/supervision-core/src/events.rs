@@ -171,6 +171,11 @@ impl MetricLabel {
     }
 }
 
+/// `coordination.retention.dropped`: coordination dropped its oldest kept
+/// record past its retention (one event per record; `count` 1; metadata
+/// `what`: `decisions`, `sessions` or `election_history`).
+pub const COORDINATION_DROPPED: &[&str] = &["coordination", "retention", "dropped"];
+
 /// How one event becomes one metric: the exporter (telemetry's
 /// `MetricsExporter`) reads [`METRICS`] and records each matching event.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -389,6 +394,12 @@ pub const METRICS: &[MetricDecl] = &[
         "mabeam_agent_status_changes_total",
         &[AGENT, MetricLabel::value("status")],
         "Agent status changes, by new status.",
+    ),
+    counter(
+        COORDINATION_DROPPED,
+        "mabeam_coordination_dropped_total",
+        &[MetricLabel::value("what")],
+        "Coordination records dropped past their retention (decisions, sessions, election history).",
     ),
 ];
 
