@@ -22,7 +22,9 @@
 //!   [`Coordinator`] runs them synchronously or as sessions and keeps
 //!   every [`Decision`].
 //! - [`byzantine`]: agreement among n >= 3f + 1 with equivocation caught.
-//! - [`election`]: Raft's election rules with leases and fencing tokens.
+//! - [`election`]: Raft's election rules with leases and fencing tokens,
+//!   run by the candidates themselves ([`ElectionMember`]); the
+//!   [`Election`] observes and reports.
 //! - [`sync`]: a [`Barrier`] that a death breaks and a [`LeaseLock`] that a
 //!   death frees.
 
@@ -39,8 +41,8 @@ pub mod voting;
 pub use byzantine::{Agreement, ByzantineRound, CONFIRM_PROTOCOL, PROPOSE_PROTOCOL};
 pub use coordinator::{Coordinator, Retention, SessionId, SessionStatus};
 pub use election::{
-    Election, ElectionConfig, HEARTBEAT_PROTOCOL, Leadership, REQUEST_VOTE_PROTOCOL, RaftVoter,
-    Tenure,
+    Election, ElectionConfig, ElectionMember, ElectionReporter, HEARTBEAT_PROTOCOL, Leadership,
+    MemberHandle, MemberMemory, MemberOptions, Persist, REQUEST_VOTE_PROTOCOL, Tenure,
 };
 pub use error::CoordinationError;
 pub use optimize::{EVALUATE_PROTOCOL, Method, OptimizationResult, OptimizeSpec, Param, Trial};

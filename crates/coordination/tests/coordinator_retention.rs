@@ -6,10 +6,10 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::bounded;
-use coordination::{Coordinator, Proposal, Retention, Rule};
+use coordination::{Coordinator, Election, ElectionConfig, Leadership, Proposal, Retention, Rule};
 use serde_json::json;
 use supervision_core::{
-    AgentSelection, Clock, ErrorCode, Telemetry, events,
+    AgentId, AgentSelection, Clock, ErrorCode, Telemetry, events,
     testkit::{Answer, ScriptedDirectory, TelemetryProbe},
 };
 
@@ -99,4 +99,48 @@ fn the_drops_are_declared_as_a_metric() {
         .find(|d| d.event == events::COORDINATION_DROPPED)
         .expect("declared, so the node's exporter shows it");
     assert_eq!(decl.metric, "mabeam_coordination_dropped_total");
+}
+
+// An election's history keeps the latest tenures; older ones are dropped
+// and counted. Reports come from members through the reporter; here the
+// test reports five successive leaderships itself.
+#[tokio::test(start_paused = true)]
+async fn an_elections_history_past_the_retention_is_dropped_and_counted() {
+    let agents = ScriptedDirectory::new();
+    let ids = ["a", "b", "c"];
+    for id in ids {
+        agents.add(id, "node", |_| Answer::Silent);
+    }
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, events::COORDINATION_DROPPED);
+    let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio())
+        .with_telemetry(telemetry)
+        .with_retention(Retention {
+            election_history: 2,
+            ..Retention::default()
+        });
+    let config = ElectionConfig {
+        participants: ids.iter().map(|id| AgentId::from(*id)).collect(),
+        lease: Duration::from_secs(1),
+        election_timeout: (Duration::from_millis(150), Duration::from_millis(300)),
+        rpc_timeout: Duration::from_millis(50),
+        seed: 1,
+    };
+    let election = Election::observe(Arc::new(coordinator), config).unwrap();
+    let reporter = election.reporter();
+    let clock = Clock::tokio();
+    for term in 1..=5u64 {
+        let now = clock.now();
+        let leadership = Leadership {
+            leader: ids[term as usize % 3].into(),
+            term,
+            token: term,
+            lease_until: now + Duration::from_secs(1),
+        };
+        reporter.leading(&leadership, now);
+        tokio::time::advance(Duration::from_secs(2)).await;
+    }
+    let terms: Vec<u64> = election.history().iter().map(|t| t.term).collect();
+    assert_eq!(terms, [4, 5], "the latest two");
+    assert_eq!(drops(&mut probe, "election_history"), 3);
 }

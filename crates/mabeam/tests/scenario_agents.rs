@@ -7,8 +7,10 @@
 //!   killed while it holds its ballot and counted as silent;
 //! - a sealed-bid auction won by the rule (Vickrey: the highest bidder
 //!   pays the second price), one agent passing;
-//! - a leader election whose leader crashes: a new leader takes office in
-//!   a later term, and the old leader's fencing token is refused.
+//! - a leader election among members that campaign themselves (each
+//!   embeds an `ElectionMember`; the coordinator's `Election` observes)
+//!   whose leader crashes: a new leader takes office in a later term, and
+//!   the old leader's fencing token is refused.
 
 use std::{sync::Arc, time::Duration};
 
@@ -16,8 +18,8 @@ use agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
 use coordination::{
-    Ballot, Coordinator, Election, ElectionConfig, HEARTBEAT_PROTOCOL, Proposal,
-    REQUEST_VOTE_PROTOCOL, RaftVoter, Rule, VOTE_PROTOCOL,
+    Ballot, Coordinator, Election, ElectionConfig, ElectionMember, ElectionReporter,
+    HEARTBEAT_PROTOCOL, MemberOptions, Proposal, REQUEST_VOTE_PROTOCOL, Rule, VOTE_PROTOCOL,
 };
 use economics::{Auctioneer, BID_PROTOCOL, PriceRule, SealedSpec};
 use serde_json::{Value, json};
@@ -39,13 +41,25 @@ struct MemberArgs {
     /// If set, a vote request is received (this is told) and never
     /// answered.
     holds_ballot: Option<Arc<Notify>>,
+    /// If set, it takes part in this election.
+    election: Option<ElectionArgs>,
+}
+
+/// How a member takes part in an election: as `id`, reaching its peers
+/// through `peers`, reporting to the observer.
+#[derive(Clone)]
+struct ElectionArgs {
+    id: AgentId,
+    config: ElectionConfig,
+    peers: Arc<dyn AgentDirectory>,
+    reporter: ElectionReporter,
 }
 
 /// A member agent: votes by its threshold, bids its amount, and takes part
-/// in elections by Raft's rules.
+/// in elections by Raft's rules (campaigning itself).
 struct Member {
     args: MemberArgs,
-    voter: RaftVoter,
+    election: Option<ElectionMember>,
 }
 
 /// Makes a member crash.
@@ -58,10 +72,23 @@ impl Agent for Member {
     type Checkpoint = ();
 
     async fn on_start(args: MemberArgs, _: Option<()>) -> Result<Self, StartError> {
-        Ok(Member {
-            args,
-            voter: RaftVoter::default(),
-        })
+        let election = match args.election.clone() {
+            Some(e) => Some(
+                ElectionMember::start(
+                    e.id,
+                    e.config,
+                    e.peers,
+                    Clock::tokio(),
+                    MemberOptions {
+                        reporter: Some(e.reporter),
+                        ..MemberOptions::default()
+                    },
+                )
+                .map_err(|err| StartError::failed(err.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(Member { args, election })
     }
 
     async fn handle(&mut self, Crash: Crash, ctx: &mut AgentContext<'_>) {
@@ -87,7 +114,9 @@ impl Agent for Member {
             }
             BID_PROTOCOL => Ok(json!({"bid": self.args.bid})),
             REQUEST_VOTE_PROTOCOL | HEARTBEAT_PROTOCOL => self
-                .voter
+                .election
+                .as_ref()
+                .ok_or(EnvelopeError::Unsupported)?
                 .answer(&envelope)
                 .ok_or_else(|| EnvelopeError::Rejected("malformed election message".into())),
             _ => Err(EnvelopeError::Unsupported),
@@ -228,31 +257,41 @@ async fn a_sealed_auction_among_real_agents_is_won_by_the_rule() {
 }
 
 /// Five members elect a leader; the leader crashes (and, temporary, stays
-/// down). Its lease ends at once, and a new leader among the four left
+/// down). The observer ends its tenure at once, and a new leader among the four left
 /// takes office in a later term with a higher fencing token; a write
 /// fenced by the old token is refused once the new one is admitted, and
 /// the two tenures do not overlap.
 #[tokio::test(start_paused = true)]
 async fn a_leader_election_survives_the_leaders_crash() {
     let names = ["m1", "m2", "m3", "m4", "m5"];
-    let list: Vec<(&str, &str, MemberArgs)> = names
-        .iter()
-        .map(|id| (*id, "member", MemberArgs::default()))
-        .collect();
-    let agents = members(&list).await;
+    let agents = AgentRegistry::start(AgentRegistryOptions::default())
+        .await
+        .unwrap();
     let directory: Arc<dyn AgentDirectory> = Arc::new(agents.clone());
-    let coordinator = Arc::new(Coordinator::new(directory, Clock::tokio()));
-    let election = Election::start(
-        coordinator,
-        ElectionConfig {
-            participants: ids(&names),
-            lease: Duration::from_secs(2),
-            election_timeout: (Duration::from_millis(150), Duration::from_millis(300)),
-            rpc_timeout: Duration::from_millis(100),
-            seed: 7,
-        },
-    )
-    .unwrap();
+    let coordinator = Arc::new(Coordinator::new(directory.clone(), Clock::tokio()));
+    let config = ElectionConfig {
+        participants: ids(&names),
+        lease: Duration::from_secs(2),
+        election_timeout: (Duration::from_millis(150), Duration::from_millis(300)),
+        rpc_timeout: Duration::from_millis(100),
+        seed: 7,
+    };
+    let election = Election::observe(coordinator, config.clone()).unwrap();
+    for id in names {
+        let args = MemberArgs {
+            election: Some(ElectionArgs {
+                id: id.into(),
+                config: config.clone(),
+                peers: directory.clone(),
+                reporter: election.reporter(),
+            }),
+            ..MemberArgs::default()
+        };
+        let member =
+            AgentConfig::new::<Member>("member", args).with_restart(RestartType::Temporary);
+        agents.register_agent(id, member).unwrap();
+        agents.start_agent(id).await.unwrap();
+    }
     let first = tokio::time::timeout(WAIT, election.wait_for_leader())
         .await
         .expect("a first leader");
