@@ -1,6 +1,8 @@
 //! Votes: the rules as tables, votes among agents with silences and
 //! crashes, iterative consensus, sessions and records.
 
+mod common;
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use coordination::{Ballot, Coordinator, Outcome, Proposal, Rule, SessionStatus, tally};
@@ -150,163 +152,184 @@ impl EventSink for Recorded {
 // invalid ballot; recorded and kept.
 #[tokio::test(start_paused = true)]
 async fn vote_among_agents() {
-    let agents = ScriptedDirectory::new();
-    agents.add("yes1", "voter", |_| Answer::Reply(json!({"vote": "yes"})));
-    agents.add("yes2", "voter", |_| Answer::Reply(json!({"vote": true})));
-    agents.add("no", "voter", |_| Answer::Reply(json!({"vote": "no"})));
-    agents.add("silent", "voter", |_| Answer::Silent);
-    agents.add("crash", "voter", |_| {
-        Answer::Crash(ExitReason::error("boom"))
-    });
-    agents.add("garbage", "voter", |_| Answer::Reply(json!({"vote": 7})));
-    agents.add("late", "voter", |_| {
-        Answer::late(Duration::from_secs(5), json!({"vote": "yes"}))
-    });
-    let sink = Arc::new(Recorded::default());
-    let coordinator =
-        Coordinator::new(Arc::new(agents.clone()), Clock::tokio()).with_event_sink(sink.clone());
-    let proposal = Proposal::new(
-        "scale up",
-        AgentSelection::Kind("voter".into()),
-        Rule::Majority,
-        Duration::from_secs(1),
-    )
-    .with_body(json!({"replicas": 3}));
-    let decision = coordinator.vote(proposal).await.unwrap();
-    // 2 yes of 7 participants: rejected, though more yes than no answered.
-    assert_eq!(decision.outcome, Outcome::Rejected);
-    assert_eq!(decision.participants, 7);
-    assert_eq!(decision.votes.len(), 3);
-    let why: HashMap<&str, &str> = decision
-        .no_answer
-        .iter()
-        .map(|(a, w)| (a.as_str(), w.as_str()))
-        .collect();
-    assert!(why["silent"].contains("in time") && why["late"].contains("in time"));
-    assert!(why["crash"].contains("crashed"));
-    assert!(why["garbage"].contains("invalid ballot"));
-    // The agents saw the proposal.
-    let seen = agents.received(&"yes1".into());
-    assert_eq!(seen[0].body["body"], json!({"replicas": 3}));
-    assert_eq!(coordinator.decisions(), std::slice::from_ref(&decision));
-    assert_eq!(
-        sink.0.lock()[0].data["outcome"]["outcome"],
-        json!("rejected")
-    );
+    common::bounded(
+        "the test vote_among_agents to finish",
+        common::TEST_LIMIT,
+        async {
+            let agents = ScriptedDirectory::new();
+            agents.add("yes1", "voter", |_| Answer::Reply(json!({"vote": "yes"})));
+            agents.add("yes2", "voter", |_| Answer::Reply(json!({"vote": true})));
+            agents.add("no", "voter", |_| Answer::Reply(json!({"vote": "no"})));
+            agents.add("silent", "voter", |_| Answer::Silent);
+            agents.add("crash", "voter", |_| {
+                Answer::Crash(ExitReason::error("boom"))
+            });
+            agents.add("garbage", "voter", |_| Answer::Reply(json!({"vote": 7})));
+            agents.add("late", "voter", |_| {
+                Answer::late(Duration::from_secs(5), json!({"vote": "yes"}))
+            });
+            let sink = Arc::new(Recorded::default());
+            let coordinator = Coordinator::new(Arc::new(agents.clone()), Clock::tokio())
+                .with_event_sink(sink.clone());
+            let proposal = Proposal::new(
+                "scale up",
+                AgentSelection::Kind("voter".into()),
+                Rule::Majority,
+                Duration::from_secs(1),
+            )
+            .with_body(json!({"replicas": 3}));
+            let decision = coordinator.vote(proposal).await.unwrap();
+            // 2 yes of 7 participants: rejected, though more yes than no answered.
+            assert_eq!(decision.outcome, Outcome::Rejected);
+            assert_eq!(decision.participants, 7);
+            assert_eq!(decision.votes.len(), 3);
+            let why: HashMap<&str, &str> = decision
+                .no_answer
+                .iter()
+                .map(|(a, w)| (a.as_str(), w.as_str()))
+                .collect();
+            assert!(why["silent"].contains("in time") && why["late"].contains("in time"));
+            assert!(why["crash"].contains("crashed"));
+            assert!(why["garbage"].contains("invalid ballot"));
+            // The agents saw the proposal.
+            let seen = agents.received(&"yes1".into());
+            assert_eq!(seen[0].body["body"], json!({"replicas": 3}));
+            assert_eq!(coordinator.decisions(), std::slice::from_ref(&decision));
+            assert_eq!(
+                sink.0.lock()[0].data["outcome"]["outcome"],
+                json!("rejected")
+            );
 
-    // Bad input is refused with a code.
-    let bad = Proposal::new(
-        "x",
-        AgentSelection::Kind("voter".into()),
-        Rule::Supermajority(1.5),
-        Duration::from_secs(1),
-    );
-    assert_eq!(coordinator.vote(bad).await.unwrap_err().code(), 6006);
-    let nobody = Proposal::new(
-        "x",
-        AgentSelection::Kind("ghost".into()),
-        Rule::Majority,
-        Duration::from_secs(1),
-    );
-    assert_eq!(coordinator.vote(nobody).await.unwrap_err().code(), 6007);
+            // Bad input is refused with a code.
+            let bad = Proposal::new(
+                "x",
+                AgentSelection::Kind("voter".into()),
+                Rule::Supermajority(1.5),
+                Duration::from_secs(1),
+            );
+            assert_eq!(coordinator.vote(bad).await.unwrap_err().code(), 6006);
+            let nobody = Proposal::new(
+                "x",
+                AgentSelection::Kind("ghost".into()),
+                Rule::Majority,
+                Duration::from_secs(1),
+            );
+            assert_eq!(coordinator.vote(nobody).await.unwrap_err().code(), 6007);
+        },
+    )
+    .await;
 }
 
 // Iterative consensus: agents move halfway to the mean of the last round
 // until their estimates converge.
 #[tokio::test(start_paused = true)]
 async fn iterative_consensus_converges() {
-    let agents = ScriptedDirectory::new();
-    for (id, start) in [("a", 10.0), ("b", 20.0), ("c", 60.0)] {
-        let mut estimate: f64 = start;
-        agents.add(id, "estimator", move |env| {
-            let others: Vec<f64> = env.body["estimates"]
-                .as_object()
-                .map(|m| m.values().filter_map(|v| v.as_f64()).collect())
-                .unwrap_or_default();
-            if !others.is_empty() {
-                let mean = others.iter().sum::<f64>() / others.len() as f64;
-                estimate = (estimate + mean) / 2.0;
+    common::bounded(
+        "the test iterative_consensus_converges to finish",
+        common::TEST_LIMIT,
+        async {
+            let agents = ScriptedDirectory::new();
+            for (id, start) in [("a", 10.0), ("b", 20.0), ("c", 60.0)] {
+                let mut estimate: f64 = start;
+                agents.add(id, "estimator", move |env| {
+                    let others: Vec<f64> = env.body["estimates"]
+                        .as_object()
+                        .map(|m| m.values().filter_map(|v| v.as_f64()).collect())
+                        .unwrap_or_default();
+                    if !others.is_empty() {
+                        let mean = others.iter().sum::<f64>() / others.len() as f64;
+                        estimate = (estimate + mean) / 2.0;
+                    }
+                    Answer::Reply(json!({ "estimate": estimate }))
+                });
             }
-            Answer::Reply(json!({ "estimate": estimate }))
-        });
-    }
-    let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio());
-    let rule = Rule::Iterative {
-        tolerance: 0.5,
-        max_rounds: 20,
-    };
-    let decision = coordinator
-        .vote(Proposal::new(
-            "estimate load",
-            AgentSelection::Kind("estimator".into()),
-            rule,
-            Duration::from_millis(100),
-        ))
-        .await
-        .unwrap();
-    match decision.outcome {
-        Outcome::Converged(mean) => assert!((mean - 30.0).abs() < 0.5, "{mean}"),
-        other => panic!("{other:?}: {}", decision.explanation),
-    }
-    assert!(decision.rounds > 2 && decision.rounds < 20);
-    // With too few rounds it says it did not converge.
-    let agents = ScriptedDirectory::new();
-    agents.add("x", "e", |_| Answer::Reply(json!({"estimate": 0.0})));
-    agents.add("y", "e", |_| Answer::Reply(json!({"estimate": 100.0})));
-    let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio());
-    let rule = Rule::Iterative {
-        tolerance: 1.0,
-        max_rounds: 3,
-    };
-    let decision = coordinator
-        .vote(Proposal::new(
-            "stubborn",
-            AgentSelection::Kind("e".into()),
-            rule,
-            Duration::from_millis(100),
-        ))
-        .await
-        .unwrap();
-    assert_eq!(decision.outcome, Outcome::NotConverged(50.0));
-    assert_eq!(decision.rounds, 3);
+            let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio());
+            let rule = Rule::Iterative {
+                tolerance: 0.5,
+                max_rounds: 20,
+            };
+            let decision = coordinator
+                .vote(Proposal::new(
+                    "estimate load",
+                    AgentSelection::Kind("estimator".into()),
+                    rule,
+                    Duration::from_millis(100),
+                ))
+                .await
+                .unwrap();
+            match decision.outcome {
+                Outcome::Converged(mean) => assert!((mean - 30.0).abs() < 0.5, "{mean}"),
+                other => panic!("{other:?}: {}", decision.explanation),
+            }
+            assert!(decision.rounds > 2 && decision.rounds < 20);
+            // With too few rounds it says it did not converge.
+            let agents = ScriptedDirectory::new();
+            agents.add("x", "e", |_| Answer::Reply(json!({"estimate": 0.0})));
+            agents.add("y", "e", |_| Answer::Reply(json!({"estimate": 100.0})));
+            let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio());
+            let rule = Rule::Iterative {
+                tolerance: 1.0,
+                max_rounds: 3,
+            };
+            let decision = coordinator
+                .vote(Proposal::new(
+                    "stubborn",
+                    AgentSelection::Kind("e".into()),
+                    rule,
+                    Duration::from_millis(100),
+                ))
+                .await
+                .unwrap();
+            assert_eq!(decision.outcome, Outcome::NotConverged(50.0));
+            assert_eq!(decision.rounds, 3);
+        },
+    )
+    .await;
 }
 
 // Sessions: asynchronous votes with status, wait and cancel.
 #[tokio::test(start_paused = true)]
 async fn sessions_run_wait_and_cancel() {
-    let agents = ScriptedDirectory::new();
-    agents.add("quick", "voter", |_| Answer::Reply(json!({"vote": "yes"})));
-    agents.add("slow", "voter", |_| {
-        Answer::late(Duration::from_secs(30), json!({"vote": "yes"}))
-    });
-    let coordinator = Arc::new(Coordinator::new(Arc::new(agents), Clock::tokio()));
-    let proposal = |timeout| {
-        Proposal::new(
-            "t",
-            AgentSelection::Kind("voter".into()),
-            Rule::Unanimous,
-            timeout,
-        )
-    };
+    common::bounded(
+        "the test sessions_run_wait_and_cancel to finish",
+        common::TEST_LIMIT,
+        async {
+            let agents = ScriptedDirectory::new();
+            agents.add("quick", "voter", |_| Answer::Reply(json!({"vote": "yes"})));
+            agents.add("slow", "voter", |_| {
+                Answer::late(Duration::from_secs(30), json!({"vote": "yes"}))
+            });
+            let coordinator = Arc::new(Coordinator::new(Arc::new(agents), Clock::tokio()));
+            let proposal = |timeout| {
+                Proposal::new(
+                    "t",
+                    AgentSelection::Kind("voter".into()),
+                    Rule::Unanimous,
+                    timeout,
+                )
+            };
 
-    let id = coordinator.start_vote(proposal(Duration::from_secs(60)));
-    assert_eq!(coordinator.status(id).unwrap(), SessionStatus::Running);
-    let decision = coordinator.wait(id).await.unwrap();
-    assert!(decision.passed());
-    assert!(matches!(
-        coordinator.status(id).unwrap(),
-        SessionStatus::Decided(_)
-    ));
+            let id = coordinator.start_vote(proposal(Duration::from_secs(60)));
+            assert_eq!(coordinator.status(id).unwrap(), SessionStatus::Running);
+            let decision = coordinator.wait(id).await.unwrap();
+            assert!(decision.passed());
+            assert!(matches!(
+                coordinator.status(id).unwrap(),
+                SessionStatus::Decided(_)
+            ));
 
-    let id = coordinator.start_vote(proposal(Duration::from_secs(60)));
-    assert!(coordinator.cancel(id).unwrap());
-    assert_eq!(coordinator.status(id).unwrap(), SessionStatus::Cancelled);
-    assert_eq!(coordinator.wait(id).await.unwrap_err().code(), 6010);
-    assert!(!coordinator.cancel(id).unwrap(), "cancelled once");
-    assert_eq!(coordinator.status(9999).unwrap_err().code(), 6009);
-    assert_eq!(
-        coordinator.decisions().len(),
-        1,
-        "the cancelled vote decided nothing"
-    );
+            let id = coordinator.start_vote(proposal(Duration::from_secs(60)));
+            assert!(coordinator.cancel(id).unwrap());
+            assert_eq!(coordinator.status(id).unwrap(), SessionStatus::Cancelled);
+            assert_eq!(coordinator.wait(id).await.unwrap_err().code(), 6010);
+            assert!(!coordinator.cancel(id).unwrap(), "cancelled once");
+            assert_eq!(coordinator.status(9999).unwrap_err().code(), 6009);
+            assert_eq!(
+                coordinator.decisions().len(),
+                1,
+                "the cancelled vote decided nothing"
+            );
+        },
+    )
+    .await;
 }

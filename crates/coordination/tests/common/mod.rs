@@ -13,6 +13,10 @@ use supervision_core::{
 };
 use tokio::sync::broadcast;
 
+/// The bound of a whole test's body on tokio's clock (paused tests jump to
+/// it at once when they hang idle).
+pub const TEST_LIMIT: Duration = Duration::from_secs(3_600);
+
 /// Awaits `future` for at most `limit` (of tokio's clock): a wait that
 /// would last for ever fails the test with a message naming it.
 pub async fn bounded<T>(what: &str, limit: Duration, future: impl Future<Output = T>) -> T {
