@@ -41,9 +41,12 @@
 //!
 //! **What is trusted.** Members follow the protocol (crash faults only:
 //! a member that lies can break safety, as in Raft); the directory
-//! delivers envelopes unaltered; a member's term and vote survive its
-//! restarts when the agent carries [`ElectionMember::memory`] in its
-//! checkpoint (a member started afresh could vote twice in one term).
+//! delivers envelopes unaltered; a member's term, vote and promise
+//! survive its restarts when they are persisted as they change
+//! ([`MemberOptions::persist`]) or carried in the agent's checkpoint
+//! ([`ElectionMember::memory`]) and handed back
+//! ([`MemberOptions::memory`]): a member started afresh could vote twice
+//! in one term, or against a lease it promised.
 
 mod member;
 mod observer;

@@ -198,8 +198,10 @@ impl ElectionReporter {
 
 impl Inner {
     fn leading(&self, leadership: &Leadership, now: Instant) {
-        if self.coordinator.directory().status(&leadership.leader) != Some(AgentStatus::Running) {
-            return; // a report from an agent that is not running counts for nothing
+        if !self.config.participants.contains(&leadership.leader)
+            || self.coordinator.directory().status(&leadership.leader) != Some(AgentStatus::Running)
+        {
+            return; // a report from a stranger or a stopped agent counts for nothing
         }
         let mut state = self.state.lock();
         if leadership.term < state.highest_term {
