@@ -700,7 +700,11 @@ impl<A: Actor> Cell<A> {
     /// Whether the actor runs and accepts messages; without a strong
     /// reference at hand (a weak handle), through a short-lived one.
     fn is_alive(&self) -> bool {
+        // A stop requested counts at once, before kameo's own flag turns
+        // (the request queues its mark first, which may wait on a full
+        // mailbox).
         !self.killed.load(Ordering::Acquire)
+            && !self.stop_requested.load(Ordering::Acquire)
             && self
                 .actor
                 .upgrade()
@@ -851,7 +855,9 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
     }
 
     fn is_alive(&self) -> bool {
-        !self.cell.killed.load(Ordering::Acquire) && self.actor_ref.is_alive()
+        !self.cell.killed.load(Ordering::Acquire)
+            && !self.cell.stop_requested.load(Ordering::Acquire)
+            && self.actor_ref.is_alive()
     }
 
     fn stop_requested(&self) -> bool {
