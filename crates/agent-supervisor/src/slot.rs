@@ -134,7 +134,7 @@ impl Slot {
             asked: state
                 .current
                 .as_ref()
-                .is_some_and(|handle| handle.id() == actor && handle.stop_handled()),
+                .is_some_and(|handle| handle.id() == actor && handle.stop_requested()),
         }
     }
 
