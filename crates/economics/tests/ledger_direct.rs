@@ -75,6 +75,49 @@ fn a_hold_settled_twice_is_refused_the_second_time_and_moves_nothing() {
     assert_eq!(ledger.balance(&agent(1)).unwrap().earned, 30);
 }
 
+/// Amounts at the edge of `u64`: a grant, a settlement that would pass it
+/// is a typed error that moves nothing (before: a grant on top of a full
+/// hold was taken, and its release then overflowed and panicked).
+#[test]
+fn amounts_past_u64_are_refused_and_move_nothing() {
+    let ledger = Ledger::new();
+    let (a, b, c) = (agent(0), agent(1), agent(2));
+    ledger.grant(&a, u64::MAX).unwrap();
+    let full = ledger.hold(&a, u64::MAX).unwrap();
+    let before = snapshot(&ledger);
+    assert_eq!(
+        ledger.grant(&a, 1).unwrap_err(),
+        MarketError::Overflow(a.clone())
+    );
+    assert_eq!(snapshot(&ledger), before);
+    assert_eq!(ledger.release(full).unwrap(), u64::MAX);
+
+    // c earns u64::MAX; one more credit to c is refused, the hold kept.
+    let full = ledger.hold(&a, u64::MAX).unwrap();
+    ledger.settle(full, &c).unwrap();
+    ledger.grant(&b, 1).unwrap();
+    let one = ledger.hold(&b, 1).unwrap();
+    let before = snapshot(&ledger);
+    assert_eq!(
+        ledger.settle(one, &c).unwrap_err(),
+        MarketError::Overflow(c.clone())
+    );
+    assert_eq!(snapshot(&ledger), before);
+    assert_eq!(ledger.settle(one, &a).unwrap(), 1);
+
+    // a has spent u64::MAX; spending one more is refused.
+    ledger.grant(&a, 5).unwrap();
+    let more = ledger.hold(&a, 5).unwrap();
+    let before = snapshot(&ledger);
+    assert_eq!(
+        ledger.settle(more, &b).unwrap_err(),
+        MarketError::Overflow(a.clone())
+    );
+    assert_eq!(snapshot(&ledger), before);
+    assert_eq!(ledger.release(more).unwrap(), 5);
+    assert!(conserved(&ledger.totals()));
+}
+
 #[derive(Debug, Clone)]
 enum Op {
     Grant(usize, u64),
