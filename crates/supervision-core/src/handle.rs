@@ -66,9 +66,9 @@ tokio::task_local! {
 /// the first to see the actor gone, and every later call, through any
 /// handle, answers the same. A stop requested of an actor that already
 /// stopped changes nothing: an actor that finished by itself stays
-/// `Normal`. (A stop request that races the actor's own exit, within the
-/// instant between its last message and its mailbox closing, counts as a
-/// stop.)
+/// `Normal`, and so does one that stops by itself before it gets to a stop
+/// request waiting in its mailbox (see
+/// [`stop_handled`](Self::stop_handled)).
 ///
 /// # Kill
 ///
