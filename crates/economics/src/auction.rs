@@ -33,7 +33,8 @@ pub use auctioneer::{
     Auctioneer, BID_PROTOCOL, CombinatorialSpec, DutchSpec, EnglishSpec, SealedSpec,
 };
 pub use combinatorial::{
-    Allocation, CombinatorialAuction, EXACT_NODE_BUDGET, solve_exact, solve_greedy,
+    Allocation, CombinatorialAuction, EXACT_NODE_BUDGET, solve, solve_exact, solve_exact_within,
+    solve_greedy,
 };
 pub use dutch::DutchAuction;
 pub use english::EnglishAuction;
@@ -129,6 +130,10 @@ pub struct AuctionOutcome {
     pub no_answer: Vec<(AgentId, String)>,
     /// Why the awards follow from the bids and the rules.
     pub explanation: String,
+    /// For a combinatorial auction, its winner determination: the value,
+    /// the upper bound no allocation exceeds, and whether the value is
+    /// proven optimal (`exact`); `None` for the other kinds.
+    pub allocation: Option<Allocation>,
 }
 
 impl AuctionOutcome {

@@ -3,7 +3,7 @@
 //! | strategy | picks | cost per pick |
 //! |---|---|---|
 //! | [`BalanceStrategy::RoundRobin`] | members in turn | O(1) |
-//! | [`BalanceStrategy::Weighted`] | members in proportion to their weights, interleaved smoothly over a precomputed cycle | O(1) |
+//! | [`BalanceStrategy::Weighted`] | members in proportion to their weights, spaced as nginx's smooth weighted round-robin spaces them (5/1/1: `a a b a c a a`), over a precomputed cycle | O(1) |
 //! | [`BalanceStrategy::LeastLoaded`] | the less busy of two members drawn in turn (power of two choices, as Envoy and Finagle do: near the true least-loaded at O(1)) | O(1) |
 //! | [`BalanceStrategy::CapabilityAware`] | members holding every capability asked, in turn | O(1) per candidate |
 //! | [`BalanceStrategy::PerformanceWeighted`] | in proportion to throughput over latency and errors, read from the `AgentLoad` contract (telemetry's PerformanceMonitor) at each [`refresh`](LoadBalancer::refresh) | O(1) |
@@ -11,11 +11,13 @@
 //! Every strategy skips, at the pick itself, a member whose status through
 //! the directory is not running (dead, crashed, restarting, failed: a
 //! passivated agent is running and is woken by its work) and a member with
-//! as many picks in flight as its capacity. A pick is a [`Lease`]: the
-//! member counts as busy until it is dropped.
+//! as many picks in flight as its capacity. The capacity check and the
+//! count in flight are one atomic step, so concurrent picks never admit
+//! more than a member's capacity. A pick is a [`Lease`]: the member
+//! counts as busy until it is dropped.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{BTreeMap, HashMap, VecDeque},
     sync::{
         Arc,
         atomic::{AtomicU32, AtomicU64, Ordering},
@@ -110,10 +112,18 @@ struct Table {
 const MAX_SLOTS: u64 = 1 << 20;
 
 /// A weighted schedule: one cycle of picks in which each member appears as
-/// often as its weight, interleaved smoothly. Member `i`'s `k`-th turn
-/// sits at `(k + ½) / weight_i` of the cycle (as stride scheduling and
-/// nginx's smooth weighted round-robin space them), ties by member order;
-/// a pick is then one index into the cycle.
+/// often as its weight, interleaved smoothly as nginx's smooth weighted
+/// round-robin spaces them (weights 5/1/1 give `a a b a c a a`); a pick
+/// is then one index into the cycle.
+///
+/// nginx, at each pick, adds each member's weight to its current value,
+/// takes the member of highest current (the first in member order on a
+/// tie) and takes the total weight off its current. After `t` picks, a
+/// member picked `c` times stands at `t * weight - total * c`. Among
+/// members of equal weight the one picked least (then the first) is
+/// highest, so they take their turns in member order: one cursor per
+/// distinct weight stands for all of its members, and the cycle is built
+/// in O(total weight x distinct weights), not x members.
 #[derive(Default, Clone)]
 struct Wheel {
     slots: Vec<u32>,
@@ -129,16 +139,43 @@ impl Wheel {
                 *weight = ((*weight as f64 * scale) as u64).max(1);
             }
         }
-        let mut turns: Vec<(f64, u32)> = Vec::with_capacity(weights.iter().sum::<u64>() as usize);
+        let total: u64 = weights.iter().sum();
+        // Members by weight, each group in member order, with the picks it
+        // has had: its next member is `members[picks % len]`, picked
+        // `picks / len` times so far.
+        let mut groups: BTreeMap<u64, (Vec<u32>, u64)> = BTreeMap::new();
         for (member, &weight) in weights.iter().enumerate() {
-            for k in 0..weight {
-                turns.push(((k as f64 + 0.5) / weight as f64, member as u32));
+            groups.entry(weight).or_default().0.push(member as u32);
+        }
+        let mut groups: Vec<(u64, Vec<u32>, u64)> = groups
+            .into_iter()
+            .map(|(weight, (members, picks))| (weight, members, picks))
+            .collect();
+        let mut slots = Vec::with_capacity(total as usize);
+        // Values stay below 2^41 (total and weights at most 2^20 each).
+        let total = total as i64;
+        for t in 1..=total {
+            let mut best: Option<(i64, u32, usize)> = None;
+            for (g, (weight, members, picks)) in groups.iter().enumerate() {
+                let len = members.len() as u64;
+                let member = members[(*picks % len) as usize];
+                let current = t * *weight as i64 - total * (*picks / len) as i64;
+                let better = match best {
+                    None => true,
+                    Some((value, first, _)) => {
+                        current > value || (current == value && member < first)
+                    }
+                };
+                if better {
+                    best = Some((current, member, g));
+                }
+            }
+            if let Some((_, member, g)) = best {
+                slots.push(member);
+                groups[g].2 += 1;
             }
         }
-        turns.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-        Wheel {
-            slots: turns.into_iter().map(|(_, member)| member).collect(),
-        }
+        Wheel { slots }
     }
 
     /// The member at step `n` of the cycle.
@@ -461,7 +498,7 @@ impl LoadBalancer {
         let chosen = match self.strategy {
             BalanceStrategy::RoundRobin => {
                 let found = (0..n as u64)
-                    .find(|k| self.usable(&table.members[((step + k) % n as u64) as usize]));
+                    .find(|k| self.admit(&table.members[((step + k) % n as u64) as usize]));
                 // Skipped members lose their turn: the next pick starts
                 // after this one, so the usable members share evenly.
                 if let Some(k @ 1..) = found {
@@ -474,10 +511,11 @@ impl LoadBalancer {
             BalanceStrategy::LeastLoaded => self.two_choices(&table, step),
             BalanceStrategy::CapabilityAware => self.capable(&table, capabilities, step),
         };
+        // The chosen member is already admitted (counted in flight).
         let member = chosen.ok_or(BalancerError::NoAgentAvailable)?;
-        let member = table.members[member].clone();
-        member.in_flight.fetch_add(1, Ordering::AcqRel);
-        Ok(Lease { member })
+        Ok(Lease {
+            member: table.members[member].clone(),
+        })
     }
 
     /// Picks a member and asks it `envelope` through the directory,
@@ -492,12 +530,28 @@ impl LoadBalancer {
         Ok((lease.agent().clone(), answer))
     }
 
+    /// Admits a pick of `member` if it is running and below its capacity:
+    /// the capacity check and the count in flight are one atomic step, so
+    /// picks racing for its last place cannot both take it.
+    fn admit(&self, member: &Member) -> bool {
+        self.usable(member)
+            && member
+                .in_flight
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                    (n < member.spec.capacity).then_some(n + 1)
+                })
+                .is_ok()
+    }
+
+    /// Whether `member` is running and below its capacity now (a reading:
+    /// [`admit`](Self::admit) takes the place).
     fn usable(&self, member: &Member) -> bool {
         member.in_flight.load(Ordering::Acquire) < member.spec.capacity
             && self.directory.status(&member.spec.id) == Some(AgentStatus::Running)
     }
 
-    /// The first usable member along the wheel's walk from `step`.
+    /// The first usable member along the wheel's walk from `step`,
+    /// admitted.
     fn walk(&self, table: &Table, wheel: &Wheel, step: u64) -> Option<usize> {
         // Over `total` steps the walk lands on each member as often as its
         // weight; an unusable member passes its turn to the next one.
@@ -505,7 +559,7 @@ impl LoadBalancer {
         let start = wheel.at(step)?;
         (0..n)
             .map(|k| (start + k) % n)
-            .find(|&i| self.usable(&table.members[i]))
+            .find(|&i| self.admit(&table.members[i]))
     }
 
     /// Power of two choices: two members drawn in turn, the less busy.
@@ -525,12 +579,19 @@ impl LoadBalancer {
         };
         order
             .into_iter()
-            .find(|&i| self.usable(&table.members[i]))
+            .find(|&i| self.admit(&table.members[i]))
             .or_else(|| {
-                // Both unusable: the least busy usable member by a scan.
-                (0..n)
+                // Both unusable: the least busy usable member by a scan
+                // (the next least busy if another pick took its place).
+                let mut usable: Vec<(u32, usize)> = (0..n)
                     .filter(|&i| self.usable(&table.members[i]))
-                    .min_by_key(|&i| table.members[i].in_flight.load(Ordering::Acquire))
+                    .map(|i| (table.members[i].in_flight.load(Ordering::Acquire), i))
+                    .collect();
+                usable.sort_unstable();
+                usable
+                    .into_iter()
+                    .map(|(_, i)| i)
+                    .find(|&i| self.admit(&table.members[i]))
             })
     }
 
@@ -556,7 +617,7 @@ impl LoadBalancer {
             capabilities
                 .iter()
                 .all(|c| member.spec.capabilities.iter().any(|m| m == c))
-                && self.usable(member)
+                && self.admit(member)
         });
         if let Some(k @ 1..) = found {
             self.cursor.fetch_add(k, Ordering::Relaxed);

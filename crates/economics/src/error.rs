@@ -49,6 +49,10 @@ pub enum AuctionError {
         /// What was wrong.
         reason: String,
     },
+    /// Winner determination did not finish: its blocking task panicked
+    /// or the runtime was shutting down.
+    #[error("winner determination failed: {0}")]
+    Determination(String),
 }
 
 impl ErrorCode for AuctionError {
@@ -63,6 +67,7 @@ impl ErrorCode for AuctionError {
             AuctionError::NoBidders => 7007,
             AuctionError::NoRegistry(_) => 7008,
             AuctionError::MalformedAnswer { .. } => 7009,
+            AuctionError::Determination(_) => 7010,
         }
     }
 }

@@ -35,7 +35,8 @@ pub mod market;
 pub use auction::{
     Allocation, AuctionKind, AuctionOutcome, Auctioneer, Award, BID_PROTOCOL, BidRecord,
     CombinatorialAuction, CombinatorialSpec, DutchAuction, DutchSpec, EnglishAuction, EnglishSpec,
-    PriceRule, SealedBidAuction, SealedSpec, Verdict, solve_exact, solve_greedy,
+    PriceRule, SealedBidAuction, SealedSpec, Verdict, solve, solve_exact, solve_exact_within,
+    solve_greedy,
 };
 pub use balancer::{BalanceStrategy, Lease, LoadBalancer, MemberSpec, Moved, Work};
 pub use cost::{Assignment, CostModel, Placement, Task, Worker, assign, hungarian, task_cost};

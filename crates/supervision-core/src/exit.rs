@@ -12,8 +12,8 @@ use kameo::error::{ActorStopReason, PanicError};
 ///
 /// | kameo stop reason                    | `ExitReason`                       |
 /// |--------------------------------------|------------------------------------|
-/// | `Normal`, after a stop was requested | `Shutdown(None)`                   |
-/// | `Normal`, the actor stopped itself   | `Normal`                           |
+/// | `Normal`, the stop request ended it  | `Shutdown(None)`                   |
+/// | `Normal`, the actor stopped itself (even while a stop request waited in its mailbox) | `Normal` |
 /// | `Killed`, or its task aborted by [`ProcessHandle::kill`](crate::ProcessHandle::kill) | `Killed` |
 /// | an error returned by `on_stop`       | `Error(message)`, or the `ExitReason` itself when the actor's error type is `ExitReason` (a clean one stays clean) |
 /// | `Panicked`, a real panic             | `Panic(message)`                   |
@@ -67,12 +67,14 @@ impl ExitReason {
         ExitReason::Error(message.to_string().into())
     }
 
-    /// Classifies a kameo stop reason. `stop_requested` says whether someone
-    /// asked the process to stop, which turns a normal stop into `Shutdown`.
-    pub(crate) fn from_kameo(reason: &ActorStopReason, stop_requested: bool) -> Self {
+    /// Classifies a kameo stop reason. `stop_handled` says whether the
+    /// process got to a stop request (see
+    /// [`ProcessHandle::stop_handled`](crate::ProcessHandle::stop_handled)),
+    /// which turns a normal stop into `Shutdown`.
+    pub(crate) fn from_kameo(reason: &ActorStopReason, stop_handled: bool) -> Self {
         match reason {
             ActorStopReason::Normal | ActorStopReason::SupervisorRestart => {
-                if stop_requested {
+                if stop_handled {
                     ExitReason::Shutdown(None)
                 } else {
                     ExitReason::Normal

@@ -17,6 +17,8 @@ use futures::future::BoxFuture;
 use kameo::{
     actor::{Actor, ActorId, ActorRef, PreparedActor, Spawn, WeakActorRef},
     error::{ActorStopReason, HookError, PanicError},
+    mailbox::Signal,
+    message::Context as ActorContext,
 };
 use parking_lot::Mutex;
 use tokio::{
@@ -64,9 +66,9 @@ tokio::task_local! {
 /// the first to see the actor gone, and every later call, through any
 /// handle, answers the same. A stop requested of an actor that already
 /// stopped changes nothing: an actor that finished by itself stays
-/// `Normal`. (A stop request that races the actor's own exit, within the
-/// instant between its last message and its mailbox closing, counts as a
-/// stop.)
+/// `Normal`, and so does one that stops by itself before it gets to a stop
+/// request waiting in its mailbox (see
+/// [`stop_handled`](Self::stop_handled)).
 ///
 /// # Kill
 ///
@@ -186,17 +188,30 @@ impl ProcessHandle {
     /// Whether a stop was requested of the actor through any of its
     /// handles ([`stop`](Self::stop), [`request_stop`](Self::request_stop),
     /// a supervisor stopping it by its [`Shutdown`](crate::Shutdown)); a
-    /// kill is not a stop request. An actor reads it in its `on_stop` to
-    /// tell a stop asked of it (its exit is then `Shutdown`) from an exit
-    /// of its own.
+    /// kill is not a stop request. A request does not say the stop ended
+    /// the actor: see [`stop_handled`](Self::stop_handled).
     pub fn stop_requested(&self) -> bool {
         self.inner.stop_requested()
     }
 
+    /// Whether the actor got to a stop request in its mailbox: it handled
+    /// every message queued before the request, so the request is what
+    /// ends it, and a normal exit is `Shutdown`. False for an actor that
+    /// ended by itself first (it stopped in a handler, or finished before
+    /// the request came), even with a stop requested: its exit stays
+    /// `Normal`, as OTP's child that exits `normal` before it handles its
+    /// supervisor's `shutdown`. An actor reads it in its `on_stop` to tell
+    /// a stop asked of it from an exit of its own.
+    pub fn stop_handled(&self) -> bool {
+        self.inner.stop_handled()
+    }
+
     /// Asks the actor to stop after the messages already in its mailbox,
-    /// without waiting for it. Its exit reason becomes `Shutdown` unless it
-    /// fails while stopping or chooses another reason in its `on_stop`. An
-    /// actor that has already stopped keeps the reason it stopped with.
+    /// without waiting for it. Its exit reason becomes `Shutdown` once it
+    /// gets to the request, unless it fails while stopping or chooses
+    /// another reason in its `on_stop`. An actor that stops by itself
+    /// before it gets to the request (it stops in the handler it is in)
+    /// keeps the reason it stopped with, `Normal` included.
     pub async fn request_stop(&self) {
         self.inner.request_stop().await
     }
@@ -450,6 +465,7 @@ trait ErasedRef: Send + Sync + 'static {
     fn id(&self) -> ActorId;
     fn is_alive(&self) -> bool;
     fn stop_requested(&self) -> bool;
+    fn stop_handled(&self) -> bool;
     fn exited(&self) -> BoxFuture<'_, ExitReason>;
     fn request_stop(&self) -> BoxFuture<'_, ()>;
     fn exit_watch(&self) -> BoxFuture<'static, (ActorId, ExitReason)>;
@@ -486,6 +502,10 @@ struct Cell<A: Actor> {
     actor: WeakActorRef<A>,
     /// A stop was requested while the actor ran.
     stop_requested: AtomicBool,
+    /// The actor got to a stop request in its mailbox (set from inside it,
+    /// by the mark queued just before the stop): its normal exit is
+    /// `Shutdown`.
+    stop_handled: AtomicBool,
     /// A kill was requested.
     killed: AtomicBool,
     /// In the side table (made by [`ProcessHandle::new`], not
@@ -552,6 +572,7 @@ impl<A: Actor> Cell<A> {
         Cell {
             actor: actor_ref.downgrade(),
             stop_requested: AtomicBool::new(false),
+            stop_handled: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             listed,
             facts: Mutex::new(Facts {
@@ -577,9 +598,7 @@ impl<A: Actor> Cell<A> {
     /// Classifies kameo's shutdown result.
     fn classify(&self, result: Result<&ActorStopReason, HookError<&A::Error>>) -> ExitReason {
         match result {
-            Ok(reason) => {
-                ExitReason::from_kameo(reason, self.stop_requested.load(Ordering::Acquire))
-            }
+            Ok(reason) => ExitReason::from_kameo(reason, self.stop_handled.load(Ordering::Acquire)),
             // An error returned by on_stop: an `ExitReason` is kept as given
             // (a clean exit stays clean).
             Err(HookError::Error(err)) => error_reason(err),
@@ -681,14 +700,18 @@ impl<A: Actor> Cell<A> {
     /// Whether the actor runs and accepts messages; without a strong
     /// reference at hand (a weak handle), through a short-lived one.
     fn is_alive(&self) -> bool {
+        // A stop requested counts at once, before kameo's own flag turns
+        // (the request queues its mark first, which may wait on a full
+        // mailbox).
         !self.killed.load(Ordering::Acquire)
+            && !self.stop_requested.load(Ordering::Acquire)
             && self
                 .actor
                 .upgrade()
                 .is_some_and(|actor_ref| actor_ref.is_alive())
     }
 
-    async fn request_stop(&self, actor_ref: &ActorRef<A>) {
+    async fn request_stop(self: &Arc<Self>, actor_ref: &ActorRef<A>) {
         // An actor that already stopped (or is being killed) keeps the exit
         // it has.
         if self.has_exited()
@@ -698,6 +721,16 @@ impl<A: Actor> Cell<A> {
             return;
         }
         self.stop_requested.store(true, Ordering::Release);
+        // A mark just ahead of kameo's stop signal: run by the actor only if
+        // it gets that far, so an actor that stops by itself in the handler
+        // it is in (the mark then dropped unrun) keeps its `Normal`, as OTP
+        // tells `normal` from `shutdown`. kameo's stop signal itself leaves
+        // no trace we could read.
+        let mark = Signal::Callback {
+            actor_ref: actor_ref.clone(),
+            callback: mark_stop_handled(self.clone()),
+        };
+        let _ = actor_ref.mailbox_sender().send(mark).await;
         let _ = actor_ref.stop_gracefully().await;
     }
 
@@ -715,6 +748,19 @@ impl<A: Actor> Cell<A> {
             None => self.actor.kill(),
         }
     }
+}
+
+/// The continuation [`Cell::request_stop`] queues ahead of the stop: it
+/// records, from inside the actor, that the actor got to the stop.
+#[allow(clippy::type_complexity)]
+fn mark_stop_handled<A: Actor>(
+    cell: Arc<Cell<A>>,
+) -> Box<dyn for<'a> FnOnce(&'a mut A, &'a mut ActorContext<A, ()>) -> BoxFuture<'a, ()> + Send> {
+    Box::new(move |_, _| {
+        cell.stop_handled.store(true, Ordering::Release);
+        // A zero-sized future: boxing it allocates nothing.
+        Box::pin(std::future::ready(()))
+    })
 }
 
 /// Gives the task back if its waiter is cancelled midway.
@@ -809,11 +855,17 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
     }
 
     fn is_alive(&self) -> bool {
-        !self.cell.killed.load(Ordering::Acquire) && self.actor_ref.is_alive()
+        !self.cell.killed.load(Ordering::Acquire)
+            && !self.cell.stop_requested.load(Ordering::Acquire)
+            && self.actor_ref.is_alive()
     }
 
     fn stop_requested(&self) -> bool {
         self.cell.stop_requested.load(Ordering::Acquire)
+    }
+
+    fn stop_handled(&self) -> bool {
+        self.cell.stop_handled.load(Ordering::Acquire)
     }
 
     fn exited(&self) -> BoxFuture<'_, ExitReason> {

@@ -195,7 +195,11 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 /// [`ChildState::NotRunning`]; [`restart_child`] starts it again. A temporary
 /// child is never restarted: it is removed when it exits, whatever the
 /// reason, and when it is terminated. A child that exits while the
-/// supervisor itself is stopping is never restarted.
+/// supervisor itself is stopping is never restarted. A child the
+/// supervisor stops exits `Shutdown` when the stop ended it; one that
+/// ended by itself first (it stopped in the handler it was in while the
+/// stop request waited in its mailbox) keeps `Normal`, as OTP reports
+/// `normal` for a child that exits before it handles its `shutdown`.
 ///
 /// The strategy decides which children a restart takes along:
 ///
@@ -222,7 +226,9 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 ///
 /// A start may answer [`StartError::Ignored`] (OTP's `ignore`): the child's
 /// spec is kept, not running, whether at the supervisor's start, in
-/// [`start_child`] (which returns that error) or in a restart. [`terminate_child`] takes a waiting child out of
+/// [`start_child`] (which returns that error) or in a restart; a temporary
+/// child's spec is not kept (it is absent from [`which_children`] and
+/// [`count_children`], as in OTP). [`terminate_child`] takes a waiting child out of
 /// the retry (it stays not running); the rest of its group is retried
 /// without it.
 ///
@@ -341,6 +347,7 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 ///
 /// [`which_children`]: Self::which_children
 /// [`restart_child`]: Self::restart_child
+/// [`count_children`]: Self::count_children
 /// [`start_child`]: Self::start_child
 /// [`terminate_child`]: Self::terminate_child
 /// [`RestartType`]: crate::RestartType
@@ -423,7 +430,9 @@ impl Supervisor {
 
     /// Adds a child at the end of the list and starts it; returns its handle
     /// once its start has completed. A start error is returned and nothing
-    /// is kept.
+    /// is kept; a start that answers [`StartError::Ignored`] returns that
+    /// error and keeps the spec, not running (a temporary child's is not
+    /// kept).
     ///
     /// Errors: [`AlreadyStarted`](SupervisorError::AlreadyStarted) (with the
     /// running child's handle) or

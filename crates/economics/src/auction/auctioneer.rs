@@ -173,7 +173,10 @@ impl Auctioneer {
         }
     }
 
-    /// Reports each outcome through `telemetry` (`economics.auction.closed`).
+    /// Reports each outcome through `telemetry` (`economics.auction.closed`;
+    /// for a combinatorial auction also `economics.auction.determined`, from
+    /// the blocking thread its winner determination ran on: measurements
+    /// `value` and `upper_bound`, metadata `auction` and `optimal`).
     pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
         self.telemetry = telemetry;
         self
@@ -445,7 +448,28 @@ impl Auctioneer {
                 }
             }
         }
-        let mut outcome = auction.close();
+        // Winner determination is CPU-bound (a search of up to its node
+        // budget): on a blocking thread, never a tokio worker.
+        let telemetry = self.telemetry.clone();
+        let determined = tokio::task::spawn_blocking(move || {
+            let outcome = auction.close();
+            if let Some(allocation) = &outcome.allocation {
+                telemetry.emit(
+                    &["economics", "auction", "determined"],
+                    &[
+                        ("value", allocation.value),
+                        ("upper_bound", allocation.upper_bound),
+                    ],
+                    &[
+                        ("auction", MetaValue::U64(id)),
+                        ("optimal", MetaValue::Bool(allocation.exact)),
+                    ],
+                );
+            }
+            outcome
+        })
+        .await;
+        let mut outcome = determined.map_err(|err| AuctionError::Determination(err.to_string()))?;
         outcome.no_answer = no_answer;
         self.report(&outcome).await;
         Ok(outcome)

@@ -6,11 +6,14 @@
 //! given to one of the bids whose lowest item it is, or left unsold, and a
 //! branch is cut when its value plus the best share every free item could
 //! still fetch cannot beat the best found. It proves optimality within a
-//! node budget; past it, or past 64 items, [`solve_greedy`] allocates by
-//! amount over the square root of the bundle size (Lehmann, O'Callaghan
-//! and Shoham) and reports the same upper bound, so a caller sees how far
-//! from optimal it can be. Bundle bids stand alone (OR bids): a bidder
-//! that wants at most one of two bundles bids on one.
+//! node budget. [`solve`] is what an auction closes with: the proven
+//! optimum when there is one; past the budget, the better of the best
+//! allocation the search found and [`solve_greedy`]'s (by amount over the
+//! square root of the bundle size: Lehmann, O'Callaghan and Shoham),
+//! marked not optimal and with the upper bound, so a caller sees how far
+//! from optimal it can be; past 64 items, greedy's. Bundle bids stand
+//! alone (OR bids): a bidder that wants at most one of two bundles bids on
+//! one.
 
 use std::collections::{HashMap, HashSet};
 
@@ -58,6 +61,17 @@ fn best_shares(n_items: usize, bids: &[(Vec<usize>, f64)]) -> Vec<f64> {
 /// allocations of equal value the one found first wins: bids earlier in
 /// the slice are tried first.
 pub fn solve_exact(n_items: usize, bids: &[(Vec<usize>, f64)]) -> Option<Allocation> {
+    solve_exact_within(n_items, bids, EXACT_NODE_BUDGET)
+}
+
+/// [`solve_exact`] within `node_budget` search nodes instead of
+/// [`EXACT_NODE_BUDGET`]: past it, the best allocation found so far, not
+/// marked exact, with the upper bound.
+pub fn solve_exact_within(
+    n_items: usize,
+    bids: &[(Vec<usize>, f64)],
+    node_budget: u64,
+) -> Option<Allocation> {
     if n_items > 64
         || bids
             .iter()
@@ -94,6 +108,7 @@ pub fn solve_exact(n_items: usize, bids: &[(Vec<usize>, f64)]) -> Option<Allocat
         chosen: Vec::new(),
         best: (Vec::new(), 0.0),
         nodes: 0,
+        budget: node_budget,
         exhausted: false,
     };
     search.run(0, 0.0);
@@ -117,13 +132,14 @@ struct Search<'a> {
     chosen: Vec<usize>,
     best: (Vec<usize>, f64),
     nodes: u64,
+    budget: u64,
     exhausted: bool,
 }
 
 impl Search<'_> {
     fn run(&mut self, covered: u64, value: f64) {
         self.nodes += 1;
-        if self.nodes > EXACT_NODE_BUDGET {
+        if self.nodes > self.budget {
             self.exhausted = true;
             return;
         }
@@ -155,6 +171,34 @@ impl Search<'_> {
             }
         }
         self.run(covered | 1 << item, value);
+    }
+}
+
+/// Winner determination as an auction closes: [`solve_exact_within`]'s
+/// proven optimum; past `node_budget`, whichever is worth more of the
+/// best allocation the search found and [`solve_greedy`]'s (the search's
+/// on a tie), not exact, with the upper bound; past 64 items, greedy's.
+///
+/// CPU-bound (up to the node budget): run it off the async workers, as
+/// the [`Auctioneer`](crate::Auctioneer) does on a blocking thread.
+pub fn solve(n_items: usize, bids: &[(Vec<usize>, f64)], node_budget: u64) -> Allocation {
+    let Some(searched) = solve_exact_within(n_items, bids, node_budget) else {
+        return solve_greedy(n_items, bids);
+    };
+    if searched.exact {
+        return searched;
+    }
+    let greedy = solve_greedy(n_items, bids);
+    let upper_bound = searched.upper_bound.max(greedy.upper_bound);
+    let best = if greedy.value > searched.value {
+        greedy
+    } else {
+        searched
+    };
+    Allocation {
+        upper_bound,
+        exact: false,
+        ..best
     }
 }
 
@@ -226,6 +270,7 @@ pub struct CombinatorialAuction {
     closes: Instant,
     bids: Vec<BidRecord>,
     accepted: Vec<(usize, Vec<usize>, f64)>,
+    node_budget: u64,
 }
 
 impl CombinatorialAuction {
@@ -261,7 +306,15 @@ impl CombinatorialAuction {
             closes,
             bids: Vec::new(),
             accepted: Vec::new(),
+            node_budget: EXACT_NODE_BUDGET,
         })
+    }
+
+    /// Sets how many search nodes winner determination may visit before
+    /// it settles (see [`solve`]); [`EXACT_NODE_BUDGET`] by default.
+    pub fn with_node_budget(mut self, node_budget: u64) -> Self {
+        self.node_budget = node_budget;
+        self
     }
 
     /// When the auction closes.
@@ -341,17 +394,19 @@ impl CombinatorialAuction {
     }
 
     /// Closes the auction: the disjoint bundles of highest total win, each
-    /// paying its bid (exact when it can be proven, greedy with a bound
-    /// otherwise).
+    /// paying its bid (proven optimal when the search completes within its
+    /// node budget; otherwise the best allocation found, with its bound:
+    /// see [`solve`]). The outcome's `allocation` says which.
+    ///
+    /// CPU-bound: call it off the async workers (`spawn_blocking`), as
+    /// the [`Auctioneer`](crate::Auctioneer) does.
     pub fn close(self) -> AuctionOutcome {
         let bids: Vec<(Vec<usize>, f64)> = self
             .accepted
             .iter()
             .map(|(_, bundle, amount)| (bundle.clone(), *amount))
             .collect();
-        let allocation = solve_exact(self.items.len(), &bids)
-            .filter(|allocation| allocation.exact)
-            .unwrap_or_else(|| solve_greedy(self.items.len(), &bids));
+        let allocation = solve(self.items.len(), &bids, self.node_budget);
         let awards: Vec<Award> = allocation
             .winners
             .iter()
@@ -375,7 +430,7 @@ impl CombinatorialAuction {
             )
         } else {
             format!(
-                "greedy allocation worth {} (no allocation is worth more than {}); each winner pays its bid",
+                "allocation worth {} found within the search budget, not proven optimal (no allocation is worth more than {}); each winner pays its bid",
                 allocation.value, allocation.upper_bound
             )
         };
@@ -386,6 +441,7 @@ impl CombinatorialAuction {
             bids: self.bids,
             no_answer: Vec::new(),
             explanation,
+            allocation: Some(allocation),
         }
     }
 }

@@ -82,8 +82,11 @@ impl DutchAuction {
         })
     }
 
+    /// Whole ticks elapsed from the opening to `at` (saturating: a
+    /// clock that ran past `u64::MAX` ticks stands at the last).
     fn ticks_at(&self, at: Instant) -> u64 {
-        (at.saturating_duration_since(self.opened).as_nanos() / self.tick.as_nanos()) as u64
+        let ticks = at.saturating_duration_since(self.opened).as_nanos() / self.tick.as_nanos();
+        u64::try_from(ticks).unwrap_or(u64::MAX)
     }
 
     /// How many ticks the price takes to reach the reserve.
@@ -96,9 +99,21 @@ impl DutchAuction {
         (self.start_price - self.step * self.ticks_at(at) as f64).max(self.reserve)
     }
 
-    /// When the tick that contains `at` ends (the next price change).
+    /// When the tick that contains `at` ends (the next price change):
+    /// always after `at`, however many ticks have passed. Where that
+    /// instant is past what `Instant` can hold, `at` plus one tick (or
+    /// `at` itself, at the very end of time).
     pub fn tick_end(&self, at: Instant) -> Instant {
-        self.opened + self.tick * (self.ticks_at(at) as u32 + 1)
+        // In u128 nanoseconds: `ticks + 1` ticks, never wrapped (a u32
+        // count wrapped after 2^32 ticks and put the end in the past).
+        let nanos = (u128::from(self.ticks_at(at)) + 1).saturating_mul(self.tick.as_nanos());
+        let secs = u64::try_from(nanos / 1_000_000_000).unwrap_or(u64::MAX);
+        let offset = Duration::new(secs, (nanos % 1_000_000_000) as u32);
+        self.opened
+            .checked_add(offset)
+            .filter(|end| *end > at)
+            .or_else(|| at.checked_add(self.tick))
+            .unwrap_or(at)
     }
 
     /// Whether the auction is over at `at`: sold, or a full tick spent at
@@ -162,6 +177,7 @@ impl DutchAuction {
             bids: self.bids,
             no_answer: Vec::new(),
             explanation,
+            allocation: None,
         }
     }
 }

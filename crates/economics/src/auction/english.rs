@@ -214,6 +214,7 @@ impl EnglishAuction {
             bids: self.bids,
             no_answer: Vec::new(),
             explanation,
+            allocation: None,
         }
     }
 }

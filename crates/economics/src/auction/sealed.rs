@@ -194,6 +194,7 @@ impl SealedBidAuction {
             bids: self.bids,
             no_answer: Vec::new(),
             explanation,
+            allocation: None,
         }
     }
 }

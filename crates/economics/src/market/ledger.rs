@@ -80,13 +80,17 @@ impl Ledger {
     }
 
     /// Adds `amount` to `agent`'s free budget (opening its account).
+    /// Refused if its budget, free and held together, would pass
+    /// `u64::MAX` (so a release can always give a hold back).
     pub fn grant(&self, agent: &AgentId, amount: u64) -> Result<(), MarketError> {
         let mut state = self.state.lock();
         let account = state.accounts.entry(agent.clone()).or_default();
-        account.free = account
+        let free = account
             .free
             .checked_add(amount)
+            .filter(|free| free.checked_add(account.held).is_some())
             .ok_or_else(|| MarketError::Overflow(agent.clone()))?;
+        account.free = free;
         state.granted += u128::from(amount);
         Ok(())
     }
@@ -114,20 +118,34 @@ impl Ledger {
     }
 
     /// Pays an open hold to `payee`: the payer's held becomes spent, the
-    /// payee earns it.
+    /// payee earns it. Refused, the hold left open, if the payer's spent
+    /// or the payee's earned would pass `u64::MAX`.
     pub fn settle(&self, hold: HoldId, payee: &AgentId) -> Result<u64, MarketError> {
         let mut state = self.state.lock();
         let (payer, amount) = state
             .holds
-            .remove(&hold)
+            .get(&hold)
+            .cloned()
             .ok_or(MarketError::UnknownHold(hold))?;
+        // Checked before anything moves: a refusal changes nothing.
+        let spent = state.accounts[&payer]
+            .spent
+            .checked_add(amount)
+            .ok_or_else(|| MarketError::Overflow(payer.clone()))?;
+        let earned = state
+            .accounts
+            .get(payee)
+            .map_or(0, |account| account.earned)
+            .checked_add(amount)
+            .ok_or_else(|| MarketError::Overflow(payee.clone()))?;
+        state.holds.remove(&hold);
         let account = state
             .accounts
             .get_mut(&payer)
             .expect("a hold's payer has an account");
         account.held -= amount;
-        account.spent += amount;
-        state.accounts.entry(payee.clone()).or_default().earned += amount;
+        account.spent = spent;
+        state.accounts.entry(payee.clone()).or_default().earned = earned;
         Ok(amount)
     }
 

@@ -29,10 +29,14 @@ impl Message<StartChildren> for SupervisorActor {
                 Ok(handle) => self
                     .children
                     .push(Child::running(spec, handle, self.clock.now())),
-                // OTP's `ignore`: the spec is kept, not running.
-                Err(StartError::Ignored) => self
-                    .children
-                    .push(Child::not_running(spec, self.clock.now())),
+                // OTP's `ignore`: the spec is kept, not running; a
+                // temporary child's is dropped (it never restarts).
+                Err(StartError::Ignored) => {
+                    if spec.restart != RestartType::Temporary {
+                        self.children
+                            .push(Child::not_running(spec, self.clock.now()));
+                    }
+                }
                 Err(error) => {
                     self.shutdown_all().await;
                     self.children.clear();
@@ -72,9 +76,12 @@ impl Message<StartChild> for SupervisorActor {
                 Ok(handle)
             }
             Err(StartError::Ignored) => {
-                // OTP's `ignore`: the spec is kept, not running.
-                self.children
-                    .push(Child::not_running(spec, self.clock.now()));
+                // OTP's `ignore`: the spec is kept, not running; a
+                // temporary child's is dropped (it never restarts).
+                if spec.restart != RestartType::Temporary {
+                    self.children
+                        .push(Child::not_running(spec, self.clock.now()));
+                }
                 Err(StartError::Ignored.into())
             }
             Err(error) => Err(error.into()),
