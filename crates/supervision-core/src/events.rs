@@ -92,6 +92,18 @@ pub const AGENT_MEMORY: &[&str] = &["agent", "memory"];
 /// snake_case form, e.g. `running`, `crashed`).
 pub const AGENT_STATUS: &[&str] = &["agent", "status"];
 
+// Retention events: what a bounded store dropped, so every drop is
+// counted (measurement `events` or `agents`, metadata `reason`).
+
+/// `event_store.pruned`: the EventStore pruned events below its horizon
+/// (`events` pruned, `first_available`; `reason`: `age`, `size` or
+/// `request`).
+pub const EVENT_STORE_PRUNED: &[&str] = &["event_store", "pruned"];
+/// `performance.agent.forgotten`: the PerformanceMonitor dropped an
+/// agent's figures (`agents`: 1; `agent`, `reason`: `idle`, `capacity`,
+/// `deregistered` or `request`).
+pub const PERFORMANCE_AGENT_FORGOTTEN: &[&str] = &["performance", "agent", "forgotten"];
+
 /// What kind of metric an event becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -389,6 +401,21 @@ pub const METRICS: &[MetricDecl] = &[
         "mabeam_agent_status_changes_total",
         &[AGENT, MetricLabel::value("status")],
         "Agent status changes, by new status.",
+    ),
+    MetricDecl {
+        event: EVENT_STORE_PRUNED,
+        metric: "mabeam_event_store_pruned_events_total",
+        kind: MetricKind::Counter,
+        measurement: Some("events"),
+        labels: &[REASON],
+        unit: MetricUnit::Count,
+        help: "Events the EventStore pruned by retention (or on request).",
+    },
+    counter(
+        PERFORMANCE_AGENT_FORGOTTEN,
+        "mabeam_performance_agents_forgotten_total",
+        &[REASON],
+        "Agents whose figures the PerformanceMonitor dropped.",
     ),
 ];
 
