@@ -387,8 +387,11 @@ impl SystemBuilder {
         let data_dir = self.data_dir.clone().unwrap_or_default();
 
         // Foundation: the stores, then the operational services.
-        let events =
-            EventStoreService::new(EventStoreConfig::new(&data_dir).with_clock(clock.clone()));
+        let events = EventStoreService::new(
+            EventStoreConfig::new(&data_dir)
+                .with_clock(clock.clone())
+                .with_telemetry(telemetry.clone()),
+        );
         let event_store: EventStore = events.store();
         let sink: Arc<dyn EventSink> = Arc::new(event_store.clone());
         // The config server reads its persisted file when made: only with a
