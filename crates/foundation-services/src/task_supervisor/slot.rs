@@ -6,7 +6,10 @@ use std::{
     any::Any,
     future::Future,
     panic::AssertUnwindSafe,
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 use futures::FutureExt;
@@ -75,6 +78,48 @@ impl Drop for Slot {
             );
         }
         inner.release(self.id);
+    }
+}
+
+/// A slot whose task has not been polled yet. Dropped unpolled (the
+/// runtime shut down and dropped the task inside `spawn`), it records
+/// nothing and takes no lock: it only raises its flag, and the spawner
+/// gives the slot back and answers [`TaskError::RuntimeShutDown`].
+pub(super) struct Unpolled {
+    /// The slot's parts: the slot itself exists only once the task runs.
+    parts: Option<(Arc<Inner>, TaskId)>,
+    dropped: Arc<AtomicBool>,
+}
+
+impl Unpolled {
+    pub(super) fn new(inner: Arc<Inner>, id: TaskId) -> Self {
+        Unpolled {
+            parts: Some((inner, id)),
+            dropped: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// The flag raised if it is dropped unpolled.
+    pub(super) fn dropped(&self) -> Arc<AtomicBool> {
+        self.dropped.clone()
+    }
+
+    /// The task runs: from now on its slot records how it ends.
+    pub(super) fn start(mut self) -> Slot {
+        let (inner, id) = self.parts.take().expect("a slot is started once");
+        Slot {
+            inner,
+            id,
+            finished: false,
+        }
+    }
+}
+
+impl Drop for Unpolled {
+    fn drop(&mut self) {
+        if self.parts.take().is_some() {
+            self.dropped.store(true, Ordering::Release);
+        }
     }
 }
 
