@@ -15,6 +15,14 @@ use supervision_core::{
     ApplicationSpec, ErrorCode, Health, Telemetry, events, testkit::TelemetryProbe,
 };
 
+/// Awaits `future`, failing the test if it takes more than 10 s (a wait
+/// that could last for ever fails instead of hanging the run).
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future)
+        .await
+        .expect("no answer within 10 s")
+}
+
 const WAIT: Duration = Duration::from_secs(10);
 
 fn config(dir: &std::path::Path) -> ConfigServerConfig {
@@ -120,7 +128,7 @@ async fn the_server_comes_back_after_a_crash_with_its_values() {
         .clone()
         .unwrap();
     process.kill();
-    process.exited().await;
+    within(process.exited()).await;
     // Down: reads still answer.
     assert_eq!(server.get("limits.rate").unwrap(), json!(99));
     probe
