@@ -458,6 +458,10 @@ impl SystemBuilder {
         }
         let agents = Agents::new(options);
         let directory: Arc<dyn supervision_core::AgentDirectory> = Arc::new(agents.clone());
+        // The monitor forgets deregistered agents at its sweeps; held
+        // weakly (agents feed the monitor through telemetry).
+        let known = Arc::downgrade(&directory);
+        performance.track_agents(move |id| known.upgrade().is_none_or(|d| d.info(id).is_some()));
         let coordinator = Arc::new(
             Coordinator::new(directory.clone(), clock.clone())
                 .with_telemetry(telemetry.clone())

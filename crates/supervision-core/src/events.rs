@@ -99,8 +99,8 @@ pub const AGENT_STATUS: &[&str] = &["agent", "status"];
 /// (`events` pruned, `first_available`; `reason`: `age`, `size` or
 /// `request`).
 pub const EVENT_STORE_PRUNED: &[&str] = &["event_store", "pruned"];
-/// `performance.agent.forgotten`: the PerformanceMonitor dropped an
-/// agent's figures (`agents`: 1; `agent`, `reason`: `idle`, `capacity`,
+/// `performance.agent.forgotten`: the PerformanceMonitor dropped agents'
+/// figures (`agents` dropped; `reason`: `idle`, `capacity`,
 /// `deregistered` or `request`).
 pub const PERFORMANCE_AGENT_FORGOTTEN: &[&str] = &["performance", "agent", "forgotten"];
 
@@ -411,12 +411,15 @@ pub const METRICS: &[MetricDecl] = &[
         unit: MetricUnit::Count,
         help: "Events the EventStore pruned by retention (or on request).",
     },
-    counter(
-        PERFORMANCE_AGENT_FORGOTTEN,
-        "mabeam_performance_agents_forgotten_total",
-        &[REASON],
-        "Agents whose figures the PerformanceMonitor dropped.",
-    ),
+    MetricDecl {
+        event: PERFORMANCE_AGENT_FORGOTTEN,
+        metric: "mabeam_performance_agents_forgotten_total",
+        kind: MetricKind::Counter,
+        measurement: Some("agents"),
+        labels: &[REASON],
+        unit: MetricUnit::Count,
+        help: "Agents whose figures the PerformanceMonitor dropped.",
+    },
 ];
 
 /// A gauge read when metrics are scraped (not fed by events): see
