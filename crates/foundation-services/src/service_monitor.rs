@@ -82,8 +82,8 @@ use futures::future::join_all;
 use kameo::actor::ActorId;
 use parking_lot::Mutex;
 use supervision_core::{
-    Application, ApplicationStatus, Backoff, Clock, Health, MetaValue, ServiceDef,
-    ServiceStatus, StatusReport, Telemetry, WeakApplication,
+    Application, ApplicationStatus, Backoff, Clock, Health, MetaValue, ServiceDef, ServiceStatus,
+    StatusReport, Telemetry, WeakApplication,
 };
 use tokio::time::Instant;
 

@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
+use foundation_services::ConfigError;
 use foundation_services::{
     ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService,
     UpdateOutcome, ValueRule,
 };
 use serde_json::json;
-use foundation_services::ConfigError;
 use supervision_core::{
     ApplicationSpec, ErrorCode, Health, Telemetry, events, testkit::TelemetryProbe,
 };
@@ -43,7 +43,10 @@ async fn without_its_process_reads_answer_and_updates_are_refused() {
     let server = ConfigServer::new(config(dir.path())).unwrap();
     assert_eq!(server.get("limits.rate").unwrap(), json!(10));
     let refused = server.update("limits.rate", json!(20)).await.unwrap_err();
-    assert!(matches!(refused, ConfigError::Unavailable(_)), "{refused:?}");
+    assert!(
+        matches!(refused, ConfigError::Unavailable(_)),
+        "{refused:?}"
+    );
     assert_eq!(refused.code(), 3109);
     // An invalid value is refused for what it is.
     assert!(matches!(

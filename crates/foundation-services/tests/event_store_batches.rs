@@ -50,7 +50,10 @@ async fn a_retried_batch_is_answered_whole_and_writes_nothing() {
         .unwrap();
     assert!(retry.iter().all(|a| a.duplicate));
     assert_eq!(
-        retry.iter().map(|a| (a.id, a.stream_version)).collect::<Vec<_>>(),
+        retry
+            .iter()
+            .map(|a| (a.id, a.stream_version))
+            .collect::<Vec<_>>(),
         first
             .iter()
             .map(|a| (a.id, a.stream_version))

@@ -6,9 +6,7 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use foundation_services::{
-    Durability, EventStore, EventStoreConfig, EventStoreError, Retention,
-};
+use foundation_services::{Durability, EventStore, EventStoreConfig, EventStoreError, Retention};
 use serde_json::json;
 use supervision_core::{
     Clock, ErrorCode, Event, EventReadError, EventReader, ManualWall, Telemetry, events,

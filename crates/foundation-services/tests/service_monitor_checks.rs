@@ -14,16 +14,20 @@ use supervision_core::{
 /// whose `cache` check answers at once.
 async fn shop(kit: &TestKit, db_check: Duration) -> Application {
     ApplicationSpec::new("shop")
-        .service(ServiceDef::child(kit.spec("db")).with_health_check(HealthCheck::new(
-            Duration::from_secs(5),
-            move |_| async move {
-                tokio::time::sleep(db_check).await;
-                Ok(())
-            },
-        )))
+        .service(
+            ServiceDef::child(kit.spec("db")).with_health_check(HealthCheck::new(
+                Duration::from_secs(5),
+                move |_| async move {
+                    tokio::time::sleep(db_check).await;
+                    Ok(())
+                },
+            )),
+        )
         .service(
             ServiceDef::child(kit.spec("cache"))
-                .with_health_check(HealthCheck::new(Duration::from_secs(5), |_| async { Ok(()) })),
+                .with_health_check(HealthCheck::new(Duration::from_secs(5), |_| async {
+                    Ok(())
+                })),
         )
         .start()
         .await

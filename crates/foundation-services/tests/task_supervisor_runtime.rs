@@ -25,7 +25,9 @@ fn spawning_on_a_runtime_that_has_shut_down_is_a_typed_error() {
         let _entered = handle.enter();
         let answers = (
             spawner.spawn(async {}).map(|_| ()),
-            spawner.spawn_fallible(async { Ok::<(), String>(()) }).map(|_| ()),
+            spawner
+                .spawn_fallible(async { Ok::<(), String>(()) })
+                .map(|_| ()),
             spawner.spawn_result(async { 1 }).map(|_| ()),
         );
         let _ = tx.send(answers);

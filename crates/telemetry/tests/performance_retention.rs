@@ -3,11 +3,7 @@
 //! `max_agents`; its process sweeps by itself; every drop is counted in
 //! telemetry and in `/metrics`. On tokio's paused clock.
 
-use std::{
-    collections::HashSet,
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
 use supervision_core::{

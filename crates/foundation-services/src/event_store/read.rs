@@ -125,7 +125,7 @@ pub(crate) fn get(
         .ok_or(EventStoreError::NotFound(id))
 }
 
-/// At most `limit` events of id `from` or more, oldest first; 
+/// At most `limit` events of id `from` or more, oldest first;
 /// [`EventStoreError::Compacted`] when `from` is below the horizon (read
 /// in the same snapshot as the events: a prune between the two cannot
 /// make the read start later silently).
@@ -242,12 +242,18 @@ pub(crate) fn causation_chain(
     Ok(chain)
 }
 
-/// What the file holds: (events, streams, first id, last id ever given,
-/// first available position).
-pub(crate) fn counts(
-    conn: &Connection,
-    path: &Path,
-) -> Result<(u64, u64, Option<u64>, Option<u64>, u64), EventStoreError> {
+/// What the file holds.
+pub(crate) struct Counts {
+    pub(crate) events: u64,
+    pub(crate) streams: u64,
+    pub(crate) first_id: Option<u64>,
+    /// The last id ever given.
+    pub(crate) last_id: Option<u64>,
+    pub(crate) first_available: u64,
+}
+
+/// What the file holds.
+pub(crate) fn counts(conn: &Connection, path: &Path) -> Result<Counts, EventStoreError> {
     let err = sql_error(path);
     let (events, first): (i64, Option<i64>) = conn
         .query_row("SELECT count(*), min(id) FROM events", [], |r| {
@@ -266,11 +272,11 @@ pub(crate) fn counts(
         .optional()
         .map_err(&err)?;
     let first_available = schema::first_available(conn).map_err(&err)?;
-    Ok((
-        events as u64,
-        streams as u64,
-        first.map(|id| id as u64),
-        last.map(|id| id as u64),
+    Ok(Counts {
+        events: events as u64,
+        streams: streams as u64,
+        first_id: first.map(|id| id as u64),
+        last_id: last.map(|id| id as u64),
         first_available,
-    ))
+    })
 }

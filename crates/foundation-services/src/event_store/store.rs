@@ -336,7 +336,7 @@ impl EventStore {
     /// What the store holds and has done.
     pub async fn stats(&self) -> Result<EventStoreStats, EventStoreError> {
         let core = self.core()?;
-        let (events, streams, first_id, last_id, first_available) = core
+        let counts = core
             .read(|core| {
                 core.readers
                     .with(|conn| read::counts(conn, core.readers.path()))
@@ -346,11 +346,11 @@ impl EventStore {
         let counters = &core.counters;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         Ok(EventStoreStats {
-            events,
-            streams,
-            first_id,
-            last_id,
-            first_available,
+            events: counts.events,
+            streams: counts.streams,
+            first_id: counts.first_id,
+            last_id: counts.last_id,
+            first_available: counts.first_available,
             file_bytes,
             appended: load(&counters.appended),
             commits: load(&counters.commits),
