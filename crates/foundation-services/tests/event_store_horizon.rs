@@ -241,3 +241,44 @@ async fn the_writer_runs_with_wal_and_full_sync() {
     );
     store.close().await;
 }
+
+// A large backlog is pruned in steps of at most 50,000 events, each its
+// own transaction and its own report; the prune asked for answers once
+// whole.
+#[tokio::test]
+async fn a_large_backlog_is_pruned_in_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let telemetry = Telemetry::new();
+    let mut pruned = prunes(&telemetry);
+    let (config, _wall) = config(&dir);
+    let store = EventStore::open(
+        config
+            .with_retention(Retention::keep_all())
+            .with_telemetry(telemetry.clone()),
+    )
+    .await
+    .unwrap();
+    let batches: Vec<_> = (0..15)
+        .map(|b| {
+            store.append_batch(
+                (0..4_000)
+                    .map(|i| Event::new("bulk", "tick", json!(b * 4_000 + i)))
+                    .collect(),
+            )
+        })
+        .collect();
+    for batch in batches {
+        batch.await.unwrap();
+    }
+    assert_eq!(store.prune_before(u64::MAX).await.unwrap(), 60_000);
+    assert_eq!(
+        next_prune(&mut pruned).await,
+        ("request".to_owned(), 50_000, 50_001)
+    );
+    assert_eq!(
+        next_prune(&mut pruned).await,
+        ("request".to_owned(), 10_000, 60_001)
+    );
+    assert_eq!(store.stats().await.unwrap().first_available, 60_001);
+    store.close().await;
+}

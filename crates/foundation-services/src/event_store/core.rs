@@ -67,6 +67,7 @@ impl StoreCore {
             clock: config.clock.clone(),
             telemetry: config.telemetry.clone(),
             retain_at: std::time::Instant::now(),
+            more_to_prune: false,
         };
         let thread = std::thread::Builder::new()
             .name("event-store-writer".into())

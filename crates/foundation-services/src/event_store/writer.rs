@@ -35,6 +35,11 @@ const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 /// How long a group waits for the callers of the group before it.
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(150);
 
+/// The most events one prune transaction deletes: a large backlog (the
+/// first pass over an old, large file) is pruned in steps, and the
+/// requests queued meanwhile are served between the retention's steps.
+const PRUNE_CHUNK: i64 = 50_000;
+
 /// The most stream versions the writer caches before it starts over.
 const MAX_CACHED_STREAMS: usize = 100_000;
 
@@ -160,6 +165,8 @@ pub(crate) struct Writer {
     pub(crate) telemetry: Telemetry,
     /// When the retention is next applied (now at first: on open).
     pub(crate) retain_at: std::time::Instant,
+    /// A prune stopped at [`PRUNE_CHUNK`] with more to go.
+    pub(crate) more_to_prune: bool,
 }
 
 impl Writer {
@@ -172,10 +179,13 @@ impl Writer {
             match request {
                 Request::Shutdown => return,
                 Request::Prune { before_ms, reply } => {
-                    let _ = reply.send(self.prune_older(before_ms, PruneReason::Request));
+                    let _ =
+                        reply.send(self.until_done(|writer| {
+                            writer.prune_older(before_ms, PruneReason::Request)
+                        }));
                 }
                 Request::Retain { reply } => {
-                    let _ = reply.send(self.retain());
+                    let _ = reply.send(self.until_done(Writer::retain));
                 }
                 Request::Durability { reply } => {
                     let _ = reply.send(self.durability());
@@ -258,9 +268,27 @@ impl Writer {
         let _ = self.retain();
     }
 
-    /// Applies the retention now: the age limit, then the count limit.
+    /// Runs `prune` until no step stops at [`PRUNE_CHUNK`]: a prune asked
+    /// for answers once it is whole.
+    fn until_done(
+        &mut self,
+        mut prune: impl FnMut(&mut Self) -> Result<u64, EventStoreError>,
+    ) -> Result<u64, EventStoreError> {
+        let mut pruned = 0;
+        loop {
+            pruned += prune(self)?;
+            if !self.more_to_prune {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// Applies the retention now: the age limit, then the count limit, a
+    /// step of at most [`PRUNE_CHUNK`] events each; with more to go, the
+    /// next pass is due at once (after the requests queued meanwhile).
     fn retain(&mut self) -> Result<u64, EventStoreError> {
         self.retain_at = std::time::Instant::now() + self.retention.every;
+        self.more_to_prune = false;
         let mut pruned = 0;
         if let Some(max_age) = self.retention.max_age {
             let age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
@@ -271,6 +299,9 @@ impl Writer {
         }
         if let Some(max_events) = self.retention.max_events {
             pruned += self.prune_beyond(max_events)?;
+        }
+        if self.more_to_prune {
+            self.retain_at = std::time::Instant::now();
         }
         Ok(pruned)
     }
@@ -605,6 +636,7 @@ impl Writer {
     /// prefix of the log older than it (an event stamped later, by a clock
     /// that stepped back, keeps those after it).
     fn prune_older(&mut self, before_ms: u64, reason: PruneReason) -> Result<u64, EventStoreError> {
+        self.more_to_prune = false;
         let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
         let through: Option<i64> = self
             .conn
@@ -644,8 +676,16 @@ impl Writer {
     }
 
     /// Deletes every event of id `through` or less and moves the horizon
-    /// past it, in one transaction.
+    /// past it, in one transaction: at most [`PRUNE_CHUNK`] ids past the
+    /// horizon (then `more_to_prune` says so).
     fn prune_through(&mut self, through: i64, reason: PruneReason) -> Result<u64, EventStoreError> {
+        let first = schema::first_available(&self.conn).map_err(|e| self.fail(e))? as i64;
+        let through = if through >= first + PRUNE_CHUNK {
+            self.more_to_prune = true;
+            first + PRUNE_CHUNK - 1
+        } else {
+            through
+        };
         // The versions of the events about to go move to the streams
         // table first, in the same transaction: ids and versions are never
         // reused after a prune.
