@@ -13,7 +13,8 @@ pub const LOCK_FILE: &str = "events.lock";
 
 /// How much of the log the store keeps: it prunes the oldest events
 /// itself, as a prefix of the log (ids below its horizon), in the writer
-/// thread between commits.
+/// thread between commits, at most 50,000 events per transaction (a
+/// large backlog goes in steps, appends served between them).
 ///
 /// Defaults ([`Retention::default`]): events younger than 30 days, at
 /// most 1,000,000 of them (about 0.5 GB at 500 bytes an event), checked
