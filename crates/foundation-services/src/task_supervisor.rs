@@ -421,15 +421,14 @@ impl TaskSupervisor {
         // shut down drops the task unpolled inside `spawn`, with the lock
         // below held: that drop must take no lock (the slot's would), so
         // it only says so.
-        let unpolled = slot::Unpolled::new(inner.clone(), id);
-        let dropped = unpolled.dropped();
+        let (unpolled, spawning) = slot::Unpolled::new(inner.clone(), id);
         let task = async move { make(unpolled.start()).await };
         // Under the lock: the task's slot removes its entry under it too,
         // so a task that ends at once never leaves a stale entry.
         inner.counters.spawned.fetch_add(1, Ordering::Relaxed);
         let mut tasks = inner.tasks.lock();
         let task = runtime.spawn(task);
-        if dropped.load(Ordering::Acquire) {
+        if !spawning.spawned() {
             drop(tasks);
             inner.counters.spawned.fetch_sub(1, Ordering::Relaxed);
             inner.unreserve();

@@ -47,3 +47,21 @@ fn spawning_on_a_runtime_that_has_shut_down_is_a_typed_error() {
     assert_eq!(tasks.counts(), TaskCounts::default());
     assert_eq!(tasks.running(), 0);
 }
+
+// A task spawned, then dropped before its first poll (its runtime shut
+// down with it queued) is recorded as aborted and frees its slot.
+#[test]
+fn a_task_dropped_before_its_first_poll_is_recorded_as_aborted() {
+    let tasks = TaskSupervisor::builder().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime
+        .block_on(async { tasks.spawn(std::future::pending()) })
+        .unwrap();
+    assert_eq!(tasks.running(), 1);
+    drop(runtime);
+    assert_eq!(tasks.running(), 0, "the dropped task kept its slot");
+    let counts = tasks.counts();
+    assert_eq!((counts.spawned, counts.aborted), (1, 1));
+}
