@@ -30,8 +30,10 @@
 //!   `config_changed`, with the previous value); changes the sink could
 //!   not take are kept and recorded first at the next change.
 //! - **Degraded mode.** While the process is down (crashed, restarting),
-//!   reads answer from the cache, updates are checked, queued and applied
-//!   in order when it is back, and [`ConfigServer::health`] is
+//!   reads answer from the cache, updates are refused with
+//!   [`ConfigError::Unavailable`] (an update is acknowledged only once
+//!   persisted: none waits in memory, where a crash would lose it), and
+//!   [`ConfigServer::health`] is
 //!   [`ConfigHealth::Degraded`]. [`ConfigServer::get_fallback_config`]
 //!   answers a service's configuration (`services.<name>`) from the cache,
 //!   for a service registry's fallback when a service is not running.

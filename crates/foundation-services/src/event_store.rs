@@ -33,6 +33,48 @@
 //!   [`EventStoreError::Corrupted`]; a schema version is stored, older
 //!   files are migrated on open, newer ones refused.
 //!
+//! # The contract (every backend keeps it)
+//!
+//! These rules are the store's semantics, not SQLite's: another backend
+//! (PostgreSQL) keeps them as they are written here.
+//!
+//! ## Durability
+//!
+//! An append is acknowledged only once its commit is durable: here WAL
+//! with `synchronous=FULL`, so each commit syncs the WAL before it
+//! returns ([`EventStore::durability`] reports the settings the writer's
+//! connection runs with). A crash of the process or a power loss loses
+//! nothing acknowledged; it may lose appends not yet acknowledged, whole
+//! (a batch is never seen in part).
+//!
+//! ## Batches and retries
+//!
+//! A batch is one unit: written whole or not at all, and retried whole.
+//! - A batch whose first event's idempotency key is stored is a **retry**
+//!   when the stored batch that began with that key is the same batch:
+//!   as many events, with the same stream, kind and key at each position.
+//!   A retry writes nothing and answers the stored events
+//!   ([`Appended::duplicate`]), whatever its expected version.
+//! - Any other batch is checked in full: its expected version, and every
+//!   key, which must be new ([`EventStoreError::KeyTaken`] otherwise;
+//!   a key twice in one batch is [`EventStoreError::InvalidEvent`]).
+//!   Nothing of a refused batch is written.
+//!
+//! ## Retention and the horizon
+//!
+//! The store prunes its oldest events itself by its [`Retention`] (age
+//! and count; defaults a node runs on for months), always a prefix of the
+//! log: the **horizon** ([`EventStoreStats::first_available`]) is the
+//! first position still stored, and every id below it was pruned.
+//! Reading or subscribing from a position below the horizon fails with
+//! [`EventStoreError::Compacted`] (`EventReadError::Compacted` through
+//! the `EventReader` contract), as etcd answers `ErrCompacted`, instead
+//! of starting silently at the first remaining event. Ids and stream
+//! versions are never reused after a prune; the idempotency keys of
+//! pruned events are forgotten with them. Each prune emits
+//! `event_store.pruned` on the configured telemetry
+//! (`mabeam_event_store_pruned_events_total{reason}`).
+//!
 //! # Supervised
 //!
 //! [`EventStoreService`] runs the store as a service of an application.
@@ -76,8 +118,9 @@ mod subscribe;
 mod writer;
 
 pub use append::{Appended, Appending, AppendingBatch, ExpectedVersion};
-pub use config::{DATABASE_FILE, EventStoreConfig, LOCK_FILE};
+pub use config::{DATABASE_FILE, EventStoreConfig, LOCK_FILE, Retention};
 pub use error::EventStoreError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use service::{EVENT_STORE_SERVICE, EventStoreProcess, EventStoreService};
 pub use store::{EventStore, EventStoreStats};
+pub use writer::Durability;

@@ -45,8 +45,8 @@ pub use connection_manager::{
     ConnectionError, ConnectionManager, ConnectionManagerBuilder, Direction, NodeEvent, NodeInfo,
 };
 pub use event_store::{
-    Appended, Appending, AppendingBatch, EventStore, EventStoreConfig, EventStoreError,
-    EventStoreService, EventStoreStats, ExpectedVersion,
+    Appended, Appending, AppendingBatch, Durability, EventStore, EventStoreConfig, EventStoreError,
+    EventStoreService, EventStoreStats, ExpectedVersion, Retention,
 };
 pub use health_monitor::{
     HealthMonitor, HealthMonitorBuilder, HealthMonitorError, HealthState, ServiceDetail,

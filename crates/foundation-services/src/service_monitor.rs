@@ -7,9 +7,11 @@
 //! # A round, per watched service
 //!
 //! Each round ([`ping_all`]; the service runs one every interval) asks each
-//! application once for its status and its services' health, within the
-//! ping timeout (no answer in time: every watched service of it misses a
-//! ping). Then for each watched service:
+//! application once for its status, within the ping timeout (no answer in
+//! time: every watched service of it misses a ping), then runs each
+//! watched service's health check, all at once, each under its own
+//! check's timeout: a slow or stuck check counts only against its own
+//! service, never against its siblings. Then for each watched service:
 //!
 //! | it is                                   | decision |
 //! |-----------------------------------------|----------|
@@ -80,8 +82,8 @@ use futures::future::join_all;
 use kameo::actor::ActorId;
 use parking_lot::Mutex;
 use supervision_core::{
-    Application, ApplicationStatus, Backoff, Clock, Health, HealthReport, MetaValue, ServiceDef,
-    ServiceStatus, StatusReport, Telemetry, WeakApplication,
+    Application, ApplicationStatus, Backoff, Clock, Health, MetaValue, ServiceDef, ServiceStatus,
+    StatusReport, Telemetry, WeakApplication,
 };
 use tokio::time::Instant;
 
@@ -140,7 +142,8 @@ struct Watch {
 }
 
 /// Builds a [`ServiceMonitor`]. Defaults: name `service_monitor`, a round
-/// every 5 s, ping timeout 1 s, a restart after 3 missed pings, restart
+/// every 5 s, ping timeout 1 s (for an application's status; each health
+/// check runs under its own timeout), a restart after 3 missed pings, restart
 /// backoff from 1 s to 60 s (doubling, reset after 60 s healthy),
 /// [`Clock::system`], telemetry disabled.
 #[derive(Debug, Clone)]
@@ -167,7 +170,8 @@ impl ServiceMonitorBuilder {
         self
     }
 
-    /// Sets how long an application may take to answer a ping.
+    /// Sets how long an application may take to answer a ping (its
+    /// status; each service's health check has its own timeout).
     pub fn ping_timeout(mut self, timeout: Duration) -> Self {
         self.ping_timeout = timeout;
         self
@@ -229,9 +233,10 @@ impl ServiceMonitorBuilder {
     }
 }
 
-/// What one application answered to a ping.
+/// What one application answered to a ping: its status (each watched
+/// service's health is checked apart, under its own timeout).
 enum Answer {
-    Answered(StatusReport, HealthReport),
+    Answered(StatusReport),
     TimedOut(Duration),
     /// Every handle to the application is gone: it stopped with the last.
     Gone,
@@ -330,9 +335,29 @@ impl ServiceMonitor {
                 Some(app) => inner.ask(app).await,
                 None => Answer::Gone,
             };
+            // Each watched service's own check, under its own timeout.
+            let healths = join_all(names.iter().map(|name| {
+                let service = inner.watched.lock().get(name).map(|w| w.service.clone());
+                let (app, answer) = (&app, &answer);
+                async move {
+                    match (app, answer, service) {
+                        (Some(app), Answer::Answered(status), Some(service)) => {
+                            match status.service(&service) {
+                                Some(report) => Some(app.service_health(report).await),
+                                None => None,
+                            }
+                        }
+                        _ => None,
+                    }
+                }
+            }))
+            .await;
             let mut decisions = Vec::with_capacity(names.len());
-            for name in names {
-                if let Some(decision) = inner.decide(&weak, app.as_ref(), &name, &answer).await {
+            for (name, health) in names.into_iter().zip(healths) {
+                if let Some(decision) = inner
+                    .decide(&weak, app.as_ref(), &name, &answer, health.as_ref())
+                    .await
+                {
                     decisions.push((name, decision));
                 }
             }
@@ -364,29 +389,29 @@ impl ServiceMonitor {
 }
 
 impl Inner {
-    /// The application's status and health, within the ping timeout.
+    /// The application's status, within the ping timeout.
     async fn ask(&self, app: &Application) -> Answer {
-        let answer = async { (app.status().await, app.health().await) };
         tokio::select! {
-            (status, health) = answer => Answer::Answered(status, health),
+            status = app.status() => Answer::Answered(status),
             () = self.clock.sleep(self.ping_timeout) => Answer::TimedOut(self.ping_timeout),
         }
     }
 
     /// Decides about the watched service `name` from its application's
-    /// answer, restarting it if that is the decision. `None` if it is no
-    /// longer watched.
+    /// answer and its own check's (`None`: not checked), restarting it if
+    /// that is the decision. `None` if it is no longer watched.
     async fn decide(
         &self,
         weak: &WeakApplication,
         app: Option<&Application>,
         name: &Arc<str>,
         answer: &Answer,
+        health: Option<&Health>,
     ) -> Option<Decision> {
         let action = {
             let mut watched = self.watched.lock();
             let watch = watched.get_mut(name)?;
-            self.judge(watch, answer)
+            self.judge(watch, answer, health)
         };
         let decision = match (action, app) {
             (Action::Decided(decision), _) => decision,
@@ -399,13 +424,13 @@ impl Inner {
     }
 
     /// The decision from the answer, before any restart.
-    fn judge(&self, watch: &mut Watch, answer: &Answer) -> Action {
+    fn judge(&self, watch: &mut Watch, answer: &Answer, health: Option<&Health>) -> Action {
         let now = self.clock.now();
-        let (status, health) = match answer {
+        let status = match answer {
             Answer::TimedOut(timeout) => {
                 return self.missed(watch, format!("no answer within {timeout:?}"), now);
             }
-            Answer::Answered(status, health) => (status, health),
+            Answer::Answered(status) => status,
             Answer::Gone => {
                 watch.misses = 0;
                 watch.healthy_since = None;
@@ -437,7 +462,7 @@ impl Inner {
             watch.misses = 0;
         }
         watch.last_process = process;
-        match health.of(&watch.service) {
+        match health {
             Some(Health::Healthy) => {
                 let since = *watch.healthy_since.get_or_insert(now);
                 if watch.attempts > 0 && now - since >= self.backoff.reset_after {

@@ -257,6 +257,12 @@ impl TaskSupervisor {
 
     /// Runs `future` as a task and forgets it. A panic is caught, counted
     /// and emitted (`task_supervisor.task.crashed`).
+    ///
+    /// Spawns on the caller's tokio runtime; nothing is spawned (and no
+    /// count changes) outside one ([`TaskError::NoRuntime`]), on one that
+    /// has shut down ([`TaskError::RuntimeShutDown`]), past
+    /// `max_children` or after a shutdown. The same holds for every
+    /// `spawn_*`.
     pub fn spawn<F>(&self, future: F) -> Result<TaskId, TaskError>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -403,7 +409,7 @@ impl TaskSupervisor {
     }
 
     /// Takes a slot and spawns the task `make` builds around it.
-    fn start<F>(&self, make: impl FnOnce(Slot) -> F) -> Result<TaskId, TaskError>
+    fn start<F>(&self, make: impl FnOnce(Slot) -> F + Send + 'static) -> Result<TaskId, TaskError>
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -411,16 +417,23 @@ impl TaskSupervisor {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| TaskError::NoRuntime)?;
         inner.reserve()?;
         let id = TaskId(inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let slot = Slot {
-            inner: inner.clone(),
-            id,
-            finished: false,
-        };
-        inner.counters.spawned.fetch_add(1, Ordering::Relaxed);
+        // The slot is made by the task's first poll. A runtime that has
+        // shut down drops the task unpolled inside `spawn`, with the lock
+        // below held: that drop must take no lock (the slot's would), so
+        // it only says so.
+        let (unpolled, spawning) = slot::Unpolled::new(inner.clone(), id);
+        let task = async move { make(unpolled.start()).await };
         // Under the lock: the task's slot removes its entry under it too,
         // so a task that ends at once never leaves a stale entry.
+        inner.counters.spawned.fetch_add(1, Ordering::Relaxed);
         let mut tasks = inner.tasks.lock();
-        let task = runtime.spawn(make(slot));
+        let task = runtime.spawn(task);
+        if !spawning.spawned() {
+            drop(tasks);
+            inner.counters.spawned.fetch_sub(1, Ordering::Relaxed);
+            inner.unreserve();
+            return Err(TaskError::RuntimeShutDown);
+        }
         tasks.insert(id, task.abort_handle());
         Ok(id)
     }
@@ -444,6 +457,14 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// Gives back a slot taken by [`reserve`](Self::reserve) for a task
+    /// that never ran.
+    fn unreserve(&self) {
+        if self.running.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
     }
 
     /// A task ended: forget it, free its slot, wake a waiting shutdown.

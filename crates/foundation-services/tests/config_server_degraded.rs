@@ -1,16 +1,27 @@
 //! ConfigServer degraded mode: while its process is down, reads answer from
-//! the cache, updates are queued and applied in order when it is back, and
-//! health reports degraded; as a supervised service, across a stop, a
-//! restart and a crash.
+//! the cache, updates are refused with a typed error (an update is
+//! acknowledged only once persisted), and health reports degraded; as a
+//! supervised service, across a stop, a restart and a crash.
 
 use std::time::Duration;
 
+use foundation_services::ConfigError;
 use foundation_services::{
     ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService,
     UpdateOutcome, ValueRule,
 };
 use serde_json::json;
-use supervision_core::{ApplicationSpec, Health, Telemetry, events, testkit::TelemetryProbe};
+use supervision_core::{
+    ApplicationSpec, ErrorCode, Health, Telemetry, events, testkit::TelemetryProbe,
+};
+
+/// Awaits `future`, failing the test if it takes more than 10 s (a wait
+/// that could last for ever fails instead of hanging the run).
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future)
+        .await
+        .expect("no answer within 10 s")
+}
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -24,35 +35,35 @@ fn config(dir: &std::path::Path) -> ConfigServerConfig {
         .with_defaults(json!({"limits": {"rate": 10}}))
 }
 
-// A server whose process never started: reads answer, updates queue, and
-// it reports degraded.
+// A server whose process never started: reads answer, updates are
+// refused (checked first all the same), and it reports degraded.
 #[tokio::test]
-async fn without_its_process_reads_answer_and_updates_queue() {
+async fn without_its_process_reads_answer_and_updates_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let server = ConfigServer::new(config(dir.path())).unwrap();
     assert_eq!(server.get("limits.rate").unwrap(), json!(10));
-    assert_eq!(
-        server.update("limits.rate", json!(20)).await,
-        Ok(UpdateOutcome::Queued)
+    let refused = server.update("limits.rate", json!(20)).await.unwrap_err();
+    assert!(
+        matches!(refused, ConfigError::Unavailable(_)),
+        "{refused:?}"
     );
-    // A queued update is checked first all the same.
-    assert!(server.update("limits.rate", json!(0)).await.is_err());
-    assert_eq!(
-        server.get("limits.rate").unwrap(),
-        json!(10),
-        "queued, not applied"
-    );
+    assert_eq!(refused.code(), 3109);
+    // An invalid value is refused for what it is.
+    assert!(matches!(
+        server.update("limits.rate", json!(0)).await,
+        Err(ConfigError::InvalidValue { .. })
+    ));
+    assert_eq!(server.get("limits.rate").unwrap(), json!(10));
     assert_eq!(
         server.health(),
         ConfigHealth::Degraded {
             reason: "the config process is not running".into(),
-            queued: 1
         }
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn updates_queued_while_the_service_is_down_apply_in_order_when_it_is_back() {
+async fn updates_while_the_service_is_down_are_refused_and_apply_when_it_is_back() {
     let dir = tempfile::tempdir().unwrap();
     let service = ConfigServerService::new(config(dir.path())).unwrap();
     let server = service.server();
@@ -67,46 +78,31 @@ async fn updates_queued_while_the_service_is_down_apply_in_order_when_it_is_back
 
     app.stop_service("config_server").await.unwrap();
     assert!(!server.is_running());
-    // Reads from the cache; updates queued, in order.
+    // Reads from the cache; updates refused, nothing changed.
     assert_eq!(server.get("limits.rate").unwrap(), json!(20));
-    let mut changes = server.subscribe("");
-    for (path, value) in [
-        ("limits.rate", json!(30)),
-        ("log.level", json!("debug")),
-        ("limits.rate", json!(40)),
-    ] {
-        assert_eq!(server.update(path, value).await, Ok(UpdateOutcome::Queued));
+    for (path, value) in [("limits.rate", json!(30)), ("log.level", json!("debug"))] {
+        assert!(matches!(
+            server.update(path, value).await,
+            Err(ConfigError::Unavailable(_))
+        ));
     }
-    assert!(matches!(
-        server.health(),
-        ConfigHealth::Degraded { queued: 3, .. }
-    ));
+    assert!(matches!(server.health(), ConfigHealth::Degraded { .. }));
     assert_eq!(server.get("limits.rate").unwrap(), json!(20));
 
     app.restart_service("config_server").await.unwrap();
-    // The queue was applied in order before the process took updates.
-    let seen: Vec<_> = [
-        changes.next().await.unwrap(),
-        changes.next().await.unwrap(),
-        changes.next().await.unwrap(),
-    ]
-    .into_iter()
-    .map(|c| (c.path, c.new))
-    .collect();
-    assert_eq!(
-        seen,
-        [
-            ("limits.rate".to_owned(), Some(json!(30))),
-            ("log.level".to_owned(), Some(json!("debug"))),
-            ("limits.rate".to_owned(), Some(json!(40))),
-        ]
-    );
-    assert_eq!(server.get("limits.rate").unwrap(), json!(40));
+    let mut changes = server.subscribe("");
+    assert_eq!(server.get("limits.rate").unwrap(), json!(20));
+    assert!(server.get("log.level").is_err(), "a refused update applied");
     assert_eq!(server.health(), ConfigHealth::Healthy);
     assert_eq!(
         server.update("limits.rate", json!(50)).await,
         Ok(UpdateOutcome::Applied)
     );
+    let change = tokio::time::timeout(WAIT, changes.next())
+        .await
+        .expect("no change notified within 10 s")
+        .unwrap();
+    assert_eq!((change.old, change.new), (Some(json!(20)), Some(json!(50))));
     app.stop().await.unwrap();
 }
 
@@ -135,7 +131,7 @@ async fn the_server_comes_back_after_a_crash_with_its_values() {
         .clone()
         .unwrap();
     process.kill();
-    process.exited().await;
+    within(process.exited()).await;
     // Down: reads still answer.
     assert_eq!(server.get("limits.rate").unwrap(), json!(99));
     probe

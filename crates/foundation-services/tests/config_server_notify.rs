@@ -18,6 +18,14 @@ use parking_lot::Mutex;
 use serde_json::json;
 use supervision_core::{Event, EventQuery, EventSeq, EventSink, EventSinkError, ProcessHandle};
 
+/// Awaits `future`, failing the test if it takes more than 10 s (a wait
+/// that could last for ever fails instead of hanging the run).
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future)
+        .await
+        .expect("no answer within 10 s")
+}
+
 fn config(dir: &std::path::Path) -> ConfigServerConfig {
     ConfigServerConfig::new(dir)
         .with_schema(
@@ -66,14 +74,14 @@ async fn subscribers_receive_every_change_in_order() {
         change("a.x", Some(json!(11)), Some(json!(1))),
     ];
     for expected in &expected_all {
-        assert_eq!(&all.next().await.unwrap(), expected);
+        assert_eq!(&within(all.next()).await.unwrap(), expected);
     }
     assert_eq!(all.try_next(), None);
     for expected in expected_all.iter().filter(|c| c.path.starts_with('a')) {
-        assert_eq!(&only_a.next().await.unwrap(), expected);
+        assert_eq!(&within(only_a.next()).await.unwrap(), expected);
     }
     assert_eq!(only_a.try_next(), None);
-    assert_eq!(only_b.next().await.unwrap().path, "b");
+    assert_eq!(within(only_b.next()).await.unwrap().path, "b");
     process.stop().await;
 }
 
@@ -94,10 +102,10 @@ async fn a_subscriber_that_stops_is_dropped_without_harm() {
     assert_eq!(server.subscriber_count(), 2);
     server.update("a.x", json!(5)).await.unwrap();
     assert_eq!(server.subscriber_count(), 1);
-    assert_eq!(kept.next().await.unwrap().new, Some(json!(5)));
+    assert_eq!(within(kept.next()).await.unwrap().new, Some(json!(5)));
     assert!(process.is_alive());
     server.update("a.x", json!(6)).await.unwrap();
-    assert_eq!(kept.next().await.unwrap().new, Some(json!(6)));
+    assert_eq!(within(kept.next()).await.unwrap().new, Some(json!(6)));
     process.stop().await;
 }
 

@@ -129,13 +129,15 @@ async fn a_stray_temporary_file_is_ignored() {
 
 const CHILD_ENV: &str = "CONFIG_CRASH_CHILD_DIR";
 
+/// How long the parent waits for each acknowledgement before it gives up.
+const ACK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The child's side: update `limits.rate` to 1, 2, 3... forever, printing
-/// each acknowledged value. Does nothing unless run by the parent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+/// each acknowledged value. A plain function, run by the parent's own test
+/// in the child process: no test of its own that would pass without
+/// asserting anything.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child(dir: String) {
     let (server, _process) = start(config(dir.as_ref())).await;
     for rate in 1u64.. {
         server.update("limits.rate", json!(rate)).await.unwrap();
@@ -147,17 +149,44 @@ async fn crash_child() {
 // acknowledged value or the one after it.
 #[test]
 fn a_crash_mid_write_never_leaves_a_torn_file() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        return crash_child(dir);
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "a_crash_mid_write_never_leaves_a_torn_file",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Lines are read on a thread of their own, so that a child that
+    // stops acknowledging fails the test instead of hanging it.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
     let mut last = 0u64;
-    for line in BufReader::new(child.stdout.take().unwrap()).lines() {
-        if let Some(rate) = line.unwrap().strip_prefix("ack ") {
+    loop {
+        let line = match lines.recv_timeout(ACK_WAIT) {
+            Ok(line) => line.unwrap(),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("the child acknowledged nothing for {ACK_WAIT:?}");
+            }
+        };
+        if let Some(rate) = line.strip_prefix("ack ") {
             last = rate.parse().unwrap();
             if last == 60 {
                 child.kill().unwrap(); // SIGKILL

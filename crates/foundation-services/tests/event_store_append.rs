@@ -241,16 +241,18 @@ async fn an_idempotency_key_stores_a_retried_append_once() {
         .await
         .unwrap();
     assert_eq!(retried_expecting.id, first.id);
-    // Twice in one batch: stored once.
-    let batch = store
+    // Twice in one batch: bad input, nothing written.
+    let twice = store
         .append_batch(vec![
             ev("pay", "refunded", json!(1)).with_idempotency_key("r-1"),
             ev("pay", "refunded", json!(1)).with_idempotency_key("r-1"),
         ])
         .await
-        .unwrap();
-    assert_eq!(batch[0].id, batch[1].id);
-    assert!(batch[1].duplicate);
+        .unwrap_err();
+    assert!(
+        matches!(twice, EventStoreError::InvalidEvent { index: 1, .. }),
+        "{twice:?}"
+    );
     store.close().await;
 
     let store = open(&dir).await;
@@ -259,7 +261,7 @@ async fn an_idempotency_key_stores_a_retried_append_once() {
         .await
         .unwrap();
     assert_eq!(after_restart.id, first.id);
-    assert_eq!(store.stats().await.unwrap().events, 2);
+    assert_eq!(store.stats().await.unwrap().events, 1);
     store.close().await;
 }
 

@@ -4,12 +4,16 @@
 //! batch that was not committed whole.
 //!
 //! The child is this test binary run again with `CRASH_CHILD_DIR` set,
-//! running only [`crash_child`].
+//! running only the parent's own test, which then plays the child
+//! ([`crash_child`], a plain function: no test of its own that would pass
+//! without asserting anything).
 
 use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader, Write},
     process::{Command, Stdio},
+    sync::mpsc,
+    time::Duration,
 };
 
 use foundation_services::{EventStore, EventStoreConfig};
@@ -22,14 +26,14 @@ const KILL_AFTER: usize = 300;
 /// Batches the child keeps in flight.
 const WINDOW: usize = 8;
 
+/// How long the parent waits for each acknowledgement before it gives up.
+const ACK_WAIT: Duration = Duration::from_secs(60);
+
 /// The child's side: append batches of 1 to 5 events forever, keeping
 /// `WINDOW` in flight, printing `ack <batch> <first id> <size>` as each is
-/// acknowledged. Does nothing unless run by the parent.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn crash_child() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else {
-        return;
-    };
+/// acknowledged.
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_child(dir: String) {
     let store = EventStore::open(EventStoreConfig::new(dir)).await.unwrap();
     let mut in_flight = std::collections::VecDeque::new();
     let mut stdout = std::io::stdout();
@@ -56,18 +60,43 @@ async fn crash_child() {
 
 #[test]
 fn every_acknowledged_event_survives_a_sigkill_and_no_partial_batch_is_seen() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        return crash_child(dir);
+    }
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["crash_child", "--exact", "--nocapture", "--test-threads=1"])
+        .args([
+            "every_acknowledged_event_survives_a_sigkill_and_no_partial_batch_is_seen",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // Lines are read on a thread of their own, so that a child that
+    // stops acknowledging fails the test instead of hanging it.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
     let mut acked: Vec<(u64, u64, u64)> = Vec::new();
-    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines {
-        let line = line.unwrap();
+    loop {
+        let line = match lines.recv_timeout(ACK_WAIT) {
+            Ok(line) => line.unwrap(),
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                panic!("the child acknowledged nothing for {ACK_WAIT:?}");
+            }
+        };
         let Some(rest) = line.strip_prefix("ack ") else {
             continue;
         };

@@ -11,6 +11,14 @@ use supervision_core::{
     Telemetry, events, testkit::TelemetryProbe,
 };
 
+/// Awaits `future`, failing the test if it takes more than 10 s (a wait
+/// that could last for ever fails instead of hanging the run).
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future)
+        .await
+        .expect("no answer within 10 s")
+}
+
 const WAIT: Duration = Duration::from_secs(10);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -39,7 +47,7 @@ async fn the_sink_reaches_the_store_across_a_restart() {
         .clone()
         .unwrap();
     first.kill();
-    first.exited().await;
+    within(first.exited()).await;
     probe
         .wait_for_where(
             events::CHILD_RESTARTED,

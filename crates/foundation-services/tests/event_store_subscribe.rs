@@ -6,6 +6,14 @@ use foundation_services::{EventStore, EventStoreConfig};
 use serde_json::json;
 use supervision_core::{ErrorCode, Event, EventReadError};
 
+/// Awaits `future`, failing the test if it takes more than 10 s (a wait
+/// that could last for ever fails instead of hanging the run).
+async fn within<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(std::time::Duration::from_secs(10), future)
+        .await
+        .expect("no answer within 10 s")
+}
+
 fn ev(i: u64) -> Event {
     Event::new(format!("s{}", i % 4), "n", json!(i))
 }
@@ -22,10 +30,10 @@ async fn a_subscriber_gets_stored_events_then_live_ones() {
     }
     let mut sub = store.subscribe(3);
     for expected in 3..=5 {
-        assert_eq!(sub.next().await.unwrap().unwrap().id, expected);
+        assert_eq!(within(sub.next()).await.unwrap().unwrap().id, expected);
     }
     store.append(ev(6)).await.unwrap();
-    let live = sub.next().await.unwrap().unwrap();
+    let live = within(sub.next()).await.unwrap().unwrap();
     assert_eq!((live.id, live.event.data.clone()), (6, json!(6)));
     assert_eq!(live.event.node.as_deref(), Some("local"));
     store.close().await;
@@ -59,7 +67,7 @@ async fn no_gap_and_no_duplicate_across_the_hand_over() {
     let mut sub = store.subscribe(1);
     let mut seen = Vec::new();
     while (seen.len() as u64) < STORED + LIVE {
-        let event = sub.next().await.unwrap().unwrap();
+        let event = within(sub.next()).await.unwrap().unwrap();
         assert_eq!(event.event.data, json!(event.id));
         seen.push(event.id);
     }
@@ -78,23 +86,23 @@ async fn a_lagging_subscriber_is_told_where_to_resume() {
         .unwrap();
     store.append(ev(1)).await.unwrap();
     let mut sub = store.subscribe(1);
-    assert_eq!(sub.next().await.unwrap().unwrap().id, 1);
+    assert_eq!(within(sub.next()).await.unwrap().unwrap().id, 1);
     // Live now; 20 events arrive while it does not read.
     store
         .append_batch((2..=21).map(ev).collect())
         .await
         .unwrap();
-    let lagged = sub.next().await.unwrap().unwrap_err();
+    let lagged = within(sub.next()).await.unwrap().unwrap_err();
     assert_eq!(lagged, EventReadError::Lagged { resume_from: 2 });
     assert_eq!(lagged.code(), 1413);
     assert!(
-        sub.next().await.is_none(),
+        within(sub.next()).await.is_none(),
         "the subscription ends after the error"
     );
 
     let mut resumed = store.subscribe(2);
     for expected in 2..=21 {
-        assert_eq!(resumed.next().await.unwrap().unwrap().id, expected);
+        assert_eq!(within(resumed.next()).await.unwrap().unwrap().id, expected);
     }
     store.close().await;
 }
@@ -107,13 +115,13 @@ async fn a_subscription_ends_when_the_store_stops() {
         .unwrap();
     store.append(ev(1)).await.unwrap();
     let mut sub = store.subscribe(1);
-    assert_eq!(sub.next().await.unwrap().unwrap().id, 1);
-    let waiting = tokio::spawn(async move { sub.next().await });
+    assert_eq!(within(sub.next()).await.unwrap().unwrap().id, 1);
+    let waiting = tokio::spawn(async move { within(sub.next()).await });
     store.close().await;
     let ended = waiting.await.unwrap().unwrap().unwrap_err();
     assert!(matches!(ended, EventReadError::Unavailable(_)), "{ended:?}");
     assert!(matches!(
-        store.subscribe(1).next().await,
+        within(store.subscribe(1).next()).await,
         Some(Err(EventReadError::Unavailable(_)))
     ));
 }

@@ -387,8 +387,11 @@ impl SystemBuilder {
         let data_dir = self.data_dir.clone().unwrap_or_default();
 
         // Foundation: the stores, then the operational services.
-        let events =
-            EventStoreService::new(EventStoreConfig::new(&data_dir).with_clock(clock.clone()));
+        let events = EventStoreService::new(
+            EventStoreConfig::new(&data_dir)
+                .with_clock(clock.clone())
+                .with_telemetry(telemetry.clone()),
+        );
         let event_store: EventStore = events.store();
         let sink: Arc<dyn EventSink> = Arc::new(event_store.clone());
         // The config server reads its persisted file when made: only with a
@@ -455,6 +458,10 @@ impl SystemBuilder {
         }
         let agents = Agents::new(options);
         let directory: Arc<dyn supervision_core::AgentDirectory> = Arc::new(agents.clone());
+        // The monitor forgets deregistered agents at its sweeps; held
+        // weakly (agents feed the monitor through telemetry).
+        let known = Arc::downgrade(&directory);
+        performance.track_agents(move |id| known.upgrade().is_none_or(|d| d.info(id).is_some()));
         let coordinator = Arc::new(
             Coordinator::new(directory.clone(), clock.clone())
                 .with_telemetry(telemetry.clone())

@@ -54,8 +54,10 @@ pub struct Event {
     /// The id of the event that caused this one (its parent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<EventSeq>,
-    /// A key that makes the append idempotent: a second append with the same
-    /// key is not stored again, and answers the first one's id.
+    /// A key that makes the append idempotent: a retry (the same stream
+    /// and kind, in the same batch) is not stored again, and answers the
+    /// first one's id; the key reused for another event or batch is
+    /// refused. Keys of pruned events are forgotten with them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
     /// Free-form metadata.

@@ -165,6 +165,14 @@ pub enum EventReadError {
     /// The storage failed.
     #[error("event read failed: {0}")]
     Failed(String),
+    /// The position asked for is below the store's horizon: retention
+    /// pruned the events there (etcd's `ErrCompacted`). Nothing is read;
+    /// the reader may start again from `first_available`.
+    #[error("events before {first_available} were pruned")]
+    Compacted {
+        /// The first position still stored (or the next to be given).
+        first_available: EventSeq,
+    },
 }
 
 impl ErrorCode for EventReadError {
@@ -175,6 +183,7 @@ impl ErrorCode for EventReadError {
             EventReadError::Lagged { .. } => 1413,
             EventReadError::InvalidQuery(_) => 1414,
             EventReadError::Failed(_) => 1415,
+            EventReadError::Compacted { .. } => 1416,
         }
     }
 }

@@ -92,6 +92,18 @@ pub const AGENT_MEMORY: &[&str] = &["agent", "memory"];
 /// snake_case form, e.g. `running`, `crashed`).
 pub const AGENT_STATUS: &[&str] = &["agent", "status"];
 
+// Retention events: what a bounded store dropped, so every drop is
+// counted (measurement `events` or `agents`, metadata `reason`).
+
+/// `event_store.pruned`: the EventStore pruned events below its horizon
+/// (`events` pruned, `first_available`; `reason`: `age`, `size` or
+/// `request`).
+pub const EVENT_STORE_PRUNED: &[&str] = &["event_store", "pruned"];
+/// `performance.agent.forgotten`: the PerformanceMonitor dropped agents'
+/// figures (`agents` dropped; `reason`: `idle`, `capacity`,
+/// `deregistered` or `request`).
+pub const PERFORMANCE_AGENT_FORGOTTEN: &[&str] = &["performance", "agent", "forgotten"];
+
 /// What kind of metric an event becomes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -401,6 +413,24 @@ pub const METRICS: &[MetricDecl] = &[
         &[MetricLabel::value("what")],
         "Coordination records dropped past their retention (decisions, sessions, election history).",
     ),
+    MetricDecl {
+        event: EVENT_STORE_PRUNED,
+        metric: "mabeam_event_store_pruned_events_total",
+        kind: MetricKind::Counter,
+        measurement: Some("events"),
+        labels: &[REASON],
+        unit: MetricUnit::Count,
+        help: "Events the EventStore pruned by retention (or on request).",
+    },
+    MetricDecl {
+        event: PERFORMANCE_AGENT_FORGOTTEN,
+        metric: "mabeam_performance_agents_forgotten_total",
+        kind: MetricKind::Counter,
+        measurement: Some("agents"),
+        labels: &[REASON],
+        unit: MetricUnit::Count,
+        help: "Agents whose figures the PerformanceMonitor dropped.",
+    },
 ];
 
 /// A gauge read when metrics are scraped (not fed by events): see

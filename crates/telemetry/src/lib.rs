@@ -42,8 +42,8 @@ mod store;
 pub use error::TelemetryServiceError;
 pub use exporter::{EXPORTER_HANDLER_ID, PrometheusExporter, gauge_decl, record_event};
 pub use performance::{
-    ALERT_CLEARED, ALERT_RAISED, AgentPerformance, Alert, Bound, MONITOR_HANDLER_ID, PerfMetric,
-    PerformanceConfig, PerformanceMonitor,
+    ALERT_CLEARED, ALERT_RAISED, AgentPerformance, Alert, Bound, ForgetReason, MONITOR_HANDLER_ID,
+    PerfMetric, PerformanceConfig, PerformanceMonitor,
 };
 pub use service::{
     FailedHandler, HANDLER_FAILED, SERVICE_HANDLER_ID, TelemetryConfig, TelemetryService,

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::{
     Stats, TelemetryServiceError,
-    process::{AttachArgs, Attachment},
+    process::{AttachArgs, Attachment, Tick},
 };
 
 /// `performance.alert.raised`: an agent's figure crossed its threshold
@@ -83,14 +83,26 @@ impl Bound {
 }
 
 /// The settings of a [`PerformanceMonitor`]. Defaults: 32 samples of
-/// history per agent and figure, a 60-second throughput window, the
-/// system clock. Memory is about `agents × history × 24` bytes.
+/// history per agent and figure, a 60-second throughput window, at most
+/// 100,000 agents, an agent forgotten after an hour without a sample, a
+/// sweep every 60 s, the system clock. Memory is about
+/// `agents × history × 24` bytes, so at most about 77 MB.
 #[derive(Debug, Clone)]
 pub struct PerformanceConfig {
     /// Samples kept per agent, for messages and for memory each.
     pub history: usize,
     /// The window throughput is counted over.
     pub window: Duration,
+    /// The most agents followed: a sample of a new agent beyond it
+    /// forgets the agents seen longest ago (reason `capacity`).
+    pub max_agents: usize,
+    /// An agent without a sample for this long is forgotten at the next
+    /// sweep (reason `idle`); `None`: never for being idle.
+    pub idle_after: Option<Duration>,
+    /// How often the monitor's process sweeps (idle agents, and agents
+    /// the tracked directory no longer knows: see
+    /// [`PerformanceMonitor::track_agents`]).
+    pub sweep_every: Duration,
     /// Where time comes from.
     pub clock: Clock,
 }
@@ -100,10 +112,44 @@ impl Default for PerformanceConfig {
         PerformanceConfig {
             history: 32,
             window: Duration::from_secs(60),
+            max_agents: 100_000,
+            idle_after: Some(Duration::from_secs(3600)),
+            sweep_every: Duration::from_secs(60),
             clock: Clock::system(),
         }
     }
 }
+
+/// Why an agent's figures were dropped, as `performance.agent.forgotten`
+/// says in its `reason`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ForgetReason {
+    /// No sample for `idle_after`.
+    Idle,
+    /// A new agent past `max_agents`: the agents seen longest ago go.
+    Capacity,
+    /// The tracked directory no longer knows the agent.
+    Deregistered,
+    /// [`PerformanceMonitor::forget`] was called.
+    Request,
+}
+
+impl ForgetReason {
+    /// The reason as events and metrics show it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ForgetReason::Idle => "idle",
+            ForgetReason::Capacity => "capacity",
+            ForgetReason::Deregistered => "deregistered",
+            ForgetReason::Request => "request",
+        }
+    }
+}
+
+/// Whether an agent is still known (registered), for
+/// [`PerformanceMonitor::track_agents`].
+type KnownAgent = Arc<dyn Fn(&AgentId) -> bool + Send + Sync>;
 
 /// An alert that is raised now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -143,14 +189,28 @@ struct Message {
     ok: bool,
 }
 
-#[derive(Default)]
 struct AgentState {
+    /// When its last sample came.
+    seen: Instant,
     messages: VecDeque<Message>,
     memory: VecDeque<f64>,
     total: u64,
     errors: u64,
     /// The alerts raised now, by metric.
     alerts: HashMap<PerfMetric, Alert>,
+}
+
+impl AgentState {
+    fn new(seen: Instant) -> Self {
+        AgentState {
+            seen,
+            messages: VecDeque::new(),
+            memory: VecDeque::new(),
+            total: 0,
+            errors: 0,
+            alerts: HashMap::new(),
+        }
+    }
 }
 
 /// A change of alert state found by a sample, emitted after the lock.
@@ -169,6 +229,13 @@ enum Change {
 ///   [`record_message`](Self::record_message) and
 ///   [`record_memory`](Self::record_memory).
 /// - **Bounded history**: the last `history` samples per agent and figure.
+/// - **Bounded agents**: at most `max_agents`; an agent idle for
+///   `idle_after`, or gone from the directory it tracks
+///   ([`track_agents`](Self::track_agents): a deregistered agent), is
+///   forgotten by the sweep its process runs every `sweep_every`
+///   ([`sweep`](Self::sweep)). Every agent dropped is counted:
+///   [`events::PERFORMANCE_AGENT_FORGOTTEN`] (`agents`, `reason`), metric
+///   `mabeam_performance_agents_forgotten_total{reason}`.
 /// - **Statistics**: mean, p50, p90, p99, min, max ([`stats`](Self::stats)).
 /// - **Alerts**: a [`Bound`] per [`PerfMetric`]; a sample whose figure
 ///   crosses it raises an alert ([`ALERT_RAISED`]), and a later sample
@@ -205,6 +272,7 @@ struct Inner {
     config: PerformanceConfig,
     thresholds: Mutex<HashMap<PerfMetric, Bound>>,
     agents: Mutex<HashMap<AgentId, AgentState>>,
+    known: Mutex<Option<KnownAgent>>,
 }
 
 impl fmt::Debug for PerformanceMonitor {
@@ -242,12 +310,29 @@ impl PerformanceMonitor {
                 reason: "must be longer than zero",
             });
         }
+        if config.max_agents == 0 {
+            return Err(TelemetryServiceError::InvalidSetting {
+                name: "max_agents",
+                reason: "must be at least 1",
+            });
+        }
+        if config.sweep_every.is_zero() || config.idle_after.is_some_and(|d| d.is_zero()) {
+            return Err(TelemetryServiceError::InvalidSetting {
+                name: if config.sweep_every.is_zero() {
+                    "sweep_every"
+                } else {
+                    "idle_after"
+                },
+                reason: "must be longer than zero",
+            });
+        }
         Ok(PerformanceMonitor {
             inner: Arc::new(Inner {
                 telemetry,
                 config,
                 thresholds: Mutex::new(HashMap::new()),
                 agents: Mutex::new(HashMap::new()),
+                known: Mutex::new(None),
             }),
         })
     }
@@ -301,9 +386,13 @@ impl PerformanceMonitor {
         let now = self.inner.config.clock.now();
         let duration_us = duration.as_secs_f64() * 1e6;
         let thresholds = self.inner.thresholds.lock().clone();
-        let changes = {
+        let (changes, evicted) = {
             let mut agents = self.inner.agents.lock();
-            let state = agents.entry(agent.clone()).or_default();
+            let evicted = self.make_room(&mut agents, agent);
+            let state = agents
+                .entry(agent.clone())
+                .or_insert_with(|| AgentState::new(now));
+            state.seen = now;
             if state.messages.len() == self.inner.config.history {
                 state.messages.pop_front();
             }
@@ -327,17 +416,23 @@ impl PerformanceMonitor {
                 };
                 judge(agent, state, &thresholds, metric, value, &mut changes);
             }
-            changes
+            (changes, evicted)
         };
         self.emit(changes);
+        self.forgotten(ForgetReason::Capacity, evicted);
     }
 
     /// Records a sample of `agent`'s memory.
     pub fn record_memory(&self, agent: &AgentId, bytes: u64) {
+        let now = self.inner.config.clock.now();
         let thresholds = self.inner.thresholds.lock().clone();
-        let changes = {
+        let (changes, evicted) = {
             let mut agents = self.inner.agents.lock();
-            let state = agents.entry(agent.clone()).or_default();
+            let evicted = self.make_room(&mut agents, agent);
+            let state = agents
+                .entry(agent.clone())
+                .or_insert_with(|| AgentState::new(now));
+            state.seen = now;
             if state.memory.len() == self.inner.config.history {
                 state.memory.pop_front();
             }
@@ -351,9 +446,111 @@ impl PerformanceMonitor {
                 bytes as f64,
                 &mut changes,
             );
-            changes
+            (changes, evicted)
         };
         self.emit(changes);
+        self.forgotten(ForgetReason::Capacity, evicted);
+    }
+
+    /// Before a sample of `agent`: if it is new and the monitor is full,
+    /// forgets the agents seen longest ago (a tenth of `max_agents` at
+    /// once, so that a stream of new agents costs one scan per tenth, not
+    /// one per agent). Answers how many.
+    fn make_room(&self, agents: &mut HashMap<AgentId, AgentState>, agent: &AgentId) -> usize {
+        let max = self.inner.config.max_agents;
+        if agents.len() < max || agents.contains_key(agent) {
+            return 0;
+        }
+        let count = (max / 10).max(1).min(agents.len());
+        let mut seen: Vec<(Instant, AgentId)> = agents
+            .iter()
+            .map(|(id, state)| (state.seen, id.clone()))
+            .collect();
+        seen.select_nth_unstable_by_key(count - 1, |(at, _)| *at);
+        for (_, id) in &seen[..count] {
+            agents.remove(id);
+        }
+        count
+    }
+
+    /// Emits one `performance.agent.forgotten` for `count` agents.
+    fn forgotten(&self, reason: ForgetReason, count: usize) {
+        if count == 0 {
+            return;
+        }
+        self.inner.telemetry.emit(
+            events::PERFORMANCE_AGENT_FORGOTTEN,
+            &[("agents", count as f64)],
+            &[("reason", MetaValue::Str(reason.as_str()))],
+        );
+    }
+
+    /// Follows which agents still exist: `is_known` answers whether an
+    /// agent is registered (the umbrella passes its agent directory's
+    /// `info(id).is_some()`); each [`sweep`](Self::sweep) forgets the
+    /// agents it no longer knows (reason `deregistered`). Replaces any
+    /// earlier one.
+    pub fn track_agents(&self, is_known: impl Fn(&AgentId) -> bool + Send + Sync + 'static) {
+        *self.inner.known.lock() = Some(Arc::new(is_known));
+    }
+
+    /// Forgets the agents idle for `idle_after` and those the tracked
+    /// directory no longer knows, emitting one
+    /// `performance.agent.forgotten` per reason; answers how many went.
+    /// The monitor's process runs it every `sweep_every`.
+    pub fn sweep(&self) -> usize {
+        let now = self.inner.config.clock.now();
+        let idle_since = self
+            .inner
+            .config
+            .idle_after
+            .and_then(|idle| now.checked_sub(idle));
+        let known = self.inner.known.lock().clone();
+        // Ask the directory outside the monitor's lock: it may take its
+        // own locks.
+        let ids: Vec<(AgentId, Instant)> = self
+            .inner
+            .agents
+            .lock()
+            .iter()
+            .map(|(id, state)| (id.clone(), state.seen))
+            .collect();
+        let mut idle = Vec::new();
+        let mut gone = Vec::new();
+        for (id, seen) in ids {
+            if idle_since.is_some_and(|since| seen < since) {
+                idle.push(id);
+            } else if known.as_ref().is_some_and(|known| !known(&id)) {
+                gone.push(id);
+            }
+        }
+        let (mut idle_n, mut gone_n) = (0, 0);
+        {
+            let mut agents = self.inner.agents.lock();
+            for id in &idle {
+                // Seen again meanwhile: kept.
+                if agents
+                    .get(id)
+                    .is_some_and(|s| idle_since.is_some_and(|since| s.seen < since))
+                {
+                    agents.remove(id);
+                    idle_n += 1;
+                }
+            }
+            for id in &gone {
+                if agents.remove(id).is_some() {
+                    gone_n += 1;
+                }
+            }
+        }
+        self.forgotten(ForgetReason::Idle, idle_n);
+        self.forgotten(ForgetReason::Deregistered, gone_n);
+        idle_n + gone_n
+    }
+
+    /// How many agents the monitor follows now.
+    pub fn agent_count(&self) -> usize {
+        self.inner.agents.lock().len()
     }
 
     /// Keeps an agent event ([`events::AGENT_MESSAGE_HANDLED`],
@@ -394,24 +591,35 @@ impl PerformanceMonitor {
         Ok(())
     }
 
-    /// The monitor's process: attached to `agent.*` events while it runs.
+    /// The monitor's process: attached to `agent.*` events while it runs,
+    /// and sweeping every `sweep_every` ([`sweep`](Self::sweep)).
     pub fn child_spec(&self, id: impl Into<Arc<str>>) -> ChildSpec {
         let monitor = self.clone();
         ChildSpec::actor::<Attachment>(id, move || {
             let handler = monitor.clone();
+            let sweeper = monitor.clone();
             AttachArgs {
                 telemetry: monitor.inner.telemetry.clone(),
                 id: MONITOR_HANDLER_ID.to_owned(),
                 prefix: vec!["agent".to_owned()],
                 handler: Arc::new(move |event| handler.handle_event(event)),
-                tick: None,
+                tick: Some(Tick {
+                    every: monitor.inner.config.sweep_every,
+                    clock: monitor.inner.config.clock.clone(),
+                    run: Arc::new(move || {
+                        sweeper.sweep();
+                    }),
+                }),
             }
         })
     }
 
-    /// Forgets `agent` (its history and alerts, without events).
+    /// Forgets `agent` (its history and alerts, without alert events;
+    /// counted as `performance.agent.forgotten`, reason `request`).
     pub fn forget(&self, agent: &AgentId) -> bool {
-        self.inner.agents.lock().remove(agent).is_some()
+        let forgotten = self.inner.agents.lock().remove(agent).is_some();
+        self.forgotten(ForgetReason::Request, usize::from(forgotten));
+        forgotten
     }
 
     /// `agent`'s figures.

@@ -24,6 +24,7 @@ fn config(history: usize) -> PerformanceConfig {
         history,
         window: Duration::from_secs(10),
         clock: Clock::tokio(),
+        ..PerformanceConfig::default()
     }
 }
 

@@ -60,6 +60,10 @@ pub enum ConfigError {
     /// The schema is invalid.
     #[error("invalid config schema: {0}")]
     InvalidSchema(String),
+    /// The config process is not running (stopped, crashed, restarting):
+    /// the update was not applied nor persisted; retry once it is back.
+    #[error("config server unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl ErrorCode for ConfigError {
@@ -73,6 +77,7 @@ impl ErrorCode for ConfigError {
             ConfigError::CorruptedFile { .. } => 3106,
             ConfigError::InvalidDefaults(_) => 3107,
             ConfigError::InvalidSchema(_) => 3108,
+            ConfigError::Unavailable(_) => 3109,
         }
     }
 }

@@ -1,8 +1,8 @@
 //! The ConfigServer's process: the one writer of the configuration. It
 //! applies updates one at a time (persist, then the cache, then the
 //! subscribers and the event sink), and on start reloads the defaults and
-//! the persisted values, then applies the updates queued while it was
-//! down. [`ConfigServerService`] runs it as a supervised service.
+//! the persisted values before it takes updates. [`ConfigServerService`]
+//! runs it as a supervised service.
 
 use std::{sync::Arc, time::Duration};
 
@@ -71,29 +71,13 @@ impl Actor for ConfigProcess {
         .await
         .map_err(|e| ConfigError::Persist(e.to_string()))??;
         *shared.cache.write() = Arc::new(build(&defaults, &overrides, &shared.config.schema));
-        let mut process = ConfigProcess {
+        let process = ConfigProcess {
             shared,
             defaults,
             overrides,
         };
-        // Apply what was queued while down, in order; the process becomes
-        // the target of updates only once the queue is empty.
-        loop {
-            let next = {
-                let mut link = process.shared.link.lock();
-                match link.queue.pop_front() {
-                    Some(op) => op,
-                    None => {
-                        link.process = Some(actor_ref.clone());
-                        break;
-                    }
-                }
-            };
-            if let Err(error) = process.apply(next).await {
-                *process.shared.last_error.lock() =
-                    Some(format!("a queued update failed: {error}"));
-            }
-        }
+        // Updates reach it only now, with the values on disk loaded.
+        process.shared.link.lock().process = Some(actor_ref);
         Ok(process)
     }
 
@@ -218,7 +202,7 @@ impl Message<Ping> for ConfigProcess {
 
 /// The ConfigServer as a [`Service`] of an application: one process that
 /// applies updates. Its [`ConfigServer`] handle answers reads from the
-/// cache whether or not the process runs, and queues updates while it is
+/// cache whether or not the process runs, and refuses updates while it is
 /// down. The health check asks the process and reports
 /// [`ConfigHealth::Degraded`] as unhealthy, with the reason.
 #[derive(Debug, Clone)]

@@ -1,7 +1,7 @@
 //! [`ConfigServer`]: the cloneable handle. Reads are answered from the
 //! shared cache (a read-locked lookup, never the server's mailbox), so
-//! they work while the process is down; updates go to the process, or
-//! are queued while it is down.
+//! they work while the process is down; updates go to the process, and
+//! are refused while it is down.
 
 use std::{collections::VecDeque, fmt, path::PathBuf, sync::Arc};
 
@@ -107,14 +107,14 @@ pub(crate) enum Op {
     Reset,
 }
 
-/// What [`ConfigServer::update`] did.
+/// What an acknowledged [`ConfigServer::update`] did. An update is
+/// acknowledged only once persisted; one that cannot be is refused with a
+/// [`ConfigError`] (while the process is down,
+/// [`ConfigError::Unavailable`]), never kept in memory to apply later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum UpdateOutcome {
-    /// Applied, persisted and notified.
+    /// Persisted, then applied to the cache and notified.
     Applied,
-    /// The process is down: the update was checked and queued, and is
-    /// applied in order when the process is back.
-    Queued,
 }
 
 /// The ConfigServer's health.
@@ -122,21 +122,18 @@ pub enum UpdateOutcome {
 pub enum ConfigHealth {
     /// The process runs and nothing is pending.
     Healthy,
-    /// Reads are served from the cache, but something is wrong.
+    /// Reads are served from the cache, but something is wrong (updates
+    /// are refused while the process is down).
     Degraded {
         /// What.
         reason: String,
-        /// Updates queued, waiting for the process.
-        queued: usize,
     },
 }
 
-/// The process and the queue, under one lock: an update either goes to a
-/// process that has drained the queue, or joins the queue.
+/// The running process, once it has loaded the persisted values.
 #[derive(Debug, Default)]
 pub(crate) struct Link {
     pub(crate) process: Option<ActorRef<ConfigProcess>>,
-    pub(crate) queue: VecDeque<Op>,
 }
 
 pub(crate) struct Shared {
@@ -236,8 +233,10 @@ impl ConfigServer {
     /// ([`ConfigError::Forbidden`] otherwise), with a value that follows
     /// its rule ([`ConfigError::InvalidValue`]); missing parents are
     /// created. Applied by the process (persisted, then the cache, then
-    /// subscribers and the event sink); while the process is down it is
-    /// queued and applied in order when it is back.
+    /// subscribers and the event sink) and acknowledged once persisted;
+    /// while the process is down it is refused
+    /// ([`ConfigError::Unavailable`]) and changes nothing: retry once the
+    /// process is back.
     pub async fn update(&self, path: &str, value: Value) -> Result<UpdateOutcome, ConfigError> {
         self.shared.config.schema.check_update(path, &value)?;
         self.submit(Op::Update {
@@ -248,35 +247,33 @@ impl ConfigServer {
     }
 
     /// Drops every value changed at run time: back to the defaults
-    /// (persisted, notified, recorded), or queued while the process is
-    /// down.
+    /// (persisted, notified, recorded); refused as
+    /// [`update`](Self::update) is while the process is down.
     pub async fn reset(&self) -> Result<UpdateOutcome, ConfigError> {
         self.submit(Op::Reset).await
     }
 
     async fn submit(&self, op: Op) -> Result<UpdateOutcome, ConfigError> {
-        let process = {
-            let mut link = self.shared.link.lock();
-            match &link.process {
-                Some(process) if process.is_alive() && link.queue.is_empty() => process.clone(),
-                _ => {
-                    link.queue.push_back(op);
-                    return Ok(UpdateOutcome::Queued);
-                }
-            }
-        };
+        let process = self
+            .shared
+            .link
+            .lock()
+            .process
+            .clone()
+            .filter(ActorRef::is_alive)
+            .ok_or_else(|| ConfigError::Unavailable("the config process is not running".into()))?;
         match process.ask(Apply(op)).await {
             Ok(()) => Ok(UpdateOutcome::Applied),
             Err(SendError::HandlerError(error)) => Err(error),
+            // Not delivered: nothing was applied.
             Err(
-                SendError::ActorNotRunning(Apply(op))
-                | SendError::ActorRestarting(Apply(op))
-                | SendError::MailboxFull(Apply(op))
-                | SendError::Timeout(Some(Apply(op))),
-            ) => {
-                self.shared.link.lock().queue.push_front(op);
-                Ok(UpdateOutcome::Queued)
-            }
+                SendError::ActorNotRunning(_)
+                | SendError::ActorRestarting(_)
+                | SendError::MailboxFull(_)
+                | SendError::Timeout(Some(_)),
+            ) => Err(ConfigError::Unavailable(
+                "the config process stopped before taking the update".into(),
+            )),
             Err(SendError::ActorStopped | SendError::Timeout(None)) => {
                 // The process died while applying it: whether it was
                 // persisted is unknown, and the process, once back, has
@@ -305,21 +302,12 @@ impl ConfigServer {
         self.shared.subscribers.lock().len()
     }
 
-    /// Healthy while the process runs with nothing queued, no failed
-    /// write and no change left unrecorded; degraded otherwise (reads
-    /// still answer from the cache).
+    /// Healthy while the process runs with no failed write and no change
+    /// left unrecorded; degraded otherwise (reads still answer from the
+    /// cache).
     pub fn health(&self) -> ConfigHealth {
-        let (running, queued) = {
-            let link = self.shared.link.lock();
-            (
-                link.process.as_ref().is_some_and(ActorRef::is_alive),
-                link.queue.len(),
-            )
-        };
-        let reason = if !running {
+        let reason = if !self.is_running() {
             Some("the config process is not running".to_owned())
-        } else if queued > 0 {
-            Some(format!("{queued} updates queued"))
         } else if let Some(error) = self.shared.last_error.lock().clone() {
             Some(error)
         } else {
@@ -328,7 +316,7 @@ impl ConfigServer {
         };
         match reason {
             None => ConfigHealth::Healthy,
-            Some(reason) => ConfigHealth::Degraded { reason, queued },
+            Some(reason) => ConfigHealth::Degraded { reason },
         }
     }
 

@@ -1,8 +1,8 @@
 //! [`EventStoreConfig`]: where the store keeps its file and its limits.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use supervision_core::Clock;
+use supervision_core::{Clock, Telemetry};
 
 use super::EventStoreError;
 
@@ -11,13 +11,81 @@ pub const DATABASE_FILE: &str = "events.db";
 /// The name of the lock file inside the data directory.
 pub const LOCK_FILE: &str = "events.lock";
 
+/// How much of the log the store keeps: it prunes the oldest events
+/// itself, as a prefix of the log (ids below its horizon), in the writer
+/// thread between commits, at most 50,000 events per transaction (a
+/// large backlog goes in steps, appends served between them).
+///
+/// Defaults ([`Retention::default`]): events younger than 30 days, at
+/// most 1,000,000 of them (about 0.5 GB at 500 bytes an event), checked
+/// every 60 s and when the store opens: a node runs on them for months
+/// with its file bounded. [`Retention::keep_all`] never prunes.
+///
+/// Pruning never reuses an id or a stream version; a read or subscription
+/// from a pruned position fails with
+/// [`Compacted`](super::EventStoreError::Compacted), and each prune emits
+/// `event_store.pruned` (metric `mabeam_event_store_pruned_events_total`).
+/// The idempotency keys of pruned events are forgotten with them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Prune events recorded longer ago than this (by the store's clock);
+    /// `None`: no age limit.
+    pub max_age: Option<Duration>,
+    /// Keep at most this many events, pruning the oldest; `None`: no
+    /// count limit.
+    pub max_events: Option<u64>,
+    /// How often the writer checks the limits.
+    pub every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            max_age: Some(Duration::from_secs(30 * 24 * 3600)),
+            max_events: Some(1_000_000),
+            every: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Retention {
+    /// Never prunes (only [`prune_before`](super::EventStore::prune_before)
+    /// does).
+    pub fn keep_all() -> Self {
+        Retention {
+            max_age: None,
+            max_events: None,
+            ..Retention::default()
+        }
+    }
+
+    /// Whether any limit is set.
+    pub fn is_bounded(&self) -> bool {
+        self.max_age.is_some() || self.max_events.is_some()
+    }
+
+    fn validate(&self) -> Result<(), EventStoreError> {
+        let invalid = |why: &str| Err(EventStoreError::InvalidConfig(why.into()));
+        if self.every.is_zero() {
+            return invalid("retention.every must be longer than zero");
+        }
+        if self.max_age.is_some_and(|age| age.is_zero()) {
+            return invalid("retention.max_age must be longer than zero");
+        }
+        if self.max_events == Some(0) {
+            return invalid("retention.max_events must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 /// How an EventStore is set up.
 ///
 /// Defaults (one place, [`EventStoreConfig::new`]): node `"local"`, events
 /// up to 1 MiB (data and metadata as JSON), commit groups of up to 4,096
 /// events, subscriber buffers of 4,096 events, up to 4 idle reader
-/// connections kept, an integrity check when the file is opened, and the
-/// system clock.
+/// connections kept, an integrity check when the file is opened, the
+/// default [`Retention`], the system clock and no telemetry.
 #[derive(Debug, Clone)]
 pub struct EventStoreConfig {
     /// The directory holding the store's files (`events.db`, its WAL, and
@@ -37,8 +105,12 @@ pub struct EventStoreConfig {
     /// Whether opening runs SQLite's `quick_check` over the file (linear
     /// in its size) to refuse a damaged file at once.
     pub check_on_open: bool,
-    /// The clock that stamps events.
+    /// How much of the log is kept.
+    pub retention: Retention,
+    /// The clock that stamps events (and that retention's age reads).
     pub clock: Clock,
+    /// Where prunes are reported (`event_store.pruned`).
+    pub telemetry: Telemetry,
 }
 
 impl EventStoreConfig {
@@ -52,7 +124,9 @@ impl EventStoreConfig {
             subscriber_buffer: 4096,
             max_idle_readers: 4,
             check_on_open: true,
+            retention: Retention::default(),
             clock: Clock::system(),
+            telemetry: Telemetry::disabled(),
         }
     }
 
@@ -80,6 +154,18 @@ impl EventStoreConfig {
         self
     }
 
+    /// Sets the retention.
+    pub fn with_retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// Sets the telemetry handle prunes are reported on.
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        self.telemetry = telemetry;
+        self
+    }
+
     /// The database file's path.
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join(DATABASE_FILE)
@@ -98,6 +184,7 @@ impl EventStoreConfig {
                 )));
             }
         }
+        self.retention.validate()?;
         if self.node.is_empty() {
             return Err(EventStoreError::InvalidConfig(
                 "node must not be empty".into(),

@@ -63,6 +63,11 @@ impl StoreCore {
             counters: counters.clone(),
             max_group: config.max_group,
             streams: HashMap::new(),
+            retention: config.retention,
+            clock: config.clock.clone(),
+            telemetry: config.telemetry.clone(),
+            retain_at: std::time::Instant::now(),
+            more_to_prune: false,
         };
         let thread = std::thread::Builder::new()
             .name("event-store-writer".into())

@@ -85,6 +85,24 @@ pub enum EventStoreError {
     /// An invalid configuration value.
     #[error("invalid event store configuration: {0}")]
     InvalidConfig(String),
+    /// The position asked for is below the store's horizon: retention
+    /// pruned the events there (etcd's `ErrCompacted`). Nothing is read;
+    /// start again from `first_available`.
+    #[error("events before {first_available} were pruned")]
+    Compacted {
+        /// The first position still stored (or the next to be given).
+        first_available: EventSeq,
+    },
+    /// An event's idempotency key is already stored by another batch (a
+    /// retry is recognised only as the same batch: same length, and the
+    /// same stream, kind and key at each position). Nothing was written.
+    #[error("idempotency key {key:?} at position {index} belongs to another batch")]
+    KeyTaken {
+        /// The event's position in the batch.
+        index: usize,
+        /// The key.
+        key: String,
+    },
 }
 
 impl EventStoreError {
@@ -113,6 +131,8 @@ impl ErrorCode for EventStoreError {
             EventStoreError::Storage(_) => 3011,
             EventStoreError::Lagged { .. } => 3012,
             EventStoreError::InvalidConfig(_) => 3013,
+            EventStoreError::Compacted { .. } => 3014,
+            EventStoreError::KeyTaken { .. } => 3015,
         }
     }
 }
@@ -133,6 +153,9 @@ impl From<EventStoreError> for EventReadError {
             EventStoreError::NotFound(id) => EventReadError::NotFound(id),
             EventStoreError::Lagged { resume_from } => EventReadError::Lagged { resume_from },
             EventStoreError::InvalidQuery(why) => EventReadError::InvalidQuery(why),
+            EventStoreError::Compacted { first_available } => {
+                EventReadError::Compacted { first_available }
+            }
             other => EventReadError::Failed(other.to_string()),
         }
     }

@@ -125,23 +125,35 @@ pub(crate) fn get(
         .ok_or(EventStoreError::NotFound(id))
 }
 
-/// At most `limit` events of id `from` or more, oldest first.
+/// At most `limit` events of id `from` or more, oldest first;
+/// [`EventStoreError::Compacted`] when `from` is below the horizon (read
+/// in the same snapshot as the events: a prune between the two cannot
+/// make the read start later silently).
 pub(crate) fn read_from(
     conn: &Connection,
     path: &Path,
     from: EventSeq,
     limit: u64,
 ) -> Result<Vec<StoredEvent>, EventStoreError> {
-    let from = i64::try_from(from).unwrap_or(i64::MAX);
+    let start = i64::try_from(from).unwrap_or(i64::MAX);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut stmt = conn
+    let snapshot = conn.unchecked_transaction().map_err(sql_error(path))?;
+    let first_available = schema::first_available(&snapshot).map_err(sql_error(path))?;
+    if from.max(1) < first_available {
+        return Err(EventStoreError::Compacted { first_available });
+    }
+    let mut stmt = snapshot
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM events WHERE id >= ?1 ORDER BY id LIMIT ?2"
         ))
         .map_err(sql_error(path))?;
-    stmt.query_map(params![from, limit], row_to_event)
+    let events = stmt
+        .query_map(params![start, limit], row_to_event)
         .and_then(|rows| rows.collect())
-        .map_err(sql_error(path))
+        .map_err(sql_error(path));
+    drop(stmt);
+    let _ = snapshot.finish();
+    events
 }
 
 /// The events matching `query`.
@@ -230,11 +242,18 @@ pub(crate) fn causation_chain(
     Ok(chain)
 }
 
-/// What the file holds: (events, streams, first id, last id ever given).
-pub(crate) fn counts(
-    conn: &Connection,
-    path: &Path,
-) -> Result<(u64, u64, Option<u64>, Option<u64>), EventStoreError> {
+/// What the file holds.
+pub(crate) struct Counts {
+    pub(crate) events: u64,
+    pub(crate) streams: u64,
+    pub(crate) first_id: Option<u64>,
+    /// The last id ever given.
+    pub(crate) last_id: Option<u64>,
+    pub(crate) first_available: u64,
+}
+
+/// What the file holds.
+pub(crate) fn counts(conn: &Connection, path: &Path) -> Result<Counts, EventStoreError> {
     let err = sql_error(path);
     let (events, first): (i64, Option<i64>) = conn
         .query_row("SELECT count(*), min(id) FROM events", [], |r| {
@@ -252,10 +271,12 @@ pub(crate) fn counts(
         )
         .optional()
         .map_err(&err)?;
-    Ok((
-        events as u64,
-        streams as u64,
-        first.map(|id| id as u64),
-        last.map(|id| id as u64),
-    ))
+    let first_available = schema::first_available(conn).map_err(&err)?;
+    Ok(Counts {
+        events: events as u64,
+        streams: streams as u64,
+        first_id: first.map(|id| id as u64),
+        last_id: last.map(|id| id as u64),
+        first_available,
+    })
 }

@@ -20,8 +20,8 @@ use super::{EventStoreConfig, EventStoreError, config::LOCK_FILE};
 pub const APPLICATION_ID: i32 = 0x4D42_4553;
 
 /// The schema version this build writes. Version 1 had no idempotency keys
-/// nor metadata; opening it adds both.
-pub const SCHEMA_VERSION: u32 = 2;
+/// nor metadata, version 2 no recorded horizon; opening adds them.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Each migration brings the schema from the version before it to its
 /// index + 1.
@@ -51,9 +51,31 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE events ADD COLUMN metadata TEXT;
     CREATE UNIQUE INDEX events_by_idempotency_key ON events(idempotency_key)
         WHERE idempotency_key IS NOT NULL;",
+    // 3: the horizon, `first_available`: every id below it was pruned.
+    // A file pruned before it was recorded starts at its oldest event.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO meta (key, value) SELECT 'first_available', coalesce(
+        (SELECT min(id) FROM events),
+        (SELECT seq + 1 FROM sqlite_sequence WHERE name = 'events'),
+        1);",
 ];
 
+/// The first position still stored: every id below it was pruned.
+pub(crate) fn first_available(conn: &Connection) -> rusqlite::Result<u64> {
+    conn.prepare_cached("SELECT value FROM meta WHERE key = 'first_available'")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(|v| v.max(1) as u64)
+}
+
 const SQLITE_HEADER: &[u8; 16] = b"SQLite format 3\0";
+
+/// The durability settings the writer's connection runs with: WAL, and
+/// `synchronous=FULL` so that each commit syncs the WAL before it returns
+/// (in WAL mode `NORMAL` would sync only at checkpoints: a power loss
+/// could lose acknowledged appends). [`open_writer`] checks both.
+pub(crate) const JOURNAL_MODE: &str = "wal";
+/// See [`JOURNAL_MODE`]; SQLite reports `FULL` as 2.
+pub(crate) const SYNCHRONOUS_FULL: i64 = 2;
 
 /// Takes the data directory's lock, checks the file, opens the writer's
 /// connection (WAL, `synchronous=FULL`) and migrates the schema.
@@ -107,13 +129,21 @@ pub(crate) fn open_writer(
     let mode: String = conn
         .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
         .map_err(err)?;
-    if !mode.eq_ignore_ascii_case("wal") {
+    if !mode.eq_ignore_ascii_case(JOURNAL_MODE) {
         return Err(EventStoreError::Storage(format!(
             "could not switch to WAL mode (got {mode})"
         )));
     }
     conn.pragma_update(None, "synchronous", "FULL")
         .map_err(err)?;
+    let synchronous: i64 = conn
+        .pragma_query_value(None, "synchronous", |r| r.get(0))
+        .map_err(err)?;
+    if synchronous != SYNCHRONOUS_FULL {
+        return Err(EventStoreError::Storage(format!(
+            "could not set synchronous=FULL (got {synchronous})"
+        )));
+    }
     migrate(&conn, version).map_err(err)?;
     Ok((conn, lock))
 }

@@ -17,7 +17,7 @@ use super::{
     append::{self, Prepared},
     core::StoreCore,
     read, subscribe,
-    writer::{AppendRequest, Request},
+    writer::{AppendRequest, Durability, Request},
 };
 
 /// What a store holds and has done, from [`EventStore::stats`].
@@ -32,6 +32,10 @@ pub struct EventStoreStats {
     pub first_id: Option<EventSeq>,
     /// The last id ever given (kept after pruning: ids are never reused).
     pub last_id: Option<EventSeq>,
+    /// The horizon: the first position still stored (or the next to be
+    /// given); reads from below it fail as
+    /// [`Compacted`](EventStoreError::Compacted).
+    pub first_available: EventSeq,
     /// The database file's size, in bytes (without its WAL).
     pub file_bytes: u64,
     /// Events appended since this incarnation opened.
@@ -164,6 +168,20 @@ impl EventStore {
                 reason: "a batch with an expected version must stay in one stream".into(),
             });
         }
+        // A key names one event: twice in one batch is bad input.
+        if events.len() > 1 {
+            let mut keys = std::collections::HashSet::new();
+            for (index, prepared) in events.iter().enumerate() {
+                if let Some(key) = &prepared.event.idempotency_key
+                    && !keys.insert(key.as_str())
+                {
+                    return Err(EventStoreError::InvalidEvent {
+                        index,
+                        reason: format!("idempotency key {key:?} repeats in the batch"),
+                    });
+                }
+            }
+        }
         let (reply, answer) = oneshot::channel();
         core.send(Request::Append(AppendRequest {
             events,
@@ -185,8 +203,9 @@ impl EventStore {
 
     /// Appends `event` if its stream is at the `expected` version, or fails
     /// with [`EventStoreError::VersionConflict`] and writes nothing. A
-    /// retry whose idempotency key is already stored answers the stored
-    /// event, whatever the version.
+    /// retry (its idempotency key stored, with the same stream and kind)
+    /// answers the stored event, whatever the version; see the
+    /// [batch rules](super#batches-and-retries).
     pub fn append_expecting(&self, event: Event, expected: ExpectedVersion) -> Appending {
         match self.queue(vec![event], expected) {
             Ok(answer) => Appending::queued(answer),
@@ -196,7 +215,8 @@ impl EventStore {
 
     /// Appends `events` all or nothing: one invalid event refuses the
     /// batch and nothing is written; otherwise all commit together, in
-    /// order. An empty batch answers an empty list.
+    /// order. An empty batch answers an empty list. A batch is one unit
+    /// for idempotency too: see the [batch rules](super#batches-and-retries).
     pub fn append_batch(&self, events: Vec<Event>) -> AppendingBatch {
         self.append_batch_expecting(events, ExpectedVersion::Any)
     }
@@ -274,23 +294,49 @@ impl EventStore {
         }
     }
 
-    /// Deletes the events recorded before `before_ms` (ms since the
-    /// epoch) and answers how many. Ids and stream versions are never
-    /// reused afterwards.
+    /// Deletes the oldest events recorded before `before_ms` (ms since
+    /// the epoch: the longest prefix of the log older than it) and
+    /// answers how many. Ids and stream versions are never reused
+    /// afterwards; reads from a pruned position fail as
+    /// [`Compacted`](EventStoreError::Compacted).
     pub async fn prune_before(&self, before_ms: u64) -> Result<u64, EventStoreError> {
         let (reply, answer) = oneshot::channel();
         self.core()?.send(Request::Prune { before_ms, reply })?;
-        answer.await.unwrap_or_else(|_| {
-            Err(EventStoreError::unavailable(
-                "the store stopped before pruning",
-            ))
-        })
+        Self::answer(answer, "the store stopped before pruning").await
+    }
+
+    /// Applies the [`Retention`](super::Retention) now (the writer also
+    /// does every `retention.every`, and on open) and answers how many
+    /// events it pruned.
+    pub async fn enforce_retention(&self) -> Result<u64, EventStoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.core()?.send(Request::Retain { reply })?;
+        Self::answer(answer, "the store stopped before pruning").await
+    }
+
+    /// The durability settings the writer's connection runs with, as
+    /// SQLite reports them: `journal_mode` `wal` and `synchronous`
+    /// `full`, so every acknowledged append is synced to disk before its
+    /// future completes and a power loss loses nothing acknowledged.
+    pub async fn durability(&self) -> Result<Durability, EventStoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.core()?.send(Request::Durability { reply })?;
+        Self::answer(answer, "the store stopped before answering").await
+    }
+
+    async fn answer<T>(
+        answer: oneshot::Receiver<Result<T, EventStoreError>>,
+        stopped: &str,
+    ) -> Result<T, EventStoreError> {
+        answer
+            .await
+            .unwrap_or_else(|_| Err(EventStoreError::unavailable(stopped)))
     }
 
     /// What the store holds and has done.
     pub async fn stats(&self) -> Result<EventStoreStats, EventStoreError> {
         let core = self.core()?;
-        let (events, streams, first_id, last_id) = core
+        let counts = core
             .read(|core| {
                 core.readers
                     .with(|conn| read::counts(conn, core.readers.path()))
@@ -300,10 +346,11 @@ impl EventStore {
         let counters = &core.counters;
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         Ok(EventStoreStats {
-            events,
-            streams,
-            first_id,
-            last_id,
+            events: counts.events,
+            streams: counts.streams,
+            first_id: counts.first_id,
+            last_id: counts.last_id,
+            first_available: counts.first_available,
             file_bytes,
             appended: load(&counters.appended),
             commits: load(&counters.commits),

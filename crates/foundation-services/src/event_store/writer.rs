@@ -17,14 +17,14 @@ use std::{
     },
 };
 
-use crossbeam_channel::Receiver;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
-use supervision_core::{EventSeq, StoredEvent};
+use supervision_core::{Clock, EventSeq, MetaValue, StoredEvent, Telemetry, events};
 use tokio::sync::{broadcast, oneshot};
 
 use super::{
-    EventStoreError, ExpectedVersion,
+    EventStoreError, ExpectedVersion, Retention,
     append::{Appended, BatchReply, Prepared},
     schema,
 };
@@ -34,6 +34,11 @@ const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// How long a group waits for the callers of the group before it.
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(150);
+
+/// The most events one prune transaction deletes: a large backlog (the
+/// first pass over an old, large file) is pruned in steps, and the
+/// requests queued meanwhile are served between the retention's steps.
+const PRUNE_CHUNK: i64 = 50_000;
 
 /// The most stream versions the writer caches before it starts over.
 const MAX_CACHED_STREAMS: usize = 100_000;
@@ -47,6 +52,14 @@ pub(crate) enum Request {
         before_ms: u64,
         reply: oneshot::Sender<Result<u64, EventStoreError>>,
     },
+    /// Apply the retention now; answers how many events it pruned.
+    Retain {
+        reply: oneshot::Sender<Result<u64, EventStoreError>>,
+    },
+    /// Report the writer connection's durability settings.
+    Durability {
+        reply: oneshot::Sender<Result<Durability, EventStoreError>>,
+    },
     /// Finish what was queued before, then stop.
     Shutdown,
 }
@@ -55,6 +68,34 @@ pub(crate) struct AppendRequest {
     pub(crate) events: Vec<Prepared>,
     pub(crate) expected: ExpectedVersion,
     pub(crate) reply: BatchReply,
+}
+
+/// The durability settings of the writer's connection, as SQLite reports
+/// them: see [`EventStore::durability`](super::EventStore::durability).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// `PRAGMA journal_mode`, lowercase (`wal`).
+    pub journal_mode: String,
+    /// `PRAGMA synchronous` by name, lowercase (`full`).
+    pub synchronous: String,
+}
+
+/// Why events were pruned, as `event_store.pruned` says.
+#[derive(Debug, Clone, Copy)]
+enum PruneReason {
+    Age,
+    Size,
+    Request,
+}
+
+impl PruneReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            PruneReason::Age => "age",
+            PruneReason::Size => "size",
+            PruneReason::Request => "request",
+        }
+    }
 }
 
 /// Counters the writer keeps for [`stats`](super::EventStore::stats).
@@ -119,6 +160,13 @@ pub(crate) struct Writer {
     pub(crate) counters: Arc<Counters>,
     pub(crate) max_group: usize,
     pub(crate) streams: HashMap<String, u64>,
+    pub(crate) retention: Retention,
+    pub(crate) clock: Clock,
+    pub(crate) telemetry: Telemetry,
+    /// When the retention is next applied (now at first: on open).
+    pub(crate) retain_at: std::time::Instant,
+    /// A prune stopped at [`PRUNE_CHUNK`] with more to go.
+    pub(crate) more_to_prune: bool,
 }
 
 impl Writer {
@@ -131,7 +179,16 @@ impl Writer {
             match request {
                 Request::Shutdown => return,
                 Request::Prune { before_ms, reply } => {
-                    let _ = reply.send(self.prune(before_ms));
+                    let _ =
+                        reply.send(self.until_done(|writer| {
+                            writer.prune_older(before_ms, PruneReason::Request)
+                        }));
+                }
+                Request::Retain { reply } => {
+                    let _ = reply.send(self.until_done(Writer::retain));
+                }
+                Request::Durability { reply } => {
+                    let _ = reply.send(self.durability());
                 }
                 Request::Append(first) => {
                     let mut size = first.events.len();
@@ -166,6 +223,7 @@ impl Writer {
                     self.commit_group(group, size);
                 }
             }
+            self.retain_if_due();
             if next.is_none() {
                 next = self.next_request();
             }
@@ -176,7 +234,8 @@ impl Writer {
     /// acknowledgement sends its next append within microseconds of the
     /// last reply: the writer polls for a short while before it parks, as
     /// waking a parked thread costs a VM about as much as a small commit.
-    fn next_request(&self) -> Option<Request> {
+    /// Parked, it wakes when the retention is due.
+    fn next_request(&mut self) -> Option<Request> {
         let polling = std::time::Instant::now();
         while polling.elapsed() < IDLE_POLL {
             match self.requests.try_recv() {
@@ -185,7 +244,89 @@ impl Writer {
                 Err(crossbeam_channel::TryRecvError::Empty) => std::thread::yield_now(),
             }
         }
-        self.requests.recv().ok()
+        loop {
+            if !self.retention.is_bounded() {
+                return self.requests.recv().ok();
+            }
+            self.retain_if_due();
+            match self.requests.recv_deadline(self.retain_at) {
+                Ok(request) => return Some(request),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return None,
+            }
+        }
+    }
+
+    /// Applies the retention if its time has come (the writer's own
+    /// monotonic time: it runs on a thread, not on the runtime's clock).
+    fn retain_if_due(&mut self) {
+        if !self.retention.is_bounded() || std::time::Instant::now() < self.retain_at {
+            return;
+        }
+        // A failure is recorded for the health check and retried at the
+        // next check.
+        let _ = self.retain();
+    }
+
+    /// Runs `prune` until no step stops at [`PRUNE_CHUNK`]: a prune asked
+    /// for answers once it is whole.
+    fn until_done(
+        &mut self,
+        mut prune: impl FnMut(&mut Self) -> Result<u64, EventStoreError>,
+    ) -> Result<u64, EventStoreError> {
+        let mut pruned = 0;
+        loop {
+            pruned += prune(self)?;
+            if !self.more_to_prune {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// Applies the retention now: the age limit, then the count limit, a
+    /// step of at most [`PRUNE_CHUNK`] events each; with more to go, the
+    /// next pass is due at once (after the requests queued meanwhile).
+    fn retain(&mut self) -> Result<u64, EventStoreError> {
+        self.retain_at = std::time::Instant::now() + self.retention.every;
+        self.more_to_prune = false;
+        let mut pruned = 0;
+        if let Some(max_age) = self.retention.max_age {
+            let age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+            let before_ms = self.clock.unix_millis().saturating_sub(age_ms);
+            if before_ms > 0 {
+                pruned += self.prune_older(before_ms, PruneReason::Age)?;
+            }
+        }
+        if let Some(max_events) = self.retention.max_events {
+            pruned += self.prune_beyond(max_events)?;
+        }
+        if self.more_to_prune {
+            self.retain_at = std::time::Instant::now();
+        }
+        Ok(pruned)
+    }
+
+    fn durability(&self) -> Result<Durability, EventStoreError> {
+        let err = |e| schema::classify(&self.path, e);
+        let journal_mode: String = self
+            .conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .map_err(err)?;
+        let synchronous: i64 = self
+            .conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .map_err(err)?;
+        let synchronous = match synchronous {
+            0 => "off",
+            1 => "normal",
+            2 => "full",
+            3 => "extra",
+            _ => "unknown",
+        };
+        Ok(Durability {
+            journal_mode: journal_mode.to_lowercase(),
+            synchronous: synchronous.to_owned(),
+        })
     }
 
     fn commit_group(&mut self, group: Vec<AppendRequest>, size: usize) {
@@ -297,12 +438,13 @@ impl Writer {
         overlay: &mut Overlay,
         mut undo: Option<&mut Undo>,
     ) -> Result<Vec<Appended>, EventStoreError> {
+        // A batch is one unit: a retry of a stored batch answers it whole
+        // and writes nothing; any other batch is checked in full.
+        if let Some(original) = self.retry_of(request, overlay)? {
+            return Ok(original);
+        }
         let first = &request.events[0].event;
-        let retried = match &first.idempotency_key {
-            Some(key) => self.known_key(key, overlay)?.is_some(),
-            None => false,
-        };
-        if request.expected != ExpectedVersion::Any && !retried {
+        if request.expected != ExpectedVersion::Any {
             let actual = self.version_of(&first.stream, overlay)?;
             if !request.expected.admits(actual) {
                 return Err(EventStoreError::VersionConflict {
@@ -313,16 +455,15 @@ impl Writer {
             }
         }
         let mut answers = Vec::with_capacity(request.events.len());
-        for prepared in &request.events {
+        for (index, prepared) in request.events.iter().enumerate() {
             let event = &prepared.event;
             if let Some(key) = &event.idempotency_key
-                && let Some(original) = self.known_key(key, overlay)?
+                && self.known_key(key, overlay)?.is_some()
             {
-                answers.push(Appended {
-                    duplicate: true,
-                    ..original
+                return Err(EventStoreError::KeyTaken {
+                    index,
+                    key: key.clone(),
                 });
-                continue;
             }
             let version = self.version_of(&event.stream, overlay)? + 1;
             let id = {
@@ -367,6 +508,64 @@ impl Writer {
             answers.push(appended);
         }
         Ok(answers)
+    }
+
+    /// The stored batch `request` retries, if it is one: its first event's
+    /// key is stored, and the events written from there (a batch's ids
+    /// are consecutive: one writer inserts them one after the other) are
+    /// as many, with the same stream, kind and key at each position.
+    fn retry_of(
+        &self,
+        request: &AppendRequest,
+        overlay: &Overlay,
+    ) -> Result<Option<Vec<Appended>>, EventStoreError> {
+        let Some(key) = &request.events[0].event.idempotency_key else {
+            return Ok(None);
+        };
+        let Some(original) = self.known_key(key, overlay)? else {
+            return Ok(None);
+        };
+        let stored: Vec<(EventSeq, u64, String, String, Option<String>)> = self
+            .conn
+            .prepare_cached(
+                "SELECT id, stream_version, stream, kind, idempotency_key FROM events \
+                 WHERE id >= ?1 ORDER BY id LIMIT ?2",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_map(
+                    params![original.id as i64, request.events.len() as i64],
+                    |r| {
+                        Ok((
+                            r.get::<_, i64>(0)? as EventSeq,
+                            r.get::<_, i64>(1)? as u64,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                        ))
+                    },
+                )?
+                .collect()
+            })
+            .map_err(|e| schema::classify(&self.path, e))?;
+        let same = stored.len() == request.events.len()
+            && stored.iter().zip(&request.events).enumerate().all(
+                |(offset, ((id, _, stream, kind, key), prepared))| {
+                    *id == original.id + offset as EventSeq
+                        && *stream == prepared.event.stream
+                        && *kind == prepared.event.kind
+                        && *key == prepared.event.idempotency_key
+                },
+            );
+        Ok(same.then(|| {
+            stored
+                .into_iter()
+                .map(|(id, stream_version, ..)| Appended {
+                    id,
+                    stream_version,
+                    duplicate: true,
+                })
+                .collect()
+        }))
     }
 
     /// The stream's version: written by this group, cached, or stored (0:
@@ -433,8 +632,60 @@ impl Writer {
         Ok(())
     }
 
-    fn prune(&mut self, before_ms: u64) -> Result<u64, EventStoreError> {
+    /// Prunes the oldest events recorded before `before_ms`: the longest
+    /// prefix of the log older than it (an event stamped later, by a clock
+    /// that stepped back, keeps those after it).
+    fn prune_older(&mut self, before_ms: u64, reason: PruneReason) -> Result<u64, EventStoreError> {
+        self.more_to_prune = false;
         let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
+        let through: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT coalesce(\
+                   (SELECT min(id) FROM events WHERE ts_ms >= ?1) - 1, \
+                   (SELECT max(id) FROM events))",
+                params![before],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.fail(e))?;
+        match through {
+            Some(through) if through > 0 => self.prune_through(through, reason),
+            _ => Ok(0),
+        }
+    }
+
+    /// Prunes the oldest events beyond the newest `keep`.
+    fn prune_beyond(&mut self, keep: u64) -> Result<u64, EventStoreError> {
+        let stored: i64 = self
+            .conn
+            .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+            .map_err(|e| self.fail(e))?;
+        let excess = (stored as u64).saturating_sub(keep);
+        if excess == 0 {
+            return Ok(0);
+        }
+        let through: i64 = self
+            .conn
+            .query_row(
+                "SELECT id FROM events ORDER BY id LIMIT 1 OFFSET ?1",
+                params![excess as i64 - 1],
+                |r| r.get(0),
+            )
+            .map_err(|e| self.fail(e))?;
+        self.prune_through(through, PruneReason::Size)
+    }
+
+    /// Deletes every event of id `through` or less and moves the horizon
+    /// past it, in one transaction: at most [`PRUNE_CHUNK`] ids past the
+    /// horizon (then `more_to_prune` says so).
+    fn prune_through(&mut self, through: i64, reason: PruneReason) -> Result<u64, EventStoreError> {
+        let first = schema::first_available(&self.conn).map_err(|e| self.fail(e))? as i64;
+        let through = if through >= first + PRUNE_CHUNK {
+            self.more_to_prune = true;
+            first + PRUNE_CHUNK - 1
+        } else {
+            through
+        };
         // The versions of the events about to go move to the streams
         // table first, in the same transaction: ids and versions are never
         // reused after a prune.
@@ -442,15 +693,30 @@ impl Writer {
             let tx = self.conn.unchecked_transaction()?;
             tx.execute(
                 "INSERT INTO streams (stream, version) \
-                 SELECT stream, max(stream_version) FROM events WHERE ts_ms < ?1 GROUP BY stream \
+                 SELECT stream, max(stream_version) FROM events WHERE id <= ?1 GROUP BY stream \
                  ON CONFLICT (stream) DO UPDATE SET version = max(version, excluded.version)",
-                params![before],
+                params![through],
             )?;
-            let deleted = tx.execute("DELETE FROM events WHERE ts_ms < ?1", params![before])?;
+            let deleted = tx.execute("DELETE FROM events WHERE id <= ?1", params![through])?;
+            tx.execute(
+                "UPDATE meta SET value = max(value, ?1) WHERE key = 'first_available'",
+                params![through + 1],
+            )?;
             tx.commit()?;
             Ok(deleted as u64)
         })();
-        pruned.map_err(|e| self.fail(e))
+        let deleted = pruned.map_err(|e| self.fail(e))?;
+        if deleted > 0 && self.telemetry.is_enabled() {
+            self.telemetry.emit(
+                events::EVENT_STORE_PRUNED,
+                &[
+                    ("events", deleted as f64),
+                    ("first_available", (through + 1) as f64),
+                ],
+                &[("reason", MetaValue::Str(reason.as_str()))],
+            );
+        }
+        Ok(deleted)
     }
 
     /// Records a storage failure for the health check and maps it.

@@ -32,6 +32,10 @@ pub enum TaskError {
     /// Code 3306.
     #[error("no tokio runtime to spawn the task on")]
     NoRuntime,
+    /// The tokio runtime of the caller has shut down: it would drop the
+    /// task unrun; nothing was spawned. Code 3307.
+    #[error("the tokio runtime has shut down")]
+    RuntimeShutDown,
 }
 
 impl ErrorCode for TaskError {
@@ -43,6 +47,7 @@ impl ErrorCode for TaskError {
             TaskError::Aborted => 3304,
             TaskError::Failed(_) => 3305,
             TaskError::NoRuntime => 3306,
+            TaskError::RuntimeShutDown => 3307,
         }
     }
 }

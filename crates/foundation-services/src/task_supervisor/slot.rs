@@ -6,7 +6,10 @@ use std::{
     any::Any,
     future::Future,
     panic::AssertUnwindSafe,
-    sync::{Arc, atomic::Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU8, Ordering},
+    },
 };
 
 use futures::FutureExt;
@@ -75,6 +78,83 @@ impl Drop for Slot {
             );
         }
         inner.release(self.id);
+    }
+}
+
+/// A slot whose task has not been polled yet.
+///
+/// Dropped unpolled while `spawn` runs (the runtime shut down and dropped
+/// the task inside it), it records nothing and takes no lock: it only
+/// says so, and the spawner gives the slot back and answers
+/// [`TaskError::RuntimeShutDown`]. Dropped unpolled once spawned (aborted,
+/// or its runtime shut down later), it is an aborted task like any other.
+pub(super) struct Unpolled {
+    /// The slot's parts: the slot itself exists once the task runs.
+    parts: Option<(Arc<Inner>, TaskId)>,
+    state: Arc<AtomicU8>,
+}
+
+/// [`Unpolled`]'s states.
+const SPAWNING: u8 = 0;
+const SPAWNED: u8 = 1;
+const DROPPED_IN_SPAWN: u8 = 2;
+
+/// The spawner's side of an [`Unpolled`].
+pub(super) struct Spawning(Arc<AtomicU8>);
+
+impl Spawning {
+    /// After `spawn` returned: `true` if the task lives (from now on a
+    /// drop counts as an abort), `false` if it was dropped inside `spawn`.
+    pub(super) fn spawned(self) -> bool {
+        self.0
+            .compare_exchange(SPAWNING, SPAWNED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+impl Unpolled {
+    pub(super) fn new(inner: Arc<Inner>, id: TaskId) -> (Self, Spawning) {
+        let state = Arc::new(AtomicU8::new(SPAWNING));
+        let unpolled = Unpolled {
+            parts: Some((inner, id)),
+            state: state.clone(),
+        };
+        (unpolled, Spawning(state))
+    }
+
+    /// The task runs: from now on its slot records how it ends.
+    pub(super) fn start(mut self) -> Slot {
+        let (inner, id) = self.parts.take().expect("a slot is started once");
+        Slot {
+            inner,
+            id,
+            finished: false,
+        }
+    }
+}
+
+impl Drop for Unpolled {
+    fn drop(&mut self) {
+        let Some((inner, id)) = self.parts.take() else {
+            return;
+        };
+        let in_spawn = self
+            .state
+            .compare_exchange(
+                SPAWNING,
+                DROPPED_IN_SPAWN,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if !in_spawn {
+            // Spawned, then dropped before its first poll: aborted.
+            drop(Slot {
+                inner,
+                id,
+                finished: false,
+            });
+        }
     }
 }
 

@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use futures::future::join_all;
 
-use super::{Application, ServiceStatus};
-use crate::Health;
+use super::{Application, ServiceReport, ServiceStatus};
+use crate::{Clock, Health, HealthCheck};
 
 /// One service in a [`HealthReport`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,17 +93,7 @@ impl Application {
         let clock = &self.inner.flags.clock;
         let answers = status.services.iter().enumerate().map(|(position, s)| {
             let check = checks.get(position).cloned().flatten();
-            async move {
-                match (&s.handle, s.status, check) {
-                    (Some(handle), ServiceStatus::Running, Some(check)) => {
-                        check.run_on(handle, clock).await
-                    }
-                    (Some(handle), ServiceStatus::Running, None) if handle.is_alive() => {
-                        Health::Healthy
-                    }
-                    _ => Health::NotRunning,
-                }
-            }
+            check_one(s, check, clock)
         });
         let answers = join_all(answers).await;
         HealthReport {
@@ -118,5 +108,33 @@ impl Application {
                 })
                 .collect(),
         }
+    }
+
+    /// The health of one service as `service` (a line of
+    /// [`status`](Self::status)) saw it: its check's answer, within the
+    /// check's own timeout, while it runs; [`Health::NotRunning`]
+    /// otherwise. A monitor that checks each service under its own timeout
+    /// (so one slow check counts only against its service) calls this per
+    /// service rather than [`health`](Self::health) for all.
+    pub async fn service_health(&self, service: &ServiceReport) -> Health {
+        let check = {
+            let state = self.inner.state.lock();
+            self.inner
+                .names
+                .iter()
+                .position(|name| *name == service.name)
+                .and_then(|position| state.checks.get(position).cloned().flatten())
+        };
+        check_one(service, check, &self.inner.flags.clock).await
+    }
+}
+
+/// One service's health: its check while it runs, healthy while it runs
+/// without one, not running otherwise.
+async fn check_one(service: &ServiceReport, check: Option<HealthCheck>, clock: &Clock) -> Health {
+    match (&service.handle, service.status, check) {
+        (Some(handle), ServiceStatus::Running, Some(check)) => check.run_on(handle, clock).await,
+        (Some(handle), ServiceStatus::Running, None) if handle.is_alive() => Health::Healthy,
+        _ => Health::NotRunning,
     }
 }
