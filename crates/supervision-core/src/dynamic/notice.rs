@@ -85,6 +85,19 @@ impl ExitNotice {
             let _ = supervisor.tell(CollectEnded).try_send();
         }
     }
+
+    /// Whether the supervisor this notice reports to is stopping, giving
+    /// up, or gone: a child that exits now was most likely taken down with
+    /// it, not ended by itself (a child reads it in its `on_stop` to tell
+    /// the two apart).
+    pub fn is_closing(&self) -> bool {
+        self.inner.shared.is_closing()
+            || !self
+                .inner
+                .supervisor
+                .upgrade()
+                .is_some_and(|supervisor| supervisor.is_alive())
+    }
 }
 
 impl fmt::Debug for ExitNotice {
