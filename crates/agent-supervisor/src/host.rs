@@ -1,7 +1,9 @@
 //! The kameo actor that hosts one incarnation of an agent: it runs the
-//! user's [`Agent`] one message at a time, enforces the memory budget, and
-//! reports its own exit to the registry from `on_stop` (so no watcher task
-//! per agent is needed: kameo runs `on_stop` after a kill or a panic too).
+//! user's [`Agent`] one message at a time (its predecessor's leftover tells
+//! first), enforces the memory budget, and reports its own exit to the
+//! registry from `on_stop` (so no watcher task per agent is needed: kameo
+//! runs `on_stop` after a panic too; a kill aborts the whole task, and the
+//! host's drop reports it).
 
 use std::{
     any::Any,
