@@ -668,7 +668,8 @@ impl AgentRegistry {
         self.shared.reporter.changes.subscribe()
     }
 
-    /// The supervisor of the agent processes.
+    /// The supervisor of the agent processes, as of now: it is replaced
+    /// if it dies (see [`replace_supervisor`](Self::replace_supervisor)).
     pub fn supervisor(&self) -> AgentSupervisor {
         self.shared.supervisor()
     }

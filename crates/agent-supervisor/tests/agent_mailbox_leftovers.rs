@@ -176,3 +176,70 @@ async fn an_agent_not_restarted_fails_its_queued_asks_and_counts_its_dropped_tel
     assert_eq!(dropped.measurement("count"), Some(2.0));
     assert_eq!(f.s.agents.status("a"), Some(AgentStatus::Crashed));
 }
+
+#[tokio::test(start_paused = true)]
+async fn asks_queued_behind_a_crash_fail_with_restarting_only_if_asked_to() {
+    let s = common::setup_with(|o| o.with_clock(supervision_core::Clock::tokio())).await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let permits = Arc::new(Semaphore::new(0));
+    let config = AgentConfig::new::<Recorder>(
+        "recorder",
+        Gate {
+            permits: permits.clone(),
+            events: tx,
+        },
+    )
+    .with_restart(RestartType::Permanent)
+    // The restart waits 10 s: the asks bounce while it is `Restarting`.
+    .with_backoff(supervision_core::Backoff::new(
+        Duration::from_secs(10),
+        Duration::from_secs(10),
+    ));
+    s.agents.register_agent("a", config).unwrap();
+    s.agents.start_agent("a").await.unwrap();
+    let a = s.agents.agent_ref::<Recorder>("a").unwrap();
+    a.tell(Msg::Block).await.unwrap();
+    assert_eq!(events.recv().await, Some("blocked"));
+    a.tell(Msg::Crash).await.unwrap();
+    a.tell(Msg::Push(1)).await.unwrap();
+    let failing = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.ask_with(
+                Msg::Get,
+                agent_supervisor::CallOptions::timeout(Duration::from_secs(60))
+                    .fail_while_restarting(),
+            )
+            .await
+        }
+    });
+    let waiting = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.ask_with(
+                Msg::Get,
+                agent_supervisor::CallOptions::timeout(Duration::from_secs(60)),
+            )
+            .await
+        }
+    });
+    // Both asks are queued behind the crash.
+    while a_mailbox_len(&s) < 4 {
+        tokio::task::yield_now().await;
+    }
+    permits.add_permits(1);
+    let failed = failing.await.unwrap();
+    assert!(
+        matches!(failed, Err(AgentError::Restarting(_))),
+        "{failed:?}"
+    );
+    assert_eq!(waiting.await.unwrap().unwrap(), vec![1]);
+}
+
+/// How many messages wait in agent `a`'s mailbox.
+fn a_mailbox_len(s: &common::Setup) -> usize {
+    s.agents
+        .lookup("a")
+        .and_then(|p| p.mailbox_len())
+        .unwrap_or(0)
+}
