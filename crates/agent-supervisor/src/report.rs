@@ -13,8 +13,7 @@
 //! Status changes reach the event sink through a bounded queue
 //! (`AgentRegistryOptions::event_buffer`) and one recorder task, so a
 //! slow sink never makes a status change wait nor grows memory without
-//! bound; every change not recorded is counted (`agent.events.dropped`,
-//! and [`Reporter::events_dropped`]).
+//! bound; every change not recorded is counted (`agent.events.dropped`).
 //!
 //! Status names are the snake_case forms of [`AgentStatus`] (`running`,
 //! `restarting`...); `from` is `none` for a newly registered agent.
