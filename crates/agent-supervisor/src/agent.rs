@@ -136,8 +136,10 @@ pub trait Agent: Send + Sized + 'static {
         async { Err(EnvelopeError::Unsupported) }
     }
 
-    /// Called once when the incarnation stops, for any reason (a kill and a
-    /// panic included; not a passivation, which keeps the state).
+    /// Called once when the incarnation stops (a panic included; not a
+    /// passivation, which keeps the state). A kill runs no `on_stop`, as
+    /// OTP's `kill` runs no `terminate`: a stop that outlasts the
+    /// shutdown timeout kills the incarnation, its `on_stop` included.
     fn on_stop(&mut self, reason: &ExitReason) -> impl Future<Output = ()> + Send {
         let _ = reason;
         async {}

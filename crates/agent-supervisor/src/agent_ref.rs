@@ -57,6 +57,17 @@ impl CallOptions {
 /// incarnation, whichever it is. A message sent while the agent restarts
 /// waits (bounded by the call's timeout) for the next incarnation or fails
 /// with `Restarting`, by the caller's choice; a passivated agent is woken.
+/// While the agent is being stopped, calls fail at once with
+/// [`AgentError::Stopping`].
+///
+/// **Its mailbox outlives its incarnations.** Tells queued behind an
+/// incarnation's exit (a crash, a normal exit, a passivation) are handled
+/// by the next incarnation first, in order; only the message that crashed
+/// it is not handled again. Asks queued behind it are retried by their
+/// callers on the next incarnation (or fail with `Restarting`, if the call
+/// said so). An agent that is not restarted answers those asks with a
+/// typed error and drops those tells, counted (`agent.messages.dropped`).
+/// A kill takes the tells in its mailbox with it.
 /// A ref never silently goes dead: once the agent is stopped, failed or
 /// deregistered, calls say so.
 ///
@@ -185,6 +196,7 @@ impl<A: Agent> AgentRef<A> {
 
     /// Queues `message` if there is room now: [`AgentError::MailboxFull`]
     /// if not, [`AgentError::Restarting`] while it restarts,
+    /// [`AgentError::Stopping`] while it is being stopped,
     /// [`AgentError::NotRunning`] if it has no process (passivated agents
     /// included: use [`tell`](Self::tell) to wake one).
     pub fn try_tell(&self, message: A::Message) -> Result<(), AgentError> {
@@ -197,6 +209,9 @@ impl<A: Agent> AgentRef<A> {
                 (Some(handle), AgentStatus::Running) => handle.clone(),
                 (_, AgentStatus::Restarting) => {
                     return Err(AgentError::Restarting(self.slot.id.clone()));
+                }
+                (_, AgentStatus::Stopping) => {
+                    return Err(AgentError::Stopping(self.slot.id.clone()));
                 }
                 (_, status) => {
                     return Err(AgentError::NotRunning {

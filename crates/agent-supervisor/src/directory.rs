@@ -146,6 +146,7 @@ impl From<AgentError> for DirectoryError {
             | AgentError::AlreadyRegistered(id)
             | AgentError::AlreadyRunning(id)
             | AgentError::Restarting(id)
+            | AgentError::Stopping(id)
             | AgentError::MailboxFull(id)
             | AgentError::Timeout(id) => err.to_directory_error(id),
             AgentError::NotRunning { agent, .. }

@@ -74,6 +74,10 @@ pub enum AgentError {
     /// The agent supervisor has stopped.
     #[error("agent supervisor gone")]
     SupervisorGone,
+    /// The agent is being stopped (gracefully): nothing sent now would be
+    /// handled.
+    #[error("agent {0} is stopping")]
+    Stopping(AgentId),
 }
 
 impl AgentError {
@@ -107,6 +111,10 @@ impl AgentError {
                 DirectoryError::Timeout(id.clone())
             }
             AgentError::MailboxFull(id) => DirectoryError::MailboxFull(id.clone()),
+            AgentError::Stopping(id) => DirectoryError::NotRunning {
+                agent: id.clone(),
+                status: AgentStatus::Stopping,
+            },
             AgentError::Crashed { agent, reason } => DirectoryError::Crashed {
                 agent: agent.clone(),
                 reason: reason.clone(),
@@ -138,6 +146,7 @@ impl ErrorCode for AgentError {
             AgentError::StartFailed { .. } => 5010,
             AgentError::WrongType { .. } => 5011,
             AgentError::SupervisorGone => 5012,
+            AgentError::Stopping(_) => 5013,
         }
     }
 }

@@ -1,10 +1,13 @@
 //! The kameo actor that hosts one incarnation of an agent: it runs the
-//! user's [`Agent`] one message at a time, enforces the memory budget, and
-//! reports its own exit to the registry from `on_stop` (so no watcher task
-//! per agent is needed: kameo runs `on_stop` after a kill or a panic too).
+//! user's [`Agent`] one message at a time (its predecessor's leftover tells
+//! first), enforces the memory budget, and reports its own exit to the
+//! registry from `on_stop` (so no watcher task per agent is needed: kameo
+//! runs `on_stop` after a panic too; a kill aborts the whole task, and the
+//! host's drop reports it).
 
 use std::{
     any::Any,
+    collections::VecDeque,
     marker::PhantomData,
     num::NonZeroUsize,
     panic::AssertUnwindSafe,
@@ -15,8 +18,8 @@ use futures::FutureExt;
 use kameo::{
     actor::{Actor, ActorId, ActorRef, Spawn, WeakActorRef},
     error::{ActorStopReason, HookError, Infallible, PanicError},
-    mailbox,
-    message::{Context, Message},
+    mailbox::{self, MailboxReceiver, Signal},
+    message::{BoxMessage, Context, Message},
     reply::{Reply, ReplyError},
 };
 use supervision_core::{Envelope, ExitNotice, ExitReason, ProcessHandle, StartError, StartFuture};
@@ -24,7 +27,7 @@ use supervision_core::{Envelope, ExitNotice, ExitReason, ProcessHandle, StartErr
 use crate::{
     Agent, AgentContext, EnvelopeError,
     shared::Shared,
-    slot::{Kept, Slot},
+    slot::{Kept, Mail, Slot},
 };
 
 /// What every incarnation gets besides the agent's own arguments.
@@ -33,6 +36,8 @@ pub(crate) struct HostArgs {
     pub(crate) slot: Arc<Slot>,
     pub(crate) shared: Weak<Shared>,
     pub(crate) notice: ExitNotice,
+    /// The start decision it comes from (see `Shared::install`).
+    pub(crate) epoch: u32,
 }
 
 /// One incarnation of agent `A`: a pointer to its state. kameo's task
@@ -55,9 +60,22 @@ impl<A: Agent> std::ops::DerefMut for AgentHost<A> {
     }
 }
 
+/// Messages told to an incarnation that it did not handle: its
+/// predecessor's leftovers, handled before its own mailbox.
+type Leftovers<A> = VecDeque<BoxMessage<AgentHost<A>>>;
+
 /// What an incarnation holds.
 pub(crate) struct Hosted<A: Agent> {
     agent: Option<A>,
+    /// This incarnation's actor id.
+    id: ActorId,
+    /// Its exit is reported (by `on_stop`); if not when it is dropped, its
+    /// task was aborted (a kill) and the drop reports it.
+    reported: bool,
+    /// Tells queued behind the previous incarnation's exit (or left in
+    /// this one's mailbox when it stopped), in order; handled before the
+    /// mailbox. Boxed: most incarnations never hold any.
+    leftovers: Option<Box<Leftovers<A>>>,
     slot: Arc<Slot>,
     shared: Weak<Shared>,
     /// Tells the agent supervisor of this incarnation's exit (it keeps no
@@ -82,19 +100,59 @@ pub(crate) fn spawn<A: Agent>(args: A::Args, host: HostArgs, capacity: usize) ->
         // The incarnation's one handle, made before it runs: the slot (the
         // host installs it) and the supervisor (it is returned) share it,
         // however soon the incarnation stops, so it need not be findable
-        // by id.
-        let handle = ProcessHandle::new_sole(actor_ref.clone());
-        drop(prepared.spawn((args, host, handle.clone())));
-        match actor_ref.wait_for_startup_result().await {
-            Ok(()) => Ok(handle),
-            Err(HookError::Error(reason)) => Err(StartError::from_exit(reason)),
-            Err(HookError::Panicked(panic)) => Err(StartError::Panicked(
-                panic
-                    .with_str(|s| s.into())
-                    .unwrap_or_else(|| panic.to_string().into()),
-            )),
-        }
+        // by id. It keeps the task: a kill aborts all of it, `on_stop`
+        // included (a stop's timeout bounds a hung `on_stop` too).
+        let handle = ProcessHandle::spawn_sole(prepared, |handle| (args, host, handle.clone()));
+        // Abandoned midway (the caller's start dropped): killed, so that
+        // nothing runs that its supervisor never adopted.
+        let guard = KillOnDrop(Some(&handle));
+        let started = tokio::select! {
+            biased;
+            started = actor_ref.wait_for_startup_result() => started.map_err(|err| match err {
+                HookError::Error(reason) => StartError::from_exit(reason),
+                HookError::Panicked(panic) => panic_start_error(&panic),
+            }),
+            // It handles its predecessor's leftovers before it reports its
+            // start, and one of them may stop it first; or it was killed
+            // (its task aborted) before it reported. Either way it reported
+            // its exit itself, if it got as far as its install.
+            _ = handle.exited() => actor_ref
+                .with_startup_result(|result| {
+                    result.map_err(|err| match err {
+                        HookError::Error(reason) => StartError::from_exit(reason.clone()),
+                        HookError::Panicked(panic) => panic_start_error(&panic),
+                    })
+                })
+                .unwrap_or_else(|| Err(StartError::failed("stopped before its start completed"))),
+        };
+        guard.disarm();
+        started.map(|()| handle)
     })
+}
+
+fn panic_start_error(panic: &PanicError) -> StartError {
+    StartError::Panicked(
+        panic
+            .with_str(|s| s.into())
+            .unwrap_or_else(|| panic.to_string().into()),
+    )
+}
+
+/// Kills an incarnation whose start was abandoned.
+struct KillOnDrop<'a>(Option<&'a ProcessHandle>);
+
+impl KillOnDrop<'_> {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(handle) = self.0.take() {
+            handle.kill();
+        }
+    }
 }
 
 impl<A: Agent> Actor for AgentHost<A> {
@@ -125,6 +183,47 @@ impl<A: Agent> Actor for AgentHost<A> {
         drop(me);
         Box::pin(self.stop(id, reason)).await
     }
+
+    /// Tells left in the mailbox when it stopped (kameo bounces the asks
+    /// to their callers, who retry on the next incarnation): kept after
+    /// the leftovers not yet handled, for the next incarnation, in order.
+    async fn on_undelivered(
+        &mut self,
+        _: ActorStopReason,
+        undelivered: Vec<BoxMessage<Self>>,
+    ) -> Result<(), ExitReason> {
+        self.0
+            .leftovers
+            .get_or_insert_with(Default::default)
+            .extend(undelivered);
+        Ok(())
+    }
+
+    /// Its predecessor's leftovers first, then the mailbox.
+    async fn next(
+        &mut self,
+        me: WeakActorRef<Self>,
+        mailbox: &mut MailboxReceiver<Self>,
+    ) -> Result<Option<Signal<Self>>, ExitReason> {
+        if let Some(leftovers) = self.0.leftovers.as_mut()
+            && let Some(message) = leftovers.pop_front()
+        {
+            if leftovers.is_empty() {
+                self.0.leftovers = None;
+            }
+            if let Some(actor_ref) = me.upgrade() {
+                return Ok(Some(Signal::Message {
+                    message,
+                    actor_ref,
+                    reply: None,
+                    sent_within_actor: false,
+                    message_name: "redelivered",
+                    caller_span: tracing::Span::none(),
+                }));
+            }
+        }
+        Ok(mailbox.recv().await)
+    }
 }
 
 impl<A: Agent> AgentHost<A> {
@@ -144,9 +243,23 @@ impl<A: Agent> AgentHost<A> {
             .shared
             .upgrade()
             .ok_or_else(|| ExitReason::Shutdown(Some("agent registry gone".into())))?;
-        let (budget, tracks_idle) = shared.install(&host.slot, handle)?;
+        let id = handle.id();
+        let (budget, tracks_idle, mail) = shared.install(&host.slot, handle, host.epoch)?;
+        let leftovers = mail.and_then(|mail| match mail.messages.downcast::<Leftovers<A>>() {
+            Ok(leftovers) => Some(leftovers),
+            Err(_) => {
+                // Told to an agent of another type (its config replaced).
+                shared
+                    .reporter
+                    .dropped(&host.slot.id, mail.len, "agent type changed");
+                None
+            }
+        });
         Ok(AgentHost(Box::new(Hosted {
             agent: Some(agent),
+            id,
+            reported: false,
+            leftovers,
             slot: host.slot,
             shared: host.shared,
             notice: host.notice,
@@ -183,8 +296,11 @@ impl<A: Agent> AgentHost<A> {
                         Box::new(Kept::<A>::Checkpoint(checkpoint)) as Box<dyn Any + Send>
                     })
             };
+        let mail = self.take_mail();
+        self.reported = true;
         if let Some(shared) = self.shared.upgrade() {
-            shared.exited(&self.slot, id, exit.clone(), kept, flags.asked);
+            let down = self.notice.is_closing();
+            shared.exited(&self.slot, id, exit.clone(), kept, mail, flags.asked, down);
         }
         // Last: nothing follows that a restart could collide with.
         self.notice.ended(id, exit.clone());
@@ -239,6 +355,56 @@ impl<A: Agent> AgentHost<A> {
                 ctx.stop();
             }
         }
+    }
+}
+
+/// An incarnation dropped without having reported its exit was killed:
+/// its task aborted, its `on_stop` not run or cut short (a stop's timeout,
+/// its supervisor killed). It reports the kill here, with the checkpoint
+/// of its state if it still holds it (killed in a handler, not in
+/// `on_stop`); the tells in its mailbox are gone with its task.
+impl<A: Agent> Hosted<A> {
+    /// The tells it did not handle, for the next incarnation.
+    fn take_mail(&mut self) -> Option<Mail> {
+        let leftovers = self.leftovers.take()?;
+        let len = leftovers.len();
+        Some(Mail {
+            messages: leftovers,
+            len,
+        })
+    }
+}
+
+impl<A: Agent> Drop for Hosted<A> {
+    fn drop(&mut self) {
+        if self.reported {
+            return;
+        }
+        self.reported = true;
+        let id = self.id;
+        let flags = self.slot.stop_flags(id);
+        let kept = self.agent.take().and_then(|agent| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| agent.checkpoint()))
+                .ok()
+                .flatten()
+                .map(|checkpoint| {
+                    Box::new(Kept::<A>::Checkpoint(checkpoint)) as Box<dyn Any + Send>
+                })
+        });
+        let mail = self.take_mail();
+        if let Some(shared) = self.shared.upgrade() {
+            let down = self.notice.is_closing();
+            shared.exited(
+                &self.slot,
+                id,
+                ExitReason::Killed,
+                kept,
+                mail,
+                flags.asked,
+                down,
+            );
+        }
+        self.notice.ended(id, ExitReason::Killed);
     }
 }
 

@@ -29,12 +29,20 @@
 //! backoff, in a task per restart.
 //!
 //! **An agent reports its own exit.** Each incarnation is a kameo actor
-//! whose `on_stop` (which kameo runs after a kill and a panic too) records
-//! the exit and decides what follows, releases its name in the process
-//! registry and tells the supervisor, before anyone awaiting the process's
-//! exit wakes. No watcher task per agent runs anywhere (each would weigh
-//! more than half a kilobyte), and `stop_agent` returns with the status
-//! already `Stopped`.
+//! whose `on_stop` (which kameo runs after a panic too; after a kill, the
+//! host's drop does it) records the exit and decides what follows,
+//! releases its name in the process registry and tells the supervisor,
+//! before anyone awaiting the process's exit wakes. No watcher task per
+//! agent runs anywhere (each would weigh more than half a kilobyte), and
+//! `stop_agent` returns with the status already `Stopped`. Every stop is
+//! bounded by the agent's shutdown: past it, the whole incarnation (its
+//! `on_stop` included) is killed.
+//!
+//! **The mailbox belongs to the address.** Tells queued behind an
+//! incarnation's exit reach the next incarnation, in order; an agent that
+//! is not restarted drops them and counts them. The registry outlives its
+//! supervisor: agents taken down with a supervisor that died are restarted
+//! under the next one, from their checkpoints.
 //!
 //! **Passivation.** A kameo actor costs about 7 KB (its task and its
 //! mailbox block), twice a BEAM process. An idle agent gives up both and

@@ -13,11 +13,13 @@ use supervision_core::{
     Namespace, ProcessHandle, Registry, Telemetry,
 };
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::{
     Agent, AgentConfig, AgentError, AgentRef, AgentSupervisor,
     config::validate_id,
     report::{Counts, Reporter, STATUSES},
-    shared::{Entry, Shared, Table, TableKey},
+    shared::{Entry, Shared, Sup, Table, TableKey},
     slot::Slot,
 };
 
@@ -48,6 +50,14 @@ pub struct AgentRegistryOptions {
     /// flood of busy agents cannot starve system services (supervisors,
     /// the registry, HTTP) of the node's runtime.
     pub runtime: Option<tokio::runtime::Handle>,
+    /// Start a new supervisor when the current one dies (killed or
+    /// crashed; not when stopped on purpose), restarting its agents under
+    /// it. Turn it off where a supervision tree restarts the supervisor
+    /// itself (through [`AgentRegistry::replace_supervisor`]).
+    pub replace_supervisor: bool,
+    /// Status changes queued for the event sink at most; past it, a change
+    /// is not recorded and the drop is counted (`agent.events.dropped`).
+    pub event_buffer: usize,
 }
 
 impl Default for AgentRegistryOptions {
@@ -62,6 +72,8 @@ impl Default for AgentRegistryOptions {
             passivation_tick: Duration::from_secs(1),
             status_buffer: 4096,
             runtime: None,
+            replace_supervisor: true,
+            event_buffer: 4096,
         }
     }
 }
@@ -103,6 +115,18 @@ impl AgentRegistryOptions {
         self.runtime = Some(runtime);
         self
     }
+
+    /// Whether a supervisor that dies is replaced by the registry itself.
+    pub fn with_replace_supervisor(mut self, replace: bool) -> Self {
+        self.replace_supervisor = replace;
+        self
+    }
+
+    /// Sets how many status changes may wait for the event sink.
+    pub fn with_event_buffer(mut self, buffer: usize) -> Self {
+        self.event_buffer = buffer;
+        self
+    }
 }
 
 impl fmt::Debug for AgentRegistryOptions {
@@ -114,6 +138,8 @@ impl fmt::Debug for AgentRegistryOptions {
             .field("event_sink", &self.event_sink.is_some())
             .field("passivation_tick", &self.passivation_tick)
             .field("status_buffer", &self.status_buffer)
+            .field("replace_supervisor", &self.replace_supervisor)
+            .field("event_buffer", &self.event_buffer)
             .finish_non_exhaustive()
     }
 }
@@ -242,6 +268,7 @@ impl AgentRegistry {
             options.telemetry.clone(),
             options.status_buffer,
             options.event_sink.clone(),
+            options.event_buffer,
         );
         let origin = options.clock.now();
         let notice = supervisor
@@ -250,9 +277,14 @@ impl AgentRegistry {
             .map_err(|_| AgentError::SupervisorGone)?;
         let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
             me: me.clone(),
-            notice,
             table: Table::with_hasher_and_shard_amount(Default::default(), 128),
-            supervisor,
+            sup: parking_lot::RwLock::new(Sup {
+                supervisor,
+                notice,
+                generation: 0,
+            }),
+            closing: AtomicBool::new(false),
+            name: options.name.clone(),
             registry: options.registry,
             namespace: options.namespace,
             reporter,
@@ -267,7 +299,23 @@ impl AgentRegistry {
                 .map(|_| tokio::sync::Notify::new())
                 .collect(),
         });
+        if options.replace_supervisor {
+            watch_supervisor(Arc::downgrade(&shared));
+        }
         Ok(AgentRegistry { shared })
+    }
+
+    /// Starts a new agent supervisor in place of the current one (stopping
+    /// it first if it still runs), and restarts under it every agent the
+    /// old one took down (stopped or killed with it), each from its
+    /// checkpoint and with the tells it had queued, without counting
+    /// against its restart limits. Returns the new supervisor. A tree that
+    /// supervises the agent supervisor calls this from its start.
+    pub async fn replace_supervisor(&self) -> Result<AgentSupervisor, AgentError> {
+        if self.shared.is_closing() {
+            return Err(AgentError::SupervisorGone);
+        }
+        self.shared.replace_supervisor().await
     }
 
     fn slot(&self, id: &str) -> Result<Arc<Slot>, AgentError> {
@@ -313,9 +361,14 @@ impl AgentRegistry {
 
     /// Starts agent `id` and returns its process once it runs. Refused if
     /// it runs already (or is starting, stopping or restarting).
+    ///
+    /// Dropping the returned future midway (a caller's timeout, a client
+    /// gone) leaves nothing unsupervised: an incarnation not yet running is
+    /// not started, one already running is stopped (its status then
+    /// `Stopped`).
     pub async fn start_agent(&self, id: &str) -> Result<ProcessHandle, AgentError> {
         let slot = self.slot(id)?;
-        let previous = {
+        let (previous, epoch) = {
             let mut state = slot.state.lock();
             match state.status {
                 AgentStatus::Registered
@@ -326,14 +379,26 @@ impl AgentRegistry {
                     let previous = state.status;
                     state.window = None;
                     state.backoff_attempt = 0;
+                    state.orphaned = false;
+                    // A start decision: an incarnation of an older one
+                    // (an abandoned start) no longer installs.
+                    state.epoch = state.epoch.wrapping_add(1);
                     self.shared
                         .set_status(&slot, &mut state, AgentStatus::Starting);
-                    previous
+                    (previous, state.epoch)
                 }
                 _ => return Err(AgentError::AlreadyRunning(slot.id.clone())),
             }
         };
-        match self.shared.spawn_incarnation(&slot).await {
+        let guard = Abandoned {
+            shared: &self.shared,
+            slot: &slot,
+            previous,
+            epoch,
+        };
+        let started = self.shared.spawn_incarnation(&slot).await;
+        std::mem::forget(guard);
+        match started {
             Ok(handle) => Ok(handle),
             Err(err) => {
                 let mut state = slot.state.lock();
@@ -388,6 +453,7 @@ impl AgentRegistry {
                     }
                     AgentStatus::Restarting => {
                         state.epoch = state.epoch.wrapping_add(1); // cancels the scheduled restart
+                        state.orphaned = false;
                         shared.set_status(slot, &mut state, AgentStatus::Stopping);
                         shared.set_status(slot, &mut state, AgentStatus::Stopped);
                         drop(state);
@@ -396,6 +462,9 @@ impl AgentRegistry {
                     }
                     AgentStatus::Running | AgentStatus::Starting | AgentStatus::Stopping => None,
                     status => {
+                        // Stopped on purpose: not restarted by a next
+                        // supervisor either.
+                        state.orphaned = false;
                         return Err(AgentError::NotRunning {
                             agent: slot.id.clone(),
                             status,
@@ -440,6 +509,11 @@ impl AgentRegistry {
             }
             state.removed = true;
             state.kept = None;
+            if let Some(mail) = state.mail.take() {
+                self.shared
+                    .reporter
+                    .dropped(&slot.id, mail.len, "deregistered");
+            }
             self.shared.counts.remove(state.status);
             drop(state);
             self.shared
@@ -594,14 +668,16 @@ impl AgentRegistry {
         self.shared.reporter.changes.subscribe()
     }
 
-    /// The supervisor of the agent processes.
-    pub fn supervisor(&self) -> &AgentSupervisor {
-        &self.shared.supervisor
+    /// The supervisor of the agent processes, as of now: it is replaced
+    /// if it dies (see [`replace_supervisor`](Self::replace_supervisor)).
+    pub fn supervisor(&self) -> AgentSupervisor {
+        self.shared.supervisor()
     }
 
     /// Stops every agent (each ends `Stopped`) and the supervisor; returns
     /// once all have stopped.
     pub async fn shutdown(&self) {
+        self.shared.closing.store(true, Ordering::Release);
         let slots: Vec<Arc<Slot>> = self
             .shared
             .table
@@ -613,6 +689,7 @@ impl AgentRegistry {
             match state.status {
                 AgentStatus::Restarting => {
                     state.epoch = state.epoch.wrapping_add(1);
+                    state.orphaned = false;
                     self.shared
                         .set_status(slot, &mut state, AgentStatus::Stopping);
                     self.shared
@@ -631,14 +708,84 @@ impl AgentRegistry {
                     self.shared
                         .set_status(slot, &mut state, AgentStatus::Stopping);
                 }
-                _ => {}
+                _ => state.orphaned = false,
             }
         }
-        self.shared.supervisor.stop().await;
+        self.shared.supervisor().stop().await;
         for slot in &slots {
             self.shared.changed(slot).notify_waiters();
         }
     }
+}
+
+/// Undoes a start whose caller gave up (its future dropped): an
+/// incarnation not yet installed never will be (the epoch moves on); one
+/// installed, which its supervisor may never have adopted, is stopped.
+struct Abandoned<'a> {
+    shared: &'a Arc<Shared>,
+    slot: &'a Arc<Slot>,
+    previous: AgentStatus,
+    epoch: u32,
+}
+
+impl Drop for Abandoned<'_> {
+    fn drop(&mut self) {
+        let (shared, slot) = (self.shared, self.slot);
+        let mut state = slot.state.lock();
+        if state.epoch != self.epoch {
+            return; // decided anew since
+        }
+        match (state.status, state.current.clone()) {
+            (AgentStatus::Starting, None) => {
+                state.epoch = state.epoch.wrapping_add(1);
+                shared.set_status(slot, &mut state, self.previous);
+            }
+            (AgentStatus::Running, Some(handle)) if !state.stopping => {
+                state.stopping = true;
+                shared.set_status(slot, &mut state, AgentStatus::Stopping);
+                let shutdown = state.config.shutdown;
+                let shared = shared.clone();
+                crate::shared::spawn_detached(async move {
+                    shutdown.stop_on(&handle, &shared.deadlines).await;
+                });
+            }
+            _ => return,
+        }
+        drop(state);
+        shared.changed(slot).notify_waiters();
+    }
+}
+
+/// Replaces the registry's supervisor whenever it dies other than by a
+/// stop asked of it: one task per registry.
+fn watch_supervisor(shared: Weak<Shared>) {
+    crate::shared::spawn_detached(async move {
+        loop {
+            let Some(watched) = shared
+                .upgrade()
+                .map(|shared| shared.supervisor().supervisor().handle().downgrade())
+            else {
+                return;
+            };
+            let exit = watched.exited().await;
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            if shared.is_closing() {
+                return;
+            }
+            let current = shared.supervisor().supervisor().handle().id();
+            if current != watched.id() {
+                continue; // replaced by someone else meanwhile
+            }
+            if matches!(exit, ExitReason::Shutdown(_)) {
+                return; // stopped on purpose
+            }
+            if shared.replace_supervisor().await.is_err() {
+                return;
+            }
+        }
+    });
 }
 
 fn details(slot: &Slot) -> AgentDetails {

@@ -7,13 +7,20 @@
 //! | `agent.message.handled`| `duration_us`| `agent`, `result` (`ok`, or `error` for a refused envelope) |
 //! | `agent.passivated`     |              | `agent`, `kind`                       |
 //! | `agent.woken`          |              | `agent`, `kind`                       |
+//! | `agent.events.dropped` | `count`      | `reason` (`full`: the queue to the event sink was full; `failed`: the sink refused the write) |
+//! | `agent.messages.dropped` | `count`    | `agent`, `kind`, `reason` (the last exit): tells no incarnation will handle |
+//!
+//! Status changes reach the event sink through a bounded queue
+//! (`AgentRegistryOptions::event_buffer`) and one recorder task, so a
+//! slow sink never makes a status change wait nor grows memory without
+//! bound; every change not recorded is counted (`agent.events.dropped`).
 //!
 //! Status names are the snake_case forms of [`AgentStatus`] (`running`,
 //! `restarting`...); `from` is `none` for a newly registered agent.
 
 use std::sync::{
     Arc,
-    atomic::{AtomicUsize, Ordering},
+    atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
 use supervision_core::{
@@ -83,7 +90,10 @@ impl Counts {
 pub(crate) struct Reporter {
     pub(crate) telemetry: Telemetry,
     pub(crate) changes: broadcast::Sender<AgentStatusChange>,
-    events: Option<mpsc::UnboundedSender<Event>>,
+    events: Option<mpsc::Sender<Event>>,
+    /// Status changes not recorded in the event sink (queue full, or the
+    /// write failed).
+    pub(crate) events_dropped: Arc<AtomicU64>,
 }
 
 impl Reporter {
@@ -91,14 +101,20 @@ impl Reporter {
         telemetry: Telemetry,
         buffer: usize,
         sink: Option<Arc<dyn EventSink>>,
+        event_buffer: usize,
     ) -> Self {
+        let dropped_count = Arc::new(AtomicU64::new(0));
         let events = sink.map(|sink| {
             // One recorder task keeps the events in order without making
-            // a status change wait for storage.
-            let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+            // a status change wait for storage; the queue is bounded.
+            let (tx, mut rx) = mpsc::channel::<Event>(event_buffer.max(1));
+            let telemetry = telemetry.clone();
+            let dropped = dropped_count.clone();
             tokio::spawn(async move {
                 while let Some(event) = rx.recv().await {
-                    let _ = sink.record(event).await;
+                    if sink.record(event).await.is_err() {
+                        events_dropped(&telemetry, &dropped, "failed");
+                    }
                 }
             });
             tx
@@ -107,7 +123,21 @@ impl Reporter {
             telemetry,
             changes: broadcast::channel(buffer.max(1)).0,
             events,
+            events_dropped: dropped_count,
         }
+    }
+
+    /// Reports tells dropped: no incarnation of agent `id` will handle
+    /// them.
+    pub(crate) fn dropped(&self, id: &AgentId, count: usize, reason: &str) {
+        self.telemetry.emit(
+            events::AGENT_MESSAGES_DROPPED,
+            &[("count", count as f64)],
+            &[
+                ("agent", MetaValue::Str(id.as_str())),
+                ("reason", MetaValue::Str(reason)),
+            ],
+        );
     }
 
     /// Reports a status change (called with the agent's lock held, so
@@ -144,19 +174,23 @@ impl Reporter {
                 to,
             });
         }
-        if let Some(events) = &self.events {
-            let _ = events.send(Event::new(
-                format!("agent:{id}"),
-                "status_changed",
-                serde_json::json!({
-                    "agent": id.as_str(),
-                    "kind": &**kind,
-                    "from": from.map(status_name),
-                    "to": status_name(to),
-                    "restarts": restarts,
-                    "reason": last_exit.map(ToString::to_string),
-                }),
-            ));
+        if let Some(events) = &self.events
+            && events
+                .try_send(Event::new(
+                    format!("agent:{id}"),
+                    "status_changed",
+                    serde_json::json!({
+                        "agent": id.as_str(),
+                        "kind": &**kind,
+                        "from": from.map(status_name),
+                        "to": status_name(to),
+                        "restarts": restarts,
+                        "reason": last_exit.map(ToString::to_string),
+                    }),
+                ))
+                .is_err()
+        {
+            events_dropped(&self.telemetry, &self.events_dropped, "full");
         }
     }
 
@@ -188,4 +222,14 @@ impl Reporter {
             ],
         );
     }
+}
+
+/// Counts one status change not recorded in the event sink.
+fn events_dropped(telemetry: &Telemetry, dropped: &AtomicU64, reason: &str) {
+    dropped.fetch_add(1, Ordering::Relaxed);
+    telemetry.emit(
+        events::AGENT_EVENTS_DROPPED,
+        &[("count", 1.0)],
+        &[("reason", MetaValue::Str(reason))],
+    );
 }

@@ -4,15 +4,19 @@
 //! incarnation.
 
 use std::{
-    sync::{Arc, Weak},
+    sync::{
+        Arc, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
 use dashmap::DashMap;
 use kameo::actor::ActorId;
+use parking_lot::RwLock;
 use supervision_core::{
     AgentId, AgentStatus, ChildSpec, Clock, Deadlines, ExitNotice, ExitReason, Namespace,
-    ProcessHandle, Registry, StartError,
+    ProcessHandle, Registry, StartError, SupervisorError,
 };
 use tokio::{sync::Notify, time::Instant};
 
@@ -20,7 +24,7 @@ use crate::{
     AgentError, AgentSupervisor,
     host::HostArgs,
     report::{Counts, Reporter},
-    slot::{Slot, SlotState},
+    slot::{Mail, Slot, SlotState},
 };
 
 /// The agent table: sharded, read without waiting on writers of other
@@ -80,12 +84,27 @@ pub enum OnRestart {
     Fail,
 }
 
-pub(crate) struct Shared {
-    pub(crate) me: Weak<Shared>,
-    pub(crate) table: Table,
+/// The agent supervisor of the moment: replaced when it dies (see
+/// [`Shared::replace_supervisor`]), so the registry outlives it.
+#[derive(Clone)]
+pub(crate) struct Sup {
     pub(crate) supervisor: AgentSupervisor,
     /// How each incarnation tells the supervisor it exited.
     pub(crate) notice: ExitNotice,
+    /// Counts replacements.
+    pub(crate) generation: u64,
+}
+
+pub(crate) struct Shared {
+    pub(crate) me: Weak<Shared>,
+    pub(crate) table: Table,
+    /// Read once per start; written when the supervisor is replaced.
+    pub(crate) sup: RwLock<Sup>,
+    /// The registry is stopping (`shutdown`): agents taken down with the
+    /// supervisor now are stopped, not kept for a next one.
+    pub(crate) closing: AtomicBool,
+    /// The supervisor's name (for its replacements).
+    pub(crate) name: Arc<str>,
     pub(crate) registry: Option<Arc<dyn Registry>>,
     pub(crate) namespace: Namespace,
     pub(crate) reporter: Reporter,
@@ -106,6 +125,38 @@ pub(crate) struct Shared {
 
 /// How many notifications the agents share.
 pub(crate) const CHANGE_SHARDS: usize = 256;
+
+/// How long an agent whose restart a dying supervisor refused waits
+/// before it tries the supervisor that replaced it.
+const ORPHAN_RETRY: Duration = Duration::from_millis(10);
+
+/// Spawns `task` on the current runtime, if there is one (an incarnation
+/// dropped as its runtime shuts down reports its exit with none).
+pub(crate) fn spawn_detached(task: impl std::future::Future<Output = ()> + Send + 'static) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        drop(runtime.spawn(task));
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> std::future::Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 /// An incarnation releases its name when it stops (`exited`); one still
 /// running when the registry goes can no longer reach it, so the names
@@ -186,15 +237,19 @@ impl Shared {
 
     /// Called by a new incarnation's `on_start`: makes it the agent's
     /// current one and registers it by name. Refused (the start fails) if
-    /// the agent is no longer meant to run. Returns the memory budget and
-    /// whether to track idleness.
+    /// the agent is no longer meant to run (among others, once a start
+    /// or restart decision newer than its own, `epoch`, was taken: its
+    /// caller gave up on it). Returns the memory budget, whether to track
+    /// idleness, and the tells its predecessor left.
     pub(crate) fn install(
         &self,
         slot: &Slot,
         handle: ProcessHandle,
-    ) -> Result<(Option<usize>, bool), ExitReason> {
+        epoch: u32,
+    ) -> Result<(Option<usize>, bool, Option<Mail>), ExitReason> {
         let mut state = slot.state.lock();
         let wanted = !state.removed
+            && state.epoch == epoch
             && !state.stopping
             && state.current.is_none()
             && match state.status {
@@ -238,22 +293,29 @@ impl Shared {
             }
             _ => self.set_status(slot, &mut state, AgentStatus::Running),
         }
+        let mail = state.mail.take().map(|mail| *mail);
         drop(state);
         self.changed(slot).notify_waiters();
-        Ok((config.memory_budget, config.passivate_after.is_some()))
+        Ok((config.memory_budget, config.passivate_after.is_some(), mail))
     }
 
     /// Called by an incarnation's `on_stop`: records the exit and decides
     /// what follows (stopped, passivated, completed, crashed, restarting,
-    /// failed). `asked`: a stop was requested through the incarnation's
-    /// handle, by the registry or by anyone else (its supervisor).
+    /// failed, or waiting for the next supervisor). `mail`: the tells it
+    /// left, delivered to the next incarnation or dropped (and counted).
+    /// `asked`: a stop was requested through the incarnation's handle, by
+    /// the registry or by anyone else (its supervisor). `supervisor_down`:
+    /// its supervisor was stopping or gone.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn exited(
         &self,
         slot: &Arc<Slot>,
         actor: ActorId,
         exit: ExitReason,
         kept: Option<Box<dyn std::any::Any + Send>>,
+        mail: Option<Mail>,
         asked: bool,
+        supervisor_down: bool,
     ) {
         let mut state = slot.state.lock();
         if state.current.as_ref().map(ProcessHandle::id) != Some(actor) {
@@ -273,22 +335,125 @@ impl Shared {
         // whatever the policy, as a stop by the registry is.
         let stopped_by_supervisor =
             asked && !passivating && matches!(exit, ExitReason::Shutdown(_));
-        if stopping || stopped_by_supervisor {
-            state.kept = kept.map(Box::new);
+        // Taken down with its supervisor (stopped or killed with it): kept
+        // for the next supervisor, its checkpoint and tells with it, its
+        // restart limits untouched.
+        let orphaned = supervisor_down && !stopping && !self.is_closing();
+        state.kept = kept.map(Box::new);
+        state.mail = mail.map(Box::new);
+        if orphaned && !(passivating && exit.is_clean() && state.kept.is_some()) {
+            state.last_exit = Some(Box::new(exit));
+            self.orphan(slot, &mut state, stopped_by_supervisor);
+        } else if stopping || stopped_by_supervisor {
             state.last_exit = Some(Box::new(exit));
             self.set_status(slot, &mut state, AgentStatus::Stopping);
             self.set_status(slot, &mut state, AgentStatus::Stopped);
-        } else if passivating && exit.is_clean() && kept.is_some() {
-            state.kept = kept.map(Box::new);
+        } else if passivating && exit.is_clean() && state.kept.is_some() {
             self.set_passivated(&mut state, true);
             self.reporter
                 .passivation(&slot.id, &state.config.kind, false);
+            if state.mail.is_some() {
+                // Tells came in as it passivated: they wake it, in order.
+                state.waking = true;
+                self.wake(slot);
+            }
         } else {
-            state.kept = kept.map(Box::new);
             self.after_exit(slot, &mut state, exit);
+        }
+        if state.mail.is_some()
+            && !matches!(state.status, AgentStatus::Restarting)
+            && !(state.passivated || state.orphaned)
+        {
+            // Not restarted: nobody will handle them.
+            let mail = state.mail.take().expect("checked above");
+            let reason = state
+                .last_exit
+                .as_deref()
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            self.reporter.dropped(&slot.id, mail.len, &reason);
         }
         drop(state);
         self.changed(slot).notify_waiters();
+    }
+
+    /// Keeps an agent its supervisor took down for the next supervisor:
+    /// `Stopped` if that supervisor was stopped on purpose (a new one
+    /// restarts it all the same), else `Restarting`. Under the record's
+    /// lock. If a new supervisor already runs, it is restarted now.
+    fn orphan(&self, slot: &Arc<Slot>, state: &mut SlotState, stopped: bool) {
+        state.orphaned = true;
+        state.epoch = state.epoch.wrapping_add(1);
+        if stopped {
+            self.set_status(slot, state, AgentStatus::Stopping);
+            self.set_status(slot, state, AgentStatus::Stopped);
+        } else {
+            self.set_status(slot, state, AgentStatus::Restarting);
+        }
+        if !self.sup.read().notice.is_closing() {
+            self.adopt_orphan(slot, state, Duration::ZERO);
+        }
+    }
+
+    /// Restarts an orphaned agent under the current supervisor. Under the
+    /// record's lock.
+    pub(crate) fn adopt_orphan(&self, slot: &Arc<Slot>, state: &mut SlotState, delay: Duration) {
+        if !state.orphaned || state.removed {
+            return;
+        }
+        state.orphaned = false;
+        self.set_status(slot, state, AgentStatus::Restarting);
+        state.epoch = state.epoch.wrapping_add(1);
+        self.schedule_restart(slot.clone(), state.epoch, delay);
+    }
+
+    /// Whether the registry is stopping.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
+    }
+
+    /// The supervisor of the moment.
+    pub(crate) fn supervisor(&self) -> AgentSupervisor {
+        self.sup.read().supervisor.clone()
+    }
+
+    /// Starts a new agent supervisor in place of the current one (stopped
+    /// if it still runs), and restarts under it every agent the old one
+    /// took down, from its checkpoint.
+    pub(crate) async fn replace_supervisor(&self) -> Result<AgentSupervisor, AgentError> {
+        let supervisor = AgentSupervisor::start(self.name.clone(), self.reporter.telemetry.clone())
+            .await
+            .map_err(|_| AgentError::SupervisorGone)?;
+        let notice = supervisor
+            .exit_notice()
+            .await
+            .map_err(|_| AgentError::SupervisorGone)?;
+        let old = {
+            let mut sup = self.sup.write();
+            let generation = sup.generation + 1;
+            std::mem::replace(
+                &mut *sup,
+                Sup {
+                    supervisor: supervisor.clone(),
+                    notice,
+                    generation,
+                },
+            )
+        };
+        // Its agents, stopped with it, are restarted under the new one as
+        // they report their exit.
+        if old.supervisor.supervisor().handle().is_alive() {
+            old.supervisor.stop().await;
+        }
+        // Out of the table before any record is locked (see `Entry`).
+        let slots: Vec<Arc<Slot>> = self.table.iter().map(|e| e.slot.clone()).collect();
+        for slot in slots {
+            let mut state = slot.state.lock();
+            if state.orphaned {
+                self.adopt_orphan(&slot, &mut state, Duration::ZERO);
+            }
+        }
+        Ok(supervisor)
     }
 
     /// Copies `slot`'s new current incarnation into its table entry (see
@@ -364,7 +529,7 @@ impl Shared {
         let Some(shared) = self.me.upgrade() else {
             return;
         };
-        tokio::spawn(async move {
+        spawn_detached(async move {
             if !delay.is_zero() {
                 shared.clock.sleep(delay).await;
             }
@@ -381,7 +546,9 @@ impl Shared {
         });
     }
 
-    /// A restart or a wake could not start the agent: counts as a crash.
+    /// A restart or a wake could not start the agent: counts as a crash
+    /// (but for a restart refused by a supervisor that is gone: the agent
+    /// waits for the next one).
     fn start_failed(&self, slot: &Arc<Slot>, epoch: Option<u32>, err: AgentError) {
         let mut state = slot.state.lock();
         let ours = match epoch {
@@ -389,6 +556,15 @@ impl Shared {
             None => state.waking,
         };
         if !ours || state.current.is_some() {
+            return;
+        }
+        if epoch.is_some() && matches!(err, AgentError::SupervisorGone) && !self.is_closing() {
+            state.orphaned = true;
+            if !self.sup.read().notice.is_closing() {
+                // A new one runs already: after a breath, so a supervisor
+                // still going down is not asked again at once.
+                self.adopt_orphan(slot, &mut state, ORPHAN_RETRY);
+            }
             return;
         }
         state.waking = false;
@@ -409,33 +585,48 @@ impl Shared {
         &self,
         slot: &Arc<Slot>,
     ) -> Result<ProcessHandle, AgentError> {
-        let config = slot.state.lock().config.clone();
-        let host = HostArgs {
-            slot: slot.clone(),
-            shared: self.me.clone(),
-            notice: self.notice.clone(),
+        let (config, epoch) = {
+            let state = slot.state.lock();
+            (state.config.clone(), state.epoch)
         };
-        let factory = config.factory.clone();
-        let capacity = config.mailbox_capacity;
-        let runtime = self.runtime.clone();
-        let spec = ChildSpec::new(Arc::<str>::from(&slot.id), move || {
-            let start = factory.start(host.clone(), capacity);
-            let runtime = runtime.clone();
-            async move {
-                match runtime {
-                    Some(runtime) => runtime
-                        .spawn(start)
-                        .await
-                        .unwrap_or_else(|err| Err(StartError::failed(err))),
-                    None => start.await,
+        loop {
+            let Sup {
+                supervisor,
+                notice,
+                generation,
+            } = self.sup.read().clone();
+            let host = HostArgs {
+                slot: slot.clone(),
+                shared: self.me.clone(),
+                notice,
+                epoch,
+            };
+            let factory = config.factory.clone();
+            let capacity = config.mailbox_capacity;
+            let runtime = self.runtime.clone();
+            let spec = ChildSpec::new(Arc::<str>::from(&slot.id), move || {
+                let start = factory.start(host.clone(), capacity);
+                let runtime = runtime.clone();
+                async move {
+                    match runtime {
+                        // Aborted if this start is dropped: the start
+                        // within kills an incarnation not yet handed over.
+                        Some(runtime) => AbortOnDrop(runtime.spawn(start))
+                            .await
+                            .unwrap_or_else(|err| Err(StartError::failed(err))),
+                        None => start.await,
+                    }
                 }
+            })
+            .with_shutdown(config.shutdown);
+            match supervisor.start_reporting_agent(spec).await {
+                Ok(handle) => return Ok(handle),
+                // Replaced meanwhile: start under the new one.
+                Err(SupervisorError::SupervisorGone)
+                    if self.sup.read().generation != generation => {}
+                Err(err) => return Err(AgentError::from_supervisor(&slot.id, err)),
             }
-        })
-        .with_shutdown(config.shutdown);
-        self.supervisor
-            .start_reporting_agent(spec)
-            .await
-            .map_err(|err| AgentError::from_supervisor(&slot.id, err))
+        }
     }
 
     /// Wakes a passivated agent in a task of its own (callers wait on the
@@ -445,7 +636,7 @@ impl Shared {
             return;
         };
         let slot = slot.clone();
-        tokio::spawn(async move {
+        spawn_detached(async move {
             if let Err(err) = shared.spawn_incarnation(&slot).await {
                 shared.start_failed(&slot, None, err);
             }
@@ -495,7 +686,11 @@ impl Shared {
                     AgentStatus::Restarting if on_restart == OnRestart::Fail => {
                         return Err(AgentError::Restarting(slot.id.clone()));
                     }
-                    AgentStatus::Starting | AgentStatus::Restarting | AgentStatus::Stopping => {}
+                    // A graceful stop: nothing sent now would be handled.
+                    AgentStatus::Stopping => {
+                        return Err(AgentError::Stopping(slot.id.clone()));
+                    }
+                    AgentStatus::Starting | AgentStatus::Restarting => {}
                     status => {
                         return Err(AgentError::NotRunning {
                             agent: slot.id.clone(),
@@ -580,11 +775,16 @@ impl Shared {
         }
         let handle = state.current.clone()?;
         state.passivating = true;
+        let shutdown = state.config.shutdown;
         drop(state);
         let stopping = handle.clone();
-        // The incarnation finishes what is queued, refuses the rest (its
-        // senders retry on the next incarnation) and keeps its state.
-        tokio::spawn(async move { stopping.request_stop().await });
+        let shared = self.me.upgrade()?;
+        // The incarnation finishes what is queued and keeps its state; what
+        // comes after wakes it again (asks retry, tells are kept in
+        // order). One busy past its shutdown timeout is killed.
+        spawn_detached(async move {
+            shutdown.stop_on(&stopping, &shared.deadlines).await;
+        });
         Some(handle)
     }
 

@@ -52,6 +52,9 @@ pub(crate) struct SlotState {
     pub(crate) stopping: bool,
     /// A passivation was asked for.
     pub(crate) passivating: bool,
+    /// Its incarnation was taken down with its supervisor: it waits
+    /// (status `Restarting`) for the next supervisor, which restarts it.
+    pub(crate) orphaned: bool,
     /// Counts restart decisions, so a scheduled restart that was cancelled
     /// (the agent stopped meanwhile) does nothing.
     pub(crate) epoch: u32,
@@ -69,6 +72,15 @@ pub(crate) struct SlotState {
     /// (Boxed twice: a thin pointer in every record, allocated only
     /// while something is kept.)
     pub(crate) kept: Option<Box<Box<dyn Any + Send>>>,
+    /// Tells its last incarnation did not handle, for the next one.
+    pub(crate) mail: Option<Box<Mail>>,
+}
+
+/// Tells an incarnation left unhandled (type-erased: the host's boxed
+/// messages), and how many.
+pub(crate) struct Mail {
+    pub(crate) messages: Box<dyn Any + Send>,
+    pub(crate) len: usize,
 }
 
 /// Why an incarnation is stopping, as far as anyone asked it to.
@@ -105,6 +117,7 @@ impl Slot {
                 generation: 0,
                 stopping: false,
                 passivating: false,
+                orphaned: false,
                 epoch: 0,
                 restarts: 0,
                 window: None,
@@ -113,6 +126,7 @@ impl Slot {
                 started_at: None,
                 started_mono: None,
                 kept: None,
+                mail: None,
             }),
             last_active: AtomicU64::new(0),
         }

@@ -274,9 +274,10 @@ async fn error_codes_are_stable_and_in_range() {
             expected: "T",
         },
         AgentError::SupervisorGone,
+        AgentError::Stopping(id.clone()),
     ];
     let codes: Vec<u32> = errors.iter().map(ErrorCode::code).collect();
-    assert_eq!(codes, (5001..=5012).collect::<Vec<_>>());
+    assert_eq!(codes, (5001..=5013).collect::<Vec<_>>());
     assert!(codes.iter().all(|c| range.contains(c)));
     let envelope = [
         agent_supervisor::EnvelopeError::Unsupported.code(),

@@ -5,11 +5,14 @@
 //! The [`AgentRegistry`] starts its own [`AgentSupervisor`](agent_supervisor::AgentSupervisor)
 //! (it starts and stops every agent through it). In the tree:
 //!
-//! - `agent_supervisor`'s process **is** that dynamic supervisor: its start
-//!   starts a registry (and with it the supervisor), installs it in
-//!   [`Agents`], and hands the supervisor's process to the tree, which
-//!   watches it (and restarts it, with a new registry, if it dies: the
-//!   agents' table lives with its supervisor);
+//! - `agent_supervisor`'s process **is** that dynamic supervisor: its
+//!   first start starts a registry (and with it the supervisor), installs
+//!   it in [`Agents`], and hands the supervisor's process to the tree,
+//!   which watches it. If it dies (or is restarted on request), the tree's
+//!   next start gives the same registry a new supervisor
+//!   ([`AgentRegistry::replace_supervisor`]): the registrations stay, and
+//!   the agents taken down with the old one are restarted under the new
+//!   one from their checkpoints;
 //! - `agent_registry`'s process owns the registry's lifecycle: when it
 //!   stops, it stops every running agent through the registry (each ends
 //!   `stopped`, unregistered), so the supervisor stops empty after it.
@@ -93,7 +96,18 @@ impl Agents {
         ChildSpec::new(id.to_owned(), move || {
             let agents = agents.clone();
             async move {
-                let registry = AgentRegistry::start(agents.inner.options.clone())
+                let running = agents.registry();
+                if let Some(registry) = running {
+                    // A restart: the registry stays, its supervisor is new.
+                    let supervisor = registry
+                        .replace_supervisor()
+                        .await
+                        .map_err(StartError::failed)?;
+                    return Ok(supervisor.supervisor().handle().clone());
+                }
+                // The tree restarts the supervisor, not the registry.
+                let options = agents.inner.options.clone().with_replace_supervisor(false);
+                let registry = AgentRegistry::start(options)
                     .await
                     .map_err(StartError::failed)?;
                 let handle = registry.supervisor().supervisor().handle().clone();

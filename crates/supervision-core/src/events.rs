@@ -91,6 +91,14 @@ pub const AGENT_MEMORY: &[&str] = &["agent", "memory"];
 /// `agent.status`: an agent changed status (`agent`, `status` in its
 /// snake_case form, e.g. `running`, `crashed`).
 pub const AGENT_STATUS: &[&str] = &["agent", "status"];
+/// `agent.events.dropped`: agent status changes not recorded in the event
+/// sink (`count`; `reason`: `full`, the bounded queue to the sink was
+/// full, or `failed`, the sink refused the write).
+pub const AGENT_EVENTS_DROPPED: &[&str] = &["agent", "events", "dropped"];
+/// `agent.messages.dropped`: tells queued for an agent that no incarnation
+/// will handle (it stopped, completed, crashed or failed for good)
+/// (`count`; `agent`, `kind`, `reason`: its last exit).
+pub const AGENT_MESSAGES_DROPPED: &[&str] = &["agent", "messages", "dropped"];
 
 // Retention events: what a bounded store dropped, so every drop is
 // counted (measurement `events` or `agents`, metadata `reason`).
@@ -430,6 +438,24 @@ pub const METRICS: &[MetricDecl] = &[
         labels: &[REASON],
         unit: MetricUnit::Count,
         help: "Agents whose figures the PerformanceMonitor dropped.",
+    },
+    MetricDecl {
+        event: AGENT_EVENTS_DROPPED,
+        metric: "mabeam_agent_events_dropped_total",
+        kind: MetricKind::Counter,
+        measurement: Some("count"),
+        labels: &[MetricLabel::value("reason")],
+        unit: MetricUnit::Count,
+        help: "Agent status changes not recorded in the event sink, by why.",
+    },
+    MetricDecl {
+        event: AGENT_MESSAGES_DROPPED,
+        metric: "mabeam_agent_messages_dropped_total",
+        kind: MetricKind::Counter,
+        measurement: Some("count"),
+        labels: &[AGENT],
+        unit: MetricUnit::Count,
+        help: "Tells dropped because no incarnation of their agent will handle them.",
     },
 ];
 

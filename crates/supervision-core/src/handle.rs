@@ -132,6 +132,26 @@ impl ProcessHandle {
         }
     }
 
+    /// Spawns a prepared actor with the arguments `args` makes from its
+    /// handle, and returns that handle at once (the actor's `on_start` may
+    /// still run): a sole handle, as [`new_sole`](Self::new_sole) makes,
+    /// that keeps the actor's task, so that [`kill`](Self::kill) aborts the
+    /// whole task (`on_start` and `on_stop` included) as it does for actors
+    /// started by [`spawn`](Self::spawn). For actors started by the hundred
+    /// thousand that hand their own handle over from their `on_start`
+    /// (agent hosts).
+    pub fn spawn_sole<A: Actor>(
+        prepared: PreparedActor<A>,
+        args: impl FnOnce(&ProcessHandle) -> A::Args,
+    ) -> Self {
+        let handle = ProcessHandle::new_sole(prepared.actor_ref().clone());
+        let task = prepared.spawn(args(&handle));
+        if let Some(typed) = handle.typed::<A>() {
+            typed.cell.adopt_task(task);
+        }
+        handle
+    }
+
     /// Spawns an actor of type `A` with `args` and returns its handle once its
     /// `on_start` has completed; an error or panic in `on_start` is returned as
     /// a [`StartError`].

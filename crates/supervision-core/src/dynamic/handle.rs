@@ -155,6 +155,7 @@ impl DynamicSupervisor {
             inner: Arc::new(NoticeInner {
                 supervisor: self.inner.actor.downgrade(),
                 shared: self.shared().await?.clone(),
+                process: self.inner.handle.downgrade(),
             }),
         })
     }

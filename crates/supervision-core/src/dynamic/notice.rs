@@ -9,7 +9,7 @@ use super::{
     actor::{DynamicSupervisorActor, Shared},
     messages::CollectEnded,
 };
-use crate::{ExitReason, watch::ChildDown};
+use crate::{ExitReason, WeakProcessHandle, watch::ChildDown};
 
 /// How many exits [`ExitNotice::ended`] queues before it wakes the
 /// supervisor to collect them: the records of children that ended wait at
@@ -35,6 +35,10 @@ pub struct ExitNotice {
 pub(super) struct NoticeInner {
     pub(super) supervisor: WeakActorRef<DynamicSupervisorActor>,
     pub(super) shared: Arc<Shared>,
+    /// The supervisor's process, weakly: its kill shows at once (before
+    /// its task is gone), so `is_closing` is true for the children it
+    /// kills as it goes.
+    pub(super) process: WeakProcessHandle,
 }
 
 impl ExitNotice {
@@ -84,6 +88,20 @@ impl ExitNotice {
         {
             let _ = supervisor.tell(CollectEnded).try_send();
         }
+    }
+
+    /// Whether the supervisor this notice reports to is stopping, giving
+    /// up, or gone: a child that exits now was most likely taken down with
+    /// it, not ended by itself (a child reads it in its `on_stop` to tell
+    /// the two apart).
+    pub fn is_closing(&self) -> bool {
+        self.inner.shared.is_closing()
+            || !self.inner.process.is_alive()
+            || !self
+                .inner
+                .supervisor
+                .upgrade()
+                .is_some_and(|supervisor| supervisor.is_alive())
     }
 }
 
