@@ -1,7 +1,8 @@
 //! The workspace's automation, run as `cargo xtask <command>`:
 //!
 //! - `test`: everything CI checks (format, clippy, the dependency rule, all
-//!   tests and doc tests, docs without warnings, each crate building alone);
+//!   tests and doc tests, the observer's page in headless Chromium, docs
+//!   without warnings, each crate building alone);
 //! - `bench NAME [--n N] [--anchors]`: one benchmark in release mode (progress on stderr,
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
 //!   the anchors of `../shared/anchors` run alternately three times (after
@@ -13,6 +14,7 @@
 //! `bench` binary of this package (src/bench/).
 
 mod anchors;
+mod browser;
 mod deps;
 
 use std::{
@@ -75,6 +77,9 @@ fn test(root: &Path) -> Result<()> {
     )?;
     deps::check(root)?;
     run(root, &cargo, &["test", "--workspace"], &[])?;
+    // The observer's page in headless Chromium (an ignored test: it needs
+    // chromedriver, which this installs if missing and starts).
+    browser::test(root, &cargo)?;
     run(
         root,
         &cargo,
