@@ -41,7 +41,9 @@ fn ensure_installed() -> Result<()> {
         return Ok(());
     }
     if !is_root() {
-        bail!("the observer's browser test needs Chromium and chromedriver: run `sudo sh -c '{INSTALL}'`");
+        bail!(
+            "the observer's browser test needs Chromium and chromedriver: run `sudo sh -c '{INSTALL}'`"
+        );
     }
     eprintln!("xtask: installing chromium and chromium-driver (Debian packages)");
     for args in [
@@ -54,7 +56,10 @@ fn ensure_installed() -> Result<()> {
             .status()
             .with_context(|| format!("running apt-get; install by hand: `{INSTALL}`"))?;
         if !status.success() {
-            bail!("`apt-get {}` failed ({status}); install by hand: `{INSTALL}`", args.join(" "));
+            bail!(
+                "`apt-get {}` failed ({status}); install by hand: `{INSTALL}`",
+                args.join(" ")
+            );
         }
     }
     if !present("chromedriver") {
@@ -76,7 +81,9 @@ impl Drop for Driver {
 /// Starts chromedriver on a free loopback port; returns it once it accepts
 /// connections.
 fn start_driver() -> Result<(Driver, u16)> {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port();
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
+        .local_addr()?
+        .port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
         .stdin(Stdio::null())

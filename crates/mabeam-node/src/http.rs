@@ -136,7 +136,11 @@ async fn tree(State(state): State<ApiState>) -> Response {
 }
 
 /// A non-negative integer query parameter, `default` when absent.
-pub(crate) fn number(query: &HashMap<String, String>, key: &str, default: u64) -> Result<u64, ApiError> {
+pub(crate) fn number(
+    query: &HashMap<String, String>,
+    key: &str,
+    default: u64,
+) -> Result<u64, ApiError> {
     match query.get(key) {
         None => Ok(default),
         Some(text) => text.parse().map_err(|_| {

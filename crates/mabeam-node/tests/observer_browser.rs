@@ -147,7 +147,10 @@ impl WebDriverCompatibleCommand for BrowserLog {
     }
 
     fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
-        (http::Method::POST, Some(json!({"type": "browser"}).to_string()))
+        (
+            http::Method::POST,
+            Some(json!({"type": "browser"}).to_string()),
+        )
     }
 }
 
@@ -250,7 +253,10 @@ async fn observer_page_in_chromium() {
     let result = tokio::time::timeout(Duration::from_secs(240), scenario(&client)).await;
     let _ = client.close().await;
     result.expect("the browser test finishes within 4 minutes");
-    eprintln!("observer browser test: {:.1} s", began.elapsed().as_secs_f64());
+    eprintln!(
+        "observer browser test: {:.1} s",
+        began.elapsed().as_secs_f64()
+    );
 }
 
 async fn scenario(client: &Client) {
@@ -304,7 +310,14 @@ async fn scenario(client: &Client) {
     eprintln!("agent row appeared after {appeared:?}");
 
     // Killing it increments its restart count on the page.
-    let (status, reply) = call(&addr, "POST", "/api/agents/watched/kill", Some(&token), None).await;
+    let (status, reply) = call(
+        &addr,
+        "POST",
+        "/api/agents/watched/kill",
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{reply}");
     until(
         client,
@@ -347,11 +360,17 @@ async fn scenario(client: &Client) {
         client,
         "the restart button",
         WAIT,
-        &format!("const b = document.querySelector(\"{restart_button}\"); return b ? b.disabled : null;"),
+        &format!(
+            "const b = document.querySelector(\"{restart_button}\"); return b ? b.disabled : null;"
+        ),
         |v| !v.is_null(),
     )
     .await;
-    assert_eq!(disabled, json!(true), "actions are disabled without the token");
+    assert_eq!(
+        disabled,
+        json!(true),
+        "actions are disabled without the token"
+    );
     let refused = client
         .execute_async(
             &format!(
@@ -362,7 +381,11 @@ async fn scenario(client: &Client) {
         )
         .await
         .expect("the page's fetch runs");
-    assert_eq!(refused, json!(401), "an action without the token is refused");
+    assert_eq!(
+        refused,
+        json!(401),
+        "an action without the token is refused"
+    );
     // Two frames later the page shows the tree as it is after the request.
     let frames = "return Number(document.body.dataset.frames || 0);";
     let (now, _) = until(client, "a frame", WAIT, frames, |_| true).await;
@@ -398,7 +421,9 @@ async fn scenario(client: &Client) {
         client,
         "the restart button enabled",
         WAIT,
-        &format!("const b = document.querySelector(\"{restart_button}\"); return b ? b.disabled : null;"),
+        &format!(
+            "const b = document.querySelector(\"{restart_button}\"); return b ? b.disabled : null;"
+        ),
         |v| v == &json!(false),
     )
     .await;
@@ -415,7 +440,11 @@ async fn scenario(client: &Client) {
     let errors = console_errors(client).await;
     let errors: Vec<_> = errors
         .into_iter()
-        .filter(|e| !e.contains("/restart - Failed to load resource: the server responded with a status of 401"))
+        .filter(|e| {
+            !e.contains(
+                "/restart - Failed to load resource: the server responded with a status of 401",
+            )
+        })
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:?}");
 
@@ -428,12 +457,19 @@ async fn scenario(client: &Client) {
         .and_then(|ids| ids.iter().filter_map(Value::as_u64).max())
         .unwrap_or(0);
     drop(node);
-    until(client, "the page says it reconnects", WAIT, &text_of("#conn"), |v| {
-        v.as_str().is_some_and(|s| s.starts_with("reconnecting"))
-    })
+    until(
+        client,
+        "the page says it reconnects",
+        WAIT,
+        &text_of("#conn"),
+        |v| v.as_str().is_some_and(|s| s.starts_with("reconnecting")),
+    )
     .await;
     node = start_node(&data_dir, &addr);
-    until(client, "live again", WAIT, &text_of("#conn"), |v| v == "live").await;
+    until(client, "live again", WAIT, &text_of("#conn"), |v| {
+        v == "live"
+    })
+    .await;
     let (status, appended) = call(
         &addr,
         "POST",
@@ -482,9 +518,13 @@ async fn scenario(client: &Client) {
     let errors: Vec<_> = errors
         .into_iter()
         .filter(|e| {
-            !["ERR_CONNECTION_REFUSED", "ERR_EMPTY_RESPONSE", "ERR_INCOMPLETE_CHUNKED_ENCODING"]
-                .iter()
-                .any(|expected| e.contains(expected))
+            ![
+                "ERR_CONNECTION_REFUSED",
+                "ERR_EMPTY_RESPONSE",
+                "ERR_INCOMPLETE_CHUNKED_ENCODING",
+            ]
+            .iter()
+            .any(|expected| e.contains(expected))
         })
         .collect();
     assert!(errors.is_empty(), "console errors: {errors:?}");
@@ -504,7 +544,14 @@ async fn scenario(client: &Client) {
     )
     .await;
     assert_eq!(status, 201, "{reply}");
-    let (status, reply) = call(&addr, "POST", "/api/agents/watched/kill", Some(&token), None).await;
+    let (status, reply) = call(
+        &addr,
+        "POST",
+        "/api/agents/watched/kill",
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{reply}");
     let started = Instant::now();
     let (status, reply) = call(
@@ -516,7 +563,10 @@ async fn scenario(client: &Client) {
     )
     .await;
     assert_eq!(status, 201, "{reply}");
-    eprintln!("100,000 agents started in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "100,000 agents started in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let loaded = Instant::now();
     client.goto(&url).await.expect("the page loads");
     let (answer, _) = until(
@@ -615,6 +665,14 @@ async fn scenario(client: &Client) {
             )
             .await
             .unwrap();
+        client.set_window_size(1400, 1000).await.unwrap();
+        client
+            .execute("window.scrollTo(0, 0);", vec![])
+            .await
+            .unwrap();
+        screenshot(client, None, &format!("page-{theme}")).await;
+        // Tall enough that no panel is cut at the window's edge.
+        client.set_window_size(1400, 4000).await.unwrap();
         for panel in [
             "system",
             "applications",
@@ -624,10 +682,13 @@ async fn scenario(client: &Client) {
             "health",
             "cluster",
         ] {
-            screenshot(client, Some(&format!("#{panel}")), &format!("{panel}-{theme}")).await;
+            screenshot(
+                client,
+                Some(&format!("#{panel}")),
+                &format!("{panel}-{theme}"),
+            )
+            .await;
         }
-        client.execute("window.scrollTo(0, 0);", vec![]).await.unwrap();
-        screenshot(client, None, &format!("page-{theme}")).await;
     }
     drop(node);
 }

@@ -96,7 +96,10 @@ async fn sample(addr: &str) -> Result<Vec<f64>> {
 
 /// Opens an observer stream and reads it until aborted, sending the id of
 /// each stored event it carries to `ids` (if given).
-async fn open_stream(addr: &str, ids: Option<mpsc::UnboundedSender<u64>>) -> Result<JoinHandle<()>> {
+async fn open_stream(
+    addr: &str,
+    ids: Option<mpsc::UnboundedSender<u64>>,
+) -> Result<JoinHandle<()>> {
     let mut stream = TcpStream::connect(addr).await?;
     stream
         .write_all(
@@ -113,10 +116,10 @@ async fn open_stream(addr: &str, ids: Option<mpsc::UnboundedSender<u64>>) -> Res
     }
     Ok(tokio::spawn(async move {
         while let Ok(Some(line)) = lines.next_line().await {
-            if let (Some(ids), Some(id)) = (&ids, line.strip_prefix("id: ")) {
-                if let Ok(id) = id.trim().parse() {
-                    let _ = ids.send(id);
-                }
+            if let (Some(ids), Some(id)) = (&ids, line.strip_prefix("id: "))
+                && let Ok(id) = id.trim().parse()
+            {
+                let _ = ids.send(id);
             }
         }
     }))
@@ -180,7 +183,11 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     for i in 0..UPDATES {
         let began = Instant::now();
         let appended = store
-            .append(Event::new("bench:sse", "tick", serde_json::json!({ "i": i })))
+            .append(Event::new(
+                "bench:sse",
+                "tick",
+                serde_json::json!({ "i": i }),
+            ))
             .await?;
         let arrived = tokio::time::timeout(Duration::from_secs(30), async {
             while let Some(id) = ids.recv().await {

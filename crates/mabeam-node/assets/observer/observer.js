@@ -321,7 +321,7 @@
     ["mailbox_max", "Mailbox length (largest)", (s) => s.mailbox_max],
   ];
   function spark(values) {
-    const w = 300, h = 48, max = Math.max(1, ...values);
+    const w = 300, h = 48, peak = Math.max(0, ...values), max = Math.max(1, peak);
     const step = values.length > 1 ? w / (values.length - 1) : w;
     const points = values.map((v, i) => `${(i * step).toFixed(1)},${(h - 2 - (v / max) * (h - 4)).toFixed(1)}`).join(" ");
     const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
@@ -331,7 +331,7 @@
     const line = document.createElementNS("http://www.w3.org/2000/svg", "polyline");
     line.setAttribute("points", points);
     svg.append(line);
-    return { svg, max };
+    return { svg, max: peak };
   }
   let metricsQueued = false;
   function renderMetrics() {

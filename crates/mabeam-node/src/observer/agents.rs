@@ -146,10 +146,11 @@ pub(super) async fn detail(
         .await
         .unwrap_or_default();
     let mut out = row(&details);
-    out["started_at_ms"] = json!(details.started_at.and_then(|t| t
-        .duration_since(std::time::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_millis() as u64)));
+    out["started_at_ms"] = json!(details.started_at.and_then(|t| {
+        t.duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as u64)
+    }));
     out["process"] = json!(details.process.as_ref().map(|p| p.id().to_string()));
     out["events"] = json!(events);
     Ok(Json(out).into_response())

@@ -3,13 +3,12 @@
 //! open pages cost one tree walk and one serialization, not ten.
 
 use std::{
-    collections::VecDeque,
     sync::{Arc, atomic::Ordering},
     time::{Duration, Instant},
 };
 
-use serde_json::{Value, json};
 use mabeam::ProcessNode;
+use serde_json::{Value, json};
 use supervision_core::{EventQuery, StoredEvent};
 
 use super::{HEALTH_HISTORY, HISTORY, Inner, Observer, TICK};
@@ -258,7 +257,7 @@ async fn health_part(inner: &Inner) -> String {
     let mut services = Vec::new();
     for line in &report.services {
         let key = format!("{}/{}", line.tree, line.service);
-        let past = history.entry(key).or_insert_with(VecDeque::new);
+        let past = history.entry(key).or_default();
         if past.len() == HEALTH_HISTORY {
             past.pop_front();
         }
