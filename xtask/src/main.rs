@@ -8,6 +8,7 @@
 //!   the anchors of `../shared/anchors` run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
 //!   medians are printed; the last line is then our medians;
+//! - `browser`: the observer's browser test alone (part of `test`);
 //! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md.
 //!
 //! This is a binary, not a library; the benchmarks themselves are the
@@ -24,7 +25,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask test | bench NAME [--n N] [--anchors] | check-deps";
+const USAGE: &str =
+    "usage: cargo xtask test | browser | bench NAME [--n N] [--anchors] | check-deps";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -32,6 +34,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root),
         Some("check-deps") => deps::check(&root),
+        Some("browser") => browser::test(
+            &root,
+            &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        ),
         Some("bench") => bench(&root, &args[1..]),
         _ => bail!(USAGE),
     }

@@ -180,6 +180,7 @@
   async function loadAgents() {
     if (agentsBusy) { agentsAgain = true; return; }
     agentsBusy = true;
+    const asked = performance.now();
     try {
       const q = new URLSearchParams({ offset: view.offset, limit: PAGE, sort: view.sort, desc: view.desc ? "1" : "0" });
       const kind = $("#f-kind").value, status = $("#f-status").value, prefix = $("#f-prefix").value.trim();
@@ -190,6 +191,8 @@
       if (!reply.ok) return;
       const page = await reply.json();
       renderAgents(page);
+      // How long the last page took, request to rendered rows, in ms.
+      document.body.dataset.lastPageMs = String(Math.round(performance.now() - asked));
     } catch (_) {
       // The stream's reconnect loop reports the outage.
     } finally {
@@ -241,7 +244,9 @@
       if (b.dataset.sort === view.sort) b.setAttribute("aria-sort", view.desc ? "descending" : "ascending");
       else b.removeAttribute("aria-sort");
     });
-    if (view.selected) loadDetail(view.selected, false);
+    // Refreshed while its row is on the page (an agent gone is not asked
+    // for: its details stay as last seen).
+    if (view.selected && page.agents.some((a) => a.id === view.selected)) loadDetail(view.selected, false);
   }
   const page = (to) => { view.offset = Math.max(0, to); loadAgents(); };
   $("#page-first").addEventListener("click", () => page(0));
@@ -422,7 +427,14 @@
     };
     const on = (name, fn) => source.addEventListener(name, (m) => { try { fn(JSON.parse(m.data)); } catch (err) { console.warn(name, err); } });
     on("hello", (h) => {
-      if (boot !== null && boot !== h.boot) { restartsSeen.clear(); lastTree = ""; }
+      if (boot !== null && boot !== h.boot) {
+        // A new incarnation of the node: what was shown belongs to the old one.
+        restartsSeen.clear();
+        lastTree = "";
+        view.selected = null;
+        $("#agent-detail").hidden = true;
+        scheduleAgents();
+      }
       boot = h.boot;
       conn("live", "live");
     });
