@@ -1,18 +1,21 @@
 //! The workspace's automation, run as `cargo xtask <command>`:
 //!
 //! - `test`: everything CI checks (format, clippy, the dependency rule, all
-//!   tests and doc tests, docs without warnings, each crate building alone);
+//!   tests and doc tests, the observer's page in headless Chromium, docs
+//!   without warnings, each crate building alone);
 //! - `bench NAME [--n N] [--anchors]`: one benchmark in release mode (progress on stderr,
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
 //!   the anchors of `../shared/anchors` run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
 //!   medians are printed; the last line is then our medians;
+//! - `browser`: the observer's browser test alone (part of `test`);
 //! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md.
 //!
 //! This is a binary, not a library; the benchmarks themselves are the
 //! `bench` binary of this package (src/bench/).
 
 mod anchors;
+mod browser;
 mod deps;
 
 use std::{
@@ -22,7 +25,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask test | bench NAME [--n N] [--anchors] | check-deps";
+const USAGE: &str =
+    "usage: cargo xtask test | browser | bench NAME [--n N] [--anchors] | check-deps";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +34,10 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root),
         Some("check-deps") => deps::check(&root),
+        Some("browser") => browser::test(
+            &root,
+            &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+        ),
         Some("bench") => bench(&root, &args[1..]),
         _ => bail!(USAGE),
     }
@@ -75,6 +83,9 @@ fn test(root: &Path) -> Result<()> {
     )?;
     deps::check(root)?;
     run(root, &cargo, &["test", "--workspace"], &[])?;
+    // The observer's page in headless Chromium (an ignored test: it needs
+    // chromedriver, which this installs if missing and starts).
+    browser::test(root, &cargo)?;
     run(
         root,
         &cargo,

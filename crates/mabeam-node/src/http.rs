@@ -47,6 +47,7 @@ use telemetry::PrometheusExporter;
 use crate::{
     ApiError,
     kinds::{AgentKinds, KindError, WORKER},
+    observer::Observer,
 };
 
 /// The rate limiter's operation every mutating request is checked against.
@@ -72,6 +73,8 @@ pub struct ApiState {
     pub kinds: AgentKinds,
     /// The next number of a generated agent id (`KIND-N`).
     pub next_id: Arc<AtomicU64>,
+    /// The observer page's state (its sampler and streams).
+    pub observer: Observer,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -96,6 +99,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/coordination/vote", post(vote))
         .route("/api/economics/auction", post(auction))
         .route("/api/services/{name}/restart", post(restart_service))
+        // The observer page, its endpoints and its event stream. The
+        // stream (`/api/observer/stream`) is long-lived: keep it outside
+        // any request timeout layer (merge it after such a layer).
+        .merge(Observer::routes())
         .with_state(state)
 }
 
@@ -129,7 +136,11 @@ async fn tree(State(state): State<ApiState>) -> Response {
 }
 
 /// A non-negative integer query parameter, `default` when absent.
-fn number(query: &HashMap<String, String>, key: &str, default: u64) -> Result<u64, ApiError> {
+pub(crate) fn number(
+    query: &HashMap<String, String>,
+    key: &str,
+    default: u64,
+) -> Result<u64, ApiError> {
     match query.get(key) {
         None => Ok(default),
         Some(text) => text.parse().map_err(|_| {
@@ -141,7 +152,7 @@ fn number(query: &HashMap<String, String>, key: &str, default: u64) -> Result<u6
 }
 
 /// `limit`, 1 to [`MAX_PAGE`].
-fn page_limit(query: &HashMap<String, String>) -> Result<u64, ApiError> {
+pub(crate) fn page_limit(query: &HashMap<String, String>) -> Result<u64, ApiError> {
     let limit = number(query, "limit", DEFAULT_PAGE)?;
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::InvalidQuery(format!(
@@ -206,7 +217,7 @@ async fn list_agents(
 }
 
 /// Checks the token, then the rate limit.
-fn admit(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn admit(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
     if !authorized(headers, &state.token) {
         return Err(ApiError::Unauthorized);
     }
@@ -223,7 +234,7 @@ fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidBody(e.to_string()))
 }
 
-fn agent_error(id: &str, error: AgentError) -> ApiError {
+pub(crate) fn agent_error(id: &str, error: AgentError) -> ApiError {
     match error {
         AgentError::AlreadyRegistered(id) => ApiError::AgentExists(id.to_string()),
         AgentError::NotFound(id) => ApiError::AgentNotFound(id.to_string()),

@@ -23,6 +23,9 @@
 //!   `POST /api/agents/{id}/ask`, `POST /api/events`,
 //!   `POST /api/coordination/vote`, `POST /api/economics/auction`,
 //!   `POST /api/services/{name}/restart`. Failures are [`ApiError`]s.
+//! - [`observer`]: `GET /`, a live page of the node (system, both trees,
+//!   agents, metrics, events, health, cluster) updated over Server-Sent
+//!   Events, its assets embedded in the binary.
 //! - [`kinds`]: the built-in agent kinds (`counter`, `worker`).
 //! - [`Node`]: start and stop; [`run`] until a signal.
 //! - [`client`]: the small loopback HTTP client `mabeam tree` uses.
@@ -38,6 +41,7 @@ mod error;
 pub mod http;
 pub mod kinds;
 mod node;
+pub mod observer;
 
 pub use api_error::ApiError;
 pub use config::{

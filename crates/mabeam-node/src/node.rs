@@ -16,6 +16,7 @@ use crate::{
     NodeConfig, NodeError, data_dir,
     http::{self, API_MUTATION, ApiState},
     kinds::AgentKinds,
+    observer::{NodeInfo, Observer},
 };
 
 /// Mutating API requests admitted per second (the rate limiter's
@@ -32,6 +33,7 @@ pub struct Node {
     exporter: PrometheusExporter,
     addr: SocketAddr,
     token: Arc<str>,
+    observer: Observer,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<std::io::Result<()>>>,
     agents: Option<Runtime>,
@@ -48,6 +50,7 @@ fn agent_runtime() -> Result<Runtime, NodeError> {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        self.observer.stop();
         if let Some(agents) = self.agents.take() {
             agents.shutdown_background();
         }
@@ -93,6 +96,17 @@ impl Node {
             })
             .build()?;
         exporter.add_source(Arc::new(system.clone()));
+        // Made before the trees start: it counts each service's starts.
+        let observer = Observer::new(
+            system.clone(),
+            NodeInfo {
+                name: config.cluster_node.clone(),
+                version: env!("CARGO_PKG_VERSION"),
+                data_dir: config.data_dir.clone(),
+                store: "sqlite",
+            },
+            Some(agents.handle().clone()),
+        );
         system.start().await?;
         tracing::info!(data_dir = %config.data_dir.display(), "both trees started");
         if let Some(cluster) = system.connections().and_then(|c| c.local_addr()) {
@@ -113,12 +127,14 @@ impl Node {
             addr: config.http,
             error,
         })?;
+        observer.start();
         let app = http::router(ApiState {
             system: system.clone(),
             exporter: exporter.clone(),
             token: token.clone(),
             kinds: AgentKinds::builtin(),
             next_id: Arc::new(AtomicU64::new(1)),
+            observer: observer.clone(),
         });
         let (shutdown, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(async move {
@@ -134,6 +150,7 @@ impl Node {
             exporter,
             addr,
             token,
+            observer,
             shutdown: Some(shutdown),
             server: Some(server),
             agents: Some(agents),
@@ -163,6 +180,9 @@ impl Node {
     /// Stops the HTTP API (requests in flight finish), then the MABEAM
     /// tree, then the Foundation tree.
     pub async fn stop(mut self) -> Result<(), NodeError> {
+        // Open event streams end first: the server's graceful shutdown
+        // waits for every response, and a stream never ends by itself.
+        self.observer.stop();
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
