@@ -26,6 +26,8 @@
 //! - [`kinds`]: the built-in agent kinds (`counter`, `worker`).
 //! - [`Node`]: start and stop; [`run`] until a signal.
 //! - [`client`]: the small loopback HTTP client `mabeam tree` uses.
+//! - [`logging`]: log lines for people (time, level, message, fields) or
+//!   JSON for machines; `RUST_LOG` honoured.
 //!
 //! Errors are [`NodeError`], codes 9000-9999; a bad config file or flag
 //! exits with code 2.
@@ -37,12 +39,13 @@ pub mod data_dir;
 mod error;
 pub mod http;
 pub mod kinds;
+pub mod logging;
 mod node;
 
 pub use api_error::ApiError;
 pub use config::{
-    DEFAULT_CLUSTER_LISTEN, DEFAULT_CLUSTER_NODE, DEFAULT_DATA_DIR, DEFAULT_HTTP, LogLevel,
-    NodeConfig,
+    DEFAULT_CLUSTER_LISTEN, DEFAULT_CLUSTER_NODE, DEFAULT_DATA_DIR, DEFAULT_HTTP, LogFormat,
+    LogLevel, MIN_SECRET_BITS, NodeConfig,
 };
 pub use error::NodeError;
 pub use node::{API_BURST, API_RATE, Node, run};
