@@ -53,6 +53,11 @@ enum Command {
         /// Print the raw JSON instead.
         #[arg(long)]
         json: bool,
+        /// The node's data directory, whose token the request carries
+        /// (`/api/*` reads need it unless the node has
+        /// `http.public_reads`).
+        #[arg(long, value_name = "DIR", default_value = mabeam_node::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
     },
 }
 
@@ -91,7 +96,11 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error),
             }
         }
-        Command::Tree { http, json } => {
+        Command::Tree {
+            http,
+            json,
+            data_dir,
+        } => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -102,7 +111,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(tree(&http, json)) {
+            // No token file: the node may serve reads publicly.
+            let token = std::fs::read_to_string(data_dir.join(mabeam_node::data_dir::TOKEN_FILE))
+                .ok()
+                .map(|token| token.trim().to_owned());
+            match runtime.block_on(tree(&http, json, token.as_deref())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error),
             }
@@ -136,8 +149,15 @@ fn fail(error: &NodeError) -> ExitCode {
     ExitCode::from(error.exit_code() as u8)
 }
 
-async fn tree(addr: &str, json: bool) -> Result<(), NodeError> {
-    let reply = client::request(addr, "GET", "/api/tree", None).await?;
+async fn tree(addr: &str, json: bool, token: Option<&str>) -> Result<(), NodeError> {
+    let reply = client::request(addr, "GET", "/api/tree", token).await?;
+    if reply.status == 401 {
+        return Err(NodeError::Request {
+            addr: addr.to_owned(),
+            message: "the node wants its token: pass --data-dir DIR, the node's data directory"
+                .to_owned(),
+        });
+    }
     if reply.status != 200 {
         return Err(NodeError::Request {
             addr: addr.to_owned(),

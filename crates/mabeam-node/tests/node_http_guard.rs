@@ -195,3 +195,28 @@ async fn events_on_the_nodes_own_streams_are_refused() {
     assert_eq!(reply.status, 201, "{}", reply.body);
     node.kill().await;
 }
+
+/// `mabeam tree` reads the tree with the token from the node's data
+/// directory (reads of `/api/*` need it).
+#[tokio::test]
+async fn mabeam_tree_reads_with_the_nodes_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start(dir.path(), &[]).await;
+    let output = tokio::time::timeout(
+        WAIT,
+        support::mabeam()
+            .args(["tree", "--http", &node.addr, "--data-dir"])
+            .arg(dir.path())
+            .output(),
+    )
+    .await
+    .expect("mabeam tree answers in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("foundation [application] running"),
+        "{stdout}"
+    );
+    node.kill().await;
+}
