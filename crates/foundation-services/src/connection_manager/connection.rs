@@ -15,7 +15,7 @@ use super::{
 };
 
 /// Who the other side of a finished handshake is.
-pub(super) struct Peer {
+pub(super) struct Remote {
     pub(super) node: Arc<str>,
     pub(super) generation: u64,
 }
@@ -29,9 +29,9 @@ pub(super) async fn connect(
     if inner.running.lock().is_none() {
         return Err(ConnectionError::NotRunning);
     }
-    let (peer, stream) = bounded(inner, addr, dial(inner, addr)).await?;
-    let node = peer.node.clone();
-    established(inner, peer, stream, addr, Direction::Outgoing);
+    let (remote, stream) = bounded(inner, addr, dial(inner, addr)).await?;
+    let node = remote.node.clone();
+    established(inner, remote, stream, addr, Direction::Outgoing);
     Ok(node)
 }
 
@@ -60,8 +60,8 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
             // dialler is told why, if it listens.
             let handshake = bounded(&inner, addr, listen(&inner, stream, addr)).await;
             drop(permit);
-            if let Ok((peer, stream)) = handshake {
-                established(&inner, peer, stream, addr, Direction::Incoming);
+            if let Ok((remote, stream)) = handshake {
+                established(&inner, remote, stream, addr, Direction::Incoming);
             }
         });
     }
@@ -112,7 +112,7 @@ async fn bounded<T>(
 /// The dialler's side of the handshake (see the wire module): it proves
 /// itself first, over the listener's fresh nonce, then checks the
 /// listener's proof.
-async fn dial(inner: &Inner, addr: SocketAddr) -> Result<(Peer, TcpStream), ConnectionError> {
+async fn dial(inner: &Inner, addr: SocketAddr) -> Result<(Remote, TcpStream), ConnectionError> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| ConnectionError::io(format!("connecting to {addr}"), &e))?;
@@ -158,7 +158,7 @@ async fn dial(inner: &Inner, addr: SocketAddr) -> Result<(Peer, TcpStream), Conn
                 refuse(&mut stream, addr, "bad cookie").await;
                 return Err(ConnectionError::BadCookie { addr });
             }
-            Ok((Peer { node, generation }, stream))
+            Ok((Remote { node, generation }, stream))
         }
         // The listener found our proof wrong.
         Frame::Refused { reason } if reason == "bad cookie" => {
@@ -175,7 +175,7 @@ async fn listen(
     inner: &Inner,
     mut stream: TcpStream,
     addr: SocketAddr,
-) -> Result<(Peer, TcpStream), ConnectionError> {
+) -> Result<(Remote, TcpStream), ConnectionError> {
     let _ = stream.set_nodelay(true);
     let (node, generation, theirs) = match read_frame(&mut stream, addr).await? {
         Frame::Hello {
@@ -244,7 +244,7 @@ async fn listen(
     }
     let proof = wire::proof(&inner.cookie, transcript("listener"));
     write_frame(&mut stream, &Frame::Accepted { proof }, addr).await?;
-    Ok((Peer { node, generation }, stream))
+    Ok((Remote { node, generation }, stream))
 }
 
 async fn refuse(stream: &mut TcpStream, addr: SocketAddr, reason: &str) {
@@ -264,12 +264,12 @@ fn unexpected(addr: SocketAddr, frame: &Frame) -> ConnectionError {
 /// node wins, or the manager stopped meanwhile).
 fn established(
     inner: &Arc<Inner>,
-    peer: Peer,
+    remote: Remote,
     stream: TcpStream,
     addr: SocketAddr,
     direction: Direction,
 ) {
-    let Peer { node, generation } = peer;
+    let Remote { node, generation } = remote;
     let conn = inner.next_conn();
     let initiator = match direction {
         Direction::Outgoing => inner.node.clone(),
