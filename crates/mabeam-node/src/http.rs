@@ -115,8 +115,17 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// The router of the node's API.
+/// The router of the node's API: [`routes`], each behind [`guard`].
 pub fn router(state: ApiState) -> Router {
+    routes()
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Every route of the API, not yet guarded. A new route (or a router
+/// merged in) goes here, so that [`router`] puts it behind [`guard`] like
+/// the rest: a route layer guards only the routes added before it.
+fn routes() -> Router<ApiState> {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -128,8 +137,6 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/coordination/vote", post(vote))
         .route("/api/economics/auction", post(auction))
         .route("/api/services/{name}/restart", post(restart_service))
-        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
-        .with_state(state)
 }
 
 /// The one rule of who may ask what:
