@@ -8,11 +8,24 @@
 //! - A **node** has a name (`name@host` style: 1-255 ASCII letters,
 //!   digits, `_ . @ -`) and a **cookie**, a secret shared by the nodes of
 //!   one cluster. Two nodes connect only if both prove they know the
-//!   cookie: each answers the other's random challenge with an HMAC-SHA256
-//!   keyed by it, so the cookie never crosses the wire (Erlang's
-//!   distribution handshake). A wrong cookie, the same node name or
-//!   another protocol version is refused with a typed error
-//!   ([`ConnectionError`]), and neither side records the connection.
+//!   cookie with an HMAC-SHA256 keyed by it, so the cookie never crosses
+//!   the wire. The dialer proves itself first, over a fresh nonce the
+//!   listener committed to; the listener proves itself only to a dialer
+//!   that did: a stranger who connects learns nothing to test cookie
+//!   guesses against. Each proof binds both nonces and both names. A
+//!   wrong cookie, the same node name or another protocol version is
+//!   refused with a typed error ([`ConnectionError`]), and neither side
+//!   records the connection. At most
+//!   [`max_handshakes`](ConnectionManagerBuilder::max_handshakes)
+//!   handshakes run at once (each bounded by the handshake timeout): a
+//!   connection past them is closed at once.
+//! - Each [`start`](ConnectionManager::start) is a new **incarnation** of
+//!   the node, with a **generation** (its start time in ms, then random
+//!   bits) sent in the handshake. A node that restarts while its old
+//!   connection is silent but still open is let in at once: the newer
+//!   generation replaces the stale connection (a down notice for the old
+//!   incarnation, an up notice for the new), instead of being refused
+//!   until the stale one times out.
 //! - [`start`](ConnectionManager::start) listens (TCP) and dials the
 //!   configured **seeds**, redialling each with the
 //!   [`Backoff`] while it is down; [`connect`](ConnectionManager::connect)
@@ -93,7 +106,7 @@ use parking_lot::Mutex;
 use supervision_core::{Backoff, Clock, MetaValue, ServiceDef, Telemetry};
 use tokio::{
     net::TcpListener,
-    sync::{Notify, broadcast},
+    sync::{Notify, Semaphore, broadcast},
     task::JoinSet,
 };
 
@@ -162,12 +175,20 @@ pub struct ConnectionManagerBuilder {
     tick: Duration,
     misses: u32,
     handshake_timeout: Duration,
+    max_handshakes: usize,
     reconnect: Backoff,
     clock: Clock,
     telemetry: Telemetry,
 }
 
 impl ConnectionManagerBuilder {
+    /// How many incoming handshakes may run at once (default 64, at least
+    /// 1); a connection past them is closed at once.
+    pub fn max_handshakes(mut self, max: usize) -> Self {
+        self.max_handshakes = max;
+        self
+    }
+
     /// The address to listen on (default `127.0.0.1:0`, a free port).
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = addr;
@@ -234,6 +255,9 @@ impl ConnectionManagerBuilder {
         if self.handshake_timeout.is_zero() {
             return invalid("handshake_timeout", "more than zero");
         }
+        if self.max_handshakes == 0 {
+            return invalid("max_handshakes", "at least 1");
+        }
         if self.reconnect.validate().is_err() {
             return invalid("reconnect", "a valid backoff (min <= max, factor >= 1)");
         }
@@ -246,6 +270,8 @@ impl ConnectionManagerBuilder {
                 tick: self.tick,
                 misses: self.misses,
                 handshake_timeout: self.handshake_timeout,
+                handshakes: Arc::new(Semaphore::new(self.max_handshakes)),
+                generation: AtomicU64::new(0),
                 reconnect: self.reconnect,
                 clock: self.clock,
                 telemetry: self.telemetry,
@@ -274,6 +300,10 @@ pub(crate) struct Inner {
     tick: Duration,
     misses: u32,
     handshake_timeout: Duration,
+    /// One permit per incoming handshake running.
+    handshakes: Arc<Semaphore>,
+    /// This incarnation's generation (set by each start).
+    generation: AtomicU64,
     reconnect: Backoff,
     clock: Clock,
     telemetry: Telemetry,
@@ -291,6 +321,8 @@ struct Peer {
     info: NodeInfo,
     /// The node that dialled this connection.
     initiator: Arc<str>,
+    /// The peer's incarnation.
+    generation: u64,
     /// Asks the connection to close.
     close: Arc<Closer>,
 }
@@ -302,6 +334,7 @@ struct Peer {
 struct Closer {
     notify: Notify,
     replaced: std::sync::atomic::AtomicBool,
+    superseded: std::sync::atomic::AtomicBool,
 }
 
 impl Closer {
@@ -316,6 +349,16 @@ impl Closer {
 
     fn was_replaced(&self) -> bool {
         self.replaced.load(Ordering::Acquire)
+    }
+
+    /// A newer incarnation of the peer connected: this connection is stale.
+    fn supersede(&self) {
+        self.superseded.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    fn was_superseded(&self) -> bool {
+        self.superseded.load(Ordering::Acquire)
     }
 }
 
@@ -336,6 +379,7 @@ impl ConnectionManager {
             tick: Duration::from_secs(1),
             misses: 4,
             handshake_timeout: Duration::from_secs(5),
+            max_handshakes: 64,
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             clock: Clock::system(),
             telemetry: Telemetry::disabled(),
@@ -360,6 +404,10 @@ impl ConnectionManager {
         if running.is_some() {
             return Err(ConnectionError::AlreadyRunning);
         }
+        // A new incarnation: later than the last one's (its start time),
+        // random below the millisecond.
+        let generation = (self.inner.clock.unix_millis() << 16) | u64::from(rand::random::<u16>());
+        self.inner.generation.store(generation, Ordering::Relaxed);
         let mut tasks = JoinSet::new();
         tasks.spawn(connection::accept_loop(self.inner.clone(), listener));
         for &seed in &self.inner.seeds {
@@ -481,32 +529,57 @@ impl Inner {
         true
     }
 
-    /// Records a connection that finished its handshake. `None` if another
-    /// connection to the same node wins (see the module docs): the caller
-    /// closes this one.
-    fn register(&self, conn: u64, info: NodeInfo, initiator: Arc<str>) -> Option<Arc<Closer>> {
+    /// This incarnation's generation.
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Records a connection that finished its handshake with the
+    /// incarnation `generation` of its node. `None` if another connection
+    /// to the same node wins (see the module docs): the caller closes this
+    /// one. A newer incarnation wins over a live connection to an older
+    /// one at once: the old one is down, the new one up.
+    fn register(
+        &self,
+        conn: u64,
+        info: NodeInfo,
+        initiator: Arc<str>,
+        generation: u64,
+    ) -> Option<Arc<Closer>> {
         let close = Arc::new(Closer::default());
-        let was_up = {
+        let (was_up, restarted) = {
             let mut peers = self.peers.lock();
             let existing = peers.get(&info.node);
+            let mut restarted = false;
             if let Some(existing) = existing {
-                if existing.initiator <= initiator {
+                if generation > existing.generation {
+                    existing.close.supersede();
+                    restarted = true;
+                } else if generation < existing.generation || existing.initiator <= initiator {
                     return None;
+                } else {
+                    existing.close.replace();
                 }
-                existing.close.replace();
             }
-            let was_up = existing.is_some();
+            let was_up = existing.is_some() && !restarted;
             peers.insert(
                 info.node.clone(),
                 Peer {
                     conn,
                     info: info.clone(),
                     initiator,
+                    generation,
                     close: close.clone(),
                 },
             );
-            was_up
+            (was_up, restarted)
         };
+        if restarted {
+            self.node_down(
+                info.node.clone(),
+                "restarted: a newer incarnation connected".to_owned(),
+            );
+        }
         if !was_up {
             self.telemetry.emit(
                 NODE_UP,

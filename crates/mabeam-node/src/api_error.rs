@@ -12,11 +12,12 @@ use supervision_core::ErrorCode;
 use thiserror::Error;
 
 /// Why a request to the API failed. Nothing changed when a request is
-/// refused (401, 400, 404, 409, 429).
+/// refused (401, 400, 403, 404, 409, 429).
 #[derive(Debug, Clone, Error)]
 #[non_exhaustive]
 pub enum ApiError {
-    /// A mutating endpoint without the bearer token (or a wrong one).
+    /// A mutating endpoint, or a read of `/api/*` while reads are not
+    /// public, without the bearer token (or with a wrong one).
     #[error("a bearer token is required")]
     Unauthorized,
     /// The body is not the JSON the endpoint takes.
@@ -66,6 +67,10 @@ pub enum ApiError {
     /// The application refused the admin call (a dependency down, ...).
     #[error("{0}")]
     ServiceRefused(String),
+    /// `POST /api/events` to a stream the node writes itself (agents,
+    /// config, coordination, economics): only the node appends there.
+    #[error("stream {0:?} is written by the node itself; append to a stream of your own")]
+    ReservedStream(String),
 }
 
 impl ErrorCode for ApiError {
@@ -84,6 +89,7 @@ impl ErrorCode for ApiError {
             ApiError::Refused(_) => 9111,
             ApiError::UnknownService(_) => 9112,
             ApiError::ServiceRefused(_) => 9113,
+            ApiError::ReservedStream(_) => 9114,
         }
     }
 }
@@ -105,6 +111,7 @@ impl ApiError {
             ApiError::Refused(_) => "refused",
             ApiError::UnknownService(_) => "unknown_service",
             ApiError::ServiceRefused(_) => "service_refused",
+            ApiError::ReservedStream(_) => "reserved_stream",
         }
     }
 
@@ -123,6 +130,7 @@ impl ApiError {
             ApiError::AgentFailed { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ReservedStream(_) => StatusCode::FORBIDDEN,
         }
     }
 }

@@ -23,12 +23,20 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// ```toml
 /// data_dir = "mabeam-data"        # created if missing
 /// log = "info"                    # error, warn, info, debug, trace
+///                                 # (RUST_LOG, when set, wins)
+/// log_format = "text"             # text (time, level, message, fields)
+///                                 # or json (one object a line)
 ///
 /// [http]
 /// addr = "127.0.0.1:4000"
 /// allow_non_loopback = false      # binding elsewhere needs this
-/// token = "..."                   # bearer token of mutating endpoints;
-///                                 # generated into data_dir/token if absent
+/// token = "..."                   # bearer token of the API (at least
+///                                 # 128 bits: 32 hex digits); generated
+///                                 # into data_dir/token if absent
+/// public_reads = false            # GET /api/* without the token
+/// max_connections = 1024          # connections served at once (more wait)
+/// header_timeout_ms = 10000       # to receive a request's headers
+/// request_timeout_ms = 70000      # to answer a request (408 after)
 ///
 /// [telemetry]
 /// retention_secs = 3600
@@ -38,8 +46,9 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// node = "mabeam@localhost"       # this node's name in its cluster
 /// listen = "127.0.0.1:0"          # the connection manager's address (0: a free port)
 /// seeds = ["127.0.0.1:4369"]      # nodes to dial (and redial)
-/// cookie = "..."                  # the cluster's secret; generated into
-///                                 # data_dir/cookie if absent
+/// cookie = "..."                  # the cluster's secret (at least 128
+///                                 # bits); generated into data_dir/cookie
+///                                 # if absent
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
@@ -47,12 +56,23 @@ pub struct NodeConfig {
     pub data_dir: PathBuf,
     /// The log level.
     pub log: LogLevel,
+    /// How log lines are written.
+    pub log_format: LogFormat,
     /// The HTTP address.
     pub http: SocketAddr,
     /// Whether a non-loopback HTTP address is allowed.
     pub allow_non_loopback: bool,
-    /// The bearer token of mutating endpoints, if the config names one.
+    /// The bearer token of the API, if the config names one.
     pub token: Option<String>,
+    /// Whether `GET /api/*` is served without the token.
+    pub public_reads: bool,
+    /// How many HTTP connections are served at once (more wait to be
+    /// accepted).
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers, in ms.
+    pub header_timeout_ms: u64,
+    /// How long a request may take to be answered, in ms (408 after).
+    pub request_timeout_ms: u64,
     /// How long the telemetry service keeps history, in seconds.
     pub retention_secs: u64,
     /// Whether metrics keep per-agent (per-process) labels.
@@ -88,6 +108,17 @@ pub enum LogLevel {
     Trace,
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// For people: time, level, message, fields (spans at debug).
+    #[default]
+    Text,
+    /// For machines: one JSON object a line.
+    Json,
+}
+
 impl From<LogLevel> for tracing::Level {
     fn from(level: LogLevel) -> Self {
         match level {
@@ -105,9 +136,14 @@ impl Default for NodeConfig {
         NodeConfig {
             data_dir: PathBuf::from(DEFAULT_DATA_DIR),
             log: LogLevel::Info,
+            log_format: LogFormat::Text,
             http: DEFAULT_HTTP.parse().expect("the default address parses"),
             allow_non_loopback: false,
             token: None,
+            public_reads: false,
+            max_connections: 1024,
+            header_timeout_ms: 10_000,
+            request_timeout_ms: crate::http::MAX_WAIT_MS + 10_000,
             retention_secs: 3600,
             per_agent_labels: false,
             cluster_node: DEFAULT_CLUSTER_NODE.to_owned(),
@@ -125,6 +161,7 @@ impl Default for NodeConfig {
 struct File {
     data_dir: Option<PathBuf>,
     log: Option<LogLevel>,
+    log_format: Option<LogFormat>,
     #[serde(default)]
     http: HttpSection,
     #[serde(default)]
@@ -148,6 +185,10 @@ struct HttpSection {
     addr: Option<SocketAddr>,
     allow_non_loopback: Option<bool>,
     token: Option<String>,
+    public_reads: Option<bool>,
+    max_connections: Option<usize>,
+    header_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -179,21 +220,54 @@ impl NodeConfig {
         if let Some(log) = file.log {
             config.log = log;
         }
+        if let Some(format) = file.log_format {
+            config.log_format = format;
+        }
         if let Some(addr) = file.http.addr {
             config.http = addr;
         }
         if let Some(allow) = file.http.allow_non_loopback {
             config.allow_non_loopback = allow;
         }
+        let invalid = |key: &str, message: String| NodeError::Config {
+            path: path.to_owned(),
+            line: line_of(text, key),
+            message,
+        };
         config.token = file.http.token;
-        if let Some(token) = &config.token
-            && token.trim().is_empty()
-        {
-            return Err(NodeError::Config {
-                path: path.to_owned(),
-                line: line_of(text, "token"),
-                message: "http.token must not be empty".to_owned(),
-            });
+        if let Some(token) = &config.token {
+            strong_enough("http.token", token).map_err(|m| invalid("token", m))?;
+        }
+        if let Some(public) = file.http.public_reads {
+            config.public_reads = public;
+        }
+        if let Some(max) = file.http.max_connections {
+            if max == 0 {
+                return Err(invalid(
+                    "max_connections",
+                    "http.max_connections must be at least 1".to_owned(),
+                ));
+            }
+            config.max_connections = max;
+        }
+        for (key, value, field) in [
+            (
+                "header_timeout_ms",
+                file.http.header_timeout_ms,
+                &mut config.header_timeout_ms,
+            ),
+            (
+                "request_timeout_ms",
+                file.http.request_timeout_ms,
+                &mut config.request_timeout_ms,
+            ),
+        ] {
+            if let Some(ms) = value {
+                if ms == 0 {
+                    return Err(invalid(key, format!("http.{key} must be at least 1")));
+                }
+                *field = ms;
+            }
         }
         if let Some(secs) = file.telemetry.retention_secs {
             if secs == 0 {
@@ -217,14 +291,8 @@ impl NodeConfig {
         if let Some(seeds) = file.cluster.seeds {
             config.cluster_seeds = seeds;
         }
-        if let Some(cookie) = &file.cluster.cookie
-            && cookie.trim().is_empty()
-        {
-            return Err(NodeError::Config {
-                path: path.to_owned(),
-                line: line_of(text, "cookie"),
-                message: "cluster.cookie must not be empty".to_owned(),
-            });
+        if let Some(cookie) = &file.cluster.cookie {
+            strong_enough("cluster.cookie", cookie).map_err(|m| invalid("cookie", m))?;
         }
         config.cookie = file.cluster.cookie;
         Ok(config)
@@ -274,6 +342,43 @@ impl NodeConfig {
         }
         Ok(())
     }
+}
+
+/// The least strength of a token or cookie given in the config file.
+pub const MIN_SECRET_BITS: u32 = 128;
+
+/// Refuses a secret weaker than [`MIN_SECRET_BITS`]. Its strength is
+/// estimated as its length times the bits of the smallest alphabet that
+/// spells it (hex digits 4, lowercase and digits 5.17, letters and digits
+/// 5.95, any printable 6.55): 32 random hex digits pass, a word does not.
+/// A secret of fewer than 8 distinct characters is refused whatever its
+/// length (`aaaa...`).
+fn strong_enough(key: &str, secret: &str) -> Result<(), String> {
+    let secret = secret.trim();
+    let has = |f: fn(&char) -> bool| secret.chars().any(|c| f(&c));
+    let alphabet: f64 = if secret.chars().all(|c| c.is_ascii_hexdigit()) {
+        16.0
+    } else if !has(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit())) {
+        36.0
+    } else if !has(|c| !c.is_ascii_alphanumeric()) {
+        62.0
+    } else {
+        94.0
+    };
+    let distinct = secret
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    let bits = secret.chars().count() as f64 * alphabet.log2();
+    if bits < f64::from(MIN_SECRET_BITS) || distinct < 8 {
+        return Err(format!(
+            "{key} carries about {} bits, at least {MIN_SECRET_BITS} are needed: \
+             use 32 random hex digits (`openssl rand -hex 16`), or leave it out \
+             to have one generated in the data directory",
+            if distinct < 8 { 0 } else { bits as u32 }
+        ));
+    }
+    Ok(())
 }
 
 /// The line where `key` first appears (1 if nowhere).

@@ -43,8 +43,9 @@ pub enum NodeError {
         /// The I/O error.
         error: std::io::Error,
     },
-    /// The HTTP address could not be bound.
-    #[error("cannot listen on {addr}: {error}")]
+    /// The HTTP address could not be bound (in use: the flag to pick
+    /// another is named).
+    #[error("{}", bind_message(*.addr, .error))]
     Bind {
         /// The address.
         addr: SocketAddr,
@@ -52,11 +53,32 @@ pub enum NodeError {
         error: std::io::Error,
     },
     /// The trees could not be built or started.
-    #[error(transparent)]
+    #[error("{error}{hint}", error = .0, hint = system_hint(.0))]
     System(#[from] MabeamError),
     /// A runtime could not be made.
     #[error("cannot start a runtime: {0}")]
     Runtime(String),
+    /// Another node holds the data directory (its lock file, with that
+    /// node's process id when it could be read).
+    #[error("data directory {} is in use by another node{}: stop it, or pass --data-dir DIR", .path.display(), .pid.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    DataDirInUse {
+        /// The data directory.
+        path: PathBuf,
+        /// The holder's process id, if known.
+        pid: Option<u32>,
+    },
+    /// A secret file (the token or the cookie) can be read by its group or
+    /// by others: refused, as ssh refuses such a key.
+    #[error("{} is readable by group or others (mode {mode:04o}): run `chmod 600 {}`", .path.display(), .path.display())]
+    InsecureFile {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The log filter (`RUST_LOG`) or the logger could not be set up.
+    #[error("cannot set up logging: {0}")]
+    Logging(String),
     /// A request to a running node failed.
     #[error("request to {addr} failed: {message}")]
     Request {
@@ -72,9 +94,17 @@ impl NodeError {
     /// flags (the user's to fix), 1 otherwise.
     pub fn exit_code(&self) -> i32 {
         match self {
-            NodeError::Config { .. } | NodeError::ConfigRead { .. } | NodeError::NonLoopback(_) => {
-                2
-            }
+            NodeError::Config { .. }
+            | NodeError::ConfigRead { .. }
+            | NodeError::NonLoopback(_)
+            | NodeError::InsecureFile { .. }
+            | NodeError::Logging(_) => 2,
+            // The config server's persisted settings (`config.json`) are
+            // configuration too: a corrupt file is the user's to fix.
+            NodeError::System(MabeamError::Service {
+                service: mabeam::seed::CONFIG_SERVER,
+                ..
+            }) => 2,
             _ => 1,
         }
     }
@@ -91,6 +121,33 @@ impl ErrorCode for NodeError {
             NodeError::System(_) => 9006,
             NodeError::Request { .. } => 9007,
             NodeError::Runtime(_) => 9008,
+            NodeError::DataDirInUse { .. } => 9009,
+            NodeError::InsecureFile { .. } => 9010,
+            NodeError::Logging(_) => 9011,
         }
+    }
+}
+
+/// What a failed bind says: an address in use names the flag that picks
+/// another one.
+fn bind_message(addr: SocketAddr, error: &std::io::Error) -> String {
+    if error.kind() == std::io::ErrorKind::AddrInUse {
+        format!("{addr} is in use: pass --http ADDR (port 0 picks a free one)")
+    } else {
+        format!("cannot listen on {addr}: {error}")
+    }
+}
+
+/// What to do about a system error, where the node knows.
+fn system_hint(error: &MabeamError) -> &'static str {
+    match error {
+        MabeamError::Service {
+            service: mabeam::seed::CONFIG_SERVER,
+            ..
+        } => {
+            "; fix that file or move it away (it holds the settings changed at run time: moving it \
+             drops them)"
+        }
+        _ => "",
     }
 }

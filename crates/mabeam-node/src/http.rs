@@ -1,19 +1,33 @@
 //! The node's HTTP API (axum).
 //!
-//! Reads: `GET /health`, `GET /metrics`, `GET /api/tree`,
-//! `GET /api/agents?offset=&limit=&status=&kind=`,
+//! Open to probes and scrapers: `GET /health` (the health monitor's last
+//! round, no check run per request), `GET /metrics`.
+//!
+//! Reads, behind the bearer token unless `http.public_reads = true`:
+//! `GET /api/tree`, `GET /api/agents?offset=&limit=&status=&kind=`,
 //! `GET /api/events?after=&limit=`.
 //!
 //! Mutations, each behind the bearer token (401 without it, and nothing
-//! changes) and the rate limiter's `api.mutation` rule (429):
+//! changes) and the rate limiter's `api.mutation` rule (429), both checked
+//! before the body is read:
 //! `POST /api/agents` (start an agent of a built-in kind),
 //! `DELETE /api/agents/{id}` (stop and forget it),
 //! `POST /api/agents/{id}/ask` (send it a protocol envelope),
-//! `POST /api/events` (append an event; answered once it is on disk),
+//! `POST /api/events` (append an event; answered once it is on disk; the
+//! streams the node writes itself are refused, see [`RESERVED_STREAMS`]),
 //! `POST /api/coordination/vote`, `POST /api/economics/auction` (among
 //! agents), `POST /api/services/{name}/restart`.
 //!
 //! Every failure is typed JSON with a stable code ([`ApiError`]).
+//!
+//! **Who may ask what** is decided in one place, [`authorize`] (run by the
+//! [`guard`] layer on every route): a new route is guarded by the same
+//! rule by being in [`router`].
+//!
+//! [`serve`] runs the router on hyper with the [`Limits`]: a bound on
+//! reading a request's headers (hyper's `header_read_timeout`), on
+//! answering it (tower-http's `TimeoutLayer`, 408), and on connections
+//! served at once (the next waits to be accepted).
 
 use std::{
     collections::HashMap,
@@ -28,8 +42,9 @@ use agent_supervisor::AgentError;
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, Query, State},
-    http::{HeaderMap, StatusCode, header},
+    extract::{Path, Query, Request, State},
+    http::{HeaderMap, Method, StatusCode, header},
+    middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
@@ -60,6 +75,20 @@ pub const DEFAULT_PAGE: u64 = 100;
 /// The longest a vote, an auction or an ask may wait for agents.
 pub const MAX_WAIT_MS: u64 = 60_000;
 
+/// The streams the node writes itself: `POST /api/events` refuses each,
+/// and every stream under it (`agent:ID`, `config`, `coordination.decisions`,
+/// `economics.auctions`, ...), so no client forges the node's record.
+pub const RESERVED_STREAMS: [&str; 5] = ["agent", "agents", "config", "coordination", "economics"];
+
+/// Whether the node writes `stream` itself (see [`RESERVED_STREAMS`]).
+pub fn is_reserved_stream(stream: &str) -> bool {
+    RESERVED_STREAMS.iter().any(|reserved| {
+        stream
+            .strip_prefix(reserved)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', ':', '/']))
+    })
+}
+
 /// What the handlers share.
 #[derive(Clone)]
 pub struct ApiState {
@@ -67,8 +96,11 @@ pub struct ApiState {
     pub system: System,
     /// The node's exporter (its recorder belongs to the node).
     pub exporter: PrometheusExporter,
-    /// The bearer token of mutating endpoints.
+    /// The bearer token of mutating endpoints (and of reads, unless
+    /// `public_reads`).
     pub token: Arc<str>,
+    /// Whether `GET /api/*` is served without the token.
+    pub public_reads: bool,
     /// The agent kinds `POST /api/agents` can start.
     pub kinds: AgentKinds,
     /// The next number of a generated agent id (`KIND-N`).
@@ -86,8 +118,17 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// The router of the node's API.
+/// The router of the node's API: [`routes`], each behind [`guard`].
 pub fn router(state: ApiState) -> Router {
+    routes()
+        .route_layer(middleware::from_fn_with_state(state.clone(), guard))
+        .with_state(state)
+}
+
+/// Every route of the API, not yet guarded. A new route (or a router
+/// merged in) goes here, so that [`router`] puts it behind [`guard`] like
+/// the rest: a route layer guards only the routes added before it.
+fn routes() -> Router<ApiState> {
     Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -103,12 +144,140 @@ pub fn router(state: ApiState) -> Router {
         // stream (`/api/observer/stream`) is long-lived: keep it outside
         // any request timeout layer (merge it after such a layer).
         .merge(Observer::routes())
-        .with_state(state)
 }
 
-/// 200 with the health report when every service is healthy, 503 otherwise.
+/// The one rule of who may ask what:
+///
+/// | request | needs |
+/// |---------|-------|
+/// | `GET`/`HEAD` outside `/api/` (`/health`, `/metrics`, pages) | nothing |
+/// | `GET`/`HEAD` under `/api/` | the token, unless `public_reads` |
+/// | any other method | the token, then the `api.mutation` rate limit |
+///
+/// It reads only the method, the path and the headers, so it runs before
+/// any body is read.
+pub fn authorize(
+    state: &ApiState,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<(), ApiError> {
+    if method == Method::GET || method == Method::HEAD {
+        if !path.starts_with("/api/")
+            || state.public_reads
+            || authorized(headers, &state.token)
+            || cookie_authorized(headers, &state.token)
+        {
+            return Ok(());
+        }
+        return Err(ApiError::Unauthorized);
+    }
+    if !authorized(headers, &state.token) {
+        return Err(ApiError::Unauthorized);
+    }
+    state
+        .system
+        .rate_limiter()
+        .check("api", API_MUTATION)
+        .map(|_| ())
+        .map_err(|e| ApiError::RateLimited(e.to_string()))
+}
+
+/// The layer that applies [`authorize`] to every route of the router,
+/// before its handler (and so before its body) runs.
+pub async fn guard(State(state): State<ApiState>, request: Request, next: Next) -> Response {
+    match authorize(
+        &state,
+        request.method(),
+        request.uri().path(),
+        request.headers(),
+    ) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// The bounds [`serve`] keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Connections served at once; the next waits to be accepted.
+    pub max_connections: usize,
+    /// How long a client has to send a request's headers.
+    pub header_timeout: Duration,
+    /// How long a request may take to be answered (408 after).
+    pub request_timeout: Duration,
+}
+
+/// How long in-flight requests get to finish once [`serve`] is told to
+/// stop, before their connections are dropped.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Serves `app` on `listener` within `limits` until `stop` resolves; then
+/// stops accepting, lets requests in flight finish (up to
+/// [`STOP_GRACE`]), and returns.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: Router,
+    limits: Limits,
+    stop: impl Future<Output = ()>,
+) {
+    use hyper_util::{
+        rt::{TokioIo, TokioTimer},
+        server::graceful::GracefulShutdown,
+        service::TowerToHyperService,
+    };
+
+    let app = app.layer(tower_http::timeout::TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        limits.request_timeout,
+    ));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut connections = tokio::task::JoinSet::new();
+    tokio::pin!(stop);
+    loop {
+        // A permit first: past the cap, connections wait in the listen
+        // queue instead of being read.
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut stop => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(_) => {
+                    // Out of file descriptors, say: try again shortly.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let connection = graceful.watch(
+            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone())),
+        );
+        while connections.try_join_next().is_some() {}
+        connections.spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(STOP_GRACE, graceful.shutdown()).await;
+    connections.shutdown().await;
+}
+
+/// The health as of the health monitor's last round: 200 when the system
+/// is healthy, 503 otherwise. No check runs per request, so a burst of
+/// probes costs the services nothing.
 async fn health(State(state): State<ApiState>) -> Response {
-    let health = state.system.health().await;
+    let health = state.system.last_health().await;
     let code = if health.healthy {
         StatusCode::OK
     } else {
@@ -216,19 +385,6 @@ async fn list_agents(
     .into_response())
 }
 
-/// Checks the token, then the rate limit.
-pub(crate) fn admit(state: &ApiState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if !authorized(headers, &state.token) {
-        return Err(ApiError::Unauthorized);
-    }
-    state
-        .system
-        .rate_limiter()
-        .check("api", API_MUTATION)
-        .map(|_| ())
-        .map_err(|e| ApiError::RateLimited(e.to_string()))
-}
-
 /// The body as `T`, or a typed error naming what is wrong.
 fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidBody(e.to_string()))
@@ -261,12 +417,7 @@ struct StartAgent {
 
 /// Registers and starts an agent of a built-in kind (201 with its id);
 /// a refused or failed start leaves nothing registered.
-async fn start_agent(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
+async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Response, ApiError> {
     let request: StartAgent = body(&bytes)?;
     let config = state
         .kinds
@@ -319,10 +470,8 @@ async fn start_agent(
 /// Stops agent `id` and forgets it.
 async fn stop_agent(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
     let registry = state
         .system
         .agents()
@@ -362,11 +511,9 @@ fn wait(ms: u64, what: &str) -> Result<Duration, ApiError> {
 /// Sends agent `id` a protocol envelope and answers its reply.
 async fn ask_agent(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
     let request: Ask = body(&bytes)?;
     let timeout = wait(request.timeout_ms, "timeout_ms")?;
     let envelope = Envelope::new(request.protocol, request.body, timeout);
@@ -428,13 +575,11 @@ struct Append {
 }
 
 /// Appends an event; answers 201 with its id once it is on disk.
-async fn append_event(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
+async fn append_event(State(state): State<ApiState>, bytes: Bytes) -> Result<Response, ApiError> {
     let request: Append = body(&bytes)?;
+    if is_reserved_stream(&request.stream) {
+        return Err(ApiError::ReservedStream(request.stream));
+    }
     let event = Event::new(request.stream, request.kind, request.data);
     match state.system.event_store().append(event).await {
         Ok(appended) => Ok((
@@ -478,12 +623,7 @@ struct Vote {
 
 /// Runs a yes/no vote among agents (by default every `worker`) and
 /// answers the decision with every ballot.
-async fn vote(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
+async fn vote(State(state): State<ApiState>, bytes: Bytes) -> Result<Response, ApiError> {
     let request: Vote = body(&bytes)?;
     let rule = match request.rule.as_deref().unwrap_or("majority") {
         "majority" => VoteRule::Majority,
@@ -533,12 +673,7 @@ struct Auction {
 
 /// Runs a sealed-bid auction (Vickrey by default) among agents and
 /// answers its outcome with every bid.
-async fn auction(
-    State(state): State<ApiState>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
+async fn auction(State(state): State<ApiState>, bytes: Bytes) -> Result<Response, ApiError> {
     let request: Auction = body(&bytes)?;
     let rule = match request.rule.as_deref().unwrap_or("vickrey") {
         "vickrey" | "second_price" => PriceRule::SecondPrice,
@@ -568,10 +703,8 @@ async fn auction(
 /// Restarts a service of either tree.
 async fn restart_service(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(name): Path<String>,
 ) -> Result<Response, ApiError> {
-    admit(&state, &headers)?;
     match state.system.restart_service(&name).await {
         Ok(()) => Ok(Json(json!({"restarted": name})).into_response()),
         Err(MabeamError::UnknownService(_)) => Err(ApiError::UnknownService(name)),
@@ -580,6 +713,25 @@ async fn restart_service(
 }
 
 /// Whether the request carries the token (compared in constant time).
+/// Reads only: the observer page's `EventSource` cannot send an
+/// `Authorization` header, so the page keeps the token the user typed in a
+/// same-site cookie, `mabeam_token`. Mutations never accept it (a cookie
+/// rides along with requests a user did not mean).
+fn cookie_authorized(headers: &HeaderMap, token: &str) -> bool {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix("mabeam_token="))
+        .any(|given| same_secret(given.as_bytes(), token.as_bytes()))
+}
+
+/// Compares in time independent of where they differ.
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 fn authorized(headers: &HeaderMap, token: &str) -> bool {
     let Some(given) = headers
         .get(header::AUTHORIZATION)
@@ -588,6 +740,5 @@ fn authorized(headers: &HeaderMap, token: &str) -> bool {
     else {
         return false;
     };
-    let (a, b) = (given.trim().as_bytes(), token.as_bytes());
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    same_secret(given.trim().as_bytes(), token.as_bytes())
 }

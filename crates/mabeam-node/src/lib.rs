@@ -13,13 +13,16 @@
 //! - [`NodeConfig`]: embedded defaults (HTTP on `127.0.0.1:4000`, data in
 //!   `./mabeam-data`), a TOML file, flags; its values are also the config
 //!   server's defaults.
-//! - [`data_dir`]: the data directory (the token, the event store's
-//!   `events.db`, the config server's `config.json`), and the bearer token
-//!   of mutating endpoints, generated into it on first start (mode 0600).
-//! - [`http`]: the API: `GET /health` (200 or 503), `GET /metrics`
-//!   (Prometheus text), `GET /api/tree`, `GET /api/agents` (paged),
-//!   `GET /api/events?after=N` (from the event store); behind the bearer
-//!   token: `POST /api/agents`, `DELETE /api/agents/{id}`,
+//! - [`data_dir`]: the data directory (mode 0700, locked by the node that
+//!   uses it: the token, the event store's `events.db`, the config
+//!   server's `config.json`), and the bearer token of the API, generated
+//!   into it on first start (mode 0600).
+//! - [`http`]: the API: open to probes, `GET /health` (200 or 503, as of
+//!   the health monitor's last round) and `GET /metrics` (Prometheus
+//!   text); behind the bearer token unless `http.public_reads`:
+//!   `GET /api/tree`, `GET /api/agents` (paged), `GET /api/events?after=N`
+//!   (from the event store); behind the bearer token always:
+//!   `POST /api/agents`, `DELETE /api/agents/{id}`,
 //!   `POST /api/agents/{id}/ask`, `POST /api/events`,
 //!   `POST /api/coordination/vote`, `POST /api/economics/auction`,
 //!   `POST /api/services/{name}/restart`. Failures are [`ApiError`]s.
@@ -29,9 +32,12 @@
 //! - [`kinds`]: the built-in agent kinds (`counter`, `worker`).
 //! - [`Node`]: start and stop; [`run`] until a signal.
 //! - [`client`]: the small loopback HTTP client `mabeam tree` uses.
+//! - [`logging`]: log lines for people (time, level, message, fields) or
+//!   JSON for machines; `RUST_LOG` honoured.
 //!
-//! Errors are [`NodeError`], codes 9000-9999; a bad config file or flag
-//! exits with code 2.
+//! Errors are [`NodeError`], codes 9000-9999; the binary prints each with
+//! its code and what to do, and exits 2 for bad configuration or usage, 1
+//! otherwise (never by a panic).
 
 mod api_error;
 pub mod client;
@@ -40,13 +46,14 @@ pub mod data_dir;
 mod error;
 pub mod http;
 pub mod kinds;
+pub mod logging;
 mod node;
 pub mod observer;
 
 pub use api_error::ApiError;
 pub use config::{
-    DEFAULT_CLUSTER_LISTEN, DEFAULT_CLUSTER_NODE, DEFAULT_DATA_DIR, DEFAULT_HTTP, LogLevel,
-    NodeConfig,
+    DEFAULT_CLUSTER_LISTEN, DEFAULT_CLUSTER_NODE, DEFAULT_DATA_DIR, DEFAULT_HTTP, LogFormat,
+    LogLevel, MIN_SECRET_BITS, NodeConfig,
 };
 pub use error::NodeError;
 pub use node::{API_BURST, API_RATE, Node, run};

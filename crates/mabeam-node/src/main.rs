@@ -1,10 +1,10 @@
 //! The `mabeam` binary: `mabeam run` starts a node, `mabeam tree` prints a
 //! running node's supervision tree. See the `mabeam_node` crate docs.
 
-use std::{io::IsTerminal, net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
-use mabeam_node::{DEFAULT_HTTP, NodeConfig, NodeError, client};
+use mabeam_node::{DEFAULT_HTTP, LogFormat, NodeConfig, NodeError, client};
 use supervision_core::ErrorCode;
 
 /// mimalloc, as the benchmarks measure (see xtask's bench binary): faster
@@ -39,6 +39,11 @@ enum Command {
         /// Allow an HTTP address that is not loopback.
         #[arg(long)]
         allow_non_loopback: bool,
+        /// Log lines for people (text: time, level, message, fields) or
+        /// machines (json) [default: text]; the level is the config's
+        /// `log`, or RUST_LOG when set.
+        #[arg(long, value_name = "FORMAT")]
+        log: Option<LogFormat>,
     },
     /// Print the live supervision tree of a running node (over its HTTP API).
     Tree {
@@ -48,6 +53,11 @@ enum Command {
         /// Print the raw JSON instead.
         #[arg(long)]
         json: bool,
+        /// The node's data directory, whose token the request carries
+        /// (`/api/*` reads need it unless the node has
+        /// `http.public_reads`).
+        #[arg(long, value_name = "DIR", default_value = mabeam_node::DEFAULT_DATA_DIR)]
+        data_dir: PathBuf,
     },
 }
 
@@ -59,16 +69,21 @@ fn main() -> ExitCode {
             data_dir,
             http,
             allow_non_loopback,
+            log,
         } => {
-            let config = match load(config, data_dir, http, allow_non_loopback) {
+            // Every file the node makes is its user's alone (the data
+            // directory 0700, its files 0600), whoever makes it.
+            rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+            let mut config = match load(config, data_dir, http, allow_non_loopback) {
                 Ok(config) => config,
                 Err(error) => return fail(&error),
             };
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::from(config.log))
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .init();
+            if let Some(format) = log {
+                config.log_format = format;
+            }
+            if let Err(error) = mabeam_node::logging::init(config.log, config.log_format) {
+                return fail(&error);
+            }
             let runtime = match tokio::runtime::Runtime::new() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -81,7 +96,11 @@ fn main() -> ExitCode {
                 Err(error) => fail(&error),
             }
         }
-        Command::Tree { http, json } => {
+        Command::Tree {
+            http,
+            json,
+            data_dir,
+        } => {
             let runtime = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
@@ -92,7 +111,11 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match runtime.block_on(tree(&http, json)) {
+            // No token file: the node may serve reads publicly.
+            let token = std::fs::read_to_string(data_dir.join(mabeam_node::data_dir::TOKEN_FILE))
+                .ok()
+                .map(|token| token.trim().to_owned());
+            match runtime.block_on(tree(&http, json, token.as_deref())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error),
             }
@@ -126,8 +149,15 @@ fn fail(error: &NodeError) -> ExitCode {
     ExitCode::from(error.exit_code() as u8)
 }
 
-async fn tree(addr: &str, json: bool) -> Result<(), NodeError> {
-    let reply = client::request(addr, "GET", "/api/tree", None).await?;
+async fn tree(addr: &str, json: bool, token: Option<&str>) -> Result<(), NodeError> {
+    let reply = client::request(addr, "GET", "/api/tree", token).await?;
+    if reply.status == 401 {
+        return Err(NodeError::Request {
+            addr: addr.to_owned(),
+            message: "the node wants its token: pass --data-dir DIR, the node's data directory"
+                .to_owned(),
+        });
+    }
     if reply.status != 200 {
         return Err(NodeError::Request {
             addr: addr.to_owned(),

@@ -13,8 +13,9 @@ use telemetry::{PrometheusExporter, TelemetryConfig};
 use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle};
 
 use crate::{
-    NodeConfig, NodeError, data_dir,
-    http::{self, API_MUTATION, ApiState},
+    NodeConfig, NodeError,
+    data_dir::{self, DirLock},
+    http::{self, API_MUTATION, ApiState, Limits},
     kinds::AgentKinds,
     observer::{NodeInfo, Observer},
 };
@@ -35,34 +36,66 @@ pub struct Node {
     token: Arc<str>,
     observer: Observer,
     shutdown: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<std::io::Result<()>>>,
-    agents: Option<Runtime>,
+    server: Option<JoinHandle<()>>,
+    _agents: AgentRuntime,
+    /// Held while the node lives: no other node uses the directory.
+    _lock: DirLock,
 }
 
-/// Threads of the agents' runtime: as many as cores, like the system's.
-fn agent_runtime() -> Result<Runtime, NodeError> {
-    tokio::runtime::Builder::new_multi_thread()
-        .thread_name("mabeam-agents")
-        .enable_all()
-        .build()
-        .map_err(|error| NodeError::Runtime(error.to_string()))
+/// The agents' runtime, shut down without blocking when dropped: a
+/// runtime dropped the plain way inside an async context (a failed
+/// [`Node::start`], a [`Node`] dropped in a task) panics.
+#[derive(Debug)]
+struct AgentRuntime(Option<Runtime>);
+
+impl AgentRuntime {
+    /// Threads: as many as cores, like the system's.
+    fn new() -> Result<Self, NodeError> {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("mabeam-agents")
+            .enable_all()
+            .build()
+            .map(|runtime| AgentRuntime(Some(runtime)))
+            .map_err(|error| NodeError::Runtime(error.to_string()))
+    }
+
+    fn handle(&self) -> Option<&tokio::runtime::Handle> {
+        self.0.as_ref().map(Runtime::handle)
+    }
 }
 
-impl Drop for Node {
+impl Drop for AgentRuntime {
     fn drop(&mut self) {
-        self.observer.stop();
-        if let Some(agents) = self.agents.take() {
-            agents.shutdown_background();
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
         }
     }
 }
 
+impl Drop for Node {
+    /// A node dropped without [`Node::stop`] still ends its observer's
+    /// sampler and streams.
+    fn drop(&mut self) {
+        self.observer.stop();
+    }
+}
+
 impl Node {
-    /// Checks `config`, prepares the data directory (and the token in it),
-    /// starts both trees, then serves HTTP. Returns once it listens.
+    /// Checks `config`, binds the HTTP address, prepares and locks the
+    /// data directory (and the secrets in it), starts both trees, then
+    /// serves HTTP. Returns once it listens. A failure at any step is
+    /// returned typed, with whatever was started stopped again: a taken
+    /// port fails before the data directory is even made.
     pub async fn start(config: NodeConfig) -> Result<Node, NodeError> {
         config.check()?;
+        let bind = |error| NodeError::Bind {
+            addr: config.http,
+            error,
+        };
+        let listener = TcpListener::bind(config.http).await.map_err(bind)?;
+        let addr = listener.local_addr().map_err(bind)?;
         data_dir::ensure(&config.data_dir)?;
+        let lock = data_dir::lock(&config.data_dir)?;
         let token: Arc<str> = data_dir::token(&config.data_dir, config.token.as_deref())?.into();
         let cookie = data_dir::cookie(&config.data_dir, config.cookie.as_deref())?;
 
@@ -75,8 +108,8 @@ impl Node {
             .map_err(|e| NodeError::System(e.into()))?;
         // Agents get a runtime of their own: busy agents cannot starve the
         // supervisors, the registry or /health (the seed's priorities).
-        let agents = agent_runtime()?;
-        let system = SystemBuilder::new()
+        let agents = AgentRuntime::new()?;
+        let mut builder = SystemBuilder::new()
             .telemetry(telemetry)
             .data_dir(&config.data_dir)
             .config_defaults(config.defaults())
@@ -89,12 +122,14 @@ impl Node {
                     .listen(config.cluster_listen)
                     .seeds(config.cluster_seeds.iter().copied()),
             )
-            .agent_runtime(agents.handle().clone())
             .telemetry_config(TelemetryConfig {
                 retention: Duration::from_secs(config.retention_secs),
                 ..TelemetryConfig::default()
-            })
-            .build()?;
+            });
+        if let Some(handle) = agents.handle() {
+            builder = builder.agent_runtime(handle.clone());
+        }
+        let system = builder.build()?;
         exporter.add_source(Arc::new(system.clone()));
         // Made before the trees start: it counts each service's starts.
         let observer = Observer::new(
@@ -105,45 +140,37 @@ impl Node {
                 data_dir: config.data_dir.clone(),
                 store: "sqlite",
             },
-            Some(agents.handle().clone()),
+            agents.handle().cloned(),
         );
         system.start().await?;
+        if let Err(error) = data_dir::restrict(&config.data_dir) {
+            let _ = system.stop().await;
+            return Err(error);
+        }
         tracing::info!(data_dir = %config.data_dir.display(), "both trees started");
         if let Some(cluster) = system.connections().and_then(|c| c.local_addr()) {
             tracing::info!(node = %config.cluster_node, %cluster, "cluster listening");
         }
 
-        let listener = match TcpListener::bind(config.http).await {
-            Ok(listener) => listener,
-            Err(error) => {
-                let _ = system.stop().await;
-                return Err(NodeError::Bind {
-                    addr: config.http,
-                    error,
-                });
-            }
-        };
-        let addr = listener.local_addr().map_err(|error| NodeError::Bind {
-            addr: config.http,
-            error,
-        })?;
         observer.start();
         let app = http::router(ApiState {
             system: system.clone(),
             exporter: exporter.clone(),
             token: token.clone(),
+            public_reads: config.public_reads,
             kinds: AgentKinds::builtin(),
             next_id: Arc::new(AtomicU64::new(1)),
             observer: observer.clone(),
         });
+        let limits = Limits {
+            max_connections: config.max_connections,
+            header_timeout: Duration::from_millis(config.header_timeout_ms),
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+        };
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-        });
+        let server = tokio::spawn(http::serve(listener, app, limits, async {
+            let _ = stopped.await;
+        }));
         tracing::info!(%addr, "HTTP API listening");
         Ok(Node {
             system,
@@ -153,7 +180,8 @@ impl Node {
             observer,
             shutdown: Some(shutdown),
             server: Some(server),
-            agents: Some(agents),
+            _agents: agents,
+            _lock: lock,
         })
     }
 
@@ -192,9 +220,6 @@ impl Node {
         tracing::info!("HTTP API stopped");
         self.system.stop().await?;
         tracing::info!("both trees stopped");
-        if let Some(agents) = self.agents.take() {
-            agents.shutdown_background();
-        }
         Ok(())
     }
 }

@@ -22,7 +22,7 @@ log = "debug"
 
 [http]
 addr = "127.0.0.1:9999"
-token = "secret"
+token = "0123456789abcdef0123456789abcdef"
 
 [telemetry]
 retention_secs = 60
@@ -32,19 +32,25 @@ per_agent_labels = true
 node = "n1@host"
 listen = "127.0.0.1:4369"
 seeds = ["127.0.0.1:4370"]
-cookie = "shh"
+cookie = "Shh-a-cluster-cookie-of-enough-bits"
 "#;
     let config = NodeConfig::from_toml(text, Path::new("n.toml")).unwrap();
     assert_eq!(config.data_dir, Path::new("/var/lib/mabeam"));
     assert_eq!(config.log, LogLevel::Debug);
     assert_eq!(config.http.port(), 9999);
-    assert_eq!(config.token.as_deref(), Some("secret"));
+    assert_eq!(
+        config.token.as_deref(),
+        Some("0123456789abcdef0123456789abcdef")
+    );
     assert_eq!(config.retention_secs, 60);
     assert!(config.per_agent_labels);
     assert_eq!(config.cluster_node, "n1@host");
     assert_eq!(config.cluster_listen.port(), 4369);
     assert_eq!(config.cluster_seeds, ["127.0.0.1:4370".parse().unwrap()]);
-    assert_eq!(config.cookie.as_deref(), Some("shh"));
+    assert_eq!(
+        config.cookie.as_deref(),
+        Some("Shh-a-cluster-cookie-of-enough-bits")
+    );
     // A cluster address off loopback needs the same flag as HTTP.
     let open = NodeConfig {
         cluster_listen: "0.0.0.0:4369".parse().unwrap(),

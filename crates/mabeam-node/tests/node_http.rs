@@ -143,7 +143,11 @@ async fn the_node_serves_health_metrics_tree_and_stops_in_order_on_sigterm() {
         "{text}"
     );
 
-    let tree = request(&addr, "GET", "/api/tree", None).await.unwrap();
+    // Reads of /api/* need the token too (http.public_reads is off).
+    let read_token = std::fs::read_to_string(data_dir.join("token")).unwrap();
+    let tree = request(&addr, "GET", "/api/tree", Some(read_token.trim()))
+        .await
+        .unwrap();
     assert_eq!(tree.status, 200);
     let tree: serde_json::Value = serde_json::from_str(&tree.body).unwrap();
     let apps = tree["applications"].as_array().unwrap();
@@ -269,7 +273,7 @@ async fn agents_events_and_votes(addr: &str, token: &str) {
     let (status, refused) = call(addr, "POST", "/api/agents", None, Some(worker)).await;
     assert_eq!(status, 401);
     assert_eq!(refused["code"], 9101);
-    let (status, listed) = call(addr, "GET", "/api/agents", None, None).await;
+    let (status, listed) = call(addr, "GET", "/api/agents", Some(token), None).await;
     assert_eq!(status, 200);
     assert_eq!(listed["total"], 0, "a refused start changed nothing");
 
@@ -309,7 +313,7 @@ async fn agents_events_and_votes(addr: &str, token: &str) {
         );
         assert!(error["message"].is_string());
     }
-    let (_, listed) = call(addr, "GET", "/api/agents?limit=1", None, None).await;
+    let (_, listed) = call(addr, "GET", "/api/agents?limit=1", Some(token), None).await;
     assert_eq!(listed["total"], 2);
     assert_eq!(listed["agents"].as_array().unwrap().len(), 1);
     assert_eq!(listed["next_offset"], 1);
@@ -317,13 +321,13 @@ async fn agents_events_and_votes(addr: &str, token: &str) {
         addr,
         "GET",
         "/api/agents?kind=worker&status=running",
-        None,
+        Some(token),
         None,
     )
     .await;
     assert_eq!(workers["agents"][0]["id"], "w-1");
     assert_eq!(workers["agents"][0]["status"], "running");
-    let (status, _) = call(addr, "GET", "/api/agents?status=dancing", None, None).await;
+    let (status, _) = call(addr, "GET", "/api/agents?status=dancing", Some(token), None).await;
     assert_eq!(status, 400);
 
     // The counter counts; the worker votes and bids.
@@ -367,7 +371,7 @@ async fn agents_events_and_votes(addr: &str, token: &str) {
             addr,
             "GET",
             &format!("/api/events?after={after}&wait_ms=10000"),
-            None,
+            Some(token),
             None,
         )
         .await;
@@ -387,7 +391,7 @@ async fn agents_events_and_votes(addr: &str, token: &str) {
     assert_eq!(status, 200, "{stopped}");
     let (status, missing) = call(addr, "DELETE", "/api/agents/w-1", Some(token), None).await;
     assert_eq!((status, missing["code"].as_u64()), (404, Some(9107)));
-    let (_, listed) = call(addr, "GET", "/api/agents", None, None).await;
+    let (_, listed) = call(addr, "GET", "/api/agents", Some(token), None).await;
     assert_eq!(listed["total"], 1);
 }
 
@@ -428,7 +432,11 @@ async fn an_event_acknowledged_before_a_sigkill_is_there_after_a_restart() {
         &addr,
         "GET",
         &format!("/api/events?after={}", id - 1),
-        None,
+        Some(
+            std::fs::read_to_string(data_dir.join("token"))
+                .unwrap()
+                .trim(),
+        ),
         None,
     )
     .await;

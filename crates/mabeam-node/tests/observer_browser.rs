@@ -56,8 +56,14 @@ fn start_node(data_dir: &Path, http: &str) -> NodeProcess {
         .append(true)
         .open(data_dir.with_file_name("node.log"))
         .expect("a log file");
+    // The page is driven read-only first, so reads are public here;
+    // observer_stream.rs checks that they need the token otherwise.
+    let config = data_dir.with_file_name("observer.toml");
+    std::fs::write(&config, "[http]\npublic_reads = true\n").expect("a config file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_mabeam"))
-        .args(["run", "--http", http, "--data-dir"])
+        .args(["run", "--http", http, "--config"])
+        .arg(&config)
+        .arg("--data-dir")
         .arg(data_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

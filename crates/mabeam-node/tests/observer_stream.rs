@@ -17,10 +17,17 @@ use tokio::{
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// A node whose `/api/*` reads are public, as the page's reads are
+/// exercised here; `reads_need_the_token_unless_public` checks the rule.
 async fn node(dir: &tempfile::TempDir) -> Node {
+    node_with_reads(dir, true).await
+}
+
+async fn node_with_reads(dir: &tempfile::TempDir, public_reads: bool) -> Node {
     Node::start(NodeConfig {
         http: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
+        public_reads,
         ..NodeConfig::default()
     })
     .await
@@ -51,6 +58,11 @@ struct Stream {
 }
 
 async fn open_stream(addr: &str, last_event_id: Option<u64>) -> Stream {
+    open_stream_with(addr, last_event_id, "").await
+}
+
+/// Opens the stream with `extra` header lines (each ending in `\r\n`).
+async fn open_stream_with(addr: &str, last_event_id: Option<u64>, extra: &str) -> Stream {
     let stream = TcpStream::connect(addr).await.unwrap();
     let (read, mut write) = stream.into_split();
     let resume = last_event_id
@@ -60,7 +72,7 @@ async fn open_stream(addr: &str, last_event_id: Option<u64>) -> Stream {
         .write_all(
             format!(
                 "GET /api/observer/stream HTTP/1.1\r\nHost: {addr}\r\n\
-                 Accept: text/event-stream\r\n{resume}\r\n"
+                 Accept: text/event-stream\r\n{resume}{extra}\r\n"
             )
             .as_bytes(),
         )
@@ -386,5 +398,48 @@ async fn actions_without_the_token_are_refused_and_change_nothing() {
     assert!(!registry.details("a").unwrap().status.is_running());
     let (status, _, _) = call(&addr, "POST", "/api/agents/nobody/kill", Some(&token), None).await;
     assert_eq!(status, 404);
+    node.stop().await.unwrap();
+}
+
+/// The page's reads follow the node's rule for `/api/*` reads: without
+/// `public_reads` the stream needs the token, as a bearer header or as the
+/// `mabeam_token` cookie the page sets (an `EventSource` sends no header);
+/// a wrong cookie is refused, and a cookie never authorizes a mutation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_need_the_token_unless_public() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_with_reads(&dir, false).await;
+    let addr = node.addr().to_string();
+    let token = node.token().to_owned();
+
+    let refused = open_stream_with(&addr, None, "").await;
+    assert!(refused.status.contains(" 401 "), "{}", refused.status);
+    let wrong = open_stream_with(&addr, None, "Cookie: mabeam_token=nope\r\n").await;
+    assert!(wrong.status.contains(" 401 "), "{}", wrong.status);
+    let by_cookie =
+        open_stream_with(&addr, None, &format!("Cookie: a=b; mabeam_token={token}\r\n")).await;
+    assert!(by_cookie.status.contains(" 200 "), "{}", by_cookie.status);
+    let by_header =
+        open_stream_with(&addr, None, &format!("Authorization: Bearer {token}\r\n")).await;
+    assert!(by_header.status.contains(" 200 "), "{}", by_header.status);
+    drop((by_cookie, by_header));
+
+    let (status, _, _) = call(&addr, "GET", "/api/observer/agents", None, None).await;
+    assert_eq!(status, 401, "a page of agents needs the token too");
+    // A mutation with only the cookie is refused.
+    let stream = TcpStream::connect(&addr).await.unwrap();
+    let (read, mut write) = stream.into_split();
+    write
+        .write_all(
+            format!(
+                "POST /api/services/config_server/restart HTTP/1.1\r\nHost: {addr}\r\n\
+                 Cookie: mabeam_token={token}\r\nContent-Length: 0\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let status = BufReader::new(read).lines().next_line().await.unwrap().unwrap();
+    assert!(status.contains(" 401 "), "a cookie authorizes no mutation: {status}");
     node.stop().await.unwrap();
 }

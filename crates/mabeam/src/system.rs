@@ -569,6 +569,10 @@ pub struct SystemHealth {
     pub healthy: bool,
     /// Each service by tree: `healthy`, or why not.
     pub services: Vec<ServiceHealthLine>,
+    /// Wall-clock milliseconds since the Unix epoch of the health
+    /// monitor's round this comes from (`None`: checked on the spot).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub checked_at_unix_ms: Option<u64>,
 }
 
 /// One service's health.
@@ -742,7 +746,46 @@ impl System {
                 health: s.health.to_string(),
             }));
         }
-        SystemHealth { healthy, services }
+        SystemHealth {
+            healthy,
+            services,
+            checked_at_unix_ms: None,
+        }
+    }
+
+    /// The health as of the health monitor's last round, in the shape of
+    /// [`health`](Self::health), without running a check: what a probe
+    /// polling `/health` should read. Before the monitor's first round it
+    /// runs one. Healthy when the monitor's overall state is.
+    pub async fn last_health(&self) -> SystemHealth {
+        let monitor = &self.inner.wiring.health_monitor;
+        let mut report = monitor.report();
+        if report.checked_at_unix_ms == 0 {
+            report = monitor.check_now().await;
+        }
+        let services = report
+            .services
+            .iter()
+            .map(|detail| {
+                let (tree, service) = detail.name.split_once('/').unwrap_or(("", &detail.name));
+                ServiceHealthLine {
+                    tree: if tree == MabeamApp::NAME {
+                        MabeamApp::NAME
+                    } else if tree == FoundationApp::NAME {
+                        FoundationApp::NAME
+                    } else {
+                        "check"
+                    },
+                    service: service.to_owned(),
+                    health: detail.health.to_string(),
+                }
+            })
+            .collect();
+        SystemHealth {
+            healthy: report.overall == foundation_services::HealthState::Healthy,
+            services,
+            checked_at_unix_ms: Some(report.checked_at_unix_ms),
+        }
     }
 
     /// The live tree: both applications, every process with its kind,

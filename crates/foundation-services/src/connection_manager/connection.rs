@@ -11,8 +11,14 @@ use tokio::{
 
 use super::{
     Closer, ConnectionError, Direction, Inner, NodeEvent, NodeInfo, valid_node_name,
-    wire::{self, Frame, VERSION, read_frame, write_frame},
+    wire::{self, Frame, Transcript, VERSION, read_frame, write_frame},
 };
+
+/// Who the other side of a finished handshake is.
+pub(super) struct Remote {
+    pub(super) node: Arc<str>,
+    pub(super) generation: u64,
+}
 
 /// Dials `addr`, runs the handshake, and hands the connection to its own
 /// task. Answers the node's name.
@@ -23,13 +29,16 @@ pub(super) async fn connect(
     if inner.running.lock().is_none() {
         return Err(ConnectionError::NotRunning);
     }
-    let (node, stream) = bounded(inner, addr, dial(inner, addr)).await?;
-    established(inner, node.clone(), stream, addr, Direction::Outgoing);
+    let (remote, stream) = bounded(inner, addr, dial(inner, addr)).await?;
+    let node = remote.node.clone();
+    established(inner, remote, stream, addr, Direction::Outgoing);
     Ok(node)
 }
 
 /// Accepts connections until the manager stops; each handshake runs in a
-/// task of its own, so a slow dialler holds up no one.
+/// task of its own, so a slow dialler holds up no one. At most
+/// `max_handshakes` run at once: a connection past them is closed at once,
+/// so clients that connect and say nothing cannot pile up.
 pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
     loop {
         let (stream, addr) = match listener.accept().await {
@@ -40,13 +49,19 @@ pub(super) async fn accept_loop(inner: Arc<Inner>, listener: TcpListener) {
                 continue;
             }
         };
+        let Ok(permit) = inner.handshakes.clone().try_acquire_owned() else {
+            drop(stream);
+            continue;
+        };
         let task_inner = inner.clone();
         inner.spawn(async move {
             let inner = task_inner;
             // A refused or broken handshake leaves nothing behind: the
             // dialler is told why, if it listens.
-            if let Ok((node, stream)) = bounded(&inner, addr, listen(&inner, stream, addr)).await {
-                established(&inner, node, stream, addr, Direction::Incoming);
+            let handshake = bounded(&inner, addr, listen(&inner, stream, addr)).await;
+            drop(permit);
+            if let Ok((remote, stream)) = handshake {
+                established(&inner, remote, stream, addr, Direction::Incoming);
             }
         });
     }
@@ -63,9 +78,11 @@ pub(super) async fn seed_loop(inner: Arc<Inner>, seed: SocketAddr) {
                 attempt = 0;
                 // Notices from before this connection are stale.
                 while events.try_recv().is_ok() {}
+                // Until it is down for good: a down notice for an older
+                // incarnation comes with the newer one connected.
                 while inner.peers.lock().contains_key(&node) {
                     match events.recv().await {
-                        Ok(NodeEvent::Down { node: down, .. }) if down == node => break,
+                        Ok(NodeEvent::Down { node: down, .. }) if down == node => continue,
                         Ok(_) | Err(RecvError::Lagged(_)) => {}
                         Err(RecvError::Closed) => return,
                     }
@@ -92,57 +109,80 @@ async fn bounded<T>(
     }
 }
 
-/// The dialler's side of the handshake.
-async fn dial(inner: &Inner, addr: SocketAddr) -> Result<(Arc<str>, TcpStream), ConnectionError> {
+/// The dialler's side of the handshake (see the wire module): it proves
+/// itself first, over the listener's fresh nonce, then checks the
+/// listener's proof.
+async fn dial(inner: &Inner, addr: SocketAddr) -> Result<(Remote, TcpStream), ConnectionError> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| ConnectionError::io(format!("connecting to {addr}"), &e))?;
     let _ = stream.set_nodelay(true);
-    let challenge: u64 = rand::random();
+    let mine = wire::nonce();
     let hello = Frame::Hello {
         version: VERSION,
         node: inner.node.to_string(),
-        challenge,
+        generation: inner.generation(),
+        nonce: mine.clone(),
     };
     write_frame(&mut stream, &hello, addr).await?;
-    let (node, theirs) = match read_frame(&mut stream, addr).await? {
+    let (node, generation, theirs) = match read_frame(&mut stream, addr).await? {
         Frame::Welcome {
             node,
-            challenge: theirs,
-            proof,
+            generation,
+            nonce,
         } => {
             let node = valid_node_name(&node)?;
-            let names = (&*inner.node, &*node);
-            if !wire::verify(&inner.cookie, "welcome", challenge, names, &proof) {
-                refuse(&mut stream, addr, "bad cookie").await;
-                return Err(ConnectionError::BadCookie { addr });
+            if !wire::valid_nonce(&nonce) {
+                return Err(ConnectionError::Protocol {
+                    addr,
+                    detail: "a malformed nonce".to_owned(),
+                });
             }
-            (node, theirs)
+            (node, generation, nonce)
         }
         Frame::Refused { reason } => return Err(ConnectionError::Refused { addr, reason }),
         other => return Err(unexpected(addr, &other)),
     };
-    let proof = wire::proof(&inner.cookie, "proof", theirs, &inner.node, &node);
+    let transcript = |step| Transcript {
+        step,
+        dialer_nonce: &mine,
+        listener_nonce: &theirs,
+        dialer: &inner.node,
+        listener: &node,
+    };
+    let proof = wire::proof(&inner.cookie, transcript("dialer"));
     write_frame(&mut stream, &Frame::Proof { proof }, addr).await?;
     match read_frame(&mut stream, addr).await? {
-        Frame::Accepted => Ok((node, stream)),
+        Frame::Accepted { proof } => {
+            if !wire::verify(&inner.cookie, transcript("listener"), &proof) {
+                refuse(&mut stream, addr, "bad cookie").await;
+                return Err(ConnectionError::BadCookie { addr });
+            }
+            Ok((Remote { node, generation }, stream))
+        }
+        // The listener found our proof wrong.
+        Frame::Refused { reason } if reason == "bad cookie" => {
+            Err(ConnectionError::BadCookie { addr })
+        }
         Frame::Refused { reason } => Err(ConnectionError::Refused { addr, reason }),
         other => Err(unexpected(addr, &other)),
     }
 }
 
-/// The listener's side of the handshake.
+/// The listener's side of the handshake: it commits to a fresh nonce,
+/// checks the dialler's proof, and only then proves itself.
 async fn listen(
     inner: &Inner,
     mut stream: TcpStream,
     addr: SocketAddr,
-) -> Result<(Arc<str>, TcpStream), ConnectionError> {
+) -> Result<(Remote, TcpStream), ConnectionError> {
     let _ = stream.set_nodelay(true);
-    let (node, challenge) = match read_frame(&mut stream, addr).await? {
+    let (node, generation, theirs) = match read_frame(&mut stream, addr).await? {
         Frame::Hello {
             version,
             node,
-            challenge,
+            generation,
+            nonce,
         } => {
             if version != VERSION {
                 let reason = format!("protocol version {version}, this node speaks {VERSION}");
@@ -161,30 +201,50 @@ async fn listen(
                 refuse(&mut stream, addr, &reason).await;
                 return Err(ConnectionError::Refused { addr, reason });
             }
-            (node, challenge)
+            if !wire::valid_nonce(&nonce) {
+                let error = ConnectionError::Protocol {
+                    addr,
+                    detail: "a malformed nonce".to_owned(),
+                };
+                refuse(&mut stream, addr, &error.to_string()).await;
+                return Err(error);
+            }
+            (node, generation, nonce)
         }
-        other => return Err(unexpected(addr, &other)),
+        // A dialler of another protocol version may send another frame
+        // (or a hello with other fields): say which version this is.
+        other => {
+            let reason = format!("expected a hello of protocol version {VERSION}");
+            refuse(&mut stream, addr, &reason).await;
+            return Err(unexpected(addr, &other));
+        }
     };
-    let mine: u64 = rand::random();
+    let mine = wire::nonce();
     let welcome = Frame::Welcome {
         node: inner.node.to_string(),
-        challenge: mine,
-        proof: wire::proof(&inner.cookie, "welcome", challenge, &node, &inner.node),
+        generation: inner.generation(),
+        nonce: mine.clone(),
     };
     write_frame(&mut stream, &welcome, addr).await?;
+    let transcript = |step| Transcript {
+        step,
+        dialer_nonce: &theirs,
+        listener_nonce: &mine,
+        dialer: &node,
+        listener: &inner.node,
+    };
     match read_frame(&mut stream, addr).await? {
         Frame::Proof { proof } => {
-            if !wire::verify(&inner.cookie, "proof", mine, (&node, &inner.node), &proof) {
+            if !wire::verify(&inner.cookie, transcript("dialer"), &proof) {
                 refuse(&mut stream, addr, "bad cookie").await;
                 return Err(ConnectionError::BadCookie { addr });
             }
         }
-        // The dialler found our proof wrong.
-        Frame::Refused { .. } => return Err(ConnectionError::BadCookie { addr }),
         other => return Err(unexpected(addr, &other)),
     }
-    write_frame(&mut stream, &Frame::Accepted, addr).await?;
-    Ok((node, stream))
+    let proof = wire::proof(&inner.cookie, transcript("listener"));
+    write_frame(&mut stream, &Frame::Accepted { proof }, addr).await?;
+    Ok((Remote { node, generation }, stream))
 }
 
 async fn refuse(stream: &mut TcpStream, addr: SocketAddr, reason: &str) {
@@ -204,11 +264,12 @@ fn unexpected(addr: SocketAddr, frame: &Frame) -> ConnectionError {
 /// node wins, or the manager stopped meanwhile).
 fn established(
     inner: &Arc<Inner>,
-    node: Arc<str>,
+    remote: Remote,
     stream: TcpStream,
     addr: SocketAddr,
     direction: Direction,
 ) {
+    let Remote { node, generation } = remote;
     let conn = inner.next_conn();
     let initiator = match direction {
         Direction::Outgoing => inner.node.clone(),
@@ -220,7 +281,7 @@ fn established(
         direction,
         up_since_unix_ms: inner.clock.unix_millis(),
     };
-    let Some(close) = inner.register(conn, info, initiator) else {
+    let Some(close) = inner.register(conn, info, initiator, generation) else {
         // The peer may have taken this one as live: it waits for the other.
         let _ = inner.spawn(async move {
             let mut stream = stream;
@@ -301,6 +362,14 @@ async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Closer)
                     let _ = send(inner, &mut writer, addr, Frame::Replaced).await;
                     return "replaced by another connection".to_owned();
                 }
+                if close.was_superseded() {
+                    // Its node restarted: this end is stale, and no one
+                    // is told it went down (the node's down notice was
+                    // sent when the newer incarnation came).
+                    let reason = "superseded by a newer incarnation".to_owned();
+                    let _ = send(inner, &mut writer, addr, Frame::Bye { reason: reason.clone() }).await;
+                    return reason;
+                }
                 let reason = "disconnected on request".to_owned();
                 // A goodbye is a courtesy: the connection closes either way.
                 let _ = send(inner, &mut writer, addr, Frame::Bye { reason: reason.clone() }).await;
@@ -353,48 +422,71 @@ mod tests {
     /// The fake peer's side of a handshake it accepted (it listens).
     async fn accept_as_peer(stream: &mut TcpStream, addr: SocketAddr) {
         let Frame::Hello {
-            node, challenge, ..
+            node,
+            nonce: theirs,
+            ..
         } = read_frame(stream, addr).await.unwrap()
         else {
             panic!("no hello");
         };
-        let mine = 7;
+        let mine = wire::nonce();
         let welcome = Frame::Welcome {
             node: PEER.into(),
-            challenge: mine,
-            proof: wire::proof(COOKIE.as_bytes(), "welcome", challenge, &node, PEER),
+            generation: 1,
+            nonce: mine.clone(),
         };
         write_frame(stream, &welcome, addr).await.unwrap();
         assert!(matches!(
             read_frame(stream, addr).await.unwrap(),
             Frame::Proof { .. }
         ));
-        write_frame(stream, &Frame::Accepted, addr).await.unwrap();
+        let transcript = Transcript {
+            step: "listener",
+            dialer_nonce: &theirs,
+            listener_nonce: &mine,
+            dialer: &node,
+            listener: PEER,
+        };
+        let proof = wire::proof(COOKIE.as_bytes(), transcript);
+        write_frame(stream, &Frame::Accepted { proof }, addr)
+            .await
+            .unwrap();
     }
 
     /// The fake peer dials `addr` and completes the handshake.
     async fn dial_as_peer(addr: SocketAddr) -> TcpStream {
         let mut stream = TcpStream::connect(addr).await.unwrap();
+        let mine = wire::nonce();
         let hello = Frame::Hello {
             version: VERSION,
             node: PEER.into(),
-            challenge: 9,
+            generation: 1,
+            nonce: mine.clone(),
         };
         write_frame(&mut stream, &hello, addr).await.unwrap();
         let Frame::Welcome {
-            node, challenge, ..
+            node,
+            nonce: theirs,
+            ..
         } = read_frame(&mut stream, addr).await.unwrap()
         else {
             panic!("no welcome");
         };
-        let proof = wire::proof(COOKIE.as_bytes(), "proof", challenge, PEER, &node);
+        let transcript = Transcript {
+            step: "dialer",
+            dialer_nonce: &mine,
+            listener_nonce: &theirs,
+            dialer: PEER,
+            listener: &node,
+        };
+        let proof = wire::proof(COOKIE.as_bytes(), transcript);
         write_frame(&mut stream, &Frame::Proof { proof }, addr)
             .await
             .unwrap();
-        assert_eq!(
+        assert!(matches!(
             read_frame(&mut stream, addr).await.unwrap(),
-            Frame::Accepted
-        );
+            Frame::Accepted { .. }
+        ));
         stream
     }
 

@@ -1,8 +1,23 @@
 //! The wire between two nodes: length-prefixed JSON frames (a big-endian
 //! `u32` length, then that many bytes), at most [`MAX_FRAME`] each, and the
-//! handshake that proves both sides share the cookie without sending it
-//! (Erlang's distribution handshake: each side answers the other's random
-//! challenge with an HMAC-SHA256 keyed by the cookie).
+//! handshake that proves both sides share the cookie without sending it.
+//!
+//! The handshake, in four frames:
+//!
+//! 1. dialer -> listener: `Hello` (version, name, generation, nonce `Nd`);
+//! 2. listener -> dialer: `Welcome` (name, generation, nonce `Nl`): a
+//!    commitment to a fresh nonce, and no proof;
+//! 3. dialer -> listener: `Proof`, HMAC-SHA256 keyed by the cookie over
+//!    (`dialer`, `Nd`, `Nl`, both names);
+//! 4. listener -> dialer: `Accepted`, with its own proof over (`listener`,
+//!    `Nd`, `Nl`, both names), sent only to a dialer that proved itself.
+//!
+//! The dialer proves itself first, over a nonce the listener chose: an
+//! arbitrary TCP client learns no proof it could test cookie guesses
+//! against offline (protocol 2's listener answered any client's chosen
+//! challenge). Each proof binds both nonces, both names and its step, so
+//! none can be replayed on another connection, in another role or
+//! between other nodes.
 
 use std::net::SocketAddr;
 
@@ -14,8 +29,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::ConnectionError;
 
 /// The protocol version both sides must speak (2 added the `Replaced`
-/// frame).
-pub(crate) const VERSION: u32 = 2;
+/// frame; 3 the dialer-proves-first handshake and the generations).
+pub(crate) const VERSION: u32 = 3;
+
+/// Bytes of a nonce (sent as hex).
+const NONCE_BYTES: usize = 16;
 
 /// The largest frame a node reads: anything larger is a protocol error.
 pub(crate) const MAX_FRAME: usize = 64 * 1024;
@@ -24,23 +42,25 @@ pub(crate) const MAX_FRAME: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub(crate) enum Frame {
-    /// The dialer's opening: who it is and its challenge.
+    /// The dialer's opening: who it is, which incarnation, and its nonce.
     Hello {
         version: u32,
         node: String,
-        challenge: u64,
+        generation: u64,
+        nonce: String,
     },
-    /// The listener's answer: who it is, its challenge, and its proof of
-    /// the cookie over the dialer's challenge.
+    /// The listener's answer: who it is, which incarnation, and its nonce
+    /// (no proof yet: the dialer proves itself first).
     Welcome {
         node: String,
-        challenge: u64,
-        proof: String,
+        generation: u64,
+        nonce: String,
     },
-    /// The dialer's proof of the cookie over the listener's challenge.
+    /// The dialer's proof of the cookie over both nonces.
     Proof { proof: String },
-    /// The listener took the connection.
-    Accepted,
+    /// The listener took the connection: its proof of the cookie over
+    /// both nonces.
+    Accepted { proof: String },
     /// The connection is refused, and why.
     Refused { reason: String },
     /// "Still here", sent every tick interval.
@@ -53,33 +73,45 @@ pub(crate) enum Frame {
     Replaced,
 }
 
-/// The proof of the cookie over a challenge, binding both node names and
-/// the step (so a proof cannot be replayed at the other step).
-pub(crate) fn proof(
-    cookie: &[u8],
-    step: &str,
-    challenge: u64,
-    dialer: &str,
-    listener: &str,
-) -> String {
+/// A fresh random nonce, as hex.
+pub(crate) fn nonce() -> String {
+    hex(&rand::random::<[u8; NONCE_BYTES]>())
+}
+
+/// Whether `text` is a nonce of the right length.
+pub(crate) fn valid_nonce(text: &str) -> bool {
+    text.len() == 2 * NONCE_BYTES && unhex(text).is_some()
+}
+
+/// One side's handshake: whose step it is, both nonces, both names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Transcript<'a> {
+    /// `dialer` or `listener`: whose proof this is.
+    pub(crate) step: &'a str,
+    /// The dialer's nonce.
+    pub(crate) dialer_nonce: &'a str,
+    /// The listener's nonce.
+    pub(crate) listener_nonce: &'a str,
+    /// The dialer's name.
+    pub(crate) dialer: &'a str,
+    /// The listener's name.
+    pub(crate) listener: &'a str,
+}
+
+/// The proof of the cookie over a transcript.
+pub(crate) fn proof(cookie: &[u8], transcript: Transcript<'_>) -> String {
     let mut mac = mac(cookie);
-    feed(&mut mac, step, challenge, dialer, listener);
+    feed(&mut mac, transcript);
     hex(&mac.finalize().into_bytes())
 }
 
 /// Checks a proof in constant time.
-pub(crate) fn verify(
-    cookie: &[u8],
-    step: &str,
-    challenge: u64,
-    (dialer, listener): (&str, &str),
-    proof: &str,
-) -> bool {
+pub(crate) fn verify(cookie: &[u8], transcript: Transcript<'_>, proof: &str) -> bool {
     let Some(bytes) = unhex(proof) else {
         return false;
     };
     let mut mac = mac(cookie);
-    feed(&mut mac, step, challenge, dialer, listener);
+    feed(&mut mac, transcript);
     mac.verify_slice(&bytes).is_ok()
 }
 
@@ -88,15 +120,17 @@ fn mac(cookie: &[u8]) -> Hmac<Sha256> {
     Hmac::<Sha256>::new_from_slice(cookie).expect("HMAC accepts every key length")
 }
 
-fn feed(mac: &mut Hmac<Sha256>, step: &str, challenge: u64, dialer: &str, listener: &str) {
+fn feed(mac: &mut Hmac<Sha256>, t: Transcript<'_>) {
+    // Each part length-prefixed: no two transcripts feed the same bytes.
     for part in [
-        step.as_bytes(),
-        &challenge.to_be_bytes(),
-        dialer.as_bytes(),
-        listener.as_bytes(),
+        t.step,
+        t.dialer_nonce,
+        t.listener_nonce,
+        t.dialer,
+        t.listener,
     ] {
         mac.update(&(part.len() as u64).to_be_bytes());
-        mac.update(part);
+        mac.update(part.as_bytes());
     }
 }
 
@@ -160,15 +194,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_proof_checks_only_with_the_same_cookie_step_challenge_and_names() {
-        let p = proof(b"secret", "welcome", 7, "a", "b");
-        assert!(verify(b"secret", "welcome", 7, ("a", "b"), &p));
-        assert!(!verify(b"other", "welcome", 7, ("a", "b"), &p));
-        assert!(!verify(b"secret", "proof", 7, ("a", "b"), &p));
-        assert!(!verify(b"secret", "welcome", 8, ("a", "b"), &p));
-        assert!(!verify(b"secret", "welcome", 7, ("b", "a"), &p));
-        assert!(!verify(b"secret", "welcome", 7, ("a", "b"), "zz"));
-        assert!(!verify(b"secret", "welcome", 7, ("a", "b"), "abc"));
+    fn a_proof_checks_only_with_the_same_cookie_step_nonces_and_names() {
+        let (nd, nl) = (nonce(), nonce());
+        assert!(valid_nonce(&nd) && nd != nl);
+        let t = Transcript {
+            step: "dialer",
+            dialer_nonce: &nd,
+            listener_nonce: &nl,
+            dialer: "a",
+            listener: "b",
+        };
+        let p = proof(b"secret", t);
+        assert!(verify(b"secret", t, &p));
+        assert!(!verify(b"other", t, &p));
+        for changed in [
+            Transcript {
+                step: "listener",
+                ..t
+            },
+            Transcript {
+                dialer_nonce: &nl,
+                ..t
+            },
+            Transcript {
+                listener_nonce: &nd,
+                ..t
+            },
+            Transcript {
+                dialer: "b",
+                listener: "a",
+                ..t
+            },
+        ] {
+            assert!(!verify(b"secret", changed, &p), "{changed:?}");
+        }
+        assert!(!verify(b"secret", t, "zz"));
+        assert!(!verify(b"secret", t, "abc"));
+        assert!(!valid_nonce("abc") && !valid_nonce(&"zz".repeat(NONCE_BYTES)));
     }
 
     #[tokio::test]
@@ -178,7 +240,8 @@ mod tests {
         let frame = Frame::Hello {
             version: VERSION,
             node: "a@host".into(),
-            challenge: 42,
+            generation: 42,
+            nonce: nonce(),
         };
         write_frame(&mut a, &frame, addr).await.unwrap();
         assert_eq!(read_frame(&mut b, addr).await.unwrap(), frame);

@@ -43,11 +43,22 @@
   $("#token-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const value = $("#token").value.trim();
-    if (value) sessionStorage.setItem(TOKEN_KEY, value);
+    if (value) {
+      sessionStorage.setItem(TOKEN_KEY, value);
+      // Reads under /api/ need the token unless the node allows public
+      // reads; an EventSource sends no Authorization header, so reads
+      // carry it in a same-site session cookie (mutations never do).
+      document.cookie = `mabeam_token=${value}; path=/api/; SameSite=Strict`;
+      if (source) { source.close(); connect(); }
+    }
     $("#token").value = "";
     armed();
   });
-  $("#token-clear").addEventListener("click", () => { sessionStorage.removeItem(TOKEN_KEY); armed(); });
+  $("#token-clear").addEventListener("click", () => {
+    sessionStorage.removeItem(TOKEN_KEY);
+    document.cookie = "mabeam_token=; path=/api/; SameSite=Strict; max-age=0";
+    armed();
+  });
 
   async function act(method, path, body) {
     const headers = { Authorization: `Bearer ${token()}` };
@@ -418,8 +429,9 @@
     source.onopen = () => conn("live", "live");
     source.onerror = () => {
       if (source.readyState === EventSource.CLOSED) {
-        // Gave up (a non-200 answer): try again ourselves.
-        conn("reconnecting", "reconnecting…");
+        // Gave up (a non-200 answer, such as 401 when reads need the
+        // token): try again ourselves.
+        conn("reconnecting", token() === "" ? "reconnecting… (if reads need the token, enter it)" : "reconnecting…");
         setTimeout(connect, 2000);
       } else {
         conn("reconnecting", "reconnecting…");

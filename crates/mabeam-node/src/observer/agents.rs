@@ -160,10 +160,8 @@ pub(super) async fn detail(
 /// (it ends `stopped`; `DELETE /api/agents/{id}` also forgets it).
 pub(super) async fn stop(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    http::admit(&state, &headers)?;
     registry(&state)?
         .stop_agent(&id)
         .await
@@ -176,10 +174,8 @@ pub(super) async fn stop(
 /// address, frees its process until the next message.
 pub(super) async fn passivate(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    http::admit(&state, &headers)?;
     registry(&state)?
         .passivate(&id)
         .await
@@ -192,10 +188,8 @@ pub(super) async fn passivate(
 /// observer's "kill process"); its restart policy decides what follows.
 pub(super) async fn kill(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    http::admit(&state, &headers)?;
     let registry = registry(&state)?;
     if registry.details(&id).is_none() {
         return Err(ApiError::AgentNotFound(id));
@@ -229,10 +223,8 @@ struct Batch {
 /// is answered.
 pub(super) async fn batch(
     State(state): State<ApiState>,
-    headers: HeaderMap,
     bytes: Bytes,
 ) -> Result<Response, ApiError> {
-    http::admit(&state, &headers)?;
     let request: Batch =
         serde_json::from_slice(&bytes).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     if request.count == 0 || request.count > MAX_BATCH {
