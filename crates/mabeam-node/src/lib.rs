@@ -20,7 +20,8 @@
 //!   (Prometheus text), `GET /api/tree`, `GET /api/agents` (paged),
 //!   `GET /api/events?after=N` (from the event store); behind the bearer
 //!   token: `POST /api/agents`, `DELETE /api/agents/{id}`,
-//!   `POST /api/agents/{id}/ask`, `POST /api/events`,
+//!   `POST /api/agents/{id}/ask`, `POST /api/agents/{id}/kill`,
+//!   `POST /api/agents/{id}/passivate`, `POST /api/events`,
 //!   `POST /api/coordination/vote`, `POST /api/economics/auction`,
 //!   `POST /api/services/{name}/restart`. Failures are [`ApiError`]s.
 //! - [`kinds`]: the built-in agent kinds (`counter`, `worker`).
@@ -38,6 +39,7 @@ mod error;
 pub mod http;
 pub mod kinds;
 mod node;
+mod rejection;
 
 pub use api_error::ApiError;
 pub use config::{
