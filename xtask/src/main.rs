@@ -7,6 +7,11 @@
 //!   the anchors of `../shared/anchors` run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
 //!   medians are printed; the last line is then our medians;
+//! - `fuzz [--minutes N]`: the fuzz property tests (bounded case counts in
+//!   `test`) for about N minutes;
+//! - `soak --minutes N [--rate R]`: the node binary (release) under mixed
+//!   load through its API for N minutes, sampled each minute and checked
+//!   at the end; the last line of stdout is JSON;
 //! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md.
 //!
 //! This is a binary, not a library; the benchmarks themselves are the
@@ -14,6 +19,8 @@
 
 mod anchors;
 mod deps;
+mod fuzz;
+mod soak;
 
 use std::{
     path::{Path, PathBuf},
@@ -22,7 +29,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask test | bench NAME [--n N] [--anchors] | check-deps";
+const USAGE: &str = "usage: cargo xtask test | bench NAME [--n N] [--anchors] | fuzz [--minutes N] | soak --minutes N [--rate R] | check-deps";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -31,6 +38,8 @@ fn main() -> Result<()> {
         Some("test") => test(&root),
         Some("check-deps") => deps::check(&root),
         Some("bench") => bench(&root, &args[1..]),
+        Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
+        Some("soak") => soak::soak(&root, &args[1..]),
         _ => bail!(USAGE),
     }
 }
