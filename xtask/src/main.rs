@@ -9,6 +9,11 @@
 //!   a discarded warm-up), and each figure's median and the ratios of
 //!   medians are printed; the last line is then our medians;
 //! - `browser`: the observer's browser test alone (part of `test`);
+//! - `fuzz [--minutes N]`: the fuzz property tests (bounded case counts in
+//!   `test`) for about N minutes;
+//! - `soak --minutes N [--rate R]`: the node binary (release) under mixed
+//!   load through its API for N minutes, sampled each minute and checked
+//!   at the end; the last line of stdout is JSON;
 //! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md.
 //!
 //! This is a binary, not a library; the benchmarks themselves are the
@@ -17,6 +22,8 @@
 mod anchors;
 mod browser;
 mod deps;
+mod fuzz;
+mod soak;
 
 use std::{
     path::{Path, PathBuf},
@@ -25,8 +32,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str =
-    "usage: cargo xtask test | browser | bench NAME [--n N] [--anchors] | check-deps";
+const USAGE: &str = "usage: cargo xtask test | browser | bench NAME [--n N] [--anchors] | fuzz [--minutes N] | soak --minutes N [--rate R] | check-deps";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -39,6 +45,8 @@ fn main() -> Result<()> {
             &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
         ),
         Some("bench") => bench(&root, &args[1..]),
+        Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
+        Some("soak") => soak::soak(&root, &args[1..]),
         _ => bail!(USAGE),
     }
 }

@@ -1,6 +1,7 @@
 //! [`ApiError`]: what the HTTP API answers when a request fails, as typed
 //! JSON with a stable code (`{"code": 9104, "error": "agent_exists",
-//! "message": "..."}`), codes 9100-9199.
+//! "message": "..."}`), codes 9100-9199: 9101 on for the endpoints'
+//! refusals, 9150 on for those made before an endpoint runs.
 
 use axum::{
     Json,
@@ -71,6 +72,20 @@ pub enum ApiError {
     /// config, coordination, economics): only the node appends there.
     #[error("stream {0:?} is written by the node itself; append to a stream of your own")]
     ReservedStream(String),
+    /// The request could not be read before any endpoint saw it (a path
+    /// parameter that is not UTF-8 once decoded, ...): what was wrong.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
+    /// No route has this path.
+    #[error("no route {0:?}")]
+    NoRoute(String),
+    /// The route does not take this method (the `Allow` header lists
+    /// those it takes).
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// The body is larger than the server reads.
+    #[error("request too large: {0}")]
+    TooLarge(String),
 }
 
 impl ErrorCode for ApiError {
@@ -90,6 +105,12 @@ impl ErrorCode for ApiError {
             ApiError::UnknownService(_) => 9112,
             ApiError::ServiceRefused(_) => 9113,
             ApiError::ReservedStream(_) => 9114,
+            // 9150 on: refusals made before an endpoint runs (numbered
+            // apart from the endpoints' own, which grow from 9114).
+            ApiError::InvalidRequest(_) => 9150,
+            ApiError::NoRoute(_) => 9151,
+            ApiError::MethodNotAllowed => 9152,
+            ApiError::TooLarge(_) => 9153,
         }
     }
 }
@@ -112,6 +133,10 @@ impl ApiError {
             ApiError::UnknownService(_) => "unknown_service",
             ApiError::ServiceRefused(_) => "service_refused",
             ApiError::ReservedStream(_) => "reserved_stream",
+            ApiError::InvalidRequest(_) => "invalid_request",
+            ApiError::NoRoute(_) => "no_route",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::TooLarge(_) => "too_large",
         }
     }
 
@@ -123,7 +148,11 @@ impl ApiError {
             | ApiError::InvalidQuery(_)
             | ApiError::UnknownKind { .. }
             | ApiError::InvalidAgent(_)
-            | ApiError::Refused(_) => StatusCode::BAD_REQUEST,
+            | ApiError::Refused(_)
+            | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::AgentExists(_) => StatusCode::CONFLICT,
             ApiError::AgentNotFound(_) | ApiError::UnknownService(_) => StatusCode::NOT_FOUND,
             ApiError::ServiceRefused(_) => StatusCode::CONFLICT,

@@ -13,12 +13,17 @@
 //! `POST /api/agents` (start an agent of a built-in kind),
 //! `DELETE /api/agents/{id}` (stop and forget it),
 //! `POST /api/agents/{id}/ask` (send it a protocol envelope),
+//! `POST /api/agents/{id}/kill` (kill its incarnation: it is restarted by
+//! its policy, state from its checkpoint), `POST /api/agents/{id}/passivate`
+//! (stop its process now, state and address kept),
 //! `POST /api/events` (append an event; answered once it is on disk; the
 //! streams the node writes itself are refused, see [`RESERVED_STREAMS`]),
 //! `POST /api/coordination/vote`, `POST /api/economics/auction` (among
 //! agents), `POST /api/services/{name}/restart`.
 //!
-//! Every failure is typed JSON with a stable code ([`ApiError`]).
+//! Every failure is typed JSON with a stable code ([`ApiError`]), also
+//! those axum makes before a handler runs (no route, a method not taken,
+//! a path parameter that is not UTF-8, a body over its limit).
 //!
 //! **Who may ask what** is decided in one place, [`authorize`] (run by the
 //! [`guard`] layer on every route): a new route is guarded by the same
@@ -136,6 +141,8 @@ fn routes() -> Router<ApiState> {
         .route("/api/agents", get(list_agents).post(start_agent))
         .route("/api/agents/{id}", delete(stop_agent))
         .route("/api/agents/{id}/ask", post(ask_agent))
+        .route("/api/agents/{id}/kill", post(kill_agent))
+        .route("/api/agents/{id}/passivate", post(passivate_agent))
         .route("/api/events", get(read_events).post(append_event))
         .route("/api/coordination/vote", post(vote))
         .route("/api/economics/auction", post(auction))
@@ -144,6 +151,10 @@ fn routes() -> Router<ApiState> {
         // stream (`/api/observer/stream`) is long-lived: keep it outside
         // any request timeout layer (merge it after such a layer).
         .merge(Observer::routes())
+        // axum's own refusals (no route, a method not taken, a path
+        // parameter it cannot read, a body over its limit) answer typed.
+        .fallback(crate::rejection::no_route)
+        .layer(axum::middleware::map_response(crate::rejection::typed))
 }
 
 /// The one rule of who may ask what:
@@ -482,6 +493,51 @@ async fn stop_agent(
         .await
         .map_err(|e| agent_error(&id, e))?;
     Ok(Json(json!({"id": id, "stopped": true})).into_response())
+}
+
+/// Kills agent `id`'s current incarnation and answers once it has exited
+/// (its policy decides the restart, as after a crash); 409 when it has no
+/// process (passivated, stopped).
+async fn kill_agent(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let registry = state
+        .system
+        .agents()
+        .registry()
+        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    let status = registry
+        .status(&id)
+        .ok_or_else(|| ApiError::AgentNotFound(id.clone()))?;
+    let handle = registry
+        .lookup(&id)
+        .filter(|handle| handle.is_alive())
+        .ok_or_else(|| ApiError::AgentFailed {
+            agent: id.clone(),
+            reason: format!("no running process (status {status:?})"),
+        })?;
+    handle.kill();
+    let exit = handle.exited().await;
+    Ok(Json(json!({"id": id, "killed": true, "exit": exit.to_string()})).into_response())
+}
+
+/// Passivates agent `id` now: its process stops after the messages
+/// already queued; its state and address are kept.
+async fn passivate_agent(
+    State(state): State<ApiState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let registry = state
+        .system
+        .agents()
+        .registry()
+        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    registry
+        .passivate(&id)
+        .await
+        .map_err(|e| agent_error(&id, e))?;
+    Ok(Json(json!({"id": id, "passivated": true})).into_response())
 }
 
 /// `POST /api/agents/{id}/ask`.

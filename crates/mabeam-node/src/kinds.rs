@@ -2,7 +2,9 @@
 //!
 //! - `counter`: keeps a count (carried across restarts by its checkpoint);
 //!   answers `counter.add` (`{"by": n}`) and `counter.get` with
-//!   `{"count": n}`. Args: `{"start": n}` (default 0).
+//!   `{"count": n}`; `counter.crash` panics in its handler (a fault on
+//!   request, for soak and fault tests: the agent restarts with the count
+//!   of its checkpoint). Args: `{"start": n}` (default 0).
 //! - `worker`: takes part in coordination votes and economics auctions.
 //!   It votes yes on a proposal whose body carries `{"value": x}` with
 //!   `x <= approve_up_to`, no above it, and abstains without a value;
@@ -82,6 +84,9 @@ impl AgentKinds {
 
 /// The counter kind's name.
 pub const COUNTER: &str = "counter";
+/// The panic message of `counter.crash` (a deliberate crash, which a soak
+/// tells apart from a real panic in the node's log).
+pub const COUNTER_CRASH: &str = "counter.crash requested";
 /// The worker kind's name.
 pub const WORKER: &str = "worker";
 
@@ -142,6 +147,8 @@ impl Agent for Counter {
                 Ok(json!({ "count": self.count }))
             }
             "counter.get" => Ok(json!({ "count": self.count })),
+            // A crash on request: the reply never comes, the agent restarts.
+            "counter.crash" => panic!("{COUNTER_CRASH}"),
             _ => Err(EnvelopeError::Unsupported),
         }
     }

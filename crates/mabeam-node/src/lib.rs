@@ -23,7 +23,8 @@
 //!   `GET /api/tree`, `GET /api/agents` (paged), `GET /api/events?after=N`
 //!   (from the event store); behind the bearer token always:
 //!   `POST /api/agents`, `DELETE /api/agents/{id}`,
-//!   `POST /api/agents/{id}/ask`, `POST /api/events`,
+//!   `POST /api/agents/{id}/ask`, `POST /api/agents/{id}/kill`,
+//!   `POST /api/agents/{id}/passivate`, `POST /api/events`,
 //!   `POST /api/coordination/vote`, `POST /api/economics/auction`,
 //!   `POST /api/services/{name}/restart`. Failures are [`ApiError`]s.
 //! - [`observer`]: `GET /`, a live page of the node (system, both trees,
@@ -49,6 +50,7 @@ pub mod kinds;
 pub mod logging;
 mod node;
 pub mod observer;
+mod rejection;
 
 pub use api_error::ApiError;
 pub use config::{

@@ -227,8 +227,6 @@ impl Observer {
             .route("/api/observer/agents/batch", post(agents::batch))
             .route("/api/observer/agents/{id}", get(agents::detail))
             .route("/api/agents/{id}/stop", post(agents::stop))
-            .route("/api/agents/{id}/passivate", post(agents::passivate))
-            .route("/api/agents/{id}/kill", post(agents::kill))
     }
 }
 

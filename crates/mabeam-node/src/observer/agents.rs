@@ -170,41 +170,6 @@ pub(super) async fn stop(
     Ok(Json(json!({"id": id, "stopped": true})).into_response())
 }
 
-/// `POST /api/agents/{id}/passivate`: keeps the agent's state and
-/// address, frees its process until the next message.
-pub(super) async fn passivate(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    registry(&state)?
-        .passivate(&id)
-        .await
-        .map_err(|e| http::agent_error(&id, e))?;
-    state.observer.inner.index.touch();
-    Ok(Json(json!({"id": id, "passivated": true})).into_response())
-}
-
-/// `POST /api/agents/{id}/kill`: kills the agent's current process (as
-/// observer's "kill process"); its restart policy decides what follows.
-pub(super) async fn kill(
-    State(state): State<ApiState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    let registry = registry(&state)?;
-    if registry.details(&id).is_none() {
-        return Err(ApiError::AgentNotFound(id));
-    }
-    let Some(process) = registry.lookup(&id) else {
-        return Err(ApiError::AgentFailed {
-            agent: id,
-            reason: "no process runs (stopped or passivated)".to_owned(),
-        });
-    };
-    process.kill();
-    state.observer.inner.index.touch();
-    Ok(Json(json!({"id": id, "killed": true})).into_response())
-}
-
 /// `POST /api/observer/agents/batch`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
