@@ -1,8 +1,10 @@
 //! The workspace's automation, run as `cargo xtask <command>`:
 //!
-//! - `test`: everything CI checks (format, clippy, the dependency rule, all
-//!   tests and doc tests, the observer's page in headless Chromium, docs
-//!   without warnings, each crate building alone);
+//! - `test`: everything CI checks (format, clippy, the dependency rule, docs
+//!   without warnings, each crate building alone, doc tests, the observer's
+//!   page in headless Chromium, then every test under cargo-nextest with the
+//!   per-test time limit of `.config/nextest.toml`, last so that its summary
+//!   closes the output);
 //! - `bench NAME [--n N] [--anchors]`: one benchmark in release mode (progress on stderr,
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
 //!   the anchors of `../shared/anchors` run alternately three times (after
@@ -14,7 +16,13 @@
 //! - `soak --minutes N [--rate R]`: the node binary (release) under mixed
 //!   load through its API for N minutes, sampled each minute and checked
 //!   at the end; the last line of stdout is JSON;
-//! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md.
+//! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md;
+//! - `mutants CRATE [--file GLOB]... [-- ARGS]`: mutation testing of a
+//!   crate, or of some of its files, with cargo-mutants, in place (not part of CI:
+//!   it takes long); prints the caught, missed, timeout and unviable counts.
+//!
+//! The cargo tools these need (cargo-nextest, cargo-mutants) are installed
+//! from crates.io when missing, saying so; never skipped.
 //!
 //! This is a binary, not a library; the benchmarks themselves are the
 //! `bench` binary of this package (src/bench/).
@@ -24,6 +32,8 @@ mod browser;
 mod deps;
 mod fuzz;
 mod soak;
+mod mutants;
+mod tools;
 
 use std::{
     path::{Path, PathBuf},
@@ -32,7 +42,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask test | browser | bench NAME [--n N] [--anchors] | fuzz [--minutes N] | soak --minutes N [--rate R] | check-deps";
+const USAGE: &str = "usage: cargo xtask test | browser | bench NAME [--n N] [--anchors] | fuzz [--minutes N] \
+                     | soak --minutes N [--rate R] | check-deps | mutants CRATE [--file GLOB]... [-- CARGO_MUTANTS_ARGS]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -47,6 +58,7 @@ fn main() -> Result<()> {
         Some("bench") => bench(&root, &args[1..]),
         Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
         Some("soak") => soak::soak(&root, &args[1..]),
+        Some("mutants") => mutants::run(&root, &args[1..]),
         _ => bail!(USAGE),
     }
 }
@@ -59,7 +71,7 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Runs a command in the workspace root, failing if it fails.
-fn run(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
+pub(crate) fn run(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Result<()> {
     eprintln!("xtask: {program} {}", args.join(" "));
     let status = Command::new(program)
         .args(args)
@@ -75,6 +87,9 @@ fn run(root: &Path, program: &str, args: &[&str], envs: &[(&str, &str)]) -> Resu
 
 fn test(root: &Path) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // Before anything is built: a missing runner fails the run here, not
+    // after twenty minutes of checks.
+    tools::ensure(root, &cargo, tools::NEXTEST)?;
     run(root, &cargo, &["fmt", "--all", "--check"], &[])?;
     run(
         root,
@@ -90,7 +105,6 @@ fn test(root: &Path) -> Result<()> {
         &[],
     )?;
     deps::check(root)?;
-    run(root, &cargo, &["test", "--workspace"], &[])?;
     // The observer's page in headless Chromium (an ignored test: it needs
     // chromedriver, which this installs if missing and starts).
     browser::test(root, &cargo)?;
@@ -104,8 +118,17 @@ fn test(root: &Path) -> Result<()> {
     for package in deps::workspace_packages(root)? {
         run(root, &cargo, &["check", "--quiet", "-p", &package], &[])?;
     }
-    eprintln!("xtask: all checks passed");
-    Ok(())
+    // nextest does not run doc tests.
+    run(root, &cargo, &["test", "--doc", "--workspace"], &[])?;
+    // Every test in its own process, under the per-test limit of
+    // .config/nextest.toml: a hang fails in minutes and names the test.
+    // Last, so that nextest's summary line closes the output.
+    run(
+        root,
+        &cargo,
+        &["nextest", "run", "--workspace", "--no-fail-fast"],
+        &[],
+    )
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {

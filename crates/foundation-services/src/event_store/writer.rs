@@ -152,6 +152,13 @@ impl Overlay {
     }
 }
 
+/// Whether a group still waits for the callers of the group before it:
+/// while it is smaller than that one, for [`GATHER_WAIT`] at most. Only
+/// how many appends share a commit depends on it, never what is written.
+fn gather_more(group_len: usize, last_group: usize, gathering: std::time::Instant) -> bool {
+    group_len < last_group && gathering.elapsed() < GATHER_WAIT
+}
+
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) path: PathBuf,
@@ -209,8 +216,7 @@ impl Writer {
                                 break;
                             }
                             Err(crossbeam_channel::TryRecvError::Empty)
-                                if group.len() < last_group
-                                    && gathering.elapsed() < GATHER_WAIT =>
+                                if gather_more(group.len(), last_group, gathering) =>
                             {
                                 std::thread::yield_now();
                             }
@@ -372,11 +378,8 @@ impl Writer {
         self.counters
             .largest_group
             .fetch_max(size as u64, Ordering::Relaxed);
-        if self.streams.len() + overlay.versions.len() > MAX_CACHED_STREAMS {
-            self.streams.clear();
-        }
-        self.streams.extend(overlay.versions);
-        let publish = self.live.receiver_count() > 0;
+        self.remember(overlay.versions);
+        let publish = self.live.receiver_count() != 0;
         for (request, outcome) in group.into_iter().zip(outcomes) {
             if publish && let Ok(appended) = &outcome {
                 for (prepared, appended) in request.events.into_iter().zip(appended) {
@@ -566,6 +569,15 @@ impl Writer {
                 })
                 .collect()
         }))
+    }
+
+    /// Caches the versions a group committed, starting over when the cache
+    /// would pass [`MAX_CACHED_STREAMS`] (what is forgotten is read again).
+    fn remember(&mut self, versions: HashMap<String, u64>) {
+        if self.streams.len() + versions.len() > MAX_CACHED_STREAMS {
+            self.streams.clear();
+        }
+        self.streams.extend(versions);
     }
 
     /// The stream's version: written by this group, cached, or stored (0:
