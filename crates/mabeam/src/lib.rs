@@ -48,6 +48,17 @@ mod system;
 mod tree;
 mod wiring;
 
+/// The crates the umbrella wires, re-exported at the versions it was built
+/// with: a program that composes its own subset depends on `mabeam` alone
+/// and names them as `mabeam::supervision_core`, `mabeam::agent_supervisor`, ...
+pub use agent_supervisor;
+pub use coordination;
+pub use economics;
+pub use foundation_services;
+pub use process_registry;
+pub use supervision_core;
+pub use telemetry;
+
 pub use agents::{AGENTS_SHUTDOWN, Agents};
 pub use error::MabeamError;
 pub use foundation::FoundationApp;
