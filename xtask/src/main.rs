@@ -1,12 +1,14 @@
 //! The workspace's automation, run as `cargo xtask <command>`:
 //!
 //! - `test`: everything CI checks (format, clippy, the dependency rule, all
-//!   tests and doc tests, docs without warnings, each crate building alone);
+//!   tests and doc tests, every example run (each bounded), docs without
+//!   warnings, each crate building alone);
 //! - `bench NAME [--n N] [--anchors]`: one benchmark in release mode (progress on stderr,
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
 //!   the anchors of `../shared/anchors` run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
 //!   medians are printed; the last line is then our medians;
+//! - `examples`: every crate's examples, built and run, each bounded;
 //! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md.
 //!
 //! This is a binary, not a library; the benchmarks themselves are the
@@ -14,6 +16,7 @@
 
 mod anchors;
 mod deps;
+mod examples;
 
 use std::{
     path::{Path, PathBuf},
@@ -22,7 +25,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask test | bench NAME [--n N] [--anchors] | check-deps";
+const USAGE: &str =
+    "usage: cargo xtask test | examples | bench NAME [--n N] [--anchors] | check-deps";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,6 +34,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("test") => test(&root),
         Some("check-deps") => deps::check(&root),
+        Some("examples") => examples::run_all(&root),
         Some("bench") => bench(&root, &args[1..]),
         _ => bail!(USAGE),
     }
@@ -75,6 +80,8 @@ fn test(root: &Path) -> Result<()> {
     )?;
     deps::check(root)?;
     run(root, &cargo, &["test", "--workspace"], &[])?;
+    // What a user runs first: every crate's examples, each bounded.
+    examples::run_all(root)?;
     run(
         root,
         &cargo,

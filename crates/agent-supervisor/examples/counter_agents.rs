@@ -30,7 +30,9 @@ impl Agent for Counter {
 
     async fn on_start(start: u64, checkpoint: Option<u64>) -> Result<Self, StartError> {
         // After a crash the registry hands back the last checkpoint.
-        Ok(Counter { count: checkpoint.unwrap_or(start) })
+        Ok(Counter {
+            count: checkpoint.unwrap_or(start),
+        })
     }
 
     async fn handle(&mut self, msg: CounterMsg, ctx: &mut AgentContext<'_>) -> u64 {
@@ -82,7 +84,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     c7.tell(CounterMsg::Crash).await?;
     let after = c7.ask(CounterMsg::Get).await?;
     let details = agents.details("counter-7").ok_or("counter-7 is gone")?;
-    println!("after a crash: counter-7 = {after}, restarts = {}", details.restarts);
+    println!(
+        "after a crash: counter-7 = {after}, restarts = {}",
+        details.restarts
+    );
 
     // Idle agents give up their task and mailbox; the state stays.
     for i in 0..1_000 {

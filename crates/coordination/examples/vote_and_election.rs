@@ -46,24 +46,42 @@ impl Agent for Member {
     type Checkpoint = MemberMemory;
 
     async fn on_start(args: MemberArgs, memory: Option<MemberMemory>) -> Result<Self, StartError> {
-        let options = MemberOptions { reporter: Some(args.reporter), memory, ..Default::default() };
-        let election = ElectionMember::start(args.id, args.election, args.peers, Clock::tokio(), options)
-            .map_err(|err| StartError::failed(err.to_string()))?;
-        Ok(Member { approve_up_to: args.approve_up_to, election })
+        let options = MemberOptions {
+            reporter: Some(args.reporter),
+            memory,
+            ..Default::default()
+        };
+        let election =
+            ElectionMember::start(args.id, args.election, args.peers, Clock::tokio(), options)
+                .map_err(|err| StartError::failed(err.to_string()))?;
+        Ok(Member {
+            approve_up_to: args.approve_up_to,
+            election,
+        })
     }
 
     async fn handle(&mut self, Crash: Crash, ctx: &mut AgentContext<'_>) {
         ctx.stop_with(ExitReason::error("crash on command"));
     }
 
-    async fn handle_envelope(&mut self, envelope: Envelope, _: &mut AgentContext<'_>) -> Result<Value, EnvelopeError> {
+    async fn handle_envelope(
+        &mut self,
+        envelope: Envelope,
+        _: &mut AgentContext<'_>,
+    ) -> Result<Value, EnvelopeError> {
         if envelope.protocol.as_ref() == VOTE_PROTOCOL {
             let value = envelope.body["body"]["value"].as_u64().unwrap_or(u64::MAX);
-            let vote = if value <= self.approve_up_to { "yes" } else { "no" };
+            let vote = if value <= self.approve_up_to {
+                "yes"
+            } else {
+                "no"
+            };
             return Ok(json!({ "vote": vote }));
         }
         // Vote requests and heartbeats of the election.
-        self.election.answer(&envelope).ok_or(EnvelopeError::Unsupported)
+        self.election
+            .answer(&envelope)
+            .ok_or(EnvelopeError::Unsupported)
     }
 
     fn checkpoint(&self) -> Option<MemberMemory> {
@@ -95,7 +113,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             reporter: election.reporter(),
         };
         // Temporary: a crashed member stays down, so another must lead.
-        let member = AgentConfig::new::<Member>("member", args).with_restart(RestartType::Temporary);
+        let member =
+            AgentConfig::new::<Member>("member", args).with_restart(RestartType::Temporary);
         agents.register_agent(*id, member)?;
         agents.start_agent(id).await?;
     }
@@ -109,15 +128,25 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     )
     .with_body(json!({ "value": 25 }));
     let decision = coordinator.vote(proposal).await?;
-    println!("vote on raise to 25: passed = {} ({})", decision.passed(), decision.explanation);
+    println!(
+        "vote on raise to 25: passed = {} ({})",
+        decision.passed(),
+        decision.explanation
+    );
 
     // An election: the members campaign by themselves.
     let wait = Duration::from_secs(10);
     let first = tokio::time::timeout(wait, election.wait_for_leader()).await?;
-    println!("leader: {} (term {}, fencing token {})", first.leader, first.term, first.token);
+    println!(
+        "leader: {} (term {}, fencing token {})",
+        first.leader, first.term, first.token
+    );
 
     // The leader crashes; once its lease runs out, another is elected.
-    agents.agent_ref::<Member>(first.leader.as_str())?.tell(Crash).await?;
+    agents
+        .agent_ref::<Member>(first.leader.as_str())?
+        .tell(Crash)
+        .await?;
     let mut changes = election.watch();
     let second = tokio::time::timeout(wait, async {
         loop {
@@ -128,7 +157,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     })
     .await??;
-    println!("new leader: {} (term {}, fencing token {})", second.leader, second.term, second.token);
+    println!(
+        "new leader: {} (term {}, fencing token {})",
+        second.leader, second.term, second.token
+    );
     // A resource that saw the new token refuses the deposed leader's.
     println!("old token admitted after the new one: {}", {
         election.admit(second.token);

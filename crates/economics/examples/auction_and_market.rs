@@ -9,7 +9,9 @@
 use std::{sync::Arc, time::Duration};
 
 use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, EnvelopeError};
-use economics::{Auctioneer, BID_PROTOCOL, Ledger, Marketplace, PriceRule, Reputation, Request, SealedSpec};
+use economics::{
+    Auctioneer, BID_PROTOCOL, Ledger, Marketplace, PriceRule, Reputation, Request, SealedSpec,
+};
 use serde_json::{Value, json};
 use supervision_core::{AgentDirectory, AgentId, AgentSelection, Clock, Envelope, StartError};
 
@@ -32,7 +34,11 @@ impl Agent for Bidder {
         self.valuation
     }
 
-    async fn handle_envelope(&mut self, envelope: Envelope, _: &mut AgentContext<'_>) -> Result<Value, EnvelopeError> {
+    async fn handle_envelope(
+        &mut self,
+        envelope: Envelope,
+        _: &mut AgentContext<'_>,
+    ) -> Result<Value, EnvelopeError> {
         match &*envelope.protocol {
             BID_PROTOCOL => Ok(json!({ "bid": self.valuation })),
             _ => Err(EnvelopeError::Unsupported),
@@ -61,13 +67,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .await?;
     let award = outcome.award().ok_or("no winner")?;
-    println!("gpu-hour goes to {} for {} (Vickrey: the second bid)", award.winner, award.price);
+    println!(
+        "gpu-hour goes to {} for {} (Vickrey: the second bid)",
+        award.winner, award.price
+    );
 
     // A marketplace round: budgets in a ledger, reputation that decays.
     let ledger = Arc::new(Ledger::new());
     let reputation = Arc::new(Reputation::new(Clock::tokio(), Duration::from_secs(3_600)));
     let market = Marketplace::new(ledger.clone(), reputation.clone());
-    let (buyer, cheap, good) = (AgentId::from("alice"), AgentId::from("bob"), AgentId::from("carol"));
+    let (buyer, cheap, good) = (
+        AgentId::from("alice"),
+        AgentId::from("bob"),
+        AgentId::from("carol"),
+    );
     ledger.grant(&buyer, 100)?;
     market.list(&cheap, "ocr", &["pdf"], 30, 0.6)?;
     market.list(&good, "ocr", &["pdf", "scan"], 45, 0.95)?;
@@ -81,12 +94,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             min_reputation: 0.0,
         })
         .await?;
-    println!("matched: {} sells ocr to {} for {} ({})", deal.seller, deal.buyer, deal.price, deal.explanation);
+    println!(
+        "matched: {} sells ocr to {} for {} ({})",
+        deal.seller, deal.buyer, deal.price, deal.explanation
+    );
     let held = ledger.balance(&buyer).ok_or("no account")?;
-    println!("alice's budget while the deal runs: {} free, {} held", held.free, held.held);
+    println!(
+        "alice's budget while the deal runs: {} free, {} held",
+        held.free, held.held
+    );
 
     market.complete(deal.id, 1.0).await?; // the seller is paid, and rated
-    let (spent, earned) = (ledger.balance(&buyer).map(|b| b.spent), ledger.balance(&good).map(|b| b.earned));
+    let (spent, earned) = (
+        ledger.balance(&buyer).map(|b| b.spent),
+        ledger.balance(&good).map(|b| b.earned),
+    );
     println!("after completion: alice spent {spent:?}, carol earned {earned:?}");
     println!("carol's reputation: {:.2}", reputation.score(&good));
 

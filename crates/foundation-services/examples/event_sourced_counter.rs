@@ -18,10 +18,21 @@ const STREAM: &str = "counter-1";
 
 /// Appends one increment of `step`, expecting the stream at `version`:
 /// a writer that raced us makes this fail instead of losing an update.
-async fn increment(store: &EventStore, version: u64, step: i64) -> Result<u64, Box<dyn std::error::Error>> {
-    let expected = if version == 0 { ExpectedVersion::NoStream } else { ExpectedVersion::Exact(version) };
+async fn increment(
+    store: &EventStore,
+    version: u64,
+    step: i64,
+) -> Result<u64, Box<dyn std::error::Error>> {
+    let expected = if version == 0 {
+        ExpectedVersion::NoStream
+    } else {
+        ExpectedVersion::Exact(version)
+    };
     let appended = store
-        .append_expecting(Event::new(STREAM, "incremented", json!({ "by": step })), expected)
+        .append_expecting(
+            Event::new(STREAM, "incremented", json!({ "by": step })),
+            expected,
+        )
         .await?; // returns once the event is on disk
     Ok(appended.stream_version)
 }
@@ -29,7 +40,10 @@ async fn increment(store: &EventStore, version: u64, step: i64) -> Result<u64, B
 /// The counter's value: its stream replayed from the first event.
 async fn replay(store: &EventStore) -> Result<i64, Box<dyn std::error::Error>> {
     let events = store.query(EventQuery::new().stream(STREAM)).await?;
-    Ok(events.iter().filter_map(|e| e.event.data["by"].as_i64()).sum())
+    Ok(events
+        .iter()
+        .filter_map(|e| e.event.data["by"].as_i64())
+        .sum())
 }
 
 #[tokio::main]
@@ -63,7 +77,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let change = tokio::time::timeout(Duration::from_secs(5), step_changes.next())
         .await?
         .ok_or("the config server stopped")?;
-    println!("config: {} changed from {:?} to {:?}", change.path, change.old, change.new);
+    println!(
+        "config: {} changed from {:?} to {:?}",
+        change.path, change.old, change.new
+    );
     step = change.new.and_then(|v| v.as_i64()).unwrap_or(step);
     version = increment(&store, version, step).await?;
 
@@ -72,9 +89,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("a stale append is refused: {}", stale.is_err());
 
     // A bad value is refused too, and changes nothing.
-    println!("step 0 refused: {}", settings.update("counter.step", json!(0)).await.is_err());
+    println!(
+        "step 0 refused: {}",
+        settings.update("counter.step", json!(0)).await.is_err()
+    );
 
-    println!("value at version {version}, replayed from the log: {}", replay(&store).await?);
+    println!(
+        "value at version {version}, replayed from the log: {}",
+        replay(&store).await?
+    );
     app.stop().await?;
     Ok(())
 }

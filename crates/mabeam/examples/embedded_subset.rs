@@ -7,8 +7,8 @@
 //! Run it with `cargo run -p mabeam --example embedded_subset`.
 
 use kameo::prelude::*;
-use mabeam::{prelude::*, seed};
 use mabeam::{System, Tree};
+use mabeam::{prelude::*, seed};
 
 /// A greeter agent: answers a name with a greeting.
 struct Greeter {
@@ -40,24 +40,48 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let system = System::builder()
         .data_dir(dir.path())
         .only([seed::AGENT_REGISTRY, seed::RATE_LIMITER])
-        .service(Tree::Foundation, ServiceDef::child(ChildSpec::actor::<Cache>("cache", || Cache)))
+        .service(
+            Tree::Foundation,
+            ServiceDef::child(ChildSpec::actor::<Cache>("cache", || Cache)),
+        )
         .build()?;
     println!("came along as dependencies: {:?}", system.added());
     system.start().await?; // Foundation, then MABEAM
 
-    let agents = system.agents().registry().ok_or("the agent layer is not running")?;
-    agents.register_agent("greeter-1", AgentConfig::new::<Greeter>("greeter", "Hello".to_owned()))?;
+    let agents = system
+        .agents()
+        .registry()
+        .ok_or("the agent layer is not running")?;
+    agents.register_agent(
+        "greeter-1",
+        AgentConfig::new::<Greeter>("greeter", "Hello".to_owned()),
+    )?;
     agents.start_agent("greeter-1").await?;
-    let reply = agents.agent_ref::<Greeter>("greeter-1")?.ask("Ada".to_owned()).await?;
+    let reply = agents
+        .agent_ref::<Greeter>("greeter-1")?
+        .ask("Ada".to_owned())
+        .await?;
     println!("greeter-1 says: {reply}");
 
     // Every running service and agent is registered under its name.
-    let registered: Vec<_> = system.registry().list(system.namespace()).into_iter().map(|(name, ..)| name).collect();
+    let registered: Vec<_> = system
+        .registry()
+        .list(system.namespace())
+        .into_iter()
+        .map(|(name, ..)| name)
+        .collect();
     println!("registered: {registered:?}");
     let health = system.health().await;
-    println!("healthy: {} ({} services)", health.healthy, health.services.len());
+    println!(
+        "healthy: {} ({} services)",
+        health.healthy,
+        health.services.len()
+    );
 
     system.stop().await?; // MABEAM, then Foundation, each in reverse order
-    println!("stopped; names left: {}", system.registry().count(system.namespace()));
+    println!(
+        "stopped; names left: {}",
+        system.registry().count(system.namespace())
+    );
     Ok(())
 }

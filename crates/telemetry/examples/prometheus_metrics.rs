@@ -55,7 +55,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     })?;
 
-    let flags = SupervisorFlags::default().with_name("shop").with_telemetry(telemetry);
+    let flags = SupervisorFlags::default()
+        .with_name("shop")
+        .with_telemetry(telemetry);
     let shop = Supervisor::start(flags, [ChildSpec::actor::<Worker>("web", || Worker)]).await?;
     let web = shop.which_children().await?[0]
         .state
