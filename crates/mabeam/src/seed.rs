@@ -1,5 +1,5 @@
-//! The seed's two trees as lists: every service of
-//! PROCESS_HIERARCHY.md in its order, the crate that builds it, and
+//! The seed's two trees as lists: every service of the process hierarchy
+//! the design started from (Foundation, then MABEAM), in its order, the crate that builds it, and
 //! whether this build wires it. A service not built is absent from its
 //! tree (never a stand-in) and listed here with the reason.
 
