@@ -9,7 +9,9 @@
 //!   a discarded warm-up), and each figure's median and the ratios of
 //!   medians are printed; the last line is then our medians;
 //! - `examples`: every crate's examples, built and run, each bounded;
-//! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md.
+//! - `check-deps`: the dependency rule of docs/ARCHITECTURE.md;
+//! - `check-publish [--verify]`: every publishable crate packages
+//!   (`cargo package`, offline), in dependency order.
 //!
 //! This is a binary, not a library; the benchmarks themselves are the
 //! `bench` binary of this package (src/bench/).
@@ -17,6 +19,7 @@
 mod anchors;
 mod deps;
 mod examples;
+mod publish;
 
 use std::{
     path::{Path, PathBuf},
@@ -25,8 +28,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str =
-    "usage: cargo xtask test | examples | bench NAME [--n N] [--anchors] | check-deps";
+const USAGE: &str = "usage: cargo xtask test | examples | bench NAME [--n N] [--anchors] | check-deps | check-publish [--verify]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,6 +37,7 @@ fn main() -> Result<()> {
         Some("test") => test(&root),
         Some("check-deps") => deps::check(&root),
         Some("examples") => examples::run_all(&root),
+        Some("check-publish") => publish::check(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         _ => bail!(USAGE),
     }
@@ -79,6 +82,7 @@ fn test(root: &Path) -> Result<()> {
         &[],
     )?;
     deps::check(root)?;
+    publish::check(root, &[])?;
     run(root, &cargo, &["test", "--workspace"], &[])?;
     // What a user runs first: every crate's examples, each bounded.
     examples::run_all(root)?;
