@@ -26,11 +26,14 @@
 //! - [`kinds`]: the built-in agent kinds (`counter`, `worker`).
 //! - [`Node`]: start and stop; [`run`] until a signal.
 //! - [`client`]: the small loopback HTTP client `mabeam tree` uses.
+//! - [`cli`]: `mabeam status`, `agents`, `events`, `services`: the
+//!   commands that speak to a running node (over hyper's client).
 //!
 //! Errors are [`NodeError`], codes 9000-9999; a bad config file or flag
 //! exits with code 2.
 
 mod api_error;
+pub mod cli;
 pub mod client;
 mod config;
 pub mod data_dir;
