@@ -7,7 +7,7 @@
 //! scripts (`--json`), and says what to do when it fails (which address
 //! was tried, where the token was looked for).
 //!
-//! HTTP goes through hyper's client ([`http`]), not a hand-written one.
+//! HTTP goes through hyper's client ([`NodeClient`]), not a hand-written one.
 
 mod http;
 mod table;
