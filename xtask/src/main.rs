@@ -149,11 +149,20 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     let n = anchors::n_arg(&forwarded);
     let mut ours = Vec::new();
     let mut theirs: Vec<Vec<serde_json::Value>> = anchors.iter().map(|_| Vec::new()).collect();
+    // A bar over every run (ours and each anchor, per round) on stderr; it
+    // draws only on a terminal, where the lines below would scroll away.
+    let progress = indicatif::ProgressBar::new((rounds * (1 + anchors.len())) as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for round in 1..=rounds {
         if rounds > 1 {
-            eprintln!("xtask: round {round} of {rounds}");
+            progress.println(format!("xtask: round {round} of {rounds}"));
         }
+        progress.set_message(format!("round {round}: ours"));
         let output = run_bench()?;
+        progress.inc(1);
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
             print!("{stdout}");
@@ -166,9 +175,12 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
         let anchor_n = n.or_else(|| value["n"].as_u64()).unwrap_or(100_000);
         ours.push(value);
         for (anchor, runs) in anchors.iter().zip(&mut theirs) {
+            progress.set_message(format!("round {round}: {}", anchor.label));
             runs.push(anchor.run(root, anchor_n)?);
+            progress.inc(1);
         }
     }
+    progress.finish_and_clear();
     let ours = anchors::median(&ours);
     if rounds > 1 {
         eprintln!("xtask: ours, median of {rounds}: {ours}");
