@@ -18,7 +18,7 @@ pub(crate) const SERVICE_CRATES: [&str; 6] = [
 
 const CORE: &str = "supervision-core";
 
-fn metadata(root: &Path) -> Result<Value> {
+pub(crate) fn metadata(root: &Path) -> Result<Value> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let output = Command::new(cargo)
         .args(["metadata", "--format-version", "1", "--no-deps"])
@@ -34,7 +34,7 @@ fn metadata(root: &Path) -> Result<Value> {
     serde_json::from_slice(&output.stdout).context("parsing cargo metadata")
 }
 
-fn packages(meta: &Value) -> &[Value] {
+pub(crate) fn packages(meta: &Value) -> &[Value] {
     meta["packages"]
         .as_array()
         .map(Vec::as_slice)

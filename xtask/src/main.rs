@@ -1,15 +1,19 @@
 //! The workspace's automation, run as `cargo xtask <command>`:
 //!
-//! - `test`: everything CI checks (format, clippy, the dependency rule, docs
-//!   without warnings, each crate building alone, doc tests, the observer's
-//!   page in headless Chromium, then every test under cargo-nextest with the
-//!   per-test time limit of `.config/nextest.toml`, last so that its summary
-//!   closes the output);
+//! - `test`: everything CI checks (format, clippy, the dependency rule,
+//!   packaging, docs without warnings, each crate building alone, every
+//!   example run (each bounded), doc tests, the observer's page in headless
+//!   Chromium, then every test under cargo-nextest with the per-test time
+//!   limit of `.config/nextest.toml`, last so that its summary closes the
+//!   output);
 //! - `bench NAME [--n N] [--anchors]`: one benchmark in release mode (progress on stderr,
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
 //!   the anchors of `../shared/anchors` run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
 //!   medians are printed; the last line is then our medians;
+//! - `examples`: every crate's examples, built and run, each bounded;
+//! - `check-publish [--verify]`: every publishable crate packages
+//!   (`cargo package`, offline), in dependency order.
 //! - `browser`: the observer's browser test alone (part of `test`);
 //! - `fuzz [--minutes N]`: the fuzz property tests (bounded case counts in
 //!   `test`) for about N minutes;
@@ -34,6 +38,8 @@ mod fuzz;
 mod soak;
 mod mutants;
 mod tools;
+mod examples;
+mod publish;
 
 use std::{
     path::{Path, PathBuf},
@@ -42,8 +48,9 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask test | browser | bench NAME [--n N] [--anchors] | fuzz [--minutes N] \
-                     | soak --minutes N [--rate R] | check-deps | mutants CRATE [--file GLOB]... [-- CARGO_MUTANTS_ARGS]";
+const USAGE: &str = "usage: cargo xtask test | examples | browser | bench NAME [--n N] [--anchors] \
+                     | fuzz [--minutes N] | soak --minutes N [--rate R] | check-deps | check-publish [--verify] \
+                     | mutants CRATE [--file GLOB]... [-- CARGO_MUTANTS_ARGS]";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,6 +62,8 @@ fn main() -> Result<()> {
             &root,
             &std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
         ),
+        Some("examples") => examples::run_all(&root),
+        Some("check-publish") => publish::check(&root, &args[1..]),
         Some("bench") => bench(&root, &args[1..]),
         Some("fuzz") => fuzz::fuzz(&root, &args[1..]),
         Some("soak") => soak::soak(&root, &args[1..]),
@@ -105,6 +114,9 @@ fn test(root: &Path) -> Result<()> {
         &[],
     )?;
     deps::check(root)?;
+    publish::check(root, &[])?;
+    // What a user runs first: every crate's examples, each bounded.
+    examples::run_all(root)?;
     // The observer's page in headless Chromium (an ignored test: it needs
     // chromedriver, which this installs if missing and starts).
     browser::test(root, &cargo)?;
@@ -180,11 +192,20 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     let n = anchors::n_arg(&forwarded);
     let mut ours = Vec::new();
     let mut theirs: Vec<Vec<serde_json::Value>> = anchors.iter().map(|_| Vec::new()).collect();
+    // A bar over every run (ours and each anchor, per round) on stderr; it
+    // draws only on a terminal, where the lines below would scroll away.
+    let progress = indicatif::ProgressBar::new((rounds * (1 + anchors.len())) as u64);
+    progress.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} runs, {elapsed} {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
     for round in 1..=rounds {
         if rounds > 1 {
-            eprintln!("xtask: round {round} of {rounds}");
+            progress.println(format!("xtask: round {round} of {rounds}"));
         }
+        progress.set_message(format!("round {round}: ours"));
         let output = run_bench()?;
+        progress.inc(1);
         let stdout = String::from_utf8_lossy(&output.stdout);
         if !output.status.success() {
             print!("{stdout}");
@@ -197,9 +218,12 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
         let anchor_n = n.or_else(|| value["n"].as_u64()).unwrap_or(100_000);
         ours.push(value);
         for (anchor, runs) in anchors.iter().zip(&mut theirs) {
+            progress.set_message(format!("round {round}: {}", anchor.label));
             runs.push(anchor.run(root, anchor_n)?);
+            progress.inc(1);
         }
     }
+    progress.finish_and_clear();
     let ours = anchors::median(&ours);
     if rounds > 1 {
         eprintln!("xtask: ours, median of {rounds}: {ours}");

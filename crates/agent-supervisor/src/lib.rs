@@ -98,6 +98,12 @@
 //! agents.shutdown().await;
 //! # }
 //! ```
+//!
+//! # Examples
+//!
+//! The package's `examples/` folder: `counter_agents` (a user-written kind,
+//! a checkpoint carried across a crash, passivation, a thousand agents), run
+//! with `cargo run -p agent-supervisor --example counter_agents`.
 
 mod agent;
 mod agent_ref;

@@ -27,6 +27,36 @@
 //!   [`Election`] observes and reports.
 //! - [`sync`]: a [`Barrier`] that a death breaks and a [`LeaseLock`] that a
 //!   death frees.
+//!
+//! # Example
+//!
+//! A majority vote among agents (here scripted ones; any `AgentDirectory`,
+//! such as agent-supervisor's registry, will do):
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use coordination::{Coordinator, Proposal, Rule};
+//! use serde_json::json;
+//! use supervision_core::{AgentSelection, Clock, testkit::{Answer, ScriptedDirectory}};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let agents = ScriptedDirectory::new();
+//! agents.add("a", "voter", |_| Answer::Reply(json!({"vote": "yes"})));
+//! agents.add("b", "voter", |_| Answer::Reply(json!({"vote": "yes"})));
+//! agents.add("c", "voter", |_| Answer::Reply(json!({"vote": "no"})));
+//! let coordinator = Coordinator::new(Arc::new(agents), Clock::tokio());
+//! let proposal = Proposal::new(
+//!     "raise", AgentSelection::Kind("voter".into()), Rule::Majority, Duration::from_secs(1),
+//! );
+//! assert!(coordinator.vote(proposal).await?.passed());
+//! # Ok(()) }
+//! ```
+//!
+//! # Examples
+//!
+//! The package's `examples/` folder: `vote_and_election` (real agents vote,
+//! then elect a leader by Raft's rules; the leader crashes and another is
+//! elected), run with `cargo run -p coordination --example vote_and_election`.
 
 pub mod byzantine;
 mod coordinator;

@@ -25,6 +25,34 @@
 //!
 //! It is not a payment system: amounts are numbers agents agree on, and
 //! money lives only in the [`Ledger`]'s accounts.
+//!
+//! # Example
+//!
+//! ```
+//! use std::{sync::Arc, time::Duration};
+//! use economics::{Ledger, Marketplace, Request, Reputation};
+//! use supervision_core::Clock;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let ledger = Arc::new(Ledger::new());
+//! let reputation = Arc::new(Reputation::new(Clock::tokio(), Duration::from_secs(3600)));
+//! let market = Marketplace::new(ledger.clone(), reputation);
+//! ledger.grant(&"buyer".into(), 100)?;
+//! market.list(&"seller".into(), "ocr", &["pdf"], 40, 0.9)?;
+//! let deal = market.request(Request {
+//!     buyer: "buyer".into(), service: "ocr".into(), capabilities: vec!["pdf".into()],
+//!     max_price: 50, min_quality: 0.5, min_reputation: 0.0,
+//! }).await?;
+//! market.complete(deal.id, 1.0).await?;
+//! assert_eq!(ledger.balance(&"buyer".into()).map(|b| b.spent), Some(40));
+//! # Ok(()) }
+//! ```
+//!
+//! # Examples
+//!
+//! The package's `examples/` folder: `auction_and_market` (agents bid in a
+//! Vickrey auction; a marketplace round with budgets and reputation), run
+//! with `cargo run -p economics --example auction_and_market`.
 
 pub mod auction;
 pub mod balancer;

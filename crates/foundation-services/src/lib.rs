@@ -25,6 +25,31 @@
 //!   supervisor is restarting.
 //! - [`ConnectionManager`]: the node's connections to the other nodes of
 //!   its cluster (cookie handshake, ticks, up and down notices).
+//!
+//! # Example
+//!
+//! The EventStore acknowledges an append once it is on disk:
+//!
+//! ```
+//! use foundation_services::{EventStore, EventStoreConfig};
+//! use supervision_core::{Event, EventQuery};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let store = EventStore::open(EventStoreConfig::new(dir.path())).await?;
+//! store.append(Event::new("order-1", "order_placed", serde_json::json!({"total": 30}))).await?;
+//! let history = store.query(EventQuery::new().stream("order-1")).await?;
+//! assert_eq!(history.len(), 1);
+//! store.close().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Examples
+//!
+//! The package's `examples/` folder: `event_sourced_counter` (a counter
+//! rebuilt from its events, appended with optimistic concurrency, following
+//! a setting through a config subscription), run with `cargo run -p
+//! foundation-services --example event_sourced_counter`.
 
 pub mod config_server;
 pub mod connection_manager;

@@ -33,6 +33,8 @@
 //! - [`kinds`]: the built-in agent kinds (`counter`, `worker`).
 //! - [`Node`]: start and stop; [`run`] until a signal.
 //! - [`client`]: the small loopback HTTP client `mabeam tree` uses.
+//! - [`cli`]: `mabeam status`, `agents`, `events`, `services`: the
+//!   commands that speak to a running node (over hyper's client).
 //! - [`logging`]: log lines for people (time, level, message, fields) or
 //!   JSON for machines; `RUST_LOG` honoured.
 //!
@@ -41,6 +43,7 @@
 //! otherwise (never by a panic).
 
 mod api_error;
+pub mod cli;
 pub mod client;
 mod config;
 pub mod data_dir;

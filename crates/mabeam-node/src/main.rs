@@ -3,8 +3,8 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand};
-use mabeam_node::{DEFAULT_HTTP, LogFormat, NodeConfig, NodeError, client};
+use clap::{CommandFactory, Parser, Subcommand};
+use mabeam_node::{DEFAULT_HTTP, LogFormat, NodeConfig, NodeError, cli, client};
 use supervision_core::ErrorCode;
 
 /// mimalloc, as the benchmarks measure (see xtask's bench binary): faster
@@ -58,6 +58,14 @@ enum Command {
         /// `http.public_reads`).
         #[arg(long, value_name = "DIR", default_value = mabeam_node::DEFAULT_DATA_DIR)]
         data_dir: PathBuf,
+    },
+    /// The commands that speak to a running node (see mabeam_node::cli).
+    #[command(flatten)]
+    Remote(cli::RemoteCommand),
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -118,6 +126,31 @@ fn main() -> ExitCode {
             match runtime.block_on(tree(&http, json, token.as_deref())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => fail(&error),
+            }
+        }
+        Command::Remote(command) => {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    eprintln!("mabeam: cannot start the runtime: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(cli::execute(command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => fail(&error),
+            }
+        }
+        Command::Completions { shell } => {
+            // Into a buffer first: the generator panics on a closed pipe.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "mabeam", &mut script);
+            match std::io::Write::write_all(&mut std::io::stdout(), &script) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
             }
         }
     }

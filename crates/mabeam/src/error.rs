@@ -39,6 +39,13 @@ pub enum MabeamError {
         "service {0:?} needs a cluster: give a node name and a cookie (SystemBuilder::cluster)"
     )]
     NoCluster(Arc<str>),
+    /// A MABEAM service that records to the event store (the agent layer,
+    /// core, coordination) was kept without a data directory: the event
+    /// store it needs keeps its files there.
+    #[error(
+        "service {0:?} records to the event_store, which keeps its files in a data directory: give one (SystemBuilder::data_dir)"
+    )]
+    NeedsEventStore(Arc<str>),
     /// A service could not be built from its settings (the config server's
     /// persisted file unreadable, a limit out of range, ...).
     #[error("service {service:?} could not be built: {message}")]
@@ -60,6 +67,7 @@ impl ErrorCode for MabeamError {
             MabeamError::NoDataDir(_) => 8005,
             MabeamError::Service { .. } => 8006,
             MabeamError::NoCluster(_) => 8007,
+            MabeamError::NeedsEventStore(_) => 8008,
         }
     }
 }

@@ -7,7 +7,7 @@
 //! injected as `Arc<dyn Registry>`, one EventStore injected as
 //! `EventSink`/`EventReader`, one agent registry injected as
 //! `AgentDirectory`, one `Telemetry`, one `Clock`) and hands it to each
-//! service at construction, as the seed's PROCESS_HIERARCHY.md describes:
+//! service at construction, as the seed's process hierarchy describes it:
 //!
 //! - [`FoundationApp`] (one_for_one): `process_registry`,
 //!   `service_registry`, `telemetry_service`, `config_server`,
@@ -36,6 +36,33 @@
 //!
 //! It is not the node: flags, config files, HTTP and signals are
 //! mabeam-node's. Errors are [`MabeamError`], codes 8000-8999.
+//!
+//! # Example
+//!
+//! A subset: the agent layer (and what it needs), started and stopped:
+//!
+//! ```
+//! use mabeam::{System, seed};
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?; // the event store's files
+//! let system = System::builder()
+//!     .namespace(mabeam::supervision_core::Namespace::unique_test())
+//!     .data_dir(dir.path())
+//!     .only([seed::AGENT_REGISTRY])
+//!     .build()?;
+//! assert_eq!(system.added(), ["event_store".into(), "agent_supervisor".into()]);
+//! system.start().await?;
+//! assert!(system.health().await.healthy);
+//! system.stop().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Examples
+//!
+//! The package's `examples/` folder: `embedded_subset` (a custom subset, a
+//! service and an agent kind of one's own, one dependency), run with `cargo
+//! run -p mabeam --example embedded_subset`.
 
 mod agents;
 mod error;
@@ -47,6 +74,17 @@ pub mod seed;
 mod system;
 mod tree;
 mod wiring;
+
+/// The crates the umbrella wires, re-exported at the versions it was built
+/// with: a program that composes its own subset depends on `mabeam` alone
+/// and names them as `mabeam::supervision_core`, `mabeam::agent_supervisor`, ...
+pub use agent_supervisor;
+pub use coordination;
+pub use economics;
+pub use foundation_services;
+pub use process_registry;
+pub use supervision_core;
+pub use telemetry;
 
 pub use agents::{AGENTS_SHUTDOWN, Agents};
 pub use error::MabeamError;

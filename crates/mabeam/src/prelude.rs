@@ -1,10 +1,16 @@
 //! What a user of the whole system needs, in one import:
 //! `use mabeam::prelude::*;`. supervision-core's prelude, the umbrella's
-//! types, the registry and telemetry's services.
+//! types, the registry and telemetry's services, and what writing an
+//! agent of one's own takes (`Agent`, `AgentConfig`, `AgentContext`,
+//! `StartError`) and reading the event log (`Event`, `EventQuery`).
 
+pub use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRef, EnvelopeError};
 pub use process_registry::{ProcessRegistry, ServiceRegistry};
 pub use supervision_core::prelude::*;
-pub use supervision_core::{AgentId, AgentLoad, AgentStatus, Clock, Health, MetaValue};
+pub use supervision_core::{
+    AgentDirectory, AgentId, AgentLoad, AgentStatus, Clock, Envelope, Event, EventQuery, Health,
+    MetaValue,
+};
 pub use telemetry::{PerformanceMonitor, PrometheusExporter, Span, TelemetryService};
 
 pub use crate::{Agents, FoundationApp, MabeamApp, MabeamError, System, SystemBuilder, Tree};

@@ -1,5 +1,5 @@
-//! The seed's two trees as lists: every service of
-//! PROCESS_HIERARCHY.md in its order, the crate that builds it, and
+//! The seed's two trees as lists: every service of the process hierarchy
+//! the design started from (Foundation, then MABEAM), in its order, the crate that builds it, and
 //! whether this build wires it. A service not built is absent from its
 //! tree (never a stand-in) and listed here with the reason.
 
@@ -51,7 +51,8 @@ pub const TELEMETRY_SERVICE: &str = "telemetry_service";
 pub const CONFIG_SERVER: &str = "config_server";
 /// `event_store`: the durable event log (SQLite in the data directory).
 pub const EVENT_STORE: &str = "event_store";
-/// `connection_manager`: multi-node topology (not built).
+/// `connection_manager`: the node's connections to the other nodes of its
+/// cluster (in the tree when the system has a cluster).
 pub const CONNECTION_MANAGER: &str = "connection_manager";
 /// `rate_limiter`: token buckets by (entity, operation).
 pub const RATE_LIMITER: &str = "rate_limiter";

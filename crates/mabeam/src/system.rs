@@ -240,7 +240,13 @@ impl SystemBuilder {
                 Some(only) => only.iter().find(|n| needs_data_dir(n)).cloned(),
             };
             if let Some(name) = wanted {
-                return Err(MabeamError::NoDataDir(name.into()));
+                // Name the real dependency: a MABEAM service keeps no files
+                // itself, the event store it records to does.
+                return Err(if NEED_DATA_DIR.contains(&name.as_str()) {
+                    MabeamError::NoDataDir(name.into())
+                } else {
+                    MabeamError::NeedsEventStore(name.into())
+                });
             }
         }
         if self.cluster.is_none()

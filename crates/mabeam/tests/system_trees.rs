@@ -179,8 +179,8 @@ async fn a_subset_brings_its_dependencies_and_says_so() {
         .only([seed::AGENT_REGISTRY])
         .build()
         .unwrap_err();
-    assert!(matches!(&err, MabeamError::NoDataDir(n) if &**n == seed::AGENT_REGISTRY));
-    assert_eq!(err.code(), 8005);
+    assert!(matches!(&err, MabeamError::NeedsEventStore(n) if &**n == seed::AGENT_REGISTRY));
+    assert_eq!(err.code(), 8008);
     let (_dir, builder) = whole_system();
     let system = builder.only([seed::AGENT_REGISTRY]).build().unwrap();
     assert_eq!(

@@ -66,6 +66,34 @@
 //! per-process index.
 //!
 //! [`RegistryError::AlreadyRegistered`]: supervision_core::RegistryError::AlreadyRegistered
+//!
+//! # Example
+//!
+//! ```
+//! use process_registry::ProcessRegistry;
+//! use supervision_core::{Namespace, ProcessHandle, Telemetry};
+//!
+//! #[derive(kameo::Actor)]
+//! struct Cache;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let registry = ProcessRegistry::new(Telemetry::disabled());
+//! let ns = Namespace::Production;
+//! let cache = ProcessHandle::spawn::<Cache>(Cache).await?;
+//! registry.register(&ns, "cache", cache.clone(), serde_json::json!({"tier": 1}))?;
+//! registry.join(&ns, "caches", cache.clone())?;
+//! assert_eq!(registry.lookup(&ns, "cache").map(|h| h.id()), Some(cache.id()));
+//! assert_eq!(registry.members(&ns, "caches").len(), 1);
+//! cache.stop().await; // a stopped process holds no name
+//! assert!(registry.lookup(&ns, "cache").is_none());
+//! # Ok(()) }
+//! ```
+//!
+//! # Examples
+//!
+//! The package's `examples/` folder: `names_and_groups` (names and groups
+//! with a listener, a name awaited with [`ProcessRegistry::wait_for`]), run
+//! with `cargo run -p process-registry --example names_and_groups`.
 
 mod error;
 mod fallback;

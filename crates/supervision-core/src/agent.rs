@@ -27,6 +27,8 @@ use crate::{ErrorCode, ExitReason, ProcessHandle};
 /// let id = AgentId::new("optimizer-1");
 /// assert_eq!(id.as_str(), "optimizer-1");
 /// assert_eq!(id, AgentId::from("optimizer-1"));
+/// let name = String::from("optimizer-1");
+/// assert_eq!(id, AgentId::from(&name)); // a borrowed String too
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct AgentId(Arc<str>);
@@ -66,6 +68,12 @@ impl From<&str> for AgentId {
 impl From<String> for AgentId {
     fn from(id: String) -> Self {
         AgentId::new(id)
+    }
+}
+
+impl From<&String> for AgentId {
+    fn from(id: &String) -> Self {
+        AgentId::new(id.as_str())
     }
 }
 

@@ -299,6 +299,10 @@ impl ChildSpec {
     /// `{via, Module, Name}`. The name follows the child across restarts
     /// without any code in the child.
     ///
+    /// `registry` is anything that converts into the contract: an
+    /// `Arc<dyn Registry>`, or process-registry's `ProcessRegistry` itself
+    /// (a cheap clone; it implements `Into<Arc<dyn Registry>>`).
+    ///
     /// - An incarnation that stops frees the name (the registry removes a
     ///   stopped holder's names; a restart takes the name over at once,
     ///   even before that cleanup ran), and a start that fails or times out
@@ -329,13 +333,13 @@ impl ChildSpec {
     /// ```
     pub fn registered_as(
         mut self,
-        registry: Arc<dyn Registry>,
+        registry: impl Into<Arc<dyn Registry>>,
         namespace: Namespace,
         name: impl Into<Arc<str>>,
         metadata: Metadata,
     ) -> Self {
         self.registration = Some(Arc::new(Registration {
-            registry,
+            registry: registry.into(),
             namespace,
             name: name.into(),
             metadata,

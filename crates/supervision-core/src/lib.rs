@@ -1,19 +1,24 @@
 //! OTP-style supervision on kameo, and the small contracts the service crates
 //! meet through.
 //!
-//! This crate is the middle of the workspace: every service crate depends on
-//! it and on nothing else of ours. It holds three things.
+//! Use it to keep kameo actors running the way Erlang/OTP keeps processes
+//! running: a supervisor starts its children in order, restarts a child
+//! that crashes (alone, with all its siblings, or with those started
+//! after it), gives up and escalates when children crash too often, and
+//! stops them in reverse order, each within its shutdown time. Every
+//! service crate of mabeam depends on this one and on nothing else of ours.
 //!
 //! **Supervisors.** [`Supervisor`] (a static list of children, with OTP's
 //! one_for_one, one_for_all and rest_for_one strategies) and
-//! [`DynamicSupervisor`] (children started on demand) are each a
-//! kameo actor of their own that spawns children, links to them, classifies
-//! each exit in `on_link_died` as an [`ExitReason`], and applies the child's
-//! [`RestartType`] and the supervisor's restart [`Intensity`] itself. kameo's
-//! own `supervise` builder is not used: its restart limits are per child and
-//! reset after a quiet window, children that stop for good are never removed,
-//! and its shutdown has no order and no timeout (see the workspace's
-//! docs/ARCHITECTURE.md).
+//! [`DynamicSupervisor`] (children started on demand) are each a kameo
+//! actor of their own. A supervisor spawns its children, watches each
+//! exit (one watcher task per supervisor awaits
+//! [`ProcessHandle::exited`]; no kameo links, no `on_link_died`),
+//! classifies it as an [`ExitReason`], and applies the child's
+//! [`RestartType`] and its own restart [`Intensity`] itself. kameo's own
+//! `supervise` builder is not used: its restart limits are per child and
+//! reset after a quiet window, children that stop for good are never
+//! removed, and its shutdown has no order and no timeout.
 //!
 //! **Applications.** An [`Application`] is a named tree of [`Service`]s
 //! under one static supervisor, started in the order their dependencies
@@ -29,6 +34,49 @@
 //!
 //! It is not a registry, a telemetry backend or an event store: those are
 //! the service crates' work.
+//!
+//! # Example
+//!
+//! A pool of two workers under a one_for_one supervisor; one stops, the
+//! supervisor starts it again, and the pool stops in reverse order:
+//!
+//! ```
+//! use kameo::prelude::*;
+//! use supervision_core::{events, prelude::*};
+//!
+//! #[derive(Actor)]
+//! struct Worker;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // Telemetry says when a child was restarted: no sleeping, no polling.
+//! let telemetry = Telemetry::new();
+//! let (restarts, mut restarted) = tokio::sync::mpsc::unbounded_channel();
+//! telemetry.attach("restarts", events::CHILD_RESTARTED, move |_| {
+//!     let _ = restarts.send(());
+//! })?;
+//!
+//! let pool = Supervisor::start(
+//!     SupervisorFlags::new(Strategy::OneForOne).with_telemetry(telemetry),
+//!     [
+//!         ChildSpec::actor::<Worker>("worker-1", || Worker),
+//!         ChildSpec::actor::<Worker>("worker-2", || Worker),
+//!     ],
+//! )
+//! .await?;
+//! let first = pool.which_children().await?[0].state.handle().cloned().unwrap();
+//! first.kill(); // a crash: the supervisor starts worker-1 again
+//! restarted.recv().await;
+//! let again = pool.which_children().await?[0].state.handle().cloned().unwrap();
+//! assert_ne!(again.id(), first.id());
+//! pool.stop().await; // worker-2, then worker-1
+//! # Ok(()) }
+//! ```
+//!
+//! # Examples
+//!
+//! The package's `examples/` folder: `worker_pool` (a supervised pool, a
+//! crash, a restart seen through telemetry), run with `cargo run -p
+//! supervision-core --example worker_pool`.
 //!
 //! # Feature flags
 //!
@@ -115,11 +163,6 @@ pub use telemetry::{
     GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,
     TelemetryEvent,
 };
-
-/// The README's examples, run as doc tests.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-struct ReadmeDoctests;
 
 /// Re-exports of kameo's types that appear in this crate's API.
 pub mod kameo_types {

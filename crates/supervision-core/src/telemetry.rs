@@ -116,8 +116,13 @@ impl Attached {
 /// synchronously, in the emitting task, like Erlang's `:telemetry`.
 ///
 /// One handle per application or node is handed to each component at
-/// construction; there is no process-wide recorder. The default handle is
-/// disabled: emitting on it costs a branch and nothing is delivered.
+/// construction; there is no process-wide recorder.
+///
+/// [`Telemetry::new`] and [`Telemetry::default`] are the same live handle
+/// with no handlers yet, ready to [`attach`](Self::attach) to. Components
+/// that take a handle default to [`Telemetry::disabled`] themselves (their
+/// flags say so): emitting on a disabled handle costs a branch, nothing is
+/// delivered and attaching fails.
 ///
 /// A handler that panics is detached, as `:telemetry` detaches a failing
 /// handler, so one bad handler cannot break the emitter.
@@ -146,9 +151,17 @@ impl Attached {
 /// );
 /// assert_eq!(restarts.load(Ordering::Relaxed), 1);
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Telemetry {
     handlers: Option<Arc<RwLock<HandlerList>>>,
+}
+
+/// The same as [`Telemetry::new`]: a live handle, as `new` and `default`
+/// agree across Rust's standard library.
+impl Default for Telemetry {
+    fn default() -> Self {
+        Telemetry::new()
+    }
 }
 
 impl Telemetry {
@@ -159,7 +172,8 @@ impl Telemetry {
         }
     }
 
-    /// The disabled handle (the default): emits go nowhere, attaching fails.
+    /// The disabled handle: emits go nowhere, attaching fails. Components
+    /// start with it until they are given a live one.
     pub fn disabled() -> Self {
         Telemetry { handlers: None }
     }
@@ -477,7 +491,7 @@ mod tests {
 
     #[test]
     fn disabled_handle_refuses_handlers() {
-        let telemetry = Telemetry::default();
+        let telemetry = Telemetry::disabled();
         assert_eq!(
             telemetry.attach("h", &[], |_| {}),
             Err(TelemetryError::Disabled)

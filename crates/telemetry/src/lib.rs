@@ -30,6 +30,32 @@
 //! It is not a time-series database: history is bounded (a window, a
 //! number of samples) and lives in memory. Errors are
 //! [`TelemetryServiceError`], codes 4000-4999.
+//!
+//! # Example
+//!
+//! ```
+//! use supervision_core::{MetaValue, Telemetry};
+//! use telemetry::PrometheusExporter;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let telemetry = Telemetry::new();
+//! let exporter = PrometheusExporter::new();
+//! exporter.attach(&telemetry)?;
+//! telemetry.emit(
+//!     supervision_core::events::CHILD_RESTARTED,
+//!     &[("count", 1.0)],
+//!     &[("supervisor", MetaValue::Str("shop")), ("child", MetaValue::Str("web"))],
+//! );
+//! let text = exporter.render().await; // what a node serves on /metrics
+//! assert!(text.contains(r#"mabeam_supervisor_child_restarted_total{supervisor="shop"} 1"#));
+//! # Ok(()) }
+//! ```
+//!
+//! # Examples
+//!
+//! The package's `examples/` folder: `prometheus_metrics` (a supervisor's
+//! starts, crash and restart exported as Prometheus text beside one's own
+//! counters), run with `cargo run -p telemetry --example prometheus_metrics`.
 
 mod error;
 mod exporter;

@@ -121,3 +121,19 @@ impl Registry for ProcessRegistry {
         ProcessRegistry::subscribe_to(self, namespace, topic)
     }
 }
+
+/// A registry handed where the contract is wanted (as
+/// [`ChildSpec::registered_as`](supervision_core::ChildSpec::registered_as)
+/// wants it): the handle is already a cheap clone, so this wraps it once.
+impl From<ProcessRegistry> for Arc<dyn Registry> {
+    fn from(registry: ProcessRegistry) -> Self {
+        Arc::new(registry)
+    }
+}
+
+/// As `From<ProcessRegistry>`, for a borrowed handle (cloned).
+impl From<&ProcessRegistry> for Arc<dyn Registry> {
+    fn from(registry: &ProcessRegistry) -> Self {
+        Arc::new(registry.clone())
+    }
+}

@@ -1,10 +1,13 @@
 //! Subscriptions: to a whole namespace, a name or a group, with a snapshot
 //! taken atomically with the subscription.
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use dashmap::mapref::entry::Entry;
-use supervision_core::{Metadata, Namespace, RegistryEvents, Snapshot, Subscription, Topic};
+use supervision_core::{
+    Metadata, Namespace, ProcessHandle, RegistryEvent, RegistryEvents, Snapshot, Subscription,
+    Topic,
+};
 
 use super::{ProcessRegistry, live, names::names_of, shared};
 use crate::table::Name;
@@ -76,5 +79,43 @@ impl ProcessRegistry {
             }),
         };
         Subscription { snapshot, events }
+    }
+
+    /// Waits until a live process holds `name` in `namespace` and returns
+    /// it, or `None` once `timeout` has passed (or the registry ended the
+    /// subscription). Returns at once when the name is held now.
+    ///
+    /// This is how a caller reaches a name again after its holder
+    /// restarted (OTP's `{via, ...}` names come back with the new
+    /// process): no polling loop, the registration itself wakes it.
+    pub async fn wait_for(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        timeout: Duration,
+    ) -> Option<ProcessHandle> {
+        // Subscribing takes the snapshot and the subscription at once: a
+        // registration between the two cannot be missed.
+        let mut subscription = self.subscribe_to(namespace, Topic::Name(Arc::from(name)));
+        if let Some((_, handle, _)) = subscription.snapshot.names.into_iter().next() {
+            return Some(handle);
+        }
+        let registered = async {
+            loop {
+                match subscription.events.recv().await {
+                    Ok(RegistryEvent::Registered { handle, .. }) => {
+                        if let Some(handle) = handle.upgrade().filter(ProcessHandle::is_alive) {
+                            return Some(handle);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => return None,
+                }
+            }
+        };
+        tokio::time::timeout(timeout, registered)
+            .await
+            .ok()
+            .flatten()
     }
 }

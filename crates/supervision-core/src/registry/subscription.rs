@@ -85,6 +85,19 @@ pub struct Subscription {
     pub events: RegistryEvents,
 }
 
+impl Subscription {
+    /// The next change after the snapshot: [`RegistryEvents::recv`] on
+    /// [`events`](Self::events), so a subscriber need not reach into it.
+    pub async fn recv(&mut self) -> Result<RegistryEvent, RecvError> {
+        self.events.recv().await
+    }
+
+    /// The next change if one is buffered: [`RegistryEvents::try_recv`].
+    pub fn try_recv(&mut self) -> Result<RegistryEvent, TryRecvError> {
+        self.events.try_recv()
+    }
+}
+
 /// Why [`RegistryEvents::recv`] returned no event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
 pub enum RecvError {
