@@ -27,6 +27,7 @@ use mabeam_node::{
     NodeConfig,
     http::{API_MUTATION, ApiState, router},
     kinds::AgentKinds,
+    observer::{NodeInfo, Observer},
 };
 use proptest::{
     prelude::*,
@@ -102,8 +103,19 @@ impl Api {
                 system: system.clone(),
                 exporter,
                 token: TOKEN.into(),
+                public_reads: false,
                 kinds: AgentKinds::builtin(),
                 next_id: Arc::new(AtomicU64::new(1)),
+                observer: Observer::new(
+                    system.clone(),
+                    NodeInfo {
+                        name: "fuzz".to_owned(),
+                        version: env!("CARGO_PKG_VERSION"),
+                        data_dir: dir.path().to_owned(),
+                        store: "sqlite",
+                    },
+                    None,
+                ),
             });
             (system, router)
         });
