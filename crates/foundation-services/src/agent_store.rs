@@ -45,7 +45,9 @@ use futures::future::{BoxFuture, FutureExt};
 use parking_lot::Mutex;
 use rusqlite::{OptionalExtension, params};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-use supervision_core::{AgentId, AgentRecord, AgentStore, AgentStoreError, AgentWrite, LoadedAgent};
+use supervision_core::{
+    AgentId, AgentRecord, AgentStore, AgentStoreError, AgentWrite, LoadedAgent,
+};
 use tokio::sync::oneshot;
 
 use self::{
@@ -77,6 +79,12 @@ impl SqliteAgentStoreConfig {
             max_group: 1024,
             max_size_bytes: None,
         }
+    }
+
+    /// Sets the most writes committed in one transaction.
+    pub fn with_max_group(mut self, max_group: usize) -> Self {
+        self.max_group = max_group;
+        self
     }
 
     /// Caps the file's size.
@@ -122,7 +130,9 @@ impl SqliteAgentStore {
         config: SqliteAgentStoreConfig,
     ) -> Result<SqliteAgentStore, AgentStoreError> {
         if config.max_group == 0 {
-            return Err(AgentStoreError::Invalid("max_group must be at least 1".into()));
+            return Err(AgentStoreError::Invalid(
+                "max_group must be at least 1".into(),
+            ));
         }
         let (conn, lock) = schema::open_writer(&config)?;
         let path = config.database_path();

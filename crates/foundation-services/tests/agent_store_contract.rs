@@ -22,8 +22,8 @@ use futures::future::{BoxFuture, FutureExt};
 use proptest::prelude::*;
 use serde_json::json;
 use supervision_core::{
-    AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError,
-    AgentUpdate, AgentWrite, Checkpoint, ErrorCode, LoadedAgent, MemoryAgentStore,
+    AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentUpdate,
+    AgentWrite, Checkpoint, ErrorCode, LoadedAgent, MemoryAgentStore,
 };
 
 /// Fails the test if `future` takes longer than a minute.
@@ -123,11 +123,21 @@ async fn acknowledged_writes_survive_a_reopen(open: &Open) {
     }
     drop(store);
     let store = open().await;
-    assert_eq!(table_of(&*store).await, expected, "the reopened table differs");
-    assert_eq!(within("count", store.count()).await.unwrap(), expected.len() as u64);
+    assert_eq!(
+        table_of(&*store).await,
+        expected,
+        "the reopened table differs"
+    );
+    assert_eq!(
+        within("count", store.count()).await.unwrap(),
+        expected.len() as u64
+    );
     let one = within("get", store.get(&"agent-003".into())).await.unwrap();
     assert_eq!(one.as_ref(), expected.get("agent-003"));
-    assert_eq!(within("get", store.get(&"agent-000".into())).await.unwrap(), None);
+    assert_eq!(
+        within("get", store.get(&"agent-000".into())).await.unwrap(),
+        None
+    );
 }
 
 /// A write with an older generation is `Stale` and changes nothing; an
@@ -178,9 +188,19 @@ async fn a_stale_generation_is_refused(open: &Open) {
         assert_eq!(err.code(), 1702);
     }
     assert_eq!(within("get", store.get(&id)).await.unwrap(), before);
-    within("newer", store.checkpoint(id.clone(), Checkpoint { format: 1, data: vec![7] }, 6))
-        .await
-        .unwrap();
+    within(
+        "newer",
+        store.checkpoint(
+            id.clone(),
+            Checkpoint {
+                format: 1,
+                data: vec![7],
+            },
+            6,
+        ),
+    )
+    .await
+    .unwrap();
     let after = within("get", store.get(&id)).await.unwrap().unwrap();
     assert_eq!(after.generation, 6);
     within("remove", store.remove(id.clone(), 6)).await.unwrap();
@@ -198,7 +218,13 @@ async fn bad_input_changes_nothing(open: &Open) {
     let store = open().await;
     let count = within("count", store.count()).await.unwrap();
     let cases = [
-        (AgentWrite::Register { registration: registration("", 1), generation: 1 }, 1706),
+        (
+            AgentWrite::Register {
+                registration: registration("", 1),
+                generation: 1,
+            },
+            1706,
+        ),
         (
             AgentWrite::Register {
                 registration: AgentRegistration::new("no-kind", "", json!({})),
@@ -235,12 +261,21 @@ async fn bad_input_changes_nothing(open: &Open) {
         (
             AgentWrite::Checkpoint {
                 id: "ghost".into(),
-                checkpoint: Checkpoint { format: 1, data: vec![] },
+                checkpoint: Checkpoint {
+                    format: 1,
+                    data: vec![],
+                },
                 generation: 1,
             },
             1701,
         ),
-        (AgentWrite::Remove { id: "ghost".into(), generation: 1 }, 1701),
+        (
+            AgentWrite::Remove {
+                id: "ghost".into(),
+                generation: 1,
+            },
+            1701,
+        ),
     ];
     for (write, code) in cases {
         let err = within("bad write", store.write(write.clone()))
@@ -318,19 +353,26 @@ fn arb_write() -> impl Strategy<Value = AgentWrite> {
             proptest::option::of(0u32..10),
             proptest::option::of(any::<bool>())
         )
-            .prop_map(|(id, generation, config, status, restart_count, passivated)| {
-                AgentWrite::Update {
-                    id,
-                    update: AgentUpdate {
-                        config: config.map(|n| json!({"step": n})),
-                        status,
-                        restart_count,
-                        passivated,
-                    },
-                    generation,
+            .prop_map(
+                |(id, generation, config, status, restart_count, passivated)| {
+                    AgentWrite::Update {
+                        id,
+                        update: AgentUpdate {
+                            config: config.map(|n| json!({"step": n})),
+                            status,
+                            restart_count,
+                            passivated,
+                        },
+                        generation,
+                    }
                 }
-            }),
-        (id.clone(), generation.clone(), 0u32..3, prop::collection::vec(any::<u8>(), 0..16))
+            ),
+        (
+            id.clone(),
+            generation.clone(),
+            0u32..3,
+            prop::collection::vec(any::<u8>(), 0..16)
+        )
             .prop_map(|(id, generation, format, data)| AgentWrite::Checkpoint {
                 id,
                 checkpoint: Checkpoint { format, data },
@@ -410,7 +452,10 @@ async fn crash_child() {
                         format: 1,
                         data: count.to_le_bytes().to_vec(),
                     };
-                    store.checkpoint(id.as_str().into(), checkpoint, 1).await.unwrap();
+                    store
+                        .checkpoint(id.as_str().into(), checkpoint, 1)
+                        .await
+                        .unwrap();
                     lines.send(format!("count {id} {count}")).unwrap();
                 }
             }
@@ -475,12 +520,21 @@ fn every_acknowledged_write_survives_a_sigkill() {
         .unwrap();
         let table = table_of(&store).await;
         for id in &registered {
-            assert!(table.contains_key(id.as_str()), "acknowledged agent {id} lost");
+            assert!(
+                table.contains_key(id.as_str()),
+                "acknowledged agent {id} lost"
+            );
         }
         for (id, count) in &counts {
-            let checkpoint = table[id.as_str()].checkpoint.as_ref().expect("a checkpoint");
+            let checkpoint = table[id.as_str()]
+                .checkpoint
+                .as_ref()
+                .expect("a checkpoint");
             let stored = u64::from_le_bytes(checkpoint.data.as_slice().try_into().unwrap());
-            assert!(stored >= *count, "{id}: stored {stored} < acknowledged {count}");
+            assert!(
+                stored >= *count,
+                "{id}: stored {stored} < acknowledged {count}"
+            );
         }
         eprintln!(
             "crash test: {} registrations and {} counters acknowledged, {} agents stored",
@@ -528,7 +582,12 @@ async fn a_corrupt_row_fails_that_agent_alone() {
     let loaded = load_all(&store, 2).await;
     let verdicts: Vec<(&str, Result<(), u32>)> = loaded
         .iter()
-        .map(|l| (l.id.as_str(), l.record.as_ref().map(drop).map_err(|e| e.code())))
+        .map(|l| {
+            (
+                l.id.as_str(),
+                l.record.as_ref().map(drop).map_err(|e| e.code()),
+            )
+        })
         .collect();
     assert_eq!(
         verdicts,
@@ -541,12 +600,20 @@ async fn a_corrupt_row_fails_that_agent_alone() {
         ]
     );
     let err = within("get", store.get(&"b".into())).await.unwrap_err();
-    assert!(matches!(err, AgentStoreError::Corrupt { ref id, .. } if id.as_str() == "b"), "{err}");
+    assert!(
+        matches!(err, AgentStoreError::Corrupt { ref id, .. } if id.as_str() == "b"),
+        "{err}"
+    );
     // The corrupt agent can be registered again, which repairs its row.
     within("re-register", store.register(registration("b", 2), 1))
         .await
         .unwrap();
-    assert!(within("get", store.get(&"b".into())).await.unwrap().is_some());
+    assert!(
+        within("get", store.get(&"b".into()))
+            .await
+            .unwrap()
+            .is_some()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -575,7 +642,14 @@ async fn a_newer_record_version_is_a_typed_error_for_that_agent() {
     // Nor is it updated in place by this older build.
     let err = within(
         "checkpoint",
-        store.checkpoint("new".into(), Checkpoint { format: 1, data: vec![] }, 1),
+        store.checkpoint(
+            "new".into(),
+            Checkpoint {
+                format: 1,
+                data: vec![],
+            },
+            1,
+        ),
     )
     .await
     .unwrap_err();
@@ -586,7 +660,9 @@ async fn a_newer_record_version_is_a_typed_error_for_that_agent() {
 async fn a_full_store_refuses_registrations_and_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let config = SqliteAgentStoreConfig::new(dir.path()).with_max_size_bytes(64 * 1024);
-    let store = within("open", SqliteAgentStore::open(config)).await.unwrap();
+    let store = within("open", SqliteAgentStore::open(config))
+        .await
+        .unwrap();
     let big = json!({"padding": "x".repeat(2000)});
     let mut accepted = Vec::new();
     let full = loop {
@@ -601,7 +677,10 @@ async fn a_full_store_refuses_registrations_and_keeps_serving() {
     };
     assert_eq!(full.code(), 1703, "{full}");
     // Still serving: reads, and removals that make room again.
-    assert_eq!(within("count", store.count()).await.unwrap(), accepted.len() as u64);
+    assert_eq!(
+        within("count", store.count()).await.unwrap(),
+        accepted.len() as u64
+    );
     assert_eq!(table_of(&store).await.len(), accepted.len());
     for id in accepted.iter().take(accepted.len() / 2) {
         within("remove", store.remove(id.as_str().into(), 1))
@@ -642,7 +721,10 @@ async fn foreign_files_and_a_second_store_are_refused() {
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(first.path()).unwrap().permissions().mode();
+        let mode = std::fs::metadata(first.path())
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600);
     }
     let migrations: i64 = rusqlite::Connection::open(first.path())

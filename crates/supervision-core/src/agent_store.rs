@@ -42,6 +42,25 @@
 //! so a million rows are never held twice. A row that cannot be read (a
 //! corrupt row, a newer version) comes back as that agent's error
 //! ([`LoadedAgent`]); the other rows load.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use supervision_core::{AgentRegistration, AgentStore, Checkpoint, MemoryAgentStore};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let store: Arc<dyn AgentStore> = Arc::new(MemoryAgentStore::new());
+//! let counter = AgentRegistration::new("counter-1", "counter", serde_json::json!({"step": 1}));
+//! store.register(counter, 1).await.unwrap(); // durable once it returns
+//! let state = Checkpoint { format: 1, data: 5u64.to_le_bytes().to_vec() };
+//! store.checkpoint("counter-1".into(), state.clone(), 1).await.unwrap();
+//!
+//! // Recovery: every record, a page at a time.
+//! let page = store.load_page(None, 1000).await.unwrap();
+//! assert_eq!(page[0].record.as_ref().unwrap().checkpoint, Some(state));
+//! # }
+//! ```
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
@@ -456,7 +475,11 @@ pub trait AgentStore: Send + Sync + fmt::Debug + 'static {
     }
 
     /// Removes an agent (deregistration).
-    fn remove(&self, id: AgentId, generation: u64) -> BoxFuture<'static, Result<(), AgentStoreError>> {
+    fn remove(
+        &self,
+        id: AgentId,
+        generation: u64,
+    ) -> BoxFuture<'static, Result<(), AgentStoreError>> {
         self.write(AgentWrite::Remove { id, generation })
     }
 }

@@ -167,7 +167,10 @@ impl Writer {
             })?;
         if let Some((stored_generation, version)) = stored {
             check_generation(id, stored_generation as u64, write.generation())?;
-            let replaces = matches!(write, AgentWrite::Register { .. } | AgentWrite::Remove { .. });
+            let replaces = matches!(
+                write,
+                AgentWrite::Register { .. } | AgentWrite::Remove { .. }
+            );
             if !replaces && version > AGENT_RECORD_VERSION as i64 {
                 return Err(AgentStoreError::NewerVersion {
                     id: id.clone(),
