@@ -34,7 +34,7 @@ fn registration(i: u64) -> AgentRegistration {
     AgentRegistration {
         args: json!({"start": i}),
         restart: json!({"type": "permanent"}),
-        passivated: i % 2 == 0,
+        passivated: i.is_multiple_of(2),
         ..AgentRegistration::new(format!("agent-{i:08}"), "counter", json!({"step": 1}))
     }
 }
@@ -224,7 +224,7 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     let mut line = serde_json::Map::new();
     line.insert("bench".into(), json!("recovery"));
     line.insert("n".into(), json!(n));
-    let k = if n % 1000 == 0 {
+    let k = if n.is_multiple_of(1000) {
         format!("{}k", n / 1000)
     } else {
         n.to_string()
