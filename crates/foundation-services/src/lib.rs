@@ -8,6 +8,9 @@
 //! [`EventReader`](supervision_core::EventReader)), never by naming this
 //! crate.
 //!
+//! - [`SqliteAgentStore`]: the durable table of agent registrations and
+//!   checkpoints (supervision-core's `AgentStore`) on embedded SQLite (see
+//!   [`agent_store`]).
 //! - [`EventStore`]: a durable, append-only event log on embedded SQLite
 //!   (see [`event_store`]).
 //! - [`ConfigServer`]: configuration with a schema, persisted atomically,
@@ -51,6 +54,7 @@
 //! a setting through a config subscription), run with `cargo run -p
 //! foundation-services --example event_sourced_counter`.
 
+pub mod agent_store;
 pub mod config_server;
 pub mod connection_manager;
 pub mod event_store;
@@ -61,6 +65,7 @@ mod rounds;
 pub mod service_monitor;
 pub mod task_supervisor;
 
+pub use agent_store::{SqliteAgentStore, SqliteAgentStoreConfig};
 pub use config_server::{
     ConfigChange, ConfigError, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig,
     ConfigServerService, ConfigSubscription, UpdateOutcome, ValueRule,

@@ -28,7 +28,8 @@
 //!
 //! **Contracts.** [`ProcessHandle`] (a type-erased `pid`), [`Namespace`],
 //! [`Registry`], [`Telemetry`], [`AgentId`] / [`AgentStatus`] /
-//! [`AgentDirectory`], [`Event`] / [`EventSink`] / [`EventReader`] and [`ErrorCode`]. A service
+//! [`AgentDirectory`], [`AgentStore`] (the durable agent table, in
+//! [`agent_store`]), [`Event`] / [`EventSink`] / [`EventReader`] and [`ErrorCode`]. A service
 //! crate that needs another asks for its contract here; the umbrella crate
 //! injects the implementation (the `log`/`tracing` facade pattern).
 //!
@@ -94,6 +95,7 @@
 //! the runtime. Run CPU-bound work with `tokio::task::spawn_blocking`.
 
 mod agent;
+pub mod agent_store;
 mod application;
 mod backoff;
 mod child;
@@ -127,6 +129,10 @@ mod watch;
 pub use agent::{
     AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChange, AgentStatusChanges,
     DirectoryError, Envelope,
+};
+pub use agent_store::{
+    AgentRecord, AgentRegistration, AgentStore, AgentStoreError, AgentUpdate, AgentWrite,
+    Checkpoint, LoadedAgent, MemoryAgentStore,
 };
 pub use application::{
     Application, ApplicationError, ApplicationSpec, ApplicationStatus, HealthReport, Service,

@@ -10,6 +10,7 @@ mod eventstore;
 mod lifecycle;
 mod node;
 mod ratelimit;
+mod recovery;
 mod registry;
 mod supervisor;
 
@@ -60,8 +61,10 @@ fn main() -> Result<()> {
                 "coordination" => coordination::run().await,
                 "eventstore" => eventstore::run(n.unwrap_or(1_000_000)).await,
                 "ratelimit" => ratelimit::run().await,
+                "recovery" => recovery::run(n.unwrap_or(100_000)).await,
+                "recovery-child" => recovery::child(n.unwrap_or(100_000)).await,
                 other => bail!(
-                    "unknown bench {other:?}; known: supervisor, registry, node, lifecycle, economics, coordination, eventstore, ratelimit"
+                    "unknown bench {other:?}; known: supervisor, registry, node, lifecycle, economics, coordination, eventstore, ratelimit, recovery"
                 ),
             }
         })
