@@ -34,12 +34,12 @@
 mod anchors;
 mod browser;
 mod deps;
-mod fuzz;
-mod soak;
-mod mutants;
-mod tools;
 mod examples;
+mod fuzz;
+mod mutants;
 mod publish;
+mod soak;
+mod tools;
 
 use std::{
     path::{Path, PathBuf},

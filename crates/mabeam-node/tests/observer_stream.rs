@@ -416,8 +416,12 @@ async fn reads_need_the_token_unless_public() {
     assert!(refused.status.contains(" 401 "), "{}", refused.status);
     let wrong = open_stream_with(&addr, None, "Cookie: mabeam_token=nope\r\n").await;
     assert!(wrong.status.contains(" 401 "), "{}", wrong.status);
-    let by_cookie =
-        open_stream_with(&addr, None, &format!("Cookie: a=b; mabeam_token={token}\r\n")).await;
+    let by_cookie = open_stream_with(
+        &addr,
+        None,
+        &format!("Cookie: a=b; mabeam_token={token}\r\n"),
+    )
+    .await;
     assert!(by_cookie.status.contains(" 200 "), "{}", by_cookie.status);
     let by_header =
         open_stream_with(&addr, None, &format!("Authorization: Bearer {token}\r\n")).await;
@@ -439,7 +443,15 @@ async fn reads_need_the_token_unless_public() {
         )
         .await
         .unwrap();
-    let status = BufReader::new(read).lines().next_line().await.unwrap().unwrap();
-    assert!(status.contains(" 401 "), "a cookie authorizes no mutation: {status}");
+    let status = BufReader::new(read)
+        .lines()
+        .next_line()
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        status.contains(" 401 "),
+        "a cookie authorizes no mutation: {status}"
+    );
     node.stop().await.unwrap();
 }
