@@ -49,7 +49,9 @@
       // reads; an EventSource sends no Authorization header, so reads
       // carry it in a same-site session cookie (mutations never do).
       document.cookie = `mabeam_token=${value}; path=/api/; SameSite=Strict`;
-      if (source) { source.close(); connect(); }
+      // A stream refused for want of the token is retried now; a live one
+      // is kept (a new EventSource would not resume from the last id).
+      if (source && source.readyState !== EventSource.OPEN) { source.close(); connect(); }
     }
     $("#token").value = "";
     armed();
