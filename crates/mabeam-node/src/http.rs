@@ -123,7 +123,7 @@ impl std::fmt::Debug for ApiState {
     }
 }
 
-/// The router of the node's API: [`routes`], each behind [`guard`].
+/// The router of the node's API: every route (`routes`), each behind [`guard`].
 pub fn router(state: ApiState) -> Router {
     routes()
         .route_layer(middleware::from_fn_with_state(state.clone(), guard))
