@@ -357,11 +357,7 @@ async fn list_agents(
                 .map_err(|_| ApiError::InvalidQuery(format!("unknown status {name:?}")))?,
         ),
     };
-    let registry = state
-        .system
-        .agents()
-        .registry()
-        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    let registry = agent_registry(&state)?;
     let mut agents = match query.get("kind") {
         Some(kind) => registry.list_by_kind(kind),
         None => registry.list(),
@@ -440,11 +436,7 @@ async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Resp
             },
             KindError::InvalidArgs(reason) => ApiError::InvalidAgent(reason),
         })?;
-    let registry = state
-        .system
-        .agents()
-        .registry()
-        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    let registry = agent_registry(&state)?;
     let config = Arc::new(config);
     let id = match request.id {
         Some(id) => {
@@ -478,16 +470,23 @@ async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Resp
         .into_response())
 }
 
+/// The running agent registry, or 503 while `agent_registry` restarts.
+pub(crate) fn agent_registry(
+    state: &ApiState,
+) -> Result<agent_supervisor::AgentRegistry, ApiError> {
+    state
+        .system
+        .agents()
+        .registry()
+        .ok_or(ApiError::Unavailable("agent_registry"))
+}
+
 /// Stops agent `id` and forgets it.
 async fn stop_agent(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let registry = state
-        .system
-        .agents()
-        .registry()
-        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    let registry = agent_registry(&state)?;
     registry
         .deregister_agent(&id)
         .await
@@ -502,11 +501,7 @@ async fn kill_agent(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let registry = state
-        .system
-        .agents()
-        .registry()
-        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    let registry = agent_registry(&state)?;
     let status = registry
         .status(&id)
         .ok_or_else(|| ApiError::AgentNotFound(id.clone()))?;
@@ -528,11 +523,7 @@ async fn passivate_agent(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let registry = state
-        .system
-        .agents()
-        .registry()
-        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    let registry = agent_registry(&state)?;
     registry
         .passivate(&id)
         .await

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use agent_supervisor::{AgentDetails, AgentRegistry};
+use agent_supervisor::AgentDetails;
 use axum::{
     Json,
     body::Bytes,
@@ -30,14 +30,6 @@ pub(super) const MAX_BATCH: u64 = 200_000;
 const RECENT_EVENTS: u64 = 20;
 /// How many agents a batch starts at once.
 const BATCH_CONCURRENCY: usize = 256;
-
-fn registry(state: &ApiState) -> Result<AgentRegistry, ApiError> {
-    state
-        .system
-        .agents()
-        .registry()
-        .ok_or(ApiError::Unavailable("agent_registry"))
-}
 
 fn row(a: &AgentDetails) -> Value {
     row_json(&Row::from(a))
@@ -86,7 +78,7 @@ pub(super) async fn page(
     let desc = matches!(query.get("desc").map(String::as_str), Some("1" | "true"));
     let kind = query.get("kind").filter(|k| !k.is_empty());
     let prefix = query.get("prefix").map_or("", String::as_str);
-    registry(&state)?;
+    http::agent_registry(&state)?;
     // The index is in id order; filters keep that order.
     let rows = state.observer.inner.index.rows();
     let mut agents: Vec<&Row> = rows
@@ -130,7 +122,7 @@ pub(super) async fn detail(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let registry = registry(&state)?;
+    let registry = http::agent_registry(&state)?;
     let details = registry
         .details(&id)
         .ok_or_else(|| ApiError::AgentNotFound(id.clone()))?;
@@ -162,7 +154,7 @@ pub(super) async fn stop(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    registry(&state)?
+    http::agent_registry(&state)?
         .stop_agent(&id)
         .await
         .map_err(|e| http::agent_error(&id, e))?;
@@ -208,7 +200,7 @@ pub(super) async fn batch(
             },
             KindError::InvalidArgs(reason) => ApiError::InvalidAgent(reason),
         })?;
-    let registry = registry(&state)?;
+    let registry = http::agent_registry(&state)?;
     let config = Arc::new(config);
     let prefix = request.prefix.unwrap_or_else(|| request.kind.clone());
     let results: Vec<Result<(), ApiError>> = futures::stream::iter(0..request.count)
