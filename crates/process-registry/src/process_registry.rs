@@ -286,7 +286,7 @@ impl ProcessRegistry {
 impl fmt::Debug for ProcessRegistry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ProcessRegistry")
-            .field("production_names", &self.inner.production.names.len())
+            .field("production_names", &self.inner.production.names.map.len())
             .field("test_namespaces", &self.inner.tests.len())
             .field("tracked_processes", &self.inner.records.len())
             .finish_non_exhaustive()

@@ -4,7 +4,7 @@
 use std::sync::{Arc, atomic::AtomicBool};
 
 use dashmap::DashMap;
-use parking_lot::{RwLock, RwLockReadGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use supervision_core::{Metadata, WeakProcessHandle};
 
 use crate::subscribers::Subscribers;
@@ -26,8 +26,9 @@ pub(crate) fn map<K: Eq + std::hash::Hash, V>(shards: usize) -> Map<K, V> {
 }
 
 /// A registered name's holder (held weakly: a registration never keeps a
-/// process alive) and metadata.
-#[derive(Debug)]
+/// process alive) and metadata. Never changed in place: a change puts a
+/// new entry in the map, as readers may still hold the old one.
+#[derive(Debug, Clone)]
 pub(crate) struct NameEntry {
     pub(crate) handle: WeakProcessHandle,
     pub(crate) metadata: Meta,
@@ -70,11 +71,63 @@ impl std::ops::Deref for Meta {
     }
 }
 
+/// The unique names of a namespace: a map that readers search without a
+/// lock and without writing anything shared (papaya: epoch-based
+/// reclamation, so a lookup only pins its own thread's epoch), and locks
+/// by which writers of one name take turns.
+///
+/// Why both: a write is a read, a decision and a change (is the holder
+/// live? then refuse; else take over and tell subscribers, in order).
+/// papaya makes each single change atomic, not the three together, so a
+/// writer holds the lock of its name's stripe around them; readers never
+/// take it. Every change of a name's entry happens under its stripe lock.
+pub(crate) struct Names {
+    /// Name to entry; grows incrementally (papaya's default resize copies a
+    /// chunk per write), so no single insert pays for moving the table.
+    pub(crate) map: papaya::HashMap<Name, NameEntry, Hasher>,
+    /// Writers' locks, a name's chosen by its hash.
+    stripes: Box<[Mutex<()>]>,
+    /// Picks a name's stripe.
+    stripe_hasher: Hasher,
+}
+
+impl Names {
+    /// An empty map whose writers spread over `stripes` locks.
+    fn new(stripes: usize) -> Self {
+        Names {
+            map: papaya::HashMap::builder().hasher(Hasher::default()).build(),
+            stripes: (0..stripes.max(1)).map(|_| Mutex::new(())).collect(),
+            stripe_hasher: Hasher::default(),
+        }
+    }
+
+    /// Held while reading, deciding and changing `name`'s entry.
+    pub(crate) fn lock(&self, name: &str) -> MutexGuard<'_, ()> {
+        use std::hash::BuildHasher;
+        let at = self.stripe_hasher.hash_one(name) as usize % self.stripes.len();
+        self.stripes[at].lock()
+    }
+
+    /// A guard for reading the map: what it returns stays valid while the
+    /// guard lives. Hold none across an `.await`.
+    pub(crate) fn guard(&self) -> papaya::LocalGuard<'_> {
+        self.map.guard()
+    }
+}
+
+impl std::fmt::Debug for Names {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Names")
+            .field("len", &self.map.len())
+            .finish_non_exhaustive()
+    }
+}
+
 /// One namespace.
 #[derive(Debug)]
 pub(crate) struct NsTable {
     /// Unique names.
-    pub(crate) names: Map<Name, NameEntry>,
+    pub(crate) names: Names,
     /// Groups: members in join order, a member once per join. A group with
     /// no member is not kept.
     pub(crate) groups: Map<Arc<str>, Vec<WeakProcessHandle>>,
@@ -86,8 +139,8 @@ pub(crate) struct NsTable {
     /// Taken shared by every change (around the change and its event), and
     /// exclusively by a subscription to the whole namespace while it takes
     /// its snapshot: so no change falls between snapshot and subscription.
-    /// Lookups never take it. Lock order: gate, then a shard, then the
-    /// subscribers or the per-process index.
+    /// Lookups never take it. Lock order: gate, then a name's stripe or a
+    /// group's shard, then the subscribers or the per-process index.
     gate: RwLock<()>,
 }
 
@@ -96,7 +149,7 @@ impl NsTable {
     /// `event_buffer` events.
     pub(crate) fn new(shards: usize, event_buffer: usize) -> Self {
         NsTable {
-            names: map(shards),
+            names: Names::new(shards),
             groups: map(shards),
             subscribers: Subscribers::new(event_buffer),
             had_owned: AtomicBool::new(false),

@@ -289,3 +289,47 @@ async fn unregister_if_frees_only_for_its_holder() {
     assert!(!registry.unregister_if(&Namespace::unique_test(), "agent", &new));
     new.stop().await;
 }
+
+// The borrowed lookups (`with_lookup`, `whereis`) answer as `lookup` does:
+// the live holder with its metadata, nothing for a free name or a holder
+// that is stopping; through the contract too.
+#[tokio::test]
+async fn borrowed_lookups_answer_as_lookup() {
+    let registry = registry();
+    let ns = Namespace::unique_test();
+    let (p, q) = (spawn().await, spawn().await);
+    registry
+        .register(&ns, "x", p.clone(), json!({"v": 1}))
+        .unwrap();
+    let seen = registry.with_lookup(&ns, "x", |holder, metadata| {
+        (holder.id(), holder.is_alive(), metadata.clone())
+    });
+    assert_eq!(seen, Some((p.id(), true, json!({"v": 1}))));
+    assert_eq!(registry.whereis(&ns, "x"), Some(p.id()));
+    assert_eq!(registry.whereis(&ns, "y"), None);
+    assert_eq!(registry.whereis(&Namespace::unique_test(), "x"), None);
+
+    let dynamic: std::sync::Arc<dyn Registry> = registry.clone().into();
+    let mut ids = Vec::new();
+    assert!(dynamic.with_lookup(&ns, "x", &mut |holder, _| ids.push(holder.id())));
+    assert!(!dynamic.with_lookup(&ns, "y", &mut |holder, _| ids.push(holder.id())));
+    assert_eq!(ids, [p.id()]);
+    assert_eq!(dynamic.whereis(&ns, "x"), Some(p.id()));
+
+    // Metadata replaced: the next borrowed lookup sees the new value.
+    registry
+        .update_metadata(&ns, "x", json!({"v": 2}))
+        .unwrap();
+    assert_eq!(
+        registry.with_lookup(&ns, "x", |_, metadata| metadata.clone()),
+        Some(json!({"v": 2}))
+    );
+
+    // A holder that is stopping is not found, and its name is free.
+    p.stop().await;
+    assert_eq!(registry.whereis(&ns, "x"), None);
+    assert_eq!(registry.with_lookup(&ns, "x", |_, _| ()), None);
+    registry.register(&ns, "x", q.clone(), json!(null)).unwrap();
+    assert_eq!(registry.whereis(&ns, "x"), Some(q.id()));
+    q.stop().await;
+}

@@ -8,6 +8,8 @@ use std::sync::Arc;
 
 use thiserror::Error;
 
+use kameo::actor::ActorId;
+
 use crate::{ErrorCode, ExitReason, Namespace, ProcessHandle, Stopper, WeakProcessHandle};
 
 pub use subscription::{
@@ -176,6 +178,39 @@ pub trait Registry: Send + Sync + 'static {
 
     /// The live holder of `name`.
     fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle>;
+
+    /// Runs `f` on the live holder of `name` and its metadata, borrowed
+    /// from the registry, and returns whether a live process held the
+    /// name (`f` ran). For callers that need no owned handle: a registry
+    /// may serve it without taking a lock or a reference count
+    /// (process-registry does), so lookups from many threads never
+    /// contend. Keep `f` short.
+    ///
+    /// The default forwards to
+    /// [`lookup_with_metadata`](Self::lookup_with_metadata).
+    fn with_lookup(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        f: &mut dyn FnMut(&WeakProcessHandle, &Metadata),
+    ) -> bool {
+        match self.lookup_with_metadata(namespace, name) {
+            Some((holder, metadata)) => {
+                f(&holder.downgrade(), &metadata);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The id of the live holder of `name` (OTP's `whereis`): a value to
+    /// compare or log, without an owned handle (see
+    /// [`with_lookup`](Self::with_lookup)).
+    ///
+    /// The default forwards to [`lookup`](Self::lookup).
+    fn whereis(&self, namespace: &Namespace, name: &str) -> Option<ActorId> {
+        self.lookup(namespace, name).map(|holder| holder.id())
+    }
 
     /// The live holder of `name` and its metadata.
     fn lookup_with_metadata(

@@ -3,6 +3,11 @@
 //! `n / 1000` keys each), 1,000,000 lookups from 2 concurrent tasks (key
 //! `(i * 7919 + w) % n + 1`), `n` unregistrations by the owners.
 //!
+//! `lookup_s` reads the holder's id and metadata borrowed
+//! (`with_lookup`), as the anchor's `Registry.lookup` returns a pid and a
+//! value; `lookup_handle_s` times the same lookups returning an owned
+//! handle (`lookup`).
+//!
 //! As in the anchor, each owner is spawned inside the timed register phase
 //! and registers its own keys. Our names are strings: each key is the
 //! integer written in decimal into a stack buffer inside the timed loops,
@@ -82,31 +87,22 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     );
 
     eprintln!("bench registry: {LOOKUPS} lookups from {LOOKUP_TASKS} tasks");
-    let per = LOOKUPS / LOOKUP_TASKS;
-    let t = Instant::now();
-    let lookups: Vec<_> = (0..LOOKUP_TASKS)
-        .map(|w| {
-            let registry = registry.clone();
-            tokio::spawn(async move {
-                let mut missing = 0u64;
-                let mut buf = [0u8; 20];
-                for i in 1..=per {
-                    let k = (i * 7919 + w) % n + 1;
-                    match registry.lookup(&ns, decimal(k, &mut buf)) {
-                        Some(handle) => drop(std::hint::black_box(handle)),
-                        None => missing += 1,
-                    }
-                }
-                missing
-            })
+    // As the anchor's `Registry.lookup`, which returns the holder's pid
+    // and value (values, no reference taken): `with_lookup` hands the
+    // holder and metadata borrowed, read here as the id and the value.
+    let lookup_s = lookups(&registry, n, |registry, key| {
+        registry.with_lookup(&Namespace::Production, key, |holder, metadata| {
+            std::hint::black_box((holder.id(), metadata.is_null()));
         })
-        .collect();
-    let mut missing = 0;
-    for task in lookups {
-        missing += task.await?;
-    }
-    let lookup_s = t.elapsed().as_secs_f64();
-    ensure!(missing == 0, "{missing} lookups found nothing");
+    })
+    .await?;
+    eprintln!("bench registry: {LOOKUPS} lookups of an owned handle");
+    let lookup_handle_s = lookups(&registry, n, |registry, key| {
+        registry
+            .lookup(&Namespace::Production, key)
+            .map(|handle| drop(std::hint::black_box(handle)))
+    })
+    .await?;
 
     eprintln!("bench registry: {OWNERS} owners unregistering {chunk} keys each");
     let t = Instant::now();
@@ -135,10 +131,46 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
         "lookups": LOOKUPS,
         "register_s": register_s,
         "lookup_s": lookup_s,
+        "lookup_handle_s": lookup_handle_s,
         "unregister_s": unregister_s,
         "lookups_per_s": (LOOKUPS as f64 / lookup_s).round(),
         "bytes_per_key_with_owners": (mem1 - mem0) / n as i64,
     }))
+}
+
+/// The seconds [`LOOKUPS`] lookups of `n` keys take from [`LOOKUP_TASKS`]
+/// concurrent tasks, each key `(i * 7919 + w) % n + 1` looked up with
+/// `lookup` (which answers whether it found it).
+async fn lookups(
+    registry: &ProcessRegistry,
+    n: u64,
+    lookup: fn(&ProcessRegistry, &str) -> Option<()>,
+) -> Result<f64> {
+    let per = LOOKUPS / LOOKUP_TASKS;
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..LOOKUP_TASKS)
+        .map(|w| {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                let mut missing = 0u64;
+                let mut buf = [0u8; 20];
+                for i in 1..=per {
+                    let k = (i * 7919 + w) % n + 1;
+                    if lookup(&registry, decimal(k, &mut buf)).is_none() {
+                        missing += 1;
+                    }
+                }
+                missing
+            })
+        })
+        .collect();
+    let mut missing = 0;
+    for task in tasks {
+        missing += task.await?;
+    }
+    let seconds = t.elapsed().as_secs_f64();
+    ensure!(missing == 0, "{missing} lookups found nothing");
+    Ok(seconds)
 }
 
 /// `k` in decimal, written into `buf`.

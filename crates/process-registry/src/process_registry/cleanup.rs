@@ -66,9 +66,12 @@ impl ProcessRegistry {
             return CleanupReport::default();
         };
         let mut processes: HashMap<ActorId, ProcessHandle> = HashMap::new();
-        for entry in table.names.iter() {
-            if let Some(handle) = live(&entry.handle) {
-                processes.insert(handle.id(), handle);
+        {
+            let guard = table.names.guard();
+            for entry in table.names.map.values(&guard) {
+                if let Some(handle) = live(&entry.handle) {
+                    processes.insert(handle.id(), handle);
+                }
             }
         }
         for group in table.groups.iter() {
@@ -110,20 +113,27 @@ impl ProcessRegistry {
     fn clear(&self, namespace: &Namespace, table: &NsTable) -> usize {
         let _changing = table.changing();
         let mut removed = 0;
-        let names: Vec<Name> = table.names.iter().map(|e| e.key().clone()).collect();
+        let guard = table.names.guard();
+        let names: Vec<Name> = table.names.map.keys(&guard).cloned().collect();
         for name in names {
-            let gone = table.names.remove_if(&*name, |key, entry| {
-                self.released_name(
-                    namespace,
-                    table,
-                    key,
-                    &entry.handle,
-                    exit_now(&entry.handle),
-                );
-                true
-            });
-            removed += usize::from(gone.is_some());
+            let _writing = table.names.lock(&name);
+            let gone = table.names.map.remove_if(
+                &*name,
+                |key, entry| {
+                    self.released_name(
+                        namespace,
+                        table,
+                        key,
+                        &entry.handle,
+                        exit_now(&entry.handle),
+                    );
+                    true
+                },
+                &guard,
+            );
+            removed += usize::from(matches!(gone, Ok(Some(_))));
         }
+        drop(guard);
         let groups: Vec<_> = table.groups.iter().map(|e| e.key().clone()).collect();
         for group in groups {
             let _ = table.groups.remove_if(&*group, |key, members| {

@@ -3,9 +3,10 @@
 
 use std::sync::Arc;
 
+use kameo::actor::ActorId;
 use supervision_core::{
     Metadata, Namespace, ProcessHandle, Registry, RegistryError, RegistryEvents, Stopper,
-    Subscription, Topic,
+    Subscription, Topic, WeakProcessHandle,
 };
 
 use super::ProcessRegistry;
@@ -56,6 +57,22 @@ impl Registry for ProcessRegistry {
 
     fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle> {
         ProcessRegistry::lookup(self, namespace, name)
+    }
+
+    fn with_lookup(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        f: &mut dyn FnMut(&WeakProcessHandle, &Metadata),
+    ) -> bool {
+        ProcessRegistry::with_lookup(self, namespace, name, |holder, metadata| {
+            f(holder, metadata)
+        })
+        .is_some()
+    }
+
+    fn whereis(&self, namespace: &Namespace, name: &str) -> Option<ActorId> {
+        ProcessRegistry::whereis(self, namespace, name)
     }
 
     fn lookup_with_metadata(

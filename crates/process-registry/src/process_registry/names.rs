@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, atomic::Ordering};
 
-use dashmap::mapref::entry::Entry;
+use kameo::actor::ActorId;
 use supervision_core::{
     ExitReason, Metadata, Namespace, ProcessHandle, RegistryError, RegistryEvent, Stopper,
     WeakProcessHandle, events,
@@ -120,69 +120,70 @@ impl ProcessRegistry {
         if !watched {
             table.had_owned.store(true, Ordering::Relaxed);
         }
-        let registered = |name: &Name, entry: &NameEntry| RegistryEvent::Registered {
-            name: shared(name),
-            handle: entry.handle.clone(),
-            metadata: Metadata::clone(&entry.metadata),
+        // The event, made before the entry moves into the map, and only
+        // if someone subscribes to this namespace; sent once it is in.
+        let registered = |name: &str, entry: &NameEntry| {
+            (table.subscribers.len() > 0).then(|| RegistryEvent::Registered {
+                name: Arc::from(name),
+                handle: entry.handle.clone(),
+                metadata: Metadata::clone(&entry.metadata),
+            })
         };
-        match table.names.entry(Name::from(name)) {
-            Entry::Occupied(mut slot) => {
-                if slot.get().handle == *handle {
-                    // The same process again: new metadata, and this
-                    // handle (it may outlive the one registered before).
-                    *slot.get_mut() = NameEntry {
-                        handle: handle.downgrade(),
-                        metadata,
-                    };
-                    if let Some(stopper) = stopper {
-                        // Re-registering adds no key, but may bring a new
-                        // stopper.
-                        self.inner.records.set_stopper(handle.id(), stopper);
-                    }
-                    if watched
-                        && !self
-                            .inner
-                            .records
-                            .has(handle.id(), namespace, Kind::Name, name)
-                    {
-                        // An owned name registered again as a watched one.
-                        self.track(namespace, Kind::Name, name, handle, stopper, true);
-                    }
-                    table
-                        .subscribers
-                        .send(About::Name(name), || registered(slot.key(), slot.get()));
-                    return Ok(());
+        let send = |event: Option<RegistryEvent>| {
+            if let Some(event) = event {
+                table.subscribers.send(About::Name(name), || event);
+            }
+        };
+        let _writing = table.names.lock(name);
+        let guard = table.names.guard();
+        let names = &table.names.map;
+        let entry = NameEntry {
+            handle: handle.downgrade(),
+            metadata,
+        };
+        match names.get(name, &guard) {
+            Some(current) if current.handle == *handle => {
+                // The same process again: new metadata, and this handle (it
+                // may outlive the one registered before).
+                let event = registered(name, &entry);
+                names.insert(Name::from(name), entry, &guard);
+                if let Some(stopper) = stopper {
+                    // Re-registering adds no key, but may bring a new
+                    // stopper.
+                    self.inner.records.set_stopper(handle.id(), stopper);
                 }
-                if let Some(holder) = live(&slot.get().handle) {
+                if watched
+                    && !self
+                        .inner
+                        .records
+                        .has(handle.id(), namespace, Kind::Name, name)
+                {
+                    // An owned name registered again as a watched one.
+                    self.track(namespace, Kind::Name, name, handle, stopper, true);
+                }
+                send(event);
+                return Ok(());
+            }
+            Some(current) => {
+                if let Some(holder) = live(&current.handle) {
                     return Err(RegistryError::AlreadyRegistered {
-                        name: shared(slot.key()),
+                        name: Arc::from(name),
                         holder,
                     });
                 }
                 // The holder is stopping or stopped: the name is free.
-                let former = std::mem::replace(
-                    slot.get_mut(),
-                    NameEntry {
-                        handle: handle.downgrade(),
-                        metadata,
-                    },
-                );
-                let exit = exit_now(&former.handle);
-                self.released_name(namespace, &table, name, &former.handle, exit);
-                table
-                    .subscribers
-                    .send(About::Name(name), || registered(slot.key(), slot.get()));
-                self.track(namespace, Kind::Name, slot.key(), handle, stopper, watched);
+                let exit = exit_now(&current.handle);
+                self.released_name(namespace, &table, name, &current.handle, exit);
+                let event = registered(name, &entry);
+                names.insert(Name::from(name), entry, &guard);
+                send(event);
+                self.track(namespace, Kind::Name, name, handle, stopper, watched);
             }
-            Entry::Vacant(slot) => {
-                let slot = slot.insert_entry(NameEntry {
-                    handle: handle.downgrade(),
-                    metadata,
-                });
-                table
-                    .subscribers
-                    .send(About::Name(name), || registered(slot.key(), slot.get()));
-                self.track(namespace, Kind::Name, slot.key(), handle, stopper, watched);
+            None => {
+                let event = registered(name, &entry);
+                names.insert(Name::from(name), entry, &guard);
+                send(event);
+                self.track(namespace, Kind::Name, name, handle, stopper, watched);
             }
         }
         Ok(())
@@ -239,21 +240,32 @@ impl ProcessRegistry {
         let not_registered = || RegistryError::NotRegistered(Arc::from(name));
         let table = self.table(namespace).ok_or_else(not_registered)?;
         let _changing = table.changing();
+        let _writing = table.names.lock(name);
+        let guard = table.names.guard();
         let mut holder = None;
-        let removed = table.names.remove_if(name, |key, entry| {
-            if !whose(&entry.handle) {
-                return false;
-            }
-            holder = live(&entry.handle);
-            // Only an event carries the exit: none is made without a
-            // subscriber (an owner releasing its name as it stops).
-            let exit = match holder {
-                None if table.subscribers.len() > 0 => exit_now(&entry.handle),
-                _ => None,
-            };
-            self.released_name(namespace, &table, key, &entry.handle, exit);
-            true
-        });
+        let removed = table
+            .names
+            .map
+            .remove_if(
+                name,
+                |key, entry| {
+                    if !whose(&entry.handle) {
+                        return false;
+                    }
+                    holder = live(&entry.handle);
+                    // Only an event carries the exit: none is made without
+                    // a subscriber (an owner releasing its name as it stops).
+                    let exit = match holder {
+                        None if table.subscribers.len() > 0 => exit_now(&entry.handle),
+                        _ => None,
+                    };
+                    self.released_name(namespace, &table, key, &entry.handle, exit);
+                    true
+                },
+                &guard,
+            )
+            .ok()
+            .flatten();
         match (removed, holder) {
             (Some(_), Some(holder)) => Ok(holder),
             (Some(_), None) => Err(RegistryError::NotAlive),
@@ -286,9 +298,40 @@ impl ProcessRegistry {
 
     /// The live holder of `name`.
     pub fn lookup(&self, namespace: &Namespace, name: &str) -> Option<ProcessHandle> {
+        self.with_lookup(namespace, name, |holder, _| holder.upgrade())
+            .flatten()
+            .filter(ProcessHandle::is_alive)
+    }
+
+    /// Runs `f` on the live holder of `name` and its metadata, borrowed
+    /// from the registry, and returns what it returns; `None` if no live
+    /// process holds the name. For callers that need no owned handle
+    /// (read the id, compare, send through the weak handle): it writes
+    /// nothing shared, takes no lock and no reference count, so lookups
+    /// from many threads never contend. `f` runs while the registry may be
+    /// changing: the name may be unregistered meanwhile, as with any
+    /// lookup. Keep it short (it delays the reclamation of replaced
+    /// entries).
+    pub fn with_lookup<R>(
+        &self,
+        namespace: &Namespace,
+        name: &str,
+        f: impl FnOnce(&WeakProcessHandle, &Metadata) -> R,
+    ) -> Option<R> {
         let table = self.table(namespace)?;
-        let entry = table.names.get(name)?;
-        live(&entry.handle)
+        let guard = table.names.guard();
+        let entry = table.names.map.get(name, &guard)?;
+        entry
+            .handle
+            .is_alive()
+            .then(|| f(&entry.handle, &entry.metadata))
+    }
+
+    /// The id of the live holder of `name` (OTP's `whereis`): a value to
+    /// compare or log, read without a lock or a reference count (see
+    /// [`with_lookup`](Self::with_lookup)).
+    pub fn whereis(&self, namespace: &Namespace, name: &str) -> Option<ActorId> {
+        self.with_lookup(namespace, name, |holder, _| holder.id())
     }
 
     /// The live holder of `name` and its metadata.
@@ -297,9 +340,10 @@ impl ProcessRegistry {
         namespace: &Namespace,
         name: &str,
     ) -> Option<(ProcessHandle, Metadata)> {
-        let table = self.table(namespace)?;
-        let entry = table.names.get(name)?;
-        live(&entry.handle).map(|handle| (handle, Metadata::clone(&entry.metadata)))
+        self.with_lookup(namespace, name, |holder, metadata| {
+            live(holder).map(|handle| (handle, Metadata::clone(metadata)))
+        })
+        .flatten()
     }
 
     /// The metadata of `name`, if a live process holds it.
@@ -321,12 +365,19 @@ impl ProcessRegistry {
         let result = check_metadata(&metadata).and_then(|()| {
             let not_registered = || RegistryError::NotRegistered(Arc::from(name));
             let table = self.table(namespace).ok_or_else(not_registered)?;
-            let mut entry = table
+            let _writing = table.names.lock(name);
+            let guard = table.names.guard();
+            let entry = table
                 .names
-                .get_mut(name)
+                .map
+                .get(name, &guard)
                 .filter(|entry| entry.handle.is_alive())
                 .ok_or_else(not_registered)?;
-            entry.metadata = Meta::own(metadata);
+            let entry = NameEntry {
+                handle: entry.handle.clone(),
+                metadata: Meta::own(metadata),
+            };
+            table.names.map.insert(Name::from(name), entry, &guard);
             Ok(())
         });
         self.emit(
@@ -359,9 +410,11 @@ impl ProcessRegistry {
     /// How many names of `namespace` live processes hold.
     pub fn count(&self, namespace: &Namespace) -> usize {
         self.table(namespace).map_or(0, |table| {
+            let guard = table.names.guard();
             table
                 .names
-                .iter()
+                .map
+                .values(&guard)
                 .filter(|entry| entry.handle.is_alive())
                 .count()
         })
@@ -380,11 +433,13 @@ impl ProcessRegistry {
         match self.table(namespace) {
             // Owned names are in no index: look at every name.
             Some(table) if table.had_owned.load(Ordering::Relaxed) => {
+                let guard = table.names.guard();
                 let mut keys: Vec<_> = table
                     .names
-                    .iter()
-                    .filter(|entry| entry.handle == *handle)
-                    .map(|entry| shared(entry.key()))
+                    .map
+                    .iter(&guard)
+                    .filter(|(_, entry)| entry.handle == *handle)
+                    .map(|(name, _)| shared(name))
                     .collect();
                 keys.sort_unstable();
                 keys
@@ -400,18 +455,14 @@ pub(super) fn names_of(
     table: &NsTable,
     mut predicate: impl FnMut(&str, &Metadata) -> bool,
 ) -> Vec<(Arc<str>, ProcessHandle, Metadata)> {
+    let guard = table.names.guard();
     let mut found: Vec<_> = table
         .names
-        .iter()
-        .filter(|entry| predicate(entry.key(), &entry.metadata))
-        .filter_map(|entry| {
-            live(&entry.handle).map(|handle| {
-                (
-                    shared(entry.key()),
-                    handle,
-                    Metadata::clone(&entry.metadata),
-                )
-            })
+        .map
+        .iter(&guard)
+        .filter(|(name, entry)| predicate(name, &entry.metadata))
+        .filter_map(|(name, entry)| {
+            live(&entry.handle).map(|handle| (shared(name), handle, Metadata::clone(&entry.metadata)))
         })
         .collect();
     found.sort_unstable_by(|a, b| a.0.cmp(&b.0));

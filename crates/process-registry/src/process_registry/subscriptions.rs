@@ -9,8 +9,7 @@ use supervision_core::{
     Topic,
 };
 
-use super::{ProcessRegistry, live, names::names_of, shared};
-use crate::table::Name;
+use super::{ProcessRegistry, live, names::names_of};
 
 impl ProcessRegistry {
     /// Subscribes to every change of `namespace` from now on, in order.
@@ -37,21 +36,22 @@ impl ProcessRegistry {
         let subscribers = &table.subscribers;
         let mut snapshot = Snapshot::default();
         let events = match topic {
-            Topic::Name(name) => match table.names.entry(Name::from(&*name)) {
-                // The shard lock is held until the subscription is made.
-                Entry::Occupied(slot) => {
-                    let entry = slot.get();
-                    if let Some(holder) = live(&entry.handle) {
-                        snapshot.names.push((
-                            shared(slot.key()),
-                            holder,
-                            Metadata::clone(&entry.metadata),
-                        ));
-                    }
-                    subscribers.subscribe(Topic::Name(name))
+            Topic::Name(name) => {
+                // The name's stripe lock is held until the subscription is
+                // made: no change of the name falls in between.
+                let _writing = table.names.lock(&name);
+                let guard = table.names.guard();
+                if let Some(entry) = table.names.map.get(&*name, &guard)
+                    && let Some(holder) = live(&entry.handle)
+                {
+                    snapshot.names.push((
+                        Arc::clone(&name),
+                        holder,
+                        Metadata::clone(&entry.metadata),
+                    ));
                 }
-                Entry::Vacant(_slot) => subscribers.subscribe(Topic::Name(name)),
-            },
+                subscribers.subscribe(Topic::Name(name))
+            }
             Topic::Group(group) => match table.groups.entry(group.clone()) {
                 Entry::Occupied(slot) => {
                     let members: Vec<_> = slot.get().iter().filter_map(live).collect();

@@ -71,20 +71,26 @@ impl ProcessRegistry {
             let _changing = table.changing();
             match key.kind {
                 Kind::Name => {
-                    let removed = table.names.remove_if(&*key.key, |name, entry| {
-                        if entry.handle != *handle {
-                            return false; // taken over since
-                        }
-                        table
-                            .subscribers
-                            .send(About::Name(name), || RegistryEvent::Unregistered {
-                                name: shared(name),
-                                handle: handle.clone(),
-                                exit: Some(reason.clone()),
-                            });
-                        true
-                    });
-                    names += usize::from(removed.is_some());
+                    let _writing = table.names.lock(&key.key);
+                    let guard = table.names.guard();
+                    let removed = table.names.map.remove_if(
+                        &*key.key,
+                        |name, entry| {
+                            if entry.handle != *handle {
+                                return false; // taken over since
+                            }
+                            table
+                                .subscribers
+                                .send(About::Name(name), || RegistryEvent::Unregistered {
+                                    name: shared(name),
+                                    handle: handle.clone(),
+                                    exit: Some(reason.clone()),
+                                });
+                            true
+                        },
+                        &guard,
+                    );
+                    names += usize::from(matches!(removed, Ok(Some(_))));
                 }
                 Kind::Group => {
                     // Every membership of this group goes at the first key;
