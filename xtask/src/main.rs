@@ -1,7 +1,8 @@
 //! The workspace's automation, run as `cargo xtask <command>`:
 //!
 //! - `test`: everything CI checks (format, clippy, the dependency rule,
-//!   packaging, docs without warnings, each crate building alone, every
+//!   packaging, docs without warnings, each crate building alone and
+//!   with each of its features alone (the umbrella's service groups), every
 //!   example run (each bounded), doc tests, the observer's page in headless
 //!   Chromium, then every test under cargo-nextest with the per-test time
 //!   limit of `.config/nextest.toml`, last so that its summary closes the
@@ -129,6 +130,31 @@ fn test(root: &Path) -> Result<()> {
     // Users depend on single crates: each must build on its own features.
     for package in deps::workspace_packages(root)? {
         run(root, &cargo, &["check", "--quiet", "-p", &package], &[])?;
+    }
+    // A program that embeds a subset turns default features off: each
+    // feature alone, and none, must build (the umbrella's service groups),
+    // and the umbrella's own tests of a system without them pass.
+    for (package, features) in deps::feature_groups(root)? {
+        let base = ["check", "--quiet", "-p", &package, "--no-default-features"];
+        run(root, &cargo, &base, &[])?;
+        for feature in &features {
+            let mut args = base.to_vec();
+            args.extend(["--features", feature]);
+            run(root, &cargo, &args, &[])?;
+        }
+        run(
+            root,
+            &cargo,
+            &[
+                "test",
+                "--quiet",
+                "-p",
+                &package,
+                "--lib",
+                "--no-default-features",
+            ],
+            &[],
+        )?;
     }
     // nextest does not run doc tests.
     run(root, &cargo, &["test", "--doc", "--workspace"], &[])?;

@@ -50,7 +50,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let agents = system
         .agents()
-        .registry()
+        .and_then(|agents| agents.registry())
         .ok_or("the agent layer is not running")?;
     agents.register_agent(
         "greeter-1",
