@@ -11,7 +11,11 @@
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
 //!   the anchors of `../shared/anchors` run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
-//!   medians are printed; the last line is then our medians;
+//!   medians are printed; the last line is then our medians; each run
+//!   keeps its figures, dated, in `docs/bench/NAME.json`;
+//! - `bench --chart` (or `bench chart`): an SVG chart of the ratios of
+//!   each `docs/bench/NAME.json`, `docs/bench/NAME.svg` (`bench NAME
+//!   --anchors --chart` runs, then draws);
 //! - `examples`: every crate's examples, built and run, each bounded;
 //! - `check-publish [--verify]`: every publishable crate packages
 //!   (`cargo package`, offline), in dependency order.
@@ -34,6 +38,7 @@
 
 mod anchors;
 mod browser;
+mod chart;
 mod deps;
 mod examples;
 mod fuzz;
@@ -49,7 +54,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask test | examples | browser | bench NAME [--n N] [--anchors] \
+const USAGE: &str = "usage: cargo xtask test | examples | browser | bench NAME [--n N] [--anchors] [--chart] \
+                     | bench --chart \
                      | fuzz [--minutes N] | soak --minutes N [--rate R] | check-deps | check-publish [--verify] \
                      | mutants CRATE [--file GLOB]... [-- CARGO_MUTANTS_ARGS]";
 
@@ -170,14 +176,20 @@ fn test(root: &Path) -> Result<()> {
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let with_chart = args.iter().any(|a| a == "--chart");
     let Some(name) = args.first() else {
         bail!(USAGE)
     };
+    if name == "--chart" || name == "chart" {
+        let written = chart::chart_all(root)?;
+        eprintln!("xtask: {} charts in {}", written.len(), chart::BENCH_DIR);
+        return Ok(());
+    }
     let with_anchors = args.iter().any(|a| a == "--anchors");
     let forwarded: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| *a != "--anchors")
+        .filter(|a| *a != "--anchors" && *a != "--chart")
         .collect();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd_args = vec![
@@ -251,13 +263,22 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     }
     progress.finish_and_clear();
     let ours = anchors::median(&ours);
+    let mut medians = Vec::new();
     if rounds > 1 {
         eprintln!("xtask: ours, median of {rounds}: {ours}");
         for (anchor, runs) in anchors.iter().zip(&theirs) {
             let median = anchors::median(runs);
             eprintln!("xtask: {}, median of {rounds}: {median}", anchor.label);
             anchors::ratios(anchor.label, &ours, &median, keys);
+            medians.push((anchor.label, median));
         }
+    }
+    // The run's figures, dated, for docs/BENCHMARKS.md and its charts.
+    let record = chart::record(name, rounds, &ours, &medians, keys);
+    let saved = chart::save(root, &record)?;
+    eprintln!("xtask: figures kept in {}", saved.display());
+    if with_chart {
+        chart::chart_all(root)?;
     }
     println!("{ours}");
     Ok(())
