@@ -967,7 +967,8 @@ impl System {
     }
 
     /// The live tree: both applications, every process with its kind,
-    /// status and restart count, and the seed's services not built yet.
+    /// status and restart count, and the seed's services absent from this
+    /// system, each with why.
     pub async fn tree(&self) -> TreeReport {
         let restarts = &self.inner.restarts;
         let foundation = tree::application_node(&self.inner.foundation, restarts).await;
