@@ -50,6 +50,37 @@ pub(crate) fn workspace_packages(root: &Path) -> Result<Vec<String>> {
         .collect())
 }
 
+/// The packages with default features, each with its other features:
+/// `cargo xtask test` checks each alone (and none), so that a program
+/// depending on a subset builds.
+pub(crate) fn feature_groups(root: &Path) -> Result<Vec<(String, Vec<String>)>> {
+    let meta = metadata(root)?;
+    Ok(groups_of(&meta))
+}
+
+/// [`feature_groups`] of a `cargo metadata` document.
+pub(crate) fn groups_of(meta: &Value) -> Vec<(String, Vec<String>)> {
+    let mut found = Vec::new();
+    for package in packages(meta) {
+        let (Some(name), Some(features)) =
+            (package["name"].as_str(), package["features"].as_object())
+        else {
+            continue;
+        };
+        if !features.contains_key("default") {
+            continue;
+        }
+        let mut groups: Vec<String> = features
+            .keys()
+            .filter(|f| *f != "default")
+            .cloned()
+            .collect();
+        groups.sort();
+        found.push((name.to_owned(), groups));
+    }
+    found
+}
+
 /// The offending edges of `meta`: (service crate, workspace crate it names).
 pub(crate) fn violations(meta: &Value) -> Vec<(String, String)> {
     let names: Vec<&str> = packages(meta)
@@ -125,5 +156,21 @@ mod tests {
             { "name": "telemetry", "kind": "dev" },
         ]));
         assert!(violations(&m).is_empty());
+    }
+
+    // Only packages with default features are checked feature by feature,
+    // each of its other features named once.
+    #[test]
+    fn feature_groups_are_those_of_packages_with_defaults() {
+        let m = json!({ "packages": [
+            { "name": "mabeam", "features": {
+                "default": ["foundation", "agents"], "foundation": [], "agents": [] } },
+            { "name": "supervision-core", "features": { "testkit": [] } },
+            { "name": "telemetry", "features": {} },
+        ]});
+        assert_eq!(
+            groups_of(&m),
+            vec![("mabeam".into(), vec!["agents".into(), "foundation".into()])]
+        );
     }
 }

@@ -1,7 +1,8 @@
 //! The workspace's automation, run as `cargo xtask <command>`:
 //!
 //! - `test`: everything CI checks (format, clippy, the dependency rule,
-//!   packaging, docs without warnings, each crate building alone, every
+//!   packaging, docs without warnings, each crate building alone and
+//!   with each of its features alone (the umbrella's service groups), every
 //!   example run (each bounded), doc tests, the observer's page in headless
 //!   Chromium, then every test under cargo-nextest with the per-test time
 //!   limit of `.config/nextest.toml`, last so that its summary closes the
@@ -10,7 +11,11 @@
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
 //!   the anchors of `../shared/anchors` run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
-//!   medians are printed; the last line is then our medians;
+//!   medians are printed; the last line is then our medians; each run
+//!   keeps its figures, dated, in `docs/bench/NAME.json`;
+//! - `bench --chart` (or `bench chart`): an SVG chart of the ratios of
+//!   each `docs/bench/NAME.json`, `docs/bench/NAME.svg` (`bench NAME
+//!   --anchors --chart` runs, then draws);
 //! - `examples`: every crate's examples, built and run, each bounded;
 //! - `check-publish [--verify]`: every publishable crate packages
 //!   (`cargo package`, offline), in dependency order.
@@ -33,6 +38,7 @@
 
 mod anchors;
 mod browser;
+mod chart;
 mod deps;
 mod examples;
 mod fuzz;
@@ -48,7 +54,8 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-const USAGE: &str = "usage: cargo xtask test | examples | browser | bench NAME [--n N] [--anchors] \
+const USAGE: &str = "usage: cargo xtask test | examples | browser | bench NAME [--n N] [--anchors] [--chart] \
+                     | bench --chart \
                      | fuzz [--minutes N] | soak --minutes N [--rate R] | check-deps | check-publish [--verify] \
                      | mutants CRATE [--file GLOB]... [-- CARGO_MUTANTS_ARGS]";
 
@@ -130,6 +137,31 @@ fn test(root: &Path) -> Result<()> {
     for package in deps::workspace_packages(root)? {
         run(root, &cargo, &["check", "--quiet", "-p", &package], &[])?;
     }
+    // A program that embeds a subset turns default features off: each
+    // feature alone, and none, must build (the umbrella's service groups),
+    // and the umbrella's own tests of a system without them pass.
+    for (package, features) in deps::feature_groups(root)? {
+        let base = ["check", "--quiet", "-p", &package, "--no-default-features"];
+        run(root, &cargo, &base, &[])?;
+        for feature in &features {
+            let mut args = base.to_vec();
+            args.extend(["--features", feature]);
+            run(root, &cargo, &args, &[])?;
+        }
+        run(
+            root,
+            &cargo,
+            &[
+                "test",
+                "--quiet",
+                "-p",
+                &package,
+                "--lib",
+                "--no-default-features",
+            ],
+            &[],
+        )?;
+    }
     // nextest does not run doc tests.
     run(root, &cargo, &["test", "--doc", "--workspace"], &[])?;
     // Every test in its own process, under the per-test limit of
@@ -144,14 +176,20 @@ fn test(root: &Path) -> Result<()> {
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
+    let with_chart = args.iter().any(|a| a == "--chart");
     let Some(name) = args.first() else {
         bail!(USAGE)
     };
+    if name == "--chart" || name == "chart" {
+        let written = chart::chart_all(root)?;
+        eprintln!("xtask: {} charts in {}", written.len(), chart::BENCH_DIR);
+        return Ok(());
+    }
     let with_anchors = args.iter().any(|a| a == "--anchors");
     let forwarded: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| *a != "--anchors")
+        .filter(|a| *a != "--anchors" && *a != "--chart")
         .collect();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd_args = vec![
@@ -225,13 +263,22 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
     }
     progress.finish_and_clear();
     let ours = anchors::median(&ours);
+    let mut medians = Vec::new();
     if rounds > 1 {
         eprintln!("xtask: ours, median of {rounds}: {ours}");
         for (anchor, runs) in anchors.iter().zip(&theirs) {
             let median = anchors::median(runs);
             eprintln!("xtask: {}, median of {rounds}: {median}", anchor.label);
             anchors::ratios(anchor.label, &ours, &median, keys);
+            medians.push((anchor.label, median));
         }
+    }
+    // The run's figures, dated, for docs/BENCHMARKS.md and its charts.
+    let record = chart::record(name, rounds, &ours, &medians, keys);
+    let saved = chart::save(root, &record)?;
+    eprintln!("xtask: figures kept in {}", saved.display());
+    if with_chart {
+        chart::chart_all(root)?;
     }
     println!("{ours}");
     Ok(())

@@ -98,6 +98,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The next message wakes one transparently.
     println!("counter-7 woken: {}", c7.ask(CounterMsg::Get).await?);
 
-    agents.shutdown().await; // every agent stopped, then the supervisor
+    agents.stop().await; // every agent stopped, then the supervisor
     Ok(())
 }

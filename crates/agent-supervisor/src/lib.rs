@@ -95,7 +95,7 @@
 //! // Or as another crate does, by the directory contract:
 //! let vote = Envelope::new("coordination.vote", serde_json::json!({"proposal": 12}), Duration::from_secs(1));
 //! assert_eq!(agents.ask(&"voter-1".into(), vote).await, Ok(serde_json::json!(false)));
-//! agents.shutdown().await;
+//! agents.stop().await;
 //! # }
 //! ```
 //!

@@ -250,7 +250,7 @@ impl StatusCounts {
 ///
 /// agents.stop_agent("d-1").await.unwrap();
 /// assert_eq!(agents.status("d-1"), Some(AgentStatus::Stopped));
-/// agents.shutdown().await;
+/// agents.stop().await;
 /// # }
 /// ```
 #[derive(Clone)]
@@ -674,9 +674,15 @@ impl AgentRegistry {
         self.shared.supervisor()
     }
 
+    /// The old name of [`stop`](Self::stop) (stopping is `stop` everywhere).
+    #[deprecated(since = "0.1.0", note = "renamed to `stop`")]
+    pub async fn shutdown(&self) {
+        self.stop().await;
+    }
+
     /// Stops every agent (each ends `Stopped`) and the supervisor; returns
     /// once all have stopped.
-    pub async fn shutdown(&self) {
+    pub async fn stop(&self) {
         self.shared.closing.store(true, Ordering::Release);
         let slots: Vec<Arc<Slot>> = self
             .shared

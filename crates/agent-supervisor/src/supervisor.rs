@@ -29,9 +29,9 @@ use supervision_core::{
 ///
 /// # #[tokio::main] async fn main() {
 /// let sup = AgentSupervisor::start("agents", Telemetry::disabled()).await.unwrap();
-/// let agent = sup.start_agent(ChildSpec::actor::<Worker>("worker-1", || Worker)).await.unwrap();
-/// sup.stop_agent(&agent).await.unwrap();
-/// assert!(!agent.is_alive()); // stopped when stop_agent returns
+/// let agent = sup.start_child(ChildSpec::actor::<Worker>("worker-1", || Worker)).await.unwrap();
+/// sup.terminate_child(&agent).await.unwrap();
+/// assert!(!agent.is_alive()); // stopped when terminate_child returns
 /// sup.stop().await;
 /// # }
 /// ```
@@ -57,13 +57,15 @@ impl AgentSupervisor {
 
     /// Starts an agent process from `spec` (made temporary) and returns it
     /// once started; a start error is returned and nothing is kept.
-    pub async fn start_agent(&self, spec: ChildSpec) -> Result<ProcessHandle, SupervisorError> {
+    /// Named as `DynamicSupervisor`'s: it starts a process from a spec
+    /// (`AgentRegistry::start_agent` starts a registered agent by id).
+    pub async fn start_child(&self, spec: ChildSpec) -> Result<ProcessHandle, SupervisorError> {
         self.supervisor
             .start_child(spec.with_restart(RestartType::Temporary))
             .await
     }
 
-    /// [`start_agent`](Self::start_agent) for an agent host, which reports
+    /// [`start_child`](Self::start_child) for an agent host, which reports
     /// its own exit through [`exit_notice`](Self::exit_notice): no watcher
     /// task per agent.
     pub(crate) async fn start_reporting_agent(
@@ -82,7 +84,7 @@ impl AgentSupervisor {
 
     /// Stops `agent` by its spec's shutdown; returns only once it has
     /// stopped.
-    pub async fn stop_agent(&self, agent: &ProcessHandle) -> Result<(), SupervisorError> {
+    pub async fn terminate_child(&self, agent: &ProcessHandle) -> Result<(), SupervisorError> {
         self.supervisor.terminate_child(agent).await
     }
 

@@ -118,7 +118,7 @@ async fn drops_a_start_in_on_start(
         s.agents.supervisor().count_children().await.unwrap().active,
         1
     );
-    s.agents.shutdown().await;
+    s.agents.stop().await;
     assert!(!process.is_alive());
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Stopped));
 }

@@ -98,7 +98,7 @@ async fn the_agent_supervisor_stops_agents_whose_on_stop_hangs() {
     let s = setup().await;
     s.agents.register_agent("c", stuck()).unwrap();
     let c = s.agents.start_agent("c").await.unwrap();
-    bounded("shutdown", s.agents.shutdown()).await;
+    bounded("shutdown", s.agents.stop()).await;
     assert_eq!(c.exited().await, ExitReason::Killed);
     assert_eq!(s.agents.status("c"), Some(AgentStatus::Stopped));
 }

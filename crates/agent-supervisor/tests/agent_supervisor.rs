@@ -13,21 +13,21 @@ use supervision_core::{
 struct Idle;
 
 #[tokio::test]
-async fn stop_agent_returns_once_the_agent_has_stopped() {
+async fn terminate_child_returns_once_the_agent_has_stopped() {
     let sup = AgentSupervisor::start("agents", Telemetry::disabled())
         .await
         .unwrap();
     let agent = sup
-        .start_agent(ChildSpec::new("a", || ProcessHandle::spawn::<Idle>(Idle)))
+        .start_child(ChildSpec::new("a", || ProcessHandle::spawn::<Idle>(Idle)))
         .await
         .unwrap();
     assert_eq!(sup.count_children().await.unwrap().active, 1);
     let children = sup.which_children().await.unwrap();
     assert_eq!(children[0].restart, RestartType::Temporary);
-    sup.stop_agent(&agent).await.unwrap();
+    sup.terminate_child(&agent).await.unwrap();
     assert!(!agent.is_alive());
     assert_eq!(sup.count_children().await.unwrap().active, 0);
-    assert!(sup.stop_agent(&agent).await.is_err());
+    assert!(sup.terminate_child(&agent).await.is_err());
     sup.stop().await;
 }
 
@@ -39,7 +39,7 @@ async fn crashed_agents_are_not_restarted_and_never_trip_its_intensity() {
     let (kit, _lifecycle) = TestKit::new();
     // Far more crashes than the default intensity (3 in 5 s) allows.
     for i in 0..20 {
-        let agent = sup.start_agent(kit.spec(&format!("a{i}"))).await.unwrap();
+        let agent = sup.start_child(kit.spec(&format!("a{i}"))).await.unwrap();
         crash(&agent).await;
         // The supervisor saw the exit, and does not restart it.
         let exited = probe.next(Duration::from_secs(5)).await.unwrap();

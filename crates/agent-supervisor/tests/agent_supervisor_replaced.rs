@@ -94,7 +94,7 @@ async fn a_killed_agent_supervisor_is_replaced_and_its_agents_restarted() {
     for (id, _) in IDS {
         assert_ne!(s.agents.status(id), Some(AgentStatus::Failed), "{id}");
     }
-    s.agents.shutdown().await;
+    s.agents.stop().await;
     for (id, _) in IDS {
         assert_eq!(s.agents.status(id), Some(AgentStatus::Stopped), "{id}");
     }

@@ -49,7 +49,11 @@ async fn an_agent_terminated_through_the_supervisor_ends_stopped() {
         .register_agent("p", worker("k").with_restart(RestartType::Permanent))
         .unwrap();
     let process = s.agents.start_agent("p").await.unwrap();
-    s.agents.supervisor().stop_agent(&process).await.unwrap();
+    s.agents
+        .supervisor()
+        .terminate_child(&process)
+        .await
+        .unwrap();
     assert_eq!(process.exited().await, ExitReason::Shutdown(None));
     assert_eq!(s.agents.status("p"), Some(AgentStatus::Stopped));
     assert_eq!(s.agents.details("p").unwrap().restarts, 0);

@@ -78,11 +78,11 @@ async fn an_agent_that_stops_by_itself_during_its_supervisors_stop_keeps_normal(
 
     let stopping = tokio::spawn({
         let (supervisor, process) = (s.agents.supervisor().clone(), process.clone());
-        async move { supervisor.stop_agent(&process).await }
+        async move { supervisor.terminate_child(&process).await }
     });
     stop_requested(&process).await;
     gate.notify_one();
-    within("stop_agent", stopping).await.unwrap().unwrap();
+    within("terminate_child", stopping).await.unwrap().unwrap();
     let _ = within("the ask", asking).await;
 
     // Before: Shutdown and Stopped, as if the stop had ended it.

@@ -130,7 +130,7 @@ async fn ten_thousand_agents_five_thousand_kills_eight_askers() {
     );
     assert_eq!(s.processes.count(&s.ns), AGENTS);
 
-    s.agents.shutdown().await;
+    s.agents.stop().await;
     assert_eq!(s.agents.counts().get(AgentStatus::Stopped), AGENTS);
     assert_eq!(s.processes.count(&s.ns), 0);
 }

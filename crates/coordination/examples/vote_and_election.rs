@@ -168,6 +168,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
 
     drop(election);
-    agents.shutdown().await;
+    agents.stop().await;
     Ok(())
 }

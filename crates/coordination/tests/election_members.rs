@@ -241,7 +241,7 @@ impl Cluster {
 
     async fn stop(self) {
         drop(self.election);
-        self.agents.shutdown().await;
+        self.agents.stop().await;
     }
 }
 

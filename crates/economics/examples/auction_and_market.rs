@@ -112,6 +112,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("after completion: alice spent {spent:?}, carol earned {earned:?}");
     println!("carol's reputation: {:.2}", reputation.score(&good));
 
-    agents.shutdown().await;
+    agents.stop().await;
     Ok(())
 }

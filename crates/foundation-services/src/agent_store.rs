@@ -166,9 +166,15 @@ impl SqliteAgentStore {
 
     /// Commits the writes queued before, stops the writer and releases the
     /// file; later calls are refused as `Unavailable`.
-    pub async fn close(&self) {
+    pub async fn stop(&self) {
         let inner = self.inner.clone();
         let _ = tokio::task::spawn_blocking(move || inner.close()).await;
+    }
+
+    /// The old name of [`stop`](Self::stop) (stopping is `stop` everywhere).
+    #[deprecated(since = "0.1.0", note = "renamed to `stop`")]
+    pub async fn close(&self) {
+        self.stop().await;
     }
 
     /// Runs `read` on a reader connection, off the async threads.

@@ -102,7 +102,7 @@
 //! let history = store.query(EventQuery::new().stream("order-1")).await?;
 //! assert_eq!(history.len(), 2);
 //! assert_eq!(history[1].stream_version, 2);
-//! store.close().await;
+//! store.stop().await;
 //! # Ok(()) }
 //! ```
 

@@ -43,7 +43,7 @@
 //! store.append(Event::new("order-1", "order_placed", serde_json::json!({"total": 30}))).await?;
 //! let history = store.query(EventQuery::new().stream("order-1")).await?;
 //! assert_eq!(history.len(), 1);
-//! store.close().await;
+//! store.stop().await;
 //! # Ok(()) }
 //! ```
 //!

@@ -64,7 +64,7 @@
 //! assert_eq!(crashed.await, Err::<(), _>(TaskError::Panicked("boom".into())));
 //! assert_eq!(tasks.counts().crashed, 1);
 //!
-//! let report = tasks.shutdown().await;
+//! let report = tasks.stop().await;
 //! assert_eq!(report.aborted, 0);
 //! assert_eq!(tasks.spawn(async {}), Err(TaskError::ShutDown));
 //! # }
@@ -346,7 +346,7 @@ impl TaskSupervisor {
     /// Takes no new task ([`TaskError::ShutDown`]), waits for the running
     /// ones up to the shutdown timeout (on the clock), aborts the rest and
     /// waits until they are gone; emits `task_supervisor.shutdown`.
-    pub async fn shutdown(&self) -> ShutdownReport {
+    pub async fn stop(&self) -> ShutdownReport {
         let inner = &self.inner;
         inner.accepting.store(false, Ordering::Release);
         let began = inner.clock.now();
@@ -374,6 +374,12 @@ impl TaskSupervisor {
             &[("supervisor", MetaValue::Str(&inner.name))],
         );
         report
+    }
+
+    /// The old name of [`stop`](Self::stop) (stopping is `stop` everywhere).
+    #[deprecated(since = "0.1.0", note = "renamed to `stop`")]
+    pub async fn shutdown(&self) -> ShutdownReport {
+        self.stop().await
     }
 
     /// Takes tasks again after a shutdown (the service does this when it

@@ -732,7 +732,7 @@ async fn foreign_files_and_a_second_store_are_refused() {
         .query_row("SELECT count(*) FROM schema_migrations", [], |r| r.get(0))
         .unwrap();
     assert_eq!(migrations, 1);
-    first.close().await;
+    first.stop().await;
     let err = within("closed", first.count()).await.unwrap_err();
     assert_eq!(err.code(), 1708);
 }

@@ -141,7 +141,7 @@ async fn every_change_is_recorded_with_its_previous_value() {
         json!({"path": "a.x", "old": 10, "new": 20})
     );
     process.stop().await;
-    store.close().await;
+    store.stop().await;
 }
 
 /// A sink that refuses while `down` is set, and keeps what it accepts.

@@ -63,7 +63,7 @@ async fn appended_events_come_back_with_ids_versions_and_fields() {
     assert_eq!(second.event.causation_id, Some(1));
     assert_eq!(second.event.metadata["user"], "ops");
     assert_eq!(second.event.kind, "created");
-    store.close().await;
+    store.stop().await;
 }
 
 #[tokio::test]
@@ -73,7 +73,7 @@ async fn get_of_an_unknown_id_is_not_found_with_a_stable_code() {
     let error = store.get(42).await.unwrap_err();
     assert_eq!(error, EventStoreError::NotFound(42));
     assert_eq!(error.code(), 3002);
-    store.close().await;
+    store.stop().await;
 }
 
 // Optimistic concurrency: an append expecting a version the stream has
@@ -131,7 +131,7 @@ async fn expected_version_conflicts_when_the_stream_moved_on() {
         batch.iter().map(|a| a.stream_version).collect::<Vec<_>>(),
         [3, 4]
     );
-    store.close().await;
+    store.stop().await;
 }
 
 // Concurrent writers expecting the same version: exactly one wins.
@@ -150,7 +150,7 @@ async fn of_concurrent_appends_expecting_one_version_exactly_one_wins() {
             .filter_map(|r| r.as_ref().err())
             .all(|e| matches!(e, EventStoreError::VersionConflict { .. }))
     );
-    store.close().await;
+    store.stop().await;
 }
 
 // One invalid event rejects its whole batch; nothing of it is written, and
@@ -180,7 +180,7 @@ async fn a_batch_with_one_invalid_event_writes_nothing() {
         .unwrap();
     assert_eq!(written.iter().map(|a| a.id).collect::<Vec<_>>(), [1, 2]);
     assert!(store.append_batch(Vec::new()).await.unwrap().is_empty());
-    store.close().await;
+    store.stop().await;
 }
 
 // A batch that fails inside the writer (a version conflict) is rolled back
@@ -210,7 +210,7 @@ async fn a_batch_failing_in_the_writer_is_rolled_back_alone() {
             .collect::<Vec<_>>(),
         ["first", "fine", "fine"]
     );
-    store.close().await;
+    store.stop().await;
 }
 
 // A retried append with the same idempotency key is stored once and
@@ -253,7 +253,7 @@ async fn an_idempotency_key_stores_a_retried_append_once() {
         matches!(twice, EventStoreError::InvalidEvent { index: 1, .. }),
         "{twice:?}"
     );
-    store.close().await;
+    store.stop().await;
 
     let store = open(&dir).await;
     let after_restart = store
@@ -262,7 +262,7 @@ async fn an_idempotency_key_stores_a_retried_append_once() {
         .unwrap();
     assert_eq!(after_restart.id, first.id);
     assert_eq!(store.stats().await.unwrap().events, 1);
-    store.close().await;
+    store.stop().await;
 }
 
 // Bad input gets a typed error and changes nothing.
@@ -312,7 +312,7 @@ async fn bad_events_are_refused_with_typed_errors() {
         EventStoreError::InvalidEvent { index: 1, .. }
     ));
     assert_eq!(store.stats().await.unwrap().events, 0);
-    store.close().await;
+    store.stop().await;
 }
 
 // The EventSink contract records through the store, durably, and says
@@ -324,7 +324,7 @@ async fn the_store_is_an_event_sink() {
     let sink: std::sync::Arc<dyn EventSink> = std::sync::Arc::new(store.clone());
     assert_eq!(sink.record(ev("s", "k", json!(1))).await, Ok(1));
     assert_eq!(sink.record(ev("s", "k", json!(2))).await, Ok(2));
-    store.close().await;
+    store.stop().await;
     let error = sink.record(ev("s", "k", json!(3))).await.unwrap_err();
     assert!(matches!(
         error,
@@ -352,7 +352,7 @@ async fn queued_appends_are_durable_when_the_last_is_acknowledged() {
     let last = queued.pop().unwrap().await.unwrap();
     assert_eq!(last.id, 500);
     drop(queued);
-    store.close().await;
+    store.stop().await;
     let store = open(&dir).await;
     let all = store.read_from(1, 1_000).await.unwrap();
     assert_eq!(all.len(), 500);
@@ -361,5 +361,5 @@ async fn queued_appends_are_durable_when_the_last_is_acknowledged() {
             .enumerate()
             .all(|(i, e)| e.event.data == json!(i))
     );
-    store.close().await;
+    store.stop().await;
 }

@@ -60,7 +60,7 @@ async fn a_retried_batch_is_answered_whole_and_writes_nothing() {
             .collect::<Vec<_>>()
     );
     assert_eq!(kinds(&store).await, ["placed", "noted"]);
-    store.close().await;
+    store.stop().await;
 }
 
 // A batch that starts with a stored key but is not the same batch is
@@ -118,7 +118,7 @@ async fn another_batch_with_a_stored_key_is_checked_like_any_other() {
         .unwrap_err();
     assert!(matches!(reused, EventStoreError::KeyTaken { .. }));
     assert_eq!(kinds(&store).await, ["placed", "noted"]);
-    store.close().await;
+    store.stop().await;
 }
 
 // A batch failing after its first insert (its second event's key is
@@ -181,5 +181,5 @@ async fn a_batch_failing_after_its_first_insert_is_rolled_back_alone_in_its_grou
         }
     }
     assert!(grouped, "the failing batch never shared a group");
-    store.close().await;
+    store.stop().await;
 }

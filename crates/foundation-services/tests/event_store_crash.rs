@@ -158,6 +158,6 @@ fn every_acknowledged_event_survives_a_sigkill_and_no_partial_batch_is_seen() {
             acked.len(),
             batches.len()
         );
-        store.close().await;
+        store.stop().await;
     });
 }

@@ -29,9 +29,9 @@ async fn two_stores_never_open_the_same_directory() {
     let second = EventStore::open(config(dir.path())).await.unwrap_err();
     assert_eq!(second, EventStoreError::Locked(dir.path().to_owned()));
     assert_eq!(second.code(), 3006);
-    first.close().await;
+    first.stop().await;
     let reopened = EventStore::open(config(dir.path())).await.unwrap();
-    reopened.close().await;
+    reopened.stop().await;
 }
 
 // A file that is not an SQLite database is refused and left untouched.
@@ -73,7 +73,7 @@ async fn a_corrupted_file_is_refused() {
         .map(|i| Event::new(format!("s{i}"), "k", json!("x".repeat(200))))
         .collect();
     store.append_batch(batch).await.unwrap();
-    store.close().await;
+    store.stop().await;
     let db = dir.path().join(DATABASE_FILE);
     checkpoint(&db);
     let mut bytes = std::fs::read(&db).unwrap();
@@ -96,7 +96,7 @@ async fn a_newer_schema_is_refused() {
     EventStore::open(config(dir.path()))
         .await
         .unwrap()
-        .close()
+        .stop()
         .await;
     let db = dir.path().join(DATABASE_FILE);
     rusqlite::Connection::open(&db)
@@ -170,7 +170,7 @@ async fn a_version_1_file_is_migrated() {
         .unwrap();
     assert_eq!((new.id, new.stream_version), (2, 2));
     assert_eq!(store.get(2).await.unwrap().event.metadata["m"], 1);
-    store.close().await;
+    store.stop().await;
     let version: u32 = rusqlite::Connection::open(&db)
         .unwrap()
         .pragma_query_value(None, "user_version", |r| r.get(0))

@@ -87,7 +87,7 @@ async fn a_group_holds_at_most_max_group_events() {
     let stats = store.stats().await.unwrap();
     assert_eq!((stats.appended, stats.events), (9, 9), "{stats:?}");
     assert_eq!((stats.largest_group, stats.commits), (3, 3), "{stats:?}");
-    store.close().await;
+    store.stop().await;
 }
 
 // In one group: two appends to a stream, a batch to it that fails at its
@@ -139,7 +139,7 @@ async fn a_batch_failing_after_its_first_insert_is_undone_within_its_group() {
         .map(|e| e.event.kind)
         .collect();
     assert_eq!(kinds, ["a", "a", "c", "d"]);
-    store.close().await;
+    store.stop().await;
 }
 
 // A retried append (same idempotency key) is acknowledged as a duplicate
@@ -178,7 +178,7 @@ async fn a_retried_append_is_published_once() {
         (first.id, other.id),
         "the retry was published again"
     );
-    store.close().await;
+    store.stop().await;
 }
 
 // A commit that fails (a trigger of the test's own refuses the new
@@ -227,5 +227,5 @@ async fn a_failed_commit_fails_its_group_and_nothing_of_it_is_kept() {
         .await
         .unwrap();
     assert_eq!(next_poison.stream_version, 1);
-    store.close().await;
+    store.stop().await;
 }

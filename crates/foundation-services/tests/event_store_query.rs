@@ -88,7 +88,7 @@ async fn queries_filter_by_stream_kind_time_and_correlation() {
             .unwrap()
             .is_empty()
     );
-    store.close().await;
+    store.stop().await;
 }
 
 #[tokio::test]
@@ -124,7 +124,7 @@ async fn queries_order_offset_and_limit() {
         q(EventQuery::new().offset(u64::MAX)).await,
         Err(EventStoreError::InvalidQuery(_))
     ));
-    store.close().await;
+    store.stop().await;
 }
 
 // The chain runs from the root cause to the event itself.
@@ -160,7 +160,7 @@ async fn the_causation_chain_runs_from_the_root_to_the_event() {
         store.causation_chain(99).await.unwrap_err(),
         EventStoreError::NotFound(99)
     );
-    store.close().await;
+    store.stop().await;
 }
 
 // Pruning deletes what is older, answers the count, and never lets an id
@@ -182,7 +182,7 @@ async fn prune_before_deletes_old_events_and_ids_are_never_reused() {
     );
     // Everything pruned, then the store restarted: ids go on from 11.
     assert_eq!(store.prune_before(u64::MAX).await.unwrap(), 5);
-    store.close().await;
+    store.stop().await;
     let store = EventStore::open(EventStoreConfig::new(dir.path()))
         .await
         .unwrap();
@@ -191,7 +191,7 @@ async fn prune_before_deletes_old_events_and_ids_are_never_reused() {
         .await
         .unwrap();
     assert_eq!((next.id, next.stream_version), (11, 6));
-    store.close().await;
+    store.stop().await;
 }
 
 #[tokio::test]
@@ -205,7 +205,7 @@ async fn stats_count_events_streams_and_commits() {
     assert_eq!(stats.appended, 10);
     assert!(stats.commits >= 1 && stats.commits <= 10);
     assert!(stats.file_bytes > 0);
-    store.close().await;
+    store.stop().await;
 }
 
 // Other crates read through the contract, without naming this crate's
@@ -241,5 +241,5 @@ async fn the_store_is_an_event_reader() {
             .len(),
         3
     );
-    store.close().await;
+    store.stop().await;
 }

@@ -80,7 +80,7 @@ async fn the_sink_reaches_the_store_across_a_restart() {
         .await
         .unwrap();
     assert_eq!(reopened.stats().await.unwrap().events, 2);
-    reopened.close().await;
+    reopened.stop().await;
 }
 
 // A store that cannot open (its directory is held by another store)
@@ -101,7 +101,7 @@ async fn a_store_that_cannot_open_fails_the_start() {
         matches!(&error, ApplicationError::StartFailed { service, .. } if &**service == "event_store"),
         "{error:?}"
     );
-    holder.close().await;
+    holder.stop().await;
 }
 
 // The health check fails once the store behind the handle is gone.
@@ -118,7 +118,7 @@ async fn the_health_check_reports_a_store_that_is_not_running() {
         .unwrap();
     let handle = app.status().await.services[0].handle.clone().unwrap();
     assert_eq!(check.run(&handle).await, Health::Healthy);
-    store.close().await;
+    store.stop().await;
     assert!(matches!(check.run(&handle).await, Health::Unhealthy(_)));
     app.stop().await.unwrap();
 }

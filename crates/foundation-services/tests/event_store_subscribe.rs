@@ -36,7 +36,7 @@ async fn a_subscriber_gets_stored_events_then_live_ones() {
     let live = within(sub.next()).await.unwrap().unwrap();
     assert_eq!((live.id, live.event.data.clone()), (6, json!(6)));
     assert_eq!(live.event.node.as_deref(), Some("local"));
-    store.close().await;
+    store.stop().await;
 }
 
 // Appends run while the subscriber catches up over several pages and
@@ -73,7 +73,7 @@ async fn no_gap_and_no_duplicate_across_the_hand_over() {
     }
     writer.await.unwrap();
     assert_eq!(seen, (1..=STORED + LIVE).collect::<Vec<_>>());
-    store.close().await;
+    store.stop().await;
 }
 
 // A subscriber that falls more than its buffer behind is told so, with
@@ -104,7 +104,7 @@ async fn a_lagging_subscriber_is_told_where_to_resume() {
     for expected in 2..=21 {
         assert_eq!(within(resumed.next()).await.unwrap().unwrap().id, expected);
     }
-    store.close().await;
+    store.stop().await;
 }
 
 #[tokio::test]
@@ -117,7 +117,7 @@ async fn a_subscription_ends_when_the_store_stops() {
     let mut sub = store.subscribe(1);
     assert_eq!(within(sub.next()).await.unwrap().unwrap().id, 1);
     let waiting = tokio::spawn(async move { within(sub.next()).await });
-    store.close().await;
+    store.stop().await;
     let ended = waiting.await.unwrap().unwrap().unwrap_err();
     assert!(matches!(ended, EventReadError::Unavailable(_)), "{ended:?}");
     assert!(matches!(

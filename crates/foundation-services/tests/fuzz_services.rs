@@ -467,7 +467,7 @@ fn a_number_in_an_event_reads_back_exactly() {
             .await
             .unwrap();
         assert_eq!(store.get(appended.id).await.unwrap().event.data, data);
-        store.close().await;
+        store.stop().await;
     });
 }
 
@@ -499,7 +499,7 @@ fn events_are_stored_as_sent_or_refused_typed_and_not_stored() {
             Ok(())
         })
     });
-    runtime.block_on(store.close());
+    runtime.block_on(store.stop());
 }
 
 /// What a damaged row's column may hold.
@@ -557,7 +557,7 @@ fn a_damaged_stored_row_reads_as_a_typed_error_and_spoils_no_other() {
             store.append(event).await.unwrap();
         }
         let all = store.read_from(1, 10).await.unwrap();
-        store.close().await;
+        store.stop().await;
         all
     });
     fold_wal(&db);
@@ -608,7 +608,7 @@ fn a_damaged_stored_row_reads_as_a_typed_error_and_spoils_no_other() {
                     let got = store.get(original.id).await;
                     prop_assert_eq!(got.as_ref().ok(), Some(original));
                 }
-                store.close().await;
+                store.stop().await;
                 Ok(())
             });
             // Undo the damage for the next case.

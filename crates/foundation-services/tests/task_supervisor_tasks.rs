@@ -175,7 +175,7 @@ async fn shutdown_waits_then_aborts() {
             })
             .unwrap()
     };
-    let report = tasks.shutdown().await;
+    let report = tasks.stop().await;
     assert_eq!(report.aborted, 1);
     assert_eq!(report.duration, Duration::from_secs(5));
     assert_eq!(quick.await, Ok("quick"));
@@ -215,7 +215,7 @@ async fn shutdown_returns_when_the_last_task_ends() {
             .spawn(async move { clock.sleep(Duration::from_secs(seconds)).await })
             .unwrap();
     }
-    let report = tasks.shutdown().await;
+    let report = tasks.stop().await;
     assert_eq!(report.aborted, 0);
     assert_eq!(report.duration, Duration::from_secs(3));
     assert_eq!(tasks.counts().completed, 3);
@@ -231,7 +231,7 @@ async fn the_service_owns_the_tasks() {
         .service(tasks.service())
         .build()
         .unwrap();
-    tasks.shutdown().await;
+    tasks.stop().await;
     app.start().await.unwrap();
     assert!(tasks.is_accepting(), "the service's start takes tasks");
     assert_eq!(

@@ -186,9 +186,11 @@ pub fn authorize(
     if !authorized(headers, &state.token) {
         return Err(ApiError::Unauthorized);
     }
-    state
-        .system
-        .rate_limiter()
+    // A system without the rate limiter (a subset) does not limit.
+    let Some(limiter) = state.system.rate_limiter() else {
+        return Ok(());
+    };
+    limiter
         .check("api", API_MUTATION)
         .map(|_| ())
         .map_err(|e| ApiError::RateLimited(e.to_string()))
@@ -470,6 +472,14 @@ async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Resp
         .into_response())
 }
 
+/// The event store, or 503 when the system has none (a subset).
+pub(crate) fn event_store(state: &ApiState) -> Result<&foundation_services::EventStore, ApiError> {
+    state
+        .system
+        .event_store()
+        .ok_or(ApiError::Unavailable("event_store"))
+}
+
 /// The running agent registry, or 503 while `agent_registry` restarts.
 pub(crate) fn agent_registry(
     state: &ApiState,
@@ -477,7 +487,7 @@ pub(crate) fn agent_registry(
     state
         .system
         .agents()
-        .registry()
+        .and_then(|agents| agents.registry())
         .ok_or(ApiError::Unavailable("agent_registry"))
 }
 
@@ -564,7 +574,11 @@ async fn ask_agent(
     let request: Ask = body(&bytes)?;
     let timeout = wait(request.timeout_ms, "timeout_ms")?;
     let envelope = Envelope::new(request.protocol, request.body, timeout);
-    match AgentDirectory::ask(state.system.agents(), &id.as_str().into(), envelope).await {
+    let agents = state
+        .system
+        .agents()
+        .ok_or(ApiError::Unavailable("agent_registry"))?;
+    match AgentDirectory::ask(agents, &id.as_str().into(), envelope).await {
         Ok(reply) => Ok(Json(json!({"id": id, "reply": reply})).into_response()),
         Err(DirectoryError::NotFound(_)) => Err(ApiError::AgentNotFound(id)),
         Err(other) => Err(ApiError::AgentFailed {
@@ -590,7 +604,7 @@ async fn read_events(
             "wait_ms must be at most {MAX_WAIT_MS}, not {wait_ms}"
         )));
     }
-    let store = state.system.event_store();
+    let store = event_store(&state)?;
     let from = after.saturating_add(1);
     let mut events = store
         .read_from(from, limit)
@@ -628,7 +642,7 @@ async fn append_event(State(state): State<ApiState>, bytes: Bytes) -> Result<Res
         return Err(ApiError::ReservedStream(request.stream));
     }
     let event = Event::new(request.stream, request.kind, request.data);
-    match state.system.event_store().append(event).await {
+    match event_store(&state)?.append(event).await {
         Ok(appended) => Ok((
             StatusCode::CREATED,
             Json(json!({"id": appended.id, "stream_version": appended.stream_version})),
@@ -695,6 +709,7 @@ async fn vote(State(state): State<ApiState>, bytes: Bytes) -> Result<Response, A
     let decision = state
         .system
         .coordinator()
+        .ok_or(ApiError::Unavailable("coordination"))?
         .vote(proposal)
         .await
         .map_err(|e| ApiError::Refused(e.to_string()))?;
@@ -741,6 +756,7 @@ async fn auction(State(state): State<ApiState>, bytes: Bytes) -> Result<Response
     let outcome = state
         .system
         .auctioneer()
+        .ok_or(ApiError::Unavailable("economics"))?
         .sealed(spec)
         .await
         .map_err(|e| ApiError::Refused(e.to_string()))?;

@@ -163,7 +163,11 @@ impl Api {
     /// record into themselves (agents' lifecycles, decisions, auctions,
     /// config changes: some recorded after the answer).
     fn state(&self) -> (Vec<(String, String, u64)>, Vec<u64>) {
-        let registry = self.system.agents().registry().expect("agents run");
+        let registry = self
+            .system
+            .agents()
+            .and_then(|agents| agents.registry())
+            .expect("agents run");
         let mut agents: Vec<_> = registry
             .list()
             .into_iter()
@@ -179,6 +183,7 @@ impl Api {
         let events = self.runtime.block_on(async {
             self.system
                 .event_store()
+                .expect("the node has an event store")
                 .read_from(1, 1_000_000)
                 .await
                 .unwrap()

@@ -57,7 +57,11 @@ async fn count(node: &Node, id: &str) -> Value {
 }
 
 fn restarts(node: &Node, id: &str) -> u32 {
-    let registry = node.system().agents().registry().unwrap();
+    let registry = node
+        .system()
+        .agents()
+        .and_then(|agents| agents.registry())
+        .unwrap();
     registry.details(id).unwrap().restarts
 }
 
@@ -78,7 +82,11 @@ async fn back_to_running(changes: &mut supervision_core::AgentStatusChanges, id:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crashed_killed_and_passivated_agents_keep_their_count() {
     let (node, _dir) = node().await;
-    let registry = node.system().agents().registry().unwrap();
+    let registry = node
+        .system()
+        .agents()
+        .and_then(|agents| agents.registry())
+        .unwrap();
     let (status, _) = call(
         &node,
         "POST",

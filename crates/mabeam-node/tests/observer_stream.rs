@@ -364,7 +364,11 @@ async fn actions_without_the_token_are_refused_and_change_nothing() {
     )
     .await;
     assert_eq!((status, reply["code"].as_u64()), (401, Some(9101)));
-    let registry = node.system().agents().registry().unwrap();
+    let registry = node
+        .system()
+        .agents()
+        .and_then(|agents| agents.registry())
+        .unwrap();
     let details = registry.details("a").unwrap();
     assert_eq!(registry.len(), 1, "no agent started");
     assert_eq!(details.restarts, 0, "not killed");

@@ -2,9 +2,18 @@
 //! and the rate limiter, plus what they need), a service of one's own in
 //! the Foundation tree, an agent of one's own kind, the live health and
 //! tree, then an orderly stop. One dependency (`mabeam`) is enough: it
-//! re-exports its crates and its prelude holds the agent vocabulary.
+//! re-exports its crates and its prelude holds the agent vocabulary, and
+//! its features leave out the groups this program does not use:
 //!
-//! Run it with `cargo run -p mabeam --example embedded_subset`.
+//! ```toml
+//! mabeam = { version = "0.1", default-features = false, features = ["foundation", "agents"] }
+//! ```
+//!
+//! (coordination and economics are then not compiled; `Cargo.toml` gives
+//! this example those `required-features`). Run it with `cargo run -p
+//! mabeam --example embedded_subset`, or with only what it needs: `cargo
+//! run -p mabeam --no-default-features --features foundation,agents
+//! --example embedded_subset`.
 
 use kameo::prelude::*;
 use mabeam::{System, Tree};
@@ -50,7 +59,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let agents = system
         .agents()
-        .registry()
+        .and_then(|agents| agents.registry())
         .ok_or("the agent layer is not running")?;
     agents.register_agent(
         "greeter-1",

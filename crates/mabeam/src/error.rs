@@ -46,6 +46,15 @@ pub enum MabeamError {
         "service {0:?} records to the event_store, which keeps its files in a data directory: give one (SystemBuilder::data_dir)"
     )]
     NeedsEventStore(Arc<str>),
+    /// A service was asked for ([`SystemBuilder::only`](crate::SystemBuilder::only))
+    /// whose cargo feature of `mabeam` is off: it is not compiled in.
+    #[error("service {service:?} is not compiled in: turn on mabeam's {feature:?} feature")]
+    NotCompiled {
+        /// The service asked for.
+        service: Arc<str>,
+        /// The feature of `mabeam` that brings it.
+        feature: &'static str,
+    },
     /// A service could not be built from its settings (the config server's
     /// persisted file unreadable, a limit out of range, ...).
     #[error("service {service:?} could not be built: {message}")]
@@ -68,6 +77,7 @@ impl ErrorCode for MabeamError {
             MabeamError::Service { .. } => 8006,
             MabeamError::NoCluster(_) => 8007,
             MabeamError::NeedsEventStore(_) => 8008,
+            MabeamError::NotCompiled { .. } => 8009,
         }
     }
 }

@@ -25,7 +25,8 @@ use crate::{
 /// | `health_monitor` | the `HealthMonitor`'s rounds, over both trees | `Telemetry`, `Clock` |
 /// | `service_monitor` | the `ServiceMonitor`'s pings, over both trees | `Telemetry`, `Clock` |
 ///
-/// The config server is left out when the system has no data directory
+/// The services of foundation-services (from `config_server` on) are
+/// there with the `foundation` feature. The config server is left out when the system has no data directory
 /// (a subset without the services that need one), the connection manager
 /// when it has no cluster (`SystemBuilder::cluster`). Each service's
 /// process registers itself under its name in the wiring's namespace, so
@@ -61,13 +62,22 @@ impl FoundationApp {
             tree,
         ))
         .with_health_check(wiring.registered_check(TELEMETRY_SERVICE));
-        let mut spec = ApplicationSpec::new(Self::NAME)
+        let spec = ApplicationSpec::new(Self::NAME)
             .with_flags(SupervisorFlags::new(Strategy::OneForOne))
             .with_telemetry(wiring.telemetry.clone())
             .with_clock(wiring.clock.clone())
             .service(registry)
             .service(service_registry)
             .service(telemetry);
+        #[cfg(feature = "foundation")]
+        let spec = Self::foundation_services(wiring, spec);
+        spec
+    }
+
+    /// The services of foundation-services (the `foundation` feature).
+    #[cfg(feature = "foundation")]
+    fn foundation_services(wiring: &Wiring, mut spec: ApplicationSpec) -> ApplicationSpec {
+        let tree = Self::NAME;
         // Made only with a data directory (it reads its file when made).
         if let Some(config) = &wiring.stores.config {
             spec = spec.service(wiring.registered_service(config, tree));

@@ -58,12 +58,34 @@
 //! # Ok(()) }
 //! ```
 //!
+//! # Feature flags
+//!
+//! One feature per service group, all on by default. A program that
+//! embeds a subset turns the rest off and does not compile them
+//! (`mabeam = { version = "0.1", default-features = false, features =
+//! ["agents"] }`); a service whose feature is off is absent from its tree,
+//! listed by [`System::tree`] with the feature that brings it, and
+//! [`SystemBuilder::only`] naming it is [`MabeamError::NotCompiled`].
+//! Without any feature the system has the process registry, the service
+//! registry, telemetry and the performance monitor.
+//!
+//! - `foundation`: the Foundation services of `foundation-services` (the
+//!   event store and the config server on SQLite, the connection manager,
+//!   the rate limiter, the task supervisor, the health and service
+//!   monitors). Without it, agents and coordination record no events.
+//! - `agents`: the agent layer of `agent-supervisor` (`agent_supervisor`,
+//!   `agent_registry`).
+//! - `coordination` (with `agents`): `core` and `coordination`.
+//! - `economics` (with `agents`): `economics` and `load_balancer`.
+//!
 //! # Examples
 //!
 //! The package's `examples/` folder: `embedded_subset` (a custom subset, a
-//! service and an agent kind of one's own, one dependency), run with `cargo
-//! run -p mabeam --example embedded_subset`.
+//! service and an agent kind of one's own, one dependency; needs the
+//! `foundation` and `agents` features), run with `cargo run -p mabeam
+//! --example embedded_subset`.
 
+#[cfg(feature = "agents")]
 mod agents;
 mod error;
 mod foundation;
@@ -78,14 +100,19 @@ mod wiring;
 /// The crates the umbrella wires, re-exported at the versions it was built
 /// with: a program that composes its own subset depends on `mabeam` alone
 /// and names them as `mabeam::supervision_core`, `mabeam::agent_supervisor`, ...
+#[cfg(feature = "agents")]
 pub use agent_supervisor;
+#[cfg(feature = "coordination")]
 pub use coordination;
+#[cfg(feature = "economics")]
 pub use economics;
+#[cfg(feature = "foundation")]
 pub use foundation_services;
 pub use process_registry;
 pub use supervision_core;
 pub use telemetry;
 
+#[cfg(feature = "agents")]
 pub use agents::{AGENTS_SHUTDOWN, Agents};
 pub use error::MabeamError;
 pub use foundation::FoundationApp;

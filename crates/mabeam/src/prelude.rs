@@ -2,8 +2,9 @@
 //! `use mabeam::prelude::*;`. supervision-core's prelude, the umbrella's
 //! types, the registry and telemetry's services, and what writing an
 //! agent of one's own takes (`Agent`, `AgentConfig`, `AgentContext`,
-//! `StartError`) and reading the event log (`Event`, `EventQuery`).
+//! `StartError`; with the `agents` feature) and reading the event log (`Event`, `EventQuery`).
 
+#[cfg(feature = "agents")]
 pub use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRef, EnvelopeError};
 pub use process_registry::{ProcessRegistry, ServiceRegistry};
 pub use supervision_core::prelude::*;
@@ -13,4 +14,6 @@ pub use supervision_core::{
 };
 pub use telemetry::{PerformanceMonitor, PrometheusExporter, Span, TelemetryService};
 
-pub use crate::{Agents, FoundationApp, MabeamApp, MabeamError, System, SystemBuilder, Tree};
+#[cfg(feature = "agents")]
+pub use crate::Agents;
+pub use crate::{FoundationApp, MabeamApp, MabeamError, System, SystemBuilder, Tree};

@@ -2,11 +2,19 @@
 //! [`Wiring`], started Foundation first and stopped MABEAM first; subsets
 //! and one's own services.
 
-use std::{collections::HashSet, fmt, path::PathBuf, sync::Arc, time::Duration};
+#[cfg(feature = "foundation")]
+use std::path::PathBuf;
+#[cfg(feature = "economics")]
+use std::time::Duration;
+use std::{collections::HashSet, fmt, sync::Arc};
 
+#[cfg(feature = "agents")]
 use agent_supervisor::AgentRegistryOptions;
+#[cfg(feature = "coordination")]
 use coordination::{Coordinator, VariableSpace};
+#[cfg(feature = "economics")]
 use economics::{Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, Reputation};
+#[cfg(feature = "foundation")]
 use foundation_services::{
     ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService, ConnectionManager,
     ConnectionManagerBuilder, EventStore, EventStoreConfig, EventStoreService, HealthMonitor,
@@ -21,17 +29,24 @@ use supervision_core::{
 };
 use telemetry::{PerformanceConfig, PerformanceMonitor, TelemetryConfig, TelemetryService};
 
+#[cfg(feature = "agents")]
+use crate::Agents;
+#[cfg(feature = "foundation")]
+use crate::seed::NEED_DATA_DIR;
+#[cfg(feature = "foundation")]
+use crate::wiring::Stores;
 use crate::{
-    Agents, FOUNDATION_SEED, FoundationApp, MABEAM_SEED, MabeamApp, MabeamError, Wiring,
-    seed::{self, CROSS_TREE, NEED_DATA_DIR},
+    FOUNDATION_SEED, FoundationApp, MABEAM_SEED, MabeamApp, MabeamError, Wiring,
+    seed::{self, CROSS_TREE},
     tree::{self, RestartCounts, TreeReport},
-    wiring::Stores,
 };
 
 /// How long the marketplace's reputations take to halve.
+#[cfg(feature = "economics")]
 const REPUTATION_HALF_LIFE: Duration = Duration::from_secs(24 * 3600);
 
 /// A service's build error as the umbrella's.
+#[cfg(feature = "foundation")]
 fn failed<E: fmt::Display>(service: &'static str) -> impl FnOnce(E) -> MabeamError {
     move |error| MabeamError::Service {
         service,
@@ -41,6 +56,7 @@ fn failed<E: fmt::Display>(service: &'static str) -> impl FnOnce(E) -> MabeamErr
 
 /// Whether keeping `name` needs the data directory (it keeps files, or
 /// records to the event store).
+#[cfg(feature = "foundation")]
 fn needs_data_dir(name: &str) -> bool {
     NEED_DATA_DIR.contains(&name) || CROSS_TREE.iter().any(|(m, _)| *m == name)
 }
@@ -91,10 +107,15 @@ pub struct SystemBuilder {
     own: Vec<(Tree, Arc<dyn Service>)>,
     telemetry_config: TelemetryConfig,
     performance_config: PerformanceConfig,
+    #[cfg(feature = "agents")]
     agent_runtime: Option<tokio::runtime::Handle>,
+    #[cfg(feature = "foundation")]
     data_dir: Option<PathBuf>,
+    #[cfg(feature = "foundation")]
     config_defaults: serde_json::Value,
+    #[cfg(feature = "foundation")]
     rate_rules: Vec<(String, Rule)>,
+    #[cfg(feature = "foundation")]
     cluster: Option<ConnectionManagerBuilder>,
 }
 
@@ -132,10 +153,15 @@ impl SystemBuilder {
             own: Vec::new(),
             telemetry_config: TelemetryConfig::default(),
             performance_config: PerformanceConfig::default(),
+            #[cfg(feature = "agents")]
             agent_runtime: None,
+            #[cfg(feature = "foundation")]
             data_dir: None,
+            #[cfg(feature = "foundation")]
             config_defaults: serde_json::Value::Object(serde_json::Map::new()),
+            #[cfg(feature = "foundation")]
             rate_rules: Vec::new(),
+            #[cfg(feature = "foundation")]
             cluster: None,
         }
     }
@@ -144,6 +170,7 @@ impl SystemBuilder {
     /// manager's node name, cookie, listen address and seeds (its clock
     /// and telemetry are the system's). Without one, the connection
     /// manager is not in the tree (listed as absent, with the reason).
+    #[cfg(feature = "foundation")]
     pub fn cluster(mut self, node: ConnectionManagerBuilder) -> Self {
         self.cluster = Some(node);
         self
@@ -152,6 +179,7 @@ impl SystemBuilder {
     /// The data directory: the event store's `events.db` (with its WAL
     /// and `events.lock`) and the config server's `config.json` live
     /// there; each creates it if missing.
+    #[cfg(feature = "foundation")]
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
@@ -160,12 +188,14 @@ impl SystemBuilder {
     /// The config server's defaults (a JSON object; the node gives its
     /// config file's values). Values changed at run time (`services.*`,
     /// persisted in `config.json`) win over them.
+    #[cfg(feature = "foundation")]
     pub fn config_defaults(mut self, defaults: serde_json::Value) -> Self {
         self.config_defaults = defaults;
         self
     }
 
     /// A rate-limit rule of the rate limiter, for `operation`.
+    #[cfg(feature = "foundation")]
     pub fn rate_limit(mut self, operation: impl Into<String>, rule: Rule) -> Self {
         self.rate_rules.push((operation.into(), rule));
         self
@@ -173,6 +203,7 @@ impl SystemBuilder {
 
     /// The runtime agents run on, apart from the one the system services
     /// run on (see [`Wiring::on_agent_runtime`]). The node makes one.
+    #[cfg(feature = "agents")]
     pub fn agent_runtime(mut self, runtime: tokio::runtime::Handle) -> Self {
         self.agent_runtime = Some(runtime);
         self
@@ -234,6 +265,17 @@ impl SystemBuilder {
                 supervision_core::TelemetryError::Disabled.into(),
             ));
         }
+        if let Some(only) = &self.only
+            && let Some((service, feature)) = only
+                .iter()
+                .find_map(|n| seed::missing_feature(n).map(|f| (n, f)))
+        {
+            return Err(MabeamError::NotCompiled {
+                service: service.as_str().into(),
+                feature,
+            });
+        }
+        #[cfg(feature = "foundation")]
         if self.data_dir.is_none() {
             let wanted = match &self.only {
                 None => Some(seed::EVENT_STORE.to_owned()),
@@ -249,14 +291,14 @@ impl SystemBuilder {
                 });
             }
         }
+        #[cfg(feature = "foundation")]
         if self.cluster.is_none()
             && let Some(only) = &self.only
             && only.iter().any(|n| n == seed::CONNECTION_MANAGER)
         {
             return Err(MabeamError::NoCluster(seed::CONNECTION_MANAGER.into()));
         }
-        let cluster = self.cluster.take();
-        let wiring = self.wiring(cluster)?;
+        let wiring = self.wiring()?;
         let mut foundation = FoundationApp::spec(&wiring);
         let mut mabeam = MabeamApp::spec(&wiring);
 
@@ -326,6 +368,7 @@ impl SystemBuilder {
 
         // The monitors watch every service of both trees (the service
         // monitor all but itself), holding the applications weakly.
+        #[cfg(feature = "foundation")]
         for app in [&foundation, &mabeam] {
             let _ = wiring.health_monitor.monitor_application(app);
             for service in app.services() {
@@ -367,8 +410,9 @@ impl SystemBuilder {
 }
 
 impl SystemBuilder {
-    /// Makes every service's value, each handed the contracts it takes.
-    fn wiring(&self, cluster: Option<ConnectionManagerBuilder>) -> Result<Wiring, MabeamError> {
+    /// Makes every service's value, each handed the contracts it takes
+    /// (only those of the features compiled in).
+    fn wiring(&mut self) -> Result<Wiring, MabeamError> {
         let telemetry = self.telemetry.clone();
         let clock = self.clock.clone();
         let namespace = self.namespace;
@@ -390,9 +434,131 @@ impl SystemBuilder {
                 ..self.performance_config.clone()
             },
         )?;
-        let data_dir = self.data_dir.clone().unwrap_or_default();
 
-        // Foundation: the stores, then the operational services.
+        // Foundation: the stores, then the operational services. Without
+        // them, MABEAM's services record to no event store.
+        #[cfg(feature = "foundation")]
+        let foundation = self.foundation_wiring()?;
+        #[cfg(feature = "foundation")]
+        let sink: Option<Arc<dyn EventSink>> = Some(Arc::new(foundation.event_store.clone()));
+        #[cfg(not(feature = "foundation"))]
+        let sink: Option<Arc<dyn EventSink>> = None;
+
+        // MABEAM: the agent layer, then what reaches agents through it.
+        #[cfg(feature = "agents")]
+        let agents = {
+            let mut options = AgentRegistryOptions {
+                name: seed::AGENT_SUPERVISOR.into(),
+                ..AgentRegistryOptions::default()
+            }
+            .with_registry(registry_contract.clone(), namespace)
+            .with_telemetry(telemetry.clone())
+            .with_clock(clock.clone());
+            if let Some(sink) = &sink {
+                options = options.with_event_sink(sink.clone());
+            }
+            if let Some(runtime) = &self.agent_runtime {
+                options = options.with_runtime(runtime.clone());
+            }
+            Agents::new(options)
+        };
+        #[cfg(feature = "agents")]
+        let directory: Arc<dyn supervision_core::AgentDirectory> = Arc::new(agents.clone());
+        #[cfg(feature = "agents")]
+        {
+            // The monitor forgets deregistered agents at its sweeps; held
+            // weakly (agents feed the monitor through telemetry).
+            let known = Arc::downgrade(&directory);
+            performance
+                .track_agents(move |id| known.upgrade().is_none_or(|d| d.info(id).is_some()));
+        }
+        #[cfg(feature = "coordination")]
+        let coordinator = {
+            let mut coordinator = Coordinator::new(directory.clone(), clock.clone())
+                .with_telemetry(telemetry.clone())
+                .with_registry(registry_contract.clone(), namespace);
+            if let Some(sink) = &sink {
+                coordinator = coordinator.with_event_sink(sink.clone());
+            }
+            Arc::new(coordinator)
+        };
+        #[cfg(feature = "coordination")]
+        let variables = Arc::new(VariableSpace::new(coordinator.clone()));
+        #[cfg(feature = "economics")]
+        let (auctioneer, marketplace, load_balancer) = {
+            let mut auctioneer = Auctioneer::new(directory.clone(), clock.clone())
+                .with_telemetry(telemetry.clone())
+                .with_registry(registry_contract.clone(), namespace);
+            let mut marketplace = Marketplace::new(
+                Arc::new(Ledger::new()),
+                Arc::new(Reputation::new(clock.clone(), REPUTATION_HALF_LIFE)),
+            )
+            .with_telemetry(telemetry.clone());
+            if let Some(sink) = &sink {
+                auctioneer = auctioneer.with_event_sink(sink.clone());
+                marketplace = marketplace.with_event_sink(sink.clone());
+            }
+            let load_balancer = Arc::new(
+                LoadBalancer::new(directory.clone(), BalanceStrategy::PerformanceWeighted)
+                    .with_load(Arc::new(performance.clone())),
+            );
+            (Arc::new(auctioneer), Arc::new(marketplace), load_balancer)
+        };
+        // Only the groups hold the sink; the base has nothing to record.
+        let _ = &sink;
+
+        Ok(Wiring {
+            namespace,
+            registry,
+            services,
+            telemetry,
+            clock,
+            telemetry_service,
+            performance,
+            #[cfg(feature = "agents")]
+            agent_runtime: self.agent_runtime.clone(),
+            #[cfg(feature = "foundation")]
+            data_dir: foundation.data_dir,
+            #[cfg(feature = "foundation")]
+            event_store: foundation.event_store,
+            #[cfg(feature = "foundation")]
+            config: foundation.config.as_ref().map(ConfigServerService::server),
+            #[cfg(feature = "foundation")]
+            connections: foundation.connections,
+            #[cfg(feature = "foundation")]
+            rate_limiter: foundation.rate_limiter,
+            #[cfg(feature = "foundation")]
+            tasks: foundation.tasks,
+            #[cfg(feature = "foundation")]
+            health_monitor: foundation.health_monitor,
+            #[cfg(feature = "foundation")]
+            service_monitor: foundation.service_monitor,
+            #[cfg(feature = "agents")]
+            agents,
+            #[cfg(feature = "coordination")]
+            coordinator,
+            #[cfg(feature = "coordination")]
+            variables,
+            #[cfg(feature = "economics")]
+            auctioneer,
+            #[cfg(feature = "economics")]
+            marketplace,
+            #[cfg(feature = "economics")]
+            load_balancer,
+            #[cfg(feature = "foundation")]
+            stores: Stores {
+                events: foundation.events,
+                config: foundation.config,
+            },
+        })
+    }
+
+    /// The Foundation services of foundation-services, made from the
+    /// builder's settings (the `foundation` feature).
+    #[cfg(feature = "foundation")]
+    fn foundation_wiring(&mut self) -> Result<FoundationParts, MabeamError> {
+        let (telemetry, clock) = (self.telemetry.clone(), self.clock.clone());
+        let data_dir = self.data_dir.clone().unwrap_or_default();
         let events = EventStoreService::new(
             EventStoreConfig::new(&data_dir)
                 .with_clock(clock.clone())
@@ -408,13 +574,13 @@ impl SystemBuilder {
                     ConfigServerConfig::new(dir)
                         .with_schema(ConfigSchema::new().updatable("services.*", ValueRule::Object))
                         .with_defaults(self.config_defaults.clone())
-                        .with_event_sink(sink.clone()),
+                        .with_event_sink(sink),
                 )
                 .map_err(failed(seed::CONFIG_SERVER))?,
             ),
             None => None,
         };
-        let connections = match cluster {
+        let connections = match self.cluster.take() {
             Some(node) => Some(
                 node.clock(clock.clone())
                     .telemetry(telemetry.clone())
@@ -445,81 +611,36 @@ impl SystemBuilder {
             .map_err(failed(seed::HEALTH_MONITOR))?;
         let service_monitor = ServiceMonitor::builder()
             .name(seed::SERVICE_MONITOR)
-            .clock(clock.clone())
-            .telemetry(telemetry.clone())
+            .clock(clock)
+            .telemetry(telemetry)
             .build()
             .map_err(failed(seed::SERVICE_MONITOR))?;
-
-        // MABEAM: the agent layer, then what reaches agents through it.
-        let mut options = AgentRegistryOptions {
-            name: seed::AGENT_SUPERVISOR.into(),
-            ..AgentRegistryOptions::default()
-        }
-        .with_registry(registry_contract.clone(), namespace)
-        .with_telemetry(telemetry.clone())
-        .with_event_sink(sink.clone())
-        .with_clock(clock.clone());
-        if let Some(runtime) = &self.agent_runtime {
-            options = options.with_runtime(runtime.clone());
-        }
-        let agents = Agents::new(options);
-        let directory: Arc<dyn supervision_core::AgentDirectory> = Arc::new(agents.clone());
-        // The monitor forgets deregistered agents at its sweeps; held
-        // weakly (agents feed the monitor through telemetry).
-        let known = Arc::downgrade(&directory);
-        performance.track_agents(move |id| known.upgrade().is_none_or(|d| d.info(id).is_some()));
-        let coordinator = Arc::new(
-            Coordinator::new(directory.clone(), clock.clone())
-                .with_telemetry(telemetry.clone())
-                .with_event_sink(sink.clone())
-                .with_registry(registry_contract.clone(), namespace),
-        );
-        let variables = Arc::new(VariableSpace::new(coordinator.clone()));
-        let auctioneer = Arc::new(
-            Auctioneer::new(directory.clone(), clock.clone())
-                .with_telemetry(telemetry.clone())
-                .with_event_sink(sink.clone())
-                .with_registry(registry_contract.clone(), namespace),
-        );
-        let marketplace = Arc::new(
-            Marketplace::new(
-                Arc::new(Ledger::new()),
-                Arc::new(Reputation::new(clock.clone(), REPUTATION_HALF_LIFE)),
-            )
-            .with_telemetry(telemetry.clone())
-            .with_event_sink(sink.clone()),
-        );
-        let load_balancer = Arc::new(
-            LoadBalancer::new(directory, BalanceStrategy::PerformanceWeighted)
-                .with_load(Arc::new(performance.clone())),
-        );
-
-        Ok(Wiring {
-            namespace,
-            registry,
-            services,
-            telemetry,
-            clock,
-            telemetry_service,
-            performance,
-            agent_runtime: self.agent_runtime.clone(),
+        Ok(FoundationParts {
             data_dir,
+            events,
             event_store,
-            config: config.as_ref().map(ConfigServerService::server),
+            config,
             connections,
             rate_limiter,
             tasks,
             health_monitor,
             service_monitor,
-            agents,
-            coordinator,
-            variables,
-            auctioneer,
-            marketplace,
-            load_balancer,
-            stores: Stores { events, config },
         })
     }
+}
+
+/// What [`SystemBuilder::foundation_wiring`] makes.
+#[cfg(feature = "foundation")]
+struct FoundationParts {
+    data_dir: PathBuf,
+    events: EventStoreService,
+    event_store: EventStore,
+    config: Option<ConfigServerService>,
+    connections: Option<ConnectionManager>,
+    rate_limiter: RateLimiter,
+    tasks: TaskSupervisor,
+    health_monitor: HealthMonitor,
+    service_monitor: ServiceMonitor,
 }
 
 fn subset(
@@ -660,59 +781,101 @@ impl System {
         &self.inner.wiring.namespace
     }
 
-    /// The process registry.
+    /// Whether the service `name` is in either tree (asked for, or brought
+    /// along by a subset, and compiled in).
+    pub fn has_service(&self, name: &str) -> bool {
+        [&self.inner.foundation, &self.inner.mabeam]
+            .iter()
+            .any(|app| app.services().iter().any(|s| &**s == name))
+    }
+
+    /// `value` when the service `name` is in the trees: a service left out
+    /// of a subset hands out no handle (it would reach nothing).
+    fn kept<'a, T>(&self, name: &str, value: &'a T) -> Option<&'a T> {
+        self.has_service(name).then_some(value)
+    }
+
+    /// The process registry. Always there, whether the `process_registry`
+    /// service is in a subset or not: the system names every process in it.
     pub fn registry(&self) -> &ProcessRegistry {
         &self.inner.wiring.registry
     }
 
-    /// The telemetry handle.
+    /// The telemetry handle (always there: every service emits through it).
     pub fn telemetry(&self) -> &Telemetry {
         &self.inner.wiring.telemetry
     }
 
-    /// The telemetry service.
-    pub fn telemetry_service(&self) -> &TelemetryService {
-        &self.inner.wiring.telemetry_service
+    /// The telemetry service, when `telemetry_service` is in the trees.
+    pub fn telemetry_service(&self) -> Option<&TelemetryService> {
+        self.kept(
+            seed::TELEMETRY_SERVICE,
+            &self.inner.wiring.telemetry_service,
+        )
     }
 
-    /// The performance monitor.
-    pub fn performance(&self) -> &PerformanceMonitor {
-        &self.inner.wiring.performance
+    /// The performance monitor, when `performance_monitor` is in the trees.
+    pub fn performance(&self) -> Option<&PerformanceMonitor> {
+        self.kept(seed::PERFORMANCE_MONITOR, &self.inner.wiring.performance)
     }
 
-    /// The event store (its handle reaches the running incarnation).
-    pub fn event_store(&self) -> &EventStore {
-        &self.inner.wiring.event_store
+    /// The event store (its handle reaches the running incarnation), when
+    /// `event_store` is in the trees.
+    #[cfg(feature = "foundation")]
+    pub fn event_store(&self) -> Option<&EventStore> {
+        self.kept(seed::EVENT_STORE, &self.inner.wiring.event_store)
     }
 
-    /// The config server, when the system has a data directory.
+    /// The config server, when `config_server` is in the trees (the system
+    /// has a data directory).
+    #[cfg(feature = "foundation")]
     pub fn config(&self) -> Option<&ConfigServer> {
-        self.inner.wiring.config.as_ref()
+        self.inner
+            .wiring
+            .config
+            .as_ref()
+            .filter(|_| self.has_service(seed::CONFIG_SERVER))
     }
 
-    /// The connection manager, when the system has a cluster.
+    /// The connection manager, when `connection_manager` is in the trees
+    /// (the system has a cluster).
+    #[cfg(feature = "foundation")]
     pub fn connections(&self) -> Option<&ConnectionManager> {
-        self.inner.wiring.connections.as_ref()
+        self.inner
+            .wiring
+            .connections
+            .as_ref()
+            .filter(|_| self.has_service(seed::CONNECTION_MANAGER))
     }
 
-    /// The rate limiter.
-    pub fn rate_limiter(&self) -> &RateLimiter {
-        &self.inner.wiring.rate_limiter
+    /// The rate limiter, when `rate_limiter` is in the trees.
+    #[cfg(feature = "foundation")]
+    pub fn rate_limiter(&self) -> Option<&RateLimiter> {
+        self.kept(seed::RATE_LIMITER, &self.inner.wiring.rate_limiter)
     }
 
-    /// The agent layer (the running agent registry; the `AgentDirectory`).
-    pub fn agents(&self) -> &Agents {
-        &self.inner.wiring.agents
+    /// The agent layer (the running agent registry; the `AgentDirectory`),
+    /// when `agent_supervisor` is in the trees.
+    #[cfg(feature = "agents")]
+    pub fn agents(&self) -> Option<&Agents> {
+        self.kept(seed::AGENT_SUPERVISOR, &self.inner.wiring.agents)
     }
 
-    /// Coordination's coordinator.
-    pub fn coordinator(&self) -> &Arc<Coordinator> {
-        &self.inner.wiring.coordinator
+    /// Coordination's coordinator, when `coordination_supervisor` is in
+    /// the trees.
+    #[cfg(feature = "coordination")]
+    pub fn coordinator(&self) -> Option<&Arc<Coordinator>> {
+        self.kept(
+            seed::COORDINATION_SUPERVISOR,
+            &self.inner.wiring.coordinator,
+        )
     }
 
-    /// Economics' auctioneer.
-    pub fn auctioneer(&self) -> &Arc<Auctioneer> {
-        &self.inner.wiring.auctioneer
+    /// Economics' auctioneer, when `coordination_supervisor` is in the
+    /// trees.
+    #[cfg(feature = "economics")]
+    pub fn auctioneer(&self) -> Option<&Arc<Auctioneer>> {
+        self.kept(seed::COORDINATION_SUPERVISOR, &self.inner.wiring.auctioneer)
     }
 
     /// Restarts the service `name` of either tree (refused while a
@@ -764,6 +927,15 @@ impl System {
     /// polling `/health` should read. Before the monitor's first round it
     /// runs one. Healthy when the monitor's overall state is.
     pub async fn last_health(&self) -> SystemHealth {
+        #[cfg(not(feature = "foundation"))]
+        return self.health().await;
+        #[cfg(feature = "foundation")]
+        self.last_monitored_health().await
+    }
+
+    /// [`last_health`](Self::last_health) from the health monitor.
+    #[cfg(feature = "foundation")]
+    async fn last_monitored_health(&self) -> SystemHealth {
         let monitor = &self.inner.wiring.health_monitor;
         let mut report = monitor.report();
         if report.checked_at_unix_ms == 0 {
@@ -795,7 +967,8 @@ impl System {
     }
 
     /// The live tree: both applications, every process with its kind,
-    /// status and restart count, and the seed's services not built yet.
+    /// status and restart count, and the seed's services absent from this
+    /// system, each with why.
     pub async fn tree(&self) -> TreeReport {
         let restarts = &self.inner.restarts;
         let foundation = tree::application_node(&self.inner.foundation, restarts).await;
@@ -808,15 +981,27 @@ impl System {
                 .chain(MABEAM_SEED)
                 .filter(|s| !s.wired)
                 .copied()
-                .chain(
-                    self.inner
-                        .wiring
-                        .connections
-                        .is_none()
-                        .then_some(seed::NO_CLUSTER),
-                )
+                .chain(self.no_cluster())
                 .collect(),
         }
+    }
+}
+
+impl System {
+    /// The connection manager's absence, when the system has no cluster.
+    #[cfg(feature = "foundation")]
+    fn no_cluster(&self) -> Option<seed::SeedService> {
+        self.inner
+            .wiring
+            .connections
+            .is_none()
+            .then_some(seed::NO_CLUSTER)
+    }
+
+    /// Without Foundation the connection manager is absent as uncompiled.
+    #[cfg(not(feature = "foundation"))]
+    fn no_cluster(&self) -> Option<seed::SeedService> {
+        None
     }
 }
 
@@ -837,5 +1022,61 @@ impl GaugeSource for System {
             ));
             out
         })
+    }
+}
+
+/// What a system compiled with some features off does (run with `cargo
+/// test -p mabeam --lib --no-default-features`; `cargo xtask test` does).
+#[cfg(all(test, not(feature = "foundation")))]
+mod without_features {
+    use supervision_core::{ErrorCode, Namespace};
+
+    use crate::{MabeamError, System, seed};
+
+    fn builder() -> super::SystemBuilder {
+        System::builder().namespace(Namespace::unique_test())
+    }
+
+    // A service whose feature is off is a typed refusal that names the
+    // feature, and nothing is built.
+    #[test]
+    fn a_service_not_compiled_in_names_its_feature() {
+        let err = builder().only([seed::EVENT_STORE]).build().unwrap_err();
+        assert_eq!(err.code(), 8009, "{err}");
+        assert!(
+            matches!(&err, MabeamError::NotCompiled { service, feature: "foundation" }
+                if &**service == seed::EVENT_STORE),
+            "{err}"
+        );
+        assert!(err.to_string().contains("foundation"), "{err}");
+    }
+
+    // The base (no feature) starts, lists what is left out with the
+    // feature that brings it, and stops with its namespace empty.
+    #[tokio::test]
+    async fn the_base_runs_and_lists_the_rest_as_not_compiled() {
+        let system = builder().build().expect("the base needs no data directory");
+        let limit = std::time::Duration::from_secs(30);
+        tokio::time::timeout(limit, system.start())
+            .await
+            .expect("the base did not start within 30 s")
+            .unwrap();
+        assert!(system.health().await.healthy);
+        assert!(system.has_service(seed::PROCESS_REGISTRY));
+        assert!(!system.has_service(seed::EVENT_STORE));
+        let tree = system.tree().await;
+        let store = tree
+            .absent
+            .iter()
+            .find(|s| s.name == seed::EVENT_STORE)
+            .expect("the event store is listed as absent");
+        assert!(store.absent_because.unwrap().contains("`foundation`"));
+        #[cfg(not(feature = "agents"))]
+        assert!(tree.absent.iter().any(|s| s.name == seed::AGENT_REGISTRY));
+        tokio::time::timeout(limit, system.stop())
+            .await
+            .expect("the base did not stop within 30 s")
+            .unwrap();
+        assert_eq!(system.registry().count(system.namespace()), 0);
     }
 }

@@ -62,7 +62,8 @@ pub struct TreeReport {
     pub namespace: String,
     /// The applications, in start order.
     pub applications: Vec<ProcessNode>,
-    /// The seed's services absent from the trees (not built yet).
+    /// The seed's services absent from the trees, each with why (its feature
+    /// is off; the connection manager without a cluster).
     pub absent: Vec<SeedService>,
 }
 

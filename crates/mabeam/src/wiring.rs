@@ -3,32 +3,40 @@
 //! service's handle), and how a service's process registers itself under
 //! its name.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+#[cfg(feature = "foundation")]
+use std::path::PathBuf;
+use std::{sync::Arc, time::Duration};
 
+#[cfg(feature = "coordination")]
 use coordination::{Coordinator, VariableSpace};
+#[cfg(feature = "economics")]
 use economics::{Auctioneer, LoadBalancer, Marketplace};
+#[cfg(feature = "foundation")]
 use foundation_services::{
     ConfigServer, ConfigServerService, ConnectionManager, EventStore, EventStoreService,
     HealthMonitor, RateLimiter, ServiceMonitor, TaskSupervisor,
 };
 use process_registry::{ProcessRegistry, ServiceRegistry};
 use serde_json::json;
+#[cfg(any(feature = "foundation", feature = "agents"))]
+use supervision_core::Health;
 use supervision_core::{
-    ChildSpec, Clock, EventReader, EventSink, Health, HealthCheck, Namespace, ProcessHandle,
-    Registry, Service, ServiceDef, ServiceStart, StartError, Supervisor, Telemetry,
+    ChildSpec, Clock, HealthCheck, Namespace, ProcessHandle, Registry, StartError, Telemetry,
 };
+#[cfg(feature = "foundation")]
+use supervision_core::{EventReader, EventSink, Service, ServiceDef, ServiceStart, Supervisor};
 use telemetry::{PerformanceMonitor, TelemetryService};
 
-use crate::{
-    Agents,
-    holder::{Get, Holder},
-};
+#[cfg(feature = "agents")]
+use crate::Agents;
+use crate::holder::{Get, Holder};
 
 /// How long the built-in services' health checks may take.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The event store's and the config server's services, made once (each
 /// made its handle).
+#[cfg(feature = "foundation")]
 #[derive(Debug, Clone)]
 pub(crate) struct Stores {
     pub(crate) events: EventStoreService,
@@ -52,39 +60,55 @@ pub struct Wiring {
     pub telemetry_service: TelemetryService,
     /// The performance monitor (also the load balancer's `AgentLoad`).
     pub performance: PerformanceMonitor,
+    #[cfg(feature = "foundation")]
     /// The data directory (the event store's and the config server's
     /// files); empty when none was given.
     pub data_dir: PathBuf,
+    #[cfg(feature = "foundation")]
     /// The event store (injected as `EventSink` and `EventReader`).
     pub event_store: EventStore,
+    #[cfg(feature = "foundation")]
     /// The config server (persisted in the data directory); `None`
     /// without a data directory (it is then not in the tree).
     pub config: Option<ConfigServer>,
+    #[cfg(feature = "foundation")]
     /// The connection manager (the node's cluster membership); `None`
     /// without a cluster (it is then not in the tree).
     pub connections: Option<ConnectionManager>,
+    #[cfg(feature = "foundation")]
     /// The rate limiter.
     pub rate_limiter: RateLimiter,
+    #[cfg(feature = "foundation")]
     /// The task supervisor.
     pub tasks: TaskSupervisor,
+    #[cfg(feature = "foundation")]
     /// The health monitor (of both trees).
     pub health_monitor: HealthMonitor,
+    #[cfg(feature = "foundation")]
     /// The service monitor (of both trees).
     pub service_monitor: ServiceMonitor,
+    #[cfg(feature = "agents")]
     /// The agent layer (injected as `AgentDirectory`).
     pub agents: Agents,
+    #[cfg(feature = "coordination")]
     /// Coordination's coordinator (votes among agents).
     pub coordinator: Arc<Coordinator>,
+    #[cfg(feature = "coordination")]
     /// MABEAM Core: the universal variables.
     pub variables: Arc<VariableSpace>,
+    #[cfg(feature = "economics")]
     /// Economics' auctioneer.
     pub auctioneer: Arc<Auctioneer>,
+    #[cfg(feature = "economics")]
     /// Economics' marketplace.
     pub marketplace: Arc<Marketplace>,
+    #[cfg(feature = "economics")]
     /// The load balancer.
     pub load_balancer: Arc<LoadBalancer>,
+    #[cfg(feature = "foundation")]
     /// The services of the two stores (their handles are above).
     pub(crate) stores: Stores,
+    #[cfg(feature = "agents")]
     /// The runtime agents run on, apart from the system services' (so a
     /// flood of busy agents cannot starve the supervisors, the registry or
     /// the node's HTTP API); `None`: the current runtime.
@@ -98,11 +122,13 @@ impl Wiring {
     }
 
     /// The event store as the record contract other crates take.
+    #[cfg(feature = "foundation")]
     pub fn event_sink(&self) -> Arc<dyn EventSink> {
         Arc::new(self.event_store.clone())
     }
 
     /// The event store as the read contract.
+    #[cfg(feature = "foundation")]
     pub fn event_reader(&self) -> Arc<dyn EventReader> {
         Arc::new(self.event_store.clone())
     }
@@ -110,6 +136,7 @@ impl Wiring {
     /// `service` (one of a service crate's own) as a service of `tree`
     /// whose process registers itself under the service's name; its
     /// health check is its own, then the registration's.
+    #[cfg(feature = "foundation")]
     pub(crate) fn registered_service(
         &self,
         service: &dyn Service,
@@ -133,6 +160,7 @@ impl Wiring {
 
     /// `own`, then the check that the process is the one registered under
     /// `name`.
+    #[cfg(any(feature = "foundation", feature = "agents"))]
     pub(crate) fn both(&self, own: HealthCheck, name: &str) -> HealthCheck {
         let registered = self.registered_check(name);
         let timeout = own.timeout().max(HEALTH_TIMEOUT);
@@ -155,6 +183,7 @@ impl Wiring {
     /// process on the agent runtime, whoever runs the start; `spec` itself
     /// when there is no agent runtime. This is how agents are kept off the
     /// system services' runtime.
+    #[cfg(feature = "agents")]
     pub fn on_agent_runtime(&self, spec: ChildSpec) -> ChildSpec {
         let Some(runtime) = self.agent_runtime.clone() else {
             return spec;

@@ -80,7 +80,10 @@ async fn restarting_the_agent_supervisor_keeps_every_agent() {
         .build()
         .unwrap();
     system.start().await.unwrap();
-    let agents = system.agents().registry().unwrap();
+    let agents = system
+        .agents()
+        .and_then(|agents| agents.registry())
+        .unwrap();
     start_counters(&agents).await;
 
     system
@@ -88,7 +91,10 @@ async fn restarting_the_agent_supervisor_keeps_every_agent() {
         .await
         .unwrap();
     // The same registry, its registrations kept.
-    let after = system.agents().registry().unwrap();
+    let after = system
+        .agents()
+        .and_then(|agents| agents.registry())
+        .unwrap();
     assert_eq!(after.len(), IDS.len());
     all_running(&after).await;
     assert!(system.health().await.healthy);
@@ -105,7 +111,10 @@ async fn a_killed_agent_supervisor_is_restarted_by_the_tree_with_its_agents() {
         .build()
         .unwrap();
     system.start().await.unwrap();
-    let agents = system.agents().registry().unwrap();
+    let agents = system
+        .agents()
+        .and_then(|agents| agents.registry())
+        .unwrap();
     start_counters(&agents).await;
 
     let old = agents.supervisor().supervisor().handle().clone();

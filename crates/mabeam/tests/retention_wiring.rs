@@ -38,16 +38,21 @@ async fn a_deregistered_agent_leaves_the_performance_monitor() {
         .await
         .expect("the system did not start within 30 s")
         .unwrap();
-    let agents = system.agents().registry().unwrap();
+    let agents = system
+        .agents()
+        .and_then(|agents| agents.registry())
+        .unwrap();
     for id in ["kept", "gone"] {
         agents
             .register_agent(id, AgentConfig::new::<Idle>("idle", ()))
             .unwrap();
-        system
-            .performance()
-            .record_message(&AgentId::from(id), Duration::from_micros(50), true);
+        system.performance().unwrap().record_message(
+            &AgentId::from(id),
+            Duration::from_micros(50),
+            true,
+        );
     }
-    let performance = system.performance();
+    let performance = system.performance().unwrap();
     assert_eq!(performance.sweep(), 0, "a registered agent was forgotten");
     agents.deregister_agent("gone").await.unwrap();
     assert_eq!(performance.sweep(), 1);
@@ -75,7 +80,7 @@ async fn the_event_store_prunes_reach_the_metrics() {
         .await
         .expect("the system did not start within 30 s")
         .unwrap();
-    let store = system.event_store();
+    let store = system.event_store().unwrap();
     let before = store.stats().await.unwrap().events;
     for i in 0..3 {
         store

@@ -216,7 +216,7 @@ async fn a_majority_vote_counts_real_answers_and_a_killed_voter_as_silent() {
         "the killed voter was not waited for"
     );
     assert_ne!(agents.status("e"), Some(AgentStatus::Running));
-    agents.shutdown().await;
+    agents.stop().await;
 }
 
 /// Four members are invited to a sealed-bid (Vickrey) auction: three bid,
@@ -253,7 +253,7 @@ async fn a_sealed_auction_among_real_agents_is_won_by_the_rule() {
         outcome.no_answer,
         [(AgentId::from("s"), "passed".to_owned())]
     );
-    agents.shutdown().await;
+    agents.stop().await;
 }
 
 /// Five members elect a leader; the leader crashes (and, temporary, stays
@@ -333,5 +333,5 @@ async fn a_leader_election_survives_the_leaders_crash() {
     let tenure = |term| history.iter().find(|t| t.term == term).unwrap();
     assert!(tenure(first.term).until <= tenure(second.term).from);
     drop(election);
-    agents.shutdown().await;
+    agents.stop().await;
 }

@@ -56,3 +56,40 @@ fn the_umbrella_reexports_what_a_subset_program_names() {
         mabeam::process_registry::ProcessRegistry::new(mabeam::supervision_core::Telemetry::new());
     let _ = mabeam::agent_supervisor::MAX_ID_BYTES;
 }
+
+// Every accessor of a service that can be left out says whether it is in
+// the trees: a subset hands out no handle to a service it left out (the
+// event store's used to be a dead handle whose calls all failed).
+#[tokio::test]
+async fn accessors_of_services_left_out_of_a_subset_are_none() {
+    let system = builder()
+        .only([seed::SERVICE_REGISTRY])
+        .build()
+        .expect("the service registry needs no data directory");
+    assert!(
+        system.event_store().is_none(),
+        "the event store was left out"
+    );
+    assert!(system.rate_limiter().is_none());
+    assert!(system.agents().is_none());
+    assert!(system.coordinator().is_none());
+    assert!(system.auctioneer().is_none());
+    assert!(system.telemetry_service().is_none());
+    assert!(system.performance().is_none());
+    assert!(system.config().is_none());
+    assert!(system.connections().is_none());
+    assert!(system.has_service(seed::PROCESS_REGISTRY));
+    assert!(!system.has_service(seed::EVENT_STORE));
+
+    let dir = tempfile::tempdir().unwrap();
+    let full = builder().data_dir(dir.path()).build().unwrap();
+    assert!(full.event_store().is_some());
+    assert!(full.rate_limiter().is_some());
+    assert!(full.agents().is_some());
+    assert!(full.coordinator().is_some());
+    assert!(full.auctioneer().is_some());
+    assert!(full.telemetry_service().is_some());
+    assert!(full.performance().is_some());
+    assert!(full.config().is_some());
+    assert!(full.connections().is_none(), "no cluster was given");
+}

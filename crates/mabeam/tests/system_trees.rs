@@ -82,7 +82,10 @@ async fn start_both_trees_stop_them_and_nothing_is_left() {
     system.start().await.unwrap();
     let ns = *system.namespace();
     // Agents too: each running one is registered as `agent:<id>`.
-    let agents = system.agents().registry().unwrap();
+    let agents = system
+        .agents()
+        .and_then(|agents| agents.registry())
+        .unwrap();
     for i in 0..3 {
         let id = format!("voter-{i}");
         agents
@@ -193,7 +196,7 @@ async fn a_subset_brings_its_dependencies_and_says_so() {
         [seed::AGENT_SUPERVISOR.into(), seed::AGENT_REGISTRY.into()]
     );
     system.start().await.unwrap();
-    assert!(system.agents().is_running());
+    assert!(system.agents().is_some_and(|agents| agents.is_running()));
     system.stop().await.unwrap();
     assert_eq!(system.registry().count(system.namespace()), 0);
 }
@@ -350,7 +353,10 @@ async fn the_contracts_are_injected_agents_vote_and_their_lifecycle_is_recorded(
     let (_dir, builder) = whole_system();
     let system = builder.build().unwrap();
     system.start().await.unwrap();
-    let agents = system.agents().registry().unwrap();
+    let agents = system
+        .agents()
+        .and_then(|agents| agents.registry())
+        .unwrap();
     for id in ["a", "b", "c"] {
         agents
             .register_agent(id, AgentConfig::new::<Voter>("voter", ()))
@@ -360,6 +366,7 @@ async fn the_contracts_are_injected_agents_vote_and_their_lifecycle_is_recorded(
     // Coordination reaches the agents through the injected directory.
     let decision = system
         .coordinator()
+        .expect("coordination is in the full system")
         .vote(Proposal::new(
             "ship it",
             AgentSelection::Kind("voter".into()),
@@ -422,6 +429,7 @@ async fn the_stores_keep_their_files_in_the_data_directory() {
         .unwrap();
     let appended = system
         .event_store()
+        .expect("the event store is in the full system")
         .append(supervision_core::Event::new(
             "orders",
             "placed",
@@ -444,7 +452,7 @@ async fn the_stores_keep_their_files_in_the_data_directory() {
             .unwrap(),
         50
     );
-    let stored = again.event_store().get(appended.id).await.unwrap();
+    let stored = again.event_store().unwrap().get(appended.id).await.unwrap();
     assert_eq!(stored.event.stream, "orders");
     again.stop().await.unwrap();
 }

@@ -105,7 +105,10 @@ fn the_agent_registry_runs_agents_on_the_agent_runtime() {
             .build()
             .unwrap();
         system.start().await.unwrap();
-        let registry = system.agents().registry().unwrap();
+        let registry = system
+            .agents()
+            .and_then(|agents| agents.registry())
+            .unwrap();
         registry
             .register_agent(
                 "here",

@@ -33,8 +33,9 @@ pub trait ErrorCode: std::error::Error {
     }
 }
 
-/// The error-code ranges reserved per crate (the repository's
-/// `docs/ARCHITECTURE.md` lists them too).
+/// The error-code ranges reserved per crate, one range each: every code a
+/// crate's errors return lies in its range, so a code alone names the
+/// crate that raised it.
 pub const ERROR_CODE_RANGES: &[(&str, RangeInclusive<u32>)] = &[
     ("supervision-core", 1000..=1999),
     ("process-registry", 2000..=2999),

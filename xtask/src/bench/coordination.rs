@@ -155,7 +155,7 @@ pub(crate) async fn run() -> Result<Value> {
     for actor in &bare_actors {
         actor.kill();
     }
-    registry.shutdown().await;
+    registry.stop().await;
     Ok(json!({
         "bench": "coordination",
         "agents": "agent-supervisor AgentRegistry",

@@ -136,6 +136,6 @@ pub(crate) async fn run() -> Result<serde_json::Value> {
         let per_s = PICKS as f64 / t.elapsed().as_secs_f64();
         line[format!("lb_{name}_picks_per_s")] = json!(per_s.round());
     }
-    registry.shutdown().await;
+    registry.stop().await;
     Ok(line)
 }

@@ -81,7 +81,7 @@ async fn single_vs_per_txn() -> Result<(f64, f64)> {
         bare_time += elapsed;
         conn = Some(bare);
     }
-    store.close().await;
+    store.stop().await;
     let rate = |time: Duration| SINGLE as f64 / time.as_secs_f64();
     Ok((rate(store_time), rate(bare_time)))
 }
@@ -120,14 +120,14 @@ async fn many_tasks(n: u64, window: usize) -> Result<f64> {
         "bench eventstore:   {} commits, largest group {}",
         stats.commits, stats.largest_group
     );
-    store.close().await;
+    store.stop().await;
     Ok(rate)
 }
 
 /// A bare rusqlite connection on a file with the store's schema and
 /// durability: the schema made by opening (and closing) a store there.
 async fn bare_connection(dir: &Path) -> Result<rusqlite::Connection> {
-    store_in(dir).await?.close().await;
+    store_in(dir).await?.stop().await;
     let conn =
         rusqlite::Connection::open(dir.join(foundation_services::event_store::DATABASE_FILE))?;
     let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;

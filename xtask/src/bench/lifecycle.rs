@@ -112,7 +112,7 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     let left = agents.supervisor().count_children().await?.active;
     ensure!(left == 0, "{left} agent processes still running");
     ensure!(processes.count(&Namespace::Production) == 0, "names left");
-    agents.shutdown().await;
+    agents.stop().await;
 
     let passivated = passivated_bytes(n)?;
     Ok(json!({

@@ -146,7 +146,7 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     let agents = node
         .system()
         .agents()
-        .registry()
+        .and_then(|agents| agents.registry())
         .context("the node's agent registry runs")?;
     let (go, ready) = watch::channel(false);
     let config = Arc::new(AgentConfig::new::<Busy>("busy", ready));
@@ -178,7 +178,11 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     }
     let loaded_sse = sample(&addr).await?;
     eprintln!("bench node: {UPDATES} events timed from append to an open stream");
-    let store = node.system().event_store().clone();
+    let store = node
+        .system()
+        .event_store()
+        .context("the node has an event store")?
+        .clone();
     let mut updates = Vec::with_capacity(UPDATES);
     for i in 0..UPDATES {
         let began = Instant::now();

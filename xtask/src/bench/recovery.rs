@@ -116,7 +116,7 @@ async fn load(dir: &std::path::Path, n: u64) -> Result<f64> {
         }
     }
     let elapsed = t.elapsed().as_secs_f64();
-    store.close().await;
+    store.stop().await;
     if (count, passivated, checkpoints) != (n, n / 2 + n % 2, n) {
         bail!("loaded {count} agents, {passivated} passivated, {checkpoints} checkpoints");
     }

@@ -102,11 +102,17 @@ impl EventStore {
     /// and acknowledged, later ones are refused as
     /// [`Unavailable`](EventStoreError::Unavailable), subscriptions end,
     /// and the directory's lock is released. Does nothing if none runs.
-    pub async fn close(&self) {
+    pub async fn stop(&self) {
         let core = self.slot.current.write().take();
         if let Some(core) = core {
             let _ = tokio::task::spawn_blocking(move || core.close()).await;
         }
+    }
+
+    /// The old name of [`stop`](Self::stop) (stopping is `stop` everywhere).
+    #[deprecated(since = "0.1.0", note = "renamed to `stop`")]
+    pub async fn close(&self) {
+        self.stop().await;
     }
 
     /// The store's configuration.

@@ -44,7 +44,7 @@ impl Actor for TaskSupervisorActor {
         _: WeakActorRef<Self>,
         _: ActorStopReason,
     ) -> Result<(), Self::Error> {
-        self.tasks.shutdown().await;
+        self.tasks.stop().await;
         Ok(())
     }
 }

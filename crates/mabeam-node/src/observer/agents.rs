@@ -126,17 +126,18 @@ pub(super) async fn detail(
     let details = registry
         .details(&id)
         .ok_or_else(|| ApiError::AgentNotFound(id.clone()))?;
-    let events = state
-        .system
-        .event_store()
-        .query(
-            EventQuery::new()
-                .stream(format!("agent:{id}"))
-                .descending()
-                .limit(RECENT_EVENTS),
-        )
-        .await
-        .unwrap_or_default();
+    let events = match state.system.event_store() {
+        Some(store) => store
+            .query(
+                EventQuery::new()
+                    .stream(format!("agent:{id}"))
+                    .descending()
+                    .limit(RECENT_EVENTS),
+            )
+            .await
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
     let mut out = row(&details);
     out["started_at_ms"] = json!(details.started_at.and_then(|t| {
         t.duration_since(std::time::UNIX_EPOCH)

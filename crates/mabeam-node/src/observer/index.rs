@@ -68,7 +68,7 @@ impl AgentIndex {
 /// Keeps `inner.index` current until aborted.
 pub(super) async fn run(inner: Arc<Inner>) {
     loop {
-        let Some(registry) = inner.system.agents().registry() else {
+        let Some(registry) = inner.system.agents().and_then(|agents| agents.registry()) else {
             tokio::select! {
                 () = inner.index.stale.notified() => {}
                 () = tokio::time::sleep(REFRESH) => {}

@@ -85,7 +85,10 @@ fn mailboxes(node: &ProcessNode, sum: &mut u64, max: &mut u64) {
 /// The last stored event's position (0 when none or unreadable).
 async fn last_event(inner: &Inner) -> u64 {
     let query = EventQuery::new().descending().limit(1);
-    match inner.system.event_store().query(query).await {
+    let Some(store) = inner.system.event_store() else {
+        return 0;
+    };
+    match store.query(query).await {
         Ok(events) => events.first().map_or(0, |e: &StoredEvent| e.id),
         Err(_) => 0,
     }
@@ -115,7 +118,11 @@ pub(super) async fn run(observer: Observer) {
             last_health = Some(now);
             health = health_part(inner).await;
         }
-        let counts = inner.system.agents().registry().map(|r| r.counts());
+        let counts = inner
+            .system
+            .agents()
+            .and_then(|agents| agents.registry())
+            .map(|r| r.counts());
         let agents = match &counts {
             Some(counts) => json!({
                 "total": counts.total,

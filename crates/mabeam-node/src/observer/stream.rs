@@ -120,7 +120,10 @@ pub(super) fn events(
 impl Tail {
     /// Opens the store's subscription from where the stream stands.
     async fn subscribe(&mut self) {
-        let store = self.observer.inner.system.event_store();
+        // A system without an event store (a subset) has no events.
+        let Some(store) = self.observer.inner.system.event_store() else {
+            return;
+        };
         let after = match self.after {
             Some(after) => after,
             None => {
