@@ -209,3 +209,52 @@ async fn least_loaded_draws_every_member_about_as_often() {
         assert!((150..=350).contains(&n), "{id} drawn {n} times: {counts:?}");
     }
 }
+
+// A member with no figures weighs as the median member (mutant: the
+// median read at `len * 2`, past the end, so it weighed as 1.0 against
+// scores in the tens: next to nothing).
+#[tokio::test]
+async fn a_member_without_figures_weighs_as_the_median() {
+    let ids = ["quick", "mid", "slow", "unmeasured"];
+    let agents = ScriptedDirectory::new();
+    for id in ids {
+        agents.add(id, "worker", |_| Answer::Reply(json!("done")));
+    }
+    let loads = Arc::new(Loads::default());
+    for (id, throughput) in [("quick", 100.0), ("mid", 50.0), ("slow", 25.0)] {
+        let latency = Duration::from_millis(10);
+        loads.0.lock().insert(
+            id.into(),
+            LoadReport {
+                throughput_per_s: throughput,
+                latency_mean: latency,
+                latency_p50: latency,
+                latency_p99: latency,
+                error_rate: 0.0,
+                samples: 10,
+            },
+        );
+    }
+    let lb = LoadBalancer::new(Arc::new(agents), BalanceStrategy::PerformanceWeighted)
+        .with_load(loads);
+    for id in ids {
+        lb.add(MemberSpec::new(id)).unwrap();
+    }
+    lb.refresh();
+    // Weights 1000 : 500 : 250 : 500 (the median) over 2250 picks.
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..2_250 {
+        *counts
+            .entry(lb.pick(&[]).unwrap().agent().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        counts,
+        HashMap::from([
+            ("quick".into(), 1000),
+            ("mid".into(), 500),
+            ("slow".into(), 250),
+            ("unmeasured".into(), 500)
+        ])
+    );
+}
