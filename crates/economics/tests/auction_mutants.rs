@@ -1,0 +1,215 @@
+//! The auctions' parts that `cargo xtask mutants economics` found no test
+//! checking: each test here fails with the mutant it names (see the
+//! README's testing section).
+
+use std::{sync::Arc, time::Duration};
+
+use economics::{Auctioneer, PriceRule, SealedSpec};
+use futures::future::BoxFuture;
+use serde_json::{Value, json};
+use supervision_core::{
+    AgentDirectory, AgentId, AgentInfo, AgentSelection, AgentStatus, AgentStatusChanges, Clock,
+    DirectoryError, Envelope, ProcessHandle, Telemetry,
+    testkit::{Answer, ScriptedDirectory, TelemetryProbe},
+};
+
+fn sealed_spec() -> SealedSpec {
+    SealedSpec {
+        item: "gpu-hour".into(),
+        rule: PriceRule::FirstPrice,
+        reserve: 0.0,
+        invitees: AgentSelection::Kind("bidder".into()),
+        bidding: Duration::from_millis(100),
+    }
+}
+
+// Each auction of one auctioneer has an id of its own, in the outcome and
+// in the invitation (mutant: `Auctioneer::next_id` always 1).
+#[tokio::test(start_paused = true)]
+async fn each_auction_has_its_own_id() {
+    let agents = ScriptedDirectory::new();
+    let seen = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    agents.add("a", "bidder", move |envelope| {
+        record.lock().push(envelope.body["auction"].as_u64());
+        Answer::Reply(json!({"bid": 5.0}))
+    });
+    let auctioneer = Auctioneer::new(Arc::new(agents.clone()), Clock::tokio());
+    let first = auctioneer.sealed(sealed_spec()).await.unwrap();
+    let second = auctioneer.sealed(sealed_spec()).await.unwrap();
+    assert_ne!(first.auction, second.auction);
+    assert_eq!(
+        *seen.lock(),
+        vec![Some(first.auction), Some(second.auction)]
+    );
+}
+
+/// A directory whose agents accept, each answer landing exactly at its
+/// envelope's deadline (as a remote answer may): the edge of a tick.
+struct AtTheDeadline(ScriptedDirectory);
+
+impl AgentDirectory for AtTheDeadline {
+    fn agent(&self, id: &AgentId) -> Option<ProcessHandle> {
+        self.0.agent(id)
+    }
+
+    fn info(&self, id: &AgentId) -> Option<AgentInfo> {
+        self.0.info(id)
+    }
+
+    fn agents(&self) -> Vec<AgentInfo> {
+        self.0.agents()
+    }
+
+    fn status(&self, id: &AgentId) -> Option<AgentStatus> {
+        self.0.status(id)
+    }
+
+    fn ask(
+        &self,
+        _: &AgentId,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<Value, DirectoryError>> {
+        Box::pin(async move {
+            tokio::time::sleep_until(envelope.deadline).await;
+            Ok(json!({"accept": true}))
+        })
+    }
+
+    fn cast(&self, id: &AgentId, envelope: Envelope) -> Result<(), DirectoryError> {
+        self.0.cast(id, envelope)
+    }
+
+    fn subscribe(&self) -> AgentStatusChanges {
+        self.0.subscribe()
+    }
+}
+
+// A Dutch acceptance that arrives as its tick ends counts at that tick's
+// price, not the next one's (mutant: the tick's last instant taken as
+// `tick_end + 1 ns`, so an answer at the edge paid the next tick's price).
+#[tokio::test(start_paused = true)]
+async fn a_dutch_acceptance_at_the_end_of_its_tick_pays_that_ticks_price() {
+    let agents = ScriptedDirectory::new();
+    agents.add("edge", "bidder", |_| Answer::Silent);
+    let outcome = Auctioneer::new(Arc::new(AtTheDeadline(agents.clone())), Clock::tokio())
+        .dutch(economics::DutchSpec {
+            item: "slot".into(),
+            start_price: 100.0,
+            step: 10.0,
+            tick: Duration::from_millis(100),
+            reserve: 40.0,
+            invitees: AgentSelection::Kind("bidder".into()),
+        })
+        .await
+        .unwrap();
+    let award = outcome.award().expect("the bidder accepted");
+    assert_eq!((award.winner.as_str(), award.price), ("edge", 100.0));
+    assert_eq!(outcome.bids[0].at_ms, 99, "{:?}", outcome.bids);
+}
+
+// The closing report says whether the item sold (mutant: `sold` negated).
+#[tokio::test(start_paused = true)]
+async fn the_closing_report_says_whether_it_sold() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "bidder", |_| Answer::Reply(json!({"bid": 5.0})));
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["economics", "auction"]);
+    let auctioneer =
+        Auctioneer::new(Arc::new(agents.clone()), Clock::tokio()).with_telemetry(telemetry);
+    let closed = ["economics", "auction", "closed"];
+    auctioneer.sealed(sealed_spec()).await.unwrap();
+    let sold = probe.wait_for(&closed, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(sold.meta_bool("sold"), Some(true));
+    assert_eq!(sold.measurement("revenue"), Some(5.0));
+
+    let unsold = SealedSpec {
+        reserve: 10.0,
+        ..sealed_spec()
+    };
+    auctioneer.sealed(unsold).await.unwrap();
+    let unsold = probe.wait_for(&closed, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(unsold.meta_bool("sold"), Some(false));
+}
+
+// Past 64 items the exact search declines (its masks are 64 bits); at 64
+// it still runs (mutant: `n_items > 64` as `== 64`).
+#[test]
+fn the_exact_search_takes_up_to_64_items() {
+    let at_most = economics::solve_exact(64, &[(vec![63], 1.0), (vec![0, 1], 2.0)])
+        .expect("64 items fit the search");
+    assert!(at_most.exact);
+    assert_eq!((at_most.winners.clone(), at_most.value), (vec![0, 1], 3.0));
+    assert_eq!(economics::solve_exact(65, &[(vec![0], 1.0)]), None);
+}
+
+// A node budget of 0 explores nothing, so proves nothing (mutant: the
+// budget checked with `==`, which a budget of 0 never meets).
+#[test]
+fn a_search_past_its_node_budget_is_not_exact() {
+    let bids = [(vec![0], 1.0), (vec![1], 1.0)];
+    let none = economics::solve_exact_within(2, &bids, 0).unwrap();
+    assert!(!none.exact, "{none:?}");
+    let full = economics::solve_exact_within(2, &bids, 1_000).unwrap();
+    assert!(full.exact);
+    assert_eq!(full.value, 2.0);
+}
+
+// Greedy ranks bids by amount over the square root of the bundle size
+// (Lehmann, O'Callaghan and Shoham): a small bid of better value per item
+// goes first (mutant: `/` as `*`, which favours the big bundle).
+#[test]
+fn greedy_ranks_by_amount_over_the_root_of_the_size() {
+    // 3 / sqrt(4) = 1.5 for the bundle, 2 / 1 = 2 for the single item.
+    let bids = [(vec![0, 1, 2, 3], 3.0), (vec![0], 2.0)];
+    let greedy = economics::solve_greedy(4, &bids);
+    assert_eq!((greedy.winners, greedy.value), (vec![1], 2.0));
+}
+
+// Two acceptances in one tick: the first wins, the second is refused and
+// the outcome still lists it (mutant: `DutchAuction::record_refused`
+// records nothing).
+#[tokio::test(start_paused = true)]
+async fn a_dutch_acceptance_after_the_winner_is_listed_as_refused() {
+    let agents = ScriptedDirectory::new();
+    agents.add("first", "bidder", |_| Answer::Reply(json!({"accept": true})));
+    agents.add("second", "bidder", |_| {
+        Answer::late(Duration::from_millis(10), json!({"accept": true}))
+    });
+    let outcome = Auctioneer::new(Arc::new(agents.clone()), Clock::tokio())
+        .dutch(economics::DutchSpec {
+            item: "slot".into(),
+            start_price: 100.0,
+            step: 10.0,
+            tick: Duration::from_millis(100),
+            reserve: 40.0,
+            invitees: AgentSelection::Kind("bidder".into()),
+        })
+        .await
+        .unwrap();
+    assert_eq!(outcome.award().unwrap().winner.as_str(), "first");
+    let bids: Vec<(&str, bool)> = outcome
+        .bids
+        .iter()
+        .map(|b| (b.bidder.as_str(), b.verdict == economics::Verdict::Accepted))
+        .collect();
+    assert_eq!(bids, [("first", true), ("second", false)]);
+}
+
+// A sealed bid arriving at the closing instant still counts (mutant:
+// `at > closes` as `>=`), and a bid equal to the reserve sells (mutant:
+// `best < reserve` as `<=`).
+#[test]
+fn sealed_bids_at_the_close_and_at_the_reserve_count() {
+    use economics::SealedBidAuction;
+    use tokio::time::Instant;
+
+    let opened = Instant::now();
+    let closes = opened + Duration::from_millis(100);
+    let mut auction =
+        SealedBidAuction::new(1, "gpu", PriceRule::FirstPrice, 10.0, opened, closes).unwrap();
+    auction.submit("a".into(), 10.0, closes).unwrap();
+    let outcome = auction.close();
+    let award = outcome.award().expect("a bid at the reserve sells");
+    assert_eq!((award.winner.as_str(), award.price), ("a", 10.0));
+}

@@ -1,0 +1,82 @@
+//! The marketplace's parts that `cargo xtask mutants economics` found no
+//! test checking: each test here fails with the mutant it names (see the
+//! README's testing section).
+
+use std::{sync::Arc, time::Duration};
+
+use economics::{Ledger, Marketplace, Reputation, Request, TransactionState};
+use supervision_core::{AgentId, Clock};
+
+fn market() -> (Arc<Ledger>, Marketplace) {
+    let ledger = Arc::new(Ledger::new());
+    let reputation = Arc::new(Reputation::new(Clock::tokio(), Duration::from_secs(100)));
+    let market = Marketplace::new(ledger.clone(), reputation);
+    (ledger, market)
+}
+
+fn request(buyer: &str) -> Request {
+    Request {
+        buyer: buyer.into(),
+        service: "ocr".into(),
+        capabilities: vec![],
+        max_price: 100,
+        min_quality: 0.0,
+        min_reputation: 0.0,
+    }
+}
+
+// `listings` returns every listing, oldest first (mutant: `vec![]`).
+#[tokio::test(start_paused = true)]
+async fn listings_are_listed_oldest_first() {
+    let (_, market) = market();
+    let ids: Vec<u64> = ["a", "b", "c"]
+        .into_iter()
+        .map(|seller| {
+            market
+                .list(&seller.into(), "ocr", &["pdf"], 10, 0.5)
+                .unwrap()
+        })
+        .collect();
+    market.delist(ids[1]).unwrap();
+    let listed: Vec<(u64, AgentId)> = market
+        .listings()
+        .into_iter()
+        .map(|l| (l.id, l.seller))
+        .collect();
+    assert_eq!(listed, vec![(ids[0], "a".into()), (ids[2], "c".into())]);
+}
+
+// Each transaction gets an id of its own, and closing one leaves the
+// others open (mutant: `next_id += 1` as `*= 1`, two deals under one id).
+#[tokio::test(start_paused = true)]
+async fn each_transaction_has_its_own_id() {
+    let (ledger, market) = market();
+    ledger.grant(&"buyer".into(), 100).unwrap();
+    market
+        .list(&"seller".into(), "ocr", &[], 10, 0.5)
+        .unwrap();
+    let first = market.request(request("buyer")).await.unwrap();
+    let second = market.request(request("buyer")).await.unwrap();
+    assert_ne!(first.id, second.id);
+    assert_eq!(ledger.balance(&"buyer".into()).unwrap().held, 20);
+
+    market.complete(first.id, 1.0).await.unwrap();
+    let second = market.transaction(second.id).expect("second deal recorded");
+    assert_eq!(second.state, TransactionState::Open);
+    market.cancel(second.id).await.unwrap();
+    let buyer = ledger.balance(&"buyer".into()).unwrap();
+    assert_eq!((buyer.free, buyer.held, buyer.spent), (90, 0, 10));
+}
+
+// The Debug form names what the marketplace holds (mutant: an empty
+// `fmt`).
+#[tokio::test(start_paused = true)]
+async fn debug_shows_the_counts() {
+    let (_, market) = market();
+    market.list(&"seller".into(), "ocr", &[], 10, 0.5).unwrap();
+    let debug = format!("{market:?}");
+    assert!(
+        debug.contains("Marketplace") && debug.contains("listings: 1"),
+        "{debug}"
+    );
+}
