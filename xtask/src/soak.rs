@@ -61,12 +61,16 @@ const MAX_COUNTERS: usize = 200;
 /// Worker agents, started first, that vote and bid.
 const WORKERS: usize = 5;
 /// Services restarted in turn, one a minute.
-const RESTARTED: [&str; 4] = [
+const RESTARTED: [&str; 5] = [
     "health_monitor",
     "telemetry_service",
     "rate_limiter",
     "event_store",
+    "config_server",
 ];
+/// Config paths each client updates in turn (`services.soak-C-K`, K below
+/// this): a fixed set, so the soak itself does not grow `config.json`.
+const CONFIG_PATHS: u64 = 4;
 
 /// The parsed flags.
 struct Options {
@@ -166,6 +170,18 @@ struct Counter {
     certain: bool,
 }
 
+/// What the clients were told about one config path.
+#[derive(Debug, Clone, Default)]
+struct ConfigPath {
+    /// The value of the last update answered 200, if any.
+    acknowledged: Option<Value>,
+    /// Values of later updates whose outcome is unknown (no answer, or a
+    /// 500 `config_not_persisted`): the path may hold one of them.
+    unknown: Vec<Value>,
+    /// Updates answered 200.
+    updates: u64,
+}
+
 /// What the clients were told, and what they counted.
 #[derive(Default)]
 struct Ledger {
@@ -177,6 +193,8 @@ struct Ledger {
     stopped: Vec<String>,
     /// Events acknowledged (a 201): id -> the event sent.
     events: BTreeMap<u64, Value>,
+    /// Config updates by path (`services.soak-C-K`).
+    config: BTreeMap<String, ConfigPath>,
     /// Count mismatches seen in replies while running.
     wrong_replies: u64,
     /// Operations by name.
@@ -394,6 +412,7 @@ async fn load(
             35..=79 => on_counter(&api, &ledger, &mut dice).await,
             80..=84 => vote(&api, &ledger, &workers, &mut dice).await,
             85..=89 => auction(&api, &ledger, &workers, &mut dice).await,
+            90..=94 => update_config(&api, &ledger, client, seq, &mut dice).await,
             _ => read(&api, &ledger, &mut dice).await,
         };
         if let Err((name, what)) = result {
@@ -434,6 +453,47 @@ async fn append(api: &Api, ledger: &Shared, client: usize, seq: u64) -> Outcome 
         },
         // The event store restarting: refused, not acknowledged.
         other => expect("append_event", other, &[]),
+    }
+}
+
+/// Updates one of this client's config paths (`PUT /api/config/...`);
+/// only this client writes it, so the last 200 is what the node must hold
+/// (or a later update whose answer never came).
+async fn update_config(
+    api: &Api,
+    ledger: &Shared,
+    client: usize,
+    seq: u64,
+    dice: &mut Dice,
+) -> Outcome {
+    lock(ledger).op("update_config");
+    let path = format!("services.soak-{client}-{}", dice.below(CONFIG_PATHS));
+    let value = json!({"client": client, "seq": seq});
+    let answer = api
+        .call(
+            Method::PUT,
+            &format!("/api/config/{path}"),
+            Some(value.clone()),
+        )
+        .await;
+    let mut ledger = lock(ledger);
+    let entry = ledger.config.entry(path).or_default();
+    match answer {
+        Ok((200, _)) => {
+            entry.acknowledged = Some(value);
+            entry.unknown.clear();
+            entry.updates += 1;
+            Ok(())
+        }
+        // The config process restarting: refused, nothing changed.
+        Ok((503, _)) => Ok(()),
+        other => {
+            if !matches!(other, Ok((status, _)) if status < 500) {
+                entry.unknown.push(value);
+            }
+            drop(ledger);
+            expect("update_config", other, &[])
+        }
     }
 }
 
@@ -678,17 +738,20 @@ async fn subscribe(api: Api, stop: Arc<AtomicBool>) -> Result<HashMap<u64, Value
     }
 }
 
-/// One sample of the node: resident set, open files, threads, registry
-/// names, agents and store size.
+/// One sample of the node: resident set (anonymous and file-backed), open
+/// files, threads, registry names, agents and store size.
 async fn sample(api: &Api, pid: u32, data_dir: &Path, minute: u64) -> Value {
     let proc_dir = PathBuf::from(format!("/proc/{pid}"));
-    let rss_kb = std::fs::read_to_string(proc_dir.join("status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        });
+    let status = std::fs::read_to_string(proc_dir.join("status")).unwrap_or_default();
+    // A `status` field in kB: the resident set, and its anonymous (heaps:
+    // mimalloc's and the C allocator's) and file-backed parts.
+    let kb = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    let (rss_kb, rss_anon_kb, rss_file_kb) = (kb("VmRSS:"), kb("RssAnon:"), kb("RssFile:"));
     let count = |dir: &str| std::fs::read_dir(proc_dir.join(dir)).map_or(0, |d| d.count());
     let store_bytes: u64 = std::fs::read_dir(data_dir)
         .map(|d| {
@@ -707,6 +770,8 @@ async fn sample(api: &Api, pid: u32, data_dir: &Path, minute: u64) -> Value {
     json!({
         "minute": minute,
         "rss_kb": rss_kb,
+        "rss_anon_kb": rss_anon_kb,
+        "rss_file_kb": rss_file_kb,
         "fds": count("fd"),
         "threads": count("task"),
         "registry_names": names,
@@ -759,12 +824,13 @@ async fn verify(api: &Api, ledger: &Shared, seen: &HashMap<u64, Value>) -> Resul
             && got["kind"] == sent["kind"]
             && got["data"] == sent["data"]
     };
-    let (events, counters, stopped) = {
+    let (events, counters, stopped, config) = {
         let ledger = lock(ledger);
         (
             ledger.events.clone(),
             ledger.counters.clone(),
             ledger.stopped.clone(),
+            ledger.config.clone(),
         )
     };
     let mut missing_events = Vec::new();
@@ -824,11 +890,35 @@ async fn verify(api: &Api, ledger: &Shared, seen: &HashMap<u64, Value>) -> Resul
         .filter(|id| listed.contains_key(*id))
         .collect();
     let uncertain = counters.values().filter(|c| !c.certain).count();
+
+    // Every config path: the last acknowledged value (or a later one whose
+    // answer never came).
+    let mut wrong_config = Vec::new();
+    for (path, told) in &config {
+        let (status, reply) = api
+            .call(Method::GET, &format!("/api/config/{path}"), None)
+            .await?;
+        let held = (status == 200).then(|| reply["value"].clone());
+        let fine = match (&held, &told.acknowledged) {
+            (Some(held), Some(acked)) => held == acked || told.unknown.contains(held),
+            (Some(held), None) => told.unknown.contains(held),
+            (None, None) => status == 404,
+            (None, Some(_)) => false,
+        };
+        if !fine {
+            wrong_config.push(json!({
+                "path": path, "told": told.acknowledged, "has": held, "status": status,
+            }));
+        }
+    }
+    let config_updates: u64 = config.values().map(|c| c.updates).sum();
+
     let lost = missing_events.len()
         + unseen as usize
         + missing_agents.len()
         + wrong_counts.len()
-        + resurrected.len();
+        + resurrected.len()
+        + wrong_config.len();
     Ok(json!({
         "lost": lost,
         "events_acknowledged": events.len(),
@@ -842,6 +932,9 @@ async fn verify(api: &Api, ledger: &Shared, seen: &HashMap<u64, Value>) -> Resul
         "counters_wrong": wrong_counts,
         "counters_stopped": stopped.len(),
         "stopped_but_listed": resurrected,
+        "config_updates_acknowledged": config_updates,
+        "config_paths": config.len(),
+        "config_wrong": wrong_config,
     }))
 }
 

@@ -118,7 +118,9 @@ mod subscribe;
 mod writer;
 
 pub use append::{Appended, Appending, AppendingBatch, ExpectedVersion};
-pub use config::{DATABASE_FILE, EventStoreConfig, LOCK_FILE, Retention};
+pub use config::{
+    DATABASE_FILE, DEFAULT_CACHE_KIB, EventStoreConfig, LOCK_FILE, MIN_CACHE_KIB, Retention,
+};
 pub use error::EventStoreError;
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 pub use service::{EVENT_STORE_SERVICE, EventStoreProcess, EventStoreService};

@@ -1,6 +1,6 @@
 //! [`ApiError`]: what the HTTP API answers when a request fails, as typed
 //! JSON with a stable code (`{"code": 9104, "error": "agent_exists",
-//! "message": "..."}`), codes 9100-9199: 9101 on for the endpoints'
+//! "message": "..."}`), codes 9100-9199: 9101-9118 the endpoints'
 //! refusals, 9150 on for those made before an endpoint runs.
 
 use axum::{
@@ -13,7 +13,7 @@ use supervision_core::ErrorCode;
 use thiserror::Error;
 
 /// Why a request to the API failed. Nothing changed when a request is
-/// refused (401, 400, 403, 404, 409, 429).
+/// refused (401, 400, 403, 404, 409, 429, 503).
 #[derive(Debug, Clone, Error)]
 #[non_exhaustive]
 pub enum ApiError {
@@ -72,6 +72,20 @@ pub enum ApiError {
     /// config, coordination, economics): only the node appends there.
     #[error("stream {0:?} is written by the node itself; append to a stream of your own")]
     ReservedStream(String),
+    /// No configuration value at this path (`GET /api/config/{path}`).
+    #[error("config path {0:?} not found")]
+    ConfigNotFound(String),
+    /// The path may not be changed at run time (fixed, or unknown to the
+    /// node's schema: only `services.NAME`, an object, is).
+    #[error("config path {0:?} may not be updated")]
+    ConfigForbidden(String),
+    /// A malformed config path, or a value against its path's rule.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// The ConfigServer could not persist the update (or could not tell
+    /// whether it did: read the path back).
+    #[error("{0}")]
+    ConfigNotPersisted(String),
     /// The request could not be read before any endpoint saw it (a path
     /// parameter that is not UTF-8 once decoded, ...): what was wrong.
     #[error("invalid request: {0}")]
@@ -105,6 +119,10 @@ impl ErrorCode for ApiError {
             ApiError::UnknownService(_) => 9112,
             ApiError::ServiceRefused(_) => 9113,
             ApiError::ReservedStream(_) => 9114,
+            ApiError::ConfigNotFound(_) => 9115,
+            ApiError::ConfigForbidden(_) => 9116,
+            ApiError::InvalidConfig(_) => 9117,
+            ApiError::ConfigNotPersisted(_) => 9118,
             // 9150 on: refusals made before an endpoint runs (numbered
             // apart from the endpoints' own, which grow from 9114).
             ApiError::InvalidRequest(_) => 9150,
@@ -133,6 +151,10 @@ impl ApiError {
             ApiError::UnknownService(_) => "unknown_service",
             ApiError::ServiceRefused(_) => "service_refused",
             ApiError::ReservedStream(_) => "reserved_stream",
+            ApiError::ConfigNotFound(_) => "config_not_found",
+            ApiError::ConfigForbidden(_) => "config_forbidden",
+            ApiError::InvalidConfig(_) => "invalid_config",
+            ApiError::ConfigNotPersisted(_) => "config_not_persisted",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::NoRoute(_) => "no_route",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -149,7 +171,11 @@ impl ApiError {
             | ApiError::UnknownKind { .. }
             | ApiError::InvalidAgent(_)
             | ApiError::Refused(_)
+            | ApiError::InvalidConfig(_)
             | ApiError::InvalidRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::ConfigNotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::ConfigForbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::ConfigNotPersisted(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,

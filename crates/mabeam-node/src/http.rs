@@ -147,6 +147,7 @@ fn routes() -> Router<ApiState> {
         .route("/api/coordination/vote", post(vote))
         .route("/api/economics/auction", post(auction))
         .route("/api/services/{name}/restart", post(restart_service))
+        .merge(crate::config_api::routes())
         // The observer page, its endpoints and its event stream. The
         // stream (`/api/observer/stream`) is long-lived: keep it outside
         // any request timeout layer (merge it after such a layer).

@@ -27,6 +27,9 @@
 //!   `POST /api/agents/{id}/passivate`, `POST /api/events`,
 //!   `POST /api/coordination/vote`, `POST /api/economics/auction`,
 //!   `POST /api/services/{name}/restart`. Failures are [`ApiError`]s.
+//! - [`config_api`]: the ConfigServer over HTTP, `GET /api/config` and
+//!   `GET`/`PUT /api/config/{*path}` (reads and updates as the other
+//!   `/api/*` routes are guarded; an update answered once persisted).
 //! - [`observer`]: `GET /`, a live page of the node (system, both trees,
 //!   agents, metrics, events, health, cluster) updated over Server-Sent
 //!   Events, its assets embedded in the binary.
@@ -46,6 +49,7 @@ mod api_error;
 pub mod cli;
 pub mod client;
 mod config;
+pub mod config_api;
 pub mod data_dir;
 mod error;
 pub mod http;

@@ -79,12 +79,23 @@ impl Retention {
     }
 }
 
+/// Each connection's page cache by default, in KiB: enough for the pages
+/// an append or a read of the log's tail touches (a few index pages and
+/// the last table pages), a quarter of SQLite's own default, so the
+/// store's memory stays flat while its file grows (the soak measured it;
+/// see `docs/BENCHMARKS.md`).
+pub const DEFAULT_CACHE_KIB: u32 = 512;
+
+/// The smallest page cache a connection may be given, in KiB.
+pub const MIN_CACHE_KIB: u32 = 64;
+
 /// How an EventStore is set up.
 ///
 /// Defaults (one place, [`EventStoreConfig::new`]): node `"local"`, events
 /// up to 1 MiB (data and metadata as JSON), commit groups of up to 4,096
 /// events, subscriber buffers of 4,096 events, up to 4 idle reader
-/// connections kept, an integrity check when the file is opened, the
+/// connections kept, a page cache of [`DEFAULT_CACHE_KIB`] per
+/// connection, an integrity check when the file is opened, the
 /// default [`Retention`], the system clock and no telemetry.
 #[derive(Debug, Clone)]
 pub struct EventStoreConfig {
@@ -102,6 +113,11 @@ pub struct EventStoreConfig {
     pub subscriber_buffer: usize,
     /// How many idle reader connections are kept open.
     pub max_idle_readers: usize,
+    /// Each connection's SQLite page cache, in KiB (`PRAGMA cache_size`):
+    /// what the store's memory grows to as its file grows, per connection
+    /// (the writer's and each reader's). SQLite's own default is about
+    /// 2 MiB each.
+    pub cache_kib: u32,
     /// Whether opening runs SQLite's `quick_check` over the file (linear
     /// in its size) to refuse a damaged file at once.
     pub check_on_open: bool,
@@ -123,6 +139,7 @@ impl EventStoreConfig {
             max_group: 4096,
             subscriber_buffer: 4096,
             max_idle_readers: 4,
+            cache_kib: DEFAULT_CACHE_KIB,
             check_on_open: true,
             retention: Retention::default(),
             clock: Clock::system(),
@@ -145,6 +162,13 @@ impl EventStoreConfig {
     /// Sets the subscriber buffer.
     pub fn with_subscriber_buffer(mut self, events: usize) -> Self {
         self.subscriber_buffer = events;
+        self
+    }
+
+    /// Sets each connection's page cache, in KiB (at least
+    /// [`MIN_CACHE_KIB`]).
+    pub fn with_cache_kib(mut self, kib: u32) -> Self {
+        self.cache_kib = kib;
         self
     }
 
@@ -183,6 +207,12 @@ impl EventStoreConfig {
                     "{name} must be at least 1"
                 )));
             }
+        }
+        if self.cache_kib < MIN_CACHE_KIB {
+            return Err(EventStoreError::InvalidConfig(format!(
+                "cache_kib must be at least {MIN_CACHE_KIB}, not {}",
+                self.cache_kib
+            )));
         }
         self.retention.validate()?;
         if self.node.is_empty() {

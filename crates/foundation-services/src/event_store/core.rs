@@ -77,7 +77,7 @@ impl StoreCore {
             })
             .map_err(EventStoreError::storage)?;
         Ok(Arc::new(StoreCore {
-            readers: Readers::new(path, config.max_idle_readers),
+            readers: Readers::new(path, config.max_idle_readers, config.cache_kib),
             config,
             requests,
             counters,

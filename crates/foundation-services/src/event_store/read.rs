@@ -25,14 +25,16 @@ pub(crate) struct Readers {
     path: PathBuf,
     idle: Mutex<Vec<Connection>>,
     max_idle: usize,
+    cache_kib: u32,
 }
 
 impl Readers {
-    pub(crate) fn new(path: PathBuf, max_idle: usize) -> Self {
+    pub(crate) fn new(path: PathBuf, max_idle: usize, cache_kib: u32) -> Self {
         Readers {
             path,
             idle: Mutex::new(Vec::new()),
             max_idle,
+            cache_kib,
         }
     }
 
@@ -45,7 +47,7 @@ impl Readers {
         let idle = self.idle.lock().pop();
         let conn = match idle {
             Some(conn) => conn,
-            None => schema::open_reader(&self.path)?,
+            None => schema::open_reader(&self.path, self.cache_kib)?,
         };
         let result = read(&conn);
         let mut idle = self.idle.lock();

@@ -94,6 +94,8 @@ pub(crate) fn open_writer(
     )
     .map_err(|e| classify(&path, e))?;
     let err = |e| classify(&path, e);
+    // Bounded before the first read: `quick_check` reads the whole file.
+    bound_cache(&conn, config.cache_kib).map_err(err)?;
     let application_id: i32 = conn
         .pragma_query_value(None, "application_id", |r| r.get(0))
         .map_err(err)?;
@@ -150,7 +152,7 @@ pub(crate) fn open_writer(
 
 /// Opens a reader's connection to the store's file (which the writer has
 /// already checked and migrated).
-pub(crate) fn open_reader(path: &Path) -> Result<Connection, EventStoreError> {
+pub(crate) fn open_reader(path: &Path, cache_kib: u32) -> Result<Connection, EventStoreError> {
     let conn = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
@@ -160,7 +162,14 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, EventStoreError> {
         .map_err(|e| classify(path, e))?;
     conn.pragma_update(None, "query_only", true)
         .map_err(|e| classify(path, e))?;
+    bound_cache(&conn, cache_kib).map_err(|e| classify(path, e))?;
     Ok(conn)
+}
+
+/// Bounds a connection's page cache to `kib` (a negative `cache_size` is
+/// KiB, not pages).
+pub(crate) fn bound_cache(conn: &Connection, kib: u32) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "cache_size", -i64::from(kib))
 }
 
 /// Maps an SQLite error to the store's: damage and foreign files get their
@@ -235,4 +244,32 @@ fn migrate(conn: &Connection, version: u32) -> rusqlite::Result<()> {
         let _ = conn.execute_batch("ROLLBACK");
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::config::DEFAULT_CACHE_KIB;
+    use super::*;
+
+    fn cache_size(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "cache_size", |r| r.get(0))
+            .unwrap()
+    }
+
+    // The soak's resident set grew with the log while every connection
+    // kept SQLite's default cache (about 2 MiB each): each connection is
+    // bounded by the configured cache.
+    #[test]
+    fn every_connection_has_the_configured_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = EventStoreConfig::new(dir.path()).with_cache_kib(320);
+        let (writer, _lock) = open_writer(&config).unwrap();
+        assert_eq!(cache_size(&writer), -320);
+        let reader = open_reader(&config.database_path(), 96).unwrap();
+        assert_eq!(cache_size(&reader), -96);
+        assert_eq!(
+            cache_size(&open_reader(&config.database_path(), DEFAULT_CACHE_KIB).unwrap()),
+            -i64::from(DEFAULT_CACHE_KIB)
+        );
+    }
 }
