@@ -72,6 +72,9 @@ pub(crate) struct Hosted<A: Agent> {
     /// Its exit is reported (by `on_stop`); if not when it is dropped, its
     /// task was aborted (a kill) and the drop reports it.
     reported: bool,
+    /// It got to a stop signal in its mailbox (rather than ending by
+    /// itself first): recorded in its handle as it stops.
+    reached_stop: bool,
     /// Tells queued behind the previous incarnation's exit (or left in
     /// this one's mailbox when it stopped), in order; handled before the
     /// mailbox. Boxed: most incarnations never hold any.
@@ -102,7 +105,9 @@ pub(crate) fn spawn<A: Agent>(args: A::Args, host: HostArgs, capacity: usize) ->
         // however soon the incarnation stops, so it need not be findable
         // by id. It keeps the task: a kill aborts all of it, `on_stop`
         // included (a stop's timeout bounds a hung `on_stop` too).
-        let handle = ProcessHandle::spawn_sole(prepared, |handle| (args, host, handle.clone()));
+        // It sees its own stop signal (`next`): a stop queues no mark.
+        let handle =
+            ProcessHandle::spawn_sole_seeing_stop(prepared, |handle| (args, host, handle.clone()));
         // Abandoned midway (the caller's start dropped): killed, so that
         // nothing runs that its supervisor never adopted.
         let guard = KillOnDrop(Some(&handle));
@@ -112,18 +117,24 @@ pub(crate) fn spawn<A: Agent>(args: A::Args, host: HostArgs, capacity: usize) ->
                 HookError::Error(reason) => StartError::from_exit(reason),
                 HookError::Panicked(panic) => panic_start_error(&panic),
             }),
-            // It handles its predecessor's leftovers before it reports its
-            // start, and one of them may stop it first; or it was killed
-            // (its task aborted) before it reported. Either way it reported
-            // its exit itself, if it got as far as its install.
-            _ = handle.exited() => actor_ref
-                .with_startup_result(|result| {
-                    result.map_err(|err| match err {
-                        HookError::Error(reason) => StartError::from_exit(reason.clone()),
-                        HookError::Panicked(panic) => panic_start_error(&panic),
+            // Its mailbox closed before it reported its start: it was
+            // killed (its task aborted, which drops the mailbox) or stopped
+            // first. Watched through the mailbox (a waiter on its channel),
+            // not through the handle's exit, which on every start boxed a
+            // future that took the task over and gave it back.
+            () = actor_ref.wait_for_shutdown() => {
+                // Once its task is gone, it has reported its exit itself,
+                // if it got as far as its install.
+                handle.exited().await;
+                actor_ref
+                    .with_startup_result(|result| {
+                        result.map_err(|err| match err {
+                            HookError::Error(reason) => StartError::from_exit(reason.clone()),
+                            HookError::Panicked(panic) => panic_start_error(&panic),
+                        })
                     })
-                })
-                .unwrap_or_else(|| Err(StartError::failed("stopped before its start completed"))),
+                    .unwrap_or_else(|| Err(StartError::failed("stopped before its start completed")))
+            }
         };
         guard.disarm();
         started.map(|()| handle)
@@ -199,7 +210,8 @@ impl<A: Agent> Actor for AgentHost<A> {
         Ok(())
     }
 
-    /// Its predecessor's leftovers first, then the mailbox.
+    /// Its predecessor's leftovers first, then the mailbox; notes the
+    /// stop signal as it comes (see `stop`).
     async fn next(
         &mut self,
         me: WeakActorRef<Self>,
@@ -222,7 +234,11 @@ impl<A: Agent> Actor for AgentHost<A> {
                 }));
             }
         }
-        Ok(mailbox.recv().await)
+        let signal = mailbox.recv().await;
+        if matches!(signal, Some(Signal::Stop)) {
+            self.0.reached_stop = true;
+        }
+        Ok(signal)
     }
 }
 
@@ -259,6 +275,7 @@ impl<A: Agent> AgentHost<A> {
             agent: Some(agent),
             id,
             reported: false,
+            reached_stop: false,
             leftovers,
             slot: host.slot,
             shared: host.shared,
@@ -271,7 +288,7 @@ impl<A: Agent> AgentHost<A> {
     }
 
     async fn stop(&mut self, id: ActorId, reason: ActorStopReason) -> Result<(), ExitReason> {
-        let flags = self.slot.stop_flags(id);
+        let flags = self.slot.stop_flags(id, self.reached_stop);
         let exit = self.exit.take().map_or_else(
             || classify(&reason, flags.stopping || flags.passivating || flags.asked),
             |exit| *exit,
@@ -382,7 +399,7 @@ impl<A: Agent> Drop for Hosted<A> {
         }
         self.reported = true;
         let id = self.id;
-        let flags = self.slot.stop_flags(id);
+        let flags = self.slot.stop_flags(id, false);
         let kept = self.agent.take().and_then(|agent| {
             std::panic::catch_unwind(AssertUnwindSafe(|| agent.checkpoint()))
                 .ok()

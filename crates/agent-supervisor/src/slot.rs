@@ -139,16 +139,18 @@ impl Slot {
     }
 
     /// Whether a stop or a passivation was asked for, of incarnation
-    /// `actor`.
-    pub(crate) fn stop_flags(&self, actor: ActorId) -> StopFlags {
+    /// `actor`. `reached_stop`: the incarnation got to a stop signal,
+    /// recorded in its handle here (under the lock this takes anyway).
+    pub(crate) fn stop_flags(&self, actor: ActorId, reached_stop: bool) -> StopFlags {
         let state = self.state.lock();
+        let handle = state.current.as_ref().filter(|handle| handle.id() == actor);
+        if reached_stop && let Some(handle) = handle {
+            handle.stop_reached();
+        }
         StopFlags {
             stopping: state.stopping,
             passivating: state.passivating,
-            asked: state
-                .current
-                .as_ref()
-                .is_some_and(|handle| handle.id() == actor && handle.stop_requested()),
+            asked: handle.is_some_and(ProcessHandle::stop_requested),
         }
     }
 

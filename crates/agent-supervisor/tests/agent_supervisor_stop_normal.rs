@@ -89,3 +89,60 @@ async fn an_agent_that_stops_by_itself_during_its_supervisors_stop_keeps_normal(
     assert_eq!(process.exited().await, ExitReason::Normal);
     assert_eq!(s.agents.status("f"), Some(AgentStatus::Completed));
 }
+
+/// On its message, says it is in the handler and waits for the gate.
+struct Holder;
+
+impl Agent for Holder {
+    type Args = ();
+    type Message = FinishWhen;
+    type Reply = ();
+    type Checkpoint = ();
+
+    async fn on_start(_: (), _: Option<()>) -> Result<Self, StartError> {
+        Ok(Holder)
+    }
+
+    async fn handle(&mut self, msg: FinishWhen, _: &mut AgentContext<'_>) {
+        let _ = msg.entered.send(());
+        msg.gate.notified().await;
+    }
+}
+
+/// A stop request queues kameo's stop signal alone: the agent host sees
+/// the signal itself as it comes out of its mailbox, so no mark is queued
+/// ahead of it (one mailbox message per stop, not two: the lifecycle
+/// benchmark's stop). The stop it gets to still ends it `Shutdown`, and
+/// the agent `Stopped`.
+#[tokio::test]
+async fn a_stop_request_queues_one_message_and_the_stop_still_ends_the_agent_with_shutdown() {
+    let s = setup().await;
+    s.agents
+        .register_agent("h", AgentConfig::new::<Holder>("k", ()))
+        .unwrap();
+    let process = s.agents.start_agent("h").await.unwrap();
+    let agent = s.agents.agent_ref::<Holder>("h").unwrap();
+    let (entered, in_handler) = oneshot::channel();
+    let gate = Arc::new(Notify::new());
+    let asking = tokio::spawn({
+        let gate = gate.clone();
+        async move { agent.ask(FinishWhen { entered, gate }).await }
+    });
+    within("the handler", in_handler).await.unwrap();
+
+    // Returns once the request is queued; the agent is still in its
+    // handler, so what the request queued waits in the mailbox.
+    within("the stop request", process.request_stop()).await;
+    // Before: Some(2), a mark ahead of the stop signal.
+    assert_eq!(process.mailbox_len(), Some(1));
+    assert!(process.stop_requested() && !process.stop_handled());
+
+    gate.notify_one();
+    within("the ask", asking).await.unwrap().unwrap();
+    assert_eq!(
+        within("the exit", process.exited()).await,
+        ExitReason::Shutdown(None)
+    );
+    assert!(process.stop_handled());
+    assert_eq!(s.agents.status("h"), Some(AgentStatus::Stopped));
+}

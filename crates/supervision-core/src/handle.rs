@@ -126,7 +126,13 @@ impl ProcessHandle {
     /// hosts). A handle made later with `new` for the same actor would not
     /// share this one's stop request and exit.
     pub fn new_sole<A: Actor>(actor_ref: ActorRef<A>) -> Self {
-        let cell = Arc::new(Cell::fresh(&actor_ref, false));
+        ProcessHandle::sole(actor_ref, false)
+    }
+
+    /// A sole handle; `own_stop` if the actor reports reaching its stop
+    /// itself (see [`spawn_sole_seeing_stop`](Self::spawn_sole_seeing_stop)).
+    fn sole<A: Actor>(actor_ref: ActorRef<A>, own_stop: bool) -> Self {
+        let cell = Arc::new(Cell::fresh(&actor_ref, false, own_stop));
         ProcessHandle {
             inner: Arc::new(TypedRef { actor_ref, cell }),
         }
@@ -144,7 +150,31 @@ impl ProcessHandle {
         prepared: PreparedActor<A>,
         args: impl FnOnce(&ProcessHandle) -> A::Args,
     ) -> Self {
-        let handle = ProcessHandle::new_sole(prepared.actor_ref().clone());
+        ProcessHandle::spawn_sole_with(prepared, false, args)
+    }
+
+    /// [`spawn_sole`](Self::spawn_sole), for an actor that sees kameo's
+    /// stop signal itself: it overrides kameo's `Actor::next`, and when
+    /// `next` yields [`Signal::Stop`] it calls
+    /// [`stop_reached`](Self::stop_reached) on its handle before its
+    /// `on_stop` ends. A stop request then queues kameo's stop signal
+    /// alone, without the mark that otherwise runs just ahead of it: one
+    /// mailbox message per stop, not two (agent hosts, stopped by the
+    /// hundred thousand). [`stop_handled`](Self::stop_handled) and the
+    /// exit read as for any actor.
+    pub fn spawn_sole_seeing_stop<A: Actor>(
+        prepared: PreparedActor<A>,
+        args: impl FnOnce(&ProcessHandle) -> A::Args,
+    ) -> Self {
+        ProcessHandle::spawn_sole_with(prepared, true, args)
+    }
+
+    fn spawn_sole_with<A: Actor>(
+        prepared: PreparedActor<A>,
+        own_stop: bool,
+        args: impl FnOnce(&ProcessHandle) -> A::Args,
+    ) -> Self {
+        let handle = ProcessHandle::sole(prepared.actor_ref().clone(), own_stop);
         let task = prepared.spawn(args(&handle));
         if let Some(typed) = handle.typed::<A>() {
             typed.cell.adopt_task(task);
@@ -224,6 +254,17 @@ impl ProcessHandle {
     /// a stop asked of it from an exit of its own.
     pub fn stop_handled(&self) -> bool {
         self.inner.stop_handled()
+    }
+
+    /// Records, from inside an actor started with
+    /// [`spawn_sole_seeing_stop`](Self::spawn_sole_seeing_stop), that it
+    /// got to a stop request: its `next` yielded kameo's
+    /// [`Signal::Stop`]. Counts only once a stop was requested through a
+    /// handle (a stop signal sent by kameo's own `stop_gracefully` is no
+    /// stop request, as for any actor), and only for such an actor: for
+    /// any other, the mark queued by the request says it.
+    pub fn stop_reached(&self) {
+        self.inner.stop_reached()
     }
 
     /// Asks the actor to stop after the messages already in its mailbox,
@@ -486,6 +527,7 @@ trait ErasedRef: Send + Sync + 'static {
     fn is_alive(&self) -> bool;
     fn stop_requested(&self) -> bool;
     fn stop_handled(&self) -> bool;
+    fn stop_reached(&self);
     fn exited(&self) -> BoxFuture<'_, ExitReason>;
     fn request_stop(&self) -> BoxFuture<'_, ()>;
     fn exit_watch(&self) -> BoxFuture<'static, (ActorId, ExitReason)>;
@@ -531,6 +573,10 @@ struct Cell<A: Actor> {
     /// In the side table (made by [`ProcessHandle::new`], not
     /// [`ProcessHandle::new_sole`]).
     listed: bool,
+    /// The actor marks reaching its stop itself
+    /// ([`ProcessHandle::spawn_sole_seeing_stop`]): a stop request queues
+    /// no mark.
+    own_stop: bool,
     /// The exit and the task, under one lock.
     facts: Mutex<Facts<A>>,
     /// Wakes the waiters when the exit is recorded, when the task's waiter
@@ -557,7 +603,7 @@ impl<A: Actor> Cell<A> {
     /// The cell of this actor: the one its other handles share, or a new
     /// one.
     fn of(actor_ref: &ActorRef<A>) -> Arc<Self> {
-        let fresh = || Arc::new(Cell::fresh(actor_ref, true));
+        let fresh = || Arc::new(Cell::fresh(actor_ref, true, false));
         let erased = |cell: &Arc<Self>| -> Weak<dyn ErasedCell> {
             let cell: Arc<dyn ErasedCell> = cell.clone();
             Arc::downgrade(&cell)
@@ -587,14 +633,15 @@ impl<A: Actor> Cell<A> {
     }
 
     /// A cell of `actor_ref` with nothing recorded; `listed` if it goes in
-    /// the side table.
-    fn fresh(actor_ref: &ActorRef<A>, listed: bool) -> Self {
+    /// the side table, `own_stop` if the actor marks its stop itself.
+    fn fresh(actor_ref: &ActorRef<A>, listed: bool, own_stop: bool) -> Self {
         Cell {
             actor: actor_ref.downgrade(),
             stop_requested: AtomicBool::new(false),
             stop_handled: AtomicBool::new(false),
             killed: AtomicBool::new(false),
             listed,
+            own_stop,
             facts: Mutex::new(Facts {
                 exit: None,
                 task: None,
@@ -741,6 +788,11 @@ impl<A: Actor> Cell<A> {
             return;
         }
         self.stop_requested.store(true, Ordering::Release);
+        if self.own_stop {
+            // The actor marks it as its `next` yields the stop signal.
+            let _ = actor_ref.stop_gracefully().await;
+            return;
+        }
         // A mark just ahead of kameo's stop signal: run by the actor only if
         // it gets that far, so an actor that stops by itself in the handler
         // it is in (the mark then dropped unrun) keeps its `Normal`, as OTP
@@ -886,6 +938,13 @@ impl<A: Actor> ErasedRef for TypedRef<A> {
 
     fn stop_handled(&self) -> bool {
         self.cell.stop_handled.load(Ordering::Acquire)
+    }
+
+    fn stop_reached(&self) {
+        let cell = &self.cell;
+        if cell.own_stop && cell.stop_requested.load(Ordering::Acquire) {
+            cell.stop_handled.store(true, Ordering::Release);
+        }
     }
 
     fn exited(&self) -> BoxFuture<'_, ExitReason> {
