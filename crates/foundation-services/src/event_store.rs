@@ -110,6 +110,7 @@ mod append;
 mod config;
 mod core;
 mod error;
+mod pg;
 mod read;
 mod schema;
 mod service;

@@ -60,6 +60,7 @@ pub mod connection_manager;
 pub mod event_store;
 pub mod health_monitor;
 mod ping;
+pub mod postgres;
 pub mod rate_limiter;
 mod rounds;
 pub mod service_monitor;
@@ -70,6 +71,7 @@ pub use config_server::{
     ConfigChange, ConfigError, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig,
     ConfigServerService, ConfigSubscription, UpdateOutcome, ValueRule,
 };
+pub use postgres::PostgresConfig;
 
 pub use connection_manager::{
     ConnectionError, ConnectionManager, ConnectionManagerBuilder, Direction, NodeEvent, NodeInfo,
