@@ -3,10 +3,11 @@
 //! - `test`: everything CI checks (format, clippy, the dependency rule,
 //!   packaging, docs without warnings, each crate building alone, every
 //!   example run (each bounded), doc tests, the observer's page in headless
-//!   Chromium, then every test under cargo-nextest with the per-test time
+//!   Chromium, a private PostgreSQL for the store tests (src/postgres.rs),
+//!   then every test under cargo-nextest with the per-test time
 //!   limit of `.config/nextest.toml`, last so that its summary closes the
 //!   output);
-//! - `bench NAME [--n N] [--anchors]`: one benchmark in release mode (progress on stderr,
+//! - `bench NAME [--n N] [--anchors] [--backend postgres [--store URL]]`: one benchmark in release mode (progress on stderr,
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
 //!   the anchors of `../shared/anchors` run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
@@ -37,6 +38,7 @@ mod deps;
 mod examples;
 mod fuzz;
 mod mutants;
+mod postgres;
 mod publish;
 mod soak;
 mod tools;
@@ -49,6 +51,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "usage: cargo xtask test | examples | browser | bench NAME [--n N] [--anchors] \
+                     [--backend sqlite|postgres] [--store URL] \
                      | fuzz [--minutes N] | soak --minutes N [--rate R] | check-deps | check-publish [--verify] \
                      | mutants CRATE [--file GLOB]... [-- CARGO_MUTANTS_ARGS]";
 
@@ -120,6 +123,12 @@ fn test(root: &Path) -> Result<()> {
     // The observer's page in headless Chromium (an ignored test: it needs
     // chromedriver, which this installs if missing and starts).
     browser::test(root, &cargo)?;
+    // PostgreSQL for the store tests: a private instance (installed from
+    // Debian's packages if missing) on a free loopback port, its URL
+    // handed to the tests; stopped and removed when this returns, even on
+    // failure (its guard also cleans up if xtask is killed).
+    let postgres = postgres::Instance::start_installing().map_err(anyhow::Error::msg)?;
+    let postgres_env = [(postgres::URL_ENV, postgres.url.as_str())];
     run(
         root,
         &cargo,
@@ -131,7 +140,7 @@ fn test(root: &Path) -> Result<()> {
         run(root, &cargo, &["check", "--quiet", "-p", &package], &[])?;
     }
     // nextest does not run doc tests.
-    run(root, &cargo, &["test", "--doc", "--workspace"], &[])?;
+    run(root, &cargo, &["test", "--doc", "--workspace"], &postgres_env)?;
     // Every test in its own process, under the per-test limit of
     // .config/nextest.toml: a hang fails in minutes and names the test.
     // Last, so that nextest's summary line closes the output.
@@ -139,7 +148,7 @@ fn test(root: &Path) -> Result<()> {
         root,
         &cargo,
         &["nextest", "run", "--workspace", "--no-fail-fast"],
-        &[],
+        &postgres_env,
     )
 }
 

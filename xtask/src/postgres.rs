@@ -117,6 +117,17 @@ fn free_port() -> Result<u16, String> {
 }
 
 impl Instance {
+    /// Installs PostgreSQL when `initdb` is missing (see [`install`]),
+    /// then starts a fresh instance: what `cargo xtask test` and the
+    /// benchmark run.
+    pub fn start_installing() -> Result<Instance, String> {
+        if find_bindir().is_none() {
+            eprintln!("postgres: initdb not found: installing PostgreSQL ({INSTALL})");
+            install()?;
+        }
+        Instance::start()
+    }
+
     /// Starts a fresh instance: fails (naming [`INSTALL`]) when PostgreSQL
     /// is not installed.
     pub fn start() -> Result<Instance, String> {
