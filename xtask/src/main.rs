@@ -140,7 +140,12 @@ fn test(root: &Path) -> Result<()> {
         run(root, &cargo, &["check", "--quiet", "-p", &package], &[])?;
     }
     // nextest does not run doc tests.
-    run(root, &cargo, &["test", "--doc", "--workspace"], &postgres_env)?;
+    run(
+        root,
+        &cargo,
+        &["test", "--doc", "--workspace"],
+        &postgres_env,
+    )?;
     // Every test in its own process, under the per-test limit of
     // .config/nextest.toml: a hang fails in minutes and names the test.
     // Last, so that nextest's summary line closes the output.

@@ -24,7 +24,7 @@ use std::{
 };
 
 use foundation_services::{
-    EventStore, EventStoreConfig, EventStoreError, ExpectedVersion, PostgresAgentStore,
+    Durability, EventStore, EventStoreConfig, EventStoreError, ExpectedVersion, PostgresAgentStore,
     PostgresConfig,
 };
 use serde_json::json;
@@ -467,6 +467,26 @@ async fn a_store_configured_to_wait_is_unhealthy_until_postgres_comes() {
             .unwrap()
             .id,
         1
+    );
+    store.close().await;
+    // A store that never saw its server closes too.
+    let stopping = server.clone();
+    blocking("stopping PostgreSQL", move || stopping.stop()).await;
+    let waiting = open(pg_config_at(&server.url, &fresh_schema()).with_wait_for_server(true)).await;
+    within(30, "closing a store still waiting", waiting.close()).await;
+}
+
+// Every commit is acknowledged with `synchronous_commit=on` (the WAL
+// flushed), as the store sets on its connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_commits_with_synchronous_commit_on() {
+    let store = open(pg_config(&fresh_schema())).await;
+    assert_eq!(
+        store.durability().await.unwrap(),
+        Durability {
+            journal_mode: "postgres (fsync on)".into(),
+            synchronous: "full".into(),
+        }
     );
     store.close().await;
 }

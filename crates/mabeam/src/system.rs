@@ -96,6 +96,7 @@ pub struct SystemBuilder {
     config_defaults: serde_json::Value,
     rate_rules: Vec<(String, Rule)>,
     cluster: Option<ConnectionManagerBuilder>,
+    event_store_postgres: Option<foundation_services::PostgresConfig>,
 }
 
 impl fmt::Debug for SystemBuilder {
@@ -137,7 +138,15 @@ impl SystemBuilder {
             config_defaults: serde_json::Value::Object(serde_json::Map::new()),
             rate_rules: Vec::new(),
             cluster: None,
+            event_store_postgres: None,
         }
+    }
+
+    /// Keeps the event store on PostgreSQL instead of SQLite in the data
+    /// directory (the default): for nodes that share one store.
+    pub fn event_store_postgres(mut self, postgres: foundation_services::PostgresConfig) -> Self {
+        self.event_store_postgres = Some(postgres);
+        self
     }
 
     /// The cluster this system's node belongs to: the connection
@@ -395,6 +404,7 @@ impl SystemBuilder {
         // Foundation: the stores, then the operational services.
         let events = EventStoreService::new(
             EventStoreConfig::new(&data_dir)
+                .with_postgres(self.event_store_postgres.clone())
                 .with_clock(clock.clone())
                 .with_telemetry(telemetry.clone()),
         );

@@ -48,11 +48,7 @@ fn main() -> Result<()> {
         .map(|w| w[1].parse::<u64>())
         .transpose()?;
     // `eventstore --backend postgres [--store URL]`.
-    let option = |name: &str| {
-        args.windows(2)
-            .find(|w| w[0] == name)
-            .map(|w| w[1].clone())
-    };
+    let option = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
     let backend = option("--backend").unwrap_or_else(|| "sqlite".into());
     let store = option("--store");
     let runtime = tokio::runtime::Builder::new_multi_thread()

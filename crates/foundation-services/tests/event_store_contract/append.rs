@@ -104,6 +104,28 @@ pub(crate) async fn expected_version_conflicts_when_the_stream_moved_on(place: P
             .len(),
         2
     );
+    // Expecting the stream to exist: refused for a stream with no event,
+    // admitted at any version of one that has.
+    let missing = store
+        .append_expecting(ev("nobody", "x", json!(0)), ExpectedVersion::StreamExists)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing,
+        EventStoreError::VersionConflict {
+            stream: "nobody".into(),
+            expected: "an existing stream".into(),
+            actual: 0
+        }
+    );
+    assert!(
+        store
+            .read_from(1, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.event.stream != "nobody")
+    );
     // A batch expecting the right version goes in whole.
     let batch = store
         .append_batch_expecting(
@@ -116,6 +138,11 @@ pub(crate) async fn expected_version_conflicts_when_the_stream_moved_on(place: P
         batch.iter().map(|a| a.stream_version).collect::<Vec<_>>(),
         [3, 4]
     );
+    let exists = store
+        .append_expecting(ev("acct", "c", json!(3)), ExpectedVersion::StreamExists)
+        .await
+        .unwrap();
+    assert_eq!(exists.stream_version, 5);
     store.close().await;
 }
 

@@ -210,7 +210,12 @@ impl PgWriter {
                 Ok(conn) => self.conn = Some(conn),
                 Err(error) => {
                     *self.counters.last_error.lock() = Some(error.to_string());
-                    tokio::time::sleep(self.pg.reconnect.delay(attempt)).await;
+                    // Only a shutdown can be queued before the store is
+                    // ready (appends are refused at the door).
+                    tokio::select! {
+                        () = tokio::time::sleep(self.pg.reconnect.delay(attempt)) => {}
+                        _ = self.requests.recv() => return,
+                    }
                     attempt = attempt.saturating_add(1);
                 }
             }
