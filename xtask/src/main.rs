@@ -4,10 +4,11 @@
 //!   packaging, docs without warnings, each crate building alone and
 //!   with each of its features alone (the umbrella's service groups), every
 //!   example run (each bounded), doc tests, the observer's page in headless
-//!   Chromium, then every test under cargo-nextest with the per-test time
+//!   Chromium, a private PostgreSQL for the store tests (src/postgres.rs),
+//!   then every test under cargo-nextest with the per-test time
 //!   limit of `.config/nextest.toml`, last so that its summary closes the
 //!   output);
-//! - `bench NAME [--n N] [--anchors]`: one benchmark in release mode (progress on stderr,
+//! - `bench NAME [--n N] [--anchors] [--backend postgres [--store URL]]`: one benchmark in release mode (progress on stderr,
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
 //!   the anchors of `../shared/anchors` run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
@@ -43,6 +44,7 @@ mod deps;
 mod examples;
 mod fuzz;
 mod mutants;
+mod postgres;
 mod publish;
 mod soak;
 mod tools;
@@ -55,7 +57,7 @@ use std::{
 use anyhow::{Context, Result, bail};
 
 const USAGE: &str = "usage: cargo xtask test | examples | browser | bench NAME [--n N] [--anchors] [--chart] \
-                     | bench --chart \
+                     [--backend sqlite|postgres] [--store URL] | bench --chart \
                      | fuzz [--minutes N] | soak --minutes N [--rate R] | check-deps | check-publish [--verify] \
                      | mutants CRATE [--file GLOB]... [-- CARGO_MUTANTS_ARGS]";
 
@@ -127,6 +129,12 @@ fn test(root: &Path) -> Result<()> {
     // The observer's page in headless Chromium (an ignored test: it needs
     // chromedriver, which this installs if missing and starts).
     browser::test(root, &cargo)?;
+    // PostgreSQL for the store tests: a private instance (installed from
+    // Debian's packages if missing) on a free loopback port, its URL
+    // handed to the tests; stopped and removed when this returns, even on
+    // failure (its guard also cleans up if xtask is killed).
+    let postgres = postgres::Instance::start_installing().map_err(anyhow::Error::msg)?;
+    let postgres_env = [(postgres::URL_ENV, postgres.url.as_str())];
     run(
         root,
         &cargo,
@@ -163,7 +171,12 @@ fn test(root: &Path) -> Result<()> {
         )?;
     }
     // nextest does not run doc tests.
-    run(root, &cargo, &["test", "--doc", "--workspace"], &[])?;
+    run(
+        root,
+        &cargo,
+        &["test", "--doc", "--workspace"],
+        &postgres_env,
+    )?;
     // Every test in its own process, under the per-test limit of
     // .config/nextest.toml: a hang fails in minutes and names the test.
     // Last, so that nextest's summary line closes the output.
@@ -171,7 +184,7 @@ fn test(root: &Path) -> Result<()> {
         root,
         &cargo,
         &["nextest", "run", "--workspace", "--no-fail-fast"],
-        &[],
+        &postgres_env,
     )
 }
 

@@ -27,6 +27,7 @@
 //! The file is created with mode 0600; its schema is versioned
 //! (`user_version`, each migration recorded in `schema_migrations`).
 
+mod pg;
 mod read;
 mod schema;
 mod writer;
@@ -43,6 +44,7 @@ use std::{
 
 use futures::future::{BoxFuture, FutureExt};
 use parking_lot::Mutex;
+pub use pg::PostgresAgentStore;
 use rusqlite::{OptionalExtension, params};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 use supervision_core::{

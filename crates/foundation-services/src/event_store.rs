@@ -1,5 +1,12 @@
-//! The EventStore: a durable, append-only event log on embedded SQLite,
-//! with queries, replay and live subscriptions.
+//! The EventStore: a durable, append-only event log on embedded SQLite
+//! (or on PostgreSQL: [`EventStoreConfig::postgres`]), with queries,
+//! replay and live subscriptions.
+//!
+//! The design below is the SQLite backend's; the PostgreSQL backend
+//! keeps the same contract (next section) with one writer task, a
+//! serialised `$all` row for gap-free positions, and subscriptions woken
+//! by LISTEN/NOTIFY: its own docs are in `event_store/pg.rs`, and the
+//! contract test suite (`tests/event_store_contract.rs`) runs on both.
 //!
 //! # Design
 //!
@@ -110,6 +117,7 @@ mod append;
 mod config;
 mod core;
 mod error;
+mod pg;
 mod read;
 mod schema;
 mod service;

@@ -10,9 +10,21 @@
 //!
 //! - [`SqliteAgentStore`]: the durable table of agent registrations and
 //!   checkpoints (supervision-core's `AgentStore`) on embedded SQLite (see
-//!   [`agent_store`]).
+//!   [`agent_store`]); [`PostgresAgentStore`], the same on PostgreSQL.
 //! - [`EventStore`]: a durable, append-only event log on embedded SQLite
-//!   (see [`event_store`]).
+//!   (the default, no setup) or on PostgreSQL for nodes that share one
+//!   store ([`EventStoreConfig::postgres`]); the same handle, the same
+//!   semantics, one contract test suite for both (see [`event_store`]).
+//!
+//! # PostgreSQL
+//!
+//! The PostgreSQL backends ([`postgres`]) run on tokio-postgres with a
+//! deadpool-postgres pool, chosen over sqlx because it pipelines the
+//! statements of one connection (a group commit costs two round trips),
+//! hands out a connection's notifications as a stream (LISTEN/NOTIFY
+//! wakes subscriptions) and needs no database at build time. Their tables
+//! live in a schema of the user's choice, created and migrated by the
+//! versioned SQL files in `migrations/postgres/`.
 //! - [`ConfigServer`]: configuration with a schema, persisted atomically,
 //!   with change notifications and a degraded mode (see [`config_server`]).
 //! - [`RateLimiter`]: token buckets keyed by (entity, operation), one
@@ -60,16 +72,18 @@ pub mod connection_manager;
 pub mod event_store;
 pub mod health_monitor;
 mod ping;
+pub mod postgres;
 pub mod rate_limiter;
 mod rounds;
 pub mod service_monitor;
 pub mod task_supervisor;
 
-pub use agent_store::{SqliteAgentStore, SqliteAgentStoreConfig};
+pub use agent_store::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
 pub use config_server::{
     ConfigChange, ConfigError, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig,
     ConfigServerService, ConfigSubscription, UpdateOutcome, ValueRule,
 };
+pub use postgres::PostgresConfig;
 
 pub use connection_manager::{
     ConnectionError, ConnectionManager, ConnectionManagerBuilder, Direction, NodeEvent, NodeInfo,

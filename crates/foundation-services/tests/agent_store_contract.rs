@@ -1,5 +1,7 @@
 //! The agent store contract: one suite, generic over the store, run
-//! against the in-memory store (supervision-core) and the SQLite store;
+//! against the in-memory store (supervision-core), the SQLite store and
+//! the PostgreSQL store (a schema of its own on the tests' server: see
+//! `support/mod.rs`);
 //! then what only a file can show: a `kill -9` crash, corrupt rows, a
 //! newer record version, a full disk, foreign files, and the property
 //! that any sequence of writes, replayed from the file, gives the same
@@ -17,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
+use foundation_services::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
 use futures::future::{BoxFuture, FutureExt};
 use proptest::prelude::*;
 use serde_json::json;
@@ -25,6 +27,8 @@ use supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentUpdate,
     AgentWrite, Checkpoint, ErrorCode, LoadedAgent, MemoryAgentStore,
 };
+
+mod support;
 
 /// Fails the test if `future` takes longer than a minute.
 async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
@@ -314,6 +318,23 @@ fn sqlite_open(dir: &std::path::Path) -> Open {
         }
         .boxed()
     })
+}
+
+fn postgres_open(schema: String) -> Open {
+    Box::new(move || {
+        let config = support::pg_config(&schema);
+        async move {
+            let store: Arc<dyn AgentStore> =
+                Arc::new(PostgresAgentStore::open(config).await.expect("open"));
+            store
+        }
+        .boxed()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_postgres() {
+    contract(postgres_open(support::fresh_schema())).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

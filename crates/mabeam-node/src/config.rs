@@ -49,6 +49,13 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// cookie = "..."                  # the cluster's secret (at least 128
 ///                                 # bits); generated into data_dir/cookie
 ///                                 # if absent
+///
+/// [store]                         # absent: the event store is SQLite
+///                                 # in data_dir (no setup)
+/// url = "postgres://user:pw@host/db"  # the event store on PostgreSQL
+/// schema = "mabeam"               # its tables' schema
+/// wait = false                    # server down at start: exit 1 (false)
+///                                 # or start and report it unhealthy
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
@@ -85,6 +92,9 @@ pub struct NodeConfig {
     pub cluster_seeds: Vec<SocketAddr>,
     /// The cluster's cookie, if the config names one.
     pub cookie: Option<String>,
+    /// The event store on PostgreSQL (`[store] url`, or `--store URL`);
+    /// `None`: SQLite in the data directory.
+    pub store: Option<foundation_services::PostgresConfig>,
 }
 
 /// The node's name in its cluster by default.
@@ -152,6 +162,7 @@ impl Default for NodeConfig {
                 .expect("the default address parses"),
             cluster_seeds: Vec::new(),
             cookie: None,
+            store: None,
         }
     }
 }
@@ -168,6 +179,15 @@ struct File {
     telemetry: TelemetrySection,
     #[serde(default)]
     cluster: ClusterSection,
+    store: Option<StoreSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StoreSection {
+    url: String,
+    schema: Option<String>,
+    wait: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,6 +315,17 @@ impl NodeConfig {
             strong_enough("cluster.cookie", cookie).map_err(|m| invalid("cookie", m))?;
         }
         config.cookie = file.cluster.cookie;
+        if let Some(store) = file.store {
+            let mut postgres = foundation_services::PostgresConfig::new(store.url);
+            if let Some(schema) = store.schema {
+                postgres = postgres.with_schema(schema);
+            }
+            postgres = postgres.with_wait_for_server(store.wait.unwrap_or(false));
+            postgres
+                .validate()
+                .map_err(|m| invalid("url", format!("store: {m}")))?;
+            config.store = Some(postgres);
+        }
         Ok(config)
     }
 

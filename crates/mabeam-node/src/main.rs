@@ -44,6 +44,11 @@ enum Command {
         /// `log`, or RUST_LOG when set.
         #[arg(long, value_name = "FORMAT")]
         log: Option<LogFormat>,
+        /// Keep the event store on PostgreSQL at this URL
+        /// (`postgres://user:password@host:port/db`) instead of SQLite in
+        /// the data directory; overrides the config's `[store] url`.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
     },
     /// Print the live supervision tree of a running node (over its HTTP API).
     Tree {
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
             http,
             allow_non_loopback,
             log,
+            store,
         } => {
             // Every file the node makes is its user's alone (the data
             // directory 0700, its files 0600), whoever makes it.
@@ -88,6 +94,20 @@ fn main() -> ExitCode {
             };
             if let Some(format) = log {
                 config.log_format = format;
+            }
+            if let Some(url) = store {
+                let postgres = match config.store.take() {
+                    Some(mut postgres) => {
+                        postgres.url = url;
+                        postgres
+                    }
+                    None => foundation_services::PostgresConfig::new(url),
+                };
+                if let Err(message) = postgres.validate() {
+                    eprintln!("mabeam: --store: {message}");
+                    return ExitCode::FAILURE;
+                }
+                config.store = Some(postgres);
             }
             if let Err(error) = mabeam_node::logging::init(config.log, config.log_format) {
                 return fail(&error);

@@ -129,6 +129,9 @@ impl Node {
         if let Some(handle) = agents.handle() {
             builder = builder.agent_runtime(handle.clone());
         }
+        if let Some(postgres) = &config.store {
+            builder = builder.event_store_postgres(postgres.clone());
+        }
         let system = builder.build()?;
         exporter.add_source(Arc::new(system.clone()));
         // Made before the trees start: it counts each service's starts.

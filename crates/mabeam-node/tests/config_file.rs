@@ -59,6 +59,26 @@ cookie = "Shh-a-cluster-cookie-of-enough-bits"
     assert!(matches!(open.check(), Err(NodeError::NonLoopback(_))));
 }
 
+// `[store]` puts the event store on PostgreSQL; absent, it stays SQLite.
+#[test]
+fn a_store_section_names_the_postgres_server() {
+    assert!(NodeConfig::default().store.is_none());
+    let text = r#"
+[store]
+url = "postgres://app:pw@db:5432/events"
+schema = "cluster_a"
+wait = true
+"#;
+    let config = NodeConfig::from_toml(text, Path::new("n.toml")).unwrap();
+    let store = config.store.expect("a store");
+    assert_eq!(store.url, "postgres://app:pw@db:5432/events");
+    assert_eq!(store.schema, "cluster_a");
+    assert!(store.wait_for_server);
+    let bad = "[store]\nurl = \"postgres://db/x\"\nschema = \"Bad-Name\"\n";
+    let error = NodeConfig::from_toml(bad, Path::new("n.toml")).unwrap_err();
+    assert!(error.to_string().contains("schema"), "{error}");
+}
+
 #[test]
 fn errors_name_the_key_and_line() {
     let cases = [

@@ -96,3 +96,34 @@ async fn a_corrupt_config_json_names_the_file_exits_2_and_leaves_nothing_held() 
     let again = start(dir.path(), &[]).await;
     again.kill().await;
 }
+
+/// `--store` names a PostgreSQL server that is down: the node exits 1
+/// with the event store's typed error (3016), naming the URL without its
+/// password.
+#[tokio::test]
+async fn a_postgres_store_that_is_down_names_its_url_without_the_password_and_exits_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("postgres://app:s3cret@127.0.0.1:{port}/events");
+    let (code, stderr) = run_to_exit(&[
+        OsStr::new("run"),
+        OsStr::new("--http"),
+        OsStr::new("127.0.0.1:0"),
+        OsStr::new("--data-dir"),
+        dir.path().as_os_str(),
+        OsStr::new("--store"),
+        OsStr::new(&url),
+    ])
+    .await;
+    no_panic(&stderr);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("postgres://app:***@127.0.0.1:{port}/events")),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("s3cret"), "{stderr}");
+}

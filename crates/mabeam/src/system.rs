@@ -117,6 +117,7 @@ pub struct SystemBuilder {
     rate_rules: Vec<(String, Rule)>,
     #[cfg(feature = "foundation")]
     cluster: Option<ConnectionManagerBuilder>,
+    event_store_postgres: Option<foundation_services::PostgresConfig>,
 }
 
 impl fmt::Debug for SystemBuilder {
@@ -163,7 +164,15 @@ impl SystemBuilder {
             rate_rules: Vec::new(),
             #[cfg(feature = "foundation")]
             cluster: None,
+            event_store_postgres: None,
         }
+    }
+
+    /// Keeps the event store on PostgreSQL instead of SQLite in the data
+    /// directory (the default): for nodes that share one store.
+    pub fn event_store_postgres(mut self, postgres: foundation_services::PostgresConfig) -> Self {
+        self.event_store_postgres = Some(postgres);
+        self
     }
 
     /// The cluster this system's node belongs to: the connection
@@ -561,6 +570,7 @@ impl SystemBuilder {
         let data_dir = self.data_dir.clone().unwrap_or_default();
         let events = EventStoreService::new(
             EventStoreConfig::new(&data_dir)
+                .with_postgres(self.event_store_postgres.clone())
                 .with_clock(clock.clone())
                 .with_telemetry(telemetry.clone()),
         );

@@ -7,6 +7,7 @@ mod agents;
 mod coordination;
 mod economics;
 mod eventstore;
+mod eventstore_pg;
 mod lifecycle;
 mod node;
 mod ratelimit;
@@ -46,6 +47,10 @@ fn main() -> Result<()> {
         .find(|w| w[0] == "--n")
         .map(|w| w[1].parse::<u64>())
         .transpose()?;
+    // `eventstore --backend postgres [--store URL]`.
+    let option = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
+    let backend = option("--backend").unwrap_or_else(|| "sqlite".into());
+    let store = option("--store");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -59,7 +64,11 @@ fn main() -> Result<()> {
                 "lifecycle-passivated" => lifecycle::run_passivated(n.unwrap_or(100_000)).await,
                 "economics" => economics::run().await,
                 "coordination" => coordination::run().await,
-                "eventstore" => eventstore::run(n.unwrap_or(1_000_000)).await,
+                "eventstore" if backend == "postgres" => {
+                    eventstore_pg::run(n.unwrap_or(200_000), store).await
+                }
+                "eventstore" if backend == "sqlite" => eventstore::run(n.unwrap_or(1_000_000)).await,
+                "eventstore" => bail!("unknown backend {backend:?}; known: sqlite, postgres"),
                 "ratelimit" => ratelimit::run().await,
                 "recovery" => recovery::run(n.unwrap_or(100_000)).await,
                 "recovery-child" => recovery::child(n.unwrap_or(100_000)).await,

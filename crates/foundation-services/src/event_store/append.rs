@@ -24,6 +24,8 @@ pub enum ExpectedVersion {
     Any,
     /// The stream has no event yet.
     NoStream,
+    /// The stream has at least one event (whatever its version).
+    StreamExists,
     /// The stream's last event has this version.
     Exact(u64),
 }
@@ -34,6 +36,7 @@ impl ExpectedVersion {
         match self {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => version == 0,
+            ExpectedVersion::StreamExists => version > 0,
             ExpectedVersion::Exact(expected) => version == expected,
         }
     }
@@ -44,6 +47,7 @@ impl fmt::Display for ExpectedVersion {
         match self {
             ExpectedVersion::Any => f.write_str("any version"),
             ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::StreamExists => f.write_str("an existing stream"),
             ExpectedVersion::Exact(version) => write!(f, "version {version}"),
         }
     }

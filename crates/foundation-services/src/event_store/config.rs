@@ -5,6 +5,7 @@ use std::{path::PathBuf, sync::Arc, time::Duration};
 use supervision_core::{Clock, Telemetry};
 
 use super::EventStoreError;
+use crate::postgres::PostgresConfig;
 
 /// The name of the store's database file inside its data directory.
 pub const DATABASE_FILE: &str = "events.db";
@@ -127,6 +128,10 @@ pub struct EventStoreConfig {
     pub clock: Clock,
     /// Where prunes are reported (`event_store.pruned`).
     pub telemetry: Telemetry,
+    /// The PostgreSQL backend: when set, the store lives on this server
+    /// (`data_dir`, `max_idle_readers` and `check_on_open` are unused);
+    /// `None` (the default) keeps it in SQLite in `data_dir`.
+    pub postgres: Option<PostgresConfig>,
 }
 
 impl EventStoreConfig {
@@ -144,7 +149,23 @@ impl EventStoreConfig {
             retention: Retention::default(),
             clock: Clock::system(),
             telemetry: Telemetry::disabled(),
+            postgres: None,
         }
+    }
+
+    /// The defaults, with the store on the PostgreSQL server `postgres`
+    /// names (in its schema).
+    pub fn postgres(postgres: PostgresConfig) -> Self {
+        EventStoreConfig {
+            postgres: Some(postgres),
+            ..EventStoreConfig::new(PathBuf::new())
+        }
+    }
+
+    /// Puts the store on PostgreSQL (`Some`) or back in SQLite (`None`).
+    pub fn with_postgres(mut self, postgres: Option<PostgresConfig>) -> Self {
+        self.postgres = postgres;
+        self
     }
 
     /// Sets the node name.
@@ -215,6 +236,11 @@ impl EventStoreConfig {
             )));
         }
         self.retention.validate()?;
+        if let Some(postgres) = &self.postgres {
+            postgres
+                .validate()
+                .map_err(EventStoreError::InvalidConfig)?;
+        }
         if self.node.is_empty() {
             return Err(EventStoreError::InvalidConfig(
                 "node must not be empty".into(),

@@ -24,7 +24,6 @@ use super::{
 };
 
 pub(crate) struct StoreCore {
-    pub(crate) config: EventStoreConfig,
     pub(crate) requests: crossbeam_channel::Sender<Request>,
     pub(crate) readers: Readers,
     pub(crate) counters: Arc<Counters>,
@@ -78,7 +77,6 @@ impl StoreCore {
             .map_err(EventStoreError::storage)?;
         Ok(Arc::new(StoreCore {
             readers: Readers::new(path, config.max_idle_readers, config.cache_kib),
-            config,
             requests,
             counters,
             live: Mutex::new(Some(live)),

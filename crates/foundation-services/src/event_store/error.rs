@@ -103,6 +103,15 @@ pub enum EventStoreError {
         /// The key.
         key: String,
     },
+    /// The PostgreSQL server did not answer when the store opened: its
+    /// URL (without the password) and why. Nothing was written.
+    #[error("cannot reach PostgreSQL at {url}: {detail}")]
+    Unreachable {
+        /// The server's URL, its password replaced by `***`.
+        url: String,
+        /// What the driver said.
+        detail: String,
+    },
 }
 
 impl EventStoreError {
@@ -133,6 +142,7 @@ impl ErrorCode for EventStoreError {
             EventStoreError::InvalidConfig(_) => 3013,
             EventStoreError::Compacted { .. } => 3014,
             EventStoreError::KeyTaken { .. } => 3015,
+            EventStoreError::Unreachable { .. } => 3016,
         }
     }
 }
@@ -141,6 +151,9 @@ impl From<EventStoreError> for EventSinkError {
     fn from(error: EventStoreError) -> Self {
         match error {
             EventStoreError::Unavailable(why) => EventSinkError::Unavailable(why.to_string()),
+            error @ EventStoreError::Unreachable { .. } => {
+                EventSinkError::Unavailable(error.to_string())
+            }
             other => EventSinkError::Rejected(other.to_string()),
         }
     }
@@ -150,6 +163,9 @@ impl From<EventStoreError> for EventReadError {
     fn from(error: EventStoreError) -> Self {
         match error {
             EventStoreError::Unavailable(why) => EventReadError::Unavailable(why.to_string()),
+            error @ EventStoreError::Unreachable { .. } => {
+                EventReadError::Unavailable(error.to_string())
+            }
             EventStoreError::NotFound(id) => EventReadError::NotFound(id),
             EventStoreError::Lagged { resume_from } => EventReadError::Lagged { resume_from },
             EventStoreError::InvalidQuery(why) => EventReadError::InvalidQuery(why),

@@ -11,7 +11,7 @@ use kameo::{
 };
 use supervision_core::{ChildSpec, HealthCheck, Service, ServiceStart};
 
-use super::{EventStore, EventStoreConfig, EventStoreError, core::StoreCore};
+use super::{EventStore, EventStoreConfig, EventStoreError, core::StoreCore, store::Core};
 
 /// The default name of the service.
 pub const EVENT_STORE_SERVICE: &str = "event_store";
@@ -98,7 +98,7 @@ impl Service for EventStoreService {
 #[derive(Debug)]
 pub struct EventStoreProcess {
     store: EventStore,
-    core: Arc<StoreCore>,
+    core: Core,
 }
 
 impl std::fmt::Debug for StoreCore {
@@ -122,7 +122,7 @@ impl Actor for EventStoreProcess {
         // first.
         let previous = store.slot.current.write().take();
         if let Some(previous) = previous {
-            let _ = tokio::task::spawn_blocking(move || previous.close()).await;
+            previous.close().await;
         }
         let core = store.open_core().await?;
         *store.slot.current.write() = Some(core.clone());
@@ -146,12 +146,11 @@ impl Actor for EventStoreProcess {
     ) -> Result<(), EventStoreError> {
         {
             let mut current = self.store.slot.current.write();
-            if current.as_ref().is_some_and(|c| Arc::ptr_eq(c, &self.core)) {
+            if current.as_ref().is_some_and(|c| c.same(&self.core)) {
                 *current = None;
             }
         }
-        let core = self.core.clone();
-        let _ = tokio::task::spawn_blocking(move || core.close()).await;
+        self.core.clone().close().await;
         Ok(())
     }
 }

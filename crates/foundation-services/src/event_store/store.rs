@@ -16,9 +16,95 @@ use super::{
     Appending, AppendingBatch, EventStoreConfig, EventStoreError, ExpectedVersion,
     append::{self, Prepared},
     core::StoreCore,
+    pg::{self, PgCore},
     read, subscribe,
     writer::{AppendRequest, Durability, Request},
 };
+
+/// One open incarnation, on either backend.
+#[derive(Clone)]
+pub(crate) enum Core {
+    /// The embedded SQLite store.
+    Sqlite(Arc<StoreCore>),
+    /// The store on PostgreSQL.
+    Postgres(Arc<PgCore>),
+}
+
+impl Core {
+    /// Opens the backend `config` names.
+    pub(crate) async fn open(config: EventStoreConfig) -> Result<Core, EventStoreError> {
+        match config.postgres.clone() {
+            Some(postgres) => Ok(Core::Postgres(PgCore::open(config, postgres).await?)),
+            None => tokio::task::spawn_blocking(move || StoreCore::open(config))
+                .await
+                .map_err(|e| EventStoreError::storage(format!("open task failed: {e}")))?
+                .map(Core::Sqlite),
+        }
+    }
+
+    pub(crate) fn is_open(&self) -> bool {
+        match self {
+            Core::Sqlite(core) => core.is_open(),
+            Core::Postgres(core) => core.is_open(),
+        }
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        match self {
+            Core::Sqlite(core) => core.is_closing(),
+            Core::Postgres(core) => core.is_closing(),
+        }
+    }
+
+    pub(crate) fn send(&self, request: Request) -> Result<(), EventStoreError> {
+        match self {
+            Core::Sqlite(core) => core.send(request),
+            Core::Postgres(core) => core.send(request),
+        }
+    }
+
+    /// Completes when the writer has ended.
+    pub(crate) async fn writer_ended(&self) {
+        match self {
+            Core::Sqlite(core) => core.writer_ended().await,
+            Core::Postgres(core) => core.writer_ended().await,
+        }
+    }
+
+    /// Finishes the queued requests and closes the store.
+    pub(crate) async fn close(self) {
+        match self {
+            Core::Sqlite(core) => {
+                let _ = tokio::task::spawn_blocking(move || core.close()).await;
+            }
+            Core::Postgres(core) => core.close().await,
+        }
+    }
+
+    pub(crate) fn same(&self, other: &Core) -> bool {
+        match (self, other) {
+            (Core::Sqlite(a), Core::Sqlite(b)) => Arc::ptr_eq(a, b),
+            (Core::Postgres(a), Core::Postgres(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    fn counters(&self) -> &super::writer::Counters {
+        match self {
+            Core::Sqlite(core) => &core.counters,
+            Core::Postgres(core) => &core.counters,
+        }
+    }
+}
+
+impl fmt::Debug for Core {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Core::Sqlite(core) => core.fmt(f),
+            Core::Postgres(core) => core.fmt(f),
+        }
+    }
+}
 
 /// What a store holds and has done, from [`EventStore::stats`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +122,8 @@ pub struct EventStoreStats {
     /// given); reads from below it fail as
     /// [`Compacted`](EventStoreError::Compacted).
     pub first_available: EventSeq,
-    /// The database file's size, in bytes (without its WAL).
+    /// The database file's size, in bytes (without its WAL); on
+    /// PostgreSQL, the events table's with its indexes.
     pub file_bytes: u64,
     /// Events appended since this incarnation opened.
     pub appended: u64,
@@ -49,10 +136,11 @@ pub struct EventStoreStats {
 /// The slot every handle shares: the running incarnation, if any.
 pub(crate) struct Slot {
     pub(crate) config: EventStoreConfig,
-    pub(crate) current: RwLock<Option<Arc<StoreCore>>>,
+    pub(crate) current: RwLock<Option<Core>>,
 }
 
-/// A durable, append-only event log on SQLite: a cheap, cloneable handle.
+/// A durable, append-only event log on SQLite or PostgreSQL: a cheap,
+/// cloneable handle.
 ///
 /// Open one directly with [`EventStore::open`], or run it supervised with
 /// [`EventStoreService`](super::EventStoreService), whose handle follows
@@ -75,14 +163,17 @@ impl EventStore {
         }
     }
 
-    /// Opens the store in `config.data_dir`, unsupervised: it runs until
+    /// Opens the store in `config.data_dir` (or on the PostgreSQL server
+    /// `config.postgres` names), unsupervised: it runs until
     /// [`close`](Self::close) (or until the last handle is dropped).
     ///
     /// Fails with [`EventStoreError::Locked`] when another store holds the
     /// directory, [`ForeignFile`](EventStoreError::ForeignFile) or
     /// [`Corrupted`](EventStoreError::Corrupted) for a file that is not a
     /// sound store, [`NewerSchema`](EventStoreError::NewerSchema) for one
-    /// written by a newer build.
+    /// written by a newer build, and
+    /// [`Unreachable`](EventStoreError::Unreachable) for a PostgreSQL
+    /// server that does not answer (unless it is configured to wait).
     pub async fn open(config: EventStoreConfig) -> Result<EventStore, EventStoreError> {
         let store = EventStore::detached(config);
         let core = store.open_core().await?;
@@ -91,11 +182,8 @@ impl EventStore {
     }
 
     /// Opens a new incarnation of this handle's store (not yet installed).
-    pub(crate) async fn open_core(&self) -> Result<Arc<StoreCore>, EventStoreError> {
-        let config = self.slot.config.clone();
-        tokio::task::spawn_blocking(move || StoreCore::open(config))
-            .await
-            .map_err(|e| EventStoreError::storage(format!("open task failed: {e}")))?
+    pub(crate) async fn open_core(&self) -> Result<Core, EventStoreError> {
+        Core::open(self.slot.config.clone()).await
     }
 
     /// Closes the running store: the appends queued before are committed
@@ -105,7 +193,7 @@ impl EventStore {
     pub async fn stop(&self) {
         let core = self.slot.current.write().take();
         if let Some(core) = core {
-            let _ = tokio::task::spawn_blocking(move || core.close()).await;
+            core.close().await;
         }
     }
 
@@ -125,7 +213,7 @@ impl EventStore {
         self.core().is_ok()
     }
 
-    pub(crate) fn core(&self) -> Result<Arc<StoreCore>, EventStoreError> {
+    pub(crate) fn core(&self) -> Result<Core, EventStoreError> {
         match &*self.slot.current.read() {
             Some(core) if core.is_open() => Ok(core.clone()),
             _ => Err(EventStoreError::unavailable(
@@ -134,12 +222,9 @@ impl EventStore {
         }
     }
 
-    fn prepare(
-        &self,
-        events: Vec<Event>,
-    ) -> Result<(Arc<StoreCore>, Vec<Prepared>), EventStoreError> {
+    fn prepare(&self, events: Vec<Event>) -> Result<(Core, Vec<Prepared>), EventStoreError> {
         let core = self.core()?;
-        let config = &core.config;
+        let config = &self.slot.config;
         let timestamp_ms = config.clock.unix_millis();
         let prepared = events
             .into_iter()
@@ -247,22 +332,30 @@ impl EventStore {
 
     /// The event of id `id`, or [`EventStoreError::NotFound`].
     pub async fn get(&self, id: EventSeq) -> Result<StoredEvent, EventStoreError> {
-        self.core()?
-            .read(move |core| {
-                core.readers
-                    .with(|conn| read::get(conn, core.readers.path(), id))
-            })
-            .await
+        match self.core()? {
+            Core::Sqlite(core) => {
+                core.read(move |core| {
+                    core.readers
+                        .with(|conn| read::get(conn, core.readers.path(), id))
+                })
+                .await
+            }
+            Core::Postgres(core) => core.reads().get(id).await,
+        }
     }
 
     /// The events matching `query`.
     pub async fn query(&self, query: EventQuery) -> Result<Vec<StoredEvent>, EventStoreError> {
-        self.core()?
-            .read(move |core| {
-                core.readers
-                    .with(|conn| read::query(conn, core.readers.path(), &query))
-            })
-            .await
+        match self.core()? {
+            Core::Sqlite(core) => {
+                core.read(move |core| {
+                    core.readers
+                        .with(|conn| read::query(conn, core.readers.path(), &query))
+                })
+                .await
+            }
+            Core::Postgres(core) => core.reads().query(&query).await,
+        }
     }
 
     /// At most `limit` events from position `from` on, oldest first.
@@ -271,31 +364,40 @@ impl EventStore {
         from: EventSeq,
         limit: u64,
     ) -> Result<Vec<StoredEvent>, EventStoreError> {
-        self.core()?
-            .read(move |core| {
-                core.readers
-                    .with(|conn| read::read_from(conn, core.readers.path(), from, limit))
-            })
-            .await
+        match self.core()? {
+            Core::Sqlite(core) => {
+                core.read(move |core| {
+                    core.readers
+                        .with(|conn| read::read_from(conn, core.readers.path(), from, limit))
+                })
+                .await
+            }
+            Core::Postgres(core) => core.reads().read_from(from, limit).await,
+        }
     }
 
     /// The causation chain of event `id`: its root cause first, each event
     /// caused by the one before, and the event itself last. The chain
     /// starts later when a parent was pruned.
     pub async fn causation_chain(&self, id: EventSeq) -> Result<Vec<StoredEvent>, EventStoreError> {
-        self.core()?
-            .read(move |core| {
-                core.readers
-                    .with(|conn| read::causation_chain(conn, core.readers.path(), id))
-            })
-            .await
+        match self.core()? {
+            Core::Sqlite(core) => {
+                core.read(move |core| {
+                    core.readers
+                        .with(|conn| read::causation_chain(conn, core.readers.path(), id))
+                })
+                .await
+            }
+            Core::Postgres(core) => core.reads().causation_chain(id).await,
+        }
     }
 
     /// The stored events from `from` on, then live ones; see
     /// [`EventSubscription`].
     pub fn subscribe(&self, from: EventSeq) -> EventSubscription {
         match self.core() {
-            Ok(core) => subscribe::subscribe(core, from),
+            Ok(Core::Sqlite(core)) => subscribe::subscribe(core, from),
+            Ok(Core::Postgres(core)) => pg::subscribe(core, from),
             Err(error) => EventSubscription::failed(error.into()),
         }
     }
@@ -323,7 +425,9 @@ impl EventStore {
     /// The durability settings the writer's connection runs with, as
     /// SQLite reports them: `journal_mode` `wal` and `synchronous`
     /// `full`, so every acknowledged append is synced to disk before its
-    /// future completes and a power loss loses nothing acknowledged.
+    /// future completes and a power loss loses nothing acknowledged. On
+    /// PostgreSQL: `journal_mode` `postgres (fsync on)` and `synchronous`
+    /// `full` when `synchronous_commit` is on (as the store sets it).
     pub async fn durability(&self) -> Result<Durability, EventStoreError> {
         let (reply, answer) = oneshot::channel();
         self.core()?.send(Request::Durability { reply })?;
@@ -342,14 +446,20 @@ impl EventStore {
     /// What the store holds and has done.
     pub async fn stats(&self) -> Result<EventStoreStats, EventStoreError> {
         let core = self.core()?;
-        let counts = core
-            .read(|core| {
-                core.readers
-                    .with(|conn| read::counts(conn, core.readers.path()))
-            })
-            .await?;
-        let file_bytes = std::fs::metadata(core.readers.path()).map_or(0, |m| m.len());
-        let counters = &core.counters;
+        let (counts, file_bytes) = match &core {
+            Core::Sqlite(core) => {
+                let counts = core
+                    .read(|core| {
+                        core.readers
+                            .with(|conn| read::counts(conn, core.readers.path()))
+                    })
+                    .await?;
+                let file_bytes = std::fs::metadata(core.readers.path()).map_or(0, |m| m.len());
+                (counts, file_bytes)
+            }
+            Core::Postgres(core) => pg::counts(&core.reads()).await?,
+        };
+        let counters = core.counters();
         let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
         Ok(EventStoreStats {
             events: counts.events,
@@ -368,15 +478,19 @@ impl EventStore {
     /// fail, and a reader answers.
     pub async fn health(&self) -> Result<(), String> {
         let core = self.core().map_err(|e| e.to_string())?;
-        core.read(|core| {
-            core.readers.with(|conn| {
-                conn.query_row("SELECT 1", [], |_| Ok(()))
-                    .map_err(EventStoreError::storage)
-            })
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-        match core.counters.last_error.lock().clone() {
+        match &core {
+            Core::Sqlite(core) => core
+                .read(|core| {
+                    core.readers.with(|conn| {
+                        conn.query_row("SELECT 1", [], |_| Ok(()))
+                            .map_err(EventStoreError::storage)
+                    })
+                })
+                .await
+                .map_err(|e| e.to_string())?,
+            Core::Postgres(core) => core.reads().ping().await.map_err(|e| e.to_string())?,
+        }
+        match core.counters().last_error.lock().clone() {
             Some(error) => Err(format!("last write failed: {error}")),
             None => Ok(()),
         }
@@ -387,6 +501,7 @@ impl fmt::Debug for EventStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventStore")
             .field("data_dir", &self.slot.config.data_dir)
+            .field("postgres", &self.slot.config.postgres)
             .field("running", &self.is_running())
             .finish()
     }

@@ -2,12 +2,13 @@
 //! id with order, offset and limit; causation chains; pruning; stats; the
 //! EventReader contract.
 
+use crate::support::Place;
 use std::{
     sync::Arc,
     time::{Duration, UNIX_EPOCH},
 };
 
-use foundation_services::{EventStore, EventStoreConfig, EventStoreError};
+use foundation_services::{EventStore, EventStoreError};
 use futures::StreamExt;
 use serde_json::json;
 use supervision_core::{Clock, ErrorCode, Event, EventQuery, EventReader, ManualWall};
@@ -15,9 +16,9 @@ use supervision_core::{Clock, ErrorCode, Event, EventQuery, EventReader, ManualW
 /// A store whose clock starts at 1,000,000 ms, and 10 events, 10 ms apart:
 /// streams "a" (even i) and "b" (odd i), kinds "even"/"odd" and "tick"
 /// every third, correlation "c0"/"c1"/"c2" by i % 3.
-async fn fixture(dir: &tempfile::TempDir) -> (EventStore, ManualWall) {
+async fn fixture(place: &Place) -> (EventStore, ManualWall) {
     let (clock, wall) = Clock::manual(UNIX_EPOCH + Duration::from_secs(1_000));
-    let store = EventStore::open(EventStoreConfig::new(dir.path()).with_clock(clock))
+    let store = EventStore::open(place.config().with_clock(clock))
         .await
         .unwrap();
     for i in 0..10u64 {
@@ -45,10 +46,8 @@ fn data(events: &[supervision_core::StoredEvent]) -> Vec<u64> {
         .collect()
 }
 
-#[tokio::test]
-async fn queries_filter_by_stream_kind_time_and_correlation() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _wall) = fixture(&dir).await;
+pub(crate) async fn queries_filter_by_stream_kind_time_and_correlation(place: Place) {
+    let (store, _wall) = fixture(&place).await;
     let q = |query| store.query(query);
     assert_eq!(
         data(&q(EventQuery::new()).await.unwrap()),
@@ -91,10 +90,8 @@ async fn queries_filter_by_stream_kind_time_and_correlation() {
     store.stop().await;
 }
 
-#[tokio::test]
-async fn queries_order_offset_and_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _wall) = fixture(&dir).await;
+pub(crate) async fn queries_order_offset_and_limit(place: Place) {
+    let (store, _wall) = fixture(&place).await;
     let q = |query| store.query(query);
     assert_eq!(
         data(&q(EventQuery::new().descending().limit(3)).await.unwrap()),
@@ -128,12 +125,8 @@ async fn queries_order_offset_and_limit() {
 }
 
 // The chain runs from the root cause to the event itself.
-#[tokio::test]
-async fn the_causation_chain_runs_from_the_root_to_the_event() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(EventStoreConfig::new(dir.path()))
-        .await
-        .unwrap();
+pub(crate) async fn the_causation_chain_runs_from_the_root_to_the_event(place: Place) {
+    let store = EventStore::open(place.config()).await.unwrap();
     let root = store
         .append(Event::new("w", "requested", json!(0)))
         .await
@@ -165,10 +158,8 @@ async fn the_causation_chain_runs_from_the_root_to_the_event() {
 
 // Pruning deletes what is older, answers the count, and never lets an id
 // or a stream version be given again.
-#[tokio::test]
-async fn prune_before_deletes_old_events_and_ids_are_never_reused() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _wall) = fixture(&dir).await;
+pub(crate) async fn prune_before_deletes_old_events_and_ids_are_never_reused(place: Place) {
+    let (store, _wall) = fixture(&place).await;
     assert_eq!(store.prune_before(1_000_050).await.unwrap(), 5);
     assert_eq!(store.prune_before(1_000_050).await.unwrap(), 0);
     assert_eq!(
@@ -183,9 +174,7 @@ async fn prune_before_deletes_old_events_and_ids_are_never_reused() {
     // Everything pruned, then the store restarted: ids go on from 11.
     assert_eq!(store.prune_before(u64::MAX).await.unwrap(), 5);
     store.stop().await;
-    let store = EventStore::open(EventStoreConfig::new(dir.path()))
-        .await
-        .unwrap();
+    let store = EventStore::open(place.config()).await.unwrap();
     let next = store
         .append(Event::new("a", "even", json!(10)))
         .await
@@ -194,10 +183,8 @@ async fn prune_before_deletes_old_events_and_ids_are_never_reused() {
     store.stop().await;
 }
 
-#[tokio::test]
-async fn stats_count_events_streams_and_commits() {
-    let dir = tempfile::tempdir().unwrap();
-    let (store, _wall) = fixture(&dir).await;
+pub(crate) async fn stats_count_events_streams_and_commits(place: Place) {
+    let (store, _wall) = fixture(&place).await;
     let stats = store.stats().await.unwrap();
     assert_eq!(stats.events, 10);
     assert_eq!(stats.streams, 2);
@@ -210,12 +197,8 @@ async fn stats_count_events_streams_and_commits() {
 
 // Other crates read through the contract, without naming this crate's
 // types: read from a position, replay as a stream, query, get.
-#[tokio::test]
-async fn the_store_is_an_event_reader() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(EventStoreConfig::new(dir.path()))
-        .await
-        .unwrap();
+pub(crate) async fn the_store_is_an_event_reader(place: Place) {
+    let store = EventStore::open(place.config()).await.unwrap();
     let batch: Vec<_> = (0..1_200u64)
         .map(|i| Event::new("r", "n", json!(i)))
         .collect();

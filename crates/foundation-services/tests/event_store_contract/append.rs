@@ -2,17 +2,12 @@
 //! optimistic concurrency, all-or-nothing batches, idempotency keys and
 //! bad input.
 
+use crate::support::Place;
 use std::time::{Duration, UNIX_EPOCH};
 
-use foundation_services::{EventStore, EventStoreConfig, EventStoreError, ExpectedVersion};
+use foundation_services::{EventStore, EventStoreError, ExpectedVersion};
 use serde_json::json;
 use supervision_core::{Clock, ErrorCode, Event, EventQuery, EventSink};
-
-async fn open(dir: &tempfile::TempDir) -> EventStore {
-    EventStore::open(EventStoreConfig::new(dir.path()))
-        .await
-        .unwrap()
-}
 
 fn ev(stream: &str, kind: &str, data: serde_json::Value) -> Event {
     Event::new(stream, kind, data)
@@ -20,17 +15,11 @@ fn ev(stream: &str, kind: &str, data: serde_json::Value) -> Event {
 
 // Ids increase strictly across streams; versions count per stream; every
 // field given comes back as given, the node and the time as the store set.
-#[tokio::test]
-async fn appended_events_come_back_with_ids_versions_and_fields() {
-    let dir = tempfile::tempdir().unwrap();
+pub(crate) async fn appended_events_come_back_with_ids_versions_and_fields(place: Place) {
     let (clock, wall) = Clock::manual(UNIX_EPOCH + Duration::from_secs(1_000));
-    let store = EventStore::open(
-        EventStoreConfig::new(dir.path())
-            .with_clock(clock)
-            .with_node("node-a"),
-    )
-    .await
-    .unwrap();
+    let store = EventStore::open(place.config().with_clock(clock).with_node("node-a"))
+        .await
+        .unwrap();
     let a1 = store
         .append(ev("a", "created", json!({"n": 1})))
         .await
@@ -66,10 +55,8 @@ async fn appended_events_come_back_with_ids_versions_and_fields() {
     store.stop().await;
 }
 
-#[tokio::test]
-async fn get_of_an_unknown_id_is_not_found_with_a_stable_code() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn get_of_an_unknown_id_is_not_found_with_a_stable_code(place: Place) {
+    let store = place.open().await;
     let error = store.get(42).await.unwrap_err();
     assert_eq!(error, EventStoreError::NotFound(42));
     assert_eq!(error.code(), 3002);
@@ -78,10 +65,8 @@ async fn get_of_an_unknown_id_is_not_found_with_a_stable_code() {
 
 // Optimistic concurrency: an append expecting a version the stream has
 // moved past fails with a typed conflict and writes nothing.
-#[tokio::test]
-async fn expected_version_conflicts_when_the_stream_moved_on() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn expected_version_conflicts_when_the_stream_moved_on(place: Place) {
+    let store = place.open().await;
     store
         .append_expecting(ev("acct", "opened", json!(0)), ExpectedVersion::NoStream)
         .await
@@ -119,6 +104,28 @@ async fn expected_version_conflicts_when_the_stream_moved_on() {
             .len(),
         2
     );
+    // Expecting the stream to exist: refused for a stream with no event,
+    // admitted at any version of one that has.
+    let missing = store
+        .append_expecting(ev("nobody", "x", json!(0)), ExpectedVersion::StreamExists)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        missing,
+        EventStoreError::VersionConflict {
+            stream: "nobody".into(),
+            expected: "an existing stream".into(),
+            actual: 0
+        }
+    );
+    assert!(
+        store
+            .read_from(1, 100)
+            .await
+            .unwrap()
+            .iter()
+            .all(|e| e.event.stream != "nobody")
+    );
     // A batch expecting the right version goes in whole.
     let batch = store
         .append_batch_expecting(
@@ -131,14 +138,17 @@ async fn expected_version_conflicts_when_the_stream_moved_on() {
         batch.iter().map(|a| a.stream_version).collect::<Vec<_>>(),
         [3, 4]
     );
+    let exists = store
+        .append_expecting(ev("acct", "c", json!(3)), ExpectedVersion::StreamExists)
+        .await
+        .unwrap();
+    assert_eq!(exists.stream_version, 5);
     store.stop().await;
 }
 
 // Concurrent writers expecting the same version: exactly one wins.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn of_concurrent_appends_expecting_one_version_exactly_one_wins() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn of_concurrent_appends_expecting_one_version_exactly_one_wins(place: Place) {
+    let store = place.open().await;
     let attempts: Vec<_> = (0..16)
         .map(|i| store.append_expecting(ev("race", "won", json!(i)), ExpectedVersion::NoStream))
         .collect();
@@ -155,10 +165,8 @@ async fn of_concurrent_appends_expecting_one_version_exactly_one_wins() {
 
 // One invalid event rejects its whole batch; nothing of it is written, and
 // the ids after it show no hole.
-#[tokio::test]
-async fn a_batch_with_one_invalid_event_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn a_batch_with_one_invalid_event_writes_nothing(place: Place) {
+    let store = place.open().await;
     let refused = store
         .append_batch(vec![
             ev("s", "ok", json!(1)),
@@ -185,10 +193,8 @@ async fn a_batch_with_one_invalid_event_writes_nothing() {
 
 // A batch that fails inside the writer (a version conflict) is rolled back
 // whole, while appends committed in the same group stay.
-#[tokio::test]
-async fn a_batch_failing_in_the_writer_is_rolled_back_alone() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn a_batch_failing_in_the_writer_is_rolled_back_alone(place: Place) {
+    let store = place.open().await;
     store.append(ev("x", "first", json!(1))).await.unwrap();
     // Queued together: the writer may commit them in one group.
     let ok = store.append(ev("y", "fine", json!(1)));
@@ -215,10 +221,8 @@ async fn a_batch_failing_in_the_writer_is_rolled_back_alone() {
 
 // A retried append with the same idempotency key is stored once and
 // answers the first one's id, even after a restart of the store.
-#[tokio::test]
-async fn an_idempotency_key_stores_a_retried_append_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn an_idempotency_key_stores_a_retried_append_once(place: Place) {
+    let store = place.open().await;
     let first = store
         .append(ev("pay", "charged", json!(10)).with_idempotency_key("charge-1"))
         .await
@@ -255,7 +259,7 @@ async fn an_idempotency_key_stores_a_retried_append_once() {
     );
     store.stop().await;
 
-    let store = open(&dir).await;
+    let store = place.open().await;
     let after_restart = store
         .append(ev("pay", "charged", json!(10)).with_idempotency_key("charge-1"))
         .await
@@ -266,10 +270,8 @@ async fn an_idempotency_key_stores_a_retried_append_once() {
 }
 
 // Bad input gets a typed error and changes nothing.
-#[tokio::test]
-async fn bad_events_are_refused_with_typed_errors() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = EventStore::open(EventStoreConfig::new(dir.path()).with_max_event_bytes(64))
+pub(crate) async fn bad_events_are_refused_with_typed_errors(place: Place) {
+    let store = EventStore::open(place.config().with_max_event_bytes(64))
         .await
         .unwrap();
     let too_big = store
@@ -317,10 +319,8 @@ async fn bad_events_are_refused_with_typed_errors() {
 
 // The EventSink contract records through the store, durably, and says
 // unavailable once it is closed.
-#[tokio::test]
-async fn the_store_is_an_event_sink() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn the_store_is_an_event_sink(place: Place) {
+    let store = place.open().await;
     let sink: std::sync::Arc<dyn EventSink> = std::sync::Arc::new(store.clone());
     assert_eq!(sink.record(ev("s", "k", json!(1))).await, Ok(1));
     assert_eq!(sink.record(ev("s", "k", json!(2))).await, Ok(2));
@@ -342,10 +342,8 @@ async fn the_store_is_an_event_sink() {
 
 // Pipelining: many appends queued, only the last awaited; all are durable
 // in queue order when it is acknowledged.
-#[tokio::test]
-async fn queued_appends_are_durable_when_the_last_is_acknowledged() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn queued_appends_are_durable_when_the_last_is_acknowledged(place: Place) {
+    let store = place.open().await;
     let mut queued: Vec<_> = (0..500)
         .map(|i| store.append(ev("p", "n", json!(i))))
         .collect();
@@ -353,7 +351,7 @@ async fn queued_appends_are_durable_when_the_last_is_acknowledged() {
     assert_eq!(last.id, 500);
     drop(queued);
     store.stop().await;
-    let store = open(&dir).await;
+    let store = place.open().await;
     let all = store.read_from(1, 1_000).await.unwrap();
     assert_eq!(all.len(), 500);
     assert!(

@@ -3,15 +3,10 @@
 //! inside a group with other batches, is rolled back alone (issue 28,
 //! item 4).
 
-use foundation_services::{EventStore, EventStoreConfig, EventStoreError, ExpectedVersion};
+use crate::support::Place;
+use foundation_services::{EventStore, EventStoreError, ExpectedVersion};
 use serde_json::json;
 use supervision_core::{ErrorCode, Event};
-
-async fn open(dir: &tempfile::TempDir) -> EventStore {
-    EventStore::open(EventStoreConfig::new(dir.path()))
-        .await
-        .unwrap()
-}
 
 fn ev(stream: &str, kind: &str) -> Event {
     Event::new(stream, kind, json!({}))
@@ -30,10 +25,8 @@ async fn kinds(store: &EventStore) -> Vec<String> {
 // A retried `NoStream` batch whose first event carries a key, and whose
 // second carries none, is answered as the stored batch: two events, not
 // three.
-#[tokio::test]
-async fn a_retried_batch_is_answered_whole_and_writes_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn a_retried_batch_is_answered_whole_and_writes_nothing(place: Place) {
+    let store = place.open().await;
     let batch = || {
         vec![
             ev("order", "placed").with_idempotency_key("order-1"),
@@ -65,10 +58,8 @@ async fn a_retried_batch_is_answered_whole_and_writes_nothing() {
 
 // A batch that starts with a stored key but is not the same batch is
 // checked like any other: its expected version first, then its keys.
-#[tokio::test]
-async fn another_batch_with_a_stored_key_is_checked_like_any_other() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn another_batch_with_a_stored_key_is_checked_like_any_other(place: Place) {
+    let store = place.open().await;
     store
         .append_batch_expecting(
             vec![
@@ -126,10 +117,10 @@ async fn another_batch_with_a_stored_key_is_checked_like_any_other() {
 // same stream: its insert is rolled back (the savepoint) and the stream's
 // version it took is given back (the undo), so the batch after it gets the
 // next version and nothing of it is stored.
-#[tokio::test]
-async fn a_batch_failing_after_its_first_insert_is_rolled_back_alone_in_its_group() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir).await;
+pub(crate) async fn a_batch_failing_after_its_first_insert_is_rolled_back_alone_in_its_group(
+    place: Place,
+) {
+    let store = place.open().await;
     store
         .append(ev("keys", "taken").with_idempotency_key("taken"))
         .await

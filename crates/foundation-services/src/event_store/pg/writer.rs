@@ -1,0 +1,827 @@
+//! The writer task: the only connection that appends and prunes, with
+//! group commit in two pipelined round trips (see the [module
+//! docs](super)).
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
+
+use supervision_core::{Clock, EventSeq, MetaValue, Telemetry, events};
+use tokio::sync::{mpsc, watch};
+use tokio_postgres::{Client, Statement, types::ToSql};
+
+use super::{super::writer::Counters, MIGRATIONS, classify};
+use crate::{
+    event_store::{
+        EventStoreConfig, EventStoreError, ExpectedVersion, Retention,
+        append::Appended,
+        writer::{AppendRequest, Durability, Request},
+    },
+    postgres::{self, MigrateError, PostgresConfig},
+};
+
+/// The most events one prune transaction deletes.
+const PRUNE_CHUNK: i64 = 50_000;
+
+/// The writer's connection and its prepared statements.
+pub(crate) struct Connected {
+    client: Client,
+    lock: Statement,
+    versions: Statement,
+    keys: Statement,
+    stored_from: Statement,
+    insert: Statement,
+    set_versions: Statement,
+    set_last: Statement,
+    notify: Statement,
+}
+
+/// Connects the writer's connection, migrates the schema and prepares the
+/// statements. A server that cannot be reached is
+/// [`EventStoreError::Unreachable`], naming the URL without its password.
+pub(crate) async fn setup(
+    driver: &tokio_postgres::Config,
+    pg: &PostgresConfig,
+) -> Result<Connected, EventStoreError> {
+    let unreachable = |e: &tokio_postgres::Error| EventStoreError::Unreachable {
+        url: pg.redacted_url(),
+        detail: postgres::detail(e),
+    };
+    let mut client = postgres::connect(driver)
+        .await
+        .map_err(|e| unreachable(&e))?;
+    postgres::migrate(&mut client, &pg.schema, &MIGRATIONS)
+        .await
+        .map_err(|e| match e {
+            MigrateError::Newer { found, supported } => {
+                EventStoreError::NewerSchema { found, supported }
+            }
+            MigrateError::Driver(e) if postgres::is_unavailable(&e) => unreachable(&e),
+            MigrateError::Driver(e) => EventStoreError::Storage(postgres::detail(&e)),
+        })?;
+    prepare(client, pg).await
+}
+
+async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, EventStoreError> {
+    let p = |sql: &'static str| {
+        let client = &client;
+        async move { client.prepare(sql).await }
+    };
+    let prepared = futures::try_join!(
+        p("SELECT value FROM meta WHERE key = 'last_id' FOR UPDATE"),
+        p("SELECT stream, version FROM streams WHERE stream = ANY($1)"),
+        p("SELECT idempotency_key, id, stream_version FROM events \
+           WHERE idempotency_key = ANY($1)"),
+        p(
+            "SELECT id, stream_version, stream, kind, idempotency_key FROM events \
+           WHERE id >= $1 ORDER BY id LIMIT $2"
+        ),
+        p(
+            "INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
+           causation_id, idempotency_key, metadata, data) \
+           SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
+           $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
+           $11::text[])"
+        ),
+        p("INSERT INTO streams (stream, version) \
+           SELECT * FROM unnest($1::text[], $2::bigint[]) \
+           ON CONFLICT (stream) DO UPDATE SET version = excluded.version"),
+        p("UPDATE meta SET value = $1 WHERE key = 'last_id'"),
+        p("SELECT pg_notify($1, $2)"),
+    );
+    let (lock, versions, keys, stored_from, insert, set_versions, set_last, notify) =
+        prepared.map_err(|e| classify(pg, &e))?;
+    Ok(Connected {
+        client,
+        lock,
+        versions,
+        keys,
+        stored_from,
+        insert,
+        set_versions,
+        set_last,
+        notify,
+    })
+}
+
+/// The channel commits are announced on.
+pub(crate) fn channel(pg: &PostgresConfig) -> String {
+    format!("mabeam_events_{}", pg.schema)
+}
+
+/// Why events were pruned, as `event_store.pruned` says.
+#[derive(Debug, Clone, Copy)]
+enum PruneReason {
+    Age,
+    Size,
+    Request,
+}
+
+impl PruneReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            PruneReason::Age => "age",
+            PruneReason::Size => "size",
+            PruneReason::Request => "request",
+        }
+    }
+}
+
+/// The rows of a group, column by column (what `unnest` takes).
+#[derive(Default)]
+struct Rows {
+    id: Vec<i64>,
+    stream: Vec<String>,
+    version: Vec<i64>,
+    kind: Vec<String>,
+    ts: Vec<i64>,
+    node: Vec<String>,
+    correlation: Vec<Option<String>>,
+    causation: Vec<Option<i64>>,
+    key: Vec<Option<String>>,
+    metadata: Vec<Option<String>>,
+    data: Vec<String>,
+}
+
+impl Rows {
+    fn len(&self) -> usize {
+        self.id.len()
+    }
+}
+
+pub(crate) struct PgWriter {
+    pg: PostgresConfig,
+    driver: tokio_postgres::Config,
+    conn: Option<Connected>,
+    requests: mpsc::UnboundedReceiver<Request>,
+    counters: Arc<Counters>,
+    wake: Arc<watch::Sender<u64>>,
+    ready: Arc<AtomicBool>,
+    max_group: usize,
+    retention: Retention,
+    clock: Clock,
+    telemetry: Telemetry,
+    channel: String,
+    retain_at: tokio::time::Instant,
+    more_to_prune: bool,
+}
+
+impl PgWriter {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        config: &EventStoreConfig,
+        pg: PostgresConfig,
+        driver: tokio_postgres::Config,
+        conn: Option<Connected>,
+        requests: mpsc::UnboundedReceiver<Request>,
+        counters: Arc<Counters>,
+        wake: Arc<watch::Sender<u64>>,
+        ready: Arc<AtomicBool>,
+    ) -> Self {
+        PgWriter {
+            channel: channel(&pg),
+            pg,
+            driver,
+            conn,
+            requests,
+            counters,
+            wake,
+            ready,
+            max_group: config.max_group,
+            retention: config.retention,
+            clock: config.clock.clone(),
+            telemetry: config.telemetry.clone(),
+            retain_at: tokio::time::Instant::now(),
+            more_to_prune: false,
+        }
+    }
+
+    /// Serves requests until a shutdown request or until every sender is
+    /// gone; first, with `wait_for_server`, connects and migrates,
+    /// retrying with the backoff until the server answers.
+    pub(crate) async fn run(mut self) {
+        let mut attempt = 0;
+        while self.conn.is_none() {
+            match setup(&self.driver, &self.pg).await {
+                Ok(conn) => self.conn = Some(conn),
+                Err(error) => {
+                    *self.counters.last_error.lock() = Some(error.to_string());
+                    // Only a shutdown can be queued before the store is
+                    // ready (appends are refused at the door).
+                    tokio::select! {
+                        () = tokio::time::sleep(self.pg.reconnect.delay(attempt)) => {}
+                        _ = self.requests.recv() => return,
+                    }
+                    attempt = attempt.saturating_add(1);
+                }
+            }
+        }
+        *self.counters.last_error.lock() = None;
+        self.ready.store(true, Ordering::Release);
+        self.wake.send_modify(|n| *n += 1);
+        let mut next: Option<Request> = None;
+        loop {
+            let request = match next.take() {
+                Some(request) => request,
+                None => match self.next_request().await {
+                    Some(request) => request,
+                    None => return,
+                },
+            };
+            match request {
+                Request::Shutdown => return,
+                Request::Prune { before_ms, reply } => {
+                    let result = self
+                        .until_done(|w| Box::pin(w.prune_older(before_ms, PruneReason::Request)))
+                        .await;
+                    let _ = reply.send(result);
+                }
+                Request::Retain { reply } => {
+                    let result = self.until_done(|w| Box::pin(w.retain())).await;
+                    let _ = reply.send(result);
+                }
+                Request::Durability { reply } => {
+                    let _ = reply.send(self.durability().await);
+                }
+                Request::Append(first) => {
+                    let mut size = first.events.len();
+                    let mut group = vec![first];
+                    while size < self.max_group {
+                        match self.requests.try_recv() {
+                            Ok(Request::Append(more)) => {
+                                size += more.events.len();
+                                group.push(more);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_group(group, size).await;
+                }
+            }
+            self.retain_if_due().await;
+        }
+    }
+
+    /// The next request; parked, the writer wakes when the retention is
+    /// due.
+    async fn next_request(&mut self) -> Option<Request> {
+        loop {
+            if !self.retention.is_bounded() {
+                return self.requests.recv().await;
+            }
+            tokio::select! {
+                request = self.requests.recv() => return request,
+                () = tokio::time::sleep_until(self.retain_at) => self.retain_if_due().await,
+            }
+        }
+    }
+
+    async fn retain_if_due(&mut self) {
+        if self.retention.is_bounded() && tokio::time::Instant::now() >= self.retain_at {
+            // A failure is recorded for the health check and retried at
+            // the next check.
+            let _ = self.retain().await;
+        }
+    }
+
+    async fn until_done<F>(&mut self, mut prune: F) -> Result<u64, EventStoreError>
+    where
+        F: for<'a> FnMut(
+            &'a mut Self,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<u64, EventStoreError>> + Send + 'a>,
+        >,
+    {
+        let mut pruned = 0;
+        loop {
+            pruned += prune(self).await?;
+            if !self.more_to_prune {
+                return Ok(pruned);
+            }
+        }
+    }
+
+    /// The writer's connection, connecting again if it was lost.
+    async fn conn(&mut self) -> Result<&Connected, EventStoreError> {
+        if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
+            self.conn = None;
+        }
+        if self.conn.is_none() {
+            let client = postgres::connect(&self.driver)
+                .await
+                .map_err(|e| self.fail(&e))?;
+            self.conn = Some(prepare(client, &self.pg).await.inspect_err(|e| {
+                *self.counters.last_error.lock() = Some(e.to_string());
+            })?);
+        }
+        self.conn
+            .as_ref()
+            .ok_or_else(|| EventStoreError::unavailable("no connection"))
+    }
+
+    /// Records a driver failure for the health check and maps it.
+    fn fail(&self, error: &tokio_postgres::Error) -> EventStoreError {
+        let error = classify(&self.pg, error);
+        *self.counters.last_error.lock() = Some(error.to_string());
+        error
+    }
+
+    async fn durability(&mut self) -> Result<Durability, EventStoreError> {
+        let conn = self.conn().await?;
+        let row = conn
+            .client
+            .query_one(
+                "SELECT current_setting('synchronous_commit'), current_setting('fsync')",
+                &[],
+            )
+            .await;
+        let row = row.map_err(|e| self.fail(&e))?;
+        let synchronous: String = row.get(0);
+        let fsync: String = row.get(1);
+        Ok(Durability {
+            journal_mode: format!("postgres (fsync {fsync})"),
+            synchronous: if synchronous == "on" {
+                "full".into()
+            } else {
+                synchronous
+            },
+        })
+    }
+
+    async fn commit_group(&mut self, group: Vec<AppendRequest>, size: usize) {
+        match self.try_commit(&group).await {
+            Ok(outcomes) => {
+                *self.counters.last_error.lock() = None;
+                self.counters
+                    .appended
+                    .fetch_add(size as u64, Ordering::Relaxed);
+                self.counters.commits.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .largest_group
+                    .fetch_max(size as u64, Ordering::Relaxed);
+                self.wake.send_modify(|n| *n += 1);
+                for (request, outcome) in group.into_iter().zip(outcomes) {
+                    let _ = request.reply.send(outcome);
+                }
+            }
+            Err(error) => {
+                if let Some(conn) = &self.conn
+                    && !conn.client.is_closed()
+                {
+                    let _ = conn.client.batch_execute("ROLLBACK").await;
+                }
+                for request in group {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
+
+    /// One group's transaction; the outer error fails every request (and
+    /// leaves a transaction to roll back).
+    #[allow(clippy::type_complexity)]
+    async fn try_commit(
+        &mut self,
+        group: &[AppendRequest],
+    ) -> Result<Vec<Result<Vec<Appended>, EventStoreError>>, EventStoreError> {
+        let mut streams: Vec<&str> = Vec::new();
+        let mut keys: Vec<&str> = Vec::new();
+        for request in group {
+            for prepared in &request.events {
+                streams.push(&prepared.event.stream);
+                if let Some(key) = &prepared.event.idempotency_key {
+                    keys.push(key);
+                }
+            }
+        }
+        streams.sort_unstable();
+        streams.dedup();
+        let pg = self.pg.clone();
+        let counters = self.counters.clone();
+        let fail = move |e: tokio_postgres::Error| {
+            let error = classify(&pg, &e);
+            *counters.last_error.lock() = Some(error.to_string());
+            error
+        };
+        let conn = self.conn().await?;
+        let client = &conn.client;
+        // Round trip 1: the lock first, then reads that see every commit
+        // before it (each statement takes a fresh snapshot).
+        let stream_params: [&(dyn ToSql + Sync); 1] = [&streams];
+        let key_params: [&(dyn ToSql + Sync); 1] = [&keys];
+        let (_, last, versions, stored_keys) = futures::try_join!(
+            client.batch_execute("BEGIN"),
+            client.query_one(&conn.lock, &[]),
+            client.query(&conn.versions, &stream_params),
+            client.query(&conn.keys, &key_params),
+        )
+        .map_err(&fail)?;
+        let last_id: i64 = last.try_get(0).map_err(&fail)?;
+        let mut versions: HashMap<String, u64> = versions
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)? as u64)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(&fail)?;
+        let mut known: HashMap<String, Appended> = stored_keys
+            .iter()
+            .map(|row| {
+                Ok((
+                    row.try_get(0)?,
+                    Appended {
+                        id: row.try_get::<_, i64>(1)? as EventSeq,
+                        stream_version: row.try_get::<_, i64>(2)? as u64,
+                        duplicate: true,
+                    },
+                ))
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(&fail)?;
+        let first_new = last_id + 1;
+        let mut rows = Rows::default();
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group {
+            let outcome = match self
+                .check(request, first_new, &rows, &versions, &known)
+                .await
+            {
+                Ok(Check::Retry(original)) => Ok(original),
+                Ok(Check::Write) => Ok(add(
+                    request,
+                    first_new,
+                    &mut rows,
+                    &mut versions,
+                    &mut known,
+                )),
+                Err(Refused::Request(error)) => Err(error),
+                Err(Refused::Group(error)) => return Err(error),
+            };
+            outcomes.push(outcome);
+        }
+        let conn = self.conn().await?;
+        let client = &conn.client;
+        if rows.len() == 0 {
+            client.batch_execute("COMMIT").await.map_err(&fail)?;
+            return Ok(outcomes);
+        }
+        let new_last = first_new + rows.len() as i64 - 1;
+        let mut changed: Vec<(&str, i64)> = rows
+            .stream
+            .iter()
+            .map(|s| (s.as_str(), versions[s.as_str()] as i64))
+            .collect();
+        changed.sort_unstable();
+        changed.dedup_by(|a, b| a.0 == b.0);
+        let (names, tops): (Vec<&str>, Vec<i64>) = changed.into_iter().unzip();
+        let insert: [&(dyn ToSql + Sync); 11] = [
+            &rows.id,
+            &rows.stream,
+            &rows.version,
+            &rows.kind,
+            &rows.ts,
+            &rows.node,
+            &rows.correlation,
+            &rows.causation,
+            &rows.key,
+            &rows.metadata,
+            &rows.data,
+        ];
+        let last_text = new_last.to_string();
+        let channel = self.channel.clone();
+        let conn = self.conn().await?;
+        let client = &conn.client;
+        let version_params: [&(dyn ToSql + Sync); 2] = [&names, &tops];
+        let last_params: [&(dyn ToSql + Sync); 1] = [&new_last];
+        let notify_params: [&(dyn ToSql + Sync); 2] = [&channel, &last_text];
+        // Round trip 2: the rows, the versions, the `$all` row, the
+        // wake-up (delivered at commit) and the commit.
+        futures::try_join!(
+            client.execute(&conn.insert, &insert),
+            client.execute(&conn.set_versions, &version_params),
+            client.execute(&conn.set_last, &last_params),
+            client.query(&conn.notify, &notify_params),
+            client.batch_execute("COMMIT"),
+        )
+        .map_err(&fail)?;
+        Ok(outcomes)
+    }
+
+    /// Checks one request against the store as this group left it.
+    async fn check(
+        &mut self,
+        request: &AppendRequest,
+        first_new: i64,
+        rows: &Rows,
+        versions: &HashMap<String, u64>,
+        known: &HashMap<String, Appended>,
+    ) -> Result<Check, Refused> {
+        let first = &request.events[0].event;
+        // A batch is one unit: a retry of a stored batch answers it whole
+        // and writes nothing; any other batch is checked in full.
+        if let Some(key) = &first.idempotency_key
+            && let Some(original) = known.get(key)
+            && let Some(stored) = self
+                .stored_batch(*original, request, first_new, rows)
+                .await?
+        {
+            return Ok(Check::Retry(stored));
+        }
+        if request.expected != ExpectedVersion::Any {
+            let actual = versions.get(&first.stream).copied().unwrap_or(0);
+            if !request.expected.admits(actual) {
+                return Err(Refused::Request(EventStoreError::VersionConflict {
+                    stream: first.stream.clone(),
+                    expected: request.expected.to_string(),
+                    actual,
+                }));
+            }
+        }
+        for (index, prepared) in request.events.iter().enumerate() {
+            if let Some(key) = &prepared.event.idempotency_key
+                && known.contains_key(key)
+            {
+                return Err(Refused::Request(EventStoreError::KeyTaken {
+                    index,
+                    key: key.clone(),
+                }));
+            }
+        }
+        Ok(Check::Write)
+    }
+
+    /// The stored batch `request` retries, if it is one: the events from
+    /// its first key's id on (a batch's ids are consecutive) are as many,
+    /// with the same stream, kind and key at each position.
+    async fn stored_batch(
+        &mut self,
+        original: Appended,
+        request: &AppendRequest,
+        first_new: i64,
+        rows: &Rows,
+    ) -> Result<Option<Vec<Appended>>, Refused> {
+        let n = request.events.len();
+        let start = original.id as i64;
+        let stored: Vec<(EventSeq, u64, String, String, Option<String>)> = if start >= first_new {
+            // Written by this group: still in memory.
+            let from = (start - first_new) as usize;
+            (from..(from + n).min(rows.len()))
+                .map(|i| {
+                    (
+                        rows.id[i] as EventSeq,
+                        rows.version[i] as u64,
+                        rows.stream[i].clone(),
+                        rows.kind[i].clone(),
+                        rows.key[i].clone(),
+                    )
+                })
+                .collect()
+        } else {
+            let conn = self.conn().await.map_err(Refused::Group)?;
+            let found = conn
+                .client
+                .query(&conn.stored_from, &[&start, &(n as i64)])
+                .await;
+            let found = found.map_err(|e| Refused::Group(self.fail(&e)))?;
+            found
+                .iter()
+                .map(|r| {
+                    Ok((
+                        r.try_get::<_, i64>(0)? as EventSeq,
+                        r.try_get::<_, i64>(1)? as u64,
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                    ))
+                })
+                .collect::<Result<_, tokio_postgres::Error>>()
+                .map_err(|e| Refused::Group(self.fail(&e)))?
+        };
+        let same = stored.len() == n
+            && stored.iter().zip(&request.events).enumerate().all(
+                |(offset, ((id, _, stream, kind, key), prepared))| {
+                    *id == original.id + offset as EventSeq
+                        && *stream == prepared.event.stream
+                        && *kind == prepared.event.kind
+                        && *key == prepared.event.idempotency_key
+                },
+            );
+        Ok(same.then(|| {
+            stored
+                .into_iter()
+                .map(|(id, stream_version, ..)| Appended {
+                    id,
+                    stream_version,
+                    duplicate: true,
+                })
+                .collect()
+        }))
+    }
+
+    /// Applies the retention now: the age limit, then the count limit, a
+    /// step of at most [`PRUNE_CHUNK`] events each.
+    async fn retain(&mut self) -> Result<u64, EventStoreError> {
+        self.retain_at = tokio::time::Instant::now() + self.retention.every;
+        self.more_to_prune = false;
+        let mut pruned = 0;
+        if let Some(max_age) = self.retention.max_age {
+            let age_ms = u64::try_from(max_age.as_millis()).unwrap_or(u64::MAX);
+            let before_ms = self.clock.unix_millis().saturating_sub(age_ms);
+            if before_ms > 0 {
+                pruned += self.prune_older(before_ms, PruneReason::Age).await?;
+            }
+        }
+        if let Some(max_events) = self.retention.max_events {
+            pruned += self.prune_beyond(max_events).await?;
+        }
+        if self.more_to_prune {
+            self.retain_at = tokio::time::Instant::now();
+        }
+        Ok(pruned)
+    }
+
+    /// Prunes the longest prefix of the log recorded before `before_ms`.
+    async fn prune_older(
+        &mut self,
+        before_ms: u64,
+        reason: PruneReason,
+    ) -> Result<u64, EventStoreError> {
+        self.more_to_prune = false;
+        let before = i64::try_from(before_ms).unwrap_or(i64::MAX);
+        self.prune(reason, move |client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one(
+                        "SELECT coalesce(\
+                           (SELECT min(id) FROM events WHERE ts_ms >= $1) - 1, \
+                           (SELECT max(id) FROM events), 0)",
+                        &[&before],
+                    )
+                    .await?;
+                row.try_get::<_, i64>(0)
+            })
+        })
+        .await
+    }
+
+    /// Prunes the oldest events beyond the newest `keep` (ids are
+    /// contiguous: the count is `last - first + 1`).
+    async fn prune_beyond(&mut self, keep: u64) -> Result<u64, EventStoreError> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        self.prune(PruneReason::Size, move |client| {
+            Box::pin(async move {
+                let row = client
+                    .query_one(
+                        "SELECT (SELECT value FROM meta WHERE key = 'last_id') - $1",
+                        &[&keep],
+                    )
+                    .await?;
+                row.try_get::<_, i64>(0)
+            })
+        })
+        .await
+    }
+
+    /// In one transaction holding the horizon's row: asks `through` for
+    /// the last id to prune, deletes up to it (at most [`PRUNE_CHUNK`]
+    /// past the horizon) and moves the horizon.
+    async fn prune<F>(&mut self, reason: PruneReason, through: F) -> Result<u64, EventStoreError>
+    where
+        F: for<'a> FnOnce(
+            &'a Client,
+        ) -> std::pin::Pin<
+            Box<dyn Future<Output = Result<i64, tokio_postgres::Error>> + Send + 'a>,
+        >,
+    {
+        self.more_to_prune = false;
+        let pg = self.pg.clone();
+        let counters = self.counters.clone();
+        let fail = move |e: tokio_postgres::Error| {
+            let error = classify(&pg, &e);
+            *counters.last_error.lock() = Some(error.to_string());
+            error
+        };
+        let conn = self.conn().await?;
+        let client = &conn.client;
+        let result = async {
+            client.batch_execute("BEGIN").await?;
+            let first: i64 = client
+                .query_one(
+                    "SELECT value FROM meta WHERE key = 'first_available' FOR UPDATE",
+                    &[],
+                )
+                .await?
+                .try_get(0)?;
+            let mut through = through(client).await?;
+            let mut more = false;
+            if through >= first + PRUNE_CHUNK {
+                through = first + PRUNE_CHUNK - 1;
+                more = true;
+            }
+            if through < first {
+                client.batch_execute("COMMIT").await?;
+                return Ok((0, false, through));
+            }
+            let deleted = client
+                .execute(
+                    "DELETE FROM events WHERE id >= $1 AND id <= $2",
+                    &[&first, &through],
+                )
+                .await?;
+            client
+                .execute(
+                    "UPDATE meta SET value = greatest(value, $1) WHERE key = 'first_available'",
+                    &[&(through + 1)],
+                )
+                .await?;
+            client.batch_execute("COMMIT").await?;
+            Ok((deleted, more, through))
+        }
+        .await;
+        let (deleted, more, through) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                if !client.is_closed() {
+                    let _ = client.batch_execute("ROLLBACK").await;
+                }
+                return Err(fail(e));
+            }
+        };
+        self.more_to_prune = more;
+        if deleted > 0 && self.telemetry.is_enabled() {
+            self.telemetry.emit(
+                events::EVENT_STORE_PRUNED,
+                &[
+                    ("events", deleted as f64),
+                    ("first_available", (through + 1) as f64),
+                ],
+                &[("reason", MetaValue::Str(reason.as_str()))],
+            );
+        }
+        Ok(deleted)
+    }
+}
+
+/// What a request's check decided.
+enum Check {
+    /// A retry of a stored batch: these events.
+    Retry(Vec<Appended>),
+    /// New events to write.
+    Write,
+}
+
+/// A request refused alone, or a failure of the whole group.
+enum Refused {
+    Request(EventStoreError),
+    Group(EventStoreError),
+}
+
+/// Adds a checked request's events to the group's rows.
+fn add(
+    request: &AppendRequest,
+    first_new: i64,
+    rows: &mut Rows,
+    versions: &mut HashMap<String, u64>,
+    known: &mut HashMap<String, Appended>,
+) -> Vec<Appended> {
+    let mut answers = Vec::with_capacity(request.events.len());
+    for prepared in &request.events {
+        let event = &prepared.event;
+        let id = first_new + rows.len() as i64;
+        let version = versions.get(&event.stream).copied().unwrap_or(0) + 1;
+        versions.insert(event.stream.clone(), version);
+        let appended = Appended {
+            id: id as EventSeq,
+            stream_version: version,
+            duplicate: false,
+        };
+        if let Some(key) = &event.idempotency_key {
+            known.insert(
+                key.clone(),
+                Appended {
+                    duplicate: true,
+                    ..appended
+                },
+            );
+        }
+        rows.id.push(id);
+        rows.stream.push(event.stream.clone());
+        rows.version.push(version as i64);
+        rows.kind.push(event.kind.clone());
+        rows.ts.push(prepared.timestamp_ms as i64);
+        rows.node.push(prepared.node.clone());
+        rows.correlation.push(event.correlation_id.clone());
+        rows.causation.push(event.causation_id.map(|id| id as i64));
+        rows.key.push(event.idempotency_key.clone());
+        rows.metadata.push(prepared.metadata.clone());
+        rows.data.push(prepared.data.clone());
+        answers.push(appended);
+    }
+    answers
+}
