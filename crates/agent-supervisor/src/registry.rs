@@ -414,7 +414,8 @@ impl AgentRegistry {
             ));
         };
         let durable = &self.shared.durable;
-        if !durable.recovery.borrow().done
+        let recovering = !durable.recovery.borrow().done;
+        if recovering
             && durable.store.get(&id).await?.is_some()
             && !self.shared.table.contains_key(id.as_str())
         {
@@ -642,34 +643,19 @@ impl AgentRegistry {
                 Ok(()) | Err(AgentError::NotRunning { .. }) => {}
                 Err(err) => return Err(err),
             }
-            let mut state = slot.state.lock();
-            if matches!(
-                state.status,
-                AgentStatus::Running
-                    | AgentStatus::Starting
-                    | AgentStatus::Stopping
-                    | AgentStatus::Restarting
-            ) {
-                continue; // started again meanwhile
-            }
-            state.removed = true;
-            state.kept = None;
-            if let Some(mail) = state.mail.take() {
-                self.shared
-                    .reporter
-                    .dropped(&slot.id, mail.len, "deregistered");
-            }
-            self.shared.counts.remove(state.status);
-            let durable = state.config.durable.is_some();
-            // Queued under the record's lock: after every write of its
-            // changes.
-            let write = durable.then(|| {
-                self.shared
-                    .durable
-                    .store
-                    .remove(slot.id.clone(), self.shared.durable.generation)
-            });
-            drop(state);
+            let write = {
+                let mut state = slot.state.lock();
+                if matches!(
+                    state.status,
+                    AgentStatus::Running
+                        | AgentStatus::Starting
+                        | AgentStatus::Stopping
+                        | AgentStatus::Restarting
+                ) {
+                    continue; // started again meanwhile
+                }
+                self.forget(&slot, &mut state)
+            };
             self.shared
                 .table
                 .remove_if(slot.id.as_str(), |_, entry| Arc::ptr_eq(&entry.slot, &slot));
@@ -682,6 +668,31 @@ impl AgentRegistry {
             }
             return Ok(());
         }
+    }
+
+    /// Marks a stopped agent removed (under its lock); returns its removal
+    /// from the store, queued after every write of its changes.
+    fn forget(
+        &self,
+        slot: &Slot,
+        state: &mut crate::slot::SlotState,
+    ) -> Option<futures::future::BoxFuture<'static, Result<(), supervision_core::AgentStoreError>>>
+    {
+        state.removed = true;
+        state.kept = None;
+        if let Some(mail) = state.mail.take() {
+            self.shared
+                .reporter
+                .dropped(&slot.id, mail.len, "deregistered");
+        }
+        self.shared.counts.remove(state.status);
+        let durable = state.config.durable.is_some();
+        durable.then(|| {
+            self.shared
+                .durable
+                .store
+                .remove(slot.id.clone(), self.shared.durable.generation)
+        })
     }
 
     /// Replaces the configuration of agent `id`; a running agent is
@@ -1022,4 +1033,17 @@ impl fmt::Debug for AgentRegistry {
             .field("agents", &self.shared.table.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Compile-time check: the calls' futures are `Send` (HTTP handlers await
+/// them on any thread).
+#[allow(dead_code)]
+fn _send_check(r: AgentRegistry, c: AgentConfig) {
+    fn send<T: Send>(_: T) {}
+    send(r.register_durable_agent("a", c.clone()));
+    send(r.start_agent("a"));
+    send(r.stop_agent("a"));
+    send(r.deregister_agent("a"));
+    send(r.update_config("a", c));
+    send(r.suspend());
 }

@@ -52,6 +52,10 @@ pub enum ApiError {
         /// What went wrong.
         reason: String,
     },
+    /// The agent store refused the change (a full disk): nothing was
+    /// changed; retry later.
+    #[error("agent store refused: {0}")]
+    StoreRefused(String),
     /// A service the endpoint needs is not running.
     #[error("{0} is not running")]
     Unavailable(&'static str),
@@ -105,6 +109,7 @@ impl ErrorCode for ApiError {
             ApiError::UnknownService(_) => 9112,
             ApiError::ServiceRefused(_) => 9113,
             ApiError::ReservedStream(_) => 9114,
+            ApiError::StoreRefused(_) => 9115,
             // 9150 on: refusals made before an endpoint runs (numbered
             // apart from the endpoints' own, which grow from 9114).
             ApiError::InvalidRequest(_) => 9150,
@@ -133,6 +138,7 @@ impl ApiError {
             ApiError::UnknownService(_) => "unknown_service",
             ApiError::ServiceRefused(_) => "service_refused",
             ApiError::ReservedStream(_) => "reserved_stream",
+            ApiError::StoreRefused(_) => "store_refused",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::NoRoute(_) => "no_route",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -158,6 +164,7 @@ impl ApiError {
             ApiError::ServiceRefused(_) => StatusCode::CONFLICT,
             ApiError::AgentFailed { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreRefused(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ReservedStream(_) => StatusCode::FORBIDDEN,
         }

@@ -4,20 +4,21 @@
 
 use std::{collections::HashSet, fmt, path::PathBuf, sync::Arc, time::Duration};
 
-use agent_supervisor::AgentRegistryOptions;
+use agent_supervisor::{AgentRecipes, AgentRegistryOptions};
 use coordination::{Coordinator, VariableSpace};
 use economics::{Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, Reputation};
 use foundation_services::{
     ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService, ConnectionManager,
     ConnectionManagerBuilder, EventStore, EventStoreConfig, EventStoreService, HealthMonitor,
-    RateLimiter, Rule, ServiceMonitor, TaskSupervisor, ValueRule,
+    RateLimiter, Rule, ServiceMonitor, SqliteAgentStore, SqliteAgentStoreConfig, TaskSupervisor,
+    ValueRule,
 };
 use futures::future::BoxFuture;
 use process_registry::{ProcessRegistry, ServiceRegistry};
 use serde::Serialize;
 use supervision_core::{
-    Application, ApplicationSpec, Clock, EventSink, GaugeReading, GaugeSource, HealthReport,
-    MetaValue, Namespace, Service, Telemetry, events,
+    AgentStore, Application, ApplicationSpec, Clock, EventSink, GaugeReading, GaugeSource,
+    HealthReport, MemoryAgentStore, MetaValue, Namespace, Service, Telemetry, events,
 };
 use telemetry::{PerformanceConfig, PerformanceMonitor, TelemetryConfig, TelemetryService};
 
@@ -96,6 +97,8 @@ pub struct SystemBuilder {
     config_defaults: serde_json::Value,
     rate_rules: Vec<(String, Rule)>,
     cluster: Option<ConnectionManagerBuilder>,
+    agent_store: Option<Arc<dyn AgentStore>>,
+    agent_recipes: AgentRecipes,
 }
 
 impl fmt::Debug for SystemBuilder {
@@ -137,7 +140,26 @@ impl SystemBuilder {
             config_defaults: serde_json::Value::Object(serde_json::Map::new()),
             rate_rules: Vec::new(),
             cluster: None,
+            agent_store: None,
+            agent_recipes: AgentRecipes::new(),
         }
+    }
+
+    /// The store durable agents are kept in and recovered from when the
+    /// agent layer starts. Default: foundation-services'
+    /// `SqliteAgentStore` (`agents.db`) in the data directory, or one in
+    /// memory without a data directory.
+    pub fn agent_store(mut self, store: Arc<dyn AgentStore>) -> Self {
+        self.agent_store = Some(store);
+        self
+    }
+
+    /// How stored agents are built again, by kind (see agent-supervisor's
+    /// `AgentRecipes`): an agent of a kind without a recipe comes back
+    /// `Failed`.
+    pub fn agent_recipes(mut self, recipes: AgentRecipes) -> Self {
+        self.agent_recipes = recipes;
+        self
     }
 
     /// The cluster this system's node belongs to: the connection
@@ -150,8 +172,9 @@ impl SystemBuilder {
     }
 
     /// The data directory: the event store's `events.db` (with its WAL
-    /// and `events.lock`) and the config server's `config.json` live
-    /// there; each creates it if missing.
+    /// and `events.lock`), the agent store's `agents.db` (with
+    /// `agents.lock`) and the config server's `config.json` live there;
+    /// each creates it if missing.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
         self
@@ -451,10 +474,20 @@ impl SystemBuilder {
             .map_err(failed(seed::SERVICE_MONITOR))?;
 
         // MABEAM: the agent layer, then what reaches agents through it.
+        let agent_store: Arc<dyn AgentStore> = match (&self.agent_store, &self.data_dir) {
+            (Some(store), _) => store.clone(),
+            (None, Some(dir)) => Arc::new(
+                SqliteAgentStore::open_blocking(SqliteAgentStoreConfig::new(dir))
+                    .map_err(failed(seed::AGENT_REGISTRY))?,
+            ),
+            (None, None) => Arc::new(MemoryAgentStore::new()),
+        };
         let mut options = AgentRegistryOptions {
             name: seed::AGENT_SUPERVISOR.into(),
             ..AgentRegistryOptions::default()
         }
+        .with_store(agent_store.clone())
+        .with_recipes(self.agent_recipes.clone())
         .with_registry(registry_contract.clone(), namespace)
         .with_telemetry(telemetry.clone())
         .with_event_sink(sink.clone())
@@ -512,6 +545,7 @@ impl SystemBuilder {
             health_monitor,
             service_monitor,
             agents,
+            agent_store,
             coordinator,
             variables,
             auctioneer,
@@ -579,6 +613,35 @@ pub struct SystemHealth {
     /// monitor's round this comes from (`None`: checked on the spot).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checked_at_unix_ms: Option<u64>,
+    /// How far the agent layer's recovery from its store is (`None`: no
+    /// agent registry runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryHealth>,
+}
+
+/// The agent layer's recovery, as `/health` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RecoveryHealth {
+    /// `recovering` or `done`.
+    pub state: &'static str,
+    /// Agents restored so far.
+    pub restored: u64,
+    /// Agents in the store at the start.
+    pub total: u64,
+    /// Agents restored `Failed`.
+    pub failed: u64,
+}
+
+impl RecoveryHealth {
+    fn of(agents: &Agents) -> Option<Self> {
+        let progress = agents.registry()?.recovery();
+        Some(RecoveryHealth {
+            state: if progress.done { "done" } else { "recovering" },
+            restored: progress.restored,
+            total: progress.total,
+            failed: progress.failed,
+        })
+    }
 }
 
 /// One service's health.
@@ -756,6 +819,7 @@ impl System {
             healthy,
             services,
             checked_at_unix_ms: None,
+            recovery: RecoveryHealth::of(&self.inner.wiring.agents),
         }
     }
 
@@ -791,6 +855,7 @@ impl System {
             healthy: report.overall == foundation_services::HealthState::Healthy,
             services,
             checked_at_unix_ms: Some(report.checked_at_unix_ms),
+            recovery: RecoveryHealth::of(&self.inner.wiring.agents),
         }
     }
 

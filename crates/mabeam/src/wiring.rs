@@ -73,6 +73,8 @@ pub struct Wiring {
     pub service_monitor: ServiceMonitor,
     /// The agent layer (injected as `AgentDirectory`).
     pub agents: Agents,
+    /// The store durable agents are kept in (the agent layer's).
+    pub agent_store: Arc<dyn supervision_core::AgentStore>,
     /// Coordination's coordinator (votes among agents).
     pub coordinator: Arc<Coordinator>,
     /// MABEAM Core: the universal variables.
