@@ -11,6 +11,11 @@
 //! cannot read) is restored `Failed` with the reason as its last exit, and
 //! its row is left as it is; the others come back.
 //!
+//! Two phases: every agent is put back in the table first, page by page
+//! (from then on it is reachable: a message to one that is not started
+//! yet starts it, as it wakes a passivated one), then the agents that
+//! were running are started, a few hundred at a time.
+//!
 //! Progress: [`AgentRegistry::recovery`](crate::AgentRegistry::recovery),
 //! the telemetry event [`RECOVERY_PROGRESS`] after every page and a log
 //! line every [`LOG_EVERY`] agents and at the end.
@@ -23,7 +28,7 @@ use supervision_core::{
 };
 
 use crate::{
-    Agent, AgentConfig, AgentContext, AgentError, AgentRegistry,
+    Agent, AgentConfig, AgentContext, AgentError,
     durable::Activation,
     shared::{Entry, Shared, TableKey},
     slot::Slot,
@@ -38,6 +43,9 @@ pub struct RecoveryProgress {
     pub restored: u64,
     /// Agents restored `Failed` (unreadable, no recipe, a start failed).
     pub failed: u64,
+    /// Agents started again so far (of those that were running and
+    /// activate eagerly).
+    pub started: u64,
     /// Whether the recovery is over.
     pub done: bool,
 }
@@ -75,10 +83,8 @@ async fn recover(shared: Arc<Shared>) {
         tracing::info!(total, "agent recovery: started");
     }
     shared.durable.recovery.send_replace(progress);
-    let registry = AgentRegistry {
-        shared: shared.clone(),
-    };
     let mut after: Option<AgentId> = None;
+    let mut starts = Vec::new();
     while total > 0 {
         let page = match store.load_page(after.as_ref(), PAGE).await {
             Ok(page) => page,
@@ -88,7 +94,6 @@ async fn recover(shared: Arc<Shared>) {
             }
         };
         let last = page.len() < PAGE;
-        let mut starts = Vec::new();
         for row in page {
             after = Some(row.id.clone());
             progress.restored += 1;
@@ -97,45 +102,75 @@ async fn recover(shared: Arc<Shared>) {
                 Restored::Kept => {}
                 Restored::Failed => progress.failed += 1,
             }
-        }
-        let failed_starts = futures::stream::iter(starts)
-            .map(|slot| {
-                let (registry, shared) = (&registry, &shared);
-                async move {
-                    match registry.start_slot(&slot).await {
-                        Ok(_) => 0,
-                        Err(error) => {
-                            fail(&shared, &slot, &error);
-                            1
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(START_CONCURRENCY)
-            .fold(0u64, |n, failed| async move { n + failed })
-            .await;
-        progress.failed += failed_starts;
-        if progress.restored / LOG_EVERY != (progress.restored - 1) / LOG_EVERY {
-            tracing::info!(
-                restored = progress.restored,
-                total,
-                failed = progress.failed,
-                "agent recovery: in progress"
-            );
+            if progress.restored.is_multiple_of(LOG_EVERY) {
+                tracing::info!(
+                    restored = progress.restored,
+                    total,
+                    failed = progress.failed,
+                    "agent recovery: in progress"
+                );
+            }
         }
         report(&shared, progress);
         if last {
             break;
         }
     }
+    if !starts.is_empty() {
+        tracing::info!(
+            restored = progress.restored,
+            to_start = starts.len(),
+            "agent recovery: every agent reachable; starting the running ones"
+        );
+    }
+    let shared_ref = &shared;
+    let mut started = futures::stream::iter(starts)
+        .map(|slot| async move { activate(shared_ref, slot).await })
+        .buffer_unordered(START_CONCURRENCY);
+    while let Some(ok) = started.next().await {
+        if ok {
+            progress.started += 1;
+        } else {
+            progress.failed += 1;
+        }
+        if (progress.started + progress.failed).is_multiple_of(PAGE as u64) {
+            report(shared_ref, progress);
+        }
+    }
+    drop(started);
     progress.done = true;
     report(&shared, progress);
     if total > 0 {
         tracing::info!(
             restored = progress.restored,
+            started = progress.started,
             failed = progress.failed,
             "agent recovery: done"
         );
+    }
+}
+
+/// Starts a restored agent that was running (restored passivated, so a
+/// message may have woken it first); `false` if its start failed (it is
+/// then handled as a failed wake: a crash, restarted by its policy).
+async fn activate(shared: &Arc<Shared>, slot: Arc<Slot>) -> bool {
+    {
+        let mut state = slot.state.lock();
+        if state.status != AgentStatus::Running
+            || !state.passivated
+            || state.waking
+            || state.current.is_some()
+        {
+            return true; // woken by a message already, or stopped
+        }
+        state.waking = true;
+    }
+    match shared.spawn_incarnation(&slot).await {
+        Ok(_) => true,
+        Err(error) => {
+            shared.start_failed(&slot, None, error);
+            false
+        }
     }
 }
 
@@ -185,7 +220,6 @@ fn restore(shared: &Shared, row: LoadedAgent) -> Restored {
             let eager =
                 running && !registration.passivated && config.activation == Activation::Eager;
             let status = match registration.status {
-                _ if eager => AgentStatus::Registered, // until started
                 AgentStatus::Starting | AgentStatus::Restarting => AgentStatus::Running,
                 AgentStatus::Stopping => AgentStatus::Stopped,
                 status => status,
@@ -196,8 +230,8 @@ fn restore(shared: &Shared, row: LoadedAgent) -> Restored {
                 let mut state = slot.state.lock();
                 state.restarts = registration.restart_count;
                 state.status = status;
-                // A running agent not started now waits, passivated, for
-                // its first message; its checkpoint is what it wakes with.
+                // A running agent waits, passivated, for its first message
+                // or its eager start; its checkpoint is what it wakes with.
                 if status == AgentStatus::Running {
                     state.passivated = true;
                 }
@@ -296,16 +330,6 @@ fn insert_failed(shared: &Shared, id: &AgentId, kind: &str, reason: AgentError) 
     }
     insert(shared, &slot);
     Restored::Failed
-}
-
-/// A recovered agent whose start failed: `Failed` with the reason.
-fn fail(shared: &Shared, slot: &Arc<Slot>, error: &AgentError) {
-    let mut state = slot.state.lock();
-    if state.current.is_some() {
-        return;
-    }
-    state.last_exit = Some(Box::new(ExitReason::error(error)));
-    shared.set_status(slot, &mut state, AgentStatus::Failed);
 }
 
 /// What an agent that cannot be brought back is registered as: every

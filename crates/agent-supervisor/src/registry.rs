@@ -871,6 +871,11 @@ impl AgentRegistry {
         *self.shared.durable.recovery.borrow()
     }
 
+    /// The recovery's progress, as it changes.
+    pub fn progress(&self) -> tokio::sync::watch::Receiver<RecoveryProgress> {
+        self.shared.durable.recovery.subscribe()
+    }
+
     /// Waits until every agent in the store at the registry's start is
     /// restored (and those to start eagerly started), and returns the
     /// final count.

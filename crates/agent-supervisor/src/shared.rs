@@ -558,7 +558,7 @@ impl Shared {
     /// A restart or a wake could not start the agent: counts as a crash
     /// (but for a restart refused by a supervisor that is gone: the agent
     /// waits for the next one).
-    fn start_failed(&self, slot: &Arc<Slot>, epoch: Option<u32>, err: AgentError) {
+    pub(crate) fn start_failed(&self, slot: &Arc<Slot>, epoch: Option<u32>, err: AgentError) {
         let mut state = slot.state.lock();
         let ours = match epoch {
             Some(epoch) => state.epoch == epoch && state.status == AgentStatus::Restarting,
