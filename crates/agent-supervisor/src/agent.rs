@@ -2,6 +2,7 @@
 
 use std::future::Future;
 
+use serde::{Serialize, de::DeserializeOwned};
 use supervision_core::{AgentId, Envelope, ExitReason, StartError};
 
 use crate::EnvelopeError;
@@ -107,8 +108,14 @@ pub trait Agent: Send + Sized + 'static {
     /// The answer to one message (dropped for a message sent without
     /// waiting).
     type Reply: Send + 'static;
-    /// The state carried across restarts; `()` for none.
-    type Checkpoint: Send + 'static;
+    /// The state carried across restarts (and, for a durable agent, kept
+    /// in the agent store: serialised as JSON); `()` for none.
+    type Checkpoint: Serialize + DeserializeOwned + Send + 'static;
+
+    /// The format of this kind's stored checkpoints: raise it when
+    /// `Checkpoint` changes shape, and read the older formats in
+    /// [`read_checkpoint`](Agent::read_checkpoint). Default 1.
+    const CHECKPOINT_FORMAT: u32 = 1;
 
     /// Builds the state of a new incarnation, from its arguments and its
     /// predecessor's checkpoint (if any). An error is a failed start.
@@ -149,6 +156,22 @@ pub trait Agent: Send + Sized + 'static {
     /// stops. `None` (the default): the next one starts from its args.
     fn checkpoint(&self) -> Option<Self::Checkpoint> {
         None
+    }
+
+    /// Reads a stored checkpoint of `format` (written by this kind, maybe
+    /// by an older or newer build). The default reads JSON of any format
+    /// up to [`CHECKPOINT_FORMAT`](Agent::CHECKPOINT_FORMAT) and refuses
+    /// a newer one. An error leaves the agent `Failed` with it as the
+    /// reason ([`AgentError::Checkpoint`](crate::AgentError::Checkpoint));
+    /// the stored row is left as it is, for a build that can read it.
+    fn read_checkpoint(format: u32, data: &[u8]) -> Result<Self::Checkpoint, String> {
+        if format > Self::CHECKPOINT_FORMAT {
+            return Err(format!(
+                "format {format} is newer than {} (written by a newer build)",
+                Self::CHECKPOINT_FORMAT
+            ));
+        }
+        serde_json::from_slice(data).map_err(|e| e.to_string())
     }
 
     /// The size of the state in bytes, for the memory budget. The default

@@ -3,17 +3,19 @@
 //! memory budget and passivation.
 
 use std::{
-    any::TypeId,
+    any::{Any, TypeId},
     fmt,
     sync::{Arc, OnceLock},
     time::Duration,
 };
 
 use futures::future::BoxFuture;
-use supervision_core::{Backoff, Envelope, ProcessHandle, RestartType, Shutdown, StartFuture};
+use supervision_core::{
+    Backoff, Checkpoint, Envelope, ProcessHandle, RestartType, Shutdown, StartFuture,
+};
 
 use crate::{
-    Agent, AgentError, EnvelopeError,
+    Activation, Agent, AgentError, CheckpointPolicy, EnvelopeError,
     host::{Bounce, HostArgs},
 };
 
@@ -81,6 +83,13 @@ pub struct AgentConfig {
     pub passivate_after: Option<Duration>,
     /// How the agent is stopped.
     pub shutdown: Shutdown,
+    /// When a durable agent's checkpoint is written to the store.
+    pub checkpoints: CheckpointPolicy,
+    /// How a durable agent that was running comes back after a restart
+    /// of its node.
+    pub activation: Activation,
+    /// The JSON arguments of a durable agent (see [`durable`](Self::durable)).
+    pub(crate) durable: Option<Arc<serde_json::Value>>,
     pub(crate) factory: Arc<dyn Factory>,
     pub(crate) metadata: MetadataCell,
 }
@@ -111,6 +120,9 @@ impl AgentConfig {
             memory_budget: None,
             passivate_after: None,
             shutdown: Shutdown::WORKER_DEFAULT,
+            checkpoints: CheckpointPolicy::default(),
+            activation: Activation::Eager,
+            durable: None,
             factory: Arc::new(TypedFactory::<A> { args }),
             metadata: MetadataCell::default(),
         }
@@ -159,6 +171,34 @@ impl AgentConfig {
         self
     }
 
+    /// Makes the agent durable: registered in the registry's agent store
+    /// with `args`, which its kind's recipe ([`AgentRecipes`](crate::AgentRecipes))
+    /// turns back into this configuration when a registry recovers from
+    /// the store. Register it with
+    /// [`register_durable_agent`](crate::AgentRegistry::register_durable_agent).
+    pub fn durable(mut self, args: serde_json::Value) -> Self {
+        self.durable = Some(Arc::new(args));
+        self
+    }
+
+    /// The JSON arguments of a durable agent; `None` for one in memory
+    /// only.
+    pub fn durable_args(&self) -> Option<&serde_json::Value> {
+        self.durable.as_deref()
+    }
+
+    /// Sets when a durable agent's checkpoint is written.
+    pub fn with_checkpoints(mut self, policy: CheckpointPolicy) -> Self {
+        self.checkpoints = policy;
+        self
+    }
+
+    /// Sets how a durable agent comes back after a restart of its node.
+    pub fn with_activation(mut self, activation: Activation) -> Self {
+        self.activation = activation;
+        self
+    }
+
     /// Checks every field; the error names the first invalid one.
     pub fn validate(&self) -> Result<(), AgentError> {
         if self.kind.is_empty() {
@@ -190,6 +230,12 @@ impl AgentConfig {
         if self.passivate_after == Some(Duration::ZERO) {
             return Err(AgentError::invalid(
                 "passivate_after",
+                "must be longer than zero",
+            ));
+        }
+        if self.checkpoints.every == Some(Duration::ZERO) {
+            return Err(AgentError::invalid(
+                "checkpoints.every",
                 "must be longer than zero",
             ));
         }
@@ -235,6 +281,9 @@ impl fmt::Debug for AgentConfig {
             .field("memory_budget", &self.memory_budget)
             .field("passivate_after", &self.passivate_after)
             .field("shutdown", &self.shutdown)
+            .field("checkpoints", &self.checkpoints)
+            .field("activation", &self.activation)
+            .field("durable", &self.durable)
             .finish()
     }
 }
@@ -265,6 +314,8 @@ pub(crate) trait Factory: Send + Sync + 'static {
         envelope: Envelope,
     ) -> BoxFuture<'static, Result<Result<serde_json::Value, EnvelopeError>, Bounce<Envelope>>>;
     fn try_cast(&self, handle: &ProcessHandle, envelope: Envelope) -> Result<(), Bounce<Envelope>>;
+    /// A stored checkpoint as what the next incarnation starts from.
+    fn decode(&self, checkpoint: &Checkpoint) -> Result<Box<dyn Any + Send>, String>;
 }
 
 struct TypedFactory<A: Agent> {
@@ -295,5 +346,10 @@ impl<A: Agent> Factory for TypedFactory<A> {
 
     fn try_cast(&self, handle: &ProcessHandle, envelope: Envelope) -> Result<(), Bounce<Envelope>> {
         crate::host::try_cast_envelope::<A>(handle, envelope)
+    }
+
+    fn decode(&self, checkpoint: &Checkpoint) -> Result<Box<dyn Any + Send>, String> {
+        let state = A::read_checkpoint(checkpoint.format, &checkpoint.data)?;
+        Ok(Box::new(crate::slot::Kept::<A>::Checkpoint(state)))
     }
 }

@@ -152,13 +152,15 @@ impl From<AgentError> for DirectoryError {
             AgentError::NotRunning { agent, .. }
             | AgentError::Crashed { agent, .. }
             | AgentError::StartFailed { agent, .. }
-            | AgentError::WrongType { agent, .. } => err.to_directory_error(agent),
-            AgentError::InvalidConfig { .. } | AgentError::SupervisorGone => {
-                DirectoryError::Rejected {
-                    agent: AgentId::from(""),
-                    reason: err.to_string(),
-                }
-            }
+            | AgentError::WrongType { agent, .. }
+            | AgentError::Checkpoint { agent, .. }
+            | AgentError::Unrecoverable { agent, .. } => err.to_directory_error(agent),
+            AgentError::InvalidConfig { .. }
+            | AgentError::SupervisorGone
+            | AgentError::Store(_) => DirectoryError::Rejected {
+                agent: AgentId::from(""),
+                reason: err.to_string(),
+            },
         }
     }
 }

@@ -78,6 +78,30 @@ pub enum AgentError {
     /// handled.
     #[error("agent {0} is stopping")]
     Stopping(AgentId),
+    /// The agent store refused or failed the change (a full disk, a stale
+    /// generation, an I/O error): it is not acknowledged, and the registry
+    /// is as it was before the call.
+    #[error("agent store: {0}")]
+    Store(#[from] supervision_core::AgentStoreError),
+    /// The agent's stored checkpoint cannot be read by this build (a newer
+    /// format, undecodable bytes): the agent is `Failed` with this reason.
+    #[error("agent {agent}: unreadable checkpoint: {reason}")]
+    Checkpoint {
+        /// The agent.
+        agent: AgentId,
+        /// Why it cannot be read.
+        reason: String,
+    },
+    /// The agent's stored registration cannot be brought back (a kind
+    /// this node has no recipe for, args its recipe refuses, a corrupt
+    /// row): the agent is `Failed` with this reason.
+    #[error("agent {agent} cannot be recovered: {reason}")]
+    Unrecoverable {
+        /// The agent.
+        agent: AgentId,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl AgentError {
@@ -147,6 +171,9 @@ impl ErrorCode for AgentError {
             AgentError::WrongType { .. } => 5011,
             AgentError::SupervisorGone => 5012,
             AgentError::Stopping(_) => 5013,
+            AgentError::Store(_) => 5014,
+            AgentError::Checkpoint { .. } => 5015,
+            AgentError::Unrecoverable { .. } => 5016,
         }
     }
 }

@@ -26,6 +26,7 @@ use supervision_core::{Envelope, ExitNotice, ExitReason, ProcessHandle, StartErr
 
 use crate::{
     Agent, AgentContext, EnvelopeError,
+    durable::DurableHost,
     shared::Shared,
     slot::{Kept, Mail, Slot},
 };
@@ -92,6 +93,8 @@ pub(crate) struct Hosted<A: Agent> {
     /// An exit the host decided itself (memory limit, or the agent's
     /// own); boxed, as it is rare.
     exit: Option<Box<ExitReason>>,
+    /// A durable agent's checkpoint writer (boxed: most agents have none).
+    durable: Option<Box<DurableHost>>,
 }
 
 /// Spawns an incarnation of `A` and returns its handle once it has started
@@ -261,6 +264,7 @@ impl<A: Agent> AgentHost<A> {
             .ok_or_else(|| ExitReason::Shutdown(Some("agent registry gone".into())))?;
         let id = handle.id();
         let (budget, tracks_idle, mail) = shared.install(&host.slot, handle, host.epoch)?;
+        let durable = shared.durable_host(&host.slot);
         let leftovers = mail.and_then(|mail| match mail.messages.downcast::<Leftovers<A>>() {
             Ok(leftovers) => Some(leftovers),
             Err(_) => {
@@ -284,6 +288,7 @@ impl<A: Agent> AgentHost<A> {
             tracks_idle,
             reports: shared.reporter.telemetry.is_enabled(),
             exit: None,
+            durable,
         })))
     }
 
@@ -294,25 +299,32 @@ impl<A: Agent> AgentHost<A> {
             |exit| *exit,
         );
         let mut agent = self.agent.take();
-        let kept: Option<Box<dyn Any + Send>> =
-            if flags.passivating && !flags.stopping && exit.is_clean() {
-                agent.map(|agent| Box::new(Kept::<A>::Live(agent)) as Box<dyn Any + Send>)
-            } else {
-                if let Some(agent) = agent.as_mut() {
-                    // A panicking on_stop must not keep the registry from
-                    // learning of the exit.
-                    let _ = AssertUnwindSafe(agent.on_stop(&exit)).catch_unwind().await;
-                }
-                agent
-                    .and_then(|agent| {
-                        std::panic::catch_unwind(AssertUnwindSafe(|| agent.checkpoint()))
-                            .ok()
-                            .flatten()
-                    })
-                    .map(|checkpoint| {
-                        Box::new(Kept::<A>::Checkpoint(checkpoint)) as Box<dyn Any + Send>
-                    })
-            };
+        let passivating = flags.passivating && !flags.stopping && exit.is_clean();
+        if let Some(durable) = self.0.durable.as_deref_mut()
+            && passivating
+            && durable.policy.on_passivation
+        {
+            let checkpoint = agent.as_ref().and_then(checkpoint_of);
+            durable.write::<A>(checkpoint.as_ref()).await;
+        }
+        let kept: Option<Box<dyn Any + Send>> = if passivating {
+            agent.map(|agent| Box::new(Kept::<A>::Live(agent)) as Box<dyn Any + Send>)
+        } else {
+            if let Some(agent) = agent.as_mut() {
+                // A panicking on_stop must not keep the registry from
+                // learning of the exit.
+                let _ = AssertUnwindSafe(agent.on_stop(&exit)).catch_unwind().await;
+            }
+            let checkpoint = agent.as_ref().and_then(checkpoint_of);
+            if let Some(durable) = self.0.durable.as_deref_mut()
+                && durable.policy.on_stop
+            {
+                durable.write::<A>(checkpoint.as_ref()).await;
+            }
+            checkpoint.map(|checkpoint| {
+                Box::new(Kept::<A>::Checkpoint(checkpoint)) as Box<dyn Any + Send>
+            })
+        };
         let mail = self.take_mail();
         self.reported = true;
         if let Some(shared) = self.shared.upgrade() {
@@ -325,6 +337,18 @@ impl<A: Agent> AgentHost<A> {
             // Reported as is through every handle's `exited()`.
             ExitReason::MemoryLimit { .. } => Err(exit),
             _ => Ok(()),
+        }
+    }
+
+    /// A durable agent's checkpoint after a message, if its policy takes
+    /// one: written before the message's answer is sent.
+    async fn checkpoint_after_message(&mut self) {
+        let host = &mut *self.0;
+        if let Some(durable) = host.durable.as_deref_mut()
+            && durable.due_after_message()
+        {
+            let checkpoint = host.agent.as_ref().and_then(checkpoint_of);
+            durable.write::<A>(checkpoint.as_ref()).await;
         }
     }
 
@@ -400,14 +424,12 @@ impl<A: Agent> Drop for Hosted<A> {
         self.reported = true;
         let id = self.id;
         let flags = self.slot.stop_flags(id, false);
-        let kept = self.agent.take().and_then(|agent| {
-            std::panic::catch_unwind(AssertUnwindSafe(|| agent.checkpoint()))
-                .ok()
-                .flatten()
-                .map(|checkpoint| {
-                    Box::new(Kept::<A>::Checkpoint(checkpoint)) as Box<dyn Any + Send>
-                })
-        });
+        let checkpoint = self.agent.take().as_ref().and_then(checkpoint_of);
+        if let (Some(durable), Some(checkpoint)) = (self.durable.as_deref(), checkpoint.as_ref()) {
+            durable.write_detached::<A>(checkpoint);
+        }
+        let kept = checkpoint
+            .map(|checkpoint| Box::new(Kept::<A>::Checkpoint(checkpoint)) as Box<dyn Any + Send>);
         let mail = self.take_mail();
         if let Some(shared) = self.shared.upgrade() {
             let down = self.notice.is_closing();
@@ -423,6 +445,13 @@ impl<A: Agent> Drop for Hosted<A> {
         }
         self.notice.ended(id, ExitReason::Killed);
     }
+}
+
+/// The agent's checkpoint; a panicking `checkpoint` gives none.
+fn checkpoint_of<A: Agent>(agent: &A) -> Option<A::Checkpoint> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| agent.checkpoint()))
+        .ok()
+        .flatten()
 }
 
 /// A kameo stop reason as an [`ExitReason`]; `requested` when someone
@@ -506,6 +535,7 @@ impl<A: Agent> Message<Call<A>> for AgentHost<A> {
         let reply = agent.handle(message, &mut agent_ctx).await;
         host.exit = agent_ctx.exit.map(Box::new);
         self.after_message(ctx, began, true);
+        self.checkpoint_after_message().await;
         Answer(reply)
     }
 }
@@ -534,6 +564,7 @@ impl<A: Agent> Message<EnvelopeCall> for AgentHost<A> {
             answer
         };
         self.after_message(ctx, began, answer.is_ok());
+        self.checkpoint_after_message().await;
         Answer(answer)
     }
 }

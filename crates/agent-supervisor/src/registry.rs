@@ -9,15 +9,16 @@ use std::{
 
 use kameo::actor::ActorId;
 use supervision_core::{
-    AgentId, AgentInfo, AgentStatus, AgentStatusChanges, Clock, Deadlines, EventSink, ExitReason,
-    Namespace, ProcessHandle, Registry, Telemetry,
+    AgentId, AgentInfo, AgentStatus, AgentStatusChanges, AgentStore, Clock, Deadlines, EventSink,
+    ExitReason, Namespace, ProcessHandle, Registry, Telemetry,
 };
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::{
-    Agent, AgentConfig, AgentError, AgentRef, AgentSupervisor,
+    Agent, AgentConfig, AgentError, AgentRecipes, AgentRef, AgentSupervisor, RecoveryProgress,
     config::validate_id,
+    durable::Durable,
     report::{Counts, Reporter, STATUSES},
     shared::{Entry, Shared, Sup, Table, TableKey},
     slot::Slot,
@@ -58,6 +59,13 @@ pub struct AgentRegistryOptions {
     /// Status changes queued for the event sink at most; past it, a change
     /// is not recorded and the drop is counted (`agent.events.dropped`).
     pub event_buffer: usize,
+    /// Where durable agents' registrations and checkpoints are kept, and
+    /// recovered from when the registry starts (see [`AgentRegistry`]'s
+    /// "Durability"); `None`: a [`MemoryAgentStore`](supervision_core::MemoryAgentStore)
+    /// of its own.
+    pub store: Option<Arc<dyn AgentStore>>,
+    /// How stored agents are built again, by kind.
+    pub recipes: AgentRecipes,
 }
 
 impl Default for AgentRegistryOptions {
@@ -74,6 +82,8 @@ impl Default for AgentRegistryOptions {
             runtime: None,
             replace_supervisor: true,
             event_buffer: 4096,
+            store: None,
+            recipes: AgentRecipes::new(),
         }
     }
 }
@@ -122,6 +132,18 @@ impl AgentRegistryOptions {
         self
     }
 
+    /// Keeps durable agents in `store` and recovers them from it.
+    pub fn with_store(mut self, store: Arc<dyn AgentStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    /// Sets the recipes stored agents are built again from.
+    pub fn with_recipes(mut self, recipes: AgentRecipes) -> Self {
+        self.recipes = recipes;
+        self
+    }
+
     /// Sets how many status changes may wait for the event sink.
     pub fn with_event_buffer(mut self, buffer: usize) -> Self {
         self.event_buffer = buffer;
@@ -140,6 +162,8 @@ impl fmt::Debug for AgentRegistryOptions {
             .field("status_buffer", &self.status_buffer)
             .field("replace_supervisor", &self.replace_supervisor)
             .field("event_buffer", &self.event_buffer)
+            .field("store", &self.store)
+            .field("recipes", &self.recipes)
             .finish_non_exhaustive()
     }
 }
@@ -298,10 +322,12 @@ impl AgentRegistry {
             changes: (0..crate::shared::CHANGE_SHARDS)
                 .map(|_| tokio::sync::Notify::new())
                 .collect(),
+            durable: Durable::new(options.store, options.recipes),
         });
         if options.replace_supervisor {
             watch_supervisor(Arc::downgrade(&shared));
         }
+        crate::recovery::spawn(shared.clone());
         Ok(AgentRegistry { shared })
     }
 
@@ -341,6 +367,12 @@ impl AgentRegistry {
         let config = config.into();
         validate_id(id.as_str())?;
         config.validate()?;
+        if config.durable.is_some() {
+            return Err(AgentError::invalid(
+                "durable",
+                "a durable agent is registered with register_durable_agent, which waits for the store",
+            ));
+        }
         let passivates = config.passivate_after.is_some();
         match self.shared.table.entry(TableKey::from(id.as_str())) {
             dashmap::Entry::Occupied(_) => return Err(AgentError::AlreadyRegistered(id)),
@@ -359,8 +391,77 @@ impl AgentRegistry {
         Ok(())
     }
 
+    /// Registers durable agent `id` (its config made with
+    /// [`AgentConfig::durable`]) and returns once its registration is in
+    /// the store: a node that dies after this returns brings it back. A
+    /// store that refuses it (`StorageFull`, …) is
+    /// [`AgentError::Store`] and nothing is registered. While the
+    /// registry recovers, an id still only in the store is
+    /// `AlreadyRegistered`.
+    pub async fn register_durable_agent(
+        &self,
+        id: impl Into<AgentId>,
+        config: impl Into<Arc<AgentConfig>>,
+    ) -> Result<(), AgentError> {
+        let id = id.into();
+        let config = config.into();
+        validate_id(id.as_str())?;
+        config.validate()?;
+        let Some(args) = config.durable.clone() else {
+            return Err(AgentError::invalid(
+                "durable",
+                "not a durable configuration (see AgentConfig::durable)",
+            ));
+        };
+        let durable = &self.shared.durable;
+        let recovering = !durable.recovery.borrow().done;
+        if recovering
+            && durable.store.get(&id).await?.is_some()
+            && !self.shared.table.contains_key(id.as_str())
+        {
+            return Err(AgentError::AlreadyRegistered(id));
+        }
+        let passivates = config.passivate_after.is_some();
+        let slot = Arc::new(Slot::new(id.clone(), config.clone()));
+        let write = match self.shared.table.entry(TableKey::from(id.as_str())) {
+            dashmap::Entry::Occupied(_) => return Err(AgentError::AlreadyRegistered(id)),
+            dashmap::Entry::Vacant(vacant) => {
+                // Queued before the entry is visible: every later write of
+                // this agent is queued after it.
+                let write = durable.store.register(
+                    crate::durable::registration(&id, &config, &args, None),
+                    durable.generation,
+                );
+                vacant.insert(Entry::new(slot.clone()));
+                self.shared.counts.add(AgentStatus::Registered);
+                write
+            }
+        };
+        if let Err(error) = write.await {
+            let removed = self
+                .shared
+                .table
+                .remove_if(id.as_str(), |_, entry| Arc::ptr_eq(&entry.slot, &slot));
+            if removed.is_some() {
+                let mut state = slot.state.lock();
+                state.removed = true;
+                self.shared.counts.remove(state.status);
+            }
+            return Err(AgentError::Store(error));
+        }
+        self.shared
+            .reporter
+            .status(&id, &config.kind, None, AgentStatus::Registered, 0, None);
+        if passivates {
+            self.shared.ensure_sweeper();
+        }
+        Ok(())
+    }
+
     /// Starts agent `id` and returns its process once it runs. Refused if
-    /// it runs already (or is starting, stopping or restarting).
+    /// it runs already (or is starting, stopping or restarting). A durable
+    /// agent's start returns once the store says it runs (if the store
+    /// refuses, the agent is stopped again and the error returned).
     ///
     /// Dropping the returned future midway (a caller's timeout, a client
     /// gone) leaves nothing unsupervised: an incarnation not yet running is
@@ -368,6 +469,18 @@ impl AgentRegistry {
     /// `Stopped`).
     pub async fn start_agent(&self, id: &str) -> Result<ProcessHandle, AgentError> {
         let slot = self.slot(id)?;
+        let handle = self.start_slot(&slot).await?;
+        if let Err(error) = self.shared.durable_ack(&slot).await {
+            let _ = self.stop_slot(&slot).await;
+            return Err(error);
+        }
+        Ok(handle)
+    }
+
+    /// Starts `slot`'s agent (see [`start_agent`](Self::start_agent)),
+    /// writing nothing to the store.
+    pub(crate) async fn start_slot(&self, slot: &Arc<Slot>) -> Result<ProcessHandle, AgentError> {
+        let slot = slot.clone();
         let (previous, epoch) = {
             let mut state = slot.state.lock();
             match state.status {
@@ -420,7 +533,40 @@ impl AgentRegistry {
     /// kept state is dropped. `NotRunning` if it was not running.
     pub async fn stop_agent(&self, id: &str) -> Result<(), AgentError> {
         let slot = self.slot(id)?;
-        self.stop_slot(&slot).await
+        self.stop_slot(&slot).await?;
+        self.shared.durable_ack(&slot).await
+    }
+
+    /// Stops every running agent, as [`stop_agent`](Self::stop_agent)
+    /// does (each ends `Stopped`, its checkpoint written), without
+    /// recording the stops in the store: the store still says they run,
+    /// so a registry recovering from it starts them again. What a node
+    /// does when it stops; the registry keeps running.
+    pub async fn suspend(&self) {
+        use futures::StreamExt;
+        let quiet = &self.shared.durable.quiet;
+        quiet.store(true, Ordering::Release);
+        let running: Vec<Arc<Slot>> = self
+            .shared
+            .table
+            .iter()
+            .map(|e| e.value().slot.clone())
+            .collect();
+        futures::stream::iter(running)
+            .for_each_concurrent(SUSPEND_CONCURRENCY, |slot| async move {
+                let status = slot.state.lock().status;
+                if matches!(
+                    status,
+                    AgentStatus::Running
+                        | AgentStatus::Starting
+                        | AgentStatus::Restarting
+                        | AgentStatus::Stopping
+                ) {
+                    let _ = self.stop_slot(&slot).await;
+                }
+            })
+            .await;
+        quiet.store(false, Ordering::Release);
     }
 
     pub(crate) async fn stop_slot(&self, slot: &Arc<Slot>) -> Result<(), AgentError> {
@@ -497,39 +643,93 @@ impl AgentRegistry {
                 Ok(()) | Err(AgentError::NotRunning { .. }) => {}
                 Err(err) => return Err(err),
             }
-            let mut state = slot.state.lock();
-            if matches!(
-                state.status,
-                AgentStatus::Running
-                    | AgentStatus::Starting
-                    | AgentStatus::Stopping
-                    | AgentStatus::Restarting
-            ) {
-                continue; // started again meanwhile
-            }
-            state.removed = true;
-            state.kept = None;
-            if let Some(mail) = state.mail.take() {
-                self.shared
-                    .reporter
-                    .dropped(&slot.id, mail.len, "deregistered");
-            }
-            self.shared.counts.remove(state.status);
-            drop(state);
+            let write = {
+                let mut state = slot.state.lock();
+                if matches!(
+                    state.status,
+                    AgentStatus::Running
+                        | AgentStatus::Starting
+                        | AgentStatus::Stopping
+                        | AgentStatus::Restarting
+                ) {
+                    continue; // started again meanwhile
+                }
+                self.forget(&slot, &mut state)
+            };
             self.shared
                 .table
                 .remove_if(slot.id.as_str(), |_, entry| Arc::ptr_eq(&entry.slot, &slot));
             self.shared.changed(&slot).notify_waiters();
+            if let Some(write) = write {
+                match write.await {
+                    Ok(()) | Err(supervision_core::AgentStoreError::NotFound(_)) => {}
+                    Err(error) => return Err(AgentError::Store(error)),
+                }
+            }
             return Ok(());
         }
+    }
+
+    /// Marks a stopped agent removed (under its lock); returns its removal
+    /// from the store, queued after every write of its changes.
+    fn forget(
+        &self,
+        slot: &Slot,
+        state: &mut crate::slot::SlotState,
+    ) -> Option<futures::future::BoxFuture<'static, Result<(), supervision_core::AgentStoreError>>>
+    {
+        state.removed = true;
+        state.kept = None;
+        if let Some(mail) = state.mail.take() {
+            self.shared
+                .reporter
+                .dropped(&slot.id, mail.len, "deregistered");
+        }
+        self.shared.counts.remove(state.status);
+        let durable = state.config.durable.is_some();
+        durable.then(|| {
+            self.shared
+                .durable
+                .store
+                .remove(slot.id.clone(), self.shared.durable.generation)
+        })
     }
 
     /// Replaces the configuration of agent `id`; a running agent is
     /// restarted with it (its checkpoint carried over). An invalid config
     /// changes nothing.
+    ///
+    /// A durable agent's new registration is in the store before anything
+    /// changes (a refusal changes nothing); a new config that is not
+    /// durable (no [`AgentConfig::durable`]) is refused for it.
     pub async fn update_config(&self, id: &str, config: AgentConfig) -> Result<(), AgentError> {
         config.validate()?;
         let slot = self.slot(id)?;
+        let write = {
+            let state = slot.state.lock();
+            match (&state.config.durable, &config.durable) {
+                (None, None) => None,
+                (Some(_), Some(args)) => Some(self.shared.durable.store.register(
+                    crate::durable::registration(&slot.id, &config, args, Some(&state)),
+                    self.shared.durable.generation,
+                )),
+                (Some(_), None) => {
+                    return Err(AgentError::invalid(
+                        "durable",
+                        "a durable agent's new config must be durable too",
+                    ));
+                }
+                (None, Some(_)) => {
+                    return Err(AgentError::invalid(
+                        "durable",
+                        "an agent in memory cannot become durable: register it anew",
+                    ));
+                }
+            }
+        };
+        if let Some(write) = write {
+            write.await?;
+        }
         let was_running = match self.stop_slot(&slot).await {
             Ok(()) => true,
             Err(AgentError::NotRunning { .. }) => false,
@@ -542,6 +742,8 @@ impl AgentRegistry {
         }
         if was_running {
             self.start_agent(id).await?;
+        } else {
+            self.shared.durable_ack(&slot).await?;
         }
         Ok(())
     }
@@ -663,6 +865,31 @@ impl AgentRegistry {
         self.shared.table.is_empty()
     }
 
+    /// How far the recovery from the store is (see
+    /// [`recovered`](Self::recovered)).
+    pub fn recovery(&self) -> RecoveryProgress {
+        *self.shared.durable.recovery.borrow()
+    }
+
+    /// The recovery's progress, as it changes.
+    pub fn progress(&self) -> tokio::sync::watch::Receiver<RecoveryProgress> {
+        self.shared.durable.recovery.subscribe()
+    }
+
+    /// Waits until every agent in the store at the registry's start is
+    /// restored (and those to start eagerly started), and returns the
+    /// final count.
+    pub async fn recovered(&self) -> RecoveryProgress {
+        let mut progress = self.shared.durable.recovery.subscribe();
+        let done = progress.wait_for(|p| p.done).await.map(|p| *p);
+        done.unwrap_or_else(|_| *self.shared.durable.recovery.borrow())
+    }
+
+    /// The store durable agents are kept in.
+    pub fn store(&self) -> &Arc<dyn AgentStore> {
+        &self.shared.durable.store
+    }
+
     /// Subscribes to every agent's status changes from now on.
     pub fn subscribe(&self) -> AgentStatusChanges {
         self.shared.reporter.changes.subscribe()
@@ -723,6 +950,9 @@ impl AgentRegistry {
         }
     }
 }
+
+/// How many agents [`AgentRegistry::suspend`] stops at once.
+const SUSPEND_CONCURRENCY: usize = 512;
 
 /// Undoes a start whose caller gave up (its future dropped): an
 /// incarnation not yet installed never will be (the epoch moves on); one
@@ -814,4 +1044,17 @@ impl fmt::Debug for AgentRegistry {
             .field("agents", &self.shared.table.len())
             .finish_non_exhaustive()
     }
+}
+
+/// Compile-time check: the calls' futures are `Send` (HTTP handlers await
+/// them on any thread).
+#[allow(dead_code)]
+fn _send_check(r: AgentRegistry, c: AgentConfig) {
+    fn send<T: Send>(_: T) {}
+    send(r.register_durable_agent("a", c.clone()));
+    send(r.start_agent("a"));
+    send(r.stop_agent("a"));
+    send(r.deregister_agent("a"));
+    send(r.update_config("a", c));
+    send(r.suspend());
 }

@@ -121,6 +121,8 @@ pub(crate) struct Shared {
     /// waiters re-check their agent's state, so a wake meant for another
     /// agent of the shard costs a look only.
     pub(crate) changes: Box<[Notify]>,
+    /// The agent store and the recovery from it (see `durable`).
+    pub(crate) durable: crate::durable::Durable,
 }
 
 /// How many notifications the agents share.
@@ -281,6 +283,9 @@ impl Shared {
         if config.passivate_after.is_some() {
             slot.touch(self.now_ms());
         }
+        // A wake or a restart is stored as it happens; a start is
+        // acknowledged by its caller (or was already stored: a recovery).
+        let note = matches!(state.status, AgentStatus::Running | AgentStatus::Restarting);
         match state.status {
             AgentStatus::Running => {
                 state.waking = false;
@@ -294,6 +299,9 @@ impl Shared {
             _ => self.set_status(slot, &mut state, AgentStatus::Running),
         }
         let mail = state.mail.take().map(|mail| *mail);
+        if note {
+            self.durable_note(slot, &state);
+        }
         drop(state);
         self.changed(slot).notify_waiters();
         Ok((config.memory_budget, config.passivate_after.is_some(), mail))
@@ -373,6 +381,7 @@ impl Shared {
                 .unwrap_or_default();
             self.reporter.dropped(&slot.id, mail.len, &reason);
         }
+        self.durable_note(slot, &state);
         drop(state);
         self.changed(slot).notify_waiters();
     }
@@ -549,7 +558,7 @@ impl Shared {
     /// A restart or a wake could not start the agent: counts as a crash
     /// (but for a restart refused by a supervisor that is gone: the agent
     /// waits for the next one).
-    fn start_failed(&self, slot: &Arc<Slot>, epoch: Option<u32>, err: AgentError) {
+    pub(crate) fn start_failed(&self, slot: &Arc<Slot>, epoch: Option<u32>, err: AgentError) {
         let mut state = slot.state.lock();
         let ours = match epoch {
             Some(epoch) => state.epoch == epoch && state.status == AgentStatus::Restarting,
@@ -575,6 +584,7 @@ impl Shared {
         };
         // A failed start is abnormal: restarted by any policy but temporary.
         self.after_exit(slot, &mut state, reason);
+        self.durable_note(slot, &state);
         drop(state);
         self.changed(slot).notify_waiters();
     }

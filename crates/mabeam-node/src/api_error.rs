@@ -52,6 +52,10 @@ pub enum ApiError {
         /// What went wrong.
         reason: String,
     },
+    /// The agent store refused the change (a full disk): nothing was
+    /// changed; retry later.
+    #[error("agent store refused: {0}")]
+    StoreRefused(String),
     /// A service the endpoint needs is not running.
     #[error("{0} is not running")]
     Unavailable(&'static str),
@@ -123,6 +127,7 @@ impl ErrorCode for ApiError {
             ApiError::ConfigForbidden(_) => 9116,
             ApiError::InvalidConfig(_) => 9117,
             ApiError::ConfigNotPersisted(_) => 9118,
+            ApiError::StoreRefused(_) => 9119,
             // 9150 on: refusals made before an endpoint runs (numbered
             // apart from the endpoints' own, which grow from 9114).
             ApiError::InvalidRequest(_) => 9150,
@@ -155,6 +160,7 @@ impl ApiError {
             ApiError::ConfigForbidden(_) => "config_forbidden",
             ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::ConfigNotPersisted(_) => "config_not_persisted",
+            ApiError::StoreRefused(_) => "store_refused",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::NoRoute(_) => "no_route",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -184,6 +190,7 @@ impl ApiError {
             ApiError::ServiceRefused(_) => StatusCode::CONFLICT,
             ApiError::AgentFailed { .. } => StatusCode::CONFLICT,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::StoreRefused(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ReservedStream(_) => StatusCode::FORBIDDEN,
         }

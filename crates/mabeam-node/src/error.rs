@@ -79,6 +79,9 @@ pub enum NodeError {
     /// The log filter (`RUST_LOG`) or the logger could not be set up.
     #[error("cannot set up logging: {0}")]
     Logging(String),
+    /// The agent store in the data directory cannot be opened.
+    #[error("cannot open the agent store: {0}")]
+    AgentStore(supervision_core::AgentStoreError),
     /// A request to a running node failed.
     #[error("request to {addr} failed: {message}")]
     Request {
@@ -124,6 +127,7 @@ impl ErrorCode for NodeError {
             NodeError::DataDirInUse { .. } => 9009,
             NodeError::InsecureFile { .. } => 9010,
             NodeError::Logging(_) => 9011,
+            NodeError::AgentStore(_) => 9012,
         }
     }
 }

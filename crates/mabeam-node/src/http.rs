@@ -407,6 +407,9 @@ pub(crate) fn agent_error(id: &str, error: AgentError) -> ApiError {
         AgentError::InvalidConfig { field, reason } => {
             ApiError::InvalidAgent(format!("{field}: {reason}"))
         }
+        AgentError::Store(error @ supervision_core::AgentStoreError::StorageFull(_)) => {
+            ApiError::StoreRefused(error.to_string())
+        }
         other => ApiError::AgentFailed {
             agent: id.to_owned(),
             reason: other.to_string(),
@@ -440,11 +443,13 @@ async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Resp
             KindError::InvalidArgs(reason) => ApiError::InvalidAgent(reason),
         })?;
     let registry = agent_registry(&state)?;
-    let config = Arc::new(config);
+    // Durable: registered in the node's agent store, answered once there.
+    let config = Arc::new(config.durable(request.args.clone()));
     let id = match request.id {
         Some(id) => {
             registry
-                .register_agent(id.as_str(), config)
+                .register_durable_agent(id.as_str(), config)
+                .await
                 .map_err(|e| agent_error(&id, e))?;
             id
         }
@@ -454,7 +459,10 @@ async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Resp
                 request.kind,
                 state.next_id.fetch_add(1, Ordering::Relaxed)
             );
-            match registry.register_agent(id.as_str(), config.clone()) {
+            match registry
+                .register_durable_agent(id.as_str(), config.clone())
+                .await
+            {
                 Ok(()) => break id,
                 Err(AgentError::AlreadyRegistered(_)) => continue,
                 Err(e) => return Err(agent_error(&id, e)),

@@ -1,6 +1,12 @@
 //! The node's built-in agent kinds: what `POST /api/agents` can start.
 //!
-//! - `counter`: keeps a count (carried across restarts by its checkpoint);
+//! Agents started through the API are durable: registered in the node's
+//! agent store, and back after a restart of the node (a `kill -9`
+//! included) on the same data directory.
+//!
+//! - `counter`: keeps a count (carried across restarts by its checkpoint,
+//!   stored after each message: an answered `counter.add` survives a
+//!   `kill -9`);
 //!   answers `counter.add` (`{"by": n}`) and `counter.get` with
 //!   `{"count": n}`; `counter.crash` panics in its handler (a fault on
 //!   request, for soak and fault tests: the agent restarts with the count
@@ -18,7 +24,9 @@
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, EnvelopeError};
+use agent_supervisor::{
+    Agent, AgentConfig, AgentContext, AgentRecipes, CheckpointPolicy, EnvelopeError,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use supervision_core::{Envelope, StartError};
@@ -71,6 +79,18 @@ impl AgentKinds {
         self.kinds.keys().copied().collect()
     }
 
+    /// The recipes of every kind: how a node brings a stored agent back
+    /// (the configuration [`config`](Self::config) makes, durable with
+    /// its args).
+    pub fn recipes(&self) -> AgentRecipes {
+        self.kinds
+            .iter()
+            .fold(AgentRecipes::new(), |recipes, (name, make)| {
+                let make = *make;
+                recipes.with(*name, move |args: &Value| make(args))
+            })
+    }
+
     /// The configuration of an agent of `kind` with `args` (`null`: the
     /// defaults).
     pub fn config(&self, kind: &str, args: &Value) -> Result<AgentConfig, KindError> {
@@ -107,7 +127,9 @@ struct CounterArgs {
 
 fn counter_config(value: &Value) -> Result<AgentConfig, String> {
     let CounterArgs { start } = args(value)?;
-    Ok(AgentConfig::new::<Counter>(COUNTER, start))
+    // Every answered add is durable: its checkpoint is stored first.
+    Ok(AgentConfig::new::<Counter>(COUNTER, start)
+        .with_checkpoints(CheckpointPolicy::after_each_message()))
 }
 
 /// A counter agent (see the [module docs](self)).

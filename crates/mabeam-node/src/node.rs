@@ -7,6 +7,7 @@ use std::{
     time::Duration,
 };
 
+use foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
 use mabeam::{FoundationApp, MabeamApp, System, SystemBuilder};
 use supervision_core::{MetaValue, Telemetry, events};
 use telemetry::{PrometheusExporter, TelemetryConfig};
@@ -38,6 +39,8 @@ pub struct Node {
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _agents: AgentRuntime,
+    /// The agent store (`agents.db`), closed after the trees stop.
+    agent_store: SqliteAgentStore,
     /// Held while the node lives: no other node uses the directory.
     _lock: DirLock,
 }
@@ -98,6 +101,12 @@ impl Node {
         let lock = data_dir::lock(&config.data_dir)?;
         let token: Arc<str> = data_dir::token(&config.data_dir, config.token.as_deref())?.into();
         let cookie = data_dir::cookie(&config.data_dir, config.cookie.as_deref())?;
+        // The agents the node acknowledged: recovered as the agent layer
+        // starts, in the background (`/health` shows how far).
+        let agent_store = SqliteAgentStore::open(SqliteAgentStoreConfig::new(&config.data_dir))
+            .await
+            .map_err(NodeError::AgentStore)?;
+        let kinds = AgentKinds::builtin();
 
         let telemetry = Telemetry::new();
         log_supervision(&telemetry);
@@ -112,6 +121,8 @@ impl Node {
         let mut builder = SystemBuilder::new()
             .telemetry(telemetry)
             .data_dir(&config.data_dir)
+            .agent_store(Arc::new(agent_store.clone()))
+            .agent_recipes(kinds.recipes())
             .config_defaults(config.defaults())
             .rate_limit(
                 API_MUTATION,
@@ -161,7 +172,7 @@ impl Node {
             exporter: exporter.clone(),
             token: token.clone(),
             public_reads: config.public_reads,
-            kinds: AgentKinds::builtin(),
+            kinds,
             next_id: Arc::new(AtomicU64::new(1)),
             observer: observer.clone(),
         });
@@ -184,6 +195,7 @@ impl Node {
             shutdown: Some(shutdown),
             server: Some(server),
             _agents: agents,
+            agent_store,
             _lock: lock,
         })
     }
@@ -221,7 +233,10 @@ impl Node {
             let _ = server.await;
         }
         tracing::info!("HTTP API stopped");
-        self.system.stop().await?;
+        let stopped = self.system.stop().await;
+        // Its queued writes (the agents' stop checkpoints) committed.
+        self.agent_store.close().await;
+        stopped?;
         tracing::info!("both trees stopped");
         Ok(())
     }

@@ -23,19 +23,16 @@
 use std::{fmt, sync::Arc, time::Duration};
 
 use agent_supervisor::{AgentRegistry, AgentRegistryOptions};
-use futures::{StreamExt, future::BoxFuture};
+use futures::future::BoxFuture;
 use kameo::{
     actor::{Actor, ActorRef, WeakActorRef},
     error::ActorStopReason,
 };
 use parking_lot::RwLock;
 use supervision_core::{
-    AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChanges, ChildSpec, DirectoryError,
-    Envelope, HealthCheck, ProcessHandle, Shutdown, StartError,
+    AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, ChildSpec, DirectoryError, Envelope,
+    HealthCheck, ProcessHandle, Shutdown, StartError,
 };
-
-/// How many agents are stopped at once when the registry's process stops.
-const STOP_CONCURRENCY: usize = 512;
 
 /// How long the registry's process may take to stop every agent (a
 /// million take seconds) before its supervisor kills it (the agent
@@ -143,33 +140,14 @@ impl Agents {
     }
 
     /// Stops every running agent through the registry (each ends
-    /// `stopped`); the registry and its supervisor keep running.
+    /// `stopped`, its checkpoint stored) without recording the stops in
+    /// the agent store, so the agents that ran come back when a system
+    /// starts on the store again; the registry and its supervisor keep
+    /// running.
     pub async fn stop_all(&self) {
-        let Some(registry) = self.registry() else {
-            return;
-        };
-        let running: Vec<AgentId> = registry
-            .list()
-            .into_iter()
-            .filter(|a| {
-                matches!(
-                    a.status,
-                    AgentStatus::Running
-                        | AgentStatus::Starting
-                        | AgentStatus::Restarting
-                        | AgentStatus::Stopping
-                )
-            })
-            .map(|a| a.id)
-            .collect();
-        futures::stream::iter(running)
-            .for_each_concurrent(STOP_CONCURRENCY, |id| {
-                let registry = registry.clone();
-                async move {
-                    let _ = registry.stop_agent(id.as_str()).await;
-                }
-            })
-            .await;
+        if let Some(registry) = self.registry() {
+            registry.suspend().await;
+        }
     }
 }
 

@@ -118,6 +118,6 @@ pub use error::MabeamError;
 pub use foundation::FoundationApp;
 pub use mabeam_app::MabeamApp;
 pub use seed::{FOUNDATION_SEED, MABEAM_SEED, SeedService};
-pub use system::{ServiceHealthLine, System, SystemBuilder, SystemHealth, Tree};
+pub use system::{RecoveryHealth, ServiceHealthLine, System, SystemBuilder, SystemHealth, Tree};
 pub use tree::{LIST_LIMIT, ProcessKind, ProcessNode, TreeReport};
 pub use wiring::{HEALTH_TIMEOUT, Wiring};

@@ -9,7 +9,7 @@ use std::time::Duration;
 use std::{collections::HashSet, fmt, sync::Arc};
 
 #[cfg(feature = "agents")]
-use agent_supervisor::AgentRegistryOptions;
+use agent_supervisor::{AgentRecipes, AgentRegistryOptions};
 #[cfg(feature = "coordination")]
 use coordination::{Coordinator, VariableSpace};
 #[cfg(feature = "economics")]
@@ -18,7 +18,8 @@ use economics::{Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, 
 use foundation_services::{
     ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService, ConnectionManager,
     ConnectionManagerBuilder, EventStore, EventStoreConfig, EventStoreService, HealthMonitor,
-    RateLimiter, Rule, ServiceMonitor, TaskSupervisor, ValueRule,
+    RateLimiter, Rule, ServiceMonitor, SqliteAgentStore, SqliteAgentStoreConfig, TaskSupervisor,
+    ValueRule,
 };
 use futures::future::BoxFuture;
 use process_registry::{ProcessRegistry, ServiceRegistry};
@@ -27,6 +28,8 @@ use supervision_core::{
     Application, ApplicationSpec, Clock, EventSink, GaugeReading, GaugeSource, HealthReport,
     MetaValue, Namespace, Service, Telemetry, events,
 };
+#[cfg(feature = "agents")]
+use supervision_core::{AgentStore, MemoryAgentStore};
 use telemetry::{PerformanceConfig, PerformanceMonitor, TelemetryConfig, TelemetryService};
 
 #[cfg(feature = "agents")]
@@ -117,7 +120,12 @@ pub struct SystemBuilder {
     rate_rules: Vec<(String, Rule)>,
     #[cfg(feature = "foundation")]
     cluster: Option<ConnectionManagerBuilder>,
+    #[cfg(feature = "foundation")]
     event_store_postgres: Option<foundation_services::PostgresConfig>,
+    #[cfg(feature = "agents")]
+    agent_store: Option<Arc<dyn AgentStore>>,
+    #[cfg(feature = "agents")]
+    agent_recipes: AgentRecipes,
 }
 
 impl fmt::Debug for SystemBuilder {
@@ -164,14 +172,40 @@ impl SystemBuilder {
             rate_rules: Vec::new(),
             #[cfg(feature = "foundation")]
             cluster: None,
+            #[cfg(feature = "foundation")]
             event_store_postgres: None,
+            #[cfg(feature = "agents")]
+            agent_store: None,
+            #[cfg(feature = "agents")]
+            agent_recipes: AgentRecipes::new(),
         }
     }
 
     /// Keeps the event store on PostgreSQL instead of SQLite in the data
     /// directory (the default): for nodes that share one store.
+    #[cfg(feature = "foundation")]
     pub fn event_store_postgres(mut self, postgres: foundation_services::PostgresConfig) -> Self {
         self.event_store_postgres = Some(postgres);
+        self
+    }
+
+    /// The store durable agents are kept in and recovered from when the
+    /// agent layer starts. Default: foundation-services'
+    /// `SqliteAgentStore` (`agents.db`) in the data directory, or one in
+    /// memory without a data directory (or without the `foundation`
+    /// feature).
+    #[cfg(feature = "agents")]
+    pub fn agent_store(mut self, store: Arc<dyn AgentStore>) -> Self {
+        self.agent_store = Some(store);
+        self
+    }
+
+    /// How stored agents are built again, by kind (see agent-supervisor's
+    /// `AgentRecipes`): an agent of a kind without a recipe comes back
+    /// `Failed`.
+    #[cfg(feature = "agents")]
+    pub fn agent_recipes(mut self, recipes: AgentRecipes) -> Self {
+        self.agent_recipes = recipes;
         self
     }
 
@@ -186,8 +220,9 @@ impl SystemBuilder {
     }
 
     /// The data directory: the event store's `events.db` (with its WAL
-    /// and `events.lock`) and the config server's `config.json` live
-    /// there; each creates it if missing.
+    /// and `events.lock`), the agent store's `agents.db` (with
+    /// `agents.lock`) and the config server's `config.json` live there;
+    /// each creates it if missing.
     #[cfg(feature = "foundation")]
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
@@ -455,11 +490,18 @@ impl SystemBuilder {
 
         // MABEAM: the agent layer, then what reaches agents through it.
         #[cfg(feature = "agents")]
+        let agent_store: Arc<dyn AgentStore> = match &self.agent_store {
+            Some(store) => store.clone(),
+            None => self.default_agent_store()?,
+        };
+        #[cfg(feature = "agents")]
         let agents = {
             let mut options = AgentRegistryOptions {
                 name: seed::AGENT_SUPERVISOR.into(),
                 ..AgentRegistryOptions::default()
             }
+            .with_store(agent_store.clone())
+            .with_recipes(self.agent_recipes.clone())
             .with_registry(registry_contract.clone(), namespace)
             .with_telemetry(telemetry.clone())
             .with_clock(clock.clone());
@@ -544,6 +586,8 @@ impl SystemBuilder {
             service_monitor: foundation.service_monitor,
             #[cfg(feature = "agents")]
             agents,
+            #[cfg(feature = "agents")]
+            agent_store,
             #[cfg(feature = "coordination")]
             coordinator,
             #[cfg(feature = "coordination")]
@@ -560,6 +604,20 @@ impl SystemBuilder {
                 config: foundation.config,
             },
         })
+    }
+
+    /// Without a store of the user's: foundation-services'
+    /// `SqliteAgentStore` in the data directory, else one in memory.
+    #[cfg(feature = "agents")]
+    fn default_agent_store(&self) -> Result<Arc<dyn AgentStore>, MabeamError> {
+        #[cfg(feature = "foundation")]
+        if let Some(dir) = &self.data_dir {
+            return Ok(Arc::new(
+                SqliteAgentStore::open_blocking(SqliteAgentStoreConfig::new(dir))
+                    .map_err(failed(seed::AGENT_REGISTRY))?,
+            ));
+        }
+        Ok(Arc::new(MemoryAgentStore::new()))
     }
 
     /// The Foundation services of foundation-services, made from the
@@ -710,6 +768,36 @@ pub struct SystemHealth {
     /// monitor's round this comes from (`None`: checked on the spot).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub checked_at_unix_ms: Option<u64>,
+    /// How far the agent layer's recovery from its store is (`None`: no
+    /// agent registry runs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recovery: Option<RecoveryHealth>,
+}
+
+/// The agent layer's recovery, as `/health` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct RecoveryHealth {
+    /// `recovering` or `done`.
+    pub state: &'static str,
+    /// Agents restored so far.
+    pub restored: u64,
+    /// Agents in the store at the start.
+    pub total: u64,
+    /// Agents restored `Failed`.
+    pub failed: u64,
+}
+
+impl RecoveryHealth {
+    #[cfg(feature = "agents")]
+    fn of(agents: &Agents) -> Option<Self> {
+        let progress = agents.registry()?.recovery();
+        Some(RecoveryHealth {
+            state: if progress.done { "done" } else { "recovering" },
+            restored: progress.restored,
+            total: progress.total,
+            failed: progress.failed,
+        })
+    }
 }
 
 /// One service's health.
@@ -910,6 +998,14 @@ impl System {
         Err(MabeamError::UnknownService(name.into()))
     }
 
+    /// The agent layer's recovery, when it runs.
+    fn recovery(&self) -> Option<RecoveryHealth> {
+        #[cfg(feature = "agents")]
+        return self.agents().and_then(RecoveryHealth::of);
+        #[cfg(not(feature = "agents"))]
+        None
+    }
+
     /// Runs every service's health check.
     pub async fn health(&self) -> SystemHealth {
         let (foundation, mabeam) =
@@ -929,6 +1025,7 @@ impl System {
             healthy,
             services,
             checked_at_unix_ms: None,
+            recovery: self.recovery(),
         }
     }
 
@@ -973,6 +1070,7 @@ impl System {
             healthy: report.overall == foundation_services::HealthState::Healthy,
             services,
             checked_at_unix_ms: Some(report.checked_at_unix_ms),
+            recovery: self.recovery(),
         }
     }
 

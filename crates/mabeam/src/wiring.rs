@@ -90,6 +90,9 @@ pub struct Wiring {
     #[cfg(feature = "agents")]
     /// The agent layer (injected as `AgentDirectory`).
     pub agents: Agents,
+    #[cfg(feature = "agents")]
+    /// The store durable agents are kept in (the agent layer's).
+    pub agent_store: Arc<dyn supervision_core::AgentStore>,
     #[cfg(feature = "coordination")]
     /// Coordination's coordinator (votes among agents).
     pub coordinator: Arc<Coordinator>,

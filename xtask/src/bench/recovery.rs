@@ -13,6 +13,17 @@
 //!   `rusqlite_read_<n>_s`: bare rusqlite selecting the same rows and
 //!   columns into owned values. Each is the best of two alternating runs;
 //!   `load_vs_bare_read` their ratio (must: at most 5).
+//! - `recover_<n>_s`: an agent registry starts on the killed child's store
+//!   (opening it included) and recovers it, until every agent is reachable
+//!   by id (in its table: passivated ones as they were, running ones
+//!   started by their first message if it comes first);
+//!   `recover_started_<n>_s` until the running half is started too;
+//!   `recover_vs_bare_read` (must: at most 5; goal 2). Best of two.
+//! - `registry_register_<n>_s`: 64 tasks register `n` durable agents
+//!   through an agent registry on a fresh SQLite store, each awaiting
+//!   each acknowledgement (must: at most 3 s);
+//!   `registry_memory_register_<n>_s` the same agents in memory only
+//!   (`register_agent`, today's registration).
 
 use std::{
     io::{BufRead, BufReader},
@@ -20,10 +31,15 @@ use std::{
     time::Instant,
 };
 
+use agent_supervisor::{
+    Agent, AgentConfig, AgentContext, AgentRecipes, AgentRegistry, AgentRegistryOptions,
+};
 use anyhow::{Context, Result, bail};
 use foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
 use serde_json::json;
-use supervision_core::{AgentId, AgentRegistration, AgentStore, Checkpoint, MemoryAgentStore};
+use supervision_core::{
+    AgentId, AgentRegistration, AgentStatus, AgentStore, Checkpoint, MemoryAgentStore, StartError,
+};
 
 const TASKS: u64 = 64;
 const PAGE: usize = 10_000;
@@ -34,9 +50,124 @@ fn registration(i: u64) -> AgentRegistration {
     AgentRegistration {
         args: json!({"start": i}),
         restart: json!({"type": "permanent"}),
+        status: AgentStatus::Running,
         passivated: i.is_multiple_of(2),
         ..AgentRegistration::new(format!("agent-{i:08}"), "counter", json!({"step": 1}))
     }
+}
+
+/// The agent the recovered rows are: a counter whose checkpoint is eight
+/// numbers (about 100 bytes of JSON).
+struct BenchCounter {
+    state: Vec<u64>,
+}
+
+impl Agent for BenchCounter {
+    type Args = u64;
+    type Message = u64;
+    type Reply = u64;
+    type Checkpoint = Vec<u64>;
+
+    async fn on_start(start: u64, checkpoint: Option<Vec<u64>>) -> Result<Self, StartError> {
+        Ok(BenchCounter {
+            state: checkpoint.unwrap_or_else(|| vec![start; 8]),
+        })
+    }
+
+    async fn handle(&mut self, by: u64, _: &mut AgentContext<'_>) -> u64 {
+        self.state[0] += by;
+        self.state[0]
+    }
+
+    fn checkpoint(&self) -> Option<Vec<u64>> {
+        Some(self.state.clone())
+    }
+}
+
+fn counter_config(args: &serde_json::Value) -> std::result::Result<AgentConfig, String> {
+    let start = args["start"].as_u64().ok_or("no start")?;
+    Ok(AgentConfig::new::<BenchCounter>("counter", start))
+}
+
+fn recipes() -> AgentRecipes {
+    AgentRecipes::new().with("counter", counter_config)
+}
+
+/// An agent registry recovering the store in `dir`: seconds until every
+/// agent is reachable, and until the running ones are started.
+async fn recover(dir: &std::path::Path, n: u64) -> Result<(f64, f64)> {
+    let t = Instant::now();
+    let store = SqliteAgentStore::open(SqliteAgentStoreConfig::new(dir)).await?;
+    let options = AgentRegistryOptions::default()
+        .with_store(std::sync::Arc::new(store.clone()))
+        .with_recipes(recipes());
+    let registry = AgentRegistry::start(options).await?;
+    let mut progress = registry.progress();
+    progress.wait_for(|p| p.restored == n || p.done).await?;
+    let reachable = t.elapsed().as_secs_f64();
+    let done = registry.recovered().await;
+    let started = t.elapsed().as_secs_f64();
+    let counts = registry.counts();
+    let check = (
+        registry.len() as u64,
+        done.failed,
+        done.started,
+        counts.passivated as u64,
+    );
+    registry.shutdown().await;
+    store.close().await;
+    if check != (n, 0, n / 2, n / 2 + n % 2) {
+        bail!("recovered (agents, failed, started, passivated) {check:?}");
+    }
+    Ok((reachable, started))
+}
+
+/// 64 tasks register `n` agents through a registry: durable on a fresh
+/// SQLite store in `dir`, or in memory only.
+async fn registry_register(dir: Option<&std::path::Path>, n: u64) -> Result<f64> {
+    let mut options = AgentRegistryOptions::default().with_recipes(recipes());
+    let store = match dir {
+        Some(dir) => {
+            let store = SqliteAgentStore::open(SqliteAgentStoreConfig::new(dir)).await?;
+            options = options.with_store(std::sync::Arc::new(store.clone()));
+            Some(store)
+        }
+        None => None,
+    };
+    let registry = AgentRegistry::start(options).await?;
+    registry.recovered().await;
+    let durable = dir.is_some();
+    let t = Instant::now();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let registry = registry.clone();
+            tokio::spawn(async move {
+                for i in (task..n).step_by(TASKS as usize) {
+                    let id = format!("agent-{i:08}");
+                    let config = AgentConfig::new::<BenchCounter>("counter", i);
+                    if durable {
+                        let config = config.durable(json!({"start": i}));
+                        registry.register_durable_agent(id, config).await?;
+                    } else {
+                        registry.register_agent(id, config)?;
+                    }
+                }
+                Ok::<_, agent_supervisor::AgentError>(())
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await??;
+    }
+    let elapsed = t.elapsed().as_secs_f64();
+    if registry.len() as u64 != n {
+        bail!("registered {} of {n}", registry.len());
+    }
+    registry.shutdown().await;
+    if let Some(store) = store {
+        store.close().await;
+    }
+    Ok(elapsed)
 }
 
 /// Registers `n` agents from [`TASKS`] tasks, each awaiting each write;
@@ -75,13 +206,13 @@ pub(crate) async fn child(n: u64) -> Result<serde_json::Value> {
                 for i in (task..n).step_by(TASKS as usize) {
                     let checkpoint = Checkpoint {
                         format: 1,
-                        data: [i.to_le_bytes(); 8].concat(),
+                        data: serde_json::to_vec(&vec![i; 8])?,
                     };
                     store
                         .checkpoint(AgentId::new(format!("agent-{i:08}")), checkpoint, 1)
                         .await?;
                 }
-                Ok::<_, supervision_core::AgentStoreError>(())
+                Ok::<_, anyhow::Error>(())
             })
         })
         .collect();
@@ -218,8 +349,24 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
         reads.push(bare_read(dir.path(), n).await?);
         loads.push(load(dir.path(), n).await?);
     }
+    eprintln!("bench recovery: an agent registry recovers the store, twice");
+    let mut recovers = Vec::new();
+    let mut recovers_started = Vec::new();
+    for _ in 0..2 {
+        let (reachable, started) = recover(dir.path(), n).await?;
+        recovers.push(reachable);
+        recovers_started.push(started);
+    }
+    eprintln!("bench recovery: registration through a registry, durable and in memory");
+    let fresh = tempfile::Builder::new()
+        .prefix("mabeam-bench-register")
+        .tempdir()
+        .context("creating a temporary directory")?;
+    let registry_register_s = registry_register(Some(fresh.path()), n).await?;
+    let registry_memory_s = registry_register(None, n).await?;
     let best = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, f64::min);
     let (load_s, read_s) = (best(&loads), best(&reads));
+    let (recover_s, recover_started_s) = (best(&recovers), best(&recovers_started));
     let round = |x: f64| (x * 1000.0).round() / 1000.0;
     let mut line = serde_json::Map::new();
     line.insert("bench".into(), json!("recovery"));
@@ -240,6 +387,23 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     line.insert(
         "load_vs_bare_read".into(),
         json!((load_s / read_s * 100.0).round() / 100.0),
+    );
+    line.insert(format!("recover_{k}_s"), json!(round(recover_s)));
+    line.insert(
+        format!("recover_started_{k}_s"),
+        json!(round(recover_started_s)),
+    );
+    line.insert(
+        "recover_vs_bare_read".into(),
+        json!((recover_s / read_s * 100.0).round() / 100.0),
+    );
+    line.insert(
+        format!("registry_register_{k}_s"),
+        json!(round(registry_register_s)),
+    );
+    line.insert(
+        format!("registry_memory_register_{k}_s"),
+        json!(round(registry_memory_s)),
     );
     Ok(serde_json::Value::Object(line))
 }

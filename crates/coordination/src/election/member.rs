@@ -26,13 +26,16 @@ use crate::CoordinationError;
 /// What a member must not forget across its agent's restarts, as Raft
 /// keeps `currentTerm` and `votedFor` on stable storage: carry it in the
 /// agent's checkpoint and hand it back in [`MemberOptions::memory`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// Serialisable for a durable agent's stored checkpoint; the promise is
+/// not stored (an instant of this process means nothing to the next).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct MemberMemory {
     /// The latest term seen.
     pub term: u64,
     /// Whom it voted for in that term.
     pub voted_for: Option<AgentId>,
     /// The leader it promised not to vote against, and until when.
+    #[serde(skip)]
     pub promised: Option<(AgentId, Instant)>,
 }
 
