@@ -87,6 +87,7 @@
 
 mod connection;
 mod error;
+mod noise;
 mod service;
 mod wire;
 
@@ -176,12 +177,22 @@ pub struct ConnectionManagerBuilder {
     misses: u32,
     handshake_timeout: Duration,
     max_handshakes: usize,
+    max_frame: usize,
     reconnect: Backoff,
     clock: Clock,
     telemetry: Telemetry,
 }
 
 impl ConnectionManagerBuilder {
+    /// The largest frame (JSON bytes) this node reads from a peer (default
+    /// and most 65,518, at least 1,024); announced in the handshake, so
+    /// peers send nothing larger. A larger frame received closes the
+    /// connection.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
     /// How many incoming handshakes may run at once (default 64, at least
     /// 1); a connection past them is closed at once.
     pub fn max_handshakes(mut self, max: usize) -> Self {
@@ -258,6 +269,11 @@ impl ConnectionManagerBuilder {
         if self.max_handshakes == 0 {
             return invalid("max_handshakes", "at least 1");
         }
+        if self.max_frame < connection::MIN_FRAME_LIMIT as usize
+            || self.max_frame > noise::MAX_SEALED_FRAME
+        {
+            return invalid("max_frame", "1024 to 65518 bytes");
+        }
         if self.reconnect.validate().is_err() {
             return invalid("reconnect", "a valid backoff (min <= max, factor >= 1)");
         }
@@ -271,6 +287,7 @@ impl ConnectionManagerBuilder {
                 misses: self.misses,
                 handshake_timeout: self.handshake_timeout,
                 handshakes: Arc::new(Semaphore::new(self.max_handshakes)),
+                max_frame: self.max_frame,
                 generation: AtomicU64::new(0),
                 reconnect: self.reconnect,
                 clock: self.clock,
@@ -302,6 +319,8 @@ pub(crate) struct Inner {
     handshake_timeout: Duration,
     /// One permit per incoming handshake running.
     handshakes: Arc<Semaphore>,
+    /// The largest sealed frame this node reads.
+    max_frame: usize,
     /// This incarnation's generation (set by each start).
     generation: AtomicU64,
     reconnect: Backoff,
@@ -380,6 +399,7 @@ impl ConnectionManager {
             misses: 4,
             handshake_timeout: Duration::from_secs(5),
             max_handshakes: 64,
+            max_frame: noise::MAX_SEALED_FRAME,
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             clock: Clock::system(),
             telemetry: Telemetry::disabled(),
@@ -389,6 +409,13 @@ impl ConnectionManager {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    /// The generation of the running incarnation, sent in each handshake
+    /// (0 before the first start); the cluster membership announces the
+    /// same one.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation()
     }
 
     /// Listens and dials the seeds; answers the address it listens on.
