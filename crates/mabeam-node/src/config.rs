@@ -49,7 +49,13 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// cookie = "..."                  # the cluster's secret (at least 128
 ///                                 # bits); generated into data_dir/cookie
 ///                                 # if absent
+/// test_only_without_shared_store = false  # let seeds be joined without a
+///                                 # shared store (tests of membership only:
+///                                 # agents are not safe across nodes then)
 /// ```
+///
+/// `listen` serves the node connections (TCP) and the membership's gossip
+/// (UDP) on the same address; `seeds` are other nodes' `listen` addresses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
     /// Where the node keeps its files.
@@ -85,6 +91,9 @@ pub struct NodeConfig {
     pub cluster_seeds: Vec<SocketAddr>,
     /// The cluster's cookie, if the config names one.
     pub cookie: Option<String>,
+    /// Lets a node join others without a shared store (tests of
+    /// membership only; see `mabeam_node::cluster::check_shared_store`).
+    pub cluster_without_shared_store: bool,
 }
 
 /// The node's name in its cluster by default.
@@ -152,6 +161,7 @@ impl Default for NodeConfig {
                 .expect("the default address parses"),
             cluster_seeds: Vec::new(),
             cookie: None,
+            cluster_without_shared_store: false,
         }
     }
 }
@@ -177,6 +187,7 @@ struct ClusterSection {
     listen: Option<SocketAddr>,
     seeds: Option<Vec<SocketAddr>>,
     cookie: Option<String>,
+    test_only_without_shared_store: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -295,6 +306,9 @@ impl NodeConfig {
             strong_enough("cluster.cookie", cookie).map_err(|m| invalid("cookie", m))?;
         }
         config.cookie = file.cluster.cookie;
+        if let Some(without) = file.cluster.test_only_without_shared_store {
+            config.cluster_without_shared_store = without;
+        }
         Ok(config)
     }
 
@@ -333,14 +347,17 @@ impl NodeConfig {
         Self::from_toml(&text, path)
     }
 
-    /// Refuses a non-loopback HTTP or cluster address unless allowed.
+    /// Refuses a non-loopback HTTP or cluster address unless allowed, and
+    /// a node that joins others without a shared store.
     pub fn check(&self) -> Result<(), NodeError> {
         for addr in [self.http, self.cluster_listen] {
             if !addr.ip().is_loopback() && !self.allow_non_loopback {
                 return Err(NodeError::NonLoopback(addr));
             }
         }
-        Ok(())
+        // No store is shared yet: PostgreSQL (`--store postgres://...`)
+        // will be.
+        crate::cluster::check_shared_store(self, false)
     }
 }
 

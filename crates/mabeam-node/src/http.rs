@@ -112,6 +112,8 @@ pub struct ApiState {
     pub next_id: Arc<AtomicU64>,
     /// The observer page's state (its sampler and streams).
     pub observer: Observer,
+    /// The node's cluster membership, when it runs one.
+    pub cluster: Option<Arc<foundation_services::cluster::ClusterMembership>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -138,6 +140,7 @@ fn routes() -> Router<ApiState> {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/tree", get(tree))
+        .route("/api/cluster", get(crate::cluster::api))
         .route("/api/agents", get(list_agents).post(start_agent))
         .route("/api/agents/{id}", delete(stop_agent))
         .route("/api/agents/{id}/ask", post(ask_agent))

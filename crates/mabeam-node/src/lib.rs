@@ -45,6 +45,7 @@
 mod api_error;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 mod config;
 pub mod data_dir;
 mod error;

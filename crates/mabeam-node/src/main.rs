@@ -44,6 +44,17 @@ enum Command {
         /// `log`, or RUST_LOG when set.
         #[arg(long, value_name = "FORMAT")]
         log: Option<LogFormat>,
+        /// This node's name in its cluster (`cluster.node`) [default: mabeam@localhost].
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// The cluster address: node connections (TCP) and gossip (UDP)
+        /// (`cluster.listen`) [default: 127.0.0.1:0].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Another node's cluster address to join through (`cluster.seeds`;
+        /// repeatable). More than one node needs a shared store.
+        #[arg(long, value_name = "ADDR")]
+        join: Vec<SocketAddr>,
     },
     /// Print the live supervision tree of a running node (over its HTTP API).
     Tree {
@@ -78,11 +89,15 @@ fn main() -> ExitCode {
             http,
             allow_non_loopback,
             log,
+            node,
+            listen,
+            join,
         } => {
             // Every file the node makes is its user's alone (the data
             // directory 0700, its files 0600), whoever makes it.
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-            let mut config = match load(config, data_dir, http, allow_non_loopback) {
+            let cluster = ClusterFlags { node, listen, join };
+            let mut config = match load(config, data_dir, http, allow_non_loopback, cluster) {
                 Ok(config) => config,
                 Err(error) => return fail(&error),
             };
@@ -156,11 +171,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--node`, `--listen`, `--join`: they override `[cluster]`.
+struct ClusterFlags {
+    node: Option<String>,
+    listen: Option<SocketAddr>,
+    join: Vec<SocketAddr>,
+}
+
 fn load(
     file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     http: Option<SocketAddr>,
     allow_non_loopback: bool,
+    cluster: ClusterFlags,
 ) -> Result<NodeConfig, NodeError> {
     let mut config = match file {
         Some(path) => NodeConfig::from_file(&path)?,
@@ -173,6 +196,15 @@ fn load(
         config.http = addr;
     }
     config.allow_non_loopback |= allow_non_loopback;
+    if let Some(node) = cluster.node {
+        config.cluster_node = node;
+    }
+    if let Some(listen) = cluster.listen {
+        config.cluster_listen = listen;
+    }
+    if !cluster.join.is_empty() {
+        config.cluster_seeds = cluster.join;
+    }
     config.check()?;
     Ok(config)
 }

@@ -12,8 +12,12 @@ use supervision_core::{MetaValue, Telemetry, events};
 use telemetry::{PrometheusExporter, TelemetryConfig};
 use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle};
 
+use foundation_services::cluster::ClusterMembership;
+use supervision_core::cluster::MemberState;
+
 use crate::{
     NodeConfig, NodeError,
+    cluster::{self, MemberGauges},
     data_dir::{self, DirLock},
     http::{self, API_MUTATION, ApiState, Limits},
     kinds::AgentKinds,
@@ -35,6 +39,7 @@ pub struct Node {
     addr: SocketAddr,
     token: Arc<str>,
     observer: Observer,
+    membership: Arc<ClusterMembership>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _agents: AgentRuntime,
@@ -77,6 +82,8 @@ impl Drop for Node {
     /// sampler and streams.
     fn drop(&mut self) {
         self.observer.stop();
+        // Its gossip tasks would outlive it.
+        self.membership.kill();
     }
 }
 
@@ -98,8 +105,11 @@ impl Node {
         let lock = data_dir::lock(&config.data_dir)?;
         let token: Arc<str> = data_dir::token(&config.data_dir, config.token.as_deref())?.into();
         let cookie = data_dir::cookie(&config.data_dir, config.cookie.as_deref())?;
+        // Node connections (TCP) and gossip (UDP) share the address.
+        let listen = cluster::resolve_listen(config.cluster_listen)?;
 
         let telemetry = Telemetry::new();
+        let node_telemetry = telemetry.clone();
         log_supervision(&telemetry);
         // The node owns its recorder: made here, served on /metrics.
         let exporter = PrometheusExporter::with_per_process_labels(config.per_agent_labels);
@@ -118,8 +128,8 @@ impl Node {
                 foundation_services::Rule::per_second(API_RATE).with_burst(API_BURST),
             )
             .cluster(
-                foundation_services::ConnectionManager::builder(&config.cluster_node, cookie)
-                    .listen(config.cluster_listen)
+                foundation_services::ConnectionManager::builder(&config.cluster_node, &cookie)
+                    .listen(listen)
                     .seeds(config.cluster_seeds.iter().copied()),
             )
             .telemetry_config(TelemetryConfig {
@@ -151,6 +161,26 @@ impl Node {
         if let Some(cluster) = system.connections().and_then(|c| c.local_addr()) {
             tracing::info!(node = %config.cluster_node, %cluster, "cluster listening");
         }
+        // One generation for the incarnation: the handshake's and the
+        // membership's.
+        let generation = system.connections().map(|c| c.generation());
+        let membership = match cluster::start_membership(
+            &config,
+            &cookie,
+            listen,
+            addr,
+            generation,
+            node_telemetry,
+        )
+        .await
+        {
+            Ok(membership) => Arc::new(membership),
+            Err(error) => {
+                let _ = system.stop().await;
+                return Err(error);
+            }
+        };
+        exporter.add_source(Arc::new(MemberGauges(membership.clone())));
 
         observer.start();
         let app = http::router(ApiState {
@@ -161,6 +191,7 @@ impl Node {
             kinds: AgentKinds::builtin(),
             next_id: Arc::new(AtomicU64::new(1)),
             observer: observer.clone(),
+            cluster: Some(membership.clone()),
         });
         let limits = Limits {
             max_connections: config.max_connections,
@@ -172,12 +203,15 @@ impl Node {
             let _ = stopped.await;
         }));
         tracing::info!(%addr, "HTTP API listening");
+        // Serving: the others may route to it now.
+        let _ = membership.set_state(MemberState::Up).await;
         Ok(Node {
             system,
             exporter,
             addr,
             token,
             observer,
+            membership,
             shutdown: Some(shutdown),
             server: Some(server),
             _agents: agents,
@@ -218,6 +252,8 @@ impl Node {
             let _ = server.await;
         }
         tracing::info!("HTTP API stopped");
+        // The others see it leaving at once, not after their detectors.
+        self.membership.leave().await;
         self.system.stop().await?;
         tracing::info!("both trees stopped");
         Ok(())
