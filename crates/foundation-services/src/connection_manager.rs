@@ -47,8 +47,19 @@
 //!   replaced, and waits (up to the handshake timeout) for the winning one
 //!   instead of calling the node down: the node never flaps.
 //!
-//! This is membership and topology, not distribution: messages to
-//! processes on other nodes are not carried (yet).
+//! - Calls to agents on other nodes: the manager implements
+//!   supervision-core's `RemoteDelivery` (ask or tell an agent on a named
+//!   node, with the envelope's deadline), and
+//!   [`serve`](ConnectionManager::serve) answers the other nodes' calls
+//!   from a directory. A connection that ends fails its waiting calls at
+//!   once with `DirectoryError::NodeDown`.
+//! - After the handshake every frame is sealed by a Noise session keyed
+//!   from the cookie (see the wire's docs): authenticated and encrypted;
+//!   each side announces the largest frame it reads
+//!   ([`max_frame`](ConnectionManagerBuilder::max_frame)).
+//!
+//! Which node owns an agent, and membership with failure detection, are
+//! not decided here: see the `cluster` module.
 //!
 //! # The service
 //!
@@ -86,6 +97,7 @@
 //! ```
 
 mod connection;
+mod delivery;
 mod error;
 mod noise;
 mod service;
@@ -103,11 +115,11 @@ use std::{
 };
 
 pub use error::ConnectionError;
-use parking_lot::Mutex;
-use supervision_core::{Backoff, Clock, MetaValue, ServiceDef, Telemetry};
+use parking_lot::{Mutex, RwLock};
+use supervision_core::{AgentDirectory, Backoff, Clock, MetaValue, ServiceDef, Telemetry};
 use tokio::{
     net::TcpListener,
-    sync::{Notify, Semaphore, broadcast},
+    sync::{Notify, Semaphore, broadcast, mpsc},
     task::JoinSet,
 };
 
@@ -296,6 +308,9 @@ impl ConnectionManagerBuilder {
                 events: broadcast::channel(EVENT_BUFFER).0,
                 next_conn: AtomicU64::new(0),
                 running: Mutex::new(None),
+                directory: RwLock::new(None),
+                pending: Mutex::new(HashMap::new()),
+                next_call: AtomicU64::new(0),
             }),
         })
     }
@@ -331,6 +346,11 @@ pub(crate) struct Inner {
     next_conn: AtomicU64,
     /// The listener's address and every task of the running incarnation.
     running: Mutex<Option<Running>>,
+    /// Answers the calls of other nodes (see `serve`).
+    directory: RwLock<Option<Arc<dyn AgentDirectory>>>,
+    /// Calls sent, waiting for their answers, by id.
+    pending: Mutex<HashMap<u64, delivery::Pending>>,
+    next_call: AtomicU64,
 }
 
 /// The live connection to one node.
@@ -344,6 +364,8 @@ struct Peer {
     generation: u64,
     /// Asks the connection to close.
     close: Arc<Closer>,
+    /// Frames (calls, answers) for the connection's task to send.
+    outbox: mpsc::Sender<wire::Frame>,
 }
 
 /// How a live connection is asked to close: on request (a goodbye), or
@@ -572,6 +594,7 @@ impl Inner {
         info: NodeInfo,
         initiator: Arc<str>,
         generation: u64,
+        outbox: mpsc::Sender<wire::Frame>,
     ) -> Option<Arc<Closer>> {
         let close = Arc::new(Closer::default());
         let (was_up, restarted) = {
@@ -597,6 +620,7 @@ impl Inner {
                     initiator,
                     generation,
                     close: close.clone(),
+                    outbox,
                 },
             );
             (was_up, restarted)
@@ -633,6 +657,7 @@ impl Inner {
             }
         };
         if removed {
+            self.fail_calls(node, &reason);
             self.node_down(node.clone(), reason);
         }
     }
@@ -640,6 +665,7 @@ impl Inner {
     fn drop_all_peers(&self, reason: &str) {
         let gone: Vec<Arc<str>> = self.peers.lock().drain().map(|(node, _)| node).collect();
         for node in gone {
+            self.fail_calls(&node, reason);
             self.node_down(node, reason.to_owned());
         }
     }

@@ -352,7 +352,9 @@ fn established(
         direction,
         up_since_unix_ms: inner.clock.unix_millis(),
     };
-    let Some(close) = inner.register(conn, info, initiator, generation) else {
+    // Calls and answers for this connection, sent by its task.
+    let (outbox, outgoing) = mpsc::channel(256);
+    let Some(close) = inner.register(conn, info, initiator, generation, outbox.clone()) else {
         // The peer may have taken this one as live: it waits for the other.
         let _ = inner.spawn(async move {
             let mut stream = stream;
@@ -363,7 +365,15 @@ fn established(
     let task_inner = inner.clone();
     let node_for_task = node.clone();
     let spawned = inner.spawn(async move {
-        let reason = run(&task_inner, stream, sealer, opener, addr, &close).await;
+        let reason = run(
+            &task_inner,
+            stream,
+            (sealer, opener),
+            (outbox, outgoing),
+            addr,
+            &close,
+        )
+        .await;
         task_inner.unregister(&node_for_task, conn, reason);
     });
     if !spawned {
@@ -375,8 +385,8 @@ fn established(
 async fn run(
     inner: &Inner,
     stream: TcpStream,
-    mut sealer: Sealer,
-    mut opener: Opener,
+    (mut sealer, mut opener): (Sealer, Opener),
+    (outbox, mut outgoing): (mpsc::Sender<Frame>, mpsc::Receiver<Frame>),
     addr: SocketAddr,
     close: &Closer,
 ) -> String {
@@ -401,6 +411,18 @@ async fn run(
         tokio::select! {
             frame = incoming.recv() => match frame {
                 Some(Ok(Frame::Tick)) => last_heard = inner.clock.now(),
+                Some(Ok(Frame::Call { id, agent, protocol, body, timeout_ms, tell })) => {
+                    last_heard = inner.clock.now();
+                    inner.handle_call(outbox.clone(), (id, agent, protocol, body, timeout_ms, tell));
+                }
+                Some(Ok(Frame::Answer { id, ok, error })) => {
+                    last_heard = inner.clock.now();
+                    let result = match error {
+                        Some(error) => Err(error),
+                        None => Ok(ok.unwrap_or(serde_json::Value::Null)),
+                    };
+                    inner.answer(id, result);
+                }
                 Some(Ok(Frame::Bye { reason })) => return format!("closed by the peer: {reason}"),
                 Some(Ok(Frame::Replaced)) => {
                     // The peer keeps the connection the other way: it
@@ -421,6 +443,32 @@ async fn run(
                 }
                 Some(Err(error)) => return error.to_string(),
                 None => return "the connection closed".to_owned(),
+            },
+            Some(frame) = outgoing.recv() => {
+                let (call, answer) = match &frame {
+                    Frame::Call { id, .. } => (Some(*id), None),
+                    Frame::Answer { id, .. } => (None, Some(*id)),
+                    _ => (None, None),
+                };
+                match send(inner, &mut writer, &mut sealer, addr, frame).await {
+                    Ok(()) => {}
+                    // Nothing was written, the connection goes on: our
+                    // call fails at once (its caller is told), our answer
+                    // too large is replaced by its error.
+                    Err(error @ ConnectionError::FrameTooLarge { .. }) => {
+                        if let Some(id) = call {
+                            inner.refuse_call(id, error.to_string());
+                        }
+                        if let Some(id) = answer {
+                            let _ = outbox.try_send(Frame::Answer {
+                                id,
+                                ok: None,
+                                error: Some(super::delivery::WireError::too_large(&error)),
+                            });
+                        }
+                    }
+                    Err(error) => return error.to_string(),
+                }
             },
             () = inner.clock.sleep_until(next_tick) => {
                 let now = inner.clock.now();

@@ -85,6 +85,25 @@ pub(crate) enum Frame {
     /// the receiver (two nodes dialled each other at once): the receiver
     /// waits for that one before it calls the node down.
     Replaced,
+    /// A call to an agent on the receiver's node (`delivery` module).
+    Call {
+        id: u64,
+        agent: String,
+        protocol: String,
+        body: serde_json::Value,
+        /// The time left to the caller's deadline.
+        timeout_ms: u64,
+        /// A tell (answered once taken) rather than an ask.
+        tell: bool,
+    },
+    /// The answer to a call: its value, or its typed error.
+    Answer {
+        id: u64,
+        #[serde(default)]
+        ok: Option<serde_json::Value>,
+        #[serde(default)]
+        error: Option<super::delivery::WireError>,
+    },
 }
 
 /// A fresh random nonce, as hex.
