@@ -15,12 +15,12 @@ use axum::{
     extract::State,
     response::{IntoResponse, Response},
 };
-use foundation_services::cluster::ClusterMembership;
+use foundation_services::{ConnectionManager, cluster::ClusterMembership};
 use futures::future::BoxFuture;
 use serde_json::json;
 use supervision_core::{
-    GaugeReading, GaugeSource, Telemetry,
-    cluster::{Member, Membership},
+    AgentId, DirectoryError, Envelope, GaugeReading, GaugeSource, Telemetry,
+    cluster::{Member, MemberState, Membership, RemoteDelivery},
     events,
 };
 
@@ -94,6 +94,76 @@ pub async fn start_membership(
         .await
         .map_err(|e| NodeError::Cluster(e.to_string()))?;
     Ok(membership)
+}
+
+/// Keeps a node connection to every member that is up (the seeds give
+/// only the connections to them): dials each member announced up with a
+/// node address, at once and on each later up. The connection manager
+/// keeps one connection per pair, so both sides dialling is harmless.
+pub(crate) fn connect_members(
+    membership: Arc<ClusterMembership>,
+    connections: ConnectionManager,
+) -> tokio::task::JoinHandle<()> {
+    let mut events = membership.subscribe();
+    tokio::spawn(async move {
+        let me = membership.local().node;
+        let dial = |member: &Member| {
+            if member.node == me
+                || member.state != MemberState::Up
+                || connections.is_connected(&member.node)
+            {
+                return;
+            }
+            if let Some(addr) = member.addr {
+                let connections = connections.clone();
+                // A failed dial is retried at the member's next change;
+                // its own dial to us may win meanwhile.
+                tokio::spawn(async move {
+                    let _ = connections.connect(addr).await;
+                });
+            }
+        };
+        for member in membership.members() {
+            dial(&member);
+        }
+        loop {
+            match events.recv().await {
+                Ok(event) => dial(&event.member),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    for member in membership.members() {
+                        dial(&member);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    })
+}
+
+/// An ask for an agent this node does not hold: each other live member
+/// is asked in turn over the node connections (the first that holds the
+/// agent answers; `NotFound` from all is `NotFound`). Until agents' owners
+/// are recorded in a shared store, this is how any node reaches every
+/// agent: a miss costs one call per member.
+pub(crate) async fn ask_elsewhere(
+    state: &ApiState,
+    agent: &AgentId,
+    envelope: Envelope,
+) -> Result<serde_json::Value, DirectoryError> {
+    let (Some(membership), Some(connections)) = (&state.cluster, state.system.connections()) else {
+        return Err(DirectoryError::NotFound(agent.clone()));
+    };
+    let me = membership.local();
+    for member in membership.live() {
+        if member.node == me.node {
+            continue;
+        }
+        match connections.ask(&member.node, agent, envelope.clone()).await {
+            Err(DirectoryError::NotFound(_)) | Err(DirectoryError::NodeDown { .. }) => continue,
+            other => return other,
+        }
+    }
+    Err(DirectoryError::NotFound(agent.clone()))
 }
 
 /// `GET /api/cluster`: this node, and every member it knows with its

@@ -567,7 +567,13 @@ async fn ask_agent(
     let request: Ask = body(&bytes)?;
     let timeout = wait(request.timeout_ms, "timeout_ms")?;
     let envelope = Envelope::new(request.protocol, request.body, timeout);
-    match AgentDirectory::ask(state.system.agents(), &id.as_str().into(), envelope).await {
+    let agent = id.as_str().into();
+    let mut answer = AgentDirectory::ask(state.system.agents(), &agent, envelope.clone()).await;
+    if matches!(answer, Err(DirectoryError::NotFound(_))) {
+        // Not here: another node of the cluster may hold it.
+        answer = crate::cluster::ask_elsewhere(&state, &agent, envelope).await;
+    }
+    match answer {
         Ok(reply) => Ok(Json(json!({"id": id, "reply": reply})).into_response()),
         Err(DirectoryError::NotFound(_)) => Err(ApiError::AgentNotFound(id)),
         Err(other) => Err(ApiError::AgentFailed {

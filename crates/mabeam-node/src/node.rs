@@ -40,6 +40,8 @@ pub struct Node {
     token: Arc<str>,
     observer: Observer,
     membership: Arc<ClusterMembership>,
+    /// Dials the members as they come up.
+    mesh: Option<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _agents: AgentRuntime,
@@ -84,6 +86,9 @@ impl Drop for Node {
         self.observer.stop();
         // Its gossip tasks would outlive it.
         self.membership.kill();
+        if let Some(mesh) = self.mesh.take() {
+            mesh.abort();
+        }
     }
 }
 
@@ -181,6 +186,12 @@ impl Node {
             }
         };
         exporter.add_source(Arc::new(MemberGauges(membership.clone())));
+        // Other nodes' calls reach this node's agents, over a connection
+        // to each member.
+        let mesh = system.connections().map(|connections| {
+            connections.serve(Arc::new(system.agents().clone()));
+            cluster::connect_members(membership.clone(), connections.clone())
+        });
 
         observer.start();
         let app = http::router(ApiState {
@@ -212,6 +223,7 @@ impl Node {
             token,
             observer,
             membership,
+            mesh,
             shutdown: Some(shutdown),
             server: Some(server),
             _agents: agents,
@@ -253,6 +265,9 @@ impl Node {
         }
         tracing::info!("HTTP API stopped");
         // The others see it leaving at once, not after their detectors.
+        if let Some(mesh) = self.mesh.take() {
+            mesh.abort();
+        }
         self.membership.leave().await;
         self.system.stop().await?;
         tracing::info!("both trees stopped");

@@ -4,7 +4,8 @@
 //! joined through the first (membership tests lift the store check with
 //! `cluster.test_only_without_shared_store`) see each other up on
 //! `GET /api/cluster` and `/metrics`; `kill -9` of one is `down` on the
-//! others within 2 s.
+//! others within 2 s; 300 agents started through the three nodes answer
+//! from each node.
 //!
 //! The other processes are observed over HTTP only: the waits poll
 //! `GET /api/cluster` (every 20 ms, bounded), the one observation channel
@@ -18,7 +19,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mabeam_node::client::request;
+use mabeam_node::client::{request, send};
 use serde_json::Value;
 use support::{Running, WAIT, free_addr, run_to_exit, start, token};
 
@@ -171,4 +172,82 @@ async fn three_nodes_see_each_other_and_a_killed_one_is_down_within_two_seconds(
     let view = members(&a.addr, &a_token).await;
     assert!(has(&view, "b@local", "up"), "{view:?}");
     drop((a, b));
+}
+
+/// 300 agents started through the three nodes (100 each, where the
+/// request lands): each answers an ask sent to any node.
+#[tokio::test]
+async fn three_hundred_agents_started_through_three_nodes_answer_from_each_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let a_listen = free_addr();
+    let (a, a_token) = node(dir.path(), "a@local", &a_listen, None).await;
+    let (b, b_token) = node(dir.path(), "b@local", &free_addr(), Some(&a_listen)).await;
+    let (c, c_token) = node(dir.path(), "c@local", &free_addr(), Some(&a_listen)).await;
+    let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    for (running, token) in nodes {
+        until(&running.addr, token, WAIT, "three members up", all_up).await;
+    }
+    for i in 0..300 {
+        let (running, token) = nodes[i % 3];
+        let body = format!(r#"{{"kind": "counter", "id": "agent-{i}"}}"#);
+        let reply = tokio::time::timeout(
+            WAIT,
+            send(
+                &running.addr,
+                "POST",
+                "/api/agents",
+                Some(token),
+                Some(&body),
+            ),
+        )
+        .await
+        .expect("the node answers in time")
+        .unwrap();
+        assert_eq!(reply.status, 201, "{}", reply.body);
+    }
+    // Each node reaches every agent: its own directly, the others' over
+    // the node connections.
+    let asks = nodes.iter().map(|(running, token)| async move {
+        for i in 0..300 {
+            let path = format!("/api/agents/agent-{i}/ask");
+            let reply = tokio::time::timeout(
+                WAIT,
+                send(
+                    &running.addr,
+                    "POST",
+                    &path,
+                    Some(token),
+                    Some(r#"{"protocol": "counter.get"}"#),
+                ),
+            )
+            .await
+            .expect("the node answers in time")
+            .unwrap();
+            assert_eq!(
+                reply.status, 200,
+                "agent-{i} from {}: {}",
+                running.addr, reply.body
+            );
+            let answer: Value = serde_json::from_str(&reply.body).unwrap();
+            assert_eq!(answer["reply"]["count"], 0, "{answer}");
+        }
+    });
+    futures::future::join_all(asks).await;
+    // An id no node holds is still a 404.
+    let reply = send(
+        &a.addr,
+        "POST",
+        "/api/agents/nobody/ask",
+        Some(&a_token),
+        Some(r#"{"protocol": "counter.get"}"#),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 404, "{}", reply.body);
+    drop((a, b, c));
 }
