@@ -47,8 +47,19 @@
 //!   replaced, and waits (up to the handshake timeout) for the winning one
 //!   instead of calling the node down: the node never flaps.
 //!
-//! This is membership and topology, not distribution: messages to
-//! processes on other nodes are not carried (yet).
+//! - Calls to agents on other nodes: the manager implements
+//!   supervision-core's `RemoteDelivery` (ask or tell an agent on a named
+//!   node, with the envelope's deadline), and
+//!   [`serve`](ConnectionManager::serve) answers the other nodes' calls
+//!   from a directory. A connection that ends fails its waiting calls at
+//!   once with `DirectoryError::NodeDown`.
+//! - After the handshake every frame is sealed by a Noise session keyed
+//!   from the cookie (see the wire's docs): authenticated and encrypted;
+//!   each side announces the largest frame it reads
+//!   ([`max_frame`](ConnectionManagerBuilder::max_frame)).
+//!
+//! Which node owns an agent, and membership with failure detection, are
+//! not decided here: see the `cluster` module.
 //!
 //! # The service
 //!
@@ -86,7 +97,9 @@
 //! ```
 
 mod connection;
+mod delivery;
 mod error;
+mod noise;
 mod service;
 mod wire;
 
@@ -102,11 +115,11 @@ use std::{
 };
 
 pub use error::ConnectionError;
-use parking_lot::Mutex;
-use supervision_core::{Backoff, Clock, MetaValue, ServiceDef, Telemetry};
+use parking_lot::{Mutex, RwLock};
+use supervision_core::{AgentDirectory, Backoff, Clock, MetaValue, ServiceDef, Telemetry};
 use tokio::{
     net::TcpListener,
-    sync::{Notify, Semaphore, broadcast},
+    sync::{Notify, Semaphore, broadcast, mpsc},
     task::JoinSet,
 };
 
@@ -176,12 +189,22 @@ pub struct ConnectionManagerBuilder {
     misses: u32,
     handshake_timeout: Duration,
     max_handshakes: usize,
+    max_frame: usize,
     reconnect: Backoff,
     clock: Clock,
     telemetry: Telemetry,
 }
 
 impl ConnectionManagerBuilder {
+    /// The largest frame (JSON bytes) this node reads from a peer (default
+    /// and most 65,518, at least 1,024); announced in the handshake, so
+    /// peers send nothing larger. A larger frame received closes the
+    /// connection.
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.max_frame = bytes;
+        self
+    }
+
     /// How many incoming handshakes may run at once (default 64, at least
     /// 1); a connection past them is closed at once.
     pub fn max_handshakes(mut self, max: usize) -> Self {
@@ -258,6 +281,11 @@ impl ConnectionManagerBuilder {
         if self.max_handshakes == 0 {
             return invalid("max_handshakes", "at least 1");
         }
+        if self.max_frame < connection::MIN_FRAME_LIMIT as usize
+            || self.max_frame > noise::MAX_SEALED_FRAME
+        {
+            return invalid("max_frame", "1024 to 65518 bytes");
+        }
         if self.reconnect.validate().is_err() {
             return invalid("reconnect", "a valid backoff (min <= max, factor >= 1)");
         }
@@ -271,6 +299,7 @@ impl ConnectionManagerBuilder {
                 misses: self.misses,
                 handshake_timeout: self.handshake_timeout,
                 handshakes: Arc::new(Semaphore::new(self.max_handshakes)),
+                max_frame: self.max_frame,
                 generation: AtomicU64::new(0),
                 reconnect: self.reconnect,
                 clock: self.clock,
@@ -279,6 +308,9 @@ impl ConnectionManagerBuilder {
                 events: broadcast::channel(EVENT_BUFFER).0,
                 next_conn: AtomicU64::new(0),
                 running: Mutex::new(None),
+                directory: RwLock::new(None),
+                pending: Mutex::new(HashMap::new()),
+                next_call: AtomicU64::new(0),
             }),
         })
     }
@@ -302,6 +334,8 @@ pub(crate) struct Inner {
     handshake_timeout: Duration,
     /// One permit per incoming handshake running.
     handshakes: Arc<Semaphore>,
+    /// The largest sealed frame this node reads.
+    max_frame: usize,
     /// This incarnation's generation (set by each start).
     generation: AtomicU64,
     reconnect: Backoff,
@@ -312,6 +346,11 @@ pub(crate) struct Inner {
     next_conn: AtomicU64,
     /// The listener's address and every task of the running incarnation.
     running: Mutex<Option<Running>>,
+    /// Answers the calls of other nodes (see `serve`).
+    directory: RwLock<Option<Arc<dyn AgentDirectory>>>,
+    /// Calls sent, waiting for their answers, by id.
+    pending: Mutex<HashMap<u64, delivery::Pending>>,
+    next_call: AtomicU64,
 }
 
 /// The live connection to one node.
@@ -325,6 +364,8 @@ struct Peer {
     generation: u64,
     /// Asks the connection to close.
     close: Arc<Closer>,
+    /// Frames (calls, answers) for the connection's task to send.
+    outbox: mpsc::Sender<wire::Frame>,
 }
 
 /// How a live connection is asked to close: on request (a goodbye), or
@@ -380,6 +421,7 @@ impl ConnectionManager {
             misses: 4,
             handshake_timeout: Duration::from_secs(5),
             max_handshakes: 64,
+            max_frame: noise::MAX_SEALED_FRAME,
             reconnect: Backoff::new(Duration::from_millis(100), Duration::from_secs(10)),
             clock: Clock::system(),
             telemetry: Telemetry::disabled(),
@@ -389,6 +431,13 @@ impl ConnectionManager {
     /// This node's name.
     pub fn node(&self) -> &str {
         &self.inner.node
+    }
+
+    /// The generation of the running incarnation, sent in each handshake
+    /// (0 before the first start); the cluster membership announces the
+    /// same one.
+    pub fn generation(&self) -> u64 {
+        self.inner.generation()
     }
 
     /// Listens and dials the seeds; answers the address it listens on.
@@ -545,6 +594,7 @@ impl Inner {
         info: NodeInfo,
         initiator: Arc<str>,
         generation: u64,
+        outbox: mpsc::Sender<wire::Frame>,
     ) -> Option<Arc<Closer>> {
         let close = Arc::new(Closer::default());
         let (was_up, restarted) = {
@@ -570,6 +620,7 @@ impl Inner {
                     initiator,
                     generation,
                     close: close.clone(),
+                    outbox,
                 },
             );
             (was_up, restarted)
@@ -606,6 +657,7 @@ impl Inner {
             }
         };
         if removed {
+            self.fail_calls(node, &reason);
             self.node_down(node.clone(), reason);
         }
     }
@@ -613,6 +665,7 @@ impl Inner {
     fn drop_all_peers(&self, reason: &str) {
         let gone: Vec<Arc<str>> = self.peers.lock().drain().map(|(node, _)| node).collect();
         for node in gone {
+            self.fail_calls(&node, reason);
             self.node_down(node, reason.to_owned());
         }
     }

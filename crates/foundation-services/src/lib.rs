@@ -67,6 +67,7 @@
 //! foundation-services --example event_sourced_counter`.
 
 pub mod agent_store;
+pub mod cluster;
 pub mod config_server;
 pub mod connection_manager;
 pub mod event_store;

@@ -59,6 +59,8 @@ async fn a_stranger_gets_no_proof_to_test_cookie_guesses_against() {
         serde_json::json!({"type": "hello", "version": 2, "node": "x@evil", "challenge": 7}),
         serde_json::json!({"type": "hello", "version": 3, "node": "x@evil", "generation": 1,
             "nonce": "00000000000000000000000000000007"}),
+        serde_json::json!({"type": "hello", "version": 4, "node": "x@evil", "generation": 1,
+            "nonce": "00000000000000000000000000000007", "max_frame": 65000}),
     ];
     for hello in hellos {
         let mut stream = TcpStream::connect(b_addr).await.unwrap();
@@ -71,6 +73,107 @@ async fn a_stranger_gets_no_proof_to_test_cookie_guesses_against() {
             }
         }
     }
+    b.stop().await;
+}
+
+/// Issue 24: a dialer of an older protocol (3: frames in clear after the
+/// handshake) is refused with a reason that names both versions, and the
+/// node is unharmed: it records nothing and takes the next node.
+#[tokio::test]
+async fn a_peer_of_an_older_protocol_version_is_refused_with_the_reason() {
+    let b = ConnectionManager::builder("b@local", COOKIE)
+        .build()
+        .unwrap();
+    let b_addr = b.start().await.unwrap();
+    let mut events = b.subscribe();
+    let mut stream = TcpStream::connect(b_addr).await.unwrap();
+    let hello = serde_json::json!({"type": "hello", "version": 3, "node": "old@local",
+        "generation": 1, "nonce": "00000000000000000000000000000007"});
+    write_json(&mut stream, hello).await;
+    let refused = read_json(&mut stream).await.expect("a refusal");
+    assert_eq!(refused["type"], "refused", "{refused}");
+    assert_eq!(
+        refused["reason"], "protocol version 3, this node speaks 4",
+        "{refused}"
+    );
+    assert!(
+        read_json(&mut stream).await.is_none(),
+        "closed after the refusal"
+    );
+    assert!(b.nodes().is_empty());
+
+    let a = ConnectionManager::builder("a@local", COOKIE)
+        .build()
+        .unwrap();
+    a.start().await.unwrap();
+    a.connect(b_addr).await.unwrap();
+    assert!(matches!(next(&mut events).await, NodeEvent::Up(info) if &*info.node == "a@local"));
+    a.stop().await;
+    b.stop().await;
+}
+
+/// Issue 24: after the handshake every frame is sealed (Noise): a tap on
+/// the wire between two nodes sees their ticks go by, but no frame in
+/// clear (protocol 3 sent `{"type":"tick"}` as it is).
+#[tokio::test]
+async fn frames_after_the_handshake_are_not_readable_on_the_wire() {
+    let b = ConnectionManager::builder("b@local", COOKIE)
+        .tick(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let b_addr = b.start().await.unwrap();
+    // A tap: forwards both ways, keeps a copy of what flows.
+    let tap = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tap_addr = tap.local_addr().unwrap();
+    let (copies, mut copied) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        let (client, _) = tap.accept().await.unwrap();
+        let server = TcpStream::connect(b_addr).await.unwrap();
+        let (mut cr, mut cw) = client.into_split();
+        let (mut sr, mut sw) = server.into_split();
+        let copies2 = copies.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            while let Ok(n @ 1..) = cr.read(&mut buf).await {
+                let _ = copies2.send(buf[..n].to_vec());
+                if sw.write_all(&buf[..n]).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let mut buf = vec![0u8; 4096];
+        while let Ok(n @ 1..) = sr.read(&mut buf).await {
+            let _ = copies.send(buf[..n].to_vec());
+            if cw.write_all(&buf[..n]).await.is_err() {
+                break;
+            }
+        }
+    });
+    let a = ConnectionManager::builder("a@local", COOKIE)
+        .tick(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    a.start().await.unwrap();
+    assert_eq!(&*a.connect(tap_addr).await.unwrap(), "b@local");
+    // Enough bytes for the handshake and a good many ticks both ways.
+    let mut seen = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while seen.len() < 4096 {
+            seen.extend(copied.recv().await.expect("the tap runs"));
+        }
+    })
+    .await
+    .expect("ticks flow through the tap");
+    let text = String::from_utf8_lossy(&seen);
+    assert!(
+        text.contains("\"hello\""),
+        "the handshake is in clear: {text}"
+    );
+    assert!(
+        !text.contains("tick"),
+        "a frame in clear after the handshake: {text}"
+    );
+    a.stop().await;
     b.stop().await;
 }
 

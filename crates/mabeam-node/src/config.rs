@@ -56,7 +56,13 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// schema = "mabeam"               # its tables' schema
 /// wait = false                    # server down at start: exit 1 (false)
 ///                                 # or start and report it unhealthy
+/// test_only_without_shared_store = false  # let seeds be joined without a
+///                                 # shared store (tests of membership only:
+///                                 # agents are not safe across nodes then)
 /// ```
+///
+/// `listen` serves the node connections (TCP) and the membership's gossip
+/// (UDP) on the same address; `seeds` are other nodes' `listen` addresses.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NodeConfig {
     /// Where the node keeps its files.
@@ -95,6 +101,9 @@ pub struct NodeConfig {
     /// The event store on PostgreSQL (`[store] url`, or `--store URL`);
     /// `None`: SQLite in the data directory.
     pub store: Option<foundation_services::PostgresConfig>,
+    /// Lets a node join others without a shared store (tests of
+    /// membership only; see `mabeam_node::cluster::check_shared_store`).
+    pub cluster_without_shared_store: bool,
 }
 
 /// The node's name in its cluster by default.
@@ -163,6 +172,7 @@ impl Default for NodeConfig {
             cluster_seeds: Vec::new(),
             cookie: None,
             store: None,
+            cluster_without_shared_store: false,
         }
     }
 }
@@ -197,6 +207,7 @@ struct ClusterSection {
     listen: Option<SocketAddr>,
     seeds: Option<Vec<SocketAddr>>,
     cookie: Option<String>,
+    test_only_without_shared_store: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -326,6 +337,9 @@ impl NodeConfig {
                 .map_err(|m| invalid("url", format!("store: {m}")))?;
             config.store = Some(postgres);
         }
+        if let Some(without) = file.cluster.test_only_without_shared_store {
+            config.cluster_without_shared_store = without;
+        }
         Ok(config)
     }
 
@@ -364,14 +378,17 @@ impl NodeConfig {
         Self::from_toml(&text, path)
     }
 
-    /// Refuses a non-loopback HTTP or cluster address unless allowed.
+    /// Refuses a non-loopback HTTP or cluster address unless allowed, and
+    /// a node that joins others without a shared store.
     pub fn check(&self) -> Result<(), NodeError> {
         for addr in [self.http, self.cluster_listen] {
             if !addr.ip().is_loopback() && !self.allow_non_loopback {
                 return Err(NodeError::NonLoopback(addr));
             }
         }
-        Ok(())
+        // No store is shared yet: PostgreSQL (`--store postgres://...`)
+        // will be.
+        crate::cluster::check_shared_store(self, false)
     }
 }
 

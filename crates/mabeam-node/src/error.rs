@@ -90,6 +90,20 @@ pub enum NodeError {
         /// What went wrong.
         message: String,
     },
+    /// The node joins others (`--join`, `cluster.seeds`) but keeps its
+    /// agents in a store of its own.
+    #[error(
+        "a cluster of more than one node needs a shared store: start every node with \
+         --store postgres://... ({seeds} seed(s) to join given, and this node's store is \
+         its own data directory)"
+    )]
+    ClusterNeedsSharedStore {
+        /// How many seeds were given.
+        seeds: usize,
+    },
+    /// The cluster membership could not start.
+    #[error("cluster membership: {0}")]
+    Cluster(String),
 }
 
 impl NodeError {
@@ -101,6 +115,7 @@ impl NodeError {
             | NodeError::ConfigRead { .. }
             | NodeError::NonLoopback(_)
             | NodeError::InsecureFile { .. }
+            | NodeError::ClusterNeedsSharedStore { .. }
             | NodeError::Logging(_) => 2,
             // The config server's persisted settings (`config.json`) are
             // configuration too: a corrupt file is the user's to fix.
@@ -128,6 +143,8 @@ impl ErrorCode for NodeError {
             NodeError::InsecureFile { .. } => 9010,
             NodeError::Logging(_) => 9011,
             NodeError::AgentStore(_) => 9012,
+            NodeError::ClusterNeedsSharedStore { .. } => 9021,
+            NodeError::Cluster(_) => 9022,
         }
     }
 }

@@ -112,6 +112,8 @@ pub struct ApiState {
     pub next_id: Arc<AtomicU64>,
     /// The observer page's state (its sampler and streams).
     pub observer: Observer,
+    /// The node's cluster membership, when it runs one.
+    pub cluster: Option<Arc<foundation_services::cluster::ClusterMembership>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -138,6 +140,7 @@ fn routes() -> Router<ApiState> {
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .route("/api/tree", get(tree))
+        .route("/api/cluster", get(crate::cluster::api))
         .route("/api/agents", get(list_agents).post(start_agent))
         .route("/api/agents/{id}", delete(stop_agent))
         .route("/api/agents/{id}/ask", post(ask_agent))
@@ -587,7 +590,13 @@ async fn ask_agent(
         .system
         .agents()
         .ok_or(ApiError::Unavailable("agent_registry"))?;
-    match AgentDirectory::ask(agents, &id.as_str().into(), envelope).await {
+    let agent = id.as_str().into();
+    let mut answer = AgentDirectory::ask(agents, &agent, envelope.clone()).await;
+    if matches!(answer, Err(DirectoryError::NotFound(_))) {
+        // Not here: another node of the cluster may hold it.
+        answer = crate::cluster::ask_elsewhere(&state, &agent, envelope).await;
+    }
+    match answer {
         Ok(reply) => Ok(Json(json!({"id": id, "reply": reply})).into_response()),
         Err(DirectoryError::NotFound(_)) => Err(ApiError::AgentNotFound(id)),
         Err(other) => Err(ApiError::AgentFailed {

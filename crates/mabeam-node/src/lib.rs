@@ -48,6 +48,7 @@
 mod api_error;
 pub mod cli;
 pub mod client;
+pub mod cluster;
 mod config;
 pub mod config_api;
 pub mod data_dir;

@@ -49,6 +49,17 @@ enum Command {
         /// the data directory; overrides the config's `[store] url`.
         #[arg(long, value_name = "URL")]
         store: Option<String>,
+        /// This node's name in its cluster (`cluster.node`) [default: mabeam@localhost].
+        #[arg(long, value_name = "NAME")]
+        node: Option<String>,
+        /// The cluster address: node connections (TCP) and gossip (UDP)
+        /// (`cluster.listen`) [default: 127.0.0.1:0].
+        #[arg(long, value_name = "ADDR")]
+        listen: Option<SocketAddr>,
+        /// Another node's cluster address to join through (`cluster.seeds`;
+        /// repeatable). More than one node needs a shared store.
+        #[arg(long, value_name = "ADDR")]
+        join: Vec<SocketAddr>,
     },
     /// Print the live supervision tree of a running node (over its HTTP API).
     Tree {
@@ -84,11 +95,15 @@ fn main() -> ExitCode {
             allow_non_loopback,
             log,
             store,
+            node,
+            listen,
+            join,
         } => {
             // Every file the node makes is its user's alone (the data
             // directory 0700, its files 0600), whoever makes it.
             rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
-            let mut config = match load(config, data_dir, http, allow_non_loopback) {
+            let cluster = ClusterFlags { node, listen, join };
+            let mut config = match load(config, data_dir, http, allow_non_loopback, cluster) {
                 Ok(config) => config,
                 Err(error) => return fail(&error),
             };
@@ -176,11 +191,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--node`, `--listen`, `--join`: they override `[cluster]`.
+struct ClusterFlags {
+    node: Option<String>,
+    listen: Option<SocketAddr>,
+    join: Vec<SocketAddr>,
+}
+
 fn load(
     file: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     http: Option<SocketAddr>,
     allow_non_loopback: bool,
+    cluster: ClusterFlags,
 ) -> Result<NodeConfig, NodeError> {
     let mut config = match file {
         Some(path) => NodeConfig::from_file(&path)?,
@@ -193,6 +216,15 @@ fn load(
         config.http = addr;
     }
     config.allow_non_loopback |= allow_non_loopback;
+    if let Some(node) = cluster.node {
+        config.cluster_node = node;
+    }
+    if let Some(listen) = cluster.listen {
+        config.cluster_listen = listen;
+    }
+    if !cluster.join.is_empty() {
+        config.cluster_seeds = cluster.join;
+    }
     config.check()?;
     Ok(config)
 }

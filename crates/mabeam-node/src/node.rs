@@ -13,8 +13,12 @@ use supervision_core::{MetaValue, Telemetry, events};
 use telemetry::{PrometheusExporter, TelemetryConfig};
 use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle};
 
+use foundation_services::cluster::ClusterMembership;
+use supervision_core::cluster::MemberState;
+
 use crate::{
     NodeConfig, NodeError,
+    cluster::{self, MemberGauges},
     data_dir::{self, DirLock},
     http::{self, API_MUTATION, ApiState, Limits},
     kinds::AgentKinds,
@@ -36,6 +40,9 @@ pub struct Node {
     addr: SocketAddr,
     token: Arc<str>,
     observer: Observer,
+    membership: Arc<ClusterMembership>,
+    /// Dials the members as they come up.
+    mesh: Option<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _agents: AgentRuntime,
@@ -80,6 +87,11 @@ impl Drop for Node {
     /// sampler and streams.
     fn drop(&mut self) {
         self.observer.stop();
+        // Its gossip tasks would outlive it.
+        self.membership.kill();
+        if let Some(mesh) = self.mesh.take() {
+            mesh.abort();
+        }
     }
 }
 
@@ -107,8 +119,11 @@ impl Node {
             .await
             .map_err(NodeError::AgentStore)?;
         let kinds = AgentKinds::builtin();
+        // Node connections (TCP) and gossip (UDP) share the address.
+        let listen = cluster::resolve_listen(config.cluster_listen)?;
 
         let telemetry = Telemetry::new();
+        let node_telemetry = telemetry.clone();
         log_supervision(&telemetry);
         // The node owns its recorder: made here, served on /metrics.
         let exporter = PrometheusExporter::with_per_process_labels(config.per_agent_labels);
@@ -129,8 +144,8 @@ impl Node {
                 foundation_services::Rule::per_second(API_RATE).with_burst(API_BURST),
             )
             .cluster(
-                foundation_services::ConnectionManager::builder(&config.cluster_node, cookie)
-                    .listen(config.cluster_listen)
+                foundation_services::ConnectionManager::builder(&config.cluster_node, &cookie)
+                    .listen(listen)
                     .seeds(config.cluster_seeds.iter().copied()),
             )
             .telemetry_config(TelemetryConfig {
@@ -165,6 +180,32 @@ impl Node {
         if let Some(cluster) = system.connections().and_then(|c| c.local_addr()) {
             tracing::info!(node = %config.cluster_node, %cluster, "cluster listening");
         }
+        // One generation for the incarnation: the handshake's and the
+        // membership's.
+        let generation = system.connections().map(|c| c.generation());
+        let membership = match cluster::start_membership(
+            &config,
+            &cookie,
+            listen,
+            addr,
+            generation,
+            node_telemetry,
+        )
+        .await
+        {
+            Ok(membership) => Arc::new(membership),
+            Err(error) => {
+                let _ = system.stop().await;
+                return Err(error);
+            }
+        };
+        exporter.add_source(Arc::new(MemberGauges(membership.clone())));
+        // Other nodes' calls reach this node's agents, over a connection
+        // to each member.
+        let mesh = system.connections().map(|connections| {
+            connections.serve(Arc::new(system.agents().clone()));
+            cluster::connect_members(membership.clone(), connections.clone())
+        });
 
         observer.start();
         let app = http::router(ApiState {
@@ -175,6 +216,7 @@ impl Node {
             kinds,
             next_id: Arc::new(AtomicU64::new(1)),
             observer: observer.clone(),
+            cluster: Some(membership.clone()),
         });
         let limits = Limits {
             max_connections: config.max_connections,
@@ -186,12 +228,16 @@ impl Node {
             let _ = stopped.await;
         }));
         tracing::info!(%addr, "HTTP API listening");
+        // Serving: the others may route to it now.
+        let _ = membership.set_state(MemberState::Up).await;
         Ok(Node {
             system,
             exporter,
             addr,
             token,
             observer,
+            membership,
+            mesh,
             shutdown: Some(shutdown),
             server: Some(server),
             _agents: agents,
@@ -233,6 +279,11 @@ impl Node {
             let _ = server.await;
         }
         tracing::info!("HTTP API stopped");
+        // The others see it leaving at once, not after their detectors.
+        if let Some(mesh) = self.mesh.take() {
+            mesh.abort();
+        }
+        self.membership.leave().await;
         let stopped = self.system.stop().await;
         // Its queued writes (the agents' stop checkpoints) committed.
         self.agent_store.close().await;

@@ -100,6 +100,7 @@ impl Api {
                 .unwrap();
             system.start().await.unwrap();
             let router = router(ApiState {
+                cluster: None,
                 system: system.clone(),
                 exporter,
                 token: TOKEN.into(),

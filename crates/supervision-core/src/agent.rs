@@ -220,6 +220,21 @@ pub enum DirectoryError {
     /// The agent's mailbox is full and the message was not queued (`cast`).
     #[error("agent {0} mailbox is full")]
     MailboxFull(AgentId),
+    /// The node that owns the agent is down or unreachable (the call may
+    /// or may not have reached it before).
+    #[error("agent {agent} is on node {node}, which is down: {reason}")]
+    NodeDown {
+        /// The agent.
+        agent: AgentId,
+        /// Its owner node.
+        node: Arc<str>,
+        /// Why the node is unreachable.
+        reason: String,
+    },
+    /// The agent is between incarnations (moving to another node, or
+    /// restarting) and cannot take the message now: retry.
+    #[error("agent {0} is restarting")]
+    Restarting(AgentId),
 }
 
 impl ErrorCode for DirectoryError {
@@ -232,6 +247,8 @@ impl ErrorCode for DirectoryError {
             DirectoryError::Crashed { .. } => 1905,
             DirectoryError::Rejected { .. } => 1906,
             DirectoryError::MailboxFull(_) => 1907,
+            DirectoryError::NodeDown { .. } => 1908,
+            DirectoryError::Restarting(_) => 1909,
         }
     }
 }

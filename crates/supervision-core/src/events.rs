@@ -508,10 +508,20 @@ pub const GAUGE_APPLICATION_SERVICES: GaugeDecl = GaugeDecl {
     help: "Services of an application, by status.",
 };
 
+/// `mabeam_cluster_member{member, state}`: 1 for each member of the node's
+/// cluster in its state (`joining`, `up`, `leaving`, `down`).
+pub const GAUGE_CLUSTER_MEMBER: GaugeDecl = GaugeDecl {
+    metric: "mabeam_cluster_member",
+    labels: &["member", "state"],
+    unit: MetricUnit::Count,
+    help: "Members of the node's cluster, by state (1 in the current one).",
+};
+
 /// Every gauge read on scrape.
 pub const GAUGES: &[GaugeDecl] = &[
     GAUGE_SUPERVISOR_CHILDREN,
     GAUGE_REGISTRY_NAMES,
     GAUGE_MAILBOX_LENGTH,
     GAUGE_APPLICATION_SERVICES,
+    GAUGE_CLUSTER_MEMBER,
 ];

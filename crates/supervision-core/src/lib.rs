@@ -100,6 +100,7 @@ mod application;
 mod backoff;
 mod child;
 mod clock;
+pub mod cluster;
 mod deadlines;
 mod dynamic;
 mod error;

@@ -10,14 +10,19 @@ use tokio::{
 };
 
 use super::{
-    Closer, ConnectionError, Direction, Inner, NodeEvent, NodeInfo, valid_node_name,
+    Closer, ConnectionError, Direction, Inner, NodeEvent, NodeInfo,
+    noise::{self, Binding, Opener, Sealer},
+    valid_node_name,
     wire::{self, Frame, Transcript, VERSION, read_frame, write_frame},
 };
 
-/// Who the other side of a finished handshake is.
+/// Who the other side of a finished handshake is, and the session that
+/// seals every frame from now on.
 pub(super) struct Remote {
     pub(super) node: Arc<str>,
     pub(super) generation: u64,
+    pub(super) sealer: Sealer,
+    pub(super) opener: Opener,
 }
 
 /// Dials `addr`, runs the handshake, and hands the connection to its own
@@ -123,13 +128,15 @@ async fn dial(inner: &Inner, addr: SocketAddr) -> Result<(Remote, TcpStream), Co
         node: inner.node.to_string(),
         generation: inner.generation(),
         nonce: mine.clone(),
+        max_frame: Some(inner.max_frame as u32),
     };
     write_frame(&mut stream, &hello, addr).await?;
-    let (node, generation, theirs) = match read_frame(&mut stream, addr).await? {
+    let (node, generation, theirs, peer_max) = match read_frame(&mut stream, addr).await? {
         Frame::Welcome {
             node,
             generation,
             nonce,
+            max_frame,
         } => {
             let node = valid_node_name(&node)?;
             if !wire::valid_nonce(&nonce) {
@@ -138,7 +145,7 @@ async fn dial(inner: &Inner, addr: SocketAddr) -> Result<(Remote, TcpStream), Co
                     detail: "a malformed nonce".to_owned(),
                 });
             }
-            (node, generation, nonce)
+            (node, generation, nonce, max_frame as usize)
         }
         Frame::Refused { reason } => return Err(ConnectionError::Refused { addr, reason }),
         other => return Err(unexpected(addr, &other)),
@@ -158,15 +165,38 @@ async fn dial(inner: &Inner, addr: SocketAddr) -> Result<(Remote, TcpStream), Co
                 refuse(&mut stream, addr, "bad cookie").await;
                 return Err(ConnectionError::BadCookie { addr });
             }
-            Ok((Remote { node, generation }, stream))
         }
         // The listener found our proof wrong.
         Frame::Refused { reason } if reason == "bad cookie" => {
-            Err(ConnectionError::BadCookie { addr })
+            return Err(ConnectionError::BadCookie { addr });
         }
-        Frame::Refused { reason } => Err(ConnectionError::Refused { addr, reason }),
-        other => Err(unexpected(addr, &other)),
+        Frame::Refused { reason } => return Err(ConnectionError::Refused { addr, reason }),
+        other => return Err(unexpected(addr, &other)),
     }
+    let binding = Binding {
+        transcript: transcript("noise"),
+        dialer_generation: inner.generation(),
+        listener_generation: generation,
+    };
+    let (sealer, opener) = noise::handshake(
+        &mut stream,
+        addr,
+        &inner.cookie,
+        binding,
+        true,
+        inner.max_frame,
+        peer_max,
+    )
+    .await?;
+    Ok((
+        Remote {
+            node,
+            generation,
+            sealer,
+            opener,
+        },
+        stream,
+    ))
 }
 
 /// The listener's side of the handshake: it commits to a fresh nonce,
@@ -177,12 +207,13 @@ async fn listen(
     addr: SocketAddr,
 ) -> Result<(Remote, TcpStream), ConnectionError> {
     let _ = stream.set_nodelay(true);
-    let (node, generation, theirs) = match read_frame(&mut stream, addr).await? {
+    let (node, generation, theirs, peer_max) = match read_frame(&mut stream, addr).await? {
         Frame::Hello {
             version,
             node,
             generation,
             nonce,
+            max_frame,
         } => {
             if version != VERSION {
                 let reason = format!("protocol version {version}, this node speaks {VERSION}");
@@ -209,7 +240,15 @@ async fn listen(
                 refuse(&mut stream, addr, &error.to_string()).await;
                 return Err(error);
             }
-            (node, generation, nonce)
+            let Some(max_frame) = max_frame.filter(|&max| max >= MIN_FRAME_LIMIT) else {
+                let error = ConnectionError::Protocol {
+                    addr,
+                    detail: format!("a frame limit under {MIN_FRAME_LIMIT} bytes"),
+                };
+                refuse(&mut stream, addr, &error.to_string()).await;
+                return Err(error);
+            };
+            (node, generation, nonce, max_frame as usize)
         }
         // A dialler of another protocol version may send another frame
         // (or a hello with other fields): say which version this is.
@@ -224,6 +263,7 @@ async fn listen(
         node: inner.node.to_string(),
         generation: inner.generation(),
         nonce: mine.clone(),
+        max_frame: inner.max_frame as u32,
     };
     write_frame(&mut stream, &welcome, addr).await?;
     let transcript = |step| Transcript {
@@ -244,8 +284,34 @@ async fn listen(
     }
     let proof = wire::proof(&inner.cookie, transcript("listener"));
     write_frame(&mut stream, &Frame::Accepted { proof }, addr).await?;
-    Ok((Remote { node, generation }, stream))
+    let binding = Binding {
+        transcript: transcript("noise"),
+        dialer_generation: generation,
+        listener_generation: inner.generation(),
+    };
+    let (sealer, opener) = noise::handshake(
+        &mut stream,
+        addr,
+        &inner.cookie,
+        binding,
+        false,
+        inner.max_frame,
+        peer_max,
+    )
+    .await?;
+    Ok((
+        Remote {
+            node,
+            generation,
+            sealer,
+            opener,
+        },
+        stream,
+    ))
 }
+
+/// The smallest frame limit a peer may announce.
+pub(super) const MIN_FRAME_LIMIT: u32 = 1024;
 
 async fn refuse(stream: &mut TcpStream, addr: SocketAddr, reason: &str) {
     let reason = reason.to_owned();
@@ -269,7 +335,12 @@ fn established(
     addr: SocketAddr,
     direction: Direction,
 ) {
-    let Remote { node, generation } = remote;
+    let Remote {
+        node,
+        generation,
+        mut sealer,
+        opener,
+    } = remote;
     let conn = inner.next_conn();
     let initiator = match direction {
         Direction::Outgoing => inner.node.clone(),
@@ -281,18 +352,28 @@ fn established(
         direction,
         up_since_unix_ms: inner.clock.unix_millis(),
     };
-    let Some(close) = inner.register(conn, info, initiator, generation) else {
+    // Calls and answers for this connection, sent by its task.
+    let (outbox, outgoing) = mpsc::channel(256);
+    let Some(close) = inner.register(conn, info, initiator, generation, outbox.clone()) else {
         // The peer may have taken this one as live: it waits for the other.
         let _ = inner.spawn(async move {
             let mut stream = stream;
-            let _ = write_frame(&mut stream, &Frame::Replaced, addr).await;
+            let _ = sealer.write(&mut stream, &Frame::Replaced, addr).await;
         });
         return;
     };
     let task_inner = inner.clone();
     let node_for_task = node.clone();
     let spawned = inner.spawn(async move {
-        let reason = run(&task_inner, stream, addr, &close).await;
+        let reason = run(
+            &task_inner,
+            stream,
+            (sealer, opener),
+            (outbox, outgoing),
+            addr,
+            &close,
+        )
+        .await;
         task_inner.unregister(&node_for_task, conn, reason);
     });
     if !spawned {
@@ -301,13 +382,20 @@ fn established(
 }
 
 /// The life of an established connection; answers why it ended.
-async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Closer) -> String {
+async fn run(
+    inner: &Inner,
+    stream: TcpStream,
+    (mut sealer, mut opener): (Sealer, Opener),
+    (outbox, mut outgoing): (mpsc::Sender<Frame>, mpsc::Receiver<Frame>),
+    addr: SocketAddr,
+    close: &Closer,
+) -> String {
     let (mut reader, mut writer) = stream.into_split();
     let (frames, mut incoming) = mpsc::channel(16);
     // Reads in a task of its own: a frame read is not cancel-safe.
     let reading = tokio::spawn(async move {
         loop {
-            let frame = read_frame(&mut reader, addr).await;
+            let frame = opener.read(&mut reader, addr).await;
             let failed = frame.is_err();
             if frames.send(frame).await.is_err() || failed {
                 break;
@@ -323,6 +411,18 @@ async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Closer)
         tokio::select! {
             frame = incoming.recv() => match frame {
                 Some(Ok(Frame::Tick)) => last_heard = inner.clock.now(),
+                Some(Ok(Frame::Call { id, agent, protocol, body, timeout_ms, tell })) => {
+                    last_heard = inner.clock.now();
+                    inner.handle_call(outbox.clone(), (id, agent, protocol, body, timeout_ms, tell));
+                }
+                Some(Ok(Frame::Answer { id, ok, error })) => {
+                    last_heard = inner.clock.now();
+                    let result = match error {
+                        Some(error) => Err(error),
+                        None => Ok(ok.unwrap_or(serde_json::Value::Null)),
+                    };
+                    inner.answer(id, result);
+                }
                 Some(Ok(Frame::Bye { reason })) => return format!("closed by the peer: {reason}"),
                 Some(Ok(Frame::Replaced)) => {
                     // The peer keeps the connection the other way: it
@@ -338,28 +438,54 @@ async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Closer)
                 Some(Ok(other)) => {
                     let error = unexpected(addr, &other);
                     // A goodbye is a courtesy: the connection closes either way.
-                    let _ = send(inner, &mut writer, addr, Frame::Bye { reason: error.to_string() }).await;
+                    let _ = send(inner, &mut writer, &mut sealer, addr, Frame::Bye { reason: error.to_string() }).await;
                     return error.to_string();
                 }
                 Some(Err(error)) => return error.to_string(),
                 None => return "the connection closed".to_owned(),
+            },
+            Some(frame) = outgoing.recv() => {
+                let (call, answer) = match &frame {
+                    Frame::Call { id, .. } => (Some(*id), None),
+                    Frame::Answer { id, .. } => (None, Some(*id)),
+                    _ => (None, None),
+                };
+                match send(inner, &mut writer, &mut sealer, addr, frame).await {
+                    Ok(()) => {}
+                    // Nothing was written, the connection goes on: our
+                    // call fails at once (its caller is told), our answer
+                    // too large is replaced by its error.
+                    Err(error @ ConnectionError::FrameTooLarge { .. }) => {
+                        if let Some(id) = call {
+                            inner.refuse_call(id, error.to_string());
+                        }
+                        if let Some(id) = answer {
+                            let _ = outbox.try_send(Frame::Answer {
+                                id,
+                                ok: None,
+                                error: Some(super::delivery::WireError::too_large(&error)),
+                            });
+                        }
+                    }
+                    Err(error) => return error.to_string(),
+                }
             },
             () = inner.clock.sleep_until(next_tick) => {
                 let now = inner.clock.now();
                 if now.duration_since(last_heard) > silence {
                     let reason = format!("no tick for {silence:?}");
                     // A goodbye is a courtesy: the connection closes either way.
-                    let _ = send(inner, &mut writer, addr, Frame::Bye { reason: reason.clone() }).await;
+                    let _ = send(inner, &mut writer, &mut sealer, addr, Frame::Bye { reason: reason.clone() }).await;
                     return reason;
                 }
-                if let Err(error) = send(inner, &mut writer, addr, Frame::Tick).await {
+                if let Err(error) = send(inner, &mut writer, &mut sealer, addr, Frame::Tick).await {
                     return error.to_string();
                 }
                 next_tick = (next_tick + tick).max(now);
             },
             () = close.notify.notified() => {
                 if close.was_replaced() {
-                    let _ = send(inner, &mut writer, addr, Frame::Replaced).await;
+                    let _ = send(inner, &mut writer, &mut sealer, addr, Frame::Replaced).await;
                     return "replaced by another connection".to_owned();
                 }
                 if close.was_superseded() {
@@ -367,12 +493,12 @@ async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Closer)
                     // is told it went down (the node's down notice was
                     // sent when the newer incarnation came).
                     let reason = "superseded by a newer incarnation".to_owned();
-                    let _ = send(inner, &mut writer, addr, Frame::Bye { reason: reason.clone() }).await;
+                    let _ = send(inner, &mut writer, &mut sealer, addr, Frame::Bye { reason: reason.clone() }).await;
                     return reason;
                 }
                 let reason = "disconnected on request".to_owned();
                 // A goodbye is a courtesy: the connection closes either way.
-                let _ = send(inner, &mut writer, addr, Frame::Bye { reason: reason.clone() }).await;
+                let _ = send(inner, &mut writer, &mut sealer, addr, Frame::Bye { reason: reason.clone() }).await;
                 return reason;
             },
         }
@@ -384,11 +510,12 @@ async fn run(inner: &Inner, stream: TcpStream, addr: SocketAddr, close: &Closer)
 async fn send(
     inner: &Inner,
     writer: &mut OwnedWriteHalf,
+    sealer: &mut Sealer,
     addr: SocketAddr,
     frame: Frame,
 ) -> Result<(), ConnectionError> {
     tokio::select! {
-        result = write_frame(writer, &frame, addr) => result,
+        result = sealer.write(writer, &frame, addr) => result,
         () = inner.clock.sleep(inner.tick) => Err(ConnectionError::Io {
             context: format!("writing to {addr}"),
             detail: format!("not accepted within {:?}", inner.tick),
@@ -406,26 +533,50 @@ impl Drop for AbortOnDrop {
 
 #[cfg(test)]
 mod tests {
-    //! Two nodes that dial each other at once, with the other node played
-    //! by the test over the wire, so the order of every step is fixed.
+    //! Two nodes that dial each other at once, and peers that break the
+    //! sealed wire, with the other node played by the test over the wire,
+    //! so the order of every step is fixed.
 
     use std::time::Duration;
 
-    use tokio::{net::TcpListener, net::TcpStream};
+    use tokio::{io::AsyncWriteExt, net::TcpListener, net::TcpStream};
 
     use super::*;
     use crate::{ConnectionManager, NodeEvent};
 
     const COOKIE: &str = "cookie";
     const PEER: &str = "a@local";
+    const WAIT: Duration = Duration::from_secs(10);
+
+    /// The fake peer's end of a connection: the stream and its session.
+    struct Fake {
+        stream: TcpStream,
+        addr: SocketAddr,
+        sealer: Sealer,
+        opener: Opener,
+    }
+
+    impl Fake {
+        async fn send(&mut self, frame: &Frame) {
+            self.sealer
+                .write(&mut self.stream, frame, self.addr)
+                .await
+                .unwrap();
+        }
+
+        async fn read(&mut self) -> Result<Frame, ConnectionError> {
+            self.opener.read(&mut self.stream, self.addr).await
+        }
+    }
 
     /// The fake peer's side of a handshake it accepted (it listens).
-    async fn accept_as_peer(stream: &mut TcpStream, addr: SocketAddr) {
+    async fn accept_as_peer(mut stream: TcpStream, addr: SocketAddr) -> Fake {
         let Frame::Hello {
             node,
             nonce: theirs,
+            generation,
             ..
-        } = read_frame(stream, addr).await.unwrap()
+        } = read_frame(&mut stream, addr).await.unwrap()
         else {
             panic!("no hello");
         };
@@ -434,27 +585,51 @@ mod tests {
             node: PEER.into(),
             generation: 1,
             nonce: mine.clone(),
+            max_frame: 65_000,
         };
-        write_frame(stream, &welcome, addr).await.unwrap();
+        write_frame(&mut stream, &welcome, addr).await.unwrap();
         assert!(matches!(
-            read_frame(stream, addr).await.unwrap(),
+            read_frame(&mut stream, addr).await.unwrap(),
             Frame::Proof { .. }
         ));
-        let transcript = Transcript {
-            step: "listener",
+        let transcript = |step| Transcript {
+            step,
             dialer_nonce: &theirs,
             listener_nonce: &mine,
             dialer: &node,
             listener: PEER,
         };
-        let proof = wire::proof(COOKIE.as_bytes(), transcript);
-        write_frame(stream, &Frame::Accepted { proof }, addr)
+        let proof = wire::proof(COOKIE.as_bytes(), transcript("listener"));
+        write_frame(&mut stream, &Frame::Accepted { proof }, addr)
             .await
             .unwrap();
+        let binding = Binding {
+            transcript: transcript("noise"),
+            dialer_generation: generation,
+            listener_generation: 1,
+        };
+        let (sealer, opener) = noise::handshake(
+            &mut stream,
+            addr,
+            COOKIE.as_bytes(),
+            binding,
+            false,
+            65_000,
+            65_000,
+        )
+        .await
+        .unwrap();
+        Fake {
+            stream,
+            addr,
+            sealer,
+            opener,
+        }
     }
 
-    /// The fake peer dials `addr` and completes the handshake.
-    async fn dial_as_peer(addr: SocketAddr) -> TcpStream {
+    /// The fake peer dials `addr` and completes the handshake; its sealer
+    /// ignores the node's frame limit (`peer_max`), to break it.
+    async fn dial_as_peer(addr: SocketAddr, peer_max: usize) -> Fake {
         let mut stream = TcpStream::connect(addr).await.unwrap();
         let mine = wire::nonce();
         let hello = Frame::Hello {
@@ -462,24 +637,26 @@ mod tests {
             node: PEER.into(),
             generation: 1,
             nonce: mine.clone(),
+            max_frame: Some(65_000),
         };
         write_frame(&mut stream, &hello, addr).await.unwrap();
         let Frame::Welcome {
             node,
             nonce: theirs,
+            generation,
             ..
         } = read_frame(&mut stream, addr).await.unwrap()
         else {
             panic!("no welcome");
         };
-        let transcript = Transcript {
-            step: "dialer",
+        let transcript = |step| Transcript {
+            step,
             dialer_nonce: &mine,
             listener_nonce: &theirs,
             dialer: PEER,
             listener: &node,
         };
-        let proof = wire::proof(COOKIE.as_bytes(), transcript);
+        let proof = wire::proof(COOKIE.as_bytes(), transcript("dialer"));
         write_frame(&mut stream, &Frame::Proof { proof }, addr)
             .await
             .unwrap();
@@ -487,18 +664,42 @@ mod tests {
             read_frame(&mut stream, addr).await.unwrap(),
             Frame::Accepted { .. }
         ));
-        stream
+        let binding = Binding {
+            transcript: transcript("noise"),
+            dialer_generation: 1,
+            listener_generation: generation,
+        };
+        let (sealer, opener) = noise::handshake(
+            &mut stream,
+            addr,
+            COOKIE.as_bytes(),
+            binding,
+            true,
+            65_000,
+            peer_max,
+        )
+        .await
+        .unwrap();
+        Fake {
+            stream,
+            addr,
+            sealer,
+            opener,
+        }
+    }
+
+    async fn next(events: &mut tokio::sync::broadcast::Receiver<NodeEvent>) -> NodeEvent {
+        tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("a node event in time")
+            .unwrap()
     }
 
     /// `b` (started) dials the peer, which accepts; answers b's events
     /// after its up notice, and the peer's end of the connection.
     async fn b_dials_the_peer(
         b: &ConnectionManager,
-    ) -> (
-        tokio::sync::broadcast::Receiver<NodeEvent>,
-        TcpStream,
-        SocketAddr,
-    ) {
+    ) -> (tokio::sync::broadcast::Receiver<NodeEvent>, Fake) {
         let mut events = b.subscribe();
         let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let peer_addr = peer.local_addr().unwrap();
@@ -506,12 +707,12 @@ mod tests {
             let b = b.clone();
             async move { b.connect(peer_addr).await }
         });
-        let (mut theirs, from) = peer.accept().await.unwrap();
-        accept_as_peer(&mut theirs, from).await;
+        let (theirs, from) = peer.accept().await.unwrap();
+        let fake = accept_as_peer(theirs, from).await;
         assert_eq!(&*dialling.await.unwrap().unwrap(), PEER);
-        assert!(matches!(events.recv().await.unwrap(),
+        assert!(matches!(next(&mut events).await,
             NodeEvent::Up(info) if info.direction == Direction::Outgoing));
-        (events, theirs, from)
+        (events, fake)
     }
 
     /// `b` dials the peer; the peer, which keeps the connection it dials
@@ -524,15 +725,13 @@ mod tests {
             .build()
             .unwrap();
         let b_addr = b.start().await.unwrap();
-        let (mut events, mut theirs, from) = b_dials_the_peer(&b).await;
+        let (mut events, mut theirs) = b_dials_the_peer(&b).await;
 
-        write_frame(&mut theirs, &Frame::Replaced, from)
-            .await
-            .unwrap();
-        let _ours = dial_as_peer(b_addr).await;
+        theirs.send(&Frame::Replaced).await;
+        let _ours = dial_as_peer(b_addr, 65_000).await;
         // b closes its own connection once the peer's replaced it (saying
         // so too, if it had not read the peer's notice yet).
-        while let Ok(frame) = read_frame(&mut theirs, from).await {
+        while let Ok(frame) = theirs.read().await {
             assert!(matches!(frame, Frame::Replaced | Frame::Tick), "{frame:?}");
         }
         let now = b.nodes();
@@ -540,7 +739,7 @@ mod tests {
         assert_eq!(now[0].direction, Direction::Incoming);
 
         b.disconnect(PEER).unwrap();
-        assert!(matches!(events.recv().await.unwrap(),
+        assert!(matches!(next(&mut events).await,
             NodeEvent::Down { reason, .. } if reason == "disconnected on request"));
         b.stop().await;
     }
@@ -554,14 +753,88 @@ mod tests {
             .build()
             .unwrap();
         b.start().await.unwrap();
-        let (mut events, mut theirs, from) = b_dials_the_peer(&b).await;
+        let (mut events, mut theirs) = b_dials_the_peer(&b).await;
 
-        write_frame(&mut theirs, &Frame::Replaced, from)
-            .await
-            .unwrap();
-        assert!(matches!(events.recv().await.unwrap(),
+        theirs.send(&Frame::Replaced).await;
+        assert!(matches!(next(&mut events).await,
             NodeEvent::Down { reason, .. } if reason.contains("did not come within")));
         assert!(b.nodes().is_empty());
+        b.stop().await;
+    }
+
+    /// Frames after the handshake are sealed: b reads the peer's ticks only
+    /// through the session, and its own ticks arrive sealed.
+    #[tokio::test]
+    async fn frames_after_the_handshake_are_sealed_both_ways() {
+        let b = ConnectionManager::builder("b@local", COOKIE)
+            .tick(Duration::from_millis(20))
+            .build()
+            .unwrap();
+        let b_addr = b.start().await.unwrap();
+        let mut fake = dial_as_peer(b_addr, 65_000).await;
+        fake.send(&Frame::Tick).await;
+        let tick = tokio::time::timeout(WAIT, fake.read())
+            .await
+            .expect("a tick in time");
+        assert_eq!(tick.unwrap(), Frame::Tick);
+        assert!(b.is_connected(PEER));
+        b.stop().await;
+    }
+
+    /// Bad input after the handshake, each on its own connection: a frame
+    /// over b's limit, bytes not sealed by the session, a sealed frame of
+    /// another protocol version. Each closes that connection with its
+    /// reason; b keeps serving (the next peer connects).
+    #[tokio::test]
+    async fn oversize_garbage_and_old_version_frames_close_the_connection_with_a_reason() {
+        let b = ConnectionManager::builder("b@local", COOKIE)
+            .max_frame(1024)
+            .build()
+            .unwrap();
+        let b_addr = b.start().await.unwrap();
+        let mut events = b.subscribe();
+        let cases: [(&str, Box<dyn Fn() -> Vec<u8>>); 3] = [
+            (
+                "at most 1024",
+                Box::new(|| {
+                    let mut plain = vec![VERSION as u8];
+                    plain.extend(
+                        serde_json::to_vec(&Frame::Bye {
+                            reason: "x".repeat(2000),
+                        })
+                        .unwrap(),
+                    );
+                    plain
+                }),
+            ),
+            ("fails authentication", Box::new(Vec::new)),
+            (
+                "protocol version 3",
+                Box::new(|| b"\x03{\"type\":\"tick\"}".to_vec()),
+            ),
+        ];
+        for (expected, plain) in cases {
+            let mut fake = dial_as_peer(b_addr, 65_000).await;
+            assert!(matches!(next(&mut events).await, NodeEvent::Up(_)));
+            let plain = plain();
+            if plain.is_empty() {
+                fake.stream.write_all(&64u32.to_be_bytes()).await.unwrap();
+                fake.stream.write_all(&[0x5a; 64]).await.unwrap();
+            } else {
+                fake.sealer
+                    .write_plain(&mut fake.stream, &plain, fake.addr)
+                    .await
+                    .unwrap();
+            }
+            match next(&mut events).await {
+                NodeEvent::Down { node, reason } => {
+                    assert_eq!(&*node, PEER);
+                    assert!(reason.contains(expected), "{expected:?} not in {reason:?}");
+                }
+                other => panic!("{other:?}"),
+            }
+            assert!(b.nodes().is_empty());
+        }
         b.stop().await;
     }
 }

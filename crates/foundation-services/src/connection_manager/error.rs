@@ -69,6 +69,16 @@ pub enum ConnectionError {
     /// The manager's service is already running.
     #[error("the connection manager is already running")]
     AlreadyRunning,
+    /// A frame is larger than the peer reads: it was not sent.
+    #[error("a frame of {size} bytes for {addr}, which reads at most {max}")]
+    FrameTooLarge {
+        /// The peer's address.
+        addr: SocketAddr,
+        /// The frame's size (JSON bytes).
+        size: usize,
+        /// The peer's limit.
+        max: usize,
+    },
 }
 
 impl ConnectionError {
@@ -93,6 +103,7 @@ impl ErrorCode for ConnectionError {
             ConnectionError::NotConnected(_) => 3608,
             ConnectionError::NotRunning => 3609,
             ConnectionError::AlreadyRunning => 3610,
+            ConnectionError::FrameTooLarge { .. } => 3611,
         }
     }
 }

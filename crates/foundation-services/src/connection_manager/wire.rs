@@ -1,16 +1,22 @@
-//! The wire between two nodes: length-prefixed JSON frames (a big-endian
-//! `u32` length, then that many bytes), at most [`MAX_FRAME`] each, and the
-//! handshake that proves both sides share the cookie without sending it.
+//! The wire between two nodes: the handshake, in length-prefixed JSON
+//! frames (a big-endian `u32` length, then that many bytes, at most
+//! [`MAX_FRAME`] each), that proves both sides share the cookie without
+//! sending it; after it, every frame is sealed by the Noise session of the
+//! `noise` module.
 //!
 //! The handshake, in four frames:
 //!
-//! 1. dialer -> listener: `Hello` (version, name, generation, nonce `Nd`);
-//! 2. listener -> dialer: `Welcome` (name, generation, nonce `Nl`): a
-//!    commitment to a fresh nonce, and no proof;
+//! 1. dialer -> listener: `Hello` (version, name, generation, nonce `Nd`,
+//!    its frame limit); a hello of another version is refused, saying
+//!    which version this node speaks;
+//! 2. listener -> dialer: `Welcome` (name, generation, nonce `Nl`, its
+//!    frame limit): a commitment to a fresh nonce, and no proof;
 //! 3. dialer -> listener: `Proof`, HMAC-SHA256 keyed by the cookie over
 //!    (`dialer`, `Nd`, `Nl`, both names);
 //! 4. listener -> dialer: `Accepted`, with its own proof over (`listener`,
-//!    `Nd`, `Nl`, both names), sent only to a dialer that proved itself.
+//!    `Nd`, `Nl`, both names), sent only to a dialer that proved itself;
+//! 5. the Noise handshake (two messages, keyed from the cookie over the
+//!    same transcript), then sealed frames only.
 //!
 //! The dialer proves itself first, over a nonce the listener chose: an
 //! arbitrary TCP client learns no proof it could test cookie guesses
@@ -29,13 +35,15 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use super::ConnectionError;
 
 /// The protocol version both sides must speak (2 added the `Replaced`
-/// frame; 3 the dialer-proves-first handshake and the generations).
-pub(crate) const VERSION: u32 = 3;
+/// frame; 3 the dialer-proves-first handshake and the generations; 4 the
+/// Noise-sealed frames and the frame limits).
+pub(crate) const VERSION: u32 = 4;
 
 /// Bytes of a nonce (sent as hex).
 const NONCE_BYTES: usize = 16;
 
-/// The largest frame a node reads: anything larger is a protocol error.
+/// The largest handshake frame a node reads: anything larger is a
+/// protocol error.
 pub(crate) const MAX_FRAME: usize = 64 * 1024;
 
 /// What goes over the wire.
@@ -48,6 +56,10 @@ pub(crate) enum Frame {
         node: String,
         generation: u64,
         nonce: String,
+        /// The largest sealed frame (JSON bytes) it reads; absent from
+        /// the hellos of versions before 4.
+        #[serde(default)]
+        max_frame: Option<u32>,
     },
     /// The listener's answer: who it is, which incarnation, and its nonce
     /// (no proof yet: the dialer proves itself first).
@@ -55,6 +67,8 @@ pub(crate) enum Frame {
         node: String,
         generation: u64,
         nonce: String,
+        /// The largest sealed frame (JSON bytes) it reads.
+        max_frame: u32,
     },
     /// The dialer's proof of the cookie over both nonces.
     Proof { proof: String },
@@ -71,6 +85,25 @@ pub(crate) enum Frame {
     /// the receiver (two nodes dialled each other at once): the receiver
     /// waits for that one before it calls the node down.
     Replaced,
+    /// A call to an agent on the receiver's node (`delivery` module).
+    Call {
+        id: u64,
+        agent: String,
+        protocol: String,
+        body: serde_json::Value,
+        /// The time left to the caller's deadline.
+        timeout_ms: u64,
+        /// A tell (answered once taken) rather than an ask.
+        tell: bool,
+    },
+    /// The answer to a call: its value, or its typed error.
+    Answer {
+        id: u64,
+        #[serde(default)]
+        ok: Option<serde_json::Value>,
+        #[serde(default)]
+        error: Option<super::delivery::WireError>,
+    },
 }
 
 /// A fresh random nonce, as hex.
@@ -113,6 +146,14 @@ pub(crate) fn verify(cookie: &[u8], transcript: Transcript<'_>, proof: &str) -> 
     let mut mac = mac(cookie);
     feed(&mut mac, transcript);
     mac.verify_slice(&bytes).is_ok()
+}
+
+/// A 32-byte key derived from the cookie over a transcript (HMAC-SHA256
+/// as a keyed derivation): the Noise session's pre-shared key.
+pub(crate) fn key(cookie: &[u8], transcript: Transcript<'_>) -> [u8; 32] {
+    let mut mac = mac(cookie);
+    feed(&mut mac, transcript);
+    mac.finalize().into_bytes().into()
 }
 
 fn mac(cookie: &[u8]) -> Hmac<Sha256> {
@@ -242,6 +283,7 @@ mod tests {
             node: "a@host".into(),
             generation: 42,
             nonce: nonce(),
+            max_frame: Some(1024),
         };
         write_frame(&mut a, &frame, addr).await.unwrap();
         assert_eq!(read_frame(&mut b, addr).await.unwrap(), frame);

@@ -1,0 +1,208 @@
+//! Issue 24: membership and failure detection on chitchat. Members join
+//! through a seed and go joining -> up; a member that crashes (no
+//! goodbye) is down on the others within 2 s with the defaults; a
+//! restart is a new generation; a cluster of another cookie stays apart.
+//! Every wait is bounded; gossip runs on free loopback UDP ports.
+
+use std::time::{Duration, Instant};
+
+use foundation_services::cluster::{ClusterError, ClusterMembership};
+use supervision_core::{
+    ErrorCode,
+    cluster::{MemberState, Membership, MembershipEvent, MembershipEvents},
+};
+
+const COOKIE: &str = "monster";
+const WAIT: Duration = Duration::from_secs(15);
+
+fn member(name: &str, seeds: &[std::net::SocketAddr]) -> ClusterMembership {
+    ClusterMembership::builder(name, COOKIE)
+        .seeds(seeds.iter().copied())
+        .tag("http", format!("{name}:http"))
+        .build()
+        .unwrap()
+}
+
+/// The next event that matches, within the bound.
+async fn until(
+    events: &mut MembershipEvents,
+    what: &str,
+    matches: impl Fn(&MembershipEvent) -> bool,
+) -> MembershipEvent {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let event = events.recv().await.expect("no lag, not closed");
+            if matches(&event) {
+                return event;
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no event {what} within {WAIT:?}"))
+}
+
+fn is(event: &MembershipEvent, node: &str, state: MemberState) -> bool {
+    &*event.member.node == node && event.member.state == state
+}
+
+/// Three members join through the first one and each sees all three up,
+/// each with its generation and announced tags.
+#[tokio::test]
+async fn members_join_through_a_seed_and_see_each_other_up() {
+    let a = member("a@local", &[]);
+    let seed = a.start().await.unwrap();
+    let mut a_events = a.subscribe();
+    let b = member("b@local", &[seed]);
+    let c = member("c@local", &[seed]);
+    for m in [&a, &b, &c] {
+        if m.gossip_addr().is_none() {
+            m.start().await.unwrap();
+        }
+        m.set_state(MemberState::Up).await.unwrap();
+    }
+    for m in [&b, &c] {
+        let mut events = m.subscribe();
+        for other in ["a@local", "b@local", "c@local"] {
+            if !m
+                .members()
+                .iter()
+                .any(|x| &*x.node == other && x.state == MemberState::Up)
+            {
+                until(&mut events, other, |e| is(e, other, MemberState::Up)).await;
+            }
+        }
+    }
+    for other in ["b@local", "c@local"] {
+        if !a
+            .members()
+            .iter()
+            .any(|x| &*x.node == other && x.state == MemberState::Up)
+        {
+            until(&mut a_events, other, |e| is(e, other, MemberState::Up)).await;
+        }
+    }
+    let seen = a.members();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let b_seen = seen.iter().find(|m| &*m.node == "b@local").unwrap();
+    assert_eq!(b_seen.generation, b.generation());
+    assert_eq!(b_seen.tag("http"), Some("b@local:http"));
+    assert_eq!(a.local().state, MemberState::Up);
+    assert_eq!(a.live().len(), 3);
+    for m in [c, b, a] {
+        m.stop().await;
+    }
+}
+
+/// A member that crashes (gossip stops, no leaving) is down on the
+/// others within 2 s with the default settings; its restart is a new
+/// generation that comes up beside the old one's down record.
+#[tokio::test]
+async fn a_crashed_member_is_down_within_two_seconds_and_its_restart_is_a_new_generation() {
+    let a = member("a@local", &[]);
+    let seed = a.start().await.unwrap();
+    a.set_state(MemberState::Up).await.unwrap();
+    let mut events = a.subscribe();
+    let b = member("b@local", &[seed]);
+    b.start().await.unwrap();
+    b.set_state(MemberState::Up).await.unwrap();
+    until(&mut events, "b up", |e| is(e, "b@local", MemberState::Up)).await;
+    // Let the detector learn b's heartbeat interval.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let killed = Instant::now();
+    b.kill();
+    let down = until(&mut events, "b down", |e| {
+        is(e, "b@local", MemberState::Down)
+    })
+    .await;
+    let took = killed.elapsed();
+    assert!(took < Duration::from_secs(2), "down after {took:?}");
+    assert_eq!(down.member.generation, b.generation());
+    assert_eq!(down.previous, Some(MemberState::Up));
+
+    let b2 = ClusterMembership::builder("b@local", COOKIE)
+        .seeds([seed])
+        .generation(b.generation() + 1)
+        .build()
+        .unwrap();
+    b2.start().await.unwrap();
+    b2.set_state(MemberState::Up).await.unwrap();
+    let up = until(&mut events, "b2 up", |e| is(e, "b@local", MemberState::Up)).await;
+    assert_eq!(up.member.generation, b.generation() + 1);
+    assert_eq!(a.live().len(), 2);
+    b2.stop().await;
+    a.stop().await;
+}
+
+/// A member that leaves announces it: the others see it leaving before it
+/// goes.
+#[tokio::test]
+async fn a_leaving_member_is_seen_leaving_then_down() {
+    let a = member("a@local", &[]);
+    let seed = a.start().await.unwrap();
+    let mut events = a.subscribe();
+    let b = member("b@local", &[seed]);
+    b.start().await.unwrap();
+    b.set_state(MemberState::Up).await.unwrap();
+    until(&mut events, "b up", |e| is(e, "b@local", MemberState::Up)).await;
+    b.leave().await;
+    until(&mut events, "b leaving", |e| {
+        is(e, "b@local", MemberState::Leaving)
+    })
+    .await;
+    until(&mut events, "b down", |e| {
+        is(e, "b@local", MemberState::Down)
+    })
+    .await;
+    a.stop().await;
+}
+
+/// A node of another cookie, seeded with this cluster's address, never
+/// appears in it (nor this cluster in its).
+#[tokio::test]
+async fn a_member_of_another_cookie_stays_apart() {
+    let a = member("a@local", &[]);
+    let seed = a.start().await.unwrap();
+    let mut events = a.subscribe();
+    let stranger = ClusterMembership::builder("x@local", "not the cookie")
+        .seeds([seed])
+        .build()
+        .unwrap();
+    stranger.start().await.unwrap();
+    let b = member("b@local", &[seed]);
+    b.start().await.unwrap();
+    // By the time a sees b (seeded later), it has heard the stranger's
+    // gossip many times over.
+    until(&mut events, "b", |e| &*e.member.node == "b@local").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.members().iter().all(|m| &*m.node != "x@local"));
+    assert!(stranger.members().iter().all(|m| &*m.node == "x@local"));
+    for m in [stranger, b, a] {
+        m.stop().await;
+    }
+}
+
+#[tokio::test]
+async fn bad_settings_are_named_and_calls_need_a_running_member() {
+    let named = |e: ClusterError| (e.code(), e.to_string());
+    let bad = ClusterMembership::builder("a b", COOKIE)
+        .build()
+        .unwrap_err();
+    assert_eq!(named(bad).0, 3701);
+    let bad = ClusterMembership::builder("a", COOKIE)
+        .phi_threshold(f64::NAN)
+        .build()
+        .unwrap_err();
+    assert!(named(bad).1.contains("phi_threshold"));
+    let bad = ClusterMembership::builder("a", "").build().unwrap_err();
+    assert!(named(bad).1.contains("cookie"));
+    let idle = ClusterMembership::builder("a", COOKIE).build().unwrap();
+    assert_eq!(
+        idle.set_state(MemberState::Up).await,
+        Err(ClusterError::NotRunning)
+    );
+    assert_eq!(idle.local().state, MemberState::Down);
+    idle.start().await.unwrap();
+    assert_eq!(idle.start().await, Err(ClusterError::AlreadyRunning));
+    idle.stop().await;
+}
