@@ -134,7 +134,7 @@ async fn acknowledged_calls_are_in_the_store() {
         .await
         .unwrap();
     assert!(store.snapshot().is_empty());
-    registry.shutdown().await;
+    registry.stop().await;
 }
 
 // A durable config through the in-memory call is refused: it would not be
@@ -154,7 +154,7 @@ async fn register_agent_refuses_a_durable_config() {
         }
     ));
     assert!(registry.is_empty());
-    registry.shutdown().await;
+    registry.stop().await;
 }
 
 // Running, passivated, stopped, deregistered and restarted agents come
@@ -206,7 +206,7 @@ async fn a_registry_started_on_the_store_brings_every_agent_back() {
     })
     .await;
     // The node stops (its stops are not recorded).
-    first.shutdown().await;
+    first.stop().await;
 
     let second = registry(Arc::new(store.clone())).await;
     let progress = second.recovery();
@@ -237,7 +237,7 @@ async fn a_registry_started_on_the_store_brings_every_agent_back() {
         .unwrap();
     assert_eq!(add(&second, "stopped", 1).await, 8);
     assert_eq!(second.counts().get(AgentStatus::Running), 4);
-    second.shutdown().await;
+    second.stop().await;
 }
 
 // `OnDemand`: a running agent comes back passivated and starts on its
@@ -250,13 +250,13 @@ async fn on_demand_agents_start_on_their_first_message() {
     first.register_durable_agent("lazy", config).await.unwrap();
     bounded("start", first.start_agent("lazy")).await.unwrap();
     add(&first, "lazy", 1).await;
-    first.shutdown().await;
+    first.stop().await;
 
     let second = registry(Arc::new(store.clone())).await;
     let lazy = second.details("lazy").unwrap();
     assert!(lazy.passivated && lazy.process.is_none());
     assert_eq!(add(&second, "lazy", 1).await, 3);
-    second.shutdown().await;
+    second.stop().await;
 }
 
 /// A stored running agent of `kind`, written as another build would.
@@ -303,7 +303,7 @@ async fn unreadable_agents_fail_alone() {
     assert_eq!(registry.status("fine"), Some(AgentStatus::Running));
     // The unreadable rows are kept as they were, for a build that reads them.
     assert_eq!(stored(&store, "newer").checkpoint, Some(newer));
-    registry.shutdown().await;
+    registry.stop().await;
 }
 
 /// A store whose loads return one corrupt row, and that refuses every
@@ -377,7 +377,7 @@ async fn a_corrupt_row_and_a_full_store() {
     assert!(registry.details("new").is_none());
     assert_eq!(registry.len(), 2);
     assert_eq!(add(&registry, "fine", 2).await, 2);
-    registry.shutdown().await;
+    registry.stop().await;
 }
 
 // A supervisor that dies takes its agents down; they are restarted under
@@ -412,10 +412,10 @@ async fn a_supervisor_restart_loses_no_registration() {
             .values()
             .all(|r| r.registration.status == AgentStatus::Running)
     );
-    registry.shutdown().await;
+    registry.stop().await;
     let second = registry_again(&store).await;
     assert_eq!(second.counts().get(AgentStatus::Running), 5);
-    second.shutdown().await;
+    second.stop().await;
 }
 
 async fn registry_again(store: &MemoryAgentStore) -> AgentRegistry {
@@ -506,7 +506,7 @@ mod replay {
             .map(|d| (d.id.to_string(), d.status, d.passivated, d.restarts))
             .collect();
         let expected_counts = counts(&first).await;
-        first.shutdown().await;
+        first.stop().await;
         let second = registry(Arc::new(store.clone())).await;
         let replayed: Vec<_> = second
             .list()
@@ -515,7 +515,7 @@ mod replay {
             .collect();
         assert_eq!(replayed, expected);
         assert_eq!(counts(&second).await, expected_counts);
-        second.shutdown().await;
+        second.stop().await;
     }
 
     proptest! {

@@ -130,8 +130,8 @@ async fn without_throughput_the_faster_member_weighs_more() {
             },
         );
     }
-    let lb = LoadBalancer::new(Arc::new(agents), BalanceStrategy::PerformanceWeighted)
-        .with_load(loads);
+    let lb =
+        LoadBalancer::new(Arc::new(agents), BalanceStrategy::PerformanceWeighted).with_load(loads);
     lb.add(MemberSpec::new("quick")).unwrap();
     lb.add(MemberSpec::new("slow")).unwrap();
     lb.refresh();
@@ -235,8 +235,8 @@ async fn a_member_without_figures_weighs_as_the_median() {
             },
         );
     }
-    let lb = LoadBalancer::new(Arc::new(agents), BalanceStrategy::PerformanceWeighted)
-        .with_load(loads);
+    let lb =
+        LoadBalancer::new(Arc::new(agents), BalanceStrategy::PerformanceWeighted).with_load(loads);
     for id in ids {
         lb.add(MemberSpec::new(id)).unwrap();
     }

@@ -102,8 +102,8 @@ async fn two_writers_on_one_stream_with_expected_versions_one_wins() {
         all.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
         (1..=20).collect::<Vec<_>>()
     );
-    a.close().await;
-    b.close().await;
+    a.stop().await;
+    b.stop().await;
 }
 
 // Eight stores (eight nodes) append at once; a subscriber on a ninth,
@@ -141,7 +141,7 @@ async fn a_subscriber_sees_every_event_exactly_once_in_order_while_8_writers_app
                     pending.await.unwrap();
                 }
             }
-            store.close().await;
+            store.stop().await;
         }));
     }
     let mut seen = Vec::new();
@@ -173,7 +173,7 @@ async fn a_subscriber_sees_every_event_exactly_once_in_order_while_8_writers_app
             .unwrap()
             .is_empty()
     );
-    reader.close().await;
+    reader.stop().await;
 }
 
 // PostgreSQL restarts while four writers append with idempotency keys
@@ -271,8 +271,8 @@ async fn a_postgres_restart_mid_traffic_loses_nothing_acknowledged_and_stores_no
     }
     assert_eq!(delivered, (1..=stored.len() as u64).collect::<Vec<_>>());
     eprintln!("restart test: {refused} appends refused while the server was away");
-    store.close().await;
-    observer.close().await;
+    store.stop().await;
+    observer.stop().await;
 }
 
 const CHILD_ENV: &str = "PG_CRASH_CHILD";
@@ -398,7 +398,7 @@ fn a_client_killed_mid_append_leaves_every_acknowledged_batch_and_no_partial_one
                 .unwrap_or_else(|| panic!("acknowledged batch {batch} lost"));
             assert_eq!((stored[0].0, stored.len() as u64), (*first_id, *size));
         }
-        store.close().await;
+        store.stop().await;
     });
 }
 
@@ -468,12 +468,12 @@ async fn a_store_configured_to_wait_is_unhealthy_until_postgres_comes() {
             .id,
         1
     );
-    store.close().await;
+    store.stop().await;
     // A store that never saw its server closes too.
     let stopping = server.clone();
     blocking("stopping PostgreSQL", move || stopping.stop()).await;
     let waiting = open(pg_config_at(&server.url, &fresh_schema()).with_wait_for_server(true)).await;
-    within(30, "closing a store still waiting", waiting.close()).await;
+    within(30, "closing a store still waiting", waiting.stop()).await;
 }
 
 // Every commit is acknowledged with `synchronous_commit=on` (the WAL
@@ -488,7 +488,7 @@ async fn the_writer_commits_with_synchronous_commit_on() {
             synchronous: "full".into(),
         }
     );
-    store.close().await;
+    store.stop().await;
 }
 
 // A schema migrated by a newer build is refused, by both stores, and
@@ -497,7 +497,7 @@ async fn the_writer_commits_with_synchronous_commit_on() {
 async fn a_newer_schema_is_refused() {
     let schema = fresh_schema();
     let config = pg_config(&schema);
-    open(config.clone()).await.close().await;
+    open(config.clone()).await.stop().await;
     PostgresAgentStore::open(config.clone())
         .await
         .unwrap()
@@ -544,6 +544,6 @@ async fn two_schemas_in_one_database_are_two_stores() {
     let in_b = b.append(Event::new("s", "k", json!("b"))).await.unwrap();
     assert_eq!(in_b.id, 1);
     assert_eq!(a.read_from(1, 10).await.unwrap()[0].event.data, json!("a"));
-    a.close().await;
-    b.close().await;
+    a.stop().await;
+    b.stop().await;
 }

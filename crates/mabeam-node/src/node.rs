@@ -203,7 +203,9 @@ impl Node {
         // Other nodes' calls reach this node's agents, over a connection
         // to each member.
         let mesh = system.connections().map(|connections| {
-            connections.serve(Arc::new(system.agents().clone()));
+            if let Some(agents) = system.agents() {
+                connections.serve(Arc::new(agents.clone()));
+            }
             cluster::connect_members(membership.clone(), connections.clone())
         });
 
@@ -286,7 +288,7 @@ impl Node {
         self.membership.leave().await;
         let stopped = self.system.stop().await;
         // Its queued writes (the agents' stop checkpoints) committed.
-        self.agent_store.close().await;
+        self.agent_store.stop().await;
         stopped?;
         tracing::info!("both trees stopped");
         Ok(())

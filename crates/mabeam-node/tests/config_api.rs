@@ -55,8 +55,14 @@ async fn an_update_is_read_back_and_survives_a_restart() {
     assert!(file.contains("timeout_ms"), "config.json: {file}");
     // Read back under either separator, and a key below it.
     for path in ["services/billing", "services.billing"] {
-        let (status, body) =
-            call(&node.addr, "GET", &format!("/api/config/{path}"), Some(&token), None).await;
+        let (status, body) = call(
+            &node.addr,
+            "GET",
+            &format!("/api/config/{path}"),
+            Some(&token),
+            None,
+        )
+        .await;
         assert_eq!(status, 200, "{body}");
         assert_eq!(body["value"], value);
     }
@@ -137,9 +143,20 @@ async fn reads_need_the_token_and_an_unknown_path_is_404() {
         .await
         .unwrap();
     assert_eq!(reply.status, 401, "{}", reply.body);
-    let (status, body) = call(&node.addr, "GET", "/api/config/http/addr", Some(&token), None).await;
+    let (status, body) = call(
+        &node.addr,
+        "GET",
+        "/api/config/http/addr",
+        Some(&token),
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
-    assert!(body["value"].as_str().is_some_and(|a| a.starts_with("127.0.0.1:")));
+    assert!(
+        body["value"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("127.0.0.1:"))
+    );
     let (status, body) = call(
         &node.addr,
         "GET",
@@ -165,7 +182,10 @@ async fn an_update_while_the_config_process_restarts_is_acknowledged_or_refused(
         tokio::spawn(async move {
             let body = json!({"n": i}).to_string();
             let path = format!("/api/config/services/s{i}");
-            (i, call(&addr, "PUT", &path, Some(&token), Some(&body)).await.0)
+            (
+                i,
+                call(&addr, "PUT", &path, Some(&token), Some(&body)).await.0,
+            )
         })
     });
     let updates: Vec<_> = updates.collect();

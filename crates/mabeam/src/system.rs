@@ -18,18 +18,19 @@ use economics::{Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, 
 use foundation_services::{
     ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService, ConnectionManager,
     ConnectionManagerBuilder, EventStore, EventStoreConfig, EventStoreService, HealthMonitor,
-    RateLimiter, Rule, ServiceMonitor, SqliteAgentStore, SqliteAgentStoreConfig, TaskSupervisor,
-    ValueRule,
+    RateLimiter, Rule, ServiceMonitor, TaskSupervisor, ValueRule,
 };
+#[cfg(all(feature = "foundation", feature = "agents"))]
+use foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
 use futures::future::BoxFuture;
 use process_registry::{ProcessRegistry, ServiceRegistry};
 use serde::Serialize;
+#[cfg(feature = "agents")]
+use supervision_core::{AgentStore, MemoryAgentStore};
 use supervision_core::{
     Application, ApplicationSpec, Clock, EventSink, GaugeReading, GaugeSource, HealthReport,
     MetaValue, Namespace, Service, Telemetry, events,
 };
-#[cfg(feature = "agents")]
-use supervision_core::{AgentStore, MemoryAgentStore};
 use telemetry::{PerformanceConfig, PerformanceMonitor, TelemetryConfig, TelemetryService};
 
 #[cfg(feature = "agents")]

@@ -62,7 +62,7 @@ async fn store_in(url: &str, schema: &str) -> Result<EventStore> {
 /// A bare connection on a schema with the store's table, indexes and
 /// durability: the schema made by opening (and closing) a store there.
 async fn bare_client(url: &str, schema: &str) -> Result<tokio_postgres::Client> {
-    store_in(url, schema).await?.close().await;
+    store_in(url, schema).await?.stop().await;
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .context("connecting the bare client")?;
@@ -114,7 +114,7 @@ async fn single_vs_per_txn(url: &str) -> Result<(f64, f64)> {
         }
         bare_time += t.elapsed();
     }
-    store.close().await;
+    store.stop().await;
     let rate = |time: Duration| SINGLE as f64 / time.as_secs_f64();
     Ok((rate(store_time), rate(bare_time)))
 }
@@ -152,7 +152,7 @@ async fn many_tasks(url: &str, n: u64, window: usize) -> Result<f64> {
         "bench eventstore:   {} commits, largest group {}",
         stats.commits, stats.largest_group
     );
-    store.close().await;
+    store.stop().await;
     Ok(rate)
 }
 

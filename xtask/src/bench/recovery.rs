@@ -114,8 +114,8 @@ async fn recover(dir: &std::path::Path, n: u64) -> Result<(f64, f64)> {
         done.started,
         counts.passivated as u64,
     );
-    registry.shutdown().await;
-    store.close().await;
+    registry.stop().await;
+    store.stop().await;
     if check != (n, 0, n / 2, n / 2 + n % 2) {
         bail!("recovered (agents, failed, started, passivated) {check:?}");
     }
@@ -163,9 +163,9 @@ async fn registry_register(dir: Option<&std::path::Path>, n: u64) -> Result<f64>
     if registry.len() as u64 != n {
         bail!("registered {} of {n}", registry.len());
     }
-    registry.shutdown().await;
+    registry.stop().await;
     if let Some(store) = store {
-        store.close().await;
+        store.stop().await;
     }
     Ok(elapsed)
 }

@@ -106,7 +106,7 @@ pub(crate) async fn reads_and_subscriptions_below_the_horizon_are_compacted(plac
         .expect("the subscription answered nothing within 10 s");
     assert_eq!(first.unwrap().unwrap().id, 6);
     assert_eq!(store.stats().await.unwrap().first_available, 6);
-    store.close().await;
+    store.stop().await;
 }
 
 // The retention prunes by age, then by count, as a prefix of the log;
@@ -145,7 +145,7 @@ pub(crate) async fn retention_prunes_by_age_and_count_and_reports_each_prune(pla
         .await
         .unwrap();
     assert_eq!((next.id, next.stream_version), (7, 7));
-    store.close().await;
+    store.stop().await;
 
     let store = EventStore::open(config.with_retention(Retention::keep_all()))
         .await
@@ -160,7 +160,7 @@ pub(crate) async fn retention_prunes_by_age_and_count_and_reports_each_prune(pla
         .await
         .unwrap();
     assert_eq!((next.id, next.stream_version), (8, 8));
-    store.close().await;
+    store.stop().await;
 }
 
 // Nobody asks: the writer applies the retention on its own, every
@@ -185,7 +185,7 @@ pub(crate) async fn the_store_prunes_by_itself(place: Place) {
     wall.advance(Duration::from_secs(120));
     assert_eq!(next_prune(&mut pruned).await, ("age".to_owned(), 4, 5));
     assert_eq!(store.stats().await.unwrap().events, 0);
-    store.close().await;
+    store.stop().await;
 }
 
 // A large backlog is pruned in steps of at most 50,000 events, each its
@@ -224,5 +224,5 @@ pub(crate) async fn a_large_backlog_is_pruned_in_steps(place: Place) {
         ("request".to_owned(), 10_000, 60_001)
     );
     assert_eq!(store.stats().await.unwrap().first_available, 60_001);
-    store.close().await;
+    store.stop().await;
 }

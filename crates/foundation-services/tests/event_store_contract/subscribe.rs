@@ -33,7 +33,7 @@ pub(crate) async fn a_subscriber_gets_stored_events_then_live_ones(place: Place)
     let live = within(sub.next()).await.unwrap().unwrap();
     assert_eq!((live.id, live.event.data.clone()), (6, json!(6)));
     assert_eq!(live.event.node.as_deref(), Some("local"));
-    store.close().await;
+    store.stop().await;
 }
 
 // Appends run while the subscriber catches up over several pages and
@@ -68,7 +68,7 @@ pub(crate) async fn no_gap_and_no_duplicate_across_the_hand_over(place: Place) {
     }
     writer.await.unwrap();
     assert_eq!(seen, (1..=STORED + LIVE).collect::<Vec<_>>());
-    store.close().await;
+    store.stop().await;
 }
 
 pub(crate) async fn a_subscription_ends_when_the_store_stops(place: Place) {
@@ -77,7 +77,7 @@ pub(crate) async fn a_subscription_ends_when_the_store_stops(place: Place) {
     let mut sub = store.subscribe(1);
     assert_eq!(within(sub.next()).await.unwrap().unwrap().id, 1);
     let waiting = tokio::spawn(async move { within(sub.next()).await });
-    store.close().await;
+    store.stop().await;
     let ended = waiting.await.unwrap().unwrap().unwrap_err();
     assert!(matches!(ended, EventReadError::Unavailable(_)), "{ended:?}");
     assert!(matches!(

@@ -462,7 +462,8 @@ pub(super) fn names_of(
         .iter(&guard)
         .filter(|(name, entry)| predicate(name, &entry.metadata))
         .filter_map(|(name, entry)| {
-            live(&entry.handle).map(|handle| (shared(name), handle, Metadata::clone(&entry.metadata)))
+            live(&entry.handle)
+                .map(|handle| (shared(name), handle, Metadata::clone(&entry.metadata)))
         })
         .collect();
     found.sort_unstable_by(|a, b| a.0.cmp(&b.0));

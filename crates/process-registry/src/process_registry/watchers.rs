@@ -79,13 +79,13 @@ impl ProcessRegistry {
                             if entry.handle != *handle {
                                 return false; // taken over since
                             }
-                            table
-                                .subscribers
-                                .send(About::Name(name), || RegistryEvent::Unregistered {
+                            table.subscribers.send(About::Name(name), || {
+                                RegistryEvent::Unregistered {
                                     name: shared(name),
                                     handle: handle.clone(),
                                     exit: Some(reason.clone()),
-                                });
+                                }
+                            });
                             true
                         },
                         &guard,
