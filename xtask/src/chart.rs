@@ -12,14 +12,12 @@
 //! written as SVG `<text>` and laid out by plotters' estimate, so no font
 //! file, fontconfig or system library is read.
 
-use std::{
-    path::{Path, PathBuf},
-    time::{SystemTime, UNIX_EPOCH},
-};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use plotters::prelude::*;
 use serde_json::{Map, Value, json};
+use time::{OffsetDateTime, UtcOffset};
 
 /// The folder of the runs' JSON records and the charts, from the root.
 pub(crate) const BENCH_DIR: &str = "docs/bench";
@@ -235,27 +233,20 @@ fn plot_error<E: std::error::Error + Send + Sync + 'static>(error: E) -> anyhow:
 
 /// The current UTC time as `YYYY-MM-DD HH:MM UTC`.
 fn utc_now() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    utc(secs)
+    utc(OffsetDateTime::now_utc())
 }
 
-/// `secs` since the Unix epoch as `YYYY-MM-DD HH:MM UTC` (the civil
-/// calendar from a day count, as in Howard Hinnant's `civil_from_days`).
-fn utc(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let (hour, minute) = ((secs % 86_400) / 3600, (secs % 3600) / 60);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+/// `at` as `YYYY-MM-DD HH:MM UTC` (in UTC, whatever its offset).
+fn utc(at: OffsetDateTime) -> String {
+    let at = at.to_offset(UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute()
+    )
 }
 
 #[cfg(test)]
@@ -324,10 +315,14 @@ mod tests {
         assert!(render(&r).unwrap().is_none());
     }
 
+    // Runs are dated in UTC, to the minute.
     #[test]
     fn utc_dates() {
-        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc(1_796_623_200), "2026-12-07 06:00 UTC");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        let at = |secs| OffsetDateTime::from_unix_timestamp(secs).unwrap();
+        assert_eq!(utc(at(0)), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(at(1_796_623_200)), "2026-12-07 06:00 UTC");
+        assert_eq!(utc(at(951_782_400)), "2000-02-29 00:00 UTC");
+        let east = at(1_796_623_200).to_offset(UtcOffset::from_hms(2, 0, 0).unwrap());
+        assert_eq!(utc(east), "2026-12-07 06:00 UTC");
     }
 }
