@@ -278,7 +278,13 @@ async fn run(binary: &Path, options: &Options) -> Result<Value> {
         }
     }
     let stop = Arc::new(AtomicBool::new(false));
-    let subscriber = tokio::spawn(subscribe(api.clone(), stop.clone()));
+    // The subscriber stops on its own flag, raised only once every client
+    // has its last answer: on the clients' flag, its final read to the end
+    // could run before an append still in flight is acknowledged, and
+    // that event would count as lost though stored (a 10-minute run
+    // reported one so).
+    let subscriber_stop = Arc::new(AtomicBool::new(false));
+    let subscriber = tokio::spawn(subscribe(api.clone(), subscriber_stop.clone()));
     let mut clients = Vec::new();
     for client in 0..CLIENTS {
         clients.push(tokio::spawn(load(
@@ -313,6 +319,7 @@ async fn run(binary: &Path, options: &Options) -> Result<Value> {
     for client in clients {
         client.await?;
     }
+    subscriber_stop.store(true, Ordering::SeqCst);
     let seen = subscriber.await??;
 
     let verdict = verify(&api, &ledger, &seen).await?;
@@ -834,13 +841,13 @@ async fn verify(api: &Api, ledger: &Shared, seen: &HashMap<u64, Value>) -> Resul
         )
     };
     let mut missing_events = Vec::new();
-    let mut unseen = 0u64;
+    let mut unseen = Vec::new();
     for (id, sent) in &events {
         if !stored.get(id).is_some_and(|got| same(sent, got)) {
             missing_events.push(*id);
         }
         if !seen.get(id).is_some_and(|got| same(sent, got)) {
-            unseen += 1;
+            unseen.push(*id);
         }
     }
 
@@ -914,7 +921,7 @@ async fn verify(api: &Api, ledger: &Shared, seen: &HashMap<u64, Value>) -> Resul
     let config_updates: u64 = config.values().map(|c| c.updates).sum();
 
     let lost = missing_events.len()
-        + unseen as usize
+        + unseen.len()
         + missing_agents.len()
         + wrong_counts.len()
         + resurrected.len()
@@ -924,7 +931,8 @@ async fn verify(api: &Api, ledger: &Shared, seen: &HashMap<u64, Value>) -> Resul
         "events_acknowledged": events.len(),
         "events_stored": stored.len(),
         "events_missing": missing_events.iter().take(20).collect::<Vec<_>>(),
-        "events_unseen_by_subscriber": unseen,
+        "events_unseen_by_subscriber": unseen.len(),
+        "events_unseen_ids": unseen.iter().take(20).collect::<Vec<_>>(),
         "counters_alive": counters.len(),
         "counters_uncertain": uncertain,
         "counters_missing": missing_agents,

@@ -272,4 +272,13 @@ mod tests {
             -i64::from(DEFAULT_CACHE_KIB)
         );
     }
+
+    #[test]
+    fn a_cache_below_the_minimum_is_refused() {
+        let config = EventStoreConfig::new("unused").with_cache_kib(10);
+        assert!(matches!(
+            config.validate(),
+            Err(EventStoreError::InvalidConfig(reason)) if reason.contains("cache_kib")
+        ));
+    }
 }
