@@ -119,7 +119,10 @@ async fn the_closing_report_says_whether_it_sold() {
         Auctioneer::new(Arc::new(agents.clone()), Clock::tokio()).with_telemetry(telemetry);
     let closed = ["economics", "auction", "closed"];
     auctioneer.sealed(sealed_spec()).await.unwrap();
-    let sold = probe.wait_for(&closed, Duration::from_secs(5)).await.unwrap();
+    let sold = probe
+        .wait_for(&closed, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(sold.meta_bool("sold"), Some(true));
     assert_eq!(sold.measurement("revenue"), Some(5.0));
 
@@ -128,7 +131,10 @@ async fn the_closing_report_says_whether_it_sold() {
         ..sealed_spec()
     };
     auctioneer.sealed(unsold).await.unwrap();
-    let unsold = probe.wait_for(&closed, Duration::from_secs(5)).await.unwrap();
+    let unsold = probe
+        .wait_for(&closed, Duration::from_secs(5))
+        .await
+        .unwrap();
     assert_eq!(unsold.meta_bool("sold"), Some(false));
 }
 
@@ -172,7 +178,9 @@ fn greedy_ranks_by_amount_over_the_root_of_the_size() {
 #[tokio::test(start_paused = true)]
 async fn a_dutch_acceptance_after_the_winner_is_listed_as_refused() {
     let agents = ScriptedDirectory::new();
-    agents.add("first", "bidder", |_| Answer::Reply(json!({"accept": true})));
+    agents.add("first", "bidder", |_| {
+        Answer::Reply(json!({"accept": true}))
+    });
     agents.add("second", "bidder", |_| {
         Answer::late(Duration::from_millis(10), json!({"accept": true}))
     });

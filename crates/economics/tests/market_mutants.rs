@@ -52,9 +52,7 @@ async fn listings_are_listed_oldest_first() {
 async fn each_transaction_has_its_own_id() {
     let (ledger, market) = market();
     ledger.grant(&"buyer".into(), 100).unwrap();
-    market
-        .list(&"seller".into(), "ocr", &[], 10, 0.5)
-        .unwrap();
+    market.list(&"seller".into(), "ocr", &[], 10, 0.5).unwrap();
     let first = market.request(request("buyer")).await.unwrap();
     let second = market.request(request("buyer")).await.unwrap();
     assert_ne!(first.id, second.id);
