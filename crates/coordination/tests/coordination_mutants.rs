@@ -8,13 +8,13 @@ use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use common::{FlakyFeed, TEST_LIMIT, bounded};
 use coordination::{
-    Ballot, Barrier, CoordinationError, Coordinator, Election, ElectionConfig, ElectionMember,
-    HEARTBEAT_PROTOCOL, Leadership, LeaseLock, MemberMemory, MemberOptions, Method, OptimizeSpec,
-    Outcome, Param, Proposal, Rule, ValueType, VariableSpace, VariableSpec, tally,
+    Ballot, Barrier, ByzantineRound, CoordinationError, Coordinator, Election, ElectionConfig,
+    ElectionMember, HEARTBEAT_PROTOCOL, Leadership, LeaseLock, MemberMemory, MemberOptions, Method,
+    OptimizeSpec, Outcome, Param, Proposal, Rule, ValueType, VariableSpace, VariableSpec, tally,
 };
 use serde_json::json;
 use supervision_core::{
-    AgentId, AgentSelection, Clock, Envelope,
+    AgentId, AgentSelection, Clock, Envelope, ExitReason,
     testkit::{Answer, ScriptedDirectory},
 };
 
@@ -389,6 +389,14 @@ async fn a_stale_or_self_heartbeat_is_refused() {
     assert_eq!(heartbeat(6, "a"), Some(json!({"ack": false, "term": 5})));
     assert_eq!(member.term(), 5);
     assert_eq!(heartbeat(5, "b"), Some(json!({"ack": true, "term": 5})));
+    // What it carries across restarts (mutant: `ElectionMember::memory`
+    // -> the default).
+    let memory = member.memory();
+    assert_eq!(memory.term, 5);
+    assert_eq!(
+        memory.promised.map(|(leader, _)| leader),
+        Some(AgentId::from("b"))
+    );
 }
 
 // A dropped lock stops watching the agents' deaths at once (mutant:
@@ -396,8 +404,9 @@ async fn a_stale_or_self_heartbeat_is_refused() {
 // to the status feed, until the next change came).
 #[tokio::test(start_paused = true)]
 async fn a_dropped_lock_stops_watching() {
+    // No agent: no status change that would end the watching task by
+    // itself.
     let feed = FlakyFeed::new(16);
-    feed.agents.add("a", "worker", |_| Answer::Silent);
     let coordinator = Coordinator::new(Arc::new(feed.clone()), Clock::tokio());
     let before = feed.subscribers();
     let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
@@ -406,10 +415,12 @@ async fn a_dropped_lock_stops_watching() {
     subscribers_reach(&feed, "the lock to stop watching", |n| n == before).await;
 }
 
+/// Waits (a minute of paused time at most) until the feed's subscribers
+/// are `done`.
 async fn subscribers_reach(feed: &FlakyFeed, what: &str, done: impl Fn(usize) -> bool) {
-    bounded(what, TEST_LIMIT, async {
+    bounded(what, Duration::from_secs(60), async {
         while !done(feed.subscribers()) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
@@ -484,4 +495,205 @@ async fn successive_halving_settings_are_checked() {
             "{candidates} candidates, budget {min_budget}, eta {eta}: {err:?}"
         );
     }
+}
+
+// A leadership's lease is over at its end: no leader from that instant
+// (mutant: `>` as `>=` in `Election::leader`).
+#[tokio::test(start_paused = true)]
+async fn a_lease_is_over_at_its_end() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "node", |_| Answer::Silent);
+    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
+    let now = tokio::time::Instant::now();
+    let leadership = Leadership {
+        leader: "a".into(),
+        term: 1,
+        token: 1,
+        lease_until: now + Duration::from_secs(1),
+    };
+    election.reporter().leading(&leadership, now);
+    tokio::time::advance(Duration::from_millis(999)).await;
+    assert_eq!(election.leader(), Some(leadership));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(election.leader(), None);
+}
+
+// A Byzantine value with a quorum is agreed when no other value could
+// reach one, counting the uncertain participants with it: 16 participants
+// (f = 1, quorum 9), 9 for A, 4 for B, 3 silent: 4 + 3 < 9 (mutant: `+`
+// as `*`, 4 * 3 = 12, which refused the agreement).
+#[tokio::test(start_paused = true)]
+async fn a_quorum_is_agreed_against_a_minority_and_silence() {
+    let agents = ScriptedDirectory::new();
+    for i in 0..16 {
+        let answer = match i {
+            0..9 => Some("A"),
+            9..13 => Some("B"),
+            _ => None,
+        };
+        agents.add(format!("n{i:02}"), "node", move |_| match answer {
+            Some(value) => Answer::Reply(json!({ "value": value })),
+            None => Answer::Silent,
+        });
+    }
+    let coordinator = coordinator(&agents);
+    let round = ByzantineRound {
+        topic: "commit".into(),
+        body: json!({}),
+        participants: AgentSelection::Kind("node".into()),
+        faults: 1,
+        timeout: Duration::from_millis(200),
+    };
+    let agreement = bounded("the round", TEST_LIMIT, coordinator.byzantine(round))
+        .await
+        .unwrap();
+    assert_eq!(agreement.value, json!("A"));
+    assert_eq!(agreement.supporters.len(), 9);
+    assert_eq!(agreement.silent.len(), 3);
+}
+
+// Approval and ranking ballots name known options only (mutant: the `!`
+// of `Ballot::read`'s option check deleted, which refused the known and
+// took the unknown).
+#[test]
+fn a_ballot_names_known_options_only() {
+    let options: Vec<String> = ["red", "green"].map(String::from).to_vec();
+    let read = |approve: serde_json::Value| {
+        Ballot::read(&Rule::Approval, &options, &json!({ "approve": approve }))
+    };
+    assert_eq!(
+        read(json!(["green", "red", "green"])),
+        Ok(Ballot::Approve(vec!["green".into(), "red".into()]))
+    );
+    assert!(read(json!(["purple"])).is_err());
+    assert!(read(json!(["red", "purple"])).is_err());
+}
+
+// A leader that stops leaves the office vacant at once, long before its
+// lease ends (mutant: `!=` as `==` in the observer's watch of the leader's
+// status, which vacated it only when it ran again).
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_stops_leaves_the_office_vacant() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "node", |_| Answer::Silent);
+    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
+    let now = tokio::time::Instant::now();
+    let leadership = Leadership {
+        leader: "a".into(),
+        term: 1,
+        token: 1,
+        lease_until: now + Duration::from_secs(3_600),
+    };
+    election.reporter().leading(&leadership, now);
+    assert_eq!(election.leader(), Some(leadership));
+    agents.crash(&"a".into(), ExitReason::Killed);
+    bounded(
+        "the office to fall vacant",
+        Duration::from_secs(60),
+        async {
+            while election.leader().is_some() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        },
+    )
+    .await;
+    assert!(now.elapsed() < Duration::from_secs(60));
+}
+
+// A Byzantine round needs n >= 3f + 1 participants, and no more (mutant:
+// `3 * f` as `3 + f` in the check, which refused 4 for f = 1 and took 6
+// for f = 2).
+#[tokio::test(start_paused = true)]
+async fn a_byzantine_round_needs_three_f_plus_one() {
+    let round = |faults: usize| ByzantineRound {
+        topic: "commit".into(),
+        body: json!({}),
+        participants: AgentSelection::Kind("node".into()),
+        faults,
+        timeout: Duration::from_millis(200),
+    };
+    let with = |n: usize| {
+        let agents = ScriptedDirectory::new();
+        for i in 0..n {
+            agents.add(format!("n{i}"), "node", |_| {
+                Answer::Reply(json!({ "value": "A" }))
+            });
+        }
+        coordinator(&agents)
+    };
+    let four = with(4);
+    let agreement = bounded("a round of 4", TEST_LIMIT, four.byzantine(round(1)))
+        .await
+        .unwrap();
+    assert_eq!(agreement.value, json!("A"));
+    let six = with(6);
+    let refused = bounded("a round of 6", TEST_LIMIT, six.byzantine(round(2))).await;
+    assert_eq!(
+        refused.unwrap_err(),
+        CoordinationError::TooFewParticipants {
+            f: 2,
+            needed: 7,
+            got: 6
+        }
+    );
+}
+
+// Only a participant that has not arrived breaks a barrier by dying: not a
+// stranger, not one already waiting (mutant: `&&` as `||` in
+// `BarrierInner::lost`).
+#[tokio::test(start_paused = true)]
+async fn a_stranger_or_an_arrived_participant_dying_breaks_no_barrier() {
+    let agents = ScriptedDirectory::new();
+    for id in ["a", "b", "x"] {
+        agents.add(id, "worker", |_| Answer::Silent);
+    }
+    let coordinator = coordinator(&agents);
+    let barrier = Barrier::new(&coordinator, vec!["a".into(), "b".into()]);
+    let first = tokio::spawn({
+        let barrier = barrier.clone();
+        async move { barrier.arrive(&"a".into(), Duration::from_secs(300)).await }
+    });
+    bounded("a to arrive", TEST_LIMIT, async {
+        while barrier.arrived() < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    agents.crash(&"x".into(), ExitReason::Killed);
+    agents.crash(&"a".into(), ExitReason::Killed);
+    // The barrier's watcher sees both deaths meanwhile.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    bounded(
+        "b's arrival",
+        TEST_LIMIT,
+        barrier.arrive(&"b".into(), Duration::from_secs(300)),
+    )
+    .await
+    .expect("the barrier was broken");
+    bounded("a's release", TEST_LIMIT, first)
+        .await
+        .unwrap()
+        .expect("a was not released");
+}
+
+// A lease is over at its end: renewing it then is refused (mutant: `>` as
+// `>=` in `LeaseLock::renew`).
+#[tokio::test(start_paused = true)]
+async fn a_lock_lease_cannot_be_renewed_at_its_end() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "worker", |_| Answer::Silent);
+    let coordinator = coordinator(&agents);
+    let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
+    let grant = bounded(
+        "a's grant",
+        TEST_LIMIT,
+        lock.acquire(&"a".into(), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        lock.renew(&"a".into(), grant.token),
+        Err(CoordinationError::NotHolder("a".into()))
+    );
 }
