@@ -342,3 +342,95 @@ async fn a_restart_refused_by_a_stopped_supervisor_waits_for_the_next() {
         replaced.elapsed()
     );
 }
+
+/// Each start takes the next gate of the queue: it waits for the gate's
+/// permit, then starts (`true`) or is refused (`false`); it says what it
+/// does. `true` as a message crashes it.
+struct Queued;
+
+type Gates = Arc<parking_lot::Mutex<std::collections::VecDeque<(Arc<Semaphore>, bool)>>>;
+
+#[derive(Clone)]
+struct QueuedArgs {
+    gates: Gates,
+    events: mpsc::UnboundedSender<&'static str>,
+}
+
+impl Agent for Queued {
+    type Args = QueuedArgs;
+    type Message = bool;
+    type Reply = ();
+    type Checkpoint = ();
+
+    async fn on_start(args: QueuedArgs, _: Option<()>) -> Result<Self, StartError> {
+        let (gate, ok) = args
+            .gates
+            .lock()
+            .pop_front()
+            .expect("a gate for each start");
+        let _ = args.events.send("starting");
+        gate.acquire().await.unwrap().forget();
+        if ok {
+            let _ = args.events.send("started");
+            Ok(Queued)
+        } else {
+            let _ = args.events.send("refused");
+            Err(StartError::failed("refused by its gate"))
+        }
+    }
+
+    async fn handle(&mut self, crash: bool, _: &mut AgentContext<'_>) {
+        assert!(!crash, "crashes on command");
+    }
+}
+
+// A restart overtaken by a newer one (stopped, started anew, crashed and
+// restarting again) that then fails to start is not the newer one's
+// crash: the newer restart runs, nothing else starts (mutant: `&&` as `||`
+// in `Shared::start_failed`'s epoch check, which took the stale failure
+// as the agent's and restarted it once more, refusing the newer restart).
+#[tokio::test(start_paused = true)]
+async fn an_overtaken_restart_failing_is_not_a_crash() {
+    let s = setup().await;
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let gate = |ok: bool| (Arc::new(Semaphore::new(0)), ok);
+    let plan = [gate(true), gate(false), gate(true), gate(true), gate(true)];
+    let [start, stale, fresh, newer, _] = plan.clone().map(|(g, _)| g);
+    let args = QueuedArgs {
+        gates: Arc::new(parking_lot::Mutex::new(plan.into_iter().collect())),
+        events: tx,
+    };
+    let config = AgentConfig::new::<Queued>("queued", args).with_restart(RestartType::Permanent);
+    s.agents.register_agent("a", config).unwrap();
+    start.add_permits(1);
+    s.agents.start_agent("a").await.unwrap();
+    assert_eq!(next(&mut events).await, "starting");
+    assert_eq!(next(&mut events).await, "started");
+
+    // A crash: its restart waits at its gate.
+    let _ = s.agents.agent_ref::<Queued>("a").unwrap().ask(true).await;
+    assert_eq!(next(&mut events).await, "starting");
+    // Stopped, started anew, crashed again: the newer restart waits too.
+    s.agents.stop_agent("a").await.unwrap();
+    fresh.add_permits(1);
+    s.agents.start_agent("a").await.unwrap();
+    assert_eq!(next(&mut events).await, "starting");
+    assert_eq!(next(&mut events).await, "started");
+    let _ = s.agents.agent_ref::<Queued>("a").unwrap().ask(true).await;
+    assert_eq!(next(&mut events).await, "starting");
+    assert_eq!(s.agents.status("a"), Some(AgentStatus::Restarting));
+
+    // The stale restart fails; then the newer one goes on, and runs.
+    stale.add_permits(1);
+    assert_eq!(next(&mut events).await, "refused");
+    newer.add_permits(1);
+    assert_eq!(
+        next(&mut events).await,
+        "started",
+        "the stale failure started the agent once more"
+    );
+    until(&s, "a", AgentStatus::Running).await;
+    let more = tokio::time::timeout(Duration::from_secs(60), events.recv()).await;
+    assert!(more.is_err(), "something else started: {more:?}");
+    assert_eq!(s.agents.status("a"), Some(AgentStatus::Running));
+}
