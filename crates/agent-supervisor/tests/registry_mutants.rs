@@ -434,3 +434,30 @@ async fn an_overtaken_restart_failing_is_not_a_crash() {
     assert!(more.is_err(), "something else started: {more:?}");
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Running));
 }
+
+// Crashes in quick succession back off further each time: the count resets
+// only after a quiet run of `reset_after` (mutant: `>=` as `<` in
+// `Shared::after_exit`'s check of how long it ran, which reset it after a
+// short run instead).
+#[tokio::test(start_paused = true)]
+async fn quick_crashes_back_off_further() {
+    let s = setup().await;
+    let config = common::worker("k")
+        .with_restart(RestartType::Permanent)
+        .with_max_restarts(10, Duration::from_secs(600))
+        .with_backoff(Backoff::new(
+            Duration::from_secs(1),
+            Duration::from_secs(60),
+        ));
+    s.agents.register_agent("a", config).unwrap();
+    s.agents.start_agent("a").await.unwrap();
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let a = s.agents.agent_ref::<Worker>("a").unwrap();
+        let _ = a.ask(Cmd::Panic).await;
+        let crashed = Instant::now();
+        until(&s, "a", AgentStatus::Running).await;
+        delays.push(crashed.elapsed().as_secs());
+    }
+    assert_eq!(delays, [1, 2, 4]);
+}
