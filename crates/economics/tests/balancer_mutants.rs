@@ -258,3 +258,59 @@ async fn a_member_without_figures_weighs_as_the_median() {
         ])
     );
 }
+
+// The median of an even number of measured members is the upper middle
+// one (mutant: the median read at `len % 2`, index 0 of four: the
+// slowest, so the unmeasured member weighed a quarter as much).
+#[tokio::test]
+async fn the_median_of_an_even_count_is_the_upper_middle() {
+    let ids = ["quick", "mid", "slow", "slowest", "unmeasured"];
+    let agents = ScriptedDirectory::new();
+    for id in ids {
+        agents.add(id, "worker", |_| Answer::Reply(json!("done")));
+    }
+    let loads = Arc::new(Loads::default());
+    for (id, throughput) in [
+        ("quick", 100.0),
+        ("mid", 50.0),
+        ("slow", 25.0),
+        ("slowest", 12.5),
+    ] {
+        let latency = Duration::from_millis(10);
+        loads.0.lock().insert(
+            id.into(),
+            LoadReport {
+                throughput_per_s: throughput,
+                latency_mean: latency,
+                latency_p50: latency,
+                latency_p99: latency,
+                error_rate: 0.0,
+                samples: 10,
+            },
+        );
+    }
+    let lb =
+        LoadBalancer::new(Arc::new(agents), BalanceStrategy::PerformanceWeighted).with_load(loads);
+    for id in ids {
+        lb.add(MemberSpec::new(id)).unwrap();
+    }
+    lb.refresh();
+    // Weights 1000 : 500 : 250 : 125 : 500 (the median, 50) over 2375
+    // picks.
+    let mut counts: HashMap<String, usize> = HashMap::new();
+    for _ in 0..2_375 {
+        *counts
+            .entry(lb.pick(&[]).unwrap().agent().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        counts,
+        HashMap::from([
+            ("quick".into(), 1000),
+            ("mid".into(), 500),
+            ("slow".into(), 250),
+            ("slowest".into(), 125),
+            ("unmeasured".into(), 500)
+        ])
+    );
+}

@@ -1,0 +1,699 @@
+//! What `cargo xtask mutants coordination` found no test checking: each
+//! test here fails with the mutants it names (see the README's testing
+//! section).
+
+mod common;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use common::{FlakyFeed, TEST_LIMIT, bounded};
+use coordination::{
+    Ballot, Barrier, ByzantineRound, CoordinationError, Coordinator, Election, ElectionConfig,
+    ElectionMember, HEARTBEAT_PROTOCOL, Leadership, LeaseLock, MemberMemory, MemberOptions, Method,
+    OptimizeSpec, Outcome, Param, Proposal, Rule, ValueType, VariableSpace, VariableSpec, tally,
+};
+use serde_json::json;
+use supervision_core::{
+    AgentId, AgentSelection, Clock, Envelope, ExitReason,
+    testkit::{Answer, ScriptedDirectory},
+};
+
+fn coordinator(agents: &ScriptedDirectory) -> Arc<Coordinator> {
+    Arc::new(Coordinator::new(Arc::new(agents.clone()), Clock::tokio()))
+}
+
+fn proposal(rule: Rule) -> Proposal {
+    Proposal::new(
+        "t",
+        AgentSelection::Kind("voter".into()),
+        rule,
+        Duration::from_secs(1),
+    )
+}
+
+// Each rule's recorded name (mutant: `Rule::name` -> "").
+#[test]
+fn each_rule_has_its_name() {
+    let weighted = Rule::Weighted {
+        weights: HashMap::new(),
+        threshold: 0.5,
+    };
+    let iterative = Rule::Iterative {
+        tolerance: 0.1,
+        max_rounds: 3,
+    };
+    let names: Vec<&str> = [
+        Rule::Majority,
+        Rule::Supermajority(0.7),
+        Rule::Unanimous,
+        weighted,
+        Rule::RankedChoice,
+        Rule::Approval,
+        iterative,
+    ]
+    .iter()
+    .map(Rule::name)
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "majority",
+            "supermajority",
+            "unanimous",
+            "weighted",
+            "ranked_choice",
+            "approval",
+            "iterative"
+        ]
+    );
+}
+
+// A weighted rule is valid with a share in (0, 1] and finite, non-negative
+// weights, and only then (mutants of `Rule::check`: its threshold guard as
+// `true`, or the `!` of its weight check deleted; both refused every
+// weighted vote).
+#[test]
+fn a_weighted_rule_is_checked() {
+    let weighted = |threshold: f64, weight: f64| {
+        proposal(Rule::Weighted {
+            weights: HashMap::from([(AgentId::from("a"), weight), (AgentId::from("b"), 1.0)]),
+            threshold,
+        })
+        .validate()
+    };
+    assert_eq!(weighted(0.5, 2.0), Ok(()));
+    assert_eq!(weighted(1.0, 0.0), Ok(()));
+    for (threshold, weight) in [
+        (0.0, 1.0),
+        (1.5, 1.0),
+        (f64::NAN, 1.0),
+        (0.5, -1.0),
+        (0.5, f64::INFINITY),
+        (0.5, f64::NAN),
+    ] {
+        assert!(
+            matches!(
+                weighted(threshold, weight),
+                Err(CoordinationError::Invalid(_))
+            ),
+            "threshold {threshold}, weight {weight} accepted"
+        );
+    }
+}
+
+// An approval vote says every option's approvals (mutant: `listing` ->
+// an empty string).
+#[test]
+fn an_approval_vote_lists_the_approvals() {
+    let options: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
+    let ids: Vec<AgentId> = ["a0", "a1"].map(AgentId::from).to_vec();
+    let ballots = vec![
+        (
+            ids[0].clone(),
+            Ballot::Approve(vec!["red".into(), "blue".into()]),
+        ),
+        (ids[1].clone(), Ballot::Approve(vec!["blue".into()])),
+    ];
+    let (outcome, why) = tally(&Rule::Approval, &options, &ids, &ballots);
+    assert_eq!(outcome, Outcome::Chosen("blue".into()));
+    assert!(
+        why.ends_with("approvals: red 1, green 0, blue 2"),
+        "the approvals are not listed: {why}"
+    );
+}
+
+// The variable names, sorted (mutant: `VariableSpace::names` -> one
+// empty name).
+#[tokio::test(start_paused = true)]
+async fn variable_names_are_listed_sorted() {
+    let space = VariableSpace::new(coordinator(&ScriptedDirectory::new()));
+    assert!(space.names().is_empty());
+    for name in ["b", "a"] {
+        space
+            .define(VariableSpec::new(name, ValueType::Bool, json!(true)))
+            .unwrap();
+    }
+    assert_eq!(space.names(), ["a", "b"]);
+}
+
+// A float parameter's range is checked: finite bounds, min <= max
+// (mutant: `&&` as `||` before `min <= max` in `Param::check`, which
+// accepted an inverted range).
+#[tokio::test(start_paused = true)]
+async fn an_inverted_float_range_is_refused() {
+    let agents = ScriptedDirectory::new();
+    let spec = |min: f64, max: f64| OptimizeSpec {
+        space: vec![Param::Float {
+            name: "x".into(),
+            min,
+            max,
+        }],
+        method: Method::Grid { points: 3 },
+        evaluators: AgentSelection::Kind("evaluator".into()),
+        timeout: Duration::from_millis(100),
+        retries: 0,
+        seed: 1,
+        minimize: false,
+    };
+    let coordinator = coordinator(&agents);
+    for (min, max) in [(2.0, 1.0), (f64::NEG_INFINITY, 1.0), (0.0, f64::NAN)] {
+        let err = bounded(
+            "a refused optimisation",
+            TEST_LIMIT,
+            coordinator.optimize(spec(min, max)),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, CoordinationError::Invalid(why) if why.contains("parameter x")),
+            "range {min}..={max}: {err:?}"
+        );
+    }
+}
+
+// The lock's holder is the current grant (mutant: `LeaseLock::holder` ->
+// None).
+#[tokio::test(start_paused = true)]
+async fn a_held_lock_names_its_holder() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "worker", |_| Answer::Silent);
+    let coordinator = coordinator(&agents);
+    let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
+    assert_eq!(lock.holder(), None);
+    let grant = bounded(
+        "a's grant",
+        TEST_LIMIT,
+        lock.acquire(&"a".into(), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    assert_eq!(lock.holder(), Some(grant.clone()));
+    lock.release(&"a".into(), grant.token).unwrap();
+    assert_eq!(lock.holder(), None);
+}
+
+// Debug output names the type and what it counts (mutants: the `Debug`
+// impls of `Coordinator`, `Barrier` and `MemberHandle` -> `Ok(())`).
+#[tokio::test(start_paused = true)]
+async fn debug_output_says_what_it_is() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "worker", |_| Answer::Silent);
+    let coordinator = coordinator(&agents);
+    assert_eq!(
+        format!("{coordinator:?}"),
+        "Coordinator { decisions: 0, .. }"
+    );
+    let barrier = Barrier::new(&coordinator, vec!["a".into()]);
+    assert_eq!(
+        format!("{barrier:?}"),
+        "Barrier { participants: 1, arrived: 0 }"
+    );
+    let member = ElectionMember::start(
+        "a".into(),
+        election_config(&["a"]),
+        Arc::new(agents.clone()),
+        Clock::tokio(),
+        MemberOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(format!("{:?}", member.handle()), "MemberHandle { .. }");
+}
+
+fn election_config(ids: &[&str]) -> ElectionConfig {
+    ElectionConfig {
+        participants: ids.iter().map(|id| AgentId::from(*id)).collect(),
+        lease: Duration::from_secs(1),
+        election_timeout: (Duration::from_secs(1), Duration::from_secs(2)),
+        rpc_timeout: Duration::from_millis(50),
+        seed: 7,
+    }
+}
+
+// A candidate whose vote requests are refused in a newer term follows
+// that term at once (mutants: `>` as `==` in the member's `round`, which
+// ignored the newer term, and `ElectionMember::term` -> 0).
+#[tokio::test(start_paused = true)]
+async fn a_candidate_follows_the_newer_term_its_peers_answer() {
+    let agents = ScriptedDirectory::new();
+    for peer in ["b", "c"] {
+        agents.add(peer, "node", |_| {
+            Answer::Reply(json!({"granted": false, "term": 50}))
+        });
+    }
+    let member = ElectionMember::start(
+        "a".into(),
+        election_config(&["a", "b", "c"]),
+        Arc::new(agents.clone()),
+        Clock::tokio(),
+        MemberOptions {
+            first_timeout: Some(Duration::from_millis(10)),
+            ..MemberOptions::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(member.term(), 0);
+    // Its campaign (at 10 ms) ends within its rpc timeout; the next one
+    // could start no sooner than a second later.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !agents.received(&"b".into()).is_empty(),
+        "the member never campaigned"
+    );
+    assert_eq!(member.term(), 50, "the newer term was not followed");
+    assert!(member.leadership().is_none());
+}
+
+// A member stepping down ends its tenure at the observer (mutant:
+// `ElectionReporter::stepped_down` -> ()).
+#[tokio::test(start_paused = true)]
+async fn a_leader_stepping_down_leaves_the_office_vacant() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "node", |_| Answer::Silent);
+    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
+    let reporter = election.reporter();
+    let now = tokio::time::Instant::now();
+    let leadership = Leadership {
+        leader: "a".into(),
+        term: 3,
+        token: 3,
+        lease_until: now + Duration::from_secs(1),
+    };
+    reporter.leading(&leadership, now);
+    assert_eq!(election.leader(), Some(leadership));
+    let later = now + Duration::from_millis(200);
+    reporter.stepped_down(&"a".into(), 3, later);
+    assert_eq!(election.leader(), None);
+    let history = election.history();
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].until, later);
+}
+
+// A yes/no answer reads as what it says; any other word is no vote
+// (mutant: the guard of the `"no"` arm of `Ballot::read` made `true`,
+// which read "abstain" and any word as a no).
+#[test]
+fn a_yes_no_answer_reads_as_what_it_says() {
+    let read =
+        |vote: serde_json::Value| Ballot::read(&Rule::Majority, &[], &json!({ "vote": vote }));
+    assert_eq!(read(json!("yes")), Ok(Ballot::Yes));
+    assert_eq!(read(json!("no")), Ok(Ballot::No));
+    assert_eq!(read(json!(false)), Ok(Ballot::No));
+    assert_eq!(read(json!("abstain")), Ok(Ballot::Abstain));
+    assert!(read(json!("maybe")).is_err());
+    assert!(read(json!(1)).is_err());
+}
+
+// An approval vote in which nobody approved anything chooses nothing
+// (mutant: the guard `counts[i] > 0` of the approval tally made `true`,
+// which chose the first option with no approval).
+#[test]
+fn an_approval_vote_without_approvals_chooses_nothing() {
+    let options: Vec<String> = ["red", "green"].map(String::from).to_vec();
+    let ids: Vec<AgentId> = ["a0", "a1"].map(AgentId::from).to_vec();
+    let ballots: Vec<(AgentId, Ballot)> = ids
+        .iter()
+        .map(|id| (id.clone(), Ballot::Approve(Vec::new())))
+        .collect();
+    let (outcome, why) = tally(&Rule::Approval, &options, &ids, &ballots);
+    assert_eq!(outcome, Outcome::NoWinner, "{why}");
+}
+
+// A ranked-choice option with a majority of first choices wins in the
+// first round, nothing eliminated (mutant: `||` as `&&` in
+// `instant_runoff`, which eliminated options until one was left).
+#[test]
+fn a_first_round_majority_wins_at_once() {
+    let options: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
+    let ids: Vec<AgentId> = ["a0", "a1", "a2"].map(AgentId::from).to_vec();
+    let ballots: Vec<(AgentId, Ballot)> = [&["red"][..], &["red"], &["green", "red"]]
+        .iter()
+        .zip(&ids)
+        .map(|(ranking, id)| {
+            let ranking = ranking.iter().map(|s| s.to_string()).collect();
+            (id.clone(), Ballot::Ranking(ranking))
+        })
+        .collect();
+    let (outcome, why) = tally(&Rule::RankedChoice, &options, &ids, &ballots);
+    assert_eq!(outcome, Outcome::Chosen("red".into()));
+    assert_eq!(why, "red has 2 of 3 first choices");
+}
+
+// An election timeout range must be above zero and not inverted (mutant:
+// `||` as `&&` in `ElectionConfig::validate`, which accepted either).
+#[test]
+fn an_election_timeout_range_is_checked() {
+    let with = |min: u64, max: u64| ElectionConfig {
+        election_timeout: (Duration::from_millis(min), Duration::from_millis(max)),
+        ..election_config(&["a"])
+    };
+    assert_eq!(with(1_000, 1_000).validate(), Ok(()));
+    for (min, max) in [(0, 1_000), (2_000, 1_000)] {
+        assert!(
+            matches!(
+                with(min, max).validate(),
+                Err(CoordinationError::Invalid(_))
+            ),
+            "{min}..{max} ms accepted"
+        );
+    }
+}
+
+// A heartbeat of an older term, or one claiming to come from the member
+// itself, is refused and changes nothing (mutant: `||` as `&&` in the
+// member's answer to heartbeats, which acked both).
+#[tokio::test(start_paused = true)]
+async fn a_stale_or_self_heartbeat_is_refused() {
+    let member = ElectionMember::start(
+        "a".into(),
+        election_config(&["a", "b"]),
+        Arc::new(ScriptedDirectory::new()),
+        Clock::tokio(),
+        MemberOptions {
+            memory: Some(MemberMemory {
+                term: 5,
+                ..MemberMemory::default()
+            }),
+            first_timeout: Some(Duration::from_secs(3_600)),
+            ..MemberOptions::default()
+        },
+    )
+    .unwrap();
+    let heartbeat = |term: u64, leader: &str| {
+        member.answer(&Envelope::new(
+            HEARTBEAT_PROTOCOL,
+            json!({"term": term, "leader": leader}),
+            Duration::from_millis(50),
+        ))
+    };
+    assert_eq!(heartbeat(3, "b"), Some(json!({"ack": false, "term": 5})));
+    assert_eq!(heartbeat(6, "a"), Some(json!({"ack": false, "term": 5})));
+    assert_eq!(member.term(), 5);
+    assert_eq!(heartbeat(5, "b"), Some(json!({"ack": true, "term": 5})));
+    // What it carries across restarts (mutant: `ElectionMember::memory`
+    // -> the default).
+    let memory = member.memory();
+    assert_eq!(memory.term, 5);
+    assert_eq!(
+        memory.promised.map(|(leader, _)| leader),
+        Some(AgentId::from("b"))
+    );
+}
+
+// A dropped lock stops watching the agents' deaths at once (mutant:
+// `Watcher::set` -> (), which left the watching task running, subscribed
+// to the status feed, until the next change came).
+#[tokio::test(start_paused = true)]
+async fn a_dropped_lock_stops_watching() {
+    // No agent: no status change that would end the watching task by
+    // itself.
+    let feed = FlakyFeed::new(16);
+    let coordinator = Coordinator::new(Arc::new(feed.clone()), Clock::tokio());
+    let before = feed.subscribers();
+    let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
+    subscribers_reach(&feed, "the lock to watch", |n| n > before).await;
+    drop(lock);
+    subscribers_reach(&feed, "the lock to stop watching", |n| n == before).await;
+}
+
+/// Waits (a minute of paused time at most) until the feed's subscribers
+/// are `done`.
+async fn subscribers_reach(feed: &FlakyFeed, what: &str, done: impl Fn(usize) -> bool) {
+    bounded(what, Duration::from_secs(60), async {
+        while !done(feed.subscribers()) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+// A boolean variable holds booleans only (mutant: the guard of
+// `ValueType::check`'s boolean arm made `true`).
+#[test]
+fn a_boolean_holds_booleans_only() {
+    assert_eq!(ValueType::Bool.check(&json!(true)), Ok(()));
+    for value in [json!(1), json!("true"), json!(null)] {
+        assert!(ValueType::Bool.check(&value).is_err(), "{value} accepted");
+    }
+}
+
+// A float variable whose range has a NaN bound is refused as such, not
+// for its initial value (mutant: the first `||` of `define`'s range check
+// as `&&`).
+#[tokio::test(start_paused = true)]
+async fn a_float_range_with_a_nan_bound_is_refused() {
+    let space = VariableSpace::new(coordinator(&ScriptedDirectory::new()));
+    for (min, max) in [(f64::NAN, 1.0), (0.0, f64::NAN), (2.0, 1.0)] {
+        let err = space
+            .define(VariableSpec::new(
+                "x",
+                ValueType::Float { min, max },
+                json!(0.5),
+            ))
+            .unwrap_err();
+        assert!(
+            matches!(&err, CoordinationError::Invalid(why) if why.contains("range of x")),
+            "{min}..={max}: {err:?}"
+        );
+    }
+}
+
+// Successive halving needs eta >= 2, a candidate, and a first budget above
+// 0 (mutants of `Coordinator::optimize`'s check: its second `||` as `&&`,
+// and `> 0.0` as `>= 0.0`).
+#[tokio::test(start_paused = true)]
+async fn successive_halving_settings_are_checked() {
+    let agents = ScriptedDirectory::new();
+    agents.add("e", "evaluator", |_| Answer::Silent);
+    let coordinator = coordinator(&agents);
+    for (candidates, min_budget, eta) in [(0, 1.0, 2), (4, 0.0, 2), (4, f64::NAN, 2), (4, 1.0, 1)] {
+        let spec = OptimizeSpec {
+            space: vec![Param::Float {
+                name: "x".into(),
+                min: 0.0,
+                max: 1.0,
+            }],
+            method: Method::SuccessiveHalving {
+                candidates,
+                min_budget,
+                eta,
+            },
+            evaluators: AgentSelection::Kind("evaluator".into()),
+            timeout: Duration::from_millis(100),
+            retries: 0,
+            seed: 1,
+            minimize: false,
+        };
+        let err = bounded(
+            "a refused optimisation",
+            TEST_LIMIT,
+            coordinator.optimize(spec),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, CoordinationError::Invalid(why) if why.contains("successive halving")),
+            "{candidates} candidates, budget {min_budget}, eta {eta}: {err:?}"
+        );
+    }
+}
+
+// A leadership's lease is over at its end: no leader from that instant
+// (mutant: `>` as `>=` in `Election::leader`).
+#[tokio::test(start_paused = true)]
+async fn a_lease_is_over_at_its_end() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "node", |_| Answer::Silent);
+    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
+    let now = tokio::time::Instant::now();
+    let leadership = Leadership {
+        leader: "a".into(),
+        term: 1,
+        token: 1,
+        lease_until: now + Duration::from_secs(1),
+    };
+    election.reporter().leading(&leadership, now);
+    tokio::time::advance(Duration::from_millis(999)).await;
+    assert_eq!(election.leader(), Some(leadership));
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(election.leader(), None);
+}
+
+// A Byzantine value with a quorum is agreed when no other value could
+// reach one, counting the uncertain participants with it: 16 participants
+// (f = 1, quorum 9), 9 for A, 4 for B, 3 silent: 4 + 3 < 9 (mutant: `+`
+// as `*`, 4 * 3 = 12, which refused the agreement).
+#[tokio::test(start_paused = true)]
+async fn a_quorum_is_agreed_against_a_minority_and_silence() {
+    let agents = ScriptedDirectory::new();
+    for i in 0..16 {
+        let answer = match i {
+            0..9 => Some("A"),
+            9..13 => Some("B"),
+            _ => None,
+        };
+        agents.add(format!("n{i:02}"), "node", move |_| match answer {
+            Some(value) => Answer::Reply(json!({ "value": value })),
+            None => Answer::Silent,
+        });
+    }
+    let coordinator = coordinator(&agents);
+    let round = ByzantineRound {
+        topic: "commit".into(),
+        body: json!({}),
+        participants: AgentSelection::Kind("node".into()),
+        faults: 1,
+        timeout: Duration::from_millis(200),
+    };
+    let agreement = bounded("the round", TEST_LIMIT, coordinator.byzantine(round))
+        .await
+        .unwrap();
+    assert_eq!(agreement.value, json!("A"));
+    assert_eq!(agreement.supporters.len(), 9);
+    assert_eq!(agreement.silent.len(), 3);
+}
+
+// Approval and ranking ballots name known options only (mutant: the `!`
+// of `Ballot::read`'s option check deleted, which refused the known and
+// took the unknown).
+#[test]
+fn a_ballot_names_known_options_only() {
+    let options: Vec<String> = ["red", "green"].map(String::from).to_vec();
+    let read = |approve: serde_json::Value| {
+        Ballot::read(&Rule::Approval, &options, &json!({ "approve": approve }))
+    };
+    assert_eq!(
+        read(json!(["green", "red", "green"])),
+        Ok(Ballot::Approve(vec!["green".into(), "red".into()]))
+    );
+    assert!(read(json!(["purple"])).is_err());
+    assert!(read(json!(["red", "purple"])).is_err());
+}
+
+// A leader that stops leaves the office vacant at once, long before its
+// lease ends (mutant: `!=` as `==` in the observer's watch of the leader's
+// status, which vacated it only when it ran again).
+#[tokio::test(start_paused = true)]
+async fn a_leader_that_stops_leaves_the_office_vacant() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "node", |_| Answer::Silent);
+    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
+    let now = tokio::time::Instant::now();
+    let leadership = Leadership {
+        leader: "a".into(),
+        term: 1,
+        token: 1,
+        lease_until: now + Duration::from_secs(3_600),
+    };
+    election.reporter().leading(&leadership, now);
+    assert_eq!(election.leader(), Some(leadership));
+    agents.crash(&"a".into(), ExitReason::Killed);
+    bounded(
+        "the office to fall vacant",
+        Duration::from_secs(60),
+        async {
+            while election.leader().is_some() {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        },
+    )
+    .await;
+    assert!(now.elapsed() < Duration::from_secs(60));
+}
+
+// A Byzantine round needs n >= 3f + 1 participants, and no more (mutant:
+// `3 * f` as `3 + f` in the check, which refused 4 for f = 1 and took 6
+// for f = 2).
+#[tokio::test(start_paused = true)]
+async fn a_byzantine_round_needs_three_f_plus_one() {
+    let round = |faults: usize| ByzantineRound {
+        topic: "commit".into(),
+        body: json!({}),
+        participants: AgentSelection::Kind("node".into()),
+        faults,
+        timeout: Duration::from_millis(200),
+    };
+    let with = |n: usize| {
+        let agents = ScriptedDirectory::new();
+        for i in 0..n {
+            agents.add(format!("n{i}"), "node", |_| {
+                Answer::Reply(json!({ "value": "A" }))
+            });
+        }
+        coordinator(&agents)
+    };
+    let four = with(4);
+    let agreement = bounded("a round of 4", TEST_LIMIT, four.byzantine(round(1)))
+        .await
+        .unwrap();
+    assert_eq!(agreement.value, json!("A"));
+    let six = with(6);
+    let refused = bounded("a round of 6", TEST_LIMIT, six.byzantine(round(2))).await;
+    assert_eq!(
+        refused.unwrap_err(),
+        CoordinationError::TooFewParticipants {
+            f: 2,
+            needed: 7,
+            got: 6
+        }
+    );
+}
+
+// Only a participant that has not arrived breaks a barrier by dying: not a
+// stranger, not one already waiting (mutant: `&&` as `||` in
+// `BarrierInner::lost`).
+#[tokio::test(start_paused = true)]
+async fn a_stranger_or_an_arrived_participant_dying_breaks_no_barrier() {
+    let agents = ScriptedDirectory::new();
+    for id in ["a", "b", "x"] {
+        agents.add(id, "worker", |_| Answer::Silent);
+    }
+    let coordinator = coordinator(&agents);
+    let barrier = Barrier::new(&coordinator, vec!["a".into(), "b".into()]);
+    let first = tokio::spawn({
+        let barrier = barrier.clone();
+        async move { barrier.arrive(&"a".into(), Duration::from_secs(300)).await }
+    });
+    bounded("a to arrive", TEST_LIMIT, async {
+        while barrier.arrived() < 1 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await;
+    agents.crash(&"x".into(), ExitReason::Killed);
+    agents.crash(&"a".into(), ExitReason::Killed);
+    // The barrier's watcher sees both deaths meanwhile.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    bounded(
+        "b's arrival",
+        TEST_LIMIT,
+        barrier.arrive(&"b".into(), Duration::from_secs(300)),
+    )
+    .await
+    .expect("the barrier was broken");
+    bounded("a's release", TEST_LIMIT, first)
+        .await
+        .unwrap()
+        .expect("a was not released");
+}
+
+// A lease is over at its end: renewing it then is refused (mutant: `>` as
+// `>=` in `LeaseLock::renew`).
+#[tokio::test(start_paused = true)]
+async fn a_lock_lease_cannot_be_renewed_at_its_end() {
+    let agents = ScriptedDirectory::new();
+    agents.add("a", "worker", |_| Answer::Silent);
+    let coordinator = coordinator(&agents);
+    let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
+    let grant = bounded(
+        "a's grant",
+        TEST_LIMIT,
+        lock.acquire(&"a".into(), Duration::ZERO),
+    )
+    .await
+    .unwrap();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(
+        lock.renew(&"a".into(), grant.token),
+        Err(CoordinationError::NotHolder("a".into()))
+    );
+}
