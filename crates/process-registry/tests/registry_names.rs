@@ -317,9 +317,7 @@ async fn borrowed_lookups_answer_as_lookup() {
     assert_eq!(dynamic.whereis(&ns, "x"), Some(p.id()));
 
     // Metadata replaced: the next borrowed lookup sees the new value.
-    registry
-        .update_metadata(&ns, "x", json!({"v": 2}))
-        .unwrap();
+    registry.update_metadata(&ns, "x", json!({"v": 2})).unwrap();
     assert_eq!(
         registry.with_lookup(&ns, "x", |_, metadata| metadata.clone()),
         Some(json!({"v": 2}))
