@@ -82,13 +82,13 @@ impl ProcessRegistry {
                         &guard,
                     );
                     if let Ok(Some((name, _))) = removed {
-                        table.subscribers.send(About::Name(name), || {
-                            RegistryEvent::Unregistered {
+                        table
+                            .subscribers
+                            .send(About::Name(name), || RegistryEvent::Unregistered {
                                 name: shared(name),
                                 handle: handle.clone(),
                                 exit: Some(reason.clone()),
-                            }
-                        });
+                            });
                     }
                     names += usize::from(matches!(removed, Ok(Some(_))));
                 }
