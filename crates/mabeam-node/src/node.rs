@@ -58,11 +58,41 @@ pub struct Node {
 #[derive(Debug)]
 struct AgentRuntime(Option<Runtime>);
 
+/// How much nicer than the node's other threads the agents' threads run
+/// (added to the process's nice value, at most 19).
+///
+/// Why: on a node whose cores the agents keep busy, the system's threads
+/// (the HTTP API, supervisors, registry) wake up to runnable agent
+/// threads on every core, and at equal priority the kernel lets a busy
+/// thread finish its slice first (milliseconds): that wait was the tail
+/// of `/health` under load. At nice 10 an agent thread weighs about a
+/// tenth of a system thread, so the kernel switches to a system thread at
+/// once when it wakes, and agents still have every core the system
+/// leaves idle (nearly all of it). The seed's process priorities, at the
+/// level where the cores are shared.
+const AGENT_NICE: i32 = 10;
+
+/// Lowers the calling thread's priority by [`AGENT_NICE`]; a failure (a
+/// sandbox that forbids it) leaves the thread as it was.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    {
+        use rustix::process::{getpriority_process, setpriority_process};
+        // On Linux the nice value is per thread: this sets only ours.
+        let thread = Some(rustix::thread::gettid());
+        if let Ok(nice) = getpriority_process(thread) {
+            let _ = setpriority_process(thread, (nice + AGENT_NICE).min(19));
+        }
+    }
+}
+
 impl AgentRuntime {
-    /// Threads: as many as cores, like the system's.
+    /// Threads: as many as cores, like the system's, each at
+    /// [`AGENT_NICE`] below the others.
     fn new() -> Result<Self, NodeError> {
         tokio::runtime::Builder::new_multi_thread()
             .thread_name("mabeam-agents")
+            .on_thread_start(lower_priority)
             .enable_all()
             .build()
             .map(|runtime| AgentRuntime(Some(runtime)))
@@ -349,5 +379,28 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {}
         () = term => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The agents' threads run [`AGENT_NICE`] below the thread that made
+    /// the runtime (`/health` under load waited on busy agent threads at
+    /// equal priority).
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn agent_threads_run_at_a_lower_priority() {
+        let nice = || rustix::process::getpriority_process(Some(rustix::thread::gettid()));
+        let ours = nice().expect("our nice value");
+        let agents = AgentRuntime::new().expect("the agents' runtime");
+        let handle = agents.handle().expect("a runtime").clone();
+        let theirs = handle
+            .block_on(async move { tokio::spawn(async move { nice() }).await })
+            .expect("the task ran")
+            .expect("its nice value");
+        // A task spawned from `block_on` runs on a worker thread.
+        assert_eq!(theirs, (ours + AGENT_NICE).min(19));
     }
 }

@@ -98,13 +98,17 @@ async fn sample(addr: &str) -> Result<Vec<f64>> {
 /// each stored event it carries to `ids` (if given).
 async fn open_stream(
     addr: &str,
+    token: &str,
     ids: Option<mpsc::UnboundedSender<u64>>,
 ) -> Result<JoinHandle<()>> {
     let mut stream = TcpStream::connect(addr).await?;
+    // Reads under /api/ need the node's token (a browser sends it as the
+    // `mabeam_token` cookie).
     stream
         .write_all(
             format!(
-                "GET /api/observer/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+                "GET /api/observer/stream HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\
+                 Authorization: Bearer {token}\r\n\r\n"
             )
             .as_bytes(),
         )
@@ -172,9 +176,10 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
 
     eprintln!("bench node: {STREAMS} observer streams open; loaded, {REQUESTS} requests");
     let (ids_tx, mut ids) = mpsc::unbounded_channel();
-    let mut readers = vec![open_stream(&addr, Some(ids_tx)).await?];
+    let token = node.token().to_owned();
+    let mut readers = vec![open_stream(&addr, &token, Some(ids_tx)).await?];
     for _ in 1..STREAMS {
-        readers.push(open_stream(&addr, None).await?);
+        readers.push(open_stream(&addr, &token, None).await?);
     }
     let loaded_sse = sample(&addr).await?;
     eprintln!("bench node: {UPDATES} events timed from append to an open stream");

@@ -117,21 +117,19 @@ impl ProcessRegistry {
         let names: Vec<Name> = table.names.map.keys(&guard).cloned().collect();
         for name in names {
             let _writing = table.names.lock(&name);
-            let gone = table.names.map.remove_if(
-                &*name,
-                |key, entry| {
-                    self.released_name(
-                        namespace,
-                        table,
-                        key,
-                        &entry.handle,
-                        exit_now(&entry.handle),
-                    );
-                    true
-                },
-                &guard,
-            );
-            removed += usize::from(matches!(gone, Ok(Some(_))));
+            // The event goes after the removal, once (papaya may call a
+            // predicate more than once).
+            let gone = table.names.map.remove(&*name, &guard);
+            if let Some(entry) = gone {
+                self.released_name(
+                    namespace,
+                    table,
+                    &name,
+                    &entry.handle,
+                    exit_now(&entry.handle),
+                );
+            }
+            removed += usize::from(gone.is_some());
         }
         drop(guard);
         let groups: Vec<_> = table.groups.iter().map(|e| e.key().clone()).collect();

@@ -242,30 +242,26 @@ impl ProcessRegistry {
         let _changing = table.changing();
         let _writing = table.names.lock(name);
         let guard = table.names.guard();
-        let mut holder = None;
+        // papaya may call the predicate more than once (it retries while
+        // the map resizes), so it only decides: what follows a removal
+        // (the event, the record) happens once, on the entry removed.
         let removed = table
             .names
             .map
-            .remove_if(
-                name,
-                |key, entry| {
-                    if !whose(&entry.handle) {
-                        return false;
-                    }
-                    holder = live(&entry.handle);
-                    // Only an event carries the exit: none is made without
-                    // a subscriber (an owner releasing its name as it stops).
-                    let exit = match holder {
-                        None if table.subscribers.len() > 0 => exit_now(&entry.handle),
-                        _ => None,
-                    };
-                    self.released_name(namespace, &table, key, &entry.handle, exit);
-                    true
-                },
-                &guard,
-            )
+            .remove_if(name, |_, entry| whose(&entry.handle), &guard)
             .ok()
             .flatten();
+        let holder = removed.and_then(|(key, entry)| {
+            let holder = live(&entry.handle);
+            // Only an event carries the exit: none is made without a
+            // subscriber (an owner releasing its name as it stops).
+            let exit = match holder {
+                None if table.subscribers.len() > 0 => exit_now(&entry.handle),
+                _ => None,
+            };
+            self.released_name(namespace, &table, key, &entry.handle, exit);
+            holder
+        });
         match (removed, holder) {
             (Some(_), Some(holder)) => Ok(holder),
             (Some(_), None) => Err(RegistryError::NotAlive),

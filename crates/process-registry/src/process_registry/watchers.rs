@@ -73,23 +73,23 @@ impl ProcessRegistry {
                 Kind::Name => {
                     let _writing = table.names.lock(&key.key);
                     let guard = table.names.guard();
+                    // The predicate only decides (papaya may call it more
+                    // than once); the event goes once, after the removal.
                     let removed = table.names.map.remove_if(
                         &*key.key,
-                        |name, entry| {
-                            if entry.handle != *handle {
-                                return false; // taken over since
-                            }
-                            table.subscribers.send(About::Name(name), || {
-                                RegistryEvent::Unregistered {
-                                    name: shared(name),
-                                    handle: handle.clone(),
-                                    exit: Some(reason.clone()),
-                                }
-                            });
-                            true
-                        },
+                        // Taken over since: not ours to remove.
+                        |_, entry| entry.handle == *handle,
                         &guard,
                     );
+                    if let Ok(Some((name, _))) = removed {
+                        table
+                            .subscribers
+                            .send(About::Name(name), || RegistryEvent::Unregistered {
+                                name: shared(name),
+                                handle: handle.clone(),
+                                exit: Some(reason.clone()),
+                            });
+                    }
                     names += usize::from(matches!(removed, Ok(Some(_))));
                 }
                 Kind::Group => {

@@ -25,7 +25,7 @@ use super::{
     places::Places,
 };
 use crate::{
-    ChildSpec, ExitReason, ProcessHandle, RestartType, StartError,
+    ChildSpec, Clock, Deadlines, ExitReason, ProcessHandle, RestartType, StartError,
     backoff::BackoffState,
     child::StartFn,
     intensity::RestartLog,
@@ -131,6 +131,11 @@ pub(crate) struct DynamicSupervisorActor {
     /// The buffer the queue of ended children is swapped into (kept, so
     /// collecting allocates nothing once it has grown).
     collected: Vec<(ActorId, ExitReason)>,
+    /// The shutdown timeouts of the children it stops, on one timer (on
+    /// tokio's clock, as `tokio::time::timeout` would be): a timer armed
+    /// and cancelled per stop cost a registration in tokio's wheel and
+    /// often a wake of the thread that drives it.
+    deadlines: Deadlines,
 }
 
 impl Actor for DynamicSupervisorActor {
@@ -217,6 +222,7 @@ impl DynamicSupervisorActor {
             no_start: ChildSpec::no_start(),
             watchers: None,
             collected: Vec::new(),
+            deadlines: Deadlines::new(Clock::tokio()),
         };
         (actor, shared)
     }
@@ -422,7 +428,11 @@ impl DynamicSupervisorActor {
 
     /// Stops one child by its shutdown and gives its place back.
     pub(super) async fn terminate(&self, child: Child) {
-        let exit = child.spec.shutdown.stop(&child.handle).await;
+        let exit = child
+            .spec
+            .shutdown
+            .stop_on(&child.handle, &self.deadlines)
+            .await;
         self.shared
             .reporter
             .terminated(&child.spec, &child.handle, &exit);
@@ -457,9 +467,9 @@ impl DynamicSupervisorActor {
         for pending in pending {
             self.cancel_restart(pending).await;
         }
-        let reporter = &self.shared.reporter;
+        let (reporter, deadlines) = (&self.shared.reporter, &self.deadlines);
         let stops = self.children.values().map(|child| async move {
-            let exit = child.spec.shutdown.stop(&child.handle).await;
+            let exit = child.spec.shutdown.stop_on(&child.handle, deadlines).await;
             reporter.terminated(&child.spec, &child.handle, &exit);
         });
         futures::future::join_all(stops).await;
