@@ -1,60 +1,12 @@
-//! EventStore retention and its horizon (issue 21, items 5 and 6): reads
-//! and subscriptions below the horizon fail as `Compacted`; the store
-//! prunes by age and count by itself, reports each prune in telemetry,
-//! and never reuses an id or a stream version. And the durability
-//! settings the writer runs with (issue 28, item 1).
+//! EventStore retention settings and durability that only the SQLite
+//! backend has (issue 21, item 5; issue 28, item 1). The horizon itself
+//! (`Compacted`, pruning by age and count) is in the contract suite,
+//! tests/event_store_contract/horizon.rs, run on both backends.
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
-use foundation_services::{Durability, EventStore, EventStoreConfig, EventStoreError, Retention};
-use serde_json::json;
-use supervision_core::{
-    Clock, ErrorCode, Event, EventReadError, EventReader, ManualWall, Telemetry, events,
-};
-use tokio::sync::mpsc;
-
-const WAIT: Duration = Duration::from_secs(10);
-const T0: Duration = Duration::from_secs(1_000_000);
-
-fn config(dir: &tempfile::TempDir) -> (EventStoreConfig, ManualWall) {
-    let (clock, wall) = Clock::manual(UNIX_EPOCH + T0);
-    (EventStoreConfig::new(dir.path()).with_clock(clock), wall)
-}
-
-async fn append(store: &EventStore, stream: &str, n: usize) {
-    for i in 0..n {
-        store
-            .append(Event::new(stream, "tick", json!(i)))
-            .await
-            .unwrap();
-    }
-}
-
-/// The prunes reported on `telemetry`: (reason, events, first_available).
-fn prunes(telemetry: &Telemetry) -> mpsc::UnboundedReceiver<(String, u64, u64)> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    telemetry
-        .attach("prunes", events::EVENT_STORE_PRUNED, move |event| {
-            let reason = match event.meta("reason") {
-                Some(supervision_core::MetaValue::Str(reason)) => reason.to_owned(),
-                other => format!("{other:?}"),
-            };
-            let _ = tx.send((
-                reason,
-                event.measurement("events").unwrap_or(-1.0) as u64,
-                event.measurement("first_available").unwrap_or(-1.0) as u64,
-            ));
-        })
-        .unwrap();
-    rx
-}
-
-async fn next_prune(rx: &mut mpsc::UnboundedReceiver<(String, u64, u64)>) -> (String, u64, u64) {
-    tokio::time::timeout(WAIT, rx.recv())
-        .await
-        .expect("no event_store.pruned within 10 s")
-        .expect("the telemetry handler was dropped")
-}
+use foundation_services::{Durability, EventStore, EventStoreConfig, Retention};
+use supervision_core::ErrorCode;
 
 // Bad retention settings are refused before anything opens.
 #[tokio::test]
