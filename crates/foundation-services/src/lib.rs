@@ -15,16 +15,6 @@
 //!   (the default, no setup) or on PostgreSQL for nodes that share one
 //!   store ([`EventStoreConfig::postgres`]); the same handle, the same
 //!   semantics, one contract test suite for both (see [`event_store`]).
-//!
-//! # PostgreSQL
-//!
-//! The PostgreSQL backends ([`postgres`]) run on tokio-postgres with a
-//! deadpool-postgres pool, chosen over sqlx because it pipelines the
-//! statements of one connection (a group commit costs two round trips),
-//! hands out a connection's notifications as a stream (LISTEN/NOTIFY
-//! wakes subscriptions) and needs no database at build time. Their tables
-//! live in a schema of the user's choice, created and migrated by the
-//! versioned SQL files in `migrations/postgres/`.
 //! - [`ConfigServer`]: configuration with a schema, persisted atomically,
 //!   with change notifications and a degraded mode (see [`config_server`]).
 //! - [`RateLimiter`]: token buckets keyed by (entity, operation), one
@@ -40,6 +30,16 @@
 //!   supervisor is restarting.
 //! - [`ConnectionManager`]: the node's connections to the other nodes of
 //!   its cluster (cookie handshake, ticks, up and down notices).
+//!
+//! # PostgreSQL
+//!
+//! The PostgreSQL backends ([`postgres`]) run on tokio-postgres with a
+//! deadpool-postgres pool, chosen over sqlx because it pipelines the
+//! statements of one connection (a group commit costs two round trips),
+//! hands out a connection's notifications as a stream (LISTEN/NOTIFY
+//! wakes subscriptions) and needs no database at build time. Their tables
+//! live in a schema of the user's choice, created and migrated by the
+//! versioned SQL files in `migrations/postgres/`.
 //!
 //! # Example
 //!

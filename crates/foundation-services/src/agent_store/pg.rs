@@ -69,8 +69,11 @@ enum Request {
     Close,
 }
 
-/// supervision-core's [`AgentStore`] on PostgreSQL (see the [module
-/// docs](self)). Clones share one open store.
+/// supervision-core's [`AgentStore`] on PostgreSQL: a write is
+/// acknowledged once committed with `synchronous_commit=on`; one writer
+/// task commits the writes queued together in one transaction, each
+/// locking its agent's row first, so fencing by generation holds between
+/// nodes. Clones share one open store.
 #[derive(Debug, Clone)]
 pub struct PostgresAgentStore {
     inner: Arc<Inner>,

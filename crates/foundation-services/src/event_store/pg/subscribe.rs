@@ -101,34 +101,32 @@ pub(crate) async fn listen(
     let listen = format!("LISTEN \"{}\"", channel(&pg));
     let mut attempt = 0u32;
     loop {
-        if ready.load(Ordering::Acquire) {
-            match driver.connect(NoTls).await {
-                Ok((client, mut connection)) => {
-                    let messages = stream::poll_fn(move |cx| connection.poll_message(cx));
-                    let wake_on = wake.clone();
-                    let driving = tokio::spawn(async move {
-                        futures::pin_mut!(messages);
-                        while let Some(message) = messages.next().await {
-                            match message {
-                                Ok(AsyncMessage::Notification(_)) => {
-                                    wake_on.send_modify(|n| *n += 1)
-                                }
-                                Ok(_) => {}
-                                Err(_) => break,
-                            }
-                        }
-                    });
-                    if client.batch_execute(&listen).await.is_ok() {
-                        attempt = 0;
-                        // Whatever was committed while we were away.
-                        wake.send_modify(|n| *n += 1);
+        let connected = if ready.load(Ordering::Acquire) {
+            driver.connect(NoTls).await.ok()
+        } else {
+            None
+        };
+        if let Some((client, mut connection)) = connected {
+            let messages = stream::poll_fn(move |cx| connection.poll_message(cx));
+            let wake_on = wake.clone();
+            let driving = tokio::spawn(async move {
+                futures::pin_mut!(messages);
+                while let Some(message) = messages.next().await {
+                    match message {
+                        Ok(AsyncMessage::Notification(_)) => wake_on.send_modify(|n| *n += 1),
+                        Ok(_) => {}
+                        Err(_) => break,
                     }
-                    let _ = driving.await;
-                    drop(client);
-                    wake.send_modify(|n| *n += 1);
                 }
-                Err(_) => {}
+            });
+            if client.batch_execute(&listen).await.is_ok() {
+                attempt = 0;
+                // Whatever was committed while we were away.
+                wake.send_modify(|n| *n += 1);
             }
+            let _ = driving.await;
+            drop(client);
+            wake.send_modify(|n| *n += 1);
         }
         tokio::time::sleep(pg.reconnect.delay(attempt)).await;
         attempt = attempt.saturating_add(1);
