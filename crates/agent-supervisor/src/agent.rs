@@ -54,7 +54,10 @@ impl<'a> AgentContext<'a> {
 /// exit, or a configuration update), if any. The registry keeps the
 /// checkpoint outside the process, as the seed keeps agent state in the
 /// AgentRegistry. A passivated agent keeps its state itself and is woken
-/// with it, without `on_start`.
+/// with it, without `on_start` (but after a restart of its node, when it
+/// starts from its stored checkpoint). A durable agent's checkpoint is
+/// also stored in the registry's agent store (see
+/// [`CheckpointPolicy`](crate::CheckpointPolicy)).
 ///
 /// **Memory.** [`state_size`](Agent::state_size) reports the state's size;
 /// with a memory budget configured, an agent left over its budget after a

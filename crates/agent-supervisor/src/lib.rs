@@ -44,6 +44,18 @@
 //! supervisor: agents taken down with a supervisor that died are restarted
 //! under the next one, from their checkpoints.
 //!
+//! **Durable agents.** A registration and its checkpoints can be kept in
+//! an [`AgentStore`](supervision_core::AgentStore) (SQLite on a node):
+//! `register_durable_agent`, `start_agent`, `stop_agent`, `update_config`
+//! and `deregister_agent` return once the store has the change; an
+//! answered message is durable when its agent's [`CheckpointPolicy`]
+//! checkpoints after it. A registry started on the store brings every
+//! agent back as it was, without blocking: running ones started from
+//! their last checkpoint, passivated ones passivated, stopped ones
+//! stopped. A crash loses each agent's state since its last stored
+//! checkpoint (with the default policy, since its last stop or
+//! passivation).
+//!
 //! **Passivation.** A kameo actor costs about 7 KB (its task and its
 //! mailbox block), twice a BEAM process. An idle agent gives up both and
 //! keeps only its state and its record (Erlang's hibernation, Orleans'

@@ -85,7 +85,9 @@ async fn recover(shared: Arc<Shared>) {
     shared.durable.recovery.send_replace(progress);
     let mut after: Option<AgentId> = None;
     let mut starts = Vec::new();
-    while total > 0 {
+    // An empty store: nothing to read (a page would say so too).
+    let mut more = total > 0;
+    while more {
         let page = match store.load_page(after.as_ref(), PAGE).await {
             Ok(page) => page,
             Err(error) => {
@@ -112,9 +114,7 @@ async fn recover(shared: Arc<Shared>) {
             }
         }
         report(&shared, progress);
-        if last {
-            break;
-        }
+        more = !last;
     }
     if !starts.is_empty() {
         tracing::info!(
@@ -140,7 +140,7 @@ async fn recover(shared: Arc<Shared>) {
     drop(started);
     progress.done = true;
     report(&shared, progress);
-    if total > 0 {
+    {
         tracing::info!(
             restored = progress.restored,
             started = progress.started,

@@ -248,6 +248,15 @@ impl StatusCounts {
 /// process when idle that long, keeping its state; the next message wakes
 /// it. A passivated agent weighs its record and its state only.
 ///
+/// **Durability.** A durable agent ([`AgentConfig::durable`], registered
+/// with [`register_durable_agent`](Self::register_durable_agent)) is a
+/// row of the registry's [`AgentStore`]: each call returns once its change
+/// is stored, and its checkpoints are stored at the points its
+/// [`CheckpointPolicy`](crate::CheckpointPolicy) names. A registry started
+/// on a store brings every stored agent back, in the background
+/// ([`recovery`](Self::recovery)); what a crash loses is each agent's
+/// state since its last stored checkpoint.
+///
 /// # Example
 ///
 /// ```
