@@ -72,6 +72,15 @@ pub enum ApiError {
     /// config, coordination, economics): only the node appends there.
     #[error("stream {0:?} is written by the node itself; append to a stream of your own")]
     ReservedStream(String),
+    /// The member a request names is not one this node reaches (unknown,
+    /// not up, or its connection failed): which, and why.
+    #[error("node {node:?} is not reachable: {reason}")]
+    NodeUnreachable {
+        /// The member named.
+        node: String,
+        /// Why it is not reached.
+        reason: String,
+    },
     /// The request could not be read before any endpoint saw it (a path
     /// parameter that is not UTF-8 once decoded, ...): what was wrong.
     #[error("invalid request: {0}")]
@@ -105,6 +114,9 @@ impl ErrorCode for ApiError {
             ApiError::UnknownService(_) => 9112,
             ApiError::ServiceRefused(_) => 9113,
             ApiError::ReservedStream(_) => 9114,
+            // 9140 on: the cluster's (apart from the endpoints' 9114 on,
+            // which other changes extend).
+            ApiError::NodeUnreachable { .. } => 9140,
             // 9150 on: refusals made before an endpoint runs (numbered
             // apart from the endpoints' own, which grow from 9114).
             ApiError::InvalidRequest(_) => 9150,
@@ -133,6 +145,7 @@ impl ApiError {
             ApiError::UnknownService(_) => "unknown_service",
             ApiError::ServiceRefused(_) => "service_refused",
             ApiError::ReservedStream(_) => "reserved_stream",
+            ApiError::NodeUnreachable { .. } => "node_unreachable",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::NoRoute(_) => "no_route",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -157,7 +170,9 @@ impl ApiError {
             ApiError::AgentNotFound(_) | ApiError::UnknownService(_) => StatusCode::NOT_FOUND,
             ApiError::ServiceRefused(_) => StatusCode::CONFLICT,
             ApiError::AgentFailed { .. } => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NodeUnreachable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ReservedStream(_) => StatusCode::FORBIDDEN,
         }
