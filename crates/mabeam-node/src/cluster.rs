@@ -30,7 +30,7 @@ use serde_json::json;
 use supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, DirectoryError, Envelope, ErrorCode,
     GaugeReading, GaugeSource, ProcessHandle, Telemetry,
-    cluster::{Member, MemberState, Membership, RemoteDelivery},
+    cluster::{Member, MemberState, Membership, RemoteDelivery, rendezvous_owner},
     events,
 };
 
@@ -165,8 +165,9 @@ pub(crate) fn connect_members(
 }
 
 /// An ask for an agent this node does not hold: each other live member
-/// is asked in turn over the node connections (the first that holds the
-/// agent answers; `NotFound` from all is `NotFound`). Until agents' owners
+/// is asked in turn over the node connections, the one the id hashes to
+/// first (the first that holds the agent answers; `NotFound` from all is
+/// `NotFound`). Until agents' owners
 /// are recorded in a shared store, this is how any node reaches every
 /// agent: a miss costs one call per member.
 pub(crate) async fn ask_elsewhere(
@@ -178,7 +179,12 @@ pub(crate) async fn ask_elsewhere(
         return Err(DirectoryError::NotFound(agent.clone()));
     };
     let me = membership.local();
-    for member in membership.live() {
+    let mut live = membership.live();
+    // The member the id hashes to first: agents started without a `node`
+    // live there.
+    let owner = rendezvous_owner(agent, live.iter().map(|m| &*m.node)).map(str::to_owned);
+    live.sort_by_key(|m| Some(&*m.node) != owner.as_deref());
+    for member in live {
         if member.node == me.node {
             continue;
         }
@@ -196,6 +202,30 @@ pub(crate) fn is_local(state: &ApiState, node: &str) -> bool {
         .cluster
         .as_ref()
         .is_none_or(|membership| &*membership.local().node == node)
+}
+
+/// Where `POST /api/agents` starts `request`: `None` for this node, or
+/// the other member to start it on. A `node` in the request decides;
+/// without one, in a cluster of more than one live member, the owner is
+/// the member the id hashes to (rendezvous hashing over the live members,
+/// so every node picks the same one and asks find it first), and a
+/// generated id is made here. Ownership is not yet claimed in a shared
+/// store: two nodes seeing different live sets may place one id apart.
+pub(crate) fn placement(state: &ApiState, request: &mut StartAgent) -> Option<String> {
+    if let Some(node) = request.node.take() {
+        return (!is_local(state, &node)).then_some(node);
+    }
+    let membership = state.cluster.as_ref()?;
+    let live = membership.live();
+    if live.len() < 2 {
+        return None;
+    }
+    let id = request
+        .id
+        .get_or_insert_with(|| crate::http::generate_id(state, &request.kind))
+        .clone();
+    let owner = rendezvous_owner(&AgentId::new(id), live.iter().map(|m| &*m.node))?;
+    (!is_local(state, owner)).then(|| owner.to_owned())
 }
 
 /// The connection manager and the live member `node`, or why not.

@@ -463,17 +463,26 @@ pub(crate) struct StartAgent {
 }
 
 /// Registers and starts an agent of a built-in kind (201 with its id), on
-/// the member `node` names if it names another; a refused or failed
-/// start leaves nothing registered.
+/// the member `node` names, or in a cluster on the member its id hashes
+/// to (`cluster::placement`); a refused or failed start leaves nothing
+/// registered.
 async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Response, ApiError> {
     let mut request: StartAgent = body(&bytes)?;
-    if let Some(node) = request.node.take()
-        && !crate::cluster::is_local(&state, &node)
-    {
+    if let Some(node) = crate::cluster::placement(&state, &mut request) {
         return crate::cluster::start_elsewhere(&state, &node, request).await;
     }
     let started = start_here(&state, request).await?;
     Ok((StatusCode::CREATED, Json(started)).into_response())
+}
+
+/// A new id for an agent of `kind` (`KIND-N`, or `KIND-NODE-N` in a
+/// cluster of more than one member).
+pub(crate) fn generate_id(state: &ApiState, kind: &str) -> String {
+    format!(
+        "{}-{}",
+        generated_prefix(state, kind),
+        state.next_id.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// A generated id's prefix: the kind, and in a cluster of more than one
@@ -510,11 +519,7 @@ pub(crate) async fn start_here(state: &ApiState, request: StartAgent) -> Result<
             id
         }
         None => loop {
-            let id = format!(
-                "{}-{}",
-                generated_prefix(state, &request.kind),
-                state.next_id.fetch_add(1, Ordering::Relaxed)
-            );
+            let id = generate_id(state, &request.kind);
             match registry.register_agent(id.as_str(), config.clone()) {
                 Ok(()) => break id,
                 Err(AgentError::AlreadyRegistered(_)) => continue,

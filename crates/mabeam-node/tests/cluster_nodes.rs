@@ -6,7 +6,8 @@
 //! `GET /api/cluster` and `/metrics`; `kill -9` of one is `down` on the
 //! others within 2 s; 300 agents started through the three nodes answer
 //! from each node; any node lists every agent with its `node` and starts
-//! one on the member a request names.
+//! one on the member a request names, or else on the member its id
+//! hashes to.
 //!
 //! The other processes are observed over HTTP only: the waits poll
 //! `GET /api/cluster` (every 20 ms, bounded), the one observation channel
@@ -22,6 +23,7 @@ use std::{
 
 use mabeam_node::client::{request, send};
 use serde_json::Value;
+use supervision_core::{AgentId, cluster::rendezvous_owner};
 use support::{Running, WAIT, run_to_exit, start, token};
 
 /// `mabeam run` for `node` on a cluster address the node picks (port 0:
@@ -313,7 +315,8 @@ async fn post_agent(addr: &str, token: &str, body: &str) -> (u16, Value) {
 /// lives there (`scope=local` on that member lists it), every node lists
 /// all of them with their `node`, and each answers from any node. A
 /// refusal on the named member comes back with its status and code; a
-/// node that is not a member is refused with 503 and code 9140.
+/// node that is not a member is refused with 503 and code 9140. Without
+/// a `node`, an agent lives on the member its id hashes to.
 #[tokio::test]
 async fn any_node_lists_every_agent_and_starts_one_on_the_member_it_names() {
     let dir = tempfile::tempdir().unwrap();
@@ -429,6 +432,43 @@ async fn any_node_lists_every_agent_and_starts_one_on_the_member_it_names() {
     assert_eq!(error["code"], 9140, "{error}");
     assert_eq!(error["error"], "node_unreachable", "{error}");
     assert_eq!(list(&b.addr, &b_token, "").await["total"], 31);
+    // Without a `node`, each id goes to the member it hashes to over the
+    // live members, wherever it was started through; a generated id too.
+    let names = ["a@local", "b@local", "c@local"];
+    let mut placed_on = std::collections::HashMap::<String, usize>::new();
+    for i in 0..30 {
+        let id = format!("hashed-{i:02}");
+        let body = format!(r#"{{"kind": "counter", "id": "{id}"}}"#);
+        let (status, record) = post_agent(&b.addr, &b_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+        let owner = rendezvous_owner(&AgentId::new(id.as_str()), names).unwrap();
+        assert_eq!(record["node"], owner, "{record}");
+        *placed_on.entry(owner.to_owned()).or_default() += 1;
+    }
+    assert_eq!(placed_on.len(), 3, "spread over the three: {placed_on:?}");
+    let (status, record) = post_agent(&c.addr, &c_token, r#"{"kind": "counter"}"#).await;
+    assert_eq!(status, 201, "{record}");
+    let id = record["id"].as_str().unwrap();
+    assert_eq!(
+        record["node"],
+        rendezvous_owner(&AgentId::new(id), names).unwrap(),
+        "{record}"
+    );
+    for (name, running, token) in nodes {
+        let local = list(&running.addr, token, "&scope=local").await;
+        let hashed = local["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|agent| agent["id"].as_str().unwrap().starts_with("hashed-"))
+            .count();
+        assert_eq!(
+            hashed,
+            placed_on.get(name).copied().unwrap_or(0),
+            "{name}: {local}"
+        );
+    }
+    assert_eq!(list(&a.addr, &a_token, "").await["total"], 62);
     // A bad scope is refused.
     let reply = request(
         &a.addr,
