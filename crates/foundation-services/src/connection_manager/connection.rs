@@ -793,7 +793,9 @@ mod tests {
             .unwrap();
         let b_addr = b.start().await.unwrap();
         let mut events = b.subscribe();
-        let cases: [(&str, Box<dyn Fn() -> Vec<u8>>); 3] = [
+        // What b's refusal names, and the plaintext sealed and sent.
+        type Case = (&'static str, Box<dyn Fn() -> Vec<u8>>);
+        let cases: [Case; 3] = [
             (
                 "at most 1024",
                 Box::new(|| {
