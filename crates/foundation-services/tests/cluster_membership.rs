@@ -282,3 +282,62 @@ async fn busy_cores_do_not_make_members_flap() {
         m.stop().await;
     }
 }
+
+/// A twin: a member under a live member's name with a newer generation
+/// (a second node started with a name already taken). The others keep
+/// the live one up and do not let the twin in while it lives; once the
+/// original crashes and is down, the newer generation comes up, as a
+/// restart does.
+#[tokio::test]
+async fn a_twin_under_a_live_members_name_is_kept_out_while_that_member_lives() {
+    let a = member("a@local", &[]);
+    let seed = a.start().await.unwrap();
+    a.set_state(MemberState::Up).await.unwrap();
+    let mut events = a.subscribe();
+    let b = member("b@local", &[seed]);
+    let b_gossip = b.start().await.unwrap();
+    b.set_state(MemberState::Up).await.unwrap();
+    until(&mut events, "b up", |e| is(e, "b@local", MemberState::Up)).await;
+
+    let twin = ClusterMembership::builder("b@local", COOKIE)
+        .seeds([seed])
+        .generation(b.generation() + 1)
+        .build()
+        .unwrap();
+    let twin_gossip = twin.start().await.unwrap();
+    twin.set_state(MemberState::Up).await.unwrap();
+    // c joins through the twin alone: when a sees c, a has had the
+    // twin's gossip (the twin's own state travels with what it knows).
+    let c = member("c@local", &[twin_gossip]);
+    c.start().await.unwrap();
+    c.set_state(MemberState::Up).await.unwrap();
+    let seen = until(&mut events, "c up, or b changed", |e| {
+        is(e, "c@local", MemberState::Up) || &*e.member.node == "b@local"
+    })
+    .await;
+    assert_eq!(&*seen.member.node, "c@local", "b changed: {seen:?}");
+    let b_seen = a
+        .members()
+        .into_iter()
+        .find(|m| &*m.node == "b@local")
+        .unwrap();
+    assert_eq!(b_seen.generation, b.generation(), "{b_seen:?}");
+    assert_eq!(b_seen.state, MemberState::Up);
+    assert_ne!(b_gossip, twin_gossip);
+
+    // The original crashes: it is down, then the newer generation is up.
+    b.kill();
+    let down = until(&mut events, "b down", |e| {
+        is(e, "b@local", MemberState::Down)
+    })
+    .await;
+    assert_eq!(down.member.generation, b.generation());
+    let up = until(&mut events, "the newer b up", |e| {
+        is(e, "b@local", MemberState::Up)
+    })
+    .await;
+    assert_eq!(up.member.generation, twin.generation());
+    for m in [c, twin, a] {
+        m.stop().await;
+    }
+}
