@@ -7,7 +7,8 @@
 //! others within 2 s; 300 agents started through the three nodes answer
 //! from each node; any node lists every agent with its `node` and starts
 //! one on the member a request names, or else on the member its id
-//! hashes to.
+//! hashes to; a second node under a taken name leaves the cluster
+//! unharmed.
 //!
 //! The other processes are observed over HTTP only: the waits poll
 //! `GET /api/cluster` (every 20 ms, bounded), the one observation channel
@@ -480,4 +481,72 @@ async fn any_node_lists_every_agent_and_starts_one_on_the_member_it_names() {
     .unwrap();
     assert_eq!(reply.status, 400, "{}", reply.body);
     drop((a, b, c));
+}
+
+/// `GET /api/cluster`'s generation of `node` as `addr` sees it, if listed.
+async fn generation_of(addr: &str, token: &str, node: &str) -> Option<(u64, String)> {
+    let reply = tokio::time::timeout(WAIT, request(addr, "GET", "/api/cluster", Some(token)))
+        .await
+        .expect("the node answers in time")
+        .unwrap();
+    let view: Value = serde_json::from_str(&reply.body).unwrap();
+    view["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["node"] == node)
+        .map(|m| {
+            (
+                m["generation"].as_u64().unwrap(),
+                m["state"].as_str().unwrap().to_owned(),
+            )
+        })
+}
+
+/// A second node started under a live node's name (b@local) joins a:
+/// the cluster is unharmed. c, joined through the twin alone, comes up
+/// on a (so a has had the twin's gossip), yet a still holds the first
+/// b's generation up, and an agent on the first b answers through a.
+#[tokio::test]
+async fn a_second_node_under_a_taken_name_leaves_the_cluster_unharmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_token) = node(dir.path(), "a@local", None).await;
+    let a_listen = listen_addr(&a.addr, &a_token).await;
+    let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
+    until(&a.addr, &a_token, WAIT, "b up", |v| has(v, "b@local", "up")).await;
+    let (b_generation, _) = generation_of(&b.addr, &b_token, "b@local").await.unwrap();
+    let (status, record) = post_agent(
+        &a.addr,
+        &a_token,
+        r#"{"kind": "counter", "id": "on-b", "node": "b@local"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{record}");
+
+    let twin_dir = dir.path().join("twin");
+    std::fs::create_dir_all(&twin_dir).unwrap();
+    let (twin, twin_token) = node(&twin_dir, "b@local", Some(&a_listen)).await;
+    let twin_listen = listen_addr(&twin.addr, &twin_token).await;
+    let (c, _c_token) = node(dir.path(), "c@local", Some(&twin_listen)).await;
+    until(&a.addr, &a_token, WAIT, "c up", |v| has(v, "c@local", "up")).await;
+
+    assert_eq!(
+        generation_of(&a.addr, &a_token, "b@local").await,
+        Some((b_generation, "up".to_owned())),
+        "a holds the first b"
+    );
+    let reply = tokio::time::timeout(
+        WAIT,
+        send(
+            &a.addr,
+            "POST",
+            "/api/agents/on-b/ask",
+            Some(&a_token),
+            Some(r#"{"protocol": "counter.get"}"#),
+        ),
+    )
+    .await
+    .expect("the node answers in time")
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    drop((a, b, twin, c));
 }
