@@ -22,10 +22,13 @@
 //! - Each [`start`](ConnectionManager::start) is a new **incarnation** of
 //!   the node, with a **generation** (its start time in ms, then random
 //!   bits) sent in the handshake. A node that restarts while its old
-//!   connection is silent but still open is let in at once: the newer
-//!   generation replaces the stale connection (a down notice for the old
+//!   connection is silent but still open is let in within a tick
+//!   interval (at most 1 s): the old connection is pinged and, having no
+//!   answer, the newer generation replaces it (a down notice for the old
 //!   incarnation, an up notice for the new), instead of being refused
-//!   until the stale one times out.
+//!   until the stale one times out. If the old connection answers, the
+//!   name is taken by a live node: the newcomer is refused with that
+//!   reason and the live node keeps its connection.
 //! - [`start`](ConnectionManager::start) listens (TCP) and dials the
 //!   configured **seeds**, redialling each with the
 //!   [`Backoff`] while it is down; [`connect`](ConnectionManager::connect)
@@ -374,6 +377,8 @@ struct Peer {
 #[derive(Default)]
 struct Closer {
     notify: Notify,
+    /// A `Pong` arrived on the connection (see `Inner::answers_ping`).
+    pong: Notify,
     replaced: std::sync::atomic::AtomicBool,
     superseded: std::sync::atomic::AtomicBool,
 }
@@ -576,6 +581,44 @@ impl Inner {
         while running.tasks.try_join_next().is_some() {}
         running.tasks.spawn(task);
         true
+    }
+
+    /// The live connection to `node` if it is of an older incarnation
+    /// than `generation`: its outbox and closer.
+    fn older_peer(
+        &self,
+        node: &str,
+        generation: u64,
+    ) -> Option<(mpsc::Sender<wire::Frame>, Arc<Closer>)> {
+        self.peers
+            .lock()
+            .get(node)
+            .filter(|peer| peer.generation < generation)
+            .map(|peer| (peer.outbox.clone(), peer.close.clone()))
+    }
+
+    /// Whether the connection behind `outbox` and `close` answers a ping
+    /// within a tick interval (at least 200 ms, at most 1 s): a live
+    /// peer does, a frozen or vanished one does not. Real time, not the
+    /// injected clock: it bounds a wait on the network.
+    async fn answers_ping(&self, outbox: mpsc::Sender<wire::Frame>, close: &Closer) -> bool {
+        let wait = self
+            .tick
+            .clamp(Duration::from_millis(200), Duration::from_secs(1));
+        let pong = close.pong.notified();
+        tokio::pin!(pong);
+        // Registered before the ping leaves, so its pong is not missed.
+        pong.as_mut().enable();
+        tokio::time::timeout(wait, async {
+            if outbox.send(wire::Frame::Ping).await.is_err() {
+                // The connection ended: nobody is there.
+                return false;
+            }
+            pong.await;
+            true
+        })
+        .await
+        .unwrap_or(false)
     }
 
     /// This incarnation's generation.

@@ -206,3 +206,138 @@ async fn bad_settings_are_named_and_calls_need_a_running_member() {
     assert_eq!(idle.start().await, Err(ClusterError::AlreadyRunning));
     idle.stop().await;
 }
+
+/// Spins `threads` OS threads until `stop` is set: the machine's cores
+/// burnt, as busy agents burn them.
+fn burn(
+    threads: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    (0..threads)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            })
+        })
+        .collect()
+}
+
+/// With the default settings, members stay up while every core is burnt
+/// (twice as many spinning threads as cores, for 4 s): no member is seen
+/// leaving `up`, so a busy node does not flap.
+#[tokio::test]
+async fn busy_cores_do_not_make_members_flap() {
+    let a = member("a@local", &[]);
+    let seed = a.start().await.unwrap();
+    a.set_state(MemberState::Up).await.unwrap();
+    let mut events = a.subscribe();
+    let b = member("b@local", &[seed]);
+    let c = member("c@local", &[seed]);
+    for m in [&b, &c] {
+        m.start().await.unwrap();
+        m.set_state(MemberState::Up).await.unwrap();
+    }
+    for other in ["b@local", "c@local"] {
+        if !a
+            .members()
+            .iter()
+            .any(|x| &*x.node == other && x.state == MemberState::Up)
+        {
+            until(&mut events, other, |e| is(e, other, MemberState::Up)).await;
+        }
+    }
+    // Let the detector learn the heartbeat intervals.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut b_events = b.subscribe();
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let spinners = burn(2 * cores, &stop);
+    // Every change a and b see while the cores burn.
+    let mut changes = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(4), async {
+        loop {
+            tokio::select! {
+                Ok(event) = events.recv() => changes.push(event),
+                Ok(event) = b_events.recv() => changes.push(event),
+            }
+        }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for spinner in spinners {
+        spinner.join().unwrap();
+    }
+    assert!(
+        changes.iter().all(|e| e.member.state == MemberState::Up),
+        "a member left up under load: {changes:?}"
+    );
+    assert_eq!(a.live().len(), 3, "{:?}", a.members());
+    assert_eq!(b.live().len(), 3, "{:?}", b.members());
+    for m in [c, b, a] {
+        m.stop().await;
+    }
+}
+
+/// A twin: a member under a live member's name with a newer generation
+/// (a second node started with a name already taken). The others keep
+/// the live one up and do not let the twin in while it lives; once the
+/// original crashes and is down, the newer generation comes up, as a
+/// restart does.
+#[tokio::test]
+async fn a_twin_under_a_live_members_name_is_kept_out_while_that_member_lives() {
+    let a = member("a@local", &[]);
+    let seed = a.start().await.unwrap();
+    a.set_state(MemberState::Up).await.unwrap();
+    let mut events = a.subscribe();
+    let b = member("b@local", &[seed]);
+    let b_gossip = b.start().await.unwrap();
+    b.set_state(MemberState::Up).await.unwrap();
+    until(&mut events, "b up", |e| is(e, "b@local", MemberState::Up)).await;
+
+    let twin = ClusterMembership::builder("b@local", COOKIE)
+        .seeds([seed])
+        .generation(b.generation() + 1)
+        .build()
+        .unwrap();
+    let twin_gossip = twin.start().await.unwrap();
+    twin.set_state(MemberState::Up).await.unwrap();
+    // c joins through the twin alone: when a sees c, a has had the
+    // twin's gossip (the twin's own state travels with what it knows).
+    let c = member("c@local", &[twin_gossip]);
+    c.start().await.unwrap();
+    c.set_state(MemberState::Up).await.unwrap();
+    let seen = until(&mut events, "c up, or b changed", |e| {
+        is(e, "c@local", MemberState::Up) || &*e.member.node == "b@local"
+    })
+    .await;
+    assert_eq!(&*seen.member.node, "c@local", "b changed: {seen:?}");
+    let b_seen = a
+        .members()
+        .into_iter()
+        .find(|m| &*m.node == "b@local")
+        .unwrap();
+    assert_eq!(b_seen.generation, b.generation(), "{b_seen:?}");
+    assert_eq!(b_seen.state, MemberState::Up);
+    assert_ne!(b_gossip, twin_gossip);
+
+    // The original crashes: it is down, then the newer generation is up.
+    b.kill();
+    let down = until(&mut events, "b down", |e| {
+        is(e, "b@local", MemberState::Down)
+    })
+    .await;
+    assert_eq!(down.member.generation, b.generation());
+    let up = until(&mut events, "the newer b up", |e| {
+        is(e, "b@local", MemberState::Up)
+    })
+    .await;
+    assert_eq!(up.member.generation, twin.generation());
+    for m in [c, twin, a] {
+        m.stop().await;
+    }
+}

@@ -125,6 +125,53 @@ async fn a_wrong_cookie_or_the_same_name_is_refused_and_recorded_nowhere() {
     }
 }
 
+/// A second node under a live node's name, of a newer generation (as a
+/// restart would be), dials a: a pings the live connection, which
+/// answers, so the newcomer is refused with the reason ("taken by a live
+/// node"); the live b keeps its connection and a tells no one b went
+/// down.
+#[tokio::test]
+async fn a_twin_under_a_live_nodes_name_is_refused_and_the_live_one_stays() {
+    let a = node("a@local");
+    let a_addr = a.start().await.unwrap();
+    let mut a_events = a.subscribe();
+    let b = node("b@local");
+    b.start().await.unwrap();
+    b.connect(a_addr).await.unwrap();
+    assert_eq!(&*next_up(&mut a_events).await, "b@local");
+
+    let twin = node("b@local");
+    // A newer generation than b's, as any later start has (generations
+    // are start times in ms): restarted until it is.
+    loop {
+        twin.start().await.unwrap();
+        if twin.generation() > b.generation() {
+            break;
+        }
+        twin.stop().await;
+    }
+    let mut twin_events = twin.subscribe();
+    let _ = twin.connect(a_addr).await;
+    let reason = loop {
+        if let NodeEvent::Down { node, reason } = next(&mut twin_events).await {
+            assert_eq!(&*node, "a@local");
+            break reason;
+        }
+    };
+    assert!(reason.contains("taken by a live node"), "{reason}");
+    assert!(b.is_connected("a@local"));
+    let held = a.nodes();
+    assert_eq!(held.len(), 1, "{held:?}");
+    assert_eq!(&*held[0].node, "b@local");
+    assert!(
+        a_events.try_recv().is_err(),
+        "a told of no change: the live b stayed"
+    );
+    for manager in [twin, b, a] {
+        manager.stop().await;
+    }
+}
+
 /// Forwards bytes both ways between a client and `target` until `cut`
 /// is set, then holds both sockets open and forwards nothing: a partition.
 async fn proxy(target: SocketAddr, cut: Arc<AtomicBool>) -> SocketAddr {

@@ -90,6 +90,15 @@ pub enum ApiError {
     /// whether it did: read the path back).
     #[error("{0}")]
     ConfigNotPersisted(String),
+    /// The member a request names is not one this node reaches (unknown,
+    /// not up, or its connection failed): which, and why.
+    #[error("node {node:?} is not reachable: {reason}")]
+    NodeUnreachable {
+        /// The member named.
+        node: String,
+        /// Why it is not reached.
+        reason: String,
+    },
     /// The request could not be read before any endpoint saw it (a path
     /// parameter that is not UTF-8 once decoded, ...): what was wrong.
     #[error("invalid request: {0}")]
@@ -128,6 +137,9 @@ impl ErrorCode for ApiError {
             ApiError::InvalidConfig(_) => 9117,
             ApiError::ConfigNotPersisted(_) => 9118,
             ApiError::StoreRefused(_) => 9119,
+            // 9140 on: the cluster's (apart from the endpoints' 9114 on,
+            // which other changes extend).
+            ApiError::NodeUnreachable { .. } => 9140,
             // 9150 on: refusals made before an endpoint runs (numbered
             // apart from the endpoints' own, which grow from 9114).
             ApiError::InvalidRequest(_) => 9150,
@@ -161,6 +173,7 @@ impl ApiError {
             ApiError::InvalidConfig(_) => "invalid_config",
             ApiError::ConfigNotPersisted(_) => "config_not_persisted",
             ApiError::StoreRefused(_) => "store_refused",
+            ApiError::NodeUnreachable { .. } => "node_unreachable",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::NoRoute(_) => "no_route",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -189,7 +202,9 @@ impl ApiError {
             ApiError::AgentNotFound(_) | ApiError::UnknownService(_) => StatusCode::NOT_FOUND,
             ApiError::ServiceRefused(_) => StatusCode::CONFLICT,
             ApiError::AgentFailed { .. } => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::NodeUnreachable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::StoreRefused(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ReservedStream(_) => StatusCode::FORBIDDEN,

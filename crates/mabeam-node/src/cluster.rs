@@ -3,28 +3,52 @@
 //! cluster listen address's port), the check that more than one node
 //! needs a shared store, `GET /api/cluster` and the members' gauge.
 //!
+//! Any node reaches the whole cluster's agents: an ask for an agent it
+//! does not hold goes to the other members, `GET /api/agents` lists every
+//! member's agents (each record names its `node`) and `POST /api/agents`
+//! may name the member to start on. The node-level requests ride the
+//! agent-call frames of the node connections, addressed to the empty
+//! agent id: no agent can have it (ids are non-empty), so the address is
+//! the node's own ([`Served`]).
+//!
 //! Flags and config: `--node NAME` (`cluster.node`), `--listen ADDR`
 //! (`cluster.listen`: the node connections on TCP and the gossip on UDP,
 //! same address), `--join ADDR` (`cluster.seeds`: another node's listen
 //! address, repeatable).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Json,
     extract::State,
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use foundation_services::{ConnectionManager, cluster::ClusterMembership};
 use futures::future::BoxFuture;
 use serde_json::json;
 use supervision_core::{
-    AgentId, DirectoryError, Envelope, GaugeReading, GaugeSource, Telemetry,
-    cluster::{Member, MemberState, Membership, RemoteDelivery},
+    AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, DirectoryError, Envelope, ErrorCode,
+    GaugeReading, GaugeSource, ProcessHandle, Telemetry,
+    cluster::{Member, MemberState, Membership, RemoteDelivery, rendezvous_owner},
     events,
 };
 
-use crate::{NodeConfig, NodeError, http::ApiState};
+use crate::{
+    ApiError, NodeConfig, NodeError,
+    http::{ApiState, StartAgent},
+};
+
+/// The protocol of a node-level request for the node's agents (body:
+/// `{"kind": KIND or null}`; answer: the `GET /api/agents` records).
+const LIST: &str = "mabeam.node.list";
+/// The protocol of a node-level request to start an agent (body: the
+/// `POST /api/agents` body; answer: `{"ok": record}` or `{"error":
+/// {status, code, error, message}}`, the refusal as this node's API
+/// gives it).
+const START: &str = "mabeam.node.start";
+/// How long a node-level request may take.
+const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The tag a member announces its HTTP address under.
 pub const HTTP_TAG: &str = "http";
@@ -141,8 +165,9 @@ pub(crate) fn connect_members(
 }
 
 /// An ask for an agent this node does not hold: each other live member
-/// is asked in turn over the node connections (the first that holds the
-/// agent answers; `NotFound` from all is `NotFound`). Until agents' owners
+/// is asked in turn over the node connections, the one the id hashes to
+/// first (the first that holds the agent answers; `NotFound` from all is
+/// `NotFound`). Until agents' owners
 /// are recorded in a shared store, this is how any node reaches every
 /// agent: a miss costs one call per member.
 pub(crate) async fn ask_elsewhere(
@@ -154,7 +179,12 @@ pub(crate) async fn ask_elsewhere(
         return Err(DirectoryError::NotFound(agent.clone()));
     };
     let me = membership.local();
-    for member in membership.live() {
+    let mut live = membership.live();
+    // The member the id hashes to first: agents started without a `node`
+    // live there.
+    let owner = rendezvous_owner(agent, live.iter().map(|m| &*m.node)).map(str::to_owned);
+    live.sort_by_key(|m| Some(&*m.node) != owner.as_deref());
+    for member in live {
         if member.node == me.node {
             continue;
         }
@@ -164,6 +194,210 @@ pub(crate) async fn ask_elsewhere(
         }
     }
     Err(DirectoryError::NotFound(agent.clone()))
+}
+
+/// Whether `node` names this node (or no cluster runs).
+pub(crate) fn is_local(state: &ApiState, node: &str) -> bool {
+    state
+        .cluster
+        .as_ref()
+        .is_none_or(|membership| &*membership.local().node == node)
+}
+
+/// Where `POST /api/agents` starts `request`: `None` for this node, or
+/// the other member to start it on. A `node` in the request decides;
+/// without one, in a cluster of more than one live member, the owner is
+/// the member the id hashes to (rendezvous hashing over the live members,
+/// so every node picks the same one and asks find it first), and a
+/// generated id is made here. Ownership is not yet claimed in a shared
+/// store: two nodes seeing different live sets may place one id apart.
+pub(crate) fn placement(state: &ApiState, request: &mut StartAgent) -> Option<String> {
+    if let Some(node) = request.node.take() {
+        return (!is_local(state, &node)).then_some(node);
+    }
+    let membership = state.cluster.as_ref()?;
+    let live = membership.live();
+    if live.len() < 2 {
+        return None;
+    }
+    let id = request
+        .id
+        .get_or_insert_with(|| crate::http::generate_id(state, &request.kind))
+        .clone();
+    let owner = rendezvous_owner(&AgentId::new(id), live.iter().map(|m| &*m.node))?;
+    (!is_local(state, owner)).then(|| owner.to_owned())
+}
+
+/// The connection manager and the live member `node`, or why not.
+fn reach<'a>(
+    state: &'a ApiState,
+    node: &str,
+) -> Result<&'a foundation_services::ConnectionManager, ApiError> {
+    let unreachable = |reason: &str| ApiError::NodeUnreachable {
+        node: node.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let membership = state
+        .cluster
+        .as_ref()
+        .ok_or_else(|| unreachable("this node runs no cluster"))?;
+    if !membership.live().iter().any(|m| &*m.node == node) {
+        return Err(unreachable("not a live member of the cluster"));
+    }
+    state
+        .system
+        .connections()
+        .ok_or_else(|| unreachable("this node has no node connections"))
+}
+
+/// `POST /api/agents` naming another member: the start runs there; its
+/// answer (201 and the record, or the member's refusal with its status
+/// and code) is this one's.
+pub(crate) async fn start_elsewhere(
+    state: &ApiState,
+    node: &str,
+    request: StartAgent,
+) -> Result<Response, ApiError> {
+    let connections = reach(state, node)?;
+    let body = serde_json::to_value(&request).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    let envelope = Envelope::new(START, body, NODE_REQUEST_TIMEOUT);
+    let answer = connections
+        .ask(node, &AgentId::new(""), envelope)
+        .await
+        .map_err(|e| ApiError::NodeUnreachable {
+            node: node.to_owned(),
+            reason: e.to_string(),
+        })?;
+    if let Some(record) = answer.get("ok") {
+        return Ok((StatusCode::CREATED, Json(record.clone())).into_response());
+    }
+    let status = answer["error"]["status"]
+        .as_u64()
+        .and_then(|s| u16::try_from(s).ok())
+        .and_then(|s| StatusCode::from_u16(s).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    let mut error = answer["error"].clone();
+    if let Some(error) = error.as_object_mut() {
+        error.remove("status");
+    }
+    Ok((status, Json(error)).into_response())
+}
+
+/// The other live members' agents as `GET /api/agents` records, asked of
+/// all at once, and the members that did not answer.
+pub(crate) async fn agents_elsewhere(
+    state: &ApiState,
+    kind: Option<&str>,
+) -> (Vec<serde_json::Value>, Vec<String>) {
+    let (Some(membership), Some(connections)) = (&state.cluster, state.system.connections()) else {
+        return (Vec::new(), Vec::new());
+    };
+    let me = membership.local().node;
+    let asks = membership
+        .live()
+        .into_iter()
+        .filter(|m| m.node != me)
+        .map(|member| {
+            let envelope = Envelope::new(LIST, json!({ "kind": kind }), NODE_REQUEST_TIMEOUT);
+            let ask = connections.ask(&member.node, &AgentId::new(""), envelope);
+            async move { (member.node, ask.await) }
+        });
+    let mut agents = Vec::new();
+    let mut missed = Vec::new();
+    for (node, answer) in futures::future::join_all(asks).await {
+        match answer {
+            Ok(serde_json::Value::Array(records)) => agents.extend(records),
+            _ => missed.push(node.to_string()),
+        }
+    }
+    (agents, missed)
+}
+
+/// What other nodes' calls reach: this node's agents, and at the empty
+/// agent id the node itself ([`LIST`], [`START`]).
+pub(crate) struct Served(pub(crate) ApiState);
+
+impl std::fmt::Debug for Served {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Served").finish_non_exhaustive()
+    }
+}
+
+impl Served {
+    async fn node_request(
+        state: ApiState,
+        envelope: Envelope,
+    ) -> Result<serde_json::Value, DirectoryError> {
+        let refusal = |error: ApiError| {
+            json!({"error": {
+                "status": error.status().as_u16(),
+                "code": error.code(),
+                "error": error.name(),
+                "message": error.to_string(),
+            }})
+        };
+        match &*envelope.protocol {
+            LIST => {
+                let kind = envelope.body["kind"].as_str();
+                Ok(crate::http::local_agents(&state, kind)
+                    .map(serde_json::Value::from)
+                    .unwrap_or_else(|_| json!([])))
+            }
+            START => {
+                let request = match serde_json::from_value::<StartAgent>(envelope.body) {
+                    Ok(request) => request,
+                    Err(e) => return Ok(refusal(ApiError::InvalidBody(e.to_string()))),
+                };
+                // Started here: a `node` naming yet another member is not
+                // followed (one hop).
+                let request = StartAgent {
+                    node: None,
+                    ..request
+                };
+                Ok(match crate::http::start_here(&state, request).await {
+                    Ok(record) => json!({ "ok": record }),
+                    Err(error) => refusal(error),
+                })
+            }
+            _ => Err(DirectoryError::Unsupported {
+                agent: AgentId::new(""),
+                protocol: envelope.protocol,
+            }),
+        }
+    }
+}
+
+impl AgentDirectory for Served {
+    fn agent(&self, id: &AgentId) -> Option<ProcessHandle> {
+        self.0.system.agents().agent(id)
+    }
+
+    fn info(&self, id: &AgentId) -> Option<AgentInfo> {
+        self.0.system.agents().info(id)
+    }
+
+    fn agents(&self) -> Vec<AgentInfo> {
+        self.0.system.agents().agents()
+    }
+
+    fn ask(
+        &self,
+        id: &AgentId,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<serde_json::Value, DirectoryError>> {
+        if id.as_str().is_empty() {
+            return Box::pin(Self::node_request(self.0.clone(), envelope));
+        }
+        self.0.system.agents().ask(id, envelope)
+    }
+
+    fn cast(&self, id: &AgentId, envelope: Envelope) -> Result<(), DirectoryError> {
+        self.0.system.agents().cast(id, envelope)
+    }
+
+    fn subscribe(&self) -> AgentStatusChanges {
+        self.0.system.agents().subscribe()
+    }
 }
 
 /// `GET /api/cluster`: this node, and every member it knows with its

@@ -57,10 +57,11 @@ use coordination::{Proposal, Rule as VoteRule};
 use economics::{PriceRule, SealedSpec};
 use foundation_services::EventStoreError;
 use mabeam::{MabeamError, System};
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 use supervision_core::{
     AgentDirectory, AgentSelection, AgentStatus, DirectoryError, Envelope, Event,
+    cluster::Membership,
 };
 use telemetry::PrometheusExporter;
 
@@ -349,7 +350,10 @@ pub(crate) fn page_limit(query: &HashMap<String, String>) -> Result<u64, ApiErro
 }
 
 /// The agents in id order, paged (`offset`, `limit`), optionally of one
-/// `kind` and one `status`; 503 while no agent registry runs.
+/// `kind` and one `status`; 503 while no agent registry runs. In a
+/// cluster the list holds every member's agents, each record naming its
+/// `node` (`unreachable` names the members that did not answer);
+/// `scope=local` lists this node's alone.
 async fn list_agents(
     State(state): State<ApiState>,
     Query(query): Query<HashMap<String, String>>,
@@ -363,29 +367,33 @@ async fn list_agents(
                 .map_err(|_| ApiError::InvalidQuery(format!("unknown status {name:?}")))?,
         ),
     };
-    let registry = agent_registry(&state)?;
-    let mut agents = match query.get("kind") {
-        Some(kind) => registry.list_by_kind(kind),
-        None => registry.list(),
+    let local_only = match query.get("scope").map(String::as_str) {
+        None | Some("cluster") => false,
+        Some("local") => true,
+        Some(other) => {
+            return Err(ApiError::InvalidQuery(format!(
+                "scope must be local or cluster, not {other:?}"
+            )));
+        }
     };
+    let kind = query.get("kind").map(String::as_str);
+    let mut agents = local_agents(&state, kind)?;
+    let mut unreachable = Vec::new();
+    if !local_only {
+        let (remote, missed) = crate::cluster::agents_elsewhere(&state, kind).await;
+        agents.extend(remote);
+        unreachable = missed;
+        agents.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+    }
     if let Some(status) = status {
-        agents.retain(|a| a.status == status);
+        let status = serde_json::to_value(status).unwrap_or(Value::Null);
+        agents.retain(|a| a["status"] == status);
     }
     let total = agents.len() as u64;
     let page: Vec<Value> = agents
         .into_iter()
         .skip(usize::try_from(offset).unwrap_or(usize::MAX))
         .take(limit as usize)
-        .map(|a| {
-            json!({
-                "id": a.id.as_str(),
-                "kind": &*a.kind,
-                "status": a.status,
-                "passivated": a.passivated,
-                "restarts": a.restarts,
-                "last_exit": a.last_exit.map(|e| e.to_string()),
-            })
-        })
         .collect();
     let next = offset.saturating_add(page.len() as u64);
     Ok(Json(json!({
@@ -394,8 +402,34 @@ async fn list_agents(
         "limit": limit,
         "next_offset": (next < total).then_some(next),
         "agents": page,
+        "unreachable": unreachable,
     }))
     .into_response())
+}
+
+/// This node's agents (of `kind`, if given) as the API's records, in id
+/// order, each naming this node (`null` outside a cluster).
+pub(crate) fn local_agents(state: &ApiState, kind: Option<&str>) -> Result<Vec<Value>, ApiError> {
+    let registry = agent_registry(state)?;
+    let agents = match kind {
+        Some(kind) => registry.list_by_kind(kind),
+        None => registry.list(),
+    };
+    let node = state.cluster.as_ref().map(|m| m.local().node);
+    Ok(agents
+        .into_iter()
+        .map(|a| {
+            json!({
+                "id": a.id.as_str(),
+                "kind": &*a.kind,
+                "status": a.status,
+                "passivated": a.passivated,
+                "restarts": a.restarts,
+                "last_exit": a.last_exit.map(|e| e.to_string()),
+                "node": node.as_deref(),
+            })
+        })
+        .collect())
 }
 
 /// The body as `T`, or a typed error naming what is wrong.
@@ -421,20 +455,56 @@ pub(crate) fn agent_error(id: &str, error: AgentError) -> ApiError {
 }
 
 /// `POST /api/agents`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-struct StartAgent {
-    kind: String,
+pub(crate) struct StartAgent {
+    pub(crate) kind: String,
     #[serde(default)]
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     #[serde(default)]
-    args: Value,
+    pub(crate) args: Value,
+    /// The member to start it on (this node when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) node: Option<String>,
 }
 
-/// Registers and starts an agent of a built-in kind (201 with its id);
-/// a refused or failed start leaves nothing registered.
+/// Registers and starts an agent of a built-in kind (201 with its id), on
+/// the member `node` names, or in a cluster on the member its id hashes
+/// to (`cluster::placement`); a refused or failed start leaves nothing
+/// registered.
 async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Response, ApiError> {
-    let request: StartAgent = body(&bytes)?;
+    let mut request: StartAgent = body(&bytes)?;
+    if let Some(node) = crate::cluster::placement(&state, &mut request) {
+        return crate::cluster::start_elsewhere(&state, &node, request).await;
+    }
+    let started = start_here(&state, request).await?;
+    Ok((StatusCode::CREATED, Json(started)).into_response())
+}
+
+/// A new id for an agent of `kind` (`KIND-N`, or `KIND-NODE-N` in a
+/// cluster of more than one member).
+pub(crate) fn generate_id(state: &ApiState, kind: &str) -> String {
+    format!(
+        "{}-{}",
+        generated_prefix(state, kind),
+        state.next_id.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A generated id's prefix: the kind, and in a cluster of more than one
+/// member this node's name too (each node counts on its own).
+fn generated_prefix(state: &ApiState, kind: &str) -> String {
+    match &state.cluster {
+        Some(membership) if membership.members().len() > 1 => {
+            format!("{kind}-{}", membership.local().node)
+        }
+        _ => kind.to_owned(),
+    }
+}
+
+/// Starts an agent on this node: its record (`id`, `kind`, `status`,
+/// `node`).
+pub(crate) async fn start_here(state: &ApiState, request: StartAgent) -> Result<Value, ApiError> {
     let config = state
         .kinds
         .config(&request.kind, &request.args)
@@ -445,7 +515,7 @@ async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Resp
             },
             KindError::InvalidArgs(reason) => ApiError::InvalidAgent(reason),
         })?;
-    let registry = agent_registry(&state)?;
+    let registry = agent_registry(state)?;
     // Durable: registered in the node's agent store, answered once there.
     let config = Arc::new(config.durable(request.args.clone()));
     let id = match request.id {
@@ -457,11 +527,7 @@ async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Resp
             id
         }
         None => loop {
-            let id = format!(
-                "{}-{}",
-                request.kind,
-                state.next_id.fetch_add(1, Ordering::Relaxed)
-            );
+            let id = generate_id(state, &request.kind);
             match registry
                 .register_durable_agent(id.as_str(), config.clone())
                 .await
@@ -477,11 +543,8 @@ async fn start_agent(State(state): State<ApiState>, bytes: Bytes) -> Result<Resp
         return Err(agent_error(&id, error));
     }
     let status = registry.status(&id);
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"id": id, "kind": request.kind, "status": status})),
-    )
-        .into_response())
+    let node = state.cluster.as_ref().map(|m| m.local().node);
+    Ok(json!({"id": id, "kind": request.kind, "status": status, "node": node.as_deref()}))
 }
 
 /// The event store, or 503 when the system has none (a subset).

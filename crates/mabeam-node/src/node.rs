@@ -230,17 +230,9 @@ impl Node {
             }
         };
         exporter.add_source(Arc::new(MemberGauges(membership.clone())));
-        // Other nodes' calls reach this node's agents, over a connection
-        // to each member.
-        let mesh = system.connections().map(|connections| {
-            if let Some(agents) = system.agents() {
-                connections.serve(Arc::new(agents.clone()));
-            }
-            cluster::connect_members(membership.clone(), connections.clone())
-        });
 
         observer.start();
-        let app = http::router(ApiState {
+        let api = ApiState {
             system: system.clone(),
             exporter: exporter.clone(),
             token: token.clone(),
@@ -249,7 +241,14 @@ impl Node {
             next_id: Arc::new(AtomicU64::new(1)),
             observer: observer.clone(),
             cluster: Some(membership.clone()),
+        };
+        // Other nodes' calls reach this node's agents and the node
+        // itself, over a connection to each member.
+        let mesh = system.connections().map(|connections| {
+            connections.serve(Arc::new(cluster::Served(api.clone())));
+            cluster::connect_members(membership.clone(), connections.clone())
         });
+        let app = http::router(api);
         let limits = Limits {
             max_connections: config.max_connections,
             header_timeout: Duration::from_millis(config.header_timeout_ms),

@@ -5,7 +5,10 @@
 //! `cluster.test_only_without_shared_store`) see each other up on
 //! `GET /api/cluster` and `/metrics`; `kill -9` of one is `down` on the
 //! others within 2 s; 300 agents started through the three nodes answer
-//! from each node.
+//! from each node; any node lists every agent with its `node` and starts
+//! one on the member a request names, or else on the member its id
+//! hashes to; a second node under a taken name leaves the cluster
+//! unharmed.
 //!
 //! The other processes are observed over HTTP only: the waits poll
 //! `GET /api/cluster` (every 20 ms, bounded), the one observation channel
@@ -21,10 +24,14 @@ use std::{
 
 use mabeam_node::client::{request, send};
 use serde_json::Value;
-use support::{Running, WAIT, free_addr, run_to_exit, start, token};
+use supervision_core::{AgentId, cluster::rendezvous_owner};
+use support::{Running, WAIT, run_to_exit, start, token};
 
-/// `mabeam run` for `node`, its cluster address `listen`, joining `join`.
-async fn node(dir: &Path, name: &str, listen: &str, join: Option<&str>) -> (Running, String) {
+/// `mabeam run` for `node` on a cluster address the node picks (port 0:
+/// a port picked here and bound later could be taken meanwhile by the
+/// many connections of tests running beside), joining `join`.
+async fn node(dir: &Path, name: &str, join: Option<&str>) -> (Running, String) {
+    let listen = "127.0.0.1:0";
     let data = dir.join(name);
     std::fs::create_dir_all(&data).unwrap();
     let config = dir.join(format!("{name}.toml"));
@@ -41,6 +48,36 @@ async fn node(dir: &Path, name: &str, listen: &str, join: Option<&str>) -> (Runn
     let running = start(&data, &args).await;
     let token = token(&data);
     (running, token)
+}
+
+/// The cluster address the node at `addr` listens on, once the node
+/// lists itself (`GET /api/cluster`; a node lists no member while it
+/// joins).
+async fn listen_addr(addr: &str, token: &str) -> String {
+    let started = Instant::now();
+    loop {
+        let reply = tokio::time::timeout(WAIT, request(addr, "GET", "/api/cluster", Some(token)))
+            .await
+            .expect("the node answers in time")
+            .unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+        let view: Value = serde_json::from_str(&reply.body).unwrap();
+        let me = view["node"].clone();
+        let own = view["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["node"] == me)
+            .and_then(|m| m["addr"].as_str());
+        if let Some(own) = own {
+            return own.to_owned();
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "no address of its own within {WAIT:?}: {view}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The node's view of its cluster: member name -> state.
@@ -122,10 +159,10 @@ async fn joining_without_a_shared_store_is_refused_and_says_so() {
 #[tokio::test]
 async fn three_nodes_see_each_other_and_a_killed_one_is_down_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let a_listen = free_addr();
-    let (a, a_token) = node(dir.path(), "a@local", &a_listen, None).await;
-    let (b, b_token) = node(dir.path(), "b@local", &free_addr(), Some(&a_listen)).await;
-    let (c, c_token) = node(dir.path(), "c@local", &free_addr(), Some(&a_listen)).await;
+    let (a, a_token) = node(dir.path(), "a@local", None).await;
+    let a_listen = listen_addr(&a.addr, &a_token).await;
+    let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
+    let (c, c_token) = node(dir.path(), "c@local", Some(&a_listen)).await;
     let all_up = |view: &[(String, String)]| {
         ["a@local", "b@local", "c@local"]
             .iter()
@@ -179,10 +216,10 @@ async fn three_nodes_see_each_other_and_a_killed_one_is_down_within_two_seconds(
 #[tokio::test]
 async fn three_hundred_agents_started_through_three_nodes_answer_from_each_node() {
     let dir = tempfile::tempdir().unwrap();
-    let a_listen = free_addr();
-    let (a, a_token) = node(dir.path(), "a@local", &a_listen, None).await;
-    let (b, b_token) = node(dir.path(), "b@local", &free_addr(), Some(&a_listen)).await;
-    let (c, c_token) = node(dir.path(), "c@local", &free_addr(), Some(&a_listen)).await;
+    let (a, a_token) = node(dir.path(), "a@local", None).await;
+    let a_listen = listen_addr(&a.addr, &a_token).await;
+    let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
+    let (c, c_token) = node(dir.path(), "c@local", Some(&a_listen)).await;
     let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
     let all_up = |view: &[(String, String)]| {
         ["a@local", "b@local", "c@local"]
@@ -250,4 +287,266 @@ async fn three_hundred_agents_started_through_three_nodes_answer_from_each_node(
     .unwrap();
     assert_eq!(reply.status, 404, "{}", reply.body);
     drop((a, b, c));
+}
+
+/// `GET /api/agents` on `addr` (`query` appended): the listing.
+async fn list(addr: &str, token: &str, query: &str) -> Value {
+    let path = format!("/api/agents?limit=1000{query}");
+    let reply = tokio::time::timeout(WAIT, request(addr, "GET", &path, Some(token)))
+        .await
+        .expect("the node answers in time")
+        .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    serde_json::from_str(&reply.body).unwrap()
+}
+
+/// `POST /api/agents` on `addr` with `body`: status and answer.
+async fn post_agent(addr: &str, token: &str, body: &str) -> (u16, Value) {
+    let reply = tokio::time::timeout(
+        WAIT,
+        send(addr, "POST", "/api/agents", Some(token), Some(body)),
+    )
+    .await
+    .expect("the node answers in time")
+    .unwrap();
+    (reply.status, serde_json::from_str(&reply.body).unwrap())
+}
+
+/// Agents started through one node on the members `node` names: each
+/// lives there (`scope=local` on that member lists it), every node lists
+/// all of them with their `node`, and each answers from any node. A
+/// refusal on the named member comes back with its status and code; a
+/// node that is not a member is refused with 503 and code 9140. Without
+/// a `node`, an agent lives on the member its id hashes to.
+#[tokio::test]
+async fn any_node_lists_every_agent_and_starts_one_on_the_member_it_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_token) = node(dir.path(), "a@local", None).await;
+    let a_listen = listen_addr(&a.addr, &a_token).await;
+    let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
+    let (c, c_token) = node(dir.path(), "c@local", Some(&a_listen)).await;
+    let nodes = [
+        ("a@local", &a, &a_token),
+        ("b@local", &b, &b_token),
+        ("c@local", &c, &c_token),
+    ];
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    for (_, running, token) in nodes {
+        until(&running.addr, token, WAIT, "three members up", all_up).await;
+    }
+    // Thirty agents, all through a, placed on the three in turn.
+    for i in 0..30 {
+        let on = nodes[i % 3].0;
+        let body = format!(r#"{{"kind": "counter", "id": "placed-{i:02}", "node": "{on}"}}"#);
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+        assert_eq!(record["id"], format!("placed-{i:02}"), "{record}");
+        assert_eq!(record["node"], on, "{record}");
+    }
+    // A generated id on another member names that member.
+    let (status, record) = post_agent(
+        &a.addr,
+        &a_token,
+        r#"{"kind": "counter", "node": "c@local"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{record}");
+    assert_eq!(record["node"], "c@local", "{record}");
+    let generated = record["id"].as_str().unwrap().to_owned();
+    assert!(generated.contains("c@local"), "{generated}");
+
+    for (name, running, token) in nodes {
+        let all = list(&running.addr, token, "").await;
+        assert_eq!(all["total"], 31, "{name}: {all}");
+        assert_eq!(all["unreachable"], serde_json::json!([]), "{name}: {all}");
+        for agent in all["agents"].as_array().unwrap() {
+            let id = agent["id"].as_str().unwrap();
+            let expected = match id.strip_prefix("placed-") {
+                Some(i) => nodes[i.parse::<usize>().unwrap() % 3].0,
+                None => "c@local",
+            };
+            assert_eq!(agent["node"], expected, "{name}: {agent}");
+        }
+        let local = list(&running.addr, token, "&scope=local").await;
+        let expected = if name == "c@local" { 11 } else { 10 };
+        assert_eq!(local["total"], expected, "{name}: {local}");
+        assert!(
+            local["agents"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|agent| agent["node"] == name),
+            "{name}: {local}"
+        );
+        // Each answers from this node.
+        for id in (0..30)
+            .map(|i| format!("placed-{i:02}"))
+            .chain([generated.clone()])
+        {
+            let reply = tokio::time::timeout(
+                WAIT,
+                send(
+                    &running.addr,
+                    "POST",
+                    &format!("/api/agents/{id}/ask"),
+                    Some(token),
+                    Some(r#"{"protocol": "counter.get"}"#),
+                ),
+            )
+            .await
+            .expect("the node answers in time")
+            .unwrap();
+            assert_eq!(reply.status, 200, "{id} from {name}: {}", reply.body);
+        }
+    }
+
+    // The named member's refusal, as it gives it: the id exists there.
+    let (status, error) = post_agent(
+        &a.addr,
+        &a_token,
+        r#"{"kind": "counter", "id": "placed-01", "node": "b@local"}"#,
+    )
+    .await;
+    assert_eq!(status, 409, "{error}");
+    assert_eq!(error["code"], 9106, "{error}");
+    // An unknown kind is refused there too, and nothing is started.
+    let (status, error) = post_agent(
+        &a.addr,
+        &a_token,
+        r#"{"kind": "nonsense", "id": "never", "node": "b@local"}"#,
+    )
+    .await;
+    assert_eq!(status, 400, "{error}");
+    assert_eq!(error["code"], 9104, "{error}");
+    // A node that is no member.
+    let (status, error) = post_agent(
+        &a.addr,
+        &a_token,
+        r#"{"kind": "counter", "id": "never", "node": "nobody@local"}"#,
+    )
+    .await;
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error["code"], 9140, "{error}");
+    assert_eq!(error["error"], "node_unreachable", "{error}");
+    assert_eq!(list(&b.addr, &b_token, "").await["total"], 31);
+    // Without a `node`, each id goes to the member it hashes to over the
+    // live members, wherever it was started through; a generated id too.
+    let names = ["a@local", "b@local", "c@local"];
+    let mut placed_on = std::collections::HashMap::<String, usize>::new();
+    for i in 0..30 {
+        let id = format!("hashed-{i:02}");
+        let body = format!(r#"{{"kind": "counter", "id": "{id}"}}"#);
+        let (status, record) = post_agent(&b.addr, &b_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+        let owner = rendezvous_owner(&AgentId::new(id.as_str()), names).unwrap();
+        assert_eq!(record["node"], owner, "{record}");
+        *placed_on.entry(owner.to_owned()).or_default() += 1;
+    }
+    assert_eq!(placed_on.len(), 3, "spread over the three: {placed_on:?}");
+    let (status, record) = post_agent(&c.addr, &c_token, r#"{"kind": "counter"}"#).await;
+    assert_eq!(status, 201, "{record}");
+    let id = record["id"].as_str().unwrap();
+    assert_eq!(
+        record["node"],
+        rendezvous_owner(&AgentId::new(id), names).unwrap(),
+        "{record}"
+    );
+    for (name, running, token) in nodes {
+        let local = list(&running.addr, token, "&scope=local").await;
+        let hashed = local["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|agent| agent["id"].as_str().unwrap().starts_with("hashed-"))
+            .count();
+        assert_eq!(
+            hashed,
+            placed_on.get(name).copied().unwrap_or(0),
+            "{name}: {local}"
+        );
+    }
+    assert_eq!(list(&a.addr, &a_token, "").await["total"], 62);
+    // A bad scope is refused.
+    let reply = request(
+        &a.addr,
+        "GET",
+        "/api/agents?scope=everywhere",
+        Some(&a_token),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reply.status, 400, "{}", reply.body);
+    drop((a, b, c));
+}
+
+/// `GET /api/cluster`'s generation of `node` as `addr` sees it, if listed.
+async fn generation_of(addr: &str, token: &str, node: &str) -> Option<(u64, String)> {
+    let reply = tokio::time::timeout(WAIT, request(addr, "GET", "/api/cluster", Some(token)))
+        .await
+        .expect("the node answers in time")
+        .unwrap();
+    let view: Value = serde_json::from_str(&reply.body).unwrap();
+    view["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["node"] == node)
+        .map(|m| {
+            (
+                m["generation"].as_u64().unwrap(),
+                m["state"].as_str().unwrap().to_owned(),
+            )
+        })
+}
+
+/// A second node started under a live node's name (b@local) joins a:
+/// the cluster is unharmed. c, joined through the twin alone, comes up
+/// on a (so a has had the twin's gossip), yet a still holds the first
+/// b's generation up, and an agent on the first b answers through a.
+#[tokio::test]
+async fn a_second_node_under_a_taken_name_leaves_the_cluster_unharmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, a_token) = node(dir.path(), "a@local", None).await;
+    let a_listen = listen_addr(&a.addr, &a_token).await;
+    let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
+    until(&a.addr, &a_token, WAIT, "b up", |v| has(v, "b@local", "up")).await;
+    let (b_generation, _) = generation_of(&b.addr, &b_token, "b@local").await.unwrap();
+    let (status, record) = post_agent(
+        &a.addr,
+        &a_token,
+        r#"{"kind": "counter", "id": "on-b", "node": "b@local"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "{record}");
+
+    let twin_dir = dir.path().join("twin");
+    std::fs::create_dir_all(&twin_dir).unwrap();
+    let (twin, twin_token) = node(&twin_dir, "b@local", Some(&a_listen)).await;
+    let twin_listen = listen_addr(&twin.addr, &twin_token).await;
+    let (c, _c_token) = node(dir.path(), "c@local", Some(&twin_listen)).await;
+    until(&a.addr, &a_token, WAIT, "c up", |v| has(v, "c@local", "up")).await;
+
+    assert_eq!(
+        generation_of(&a.addr, &a_token, "b@local").await,
+        Some((b_generation, "up".to_owned())),
+        "a holds the first b"
+    );
+    let reply = tokio::time::timeout(
+        WAIT,
+        send(
+            &a.addr,
+            "POST",
+            "/api/agents/on-b/ask",
+            Some(&a_token),
+            Some(r#"{"protocol": "counter.get"}"#),
+        ),
+    )
+    .await
+    .expect("the node answers in time")
+    .unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    drop((a, b, twin, c));
 }

@@ -276,8 +276,11 @@ pub trait Ownership: Send + Sync + fmt::Debug {
 pub struct MemoryOwnership {
     /// Every claim, and the last epoch of each agent ever claimed (a
     /// released agent's next claim still gets a higher epoch).
-    claims: Arc<Mutex<HashMap<AgentId, (Option<Claim>, u64)>>>,
+    claims: Arc<Mutex<HashMap<AgentId, Record>>>,
 }
+
+/// An agent's current claim, and the last epoch it was ever given.
+type Record = (Option<Claim>, u64);
 
 impl MemoryOwnership {
     /// An empty record.

@@ -404,14 +404,31 @@ impl Inner {
     /// subscribers each change. `down` is final for a generation: a
     /// generation seen down is not taken back (it must restart, as Akka
     /// requires of a downed node), and an older generation's late gossip
-    /// is ignored once a newer one is known.
+    /// is ignored once a newer one is known. A name has one live
+    /// generation: while the generation the view holds is still live, a
+    /// newer one under the same name is a twin taking a live node's name
+    /// and is not let in; a restart's newer generation takes over once
+    /// the old one is no longer live (down within 2 s of a crash).
     fn reconcile(&self, live: &BTreeMap<ChitchatId, NodeState>) {
         let mut changes = Vec::new();
         {
             let mut view = self.view.lock();
             let mut seen = HashSet::new();
+            let held_live: HashSet<(Arc<str>, u64)> = live
+                .keys()
+                .filter_map(|id| {
+                    let known = view.get(&*id.node_id)?;
+                    (known.generation == id.generation_id && known.state != MemberState::Down)
+                        .then(|| (known.node.clone(), known.generation))
+                })
+                .collect();
             for (id, state) in live {
                 let member = member_of(id, state);
+                if held_live.iter().any(|(node, generation)| {
+                    *node == member.node && *generation < member.generation
+                }) {
+                    continue;
+                }
                 if let Some(known) = view.get(&member.node) {
                     if known.generation > member.generation
                         || (known.generation == member.generation

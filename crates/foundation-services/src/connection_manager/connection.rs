@@ -335,6 +335,42 @@ fn established(
     addr: SocketAddr,
     direction: Direction,
 ) {
+    // A newer incarnation of a node this one holds a live connection to:
+    // a restart (the old one frozen or gone), or a twin taking a live
+    // node's name. The old connection is pinged first: if it answers, the
+    // name is taken and the newcomer is refused with that reason.
+    if let Some((outbox, close)) = inner.older_peer(&remote.node, remote.generation) {
+        let task_inner = inner.clone();
+        inner.spawn(async move {
+            let inner = task_inner;
+            if inner.answers_ping(outbox, &close).await {
+                let mut sealer = remote.sealer;
+                let mut stream = stream;
+                let reason = format!(
+                    "node name {} is taken by a live node (its connection answers)",
+                    remote.node
+                );
+                let _ = sealer
+                    .write(&mut stream, &Frame::Bye { reason }, addr)
+                    .await;
+                return;
+            }
+            take(&inner, remote, stream, addr, direction);
+        });
+        return;
+    }
+    take(inner, remote, stream, addr, direction);
+}
+
+/// Registers an established connection and runs it in a task of its own
+/// (or drops it if a connection to the same node wins).
+fn take(
+    inner: &Arc<Inner>,
+    remote: Remote,
+    stream: TcpStream,
+    addr: SocketAddr,
+    direction: Direction,
+) {
     let Remote {
         node,
         generation,
@@ -411,6 +447,16 @@ async fn run(
         tokio::select! {
             frame = incoming.recv() => match frame {
                 Some(Ok(Frame::Tick)) => last_heard = inner.clock.now(),
+                Some(Ok(Frame::Ping)) => {
+                    last_heard = inner.clock.now();
+                    if let Err(error) = send(inner, &mut writer, &mut sealer, addr, Frame::Pong).await {
+                        return error.to_string();
+                    }
+                }
+                Some(Ok(Frame::Pong)) => {
+                    last_heard = inner.clock.now();
+                    close.pong.notify_waiters();
+                }
                 Some(Ok(Frame::Call { id, agent, protocol, body, timeout_ms, tell })) => {
                     last_heard = inner.clock.now();
                     inner.handle_call(outbox.clone(), (id, agent, protocol, body, timeout_ms, tell));
@@ -793,7 +839,9 @@ mod tests {
             .unwrap();
         let b_addr = b.start().await.unwrap();
         let mut events = b.subscribe();
-        let cases: [(&str, Box<dyn Fn() -> Vec<u8>>); 3] = [
+        // What b's refusal names, and the plaintext sealed and sent.
+        type Case = (&'static str, Box<dyn Fn() -> Vec<u8>>);
+        let cases: [Case; 3] = [
             (
                 "at most 1024",
                 Box::new(|| {

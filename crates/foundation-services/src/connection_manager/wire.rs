@@ -85,6 +85,12 @@ pub(crate) enum Frame {
     /// the receiver (two nodes dialled each other at once): the receiver
     /// waits for that one before it calls the node down.
     Replaced,
+    /// "Are you there?": answered by a [`Pong`](Frame::Pong) on the same
+    /// connection. Sent when a newer incarnation of the peer's name
+    /// connects, to tell a restart from a twin taking a live name.
+    Ping,
+    /// The answer to a [`Ping`](Frame::Ping).
+    Pong,
     /// A call to an agent on the receiver's node (`delivery` module).
     Call {
         id: u64,
