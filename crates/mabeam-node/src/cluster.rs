@@ -315,7 +315,11 @@ pub(crate) async fn agents_elsewhere(
 
 /// What other nodes' calls reach: this node's agents, and at the empty
 /// agent id the node itself ([`LIST`], [`START`]).
-pub(crate) struct Served(pub(crate) ApiState);
+pub(crate) struct Served {
+    pub(crate) api: ApiState,
+    /// The node's agent layer (a node always runs one).
+    pub(crate) agents: mabeam::Agents,
+}
 
 impl std::fmt::Debug for Served {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -369,15 +373,15 @@ impl Served {
 
 impl AgentDirectory for Served {
     fn agent(&self, id: &AgentId) -> Option<ProcessHandle> {
-        self.0.system.agents().agent(id)
+        self.agents.agent(id)
     }
 
     fn info(&self, id: &AgentId) -> Option<AgentInfo> {
-        self.0.system.agents().info(id)
+        self.agents.info(id)
     }
 
     fn agents(&self) -> Vec<AgentInfo> {
-        self.0.system.agents().agents()
+        self.agents.agents()
     }
 
     fn ask(
@@ -386,17 +390,17 @@ impl AgentDirectory for Served {
         envelope: Envelope,
     ) -> BoxFuture<'static, Result<serde_json::Value, DirectoryError>> {
         if id.as_str().is_empty() {
-            return Box::pin(Self::node_request(self.0.clone(), envelope));
+            return Box::pin(Self::node_request(self.api.clone(), envelope));
         }
-        self.0.system.agents().ask(id, envelope)
+        self.agents.ask(id, envelope)
     }
 
     fn cast(&self, id: &AgentId, envelope: Envelope) -> Result<(), DirectoryError> {
-        self.0.system.agents().cast(id, envelope)
+        self.agents.cast(id, envelope)
     }
 
     fn subscribe(&self) -> AgentStatusChanges {
-        self.0.system.agents().subscribe()
+        self.agents.subscribe()
     }
 }
 

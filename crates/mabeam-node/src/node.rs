@@ -245,7 +245,12 @@ impl Node {
         // Other nodes' calls reach this node's agents and the node
         // itself, over a connection to each member.
         let mesh = system.connections().map(|connections| {
-            connections.serve(Arc::new(cluster::Served(api.clone())));
+            if let Some(agents) = system.agents() {
+                connections.serve(Arc::new(cluster::Served {
+                    api: api.clone(),
+                    agents: agents.clone(),
+                }));
+            }
             cluster::connect_members(membership.clone(), connections.clone())
         });
         let app = http::router(api);

@@ -67,7 +67,7 @@ async fn service_restarts_lose_no_registration_and_a_restart_brings_agents_back(
     let dir = tempfile::tempdir().unwrap();
     let first = system(dir.path());
     first.start().await.unwrap();
-    let agents = first.agents().registry().unwrap();
+    let agents = first.agents().unwrap().registry().unwrap();
     for id in IDS {
         let config = counter(&Value::Null).unwrap().durable(json!(null));
         agents.register_durable_agent(id, config).await.unwrap();
@@ -77,7 +77,7 @@ async fn service_restarts_lose_no_registration_and_a_restart_brings_agents_back(
 
     for service in [seed::AGENT_SUPERVISOR, seed::AGENT_REGISTRY] {
         first.restart_service(service).await.unwrap();
-        let after = first.agents().registry().unwrap();
+        let after = first.agents().unwrap().registry().unwrap();
         assert_eq!(after.len(), IDS.len(), "after restarting {service}");
     }
     let rows = bounded("store", first.wiring().agent_store.count())
@@ -90,7 +90,7 @@ async fn service_restarts_lose_no_registration_and_a_restart_brings_agents_back(
 
     let second = system(dir.path());
     second.start().await.unwrap();
-    let agents = second.agents().registry().unwrap();
+    let agents = second.agents().unwrap().registry().unwrap();
     let progress = bounded("recovery", agents.recovered()).await;
     assert_eq!((progress.restored, progress.failed), (3, 0));
     for id in IDS {
