@@ -6,9 +6,9 @@
 use std::{sync::Arc, time::Duration};
 
 use kameo::prelude::*;
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, ChildState, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Namespace,
     ProcessHandle, Registry, RegistryEvent, StartError, Supervisor, SupervisorError,
     SupervisorFlags, Telemetry, Topic,
@@ -53,7 +53,7 @@ fn spec(registry: &Arc<dyn Registry>, ns: Namespace, name: &str) -> ChildSpec {
 }
 
 /// Waits for the next holder of the name the subscription is about.
-async fn next_holder(events: &mut supervision_core::RegistryEvents) -> ProcessHandle {
+async fn next_holder(events: &mut mabeam_supervision_core::RegistryEvents) -> ProcessHandle {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
             .await

@@ -5,8 +5,8 @@
 use std::{sync::Arc, time::Duration};
 
 use kameo::prelude::*;
-use process_registry::ProcessRegistry;
-use supervision_core::{
+use mabeam_process_registry::ProcessRegistry;
+use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Namespace, ProcessHandle,
     Registry, RegistryEvent, Telemetry, events, testkit::TelemetryProbe,
 };

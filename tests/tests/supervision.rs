@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use supervision_core::{
+use mabeam_supervision_core::{
     DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Intensity, Telemetry, events,
     testkit::{self, TelemetryProbe, TestKit},
 };

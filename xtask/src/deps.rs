@@ -8,15 +8,15 @@ use serde_json::Value;
 
 /// The crates that may meet only through supervision-core.
 pub(crate) const SERVICE_CRATES: [&str; 6] = [
-    "process-registry",
-    "foundation-services",
-    "agent-supervisor",
-    "coordination",
-    "economics",
-    "telemetry",
+    "mabeam-process-registry",
+    "mabeam-foundation-services",
+    "mabeam-agent-supervisor",
+    "mabeam-coordination",
+    "mabeam-economics",
+    "mabeam-telemetry",
 ];
 
-const CORE: &str = "supervision-core";
+const CORE: &str = "mabeam-supervision-core";
 
 pub(crate) fn metadata(root: &Path) -> Result<Value> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -133,27 +133,27 @@ mod tests {
 
     fn meta(deps: Value) -> Value {
         json!({ "packages": [
-            { "name": "supervision-core", "dependencies": [] },
-            { "name": "telemetry", "dependencies": [] },
-            { "name": "process-registry", "dependencies": deps },
+            { "name": "mabeam-supervision-core", "dependencies": [] },
+            { "name": "mabeam-telemetry", "dependencies": [] },
+            { "name": "mabeam-process-registry", "dependencies": deps },
         ]})
     }
 
     #[test]
     fn names_the_offending_edge() {
-        let m = meta(json!([{ "name": "telemetry", "kind": null }]));
+        let m = meta(json!([{ "name": "mabeam-telemetry", "kind": null }]));
         assert_eq!(
             violations(&m),
-            vec![("process-registry".into(), "telemetry".into())]
+            vec![("mabeam-process-registry".into(), "mabeam-telemetry".into())]
         );
     }
 
     #[test]
     fn core_outside_crates_and_dev_dependencies_are_allowed() {
         let m = meta(json!([
-            { "name": "supervision-core", "kind": null },
+            { "name": "mabeam-supervision-core", "kind": null },
             { "name": "tokio", "kind": null },
-            { "name": "telemetry", "kind": "dev" },
+            { "name": "mabeam-telemetry", "kind": "dev" },
         ]));
         assert!(violations(&m).is_empty());
     }
@@ -165,8 +165,8 @@ mod tests {
         let m = json!({ "packages": [
             { "name": "mabeam", "features": {
                 "default": ["foundation", "agents"], "foundation": [], "agents": [] } },
-            { "name": "supervision-core", "features": { "testkit": [] } },
-            { "name": "telemetry", "features": {} },
+            { "name": "mabeam-supervision-core", "features": { "testkit": [] } },
+            { "name": "mabeam-telemetry", "features": {} },
         ]});
         assert_eq!(
             groups_of(&m),

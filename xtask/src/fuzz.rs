@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 /// The fuzz test files: (package, test target).
 const TARGETS: [(&str, &str); 2] = [
     ("mabeam-node", "fuzz_api"),
-    ("foundation-services", "fuzz_services"),
+    ("mabeam-foundation-services", "fuzz_services"),
 ];
 
 /// Runs every fuzz test file with its share of `--minutes N` (1 by

@@ -99,6 +99,16 @@ impl Target {
         Ok(target)
     }
 
+    /// The package cargo knows the crate by: every service crate is
+    /// published with the `mabeam-` prefix, and its folder name is accepted.
+    fn package(&self) -> String {
+        if self.krate.starts_with("mabeam") || self.krate == "xtask" || self.krate == "tests" {
+            self.krate.clone()
+        } else {
+            format!("mabeam-{}", self.krate)
+        }
+    }
+
     /// The output folder's name: the crate, and its files if any.
     fn slug(&self) -> String {
         let mut slug = self.krate.clone();
@@ -123,10 +133,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     tools::ensure(root, &cargo, tools::MUTANTS)?;
     let output: PathBuf = root.join("target").join("mutants").join(target.slug());
     let output_arg = output.to_string_lossy().into_owned();
+    let package = target.package();
     let mut cmd_args: Vec<&str> = vec![
         "mutants",
         "--package",
-        target.krate.as_str(),
+        package.as_str(),
         "--in-place",
         "--output",
         output_arg.as_str(),

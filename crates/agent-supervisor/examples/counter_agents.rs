@@ -2,10 +2,10 @@
 //! crash in a checkpoint, and gives up its task while idle (passivation)
 //! without losing its state. A thousand of them run side by side.
 //!
-//! Run it with `cargo run -p agent-supervisor --example counter_agents`.
+//! Run it with `cargo run -p mabeam-agent-supervisor --example counter_agents`.
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, EnvelopeError};
-use supervision_core::{AgentStatus, Envelope, ExitReason, RestartType, StartError};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, EnvelopeError};
+use mabeam_supervision_core::{AgentStatus, Envelope, ExitReason, RestartType, StartError};
 
 /// The agent's state: a count.
 struct Counter {

@@ -3,7 +3,7 @@
 use std::future::Future;
 
 use serde::{Serialize, de::DeserializeOwned};
-use supervision_core::{AgentId, Envelope, ExitReason, StartError};
+use mabeam_supervision_core::{AgentId, Envelope, ExitReason, StartError};
 
 use crate::EnvelopeError;
 
@@ -71,8 +71,8 @@ impl<'a> AgentContext<'a> {
 /// # Example
 ///
 /// ```
-/// use supervision_core::{Envelope, StartError};
-/// use agent_supervisor::{Agent, AgentContext, EnvelopeError};
+/// use mabeam_supervision_core::{Envelope, StartError};
+/// use mabeam_agent_supervisor::{Agent, AgentContext, EnvelopeError};
 ///
 /// struct Counter { count: u64 }
 ///

@@ -4,7 +4,7 @@
 use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 
 use kameo::actor::ActorRef;
-use supervision_core::{AgentId, AgentStatus};
+use mabeam_supervision_core::{AgentId, AgentStatus};
 
 use crate::{
     Agent, AgentError,
@@ -237,7 +237,7 @@ impl<A: Agent> AgentRef<A> {
 
     fn typed(
         &self,
-        handle: &supervision_core::ProcessHandle,
+        handle: &mabeam_supervision_core::ProcessHandle,
     ) -> Result<ActorRef<AgentHost<A>>, AgentError> {
         handle.downcast().ok_or_else(|| AgentError::WrongType {
             agent: self.slot.id.clone(),

@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use supervision_core::{
+use mabeam_supervision_core::{
     Backoff, Checkpoint, Envelope, ProcessHandle, RestartType, Shutdown, StartFuture,
 };
 
@@ -40,8 +40,8 @@ pub const MAX_ID_BYTES: usize = 255;
 ///
 /// ```
 /// use std::time::Duration;
-/// use agent_supervisor::{Agent, AgentConfig, AgentContext};
-/// use supervision_core::{RestartType, StartError};
+/// use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
+/// use mabeam_supervision_core::{RestartType, StartError};
 ///
 /// struct Echo;
 /// impl Agent for Echo {

@@ -2,7 +2,7 @@
 //! coordination and economics reach agents without depending on this crate.
 
 use futures::future::BoxFuture;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, DirectoryError, Envelope, ProcessHandle,
 };
 
@@ -114,7 +114,7 @@ impl AgentDirectory for AgentRegistry {
         // have one, then deliver in a task, by the envelope's deadline.
         {
             let status = slot.state.lock().status;
-            use supervision_core::AgentStatus as S;
+            use mabeam_supervision_core::AgentStatus as S;
             if !matches!(
                 status,
                 S::Running | S::Starting | S::Restarting | S::Stopping

@@ -1,5 +1,5 @@
 //! Durable agents: what the registry writes to its
-//! [`AgentStore`](supervision_core::AgentStore), when, and how an
+//! [`AgentStore`](mabeam_supervision_core::AgentStore), when, and how an
 //! incarnation's checkpoints get there.
 //!
 //! An agent is **durable** when its configuration says how to build it
@@ -49,7 +49,7 @@
 use std::{collections::BTreeMap, fmt, num::NonZeroU32, sync::Arc, time::Duration};
 
 use serde_json::Value;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentUpdate, Checkpoint,
     Clock, MemoryAgentStore,
 };
@@ -327,7 +327,7 @@ pub(crate) struct DurableHost {
     handled: u32,
     clock: Clock,
     last: Instant,
-    telemetry: supervision_core::Telemetry,
+    telemetry: mabeam_supervision_core::Telemetry,
 }
 
 /// The telemetry event of a checkpoint the store refused (measurement
@@ -394,16 +394,16 @@ impl DurableHost {
     }
 }
 
-fn failed(id: &AgentId, telemetry: &supervision_core::Telemetry, error: &AgentStoreError) {
+fn failed(id: &AgentId, telemetry: &mabeam_supervision_core::Telemetry, error: &AgentStoreError) {
     tracing::warn!(agent = %id, %error, "agent checkpoint not stored");
     telemetry.emit(
         CHECKPOINT_FAILED,
         &[("count", 1.0)],
         &[
-            ("agent", supervision_core::MetaValue::Str(id.as_str())),
+            ("agent", mabeam_supervision_core::MetaValue::Str(id.as_str())),
             (
                 "error",
-                supervision_core::MetaValue::Str(&error.to_string()),
+                mabeam_supervision_core::MetaValue::Str(&error.to_string()),
             ),
         ],
     );

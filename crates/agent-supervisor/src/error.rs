@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentStatus, DirectoryError, ErrorCode, ExitReason, StartError, SupervisorError,
 };
 use thiserror::Error;
@@ -82,7 +82,7 @@ pub enum AgentError {
     /// generation, an I/O error): it is not acknowledged, and the registry
     /// is as it was before the call.
     #[error("agent store: {0}")]
-    Store(#[from] supervision_core::AgentStoreError),
+    Store(#[from] mabeam_supervision_core::AgentStoreError),
     /// The agent's stored checkpoint cannot be read by this build (a newer
     /// format, undecodable bytes): the agent is `Failed` with this reason.
     #[error("agent {agent}: unreadable checkpoint: {reason}")]
@@ -122,7 +122,7 @@ impl AgentError {
         }
     }
 
-    /// The same failure as the [`AgentDirectory`](supervision_core::AgentDirectory)
+    /// The same failure as the [`AgentDirectory`](mabeam_supervision_core::AgentDirectory)
     /// contract reports it.
     pub fn to_directory_error(&self, agent: &AgentId) -> DirectoryError {
         match self {
@@ -178,7 +178,7 @@ impl ErrorCode for AgentError {
     }
 }
 
-/// What an agent answers to an [`Envelope`](supervision_core::Envelope) it
+/// What an agent answers to an [`Envelope`](mabeam_supervision_core::Envelope) it
 /// will not answer with a value.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[non_exhaustive]

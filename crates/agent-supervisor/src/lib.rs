@@ -11,12 +11,12 @@
 //! - [`AgentRegistry`]: agents by id: configuration ([`AgentConfig`],
 //!   validated), lifecycle, restarts decided per agent, status reads without
 //!   a mailbox, passivation of idle agents; it implements supervision-core's
-//!   [`AgentDirectory`](supervision_core::AgentDirectory), through which
+//!   [`AgentDirectory`](mabeam_supervision_core::AgentDirectory), through which
 //!   coordination and economics reach agents.
 //! - [`AgentRef`]: an agent's typed address, valid across its incarnations.
 //!
 //! It is not a process registry (running agents are registered in the
-//! injected [`Registry`](supervision_core::Registry)) and depends on no
+//! injected [`Registry`](mabeam_supervision_core::Registry)) and depends on no
 //! workspace crate but supervision-core.
 //!
 //! # Key design decisions
@@ -45,7 +45,7 @@
 //! under the next one, from their checkpoints.
 //!
 //! **Durable agents.** A registration and its checkpoints can be kept in
-//! an [`AgentStore`](supervision_core::AgentStore) (SQLite on a node):
+//! an [`AgentStore`](mabeam_supervision_core::AgentStore) (SQLite on a node):
 //! `register_durable_agent`, `start_agent`, `stop_agent`, `update_config`
 //! and `deregister_agent` return once the store has the change; an
 //! answered message is durable when its agent's [`CheckpointPolicy`]
@@ -65,8 +65,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, EnvelopeError};
-//! use supervision_core::{AgentDirectory, Envelope, StartError};
+//! use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, EnvelopeError};
+//! use mabeam_supervision_core::{AgentDirectory, Envelope, StartError};
 //!
 //! /// Votes yes on proposals below its threshold.
 //! struct Voter { threshold: u64 }
@@ -115,7 +115,7 @@
 //!
 //! The package's `examples/` folder: `counter_agents` (a user-written kind,
 //! a checkpoint carried across a crash, passivation, a thousand agents), run
-//! with `cargo run -p agent-supervisor --example counter_agents`.
+//! with `cargo run -p mabeam-agent-supervisor --example counter_agents`.
 
 mod agent;
 mod agent_ref;

@@ -23,7 +23,7 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentStatus, ExitReason, LoadedAgent, RestartType, StartError,
 };
 

@@ -8,7 +8,7 @@ use std::{
 };
 
 use kameo::actor::ActorId;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentInfo, AgentStatus, AgentStatusChanges, AgentStore, Clock, Deadlines, EventSink,
     ExitReason, Namespace, ProcessHandle, Registry, Telemetry,
 };
@@ -61,7 +61,7 @@ pub struct AgentRegistryOptions {
     pub event_buffer: usize,
     /// Where durable agents' registrations and checkpoints are kept, and
     /// recovered from when the registry starts (see [`AgentRegistry`]'s
-    /// "Durability"); `None`: a [`MemoryAgentStore`](supervision_core::MemoryAgentStore)
+    /// "Durability"); `None`: a [`MemoryAgentStore`](mabeam_supervision_core::MemoryAgentStore)
     /// of its own.
     pub store: Option<Arc<dyn AgentStore>>,
     /// How stored agents are built again, by kind.
@@ -260,8 +260,8 @@ impl StatusCounts {
 /// # Example
 ///
 /// ```
-/// use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry};
-/// use supervision_core::{AgentStatus, StartError};
+/// use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry};
+/// use mabeam_supervision_core::{AgentStatus, StartError};
 ///
 /// struct Doubler;
 /// impl Agent for Doubler {
@@ -671,7 +671,7 @@ impl AgentRegistry {
             self.shared.changed(&slot).notify_waiters();
             if let Some(write) = write {
                 match write.await {
-                    Ok(()) | Err(supervision_core::AgentStoreError::NotFound(_)) => {}
+                    Ok(()) | Err(mabeam_supervision_core::AgentStoreError::NotFound(_)) => {}
                     Err(error) => return Err(AgentError::Store(error)),
                 }
             }
@@ -685,7 +685,7 @@ impl AgentRegistry {
         &self,
         slot: &Slot,
         state: &mut crate::slot::SlotState,
-    ) -> Option<futures::future::BoxFuture<'static, Result<(), supervision_core::AgentStoreError>>>
+    ) -> Option<futures::future::BoxFuture<'static, Result<(), mabeam_supervision_core::AgentStoreError>>>
     {
         state.removed = true;
         state.kept = None;

@@ -23,7 +23,7 @@ use std::sync::{
     atomic::{AtomicU64, AtomicUsize, Ordering},
 };
 
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentStatus, AgentStatusChange, Event, EventSink, ExitReason, MetaValue, Telemetry,
     events,
 };

@@ -14,7 +14,7 @@ use std::{
 use dashmap::DashMap;
 use kameo::actor::ActorId;
 use parking_lot::RwLock;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentStatus, ChildSpec, Clock, Deadlines, ExitNotice, ExitReason, Namespace,
     ProcessHandle, Registry, StartError, SupervisorError,
 };

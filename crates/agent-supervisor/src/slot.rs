@@ -14,7 +14,7 @@ use std::{
 
 use kameo::actor::ActorId;
 use parking_lot::Mutex;
-use supervision_core::{AgentId, AgentStatus, ExitReason, ProcessHandle};
+use mabeam_supervision_core::{AgentId, AgentStatus, ExitReason, ProcessHandle};
 use tokio::time::Instant;
 
 use crate::{Agent, AgentConfig};

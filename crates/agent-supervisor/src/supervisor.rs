@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildCounts, ChildInfo, ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitNotice,
     ExitReason, ProcessHandle, RestartType, SupervisorError, Telemetry,
 };
@@ -21,8 +21,8 @@ use supervision_core::{
 ///
 /// ```
 /// use kameo::Actor;
-/// use agent_supervisor::AgentSupervisor;
-/// use supervision_core::{ChildSpec, Telemetry};
+/// use mabeam_agent_supervisor::AgentSupervisor;
+/// use mabeam_supervision_core::{ChildSpec, Telemetry};
 ///
 /// #[derive(Actor)]
 /// struct Worker;

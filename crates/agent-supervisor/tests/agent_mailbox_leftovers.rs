@@ -8,9 +8,9 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError, AgentRef};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError, AgentRef};
 use common::setup;
-use supervision_core::{AgentStatus, RestartType, StartError, testkit::TelemetryProbe};
+use mabeam_supervision_core::{AgentStatus, RestartType, StartError, testkit::TelemetryProbe};
 use tokio::sync::{Semaphore, mpsc};
 
 /// Records what it is told, in order; carries the record across restarts.
@@ -179,7 +179,7 @@ async fn an_agent_not_restarted_fails_its_queued_asks_and_counts_its_dropped_tel
 
 #[tokio::test(start_paused = true)]
 async fn asks_queued_behind_a_crash_fail_with_restarting_only_if_asked_to() {
-    let s = common::setup_with(|o| o.with_clock(supervision_core::Clock::tokio())).await;
+    let s = common::setup_with(|o| o.with_clock(mabeam_supervision_core::Clock::tokio())).await;
     let (tx, mut events) = mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(0));
     let config = AgentConfig::new::<Recorder>(
@@ -191,7 +191,7 @@ async fn asks_queued_behind_a_crash_fail_with_restarting_only_if_asked_to() {
     )
     .with_restart(RestartType::Permanent)
     // The restart waits 10 s: the asks bounce while it is `Restarting`.
-    .with_backoff(supervision_core::Backoff::new(
+    .with_backoff(mabeam_supervision_core::Backoff::new(
         Duration::from_secs(10),
         Duration::from_secs(10),
     ));
@@ -207,7 +207,7 @@ async fn asks_queued_behind_a_crash_fail_with_restarting_only_if_asked_to() {
         async move {
             a.ask_with(
                 Msg::Get,
-                agent_supervisor::CallOptions::timeout(Duration::from_secs(60))
+                mabeam_agent_supervisor::CallOptions::timeout(Duration::from_secs(60))
                     .fail_while_restarting(),
             )
             .await
@@ -218,7 +218,7 @@ async fn asks_queued_behind_a_crash_fail_with_restarting_only_if_asked_to() {
         async move {
             a.ask_with(
                 Msg::Get,
-                agent_supervisor::CallOptions::timeout(Duration::from_secs(60)),
+                mabeam_agent_supervisor::CallOptions::timeout(Duration::from_secs(60)),
             )
             .await
         }

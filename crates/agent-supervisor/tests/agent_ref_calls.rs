@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use agent_supervisor::{AgentError, CallOptions, DEFAULT_ASK_TIMEOUT};
+use mabeam_agent_supervisor::{AgentError, CallOptions, DEFAULT_ASK_TIMEOUT};
 use common::{Cmd, Worker, setup, setup_with, worker};
-use supervision_core::{AgentStatus, Clock};
+use mabeam_supervision_core::{AgentStatus, Clock};
 
 #[tokio::test(start_paused = true)]
 async fn ask_times_out_after_five_seconds_by_default() {
@@ -102,15 +102,15 @@ async fn refs_say_why_they_cannot_reach_an_agent() {
     ));
     // Of another type.
     struct Other;
-    impl agent_supervisor::Agent for Other {
+    impl mabeam_agent_supervisor::Agent for Other {
         type Args = ();
         type Message = ();
         type Reply = ();
         type Checkpoint = ();
-        async fn on_start(_: (), _: Option<()>) -> Result<Self, supervision_core::StartError> {
+        async fn on_start(_: (), _: Option<()>) -> Result<Self, mabeam_supervision_core::StartError> {
             Ok(Other)
         }
-        async fn handle(&mut self, _: (), _: &mut agent_supervisor::AgentContext<'_>) {}
+        async fn handle(&mut self, _: (), _: &mut mabeam_agent_supervisor::AgentContext<'_>) {}
     }
     assert!(matches!(
         s.agents.agent_ref::<Other>("a"),
@@ -127,7 +127,7 @@ async fn an_ask_to_an_agent_that_crashes_on_it_says_crashed() {
     match a.ask(Cmd::Panic).await {
         Err(AgentError::Crashed { reason, .. }) => {
             assert!(
-                matches!(reason, supervision_core::ExitReason::Panic(_)),
+                matches!(reason, mabeam_supervision_core::ExitReason::Panic(_)),
                 "{reason:?}"
             )
         }

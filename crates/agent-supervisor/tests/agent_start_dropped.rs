@@ -7,9 +7,9 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistryOptions};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistryOptions};
 use common::{setup, setup_with};
-use supervision_core::{AgentStatus, StartError};
+use mabeam_supervision_core::{AgentStatus, StartError};
 use tokio::sync::{Semaphore, mpsc};
 
 /// An agent whose `on_start` waits for a permit, and that says when it

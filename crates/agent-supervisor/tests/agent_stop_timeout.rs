@@ -7,9 +7,9 @@ mod common;
 
 use std::time::Duration;
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
 use common::setup;
-use supervision_core::{AgentStatus, ExitReason, Shutdown, StartError};
+use mabeam_supervision_core::{AgentStatus, ExitReason, Shutdown, StartError};
 
 /// An agent whose `on_stop` never returns.
 struct Stuck;

@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::{Cmd, Worker, setup, setup_with, worker};
-use supervision_core::{AgentStatus, RestartType};
+use mabeam_supervision_core::{AgentStatus, RestartType};
 
 const IDS: [(&str, RestartType); 3] = [
     ("p", RestartType::Permanent),

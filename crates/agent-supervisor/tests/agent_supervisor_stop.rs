@@ -5,9 +5,9 @@
 
 mod common;
 
-use agent_supervisor::AgentError;
+use mabeam_agent_supervisor::AgentError;
 use common::{setup, worker};
-use supervision_core::{AgentStatus, ExitReason, RestartType};
+use mabeam_supervision_core::{AgentStatus, ExitReason, RestartType};
 
 #[tokio::test]
 async fn agents_stopped_with_their_supervisor_end_stopped_and_are_not_restarted() {

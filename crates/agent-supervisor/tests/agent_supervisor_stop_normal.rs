@@ -6,8 +6,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext};
-use supervision_core::{AgentStatus, ExitReason, ProcessHandle, RestartType, StartError};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
+use mabeam_supervision_core::{AgentStatus, ExitReason, ProcessHandle, RestartType, StartError};
 use tokio::sync::{Notify, oneshot};
 
 mod common;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::{Cmd, Worker, setup, worker};
 
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentStatus, DirectoryError, Envelope, ExitReason,
 };
 
@@ -100,7 +100,7 @@ async fn an_agent_killed_while_answering_is_crashed() {
     s.agents
         .register_agent(
             "a",
-            config.with_restart(supervision_core::RestartType::Temporary),
+            config.with_restart(mabeam_supervision_core::RestartType::Temporary),
         )
         .unwrap();
     let pid = s.agents.start_agent("a").await.unwrap();

@@ -14,9 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_supervisor::{AgentConfig, AgentError, CallOptions};
+use mabeam_agent_supervisor::{AgentConfig, AgentError, CallOptions};
 use common::{Cmd, Worker, setup, worker};
-use supervision_core::AgentStatus;
+use mabeam_supervision_core::AgentStatus;
 
 const AGENTS: usize = 10_000;
 const KILLS: usize = 5_000;

@@ -4,13 +4,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{
+use mabeam_agent_supervisor::{
     Activation, Agent, AgentConfig, AgentContext, AgentError, AgentRecipes, AgentRegistry,
     AgentRegistryOptions, CheckpointPolicy,
 };
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentWrite,
     Checkpoint, LoadedAgent, MemoryAgentStore, StartError,
 };

@@ -16,7 +16,7 @@ use std::{
 
 use common::{setup_with, worker};
 use futures::future::BoxFuture;
-use supervision_core::{
+use mabeam_supervision_core::{
     Event, EventSeq, EventSink, EventSinkError, events, testkit::TelemetryProbe,
 };
 

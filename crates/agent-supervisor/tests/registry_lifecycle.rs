@@ -6,10 +6,10 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{AgentError, MAX_ID_BYTES};
+use mabeam_agent_supervisor::{AgentError, MAX_ID_BYTES};
 use common::{Cmd, Worker, setup, worker};
 use serde_json::json;
-use supervision_core::{AgentStatus, ErrorCode, ExitReason, RegistryEvent, error_code_range};
+use mabeam_supervision_core::{AgentStatus, ErrorCode, ExitReason, RegistryEvent, error_code_range};
 
 /// The seed's "complete agent lifecycle" test: start by id, alive; stop by
 /// id, not alive at once when stop_agent returns.
@@ -60,7 +60,7 @@ async fn register_validates_id_and_config_and_keeps_nothing_on_error() {
             "passivate_after",
         ),
         (
-            worker("k").with_backoff(supervision_core::Backoff::new(
+            worker("k").with_backoff(mabeam_supervision_core::Backoff::new(
                 Duration::from_secs(2),
                 Duration::from_secs(1),
             )),
@@ -122,7 +122,7 @@ async fn start_and_stop_refuse_the_wrong_state() {
 #[tokio::test]
 async fn a_failed_start_is_returned_and_leaves_the_agent_as_it_was() {
     let s = setup().await;
-    let config = agent_supervisor::AgentConfig::new::<Worker>(
+    let config = mabeam_agent_supervisor::AgentConfig::new::<Worker>(
         "k",
         common::WorkerArgs {
             start: 0,
@@ -224,7 +224,7 @@ async fn lists_filters_and_counts() {
     }
     s.agents.start_agent("a").await.unwrap();
     s.agents.start_agent("b").await.unwrap();
-    let ids = |v: Vec<agent_supervisor::AgentDetails>| {
+    let ids = |v: Vec<mabeam_agent_supervisor::AgentDetails>| {
         v.into_iter().map(|d| d.id.to_string()).collect::<Vec<_>>()
     };
     assert_eq!(ids(s.agents.list()), ["a", "b", "c"]);
@@ -245,7 +245,7 @@ async fn lists_filters_and_counts() {
 #[tokio::test]
 async fn error_codes_are_stable_and_in_range() {
     let range = error_code_range("agent-supervisor").unwrap();
-    let id = supervision_core::AgentId::from("a");
+    let id = mabeam_supervision_core::AgentId::from("a");
     let errors = [
         AgentError::NotFound(id.clone()),
         AgentError::AlreadyRegistered(id.clone()),
@@ -267,7 +267,7 @@ async fn error_codes_are_stable_and_in_range() {
         },
         AgentError::StartFailed {
             agent: id.clone(),
-            error: supervision_core::StartError::failed("x"),
+            error: mabeam_supervision_core::StartError::failed("x"),
         },
         AgentError::WrongType {
             agent: id.clone(),
@@ -280,14 +280,14 @@ async fn error_codes_are_stable_and_in_range() {
     assert_eq!(codes, (5001..=5013).collect::<Vec<_>>());
     assert!(codes.iter().all(|c| range.contains(c)));
     let envelope = [
-        agent_supervisor::EnvelopeError::Unsupported.code(),
-        agent_supervisor::EnvelopeError::Rejected(Arc::from("x")).code(),
+        mabeam_agent_supervisor::EnvelopeError::Unsupported.code(),
+        mabeam_agent_supervisor::EnvelopeError::Rejected(Arc::from("x")).code(),
     ];
     assert!(envelope.iter().all(|c| range.contains(c)));
 }
 
 /// The next `Unregistered` event's name.
-async fn released(events: &mut supervision_core::RegistryEvents) -> String {
+async fn released(events: &mut mabeam_supervision_core::RegistryEvents) -> String {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(10), events.recv())
             .await
@@ -335,7 +335,7 @@ async fn names_are_released_by_the_incarnations_themselves() {
     assert_eq!(s.agents.whereis("a"), None); // stopped
     assert_eq!(s.agents.whereis("nobody"), None);
     assert_eq!(
-        supervision_core::Registry::lookup(&s.processes, &s.ns, "agent:b"),
+        mabeam_supervision_core::Registry::lookup(&s.processes, &s.ns, "agent:b"),
         Some(new)
     );
 }

@@ -12,9 +12,9 @@ use std::{
     time::Duration,
 };
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError};
 use common::{Cmd, Setup, Worker, setup};
-use supervision_core::{AgentStatus, Backoff, RestartType, StartError};
+use mabeam_supervision_core::{AgentStatus, Backoff, RestartType, StartError};
 use tokio::{
     sync::{Semaphore, broadcast::error::RecvError, mpsc},
     time::Instant,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{Cmd, Worker, setup, setup_with, worker};
 use serde_json::json;
-use supervision_core::{AgentDirectory, AgentStatus, Clock, Envelope, testkit::TelemetryProbe};
+use mabeam_supervision_core::{AgentDirectory, AgentStatus, Clock, Envelope, testkit::TelemetryProbe};
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_agent_is_passivated_and_woken_by_the_next_message() {
@@ -40,7 +40,7 @@ async fn an_idle_agent_is_passivated_and_woken_by_the_next_message() {
         .unwrap();
     assert_eq!(
         first.exited().await,
-        supervision_core::ExitReason::Shutdown(None)
+        mabeam_supervision_core::ExitReason::Shutdown(None)
     );
     let details = s.agents.details("a").unwrap();
     assert_eq!(details.status, AgentStatus::Running);

@@ -6,11 +6,11 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{AgentConfig, AgentError};
+use mabeam_agent_supervisor::{AgentConfig, AgentError};
 use common::{Cmd, Worker, setup, setup_with, worker};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentStatus, AgentStatusChange, Backoff, Clock, Event, EventSeq, EventSink, EventSinkError,
     ExitReason, RestartType, testkit::TelemetryProbe,
 };
@@ -164,7 +164,7 @@ async fn backoff_delays_each_restart_and_a_stop_cancels_a_pending_one() {
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Restarting));
     let a = s.agents.agent_ref::<Worker>("a").unwrap();
     // A caller that will not wait is told so.
-    let fail_fast = agent_supervisor::CallOptions::default().fail_while_restarting();
+    let fail_fast = mabeam_agent_supervisor::CallOptions::default().fail_while_restarting();
     assert!(matches!(
         a.ask_with(Cmd::Get, fail_fast).await,
         Err(AgentError::Restarting(_))

@@ -3,17 +3,17 @@
 //! `AgentDirectory`), then elect a leader among themselves by Raft's
 //! election rules; the leader crashes and the others elect another.
 //!
-//! Run it with `cargo run -p coordination --example vote_and_election`.
+//! Run it with `cargo run -p mabeam-coordination --example vote_and_election`.
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, EnvelopeError};
-use coordination::{
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, EnvelopeError};
+use mabeam_coordination::{
     Coordinator, Election, ElectionConfig, ElectionMember, ElectionReporter, MemberMemory,
     MemberOptions, Proposal, Rule, VOTE_PROTOCOL,
 };
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentSelection, Clock, Envelope, ExitReason, RestartType, StartError,
 };
 

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde_json::{Value, json};
-use supervision_core::{AgentId, AgentSelection, Envelope, ask_all};
+use mabeam_supervision_core::{AgentId, AgentSelection, Envelope, ask_all};
 
 use crate::{CoordinationError, Coordinator};
 
@@ -76,8 +76,8 @@ pub struct Agreement {
 /// `f` may be faulty: two quorums share at least f + 1 participants.
 ///
 /// ```
-/// assert_eq!(coordination::byzantine::byzantine_quorum(4, 1), 3);
-/// assert_eq!(coordination::byzantine::byzantine_quorum(7, 1), 5); // not 2f + 1 = 3
+/// assert_eq!(mabeam_coordination::byzantine::byzantine_quorum(4, 1), 3);
+/// assert_eq!(mabeam_coordination::byzantine::byzantine_quorum(7, 1), 5); // not 2f + 1 = 3
 /// ```
 pub fn byzantine_quorum(n: usize, f: usize) -> usize {
     (n + f + 1).div_ceil(2)
@@ -201,7 +201,7 @@ impl Coordinator {
         self.telemetry().emit(
             &["coordination", "byzantine", "round"],
             &[("participants", n as f64), ("faulty", faulty.len() as f64)],
-            &[("agreed", supervision_core::MetaValue::Bool(outcome.is_ok()))],
+            &[("agreed", mabeam_supervision_core::MetaValue::Bool(outcome.is_ok()))],
         );
         self.record("coordination.byzantine", "round", data).await;
         outcome

@@ -12,7 +12,7 @@ use std::{
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentSelection, Clock, Envelope, Event, EventSink, MetaValue,
     Namespace, Registry, Telemetry, ask_all, events::COORDINATION_DROPPED,
 };
@@ -91,9 +91,9 @@ struct Sessions {
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use coordination::{Coordinator, Proposal, Rule};
+/// use mabeam_coordination::{Coordinator, Proposal, Rule};
 /// use serde_json::json;
-/// use supervision_core::{AgentSelection, Clock, testkit::{Answer, ScriptedDirectory}};
+/// use mabeam_supervision_core::{AgentSelection, Clock, testkit::{Answer, ScriptedDirectory}};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let agents = ScriptedDirectory::new();

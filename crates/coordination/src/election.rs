@@ -53,7 +53,7 @@ mod observer;
 
 use std::time::Duration;
 
-use supervision_core::AgentId;
+use mabeam_supervision_core::AgentId;
 use tokio::time::Instant;
 
 use crate::CoordinationError;

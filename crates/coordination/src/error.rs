@@ -1,7 +1,7 @@
 //! The errors of this crate, with stable codes in coordination's range
 //! (6000-6999).
 
-use supervision_core::{AgentId, ErrorCode, SelectionError};
+use mabeam_supervision_core::{AgentId, ErrorCode, SelectionError};
 use thiserror::Error;
 
 /// Why a coordination call failed. A refused call changes nothing.

@@ -6,7 +6,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use supervision_core::{AgentDirectory, AgentStatusChange, AgentStatusChanges, Clock};
+use mabeam_supervision_core::{AgentDirectory, AgentStatusChange, AgentStatusChanges, Clock};
 use tokio::sync::broadcast::error::RecvError;
 
 /// The first wait before subscribing again to a closed feed; doubled up to

@@ -35,9 +35,9 @@
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
-//! use coordination::{Coordinator, Proposal, Rule};
+//! use mabeam_coordination::{Coordinator, Proposal, Rule};
 //! use serde_json::json;
-//! use supervision_core::{AgentSelection, Clock, testkit::{Answer, ScriptedDirectory}};
+//! use mabeam_supervision_core::{AgentSelection, Clock, testkit::{Answer, ScriptedDirectory}};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let agents = ScriptedDirectory::new();
@@ -56,7 +56,7 @@
 //!
 //! The package's `examples/` folder: `vote_and_election` (real agents vote,
 //! then elect a leader by Raft's rules; the leader crashes and another is
-//! elected), run with `cargo run -p coordination --example vote_and_election`.
+//! elected), run with `cargo run -p mabeam-coordination --example vote_and_election`.
 
 pub mod byzantine;
 mod coordinator;

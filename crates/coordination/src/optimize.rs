@@ -22,7 +22,7 @@ use futures::future::join_all;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use supervision_core::{AgentId, AgentSelection, Envelope};
+use mabeam_supervision_core::{AgentId, AgentSelection, Envelope};
 
 use crate::{CoordinationError, Coordinator, VariableSpace};
 
@@ -334,7 +334,7 @@ impl Coordinator {
     ) -> Vec<Trial> {
         let directory = self.directory().clone();
         let runs = candidates.into_iter().enumerate().map(|(i, params)| {
-            let directory: Arc<dyn supervision_core::AgentDirectory> = directory.clone();
+            let directory: Arc<dyn mabeam_supervision_core::AgentDirectory> = directory.clone();
             async move {
                 let mut error = None;
                 let attempts = (spec.retries + 1).min(evaluators.len().max(1));

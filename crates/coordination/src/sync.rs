@@ -8,7 +8,7 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
-use supervision_core::{AgentDirectory, AgentId, AgentStatus, Clock};
+use mabeam_supervision_core::{AgentDirectory, AgentId, AgentStatus, Clock};
 use tokio::{
     sync::{Notify, watch},
     task::JoinHandle,
@@ -39,9 +39,9 @@ enum BarrierState {
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use coordination::{Barrier, Coordinator};
+/// use mabeam_coordination::{Barrier, Coordinator};
 /// use serde_json::json;
-/// use supervision_core::{Clock, ExitReason, testkit::{Answer, ScriptedDirectory}};
+/// use mabeam_supervision_core::{Clock, ExitReason, testkit::{Answer, ScriptedDirectory}};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let agents = ScriptedDirectory::new();
@@ -210,8 +210,8 @@ impl Barrier {
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use coordination::{Coordinator, LeaseLock};
-/// use supervision_core::{Clock, ExitReason, testkit::{Answer, ScriptedDirectory}};
+/// use mabeam_coordination::{Coordinator, LeaseLock};
+/// use mabeam_supervision_core::{Clock, ExitReason, testkit::{Answer, ScriptedDirectory}};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let agents = ScriptedDirectory::new();

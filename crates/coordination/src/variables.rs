@@ -28,7 +28,7 @@ use parking_lot::RwLock;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use supervision_core::{AgentId, AgentSelection, Envelope, ask_all};
+use mabeam_supervision_core::{AgentId, AgentSelection, Envelope, ask_all};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::{CoordinationError, Coordinator, Proposal, Rule};
@@ -219,9 +219,9 @@ struct Variable {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use coordination::{Coordinator, ValueType, VariableSpace, VariableSpec};
+/// use mabeam_coordination::{Coordinator, ValueType, VariableSpace, VariableSpec};
 /// use serde_json::json;
-/// use supervision_core::{Clock, testkit::{Answer, ScriptedDirectory}};
+/// use mabeam_supervision_core::{Clock, testkit::{Answer, ScriptedDirectory}};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let agents = ScriptedDirectory::new();
@@ -424,7 +424,7 @@ impl VariableSpace {
         self.coordinator.telemetry().emit(
             &["coordination", "variable", "updated"],
             &[("version", next.version as f64)],
-            &[("variable", supervision_core::MetaValue::Str(name))],
+            &[("variable", mabeam_supervision_core::MetaValue::Str(name))],
         );
         self.coordinator
             .record(
@@ -484,7 +484,7 @@ impl VariableSpace {
         for reply in replies {
             match reply.answer {
                 Ok(_) => applied.applied.push(reply.agent),
-                Err(supervision_core::DirectoryError::Timeout(_)) => {
+                Err(mabeam_supervision_core::DirectoryError::Timeout(_)) => {
                     applied.timed_out.push(reply.agent)
                 }
                 Err(err) => applied.failed.push((reply.agent, err.to_string())),

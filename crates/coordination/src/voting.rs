@@ -29,7 +29,7 @@ use std::{collections::HashMap, time::Duration};
 
 use serde::Serialize;
 use serde_json::Value;
-use supervision_core::{AgentId, AgentSelection};
+use mabeam_supervision_core::{AgentId, AgentSelection};
 
 use crate::CoordinationError;
 

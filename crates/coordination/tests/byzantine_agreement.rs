@@ -4,9 +4,9 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use coordination::{ByzantineRound, CoordinationError, Coordinator};
+use mabeam_coordination::{ByzantineRound, CoordinationError, Coordinator};
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentSelection, Clock, ErrorCode,
     testkit::{Answer, ScriptedDirectory},
 };

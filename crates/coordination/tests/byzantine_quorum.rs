@@ -3,9 +3,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use coordination::{ByzantineRound, Coordinator, byzantine::byzantine_quorum};
+use mabeam_coordination::{ByzantineRound, Coordinator, byzantine::byzantine_quorum};
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentSelection, Clock, ErrorCode,
     testkit::{Answer, ScriptedDirectory},
 };

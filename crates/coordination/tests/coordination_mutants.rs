@@ -7,13 +7,13 @@ mod common;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use common::{FlakyFeed, TEST_LIMIT, bounded};
-use coordination::{
+use mabeam_coordination::{
     Ballot, Barrier, ByzantineRound, CoordinationError, Coordinator, Election, ElectionConfig,
     ElectionMember, HEARTBEAT_PROTOCOL, Leadership, LeaseLock, MemberMemory, MemberOptions, Method,
     OptimizeSpec, Outcome, Param, Proposal, Rule, ValueType, VariableSpace, VariableSpec, tally,
 };
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentSelection, Clock, Envelope, ExitReason,
     testkit::{Answer, ScriptedDirectory},
 };

@@ -6,9 +6,9 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::bounded;
-use coordination::{Coordinator, Election, ElectionConfig, Leadership, Proposal, Retention, Rule};
+use mabeam_coordination::{Coordinator, Election, ElectionConfig, Leadership, Proposal, Retention, Rule};
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentSelection, Clock, ErrorCode, Telemetry, events,
     testkit::{Answer, ScriptedDirectory, TelemetryProbe},
 };

@@ -7,12 +7,12 @@ mod common;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use common::bounded;
-use coordination::{
+use mabeam_coordination::{
     Coordinator, Election, ElectionConfig, ElectionMember, MemberMemory, MemberOptions, Persist,
 };
 use parking_lot::Mutex;
 use proptest::prelude::*;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, Clock, ErrorCode, ExitReason,
     testkit::{Answer, ScriptedDirectory},
 };

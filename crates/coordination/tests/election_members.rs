@@ -14,18 +14,18 @@ use std::{
     time::Duration,
 };
 
-use agent_supervisor::{
+use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
 use common::bounded;
-use coordination::{
+use mabeam_coordination::{
     Coordinator, Election, ElectionConfig, ElectionMember, ElectionReporter, Leadership,
     MemberHandle, MemberMemory, MemberOptions,
 };
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::Value;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, Clock, DirectoryError, Envelope,
     ErrorCode, ExitReason, ProcessHandle, RestartType, StartError,
 };

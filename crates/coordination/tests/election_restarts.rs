@@ -7,8 +7,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{FlakyFeed, bounded};
-use coordination::{Coordinator, Election, ElectionConfig, ElectionMember, MemberOptions};
-use supervision_core::{AgentId, AgentStatus, Clock, testkit::Answer};
+use mabeam_coordination::{Coordinator, Election, ElectionConfig, ElectionMember, MemberOptions};
+use mabeam_supervision_core::{AgentId, AgentStatus, Clock, testkit::Answer};
 
 const LIMIT: Duration = Duration::from_secs(600);
 

@@ -4,18 +4,18 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use coordination::{
+use mabeam_coordination::{
     Coordinator, Method, OptimizeSpec, Param, ValueType, VariableSpace, VariableSpec,
 };
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentSelection, Clock, ErrorCode, ExitReason,
     testkit::{Answer, ScriptedDirectory},
 };
 
 /// Score: -(x - 3)^2 - (y - 7)^2 (best at x = 3, y = 7), plus the budget
 /// as a bonus so deeper rungs score truer.
-fn evaluator(env: &supervision_core::Envelope) -> Answer {
+fn evaluator(env: &mabeam_supervision_core::Envelope) -> Answer {
     let p = &env.body["params"];
     let (x, y) = (p["x"].as_f64().unwrap(), p["y"].as_i64().unwrap() as f64);
     Answer::Reply(json!({"score": -(x - 3.0).powi(2) - (y - 7.0).powi(2)}))
@@ -96,7 +96,7 @@ async fn random_search_is_reproducible_with_a_seed() {
                     .unwrap()
             };
             let (a, b, c) = (run(5).await, run(5).await, run(6).await);
-            let params = |r: &coordination::OptimizationResult| {
+            let params = |r: &mabeam_coordination::OptimizationResult| {
                 r.trials
                     .iter()
                     .map(|t| Value::Object(t.params.clone()))

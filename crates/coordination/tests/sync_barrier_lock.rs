@@ -7,8 +7,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{bounded, paused_within};
-use coordination::{Barrier, Coordinator, LeaseLock};
-use supervision_core::{
+use mabeam_coordination::{Barrier, Coordinator, LeaseLock};
+use mabeam_supervision_core::{
     AgentId, Clock, ErrorCode, ExitReason,
     testkit::{Answer, ScriptedDirectory},
 };

@@ -7,8 +7,8 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::{FlakyFeed, bounded};
-use coordination::{Barrier, Coordinator, LeaseLock};
-use supervision_core::{AgentId, Clock, ErrorCode, ExitReason, testkit::Answer};
+use mabeam_coordination::{Barrier, Coordinator, LeaseLock};
+use mabeam_supervision_core::{AgentId, Clock, ErrorCode, ExitReason, testkit::Answer};
 
 const LIMIT: Duration = Duration::from_secs(600);
 const LEASE: Duration = Duration::from_secs(10);

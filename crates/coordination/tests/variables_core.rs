@@ -5,9 +5,9 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use coordination::{ConflictPolicy, Coordinator, Rule, ValueType, VariableSpace, VariableSpec};
+use mabeam_coordination::{ConflictPolicy, Coordinator, Rule, ValueType, VariableSpace, VariableSpec};
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, Clock, ErrorCode,
     testkit::{Answer, ScriptedDirectory},
 };

@@ -5,11 +5,11 @@ mod common;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use coordination::{Ballot, Coordinator, Outcome, Proposal, Rule, SessionStatus, tally};
+use mabeam_coordination::{Ballot, Coordinator, Outcome, Proposal, Rule, SessionStatus, tally};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentSelection, Clock, ErrorCode, Event, EventSeq, EventSink, EventSinkError,
     ExitReason,
     testkit::{Answer, ScriptedDirectory},

@@ -4,16 +4,16 @@
 //! of two sellers in the marketplace, pays on completion and rates the
 //! seller.
 //!
-//! Run it with `cargo run -p economics --example auction_and_market`.
+//! Run it with `cargo run -p mabeam-economics --example auction_and_market`.
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, EnvelopeError};
-use economics::{
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, EnvelopeError};
+use mabeam_economics::{
     Auctioneer, BID_PROTOCOL, Ledger, Marketplace, PriceRule, Reputation, Request, SealedSpec,
 };
 use serde_json::{Value, json};
-use supervision_core::{AgentDirectory, AgentId, AgentSelection, Clock, Envelope, StartError};
+use mabeam_supervision_core::{AgentDirectory, AgentId, AgentSelection, Clock, Envelope, StartError};
 
 /// A bidder: bids its valuation for anything on sale.
 struct Bidder {

@@ -26,7 +26,7 @@ mod sealed;
 use std::fmt;
 
 use serde::Serialize;
-use supervision_core::AgentId;
+use mabeam_supervision_core::AgentId;
 use tokio::time::Instant;
 
 pub use auctioneer::{

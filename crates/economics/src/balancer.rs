@@ -26,7 +26,7 @@ use std::{
 
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
-use supervision_core::{AgentDirectory, AgentId, AgentLoad, AgentStatus, Envelope};
+use mabeam_supervision_core::{AgentDirectory, AgentId, AgentLoad, AgentStatus, Envelope};
 
 use crate::BalancerError;
 
@@ -268,9 +268,9 @@ pub struct Moved {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use economics::{BalanceStrategy, LoadBalancer, MemberSpec};
+/// use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
 /// use serde_json::json;
-/// use supervision_core::{AgentStatus, testkit::{Answer, ScriptedDirectory}};
+/// use mabeam_supervision_core::{AgentStatus, testkit::{Answer, ScriptedDirectory}};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let agents = ScriptedDirectory::new();

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use supervision_core::AgentId;
+use mabeam_supervision_core::AgentId;
 
 use crate::AssignmentError;
 
@@ -111,7 +111,7 @@ pub struct Assignment {
 ///
 /// ```
 /// use std::collections::HashMap;
-/// use economics::{CostModel, Task, Worker, assign};
+/// use mabeam_economics::{CostModel, Task, Worker, assign};
 ///
 /// let worker = |name: &str, per_unit: f64| Worker {
 ///     agent: name.into(),

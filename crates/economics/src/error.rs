@@ -1,7 +1,7 @@
 //! The errors of this crate, one enum per concept, each with stable codes in
 //! economics' range (7000-7999).
 
-use supervision_core::{AgentId, DirectoryError, ErrorCode};
+use mabeam_supervision_core::{AgentId, DirectoryError, ErrorCode};
 use thiserror::Error;
 
 /// Why an auction could not be set up, or a bid was refused. A refused bid

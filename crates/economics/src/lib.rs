@@ -30,8 +30,8 @@
 //!
 //! ```
 //! use std::{sync::Arc, time::Duration};
-//! use economics::{Ledger, Marketplace, Request, Reputation};
-//! use supervision_core::Clock;
+//! use mabeam_economics::{Ledger, Marketplace, Request, Reputation};
+//! use mabeam_supervision_core::Clock;
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let ledger = Arc::new(Ledger::new());
@@ -52,7 +52,7 @@
 //!
 //! The package's `examples/` folder: `auction_and_market` (agents bid in a
 //! Vickrey auction; a marketplace round with budgets and reputation), run
-//! with `cargo run -p economics --example auction_and_market`.
+//! with `cargo run -p mabeam-economics --example auction_and_market`.
 
 pub mod auction;
 pub mod balancer;

@@ -10,7 +10,7 @@ use std::{collections::HashMap, sync::Arc};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::json;
-use supervision_core::{AgentId, Event, EventSink, MetaValue, Telemetry};
+use mabeam_supervision_core::{AgentId, Event, EventSink, MetaValue, Telemetry};
 
 pub use ledger::{Balance, HoldId, Ledger, Totals};
 pub use reputation::{PRIOR_SCORE, Reputation};
@@ -103,8 +103,8 @@ pub struct Transaction {
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use economics::{Ledger, Marketplace, Request, Reputation};
-/// use supervision_core::Clock;
+/// use mabeam_economics::{Ledger, Marketplace, Request, Reputation};
+/// use mabeam_supervision_core::Clock;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let ledger = Arc::new(Ledger::new());

@@ -3,13 +3,13 @@
 
 use std::{sync::Arc, time::Duration};
 
-use economics::{
+use mabeam_economics::{
     Auctioneer, CombinatorialSpec, DutchSpec, EnglishSpec, PriceRule, SealedSpec, Verdict,
 };
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentSelection, Clock, Event, EventSeq, EventSink, EventSinkError, ExitReason, Namespace,
     ProcessHandle, Telemetry,
     testkit::{Answer, ScriptedDirectory},
@@ -24,7 +24,7 @@ fn auctioneer(agents: &ScriptedDirectory) -> Auctioneer {
 }
 
 /// An agent that bids the standing minimum while it is at most `value`.
-fn english_bidder(value: f64) -> impl FnMut(&supervision_core::Envelope) -> Answer + Send {
+fn english_bidder(value: f64) -> impl FnMut(&mabeam_supervision_core::Envelope) -> Answer + Send {
     move |envelope| {
         let minimum = envelope.body["minimum"].as_f64().unwrap_or(f64::MAX);
         if minimum <= value {
@@ -276,7 +276,7 @@ async fn english_soft_close_and_late_bids() {
 async fn dutch_among_agents() {
     let agents = ScriptedDirectory::new();
     let at_most = |limit: f64| {
-        move |env: &supervision_core::Envelope| {
+        move |env: &mabeam_supervision_core::Envelope| {
             Answer::Reply(json!({"accept": env.body["price"].as_f64().unwrap() <= limit}))
         }
     };
@@ -356,7 +356,7 @@ struct Member;
 // Invitation by registry group: the group's members, by their names.
 #[tokio::test(start_paused = true)]
 async fn invite_a_registry_group() {
-    let registry = Arc::new(process_registry::ProcessRegistry::new(Telemetry::disabled()));
+    let registry = Arc::new(mabeam_process_registry::ProcessRegistry::new(Telemetry::disabled()));
     let ns = Namespace::unique_test();
     let agents = ScriptedDirectory::new();
     let mut handles = Vec::new();
@@ -390,7 +390,7 @@ async fn invite_a_registry_group() {
     assert_eq!(outcome.bids.len(), 2);
     // Without a registry a group cannot be resolved; an empty group has
     // no bidders.
-    use supervision_core::ErrorCode;
+    use mabeam_supervision_core::ErrorCode;
     let spec = |group: &str| SealedSpec {
         item: "x".into(),
         rule: PriceRule::FirstPrice,

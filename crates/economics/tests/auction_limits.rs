@@ -8,13 +8,13 @@ use std::{
     time::Duration,
 };
 
-use economics::{
+use mabeam_economics::{
     Auctioneer, CombinatorialAuction, CombinatorialSpec, DutchAuction, solve, solve_exact_within,
     solve_greedy,
 };
 use parking_lot::Mutex;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentSelection, Clock, MetaValue, Telemetry,
     testkit::{Answer, ScriptedDirectory},
 };

@@ -4,10 +4,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use economics::{Auctioneer, PriceRule, SealedSpec};
+use mabeam_economics::{Auctioneer, PriceRule, SealedSpec};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentSelection, AgentStatus, AgentStatusChanges, Clock,
     DirectoryError, Envelope, ProcessHandle, Telemetry,
     testkit::{Answer, ScriptedDirectory, TelemetryProbe},
@@ -93,7 +93,7 @@ async fn a_dutch_acceptance_at_the_end_of_its_tick_pays_that_ticks_price() {
     let agents = ScriptedDirectory::new();
     agents.add("edge", "bidder", |_| Answer::Silent);
     let outcome = Auctioneer::new(Arc::new(AtTheDeadline(agents.clone())), Clock::tokio())
-        .dutch(economics::DutchSpec {
+        .dutch(mabeam_economics::DutchSpec {
             item: "slot".into(),
             start_price: 100.0,
             step: 10.0,
@@ -142,11 +142,11 @@ async fn the_closing_report_says_whether_it_sold() {
 // it still runs (mutant: `n_items > 64` as `== 64`).
 #[test]
 fn the_exact_search_takes_up_to_64_items() {
-    let at_most = economics::solve_exact(64, &[(vec![63], 1.0), (vec![0, 1], 2.0)])
+    let at_most = mabeam_economics::solve_exact(64, &[(vec![63], 1.0), (vec![0, 1], 2.0)])
         .expect("64 items fit the search");
     assert!(at_most.exact);
     assert_eq!((at_most.winners.clone(), at_most.value), (vec![0, 1], 3.0));
-    assert_eq!(economics::solve_exact(65, &[(vec![0], 1.0)]), None);
+    assert_eq!(mabeam_economics::solve_exact(65, &[(vec![0], 1.0)]), None);
 }
 
 // A node budget of 0 explores nothing, so proves nothing (mutant: the
@@ -154,9 +154,9 @@ fn the_exact_search_takes_up_to_64_items() {
 #[test]
 fn a_search_past_its_node_budget_is_not_exact() {
     let bids = [(vec![0], 1.0), (vec![1], 1.0)];
-    let none = economics::solve_exact_within(2, &bids, 0).unwrap();
+    let none = mabeam_economics::solve_exact_within(2, &bids, 0).unwrap();
     assert!(!none.exact, "{none:?}");
-    let full = economics::solve_exact_within(2, &bids, 1_000).unwrap();
+    let full = mabeam_economics::solve_exact_within(2, &bids, 1_000).unwrap();
     assert!(full.exact);
     assert_eq!(full.value, 2.0);
 }
@@ -168,7 +168,7 @@ fn a_search_past_its_node_budget_is_not_exact() {
 fn greedy_ranks_by_amount_over_the_root_of_the_size() {
     // 3 / sqrt(4) = 1.5 for the bundle, 2 / 1 = 2 for the single item.
     let bids = [(vec![0, 1, 2, 3], 3.0), (vec![0], 2.0)];
-    let greedy = economics::solve_greedy(4, &bids);
+    let greedy = mabeam_economics::solve_greedy(4, &bids);
     assert_eq!((greedy.winners, greedy.value), (vec![1], 2.0));
 }
 
@@ -185,7 +185,7 @@ async fn a_dutch_acceptance_after_the_winner_is_listed_as_refused() {
         Answer::late(Duration::from_millis(10), json!({"accept": true}))
     });
     let outcome = Auctioneer::new(Arc::new(agents.clone()), Clock::tokio())
-        .dutch(economics::DutchSpec {
+        .dutch(mabeam_economics::DutchSpec {
             item: "slot".into(),
             start_price: 100.0,
             step: 10.0,
@@ -199,7 +199,7 @@ async fn a_dutch_acceptance_after_the_winner_is_listed_as_refused() {
     let bids: Vec<(&str, bool)> = outcome
         .bids
         .iter()
-        .map(|b| (b.bidder.as_str(), b.verdict == economics::Verdict::Accepted))
+        .map(|b| (b.bidder.as_str(), b.verdict == mabeam_economics::Verdict::Accepted))
         .collect();
     assert_eq!(bids, [("first", true), ("second", false)]);
 }
@@ -209,7 +209,7 @@ async fn a_dutch_acceptance_after_the_winner_is_listed_as_refused() {
 // `best < reserve` as `<=`).
 #[test]
 fn sealed_bids_at_the_close_and_at_the_reserve_count() {
-    use economics::SealedBidAuction;
+    use mabeam_economics::SealedBidAuction;
     use tokio::time::Instant;
 
     let opened = Instant::now();

@@ -2,12 +2,12 @@
 
 use std::time::Duration;
 
-use economics::{
+use mabeam_economics::{
     AuctionError, CombinatorialAuction, DutchAuction, EnglishAuction, PriceRule, SealedBidAuction,
     Verdict, solve_exact, solve_greedy,
 };
 use proptest::prelude::*;
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 use tokio::time::Instant;
 
 fn ms(n: u64) -> Duration {

@@ -4,10 +4,10 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use economics::{BalanceStrategy, LoadBalancer, MemberSpec};
+use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
 use parking_lot::Mutex;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentLoad, LoadReport,
     testkit::{Answer, ScriptedDirectory},
 };

@@ -11,10 +11,10 @@ use std::{
     thread,
 };
 
-use economics::{BalanceStrategy, LoadBalancer, MemberSpec};
+use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChanges, DirectoryError, Envelope,
     ProcessHandle,
     testkit::{Answer, ScriptedDirectory},

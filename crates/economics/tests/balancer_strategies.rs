@@ -2,11 +2,11 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use economics::{BalanceStrategy, LoadBalancer, MemberSpec};
+use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
 use parking_lot::Mutex;
 use proptest::prelude::*;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentLoad, AgentStatus, Envelope, ErrorCode, LoadReport,
     testkit::{Answer, ScriptedDirectory},
 };
@@ -326,5 +326,5 @@ proptest! {
 }
 
 fn agents_status(agents: &ScriptedDirectory, id: &str) -> Option<AgentStatus> {
-    supervision_core::AgentDirectory::status(agents, &id.into())
+    mabeam_supervision_core::AgentDirectory::status(agents, &id.into())
 }

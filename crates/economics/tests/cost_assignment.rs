@@ -2,9 +2,9 @@
 
 use std::collections::HashMap;
 
-use economics::{CostModel, Task, Worker, assign, hungarian};
+use mabeam_economics::{CostModel, Task, Worker, assign, hungarian};
 use proptest::prelude::*;
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 
 /// The least total over every injective assignment of rows to columns.
 fn brute_force(costs: &[Vec<Option<f64>>]) -> Option<f64> {

@@ -2,7 +2,7 @@
 //! found no test checking: each test here fails with the mutant it names
 //! (see the README's testing section).
 
-use economics::hungarian;
+use mabeam_economics::hungarian;
 
 // Forbidden pairs must cost more than any allowed assignment even when
 // the allowed costs are small: with costs of 1, the forbidden pair is

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use economics::{Balance, HoldId, Ledger, MarketError, Totals};
+use mabeam_economics::{Balance, HoldId, Ledger, MarketError, Totals};
 use proptest::prelude::*;
-use supervision_core::{AgentId, ErrorCode};
+use mabeam_supervision_core::{AgentId, ErrorCode};
 
 const AGENTS: [&str; 3] = ["a", "b", "c"];
 

@@ -2,9 +2,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use economics::{Ledger, MarketError, Marketplace, Reputation, Request, TransactionState};
+use mabeam_economics::{Ledger, MarketError, Marketplace, Reputation, Request, TransactionState};
 use proptest::prelude::*;
-use supervision_core::{AgentId, Clock, ErrorCode};
+use mabeam_supervision_core::{AgentId, Clock, ErrorCode};
 
 fn market() -> (Arc<Ledger>, Arc<Reputation>, Marketplace) {
     let ledger = Arc::new(Ledger::new());

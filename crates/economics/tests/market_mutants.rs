@@ -4,8 +4,8 @@
 
 use std::{sync::Arc, time::Duration};
 
-use economics::{Ledger, Marketplace, Reputation, Request, TransactionState};
-use supervision_core::{AgentId, Clock};
+use mabeam_economics::{Ledger, Marketplace, Reputation, Request, TransactionState};
+use mabeam_supervision_core::{AgentId, Clock};
 
 fn market() -> (Arc<Ledger>, Marketplace) {
     let ledger = Arc::new(Ledger::new());

@@ -3,16 +3,16 @@
 //! is rebuilt by replaying its stream, and the step it adds is a setting
 //! of the ConfigServer that the counter follows through a subscription.
 //!
-//! Run it with `cargo run -p foundation-services --example event_sourced_counter`.
+//! Run it with `cargo run -p mabeam-foundation-services --example event_sourced_counter`.
 
 use std::time::Duration;
 
-use foundation_services::{
+use mabeam_foundation_services::{
     ConfigSchema, ConfigServerConfig, ConfigServerService, EventStore, EventStoreConfig,
     EventStoreService, ExpectedVersion, ValueRule,
 };
 use serde_json::json;
-use supervision_core::{ApplicationSpec, Event, EventQuery};
+use mabeam_supervision_core::{ApplicationSpec, Event, EventQuery};
 
 const STREAM: &str = "counter-1";
 

@@ -47,7 +47,7 @@ use parking_lot::Mutex;
 pub use pg::PostgresAgentStore;
 use rusqlite::{OptionalExtension, params};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentStore, AgentStoreError, AgentWrite, LoadedAgent,
 };
 use tokio::sync::oneshot;

@@ -1,6 +1,6 @@
 //! The cluster: membership and failure detection on `chitchat`
 //! ([`ClusterMembership`], supervision-core's
-//! [`Membership`](supervision_core::cluster::Membership) contract).
+//! [`Membership`](mabeam_supervision_core::cluster::Membership) contract).
 //!
 //! # Why chitchat
 //!

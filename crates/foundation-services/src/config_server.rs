@@ -26,7 +26,7 @@
 //! - **Notifications and events.** Subscribers receive every change
 //!   (path, old, new) in the order applied; one that is gone is dropped.
 //!   Every change is also recorded through supervision-core's
-//!   [`EventSink`](supervision_core::EventSink) (stream `config`, kind
+//!   [`EventSink`](mabeam_supervision_core::EventSink) (stream `config`, kind
 //!   `config_changed`, with the previous value); changes the sink could
 //!   not take are kept and recorded first at the next change.
 //! - **Degraded mode.** While the process is down (crashed, restarting),
@@ -41,8 +41,8 @@
 //! # Example
 //!
 //! ```
-//! use foundation_services::{ConfigSchema, ConfigServerConfig, ConfigServerService, ValueRule};
-//! use supervision_core::ApplicationSpec;
+//! use mabeam_foundation_services::{ConfigSchema, ConfigServerConfig, ConfigServerService, ValueRule};
+//! use mabeam_supervision_core::ApplicationSpec;
 //!
 //! # #[tokio::main] async fn main() {
 //! let dir = tempfile::tempdir().unwrap();

@@ -81,7 +81,7 @@
 //! # Example
 //!
 //! ```
-//! use foundation_services::{ConnectionManager, NodeEvent};
+//! use mabeam_foundation_services::{ConnectionManager, NodeEvent};
 //!
 //! # #[tokio::main] async fn main() {
 //! let a = ConnectionManager::builder("a@local", "cookie").build().unwrap();
@@ -119,7 +119,7 @@ use std::{
 
 pub use error::ConnectionError;
 use parking_lot::{Mutex, RwLock};
-use supervision_core::{AgentDirectory, Backoff, Clock, MetaValue, ServiceDef, Telemetry};
+use mabeam_supervision_core::{AgentDirectory, Backoff, Clock, MetaValue, ServiceDef, Telemetry};
 use tokio::{
     net::TcpListener,
     sync::{Notify, Semaphore, broadcast, mpsc},

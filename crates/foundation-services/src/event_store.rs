@@ -91,10 +91,10 @@
 //! # Example
 //!
 //! ```
-//! use foundation_services::{EventStore, EventStoreConfig, ExpectedVersion};
-//! use supervision_core::{Event, EventQuery};
+//! use mabeam_foundation_services::{EventStore, EventStoreConfig, ExpectedVersion};
+//! use mabeam_supervision_core::{Event, EventQuery};
 //!
-//! # #[tokio::main] async fn main() -> Result<(), foundation_services::EventStoreError> {
+//! # #[tokio::main] async fn main() -> Result<(), mabeam_foundation_services::EventStoreError> {
 //! let dir = tempfile::tempdir().unwrap();
 //! let store = EventStore::open(EventStoreConfig::new(dir.path())).await?;
 //! let placed = store

@@ -36,7 +36,7 @@
 //!
 //! ```
 //! use std::{sync::{Arc, atomic::{AtomicBool, Ordering}}, time::Duration};
-//! use foundation_services::{HealthMonitor, HealthState};
+//! use mabeam_foundation_services::{HealthMonitor, HealthState};
 //!
 //! # #[tokio::main] async fn main() {
 //! let monitor = HealthMonitor::builder().build().unwrap();
@@ -81,7 +81,7 @@ use futures::{
 };
 use parking_lot::Mutex;
 pub use report::{HealthState, ServiceDetail, SystemHealth};
-use supervision_core::{
+use mabeam_supervision_core::{
     Application, Clock, Health, MetaValue, ServiceDef, ServiceStatus, Telemetry, WeakApplication,
 };
 use tokio::time::Instant;

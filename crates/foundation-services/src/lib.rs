@@ -1,11 +1,11 @@
 //! Foundation services: ConfigServer, EventStore, RateLimiter, TaskSupervisor,
 //! HealthMonitor, ServiceMonitor and ConnectionManager.
 //!
-//! Each service runs supervised, as a [`Service`](supervision_core::Service)
+//! Each service runs supervised, as a [`Service`](mabeam_supervision_core::Service)
 //! of an application, and depends on `supervision-core` only; other crates
 //! reach them through supervision-core's contracts
-//! ([`EventSink`](supervision_core::EventSink),
-//! [`EventReader`](supervision_core::EventReader)), never by naming this
+//! ([`EventSink`](mabeam_supervision_core::EventSink),
+//! [`EventReader`](mabeam_supervision_core::EventReader)), never by naming this
 //! crate.
 //!
 //! - [`SqliteAgentStore`]: the durable table of agent registrations and
@@ -46,8 +46,8 @@
 //! The EventStore acknowledges an append once it is on disk:
 //!
 //! ```
-//! use foundation_services::{EventStore, EventStoreConfig};
-//! use supervision_core::{Event, EventQuery};
+//! use mabeam_foundation_services::{EventStore, EventStoreConfig};
+//! use mabeam_supervision_core::{Event, EventQuery};
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let dir = tempfile::tempdir()?;

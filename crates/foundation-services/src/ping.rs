@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use kameo::{Actor, error::SendError, message::Message};
-use supervision_core::HealthCheck;
+use mabeam_supervision_core::HealthCheck;
 
 /// How long a service's actor may take to answer its health check.
 pub(crate) const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);

@@ -30,7 +30,7 @@
 use std::{fmt, str::FromStr, time::Duration};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use supervision_core::Backoff;
+use mabeam_supervision_core::Backoff;
 use tokio_postgres::{NoTls, error::SqlState};
 
 /// The default schema name.

@@ -54,8 +54,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use foundation_services::{RateLimitError, RateLimiter, Rule};
-//! use supervision_core::{Clock, ErrorCode};
+//! use mabeam_foundation_services::{RateLimitError, RateLimiter, Rule};
+//! use mabeam_supervision_core::{Clock, ErrorCode};
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! let limiter = RateLimiter::builder()
@@ -99,7 +99,7 @@ use std::{
 };
 
 use dashmap::DashMap;
-use supervision_core::{Clock, MetaValue, ServiceDef, Telemetry};
+use mabeam_supervision_core::{Clock, MetaValue, ServiceDef, Telemetry};
 use tokio::time::Instant;
 
 use bucket::{BucketKey, KeyView};

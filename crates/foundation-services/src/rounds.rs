@@ -10,7 +10,7 @@ use kameo::{
     actor::{Actor, ActorRef},
     message::{Context, Message},
 };
-use supervision_core::{ChildSpec, Clock, ServiceDef};
+use mabeam_supervision_core::{ChildSpec, Clock, ServiceDef};
 use tokio::task::AbortHandle;
 
 use crate::ping::{HEALTH_TIMEOUT, Ping, ping_check};

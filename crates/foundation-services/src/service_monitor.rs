@@ -52,8 +52,8 @@
 //!
 //! ```
 //! use kameo::prelude::*;
-//! use supervision_core::{ApplicationSpec, ChildSpec, ServiceDef};
-//! use foundation_services::{Decision, ServiceMonitor};
+//! use mabeam_supervision_core::{ApplicationSpec, ChildSpec, ServiceDef};
+//! use mabeam_foundation_services::{Decision, ServiceMonitor};
 //!
 //! #[derive(Actor)]
 //! struct Worker;
@@ -81,7 +81,7 @@ pub use error::ServiceMonitorError;
 use futures::future::join_all;
 use kameo::actor::ActorId;
 use parking_lot::Mutex;
-use supervision_core::{
+use mabeam_supervision_core::{
     Application, ApplicationStatus, Backoff, Clock, Health, MetaValue, ServiceDef, ServiceStatus,
     StatusReport, Telemetry, WeakApplication,
 };

@@ -53,7 +53,7 @@
 //! # Example
 //!
 //! ```
-//! use foundation_services::{TaskError, TaskSupervisor};
+//! use mabeam_foundation_services::{TaskError, TaskSupervisor};
 //!
 //! # #[tokio::main] async fn main() {
 //! let tasks = TaskSupervisor::builder().max_children(100).build().unwrap();
@@ -90,7 +90,7 @@ pub use error::TaskError;
 pub use handle::TaskHandle;
 use parking_lot::Mutex;
 use slot::{Outcome, Slot};
-use supervision_core::{Clock, MetaValue, ServiceDef, Telemetry};
+use mabeam_supervision_core::{Clock, MetaValue, ServiceDef, Telemetry};
 use tokio::{
     sync::{Notify, oneshot},
     task::AbortHandle,

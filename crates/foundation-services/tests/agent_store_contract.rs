@@ -19,11 +19,11 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
+use mabeam_foundation_services::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
 use futures::future::{BoxFuture, FutureExt};
 use proptest::prelude::*;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentUpdate,
     AgentWrite, Checkpoint, ErrorCode, LoadedAgent, MemoryAgentStore,
 };

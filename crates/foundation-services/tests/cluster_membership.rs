@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use foundation_services::cluster::{ClusterError, ClusterMembership};
-use supervision_core::{
+use mabeam_foundation_services::cluster::{ClusterError, ClusterMembership};
+use mabeam_supervision_core::{
     ErrorCode,
     cluster::{MemberState, Membership, MembershipEvent, MembershipEvents},
 };

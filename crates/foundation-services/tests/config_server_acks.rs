@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use foundation_services::{
+use mabeam_foundation_services::{
     ConfigError, ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService,
     UpdateOutcome, ValueRule,
 };
 use serde_json::json;
-use supervision_core::ApplicationSpec;
+use mabeam_supervision_core::ApplicationSpec;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -5,13 +5,13 @@
 
 use std::time::Duration;
 
-use foundation_services::ConfigError;
-use foundation_services::{
+use mabeam_foundation_services::ConfigError;
+use mabeam_foundation_services::{
     ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService,
     UpdateOutcome, ValueRule,
 };
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     ApplicationSpec, ErrorCode, Health, Telemetry, events, testkit::TelemetryProbe,
 };
 

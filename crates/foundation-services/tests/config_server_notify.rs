@@ -8,7 +8,7 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
-use foundation_services::{
+use mabeam_foundation_services::{
     ConfigChange, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig, EventStore,
     EventStoreConfig, ValueRule,
     config_server::{CONFIG_CHANGED, CONFIG_EVENT_STREAM, ConfigProcess},
@@ -16,7 +16,7 @@ use foundation_services::{
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde_json::json;
-use supervision_core::{Event, EventQuery, EventSeq, EventSink, EventSinkError, ProcessHandle};
+use mabeam_supervision_core::{Event, EventQuery, EventSeq, EventSink, EventSinkError, ProcessHandle};
 
 /// Awaits `future`, failing the test if it takes more than 10 s (a wait
 /// that could last for ever fails instead of hanging the run).

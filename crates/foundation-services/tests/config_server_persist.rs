@@ -8,12 +8,12 @@ use std::{
     process::{Command, Stdio},
 };
 
-use foundation_services::{
+use mabeam_foundation_services::{
     ConfigError, ConfigSchema, ConfigServer, ConfigServerConfig, ValueRule,
     config_server::{CONFIG_FILE, ConfigProcess},
 };
 use serde_json::json;
-use supervision_core::{ErrorCode, ProcessHandle};
+use mabeam_supervision_core::{ErrorCode, ProcessHandle};
 
 fn config(dir: &std::path::Path) -> ConfigServerConfig {
     ConfigServerConfig::new(dir)

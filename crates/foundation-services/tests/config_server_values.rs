@@ -1,12 +1,12 @@
 //! ConfigServer values: get, update with the schema's checks, nested paths,
 //! reset, typed errors.
 
-use foundation_services::{
+use mabeam_foundation_services::{
     ConfigError, ConfigSchema, ConfigServer, ConfigServerConfig, UpdateOutcome, ValueRule,
     config_server::ConfigProcess,
 };
 use serde_json::{Value, json};
-use supervision_core::{ErrorCode, ProcessHandle};
+use mabeam_supervision_core::{ErrorCode, ProcessHandle};
 
 fn schema() -> ConfigSchema {
     ConfigSchema::new()

@@ -8,10 +8,10 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::ConnectionManager;
+use mabeam_foundation_services::ConnectionManager;
 use futures::future::BoxFuture;
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChanges, DirectoryError, Envelope,
     ErrorCode, ProcessHandle, cluster::RemoteDelivery,
 };

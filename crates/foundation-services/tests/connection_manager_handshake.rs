@@ -13,8 +13,8 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use foundation_services::{ConnectionManager, Direction, NodeEvent};
-use supervision_core::Clock;
+use mabeam_foundation_services::{ConnectionManager, Direction, NodeEvent};
+use mabeam_supervision_core::Clock;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},

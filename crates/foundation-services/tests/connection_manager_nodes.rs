@@ -12,8 +12,8 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::{ConnectionError, ConnectionManager, Direction, NodeEvent};
-use supervision_core::{ApplicationSpec, Backoff, ErrorCode};
+use mabeam_foundation_services::{ConnectionError, ConnectionManager, Direction, NodeEvent};
+use mabeam_supervision_core::{ApplicationSpec, Backoff, ErrorCode};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},

@@ -16,9 +16,9 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::{EventStore, EventStoreConfig};
+use mabeam_foundation_services::{EventStore, EventStoreConfig};
 use serde_json::json;
-use supervision_core::Event;
+use mabeam_supervision_core::Event;
 
 const CHILD_ENV: &str = "CRASH_CHILD_DIR";
 /// Batches acknowledged before the parent kills the child.

@@ -3,12 +3,12 @@
 
 use std::path::Path;
 
-use foundation_services::{
+use mabeam_foundation_services::{
     EventStore, EventStoreConfig, EventStoreError, Retention,
     event_store::{APPLICATION_ID, DATABASE_FILE, SCHEMA_VERSION},
 };
 use serde_json::json;
-use supervision_core::{ErrorCode, Event};
+use mabeam_supervision_core::{ErrorCode, Event};
 
 fn config(dir: &Path) -> EventStoreConfig {
     EventStoreConfig::new(dir)

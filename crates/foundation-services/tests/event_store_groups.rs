@@ -12,10 +12,10 @@
 
 use std::{future::Future, pin::Pin, task::Poll, time::Duration};
 
-use foundation_services::{EventStore, EventStoreConfig, EventStoreError};
+use mabeam_foundation_services::{EventStore, EventStoreConfig, EventStoreError};
 use rusqlite::Connection;
 use serde_json::json;
-use supervision_core::Event;
+use mabeam_supervision_core::Event;
 
 /// Every wait in these tests: far above any commit, even on a loaded
 /// machine.

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use foundation_services::{Durability, EventStore, EventStoreConfig, Retention};
-use supervision_core::ErrorCode;
+use mabeam_foundation_services::{Durability, EventStore, EventStoreConfig, Retention};
+use mabeam_supervision_core::ErrorCode;
 
 // Bad retention settings are refused before anything opens.
 #[tokio::test]

@@ -23,12 +23,12 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::{
+use mabeam_foundation_services::{
     Durability, EventStore, EventStoreConfig, EventStoreError, ExpectedVersion, PostgresAgentStore,
     PostgresConfig,
 };
 use serde_json::json;
-use supervision_core::{AgentStoreError, ErrorCode, Event};
+use mabeam_supervision_core::{AgentStoreError, ErrorCode, Event};
 use support::{fresh_schema, instance::Instance, pg_config, pg_config_at};
 
 /// Fails the test if `future` takes longer than `secs`.

@@ -4,9 +4,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use foundation_services::{EventStore, EventStoreConfig, EventStoreService};
+use mabeam_foundation_services::{EventStore, EventStoreConfig, EventStoreService};
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     ApplicationError, ApplicationSpec, Event, EventReader, EventSink, EventSinkError, Health,
     Telemetry, events, testkit::TelemetryProbe,
 };
@@ -110,7 +110,7 @@ async fn the_health_check_reports_a_store_that_is_not_running() {
     let dir = tempfile::tempdir().unwrap();
     let service = EventStoreService::new(EventStoreConfig::new(dir.path()));
     let store = service.store();
-    let check = supervision_core::Service::health_check(&service).unwrap();
+    let check = mabeam_supervision_core::Service::health_check(&service).unwrap();
     let app = ApplicationSpec::new("foundation")
         .service(service)
         .start()

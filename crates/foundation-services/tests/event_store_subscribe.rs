@@ -2,9 +2,9 @@
 //! no duplicate across the hand-over; a lagging subscriber is told where
 //! to resume; a subscription ends when the store stops.
 
-use foundation_services::{EventStore, EventStoreConfig};
+use mabeam_foundation_services::{EventStore, EventStoreConfig};
 use serde_json::json;
-use supervision_core::{ErrorCode, Event, EventReadError};
+use mabeam_supervision_core::{ErrorCode, Event, EventReadError};
 
 /// Awaits `future`, failing the test if it takes more than 10 s (a wait
 /// that could last for ever fails instead of hanging the run).

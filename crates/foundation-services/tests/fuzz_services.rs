@@ -16,7 +16,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use foundation_services::{
+use mabeam_foundation_services::{
     ConfigError, ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService,
     ConnectionManager, EventStore, EventStoreConfig, NodeEvent, ValueRule,
     event_store::DATABASE_FILE,
@@ -26,7 +26,7 @@ use proptest::{
     test_runner::{Config, TestCaseError, TestRunner},
 };
 use serde_json::{Map, Value, json};
-use supervision_core::{ApplicationSpec, ErrorCode, Event, EventQuery};
+use mabeam_supervision_core::{ApplicationSpec, ErrorCode, Event, EventQuery};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},
@@ -143,7 +143,7 @@ fn config_updates_apply_or_get_typed_refusals_that_change_nothing() {
         .unwrap();
     let file = dir
         .path()
-        .join(foundation_services::config_server::CONFIG_FILE);
+        .join(mabeam_foundation_services::config_server::CONFIG_FILE);
     fuzz(256, (config_path(), json_value()), |(path, value)| {
         // Reads of any path answer or refuse, typed.
         match config.get(&path) {
@@ -200,7 +200,7 @@ fn a_persisted_config_file_loads_or_is_refused_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir
             .path()
-            .join(foundation_services::config_server::CONFIG_FILE);
+            .join(mabeam_foundation_services::config_server::CONFIG_FILE);
         std::fs::write(&file, &bytes).unwrap();
         let server = ConfigServer::new(
             ConfigServerConfig::new(dir.path())
@@ -590,7 +590,7 @@ fn a_damaged_stored_row_reads_as_a_typed_error_and_spoils_no_other() {
                 let store = EventStore::open(EventStoreConfig::new(dir.path()))
                     .await
                     .map_err(|e| TestCaseError::fail(format!("open: {e}")))?;
-                let typed = |error: &foundation_services::EventStoreError| {
+                let typed = |error: &mabeam_foundation_services::EventStoreError| {
                     (3001..=3099).contains(&error.code())
                 };
                 if let Err(error) = store.get(2).await {

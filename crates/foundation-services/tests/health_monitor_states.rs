@@ -11,8 +11,8 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::{HealthMonitor, HealthMonitorError, HealthState};
-use supervision_core::{
+use mabeam_foundation_services::{HealthMonitor, HealthMonitorError, HealthState};
+use mabeam_supervision_core::{
     Application, ApplicationSpec, Clock, ErrorCode, Health, HealthCheck, ServiceDef, ServiceStatus,
     Telemetry,
     testkit::{TelemetryProbe, TestKit},

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use foundation_services::{Decision, HealthMonitor, HealthState, ServiceMonitor, SkipReason};
-use supervision_core::{ApplicationSpec, Clock, ExitReason, ServiceDef, testkit::TestKit};
+use mabeam_foundation_services::{Decision, HealthMonitor, HealthState, ServiceMonitor, SkipReason};
+use mabeam_supervision_core::{ApplicationSpec, Clock, ExitReason, ServiceDef, testkit::TestKit};
 
 /// Bounds the wait for an exit that, before the fix, never came.
 const EXIT_WAIT: Duration = Duration::from_secs(5);
@@ -53,7 +53,7 @@ async fn monitors_inside_their_application_let_it_stop_with_its_last_handle() {
         report
             .services
             .iter()
-            .all(|s| s.health == supervision_core::Health::NotRunning)
+            .all(|s| s.health == mabeam_supervision_core::Health::NotRunning)
     );
     assert_eq!(
         services.ping_all().await,

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use foundation_services::{Allowed, BucketStatus, RateLimitError, RateLimiter, Rule};
-use supervision_core::{
+use mabeam_foundation_services::{Allowed, BucketStatus, RateLimitError, RateLimiter, Rule};
+use mabeam_supervision_core::{
     ApplicationSpec, Clock, ErrorCode, Health, Telemetry, error_code_range, testkit::TelemetryProbe,
 };
 

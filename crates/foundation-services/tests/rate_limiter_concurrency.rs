@@ -11,9 +11,9 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use foundation_services::{RateLimiter, Rule};
+use mabeam_foundation_services::{RateLimiter, Rule};
 use proptest::prelude::*;
-use supervision_core::{Clock, TimeSource};
+use mabeam_supervision_core::{Clock, TimeSource};
 use tokio::time::Instant;
 
 /// Time that moves only when the test says: a base instant plus an offset.

@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use foundation_services::{Decision, ServiceMonitor};
-use supervision_core::{
+use mabeam_foundation_services::{Decision, ServiceMonitor};
+use mabeam_supervision_core::{
     Application, ApplicationSpec, Backoff, Clock, HealthCheck, ServiceDef, testkit::TestKit,
 };
 

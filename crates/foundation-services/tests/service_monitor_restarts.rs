@@ -11,8 +11,8 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::{Decision, ServiceMonitor, ServiceMonitorError, SkipReason};
-use supervision_core::{
+use mabeam_foundation_services::{Decision, ServiceMonitor, ServiceMonitorError, SkipReason};
+use mabeam_supervision_core::{
     Application, ApplicationSpec, Backoff, Clock, ErrorCode, HealthCheck, ServiceDef, Telemetry,
     events,
     testkit::{self, TelemetryProbe, TestKit},

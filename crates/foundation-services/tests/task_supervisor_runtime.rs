@@ -4,8 +4,8 @@
 
 use std::{sync::mpsc, time::Duration};
 
-use foundation_services::{TaskCounts, TaskError, TaskSupervisor};
-use supervision_core::ErrorCode;
+use mabeam_foundation_services::{TaskCounts, TaskError, TaskSupervisor};
+use mabeam_supervision_core::ErrorCode;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
-use foundation_services::{TaskError, TaskSupervisor};
-use supervision_core::{
+use mabeam_foundation_services::{TaskError, TaskSupervisor};
+use mabeam_supervision_core::{
     ApplicationSpec, Clock, ErrorCode, Health, Telemetry, testkit::TelemetryProbe,
 };
 use tokio::sync::oneshot;
@@ -44,7 +44,7 @@ async fn awaited_tasks_give_values_and_panics_as_errors() {
     assert_eq!(event.meta_str("reason"), Some("bad input"));
     assert_eq!(
         event.meta("task_id"),
-        Some(&supervision_core::testkit::OwnedMeta::U64(id.0))
+        Some(&mabeam_supervision_core::testkit::OwnedMeta::U64(id.0))
     );
     let counts = tasks.counts();
     assert_eq!(
@@ -69,7 +69,7 @@ async fn fire_and_forget_crashes_are_reported() {
     assert_eq!(event.meta_str("supervisor"), Some("task_supervisor"));
     assert_eq!(
         event.meta("task_id"),
-        Some(&supervision_core::testkit::OwnedMeta::U64(id.0))
+        Some(&mabeam_supervision_core::testkit::OwnedMeta::U64(id.0))
     );
     assert_eq!(tasks.counts().crashed, 1);
 

@@ -9,7 +9,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use serde_json::json;
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 use thiserror::Error;
 
 /// Why a request to the API failed. Nothing changed when a request is

@@ -24,10 +24,10 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use foundation_services::{ConnectionManager, cluster::ClusterMembership};
+use mabeam_foundation_services::{ConnectionManager, cluster::ClusterMembership};
 use futures::future::BoxFuture;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, DirectoryError, Envelope, ErrorCode,
     GaugeReading, GaugeSource, ProcessHandle, Telemetry,
     cluster::{Member, MemberState, Membership, RemoteDelivery, rendezvous_owner},
@@ -232,7 +232,7 @@ pub(crate) fn placement(state: &ApiState, request: &mut StartAgent) -> Option<St
 fn reach<'a>(
     state: &'a ApiState,
     node: &str,
-) -> Result<&'a foundation_services::ConnectionManager, ApiError> {
+) -> Result<&'a mabeam_foundation_services::ConnectionManager, ApiError> {
     let unreachable = |reason: &str| ApiError::NodeUnreachable {
         node: node.to_owned(),
         reason: reason.to_owned(),

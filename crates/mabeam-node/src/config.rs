@@ -100,7 +100,7 @@ pub struct NodeConfig {
     pub cookie: Option<String>,
     /// The event store on PostgreSQL (`[store] url`, or `--store URL`);
     /// `None`: SQLite in the data directory.
-    pub store: Option<foundation_services::PostgresConfig>,
+    pub store: Option<mabeam_foundation_services::PostgresConfig>,
     /// Lets a node join others without a shared store (tests of
     /// membership only; see `mabeam_node::cluster::check_shared_store`).
     pub cluster_without_shared_store: bool,
@@ -327,7 +327,7 @@ impl NodeConfig {
         }
         config.cookie = file.cluster.cookie;
         if let Some(store) = file.store {
-            let mut postgres = foundation_services::PostgresConfig::new(store.url);
+            let mut postgres = mabeam_foundation_services::PostgresConfig::new(store.url);
             if let Some(schema) = store.schema {
                 postgres = postgres.with_schema(schema);
             }

@@ -22,7 +22,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::get,
 };
-use foundation_services::{ConfigError, ConfigServer};
+use mabeam_foundation_services::{ConfigError, ConfigServer};
 use serde_json::{Value, json};
 
 use crate::{ApiError, http::ApiState};

@@ -3,7 +3,7 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use mabeam::MabeamError;
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 use thiserror::Error;
 
 /// Why the node could not start (or a command could not run).
@@ -81,7 +81,7 @@ pub enum NodeError {
     Logging(String),
     /// The agent store in the data directory cannot be opened.
     #[error("cannot open the agent store: {0}")]
-    AgentStore(supervision_core::AgentStoreError),
+    AgentStore(mabeam_supervision_core::AgentStoreError),
     /// A request to a running node failed.
     #[error("request to {addr} failed: {message}")]
     Request {

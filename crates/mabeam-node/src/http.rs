@@ -43,7 +43,7 @@ use std::{
     time::Duration,
 };
 
-use agent_supervisor::AgentError;
+use mabeam_agent_supervisor::AgentError;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -53,17 +53,17 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
-use coordination::{Proposal, Rule as VoteRule};
-use economics::{PriceRule, SealedSpec};
-use foundation_services::EventStoreError;
+use mabeam_coordination::{Proposal, Rule as VoteRule};
+use mabeam_economics::{PriceRule, SealedSpec};
+use mabeam_foundation_services::EventStoreError;
 use mabeam::{MabeamError, System};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentSelection, AgentStatus, DirectoryError, Envelope, Event,
     cluster::Membership,
 };
-use telemetry::PrometheusExporter;
+use mabeam_telemetry::PrometheusExporter;
 
 use crate::{
     ApiError,
@@ -114,7 +114,7 @@ pub struct ApiState {
     /// The observer page's state (its sampler and streams).
     pub observer: Observer,
     /// The node's cluster membership, when it runs one.
-    pub cluster: Option<Arc<foundation_services::cluster::ClusterMembership>>,
+    pub cluster: Option<Arc<mabeam_foundation_services::cluster::ClusterMembership>>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -444,7 +444,7 @@ pub(crate) fn agent_error(id: &str, error: AgentError) -> ApiError {
         AgentError::InvalidConfig { field, reason } => {
             ApiError::InvalidAgent(format!("{field}: {reason}"))
         }
-        AgentError::Store(error @ supervision_core::AgentStoreError::StorageFull(_)) => {
+        AgentError::Store(error @ mabeam_supervision_core::AgentStoreError::StorageFull(_)) => {
             ApiError::StoreRefused(error.to_string())
         }
         other => ApiError::AgentFailed {
@@ -548,7 +548,7 @@ pub(crate) async fn start_here(state: &ApiState, request: StartAgent) -> Result<
 }
 
 /// The event store, or 503 when the system has none (a subset).
-pub(crate) fn event_store(state: &ApiState) -> Result<&foundation_services::EventStore, ApiError> {
+pub(crate) fn event_store(state: &ApiState) -> Result<&mabeam_foundation_services::EventStore, ApiError> {
     state
         .system
         .event_store()
@@ -558,7 +558,7 @@ pub(crate) fn event_store(state: &ApiState) -> Result<&foundation_services::Even
 /// The running agent registry, or 503 while `agent_registry` restarts.
 pub(crate) fn agent_registry(
     state: &ApiState,
-) -> Result<agent_supervisor::AgentRegistry, ApiError> {
+) -> Result<mabeam_agent_supervisor::AgentRegistry, ApiError> {
     state
         .system
         .agents()

@@ -24,12 +24,12 @@
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
-use agent_supervisor::{
+use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRecipes, CheckpointPolicy, EnvelopeError,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
-use supervision_core::{Envelope, StartError};
+use mabeam_supervision_core::{Envelope, StartError};
 
 /// Makes an agent configuration from a request's `args`.
 type Make = fn(&Value) -> Result<AgentConfig, String>;

@@ -5,7 +5,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{CommandFactory, Parser, Subcommand};
 use mabeam_node::{DEFAULT_HTTP, LogFormat, NodeConfig, NodeError, cli, client};
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 
 /// mimalloc, as the benchmarks measure (see xtask's bench binary): faster
 /// actor starts than glibc's allocator, without transparent huge pages.
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
                         postgres.url = url;
                         postgres
                     }
-                    None => foundation_services::PostgresConfig::new(url),
+                    None => mabeam_foundation_services::PostgresConfig::new(url),
                 };
                 if let Err(message) = postgres.validate() {
                     eprintln!("mabeam: --store: {message}");

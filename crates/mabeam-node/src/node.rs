@@ -7,14 +7,14 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
+use mabeam_foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
 use mabeam::{FoundationApp, MabeamApp, System, SystemBuilder};
-use supervision_core::{MetaValue, Telemetry, events};
-use telemetry::{PrometheusExporter, TelemetryConfig};
+use mabeam_supervision_core::{MetaValue, Telemetry, events};
+use mabeam_telemetry::{PrometheusExporter, TelemetryConfig};
 use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle};
 
-use foundation_services::cluster::ClusterMembership;
-use supervision_core::cluster::MemberState;
+use mabeam_foundation_services::cluster::ClusterMembership;
+use mabeam_supervision_core::cluster::MemberState;
 
 use crate::{
     NodeConfig, NodeError,
@@ -171,10 +171,10 @@ impl Node {
             .config_defaults(config.defaults())
             .rate_limit(
                 API_MUTATION,
-                foundation_services::Rule::per_second(API_RATE).with_burst(API_BURST),
+                mabeam_foundation_services::Rule::per_second(API_RATE).with_burst(API_BURST),
             )
             .cluster(
-                foundation_services::ConnectionManager::builder(&config.cluster_node, &cookie)
+                mabeam_foundation_services::ConnectionManager::builder(&config.cluster_node, &cookie)
                     .listen(listen)
                     .seeds(config.cluster_seeds.iter().copied()),
             )

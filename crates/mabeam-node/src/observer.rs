@@ -52,7 +52,7 @@ use axum::{
 use mabeam::{FoundationApp, MabeamApp, System};
 use parking_lot::Mutex;
 use serde_json::Value;
-use supervision_core::{MetaValue, events};
+use mabeam_supervision_core::{MetaValue, events};
 use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
 
 use crate::http::ApiState;
@@ -241,7 +241,7 @@ impl Drop for Inner {
 }
 
 /// Counts one telemetry event into the observer's counters.
-fn count(counters: &Counters, event: &supervision_core::TelemetryEvent<'_>) {
+fn count(counters: &Counters, event: &mabeam_supervision_core::TelemetryEvent<'_>) {
     let text = |key| match event.meta(key) {
         Some(MetaValue::Str(s)) => s.to_owned(),
         Some(other) => other.to_string(),

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use mabeam_node::{LogLevel, NodeConfig, NodeError, data_dir};
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 
 #[test]
 fn defaults_need_no_file() {

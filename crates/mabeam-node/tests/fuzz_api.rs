@@ -34,8 +34,8 @@ use proptest::{
     test_runner::{Config, TestCaseError, TestRunner},
 };
 use serde_json::{Map, Value, json};
-use supervision_core::ErrorCode;
-use telemetry::PrometheusExporter;
+use mabeam_supervision_core::ErrorCode;
+use mabeam_telemetry::PrometheusExporter;
 use tower::ServiceExt;
 
 const TOKEN: &str = "fuzz-token";
@@ -94,7 +94,7 @@ impl Api {
                 .config_defaults(NodeConfig::default().defaults())
                 .rate_limit(
                     API_MUTATION,
-                    foundation_services::Rule::per_second(1_000_000).with_burst(1_000_000),
+                    mabeam_foundation_services::Rule::per_second(1_000_000).with_burst(1_000_000),
                 )
                 .build()
                 .unwrap();

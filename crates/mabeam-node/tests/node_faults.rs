@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mabeam_node::{Node, NodeConfig, client::send};
 use serde_json::Value;
-use supervision_core::AgentStatus;
+use mabeam_supervision_core::AgentStatus;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -66,7 +66,7 @@ fn restarts(node: &Node, id: &str) -> u32 {
 }
 
 /// Waits until agent `id` runs again after its incarnation ended.
-async fn back_to_running(changes: &mut supervision_core::AgentStatusChanges, id: &str) {
+async fn back_to_running(changes: &mut mabeam_supervision_core::AgentStatusChanges, id: &str) {
     tokio::time::timeout(WAIT, async {
         loop {
             let change = changes.recv().await.unwrap();

@@ -2,7 +2,7 @@
 //! (`agent_supervisor`, `agent_registry`), and the directory other
 //! services reach agents through.
 //!
-//! The [`AgentRegistry`] starts its own [`AgentSupervisor`](agent_supervisor::AgentSupervisor)
+//! The [`AgentRegistry`] starts its own [`AgentSupervisor`](mabeam_agent_supervisor::AgentSupervisor)
 //! (it starts and stops every agent through it). In the tree:
 //!
 //! - `agent_supervisor`'s process **is** that dynamic supervisor: its
@@ -22,14 +22,14 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use agent_supervisor::{AgentRegistry, AgentRegistryOptions};
+use mabeam_agent_supervisor::{AgentRegistry, AgentRegistryOptions};
 use futures::future::BoxFuture;
 use kameo::{
     actor::{Actor, ActorRef, WeakActorRef},
     error::ActorStopReason,
 };
 use parking_lot::RwLock;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, ChildSpec, DirectoryError, Envelope,
     HealthCheck, ProcessHandle, Shutdown, StartError,
 };

@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use supervision_core::{ApplicationError, ErrorCode};
-use telemetry::TelemetryServiceError;
+use mabeam_supervision_core::{ApplicationError, ErrorCode};
+use mabeam_telemetry::TelemetryServiceError;
 use thiserror::Error;
 
 /// Why building, starting or operating a [`System`](crate::System) failed.

@@ -1,8 +1,8 @@
 //! [`FoundationApp`]: the seed's Foundation tree (one_for_one), built from
 //! every Foundation service that exists, in the seed's order.
 
-use process_registry::ServiceRegistry;
-use supervision_core::{ApplicationSpec, ServiceDef, Strategy, SupervisorFlags};
+use mabeam_process_registry::ServiceRegistry;
+use mabeam_supervision_core::{ApplicationSpec, ServiceDef, Strategy, SupervisorFlags};
 
 use crate::{
     Wiring,

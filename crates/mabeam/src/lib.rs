@@ -3,7 +3,7 @@
 //! services; a [`prelude`].
 //!
 //! This crate is thin on purpose: it holds no service of its own. It
-//! builds one [`Wiring`] (one namespace, one [`ProcessRegistry`](process_registry::ProcessRegistry)
+//! builds one [`Wiring`] (one namespace, one [`ProcessRegistry`](mabeam_process_registry::ProcessRegistry)
 //! injected as `Arc<dyn Registry>`, one EventStore injected as
 //! `EventSink`/`EventReader`, one agent registry injected as
 //! `AgentDirectory`, one `Telemetry`, one `Clock`) and hands it to each
@@ -101,16 +101,16 @@ mod wiring;
 /// with: a program that composes its own subset depends on `mabeam` alone
 /// and names them as `mabeam::supervision_core`, `mabeam::agent_supervisor`, ...
 #[cfg(feature = "agents")]
-pub use agent_supervisor;
+pub use mabeam_agent_supervisor as agent_supervisor;
 #[cfg(feature = "coordination")]
-pub use coordination;
+pub use mabeam_coordination as coordination;
 #[cfg(feature = "economics")]
-pub use economics;
+pub use mabeam_economics as economics;
 #[cfg(feature = "foundation")]
-pub use foundation_services;
-pub use process_registry;
-pub use supervision_core;
-pub use telemetry;
+pub use mabeam_foundation_services as foundation_services;
+pub use mabeam_process_registry as process_registry;
+pub use mabeam_supervision_core as supervision_core;
+pub use mabeam_telemetry as telemetry;
 
 #[cfg(feature = "agents")]
 pub use agents::{AGENTS_SHUTDOWN, Agents};

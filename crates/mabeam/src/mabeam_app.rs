@@ -2,8 +2,8 @@
 //! MABEAM service, in the seed's order.
 
 #[cfg(any(feature = "coordination", feature = "economics"))]
-use supervision_core::Supervisor;
-use supervision_core::{ApplicationSpec, ServiceDef, Strategy, SupervisorFlags};
+use mabeam_supervision_core::Supervisor;
+use mabeam_supervision_core::{ApplicationSpec, ServiceDef, Strategy, SupervisorFlags};
 
 #[cfg(feature = "agents")]
 use crate::HEALTH_TIMEOUT;

@@ -5,14 +5,14 @@
 //! `StartError`; with the `agents` feature) and reading the event log (`Event`, `EventQuery`).
 
 #[cfg(feature = "agents")]
-pub use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRef, EnvelopeError};
-pub use process_registry::{ProcessRegistry, ServiceRegistry};
-pub use supervision_core::prelude::*;
-pub use supervision_core::{
+pub use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRef, EnvelopeError};
+pub use mabeam_process_registry::{ProcessRegistry, ServiceRegistry};
+pub use mabeam_supervision_core::prelude::*;
+pub use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentLoad, AgentStatus, Clock, Envelope, Event, EventQuery, Health,
     MetaValue,
 };
-pub use telemetry::{PerformanceMonitor, PrometheusExporter, Span, TelemetryService};
+pub use mabeam_telemetry::{PerformanceMonitor, PrometheusExporter, Span, TelemetryService};
 
 #[cfg(feature = "agents")]
 pub use crate::Agents;

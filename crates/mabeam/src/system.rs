@@ -9,29 +9,29 @@ use std::time::Duration;
 use std::{collections::HashSet, fmt, sync::Arc};
 
 #[cfg(feature = "agents")]
-use agent_supervisor::{AgentRecipes, AgentRegistryOptions};
+use mabeam_agent_supervisor::{AgentRecipes, AgentRegistryOptions};
 #[cfg(feature = "coordination")]
-use coordination::{Coordinator, VariableSpace};
+use mabeam_coordination::{Coordinator, VariableSpace};
 #[cfg(feature = "economics")]
-use economics::{Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, Reputation};
+use mabeam_economics::{Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, Reputation};
 #[cfg(feature = "foundation")]
-use foundation_services::{
+use mabeam_foundation_services::{
     ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService, ConnectionManager,
     ConnectionManagerBuilder, EventStore, EventStoreConfig, EventStoreService, HealthMonitor,
     RateLimiter, Rule, ServiceMonitor, TaskSupervisor, ValueRule,
 };
 #[cfg(all(feature = "foundation", feature = "agents"))]
-use foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
+use mabeam_foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
 use futures::future::BoxFuture;
-use process_registry::{ProcessRegistry, ServiceRegistry};
+use mabeam_process_registry::{ProcessRegistry, ServiceRegistry};
 use serde::Serialize;
 #[cfg(feature = "agents")]
-use supervision_core::{AgentStore, MemoryAgentStore};
-use supervision_core::{
+use mabeam_supervision_core::{AgentStore, MemoryAgentStore};
+use mabeam_supervision_core::{
     Application, ApplicationSpec, Clock, EventSink, GaugeReading, GaugeSource, HealthReport,
     MetaValue, Namespace, Service, Telemetry, events,
 };
-use telemetry::{PerformanceConfig, PerformanceMonitor, TelemetryConfig, TelemetryService};
+use mabeam_telemetry::{PerformanceConfig, PerformanceMonitor, TelemetryConfig, TelemetryService};
 
 #[cfg(feature = "agents")]
 use crate::Agents;
@@ -88,7 +88,7 @@ pub enum Tree {
 ///
 /// ```
 /// use mabeam::{SystemBuilder, seed};
-/// use supervision_core::Namespace;
+/// use mabeam_supervision_core::Namespace;
 ///
 /// # #[tokio::main] async fn main() -> Result<(), mabeam::MabeamError> {
 /// let system = SystemBuilder::new()
@@ -122,7 +122,7 @@ pub struct SystemBuilder {
     #[cfg(feature = "foundation")]
     cluster: Option<ConnectionManagerBuilder>,
     #[cfg(feature = "foundation")]
-    event_store_postgres: Option<foundation_services::PostgresConfig>,
+    event_store_postgres: Option<mabeam_foundation_services::PostgresConfig>,
     #[cfg(feature = "agents")]
     agent_store: Option<Arc<dyn AgentStore>>,
     #[cfg(feature = "agents")]
@@ -185,7 +185,7 @@ impl SystemBuilder {
     /// Keeps the event store on PostgreSQL instead of SQLite in the data
     /// directory (the default): for nodes that share one store.
     #[cfg(feature = "foundation")]
-    pub fn event_store_postgres(mut self, postgres: foundation_services::PostgresConfig) -> Self {
+    pub fn event_store_postgres(mut self, postgres: mabeam_foundation_services::PostgresConfig) -> Self {
         self.event_store_postgres = Some(postgres);
         self
     }
@@ -307,7 +307,7 @@ impl SystemBuilder {
     pub fn build(mut self) -> Result<System, MabeamError> {
         if !self.telemetry.is_enabled() {
             return Err(MabeamError::Telemetry(
-                supervision_core::TelemetryError::Disabled.into(),
+                mabeam_supervision_core::TelemetryError::Disabled.into(),
             ));
         }
         if let Some(only) = &self.only
@@ -462,7 +462,7 @@ impl SystemBuilder {
         let clock = self.clock.clone();
         let namespace = self.namespace;
         let registry = ProcessRegistry::new(telemetry.clone());
-        let registry_contract: Arc<dyn supervision_core::Registry> = Arc::new(registry.clone());
+        let registry_contract: Arc<dyn mabeam_supervision_core::Registry> = Arc::new(registry.clone());
         let services =
             ServiceRegistry::new(registry_contract.clone(), namespace, telemetry.clone());
         let telemetry_service = TelemetryService::with_config(
@@ -515,7 +515,7 @@ impl SystemBuilder {
             Agents::new(options)
         };
         #[cfg(feature = "agents")]
-        let directory: Arc<dyn supervision_core::AgentDirectory> = Arc::new(agents.clone());
+        let directory: Arc<dyn mabeam_supervision_core::AgentDirectory> = Arc::new(agents.clone());
         #[cfg(feature = "agents")]
         {
             // The monitor forgets deregistered agents at its sweeps; held
@@ -716,7 +716,7 @@ fn subset(
     spec: &ApplicationSpec,
     names: &[String],
     tree: &'static str,
-) -> Result<supervision_core::Subset, MabeamError> {
+) -> Result<mabeam_supervision_core::Subset, MabeamError> {
     spec.subset(names.iter().map(String::as_str))
         .map_err(|error| MabeamError::Application { tree, error })
 }
@@ -1068,7 +1068,7 @@ impl System {
             })
             .collect();
         SystemHealth {
-            healthy: report.overall == foundation_services::HealthState::Healthy,
+            healthy: report.overall == mabeam_foundation_services::HealthState::Healthy,
             services,
             checked_at_unix_ms: Some(report.checked_at_unix_ms),
             recovery: self.recovery(),
@@ -1138,7 +1138,7 @@ impl GaugeSource for System {
 /// test -p mabeam --lib --no-default-features`; `cargo xtask test` does).
 #[cfg(all(test, not(feature = "foundation")))]
 mod without_features {
-    use supervision_core::{ErrorCode, Namespace};
+    use mabeam_supervision_core::{ErrorCode, Namespace};
 
     use crate::{MabeamError, System, seed};
 

@@ -7,7 +7,7 @@ use std::{collections::HashMap, sync::Arc};
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
 use serde::Serialize;
-use supervision_core::{
+use mabeam_supervision_core::{
     Application, ChildKind, ChildState, DynamicSupervisor, GaugeReading, ProcessHandle, Supervisor,
     events,
 };

@@ -8,24 +8,24 @@ use std::path::PathBuf;
 use std::{sync::Arc, time::Duration};
 
 #[cfg(feature = "coordination")]
-use coordination::{Coordinator, VariableSpace};
+use mabeam_coordination::{Coordinator, VariableSpace};
 #[cfg(feature = "economics")]
-use economics::{Auctioneer, LoadBalancer, Marketplace};
+use mabeam_economics::{Auctioneer, LoadBalancer, Marketplace};
 #[cfg(feature = "foundation")]
-use foundation_services::{
+use mabeam_foundation_services::{
     ConfigServer, ConfigServerService, ConnectionManager, EventStore, EventStoreService,
     HealthMonitor, RateLimiter, ServiceMonitor, TaskSupervisor,
 };
-use process_registry::{ProcessRegistry, ServiceRegistry};
+use mabeam_process_registry::{ProcessRegistry, ServiceRegistry};
 use serde_json::json;
 #[cfg(any(feature = "foundation", feature = "agents"))]
-use supervision_core::Health;
-use supervision_core::{
+use mabeam_supervision_core::Health;
+use mabeam_supervision_core::{
     ChildSpec, Clock, HealthCheck, Namespace, ProcessHandle, Registry, StartError, Telemetry,
 };
 #[cfg(feature = "foundation")]
-use supervision_core::{EventReader, EventSink, Service, ServiceDef, ServiceStart, Supervisor};
-use telemetry::{PerformanceMonitor, TelemetryService};
+use mabeam_supervision_core::{EventReader, EventSink, Service, ServiceDef, ServiceStart, Supervisor};
+use mabeam_telemetry::{PerformanceMonitor, TelemetryService};
 
 #[cfg(feature = "agents")]
 use crate::Agents;
@@ -92,7 +92,7 @@ pub struct Wiring {
     pub agents: Agents,
     #[cfg(feature = "agents")]
     /// The store durable agents are kept in (the agent layer's).
-    pub agent_store: Arc<dyn supervision_core::AgentStore>,
+    pub agent_store: Arc<dyn mabeam_supervision_core::AgentStore>,
     #[cfg(feature = "coordination")]
     /// Coordination's coordinator (votes among agents).
     pub coordinator: Arc<Coordinator>,

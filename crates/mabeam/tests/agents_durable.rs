@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
-use agent_supervisor::{
+use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRecipes, AgentRegistry, CheckpointPolicy,
 };
 use mabeam::{System, SystemBuilder, seed};
 use serde_json::{Value, json};
-use supervision_core::{AgentStatus, Namespace, StartError};
+use mabeam_supervision_core::{AgentStatus, Namespace, StartError};
 
 /// Counts; its count is its checkpoint, stored after each message.
 struct Counter(u64);

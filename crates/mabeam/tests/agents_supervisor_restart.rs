@@ -5,9 +5,9 @@
 
 use std::time::Duration;
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry};
 use mabeam::{SystemBuilder, seed};
-use supervision_core::{AgentStatus, Namespace, RestartType, StartError};
+use mabeam_supervision_core::{AgentStatus, Namespace, RestartType, StartError};
 
 /// Counts; carries its count across restarts.
 struct Counter(u64);

@@ -6,9 +6,9 @@
 
 use std::time::Duration;
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
 use mabeam::SystemBuilder;
-use supervision_core::{AgentId, Namespace};
+use mabeam_supervision_core::{AgentId, Namespace};
 
 /// An agent that does nothing.
 struct Idle;
@@ -19,7 +19,7 @@ impl Agent for Idle {
     type Reply = ();
     type Checkpoint = ();
 
-    async fn on_start(_: (), _: Option<()>) -> Result<Self, supervision_core::StartError> {
+    async fn on_start(_: (), _: Option<()>) -> Result<Self, mabeam_supervision_core::StartError> {
         Ok(Idle)
     }
 
@@ -74,7 +74,7 @@ async fn the_event_store_prunes_reach_the_metrics() {
         .data_dir(dir.path())
         .build()
         .unwrap();
-    let exporter = telemetry::PrometheusExporter::new();
+    let exporter = mabeam_telemetry::PrometheusExporter::new();
     exporter.attach(system.telemetry()).unwrap();
     tokio::time::timeout(Duration::from_secs(30), system.start())
         .await
@@ -84,7 +84,7 @@ async fn the_event_store_prunes_reach_the_metrics() {
     let before = store.stats().await.unwrap().events;
     for i in 0..3 {
         store
-            .append(supervision_core::Event::new(
+            .append(mabeam_supervision_core::Event::new(
                 "test",
                 "tick",
                 serde_json::json!(i),

@@ -14,16 +14,16 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{
+use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
-use coordination::{
+use mabeam_coordination::{
     Ballot, Coordinator, Election, ElectionConfig, ElectionMember, ElectionReporter,
     HEARTBEAT_PROTOCOL, MemberOptions, Proposal, REQUEST_VOTE_PROTOCOL, Rule, VOTE_PROTOCOL,
 };
-use economics::{Auctioneer, BID_PROTOCOL, PriceRule, SealedSpec};
+use mabeam_economics::{Auctioneer, BID_PROTOCOL, PriceRule, SealedSpec};
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentSelection, AgentStatus, Clock, Envelope, ExitReason, RestartType,
     StartError,
 };

@@ -4,7 +4,7 @@
 //! what writing an agent takes.
 
 use mabeam::{MabeamError, SystemBuilder, seed};
-use supervision_core::{ErrorCode, Namespace};
+use mabeam_supervision_core::{ErrorCode, Namespace};
 
 fn builder() -> SystemBuilder {
     SystemBuilder::new().namespace(Namespace::unique_test())

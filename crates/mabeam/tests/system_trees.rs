@@ -6,13 +6,13 @@
 
 use std::time::Duration;
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, EnvelopeError};
-use coordination::{Proposal, Rule};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, EnvelopeError};
+use mabeam_coordination::{Proposal, Rule};
 use kameo::Actor;
 use mabeam::{
     FoundationApp, MabeamApp, MabeamError, ProcessKind, System, SystemBuilder, Tree, seed,
 };
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentSelection, AgentStatus, ChildSpec, Envelope, ErrorCode, EventQuery, GaugeSource,
     Namespace, ServiceDef, Telemetry, events, testkit::TelemetryProbe,
 };
@@ -57,7 +57,7 @@ impl Agent for Voter {
     type Reply = ();
     type Checkpoint = ();
 
-    async fn on_start(_: (), _: Option<()>) -> Result<Self, supervision_core::StartError> {
+    async fn on_start(_: (), _: Option<()>) -> Result<Self, mabeam_supervision_core::StartError> {
         Ok(Voter)
     }
 
@@ -430,7 +430,7 @@ async fn the_stores_keep_their_files_in_the_data_directory() {
     let appended = system
         .event_store()
         .expect("the event store is in the full system")
-        .append(supervision_core::Event::new(
+        .append(mabeam_supervision_core::Event::new(
             "orders",
             "placed",
             serde_json::json!({"n": 1}),
@@ -462,7 +462,7 @@ async fn with_a_cluster_the_connection_manager_joins_foundation_and_nodes_meet()
     let node = |name: &str| {
         let (dir, builder) = whole_system();
         let system = builder
-            .cluster(foundation_services::ConnectionManager::builder(
+            .cluster(mabeam_foundation_services::ConnectionManager::builder(
                 name, "secret",
             ))
             .build()
@@ -485,7 +485,7 @@ async fn with_a_cluster_the_connection_manager_joins_foundation_and_nodes_meet()
     assert_eq!(&*met, "a@local");
     assert!(matches!(
         seen.recv().await.unwrap(),
-        foundation_services::NodeEvent::Up(info) if &*info.node == "b@local"
+        mabeam_foundation_services::NodeEvent::Up(info) if &*info.node == "b@local"
     ));
     b.stop().await.unwrap();
     a.stop().await.unwrap();

@@ -9,7 +9,7 @@ use kameo::{
     message::{Context, Message},
 };
 use mabeam::SystemBuilder;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, Namespace, RestartType,
 };
 
@@ -70,19 +70,19 @@ fn agents_start_on_their_own_runtime() {
 /// An agent that tells on which threads it started and answers.
 struct Here(String);
 
-impl agent_supervisor::Agent for Here {
+impl mabeam_agent_supervisor::Agent for Here {
     type Args = ();
     type Message = ();
     type Reply = String;
     type Checkpoint = ();
 
-    async fn on_start(_: (), _: Option<()>) -> Result<Self, supervision_core::StartError> {
+    async fn on_start(_: (), _: Option<()>) -> Result<Self, mabeam_supervision_core::StartError> {
         Ok(Here(
             std::thread::current().name().unwrap_or_default().to_owned(),
         ))
     }
 
-    async fn handle(&mut self, (): (), _: &mut agent_supervisor::AgentContext<'_>) -> String {
+    async fn handle(&mut self, (): (), _: &mut mabeam_agent_supervisor::AgentContext<'_>) -> String {
         format!(
             "{} {}",
             self.0,
@@ -112,7 +112,7 @@ fn the_agent_registry_runs_agents_on_the_agent_runtime() {
         registry
             .register_agent(
                 "here",
-                agent_supervisor::AgentConfig::new::<Here>("here", ()),
+                mabeam_agent_supervisor::AgentConfig::new::<Here>("here", ()),
             )
             .unwrap();
         registry.start_agent("here").await.unwrap();

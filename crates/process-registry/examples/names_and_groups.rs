@@ -3,14 +3,14 @@
 //! membership go with it), and a restarted holder is awaited with
 //! `wait_for`.
 //!
-//! Run it with `cargo run -p process-registry --example names_and_groups`.
+//! Run it with `cargo run -p mabeam-process-registry --example names_and_groups`.
 
 use std::time::Duration;
 
 use kameo::prelude::*;
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{Namespace, ProcessHandle, RegistryEvent, Telemetry, Topic};
+use mabeam_supervision_core::{Namespace, ProcessHandle, RegistryEvent, Telemetry, Topic};
 
 /// A process to name; it does nothing else.
 #[derive(Actor)]

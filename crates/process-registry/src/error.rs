@@ -1,12 +1,12 @@
 //! The errors of this crate. [`ProcessRegistry`](crate::ProcessRegistry)
 //! answers with supervision-core's
-//! [`RegistryError`](supervision_core::RegistryError) (the contract's
+//! [`RegistryError`](mabeam_supervision_core::RegistryError) (the contract's
 //! errors); the [`ServiceRegistry`](crate::ServiceRegistry) with
 //! [`ServiceError`], codes 2000..=2999.
 
 use std::{sync::Arc, time::Duration};
 
-use supervision_core::{ErrorCode, RegistryError};
+use mabeam_supervision_core::{ErrorCode, RegistryError};
 use thiserror::Error;
 
 /// Why a [`ServiceRegistry`](crate::ServiceRegistry) call failed.

@@ -25,7 +25,7 @@ pub trait FallbackSource<T>: Send + Sync {
 /// A [`FallbackSource`] that answers the last value each service gave.
 ///
 /// ```
-/// use process_registry::{FallbackSource, LastValueCache};
+/// use mabeam_process_registry::{FallbackSource, LastValueCache};
 ///
 /// let cache = LastValueCache::new();
 /// assert_eq!(cache.fallback("prices"), None);

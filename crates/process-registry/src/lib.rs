@@ -2,15 +2,15 @@
 //! with metadata, groups, change subscriptions) and a [`ServiceRegistry`] over
 //! it (lookups with stable errors, health checks, waiting for a service,
 //! fallbacks). Health checks are supervision-core's
-//! [`HealthCheck`](supervision_core::HealthCheck) and
-//! [`Health`](supervision_core::Health), the same types an application
+//! [`HealthCheck`](mabeam_supervision_core::HealthCheck) and
+//! [`Health`](mabeam_supervision_core::Health), the same types an application
 //! checks its services with.
 //!
 //! [`ProcessRegistry`] implements supervision-core's
-//! [`Registry`](supervision_core::Registry) contract; other crates use it
+//! [`Registry`](mabeam_supervision_core::Registry) contract; other crates use it
 //! as an `Arc<dyn Registry>` and never name this crate. It is a value:
 //! there is no process-wide registry, so tests run side by side, each in
-//! its own [`Namespace::Test`](supervision_core::Namespace::Test).
+//! its own [`Namespace::Test`](mabeam_supervision_core::Namespace::Test).
 //!
 //! It is not a supervisor: it stops processes only in
 //! [`ProcessRegistry::cleanup`], and then through the [`Stopper`] given at
@@ -25,13 +25,13 @@
 //! - **Groups** hold any number of processes, each as often as it joined
 //!   (Erlang's `pg`).
 //! - **Liveness**: a holder is live while
-//!   [`ProcessHandle::is_alive`](supervision_core::ProcessHandle::is_alive),
+//!   [`ProcessHandle::is_alive`](mabeam_supervision_core::ProcessHandle::is_alive),
 //!   which turns false as soon as a stop has been requested. Lookups, lists
 //!   and counts skip holders that are not live, and a name whose holder is
 //!   not live is free: registering it succeeds at once, without waiting
 //!   for the registry's cleanup task (see [`ProcessRegistry`]).
 //! - **Subscribers** receive the changes of a namespace (or of one name or
-//!   group of it, [`Topic`](supervision_core::Topic)), in the order the
+//!   group of it, [`Topic`](mabeam_supervision_core::Topic)), in the order the
 //!   registry applied them, through a bounded buffer: one that falls behind
 //!   is told it lagged, never left with a silent gap.
 //! - **Ownership**: a registration owns nothing. The registry holds its
@@ -58,20 +58,20 @@
 //! cache line per lookup). Besides the bucket, a lookup's shared writes are
 //! the shard's read lock and the returned handle's count; without the
 //! latter a lookup on a bare map took about 40% less time, but returning
-//! an owned [`ProcessHandle`](supervision_core::ProcessHandle) needs it.
+//! an owned [`ProcessHandle`](mabeam_supervision_core::ProcessHandle) needs it.
 //!
 //! Cleanup of a stopped process costs one tokio task per *process*, not
 //! per name: the task awaits the process's exit (without holding it) and
 //! then removes every name and group membership the process had, from a
 //! per-process index.
 //!
-//! [`RegistryError::AlreadyRegistered`]: supervision_core::RegistryError::AlreadyRegistered
+//! [`RegistryError::AlreadyRegistered`]: mabeam_supervision_core::RegistryError::AlreadyRegistered
 //!
 //! # Example
 //!
 //! ```
-//! use process_registry::ProcessRegistry;
-//! use supervision_core::{Namespace, ProcessHandle, Telemetry};
+//! use mabeam_process_registry::ProcessRegistry;
+//! use mabeam_supervision_core::{Namespace, ProcessHandle, Telemetry};
 //!
 //! #[derive(kameo::Actor)]
 //! struct Cache;
@@ -93,7 +93,7 @@
 //!
 //! The package's `examples/` folder: `names_and_groups` (names and groups
 //! with a listener, a name awaited with [`ProcessRegistry::wait_for`]), run
-//! with `cargo run -p process-registry --example names_and_groups`.
+//! with `cargo run -p mabeam-process-registry --example names_and_groups`.
 
 mod error;
 mod fallback;
@@ -107,4 +107,4 @@ pub use error::ServiceError;
 pub use fallback::{Answer, FallbackSource, LastValueCache};
 pub use process_registry::{CleanupReport, DEFAULT_CLEANUP_SHUTDOWN, ProcessRegistry};
 pub use service::{ServiceInfo, ServiceOptions, ServiceRegistry};
-pub use supervision_core::Stopper;
+pub use mabeam_supervision_core::Stopper;

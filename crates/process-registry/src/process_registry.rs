@@ -16,7 +16,7 @@ mod watchers;
 use std::{fmt, ops::Deref, sync::Arc};
 
 use futures::FutureExt;
-use supervision_core::{
+use mabeam_supervision_core::{
     EVENT_BUFFER, ExitReason, MetaValue, Metadata, Namespace, ProcessHandle, Registry,
     RegistryError, Telemetry, WeakProcessHandle,
 };
@@ -54,7 +54,7 @@ const RECORD_SHARDS: usize = 64;
 ///   never return a holder that is stopping or stopped;
 /// - a name whose holder is stopping or stopped is free:
 ///   [`register`](Self::register) takes it over at once, emitting
-///   [`RegistryEvent::Unregistered`](supervision_core::RegistryEvent::Unregistered)
+///   [`RegistryEvent::Unregistered`](mabeam_supervision_core::RegistryEvent::Unregistered)
 ///   for the old holder (with its exit reason if it has already stopped,
 ///   `None` while it is still stopping) before `Registered`;
 /// - registering a handle that is not live fails with
@@ -63,7 +63,7 @@ const RECORD_SHARDS: usize = 64;
 /// # Registration never keeps a process alive
 ///
 /// The registry holds every process weakly ([`WeakProcessHandle`]), its
-/// events carry weak handles, and a [`Stopper`](supervision_core::Stopper)
+/// events carry weak handles, and a [`Stopper`](mabeam_supervision_core::Stopper)
 /// holds its supervisor weakly. A registered kameo actor whose other
 /// references all drop stops as it would unregistered, and its names go.
 ///
@@ -93,9 +93,9 @@ const RECORD_SHARDS: usize = 64;
 ///
 /// ```
 /// use kameo::Actor;
-/// use process_registry::ProcessRegistry;
+/// use mabeam_process_registry::ProcessRegistry;
 /// use serde_json::json;
-/// use supervision_core::{Namespace, ProcessHandle, RegistryError, Telemetry};
+/// use mabeam_supervision_core::{Namespace, ProcessHandle, RegistryError, Telemetry};
 ///
 /// #[derive(Actor)]
 /// struct Worker;
@@ -215,7 +215,7 @@ impl ProcessRegistry {
 
     /// [`new`](Self::new), with each subscription buffering at most
     /// `events` events (at least one) before it ends as lagged (see
-    /// [`RegistryEvents`](supervision_core::RegistryEvents)).
+    /// [`RegistryEvents`](mabeam_supervision_core::RegistryEvents)).
     pub fn with_event_buffer(telemetry: Telemetry, events: usize) -> Self {
         let event_buffer = events.max(1);
         ProcessRegistry {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use kameo::actor::ActorId;
-use supervision_core::{Namespace, Stopper};
+use mabeam_supervision_core::{Namespace, Stopper};
 use tokio::task::AbortHandle;
 
 use crate::table::{Map, Name, map};

@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use supervision_core::{
+use mabeam_supervision_core::{
     Health, HealthCheck, MetaValue, Metadata, Namespace, ProcessHandle, RecvError, Registry,
     RegistryEvent, Telemetry, Topic, WeakProcessHandle, events,
 };
@@ -119,8 +119,8 @@ impl ServiceRecord {
 /// ```
 /// use std::{sync::Arc, time::Duration};
 /// use kameo::Actor;
-/// use process_registry::{ProcessRegistry, ServiceOptions, ServiceRegistry};
-/// use supervision_core::{Health, Namespace, ProcessHandle, Telemetry};
+/// use mabeam_process_registry::{ProcessRegistry, ServiceOptions, ServiceRegistry};
+/// use mabeam_supervision_core::{Health, Namespace, ProcessHandle, Telemetry};
 ///
 /// #[derive(Actor)]
 /// struct Mailer;

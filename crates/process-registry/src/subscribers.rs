@@ -11,7 +11,7 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use supervision_core::{RegistryEvent, RegistryEventSender, RegistryEvents, Topic};
+use mabeam_supervision_core::{RegistryEvent, RegistryEventSender, RegistryEvents, Topic};
 
 /// The subscribers of one namespace.
 ///

@@ -5,7 +5,7 @@ use std::sync::{Arc, atomic::AtomicBool};
 
 use dashmap::DashMap;
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
-use supervision_core::{Metadata, WeakProcessHandle};
+use mabeam_supervision_core::{Metadata, WeakProcessHandle};
 
 use crate::subscribers::Subscribers;
 

@@ -13,9 +13,9 @@ use kameo::{
     Actor,
     message::{Context, Message},
 };
-use process_registry::{CleanupReport, ProcessRegistry, Stopper};
+use mabeam_process_registry::{CleanupReport, ProcessRegistry, Stopper};
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Namespace, ProcessHandle,
     RegistryEvent, Telemetry,
 };

@@ -4,10 +4,10 @@
 
 use std::collections::HashMap;
 
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use proptest::prelude::*;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     Namespace, ProcessHandle, RegistryError, RegistryEvent, RegistryEvents, Telemetry,
     WeakProcessHandle,
 };

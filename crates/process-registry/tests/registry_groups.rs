@@ -1,7 +1,7 @@
 //! Groups: duplicate keys as Erlang's `pg`.
 
-use process_registry::ProcessRegistry;
-use supervision_core::{
+use mabeam_process_registry::ProcessRegistry;
+use mabeam_supervision_core::{
     ExitReason, Namespace, ProcessHandle, RegistryError, RegistryEvent, Telemetry,
 };
 

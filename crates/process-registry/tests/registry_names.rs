@@ -1,8 +1,8 @@
 //! Unique names: namespaces, registration rules, liveness, metadata.
 
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     ErrorCode, ExitReason, Namespace, ProcessHandle, Registry, RegistryError, RegistryEvent,
     Telemetry,
 };
@@ -257,9 +257,9 @@ async fn usable_as_dyn_registry() {
 fn public_types_are_send_and_sync() {
     fn is<T: Send + Sync>() {}
     is::<ProcessRegistry>();
-    is::<process_registry::ServiceRegistry>();
-    is::<process_registry::Stopper>();
-    is::<supervision_core::HealthCheck>();
+    is::<mabeam_process_registry::ServiceRegistry>();
+    is::<mabeam_process_registry::Stopper>();
+    is::<mabeam_supervision_core::HealthCheck>();
 }
 
 // unregister_if frees a name only for the handle that holds it: a stale

@@ -5,9 +5,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{ExitReason, Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry};
+use mabeam_supervision_core::{ExitReason, Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry};
 
 #[derive(kameo::Actor)]
 struct Dummy;

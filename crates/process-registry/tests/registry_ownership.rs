@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use process_registry::{ProcessRegistry, Stopper};
+use mabeam_process_registry::{ProcessRegistry, Stopper};
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, ChildState, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Namespace,
     ProcessHandle, Registry, Supervisor, SupervisorFlags, Telemetry,
 };

@@ -1,9 +1,9 @@
 //! Subscribers: events of a namespace, in order; a subscriber that stops is
 //! dropped without harm.
 
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     Namespace, ProcessHandle, RegistryEvent, Telemetry, TryRecvError, WeakProcessHandle,
 };
 

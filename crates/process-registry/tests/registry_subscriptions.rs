@@ -3,9 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     Namespace, ProcessHandle, RecvError, RegistryEvent, Telemetry, Topic, TryRecvError,
 };
 

@@ -3,9 +3,9 @@
 use std::{sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
-use process_registry::{ProcessRegistry, ServiceOptions, ServiceRegistry};
+use mabeam_process_registry::{ProcessRegistry, ServiceOptions, ServiceRegistry};
 use serde_json::json;
-use supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Telemetry};
+use mabeam_supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Telemetry};
 
 #[derive(kameo::Actor)]
 struct Dummy;
@@ -80,10 +80,10 @@ async fn registry_operations_emit_telemetry() {
     for line in &seen {
         let name = line.split(' ').next().unwrap_or_default();
         assert!(
-            supervision_core::events::METRICS
+            mabeam_supervision_core::events::METRICS
                 .iter()
                 .any(|decl| decl.event.join(".") == name),
-            "{name} is not declared in supervision_core::events"
+            "{name} is not declared in mabeam_supervision_core::events"
         );
     }
     let down = seen

@@ -4,9 +4,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry, Topic};
+use mabeam_supervision_core::{Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry, Topic};
 
 #[derive(kameo::Actor)]
 struct Dummy;

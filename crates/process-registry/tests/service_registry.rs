@@ -7,12 +7,12 @@ use kameo::{
     Actor,
     message::{Context, Message},
 };
-use process_registry::{
+use mabeam_process_registry::{
     Answer, FallbackSource, LastValueCache, ProcessRegistry, ServiceError, ServiceOptions,
     ServiceRegistry,
 };
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     CheckHealth, ErrorCode, Health, HealthCheck, Namespace, ProcessHandle, Registry, RegistryError,
     RegistryEvents, Stopper, Subscription, Telemetry, Topic,
 };
@@ -119,7 +119,7 @@ async fn taken_name_is_a_registry_error() {
         .unwrap_err();
     assert!(matches!(
         err,
-        ServiceError::Registry(supervision_core::RegistryError::AlreadyRegistered { .. })
+        ServiceError::Registry(mabeam_supervision_core::RegistryError::AlreadyRegistered { .. })
     ));
     assert_eq!(err.code(), 2004);
     // The refused registration did not replace the first one's health check.

@@ -1,12 +1,12 @@
 //! A supervised pool of three workers: one crashes, its supervisor starts
 //! it again, the others keep running, and the pool stops in reverse order.
 //!
-//! Run it with `cargo run -p supervision-core --example worker_pool`.
+//! Run it with `cargo run -p mabeam-supervision-core --example worker_pool`.
 
 use std::time::Duration;
 
 use kameo::prelude::*;
-use supervision_core::{ChildSpec, Strategy, Supervisor, SupervisorFlags, Telemetry, events};
+use mabeam_supervision_core::{ChildSpec, Strategy, Supervisor, SupervisorFlags, Telemetry, events};
 use tokio::sync::mpsc;
 
 /// A worker that answers jobs and crashes on a poisoned one.

@@ -22,7 +22,7 @@ use crate::{ErrorCode, ExitReason, ProcessHandle};
 /// # Example
 ///
 /// ```
-/// use supervision_core::AgentId;
+/// use mabeam_supervision_core::AgentId;
 ///
 /// let id = AgentId::new("optimizer-1");
 /// assert_eq!(id.as_str(), "optimizer-1");
@@ -125,7 +125,7 @@ impl AgentStatus {
 ///
 /// ```
 /// use std::time::Duration;
-/// use supervision_core::Envelope;
+/// use mabeam_supervision_core::Envelope;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let vote = Envelope::new("coordination.vote", serde_json::json!({"proposal": 7}), Duration::from_secs(1));
@@ -306,7 +306,7 @@ pub type AgentStatusChanges = broadcast::Receiver<AgentStatusChange>;
 /// ```
 /// use std::{collections::HashMap, time::Duration};
 /// use futures::future::BoxFuture;
-/// use supervision_core::{
+/// use mabeam_supervision_core::{
 ///     AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChanges, DirectoryError,
 ///     Envelope, ProcessHandle,
 /// };

@@ -47,7 +47,7 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use supervision_core::{AgentRegistration, AgentStore, Checkpoint, MemoryAgentStore};
+//! use mabeam_supervision_core::{AgentRegistration, AgentStore, Checkpoint, MemoryAgentStore};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let store: Arc<dyn AgentStore> = Arc::new(MemoryAgentStore::new());

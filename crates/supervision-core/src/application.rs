@@ -97,7 +97,7 @@ use crate::{ChildSpec, Clock, HealthCheck, SupervisorError, SupervisorFlags, Tel
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{ApplicationSpec, ChildSpec, ServiceDef};
+/// use mabeam_supervision_core::{ApplicationSpec, ChildSpec, ServiceDef};
 ///
 /// #[derive(Actor)]
 /// struct Worker;

@@ -28,7 +28,7 @@ use crate::FlagsError;
 ///
 /// ```
 /// use std::time::Duration;
-/// use supervision_core::Backoff;
+/// use mabeam_supervision_core::Backoff;
 ///
 /// let backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
 /// assert_eq!(backoff.delay(0), Duration::from_millis(100));

@@ -158,7 +158,7 @@ pub enum ChildKind {
 /// ```
 /// use std::time::Duration;
 /// use kameo::prelude::*;
-/// use supervision_core::{ChildSpec, RestartType, Shutdown};
+/// use mabeam_supervision_core::{ChildSpec, RestartType, Shutdown};
 ///
 /// #[derive(Actor)]
 /// struct Cache;
@@ -321,7 +321,7 @@ impl ChildSpec {
     /// ```
     /// use std::sync::Arc;
     /// use kameo::prelude::*;
-    /// # use supervision_core::*;
+    /// # use mabeam_supervision_core::*;
     /// # fn registry() -> Arc<dyn Registry> { unimplemented!() }
     /// #[derive(Actor)]
     /// struct Cache;
@@ -515,7 +515,7 @@ impl fmt::Debug for ChildSpec {
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{ChildTemplate, ProcessHandle, RestartType};
+/// use mabeam_supervision_core::{ChildTemplate, ProcessHandle, RestartType};
 ///
 /// #[derive(Actor)]
 /// struct Worker { pool: &'static str, n: u32 }

@@ -21,7 +21,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use supervision_core::Clock;
+//! use mabeam_supervision_core::Clock;
 //!
 //! # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 //! let clock = Clock::tokio();

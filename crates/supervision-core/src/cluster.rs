@@ -141,7 +141,7 @@ pub trait Membership: Send + Sync + fmt::Debug {
 /// forever, since every node of a cluster must compute the same owner.
 ///
 /// ```
-/// use supervision_core::{AgentId, cluster::rendezvous_owner};
+/// use mabeam_supervision_core::{AgentId, cluster::rendezvous_owner};
 ///
 /// let nodes = ["a@h", "b@h", "c@h"];
 /// let owner = rendezvous_owner(&AgentId::new("x"), nodes).unwrap();

@@ -38,7 +38,7 @@ use crate::Clock;
 ///
 /// ```
 /// use std::time::Duration;
-/// use supervision_core::{Clock, Deadlines};
+/// use mabeam_supervision_core::{Clock, Deadlines};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let clock = Clock::tokio();

@@ -17,7 +17,7 @@ use crate::{ExitReason, ProcessHandle};
 /// # Example
 ///
 /// ```
-/// use supervision_core::{ErrorCode, SupervisorError, error_code_range};
+/// use mabeam_supervision_core::{ErrorCode, SupervisorError, error_code_range};
 ///
 /// let err = SupervisorError::NotFound;
 /// assert!(error_code_range("supervision-core").unwrap().contains(&err.code()));

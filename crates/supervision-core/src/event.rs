@@ -29,7 +29,7 @@ use crate::ErrorCode;
 /// # Example
 ///
 /// ```
-/// use supervision_core::Event;
+/// use mabeam_supervision_core::Event;
 ///
 /// let event = Event::new("config", "value_changed", serde_json::json!({"key": "rate", "value": 10}))
 ///     .with_correlation_id("req-42")
@@ -156,7 +156,7 @@ impl ErrorCode for EventSinkError {
 /// ```
 /// use futures::future::BoxFuture;
 /// use parking_lot::Mutex;
-/// use supervision_core::{Event, EventSeq, EventSink, EventSinkError};
+/// use mabeam_supervision_core::{Event, EventSeq, EventSink, EventSinkError};
 ///
 /// #[derive(Default)]
 /// struct InMemory(Mutex<Vec<Event>>);

@@ -59,7 +59,7 @@ pub enum EventOrder {
 /// # Example
 ///
 /// ```
-/// use supervision_core::{EventOrder, EventQuery};
+/// use mabeam_supervision_core::{EventOrder, EventQuery};
 ///
 /// let query = EventQuery::new()
 ///     .stream("orders")
@@ -249,7 +249,7 @@ const STREAM_PAGE: u64 = 512;
 /// ```
 /// use std::sync::Arc;
 /// use futures::StreamExt;
-/// use supervision_core::{EventReader, EventReadError, StoredEvent};
+/// use mabeam_supervision_core::{EventReader, EventReadError, StoredEvent};
 ///
 /// /// Every event of `stream`, oldest first, whoever stores them.
 /// async fn history(

@@ -23,7 +23,7 @@ use kameo::error::{ActorStopReason, PanicError};
 /// # Example
 ///
 /// ```
-/// use supervision_core::ExitReason;
+/// use mabeam_supervision_core::ExitReason;
 ///
 /// assert!(ExitReason::Normal.is_clean());
 /// assert!(ExitReason::Shutdown(Some("maintenance".into())).is_clean());

@@ -84,7 +84,7 @@ tokio::task_local! {
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{ExitReason, ProcessHandle};
+/// use mabeam_supervision_core::{ExitReason, ProcessHandle};
 ///
 /// #[derive(Actor)]
 /// struct Counter;
@@ -345,7 +345,7 @@ impl ProcessHandle {
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{ExitReason, ProcessHandle};
+/// use mabeam_supervision_core::{ExitReason, ProcessHandle};
 ///
 /// #[derive(Actor)]
 /// struct Worker;

@@ -73,7 +73,7 @@ impl fmt::Display for Health {
 ///
 /// ```
 /// use kameo::{Actor, message::{Context, Message}};
-/// use supervision_core::CheckHealth;
+/// use mabeam_supervision_core::CheckHealth;
 ///
 /// #[derive(Actor)]
 /// struct Database { connected: bool }
@@ -127,7 +127,7 @@ enum Check {
 /// ```
 /// use std::time::Duration;
 /// use kameo::Actor;
-/// use supervision_core::{Health, HealthCheck, ProcessHandle};
+/// use mabeam_supervision_core::{Health, HealthCheck, ProcessHandle};
 ///
 /// #[derive(Actor)]
 /// struct Worker;

@@ -18,7 +18,7 @@ use crate::{ExitReason, FlagsError};
 ///
 /// ```
 /// use std::time::Duration;
-/// use supervision_core::Intensity;
+/// use mabeam_supervision_core::Intensity;
 ///
 /// let intensity = Intensity { max_restarts: 10, max_seconds: Duration::from_secs(1) };
 /// assert!(intensity.validate().is_ok());

@@ -43,7 +43,7 @@
 //!
 //! ```
 //! use kameo::prelude::*;
-//! use supervision_core::{events, prelude::*};
+//! use mabeam_supervision_core::{events, prelude::*};
 //!
 //! #[derive(Actor)]
 //! struct Worker;

@@ -34,7 +34,7 @@ pub struct LoadReport {
 ///
 /// ```
 /// use std::time::Duration;
-/// use supervision_core::{AgentId, AgentLoad, LoadReport};
+/// use mabeam_supervision_core::{AgentId, AgentLoad, LoadReport};
 ///
 /// struct Fixed;
 ///

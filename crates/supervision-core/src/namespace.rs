@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 /// # Example
 ///
 /// ```
-/// use supervision_core::Namespace;
+/// use mabeam_supervision_core::Namespace;
 ///
 /// let a = Namespace::unique_test();
 /// let b = Namespace::unique_test();

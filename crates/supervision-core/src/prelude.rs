@@ -1,5 +1,5 @@
 //! The types most users need, in one import, as kameo's prelude:
-//! `use supervision_core::prelude::*;`.
+//! `use mabeam_supervision_core::prelude::*;`.
 //!
 //! Supervisors and their settings, child specs, handles and exit reasons,
 //! the errors they answer with, and the contracts the service crates meet

@@ -30,7 +30,7 @@ type StopFn = dyn Fn(ProcessHandle) -> BoxFuture<'static, ()> + Send + Sync;
 ///
 /// ```
 /// use kameo::Actor;
-/// use supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, Stopper};
+/// use mabeam_supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, Stopper};
 ///
 /// #[derive(Actor)]
 /// struct Worker;

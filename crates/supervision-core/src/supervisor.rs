@@ -64,7 +64,7 @@ pub enum AutoShutdown {
 ///
 /// ```
 /// use std::time::Duration;
-/// use supervision_core::{Strategy, SupervisorFlags};
+/// use mabeam_supervision_core::{Strategy, SupervisorFlags};
 ///
 /// let flags = SupervisorFlags::new(Strategy::RestForOne).with_intensity(10, Duration::from_secs(1));
 /// assert!(flags.validate().is_ok());
@@ -310,7 +310,7 @@ fn check_significant(auto_shutdown: AutoShutdown, spec: &ChildSpec) -> Result<()
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{ChildSpec, ChildState, Strategy, Supervisor, SupervisorFlags};
+/// use mabeam_supervision_core::{ChildSpec, ChildState, Strategy, Supervisor, SupervisorFlags};
 ///
 /// #[derive(Actor)]
 /// struct Worker;

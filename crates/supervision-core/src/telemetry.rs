@@ -131,7 +131,7 @@ impl Attached {
 ///
 /// ```
 /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
-/// use supervision_core::{MetaValue, Telemetry};
+/// use mabeam_supervision_core::{MetaValue, Telemetry};
 ///
 /// let telemetry = Telemetry::new();
 /// let restarts = Arc::new(AtomicU64::new(0));
@@ -425,7 +425,7 @@ impl GaugeReading {
 ///
 /// ```
 /// use futures::future::BoxFuture;
-/// use supervision_core::{GaugeReading, GaugeSource, events};
+/// use mabeam_supervision_core::{GaugeReading, GaugeSource, events};
 ///
 /// struct Names(usize);
 ///

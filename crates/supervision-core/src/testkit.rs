@@ -58,7 +58,7 @@ pub struct ProbeTimeout {
 ///
 /// ```
 /// use std::time::Duration;
-/// use supervision_core::{Telemetry, testkit::TelemetryProbe};
+/// use mabeam_supervision_core::{Telemetry, testkit::TelemetryProbe};
 ///
 /// # #[tokio::main] async fn main() {
 /// let telemetry = Telemetry::new();
@@ -199,7 +199,7 @@ impl Lifecycle {
 /// # Example
 ///
 /// ```
-/// use supervision_core::{DynamicSupervisor, testkit::{self, Lifecycle, TestKit}};
+/// use mabeam_supervision_core::{DynamicSupervisor, testkit::{self, Lifecycle, TestKit}};
 ///
 /// # #[tokio::main] async fn main() {
 /// let (kit, mut lifecycle) = TestKit::new();

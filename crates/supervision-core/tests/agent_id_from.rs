@@ -1,6 +1,6 @@
 //! An `AgentId` comes from a borrowed `String` as from a `&str` (issue 26).
 
-use supervision_core::AgentId;
+use mabeam_supervision_core::AgentId;
 
 #[test]
 fn an_agent_id_from_a_borrowed_string() {

@@ -21,7 +21,7 @@ use kameo::{
     actor::{Actor, ActorRef, WeakActorRef},
     error::ActorStopReason,
 };
-use supervision_core::{
+use mabeam_supervision_core::{
     Application, ApplicationSpec, ApplicationStatus, ChildSpec, ChildState, ExitReason,
     ProcessHandle, RestartType, ServiceDef, ServiceStatus, Shutdown, Strategy, SupervisorFlags,
     Telemetry, events,

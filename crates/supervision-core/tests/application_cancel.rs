@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use supervision_core::{
+use mabeam_supervision_core::{
     Application, ApplicationError, ApplicationSpec, ApplicationStatus, ChildSpec, ServiceDef,
     ServiceStatus,
     testkit::{self, Lifecycle, TestKit},

@@ -10,7 +10,7 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use supervision_core::{
+use mabeam_supervision_core::{
     Application, ApplicationSpec, ApplicationStatus, ChildSpec, Clock, Health, HealthCheck,
     ProcessHandle, ServiceDef, Strategy, SupervisorFlags, Telemetry, TimeSource, events,
     testkit::{self, TelemetryProbe, TestChild, TestKit},

@@ -8,7 +8,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use supervision_core::{
+use mabeam_supervision_core::{
     Application, ApplicationError, ApplicationSpec, ApplicationStatus, ChildSpec, ErrorCode,
     Health, HealthCheck, RestartType, ServiceDef, ServiceStatus, StatusReport, SupervisorFlags,
     Telemetry, events,
@@ -67,7 +67,7 @@ async fn chain_reporting(kit: &TestKit, telemetry: Telemetry) -> Application {
         .unwrap()
 }
 
-fn handle(status: &StatusReport, name: &str) -> supervision_core::ProcessHandle {
+fn handle(status: &StatusReport, name: &str) -> mabeam_supervision_core::ProcessHandle {
     status
         .service(name)
         .and_then(|s| s.handle.clone())

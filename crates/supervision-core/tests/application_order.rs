@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use supervision_core::{
+use mabeam_supervision_core::{
     ApplicationError, ApplicationSpec, ApplicationStatus, ChildSpec, ErrorCode, FlagsError,
     HealthCheck, ServiceDef, ServiceStatus, Shutdown, StartError,
     testkit::{Lifecycle, TestKit},
@@ -131,7 +131,7 @@ async fn subtree_service_starts_after_its_dependency() {
         ["started db", "started pool-a", "started pool-b"]
     );
     let pool = app.status().await.service("pool").unwrap().handle.clone();
-    let pool = supervision_core::Supervisor::from_handle(&pool.unwrap()).unwrap();
+    let pool = mabeam_supervision_core::Supervisor::from_handle(&pool.unwrap()).unwrap();
     assert_eq!(pool.count_children().await.unwrap().active, 2);
 
     app.stop().await.unwrap();
@@ -236,7 +236,7 @@ async fn invalid_specs_are_refused_before_anything_starts() {
     assert!(matches!(err, ApplicationError::ZeroHealthTimeout(ref s) if &**s == "db"));
 
     let err = ApplicationSpec::new("app")
-        .with_flags(supervision_core::SupervisorFlags::default().with_intensity(1, Duration::ZERO))
+        .with_flags(mabeam_supervision_core::SupervisorFlags::default().with_intensity(1, Duration::ZERO))
         .build()
         .unwrap_err();
     assert_eq!(err.code(), 1101);

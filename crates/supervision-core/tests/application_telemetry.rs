@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use supervision_core::{
+use mabeam_supervision_core::{
     Application, ApplicationSpec, ChildSpec, ServiceDef, StartError, Telemetry, events,
     testkit::{self, OwnedMeta, TelemetryProbe, TestKit},
 };
@@ -62,7 +62,7 @@ async fn failed_start_emits_nothing() {
     let (kit, _lifecycle) = TestKit::new();
     let err = three_services(&kit, &telemetry)
         .service(ServiceDef::child(ChildSpec::new("broken", || async {
-            Err::<supervision_core::ProcessHandle, _>(StartError::failed("no"))
+            Err::<mabeam_supervision_core::ProcessHandle, _>(StartError::failed("no"))
         })))
         .start()
         .await;
@@ -71,7 +71,7 @@ async fn failed_start_emits_nothing() {
     assert!(probe.drain().is_empty());
 }
 
-async fn handle_of(app: &Application, name: &str) -> supervision_core::ProcessHandle {
+async fn handle_of(app: &Application, name: &str) -> mabeam_supervision_core::ProcessHandle {
     app.status()
         .await
         .service(name)

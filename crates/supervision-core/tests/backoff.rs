@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use supervision_core::{
+use mabeam_supervision_core::{
     Backoff, ChildState, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Intensity,
     ProcessHandle, Strategy, Supervisor, SupervisorFlags, Telemetry, events,
     testkit::{self, Lifecycle, TelemetryProbe, TestKit},

@@ -13,7 +13,7 @@ use std::{
 
 use kameo::actor::{Actor, ActorRef};
 use parking_lot::Mutex;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, ExitReason, ProcessHandle, StartError, Strategy, Supervisor, SupervisorFlags,
     Telemetry, events, testkit::TelemetryProbe,
 };

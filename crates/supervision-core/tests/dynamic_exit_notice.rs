@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use kameo::prelude::*;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitNotice, ExitReason, ProcessHandle,
     RestartType, Telemetry, events, testkit::TelemetryProbe,
 };

@@ -6,7 +6,7 @@
 use std::{sync::Arc, time::Duration};
 
 use kameo::prelude::*;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ProcessHandle, SupervisorError,
     testkit::{self, TestKit},
 };

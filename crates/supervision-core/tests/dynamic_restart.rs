@@ -12,7 +12,7 @@ use std::{
     time::Duration,
 };
 
-use supervision_core::{
+use mabeam_supervision_core::{
     Backoff, ChildSpec, ChildState, DynamicSupervisor, DynamicSupervisorFlags, RestartType,
     StartError, SupervisorError, Telemetry, events,
     testkit::{self, Lifecycle, TelemetryProbe, TestKit},

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use kameo::prelude::*;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildKind, ChildSpec, ChildState, ChildTemplate, DynamicSupervisor, DynamicSupervisorFlags,
     ExitReason, Intensity, ProcessHandle, RestartType, Shutdown, StartError, SupervisorError,
     Telemetry, events,

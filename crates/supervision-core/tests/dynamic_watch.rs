@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use kameo::prelude::*;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, ProcessHandle, Telemetry,
     events, testkit::TelemetryProbe,
 };

@@ -10,7 +10,7 @@ use kameo::{
     error::ActorStopReason,
 };
 use parking_lot::Mutex;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, ExitReason, ProcessHandle, Supervisor, SupervisorFlags,
     Telemetry, events,
     testkit::{self, TelemetryProbe, TestChild, TestKit},

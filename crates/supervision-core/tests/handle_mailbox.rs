@@ -7,7 +7,7 @@ use kameo::{
     Actor,
     message::{Context, Message},
 };
-use supervision_core::{ProcessHandle, Supervisor, SupervisorFlags};
+use mabeam_supervision_core::{ProcessHandle, Supervisor, SupervisorFlags};
 use tokio::sync::{Notify, oneshot};
 
 #[derive(Actor)]

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildCounts, ChildKind, ChildSpec, ChildState, ErrorCode, FlagsError, RestartType, Shutdown,
     StartError, Strategy, Supervisor, SupervisorError, SupervisorFlags, error_code_range,
 };
@@ -159,7 +159,7 @@ async fn terminate_child_kills_after_the_shutdown_timeout() {
     let t0 = tokio::time::Instant::now();
     sup.terminate_child("a").await.unwrap();
     assert_eq!(t0.elapsed(), Duration::from_millis(1500));
-    assert_eq!(a.exited().await, supervision_core::ExitReason::Killed);
+    assert_eq!(a.exited().await, mabeam_supervision_core::ExitReason::Killed);
     sup.stop().await;
 }
 

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use kameo::actor::ActorRef;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildState, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Intensity, RestartType,
     Supervisor, SupervisorFlags, Telemetry, events,
     testkit::{self, TelemetryProbe, TestKit},

@@ -5,7 +5,7 @@
 //! running, as in OTP (supervisor.erl: `{ok, undefined} when
 //! ?is_temporary(Child) -> remove`).
 
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, ChildState, DynamicSupervisor, RestartType, StartError, Supervisor, SupervisorError,
     SupervisorFlags,
 };

@@ -7,7 +7,7 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::*;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildKind, ExitReason, ProcessHandle, Shutdown, StartError, Supervisor, SupervisorError,
     SupervisorFlags,
 };
@@ -274,7 +274,7 @@ async fn dropping_the_last_handle_stops_the_children() {
 
 /// A tree of `width` supervisors under a root, each with `width`
 /// supervisors, each with `width` workers.
-fn tree(lab: &Lab, width: usize) -> Vec<supervision_core::ChildSpec> {
+fn tree(lab: &Lab, width: usize) -> Vec<mabeam_supervision_core::ChildSpec> {
     (0..width)
         .map(|i| {
             Supervisor::child_spec(

@@ -13,7 +13,7 @@ mod common;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use supervision_core::{ChildState, ExitReason, RestartType, Strategy, Supervisor};
+use mabeam_supervision_core::{ChildState, ExitReason, RestartType, Strategy, Supervisor};
 
 /// What became of the child after its exit.
 #[derive(Debug, PartialEq, Eq)]
@@ -227,7 +227,7 @@ async fn no_restart_once_a_stop_is_requested() {
                         ..Options::default()
                     },
                 )
-                .with_shutdown(supervision_core::Shutdown::Infinity),
+                .with_shutdown(mabeam_supervision_core::Shutdown::Infinity),
             ],
         )
         .await

@@ -15,7 +15,7 @@ use std::{
 };
 
 use common::*;
-use supervision_core::{
+use mabeam_supervision_core::{
     Backoff, ChildSpec, ChildState, StartError, Strategy, Supervisor, SupervisorError, Telemetry,
     events, testkit::TelemetryProbe,
 };

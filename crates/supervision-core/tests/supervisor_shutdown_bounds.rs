@@ -7,7 +7,7 @@
 use std::{sync::Arc, time::Duration};
 
 use kameo::actor::ActorRef;
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Shutdown, Supervisor,
     SupervisorFlags,
     testkit::{self, TestKit},

@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use supervision_core::{
+use mabeam_supervision_core::{
     AutoShutdown, DynamicSupervisor, ExitReason, FlagsError, RestartType, Strategy, Supervisor,
     SupervisorError, SupervisorFlags, Telemetry, events,
     testkit::{TelemetryProbe, TestKit},

@@ -11,7 +11,7 @@ use kameo::{
     actor::{Actor, ActorRef},
     message::{Context, Message},
 };
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, ProcessHandle, Shutdown,
     Supervisor, SupervisorFlags, Telemetry, events, testkit::TelemetryProbe,
 };

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use supervision_core::{ChildState, RestartType, Strategy, Supervisor};
+use mabeam_supervision_core::{ChildState, RestartType, Strategy, Supervisor};
 
 async fn four(lab: &Lab, strategy: Strategy, events: &mut Events) -> Supervisor {
     let sup = Supervisor::start(

@@ -3,14 +3,14 @@
 
 use std::time::Duration;
 
-use supervision_core::{
+use mabeam_supervision_core::{
     DynamicSupervisor, DynamicSupervisorFlags, Supervisor, SupervisorFlags, Telemetry, events,
     testkit::{self, OwnedMeta, TelemetryProbe, TestKit},
 };
 
 const WAIT: Duration = Duration::from_secs(600);
 
-fn id(handle: &supervision_core::ProcessHandle) -> Option<OwnedMeta> {
+fn id(handle: &mabeam_supervision_core::ProcessHandle) -> Option<OwnedMeta> {
     Some(OwnedMeta::U64(handle.id().sequence_id()))
 }
 

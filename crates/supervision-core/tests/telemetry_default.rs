@@ -6,7 +6,7 @@ use std::sync::{
     atomic::{AtomicU64, Ordering},
 };
 
-use supervision_core::Telemetry;
+use mabeam_supervision_core::Telemetry;
 
 #[test]
 fn default_is_new_a_live_handle() {

@@ -3,13 +3,13 @@
 //! events into labelled metrics, and the `TelemetryService` keeps one's
 //! own counters beside them. A node serves the rendered text on `/metrics`.
 //!
-//! Run it with `cargo run -p telemetry --example prometheus_metrics`.
+//! Run it with `cargo run -p mabeam-telemetry --example prometheus_metrics`.
 
 use std::time::Duration;
 
 use kameo::prelude::*;
-use supervision_core::{ChildSpec, Supervisor, SupervisorFlags, Telemetry, events};
-use telemetry::{PrometheusExporter, TelemetryService};
+use mabeam_supervision_core::{ChildSpec, Supervisor, SupervisorFlags, Telemetry, events};
+use mabeam_telemetry::{PrometheusExporter, TelemetryService};
 use tokio::sync::mpsc;
 
 /// A worker that fails when told to.

@@ -1,13 +1,13 @@
 //! [`TelemetryServiceError`]: the errors of this crate, codes 4000-4999.
 
-use supervision_core::{ErrorCode, TelemetryError};
+use mabeam_supervision_core::{ErrorCode, TelemetryError};
 use thiserror::Error;
 
 /// Why a telemetry call failed. Nothing changes when one is returned.
 #[derive(Debug, Clone, PartialEq, Error)]
 #[non_exhaustive]
 pub enum TelemetryServiceError {
-    /// The [`Telemetry`](supervision_core::Telemetry) handle refused the
+    /// The [`Telemetry`](mabeam_supervision_core::Telemetry) handle refused the
     /// handler (disabled, or the id is taken).
     #[error(transparent)]
     Attach(#[from] TelemetryError),

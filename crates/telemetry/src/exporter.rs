@@ -8,7 +8,7 @@ use std::{collections::HashSet, fmt, sync::Arc};
 use metrics::{Key, Label, Metadata, Recorder, SharedString, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 use parking_lot::Mutex;
-use supervision_core::{
+use mabeam_supervision_core::{
     GaugeSource, MetaValue, Telemetry, TelemetryEvent,
     events::{self, GaugeDecl, LabelForm, MetricDecl, MetricKind, MetricUnit},
 };
@@ -45,8 +45,8 @@ const METADATA: Metadata<'static> =
 /// # Example
 ///
 /// ```
-/// use supervision_core::{MetaValue, Telemetry, events};
-/// use telemetry::PrometheusExporter;
+/// use mabeam_supervision_core::{MetaValue, Telemetry, events};
+/// use mabeam_telemetry::PrometheusExporter;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let telemetry = Telemetry::new();

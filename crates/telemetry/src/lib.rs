@@ -1,5 +1,5 @@
 //! Telemetry for a mabeam node: the [`TelemetryService`] behind
-//! supervision-core's [`Telemetry`](supervision_core::Telemetry) facade,
+//! supervision-core's [`Telemetry`](mabeam_supervision_core::Telemetry) facade,
 //! the [`PrometheusExporter`] that turns events into labelled metrics, and
 //! the MABEAM [`PerformanceMonitor`] of per-agent figures.
 //!
@@ -15,16 +15,16 @@
 //!   Foundation tree ([`TelemetryService::child_spec`]).
 //! - [`PrometheusExporter`]: supervision, registry, service and agent
 //!   events become metrics as supervision-core's declarations
-//!   (`supervision_core::events::METRICS`) say, recorded through the
+//!   (`mabeam_supervision_core::events::METRICS`) say, recorded through the
 //!   [`metrics`] facade into a Prometheus recorder the exporter's owner
 //!   holds. **No library installs a process-wide recorder**: the node makes
 //!   the exporter and serves its text. Gauges that are states (live
 //!   children, registered names) are read on scrape from
-//!   [`GaugeSource`](supervision_core::GaugeSource)s. No per-agent label by
+//!   [`GaugeSource`](mabeam_supervision_core::GaugeSource)s. No per-agent label by
 //!   default.
 //! - [`PerformanceMonitor`]: per-agent throughput, latency, error rate and
 //!   memory, alerts that raise and clear, JSON and CSV export; it
-//!   implements supervision-core's [`AgentLoad`](supervision_core::AgentLoad),
+//!   implements supervision-core's [`AgentLoad`](mabeam_supervision_core::AgentLoad),
 //!   which a load balancer reads.
 //!
 //! It is not a time-series database: history is bounded (a window, a
@@ -34,15 +34,15 @@
 //! # Example
 //!
 //! ```
-//! use supervision_core::{MetaValue, Telemetry};
-//! use telemetry::PrometheusExporter;
+//! use mabeam_supervision_core::{MetaValue, Telemetry};
+//! use mabeam_telemetry::PrometheusExporter;
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let telemetry = Telemetry::new();
 //! let exporter = PrometheusExporter::new();
 //! exporter.attach(&telemetry)?;
 //! telemetry.emit(
-//!     supervision_core::events::CHILD_RESTARTED,
+//!     mabeam_supervision_core::events::CHILD_RESTARTED,
 //!     &[("count", 1.0)],
 //!     &[("supervisor", MetaValue::Str("shop")), ("child", MetaValue::Str("web"))],
 //! );
@@ -55,7 +55,7 @@
 //!
 //! The package's `examples/` folder: `prometheus_metrics` (a supervisor's
 //! starts, crash and restart exported as Prometheus text beside one's own
-//! counters), run with `cargo run -p telemetry --example prometheus_metrics`.
+//! counters), run with `cargo run -p mabeam-telemetry --example prometheus_metrics`.
 
 mod error;
 mod exporter;

@@ -11,7 +11,7 @@ use std::{
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentLoad, ChildSpec, Clock, LoadReport, MetaValue, Telemetry, TelemetryEvent, events,
 };
 use tokio::time::Instant;
@@ -249,8 +249,8 @@ enum Change {
 ///
 /// ```
 /// use std::time::Duration;
-/// use supervision_core::{AgentId, AgentLoad, Telemetry};
-/// use telemetry::{Bound, PerfMetric, PerformanceMonitor};
+/// use mabeam_supervision_core::{AgentId, AgentLoad, Telemetry};
+/// use mabeam_telemetry::{Bound, PerfMetric, PerformanceMonitor};
 ///
 /// let monitor = PerformanceMonitor::new(Telemetry::disabled());
 /// monitor.set_threshold(PerfMetric::LatencyUs, Bound::Above(1_000.0)).unwrap();

@@ -8,7 +8,7 @@ use kameo::{
     actor::{Actor, ActorRef, WeakActorRef},
     error::ActorStopReason,
 };
-use supervision_core::{Clock, Telemetry, TelemetryEvent};
+use mabeam_supervision_core::{Clock, Telemetry, TelemetryEvent};
 use tokio::task::AbortHandle;
 
 pub(crate) type EventHandler = dyn Fn(&TelemetryEvent<'_>) + Send + Sync;

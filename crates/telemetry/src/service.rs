@@ -10,7 +10,7 @@ use std::{
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use supervision_core::{ChildSpec, Clock, MetaValue, Telemetry, TelemetryEvent};
+use mabeam_supervision_core::{ChildSpec, Clock, MetaValue, Telemetry, TelemetryEvent};
 
 use crate::{
     MetricKey, MetricStore, MetricsSnapshot, TelemetryServiceError,
@@ -84,8 +84,8 @@ pub struct FailedHandler {
 /// # Example
 ///
 /// ```
-/// use supervision_core::{MetaValue, Telemetry, events};
-/// use telemetry::TelemetryService;
+/// use mabeam_supervision_core::{MetaValue, Telemetry, events};
+/// use mabeam_telemetry::TelemetryService;
 ///
 /// let telemetry = Telemetry::new();
 /// let service = TelemetryService::new(telemetry.clone());

@@ -4,7 +4,7 @@
 
 use std::{fmt, future::Future};
 
-use supervision_core::{Clock, MetaValue, OwnedMetaValue, Telemetry};
+use mabeam_supervision_core::{Clock, MetaValue, OwnedMetaValue, Telemetry};
 use tokio::time::Instant;
 
 /// A span in progress. [`stop`](Self::stop) or
@@ -19,8 +19,8 @@ use tokio::time::Instant;
 /// # Example
 ///
 /// ```
-/// use supervision_core::{Clock, MetaValue, Telemetry};
-/// use telemetry::Span;
+/// use mabeam_supervision_core::{Clock, MetaValue, Telemetry};
+/// use mabeam_telemetry::Span;
 ///
 /// let telemetry = Telemetry::new();
 /// let (tx, rx) = std::sync::mpsc::channel();

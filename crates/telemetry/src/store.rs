@@ -8,7 +8,7 @@ use std::{
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use supervision_core::Clock;
+use mabeam_supervision_core::Clock;
 use tokio::time::Instant;
 
 use crate::TelemetryServiceError;

@@ -7,11 +7,11 @@ use std::{sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use supervision_core::{
+use mabeam_supervision_core::{
     GaugeReading, GaugeSource, MetaValue, Supervisor, SupervisorFlags, Telemetry, events,
     testkit::{self, TelemetryProbe, TestKit},
 };
-use telemetry::PrometheusExporter;
+use mabeam_telemetry::PrometheusExporter;
 
 const WAIT: Duration = Duration::from_secs(5);
 

@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentLoad, Clock, ErrorCode, MetaValue, Telemetry, events,
     testkit::{TelemetryProbe, advance},
 };
-use telemetry::{
+use mabeam_telemetry::{
     ALERT_CLEARED, ALERT_RAISED, Bound, PerfMetric, PerformanceConfig, PerformanceMonitor,
 };
 

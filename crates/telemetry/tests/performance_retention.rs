@@ -6,11 +6,11 @@
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use parking_lot::Mutex;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, ApplicationSpec, Clock, ErrorCode, ServiceDef, Telemetry, events,
     testkit::{TelemetryProbe, advance},
 };
-use telemetry::{PerformanceConfig, PerformanceMonitor, PrometheusExporter};
+use mabeam_telemetry::{PerformanceConfig, PerformanceMonitor, PrometheusExporter};
 
 const WAIT: Duration = Duration::from_secs(5);
 

@@ -11,11 +11,11 @@ use std::{
     time::Duration,
 };
 
-use supervision_core::{
+use mabeam_supervision_core::{
     Clock, ErrorCode, MetaValue, Telemetry, events,
     testkit::{TelemetryProbe, advance},
 };
-use telemetry::{
+use mabeam_telemetry::{
     HANDLER_FAILED, MetricKey, SERVICE_HANDLER_ID, TelemetryConfig, TelemetryService,
     TelemetryServiceError,
 };

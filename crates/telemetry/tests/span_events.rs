@@ -3,11 +3,11 @@
 
 use std::time::Duration;
 
-use supervision_core::{
+use mabeam_supervision_core::{
     Clock, MetaValue, Telemetry,
     testkit::{TelemetryProbe, advance},
 };
-use telemetry::Span;
+use mabeam_telemetry::Span;
 
 const WAIT: Duration = Duration::from_secs(5);
 

@@ -13,12 +13,12 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
-use agent_supervisor::{
+use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
 use anyhow::Result;
 use serde_json::{Value, json};
-use supervision_core::{Envelope, StartError};
+use mabeam_supervision_core::{Envelope, StartError};
 use tokio::sync::Notify;
 
 /// Counts the variable changes delivered, and wakes the driver when the
@@ -99,15 +99,15 @@ impl Agent for BenchAgent {
         ctx: &mut AgentContext<'_>,
     ) -> Result<Value, EnvelopeError> {
         match &*envelope.protocol {
-            coordination::VOTE_PROTOCOL => Ok(json!({"vote": "yes"})),
-            coordination::PROPOSE_PROTOCOL | coordination::CONFIRM_PROTOCOL => {
+            mabeam_coordination::VOTE_PROTOCOL => Ok(json!({"vote": "yes"})),
+            mabeam_coordination::PROPOSE_PROTOCOL | mabeam_coordination::CONFIRM_PROTOCOL => {
                 Ok(json!({"value": "A"}))
             }
-            coordination::CHANGED_PROTOCOL => {
+            mabeam_coordination::CHANGED_PROTOCOL => {
                 self.seen.one();
                 Ok(Value::Null)
             }
-            economics::BID_PROTOCOL => {
+            mabeam_economics::BID_PROTOCOL => {
                 let n: u64 = ctx
                     .id()
                     .as_str()

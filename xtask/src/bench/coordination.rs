@@ -15,12 +15,12 @@ use std::{
 };
 
 use anyhow::{Result, ensure};
-use coordination::{
+use mabeam_coordination::{
     ByzantineRound, Coordinator, Proposal, Rule, ValueType, VariableSpace, VariableSpec,
 };
 use kameo::prelude::*;
 use serde_json::{Value, json};
-use supervision_core::{AgentDirectory, AgentId, AgentSelection, Clock, Envelope};
+use mabeam_supervision_core::{AgentDirectory, AgentId, AgentSelection, Clock, Envelope};
 
 use super::agents::{self, Seen};
 
@@ -48,7 +48,7 @@ impl Message<Deliver> for BareActor {
 
     async fn handle(&mut self, Deliver(envelope): Deliver, _: &mut Context<Self, ()>) {
         // What the agent does with it: look at the protocol, count it.
-        if &*envelope.protocol == coordination::CHANGED_PROTOCOL {
+        if &*envelope.protocol == mabeam_coordination::CHANGED_PROTOCOL {
             self.seen.one();
         }
     }
@@ -119,7 +119,7 @@ pub(crate) async fn run() -> Result<Value> {
     }
     let message = || {
         Envelope::new(
-            coordination::CHANGED_PROTOCOL,
+            mabeam_coordination::CHANGED_PROTOCOL,
             json!({"variable": "rate", "value": 1, "version": 2}),
             Duration::from_secs(5),
         )

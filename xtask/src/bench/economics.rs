@@ -11,11 +11,11 @@ use std::{
 };
 
 use anyhow::{Result, ensure};
-use economics::{
+use mabeam_economics::{
     Auctioneer, BalanceStrategy, LoadBalancer, MemberSpec, PriceRule, SealedSpec, solve_exact,
 };
 use serde_json::json;
-use supervision_core::{AgentDirectory, AgentId, AgentLoad, AgentSelection, Clock, LoadReport};
+use mabeam_supervision_core::{AgentDirectory, AgentId, AgentLoad, AgentSelection, Clock, LoadReport};
 
 use super::agents::{self, Seen};
 

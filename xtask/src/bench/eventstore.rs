@@ -21,9 +21,9 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use foundation_services::{EventStore, EventStoreConfig};
+use mabeam_foundation_services::{EventStore, EventStoreConfig};
 use serde_json::json;
-use supervision_core::Event;
+use mabeam_supervision_core::Event;
 
 const SINGLE: u64 = 10_000;
 const CHUNK: u64 = 500;
@@ -129,7 +129,7 @@ async fn many_tasks(n: u64, window: usize) -> Result<f64> {
 async fn bare_connection(dir: &Path) -> Result<rusqlite::Connection> {
     store_in(dir).await?.stop().await;
     let conn =
-        rusqlite::Connection::open(dir.join(foundation_services::event_store::DATABASE_FILE))?;
+        rusqlite::Connection::open(dir.join(mabeam_foundation_services::event_store::DATABASE_FILE))?;
     let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)

@@ -23,9 +23,9 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use foundation_services::{EventStore, EventStoreConfig, PostgresConfig};
+use mabeam_foundation_services::{EventStore, EventStoreConfig, PostgresConfig};
 use serde_json::json;
-use supervision_core::Event;
+use mabeam_supervision_core::Event;
 
 #[path = "../postgres.rs"]
 mod postgres;

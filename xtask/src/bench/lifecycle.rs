@@ -16,11 +16,11 @@
 
 use std::{sync::Arc, time::Instant};
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions};
 use anyhow::{Result, ensure};
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{AgentStatus, Namespace, StartError, Telemetry};
+use mabeam_supervision_core::{AgentStatus, Namespace, StartError, Telemetry};
 
 /// The anchors' agent: a counter answering pings.
 struct Counter {

@@ -14,11 +14,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use agent_supervisor::{Agent, AgentConfig, AgentContext};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
 use mabeam_node::{Node, NodeConfig, client};
-use supervision_core::{Event, ExitReason, StartError};
+use mabeam_supervision_core::{Event, ExitReason, StartError};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader},
     net::TcpStream,

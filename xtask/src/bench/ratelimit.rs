@@ -20,7 +20,7 @@ use std::{
 };
 
 use anyhow::{Result, ensure};
-use foundation_services::{RateLimiter, Rule};
+use mabeam_foundation_services::{RateLimiter, Rule};
 use serde_json::json;
 
 const KEYS: usize = 1_000_000;

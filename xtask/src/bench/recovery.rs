@@ -31,13 +31,13 @@ use std::{
     time::Instant,
 };
 
-use agent_supervisor::{
+use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRecipes, AgentRegistry, AgentRegistryOptions,
 };
 use anyhow::{Context, Result, bail};
-use foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
+use mabeam_foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentRegistration, AgentStatus, AgentStore, Checkpoint, MemoryAgentStore, StartError,
 };
 
@@ -152,7 +152,7 @@ async fn registry_register(dir: Option<&std::path::Path>, n: u64) -> Result<f64>
                         registry.register_agent(id, config)?;
                     }
                 }
-                Ok::<_, agent_supervisor::AgentError>(())
+                Ok::<_, mabeam_agent_supervisor::AgentError>(())
             })
         })
         .collect();
@@ -181,7 +181,7 @@ async fn register_all(store: std::sync::Arc<dyn AgentStore>, n: u64) -> Result<f
                 for i in (task..n).step_by(TASKS as usize) {
                     store.register(registration(i), 1).await?;
                 }
-                Ok::<_, supervision_core::AgentStoreError>(())
+                Ok::<_, mabeam_supervision_core::AgentStoreError>(())
             })
         })
         .collect();
@@ -256,7 +256,7 @@ async fn load(dir: &std::path::Path, n: u64) -> Result<f64> {
 
 /// Bare rusqlite reading the same rows and columns into owned values.
 async fn bare_read(dir: &std::path::Path, n: u64) -> Result<f64> {
-    let path = dir.join(foundation_services::agent_store::DATABASE_FILE);
+    let path = dir.join(mabeam_foundation_services::agent_store::DATABASE_FILE);
     tokio::task::spawn_blocking(move || {
         let t = Instant::now();
         let conn = rusqlite::Connection::open(path)?;

@@ -18,9 +18,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, ensure};
 use kameo::Actor;
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{Namespace, ProcessHandle, Telemetry};
+use mabeam_supervision_core::{Namespace, ProcessHandle, Telemetry};
 use tokio::sync::{mpsc, oneshot};
 
 const OWNERS: u64 = 1_000;

@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::Result;
 use kameo::prelude::*;
 use serde_json::json;
-use supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ProcessHandle};
+use mabeam_supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ProcessHandle};
 
 /// The smallest useful agent: one counter.
 struct Minimal {

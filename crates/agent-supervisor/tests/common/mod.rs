@@ -4,12 +4,12 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::{
+use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
-use process_registry::ProcessRegistry;
+use mabeam_process_registry::ProcessRegistry;
 use serde_json::json;
-use supervision_core::{Envelope, ExitReason, Namespace, StartError, Telemetry};
+use mabeam_supervision_core::{Envelope, ExitReason, Namespace, StartError, Telemetry};
 
 /// Counts; obeys commands; carries its count across restarts.
 #[derive(Debug)]
@@ -167,7 +167,7 @@ pub async fn setup_with(f: impl FnOnce(AgentRegistryOptions) -> AgentRegistryOpt
 
 impl Setup {
     pub fn registered(&self, id: &str) -> bool {
-        supervision_core::Registry::lookup(&self.processes, &self.ns, &format!("agent:{id}"))
+        mabeam_supervision_core::Registry::lookup(&self.processes, &self.ns, &format!("agent:{id}"))
             .is_some()
     }
 }

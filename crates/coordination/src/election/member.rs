@@ -11,7 +11,7 @@ use std::{
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
-use supervision_core::{AgentDirectory, AgentId, Clock, Envelope, ask_all};
+use mabeam_supervision_core::{AgentDirectory, AgentId, Clock, Envelope, ask_all};
 use tokio::{
     sync::{Notify, watch},
     task::JoinHandle,
@@ -110,8 +110,8 @@ struct Shared {
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use coordination::{ElectionConfig, ElectionMember, MemberOptions};
-/// use supervision_core::{Clock, testkit::ScriptedDirectory};
+/// use mabeam_coordination::{ElectionConfig, ElectionMember, MemberOptions};
+/// use mabeam_supervision_core::{Clock, testkit::ScriptedDirectory};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// // One participant: a majority of one, so it leads after its timeout.

@@ -8,7 +8,7 @@ use std::{
 
 use parking_lot::Mutex;
 use serde_json::json;
-use supervision_core::{AgentId, AgentStatus, MetaValue};
+use mabeam_supervision_core::{AgentId, AgentStatus, MetaValue};
 use tokio::{sync::watch, time::Instant};
 
 use super::{ElectionConfig, Leadership, Tenure};

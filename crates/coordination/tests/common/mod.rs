@@ -7,7 +7,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
 use parking_lot::Mutex;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChange, AgentStatusChanges, DirectoryError,
     Envelope, ProcessHandle, testkit::ScriptedDirectory,
 };

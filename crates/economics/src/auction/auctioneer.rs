@@ -33,7 +33,7 @@ use std::{
 };
 
 use serde_json::{Value, json};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentReply, AgentSelection, Clock, Envelope, Event, EventSink,
     MetaValue, Namespace, Registry, SelectionError, Telemetry, ask_all,
 };
@@ -122,9 +122,9 @@ pub struct CombinatorialSpec {
 ///
 /// ```
 /// use std::{sync::Arc, time::Duration};
-/// use economics::{Auctioneer, PriceRule, SealedSpec};
+/// use mabeam_economics::{Auctioneer, PriceRule, SealedSpec};
 /// use serde_json::json;
-/// use supervision_core::{AgentSelection, Clock, testkit::{Answer, ScriptedDirectory}};
+/// use mabeam_supervision_core::{AgentSelection, Clock, testkit::{Answer, ScriptedDirectory}};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let agents = ScriptedDirectory::new();

@@ -18,7 +18,7 @@
 use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
-use supervision_core::AgentId;
+use mabeam_supervision_core::AgentId;
 use tokio::time::Instant;
 
 use super::{AuctionKind, AuctionOutcome, Award, BidRecord, Verdict, validate_amount};
@@ -245,7 +245,7 @@ pub fn solve_greedy(n_items: usize, bids: &[(Vec<usize>, f64)]) -> Allocation {
 ///
 /// ```
 /// use std::time::Duration;
-/// use economics::CombinatorialAuction;
+/// use mabeam_economics::CombinatorialAuction;
 /// use tokio::time::Instant;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use supervision_core::AgentId;
+use mabeam_supervision_core::AgentId;
 use tokio::time::Instant;
 
 use super::{Arrival, AuctionKind, AuctionOutcome, Award, BidRecord, Verdict, validate_amount};
@@ -18,7 +18,7 @@ use crate::AuctionError;
 ///
 /// ```
 /// use std::time::Duration;
-/// use economics::EnglishAuction;
+/// use mabeam_economics::EnglishAuction;
 /// use tokio::time::Instant;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use supervision_core::AgentId;
+use mabeam_supervision_core::AgentId;
 use tokio::time::Instant;
 
 use super::{Arrival, AuctionKind, AuctionOutcome, Award, BidRecord, Verdict, validate_amount};
@@ -26,7 +26,7 @@ pub enum PriceRule {
 ///
 /// ```
 /// use std::time::Duration;
-/// use economics::{PriceRule, SealedBidAuction};
+/// use mabeam_economics::{PriceRule, SealedBidAuction};
 /// use tokio::time::Instant;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

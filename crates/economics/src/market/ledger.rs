@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use parking_lot::Mutex;
 use serde::Serialize;
-use supervision_core::AgentId;
+use mabeam_supervision_core::AgentId;
 
 use crate::MarketError;
 
@@ -49,7 +49,7 @@ pub struct Totals {
 /// # Example
 ///
 /// ```
-/// use economics::Ledger;
+/// use mabeam_economics::Ledger;
 ///
 /// let ledger = Ledger::new();
 /// ledger.grant(&"buyer".into(), 100).unwrap();

@@ -4,7 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use parking_lot::RwLock;
-use supervision_core::{AgentId, Clock};
+use mabeam_supervision_core::{AgentId, Clock};
 use tokio::time::Instant;
 
 use crate::MarketError;
@@ -29,8 +29,8 @@ const MIN_RATER_WEIGHT: f64 = 0.05;
 ///
 /// ```
 /// use std::time::Duration;
-/// use economics::Reputation;
-/// use supervision_core::Clock;
+/// use mabeam_economics::Reputation;
+/// use mabeam_supervision_core::Clock;
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let reputation = Reputation::new(Clock::tokio(), Duration::from_secs(3600));

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use parking_lot::Mutex;
 use rusqlite::{Connection, Row};
 use serde_json::Value;
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStoreError, Checkpoint, LoadedAgent,
     agent_store::AGENT_RECORD_VERSION,
 };

@@ -13,7 +13,7 @@ use std::{
 };
 
 use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags, params};
-use supervision_core::AgentStoreError;
+use mabeam_supervision_core::AgentStoreError;
 
 use super::SqliteAgentStoreConfig;
 

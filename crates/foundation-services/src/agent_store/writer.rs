@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use crossbeam_channel::Receiver;
 use rusqlite::{Connection, OptionalExtension, params};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentStoreError, AgentWrite,
     agent_store::{AGENT_RECORD_VERSION, check_generation},
 };

@@ -1,6 +1,6 @@
 //! The cluster's typed errors, codes 3701-3799.
 
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 
 /// What a [`ClusterMembership`](super::ClusterMembership) call can answer
 /// instead of its result.

@@ -15,7 +15,7 @@ use chitchat::{
 use hmac::{Hmac, Mac};
 use parking_lot::Mutex;
 use sha2::Sha256;
-use supervision_core::{
+use mabeam_supervision_core::{
     Clock, MetaValue, Telemetry,
     cluster::{Member, MemberState, Membership, MembershipEvent, MembershipEvents},
 };
@@ -158,8 +158,8 @@ impl ClusterMembershipBuilder {
 ///
 /// ```
 /// use std::time::Duration;
-/// use foundation_services::cluster::ClusterMembership;
-/// use supervision_core::cluster::{MemberState, Membership};
+/// use mabeam_foundation_services::cluster::ClusterMembership;
+/// use mabeam_supervision_core::cluster::{MemberState, Membership};
 ///
 /// # #[tokio::main] async fn main() {
 /// let a = ClusterMembership::builder("a@local", "cookie").build().unwrap();

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 use thiserror::Error;
 
 /// Why a ConfigServer call failed. A refused update changes nothing.

@@ -13,7 +13,7 @@ use kameo::{
     message::{Context, Message},
 };
 use serde_json::{Value, json};
-use supervision_core::{ChildSpec, Event, HealthCheck, Service, ServiceStart};
+use mabeam_supervision_core::{ChildSpec, Event, HealthCheck, Service, ServiceStart};
 
 use super::{
     ConfigChange, ConfigError, ConfigHealth, ConfigServer, ConfigServerConfig,

@@ -139,7 +139,7 @@ pub struct PathRule {
 /// # Example
 ///
 /// ```
-/// use foundation_services::{ConfigSchema, ValueRule};
+/// use mabeam_foundation_services::{ConfigSchema, ValueRule};
 ///
 /// let schema = ConfigSchema::new()
 ///     .updatable("rate_limiter.default_rate", ValueRule::integer(1, 10_000))

@@ -8,7 +8,7 @@ use std::{collections::VecDeque, fmt, path::PathBuf, sync::Arc};
 use kameo::{actor::ActorRef, error::SendError};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
-use supervision_core::{Event, EventSink};
+use mabeam_supervision_core::{Event, EventSink};
 use tokio::sync::mpsc;
 
 use super::{

@@ -18,7 +18,7 @@ use std::{
 
 use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
-use supervision_core::{
+use mabeam_supervision_core::{
     AgentDirectory, AgentId, DirectoryError, Envelope, ErrorCode, ExitReason,
     cluster::RemoteDelivery,
 };

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 
 /// What a [`ConnectionManager`](super::ConnectionManager) call can answer
 /// instead of its result.

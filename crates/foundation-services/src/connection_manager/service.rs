@@ -6,7 +6,7 @@ use kameo::{
     error::ActorStopReason,
     message::{Context, Message},
 };
-use supervision_core::{ChildSpec, ServiceDef};
+use mabeam_supervision_core::{ChildSpec, ServiceDef};
 
 use super::{ConnectionError, ConnectionManager};
 use crate::ping::{HEALTH_TIMEOUT, Ping, ping_check};

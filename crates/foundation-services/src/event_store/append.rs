@@ -10,7 +10,7 @@ use std::{
     task::{Context, Poll},
 };
 
-use supervision_core::{Event, EventSeq};
+use mabeam_supervision_core::{Event, EventSeq};
 use tokio::sync::oneshot;
 
 use super::EventStoreError;

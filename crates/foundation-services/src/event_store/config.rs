@@ -2,7 +2,7 @@
 
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
-use supervision_core::{Clock, Telemetry};
+use mabeam_supervision_core::{Clock, Telemetry};
 
 use super::EventStoreError;
 use crate::postgres::PostgresConfig;

@@ -13,7 +13,7 @@ use std::{
 };
 
 use parking_lot::Mutex;
-use supervision_core::StoredEvent;
+use mabeam_supervision_core::StoredEvent;
 use tokio::sync::{broadcast, watch};
 
 use super::{

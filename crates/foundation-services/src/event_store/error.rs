@@ -3,7 +3,7 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use supervision_core::{ErrorCode, EventReadError, EventSeq, EventSinkError};
+use mabeam_supervision_core::{ErrorCode, EventReadError, EventSeq, EventSinkError};
 use thiserror::Error;
 
 /// Why an EventStore call failed. Bad input is refused before anything is

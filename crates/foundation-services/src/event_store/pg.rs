@@ -42,7 +42,7 @@
 //! connection per store (other nodes' commits `NOTIFY` it). A
 //! notification carries nothing the reader needs: a missed one loses
 //! nothing. When the listener's connection drops (PostgreSQL restarted) it
-//! reconnects with the configured [`Backoff`](supervision_core::Backoff)
+//! reconnects with the configured [`Backoff`](mabeam_supervision_core::Backoff)
 //! and wakes every subscriber; a subscriber whose read fails the same way
 //! retries with the backoff from the last position it delivered.
 //!

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params, types::Value as SqlValue};
-use supervision_core::{Event, EventOrder, EventQuery, EventSeq, StoredEvent};
+use mabeam_supervision_core::{Event, EventOrder, EventQuery, EventSeq, StoredEvent};
 
 use super::{EventStoreError, schema};
 

@@ -9,7 +9,7 @@ use kameo::{
     actor::{ActorRef, WeakActorRef},
     error::ActorStopReason,
 };
-use supervision_core::{ChildSpec, HealthCheck, Service, ServiceStart};
+use mabeam_supervision_core::{ChildSpec, HealthCheck, Service, ServiceStart};
 
 use super::{EventStore, EventStoreConfig, EventStoreError, core::StoreCore, store::Core};
 
@@ -33,8 +33,8 @@ const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 /// # Example
 ///
 /// ```
-/// use foundation_services::{EventStoreConfig, EventStoreService};
-/// use supervision_core::{ApplicationSpec, Event};
+/// use mabeam_foundation_services::{EventStoreConfig, EventStoreService};
+/// use mabeam_supervision_core::{ApplicationSpec, Event};
 ///
 /// # #[tokio::main] async fn main() {
 /// let dir = tempfile::tempdir().unwrap();

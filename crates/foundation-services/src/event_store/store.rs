@@ -6,7 +6,7 @@ use std::{fmt, sync::Arc};
 
 use futures::future::BoxFuture;
 use parking_lot::RwLock;
-use supervision_core::{
+use mabeam_supervision_core::{
     Event, EventQuery, EventReadError, EventReader, EventSeq, EventSink, EventSinkError,
     EventSubscription, StoredEvent,
 };

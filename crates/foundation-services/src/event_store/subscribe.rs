@@ -14,7 +14,7 @@
 use std::{collections::VecDeque, sync::Arc};
 
 use futures::stream;
-use supervision_core::{EventReadError, EventSeq, EventSubscription, StoredEvent};
+use mabeam_supervision_core::{EventReadError, EventSeq, EventSubscription, StoredEvent};
 use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::{EventStoreError, core::StoreCore, read};

@@ -20,7 +20,7 @@ use std::{
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
-use supervision_core::{Clock, EventSeq, MetaValue, StoredEvent, Telemetry, events};
+use mabeam_supervision_core::{Clock, EventSeq, MetaValue, StoredEvent, Telemetry, events};
 use tokio::sync::{broadcast, oneshot};
 
 use super::{
@@ -388,7 +388,7 @@ impl Writer {
                             id: appended.id,
                             stream_version: appended.stream_version,
                             timestamp_ms: prepared.timestamp_ms,
-                            event: supervision_core::Event {
+                            event: mabeam_supervision_core::Event {
                                 node: Some(prepared.node),
                                 ..prepared.event
                             },

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 use thiserror::Error;
 
 /// The errors of the [`HealthMonitor`](crate::HealthMonitor) (codes

@@ -3,7 +3,7 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use supervision_core::{Health, ServiceStatus};
+use mabeam_supervision_core::{Health, ServiceStatus};
 
 /// Where a service, or the whole system, stands.
 ///

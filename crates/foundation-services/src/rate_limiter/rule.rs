@@ -14,7 +14,7 @@ use super::RateLimitError;
 ///
 /// ```
 /// use std::time::Duration;
-/// use foundation_services::Rule;
+/// use mabeam_foundation_services::Rule;
 ///
 /// let api = Rule::per_second(100).with_burst(10);
 /// assert_eq!(api.limit(), 100);

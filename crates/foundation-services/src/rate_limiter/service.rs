@@ -5,7 +5,7 @@ use kameo::{
     actor::{Actor, ActorRef},
     message::{Context, Message},
 };
-use supervision_core::{ChildSpec, ServiceDef};
+use mabeam_supervision_core::{ChildSpec, ServiceDef};
 use tokio::task::AbortHandle;
 
 use super::RateLimiter;

@@ -2,7 +2,7 @@
 
 use std::{sync::Arc, time::Duration};
 
-use supervision_core::{ErrorCode, FlagsError};
+use mabeam_supervision_core::{ErrorCode, FlagsError};
 use thiserror::Error;
 
 /// The errors of the [`ServiceMonitor`](crate::ServiceMonitor) (codes

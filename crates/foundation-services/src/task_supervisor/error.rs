@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use supervision_core::ErrorCode;
+use mabeam_supervision_core::ErrorCode;
 use thiserror::Error;
 
 /// The errors of the [`TaskSupervisor`](crate::TaskSupervisor) (codes

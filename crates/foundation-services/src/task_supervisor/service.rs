@@ -9,7 +9,7 @@ use kameo::{
     error::ActorStopReason,
     message::{Context, Message},
 };
-use supervision_core::{ChildSpec, ServiceDef, Shutdown};
+use mabeam_supervision_core::{ChildSpec, ServiceDef, Shutdown};
 
 use super::TaskSupervisor;
 use crate::ping::{HEALTH_TIMEOUT, Ping, ping_check};

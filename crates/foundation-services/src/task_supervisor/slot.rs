@@ -13,7 +13,7 @@ use std::{
 };
 
 use futures::FutureExt;
-use supervision_core::MetaValue;
+use mabeam_supervision_core::MetaValue;
 
 use super::{ABORTED, CRASHED, FAILED, Inner, TaskError, TaskId};
 

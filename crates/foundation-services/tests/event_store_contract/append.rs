@@ -5,9 +5,9 @@
 use crate::support::Place;
 use std::time::{Duration, UNIX_EPOCH};
 
-use foundation_services::{EventStore, EventStoreError, ExpectedVersion};
+use mabeam_foundation_services::{EventStore, EventStoreError, ExpectedVersion};
 use serde_json::json;
-use supervision_core::{Clock, ErrorCode, Event, EventQuery, EventSink};
+use mabeam_supervision_core::{Clock, ErrorCode, Event, EventQuery, EventSink};
 
 fn ev(stream: &str, kind: &str, data: serde_json::Value) -> Event {
     Event::new(stream, kind, data)
@@ -328,7 +328,7 @@ pub(crate) async fn the_store_is_an_event_sink(place: Place) {
     let error = sink.record(ev("s", "k", json!(3))).await.unwrap_err();
     assert!(matches!(
         error,
-        supervision_core::EventSinkError::Unavailable(_)
+        mabeam_supervision_core::EventSinkError::Unavailable(_)
     ));
     assert_eq!(
         store

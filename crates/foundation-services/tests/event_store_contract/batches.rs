@@ -4,9 +4,9 @@
 //! item 4).
 
 use crate::support::Place;
-use foundation_services::{EventStore, EventStoreError, ExpectedVersion};
+use mabeam_foundation_services::{EventStore, EventStoreError, ExpectedVersion};
 use serde_json::json;
-use supervision_core::{ErrorCode, Event};
+use mabeam_supervision_core::{ErrorCode, Event};
 
 fn ev(stream: &str, kind: &str) -> Event {
     Event::new(stream, kind, json!({}))
@@ -155,7 +155,7 @@ pub(crate) async fn a_batch_failing_after_its_first_insert_is_rolled_back_alone_
             "the failed batch's version was not given back"
         );
         let stored = store
-            .query(supervision_core::EventQuery::new().stream(stream.clone()))
+            .query(mabeam_supervision_core::EventQuery::new().stream(stream.clone()))
             .await
             .unwrap();
         assert_eq!(

@@ -7,9 +7,9 @@
 use crate::support::Place;
 use std::time::{Duration, UNIX_EPOCH};
 
-use foundation_services::{EventStore, EventStoreConfig, EventStoreError, Retention};
+use mabeam_foundation_services::{EventStore, EventStoreConfig, EventStoreError, Retention};
 use serde_json::json;
-use supervision_core::{
+use mabeam_supervision_core::{
     Clock, ErrorCode, Event, EventReadError, EventReader, ManualWall, Telemetry, events,
 };
 use tokio::sync::mpsc;
@@ -37,7 +37,7 @@ fn prunes(telemetry: &Telemetry) -> mpsc::UnboundedReceiver<(String, u64, u64)> 
     telemetry
         .attach("prunes", events::EVENT_STORE_PRUNED, move |event| {
             let reason = match event.meta("reason") {
-                Some(supervision_core::MetaValue::Str(reason)) => reason.to_owned(),
+                Some(mabeam_supervision_core::MetaValue::Str(reason)) => reason.to_owned(),
                 other => format!("{other:?}"),
             };
             let _ = tx.send((

@@ -8,10 +8,10 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use foundation_services::{EventStore, EventStoreError};
+use mabeam_foundation_services::{EventStore, EventStoreError};
 use futures::StreamExt;
 use serde_json::json;
-use supervision_core::{Clock, ErrorCode, Event, EventQuery, EventReader, ManualWall};
+use mabeam_supervision_core::{Clock, ErrorCode, Event, EventQuery, EventReader, ManualWall};
 
 /// A store whose clock starts at 1,000,000 ms, and 10 events, 10 ms apart:
 /// streams "a" (even i) and "b" (odd i), kinds "even"/"odd" and "tick"
@@ -39,7 +39,7 @@ async fn fixture(place: &Place) -> (EventStore, ManualWall) {
     (store, wall)
 }
 
-fn data(events: &[supervision_core::StoredEvent]) -> Vec<u64> {
+fn data(events: &[mabeam_supervision_core::StoredEvent]) -> Vec<u64> {
     events
         .iter()
         .map(|e| e.event.data.as_u64().unwrap())
@@ -214,7 +214,7 @@ pub(crate) async fn the_store_is_an_event_reader(place: Place) {
     assert_eq!(reader.get(7).await.unwrap().event.data, json!(6));
     assert_eq!(
         reader.get(5_000).await.unwrap_err(),
-        supervision_core::EventReadError::NotFound(5_000)
+        mabeam_supervision_core::EventReadError::NotFound(5_000)
     );
     assert_eq!(
         reader

@@ -3,9 +3,9 @@
 //! to resume; a subscription ends when the store stops.
 
 use crate::support::Place;
-use foundation_services::EventStore;
+use mabeam_foundation_services::EventStore;
 use serde_json::json;
-use supervision_core::{Event, EventReadError};
+use mabeam_supervision_core::{Event, EventReadError};
 
 /// Awaits `future`, failing the test if it takes more than 10 s (a wait
 /// that could last for ever fails instead of hanging the run).

@@ -21,7 +21,7 @@ use std::{
     time::Duration,
 };
 
-use foundation_services::{EventStore, EventStoreConfig, PostgresConfig};
+use mabeam_foundation_services::{EventStore, EventStoreConfig, PostgresConfig};
 
 /// The URL of the PostgreSQL server for this test process.
 pub fn postgres_url() -> String {
@@ -65,7 +65,7 @@ pub fn pg_config_at(url: &str, schema: &str) -> PostgresConfig {
         .with_schema(schema)
         .with_pool_size(4);
     config.reconnect =
-        supervision_core::Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+        mabeam_supervision_core::Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
     config
 }
 

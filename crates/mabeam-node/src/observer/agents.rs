@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use agent_supervisor::AgentDetails;
+use mabeam_agent_supervisor::AgentDetails;
 use axum::{
     Json,
     body::Bytes,
@@ -15,7 +15,7 @@ use axum::{
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use supervision_core::{AgentStatus, EventQuery};
+use mabeam_supervision_core::{AgentStatus, EventQuery};
 
 use super::index::Row;
 use crate::{

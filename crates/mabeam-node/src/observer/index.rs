@@ -9,9 +9,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use agent_supervisor::AgentDetails;
+use mabeam_agent_supervisor::AgentDetails;
 use parking_lot::Mutex;
-use supervision_core::{AgentId, AgentStatus};
+use mabeam_supervision_core::{AgentId, AgentStatus};
 use tokio::sync::{Notify, broadcast::error::RecvError};
 
 use super::Inner;

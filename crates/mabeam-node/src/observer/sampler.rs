@@ -9,7 +9,7 @@ use std::{
 
 use mabeam::ProcessNode;
 use serde_json::{Value, json};
-use supervision_core::{EventQuery, StoredEvent};
+use mabeam_supervision_core::{EventQuery, StoredEvent};
 
 use super::{HEALTH_HISTORY, HISTORY, Inner, Observer, TICK};
 

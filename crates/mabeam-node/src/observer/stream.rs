@@ -24,7 +24,7 @@ use axum::{
 };
 use futures::{Stream, stream};
 use serde::Deserialize;
-use supervision_core::{EventQuery, EventReadError, EventSubscription, StoredEvent};
+use mabeam_supervision_core::{EventQuery, EventReadError, EventSubscription, StoredEvent};
 use tokio::sync::watch;
 
 use super::{Observer, TAIL, sampler};

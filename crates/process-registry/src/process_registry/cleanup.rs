@@ -5,7 +5,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use kameo::actor::ActorId;
-use supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Stopper, events};
+use mabeam_supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Stopper, events};
 
 use super::{ProcessRegistry, exit_now, live};
 use crate::{
@@ -46,7 +46,7 @@ impl ProcessRegistry {
     /// Each process is stopped by its [`Stopper`] if it was registered with
     /// one (a supervised process through its supervisor, so it is not
     /// restarted; a child spec
-    /// [`registered_as`](supervision_core::ChildSpec::registered_as) a name
+    /// [`registered_as`](mabeam_supervision_core::ChildSpec::registered_as) a name
     /// always has one), else by [`ProcessHandle::stop`]; all at once. One
     /// that has not stopped within `shutdown` is killed. A process
     /// registered in other namespaces too is stopped all the same, and so

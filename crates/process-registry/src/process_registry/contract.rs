@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use kameo::actor::ActorId;
-use supervision_core::{
+use mabeam_supervision_core::{
     Metadata, Namespace, ProcessHandle, Registry, RegistryError, RegistryEvents, Stopper,
     Subscription, Topic, WeakProcessHandle,
 };
@@ -140,7 +140,7 @@ impl Registry for ProcessRegistry {
 }
 
 /// A registry handed where the contract is wanted (as
-/// [`ChildSpec::registered_as`](supervision_core::ChildSpec::registered_as)
+/// [`ChildSpec::registered_as`](mabeam_supervision_core::ChildSpec::registered_as)
 /// wants it): the handle is already a cheap clone, so this wraps it once.
 impl From<ProcessRegistry> for Arc<dyn Registry> {
     fn from(registry: ProcessRegistry) -> Self {

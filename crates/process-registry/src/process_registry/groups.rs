@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use supervision_core::{Namespace, ProcessHandle, RegistryError, RegistryEvent, events};
+use mabeam_supervision_core::{Namespace, ProcessHandle, RegistryError, RegistryEvent, events};
 
 use super::{ProcessRegistry, live, outcome};
 use crate::{records::Kind, subscribers::About, table::NsTable};

@@ -4,7 +4,7 @@
 use std::sync::{Arc, atomic::Ordering};
 
 use kameo::actor::ActorId;
-use supervision_core::{
+use mabeam_supervision_core::{
     ExitReason, Metadata, Namespace, ProcessHandle, RegistryError, RegistryEvent, Stopper,
     WeakProcessHandle, events,
 };

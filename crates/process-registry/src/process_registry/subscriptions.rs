@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use dashmap::mapref::entry::Entry;
-use supervision_core::{
+use mabeam_supervision_core::{
     Metadata, Namespace, ProcessHandle, RegistryEvent, RegistryEvents, Snapshot, Subscription,
     Topic,
 };
@@ -14,7 +14,7 @@ use super::{ProcessRegistry, live, names::names_of};
 impl ProcessRegistry {
     /// Subscribes to every change of `namespace` from now on, in order.
     /// Drop the receiver to unsubscribe. Bounded: a subscriber that falls
-    /// [`EVENT_BUFFER`](supervision_core::EVENT_BUFFER) events behind is
+    /// [`EVENT_BUFFER`](mabeam_supervision_core::EVENT_BUFFER) events behind is
     /// told it lagged (see [`RegistryEvents`]).
     pub fn subscribe(&self, namespace: &Namespace) -> RegistryEvents {
         self.table_or_new(namespace)

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Weak};
 
-use supervision_core::{
+use mabeam_supervision_core::{
     ExitReason, Namespace, ProcessHandle, RegistryEvent, Stopper, WeakProcessHandle, events,
 };
 use tokio::task::AbortHandle;

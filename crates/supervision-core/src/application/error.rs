@@ -22,7 +22,7 @@ use crate::{ErrorCode, FlagsError, SupervisorError};
 /// # Example
 ///
 /// ```
-/// use supervision_core::{ApplicationError, ErrorCode};
+/// use mabeam_supervision_core::{ApplicationError, ErrorCode};
 ///
 /// let err = ApplicationError::MissingDependency { service: "web".into(), dependency: "db".into() };
 /// assert_eq!(err.code(), 1602);

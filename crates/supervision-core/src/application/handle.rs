@@ -108,7 +108,7 @@ use crate::{
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{
+/// use mabeam_supervision_core::{
 ///     ApplicationError, ApplicationSpec, ApplicationStatus, ChildSpec, ServiceDef, ServiceStatus,
 /// };
 ///

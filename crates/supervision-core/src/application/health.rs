@@ -59,7 +59,7 @@ impl Application {
     /// ```
     /// use std::time::Duration;
     /// use kameo::prelude::*;
-    /// use supervision_core::{
+    /// use mabeam_supervision_core::{
     ///     ApplicationSpec, ChildSpec, Health, HealthCheck, ServiceDef, ServiceStatus,
     /// };
     ///

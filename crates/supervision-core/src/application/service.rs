@@ -21,7 +21,7 @@ use crate::{ChildSpec, HealthCheck, Supervisor, SupervisorFlags};
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{ChildSpec, Service, ServiceStart};
+/// use mabeam_supervision_core::{ChildSpec, Service, ServiceStart};
 ///
 /// #[derive(Actor)]
 /// struct Cache;
@@ -106,7 +106,7 @@ impl From<ChildSpec> for ServiceStart {
 /// ```
 /// use std::time::Duration;
 /// use kameo::prelude::*;
-/// use supervision_core::{ChildSpec, HealthCheck, Service, ServiceDef, SupervisorFlags};
+/// use mabeam_supervision_core::{ChildSpec, HealthCheck, Service, ServiceDef, SupervisorFlags};
 ///
 /// #[derive(Actor)]
 /// struct Worker;

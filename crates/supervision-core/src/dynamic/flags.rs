@@ -16,7 +16,7 @@ use crate::{FlagsError, Intensity, Telemetry};
 ///
 /// ```
 /// use std::time::Duration;
-/// use supervision_core::DynamicSupervisorFlags;
+/// use mabeam_supervision_core::DynamicSupervisorFlags;
 ///
 /// let flags = DynamicSupervisorFlags::new()
 ///     .with_name("sessions")

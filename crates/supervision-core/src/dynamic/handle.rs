@@ -29,7 +29,7 @@ use crate::{
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags};
+/// use mabeam_supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags};
 ///
 /// #[derive(Actor)]
 /// struct Worker;

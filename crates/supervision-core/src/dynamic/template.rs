@@ -12,7 +12,7 @@ use crate::{ChildTemplate, DynamicSupervisor, ProcessHandle, SupervisorError};
 ///
 /// ```
 /// use kameo::prelude::*;
-/// use supervision_core::{ChildTemplate, DynamicSupervisor, ProcessHandle};
+/// use mabeam_supervision_core::{ChildTemplate, DynamicSupervisor, ProcessHandle};
 ///
 /// #[derive(Actor)]
 /// struct Session { server: &'static str, user: String }

@@ -60,7 +60,7 @@ pub type Script = Box<dyn FnMut(&Envelope) -> Answer + Send>;
 /// ```
 /// use std::time::Duration;
 /// use serde_json::json;
-/// use supervision_core::{AgentDirectory, DirectoryError, Envelope, testkit::{Answer, ScriptedDirectory}};
+/// use mabeam_supervision_core::{AgentDirectory, DirectoryError, Envelope, testkit::{Answer, ScriptedDirectory}};
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
 /// let dir = ScriptedDirectory::new();

@@ -19,7 +19,7 @@ use kameo::{
     error::ActorStopReason,
     message::{Context, Message},
 };
-use supervision_core::{
+use mabeam_supervision_core::{
     ChildInfo, ChildSpec, ChildState, ProcessHandle, RestartType, StartError, Strategy, Supervisor,
     SupervisorFlags, Telemetry, testkit::TelemetryProbe,
 };

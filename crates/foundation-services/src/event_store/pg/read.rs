@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use supervision_core::{Event, EventOrder, EventQuery, EventSeq, StoredEvent};
+use mabeam_supervision_core::{Event, EventOrder, EventQuery, EventSeq, StoredEvent};
 use tokio_postgres::{Row, types::ToSql};
 
 use super::{PgCore, classify};

@@ -12,7 +12,7 @@ use std::{
 };
 
 use futures::{StreamExt, stream};
-use supervision_core::{EventReadError, EventSeq, EventSubscription, StoredEvent};
+use mabeam_supervision_core::{EventReadError, EventSeq, EventSubscription, StoredEvent};
 use tokio::sync::watch;
 use tokio_postgres::{AsyncMessage, NoTls};
 

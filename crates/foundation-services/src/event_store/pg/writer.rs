@@ -10,7 +10,7 @@ use std::{
     },
 };
 
-use supervision_core::{Clock, EventSeq, MetaValue, Telemetry, events};
+use mabeam_supervision_core::{Clock, EventSeq, MetaValue, Telemetry, events};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{Client, Statement, types::ToSql};
 
