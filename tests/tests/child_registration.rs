@@ -7,12 +7,12 @@ use std::{sync::Arc, time::Duration};
 
 use kameo::prelude::*;
 use mabeam_process_registry::ProcessRegistry;
-use serde_json::json;
 use mabeam_supervision_core::{
     ChildSpec, ChildState, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Namespace,
     ProcessHandle, Registry, RegistryEvent, StartError, Supervisor, SupervisorError,
     SupervisorFlags, Telemetry, Topic,
 };
+use serde_json::json;
 
 /// A worker that fails on command.
 #[derive(Actor)]

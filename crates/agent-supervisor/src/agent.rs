@@ -2,8 +2,8 @@
 
 use std::future::Future;
 
-use serde::{Serialize, de::DeserializeOwned};
 use mabeam_supervision_core::{AgentId, Envelope, ExitReason, StartError};
+use serde::{Serialize, de::DeserializeOwned};
 
 use crate::EnvelopeError;
 

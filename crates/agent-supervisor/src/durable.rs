@@ -48,11 +48,11 @@
 
 use std::{collections::BTreeMap, fmt, num::NonZeroU32, sync::Arc, time::Duration};
 
-use serde_json::Value;
 use mabeam_supervision_core::{
     AgentId, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentUpdate, Checkpoint,
     Clock, MemoryAgentStore,
 };
+use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::{
@@ -400,7 +400,10 @@ fn failed(id: &AgentId, telemetry: &mabeam_supervision_core::Telemetry, error: &
         CHECKPOINT_FAILED,
         &[("count", 1.0)],
         &[
-            ("agent", mabeam_supervision_core::MetaValue::Str(id.as_str())),
+            (
+                "agent",
+                mabeam_supervision_core::MetaValue::Str(id.as_str()),
+            ),
             (
                 "error",
                 mabeam_supervision_core::MetaValue::Str(&error.to_string()),

@@ -22,7 +22,9 @@ use kameo::{
     message::{BoxMessage, Context, Message},
     reply::{Reply, ReplyError},
 };
-use mabeam_supervision_core::{Envelope, ExitNotice, ExitReason, ProcessHandle, StartError, StartFuture};
+use mabeam_supervision_core::{
+    Envelope, ExitNotice, ExitReason, ProcessHandle, StartError, StartFuture,
+};
 
 use crate::{
     Agent, AgentContext, EnvelopeError,

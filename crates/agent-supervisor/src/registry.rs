@@ -685,8 +685,9 @@ impl AgentRegistry {
         &self,
         slot: &Slot,
         state: &mut crate::slot::SlotState,
-    ) -> Option<futures::future::BoxFuture<'static, Result<(), mabeam_supervision_core::AgentStoreError>>>
-    {
+    ) -> Option<
+        futures::future::BoxFuture<'static, Result<(), mabeam_supervision_core::AgentStoreError>>,
+    > {
         state.removed = true;
         state.kept = None;
         if let Some(mail) = state.mail.take() {

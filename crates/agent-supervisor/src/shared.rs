@@ -13,11 +13,11 @@ use std::{
 
 use dashmap::DashMap;
 use kameo::actor::ActorId;
-use parking_lot::RwLock;
 use mabeam_supervision_core::{
     AgentId, AgentStatus, ChildSpec, Clock, Deadlines, ExitNotice, ExitReason, Namespace,
     ProcessHandle, Registry, StartError, SupervisorError,
 };
+use parking_lot::RwLock;
 use tokio::{sync::Notify, time::Instant};
 
 use crate::{

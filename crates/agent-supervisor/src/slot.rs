@@ -13,8 +13,8 @@ use std::{
 };
 
 use kameo::actor::ActorId;
-use parking_lot::Mutex;
 use mabeam_supervision_core::{AgentId, AgentStatus, ExitReason, ProcessHandle};
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::{Agent, AgentConfig};

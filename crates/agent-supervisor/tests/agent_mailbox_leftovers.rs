@@ -8,8 +8,8 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError, AgentRef};
 use common::setup;
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError, AgentRef};
 use mabeam_supervision_core::{AgentStatus, RestartType, StartError, testkit::TelemetryProbe};
 use tokio::sync::{Semaphore, mpsc};
 

@@ -5,8 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use mabeam_agent_supervisor::{AgentError, CallOptions, DEFAULT_ASK_TIMEOUT};
 use common::{Cmd, Worker, setup, setup_with, worker};
+use mabeam_agent_supervisor::{AgentError, CallOptions, DEFAULT_ASK_TIMEOUT};
 use mabeam_supervision_core::{AgentStatus, Clock};
 
 #[tokio::test(start_paused = true)]
@@ -107,7 +107,10 @@ async fn refs_say_why_they_cannot_reach_an_agent() {
         type Message = ();
         type Reply = ();
         type Checkpoint = ();
-        async fn on_start(_: (), _: Option<()>) -> Result<Self, mabeam_supervision_core::StartError> {
+        async fn on_start(
+            _: (),
+            _: Option<()>,
+        ) -> Result<Self, mabeam_supervision_core::StartError> {
             Ok(Other)
         }
         async fn handle(&mut self, _: (), _: &mut mabeam_agent_supervisor::AgentContext<'_>) {}

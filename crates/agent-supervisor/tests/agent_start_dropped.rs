@@ -7,8 +7,8 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistryOptions};
 use common::{setup, setup_with};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistryOptions};
 use mabeam_supervision_core::{AgentStatus, StartError};
 use tokio::sync::{Semaphore, mpsc};
 

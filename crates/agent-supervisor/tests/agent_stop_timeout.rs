@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
 use common::setup;
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
 use mabeam_supervision_core::{AgentStatus, ExitReason, Shutdown, StartError};
 
 /// An agent whose `on_stop` never returns.

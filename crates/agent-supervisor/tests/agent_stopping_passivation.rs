@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use mabeam_agent_supervisor::{AgentError, CallOptions};
 use common::{Cmd, Worker, setup, worker};
+use mabeam_agent_supervisor::{AgentError, CallOptions};
 use mabeam_supervision_core::{AgentStatus, ExitReason, Shutdown};
 
 #[tokio::test(start_paused = true)]
@@ -86,7 +86,8 @@ async fn calls_during_a_graceful_stop_fail_at_once_with_stopping() {
 #[tokio::test(start_paused = true)]
 async fn tells_that_arrive_during_a_passivation_wake_the_agent_in_order() {
     let s = setup().await;
-    let mut probe = mabeam_supervision_core::testkit::TelemetryProbe::attach(&s.telemetry, &["agent"]);
+    let mut probe =
+        mabeam_supervision_core::testkit::TelemetryProbe::attach(&s.telemetry, &["agent"]);
     s.agents.register_agent("a", worker("k")).unwrap();
     let process = s.agents.start_agent("a").await.unwrap();
     let a = s.agents.agent_ref::<Worker>("a").unwrap();

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use mabeam_agent_supervisor::AgentSupervisor;
 use kameo::Actor;
+use mabeam_agent_supervisor::AgentSupervisor;
 use mabeam_supervision_core::{
     ChildSpec, ProcessHandle, RestartType, Telemetry,
     testkit::{TelemetryProbe, TestKit, crash},
@@ -34,7 +34,8 @@ async fn terminate_child_returns_once_the_agent_has_stopped() {
 #[tokio::test]
 async fn crashed_agents_are_not_restarted_and_never_trip_its_intensity() {
     let telemetry = Telemetry::new();
-    let mut probe = TelemetryProbe::attach(&telemetry, mabeam_supervision_core::events::CHILD_EXITED);
+    let mut probe =
+        TelemetryProbe::attach(&telemetry, mabeam_supervision_core::events::CHILD_EXITED);
     let sup = AgentSupervisor::start("agents", telemetry).await.unwrap();
     let (kit, _lifecycle) = TestKit::new();
     // Far more crashes than the default intensity (3 in 5 s) allows.

@@ -5,8 +5,8 @@
 
 mod common;
 
-use mabeam_agent_supervisor::AgentError;
 use common::{setup, worker};
+use mabeam_agent_supervisor::AgentError;
 use mabeam_supervision_core::{AgentStatus, ExitReason, RestartType};
 
 #[tokio::test]

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use common::{Cmd, Worker, setup, worker};
 
-use serde_json::json;
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentStatus, DirectoryError, Envelope, ExitReason,
 };
+use serde_json::json;
 
 fn envelope(protocol: &str, body: serde_json::Value) -> Envelope {
     Envelope::new(protocol, body, Duration::from_secs(2))

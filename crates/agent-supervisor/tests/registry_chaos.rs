@@ -14,8 +14,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mabeam_agent_supervisor::{AgentConfig, AgentError, CallOptions};
 use common::{Cmd, Worker, setup, worker};
+use mabeam_agent_supervisor::{AgentConfig, AgentError, CallOptions};
 use mabeam_supervision_core::AgentStatus;
 
 const AGENTS: usize = 10_000;

@@ -4,16 +4,16 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures::future::BoxFuture;
 use mabeam_agent_supervisor::{
     Activation, Agent, AgentConfig, AgentContext, AgentError, AgentRecipes, AgentRegistry,
     AgentRegistryOptions, CheckpointPolicy,
 };
-use futures::future::BoxFuture;
-use serde_json::{Value, json};
 use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentWrite,
     Checkpoint, LoadedAgent, MemoryAgentStore, StartError,
 };
+use serde_json::{Value, json};
 
 /// Fails the test if `future` takes longer than five seconds.
 async fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) -> T {

@@ -6,10 +6,12 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use mabeam_agent_supervisor::{AgentError, MAX_ID_BYTES};
 use common::{Cmd, Worker, setup, worker};
+use mabeam_agent_supervisor::{AgentError, MAX_ID_BYTES};
+use mabeam_supervision_core::{
+    AgentStatus, ErrorCode, ExitReason, RegistryEvent, error_code_range,
+};
 use serde_json::json;
-use mabeam_supervision_core::{AgentStatus, ErrorCode, ExitReason, RegistryEvent, error_code_range};
 
 /// The seed's "complete agent lifecycle" test: start by id, alive; stop by
 /// id, not alive at once when stop_agent returns.

@@ -12,8 +12,8 @@ use std::{
     time::Duration,
 };
 
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError};
 use common::{Cmd, Setup, Worker, setup};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError};
 use mabeam_supervision_core::{AgentStatus, Backoff, RestartType, StartError};
 use tokio::{
     sync::{Semaphore, broadcast::error::RecvError, mpsc},

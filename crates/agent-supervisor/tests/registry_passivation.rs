@@ -6,8 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::{Cmd, Worker, setup, setup_with, worker};
+use mabeam_supervision_core::{
+    AgentDirectory, AgentStatus, Clock, Envelope, testkit::TelemetryProbe,
+};
 use serde_json::json;
-use mabeam_supervision_core::{AgentDirectory, AgentStatus, Clock, Envelope, testkit::TelemetryProbe};
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_agent_is_passivated_and_woken_by_the_next_message() {

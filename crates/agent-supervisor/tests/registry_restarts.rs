@@ -6,14 +6,14 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use mabeam_agent_supervisor::{AgentConfig, AgentError};
 use common::{Cmd, Worker, setup, setup_with, worker};
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
+use mabeam_agent_supervisor::{AgentConfig, AgentError};
 use mabeam_supervision_core::{
     AgentStatus, AgentStatusChange, Backoff, Clock, Event, EventSeq, EventSink, EventSinkError,
     ExitReason, RestartType, testkit::TelemetryProbe,
 };
+use parking_lot::Mutex;
 
 /// Runs `cmd` on a fresh agent of `restart` policy and returns its status
 /// once its exit is decided, and its restart count.

@@ -12,10 +12,10 @@ use mabeam_coordination::{
     Coordinator, Election, ElectionConfig, ElectionMember, ElectionReporter, MemberMemory,
     MemberOptions, Proposal, Rule, VOTE_PROTOCOL,
 };
-use serde_json::{Value, json};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentSelection, Clock, Envelope, ExitReason, RestartType, StartError,
 };
+use serde_json::{Value, json};
 
 const MEMBERS: [&str; 5] = ["a", "b", "c", "d", "e"];
 

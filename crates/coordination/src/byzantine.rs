@@ -29,9 +29,9 @@
 
 use std::time::Duration;
 
+use mabeam_supervision_core::{AgentId, AgentSelection, Envelope, ask_all};
 use serde::Serialize;
 use serde_json::{Value, json};
-use mabeam_supervision_core::{AgentId, AgentSelection, Envelope, ask_all};
 
 use crate::{CoordinationError, Coordinator};
 
@@ -201,7 +201,10 @@ impl Coordinator {
         self.telemetry().emit(
             &["coordination", "byzantine", "round"],
             &[("participants", n as f64), ("faulty", faulty.len() as f64)],
-            &[("agreed", mabeam_supervision_core::MetaValue::Bool(outcome.is_ok()))],
+            &[(
+                "agreed",
+                mabeam_supervision_core::MetaValue::Bool(outcome.is_ok()),
+            )],
         );
         self.record("coordination.byzantine", "round", data).await;
         outcome

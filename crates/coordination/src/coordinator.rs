@@ -9,13 +9,13 @@ use std::{
     },
 };
 
-use parking_lot::Mutex;
-use serde::Serialize;
-use serde_json::{Value, json};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentSelection, Clock, Envelope, Event, EventSink, MetaValue,
     Namespace, Registry, Telemetry, ask_all, events::COORDINATION_DROPPED,
 };
+use parking_lot::Mutex;
+use serde::Serialize;
+use serde_json::{Value, json};
 use tokio::{sync::watch, task::JoinHandle};
 
 use crate::{

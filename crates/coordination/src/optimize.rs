@@ -19,10 +19,10 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::future::join_all;
+use mabeam_supervision_core::{AgentId, AgentSelection, Envelope};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
-use mabeam_supervision_core::{AgentId, AgentSelection, Envelope};
 
 use crate::{CoordinationError, Coordinator, VariableSpace};
 

@@ -7,8 +7,8 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use parking_lot::Mutex;
 use mabeam_supervision_core::{AgentDirectory, AgentId, AgentStatus, Clock};
+use parking_lot::Mutex;
 use tokio::{
     sync::{Notify, watch},
     task::JoinHandle,

@@ -24,11 +24,11 @@
 
 use std::{collections::VecDeque, fmt, sync::Arc, time::Duration};
 
+use mabeam_supervision_core::{AgentId, AgentSelection, Envelope, ask_all};
 use parking_lot::RwLock;
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
-use mabeam_supervision_core::{AgentId, AgentSelection, Envelope, ask_all};
 use tokio::sync::Mutex as AsyncMutex;
 
 use crate::{CoordinationError, Coordinator, Proposal, Rule};

@@ -27,9 +27,9 @@
 
 use std::{collections::HashMap, time::Duration};
 
+use mabeam_supervision_core::{AgentId, AgentSelection};
 use serde::Serialize;
 use serde_json::Value;
-use mabeam_supervision_core::{AgentId, AgentSelection};
 
 use crate::CoordinationError;
 

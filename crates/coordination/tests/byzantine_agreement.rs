@@ -5,11 +5,11 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use mabeam_coordination::{ByzantineRound, CoordinationError, Coordinator};
-use serde_json::json;
 use mabeam_supervision_core::{
     AgentSelection, Clock, ErrorCode,
     testkit::{Answer, ScriptedDirectory},
 };
+use serde_json::json;
 
 fn round(f: usize) -> ByzantineRound {
     ByzantineRound {

@@ -4,11 +4,11 @@
 use std::{sync::Arc, time::Duration};
 
 use mabeam_coordination::{ByzantineRound, Coordinator, byzantine::byzantine_quorum};
-use serde_json::json;
 use mabeam_supervision_core::{
     AgentSelection, Clock, ErrorCode,
     testkit::{Answer, ScriptedDirectory},
 };
+use serde_json::json;
 
 fn round(f: usize) -> ByzantineRound {
     ByzantineRound {

@@ -12,11 +12,11 @@ use mabeam_coordination::{
     ElectionMember, HEARTBEAT_PROTOCOL, Leadership, LeaseLock, MemberMemory, MemberOptions, Method,
     OptimizeSpec, Outcome, Param, Proposal, Rule, ValueType, VariableSpace, VariableSpec, tally,
 };
-use serde_json::json;
 use mabeam_supervision_core::{
     AgentId, AgentSelection, Clock, Envelope, ExitReason,
     testkit::{Answer, ScriptedDirectory},
 };
+use serde_json::json;
 
 fn coordinator(agents: &ScriptedDirectory) -> Arc<Coordinator> {
     Arc::new(Coordinator::new(Arc::new(agents.clone()), Clock::tokio()))

@@ -6,12 +6,14 @@ mod common;
 use std::{sync::Arc, time::Duration};
 
 use common::bounded;
-use mabeam_coordination::{Coordinator, Election, ElectionConfig, Leadership, Proposal, Retention, Rule};
-use serde_json::json;
+use mabeam_coordination::{
+    Coordinator, Election, ElectionConfig, Leadership, Proposal, Retention, Rule,
+};
 use mabeam_supervision_core::{
     AgentId, AgentSelection, Clock, ErrorCode, Telemetry, events,
     testkit::{Answer, ScriptedDirectory, TelemetryProbe},
 };
+use serde_json::json;
 
 const LIMIT: Duration = Duration::from_secs(600);
 

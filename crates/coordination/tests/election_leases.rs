@@ -10,12 +10,12 @@ use common::bounded;
 use mabeam_coordination::{
     Coordinator, Election, ElectionConfig, ElectionMember, MemberMemory, MemberOptions, Persist,
 };
-use parking_lot::Mutex;
-use proptest::prelude::*;
 use mabeam_supervision_core::{
     AgentId, Clock, ErrorCode, ExitReason,
     testkit::{Answer, ScriptedDirectory},
 };
+use parking_lot::Mutex;
+use proptest::prelude::*;
 
 const LIMIT: Duration = Duration::from_secs(600);
 

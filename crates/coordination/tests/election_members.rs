@@ -14,21 +14,21 @@ use std::{
     time::Duration,
 };
 
+use common::bounded;
+use futures::future::BoxFuture;
 use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
-use common::bounded;
 use mabeam_coordination::{
     Coordinator, Election, ElectionConfig, ElectionMember, ElectionReporter, Leadership,
     MemberHandle, MemberMemory, MemberOptions,
 };
-use futures::future::BoxFuture;
-use parking_lot::Mutex;
-use serde_json::Value;
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, Clock, DirectoryError, Envelope,
     ErrorCode, ExitReason, ProcessHandle, RestartType, StartError,
 };
+use parking_lot::Mutex;
+use serde_json::Value;
 
 const LIMIT: Duration = Duration::from_secs(600);
 const OK: u8 = 0;

@@ -7,11 +7,11 @@ use std::{sync::Arc, time::Duration};
 use mabeam_coordination::{
     Coordinator, Method, OptimizeSpec, Param, ValueType, VariableSpace, VariableSpec,
 };
-use serde_json::{Value, json};
 use mabeam_supervision_core::{
     AgentSelection, Clock, ErrorCode, ExitReason,
     testkit::{Answer, ScriptedDirectory},
 };
+use serde_json::{Value, json};
 
 /// Score: -(x - 3)^2 - (y - 7)^2 (best at x = 3, y = 7), plus the budget
 /// as a bonus so deeper rungs score truer.

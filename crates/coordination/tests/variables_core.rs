@@ -5,12 +5,14 @@ mod common;
 
 use std::{sync::Arc, time::Duration};
 
-use mabeam_coordination::{ConflictPolicy, Coordinator, Rule, ValueType, VariableSpace, VariableSpec};
-use serde_json::{Value, json};
+use mabeam_coordination::{
+    ConflictPolicy, Coordinator, Rule, ValueType, VariableSpace, VariableSpec,
+};
 use mabeam_supervision_core::{
     AgentId, Clock, ErrorCode,
     testkit::{Answer, ScriptedDirectory},
 };
+use serde_json::{Value, json};
 
 fn space(agents: &ScriptedDirectory) -> VariableSpace {
     VariableSpace::new(Arc::new(Coordinator::new(

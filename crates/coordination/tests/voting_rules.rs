@@ -5,15 +5,15 @@ mod common;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use mabeam_coordination::{Ballot, Coordinator, Outcome, Proposal, Rule, SessionStatus, tally};
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
-use serde_json::json;
+use mabeam_coordination::{Ballot, Coordinator, Outcome, Proposal, Rule, SessionStatus, tally};
 use mabeam_supervision_core::{
     AgentId, AgentSelection, Clock, ErrorCode, Event, EventSeq, EventSink, EventSinkError,
     ExitReason,
     testkit::{Answer, ScriptedDirectory},
 };
+use parking_lot::Mutex;
+use serde_json::json;
 
 fn ids(n: usize) -> Vec<AgentId> {
     (0..n).map(|i| AgentId::from(format!("a{i}"))).collect()

@@ -12,8 +12,10 @@ use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, E
 use mabeam_economics::{
     Auctioneer, BID_PROTOCOL, Ledger, Marketplace, PriceRule, Reputation, Request, SealedSpec,
 };
+use mabeam_supervision_core::{
+    AgentDirectory, AgentId, AgentSelection, Clock, Envelope, StartError,
+};
 use serde_json::{Value, json};
-use mabeam_supervision_core::{AgentDirectory, AgentId, AgentSelection, Clock, Envelope, StartError};
 
 /// A bidder: bids its valuation for anything on sale.
 struct Bidder {

@@ -25,8 +25,8 @@ mod sealed;
 
 use std::fmt;
 
-use serde::Serialize;
 use mabeam_supervision_core::AgentId;
+use serde::Serialize;
 use tokio::time::Instant;
 
 pub use auctioneer::{

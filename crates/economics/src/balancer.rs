@@ -24,9 +24,9 @@ use std::{
     },
 };
 
+use mabeam_supervision_core::{AgentDirectory, AgentId, AgentLoad, AgentStatus, Envelope};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
-use mabeam_supervision_core::{AgentDirectory, AgentId, AgentLoad, AgentStatus, Envelope};
 
 use crate::BalancerError;
 

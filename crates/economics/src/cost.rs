@@ -12,8 +12,8 @@
 
 use std::collections::HashMap;
 
-use serde::Serialize;
 use mabeam_supervision_core::AgentId;
+use serde::Serialize;
 
 use crate::AssignmentError;
 

@@ -7,10 +7,10 @@ mod reputation;
 
 use std::{collections::HashMap, sync::Arc};
 
+use mabeam_supervision_core::{AgentId, Event, EventSink, MetaValue, Telemetry};
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde_json::json;
-use mabeam_supervision_core::{AgentId, Event, EventSink, MetaValue, Telemetry};
 
 pub use ledger::{Balance, HoldId, Ledger, Totals};
 pub use reputation::{PRIOR_SCORE, Reputation};

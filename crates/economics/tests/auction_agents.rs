@@ -3,17 +3,17 @@
 
 use std::{sync::Arc, time::Duration};
 
+use futures::future::BoxFuture;
 use mabeam_economics::{
     Auctioneer, CombinatorialSpec, DutchSpec, EnglishSpec, PriceRule, SealedSpec, Verdict,
 };
-use futures::future::BoxFuture;
-use parking_lot::Mutex;
-use serde_json::{Value, json};
 use mabeam_supervision_core::{
     AgentSelection, Clock, Event, EventSeq, EventSink, EventSinkError, ExitReason, Namespace,
     ProcessHandle, Telemetry,
     testkit::{Answer, ScriptedDirectory},
 };
+use parking_lot::Mutex;
+use serde_json::{Value, json};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
@@ -356,7 +356,9 @@ struct Member;
 // Invitation by registry group: the group's members, by their names.
 #[tokio::test(start_paused = true)]
 async fn invite_a_registry_group() {
-    let registry = Arc::new(mabeam_process_registry::ProcessRegistry::new(Telemetry::disabled()));
+    let registry = Arc::new(mabeam_process_registry::ProcessRegistry::new(
+        Telemetry::disabled(),
+    ));
     let ns = Namespace::unique_test();
     let agents = ScriptedDirectory::new();
     let mut handles = Vec::new();

@@ -12,12 +12,12 @@ use mabeam_economics::{
     Auctioneer, CombinatorialAuction, CombinatorialSpec, DutchAuction, solve, solve_exact_within,
     solve_greedy,
 };
-use parking_lot::Mutex;
-use serde_json::json;
 use mabeam_supervision_core::{
     AgentSelection, Clock, MetaValue, Telemetry,
     testkit::{Answer, ScriptedDirectory},
 };
+use parking_lot::Mutex;
+use serde_json::json;
 use tokio::time::Instant;
 
 /// One bid on all four items (10, the best greedy score: 10 / sqrt 4 = 5)

@@ -4,14 +4,14 @@
 
 use std::{sync::Arc, time::Duration};
 
-use mabeam_economics::{Auctioneer, PriceRule, SealedSpec};
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use mabeam_economics::{Auctioneer, PriceRule, SealedSpec};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentSelection, AgentStatus, AgentStatusChanges, Clock,
     DirectoryError, Envelope, ProcessHandle, Telemetry,
     testkit::{Answer, ScriptedDirectory, TelemetryProbe},
 };
+use serde_json::{Value, json};
 
 fn sealed_spec() -> SealedSpec {
     SealedSpec {
@@ -199,7 +199,12 @@ async fn a_dutch_acceptance_after_the_winner_is_listed_as_refused() {
     let bids: Vec<(&str, bool)> = outcome
         .bids
         .iter()
-        .map(|b| (b.bidder.as_str(), b.verdict == mabeam_economics::Verdict::Accepted))
+        .map(|b| {
+            (
+                b.bidder.as_str(),
+                b.verdict == mabeam_economics::Verdict::Accepted,
+            )
+        })
         .collect();
     assert_eq!(bids, [("first", true), ("second", false)]);
 }

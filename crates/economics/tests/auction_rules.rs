@@ -6,8 +6,8 @@ use mabeam_economics::{
     AuctionError, CombinatorialAuction, DutchAuction, EnglishAuction, PriceRule, SealedBidAuction,
     Verdict, solve_exact, solve_greedy,
 };
-use proptest::prelude::*;
 use mabeam_supervision_core::ErrorCode;
+use proptest::prelude::*;
 use tokio::time::Instant;
 
 fn ms(n: u64) -> Duration {

@@ -5,12 +5,12 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
-use parking_lot::Mutex;
-use serde_json::json;
 use mabeam_supervision_core::{
     AgentId, AgentLoad, LoadReport,
     testkit::{Answer, ScriptedDirectory},
 };
+use parking_lot::Mutex;
+use serde_json::json;
 
 fn balancer(ids: &[&str]) -> LoadBalancer {
     let agents = ScriptedDirectory::new();

@@ -11,14 +11,14 @@ use std::{
     thread,
 };
 
-use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChanges, DirectoryError, Envelope,
     ProcessHandle,
     testkit::{Answer, ScriptedDirectory},
 };
+use serde_json::{Value, json};
 
 /// A directory whose status reads take a while (the thread yields a few
 /// times first), as a real directory's may under load: it widens the

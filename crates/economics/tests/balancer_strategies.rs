@@ -3,13 +3,13 @@
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
-use parking_lot::Mutex;
-use proptest::prelude::*;
-use serde_json::json;
 use mabeam_supervision_core::{
     AgentId, AgentLoad, AgentStatus, Envelope, ErrorCode, LoadReport,
     testkit::{Answer, ScriptedDirectory},
 };
+use parking_lot::Mutex;
+use proptest::prelude::*;
+use serde_json::json;
 
 fn agents(ids: &[&str]) -> ScriptedDirectory {
     let agents = ScriptedDirectory::new();

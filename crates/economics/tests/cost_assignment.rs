@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use mabeam_economics::{CostModel, Task, Worker, assign, hungarian};
-use proptest::prelude::*;
 use mabeam_supervision_core::ErrorCode;
+use proptest::prelude::*;
 
 /// The least total over every injective assignment of rows to columns.
 fn brute_force(costs: &[Vec<Option<f64>>]) -> Option<f64> {

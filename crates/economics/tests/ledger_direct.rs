@@ -6,8 +6,8 @@
 use std::collections::BTreeMap;
 
 use mabeam_economics::{Balance, HoldId, Ledger, MarketError, Totals};
-use proptest::prelude::*;
 use mabeam_supervision_core::{AgentId, ErrorCode};
+use proptest::prelude::*;
 
 const AGENTS: [&str; 3] = ["a", "b", "c"];
 

@@ -3,8 +3,8 @@
 use std::{sync::Arc, time::Duration};
 
 use mabeam_economics::{Ledger, MarketError, Marketplace, Reputation, Request, TransactionState};
-use proptest::prelude::*;
 use mabeam_supervision_core::{AgentId, Clock, ErrorCode};
+use proptest::prelude::*;
 
 fn market() -> (Arc<Ledger>, Arc<Reputation>, Marketplace) {
     let ledger = Arc::new(Ledger::new());

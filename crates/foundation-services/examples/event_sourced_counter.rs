@@ -11,8 +11,8 @@ use mabeam_foundation_services::{
     ConfigSchema, ConfigServerConfig, ConfigServerService, EventStore, EventStoreConfig,
     EventStoreService, ExpectedVersion, ValueRule,
 };
-use serde_json::json;
 use mabeam_supervision_core::{ApplicationSpec, Event, EventQuery};
+use serde_json::json;
 
 const STREAM: &str = "counter-1";
 

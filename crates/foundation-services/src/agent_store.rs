@@ -43,13 +43,13 @@ use std::{
 };
 
 use futures::future::{BoxFuture, FutureExt};
+use mabeam_supervision_core::{
+    AgentId, AgentRecord, AgentStore, AgentStoreError, AgentWrite, LoadedAgent,
+};
 use parking_lot::Mutex;
 pub use pg::PostgresAgentStore;
 use rusqlite::{OptionalExtension, params};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
-use mabeam_supervision_core::{
-    AgentId, AgentRecord, AgentStore, AgentStoreError, AgentWrite, LoadedAgent,
-};
 use tokio::sync::oneshot;
 
 use self::{

@@ -118,8 +118,8 @@ use std::{
 };
 
 pub use error::ConnectionError;
-use parking_lot::{Mutex, RwLock};
 use mabeam_supervision_core::{AgentDirectory, Backoff, Clock, MetaValue, ServiceDef, Telemetry};
+use parking_lot::{Mutex, RwLock};
 use tokio::{
     net::TcpListener,
     sync::{Notify, Semaphore, broadcast, mpsc},

@@ -79,11 +79,11 @@ use futures::{
     FutureExt,
     future::{BoxFuture, join_all},
 };
-use parking_lot::Mutex;
-pub use report::{HealthState, ServiceDetail, SystemHealth};
 use mabeam_supervision_core::{
     Application, Clock, Health, MetaValue, ServiceDef, ServiceStatus, Telemetry, WeakApplication,
 };
+use parking_lot::Mutex;
+pub use report::{HealthState, ServiceDetail, SystemHealth};
 use tokio::time::Instant;
 
 use crate::rounds::{self, Rounds};

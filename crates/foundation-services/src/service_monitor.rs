@@ -80,11 +80,11 @@ pub use decision::{Decision, RestartRecord, SkipReason, WatchedService};
 pub use error::ServiceMonitorError;
 use futures::future::join_all;
 use kameo::actor::ActorId;
-use parking_lot::Mutex;
 use mabeam_supervision_core::{
     Application, ApplicationStatus, Backoff, Clock, Health, MetaValue, ServiceDef, ServiceStatus,
     StatusReport, Telemetry, WeakApplication,
 };
+use parking_lot::Mutex;
 use tokio::time::Instant;
 
 use crate::rounds::{self, Rounds};

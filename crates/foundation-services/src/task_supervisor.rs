@@ -88,9 +88,9 @@ use std::{
 
 pub use error::TaskError;
 pub use handle::TaskHandle;
+use mabeam_supervision_core::{Clock, MetaValue, ServiceDef, Telemetry};
 use parking_lot::Mutex;
 use slot::{Outcome, Slot};
-use mabeam_supervision_core::{Clock, MetaValue, ServiceDef, Telemetry};
 use tokio::{
     sync::{Notify, oneshot},
     task::AbortHandle,

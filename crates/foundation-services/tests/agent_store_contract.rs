@@ -19,14 +19,14 @@ use std::{
     time::Duration,
 };
 
-use mabeam_foundation_services::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
 use futures::future::{BoxFuture, FutureExt};
-use proptest::prelude::*;
-use serde_json::json;
+use mabeam_foundation_services::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
 use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentUpdate,
     AgentWrite, Checkpoint, ErrorCode, LoadedAgent, MemoryAgentStore,
 };
+use proptest::prelude::*;
+use serde_json::json;
 
 mod support;
 

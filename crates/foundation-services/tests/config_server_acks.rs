@@ -10,8 +10,8 @@ use mabeam_foundation_services::{
     ConfigError, ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService,
     UpdateOutcome, ValueRule,
 };
-use serde_json::json;
 use mabeam_supervision_core::ApplicationSpec;
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(10);
 

@@ -10,10 +10,10 @@ use mabeam_foundation_services::{
     ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService,
     UpdateOutcome, ValueRule,
 };
-use serde_json::json;
 use mabeam_supervision_core::{
     ApplicationSpec, ErrorCode, Health, Telemetry, events, testkit::TelemetryProbe,
 };
+use serde_json::json;
 
 /// Awaits `future`, failing the test if it takes more than 10 s (a wait
 /// that could last for ever fails instead of hanging the run).

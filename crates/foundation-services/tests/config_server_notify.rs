@@ -8,15 +8,17 @@ use std::sync::{
     atomic::{AtomicBool, Ordering},
 };
 
+use futures::future::BoxFuture;
 use mabeam_foundation_services::{
     ConfigChange, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig, EventStore,
     EventStoreConfig, ValueRule,
     config_server::{CONFIG_CHANGED, CONFIG_EVENT_STREAM, ConfigProcess},
 };
-use futures::future::BoxFuture;
+use mabeam_supervision_core::{
+    Event, EventQuery, EventSeq, EventSink, EventSinkError, ProcessHandle,
+};
 use parking_lot::Mutex;
 use serde_json::json;
-use mabeam_supervision_core::{Event, EventQuery, EventSeq, EventSink, EventSinkError, ProcessHandle};
 
 /// Awaits `future`, failing the test if it takes more than 10 s (a wait
 /// that could last for ever fails instead of hanging the run).

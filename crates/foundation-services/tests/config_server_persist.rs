@@ -12,8 +12,8 @@ use mabeam_foundation_services::{
     ConfigError, ConfigSchema, ConfigServer, ConfigServerConfig, ValueRule,
     config_server::{CONFIG_FILE, ConfigProcess},
 };
-use serde_json::json;
 use mabeam_supervision_core::{ErrorCode, ProcessHandle};
+use serde_json::json;
 
 fn config(dir: &std::path::Path) -> ConfigServerConfig {
     ConfigServerConfig::new(dir)

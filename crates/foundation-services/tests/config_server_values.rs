@@ -5,8 +5,8 @@ use mabeam_foundation_services::{
     ConfigError, ConfigSchema, ConfigServer, ConfigServerConfig, UpdateOutcome, ValueRule,
     config_server::ConfigProcess,
 };
-use serde_json::{Value, json};
 use mabeam_supervision_core::{ErrorCode, ProcessHandle};
+use serde_json::{Value, json};
 
 fn schema() -> ConfigSchema {
     ConfigSchema::new()

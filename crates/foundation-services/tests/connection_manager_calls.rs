@@ -8,13 +8,13 @@ use std::{
     time::Duration,
 };
 
-use mabeam_foundation_services::ConnectionManager;
 use futures::future::BoxFuture;
-use serde_json::{Value, json};
+use mabeam_foundation_services::ConnectionManager;
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChanges, DirectoryError, Envelope,
     ErrorCode, ProcessHandle, cluster::RemoteDelivery,
 };
+use serde_json::{Value, json};
 
 const COOKIE: &str = "monster";
 const WAIT: Duration = Duration::from_secs(10);

@@ -17,8 +17,8 @@ use std::{
 };
 
 use mabeam_foundation_services::{EventStore, EventStoreConfig};
-use serde_json::json;
 use mabeam_supervision_core::Event;
+use serde_json::json;
 
 const CHILD_ENV: &str = "CRASH_CHILD_DIR";
 /// Batches acknowledged before the parent kills the child.

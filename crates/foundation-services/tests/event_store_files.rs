@@ -7,8 +7,8 @@ use mabeam_foundation_services::{
     EventStore, EventStoreConfig, EventStoreError, Retention,
     event_store::{APPLICATION_ID, DATABASE_FILE, SCHEMA_VERSION},
 };
-use serde_json::json;
 use mabeam_supervision_core::{ErrorCode, Event};
+use serde_json::json;
 
 fn config(dir: &Path) -> EventStoreConfig {
     EventStoreConfig::new(dir)

@@ -13,9 +13,9 @@
 use std::{future::Future, pin::Pin, task::Poll, time::Duration};
 
 use mabeam_foundation_services::{EventStore, EventStoreConfig, EventStoreError};
+use mabeam_supervision_core::Event;
 use rusqlite::Connection;
 use serde_json::json;
-use mabeam_supervision_core::Event;
 
 /// Every wait in these tests: far above any commit, even on a loaded
 /// machine.

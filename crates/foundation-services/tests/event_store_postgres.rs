@@ -27,8 +27,8 @@ use mabeam_foundation_services::{
     Durability, EventStore, EventStoreConfig, EventStoreError, ExpectedVersion, PostgresAgentStore,
     PostgresConfig,
 };
-use serde_json::json;
 use mabeam_supervision_core::{AgentStoreError, ErrorCode, Event};
+use serde_json::json;
 use support::{fresh_schema, instance::Instance, pg_config, pg_config_at};
 
 /// Fails the test if `future` takes longer than `secs`.

@@ -5,11 +5,11 @@
 use std::{sync::Arc, time::Duration};
 
 use mabeam_foundation_services::{EventStore, EventStoreConfig, EventStoreService};
-use serde_json::json;
 use mabeam_supervision_core::{
     ApplicationError, ApplicationSpec, Event, EventReader, EventSink, EventSinkError, Health,
     Telemetry, events, testkit::TelemetryProbe,
 };
+use serde_json::json;
 
 /// Awaits `future`, failing the test if it takes more than 10 s (a wait
 /// that could last for ever fails instead of hanging the run).

@@ -3,8 +3,8 @@
 //! to resume; a subscription ends when the store stops.
 
 use mabeam_foundation_services::{EventStore, EventStoreConfig};
-use serde_json::json;
 use mabeam_supervision_core::{ErrorCode, Event, EventReadError};
+use serde_json::json;
 
 /// Awaits `future`, failing the test if it takes more than 10 s (a wait
 /// that could last for ever fails instead of hanging the run).

@@ -21,12 +21,12 @@ use mabeam_foundation_services::{
     ConnectionManager, EventStore, EventStoreConfig, NodeEvent, ValueRule,
     event_store::DATABASE_FILE,
 };
+use mabeam_supervision_core::{ApplicationSpec, ErrorCode, Event, EventQuery};
 use proptest::{
     prelude::*,
     test_runner::{Config, TestCaseError, TestRunner},
 };
 use serde_json::{Map, Value, json};
-use mabeam_supervision_core::{ApplicationSpec, ErrorCode, Event, EventQuery};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::{TcpListener, TcpStream},

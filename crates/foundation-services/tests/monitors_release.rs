@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use mabeam_foundation_services::{Decision, HealthMonitor, HealthState, ServiceMonitor, SkipReason};
+use mabeam_foundation_services::{
+    Decision, HealthMonitor, HealthState, ServiceMonitor, SkipReason,
+};
 use mabeam_supervision_core::{ApplicationSpec, Clock, ExitReason, ServiceDef, testkit::TestKit};
 
 /// Bounds the wait for an exit that, before the fix, never came.

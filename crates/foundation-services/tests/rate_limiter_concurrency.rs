@@ -12,8 +12,8 @@ use std::{
 };
 
 use mabeam_foundation_services::{RateLimiter, Rule};
-use proptest::prelude::*;
 use mabeam_supervision_core::{Clock, TimeSource};
+use proptest::prelude::*;
 use tokio::time::Instant;
 
 /// Time that moves only when the test says: a base instant plus an offset.

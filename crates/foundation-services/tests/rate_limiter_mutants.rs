@@ -9,9 +9,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use mabeam_foundation_services::{RateLimitError, RateLimiter, Rule};
 use futures::future::BoxFuture;
-use mabeam_supervision_core::{ApplicationSpec, Clock, Telemetry, TimeSource, testkit::TelemetryProbe};
+use mabeam_foundation_services::{RateLimitError, RateLimiter, Rule};
+use mabeam_supervision_core::{
+    ApplicationSpec, Clock, Telemetry, TimeSource, testkit::TelemetryProbe,
+};
 use tokio::{sync::watch, time::Instant};
 
 // Each operation's rule reads back as given; an operation without one has

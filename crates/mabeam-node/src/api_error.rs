@@ -8,8 +8,8 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 use mabeam_supervision_core::ErrorCode;
+use serde_json::json;
 use thiserror::Error;
 
 /// Why a request to the API failed. Nothing changed when a request is

@@ -24,15 +24,15 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
-use mabeam_foundation_services::{ConnectionManager, cluster::ClusterMembership};
 use futures::future::BoxFuture;
-use serde_json::json;
+use mabeam_foundation_services::{ConnectionManager, cluster::ClusterMembership};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, DirectoryError, Envelope, ErrorCode,
     GaugeReading, GaugeSource, ProcessHandle, Telemetry,
     cluster::{Member, MemberState, Membership, RemoteDelivery, rendezvous_owner},
     events,
 };
+use serde_json::json;
 
 use crate::{
     ApiError, NodeConfig, NodeError,

@@ -43,7 +43,6 @@ use std::{
     time::Duration,
 };
 
-use mabeam_agent_supervisor::AgentError;
 use axum::{
     Json, Router,
     body::Bytes,
@@ -53,17 +52,18 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{delete, get, post},
 };
+use mabeam::{MabeamError, System};
+use mabeam_agent_supervisor::AgentError;
 use mabeam_coordination::{Proposal, Rule as VoteRule};
 use mabeam_economics::{PriceRule, SealedSpec};
 use mabeam_foundation_services::EventStoreError;
-use mabeam::{MabeamError, System};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
-use serde_json::{Value, json};
 use mabeam_supervision_core::{
     AgentDirectory, AgentSelection, AgentStatus, DirectoryError, Envelope, Event,
     cluster::Membership,
 };
 use mabeam_telemetry::PrometheusExporter;
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+use serde_json::{Value, json};
 
 use crate::{
     ApiError,
@@ -548,7 +548,9 @@ pub(crate) async fn start_here(state: &ApiState, request: StartAgent) -> Result<
 }
 
 /// The event store, or 503 when the system has none (a subset).
-pub(crate) fn event_store(state: &ApiState) -> Result<&mabeam_foundation_services::EventStore, ApiError> {
+pub(crate) fn event_store(
+    state: &ApiState,
+) -> Result<&mabeam_foundation_services::EventStore, ApiError> {
     state
         .system
         .event_store()

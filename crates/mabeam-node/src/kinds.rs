@@ -27,9 +27,9 @@ use std::{collections::BTreeMap, fmt, sync::Arc};
 use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRecipes, CheckpointPolicy, EnvelopeError,
 };
+use mabeam_supervision_core::{Envelope, StartError};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use mabeam_supervision_core::{Envelope, StartError};
 
 /// Makes an agent configuration from a request's `args`.
 type Make = fn(&Value) -> Result<AgentConfig, String>;

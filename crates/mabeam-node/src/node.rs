@@ -7,8 +7,8 @@ use std::{
     time::Duration,
 };
 
-use mabeam_foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
 use mabeam::{FoundationApp, MabeamApp, System, SystemBuilder};
+use mabeam_foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
 use mabeam_supervision_core::{MetaValue, Telemetry, events};
 use mabeam_telemetry::{PrometheusExporter, TelemetryConfig};
 use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle};
@@ -174,9 +174,12 @@ impl Node {
                 mabeam_foundation_services::Rule::per_second(API_RATE).with_burst(API_BURST),
             )
             .cluster(
-                mabeam_foundation_services::ConnectionManager::builder(&config.cluster_node, &cookie)
-                    .listen(listen)
-                    .seeds(config.cluster_seeds.iter().copied()),
+                mabeam_foundation_services::ConnectionManager::builder(
+                    &config.cluster_node,
+                    &cookie,
+                )
+                .listen(listen)
+                .seeds(config.cluster_seeds.iter().copied()),
             )
             .telemetry_config(TelemetryConfig {
                 retention: Duration::from_secs(config.retention_secs),

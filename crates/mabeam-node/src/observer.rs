@@ -50,9 +50,9 @@ use axum::{
     routing::{get, post},
 };
 use mabeam::{FoundationApp, MabeamApp, System};
+use mabeam_supervision_core::{MetaValue, events};
 use parking_lot::Mutex;
 use serde_json::Value;
-use mabeam_supervision_core::{MetaValue, events};
 use tokio::{runtime::Handle, sync::watch, task::JoinHandle};
 
 use crate::http::ApiState;

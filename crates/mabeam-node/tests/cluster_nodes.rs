@@ -23,8 +23,8 @@ use std::{
 };
 
 use mabeam_node::client::{request, send};
-use serde_json::Value;
 use mabeam_supervision_core::{AgentId, cluster::rendezvous_owner};
+use serde_json::Value;
 use support::{Running, WAIT, run_to_exit, start, token};
 
 /// `mabeam run` for `node` on a cluster address the node picks (port 0:

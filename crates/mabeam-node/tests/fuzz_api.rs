@@ -29,13 +29,13 @@ use mabeam_node::{
     kinds::AgentKinds,
     observer::{NodeInfo, Observer},
 };
+use mabeam_supervision_core::ErrorCode;
+use mabeam_telemetry::PrometheusExporter;
 use proptest::{
     prelude::*,
     test_runner::{Config, TestCaseError, TestRunner},
 };
 use serde_json::{Map, Value, json};
-use mabeam_supervision_core::ErrorCode;
-use mabeam_telemetry::PrometheusExporter;
 use tower::ServiceExt;
 
 const TOKEN: &str = "fuzz-token";

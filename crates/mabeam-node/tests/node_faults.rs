@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use mabeam_node::{Node, NodeConfig, client::send};
-use serde_json::Value;
 use mabeam_supervision_core::AgentStatus;
+use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(30);
 

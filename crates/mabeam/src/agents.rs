@@ -22,17 +22,17 @@
 
 use std::{fmt, sync::Arc, time::Duration};
 
-use mabeam_agent_supervisor::{AgentRegistry, AgentRegistryOptions};
 use futures::future::BoxFuture;
 use kameo::{
     actor::{Actor, ActorRef, WeakActorRef},
     error::ActorStopReason,
 };
-use parking_lot::RwLock;
+use mabeam_agent_supervisor::{AgentRegistry, AgentRegistryOptions};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, ChildSpec, DirectoryError, Envelope,
     HealthCheck, ProcessHandle, Shutdown, StartError,
 };
+use parking_lot::RwLock;
 
 /// How long the registry's process may take to stop every agent (a
 /// million take seconds) before its supervisor kills it (the agent

@@ -8,12 +8,15 @@ use std::path::PathBuf;
 use std::time::Duration;
 use std::{collections::HashSet, fmt, sync::Arc};
 
+use futures::future::BoxFuture;
 #[cfg(feature = "agents")]
 use mabeam_agent_supervisor::{AgentRecipes, AgentRegistryOptions};
 #[cfg(feature = "coordination")]
 use mabeam_coordination::{Coordinator, VariableSpace};
 #[cfg(feature = "economics")]
-use mabeam_economics::{Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, Reputation};
+use mabeam_economics::{
+    Auctioneer, BalanceStrategy, Ledger, LoadBalancer, Marketplace, Reputation,
+};
 #[cfg(feature = "foundation")]
 use mabeam_foundation_services::{
     ConfigSchema, ConfigServer, ConfigServerConfig, ConfigServerService, ConnectionManager,
@@ -22,9 +25,7 @@ use mabeam_foundation_services::{
 };
 #[cfg(all(feature = "foundation", feature = "agents"))]
 use mabeam_foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
-use futures::future::BoxFuture;
 use mabeam_process_registry::{ProcessRegistry, ServiceRegistry};
-use serde::Serialize;
 #[cfg(feature = "agents")]
 use mabeam_supervision_core::{AgentStore, MemoryAgentStore};
 use mabeam_supervision_core::{
@@ -32,6 +33,7 @@ use mabeam_supervision_core::{
     MetaValue, Namespace, Service, Telemetry, events,
 };
 use mabeam_telemetry::{PerformanceConfig, PerformanceMonitor, TelemetryConfig, TelemetryService};
+use serde::Serialize;
 
 #[cfg(feature = "agents")]
 use crate::Agents;
@@ -185,7 +187,10 @@ impl SystemBuilder {
     /// Keeps the event store on PostgreSQL instead of SQLite in the data
     /// directory (the default): for nodes that share one store.
     #[cfg(feature = "foundation")]
-    pub fn event_store_postgres(mut self, postgres: mabeam_foundation_services::PostgresConfig) -> Self {
+    pub fn event_store_postgres(
+        mut self,
+        postgres: mabeam_foundation_services::PostgresConfig,
+    ) -> Self {
         self.event_store_postgres = Some(postgres);
         self
     }
@@ -462,7 +467,8 @@ impl SystemBuilder {
         let clock = self.clock.clone();
         let namespace = self.namespace;
         let registry = ProcessRegistry::new(telemetry.clone());
-        let registry_contract: Arc<dyn mabeam_supervision_core::Registry> = Arc::new(registry.clone());
+        let registry_contract: Arc<dyn mabeam_supervision_core::Registry> =
+            Arc::new(registry.clone());
         let services =
             ServiceRegistry::new(registry_contract.clone(), namespace, telemetry.clone());
         let telemetry_service = TelemetryService::with_config(

@@ -5,12 +5,12 @@
 use std::{collections::HashMap, sync::Arc};
 
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
-use serde::Serialize;
 use mabeam_supervision_core::{
     Application, ChildKind, ChildState, DynamicSupervisor, GaugeReading, ProcessHandle, Supervisor,
     events,
 };
+use parking_lot::Mutex;
+use serde::Serialize;
 
 use crate::SeedService;
 

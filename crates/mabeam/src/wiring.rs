@@ -17,15 +17,17 @@ use mabeam_foundation_services::{
     HealthMonitor, RateLimiter, ServiceMonitor, TaskSupervisor,
 };
 use mabeam_process_registry::{ProcessRegistry, ServiceRegistry};
-use serde_json::json;
 #[cfg(any(feature = "foundation", feature = "agents"))]
 use mabeam_supervision_core::Health;
 use mabeam_supervision_core::{
     ChildSpec, Clock, HealthCheck, Namespace, ProcessHandle, Registry, StartError, Telemetry,
 };
 #[cfg(feature = "foundation")]
-use mabeam_supervision_core::{EventReader, EventSink, Service, ServiceDef, ServiceStart, Supervisor};
+use mabeam_supervision_core::{
+    EventReader, EventSink, Service, ServiceDef, ServiceStart, Supervisor,
+};
 use mabeam_telemetry::{PerformanceMonitor, TelemetryService};
+use serde_json::json;
 
 #[cfg(feature = "agents")]
 use crate::Agents;

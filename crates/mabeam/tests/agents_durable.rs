@@ -5,12 +5,12 @@
 
 use std::time::Duration;
 
+use mabeam::{System, SystemBuilder, seed};
 use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRecipes, AgentRegistry, CheckpointPolicy,
 };
-use mabeam::{System, SystemBuilder, seed};
-use serde_json::{Value, json};
 use mabeam_supervision_core::{AgentStatus, Namespace, StartError};
+use serde_json::{Value, json};
 
 /// Counts; its count is its checkpoint, stored after each message.
 struct Counter(u64);

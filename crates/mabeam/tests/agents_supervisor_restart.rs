@@ -5,8 +5,8 @@
 
 use std::time::Duration;
 
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry};
 use mabeam::{SystemBuilder, seed};
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry};
 use mabeam_supervision_core::{AgentStatus, Namespace, RestartType, StartError};
 
 /// Counts; carries its count across restarts.

@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
 use mabeam::SystemBuilder;
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
 use mabeam_supervision_core::{AgentId, Namespace};
 
 /// An agent that does nothing.

@@ -22,11 +22,11 @@ use mabeam_coordination::{
     HEARTBEAT_PROTOCOL, MemberOptions, Proposal, REQUEST_VOTE_PROTOCOL, Rule, VOTE_PROTOCOL,
 };
 use mabeam_economics::{Auctioneer, BID_PROTOCOL, PriceRule, SealedSpec};
-use serde_json::{Value, json};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentSelection, AgentStatus, Clock, Envelope, ExitReason, RestartType,
     StartError,
 };
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -6,12 +6,12 @@
 
 use std::time::Duration;
 
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, EnvelopeError};
-use mabeam_coordination::{Proposal, Rule};
 use kameo::Actor;
 use mabeam::{
     FoundationApp, MabeamApp, MabeamError, ProcessKind, System, SystemBuilder, Tree, seed,
 };
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, EnvelopeError};
+use mabeam_coordination::{Proposal, Rule};
 use mabeam_supervision_core::{
     AgentSelection, AgentStatus, ChildSpec, Envelope, ErrorCode, EventQuery, GaugeSource,
     Namespace, ServiceDef, Telemetry, events, testkit::TelemetryProbe,

@@ -82,7 +82,11 @@ impl mabeam_agent_supervisor::Agent for Here {
         ))
     }
 
-    async fn handle(&mut self, (): (), _: &mut mabeam_agent_supervisor::AgentContext<'_>) -> String {
+    async fn handle(
+        &mut self,
+        (): (),
+        _: &mut mabeam_agent_supervisor::AgentContext<'_>,
+    ) -> String {
         format!(
             "{} {}",
             self.0,

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use kameo::prelude::*;
 use mabeam_process_registry::ProcessRegistry;
-use serde_json::json;
 use mabeam_supervision_core::{Namespace, ProcessHandle, RegistryEvent, Telemetry, Topic};
+use serde_json::json;
 
 /// A process to name; it does nothing else.
 #[derive(Actor)]

@@ -105,6 +105,6 @@ mod table;
 
 pub use error::ServiceError;
 pub use fallback::{Answer, FallbackSource, LastValueCache};
+pub use mabeam_supervision_core::Stopper;
 pub use process_registry::{CleanupReport, DEFAULT_CLEANUP_SHUTDOWN, ProcessRegistry};
 pub use service::{ServiceInfo, ServiceOptions, ServiceRegistry};
-pub use mabeam_supervision_core::Stopper;

@@ -10,8 +10,8 @@ use std::{
     },
 };
 
-use parking_lot::Mutex;
 use mabeam_supervision_core::{RegistryEvent, RegistryEventSender, RegistryEvents, Topic};
+use parking_lot::Mutex;
 
 /// The subscribers of one namespace.
 ///

@@ -4,8 +4,8 @@
 use std::sync::{Arc, atomic::AtomicBool};
 
 use dashmap::DashMap;
-use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 use mabeam_supervision_core::{Metadata, WeakProcessHandle};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::subscribers::Subscribers;
 

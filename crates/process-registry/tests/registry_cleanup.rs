@@ -14,11 +14,11 @@ use kameo::{
     message::{Context, Message},
 };
 use mabeam_process_registry::{CleanupReport, ProcessRegistry, Stopper};
-use serde_json::json;
 use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Namespace, ProcessHandle,
     RegistryEvent, Telemetry,
 };
+use serde_json::json;
 
 #[derive(kameo::Actor)]
 struct Dummy;

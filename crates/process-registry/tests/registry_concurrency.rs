@@ -5,12 +5,12 @@
 use std::collections::HashMap;
 
 use mabeam_process_registry::ProcessRegistry;
-use proptest::prelude::*;
-use serde_json::json;
 use mabeam_supervision_core::{
     Namespace, ProcessHandle, RegistryError, RegistryEvent, RegistryEvents, Telemetry,
     WeakProcessHandle,
 };
+use proptest::prelude::*;
+use serde_json::json;
 
 #[derive(kameo::Actor)]
 struct Dummy;

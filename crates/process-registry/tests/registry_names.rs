@@ -1,11 +1,11 @@
 //! Unique names: namespaces, registration rules, liveness, metadata.
 
 use mabeam_process_registry::ProcessRegistry;
-use serde_json::json;
 use mabeam_supervision_core::{
     ErrorCode, ExitReason, Namespace, ProcessHandle, Registry, RegistryError, RegistryEvent,
     Telemetry,
 };
+use serde_json::json;
 
 #[derive(kameo::Actor)]
 struct Dummy;

@@ -6,8 +6,10 @@
 use std::{sync::Arc, time::Duration};
 
 use mabeam_process_registry::ProcessRegistry;
+use mabeam_supervision_core::{
+    ExitReason, Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry,
+};
 use serde_json::json;
-use mabeam_supervision_core::{ExitReason, Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry};
 
 #[derive(kameo::Actor)]
 struct Dummy;

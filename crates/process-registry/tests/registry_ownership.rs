@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use mabeam_process_registry::{ProcessRegistry, Stopper};
-use serde_json::json;
 use mabeam_supervision_core::{
     ChildSpec, ChildState, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Namespace,
     ProcessHandle, Registry, Supervisor, SupervisorFlags, Telemetry,
 };
+use serde_json::json;
 
 #[derive(kameo::Actor)]
 struct Dummy;

@@ -2,10 +2,10 @@
 //! dropped without harm.
 
 use mabeam_process_registry::ProcessRegistry;
-use serde_json::json;
 use mabeam_supervision_core::{
     Namespace, ProcessHandle, RegistryEvent, Telemetry, TryRecvError, WeakProcessHandle,
 };
+use serde_json::json;
 
 #[derive(kameo::Actor)]
 struct Dummy;

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use mabeam_process_registry::ProcessRegistry;
-use serde_json::json;
 use mabeam_supervision_core::{
     Namespace, ProcessHandle, RecvError, RegistryEvent, Telemetry, Topic, TryRecvError,
 };
+use serde_json::json;
 
 #[derive(kameo::Actor)]
 struct Dummy;

@@ -2,10 +2,10 @@
 
 use std::{sync::Arc, time::Duration};
 
-use parking_lot::Mutex;
 use mabeam_process_registry::{ProcessRegistry, ServiceOptions, ServiceRegistry};
-use serde_json::json;
 use mabeam_supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Telemetry};
+use parking_lot::Mutex;
+use serde_json::json;
 
 #[derive(kameo::Actor)]
 struct Dummy;

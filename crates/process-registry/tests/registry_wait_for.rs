@@ -5,8 +5,10 @@
 use std::{sync::Arc, time::Duration};
 
 use mabeam_process_registry::ProcessRegistry;
+use mabeam_supervision_core::{
+    Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry, Topic,
+};
 use serde_json::json;
-use mabeam_supervision_core::{Namespace, ProcessHandle, Registry, RegistryEvent, Telemetry, Topic};
 
 #[derive(kameo::Actor)]
 struct Dummy;

@@ -11,11 +11,11 @@ use mabeam_process_registry::{
     Answer, FallbackSource, LastValueCache, ProcessRegistry, ServiceError, ServiceOptions,
     ServiceRegistry,
 };
-use serde_json::json;
 use mabeam_supervision_core::{
     CheckHealth, ErrorCode, Health, HealthCheck, Namespace, ProcessHandle, Registry, RegistryError,
     RegistryEvents, Stopper, Subscription, Telemetry, Topic,
 };
+use serde_json::json;
 
 /// A service whose health and answers the test sets.
 #[derive(Actor)]

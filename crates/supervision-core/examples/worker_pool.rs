@@ -6,7 +6,9 @@
 use std::time::Duration;
 
 use kameo::prelude::*;
-use mabeam_supervision_core::{ChildSpec, Strategy, Supervisor, SupervisorFlags, Telemetry, events};
+use mabeam_supervision_core::{
+    ChildSpec, Strategy, Supervisor, SupervisorFlags, Telemetry, events,
+};
 use tokio::sync::mpsc;
 
 /// A worker that answers jobs and crashes on a poisoned one.

@@ -236,7 +236,9 @@ async fn invalid_specs_are_refused_before_anything_starts() {
     assert!(matches!(err, ApplicationError::ZeroHealthTimeout(ref s) if &**s == "db"));
 
     let err = ApplicationSpec::new("app")
-        .with_flags(mabeam_supervision_core::SupervisorFlags::default().with_intensity(1, Duration::ZERO))
+        .with_flags(
+            mabeam_supervision_core::SupervisorFlags::default().with_intensity(1, Duration::ZERO),
+        )
         .build()
         .unwrap_err();
     assert_eq!(err.code(), 1101);

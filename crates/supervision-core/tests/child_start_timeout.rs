@@ -12,11 +12,11 @@ use std::{
 };
 
 use kameo::actor::{Actor, ActorRef};
-use parking_lot::Mutex;
 use mabeam_supervision_core::{
     ChildSpec, ExitReason, ProcessHandle, StartError, Strategy, Supervisor, SupervisorFlags,
     Telemetry, events, testkit::TelemetryProbe,
 };
+use parking_lot::Mutex;
 
 const WAIT: Duration = Duration::from_secs(600);
 

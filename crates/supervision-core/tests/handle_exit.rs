@@ -9,12 +9,12 @@ use kameo::{
     actor::{Actor, ActorRef, WeakActorRef},
     error::ActorStopReason,
 };
-use parking_lot::Mutex;
 use mabeam_supervision_core::{
     ChildSpec, DynamicSupervisor, ExitReason, ProcessHandle, Supervisor, SupervisorFlags,
     Telemetry, events,
     testkit::{self, TelemetryProbe, TestChild, TestKit},
 };
+use parking_lot::Mutex;
 use tokio::sync::{Notify, oneshot};
 
 mod common;

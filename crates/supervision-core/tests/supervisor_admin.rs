@@ -159,7 +159,10 @@ async fn terminate_child_kills_after_the_shutdown_timeout() {
     let t0 = tokio::time::Instant::now();
     sup.terminate_child("a").await.unwrap();
     assert_eq!(t0.elapsed(), Duration::from_millis(1500));
-    assert_eq!(a.exited().await, mabeam_supervision_core::ExitReason::Killed);
+    assert_eq!(
+        a.exited().await,
+        mabeam_supervision_core::ExitReason::Killed
+    );
     sup.stop().await;
 }
 

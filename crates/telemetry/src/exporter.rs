@@ -5,13 +5,13 @@
 
 use std::{collections::HashSet, fmt, sync::Arc};
 
-use metrics::{Key, Label, Metadata, Recorder, SharedString, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
-use parking_lot::Mutex;
 use mabeam_supervision_core::{
     GaugeSource, MetaValue, Telemetry, TelemetryEvent,
     events::{self, GaugeDecl, LabelForm, MetricDecl, MetricKind, MetricUnit},
 };
+use metrics::{Key, Label, Metadata, Recorder, SharedString, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use parking_lot::Mutex;
 
 use crate::TelemetryServiceError;
 

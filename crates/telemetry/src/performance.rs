@@ -9,11 +9,11 @@ use std::{
     time::Duration,
 };
 
-use parking_lot::Mutex;
-use serde::Serialize;
 use mabeam_supervision_core::{
     AgentId, AgentLoad, ChildSpec, Clock, LoadReport, MetaValue, Telemetry, TelemetryEvent, events,
 };
+use parking_lot::Mutex;
+use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::{

@@ -8,9 +8,9 @@ use std::{
     time::Duration,
 };
 
+use mabeam_supervision_core::{ChildSpec, Clock, MetaValue, Telemetry, TelemetryEvent};
 use parking_lot::Mutex;
 use serde::Serialize;
-use mabeam_supervision_core::{ChildSpec, Clock, MetaValue, Telemetry, TelemetryEvent};
 
 use crate::{
     MetricKey, MetricStore, MetricsSnapshot, TelemetryServiceError,

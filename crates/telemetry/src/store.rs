@@ -6,9 +6,9 @@ use std::{
     time::Duration,
 };
 
+use mabeam_supervision_core::Clock;
 use parking_lot::Mutex;
 use serde::Serialize;
-use mabeam_supervision_core::Clock;
 use tokio::time::Instant;
 
 use crate::TelemetryServiceError;

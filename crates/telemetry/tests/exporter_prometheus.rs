@@ -6,12 +6,12 @@
 use std::{sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
 use mabeam_supervision_core::{
     GaugeReading, GaugeSource, MetaValue, Supervisor, SupervisorFlags, Telemetry, events,
     testkit::{self, TelemetryProbe, TestKit},
 };
 use mabeam_telemetry::PrometheusExporter;
+use parking_lot::Mutex;
 
 const WAIT: Duration = Duration::from_secs(5);
 

@@ -5,12 +5,12 @@
 
 use std::{collections::HashSet, sync::Arc, time::Duration};
 
-use parking_lot::Mutex;
 use mabeam_supervision_core::{
     AgentId, ApplicationSpec, Clock, ErrorCode, ServiceDef, Telemetry, events,
     testkit::{TelemetryProbe, advance},
 };
 use mabeam_telemetry::{PerformanceConfig, PerformanceMonitor, PrometheusExporter};
+use parking_lot::Mutex;
 
 const WAIT: Duration = Duration::from_secs(5);
 

@@ -13,12 +13,12 @@ use std::sync::{
     atomic::{AtomicUsize, Ordering},
 };
 
+use anyhow::Result;
 use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
-use anyhow::Result;
-use serde_json::{Value, json};
 use mabeam_supervision_core::{Envelope, StartError};
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 /// Counts the variable changes delivered, and wakes the driver when the

@@ -15,12 +15,12 @@ use std::{
 };
 
 use anyhow::{Result, ensure};
+use kameo::prelude::*;
 use mabeam_coordination::{
     ByzantineRound, Coordinator, Proposal, Rule, ValueType, VariableSpace, VariableSpec,
 };
-use kameo::prelude::*;
-use serde_json::{Value, json};
 use mabeam_supervision_core::{AgentDirectory, AgentId, AgentSelection, Clock, Envelope};
+use serde_json::{Value, json};
 
 use super::agents::{self, Seen};
 

@@ -14,8 +14,10 @@ use anyhow::{Result, ensure};
 use mabeam_economics::{
     Auctioneer, BalanceStrategy, LoadBalancer, MemberSpec, PriceRule, SealedSpec, solve_exact,
 };
+use mabeam_supervision_core::{
+    AgentDirectory, AgentId, AgentLoad, AgentSelection, Clock, LoadReport,
+};
 use serde_json::json;
-use mabeam_supervision_core::{AgentDirectory, AgentId, AgentLoad, AgentSelection, Clock, LoadReport};
 
 use super::agents::{self, Seen};
 

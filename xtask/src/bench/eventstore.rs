@@ -22,8 +22,8 @@ use std::{
 
 use anyhow::{Context, Result};
 use mabeam_foundation_services::{EventStore, EventStoreConfig};
-use serde_json::json;
 use mabeam_supervision_core::Event;
+use serde_json::json;
 
 const SINGLE: u64 = 10_000;
 const CHUNK: u64 = 500;
@@ -128,8 +128,9 @@ async fn many_tasks(n: u64, window: usize) -> Result<f64> {
 /// durability: the schema made by opening (and closing) a store there.
 async fn bare_connection(dir: &Path) -> Result<rusqlite::Connection> {
     store_in(dir).await?.stop().await;
-    let conn =
-        rusqlite::Connection::open(dir.join(mabeam_foundation_services::event_store::DATABASE_FILE))?;
+    let conn = rusqlite::Connection::open(
+        dir.join(mabeam_foundation_services::event_store::DATABASE_FILE),
+    )?;
     let _: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)

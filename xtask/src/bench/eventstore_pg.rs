@@ -24,8 +24,8 @@ use std::{
 
 use anyhow::{Context, Result};
 use mabeam_foundation_services::{EventStore, EventStoreConfig, PostgresConfig};
-use serde_json::json;
 use mabeam_supervision_core::Event;
+use serde_json::json;
 
 #[path = "../postgres.rs"]
 mod postgres;

@@ -16,11 +16,13 @@
 
 use std::{sync::Arc, time::Instant};
 
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions};
 use anyhow::{Result, ensure};
+use mabeam_agent_supervisor::{
+    Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions,
+};
 use mabeam_process_registry::ProcessRegistry;
-use serde_json::json;
 use mabeam_supervision_core::{AgentStatus, Namespace, StartError, Telemetry};
+use serde_json::json;
 
 /// The anchors' agent: a counter answering pings.
 struct Counter {

@@ -14,9 +14,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
 use anyhow::{Context as _, Result, bail};
 use futures::StreamExt;
+use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext};
 use mabeam_node::{Node, NodeConfig, client};
 use mabeam_supervision_core::{Event, ExitReason, StartError};
 use tokio::{

@@ -31,15 +31,15 @@ use std::{
     time::Instant,
 };
 
+use anyhow::{Context, Result, bail};
 use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRecipes, AgentRegistry, AgentRegistryOptions,
 };
-use anyhow::{Context, Result, bail};
 use mabeam_foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
-use serde_json::json;
 use mabeam_supervision_core::{
     AgentId, AgentRegistration, AgentStatus, AgentStore, Checkpoint, MemoryAgentStore, StartError,
 };
+use serde_json::json;
 
 const TASKS: u64 = 64;
 const PAGE: usize = 10_000;

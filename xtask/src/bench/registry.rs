@@ -19,8 +19,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, ensure};
 use kameo::Actor;
 use mabeam_process_registry::ProcessRegistry;
-use serde_json::json;
 use mabeam_supervision_core::{Namespace, ProcessHandle, Telemetry};
+use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 
 const OWNERS: u64 = 1_000;

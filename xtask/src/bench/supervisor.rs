@@ -5,8 +5,10 @@ use std::time::Instant;
 
 use anyhow::Result;
 use kameo::prelude::*;
+use mabeam_supervision_core::{
+    ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ProcessHandle,
+};
 use serde_json::json;
-use mabeam_supervision_core::{ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ProcessHandle};
 
 /// The smallest useful agent: one counter.
 struct Minimal {

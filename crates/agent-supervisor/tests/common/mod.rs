@@ -8,8 +8,8 @@ use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
 use mabeam_process_registry::ProcessRegistry;
-use serde_json::json;
 use mabeam_supervision_core::{Envelope, ExitReason, Namespace, StartError, Telemetry};
+use serde_json::json;
 
 /// Counts; obeys commands; carries its count across restarts.
 #[derive(Debug)]

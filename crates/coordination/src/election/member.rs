@@ -8,10 +8,10 @@ use std::{
     time::Duration,
 };
 
+use mabeam_supervision_core::{AgentDirectory, AgentId, Clock, Envelope, ask_all};
 use parking_lot::Mutex;
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use serde_json::{Value, json};
-use mabeam_supervision_core::{AgentDirectory, AgentId, Clock, Envelope, ask_all};
 use tokio::{
     sync::{Notify, watch},
     task::JoinHandle,

@@ -6,9 +6,9 @@ use std::{
     sync::{Arc, Weak},
 };
 
+use mabeam_supervision_core::{AgentId, AgentStatus, MetaValue};
 use parking_lot::Mutex;
 use serde_json::json;
-use mabeam_supervision_core::{AgentId, AgentStatus, MetaValue};
 use tokio::{sync::watch, time::Instant};
 
 use super::{ElectionConfig, Leadership, Tenure};

@@ -6,11 +6,11 @@
 use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
-use parking_lot::Mutex;
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChange, AgentStatusChanges, DirectoryError,
     Envelope, ProcessHandle, testkit::ScriptedDirectory,
 };
+use parking_lot::Mutex;
 use tokio::sync::broadcast;
 
 /// The bound of a whole test's body on tokio's clock (paused tests jump to

@@ -32,11 +32,11 @@ use std::{
     time::Duration,
 };
 
-use serde_json::{Value, json};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentReply, AgentSelection, Clock, Envelope, Event, EventSink,
     MetaValue, Namespace, Registry, SelectionError, Telemetry, ask_all,
 };
+use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::{

@@ -17,8 +17,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
 use mabeam_supervision_core::AgentId;
+use serde::Serialize;
 use tokio::time::Instant;
 
 use super::{AuctionKind, AuctionOutcome, Award, BidRecord, Verdict, validate_amount};

@@ -3,9 +3,9 @@
 
 use std::collections::HashMap;
 
+use mabeam_supervision_core::AgentId;
 use parking_lot::Mutex;
 use serde::Serialize;
-use mabeam_supervision_core::AgentId;
 
 use crate::MarketError;
 

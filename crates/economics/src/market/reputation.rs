@@ -3,8 +3,8 @@
 
 use std::{collections::HashMap, time::Duration};
 
-use parking_lot::RwLock;
 use mabeam_supervision_core::{AgentId, Clock};
+use parking_lot::RwLock;
 use tokio::time::Instant;
 
 use crate::MarketError;

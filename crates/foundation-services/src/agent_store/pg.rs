@@ -28,13 +28,13 @@ use std::sync::{
 
 use deadpool_postgres::{Object, Pool};
 use futures::future::{BoxFuture, FutureExt};
-use parking_lot::Mutex;
-use serde_json::Value;
 use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentWrite,
     Checkpoint, LoadedAgent,
     agent_store::{AGENT_RECORD_VERSION, check_generation},
 };
+use parking_lot::Mutex;
+use serde_json::Value;
 use tokio::{
     sync::{mpsc, oneshot},
     task::JoinHandle,

@@ -3,13 +3,13 @@
 
 use std::path::PathBuf;
 
-use parking_lot::Mutex;
-use rusqlite::{Connection, Row};
-use serde_json::Value;
 use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStoreError, Checkpoint, LoadedAgent,
     agent_store::AGENT_RECORD_VERSION,
 };
+use parking_lot::Mutex;
+use rusqlite::{Connection, Row};
+use serde_json::Value;
 
 use super::schema;
 

@@ -12,8 +12,8 @@ use std::{
     path::Path,
 };
 
-use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags, params};
 use mabeam_supervision_core::AgentStoreError;
+use rusqlite::{Connection, ErrorCode as SqliteCode, OpenFlags, params};
 
 use super::SqliteAgentStoreConfig;
 

@@ -12,11 +12,11 @@
 use std::path::PathBuf;
 
 use crossbeam_channel::Receiver;
-use rusqlite::{Connection, OptionalExtension, params};
 use mabeam_supervision_core::{
     AgentStoreError, AgentWrite,
     agent_store::{AGENT_RECORD_VERSION, check_generation},
 };
+use rusqlite::{Connection, OptionalExtension, params};
 use tokio::sync::oneshot;
 
 use super::{read::status_text, schema};

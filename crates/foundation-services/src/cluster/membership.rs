@@ -13,12 +13,12 @@ use chitchat::{
     spawn_chitchat, transport::UdpTransport,
 };
 use hmac::{Hmac, Mac};
-use parking_lot::Mutex;
-use sha2::Sha256;
 use mabeam_supervision_core::{
     Clock, MetaValue, Telemetry,
     cluster::{Member, MemberState, Membership, MembershipEvent, MembershipEvents},
 };
+use parking_lot::Mutex;
+use sha2::Sha256;
 use tokio::{sync::broadcast, task::JoinHandle};
 
 use super::ClusterError;

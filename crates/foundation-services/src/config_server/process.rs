@@ -12,8 +12,8 @@ use kameo::{
     error::ActorStopReason,
     message::{Context, Message},
 };
-use serde_json::{Value, json};
 use mabeam_supervision_core::{ChildSpec, Event, HealthCheck, Service, ServiceStart};
+use serde_json::{Value, json};
 
 use super::{
     ConfigChange, ConfigError, ConfigHealth, ConfigServer, ConfigServerConfig,

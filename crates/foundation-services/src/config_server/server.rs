@@ -6,9 +6,9 @@
 use std::{collections::VecDeque, fmt, path::PathBuf, sync::Arc};
 
 use kameo::{actor::ActorRef, error::SendError};
+use mabeam_supervision_core::{Event, EventSink};
 use parking_lot::{Mutex, RwLock};
 use serde_json::Value;
-use mabeam_supervision_core::{Event, EventSink};
 use tokio::sync::mpsc;
 
 use super::{

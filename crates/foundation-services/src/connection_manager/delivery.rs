@@ -17,11 +17,11 @@ use std::{
 };
 
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, DirectoryError, Envelope, ErrorCode, ExitReason,
     cluster::RemoteDelivery,
 };
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{ConnectionManager, Inner, wire::Frame};

@@ -12,8 +12,8 @@ use std::{
     thread::JoinHandle,
 };
 
-use parking_lot::Mutex;
 use mabeam_supervision_core::StoredEvent;
+use parking_lot::Mutex;
 use tokio::sync::{broadcast, watch};
 
 use super::{

@@ -5,9 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
+use mabeam_supervision_core::{Event, EventOrder, EventQuery, EventSeq, StoredEvent};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, Row, params, types::Value as SqlValue};
-use mabeam_supervision_core::{Event, EventOrder, EventQuery, EventSeq, StoredEvent};
 
 use super::{EventStoreError, schema};
 

@@ -5,11 +5,11 @@
 use std::{fmt, sync::Arc};
 
 use futures::future::BoxFuture;
-use parking_lot::RwLock;
 use mabeam_supervision_core::{
     Event, EventQuery, EventReadError, EventReader, EventSeq, EventSink, EventSinkError,
     EventSubscription, StoredEvent,
 };
+use parking_lot::RwLock;
 use tokio::sync::oneshot;
 
 use super::{

@@ -18,9 +18,9 @@ use std::{
 };
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use mabeam_supervision_core::{Clock, EventSeq, MetaValue, StoredEvent, Telemetry, events};
 use parking_lot::Mutex;
 use rusqlite::{Connection, OptionalExtension, params};
-use mabeam_supervision_core::{Clock, EventSeq, MetaValue, StoredEvent, Telemetry, events};
 use tokio::sync::{broadcast, oneshot};
 
 use super::{

@@ -6,8 +6,8 @@ use crate::support::Place;
 use std::time::{Duration, UNIX_EPOCH};
 
 use mabeam_foundation_services::{EventStore, EventStoreError, ExpectedVersion};
-use serde_json::json;
 use mabeam_supervision_core::{Clock, ErrorCode, Event, EventQuery, EventSink};
+use serde_json::json;
 
 fn ev(stream: &str, kind: &str, data: serde_json::Value) -> Event {
     Event::new(stream, kind, data)

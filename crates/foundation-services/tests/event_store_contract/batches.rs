@@ -5,8 +5,8 @@
 
 use crate::support::Place;
 use mabeam_foundation_services::{EventStore, EventStoreError, ExpectedVersion};
-use serde_json::json;
 use mabeam_supervision_core::{ErrorCode, Event};
+use serde_json::json;
 
 fn ev(stream: &str, kind: &str) -> Event {
     Event::new(stream, kind, json!({}))

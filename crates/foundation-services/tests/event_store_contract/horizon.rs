@@ -8,10 +8,10 @@ use crate::support::Place;
 use std::time::{Duration, UNIX_EPOCH};
 
 use mabeam_foundation_services::{EventStore, EventStoreConfig, EventStoreError, Retention};
-use serde_json::json;
 use mabeam_supervision_core::{
     Clock, ErrorCode, Event, EventReadError, EventReader, ManualWall, Telemetry, events,
 };
+use serde_json::json;
 use tokio::sync::mpsc;
 
 const WAIT: Duration = Duration::from_secs(10);

@@ -8,10 +8,10 @@ use std::{
     time::{Duration, UNIX_EPOCH},
 };
 
-use mabeam_foundation_services::{EventStore, EventStoreError};
 use futures::StreamExt;
-use serde_json::json;
+use mabeam_foundation_services::{EventStore, EventStoreError};
 use mabeam_supervision_core::{Clock, ErrorCode, Event, EventQuery, EventReader, ManualWall};
+use serde_json::json;
 
 /// A store whose clock starts at 1,000,000 ms, and 10 events, 10 ms apart:
 /// streams "a" (even i) and "b" (odd i), kinds "even"/"odd" and "tick"

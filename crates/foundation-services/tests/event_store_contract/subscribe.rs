@@ -4,8 +4,8 @@
 
 use crate::support::Place;
 use mabeam_foundation_services::EventStore;
-use serde_json::json;
 use mabeam_supervision_core::{Event, EventReadError};
+use serde_json::json;
 
 /// Awaits `future`, failing the test if it takes more than 10 s (a wait
 /// that could last for ever fails instead of hanging the run).

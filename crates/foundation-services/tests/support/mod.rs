@@ -64,8 +64,10 @@ pub fn pg_config_at(url: &str, schema: &str) -> PostgresConfig {
     let mut config = PostgresConfig::new(url)
         .with_schema(schema)
         .with_pool_size(4);
-    config.reconnect =
-        mabeam_supervision_core::Backoff::new(Duration::from_millis(20), Duration::from_millis(500));
+    config.reconnect = mabeam_supervision_core::Backoff::new(
+        Duration::from_millis(20),
+        Duration::from_millis(500),
+    );
     config
 }
 

@@ -4,7 +4,6 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use mabeam_agent_supervisor::AgentDetails;
 use axum::{
     Json,
     body::Bytes,
@@ -13,9 +12,10 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures::StreamExt;
+use mabeam_agent_supervisor::AgentDetails;
+use mabeam_supervision_core::{AgentStatus, EventQuery};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use mabeam_supervision_core::{AgentStatus, EventQuery};
 
 use super::index::Row;
 use crate::{

@@ -10,8 +10,8 @@
 use std::{sync::Arc, time::Duration};
 
 use mabeam_agent_supervisor::AgentDetails;
-use parking_lot::Mutex;
 use mabeam_supervision_core::{AgentId, AgentStatus};
+use parking_lot::Mutex;
 use tokio::sync::{Notify, broadcast::error::RecvError};
 
 use super::Inner;

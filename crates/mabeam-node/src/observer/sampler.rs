@@ -8,8 +8,8 @@ use std::{
 };
 
 use mabeam::ProcessNode;
-use serde_json::{Value, json};
 use mabeam_supervision_core::{EventQuery, StoredEvent};
+use serde_json::{Value, json};
 
 use super::{HEALTH_HISTORY, HISTORY, Inner, Observer, TICK};
 

@@ -23,8 +23,8 @@ use axum::{
     },
 };
 use futures::{Stream, stream};
-use serde::Deserialize;
 use mabeam_supervision_core::{EventQuery, EventReadError, EventSubscription, StoredEvent};
+use serde::Deserialize;
 use tokio::sync::watch;
 
 use super::{Observer, TAIL, sampler};

@@ -5,7 +5,9 @@
 use std::{collections::HashMap, time::Duration};
 
 use kameo::actor::ActorId;
-use mabeam_supervision_core::{MetaValue, Namespace, ProcessHandle, RegistryEvent, Stopper, events};
+use mabeam_supervision_core::{
+    MetaValue, Namespace, ProcessHandle, RegistryEvent, Stopper, events,
+};
 
 use super::{ProcessRegistry, exit_now, live};
 use crate::{
