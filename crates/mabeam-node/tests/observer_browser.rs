@@ -539,17 +539,18 @@ async fn scenario(client: &Client) {
     // under 1 s. The page is closed while they start (its tail would carry
     // their 200,000 lifecycle events), and opened again once they run.
     client.goto("about:blank").await.expect("the blank page");
-    // Agents are not durable across the restart: one restarted agent again,
-    // to sort by restarts below.
-    let (status, reply) = call(
-        &addr,
-        "POST",
-        "/api/agents",
-        Some(&token),
-        Some(json!({"kind": "counter", "id": "watched"})),
-    )
-    .await;
-    assert_eq!(status, 201, "{reply}");
+    // Agents are durable: the one started before the restart is back, and
+    // killed once more to sort by restarts below.
+    let recovering = Instant::now();
+    loop {
+        let (_, health) = call(&addr, "GET", "/health", None, None).await;
+        if health["recovery"]["state"] == "done" {
+            assert_eq!(health["recovery"]["restored"], 1, "{health}");
+            break;
+        }
+        assert!(recovering.elapsed() < WAIT, "recovery: {health}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (status, reply) = call(
         &addr,
         "POST",
