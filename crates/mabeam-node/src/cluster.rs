@@ -9,7 +9,7 @@
 //! may name the member to start on. The node-level requests ride the
 //! agent-call frames of the node connections, addressed to the empty
 //! agent id: no agent can have it (ids are non-empty), so the address is
-//! the node's own ([`Served`]).
+//! the node's own (`Served`).
 //!
 //! Flags and config: `--node NAME` (`cluster.node`), `--listen ADDR`
 //! (`cluster.listen`: the node connections on TCP and the gossip on UDP,
