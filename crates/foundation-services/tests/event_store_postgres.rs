@@ -501,7 +501,7 @@ async fn a_newer_schema_is_refused() {
     PostgresAgentStore::open(config.clone())
         .await
         .unwrap()
-        .close()
+        .stop()
         .await;
     let (client, connection) = tokio_postgres::connect(&config.url, tokio_postgres::NoTls)
         .await

@@ -8,7 +8,7 @@ use std::{
 };
 
 use mabeam::{FoundationApp, MabeamApp, System, SystemBuilder};
-use mabeam_foundation_services::{SqliteAgentStore, SqliteAgentStoreConfig};
+use mabeam_foundation_services::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
 use mabeam_supervision_core::{MetaValue, Telemetry, events};
 use mabeam_telemetry::{PrometheusExporter, TelemetryConfig};
 use tokio::{net::TcpListener, runtime::Runtime, sync::oneshot, task::JoinHandle};
@@ -47,7 +47,7 @@ pub struct Node {
     server: Option<JoinHandle<()>>,
     _agents: AgentRuntime,
     /// The agent store (`agents.db`), closed after the trees stop.
-    agent_store: SqliteAgentStore,
+    agent_store: NodeAgentStore,
     /// Held while the node lives: no other node uses the directory.
     _lock: DirLock,
 }
@@ -145,9 +145,7 @@ impl Node {
         let cookie = data_dir::cookie(&config.data_dir, config.cookie.as_deref())?;
         // The agents the node acknowledged: recovered as the agent layer
         // starts, in the background (`/health` shows how far).
-        let agent_store = SqliteAgentStore::open(SqliteAgentStoreConfig::new(&config.data_dir))
-            .await
-            .map_err(NodeError::AgentStore)?;
+        let agent_store = NodeAgentStore::open(&config).await?;
         let kinds = AgentKinds::builtin();
         // Node connections (TCP) and gossip (UDP) share the address.
         let listen = cluster::resolve_listen(config.cluster_listen)?;
@@ -166,7 +164,7 @@ impl Node {
         let mut builder = SystemBuilder::new()
             .telemetry(telemetry)
             .data_dir(&config.data_dir)
-            .agent_store(Arc::new(agent_store.clone()))
+            .agent_store(agent_store.shared())
             .agent_recipes(kinds.recipes())
             .config_defaults(config.defaults())
             .rate_limit(
@@ -409,5 +407,46 @@ mod tests {
             .expect("its nice value");
         // A task spawned from `block_on` runs on a worker thread.
         assert_eq!(theirs, (ours + AGENT_NICE).min(19));
+    }
+}
+
+/// Where the node keeps its agents: SQLite in the data directory, or the
+/// PostgreSQL store the event store is on (`[store] url`, `--store`), so
+/// that nodes sharing a store share their agent table.
+#[derive(Debug, Clone)]
+enum NodeAgentStore {
+    Sqlite(SqliteAgentStore),
+    Postgres(PostgresAgentStore),
+}
+
+impl NodeAgentStore {
+    async fn open(config: &NodeConfig) -> Result<Self, NodeError> {
+        Ok(match &config.store {
+            Some(postgres) => NodeAgentStore::Postgres(
+                PostgresAgentStore::open(postgres.clone())
+                    .await
+                    .map_err(NodeError::AgentStore)?,
+            ),
+            None => NodeAgentStore::Sqlite(
+                SqliteAgentStore::open(SqliteAgentStoreConfig::new(&config.data_dir))
+                    .await
+                    .map_err(NodeError::AgentStore)?,
+            ),
+        })
+    }
+
+    fn shared(&self) -> Arc<dyn mabeam_supervision_core::AgentStore> {
+        match self {
+            NodeAgentStore::Sqlite(store) => Arc::new(store.clone()),
+            NodeAgentStore::Postgres(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// Commits its queued writes and closes it.
+    async fn stop(&self) {
+        match self {
+            NodeAgentStore::Sqlite(store) => store.stop().await,
+            NodeAgentStore::Postgres(store) => store.stop().await,
+        }
     }
 }

@@ -9,14 +9,20 @@
 
 mod support;
 
+#[path = "../../../xtask/src/postgres.rs"]
+#[allow(dead_code, unreachable_pub)]
+mod pg_instance;
+
 use std::{
     collections::BTreeMap,
-    sync::{Arc, Mutex},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use mabeam_node::client::{request, send};
 use serde_json::{Value, json};
 use support::{Running, WAIT, start, token};
+
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 async fn call(
@@ -193,5 +199,91 @@ async fn acknowledged_agents_and_counts_survive_kill_9() {
     let (status, reply) = call(&addr, &token, "POST", "/api/agents/sleeper/ask", Some(get)).await;
     assert_eq!(status, 200);
     assert_eq!(reply["reply"]["count"], 42, "woken with its checkpoint");
+    node.kill().await;
+}
+
+/// The PostgreSQL server of this test run: the one `cargo xtask test`
+/// started, or a private one for this process (never skipped).
+fn postgres_url() -> String {
+    if let Ok(url) = std::env::var(pg_instance::URL_ENV) {
+        return url;
+    }
+    static PRIVATE: OnceLock<Result<pg_instance::Instance, String>> = OnceLock::new();
+    match PRIVATE.get_or_init(pg_instance::Instance::start) {
+        Ok(instance) => instance.url.clone(),
+        Err(e) => panic!(
+            "no PostgreSQL for this test: {} is not set and a private instance \
+             did not start ({e}); run the tests with `cargo xtask test`",
+            pg_instance::URL_ENV
+        ),
+    }
+}
+
+/// A config file in `dir` putting the node's stores on `schema`.
+fn postgres_config(dir: &Path, schema: &str) -> PathBuf {
+    let path = dir.join("node.toml");
+    let url = postgres_url();
+    std::fs::write(
+        &path,
+        format!("[store]\nurl = \"{url}\"\nschema = \"{schema}\"\n"),
+    )
+    .unwrap();
+    path
+}
+
+/// Issue 23: with `[store] url` the agent table is on PostgreSQL, not in
+/// the data directory: a node killed and started again on another, empty
+/// data directory brings the acknowledged agent back with its count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_postgres_agents_live_in_the_shared_store_not_the_data_directory() {
+    let schema = format!(
+        "node_durable_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+    );
+    let first = tempfile::tempdir().unwrap();
+    let config = postgres_config(first.path(), &schema);
+    let node = start(first.path(), &["--config", config.to_str().unwrap()]).await;
+    let token_a = token(first.path());
+    let body = json!({"kind": "counter", "id": "pg-counter"});
+    let (status, reply) = call(&node.addr, &token_a, "POST", "/api/agents", Some(body)).await;
+    assert_eq!(status, 201, "{reply}");
+    let add = json!({"protocol": "counter.add", "body": {"by": 5}});
+    let (status, reply) = call(
+        &node.addr,
+        &token_a,
+        "POST",
+        "/api/agents/pg-counter/ask",
+        Some(add),
+    )
+    .await;
+    assert_eq!(
+        (status, &reply["reply"]["count"]),
+        (200, &json!(5)),
+        "{reply}"
+    );
+    node.kill().await;
+    assert!(
+        !first.path().join("agents.db").exists(),
+        "no SQLite agent table beside a PostgreSQL store"
+    );
+
+    let second = tempfile::tempdir().unwrap();
+    let config = postgres_config(second.path(), &schema);
+    let mut node = start(second.path(), &["--config", config.to_str().unwrap()]).await;
+    wait_for_log(&mut node, "agent recovery: done").await;
+    let get = json!({"protocol": "counter.get"});
+    let (status, reply) = call(
+        &node.addr,
+        &token(second.path()),
+        "POST",
+        "/api/agents/pg-counter/ask",
+        Some(get),
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["reply"]["count"], 5, "{reply}");
     node.kill().await;
 }

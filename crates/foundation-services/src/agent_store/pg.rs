@@ -159,7 +159,7 @@ impl PostgresAgentStore {
 
     /// Commits the writes queued before, stops the writer and closes the
     /// connections; later calls are refused as `Unavailable`.
-    pub async fn close(&self) {
+    pub async fn stop(&self) {
         self.inner.closed.store(true, Ordering::Release);
         let writer = self.inner.writer.lock().take();
         if let Some(writer) = writer {
@@ -167,6 +167,12 @@ impl PostgresAgentStore {
             let _ = writer.await;
         }
         self.inner.pool.close();
+    }
+
+    /// Renamed to [`stop`](Self::stop), the one verb for stopping.
+    #[deprecated(note = "renamed to `stop`")]
+    pub async fn close(&self) {
+        self.stop().await;
     }
 
     async fn reader(inner: &Inner) -> Result<Object, AgentStoreError> {
