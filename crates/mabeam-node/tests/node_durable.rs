@@ -10,7 +10,6 @@
 mod support;
 
 #[path = "../../../xtask/src/postgres.rs"]
-#[allow(dead_code, unreachable_pub)]
 mod pg_instance;
 
 use std::{
