@@ -1,4 +1,4 @@
-//! The anchors of `../shared/anchors` that a benchmark is compared with,
+//! The anchors of `../shared/anchors` (or `MABEAM_ANCHORS`) that a benchmark is compared with,
 //! and the medians and ratios `cargo xtask bench NAME --anchors` prints on
 //! stderr.
 
@@ -17,12 +17,30 @@ pub(crate) fn n_arg(args: &[&str]) -> Option<u64> {
         .and_then(|w| w[1].parse().ok())
 }
 
+/// `MABEAM_ANCHORS` when set, else the first `shared/anchors` beside the
+/// workspace or one of its parents (a git worktree may sit deeper than
+/// the main checkout).
 fn anchors_dir(root: &Path) -> Result<PathBuf> {
-    let dir = root.join("../shared/anchors");
-    if !dir.is_dir() {
-        bail!("no anchors at {}", dir.display());
+    if let Some(dir) = std::env::var_os("MABEAM_ANCHORS") {
+        let dir = PathBuf::from(dir);
+        if !dir.is_dir() {
+            bail!("MABEAM_ANCHORS={} is not a directory", dir.display());
+        }
+        return Ok(dir);
     }
-    Ok(dir)
+    find_anchors(root).with_context(|| {
+        format!(
+            "no shared/anchors beside {} or its parents (set MABEAM_ANCHORS=DIR)",
+            root.display()
+        )
+    })
+}
+
+fn find_anchors(root: &Path) -> Option<PathBuf> {
+    root.ancestors()
+        .skip(1)
+        .map(|parent| parent.join("shared/anchors"))
+        .find(|dir| dir.is_dir())
 }
 
 fn last_json_line(output: &[u8]) -> Result<Value> {
@@ -187,9 +205,23 @@ pub(crate) fn ratios(label: &str, ours: &Value, theirs: &Value, keys: &[&str]) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn anchors_are_found_beside_a_parent_of_the_workspace() {
+        let top = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(top.path().join("shared/anchors")).unwrap();
+        let worktree = top.path().join("wt/branch");
+        std::fs::create_dir_all(&worktree).unwrap();
+        assert_eq!(
+            find_anchors(&worktree),
+            Some(top.path().join("shared/anchors"))
+        );
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(find_anchors(elsewhere.path()), None);
+    }
+
     use serde_json::json;
 
-    use super::median;
+    use super::{find_anchors, median};
 
     #[test]
     fn median_per_numeric_field() {

@@ -10,7 +10,8 @@
 //!   output);
 //! - `bench NAME [--n N] [--anchors] [--backend postgres [--store URL]]`: one benchmark in release mode (progress on stderr,
 //!   one JSON object as the last line of stdout); with `--anchors`, ours and
-//!   the anchors of `../shared/anchors` run alternately three times (after
+//!   the anchors of `../shared/anchors` (the first `shared/anchors` beside a
+//!   parent, or `MABEAM_ANCHORS`) run alternately three times (after
 //!   a discarded warm-up), and each figure's median and the ratios of
 //!   medians are printed; the last line is then our medians; each run
 //!   keeps its figures, dated, in `docs/bench/NAME.json`;
