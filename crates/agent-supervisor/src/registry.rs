@@ -652,42 +652,55 @@ impl AgentRegistry {
                 Ok(()) | Err(AgentError::NotRunning { .. }) => {}
                 Err(err) => return Err(err),
             }
-            let write = {
-                let mut state = slot.state.lock();
-                if matches!(
-                    state.status,
-                    AgentStatus::Running
-                        | AgentStatus::Starting
-                        | AgentStatus::Stopping
-                        | AgentStatus::Restarting
-                ) {
+            // The store first: a removal it refuses changes nothing here
+            // (the agent stays registered, stopped, as its row says).
+            let removal = {
+                let state = slot.state.lock();
+                if Self::busy(state.status) {
                     continue; // started again meanwhile
                 }
-                self.forget(&slot, &mut state)
+                state.config.durable.is_some().then(|| {
+                    self.shared
+                        .durable
+                        .store
+                        .remove(slot.id.clone(), self.shared.durable.generation)
+                })
             };
-            self.shared
-                .table
-                .remove_if(slot.id.as_str(), |_, entry| Arc::ptr_eq(&entry.slot, &slot));
-            self.shared.changed(&slot).notify_waiters();
-            if let Some(write) = write {
-                match write.await {
+            if let Some(removal) = removal {
+                match removal.await {
                     Ok(()) | Err(mabeam_supervision_core::AgentStoreError::NotFound(_)) => {}
                     Err(error) => return Err(AgentError::Store(error)),
                 }
             }
+            {
+                let mut state = slot.state.lock();
+                if Self::busy(state.status) {
+                    continue; // started again meanwhile: stopped and removed again
+                }
+                self.forget(&slot, &mut state);
+            }
+            self.shared
+                .table
+                .remove_if(slot.id.as_str(), |_, entry| Arc::ptr_eq(&entry.slot, &slot));
+            self.shared.changed(&slot).notify_waiters();
             return Ok(());
         }
     }
 
-    /// Marks a stopped agent removed (under its lock); returns its removal
-    /// from the store, queued after every write of its changes.
-    fn forget(
-        &self,
-        slot: &Slot,
-        state: &mut crate::slot::SlotState,
-    ) -> Option<
-        futures::future::BoxFuture<'static, Result<(), mabeam_supervision_core::AgentStoreError>>,
-    > {
+    /// Whether an agent is running or on its way in or out.
+    fn busy(status: AgentStatus) -> bool {
+        matches!(
+            status,
+            AgentStatus::Running
+                | AgentStatus::Starting
+                | AgentStatus::Stopping
+                | AgentStatus::Restarting
+        )
+    }
+
+    /// Marks a stopped agent removed (under its lock), its row already
+    /// gone from the store.
+    fn forget(&self, slot: &Slot, state: &mut crate::slot::SlotState) {
         state.removed = true;
         state.kept = None;
         if let Some(mail) = state.mail.take() {
@@ -696,13 +709,6 @@ impl AgentRegistry {
                 .dropped(&slot.id, mail.len, "deregistered");
         }
         self.shared.counts.remove(state.status);
-        let durable = state.config.durable.is_some();
-        durable.then(|| {
-            self.shared
-                .durable
-                .store
-                .remove(slot.id.clone(), self.shared.durable.generation)
-        })
     }
 
     /// Replaces the configuration of agent `id`; a running agent is

@@ -418,6 +418,93 @@ async fn a_supervisor_restart_loses_no_registration() {
     second.stop().await;
 }
 
+/// A store that refuses removals while `refuse` is set.
+#[derive(Debug)]
+struct NoRemovals {
+    inner: MemoryAgentStore,
+    refuse: std::sync::atomic::AtomicBool,
+}
+
+impl AgentStore for NoRemovals {
+    fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
+        if matches!(write, AgentWrite::Remove { .. })
+            && self.refuse.load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Box::pin(async { Err(AgentStoreError::StorageFull("disk full".into())) });
+        }
+        self.inner.write(write)
+    }
+
+    fn get(
+        &self,
+        id: &AgentId,
+    ) -> BoxFuture<'static, Result<Option<AgentRecord>, AgentStoreError>> {
+        self.inner.get(id)
+    }
+
+    fn load_page(
+        &self,
+        after: Option<&AgentId>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
+        self.inner.load_page(after, limit)
+    }
+
+    fn count(&self) -> BoxFuture<'static, Result<u64, AgentStoreError>> {
+        self.inner.count()
+    }
+}
+
+// A deregistration the store refuses changes nothing but the stop: the
+// agent stays registered (stopped, as its row says) and a restarted
+// registry would agree; once the store takes removals, it goes.
+#[tokio::test]
+async fn a_refused_removal_keeps_the_agent_registered() {
+    let inner = MemoryAgentStore::new();
+    let store = Arc::new(NoRemovals {
+        inner: inner.clone(),
+        refuse: std::sync::atomic::AtomicBool::new(true),
+    });
+    let registry = registry(store.clone()).await;
+    registry
+        .register_durable_agent("kept", counter(&json!({"start": 1})).unwrap())
+        .await
+        .unwrap();
+    bounded("start", registry.start_agent("kept"))
+        .await
+        .unwrap();
+    assert_eq!(add(&registry, "kept", 2).await, 3);
+
+    let err = bounded("deregister", registry.deregister_agent("kept"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, AgentError::Store(AgentStoreError::StorageFull(_))),
+        "{err:?}"
+    );
+    assert_eq!(registry.status("kept"), Some(AgentStatus::Stopped));
+    assert_eq!(registry.len(), 1);
+    assert_eq!(
+        stored(&inner, "kept").registration.status,
+        AgentStatus::Stopped
+    );
+    // Still registered: it starts again from its checkpoint.
+    bounded("start again", registry.start_agent("kept"))
+        .await
+        .unwrap();
+    assert_eq!(add(&registry, "kept", 1).await, 4);
+
+    store
+        .refuse
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    bounded("deregister", registry.deregister_agent("kept"))
+        .await
+        .unwrap();
+    assert!(registry.details("kept").is_none());
+    assert!(inner.snapshot().is_empty());
+    registry.stop().await;
+}
+
 async fn registry_again(store: &MemoryAgentStore) -> AgentRegistry {
     registry(Arc::new(store.clone())).await
 }
