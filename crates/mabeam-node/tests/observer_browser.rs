@@ -256,9 +256,17 @@ fn service_starts(tree: &str, service: &str) -> String {
 async fn observer_page_in_chromium() {
     let began = Instant::now();
     let client = connect_browser().await;
-    let result = tokio::time::timeout(Duration::from_secs(240), scenario(&client)).await;
+    // A failing assertion must not skip the close: killing chromedriver
+    // alone would leave its Chromium running.
+    let result = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+        tokio::time::timeout(Duration::from_secs(240), scenario(&client)),
+    ))
+    .await;
     let _ = client.close().await;
-    result.expect("the browser test finishes within 4 minutes");
+    match result {
+        Ok(finished) => finished.expect("the browser test finishes within 4 minutes"),
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
     eprintln!(
         "observer browser test: {:.1} s",
         began.elapsed().as_secs_f64()
