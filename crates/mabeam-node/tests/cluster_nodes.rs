@@ -50,34 +50,26 @@ async fn node(dir: &Path, name: &str, join: Option<&str>) -> (Running, String) {
     (running, token)
 }
 
-/// The cluster address the node at `addr` listens on, once the node
-/// lists itself (`GET /api/cluster`; a node lists no member while it
-/// joins).
-async fn listen_addr(addr: &str, token: &str) -> String {
-    let started = Instant::now();
-    loop {
-        let reply = tokio::time::timeout(WAIT, request(addr, "GET", "/api/cluster", Some(token)))
-            .await
-            .expect("the node answers in time")
-            .unwrap();
-        assert_eq!(reply.status, 200, "{}", reply.body);
-        let view: Value = serde_json::from_str(&reply.body).unwrap();
-        let me = view["node"].clone();
-        let own = view["members"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["node"] == me)
-            .and_then(|m| m["addr"].as_str());
-        if let Some(own) = own {
-            return own.to_owned();
+/// The cluster address `node` listens on, from the line its log writes
+/// once it listens (`cluster listening ... cluster=ADDR`).
+async fn listen_addr(node: &mut Running) -> String {
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(&mut node.stderr).lines();
+    tokio::time::timeout(WAIT, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if !line.contains("cluster listening") {
+                continue;
+            }
+            let addr = line
+                .split_whitespace()
+                .find_map(|field| field.strip_prefix("cluster="))
+                .unwrap_or_else(|| panic!("no cluster= in {line:?}"));
+            return addr.to_owned();
         }
-        assert!(
-            started.elapsed() < WAIT,
-            "no address of its own within {WAIT:?}: {view}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        panic!("the node's log ended before it listened");
+    })
+    .await
+    .unwrap_or_else(|_| panic!("no \"cluster listening\" in the node's log within {WAIT:?}"))
 }
 
 /// The node's view of its cluster: member name -> state.
@@ -159,8 +151,8 @@ async fn joining_without_a_shared_store_is_refused_and_says_so() {
 #[tokio::test]
 async fn three_nodes_see_each_other_and_a_killed_one_is_down_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, a_token) = node(dir.path(), "a@local", None).await;
-    let a_listen = listen_addr(&a.addr, &a_token).await;
+    let (mut a, a_token) = node(dir.path(), "a@local", None).await;
+    let a_listen = listen_addr(&mut a).await;
     let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
     let (c, c_token) = node(dir.path(), "c@local", Some(&a_listen)).await;
     let all_up = |view: &[(String, String)]| {
@@ -216,8 +208,8 @@ async fn three_nodes_see_each_other_and_a_killed_one_is_down_within_two_seconds(
 #[tokio::test]
 async fn three_hundred_agents_started_through_three_nodes_answer_from_each_node() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, a_token) = node(dir.path(), "a@local", None).await;
-    let a_listen = listen_addr(&a.addr, &a_token).await;
+    let (mut a, a_token) = node(dir.path(), "a@local", None).await;
+    let a_listen = listen_addr(&mut a).await;
     let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
     let (c, c_token) = node(dir.path(), "c@local", Some(&a_listen)).await;
     let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
@@ -321,8 +313,8 @@ async fn post_agent(addr: &str, token: &str, body: &str) -> (u16, Value) {
 #[tokio::test]
 async fn any_node_lists_every_agent_and_starts_one_on_the_member_it_names() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, a_token) = node(dir.path(), "a@local", None).await;
-    let a_listen = listen_addr(&a.addr, &a_token).await;
+    let (mut a, a_token) = node(dir.path(), "a@local", None).await;
+    let a_listen = listen_addr(&mut a).await;
     let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
     let (c, c_token) = node(dir.path(), "c@local", Some(&a_listen)).await;
     let nodes = [
@@ -509,8 +501,8 @@ async fn generation_of(addr: &str, token: &str, node: &str) -> Option<(u64, Stri
 #[tokio::test]
 async fn a_second_node_under_a_taken_name_leaves_the_cluster_unharmed() {
     let dir = tempfile::tempdir().unwrap();
-    let (a, a_token) = node(dir.path(), "a@local", None).await;
-    let a_listen = listen_addr(&a.addr, &a_token).await;
+    let (mut a, a_token) = node(dir.path(), "a@local", None).await;
+    let a_listen = listen_addr(&mut a).await;
     let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
     until(&a.addr, &a_token, WAIT, "b up", |v| has(v, "b@local", "up")).await;
     let (b_generation, _) = generation_of(&b.addr, &b_token, "b@local").await.unwrap();
@@ -524,8 +516,8 @@ async fn a_second_node_under_a_taken_name_leaves_the_cluster_unharmed() {
 
     let twin_dir = dir.path().join("twin");
     std::fs::create_dir_all(&twin_dir).unwrap();
-    let (twin, twin_token) = node(&twin_dir, "b@local", Some(&a_listen)).await;
-    let twin_listen = listen_addr(&twin.addr, &twin_token).await;
+    let (mut twin, _) = node(&twin_dir, "b@local", Some(&a_listen)).await;
+    let twin_listen = listen_addr(&mut twin).await;
     let (c, _c_token) = node(dir.path(), "c@local", Some(&twin_listen)).await;
     until(&a.addr, &a_token, WAIT, "c up", |v| has(v, "c@local", "up")).await;
 
