@@ -27,11 +27,11 @@ use serde_json::json;
 
 const SINGLE: u64 = 10_000;
 const CHUNK: u64 = 500;
-const TASKS: u64 = 64;
+pub(crate) const TASKS: u64 = 64;
 const WINDOW: usize = 256;
 const BATCH_ROWS: u64 = 50_000;
 
-fn event(task: u64, i: u64) -> Event {
+pub(crate) fn event(task: u64, i: u64) -> Event {
     Event::new(
         format!("stream-{task}"),
         "bench_appended",
@@ -88,7 +88,12 @@ async fn single_vs_per_txn() -> Result<(f64, f64)> {
 
 async fn many_tasks(n: u64, window: usize) -> Result<f64> {
     let dir = fresh_dir()?;
-    let store = store_in(dir.path()).await?;
+    many_tasks_on(store_in(dir.path()).await?, n, window).await
+}
+
+/// `TASKS` tasks appending `n` events to `store` with `window` appends in
+/// flight each; appends/s. Stops the store. (Both backends' bench.)
+pub(crate) async fn many_tasks_on(store: EventStore, n: u64, window: usize) -> Result<f64> {
     let per_task = n / TASKS;
     let t = Instant::now();
     let tasks: Vec<_> = (0..TASKS)

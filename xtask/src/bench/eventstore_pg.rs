@@ -17,32 +17,23 @@
 //!   transaction one multi-row `INSERT ... SELECT FROM unnest(...)`.
 
 use std::{
-    collections::VecDeque,
     sync::atomic::{AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result};
 use mabeam_foundation_services::{EventStore, EventStoreConfig, PostgresConfig};
-use mabeam_supervision_core::Event;
 use serde_json::json;
+
+use crate::eventstore::{TASKS, event};
 
 #[path = "../postgres.rs"]
 mod postgres;
 
 const SINGLE: u64 = 5_000;
 const CHUNK: u64 = 500;
-const TASKS: u64 = 64;
 const WINDOW: usize = 256;
 const BATCH_ROWS: u64 = 10_000;
-
-fn event(task: u64, i: u64) -> Event {
-    Event::new(
-        format!("stream-{task}"),
-        "bench_appended",
-        json!({"task": task, "i": i}),
-    )
-}
 
 /// A schema of its own for each phase.
 fn fresh_schema() -> String {
@@ -121,39 +112,7 @@ async fn single_vs_per_txn(url: &str) -> Result<(f64, f64)> {
 
 async fn many_tasks(url: &str, n: u64, window: usize) -> Result<f64> {
     let store = store_in(url, &fresh_schema()).await?;
-    let per_task = n / TASKS;
-    let t = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|task| {
-            let store = store.clone();
-            tokio::spawn(async move {
-                let mut in_flight = VecDeque::with_capacity(window);
-                for i in 0..per_task {
-                    in_flight.push_back(store.append(event(task, i)));
-                    if in_flight.len() >= window
-                        && let Some(oldest) = in_flight.pop_front()
-                    {
-                        oldest.await?;
-                    }
-                }
-                for pending in in_flight {
-                    pending.await?;
-                }
-                anyhow::Ok(())
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await??;
-    }
-    let rate = (per_task * TASKS) as f64 / t.elapsed().as_secs_f64();
-    let stats = store.stats().await?;
-    eprintln!(
-        "bench eventstore:   {} commits, largest group {}",
-        stats.commits, stats.largest_group
-    );
-    store.stop().await;
-    Ok(rate)
+    crate::eventstore::many_tasks_on(store, n, window).await
 }
 
 async fn bare_batched(url: &str, n: u64) -> Result<f64> {
