@@ -73,10 +73,11 @@ impl Shared {
     /// Queues a started child for the supervisor to keep, and returns how
     /// many wait; gives it back if the supervisor is closing (the caller
     /// then stops it). Checked under the queue's lock, as `close` sets it.
-    pub(super) fn hand_over(&self, adopt: Adopt) -> Result<usize, Adopt> {
+    /// (Given back boxed: the rare path carries the weight.)
+    pub(super) fn hand_over(&self, adopt: Adopt) -> Result<usize, Box<Adopt>> {
         let mut queue = self.adopted.lock();
         if self.is_closing() {
-            return Err(adopt);
+            return Err(Box::new(adopt));
         }
         queue.push(adopt);
         Ok(queue.len())
