@@ -714,6 +714,13 @@ impl<A: Actor> Cell<A> {
         let Some(task) = self.take_task() else {
             return false;
         };
+        self.await_taken(task).await;
+        true
+    }
+
+    /// Awaits the actor's task, taken from the cell, and records its end
+    /// (giving the task back if dropped midway); returns the exit recorded.
+    async fn await_taken(&self, task: JoinHandle<TaskOutput<A>>) -> ExitReason {
         let mut waiter = TaskWaiter {
             cell: self,
             task: Some(task),
@@ -723,8 +730,7 @@ impl<A: Actor> Cell<A> {
             let _ = task.await;
         }
         waiter.task = None;
-        self.task_ended();
-        true
+        self.task_ended()
     }
 
     /// Records the exit of an actor whose task has ended; returns the
@@ -739,6 +745,19 @@ impl<A: Actor> Cell<A> {
     }
 
     async fn exited(&self) -> ExitReason {
+        // The usual case first, in one look under the lock and without
+        // listening: the exit is known, or this caller takes the task and
+        // awaits its end (a stop waits so, once per agent).
+        let task = {
+            let mut facts = self.facts.lock();
+            if let Some(reason) = &facts.exit {
+                return reason.clone();
+            }
+            facts.task.take()
+        };
+        if let Some(task) = task {
+            return self.await_taken(task).await;
+        }
         loop {
             // Listening before looking: a change after the look wakes us.
             let changed = self.changed.notified();

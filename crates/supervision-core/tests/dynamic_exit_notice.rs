@@ -242,3 +242,51 @@ async fn with_telemetry_an_ended_child_is_reported_at_once() {
     assert_eq!(exited.meta_bool("restart"), Some(false));
     sup.stop().await;
 }
+
+// A supervisor without telemetry is not woken by a reporting child's start
+// either: the child is queued for it, collected before its next message.
+
+#[tokio::test]
+async fn children_handed_over_unannounced_are_counted_in_start_order_and_stopped_with_it() {
+    let (sup, notice) = quiet(DynamicSupervisorFlags::new()).await;
+    let temporary = queued_spec(&notice).with_restart(RestartType::Temporary);
+    // More than one batch (the supervisor is woken once per batch).
+    let mut children = Vec::new();
+    for _ in 0..300 {
+        children.push(sup.start_reporting_child(temporary.clone()).await.unwrap());
+    }
+    assert_eq!(sup.count_children().await.unwrap().active, 300);
+    let listed: Vec<ProcessHandle> = sup
+        .which_children()
+        .await
+        .unwrap()
+        .iter()
+        .map(|child| child.state.handle().cloned().unwrap())
+        .collect();
+    assert_eq!(listed, children);
+    tokio::time::timeout(WAIT, sup.stop())
+        .await
+        .expect("the supervisor's stop hung");
+    assert!(children.iter().all(|child| !child.is_alive()));
+}
+
+#[tokio::test]
+async fn a_killed_supervisor_kills_the_children_it_has_not_collected_yet() {
+    let (sup, notice) = quiet(DynamicSupervisorFlags::new()).await;
+    let temporary = queued_spec(&notice).with_restart(RestartType::Temporary);
+    let mut children = Vec::new();
+    for _ in 0..3 {
+        children.push(sup.start_reporting_child(temporary.clone()).await.unwrap());
+    }
+    // No message since: the supervisor has not collected them.
+    sup.handle().kill();
+    for child in &children {
+        tokio::time::timeout(WAIT, child.exited())
+            .await
+            .expect("a child outlived its killed supervisor");
+    }
+    assert!(matches!(
+        sup.start_reporting_child(temporary).await,
+        Err(mabeam_supervision_core::SupervisorError::SupervisorGone)
+    ));
+}

@@ -8,7 +8,7 @@ use super::{
     DynamicSupervisorFlags, ExitNotice, TemplateSupervisor,
     actor::{DynamicSupervisorActor, Shared},
     messages::{Adopt, CollectEnded, GetShared, TerminateChild},
-    notice::NoticeInner,
+    notice::{ENDED_BATCH, NoticeInner},
 };
 use crate::{
     ChildCounts, ChildInfo, ChildSpec, ChildTemplate, ExitReason, FlagsError, ProcessHandle,
@@ -138,7 +138,11 @@ impl DynamicSupervisor {
     /// is restarted): the supervisor then does not watch it.
     /// A child that fails to report stays counted as running until it is
     /// terminated or the supervisor stops. For children by the hundred
-    /// thousand (agents) that report from their `on_stop`.
+    /// thousand (agents) that report from their `on_stop`: such a start
+    /// does not wake the supervisor (unless it reports to telemetry); the
+    /// child is queued, and the supervisor takes it before it answers
+    /// anything, so `count_children`, `which_children`, `terminate_child`
+    /// and its stop all see it.
     pub async fn start_reporting_child(
         &self,
         spec: ChildSpec,
@@ -190,6 +194,31 @@ impl DynamicSupervisor {
             .start(&spec, || crate::Stopper::supervised_by(self))
             .await?;
         let shutdown = spec.shutdown;
+        // A reporting child is queued for the supervisor, not told: it
+        // collects the queue before it handles any message (so every
+        // answer it gives counts the child), and is woken once per batch.
+        // Told at once, as `ExitNotice::ended` reports, when the
+        // supervisor reports to telemetry (its events come as they
+        // happen), and when the child has already stopped (its watch
+        // starts now, not at the supervisor's next message).
+        if reports && handle.is_alive() && !shared.reporter.telemetry.is_enabled() {
+            return match shared.hand_over(Adopt::new(handle.clone(), spec, reports)) {
+                Ok(queued) => {
+                    place.keep();
+                    if queued % ENDED_BATCH == 0 {
+                        let _ = self.inner.actor.tell(CollectEnded).try_send();
+                    }
+                    Ok(handle)
+                }
+                // Closing: it stops (or has stopped) its children, and so
+                // do we, so that nothing runs once we answer.
+                Err(mut adopt) => {
+                    drop(adopt.take());
+                    shutdown.stop(&handle).await;
+                    Err(SupervisorError::SupervisorGone)
+                }
+            };
+        }
         // If the supervisor cannot take the child (it stopped meanwhile),
         // the undelivered hand-over stops it.
         let handed_over = self

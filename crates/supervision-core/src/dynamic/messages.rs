@@ -25,6 +25,15 @@ pub(super) struct Adopt {
     reports: bool,
 }
 
+impl std::fmt::Debug for Adopt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adopt")
+            .field("child", &self.child.as_ref().map(|(handle, _)| handle.id()))
+            .field("reports", &self.reports)
+            .finish()
+    }
+}
+
 impl Adopt {
     pub(super) fn new(handle: ProcessHandle, spec: ChildSpec, reports: bool) -> Self {
         Adopt {
@@ -36,6 +45,11 @@ impl Adopt {
     /// The child, now someone else's to keep or stop.
     pub(super) fn take(&mut self) -> Option<(ProcessHandle, ChildSpec)> {
         self.child.take()
+    }
+
+    /// Whether the child reports its own exit.
+    pub(super) fn reports(&self) -> bool {
+        self.reports
     }
 }
 
@@ -61,7 +75,7 @@ impl Message<Adopt> for DynamicSupervisorActor {
     async fn handle(&mut self, mut adopt: Adopt, ctx: &mut Context<Self, ()>) {
         let reports = adopt.reports;
         if let Some((handle, spec)) = adopt.take() {
-            self.adopt_new(handle, spec, reports, ctx.actor_ref());
+            self.adopt_new(handle, spec, reports, Some(ctx.actor_ref()));
         }
     }
 }
