@@ -24,16 +24,8 @@ use super::{read::status_text, schema};
 /// How long the writer polls for the next request before it parks.
 const IDLE_POLL: std::time::Duration = std::time::Duration::from_micros(100);
 
-/// How long a group waits at least for the callers of the group before
-/// it (spinning, then parked).
+/// How long a group waits for the callers of the group before it.
 const GATHER_WAIT: std::time::Duration = std::time::Duration::from_micros(150);
-
-/// How long a group waits at most for them: a commit's time (see
-/// [`Writer::run`]), never more than this.
-const GATHER_MAX: std::time::Duration = std::time::Duration::from_millis(2);
-
-/// How long the gathering spins before it parks.
-const GATHER_SPIN: std::time::Duration = std::time::Duration::from_micros(50);
 
 /// What the writer thread is asked to do.
 pub(crate) enum Request {
@@ -57,7 +49,6 @@ impl Writer {
     /// gone.
     pub(crate) fn run(mut self) {
         let mut last_group = 1;
-        let mut last_commit = GATHER_WAIT;
         while let Some(request) = self.next_request() {
             let first = match request {
                 Request::Shutdown => return,
@@ -66,47 +57,26 @@ impl Writer {
             let mut group = vec![first];
             let mut shutdown = false;
             // The last group's callers, acknowledged together, are likely
-            // to write again together: wait for them rather than sync part
-            // of a group (PostgreSQL's commit_delay). Committing early
-            // costs the late ones a commit of their own, so waiting up to
-            // one commit's time never loses; on a loaded machine the
-            // callers' tasks take milliseconds to be scheduled, far more
-            // than a spin, so the wait parks after a short spin.
-            let gather_wait = last_commit.clamp(GATHER_WAIT, GATHER_MAX);
+            // to write again together: wait a moment for them rather than
+            // sync half a group (as the EventStore's writer does).
             let gathering = std::time::Instant::now();
             while group.len() < self.max_group {
-                let next = match self.requests.try_recv() {
-                    Err(crossbeam_channel::TryRecvError::Empty) if group.len() < last_group => {
-                        let waited = gathering.elapsed();
-                        if waited >= gather_wait {
-                            break;
-                        }
-                        if waited < GATHER_SPIN {
-                            std::thread::yield_now();
-                            continue;
-                        }
-                        match self.requests.recv_timeout(gather_wait - waited) {
-                            Ok(request) => request,
-                            Err(_) => break,
-                        }
-                    }
-                    Ok(request) => request,
-                    Err(_) => break,
-                };
-                match next {
-                    Request::Write(write, reply) => group.push((write, reply)),
-                    Request::Shutdown => {
+                match self.requests.try_recv() {
+                    Ok(Request::Write(write, reply)) => group.push((write, reply)),
+                    Ok(Request::Shutdown) => {
                         shutdown = true;
                         break;
                     }
+                    Err(crossbeam_channel::TryRecvError::Empty)
+                        if group.len() < last_group && gathering.elapsed() < GATHER_WAIT =>
+                    {
+                        std::thread::yield_now();
+                    }
+                    Err(_) => break,
                 }
             }
-            // A short group lowers the next wait's target by one only: one
-            // slow caller does not halve the groups.
             last_group = group.len().max(last_group.saturating_sub(1));
-            let committing = std::time::Instant::now();
             self.commit_group(group);
-            last_commit = committing.elapsed();
             if shutdown {
                 return;
             }
