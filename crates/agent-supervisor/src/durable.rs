@@ -226,8 +226,15 @@ pub(crate) fn registration(
     registration
 }
 
-/// The status a record stores: transitions are stored as where they lead.
+/// The status a record stores: transitions are stored as where they lead,
+/// and an agent its supervisor took down (orphaned, `Stopped` in memory
+/// until the next supervisor restarts it) as running: the store must not
+/// say `Stopped` while a restart is owed, or a node (or a registry
+/// service) that stops before the restart would never bring it back.
 fn stored_status(state: &SlotState) -> AgentStatus {
+    if state.orphaned {
+        return AgentStatus::Running;
+    }
     match state.status {
         AgentStatus::Starting | AgentStatus::Restarting => AgentStatus::Running,
         AgentStatus::Stopping => AgentStatus::Stopped,

@@ -56,6 +56,8 @@ pub const RECOVERY_PROGRESS: &[&str] = &["agent", "recovery", "progress"];
 
 /// Agents read from the store at once.
 const PAGE: usize = 2048;
+/// Pages read ahead of the one being restored.
+const READ_AHEAD: usize = 2;
 /// Agents started at once.
 const START_CONCURRENCY: usize = 256;
 /// A progress log line every this many agents.
@@ -83,21 +85,19 @@ async fn recover(shared: Arc<Shared>) {
         tracing::info!(total, "agent recovery: started");
     }
     shared.durable.recovery.send_replace(progress);
-    let mut after: Option<AgentId> = None;
     let mut starts = Vec::new();
+    // The store reads (and decodes) the next pages while this task puts
+    // the last one back in the table: on two cores, reading and restoring
+    // overlap instead of taking turns.
+    let (pages, mut read) = tokio::sync::mpsc::channel(READ_AHEAD);
     // An empty store: nothing to read (a page would say so too).
-    let mut more = total > 0;
-    while more {
-        let page = match store.load_page(after.as_ref(), PAGE).await {
-            Ok(page) => page,
-            Err(error) => {
-                tracing::error!(%error, "agent recovery: a page cannot be read; stopped");
-                break;
-            }
-        };
-        let last = page.len() < PAGE;
+    if total > 0 {
+        tokio::spawn(read_pages(store, pages));
+    } else {
+        drop(pages);
+    }
+    while let Some(page) = read.recv().await {
         for row in page {
-            after = Some(row.id.clone());
             progress.restored += 1;
             match restore(&shared, row) {
                 Restored::Start(slot) => starts.push(slot),
@@ -114,7 +114,6 @@ async fn recover(shared: Arc<Shared>) {
             }
         }
         report(&shared, progress);
-        more = !last;
     }
     if !starts.is_empty() {
         tracing::info!(
@@ -147,6 +146,30 @@ async fn recover(shared: Arc<Shared>) {
             failed = progress.failed,
             "agent recovery: done"
         );
+    }
+}
+
+/// Reads the store page by page into `pages` until the last page (or
+/// a page that cannot be read: the recovery stops there), or until the
+/// recovery is gone.
+async fn read_pages(
+    store: Arc<dyn mabeam_supervision_core::AgentStore>,
+    pages: tokio::sync::mpsc::Sender<Vec<LoadedAgent>>,
+) {
+    let mut after: Option<AgentId> = None;
+    loop {
+        let page = match store.load_page(after.as_ref(), PAGE).await {
+            Ok(page) => page,
+            Err(error) => {
+                tracing::error!(%error, "agent recovery: a page cannot be read; stopped");
+                return;
+            }
+        };
+        let last = page.len() < PAGE;
+        after = page.last().map(|row| row.id.clone());
+        if pages.send(page).await.is_err() || last {
+            return;
+        }
     }
 }
 

@@ -418,6 +418,63 @@ async fn a_supervisor_restart_loses_no_registration() {
     second.stop().await;
 }
 
+// The registry's service restarted (a suspend) while the agents its
+// supervisor took down wait for the next one, or are on their way back
+// under it: their rows keep saying running (a restart is owed), never
+// `Stopped`, so a registry started on the store brings them back. In the
+// tree this was a race (1 run in 15 stored one agent `Stopped`): the
+// orphan's exit stored `Stopped` and the restart that would have stored
+// `Running` again was cancelled by the suspend. Here the suspend comes
+// before the restarts are installed (a single-threaded runtime runs the
+// scheduled restarts only once the test yields).
+#[tokio::test]
+async fn a_suspend_during_a_supervisor_restart_keeps_the_agents_stored_running() {
+    let store = MemoryAgentStore::new();
+    // As the tree runs it: the registry does not replace its supervisor.
+    let options = options(Arc::new(store.clone())).with_replace_supervisor(false);
+    let registry = AgentRegistry::start(options).await.unwrap();
+    bounded("recovery", registry.recovered()).await;
+    let ids = ["a", "b", "c"];
+    for id in ids {
+        registry
+            .register_durable_agent(id, counter(&json!({"start": 0})).unwrap())
+            .await
+            .unwrap();
+        bounded("start", registry.start_agent(id)).await.unwrap();
+        assert_eq!(add(&registry, id, 5).await, 5);
+    }
+    // The tree stops the supervisor: its agents wait for the next one.
+    bounded("supervisor stop", registry.supervisor().stop()).await;
+    for id in ids {
+        assert_eq!(
+            stored(&store, id).registration.status,
+            AgentStatus::Running,
+            "{id}: taken down with its supervisor, a restart owed"
+        );
+    }
+    // The next supervisor schedules their restarts; the registry's service
+    // is restarted before any is installed.
+    bounded("new supervisor", registry.replace_supervisor())
+        .await
+        .unwrap();
+    bounded("suspend", registry.suspend()).await;
+    for id in ids {
+        assert_eq!(registry.status(id), Some(AgentStatus::Stopped), "{id}");
+        assert_eq!(
+            stored(&store, id).registration.status,
+            AgentStatus::Running,
+            "{id}: a suspend records no stop"
+        );
+    }
+    registry.stop().await;
+    let second = registry_again(&store).await;
+    for id in ids {
+        assert_eq!(second.status(id), Some(AgentStatus::Running), "{id}");
+        assert_eq!(add(&second, id, 1).await, 6, "{id}: its count, then one");
+    }
+    second.stop().await;
+}
+
 /// A store that refuses removals while `refuse` is set.
 #[derive(Debug)]
 struct NoRemovals {

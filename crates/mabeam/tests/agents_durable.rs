@@ -57,22 +57,6 @@ async fn bounded<T>(what: &str, future: impl std::future::Future<Output = T>) ->
         .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
-/// Waits (bounded) until every agent of `IDS` runs, on status changes.
-async fn all_running(agents: &AgentRegistry) {
-    let mut changes = agents.subscribe();
-    bounded("every agent running again", async {
-        while !IDS
-            .iter()
-            .all(|id| agents.status(id) == Some(AgentStatus::Running))
-        {
-            if changes.recv().await.is_err() {
-                tokio::task::yield_now().await; // lagged: look again
-            }
-        }
-    })
-    .await;
-}
-
 async fn ask(agents: &AgentRegistry, id: &str, n: u64) -> u64 {
     let counter = agents.agent_ref::<Counter>(id).unwrap();
     bounded("ask", counter.ask(n)).await.unwrap()
@@ -95,13 +79,11 @@ async fn service_restarts_lose_no_registration_and_a_restart_brings_agents_back(
         first.restart_service(service).await.unwrap();
         let after = first.agents().unwrap().registry().unwrap();
         assert_eq!(after.len(), IDS.len(), "after restarting {service}");
-        if service == seed::AGENT_SUPERVISOR {
-            // Its agents come back under the new supervisor. Restarting
-            // the registry's service before they are all back left one
-            // stored `Stopped` in about 1 run in 15 (a race, still open):
-            // this test waits them out.
-            all_running(&after).await;
-        }
+        // No wait for the agents to run again under the new supervisor:
+        // restarting the registry's service while they are on their way
+        // back must not store any of them `Stopped` (it did, 1 run in 15,
+        // before orphans were stored as running; see registry_durable's
+        // `a_suspend_during_a_supervisor_restart_keeps_the_agents_stored_running`).
     }
     let rows = bounded("store", first.wiring().agent_store.count())
         .await

@@ -94,20 +94,32 @@ fn record(id: &AgentId, row: &Row<'_>) -> Result<AgentRecord, AgentStoreError> {
     if version < 1 {
         return Err(corrupt(format!("record version {version}")));
     }
+    // Parsed from the row's own bytes: no owned copy of the text first
+    // (three a row, on the recovery's path).
     let json = |index: usize, name: &str| -> Result<Value, AgentStoreError> {
-        let text: String = row
-            .get(index)
+        let text = row
+            .get_ref(index)
+            .map_err(|e| corrupt(format!("{name}: {e}")))?
+            .as_str()
             .map_err(|e| corrupt(format!("{name}: {e}")))?;
-        serde_json::from_str(&text).map_err(|e| corrupt(format!("{name}: {e}")))
+        serde_json::from_str(text).map_err(|e| corrupt(format!("{name}: {e}")))
     };
     let int = |index: usize, name: &str| -> Result<i64, AgentStoreError> {
         row.get(index).map_err(|e| corrupt(format!("{name}: {e}")))
     };
     let generation = int(2, "generation")?;
     let kind: String = row.get(3).map_err(|e| corrupt(format!("kind: {e}")))?;
-    let status: String = row.get(7).map_err(|e| corrupt(format!("status: {e}")))?;
-    let status: AgentStatus = serde_json::from_value(Value::String(status))
+    let status = row
+        .get_ref(7)
+        .map_err(|e| corrupt(format!("status: {e}")))?
+        .as_str()
         .map_err(|e| corrupt(format!("status: {e}")))?;
+    let status: AgentStatus = {
+        use serde::{Deserialize, de::IntoDeserializer};
+        let text: serde::de::value::StrDeserializer<'_, serde::de::value::Error> =
+            status.into_deserializer();
+        AgentStatus::deserialize(text).map_err(|e| corrupt(format!("status: {e}")))?
+    };
     let restart_count = int(8, "restart_count")?;
     let passivated = int(9, "passivated")?;
     let format: Option<i64> = row
