@@ -387,6 +387,17 @@ pub enum AgentStoreError {
     /// Another store has this store's directory open.
     #[error("agent store {0} is locked by another process")]
     Locked(String),
+    /// The writer does not own the agent in the cluster (another member
+    /// claimed it, or it was released): a fenced store refused the write
+    /// and changed nothing.
+    #[error("agent {id}: the writer does not own it (owner: {owner})")]
+    Fenced {
+        /// The agent.
+        id: AgentId,
+        /// Its owner as the store records it (`node/generation`), or
+        /// `nobody`.
+        owner: String,
+    },
 }
 
 impl ErrorCode for AgentStoreError {
@@ -403,6 +414,7 @@ impl ErrorCode for AgentStoreError {
             AgentStoreError::ForeignFile(_) => 1709,
             AgentStoreError::NewerSchema { .. } => 1710,
             AgentStoreError::Locked(_) => 1711,
+            AgentStoreError::Fenced { .. } => 1712,
         }
     }
 }
