@@ -170,32 +170,30 @@ pub struct Adopted {
 pub(crate) async fn adopt(shared: &Arc<Shared>, ids: Vec<AgentId>) -> Adopted {
     let store = shared.durable.store.clone();
     let mut adopted = Adopted::default();
-    let mut rows = futures::stream::iter(ids)
-        .map(|id| {
-            let read = store.get(&id);
-            async move { (id, read.await) }
-        })
-        .buffer_unordered(START_CONCURRENCY);
     let mut starts = Vec::new();
-    while let Some((id, read)) = rows.next().await {
-        let record = match read {
-            Ok(Some(record)) => Ok(record),
-            Ok(None) => {
+    for chunk in ids.chunks(PAGE) {
+        // Read together: one query on a store that can.
+        let rows = match store.get_many(chunk).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(%error, "adopting agents: their records cannot be read");
+                adopted.failed += chunk.len() as u64;
+                continue;
+            }
+        };
+        adopted.skipped += (chunk.len() - rows.len()) as u64;
+        for row in rows {
+            if shared.table.contains_key(&TableKey::from(row.id.as_str())) {
                 adopted.skipped += 1;
                 continue;
             }
-            Err(error) => Err(error),
-        };
-        if shared.table.contains_key(&TableKey::from(id.as_str())) {
-            adopted.skipped += 1;
-            continue;
+            match restore(shared, row) {
+                Restored::Start(slot) => starts.push(slot),
+                Restored::Kept => {}
+                Restored::Failed => adopted.failed += 1,
+            }
+            adopted.restored += 1;
         }
-        match restore(shared, LoadedAgent { id, record }) {
-            Restored::Start(slot) => starts.push(slot),
-            Restored::Kept => {}
-            Restored::Failed => adopted.failed += 1,
-        }
-        adopted.restored += 1;
     }
     let mut started = futures::stream::iter(starts)
         .map(|slot| async move { activate(shared, slot).await })

@@ -446,6 +446,41 @@ pub trait AgentStore: Send + Sync + fmt::Debug + 'static {
     /// How many agents are registered (for recovery progress).
     fn count(&self) -> BoxFuture<'static, Result<u64, AgentStoreError>>;
 
+    /// The records of those of `ids` that are registered, in no given
+    /// order, each one's read error its own: what a node taking agents
+    /// over loads. The default reads them one by one; a store that can
+    /// read them in one query does.
+    fn get_many(
+        &self,
+        ids: &[AgentId],
+    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
+        let reads: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let read = self.get(id);
+                let id = id.clone();
+                async move { (id, read.await) }
+            })
+            .collect();
+        Box::pin(async move {
+            let mut loaded = Vec::with_capacity(reads.len());
+            for (id, read) in futures::future::join_all(reads).await {
+                match read {
+                    Ok(Some(record)) => loaded.push(LoadedAgent {
+                        id,
+                        record: Ok(record),
+                    }),
+                    Ok(None) => {}
+                    Err(error) => loaded.push(LoadedAgent {
+                        id,
+                        record: Err(error),
+                    }),
+                }
+            }
+            Ok(loaded)
+        })
+    }
+
     /// Registers an agent (or replaces its registration).
     fn register(
         &self,

@@ -297,6 +297,19 @@ impl AgentStore for PostgresAgentStore {
         .boxed()
     }
 
+    /// One query for all of them.
+    fn get_many(
+        &self,
+        ids: &[AgentId],
+    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+        let rows = self.query(
+            format!("SELECT {COLUMNS} FROM agents WHERE id = ANY($1)"),
+            vec![Box::new(ids)],
+        );
+        async move { Ok(rows.await?.iter().map(decode).collect()) }.boxed()
+    }
+
     fn load_page(
         &self,
         after: Option<&AgentId>,

@@ -423,4 +423,11 @@ impl AgentStore for FencedAgentStore {
     fn count(&self) -> BoxFuture<'static, Result<u64, AgentStoreError>> {
         self.store.count()
     }
+
+    fn get_many(
+        &self,
+        ids: &[AgentId],
+    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
+        self.store.get_many(ids)
+    }
 }
