@@ -136,7 +136,7 @@ pub use agent_ref::{AgentRef, CallOptions, DEFAULT_ASK_TIMEOUT};
 pub use config::{AgentConfig, MAX_ID_BYTES};
 pub use durable::{Activation, AgentRecipes, CHECKPOINT_FAILED, CheckpointPolicy, Recipe};
 pub use error::{AgentError, EnvelopeError};
-pub use recovery::{LOG_EVERY, RECOVERY_PROGRESS, RecoveryProgress};
+pub use recovery::{Adopted, LOG_EVERY, RECOVERY_PROGRESS, RecoveryProgress};
 pub use registry::{AgentDetails, AgentRegistry, AgentRegistryOptions, StatusCounts};
 pub use report::status_name;
 pub use shared::OnRestart;

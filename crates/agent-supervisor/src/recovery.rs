@@ -173,6 +173,64 @@ async fn read_pages(
     }
 }
 
+/// What [`AgentRegistry::adopt`](crate::AgentRegistry::adopt) did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Adopted {
+    /// Agents put in the table (the failed ones included).
+    pub restored: u64,
+    /// Of those, agents started (they were running).
+    pub started: u64,
+    /// Agents restored `Failed`, or whose start failed.
+    pub failed: u64,
+    /// Agents not in the store, or registered here already (left as
+    /// they are).
+    pub skipped: u64,
+}
+
+/// Brings the stored agents `ids` into `shared`'s table as a recovery
+/// does, and starts those that were running: an agent taken over from
+/// another node that stopped.
+pub(crate) async fn adopt(shared: &Arc<Shared>, ids: Vec<AgentId>) -> Adopted {
+    let store = shared.durable.store.clone();
+    let mut adopted = Adopted::default();
+    let mut starts = Vec::new();
+    for chunk in ids.chunks(PAGE) {
+        // Read together: one query on a store that can.
+        let rows = match store.get_many(chunk).await {
+            Ok(rows) => rows,
+            Err(error) => {
+                tracing::error!(%error, "adopting agents: their records cannot be read");
+                adopted.failed += chunk.len() as u64;
+                continue;
+            }
+        };
+        adopted.skipped += (chunk.len() - rows.len()) as u64;
+        for row in rows {
+            if shared.table.contains_key(&TableKey::from(row.id.as_str())) {
+                adopted.skipped += 1;
+                continue;
+            }
+            match restore(shared, row) {
+                Restored::Start(slot) => starts.push(slot),
+                Restored::Kept => {}
+                Restored::Failed => adopted.failed += 1,
+            }
+            adopted.restored += 1;
+        }
+    }
+    let mut started = futures::stream::iter(starts)
+        .map(|slot| async move { activate(shared, slot).await })
+        .buffer_unordered(START_CONCURRENCY);
+    while let Some(ok) = started.next().await {
+        if ok {
+            adopted.started += 1;
+        } else {
+            adopted.failed += 1;
+        }
+    }
+    adopted
+}
+
 /// Starts a restored agent that was running (restored passivated, so a
 /// message may have woken it first); `false` if its start failed (it is
 /// then handled as a failed wake: a crash, restarted by its policy).

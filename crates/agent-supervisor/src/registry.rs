@@ -901,6 +901,16 @@ impl AgentRegistry {
         done.unwrap_or_else(|_| *self.shared.durable.recovery.borrow())
     }
 
+    /// Brings the agents `ids` from the store into this registry, as its
+    /// recovery brings every agent at its start, and starts those that
+    /// were running from their last checkpoint. For a node of a cluster
+    /// that took these agents over (their owner stopped): the caller
+    /// claimed them first. An id not in the store, or registered here
+    /// already, is skipped.
+    pub async fn adopt(&self, ids: Vec<AgentId>) -> crate::Adopted {
+        crate::recovery::adopt(&self.shared, ids).await
+    }
+
     /// The store durable agents are kept in.
     pub fn store(&self) -> &Arc<dyn AgentStore> {
         &self.shared.durable.store

@@ -47,7 +47,7 @@ use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentStore, AgentStoreError, AgentWrite, LoadedAgent,
 };
 use parking_lot::Mutex;
-pub use pg::PostgresAgentStore;
+pub use pg::{FencedAgentStore, PostgresAgentStore};
 use rusqlite::{OptionalExtension, params};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 use tokio::sync::oneshot;

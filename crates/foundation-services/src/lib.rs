@@ -79,7 +79,9 @@ mod rounds;
 pub mod service_monitor;
 pub mod task_supervisor;
 
-pub use agent_store::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
+pub use agent_store::{
+    FencedAgentStore, PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig,
+};
 pub use config_server::{
     ConfigChange, ConfigError, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig,
     ConfigServerService, ConfigSubscription, UpdateOutcome, ValueRule,

@@ -24,6 +24,7 @@ use mabeam_foundation_services::{PostgresAgentStore, SqliteAgentStore, SqliteAge
 use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentUpdate,
     AgentWrite, Checkpoint, ErrorCode, LoadedAgent, MemoryAgentStore,
+    cluster::{Claim, MemoryOwnership, Ownership, OwnershipError},
 };
 use proptest::prelude::*;
 use serde_json::json;
@@ -346,6 +347,208 @@ async fn contract_memory() {
 async fn contract_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     contract(sqlite_open(dir.path())).await;
+}
+
+// ---- Ownership: the same contract in memory and on PostgreSQL ----------
+
+/// supervision-core's `Ownership` contract: a fenced compare-and-set.
+async fn ownership_contract(store: Arc<dyn Ownership>) {
+    let x = AgentId::new("x");
+    let first = within("claim", store.claim(&x, "a", 1, None))
+        .await
+        .unwrap();
+    assert_eq!((&*first.node, first.generation), ("a", 1));
+    // The owner again: the same claim, epoch unchanged.
+    assert_eq!(store.claim(&x, "a", 1, None).await.unwrap(), first);
+    // Another node without the current claim in hand: a conflict naming it.
+    let conflict = store.claim(&x, "b", 7, None).await.unwrap_err();
+    assert_eq!(
+        conflict,
+        OwnershipError::Conflict {
+            owner: first.clone()
+        }
+    );
+    assert_eq!(conflict.code(), 1801);
+    // An outdated claim in hand is no takeover.
+    let outdated = Claim {
+        epoch: first.epoch.wrapping_sub(1),
+        ..first.clone()
+    };
+    assert!(store.claim(&x, "b", 7, Some(&outdated)).await.is_err());
+    // Another agent's claim in hand is no takeover either.
+    let y = AgentId::new("y");
+    let y_claim = store.claim(&y, "a", 1, None).await.unwrap();
+    assert!(store.claim(&x, "b", 7, Some(&y_claim)).await.is_err());
+    // The current claim in hand: granted, fenced higher.
+    let second = store.claim(&x, "b", 7, Some(&first)).await.unwrap();
+    assert_eq!((&*second.node, second.generation), ("b", 7));
+    assert!(second.epoch > first.epoch);
+    assert_eq!(store.owner(&x).await.unwrap(), Some(second.clone()));
+    // The same node restarted: its newer generation takes over, an older
+    // one is stale.
+    let third = store.claim(&x, "b", 8, None).await.unwrap();
+    assert!(third.epoch > second.epoch);
+    let stale = store.claim(&x, "b", 7, None).await.unwrap_err();
+    assert!(
+        matches!(stale, OwnershipError::Stale { generation: 7, .. }),
+        "{stale:?}"
+    );
+    assert_eq!(stale.code(), 1802);
+    // The first owner, replaced, cannot take it back with its old claim.
+    assert!(store.claim(&x, "a", 1, Some(&first)).await.is_err());
+    // Only the owner releases; the next claim's epoch still grows.
+    let not_owner = store.release(&x, "a", 1).await.unwrap_err();
+    assert_eq!(not_owner.code(), 1803);
+    store.release(&x, "b", 8).await.unwrap();
+    assert_eq!(store.owner(&x).await.unwrap(), None);
+    let fourth = store.claim(&x, "c", 1, None).await.unwrap();
+    assert!(fourth.epoch > third.epoch);
+    assert_eq!(store.owner(&AgentId::new("never")).await.unwrap(), None);
+}
+
+/// Two generations of nodes racing to claim the same agents (64 tasks
+/// each, one claim per agent each): every agent has exactly one winner,
+/// the loser's answer names it, and the store holds the winner's claim.
+async fn racing_claims_have_one_winner(store: Arc<dyn Ownership>) {
+    let agents: Vec<AgentId> = (0..64).map(|i| AgentId::new(format!("race-{i}"))).collect();
+    let claims = agents.iter().flat_map(|agent| {
+        [("a", 3), ("b", 9)].map(|(node, generation)| {
+            let claim = store.claim(agent, node, generation, None);
+            async move { (node, claim.await) }
+        })
+    });
+    let answers = within("racing claims", futures::future::join_all(claims)).await;
+    for (agent, pair) in agents.iter().zip(answers.chunks(2)) {
+        let granted: Vec<&Claim> = pair.iter().filter_map(|(_, r)| r.as_ref().ok()).collect();
+        assert_eq!(granted.len(), 1, "{agent}: {pair:?}");
+        let winner = granted[0].clone();
+        for (_, answer) in pair {
+            if let Err(error) = answer {
+                assert_eq!(
+                    error,
+                    &OwnershipError::Conflict {
+                        owner: winner.clone()
+                    }
+                );
+            }
+        }
+        assert_eq!(store.owner(agent).await.unwrap(), Some(winner));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_contract_memory() {
+    ownership_contract(Arc::new(MemoryOwnership::new())).await;
+    racing_claims_have_one_winner(Arc::new(MemoryOwnership::new())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ownership_contract_postgres() {
+    let config = support::pg_config(&support::fresh_schema());
+    let store = PostgresAgentStore::open(config).await.expect("open");
+    ownership_contract(Arc::new(store.clone())).await;
+    racing_claims_have_one_winner(Arc::new(store.clone())).await;
+    store.stop().await;
+}
+
+/// Fencing on PostgreSQL: a member whose agent was taken over (a
+/// survivor claimed it replacing the member's claim) has its checkpoint
+/// refused as `Fenced`, the row unchanged; the new owner's is stored. A
+/// member restarted under a newer generation recovers (`load_page`) only
+/// the agents no one else owns now, and claims them; the older
+/// generation's writes to those are refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_writer_is_fenced_off_on_postgres() {
+    let schema = support::fresh_schema();
+    let store = PostgresAgentStore::open(support::pg_config(&schema))
+        .await
+        .expect("open");
+    let a1 = store.fenced("a", || 1);
+    let b5 = store.fenced("b", || 5);
+    let checkpoint = |n: u8| Checkpoint {
+        format: 1,
+        data: vec![n],
+    };
+    let ids: Vec<AgentId> = (0..6).map(|i| AgentId::new(format!("f-{i}"))).collect();
+    for id in &ids {
+        store.claim(id, "a", 1, None).await.unwrap();
+        within("register", a1.register(registration(id.as_str(), 0), 0))
+            .await
+            .unwrap();
+        within("checkpoint", a1.checkpoint(id.clone(), checkpoint(1), 0))
+            .await
+            .expect("the owner's checkpoint");
+    }
+    // b takes f-0 .. f-2 over from a (seen down): a's late checkpoints are
+    // refused and change nothing; b's are stored.
+    let dead = store.claims_of("a", 1).await.unwrap();
+    assert_eq!(dead.len(), 6);
+    let taken = store.take_over(&dead[..3], "b", 5).await.unwrap();
+    assert_eq!(taken.len(), 3);
+    // A second take-over of the same claims finds them gone: none granted.
+    assert!(
+        store
+            .take_over(&dead[..3], "c", 2)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for id in &ids[..3] {
+        let refused = a1
+            .checkpoint(id.clone(), checkpoint(2), 0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&refused, AgentStoreError::Fenced { owner, .. } if owner == "b/5"),
+            "{refused:?}"
+        );
+        assert_eq!(refused.code(), 1712);
+        let kept = store.get(id).await.unwrap().unwrap();
+        assert_eq!(kept.checkpoint, Some(checkpoint(1)), "{id}: unchanged");
+        b5.checkpoint(id.clone(), checkpoint(3), 0)
+            .await
+            .expect("the new owner's checkpoint");
+    }
+    // a restarted (generation 2) recovers f-3 .. f-5 only, now its own.
+    let a2 = store.fenced("a", || 2);
+    let recovered: Vec<AgentId> = within("load", a2.load_page(None, 2))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.id)
+        .collect();
+    assert_eq!(recovered, ids[3..5].to_vec(), "a full page of its own");
+    let rest = a2.load_page(recovered.last(), 2).await.unwrap();
+    assert_eq!(rest.len(), 1, "{rest:?}");
+    assert_eq!(rest[0].id, ids[5]);
+    for id in &ids[3..] {
+        assert_eq!(store.owner(id).await.unwrap().unwrap().generation, 2);
+        assert!(matches!(
+            a1.checkpoint(id.clone(), checkpoint(4), 0).await,
+            Err(AgentStoreError::Fenced { .. })
+        ));
+        a2.checkpoint(id.clone(), checkpoint(5), 0).await.unwrap();
+    }
+    // b's recovery finds its three, claimed already.
+    let of_b = b5.load_page(None, 100).await.unwrap();
+    assert_eq!(
+        of_b.iter().map(|r| r.id.clone()).collect::<Vec<_>>(),
+        ids[..3].to_vec()
+    );
+    // An agent no one claimed (written unfenced) is anyone's to recover:
+    // the first view that loads it claims it.
+    store.register(registration("free", 0), 0).await.unwrap();
+    let free = AgentId::new("free");
+    let loaded = b5.load_page(ids.get(2), 100).await.unwrap();
+    assert!(loaded.iter().any(|r| r.id == free), "{loaded:?}");
+    assert_eq!(
+        store.owner(&free).await.unwrap().unwrap().node.as_ref(),
+        "b"
+    );
+    // Removed by its owner: released, and refused to the others after.
+    b5.remove(free.clone(), 0).await.unwrap();
+    assert_eq!(store.owner(&free).await.unwrap(), None);
+    store.stop().await;
 }
 
 // ---- Property: replayed from the store = in memory ----------------------

@@ -25,7 +25,7 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use futures::future::BoxFuture;
-use mabeam_foundation_services::{ConnectionManager, cluster::ClusterMembership};
+use mabeam_foundation_services::{ConnectionManager, FencedAgentStore, cluster::ClusterMembership};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, DirectoryError, Envelope, ErrorCode,
     GaugeReading, GaugeSource, ProcessHandle, Telemetry,
@@ -162,6 +162,96 @@ pub(crate) fn connect_members(
             }
         }
     })
+}
+
+/// Fails over the agents of members seen down: on each member (not this
+/// node) going `down`, its claims are read from the shared store, each
+/// agent whose rendezvous owner over the live members is this node is
+/// claimed replacing the dead member's claim (one compare-and-set for
+/// all, so a claim someone else changed meanwhile is not taken), and the
+/// agents won are brought into this node's registry from their last
+/// checkpoints. Every survivor runs the same, over the same live members,
+/// so each of the dead member's agents has one claimant.
+pub(crate) fn fail_over(
+    membership: Arc<ClusterMembership>,
+    store: FencedAgentStore,
+    system: mabeam::System,
+) -> tokio::task::JoinHandle<()> {
+    let mut events = membership.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let event = match events.recv().await {
+                Ok(event) => event,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "failover: membership events missed");
+                    continue;
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            };
+            let dead = event.member;
+            let me = membership.local();
+            if dead.state != MemberState::Down
+                || event.previous == Some(MemberState::Down)
+                || dead.node == me.node
+            {
+                continue;
+            }
+            take_over(&membership, &store, &system, &dead).await;
+        }
+    })
+}
+
+/// Takes over this node's share of `dead`'s agents (see [`fail_over`]).
+async fn take_over(
+    membership: &ClusterMembership,
+    store: &FencedAgentStore,
+    system: &mabeam::System,
+    dead: &Member,
+) {
+    let started = std::time::Instant::now();
+    let (node, generation) = store.member();
+    let claims = match store.store().claims_of(&dead.node, dead.generation).await {
+        Ok(claims) => claims,
+        Err(error) => {
+            tracing::error!(dead = %dead.node, %error, "failover: the dead member's claims cannot be read");
+            return;
+        }
+    };
+    let live = membership.live();
+    let names: Vec<&str> = live
+        .iter()
+        .filter(|m| m.node != dead.node)
+        .map(|m| &*m.node)
+        .collect();
+    let mine: Vec<_> = claims
+        .into_iter()
+        .filter(|claim| rendezvous_owner(&claim.agent, names.iter().copied()) == Some(&*node))
+        .collect();
+    if mine.is_empty() {
+        return;
+    }
+    let won = match store.store().take_over(&mine, &node, generation).await {
+        Ok(won) => won,
+        Err(error) => {
+            tracing::error!(dead = %dead.node, %error, "failover: claims not taken");
+            return;
+        }
+    };
+    let Some(registry) = system.agents().and_then(|agents| agents.registry()) else {
+        tracing::error!("failover: no agent registry to start the agents in");
+        return;
+    };
+    let ids = won.into_iter().map(|claim| claim.agent).collect();
+    let adopted = registry.adopt(ids).await;
+    tracing::info!(
+        dead = %dead.node,
+        generation = dead.generation,
+        restored = adopted.restored,
+        started = adopted.started,
+        failed = adopted.failed,
+        took_ms = started.elapsed().as_millis() as u64,
+        "failover: agents taken over"
+    );
 }
 
 /// An ask for an agent this node does not hold: each other live member

@@ -386,9 +386,9 @@ impl NodeConfig {
                 return Err(NodeError::NonLoopback(addr));
             }
         }
-        // No store is shared yet: PostgreSQL (`--store postgres://...`)
-        // will be.
-        crate::cluster::check_shared_store(self, false)
+        // PostgreSQL (`--store postgres://...`) holds the agents, their
+        // claims and checkpoints for every node.
+        crate::cluster::check_shared_store(self, self.store.is_some())
     }
 }
 

@@ -115,6 +115,9 @@ pub struct ApiState {
     pub observer: Observer,
     /// The node's cluster membership, when it runs one.
     pub cluster: Option<Arc<mabeam_foundation_services::cluster::ClusterMembership>>,
+    /// The node's fenced view of the shared store (PostgreSQL), where it
+    /// claims each agent before it starts it; `None` on SQLite.
+    pub ownership: Option<mabeam_foundation_services::FencedAgentStore>,
 }
 
 impl std::fmt::Debug for ApiState {
@@ -520,21 +523,36 @@ pub(crate) async fn start_here(state: &ApiState, request: StartAgent) -> Result<
     let config = Arc::new(config.durable(request.args.clone()));
     let id = match request.id {
         Some(id) => {
-            registry
-                .register_durable_agent(id.as_str(), config)
-                .await
-                .map_err(|e| agent_error(&id, e))?;
+            if registry.status(&id).is_some() {
+                return Err(ApiError::AgentExists(id));
+            }
+            claim(state, &id).await?;
+            if let Err(e) = registry.register_durable_agent(id.as_str(), config).await {
+                release(state, &id).await;
+                return Err(agent_error(&id, e));
+            }
             id
         }
         None => loop {
             let id = generate_id(state, &request.kind);
+            if registry.status(&id).is_some() {
+                continue;
+            }
+            match claim(state, &id).await {
+                Ok(()) => {}
+                Err(ApiError::AgentExists(_)) => continue,
+                Err(e) => return Err(e),
+            }
             match registry
                 .register_durable_agent(id.as_str(), config.clone())
                 .await
             {
                 Ok(()) => break id,
                 Err(AgentError::AlreadyRegistered(_)) => continue,
-                Err(e) => return Err(agent_error(&id, e)),
+                Err(e) => {
+                    release(state, &id).await;
+                    return Err(agent_error(&id, e));
+                }
             }
         },
     };
@@ -545,6 +563,51 @@ pub(crate) async fn start_here(state: &ApiState, request: StartAgent) -> Result<
     let status = registry.status(&id);
     let node = state.cluster.as_ref().map(|m| m.local().node);
     Ok(json!({"id": id, "kind": request.kind, "status": status, "node": node.as_deref()}))
+}
+
+/// Claims `id` for this node in the shared store before it starts here:
+/// an id another member owns is [`ApiError::AgentExists`]. Nothing to
+/// claim on a node without a shared store.
+async fn claim(state: &ApiState, id: &str) -> Result<(), ApiError> {
+    use mabeam_supervision_core::cluster::{Ownership, OwnershipError};
+    let Some(store) = &state.ownership else {
+        return Ok(());
+    };
+    let (node, generation) = store.member();
+    match store
+        .store()
+        .claim(
+            &mabeam_supervision_core::AgentId::new(id),
+            &node,
+            generation,
+            None,
+        )
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(OwnershipError::Conflict { .. } | OwnershipError::Stale { .. }) => {
+            Err(ApiError::AgentExists(id.to_owned()))
+        }
+        Err(OwnershipError::NotOwner { .. } | OwnershipError::Unavailable(_)) => {
+            Err(ApiError::Unavailable("agent_store"))
+        }
+    }
+}
+
+/// Gives up the claim of an agent whose start here failed.
+async fn release(state: &ApiState, id: &str) {
+    use mabeam_supervision_core::cluster::Ownership;
+    if let Some(store) = &state.ownership {
+        let (node, generation) = store.member();
+        let _ = store
+            .store()
+            .release(
+                &mabeam_supervision_core::AgentId::new(id),
+                &node,
+                generation,
+            )
+            .await;
+    }
 }
 
 /// The event store, or 503 when the system has none (a subset).

@@ -43,6 +43,8 @@ pub struct Node {
     membership: Arc<ClusterMembership>,
     /// Dials the members as they come up.
     mesh: Option<JoinHandle<()>>,
+    /// Takes over the agents of members seen down (a shared store only).
+    failover: Option<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _agents: AgentRuntime,
@@ -122,6 +124,9 @@ impl Drop for Node {
         if let Some(mesh) = self.mesh.take() {
             mesh.abort();
         }
+        if let Some(failover) = self.failover.take() {
+            failover.abort();
+        }
     }
 }
 
@@ -146,6 +151,16 @@ impl Node {
         // The agents the node acknowledged: recovered as the agent layer
         // starts, in the background (`/health` shows how far).
         let agent_store = NodeAgentStore::open(&config).await?;
+        // On a shared store the agent layer writes as this member (node
+        // and generation), fenced by its claims; the generation is the
+        // connection manager's, known once it starts (before the agents).
+        let connections_cell = Arc::new(std::sync::OnceLock::<
+            mabeam_foundation_services::ConnectionManager,
+        >::new());
+        let fenced = agent_store.fenced(&config.cluster_node, {
+            let cell = connections_cell.clone();
+            move || cell.get().map_or(0, |c| c.generation())
+        });
         let kinds = AgentKinds::builtin();
         // Node connections (TCP) and gossip (UDP) share the address.
         let listen = cluster::resolve_listen(config.cluster_listen)?;
@@ -164,7 +179,10 @@ impl Node {
         let mut builder = SystemBuilder::new()
             .telemetry(telemetry)
             .data_dir(&config.data_dir)
-            .agent_store(agent_store.shared())
+            .agent_store(match &fenced {
+                Some(fenced) => Arc::new(fenced.clone()),
+                None => agent_store.shared(),
+            })
             .agent_recipes(kinds.recipes())
             .config_defaults(config.defaults())
             .rate_limit(
@@ -190,6 +208,9 @@ impl Node {
             builder = builder.event_store_postgres(postgres.clone());
         }
         let system = builder.build()?;
+        if let Some(connections) = system.connections() {
+            let _ = connections_cell.set(connections.clone());
+        }
         exporter.add_source(Arc::new(system.clone()));
         // Made before the trees start: it counts each service's starts.
         let observer = Observer::new(
@@ -242,7 +263,10 @@ impl Node {
             next_id: Arc::new(AtomicU64::new(1)),
             observer: observer.clone(),
             cluster: Some(membership.clone()),
+            ownership: fenced.clone(),
         };
+        let failover =
+            fenced.map(|store| cluster::fail_over(membership.clone(), store, system.clone()));
         // Other nodes' calls reach this node's agents and the node
         // itself, over a connection to each member.
         let mesh = system.connections().map(|connections| {
@@ -275,6 +299,7 @@ impl Node {
             observer,
             membership,
             mesh,
+            failover,
             shutdown: Some(shutdown),
             server: Some(server),
             _agents: agents,
@@ -319,6 +344,9 @@ impl Node {
         // The others see it leaving at once, not after their detectors.
         if let Some(mesh) = self.mesh.take() {
             mesh.abort();
+        }
+        if let Some(failover) = self.failover.take() {
+            failover.abort();
         }
         self.membership.leave().await;
         let stopped = self.system.stop().await;
@@ -433,6 +461,18 @@ impl NodeAgentStore {
                     .map_err(NodeError::AgentStore)?,
             ),
         })
+    }
+
+    /// The fenced view for member `node` of a shared (PostgreSQL) store.
+    fn fenced(
+        &self,
+        node: &str,
+        generation: impl Fn() -> u64 + Send + Sync + 'static,
+    ) -> Option<mabeam_foundation_services::FencedAgentStore> {
+        match self {
+            NodeAgentStore::Sqlite(_) => None,
+            NodeAgentStore::Postgres(store) => Some(store.fenced(node, generation)),
+        }
     }
 
     fn shared(&self) -> Arc<dyn mabeam_supervision_core::AgentStore> {

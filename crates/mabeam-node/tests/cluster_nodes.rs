@@ -16,6 +16,9 @@
 
 mod support;
 
+#[path = "../../../xtask/src/postgres.rs"]
+mod pg_instance;
+
 use std::{
     ffi::OsStr,
     path::Path,
@@ -31,15 +34,31 @@ use support::{Running, WAIT, run_to_exit, start, token};
 /// a port picked here and bound later could be taken meanwhile by the
 /// many connections of tests running beside), joining `join`.
 async fn node(dir: &Path, name: &str, join: Option<&str>) -> (Running, String) {
+    node_on(dir, name, join, None).await
+}
+
+/// [`node`] with its stores on PostgreSQL schema `store` of the tests'
+/// server (the shared store a real cluster runs on), or without a shared
+/// store (membership alone) when `None`.
+async fn node_on(
+    dir: &Path,
+    name: &str,
+    join: Option<&str>,
+    store: Option<&str>,
+) -> (Running, String) {
     let listen = "127.0.0.1:0";
     let data = dir.join(name);
     std::fs::create_dir_all(&data).unwrap();
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        "[cluster]\ncookie = \"0123456789abcdef0123456789abcdef\"\ntest_only_without_shared_store = true\n",
-    )
-    .unwrap();
+    let cookie = "[cluster]\ncookie = \"0123456789abcdef0123456789abcdef\"\n";
+    let text = match store {
+        Some(schema) => format!(
+            "{cookie}[store]\nurl = \"{}\"\nschema = \"{schema}\"\n",
+            postgres_url()
+        ),
+        None => format!("{cookie}test_only_without_shared_store = true\n"),
+    };
+    std::fs::write(&config, text).unwrap();
     let config = config.to_str().unwrap().to_owned();
     let mut args = vec!["--config", &config, "--node", name, "--listen", listen];
     if let Some(seed) = join {
@@ -541,4 +560,216 @@ async fn a_second_node_under_a_taken_name_leaves_the_cluster_unharmed() {
     .unwrap();
     assert_eq!(reply.status, 200, "{}", reply.body);
     drop((a, b, twin, c));
+}
+
+/// The PostgreSQL server of this test run: the one `cargo xtask test`
+/// started, or a private one for this process (never skipped).
+fn postgres_url() -> String {
+    use std::sync::OnceLock;
+    if let Ok(url) = std::env::var(pg_instance::URL_ENV) {
+        return url;
+    }
+    static PRIVATE: OnceLock<Result<pg_instance::Instance, String>> = OnceLock::new();
+    match PRIVATE.get_or_init(pg_instance::Instance::start) {
+        Ok(instance) => instance.url.clone(),
+        Err(e) => panic!(
+            "no PostgreSQL for this test: {} is not set and a private instance \
+             did not start ({e}); run the tests with `cargo xtask test`",
+            pg_instance::URL_ENV
+        ),
+    }
+}
+
+/// A schema no other test uses.
+fn fresh_schema(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("{what}_{}_{nanos}", std::process::id())
+}
+
+/// Every claim in `schema`'s ownership table: agent -> (node, generation).
+async fn claims(schema: &str) -> std::collections::BTreeMap<String, (String, i64)> {
+    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connect to the tests' PostgreSQL");
+    let driver = tokio::spawn(connection);
+    let rows = client
+        .query(
+            &format!(
+                "SELECT agent, node, generation FROM {schema}.agent_owners WHERE node IS NOT NULL"
+            ),
+            &[],
+        )
+        .await
+        .expect("read the claims");
+    drop(client);
+    let _ = driver.await;
+    rows.iter()
+        .map(|row| (row.get(0), (row.get(1), row.get(2))))
+        .collect()
+}
+
+/// An ask of `protocol` (with `body`) to agent `id` through `addr`:
+/// status and answer.
+async fn ask(addr: &str, token: &str, id: &str, protocol: &str, body: Value) -> (u16, Value) {
+    let request = serde_json::json!({"protocol": protocol, "body": body}).to_string();
+    let reply = tokio::time::timeout(
+        WAIT,
+        send(
+            addr,
+            "POST",
+            &format!("/api/agents/{id}/ask"),
+            Some(token),
+            Some(&request),
+        ),
+    )
+    .await
+    .expect("the node answers in time")
+    .unwrap();
+    (
+        reply.status,
+        serde_json::from_str(&reply.body).unwrap_or(Value::Null),
+    )
+}
+
+/// Failover on a shared store (PostgreSQL): thirty counters placed on c
+/// (each claimed by c in the store), added to through a; `kill -9` of c.
+/// c is down on a and b within 2 s; within 3 s of that every counter
+/// answers through a and through b with its acknowledged count, started
+/// again from its checkpoint by the survivor its id hashes to over {a, b}.
+/// Never two incarnations: each agent's claim names one survivor, and
+/// that survivor alone holds it. c started again (a new generation, on a
+/// fresh data directory, the same store) runs none of them: its recovery
+/// finds them claimed by others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_nodes_agents_answer_from_survivors_with_their_checkpoints() {
+    let schema = fresh_schema("failover");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut a, a_token) = node_on(dir.path(), "a@local", None, Some(&schema)).await;
+    let a_listen = listen_addr(&mut a).await;
+    let (b, b_token) = node_on(dir.path(), "b@local", Some(&a_listen), Some(&schema)).await;
+    let (c, c_token) = node_on(dir.path(), "c@local", Some(&a_listen), Some(&schema)).await;
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
+        until(&running.addr, token, WAIT, "three members up", all_up).await;
+    }
+    let ids: Vec<String> = (0..30).map(|i| format!("fo-{i:02}")).collect();
+    let mut acked = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let body = format!(r#"{{"kind": "counter", "id": "{id}", "node": "c@local"}}"#);
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+        let by = i as i64 + 1;
+        for _ in 0..2 {
+            let (status, answer) = ask(
+                &a.addr,
+                &a_token,
+                id,
+                "counter.add",
+                serde_json::json!({ "by": by }),
+            )
+            .await;
+            assert_eq!(status, 200, "{answer}");
+        }
+        acked.push(2 * by);
+    }
+    let before = claims(&schema).await;
+    assert!(
+        ids.iter().all(|id| before[id].0 == "c@local"),
+        "claimed by c: {before:?}"
+    );
+
+    let killed = Instant::now();
+    let _log = c.kill().await;
+    for (running, token) in [(&a, &a_token), (&b, &b_token)] {
+        until(
+            &running.addr,
+            token,
+            Duration::from_secs(2),
+            "c down",
+            |view| has(view, "c@local", "down"),
+        )
+        .await;
+    }
+    let down = killed.elapsed();
+    assert!(down < Duration::from_secs(2), "down after {down:?}");
+    let down_at = Instant::now();
+    for (running, token) in [(&a, &a_token), (&b, &b_token)] {
+        for (id, count) in ids.iter().zip(&acked) {
+            loop {
+                let (status, answer) =
+                    ask(&running.addr, token, id, "counter.get", Value::Null).await;
+                if status == 200 {
+                    assert_eq!(answer["reply"]["count"], *count, "{id}: {answer}");
+                    break;
+                }
+                assert!(
+                    down_at.elapsed() < Duration::from_secs(3),
+                    "{id} not answering through {} within 3 s of c down: {status} {answer}",
+                    running.addr
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let survivors = ["a@local", "b@local"];
+    let after = claims(&schema).await;
+    let mut held = std::collections::HashMap::<&str, Vec<String>>::new();
+    for (name, running, token) in [("a@local", &a, &a_token), ("b@local", &b, &b_token)] {
+        let local = list(&running.addr, token, "&scope=local").await;
+        let mine = local["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|agent| agent["id"].as_str().unwrap().to_owned())
+            .collect();
+        held.insert(name, mine);
+    }
+    for id in &ids {
+        let (owner, _) = &after[id];
+        let expected = rendezvous_owner(&AgentId::new(id.as_str()), survivors).unwrap();
+        assert_eq!(
+            owner, expected,
+            "{id}: claimed by the survivor it hashes to"
+        );
+        for name in survivors {
+            assert_eq!(
+                held[name].contains(id),
+                name == owner,
+                "{id} held by {name}? claims: {after:?}, held: {held:?}"
+            );
+        }
+    }
+
+    // c again, a new generation on the same store: it runs none of them.
+    let again = dir.path().join("again");
+    std::fs::create_dir_all(&again).unwrap();
+    let (c2, c2_token) = node_on(&again, "c@local", Some(&a_listen), Some(&schema)).await;
+    until(&c2.addr, &c2_token, WAIT, "c up again", |view| {
+        has(view, "c@local", "up")
+    })
+    .await;
+    let recovered = tokio::time::timeout(WAIT, async {
+        loop {
+            let reply = request(&c2.addr, "GET", "/health", Some(&c2_token))
+                .await
+                .unwrap();
+            let health: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+            if health["recovery"]["state"] == "done" {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("c's recovery done in time");
+    let local = list(&c2.addr, &c2_token, "&scope=local").await;
+    assert_eq!(local["total"], 0, "{local} (health: {recovered})");
+    assert_eq!(claims(&schema).await, after, "the claims unchanged");
+    drop((a, b, c2));
 }

@@ -101,6 +101,7 @@ impl Api {
             system.start().await.unwrap();
             let router = router(ApiState {
                 cluster: None,
+                ownership: None,
                 system: system.clone(),
                 exporter,
                 token: TOKEN.into(),

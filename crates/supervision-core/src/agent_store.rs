@@ -387,6 +387,17 @@ pub enum AgentStoreError {
     /// Another store has this store's directory open.
     #[error("agent store {0} is locked by another process")]
     Locked(String),
+    /// The writer does not own the agent in the cluster (another member
+    /// claimed it, or it was released): a fenced store refused the write
+    /// and changed nothing.
+    #[error("agent {id}: the writer does not own it (owner: {owner})")]
+    Fenced {
+        /// The agent.
+        id: AgentId,
+        /// Its owner as the store records it (`node/generation`), or
+        /// `nobody`.
+        owner: String,
+    },
 }
 
 impl ErrorCode for AgentStoreError {
@@ -403,6 +414,7 @@ impl ErrorCode for AgentStoreError {
             AgentStoreError::ForeignFile(_) => 1709,
             AgentStoreError::NewerSchema { .. } => 1710,
             AgentStoreError::Locked(_) => 1711,
+            AgentStoreError::Fenced { .. } => 1712,
         }
     }
 }
@@ -433,6 +445,41 @@ pub trait AgentStore: Send + Sync + fmt::Debug + 'static {
 
     /// How many agents are registered (for recovery progress).
     fn count(&self) -> BoxFuture<'static, Result<u64, AgentStoreError>>;
+
+    /// The records of those of `ids` that are registered, in no given
+    /// order, each one's read error its own: what a node taking agents
+    /// over loads. The default reads them one by one; a store that can
+    /// read them in one query does.
+    fn get_many(
+        &self,
+        ids: &[AgentId],
+    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
+        let reads: Vec<_> = ids
+            .iter()
+            .map(|id| {
+                let read = self.get(id);
+                let id = id.clone();
+                async move { (id, read.await) }
+            })
+            .collect();
+        Box::pin(async move {
+            let mut loaded = Vec::with_capacity(reads.len());
+            for (id, read) in futures::future::join_all(reads).await {
+                match read {
+                    Ok(Some(record)) => loaded.push(LoadedAgent {
+                        id,
+                        record: Ok(record),
+                    }),
+                    Ok(None) => {}
+                    Err(error) => loaded.push(LoadedAgent {
+                        id,
+                        record: Err(error),
+                    }),
+                }
+            }
+            Ok(loaded)
+        })
+    }
 
     /// Registers an agent (or replaces its registration).
     fn register(

@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::eventstore::{TASKS, event};
 
 #[path = "../postgres.rs"]
-mod postgres;
+pub(crate) mod postgres;
 
 const SINGLE: u64 = 5_000;
 const CHUNK: u64 = 500;

@@ -4,6 +4,7 @@
 //! kameo's message passing several times).
 
 mod agents;
+mod cluster;
 mod coordination;
 mod economics;
 mod eventstore;
@@ -51,6 +52,7 @@ fn main() -> Result<()> {
     let option = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
     let backend = option("--backend").unwrap_or_else(|| "sqlite".into());
     let store = option("--store");
+    let rest: Vec<String> = args.iter().skip(1).cloned().collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -70,10 +72,15 @@ fn main() -> Result<()> {
                 "eventstore" if backend == "sqlite" => eventstore::run(n.unwrap_or(1_000_000)).await,
                 "eventstore" => bail!("unknown backend {backend:?}; known: sqlite, postgres"),
                 "ratelimit" => ratelimit::run().await,
+                "cluster" => {
+                    let agents = n.map_or(cluster::FAILOVER_AGENTS, |n| n as usize);
+                    cluster::run(store, agents).await
+                }
+                "cluster-node" => cluster::child(&rest).await,
                 "recovery" => recovery::run(n.unwrap_or(100_000)).await,
                 "recovery-child" => recovery::child(n.unwrap_or(100_000)).await,
                 other => bail!(
-                    "unknown bench {other:?}; known: supervisor, registry, node, lifecycle, economics, coordination, eventstore, ratelimit, recovery"
+                    "unknown bench {other:?}; known: supervisor, registry, node, lifecycle, economics, coordination, eventstore, ratelimit, recovery, cluster"
                 ),
             }
         })

@@ -42,14 +42,18 @@ use tokio::{
 use tokio_postgres::Row;
 
 use super::read::status_text;
+
+mod owners;
 use crate::postgres::{self, MigrateError, Migrations, PostgresConfig};
+pub use owners::FencedAgentStore;
 
 /// The agent store's migrations, in order.
 const MIGRATIONS: Migrations = Migrations {
     component: "agent_store",
-    steps: &[include_str!(
-        "../../migrations/postgres/agent_store_0001_initial.sql"
-    )],
+    steps: &[
+        include_str!("../../migrations/postgres/agent_store_0001_initial.sql"),
+        include_str!("../../migrations/postgres/agent_store_0002_owners.sql"),
+    ],
 };
 
 /// The columns every read selects, in [`decode`]'s order.
@@ -61,10 +65,14 @@ const MAX_GROUP: usize = 1024;
 
 type Reply = oneshot::Sender<Result<(), AgentStoreError>>;
 
+/// The member a fenced write comes from (node, generation): the write is
+/// applied only if that member owns the agent, or no one ever claimed it.
+pub(super) type Fence = Option<(Arc<str>, u64)>;
+
 /// What the writer task is asked to do.
 enum Request {
-    /// Apply a write.
-    Write(AgentWrite, Reply),
+    /// Apply a write, fenced or not.
+    Write(AgentWrite, Fence, Reply),
     /// Answer what was queued before, then stop.
     Close,
 }
@@ -237,8 +245,13 @@ fn check_text(write: &AgentWrite) -> Result<(), AgentStoreError> {
     Ok(())
 }
 
-impl AgentStore for PostgresAgentStore {
-    fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
+impl PostgresAgentStore {
+    /// Queues `write` for the writer, `fence` checked in its transaction.
+    pub(super) fn write_fenced(
+        &self,
+        write: AgentWrite,
+        fence: Fence,
+    ) -> BoxFuture<'static, Result<(), AgentStoreError>> {
         let queued = write
             .validate()
             .and_then(|()| check_text(&write))
@@ -249,7 +262,7 @@ impl AgentStore for PostgresAgentStore {
                 let (reply, answer) = oneshot::channel();
                 self.inner
                     .requests
-                    .send(Request::Write(write, reply))
+                    .send(Request::Write(write, fence, reply))
                     .map_err(|_| AgentStoreError::Unavailable("the writer has stopped".into()))?;
                 Ok(answer)
             });
@@ -261,6 +274,12 @@ impl AgentStore for PostgresAgentStore {
             })
         }
         .boxed()
+    }
+}
+
+impl AgentStore for PostgresAgentStore {
+    fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
+        self.write_fenced(write, None)
     }
 
     fn get(
@@ -276,6 +295,19 @@ impl AgentStore for PostgresAgentStore {
             rows.first().map(|row| decode(row).record).transpose()
         }
         .boxed()
+    }
+
+    /// One query for all of them.
+    fn get_many(
+        &self,
+        ids: &[AgentId],
+    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
+        let ids: Vec<String> = ids.iter().map(|id| id.as_str().to_owned()).collect();
+        let rows = self.query(
+            format!("SELECT {COLUMNS} FROM agents WHERE id = ANY($1)"),
+            vec![Box::new(ids)],
+        );
+        async move { Ok(rows.await?.iter().map(decode).collect()) }.boxed()
     }
 
     fn load_page(
@@ -393,14 +425,14 @@ struct Writer {
 impl Writer {
     async fn run(mut self) {
         while let Some(first) = self.requests.recv().await {
-            let Request::Write(write, reply) = first else {
+            let Request::Write(write, fence, reply) = first else {
                 return;
             };
-            let mut group = vec![(write, reply)];
+            let mut group = vec![(write, fence, reply)];
             let mut stop = false;
             while group.len() < MAX_GROUP {
                 match self.requests.try_recv() {
-                    Ok(Request::Write(write, reply)) => group.push((write, reply)),
+                    Ok(Request::Write(write, fence, reply)) => group.push((write, fence, reply)),
                     Ok(Request::Close) => {
                         stop = true;
                         break;
@@ -417,7 +449,7 @@ impl Writer {
         }
     }
 
-    async fn commit_group(&mut self, group: Vec<(AgentWrite, Reply)>) {
+    async fn commit_group(&mut self, group: Vec<(AgentWrite, Fence, Reply)>) {
         let result = async {
             let client = self
                 .pool
@@ -427,8 +459,8 @@ impl Writer {
             let fail = |e: tokio_postgres::Error| classify(&self.config, &e);
             client.batch_execute("BEGIN").await.map_err(fail)?;
             let mut outcomes = Vec::with_capacity(group.len());
-            for (write, _) in &group {
-                match apply(&client, write).await {
+            for (write, fence, _) in &group {
+                match apply(&client, write, fence).await {
                     Ok(outcome) => outcomes.push(outcome),
                     Err(e) => {
                         let _ = client.batch_execute("ROLLBACK").await;
@@ -450,12 +482,12 @@ impl Writer {
         .await;
         match result {
             Ok(outcomes) => {
-                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                for ((_, _, reply), outcome) in group.into_iter().zip(outcomes) {
                     let _ = reply.send(outcome);
                 }
             }
             Err(error) => {
-                for (_, reply) in group {
+                for (_, _, reply) in group {
                     let _ = reply.send(Err(error.clone()));
                 }
             }
@@ -466,12 +498,36 @@ impl Writer {
 /// Applies one write inside the open transaction: the rules of
 /// [`AgentWrite::apply`], in SQL. The outer error is the server's (the
 /// transaction is lost); the inner one refuses this write alone, having
-/// changed nothing.
+/// changed nothing. A fenced write first locks its agent's ownership row
+/// (shared: claims wait for the commit) and is refused unless its member
+/// owns the agent or no one ever claimed it.
 async fn apply(
     client: &Object,
     write: &AgentWrite,
+    fence: &Fence,
 ) -> Result<Result<(), AgentStoreError>, tokio_postgres::Error> {
     let id = write.id();
+    if let Some((node, generation)) = fence {
+        let owner = client
+            .prepare_cached("SELECT node, generation FROM agent_owners WHERE agent = $1 FOR SHARE")
+            .await?;
+        if let Some(row) = client.query_opt(&owner, &[&id.as_str()]).await? {
+            let owner_node: Option<String> = row.try_get(0)?;
+            let owner_generation: Option<i64> = row.try_get(1)?;
+            let ours = owner_node.as_deref() == Some(&**node)
+                && owner_generation == Some(*generation as i64);
+            if !ours {
+                let owner = match (owner_node, owner_generation) {
+                    (Some(node), Some(generation)) => format!("{node}/{generation}"),
+                    _ => "nobody".to_owned(),
+                };
+                return Ok(Err(AgentStoreError::Fenced {
+                    id: id.clone(),
+                    owner,
+                }));
+            }
+        }
+    }
     let generation = write.generation() as i64;
     let lock = client
         .prepare_cached("SELECT generation, version FROM agents WHERE id = $1 FOR UPDATE")
@@ -580,6 +636,14 @@ async fn apply(
                 .prepare_cached("DELETE FROM agents WHERE id = $1")
                 .await?;
             client.execute(&statement, &[&id.as_str()]).await?;
+            // Gone: no one owns it (its epoch is kept, so a later claim of
+            // the id still fences above every earlier one).
+            let release = client
+                .prepare_cached(
+                    "UPDATE agent_owners SET node = NULL, generation = NULL WHERE agent = $1",
+                )
+                .await?;
+            client.execute(&release, &[&id.as_str()]).await?;
         }
     }
     Ok(Ok(()))
