@@ -6,11 +6,14 @@ mod common;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use common::{FlakyFeed, TEST_LIMIT, bounded};
+use common::{
+    FlakyFeed, TEST_LIMIT, bounded, coordinator, election_config, first_timeout, grant, ids,
+    member_a, observed_leader, refused_optimisation, silent, strings,
+};
 use mabeam_coordination::{
-    Ballot, Barrier, ByzantineRound, CoordinationError, Coordinator, Election, ElectionConfig,
-    ElectionMember, HEARTBEAT_PROTOCOL, Leadership, LeaseLock, MemberMemory, MemberOptions, Method,
-    OptimizeSpec, Outcome, Param, Proposal, Rule, ValueType, VariableSpace, VariableSpec, tally,
+    Ballot, Barrier, ByzantineRound, CoordinationError, Coordinator, ElectionConfig,
+    HEARTBEAT_PROTOCOL, LeaseLock, MemberMemory, MemberOptions, Method, OptimizeSpec, Outcome,
+    Param, Proposal, Rule, ValueType, VariableSpace, VariableSpec, tally,
 };
 use mabeam_supervision_core::{
     AgentId, AgentSelection, Clock, Envelope, ExitReason,
@@ -18,8 +21,21 @@ use mabeam_supervision_core::{
 };
 use serde_json::json;
 
-fn coordinator(agents: &ScriptedDirectory) -> Arc<Coordinator> {
-    Arc::new(Coordinator::new(Arc::new(agents.clone()), Clock::tokio()))
+/// An optimisation of one float parameter `x` in `min..=max` by `method`.
+fn spec_x(min: f64, max: f64, method: Method) -> OptimizeSpec {
+    OptimizeSpec {
+        space: vec![Param::Float {
+            name: "x".into(),
+            min,
+            max,
+        }],
+        method,
+        evaluators: AgentSelection::Kind("evaluator".into()),
+        timeout: Duration::from_millis(100),
+        retries: 0,
+        seed: 1,
+        minimize: false,
+    }
 }
 
 fn proposal(rule: Rule) -> Proposal {
@@ -105,8 +121,8 @@ fn a_weighted_rule_is_checked() {
 // an empty string).
 #[test]
 fn an_approval_vote_lists_the_approvals() {
-    let options: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
-    let ids: Vec<AgentId> = ["a0", "a1"].map(AgentId::from).to_vec();
+    let options = strings(&["red", "green", "blue"]);
+    let ids = ids(&["a0", "a1"]);
     let ballots = vec![
         (
             ids[0].clone(),
@@ -141,29 +157,10 @@ async fn variable_names_are_listed_sorted() {
 // accepted an inverted range).
 #[tokio::test(start_paused = true)]
 async fn an_inverted_float_range_is_refused() {
-    let agents = ScriptedDirectory::new();
-    let spec = |min: f64, max: f64| OptimizeSpec {
-        space: vec![Param::Float {
-            name: "x".into(),
-            min,
-            max,
-        }],
-        method: Method::Grid { points: 3 },
-        evaluators: AgentSelection::Kind("evaluator".into()),
-        timeout: Duration::from_millis(100),
-        retries: 0,
-        seed: 1,
-        minimize: false,
-    };
-    let coordinator = coordinator(&agents);
+    let coordinator = coordinator(&ScriptedDirectory::new());
     for (min, max) in [(2.0, 1.0), (f64::NEG_INFINITY, 1.0), (0.0, f64::NAN)] {
-        let err = bounded(
-            "a refused optimisation",
-            TEST_LIMIT,
-            coordinator.optimize(spec(min, max)),
-        )
-        .await
-        .unwrap_err();
+        let spec = spec_x(min, max, Method::Grid { points: 3 });
+        let err = refused_optimisation(&coordinator, spec).await;
         assert!(
             matches!(&err, CoordinationError::Invalid(why) if why.contains("parameter x")),
             "range {min}..={max}: {err:?}"
@@ -175,18 +172,10 @@ async fn an_inverted_float_range_is_refused() {
 // None).
 #[tokio::test(start_paused = true)]
 async fn a_held_lock_names_its_holder() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "worker", |_| Answer::Silent);
-    let coordinator = coordinator(&agents);
+    let coordinator = coordinator(&silent("worker", &["a"]));
     let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
     assert_eq!(lock.holder(), None);
-    let grant = bounded(
-        "a's grant",
-        TEST_LIMIT,
-        lock.acquire(&"a".into(), Duration::ZERO),
-    )
-    .await
-    .unwrap();
+    let grant = grant(&lock, "a").await;
     assert_eq!(lock.holder(), Some(grant.clone()));
     lock.release(&"a".into(), grant.token).unwrap();
     assert_eq!(lock.holder(), None);
@@ -196,8 +185,7 @@ async fn a_held_lock_names_its_holder() {
 // impls of `Coordinator`, `Barrier` and `MemberHandle` -> `Ok(())`).
 #[tokio::test(start_paused = true)]
 async fn debug_output_says_what_it_is() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "worker", |_| Answer::Silent);
+    let agents = silent("worker", &["a"]);
     let coordinator = coordinator(&agents);
     assert_eq!(
         format!("{coordinator:?}"),
@@ -208,25 +196,8 @@ async fn debug_output_says_what_it_is() {
         format!("{barrier:?}"),
         "Barrier { participants: 1, arrived: 0 }"
     );
-    let member = ElectionMember::start(
-        "a".into(),
-        election_config(&["a"]),
-        Arc::new(agents.clone()),
-        Clock::tokio(),
-        MemberOptions::default(),
-    )
-    .unwrap();
+    let member = member_a(election_config(&["a"]), &agents, MemberOptions::default());
     assert_eq!(format!("{:?}", member.handle()), "MemberHandle { .. }");
-}
-
-fn election_config(ids: &[&str]) -> ElectionConfig {
-    ElectionConfig {
-        participants: ids.iter().map(|id| AgentId::from(*id)).collect(),
-        lease: Duration::from_secs(1),
-        election_timeout: (Duration::from_secs(1), Duration::from_secs(2)),
-        rpc_timeout: Duration::from_millis(50),
-        seed: 7,
-    }
 }
 
 // A candidate whose vote requests are refused in a newer term follows
@@ -240,17 +211,11 @@ async fn a_candidate_follows_the_newer_term_its_peers_answer() {
             Answer::Reply(json!({"granted": false, "term": 50}))
         });
     }
-    let member = ElectionMember::start(
-        "a".into(),
+    let member = member_a(
         election_config(&["a", "b", "c"]),
-        Arc::new(agents.clone()),
-        Clock::tokio(),
-        MemberOptions {
-            first_timeout: Some(Duration::from_millis(10)),
-            ..MemberOptions::default()
-        },
-    )
-    .unwrap();
+        &agents,
+        first_timeout(Duration::from_millis(10)),
+    );
     assert_eq!(member.term(), 0);
     // Its campaign (at 10 ms) ends within its rpc timeout; the next one
     // could start no sooner than a second later.
@@ -267,21 +232,11 @@ async fn a_candidate_follows_the_newer_term_its_peers_answer() {
 // `ElectionReporter::stepped_down` -> ()).
 #[tokio::test(start_paused = true)]
 async fn a_leader_stepping_down_leaves_the_office_vacant() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "node", |_| Answer::Silent);
-    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
-    let reporter = election.reporter();
     let now = tokio::time::Instant::now();
-    let leadership = Leadership {
-        leader: "a".into(),
-        term: 3,
-        token: 3,
-        lease_until: now + Duration::from_secs(1),
-    };
-    reporter.leading(&leadership, now);
+    let (_agents, election, leadership) = observed_leader(3, Duration::from_secs(1));
     assert_eq!(election.leader(), Some(leadership));
     let later = now + Duration::from_millis(200);
-    reporter.stepped_down(&"a".into(), 3, later);
+    election.reporter().stepped_down(&"a".into(), 3, later);
     assert_eq!(election.leader(), None);
     let history = election.history();
     assert_eq!(history.len(), 1);
@@ -308,8 +263,8 @@ fn a_yes_no_answer_reads_as_what_it_says() {
 // which chose the first option with no approval).
 #[test]
 fn an_approval_vote_without_approvals_chooses_nothing() {
-    let options: Vec<String> = ["red", "green"].map(String::from).to_vec();
-    let ids: Vec<AgentId> = ["a0", "a1"].map(AgentId::from).to_vec();
+    let options = strings(&["red", "green"]);
+    let ids = ids(&["a0", "a1"]);
     let ballots: Vec<(AgentId, Ballot)> = ids
         .iter()
         .map(|id| (id.clone(), Ballot::Approve(Vec::new())))
@@ -323,8 +278,8 @@ fn an_approval_vote_without_approvals_chooses_nothing() {
 // `instant_runoff`, which eliminated options until one was left).
 #[test]
 fn a_first_round_majority_wins_at_once() {
-    let options: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
-    let ids: Vec<AgentId> = ["a0", "a1", "a2"].map(AgentId::from).to_vec();
+    let options = strings(&["red", "green", "blue"]);
+    let ids = ids(&["a0", "a1", "a2"]);
     let ballots: Vec<(AgentId, Ballot)> = [&["red"][..], &["red"], &["green", "red"]]
         .iter()
         .zip(&ids)
@@ -363,21 +318,17 @@ fn an_election_timeout_range_is_checked() {
 // member's answer to heartbeats, which acked both).
 #[tokio::test(start_paused = true)]
 async fn a_stale_or_self_heartbeat_is_refused() {
-    let member = ElectionMember::start(
-        "a".into(),
+    let member = member_a(
         election_config(&["a", "b"]),
-        Arc::new(ScriptedDirectory::new()),
-        Clock::tokio(),
+        &ScriptedDirectory::new(),
         MemberOptions {
             memory: Some(MemberMemory {
                 term: 5,
                 ..MemberMemory::default()
             }),
-            first_timeout: Some(Duration::from_secs(3_600)),
-            ..MemberOptions::default()
+            ..first_timeout(Duration::from_secs(3_600))
         },
-    )
-    .unwrap();
+    );
     let heartbeat = |term: u64, leader: &str| {
         member.answer(&Envelope::new(
             HEARTBEAT_PROTOCOL,
@@ -462,34 +413,14 @@ async fn a_float_range_with_a_nan_bound_is_refused() {
 // and `> 0.0` as `>= 0.0`).
 #[tokio::test(start_paused = true)]
 async fn successive_halving_settings_are_checked() {
-    let agents = ScriptedDirectory::new();
-    agents.add("e", "evaluator", |_| Answer::Silent);
-    let coordinator = coordinator(&agents);
+    let coordinator = coordinator(&silent("evaluator", &["e"]));
     for (candidates, min_budget, eta) in [(0, 1.0, 2), (4, 0.0, 2), (4, f64::NAN, 2), (4, 1.0, 1)] {
-        let spec = OptimizeSpec {
-            space: vec![Param::Float {
-                name: "x".into(),
-                min: 0.0,
-                max: 1.0,
-            }],
-            method: Method::SuccessiveHalving {
-                candidates,
-                min_budget,
-                eta,
-            },
-            evaluators: AgentSelection::Kind("evaluator".into()),
-            timeout: Duration::from_millis(100),
-            retries: 0,
-            seed: 1,
-            minimize: false,
+        let method = Method::SuccessiveHalving {
+            candidates,
+            min_budget,
+            eta,
         };
-        let err = bounded(
-            "a refused optimisation",
-            TEST_LIMIT,
-            coordinator.optimize(spec),
-        )
-        .await
-        .unwrap_err();
+        let err = refused_optimisation(&coordinator, spec_x(0.0, 1.0, method)).await;
         assert!(
             matches!(&err, CoordinationError::Invalid(why) if why.contains("successive halving")),
             "{candidates} candidates, budget {min_budget}, eta {eta}: {err:?}"
@@ -501,17 +432,7 @@ async fn successive_halving_settings_are_checked() {
 // (mutant: `>` as `>=` in `Election::leader`).
 #[tokio::test(start_paused = true)]
 async fn a_lease_is_over_at_its_end() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "node", |_| Answer::Silent);
-    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
-    let now = tokio::time::Instant::now();
-    let leadership = Leadership {
-        leader: "a".into(),
-        term: 1,
-        token: 1,
-        lease_until: now + Duration::from_secs(1),
-    };
-    election.reporter().leading(&leadership, now);
+    let (_agents, election, leadership) = observed_leader(1, Duration::from_secs(1));
     tokio::time::advance(Duration::from_millis(999)).await;
     assert_eq!(election.leader(), Some(leadership));
     tokio::time::advance(Duration::from_millis(1)).await;
@@ -557,7 +478,7 @@ async fn a_quorum_is_agreed_against_a_minority_and_silence() {
 // took the unknown).
 #[test]
 fn a_ballot_names_known_options_only() {
-    let options: Vec<String> = ["red", "green"].map(String::from).to_vec();
+    let options = strings(&["red", "green"]);
     let read = |approve: serde_json::Value| {
         Ballot::read(&Rule::Approval, &options, &json!({ "approve": approve }))
     };
@@ -574,17 +495,8 @@ fn a_ballot_names_known_options_only() {
 // status, which vacated it only when it ran again).
 #[tokio::test(start_paused = true)]
 async fn a_leader_that_stops_leaves_the_office_vacant() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "node", |_| Answer::Silent);
-    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
     let now = tokio::time::Instant::now();
-    let leadership = Leadership {
-        leader: "a".into(),
-        term: 1,
-        token: 1,
-        lease_until: now + Duration::from_secs(3_600),
-    };
-    election.reporter().leading(&leadership, now);
+    let (agents, election, leadership) = observed_leader(1, Duration::from_secs(3_600));
     assert_eq!(election.leader(), Some(leadership));
     agents.crash(&"a".into(), ExitReason::Killed);
     bounded(
@@ -643,10 +555,7 @@ async fn a_byzantine_round_needs_three_f_plus_one() {
 // `BarrierInner::lost`).
 #[tokio::test(start_paused = true)]
 async fn a_stranger_or_an_arrived_participant_dying_breaks_no_barrier() {
-    let agents = ScriptedDirectory::new();
-    for id in ["a", "b", "x"] {
-        agents.add(id, "worker", |_| Answer::Silent);
-    }
+    let agents = silent("worker", &["a", "b", "x"]);
     let coordinator = coordinator(&agents);
     let barrier = Barrier::new(&coordinator, vec!["a".into(), "b".into()]);
     let first = tokio::spawn({
@@ -680,20 +589,88 @@ async fn a_stranger_or_an_arrived_participant_dying_breaks_no_barrier() {
 // `>=` in `LeaseLock::renew`).
 #[tokio::test(start_paused = true)]
 async fn a_lock_lease_cannot_be_renewed_at_its_end() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "worker", |_| Answer::Silent);
-    let coordinator = coordinator(&agents);
+    let coordinator = coordinator(&silent("worker", &["a"]));
     let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
-    let grant = bounded(
-        "a's grant",
-        TEST_LIMIT,
-        lock.acquire(&"a".into(), Duration::ZERO),
-    )
-    .await
-    .unwrap();
+    let grant = grant(&lock, "a").await;
     tokio::time::advance(Duration::from_secs(10)).await;
     assert_eq!(
         lock.renew(&"a".into(), grant.token),
         Err(CoordinationError::NotHolder("a".into()))
+    );
+}
+
+// A member's own lease is over at its end: from that instant it no longer
+// leads, although its next heartbeat round (which steps it down) has not
+// ended yet (mutant: `>` as `>=` in the member's `Shared::leadership`,
+// which still gave the lease at its very end).
+#[tokio::test(start_paused = true)]
+async fn a_members_lease_is_over_at_its_end() {
+    let agents = ScriptedDirectory::new();
+    let acking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    for peer in ["b", "c"] {
+        let acking = acking.clone();
+        agents.add(peer, "node", move |envelope| {
+            let term = envelope.body["term"].clone();
+            if envelope.protocol.as_ref() == HEARTBEAT_PROTOCOL {
+                if acking.load(std::sync::atomic::Ordering::SeqCst) {
+                    Answer::Reply(json!({"ack": true, "term": term}))
+                } else {
+                    Answer::Silent
+                }
+            } else {
+                Answer::Reply(json!({"granted": true, "term": term}))
+            }
+        });
+    }
+    let member = member_a(
+        election_config(&["a", "b", "c"]),
+        &agents,
+        first_timeout(Duration::from_millis(10)),
+    );
+    let handle = member.handle();
+    bounded(
+        "a's election",
+        TEST_LIMIT,
+        member.campaign(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    // No more acknowledgements: the lease it holds now is its last.
+    acking.store(false, std::sync::atomic::Ordering::SeqCst);
+    let until = member.leadership().expect("a leads").lease_until;
+    tokio::time::sleep_until(until - Duration::from_millis(1)).await;
+    assert!(member.leadership().is_some(), "the lease ended early");
+    tokio::time::sleep_until(until).await;
+    assert_eq!(member.leadership(), None, "a lease valid at its end");
+    assert_eq!(handle.leadership(), None, "a lease valid at its end");
+}
+
+// A failed campaign's next one comes one election timeout after it began,
+// not after its vote requests timed out (mutant: `>` as `>=` in the
+// member's `Shared::round`, which re-armed the timer at the end of every
+// round as if a newer term had been answered). The timeout range is one
+// value so that both timers would draw the same.
+#[tokio::test(start_paused = true)]
+async fn a_failed_campaign_does_not_delay_the_next() {
+    let agents = silent("node", &["b", "c"]);
+    let config = ElectionConfig {
+        election_timeout: (Duration::from_secs(1), Duration::from_secs(1)),
+        ..election_config(&["a", "b", "c"])
+    };
+    let started = tokio::time::Instant::now();
+    let _member = member_a(config, &agents, first_timeout(Duration::from_millis(10)));
+    // The first campaign at 10 ms; its round ends unanswered at 60 ms.
+    bounded(
+        "the first campaign",
+        TEST_LIMIT,
+        agents.wait_received(&"b".into(), 1),
+    )
+    .await;
+    // The next is due at 1,010 ms (the mutant's at 1,060 ms).
+    tokio::time::sleep_until(started + Duration::from_millis(1_030)).await;
+    assert_eq!(
+        agents.received(&"b".into()).len(),
+        2,
+        "the second campaign did not come one election timeout after the first"
     );
 }
