@@ -11,9 +11,10 @@ use common::{
     member_a, observed_leader, refused_optimisation, silent, strings,
 };
 use mabeam_coordination::{
-    Ballot, Barrier, ByzantineRound, CoordinationError, Coordinator, ElectionConfig,
-    HEARTBEAT_PROTOCOL, LeaseLock, MemberMemory, MemberOptions, Method, OptimizeSpec, Outcome,
-    Param, Proposal, Rule, ValueType, VariableSpace, VariableSpec, tally,
+    Ballot, Barrier, ByzantineRound, ConflictPolicy, CoordinationError, Coordinator,
+    ElectionConfig, HEARTBEAT_PROTOCOL, LeaseLock, MemberMemory, MemberOptions, Method,
+    OptimizeSpec, Outcome, PROPOSE_PROTOCOL, Param, Proposal, Rule, ValueType, VariableSpace,
+    VariableSpec, tally,
 };
 use mabeam_supervision_core::{
     AgentId, AgentSelection, Clock, Envelope, ExitReason,
@@ -673,4 +674,373 @@ async fn a_failed_campaign_does_not_delay_the_next() {
         2,
         "the second campaign did not come one election timeout after the first"
     );
+}
+
+// Equivocators and silent participants are counted together as uncertain,
+// not multiplied: 16 participants (f = 1, quorum 9), 9 for A, 1 for B, 3
+// equivocating, 3 silent: B could reach 1 + 6 = 7 < 9, so A is agreed
+// (mutant: `+` as `*` in the uncertain count, 3 * 3 = 9, which gave B a
+// possible quorum and refused the agreement).
+#[tokio::test(start_paused = true)]
+async fn equivocators_and_silent_ones_add_up() {
+    let agents = ScriptedDirectory::new();
+    for i in 0..16 {
+        let id = format!("n{i:02}");
+        match i {
+            0..9 => agents.add(id, "node", |_| Answer::Reply(json!({ "value": "A" }))),
+            9 => agents.add(id, "node", |_| Answer::Reply(json!({ "value": "B" }))),
+            10..13 => agents.add(id, "node", |envelope| {
+                // One value proposed, another confirmed.
+                let value = if envelope.protocol.as_ref() == PROPOSE_PROTOCOL {
+                    "A"
+                } else {
+                    "C"
+                };
+                Answer::Reply(json!({ "value": value }))
+            }),
+            _ => agents.add(id, "node", |_| Answer::Silent),
+        }
+    }
+    let round = ByzantineRound {
+        topic: "commit".into(),
+        body: json!({}),
+        participants: AgentSelection::Kind("node".into()),
+        faults: 1,
+        timeout: Duration::from_millis(200),
+    };
+    let agreement = bounded(
+        "the round",
+        TEST_LIMIT,
+        coordinator(&agents).byzantine(round),
+    )
+    .await
+    .expect("A has a quorum no other value could reach");
+    assert_eq!(agreement.value, json!("A"));
+    assert_eq!((agreement.faulty.len(), agreement.silent.len()), (3, 3));
+}
+
+// An integer grid spreads its points over the range from its least
+// value, and takes each integer once when it asks for more points than
+// there are; a range of one value is one point (mutants: `max - min` as
+// `max + min` in `Param::grid`'s points, which stepped past a range not
+// starting at 0, and in its span, which overflowed for -1..=0; `min >
+// max` as `>=` in `Param::check`, which refused a range of one).
+#[tokio::test(start_paused = true)]
+async fn an_integer_grid_spans_its_range() {
+    let agents = ScriptedDirectory::new();
+    agents.add("e", "evaluator", |envelope| {
+        Answer::Reply(json!({ "score": envelope.body["params"]["n"] }))
+    });
+    let coordinator = coordinator(&agents);
+    for (min, max, points, expected) in [
+        (10, 20, 3, vec![10, 15, 20]),
+        (-1, 0, 3, vec![-1, 0]),
+        (5, 5, 3, vec![5]),
+    ] {
+        let spec = OptimizeSpec {
+            space: vec![Param::Int {
+                name: "n".into(),
+                min,
+                max,
+            }],
+            ..spec_x(0.0, 1.0, Method::Grid { points })
+        };
+        let result = bounded("the grid", TEST_LIMIT, coordinator.optimize(spec))
+            .await
+            .unwrap();
+        let mut tried: Vec<i64> = result
+            .trials
+            .iter()
+            .map(|t| t.params["n"].as_i64().expect("an integer"))
+            .collect();
+        tried.sort_unstable();
+        assert_eq!(tried, expected, "{min}..={max} in {points} points");
+    }
+}
+
+// A text variable holds strings only (mutant: the guard of
+// `ValueType::check`'s text arm made `true`).
+#[test]
+fn a_text_holds_strings_only() {
+    assert_eq!(ValueType::Text.check(&json!("x")), Ok(()));
+    for value in [json!(1), json!(true), json!(null)] {
+        assert!(ValueType::Text.check(&value).is_err(), "{value} accepted");
+    }
+}
+
+// A lock's Debug form names its holder, and a conflict policy's its kind
+// (mutants: the `Debug` impls of `LeaseLock` and `ConflictPolicy` ->
+// `Ok(())`).
+#[tokio::test(start_paused = true)]
+async fn a_lock_and_a_policy_say_what_they_are() {
+    let coordinator = coordinator(&silent("worker", &["a"]));
+    let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
+    assert_eq!(format!("{lock:?}"), "LeaseLock { holder: None }");
+    grant(&lock, "a").await;
+    let held = format!("{lock:?}");
+    assert!(
+        held.starts_with("LeaseLock { holder: Some(") && held.contains("\"a\""),
+        "{held}"
+    );
+    assert_eq!(
+        format!("{:?}", ConflictPolicy::LastWriterWins),
+        "LastWriterWins"
+    );
+    let merge = ConflictPolicy::Merge(Arc::new(
+        |_: &serde_json::Value, new: &serde_json::Value| new.clone(),
+    ));
+    assert_eq!(format!("{merge:?}"), "Merge(..)");
+    let consensus = ConflictPolicy::Consensus {
+        rule: Rule::Majority,
+        timeout: Duration::from_secs(1),
+    };
+    assert_eq!(
+        format!("{consensus:?}"),
+        "Consensus { rule: Majority, timeout: 1s }"
+    );
+}
+
+// An iterative rule needs a tolerance of at least 0 and a round, either
+// missing alone is refused (mutant: `||` as `&&` in `Rule::check`, which
+// refused only both missing).
+#[test]
+fn an_iterative_rule_is_checked() {
+    let iterative = |tolerance: f64, max_rounds: u32| {
+        proposal(Rule::Iterative {
+            tolerance,
+            max_rounds,
+        })
+        .validate()
+    };
+    assert_eq!(iterative(0.1, 3), Ok(()));
+    for (tolerance, max_rounds) in [(0.1, 0), (-1.0, 3), (f64::NAN, 3)] {
+        assert!(
+            matches!(
+                iterative(tolerance, max_rounds),
+                Err(CoordinationError::Invalid(_))
+            ),
+            "tolerance {tolerance}, {max_rounds} rounds accepted"
+        );
+    }
+}
+
+// A leadership reported for a stranger, or for a participant that is not
+// running, counts for nothing (mutant: `||` as `&&` in the observer's
+// check, which took either).
+#[tokio::test(start_paused = true)]
+async fn a_stranger_or_a_stopped_member_is_not_made_leader() {
+    let agents = silent("node", &["a", "b", "x"]);
+    agents.set_status(&"b".into(), mabeam_supervision_core::AgentStatus::Stopped);
+    let election =
+        mabeam_coordination::Election::observe(coordinator(&agents), election_config(&["a", "b"]))
+            .unwrap();
+    let now = tokio::time::Instant::now();
+    for leader in ["x", "b"] {
+        let leadership = mabeam_coordination::Leadership {
+            leader: leader.into(),
+            term: 1,
+            token: 1,
+            lease_until: now + Duration::from_secs(1),
+        };
+        election.reporter().leading(&leadership, now);
+        assert_eq!(election.leader(), None, "{leader} was made leader");
+    }
+}
+
+// A lock's holder is gone at the very end of its lease (mutant: `>` as
+// `>=` in `LeaseLock::holder`).
+#[tokio::test(start_paused = true)]
+async fn a_lock_has_no_holder_at_the_end_of_its_lease() {
+    let coordinator = coordinator(&silent("worker", &["a"]));
+    let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
+    grant(&lock, "a").await;
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    assert!(lock.holder().is_some());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(lock.holder(), None);
+}
+
+// Ranked-choice and approval votes with options are valid (mutant: the
+// guard `options.is_empty()` of `Rule::check` made `true`, which refused
+// them all).
+#[test]
+fn a_ranked_or_approval_vote_with_options_is_valid() {
+    for rule in [Rule::RankedChoice, Rule::Approval] {
+        let mut proposal = proposal(rule.clone());
+        assert!(proposal.validate().is_err(), "{rule:?} without options");
+        proposal.options = strings(&["red", "green"]);
+        assert_eq!(proposal.validate(), Ok(()), "{rule:?}");
+    }
+}
+
+// A weighted vote in which nobody weighs anything does not pass, however
+// small its threshold (mutant: `total > 0.0` as `>=` in `tally`, which
+// passed it at a threshold under the rounding slack).
+#[test]
+fn a_weighted_vote_of_no_weight_does_not_pass() {
+    let ids = ids(&["a0", "a1"]);
+    let rule = Rule::Weighted {
+        weights: ids.iter().map(|id| (id.clone(), 0.0)).collect(),
+        threshold: 1e-13,
+    };
+    let ballots: Vec<(AgentId, Ballot)> = ids.iter().map(|id| (id.clone(), Ballot::Yes)).collect();
+    let (outcome, why) = tally(&rule, &[], &ids, &ballots);
+    assert_eq!(outcome, Outcome::Rejected, "{why}");
+}
+
+// Exactly half the first choices is no majority: the runoff goes on
+// (mutant: `>` as `>=` in `instant_runoff`). Six voters: red 3, green 2,
+// blue 1 (then green). Blue goes; green and red tie at 3, and red, listed
+// after green, goes: green wins.
+#[test]
+fn half_the_first_choices_is_no_majority() {
+    let options = strings(&["green", "red", "blue"]);
+    let ids = ids(&["a0", "a1", "a2", "a3", "a4", "a5"]);
+    let rankings: [&[&str]; 6] = [
+        &["red"],
+        &["red"],
+        &["red"],
+        &["green"],
+        &["green"],
+        &["blue", "green"],
+    ];
+    let ballots: Vec<(AgentId, Ballot)> = ids
+        .iter()
+        .zip(rankings)
+        .map(|(id, ranking)| (id.clone(), Ballot::Ranking(strings(ranking))))
+        .collect();
+    let (outcome, why) = tally(&Rule::RankedChoice, &options, &ids, &ballots);
+    assert_eq!(outcome, Outcome::Chosen("green".into()), "{why}");
+}
+
+// An integer variable holds integers in its range only (mutant: the
+// range guard of `ValueType::check`'s integer arm made `true`); a float
+// range of one value is a range (mutant: `min > max` as `>=` in
+// `VariableSpace::define`).
+#[tokio::test(start_paused = true)]
+async fn variable_ranges_hold_their_ends_only() {
+    let integer = ValueType::Integer { min: 0, max: 10 };
+    assert_eq!(integer.check(&json!(10)), Ok(()));
+    assert!(integer.check(&json!(11)).is_err());
+    assert!(integer.check(&json!(-1)).is_err());
+    let space = VariableSpace::new(coordinator(&ScriptedDirectory::new()));
+    space
+        .define(VariableSpec::new(
+            "one",
+            ValueType::Float { min: 1.0, max: 1.0 },
+            json!(1.0),
+        ))
+        .expect("a range of one value");
+}
+
+// Successive halving with eta 2 (the least) runs (mutant: `eta < 2` as
+// `<=` in `Coordinator::optimize`'s check).
+#[tokio::test(start_paused = true)]
+async fn successive_halving_with_eta_two_runs() {
+    let agents = ScriptedDirectory::new();
+    agents.add("e", "evaluator", |_| Answer::Reply(json!({ "score": 1.0 })));
+    let method = Method::SuccessiveHalving {
+        candidates: 2,
+        min_budget: 1.0,
+        eta: 2,
+    };
+    let result = bounded(
+        "successive halving",
+        TEST_LIMIT,
+        coordinator(&agents).optimize(spec_x(0.0, 1.0, method)),
+    )
+    .await
+    .expect("eta 2 is valid");
+    assert!(result.best.is_some());
+}
+
+// An election's rpc timeout must be above zero and under the heartbeat,
+// each refused alone (mutant: `||` as `&&` in `ElectionConfig::validate`).
+#[test]
+fn an_rpc_timeout_is_checked() {
+    let with = |rpc_ms: u64| ElectionConfig {
+        rpc_timeout: Duration::from_millis(rpc_ms),
+        ..election_config(&["a"])
+    };
+    assert_eq!(with(50).validate(), Ok(()));
+    for rpc_ms in [0, 250, 300] {
+        assert!(
+            matches!(with(rpc_ms).validate(), Err(CoordinationError::Invalid(_))),
+            "an rpc timeout of {rpc_ms} ms accepted"
+        );
+    }
+}
+
+// A member that has just voted for a candidate waits a whole election
+// timeout before it campaigns itself (mutant: `Shared::reset_timer` ->
+// (), which left its timer as it was: it campaigned at once).
+#[tokio::test(start_paused = true)]
+async fn a_vote_given_restarts_the_election_timer() {
+    let agents = silent("node", &["b", "c"]);
+    let member = member_a(
+        election_config(&["a", "b", "c"]),
+        &agents,
+        first_timeout(Duration::from_millis(100)),
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let vote = member.answer(&Envelope::new(
+        mabeam_coordination::REQUEST_VOTE_PROTOCOL,
+        json!({"term": 1, "candidate": "b"}),
+        Duration::from_millis(50),
+    ));
+    assert_eq!(vote, Some(json!({"granted": true, "term": 1})));
+    // Its first timeout (100 ms) has passed; the next is 1 to 2 s after
+    // the vote.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(member.term(), 1, "it campaigned right after voting");
+    assert!(agents.received(&"c".into()).is_empty());
+}
+
+// A leader that goes away (its member dropped with its agent) steps down
+// at once: the observer's office is vacant before its lease ends
+// (mutant: `Shared::step_down` -> (), which left the observer waiting for
+// the lease to run out).
+#[tokio::test(start_paused = true)]
+async fn a_dropped_leader_steps_down_at_once() {
+    let agents = silent("node", &["a"]);
+    let election =
+        mabeam_coordination::Election::observe(coordinator(&agents), election_config(&["a"]))
+            .unwrap();
+    let member = member_a(
+        election_config(&["a"]),
+        &agents,
+        MemberOptions {
+            reporter: Some(election.reporter()),
+            ..first_timeout(Duration::from_millis(10))
+        },
+    );
+    let leadership = bounded(
+        "a's election",
+        TEST_LIMIT,
+        member.campaign(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(election.leader().map(|l| l.leader), Some("a".into()));
+    drop(member);
+    assert!(tokio::time::Instant::now() < leadership.lease_until);
+    assert_eq!(election.leader(), None, "the dropped leader still leads");
+}
+
+// A majority of first choices wins at once, with no elimination: 3 of 5
+// (mutant: `2 * count` as `2 + count` in `instant_runoff`, 5 > 5 false,
+// which eliminated options first).
+#[test]
+fn three_of_five_first_choices_win_at_once() {
+    let options = strings(&["red", "green", "blue"]);
+    let ids = ids(&["a0", "a1", "a2", "a3", "a4"]);
+    let rankings: [&[&str]; 5] = [&["red"], &["red"], &["red"], &["green"], &["blue"]];
+    let ballots: Vec<(AgentId, Ballot)> = ids
+        .iter()
+        .zip(rankings)
+        .map(|(id, ranking)| (id.clone(), Ballot::Ranking(strings(ranking))))
+        .collect();
+    let (outcome, why) = tally(&Rule::RankedChoice, &options, &ids, &ballots);
+    assert_eq!(outcome, Outcome::Chosen("red".into()));
+    assert_eq!(why, "red has 3 of 5 first choices");
 }
