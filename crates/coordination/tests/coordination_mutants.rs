@@ -22,6 +22,18 @@ use mabeam_supervision_core::{
 };
 use serde_json::json;
 
+/// A Byzantine round on `commit` among the `node`s, tolerating `faults`,
+/// each phase answered within 200 ms.
+fn node_round(faults: usize) -> ByzantineRound {
+    ByzantineRound {
+        topic: "commit".into(),
+        body: json!({}),
+        participants: AgentSelection::Kind("node".into()),
+        faults,
+        timeout: Duration::from_millis(200),
+    }
+}
+
 /// An optimisation of one float parameter `x` in `min..=max` by `method`.
 fn spec_x(min: f64, max: f64, method: Method) -> OptimizeSpec {
     OptimizeSpec {
@@ -459,13 +471,7 @@ async fn a_quorum_is_agreed_against_a_minority_and_silence() {
         });
     }
     let coordinator = coordinator(&agents);
-    let round = ByzantineRound {
-        topic: "commit".into(),
-        body: json!({}),
-        participants: AgentSelection::Kind("node".into()),
-        faults: 1,
-        timeout: Duration::from_millis(200),
-    };
+    let round = node_round(1);
     let agreement = bounded("the round", TEST_LIMIT, coordinator.byzantine(round))
         .await
         .unwrap();
@@ -518,13 +524,6 @@ async fn a_leader_that_stops_leaves_the_office_vacant() {
 // for f = 2).
 #[tokio::test(start_paused = true)]
 async fn a_byzantine_round_needs_three_f_plus_one() {
-    let round = |faults: usize| ByzantineRound {
-        topic: "commit".into(),
-        body: json!({}),
-        participants: AgentSelection::Kind("node".into()),
-        faults,
-        timeout: Duration::from_millis(200),
-    };
     let with = |n: usize| {
         let agents = ScriptedDirectory::new();
         for i in 0..n {
@@ -535,12 +534,12 @@ async fn a_byzantine_round_needs_three_f_plus_one() {
         coordinator(&agents)
     };
     let four = with(4);
-    let agreement = bounded("a round of 4", TEST_LIMIT, four.byzantine(round(1)))
+    let agreement = bounded("a round of 4", TEST_LIMIT, four.byzantine(node_round(1)))
         .await
         .unwrap();
     assert_eq!(agreement.value, json!("A"));
     let six = with(6);
-    let refused = bounded("a round of 6", TEST_LIMIT, six.byzantine(round(2))).await;
+    let refused = bounded("a round of 6", TEST_LIMIT, six.byzantine(node_round(2))).await;
     assert_eq!(
         refused.unwrap_err(),
         CoordinationError::TooFewParticipants {
@@ -701,13 +700,7 @@ async fn equivocators_and_silent_ones_add_up() {
             _ => agents.add(id, "node", |_| Answer::Silent),
         }
     }
-    let round = ByzantineRound {
-        topic: "commit".into(),
-        body: json!({}),
-        participants: AgentSelection::Kind("node".into()),
-        faults: 1,
-        timeout: Duration::from_millis(200),
-    };
+    let round = node_round(1);
     let agreement = bounded(
         "the round",
         TEST_LIMIT,
