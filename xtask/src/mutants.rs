@@ -126,12 +126,21 @@ impl Target {
     }
 }
 
+/// The directory of the target's results, `target/mutants/SLUG`, made
+/// if missing: cargo-mutants makes its `mutants.out` in it but not the
+/// directory itself (on a clean clone it refused to start).
+fn output_dir(root: &Path, target: &Target) -> Result<PathBuf> {
+    let output = root.join("target").join("mutants").join(target.slug());
+    std::fs::create_dir_all(&output).with_context(|| format!("creating {}", output.display()))?;
+    Ok(output)
+}
+
 /// Runs cargo-mutants on the target and prints its counts.
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let target = Target::parse(args)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     tools::ensure(root, &cargo, tools::MUTANTS)?;
-    let output: PathBuf = root.join("target").join("mutants").join(target.slug());
+    let output = output_dir(root, &target)?;
     let output_arg = output.to_string_lossy().into_owned();
     let package = target.package();
     let mut cmd_args: Vec<&str> = vec![
@@ -239,5 +248,18 @@ mod tests {
         );
         assert_eq!(counts.caught_percent(), 90.0);
         assert!(Counts::from_outcomes(&serde_json::json!({})).is_err());
+    }
+
+    // A clean clone has no `target/mutants`: its results' directory is
+    // made, parents and all (cargo-mutants refused to start without it).
+    #[test]
+    fn the_results_directory_is_made_on_a_clean_clone() {
+        let root = tempfile::tempdir().unwrap();
+        let target = Target::parse(&strings(&["economics"])).unwrap();
+        let output = output_dir(root.path(), &target).unwrap();
+        assert_eq!(output, root.path().join("target/mutants/economics"));
+        assert!(output.is_dir(), "{} not made", output.display());
+        // Made again when it is there already.
+        assert_eq!(output_dir(root.path(), &target).unwrap(), output);
     }
 }

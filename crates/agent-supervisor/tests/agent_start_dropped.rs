@@ -5,88 +5,19 @@
 
 mod common;
 
-use std::{sync::Arc, time::Duration};
+use std::sync::Arc;
 
-use common::{setup, setup_with};
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistryOptions};
-use mabeam_supervision_core::{AgentStatus, StartError};
-use tokio::sync::{Semaphore, mpsc};
-
-/// An agent whose `on_start` waits for a permit, and that says when it
-/// starts, started, and is dropped.
-struct Gated {
-    events: mpsc::UnboundedSender<&'static str>,
-}
-
-#[derive(Clone)]
-struct Gate {
-    permits: Arc<Semaphore>,
-    events: mpsc::UnboundedSender<&'static str>,
-}
-
-impl Agent for Gated {
-    type Args = Gate;
-    type Message = ();
-    type Reply = ();
-    type Checkpoint = ();
-
-    async fn on_start(gate: Gate, _: Option<()>) -> Result<Self, StartError> {
-        let _ = gate.events.send("starting");
-        let _leaving = Leaving(gate.events.clone());
-        gate.permits.acquire().await.unwrap().forget();
-        let _ = gate.events.send("started");
-        Ok(Gated {
-            events: gate.events,
-        })
-    }
-
-    async fn handle(&mut self, _: (), _: &mut AgentContext<'_>) {}
-}
-
-/// Says when `on_start` is left, however (returned, or its task aborted).
-struct Leaving(mpsc::UnboundedSender<&'static str>);
-
-impl Drop for Leaving {
-    fn drop(&mut self) {
-        let _ = self.0.send("left on_start");
-    }
-}
-
-impl Drop for Gated {
-    fn drop(&mut self) {
-        let _ = self.events.send("dropped");
-    }
-}
-
-fn gated() -> (
-    AgentConfig,
-    Arc<Semaphore>,
-    mpsc::UnboundedReceiver<&'static str>,
-) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let permits = Arc::new(Semaphore::new(0));
-    let config = AgentConfig::new::<Gated>(
-        "gated",
-        Gate {
-            permits: permits.clone(),
-            events: tx,
-        },
-    );
-    (config, permits, rx)
-}
-
-async fn next(events: &mut mpsc::UnboundedReceiver<&'static str>) -> &'static str {
-    tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("no event from the agent")
-        .expect("events closed")
-}
+use common::{gated, next_event, setup, setup_with};
+use mabeam_agent_supervisor::AgentRegistryOptions;
+use mabeam_supervision_core::AgentStatus;
+use tokio::sync::Semaphore;
 
 async fn drops_a_start_in_on_start(
     options: impl FnOnce(AgentRegistryOptions) -> AgentRegistryOptions,
 ) {
     let s = setup_with(options).await;
-    let (config, permits, mut events) = gated();
+    let permits = Arc::new(Semaphore::new(0));
+    let (config, mut events) = gated(&permits, true);
     s.agents.register_agent("a", config).unwrap();
 
     // The start is dropped while the incarnation waits in its on_start.
@@ -95,13 +26,13 @@ async fn drops_a_start_in_on_start(
         tokio::pin!(start);
         tokio::select! {
             result = &mut start => panic!("started without a permit: {result:?}"),
-            event = next(&mut events) => assert_eq!(event, "starting"),
+            event = next_event(&mut events) => assert_eq!(event, "starting"),
         }
     }
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Registered));
 
     // The incarnation is killed in its on_start: it never runs.
-    assert_eq!(next(&mut events).await, "left on_start");
+    assert_eq!(next_event(&mut events).await, "left on_start");
     permits.add_permits(1);
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Registered));
     assert!(s.agents.lookup("a").is_none());
@@ -143,7 +74,8 @@ async fn a_start_dropped_in_on_start_leaves_no_agent_running_on_an_agent_runtime
 #[tokio::test]
 async fn the_registry_and_the_supervisor_agree_after_many_dropped_starts() {
     let s = setup().await;
-    let (config, permits, mut events) = gated();
+    let permits = Arc::new(Semaphore::new(0));
+    let (config, mut events) = gated(&permits, true);
     let config = Arc::new(config);
     let mut left = 0;
     for i in 0..20 {
@@ -156,7 +88,7 @@ async fn the_registry_and_the_supervisor_agree_after_many_dropped_starts() {
         loop {
             tokio::select! {
                 result = &mut start => panic!("started without a permit: {result:?}"),
-                event = next(&mut events) => match event {
+                event = next_event(&mut events) => match event {
                     "starting" => break,
                     "left on_start" => left += 1,
                     other => panic!("{other}"),
@@ -165,7 +97,7 @@ async fn the_registry_and_the_supervisor_agree_after_many_dropped_starts() {
         }
     }
     while left < 20 {
-        assert_eq!(next(&mut events).await, "left on_start");
+        assert_eq!(next_event(&mut events).await, "left on_start");
         left += 1;
     }
     permits.add_permits(20);

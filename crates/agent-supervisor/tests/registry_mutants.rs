@@ -12,11 +12,15 @@ use std::{
     time::Duration,
 };
 
-use common::{Cmd, Setup, Worker, setup};
+use common::{Cmd, Gated, Setup, Worker, backing_off, gated, next_event, setup};
+use futures::future::BoxFuture;
 use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError};
-use mabeam_supervision_core::{AgentStatus, Backoff, RestartType, StartError};
+use mabeam_supervision_core::{
+    AgentId, AgentRecord, AgentStatus, AgentStore, AgentStoreError, AgentWrite, Backoff,
+    LoadedAgent, RestartType, StartError,
+};
 use tokio::{
-    sync::{Semaphore, broadcast::error::RecvError, mpsc},
+    sync::{Semaphore, mpsc},
     time::Instant,
 };
 
@@ -28,9 +32,11 @@ use tokio::{
 #[tokio::test(start_paused = true)]
 async fn a_stop_during_a_wake_leaves_the_agent_stopped() {
     let s = setup().await;
-    let config = common::worker("k").with_restart(RestartType::Permanent);
-    s.agents.register_agent("a", config).unwrap();
-    s.agents.start_agent("a").await.unwrap();
+    s.run(
+        "a",
+        common::worker("k").with_restart(RestartType::Permanent),
+    )
+    .await;
     let a = s.agents.agent_ref::<Worker>("a").unwrap();
     a.ask(Cmd::Add(1)).await.unwrap();
     s.agents.passivate("a").await.unwrap();
@@ -71,61 +77,6 @@ async fn a_stop_during_a_wake_leaves_the_agent_stopped() {
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Stopped));
 }
 
-fn gated(permits: &Arc<Semaphore>, events: mpsc::UnboundedSender<&'static str>) -> AgentConfig {
-    AgentConfig::new::<Gated>(
-        "gated",
-        Gate {
-            permits: permits.clone(),
-            events,
-        },
-    )
-}
-
-/// An agent whose `on_start` waits for a permit and says what it does;
-/// `true` crashes it.
-struct Gated {
-    events: mpsc::UnboundedSender<&'static str>,
-}
-
-#[derive(Clone)]
-struct Gate {
-    permits: Arc<Semaphore>,
-    events: mpsc::UnboundedSender<&'static str>,
-}
-
-impl Agent for Gated {
-    type Args = Gate;
-    type Message = bool;
-    type Reply = ();
-    type Checkpoint = ();
-
-    async fn on_start(gate: Gate, _: Option<()>) -> Result<Self, StartError> {
-        let _ = gate.events.send("starting");
-        gate.permits.acquire().await.unwrap().forget();
-        let _ = gate.events.send("started");
-        Ok(Gated {
-            events: gate.events,
-        })
-    }
-
-    async fn handle(&mut self, crash: bool, _: &mut AgentContext<'_>) {
-        assert!(!crash, "crashes on command");
-    }
-}
-
-impl Drop for Gated {
-    fn drop(&mut self) {
-        let _ = self.events.send("dropped");
-    }
-}
-
-async fn next(events: &mut mpsc::UnboundedReceiver<&'static str>) -> &'static str {
-    tokio::time::timeout(Duration::from_secs(10), events.recv())
-        .await
-        .expect("no event from the agent")
-        .expect("events closed")
-}
-
 // An incarnation that finishes its `on_start` after the decision that
 // made it was overtaken (its restart stopped, then a new start) is not
 // installed: it is dropped, and the new start's incarnation runs
@@ -134,18 +85,17 @@ async fn next(events: &mut mpsc::UnboundedReceiver<&'static str>) -> &'static st
 #[tokio::test]
 async fn an_overtaken_restart_never_installs() {
     let s = setup().await;
-    let (tx, mut events) = mpsc::unbounded_channel();
     let permits = Arc::new(Semaphore::new(1));
-    let config = gated(&permits, tx).with_restart(RestartType::Permanent);
-    s.agents.register_agent("a", config).unwrap();
-    s.agents.start_agent("a").await.unwrap();
-    assert_eq!(next(&mut events).await, "starting");
-    assert_eq!(next(&mut events).await, "started");
+    let (config, mut events) = gated(&permits, false);
+    s.run("a", config.with_restart(RestartType::Permanent))
+        .await;
+    assert_eq!(next_event(&mut events).await, "starting");
+    assert_eq!(next_event(&mut events).await, "started");
 
     // A crash: its restart waits in its on_start.
     let a = s.agents.agent_ref::<Gated>("a").unwrap();
     let _ = a.ask(true).await;
-    let mut two = [next(&mut events).await, next(&mut events).await];
+    let mut two = [next_event(&mut events).await, next_event(&mut events).await];
     two.sort_unstable();
     assert_eq!(two, ["dropped", "starting"]);
     // Stopped meanwhile, then started anew: that start waits too.
@@ -153,20 +103,20 @@ async fn an_overtaken_restart_never_installs() {
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Stopped));
     let agents = s.agents.clone();
     let start = tokio::spawn(async move { agents.start_agent("a").await });
-    assert_eq!(next(&mut events).await, "starting");
+    assert_eq!(next_event(&mut events).await, "starting");
 
     // The restart's incarnation (first in line for a permit) goes on,
     // and is refused.
     permits.add_permits(1);
-    assert_eq!(next(&mut events).await, "started");
+    assert_eq!(next_event(&mut events).await, "started");
     assert_eq!(
-        next(&mut events).await,
+        next_event(&mut events).await,
         "dropped",
         "the overtaken incarnation was installed"
     );
     // The new start's incarnation runs.
     permits.add_permits(1);
-    assert_eq!(next(&mut events).await, "started");
+    assert_eq!(next_event(&mut events).await, "started");
     let process = tokio::time::timeout(Duration::from_secs(10), start)
         .await
         .expect("the start returns")
@@ -175,26 +125,6 @@ async fn an_overtaken_restart_never_installs() {
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Running));
     assert_eq!(s.agents.lookup("a"), Some(process));
     assert_eq!(s.agents.details("a").unwrap().restarts, 0);
-}
-
-/// Waits (a minute of paused time at most) until agent `id` is `want`.
-async fn until(s: &Setup, id: &str, want: AgentStatus) {
-    let mut changes = s.agents.subscribe();
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while s.agents.status(id) != Some(want) {
-            match changes.recv().await {
-                Ok(_) | Err(RecvError::Lagged(_)) => {}
-                Err(RecvError::Closed) => panic!("the registry is gone"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        panic!(
-            "agent {id} never became {want:?} (it is {:?})",
-            s.agents.status(id)
-        )
-    });
 }
 
 /// An agent whose first start succeeds and every later one fails; `true`
@@ -231,11 +161,10 @@ async fn a_restart_whose_start_fails_counts_as_a_crash_until_failed() {
     let config = AgentConfig::new::<Flaky>("flaky", starts.clone())
         .with_restart(RestartType::Permanent)
         .with_max_restarts(2, Duration::from_secs(60));
-    s.agents.register_agent("a", config).unwrap();
-    s.agents.start_agent("a").await.unwrap();
+    s.run("a", config).await;
     let a = s.agents.agent_ref::<Flaky>("a").unwrap();
     let _ = a.ask(true).await;
-    until(&s, "a", AgentStatus::Failed).await;
+    s.wait_status("a", AgentStatus::Failed).await;
     // The first start, then the two restarts allowed, both refused.
     assert_eq!(starts.load(Ordering::SeqCst), 3);
     assert!(s.agents.lookup("a").is_none());
@@ -247,8 +176,7 @@ async fn a_restart_whose_start_fails_counts_as_a_crash_until_failed() {
 #[tokio::test(start_paused = true)]
 async fn a_second_passivation_under_way_is_refused() {
     let s = setup().await;
-    s.agents.register_agent("a", common::worker("k")).unwrap();
-    s.agents.start_agent("a").await.unwrap();
+    s.run("a", common::worker("k")).await;
     let (first, second) = tokio::time::timeout(Duration::from_secs(60), async {
         tokio::join!(s.agents.passivate("a"), s.agents.passivate("a"))
     })
@@ -275,18 +203,15 @@ async fn a_second_passivation_under_way_is_refused() {
 #[tokio::test(start_paused = true)]
 async fn a_stopped_restart_never_runs_early() {
     let s = setup().await;
-    let config = common::worker("k")
-        .with_restart(RestartType::Permanent)
-        .with_backoff(Backoff::new(
-            Duration::from_secs(10),
-            Duration::from_secs(60),
-        ));
-    s.agents.register_agent("a", config).unwrap();
-    s.agents.start_agent("a").await.unwrap();
+    s.run(
+        "a",
+        backing_off(Duration::from_secs(10), Duration::from_secs(60)),
+    )
+    .await;
     let crash = async || {
         let a = s.agents.agent_ref::<Worker>("a").unwrap();
         let _ = a.ask(Cmd::Panic).await;
-        until(&s, "a", AgentStatus::Restarting).await;
+        s.wait_status("a", AgentStatus::Restarting).await;
     };
     // The first restart is due 10 s after this crash.
     crash().await;
@@ -297,7 +222,7 @@ async fn a_stopped_restart_never_runs_early() {
     // after the stopped one.
     crash().await;
     let crashed = Instant::now();
-    until(&s, "a", AgentStatus::Running).await;
+    s.wait_status("a", AgentStatus::Running).await;
     assert!(
         crashed.elapsed() >= Duration::from_secs(10),
         "restarted {:?} after its crash, within its backoff",
@@ -314,17 +239,14 @@ async fn a_stopped_restart_never_runs_early() {
 #[tokio::test(start_paused = true)]
 async fn a_restart_refused_by_a_stopped_supervisor_waits_for_the_next() {
     let s = common::setup_with(|o| o.with_replace_supervisor(false)).await;
-    let config = common::worker("k")
-        .with_restart(RestartType::Permanent)
-        .with_backoff(Backoff::new(
-            Duration::from_secs(1),
-            Duration::from_secs(10),
-        ));
-    s.agents.register_agent("a", config).unwrap();
-    s.agents.start_agent("a").await.unwrap();
+    s.run(
+        "a",
+        backing_off(Duration::from_secs(1), Duration::from_secs(10)),
+    )
+    .await;
     let a = s.agents.agent_ref::<Worker>("a").unwrap();
     let _ = a.ask(Cmd::Panic).await;
-    until(&s, "a", AgentStatus::Restarting).await;
+    s.wait_status("a", AgentStatus::Restarting).await;
     s.agents.supervisor().stop().await;
     // The restart falls due (after 1 s) under the stopped supervisor. (Not
     // a whole number of the mutant's 10 ms retries later: one due at the
@@ -335,7 +257,7 @@ async fn a_restart_refused_by_a_stopped_supervisor_waits_for_the_next() {
 
     let replaced = Instant::now();
     s.agents.replace_supervisor().await.unwrap();
-    until(&s, "a", AgentStatus::Running).await;
+    s.wait_status("a", AgentStatus::Running).await;
     assert!(
         replaced.elapsed().is_zero(),
         "restarted {:?} after the new supervisor, not at once",
@@ -401,35 +323,34 @@ async fn an_overtaken_restart_failing_is_not_a_crash() {
         events: tx,
     };
     let config = AgentConfig::new::<Queued>("queued", args).with_restart(RestartType::Permanent);
-    s.agents.register_agent("a", config).unwrap();
     start.add_permits(1);
-    s.agents.start_agent("a").await.unwrap();
-    assert_eq!(next(&mut events).await, "starting");
-    assert_eq!(next(&mut events).await, "started");
+    s.run("a", config).await;
+    assert_eq!(next_event(&mut events).await, "starting");
+    assert_eq!(next_event(&mut events).await, "started");
 
     // A crash: its restart waits at its gate.
     let _ = s.agents.agent_ref::<Queued>("a").unwrap().ask(true).await;
-    assert_eq!(next(&mut events).await, "starting");
+    assert_eq!(next_event(&mut events).await, "starting");
     // Stopped, started anew, crashed again: the newer restart waits too.
     s.agents.stop_agent("a").await.unwrap();
     fresh.add_permits(1);
     s.agents.start_agent("a").await.unwrap();
-    assert_eq!(next(&mut events).await, "starting");
-    assert_eq!(next(&mut events).await, "started");
+    assert_eq!(next_event(&mut events).await, "starting");
+    assert_eq!(next_event(&mut events).await, "started");
     let _ = s.agents.agent_ref::<Queued>("a").unwrap().ask(true).await;
-    assert_eq!(next(&mut events).await, "starting");
+    assert_eq!(next_event(&mut events).await, "starting");
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Restarting));
 
     // The stale restart fails; then the newer one goes on, and runs.
     stale.add_permits(1);
-    assert_eq!(next(&mut events).await, "refused");
+    assert_eq!(next_event(&mut events).await, "refused");
     newer.add_permits(1);
     assert_eq!(
-        next(&mut events).await,
+        next_event(&mut events).await,
         "started",
         "the stale failure started the agent once more"
     );
-    until(&s, "a", AgentStatus::Running).await;
+    s.wait_status("a", AgentStatus::Running).await;
     let more = tokio::time::timeout(Duration::from_secs(60), events.recv()).await;
     assert!(more.is_err(), "something else started: {more:?}");
     assert_eq!(s.agents.status("a"), Some(AgentStatus::Running));
@@ -442,22 +363,185 @@ async fn an_overtaken_restart_failing_is_not_a_crash() {
 #[tokio::test(start_paused = true)]
 async fn quick_crashes_back_off_further() {
     let s = setup().await;
-    let config = common::worker("k")
-        .with_restart(RestartType::Permanent)
-        .with_max_restarts(10, Duration::from_secs(600))
-        .with_backoff(Backoff::new(
-            Duration::from_secs(1),
-            Duration::from_secs(60),
-        ));
-    s.agents.register_agent("a", config).unwrap();
-    s.agents.start_agent("a").await.unwrap();
+    let config = backing_off(Duration::from_secs(1), Duration::from_secs(60))
+        .with_max_restarts(10, Duration::from_secs(600));
+    s.run("a", config).await;
     let mut delays = Vec::new();
     for _ in 0..3 {
         let a = s.agents.agent_ref::<Worker>("a").unwrap();
         let _ = a.ask(Cmd::Panic).await;
         let crashed = Instant::now();
-        until(&s, "a", AgentStatus::Running).await;
+        s.wait_status("a", AgentStatus::Running).await;
         delays.push(crashed.elapsed().as_secs());
     }
     assert_eq!(delays, [1, 2, 4]);
+}
+
+// Tells left in the mailbox of an incarnation that stops while it
+// passivates (here it stops by itself, ahead of the passivation's stop
+// request) are kept and wake the agent: the woken incarnation handles
+// them (mutant: `||` as `&&` in `Shared::exited`'s check of left-over
+// tells, which dropped them as if nobody would handle them).
+#[tokio::test(start_paused = true)]
+async fn tells_left_by_a_passivating_incarnation_wake_the_agent() {
+    let s = setup().await;
+    s.run("a", common::worker("k")).await;
+    let a = s.agents.agent_ref::<Worker>("a").unwrap();
+    a.tell(Cmd::Add(1)).await.unwrap();
+    // Busy while the rest is queued and the passivation asked for.
+    a.tell(Cmd::Sleep(Duration::from_secs(1))).await.unwrap();
+    a.tell(Cmd::Stop).await.unwrap();
+    a.tell(Cmd::Add(10)).await.unwrap();
+    a.tell(Cmd::Add(100)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(60), s.agents.passivate("a"))
+        .await
+        .expect("the passivation returns")
+        .unwrap();
+    let count = tokio::time::timeout(Duration::from_secs(60), a.ask(Cmd::Get))
+        .await
+        .expect("the ask returns")
+        .unwrap();
+    assert_eq!(count, 111, "the tells left behind were not handled");
+}
+
+/// A store that holds every registration at its gate, then refuses it as
+/// full; it takes every other write, and holds nothing.
+#[derive(Debug)]
+struct RefusesRegistrations {
+    gate: Arc<Semaphore>,
+}
+
+impl AgentStore for RefusesRegistrations {
+    fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
+        let gate = self.gate.clone();
+        let register = matches!(write, AgentWrite::Register { .. });
+        Box::pin(async move {
+            if register {
+                gate.acquire().await.unwrap().forget();
+                return Err(AgentStoreError::StorageFull("disk full".into()));
+            }
+            Ok(())
+        })
+    }
+
+    fn get(&self, _: &AgentId) -> BoxFuture<'static, Result<Option<AgentRecord>, AgentStoreError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn load_page(
+        &self,
+        _: Option<&AgentId>,
+        _: usize,
+    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn count(&self) -> BoxFuture<'static, Result<u64, AgentStoreError>> {
+        Box::pin(async { Ok(0) })
+    }
+}
+
+/// A registry on a [`RefusesRegistrations`] store, durable agent `a` (a
+/// [`Flaky`] counting its starts in `starts`, restarted after 10 s)
+/// started while its registration waits at the store's gate: returns
+/// the registration, still waiting.
+async fn started_while_registering(
+    gate: &Arc<Semaphore>,
+    starts: &Arc<AtomicU32>,
+) -> (Setup, tokio::task::JoinHandle<Result<(), AgentError>>) {
+    let store = Arc::new(RefusesRegistrations { gate: gate.clone() });
+    let s = common::setup_with(|o| o.with_store(store)).await;
+    tokio::time::timeout(Duration::from_secs(60), s.agents.recovered())
+        .await
+        .expect("the registry recovers");
+    let config = AgentConfig::new::<Flaky>("flaky", starts.clone())
+        .with_restart(RestartType::Permanent)
+        .with_backoff(Backoff::new(
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+        ))
+        .durable(serde_json::json!({}));
+    let register = tokio::spawn({
+        let agents = s.agents.clone();
+        async move { agents.register_durable_agent("a", config).await }
+    });
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while s.agents.status("a") != Some(AgentStatus::Registered) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the registration is under way");
+    tokio::time::timeout(Duration::from_secs(60), s.agents.start_agent("a"))
+        .await
+        .expect("the start returns")
+        .unwrap();
+    (s, register)
+}
+
+/// Lets the registration of [`started_while_registering`] be refused.
+async fn refuse(gate: &Semaphore, register: tokio::task::JoinHandle<Result<(), AgentError>>) {
+    gate.add_permits(1);
+    let refused = tokio::time::timeout(Duration::from_secs(60), register)
+        .await
+        .expect("the registration returns")
+        .unwrap();
+    assert!(
+        matches!(refused, Err(AgentError::Store(_))),
+        "the registration was not refused: {refused:?}"
+    );
+}
+
+// A durable agent started and crashed while its registration waits, then
+// refused by the store, is gone: its restart, due after its backoff,
+// never runs (mutant: the last `||` of `Shared::schedule_restart`'s check
+// as `&&`, which restarted the removed agent once its timer ran out).
+#[tokio::test(start_paused = true)]
+async fn a_restart_of_an_agent_whose_registration_was_refused_never_runs() {
+    let gate = Arc::new(Semaphore::new(0));
+    let starts = Arc::new(AtomicU32::new(0));
+    let (s, register) = started_while_registering(&gate, &starts).await;
+    let _ = s.agents.agent_ref::<Flaky>("a").unwrap().ask(true).await;
+    s.wait_status("a", AgentStatus::Restarting).await;
+    refuse(&gate, register).await;
+    assert_eq!(s.agents.status("a"), None);
+    // Its restart was due 10 s after the crash.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        1,
+        "the removed agent restarted"
+    );
+}
+
+// A durable agent started while its registration waits, then refused by
+// the store, is not adopted by the next supervisor when its own goes
+// down: it stays stopped (mutant: `||` as `&&` in
+// `Shared::adopt_orphan`'s guard, which took the removed agent back as
+// restarting).
+#[tokio::test(start_paused = true)]
+async fn an_agent_whose_registration_was_refused_is_not_adopted() {
+    let gate = Arc::new(Semaphore::new(0));
+    let starts = Arc::new(AtomicU32::new(0));
+    let (s, register) = started_while_registering(&gate, &starts).await;
+    refuse(&gate, register).await;
+    let mut changes = s.agents.subscribe();
+    tokio::time::timeout(Duration::from_secs(60), s.agents.replace_supervisor())
+        .await
+        .expect("the supervisor is replaced")
+        .unwrap();
+    let mut seen = Vec::new();
+    while let Ok(change) = changes.try_recv() {
+        seen.push(change.to);
+    }
+    assert!(
+        !seen.contains(&AgentStatus::Restarting),
+        "the removed agent was taken back: {seen:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        starts.load(Ordering::SeqCst),
+        1,
+        "the removed agent restarted"
+    );
 }

@@ -6,11 +6,15 @@ mod common;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use common::{FlakyFeed, TEST_LIMIT, bounded};
+use common::{
+    FlakyFeed, TEST_LIMIT, bounded, coordinator, election_config, first_timeout, grant, ids,
+    member_a, observed_leader, refused_optimisation, silent, strings,
+};
 use mabeam_coordination::{
-    Ballot, Barrier, ByzantineRound, CoordinationError, Coordinator, Election, ElectionConfig,
-    ElectionMember, HEARTBEAT_PROTOCOL, Leadership, LeaseLock, MemberMemory, MemberOptions, Method,
-    OptimizeSpec, Outcome, Param, Proposal, Rule, ValueType, VariableSpace, VariableSpec, tally,
+    Ballot, Barrier, ByzantineRound, ConflictPolicy, CoordinationError, Coordinator,
+    ElectionConfig, HEARTBEAT_PROTOCOL, LeaseLock, MemberMemory, MemberOptions, Method,
+    OptimizeSpec, Outcome, PROPOSE_PROTOCOL, Param, Proposal, Rule, ValueType, VariableSpace,
+    VariableSpec, tally,
 };
 use mabeam_supervision_core::{
     AgentId, AgentSelection, Clock, Envelope, ExitReason,
@@ -18,8 +22,33 @@ use mabeam_supervision_core::{
 };
 use serde_json::json;
 
-fn coordinator(agents: &ScriptedDirectory) -> Arc<Coordinator> {
-    Arc::new(Coordinator::new(Arc::new(agents.clone()), Clock::tokio()))
+/// A Byzantine round on `commit` among the `node`s, tolerating `faults`,
+/// each phase answered within 200 ms.
+fn node_round(faults: usize) -> ByzantineRound {
+    ByzantineRound {
+        topic: "commit".into(),
+        body: json!({}),
+        participants: AgentSelection::Kind("node".into()),
+        faults,
+        timeout: Duration::from_millis(200),
+    }
+}
+
+/// An optimisation of one float parameter `x` in `min..=max` by `method`.
+fn spec_x(min: f64, max: f64, method: Method) -> OptimizeSpec {
+    OptimizeSpec {
+        space: vec![Param::Float {
+            name: "x".into(),
+            min,
+            max,
+        }],
+        method,
+        evaluators: AgentSelection::Kind("evaluator".into()),
+        timeout: Duration::from_millis(100),
+        retries: 0,
+        seed: 1,
+        minimize: false,
+    }
 }
 
 fn proposal(rule: Rule) -> Proposal {
@@ -105,8 +134,8 @@ fn a_weighted_rule_is_checked() {
 // an empty string).
 #[test]
 fn an_approval_vote_lists_the_approvals() {
-    let options: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
-    let ids: Vec<AgentId> = ["a0", "a1"].map(AgentId::from).to_vec();
+    let options = strings(&["red", "green", "blue"]);
+    let ids = ids(&["a0", "a1"]);
     let ballots = vec![
         (
             ids[0].clone(),
@@ -141,29 +170,10 @@ async fn variable_names_are_listed_sorted() {
 // accepted an inverted range).
 #[tokio::test(start_paused = true)]
 async fn an_inverted_float_range_is_refused() {
-    let agents = ScriptedDirectory::new();
-    let spec = |min: f64, max: f64| OptimizeSpec {
-        space: vec![Param::Float {
-            name: "x".into(),
-            min,
-            max,
-        }],
-        method: Method::Grid { points: 3 },
-        evaluators: AgentSelection::Kind("evaluator".into()),
-        timeout: Duration::from_millis(100),
-        retries: 0,
-        seed: 1,
-        minimize: false,
-    };
-    let coordinator = coordinator(&agents);
+    let coordinator = coordinator(&ScriptedDirectory::new());
     for (min, max) in [(2.0, 1.0), (f64::NEG_INFINITY, 1.0), (0.0, f64::NAN)] {
-        let err = bounded(
-            "a refused optimisation",
-            TEST_LIMIT,
-            coordinator.optimize(spec(min, max)),
-        )
-        .await
-        .unwrap_err();
+        let spec = spec_x(min, max, Method::Grid { points: 3 });
+        let err = refused_optimisation(&coordinator, spec).await;
         assert!(
             matches!(&err, CoordinationError::Invalid(why) if why.contains("parameter x")),
             "range {min}..={max}: {err:?}"
@@ -175,18 +185,10 @@ async fn an_inverted_float_range_is_refused() {
 // None).
 #[tokio::test(start_paused = true)]
 async fn a_held_lock_names_its_holder() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "worker", |_| Answer::Silent);
-    let coordinator = coordinator(&agents);
+    let coordinator = coordinator(&silent("worker", &["a"]));
     let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
     assert_eq!(lock.holder(), None);
-    let grant = bounded(
-        "a's grant",
-        TEST_LIMIT,
-        lock.acquire(&"a".into(), Duration::ZERO),
-    )
-    .await
-    .unwrap();
+    let grant = grant(&lock, "a").await;
     assert_eq!(lock.holder(), Some(grant.clone()));
     lock.release(&"a".into(), grant.token).unwrap();
     assert_eq!(lock.holder(), None);
@@ -196,8 +198,7 @@ async fn a_held_lock_names_its_holder() {
 // impls of `Coordinator`, `Barrier` and `MemberHandle` -> `Ok(())`).
 #[tokio::test(start_paused = true)]
 async fn debug_output_says_what_it_is() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "worker", |_| Answer::Silent);
+    let agents = silent("worker", &["a"]);
     let coordinator = coordinator(&agents);
     assert_eq!(
         format!("{coordinator:?}"),
@@ -208,25 +209,8 @@ async fn debug_output_says_what_it_is() {
         format!("{barrier:?}"),
         "Barrier { participants: 1, arrived: 0 }"
     );
-    let member = ElectionMember::start(
-        "a".into(),
-        election_config(&["a"]),
-        Arc::new(agents.clone()),
-        Clock::tokio(),
-        MemberOptions::default(),
-    )
-    .unwrap();
+    let member = member_a(election_config(&["a"]), &agents, MemberOptions::default());
     assert_eq!(format!("{:?}", member.handle()), "MemberHandle { .. }");
-}
-
-fn election_config(ids: &[&str]) -> ElectionConfig {
-    ElectionConfig {
-        participants: ids.iter().map(|id| AgentId::from(*id)).collect(),
-        lease: Duration::from_secs(1),
-        election_timeout: (Duration::from_secs(1), Duration::from_secs(2)),
-        rpc_timeout: Duration::from_millis(50),
-        seed: 7,
-    }
 }
 
 // A candidate whose vote requests are refused in a newer term follows
@@ -240,17 +224,11 @@ async fn a_candidate_follows_the_newer_term_its_peers_answer() {
             Answer::Reply(json!({"granted": false, "term": 50}))
         });
     }
-    let member = ElectionMember::start(
-        "a".into(),
+    let member = member_a(
         election_config(&["a", "b", "c"]),
-        Arc::new(agents.clone()),
-        Clock::tokio(),
-        MemberOptions {
-            first_timeout: Some(Duration::from_millis(10)),
-            ..MemberOptions::default()
-        },
-    )
-    .unwrap();
+        &agents,
+        first_timeout(Duration::from_millis(10)),
+    );
     assert_eq!(member.term(), 0);
     // Its campaign (at 10 ms) ends within its rpc timeout; the next one
     // could start no sooner than a second later.
@@ -267,21 +245,11 @@ async fn a_candidate_follows_the_newer_term_its_peers_answer() {
 // `ElectionReporter::stepped_down` -> ()).
 #[tokio::test(start_paused = true)]
 async fn a_leader_stepping_down_leaves_the_office_vacant() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "node", |_| Answer::Silent);
-    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
-    let reporter = election.reporter();
     let now = tokio::time::Instant::now();
-    let leadership = Leadership {
-        leader: "a".into(),
-        term: 3,
-        token: 3,
-        lease_until: now + Duration::from_secs(1),
-    };
-    reporter.leading(&leadership, now);
+    let (_agents, election, leadership) = observed_leader(3, Duration::from_secs(1));
     assert_eq!(election.leader(), Some(leadership));
     let later = now + Duration::from_millis(200);
-    reporter.stepped_down(&"a".into(), 3, later);
+    election.reporter().stepped_down(&"a".into(), 3, later);
     assert_eq!(election.leader(), None);
     let history = election.history();
     assert_eq!(history.len(), 1);
@@ -308,8 +276,8 @@ fn a_yes_no_answer_reads_as_what_it_says() {
 // which chose the first option with no approval).
 #[test]
 fn an_approval_vote_without_approvals_chooses_nothing() {
-    let options: Vec<String> = ["red", "green"].map(String::from).to_vec();
-    let ids: Vec<AgentId> = ["a0", "a1"].map(AgentId::from).to_vec();
+    let options = strings(&["red", "green"]);
+    let ids = ids(&["a0", "a1"]);
     let ballots: Vec<(AgentId, Ballot)> = ids
         .iter()
         .map(|id| (id.clone(), Ballot::Approve(Vec::new())))
@@ -323,8 +291,8 @@ fn an_approval_vote_without_approvals_chooses_nothing() {
 // `instant_runoff`, which eliminated options until one was left).
 #[test]
 fn a_first_round_majority_wins_at_once() {
-    let options: Vec<String> = ["red", "green", "blue"].map(String::from).to_vec();
-    let ids: Vec<AgentId> = ["a0", "a1", "a2"].map(AgentId::from).to_vec();
+    let options = strings(&["red", "green", "blue"]);
+    let ids = ids(&["a0", "a1", "a2"]);
     let ballots: Vec<(AgentId, Ballot)> = [&["red"][..], &["red"], &["green", "red"]]
         .iter()
         .zip(&ids)
@@ -363,21 +331,17 @@ fn an_election_timeout_range_is_checked() {
 // member's answer to heartbeats, which acked both).
 #[tokio::test(start_paused = true)]
 async fn a_stale_or_self_heartbeat_is_refused() {
-    let member = ElectionMember::start(
-        "a".into(),
+    let member = member_a(
         election_config(&["a", "b"]),
-        Arc::new(ScriptedDirectory::new()),
-        Clock::tokio(),
+        &ScriptedDirectory::new(),
         MemberOptions {
             memory: Some(MemberMemory {
                 term: 5,
                 ..MemberMemory::default()
             }),
-            first_timeout: Some(Duration::from_secs(3_600)),
-            ..MemberOptions::default()
+            ..first_timeout(Duration::from_secs(3_600))
         },
-    )
-    .unwrap();
+    );
     let heartbeat = |term: u64, leader: &str| {
         member.answer(&Envelope::new(
             HEARTBEAT_PROTOCOL,
@@ -462,34 +426,14 @@ async fn a_float_range_with_a_nan_bound_is_refused() {
 // and `> 0.0` as `>= 0.0`).
 #[tokio::test(start_paused = true)]
 async fn successive_halving_settings_are_checked() {
-    let agents = ScriptedDirectory::new();
-    agents.add("e", "evaluator", |_| Answer::Silent);
-    let coordinator = coordinator(&agents);
+    let coordinator = coordinator(&silent("evaluator", &["e"]));
     for (candidates, min_budget, eta) in [(0, 1.0, 2), (4, 0.0, 2), (4, f64::NAN, 2), (4, 1.0, 1)] {
-        let spec = OptimizeSpec {
-            space: vec![Param::Float {
-                name: "x".into(),
-                min: 0.0,
-                max: 1.0,
-            }],
-            method: Method::SuccessiveHalving {
-                candidates,
-                min_budget,
-                eta,
-            },
-            evaluators: AgentSelection::Kind("evaluator".into()),
-            timeout: Duration::from_millis(100),
-            retries: 0,
-            seed: 1,
-            minimize: false,
+        let method = Method::SuccessiveHalving {
+            candidates,
+            min_budget,
+            eta,
         };
-        let err = bounded(
-            "a refused optimisation",
-            TEST_LIMIT,
-            coordinator.optimize(spec),
-        )
-        .await
-        .unwrap_err();
+        let err = refused_optimisation(&coordinator, spec_x(0.0, 1.0, method)).await;
         assert!(
             matches!(&err, CoordinationError::Invalid(why) if why.contains("successive halving")),
             "{candidates} candidates, budget {min_budget}, eta {eta}: {err:?}"
@@ -501,17 +445,7 @@ async fn successive_halving_settings_are_checked() {
 // (mutant: `>` as `>=` in `Election::leader`).
 #[tokio::test(start_paused = true)]
 async fn a_lease_is_over_at_its_end() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "node", |_| Answer::Silent);
-    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
-    let now = tokio::time::Instant::now();
-    let leadership = Leadership {
-        leader: "a".into(),
-        term: 1,
-        token: 1,
-        lease_until: now + Duration::from_secs(1),
-    };
-    election.reporter().leading(&leadership, now);
+    let (_agents, election, leadership) = observed_leader(1, Duration::from_secs(1));
     tokio::time::advance(Duration::from_millis(999)).await;
     assert_eq!(election.leader(), Some(leadership));
     tokio::time::advance(Duration::from_millis(1)).await;
@@ -537,13 +471,7 @@ async fn a_quorum_is_agreed_against_a_minority_and_silence() {
         });
     }
     let coordinator = coordinator(&agents);
-    let round = ByzantineRound {
-        topic: "commit".into(),
-        body: json!({}),
-        participants: AgentSelection::Kind("node".into()),
-        faults: 1,
-        timeout: Duration::from_millis(200),
-    };
+    let round = node_round(1);
     let agreement = bounded("the round", TEST_LIMIT, coordinator.byzantine(round))
         .await
         .unwrap();
@@ -557,7 +485,7 @@ async fn a_quorum_is_agreed_against_a_minority_and_silence() {
 // took the unknown).
 #[test]
 fn a_ballot_names_known_options_only() {
-    let options: Vec<String> = ["red", "green"].map(String::from).to_vec();
+    let options = strings(&["red", "green"]);
     let read = |approve: serde_json::Value| {
         Ballot::read(&Rule::Approval, &options, &json!({ "approve": approve }))
     };
@@ -574,17 +502,8 @@ fn a_ballot_names_known_options_only() {
 // status, which vacated it only when it ran again).
 #[tokio::test(start_paused = true)]
 async fn a_leader_that_stops_leaves_the_office_vacant() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "node", |_| Answer::Silent);
-    let election = Election::observe(coordinator(&agents), election_config(&["a"])).unwrap();
     let now = tokio::time::Instant::now();
-    let leadership = Leadership {
-        leader: "a".into(),
-        term: 1,
-        token: 1,
-        lease_until: now + Duration::from_secs(3_600),
-    };
-    election.reporter().leading(&leadership, now);
+    let (agents, election, leadership) = observed_leader(1, Duration::from_secs(3_600));
     assert_eq!(election.leader(), Some(leadership));
     agents.crash(&"a".into(), ExitReason::Killed);
     bounded(
@@ -605,13 +524,6 @@ async fn a_leader_that_stops_leaves_the_office_vacant() {
 // for f = 2).
 #[tokio::test(start_paused = true)]
 async fn a_byzantine_round_needs_three_f_plus_one() {
-    let round = |faults: usize| ByzantineRound {
-        topic: "commit".into(),
-        body: json!({}),
-        participants: AgentSelection::Kind("node".into()),
-        faults,
-        timeout: Duration::from_millis(200),
-    };
     let with = |n: usize| {
         let agents = ScriptedDirectory::new();
         for i in 0..n {
@@ -622,12 +534,12 @@ async fn a_byzantine_round_needs_three_f_plus_one() {
         coordinator(&agents)
     };
     let four = with(4);
-    let agreement = bounded("a round of 4", TEST_LIMIT, four.byzantine(round(1)))
+    let agreement = bounded("a round of 4", TEST_LIMIT, four.byzantine(node_round(1)))
         .await
         .unwrap();
     assert_eq!(agreement.value, json!("A"));
     let six = with(6);
-    let refused = bounded("a round of 6", TEST_LIMIT, six.byzantine(round(2))).await;
+    let refused = bounded("a round of 6", TEST_LIMIT, six.byzantine(node_round(2))).await;
     assert_eq!(
         refused.unwrap_err(),
         CoordinationError::TooFewParticipants {
@@ -643,10 +555,7 @@ async fn a_byzantine_round_needs_three_f_plus_one() {
 // `BarrierInner::lost`).
 #[tokio::test(start_paused = true)]
 async fn a_stranger_or_an_arrived_participant_dying_breaks_no_barrier() {
-    let agents = ScriptedDirectory::new();
-    for id in ["a", "b", "x"] {
-        agents.add(id, "worker", |_| Answer::Silent);
-    }
+    let agents = silent("worker", &["a", "b", "x"]);
     let coordinator = coordinator(&agents);
     let barrier = Barrier::new(&coordinator, vec!["a".into(), "b".into()]);
     let first = tokio::spawn({
@@ -680,20 +589,451 @@ async fn a_stranger_or_an_arrived_participant_dying_breaks_no_barrier() {
 // `>=` in `LeaseLock::renew`).
 #[tokio::test(start_paused = true)]
 async fn a_lock_lease_cannot_be_renewed_at_its_end() {
-    let agents = ScriptedDirectory::new();
-    agents.add("a", "worker", |_| Answer::Silent);
-    let coordinator = coordinator(&agents);
+    let coordinator = coordinator(&silent("worker", &["a"]));
     let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
-    let grant = bounded(
-        "a's grant",
-        TEST_LIMIT,
-        lock.acquire(&"a".into(), Duration::ZERO),
-    )
-    .await
-    .unwrap();
+    let grant = grant(&lock, "a").await;
     tokio::time::advance(Duration::from_secs(10)).await;
     assert_eq!(
         lock.renew(&"a".into(), grant.token),
         Err(CoordinationError::NotHolder("a".into()))
     );
+}
+
+// A member's own lease is over at its end: from that instant it no longer
+// leads, although its next heartbeat round (which steps it down) has not
+// ended yet (mutant: `>` as `>=` in the member's `Shared::leadership`,
+// which still gave the lease at its very end).
+#[tokio::test(start_paused = true)]
+async fn a_members_lease_is_over_at_its_end() {
+    let agents = ScriptedDirectory::new();
+    let acking = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    for peer in ["b", "c"] {
+        let acking = acking.clone();
+        agents.add(peer, "node", move |envelope| {
+            let term = envelope.body["term"].clone();
+            if envelope.protocol.as_ref() == HEARTBEAT_PROTOCOL {
+                if acking.load(std::sync::atomic::Ordering::SeqCst) {
+                    Answer::Reply(json!({"ack": true, "term": term}))
+                } else {
+                    Answer::Silent
+                }
+            } else {
+                Answer::Reply(json!({"granted": true, "term": term}))
+            }
+        });
+    }
+    let member = member_a(
+        election_config(&["a", "b", "c"]),
+        &agents,
+        first_timeout(Duration::from_millis(10)),
+    );
+    let handle = member.handle();
+    bounded(
+        "a's election",
+        TEST_LIMIT,
+        member.campaign(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    // No more acknowledgements: the lease it holds now is its last.
+    acking.store(false, std::sync::atomic::Ordering::SeqCst);
+    let until = member.leadership().expect("a leads").lease_until;
+    tokio::time::sleep_until(until - Duration::from_millis(1)).await;
+    assert!(member.leadership().is_some(), "the lease ended early");
+    tokio::time::sleep_until(until).await;
+    assert_eq!(member.leadership(), None, "a lease valid at its end");
+    assert_eq!(handle.leadership(), None, "a lease valid at its end");
+}
+
+// A failed campaign's next one comes one election timeout after it began,
+// not after its vote requests timed out (mutant: `>` as `>=` in the
+// member's `Shared::round`, which re-armed the timer at the end of every
+// round as if a newer term had been answered). The timeout range is one
+// value so that both timers would draw the same.
+#[tokio::test(start_paused = true)]
+async fn a_failed_campaign_does_not_delay_the_next() {
+    let agents = silent("node", &["b", "c"]);
+    let config = ElectionConfig {
+        election_timeout: (Duration::from_secs(1), Duration::from_secs(1)),
+        ..election_config(&["a", "b", "c"])
+    };
+    let started = tokio::time::Instant::now();
+    let _member = member_a(config, &agents, first_timeout(Duration::from_millis(10)));
+    // The first campaign at 10 ms; its round ends unanswered at 60 ms.
+    bounded(
+        "the first campaign",
+        TEST_LIMIT,
+        agents.wait_received(&"b".into(), 1),
+    )
+    .await;
+    // The next is due at 1,010 ms (the mutant's at 1,060 ms).
+    tokio::time::sleep_until(started + Duration::from_millis(1_030)).await;
+    assert_eq!(
+        agents.received(&"b".into()).len(),
+        2,
+        "the second campaign did not come one election timeout after the first"
+    );
+}
+
+// Equivocators and silent participants are counted together as uncertain,
+// not multiplied: 16 participants (f = 1, quorum 9), 9 for A, 1 for B, 3
+// equivocating, 3 silent: B could reach 1 + 6 = 7 < 9, so A is agreed
+// (mutant: `+` as `*` in the uncertain count, 3 * 3 = 9, which gave B a
+// possible quorum and refused the agreement).
+#[tokio::test(start_paused = true)]
+async fn equivocators_and_silent_ones_add_up() {
+    let agents = ScriptedDirectory::new();
+    for i in 0..16 {
+        let id = format!("n{i:02}");
+        match i {
+            0..9 => agents.add(id, "node", |_| Answer::Reply(json!({ "value": "A" }))),
+            9 => agents.add(id, "node", |_| Answer::Reply(json!({ "value": "B" }))),
+            10..13 => agents.add(id, "node", |envelope| {
+                // One value proposed, another confirmed.
+                let value = if envelope.protocol.as_ref() == PROPOSE_PROTOCOL {
+                    "A"
+                } else {
+                    "C"
+                };
+                Answer::Reply(json!({ "value": value }))
+            }),
+            _ => agents.add(id, "node", |_| Answer::Silent),
+        }
+    }
+    let round = node_round(1);
+    let agreement = bounded(
+        "the round",
+        TEST_LIMIT,
+        coordinator(&agents).byzantine(round),
+    )
+    .await
+    .expect("A has a quorum no other value could reach");
+    assert_eq!(agreement.value, json!("A"));
+    assert_eq!((agreement.faulty.len(), agreement.silent.len()), (3, 3));
+}
+
+// An integer grid spreads its points over the range from its least
+// value, and takes each integer once when it asks for more points than
+// there are; a range of one value is one point (mutants: `max - min` as
+// `max + min` in `Param::grid`'s points, which stepped past a range not
+// starting at 0, and in its span, which overflowed for -1..=0; `min >
+// max` as `>=` in `Param::check`, which refused a range of one).
+#[tokio::test(start_paused = true)]
+async fn an_integer_grid_spans_its_range() {
+    let agents = ScriptedDirectory::new();
+    agents.add("e", "evaluator", |envelope| {
+        Answer::Reply(json!({ "score": envelope.body["params"]["n"] }))
+    });
+    let coordinator = coordinator(&agents);
+    for (min, max, points, expected) in [
+        (10, 20, 3, vec![10, 15, 20]),
+        (-1, 0, 3, vec![-1, 0]),
+        (5, 5, 3, vec![5]),
+    ] {
+        let spec = OptimizeSpec {
+            space: vec![Param::Int {
+                name: "n".into(),
+                min,
+                max,
+            }],
+            ..spec_x(0.0, 1.0, Method::Grid { points })
+        };
+        let result = bounded("the grid", TEST_LIMIT, coordinator.optimize(spec))
+            .await
+            .unwrap();
+        let mut tried: Vec<i64> = result
+            .trials
+            .iter()
+            .map(|t| t.params["n"].as_i64().expect("an integer"))
+            .collect();
+        tried.sort_unstable();
+        assert_eq!(tried, expected, "{min}..={max} in {points} points");
+    }
+}
+
+// A text variable holds strings only (mutant: the guard of
+// `ValueType::check`'s text arm made `true`).
+#[test]
+fn a_text_holds_strings_only() {
+    assert_eq!(ValueType::Text.check(&json!("x")), Ok(()));
+    for value in [json!(1), json!(true), json!(null)] {
+        assert!(ValueType::Text.check(&value).is_err(), "{value} accepted");
+    }
+}
+
+// A lock's Debug form names its holder, and a conflict policy's its kind
+// (mutants: the `Debug` impls of `LeaseLock` and `ConflictPolicy` ->
+// `Ok(())`).
+#[tokio::test(start_paused = true)]
+async fn a_lock_and_a_policy_say_what_they_are() {
+    let coordinator = coordinator(&silent("worker", &["a"]));
+    let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
+    assert_eq!(format!("{lock:?}"), "LeaseLock { holder: None }");
+    grant(&lock, "a").await;
+    let held = format!("{lock:?}");
+    assert!(
+        held.starts_with("LeaseLock { holder: Some(") && held.contains("\"a\""),
+        "{held}"
+    );
+    assert_eq!(
+        format!("{:?}", ConflictPolicy::LastWriterWins),
+        "LastWriterWins"
+    );
+    let merge = ConflictPolicy::Merge(Arc::new(
+        |_: &serde_json::Value, new: &serde_json::Value| new.clone(),
+    ));
+    assert_eq!(format!("{merge:?}"), "Merge(..)");
+    let consensus = ConflictPolicy::Consensus {
+        rule: Rule::Majority,
+        timeout: Duration::from_secs(1),
+    };
+    assert_eq!(
+        format!("{consensus:?}"),
+        "Consensus { rule: Majority, timeout: 1s }"
+    );
+}
+
+// An iterative rule needs a tolerance of at least 0 and a round, either
+// missing alone is refused (mutant: `||` as `&&` in `Rule::check`, which
+// refused only both missing).
+#[test]
+fn an_iterative_rule_is_checked() {
+    let iterative = |tolerance: f64, max_rounds: u32| {
+        proposal(Rule::Iterative {
+            tolerance,
+            max_rounds,
+        })
+        .validate()
+    };
+    assert_eq!(iterative(0.1, 3), Ok(()));
+    for (tolerance, max_rounds) in [(0.1, 0), (-1.0, 3), (f64::NAN, 3)] {
+        assert!(
+            matches!(
+                iterative(tolerance, max_rounds),
+                Err(CoordinationError::Invalid(_))
+            ),
+            "tolerance {tolerance}, {max_rounds} rounds accepted"
+        );
+    }
+}
+
+// A leadership reported for a stranger, or for a participant that is not
+// running, counts for nothing (mutant: `||` as `&&` in the observer's
+// check, which took either).
+#[tokio::test(start_paused = true)]
+async fn a_stranger_or_a_stopped_member_is_not_made_leader() {
+    let agents = silent("node", &["a", "b", "x"]);
+    agents.set_status(&"b".into(), mabeam_supervision_core::AgentStatus::Stopped);
+    let election =
+        mabeam_coordination::Election::observe(coordinator(&agents), election_config(&["a", "b"]))
+            .unwrap();
+    let now = tokio::time::Instant::now();
+    for leader in ["x", "b"] {
+        let leadership = mabeam_coordination::Leadership {
+            leader: leader.into(),
+            term: 1,
+            token: 1,
+            lease_until: now + Duration::from_secs(1),
+        };
+        election.reporter().leading(&leadership, now);
+        assert_eq!(election.leader(), None, "{leader} was made leader");
+    }
+}
+
+// A lock's holder is gone at the very end of its lease (mutant: `>` as
+// `>=` in `LeaseLock::holder`).
+#[tokio::test(start_paused = true)]
+async fn a_lock_has_no_holder_at_the_end_of_its_lease() {
+    let coordinator = coordinator(&silent("worker", &["a"]));
+    let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
+    grant(&lock, "a").await;
+    tokio::time::advance(Duration::from_millis(9_999)).await;
+    assert!(lock.holder().is_some());
+    tokio::time::advance(Duration::from_millis(1)).await;
+    assert_eq!(lock.holder(), None);
+}
+
+// Ranked-choice and approval votes with options are valid (mutant: the
+// guard `options.is_empty()` of `Rule::check` made `true`, which refused
+// them all).
+#[test]
+fn a_ranked_or_approval_vote_with_options_is_valid() {
+    for rule in [Rule::RankedChoice, Rule::Approval] {
+        let mut proposal = proposal(rule.clone());
+        assert!(proposal.validate().is_err(), "{rule:?} without options");
+        proposal.options = strings(&["red", "green"]);
+        assert_eq!(proposal.validate(), Ok(()), "{rule:?}");
+    }
+}
+
+// A weighted vote in which nobody weighs anything does not pass, however
+// small its threshold (mutant: `total > 0.0` as `>=` in `tally`, which
+// passed it at a threshold under the rounding slack).
+#[test]
+fn a_weighted_vote_of_no_weight_does_not_pass() {
+    let ids = ids(&["a0", "a1"]);
+    let rule = Rule::Weighted {
+        weights: ids.iter().map(|id| (id.clone(), 0.0)).collect(),
+        threshold: 1e-13,
+    };
+    let ballots: Vec<(AgentId, Ballot)> = ids.iter().map(|id| (id.clone(), Ballot::Yes)).collect();
+    let (outcome, why) = tally(&rule, &[], &ids, &ballots);
+    assert_eq!(outcome, Outcome::Rejected, "{why}");
+}
+
+// Exactly half the first choices is no majority: the runoff goes on
+// (mutant: `>` as `>=` in `instant_runoff`). Six voters: red 3, green 2,
+// blue 1 (then green). Blue goes; green and red tie at 3, and red, listed
+// after green, goes: green wins.
+#[test]
+fn half_the_first_choices_is_no_majority() {
+    let options = strings(&["green", "red", "blue"]);
+    let ids = ids(&["a0", "a1", "a2", "a3", "a4", "a5"]);
+    let rankings: [&[&str]; 6] = [
+        &["red"],
+        &["red"],
+        &["red"],
+        &["green"],
+        &["green"],
+        &["blue", "green"],
+    ];
+    let ballots: Vec<(AgentId, Ballot)> = ids
+        .iter()
+        .zip(rankings)
+        .map(|(id, ranking)| (id.clone(), Ballot::Ranking(strings(ranking))))
+        .collect();
+    let (outcome, why) = tally(&Rule::RankedChoice, &options, &ids, &ballots);
+    assert_eq!(outcome, Outcome::Chosen("green".into()), "{why}");
+}
+
+// An integer variable holds integers in its range only (mutant: the
+// range guard of `ValueType::check`'s integer arm made `true`); a float
+// range of one value is a range (mutant: `min > max` as `>=` in
+// `VariableSpace::define`).
+#[tokio::test(start_paused = true)]
+async fn variable_ranges_hold_their_ends_only() {
+    let integer = ValueType::Integer { min: 0, max: 10 };
+    assert_eq!(integer.check(&json!(10)), Ok(()));
+    assert!(integer.check(&json!(11)).is_err());
+    assert!(integer.check(&json!(-1)).is_err());
+    let space = VariableSpace::new(coordinator(&ScriptedDirectory::new()));
+    space
+        .define(VariableSpec::new(
+            "one",
+            ValueType::Float { min: 1.0, max: 1.0 },
+            json!(1.0),
+        ))
+        .expect("a range of one value");
+}
+
+// Successive halving with eta 2 (the least) runs (mutant: `eta < 2` as
+// `<=` in `Coordinator::optimize`'s check).
+#[tokio::test(start_paused = true)]
+async fn successive_halving_with_eta_two_runs() {
+    let agents = ScriptedDirectory::new();
+    agents.add("e", "evaluator", |_| Answer::Reply(json!({ "score": 1.0 })));
+    let method = Method::SuccessiveHalving {
+        candidates: 2,
+        min_budget: 1.0,
+        eta: 2,
+    };
+    let result = bounded(
+        "successive halving",
+        TEST_LIMIT,
+        coordinator(&agents).optimize(spec_x(0.0, 1.0, method)),
+    )
+    .await
+    .expect("eta 2 is valid");
+    assert!(result.best.is_some());
+}
+
+// An election's rpc timeout must be above zero and under the heartbeat,
+// each refused alone (mutant: `||` as `&&` in `ElectionConfig::validate`).
+#[test]
+fn an_rpc_timeout_is_checked() {
+    let with = |rpc_ms: u64| ElectionConfig {
+        rpc_timeout: Duration::from_millis(rpc_ms),
+        ..election_config(&["a"])
+    };
+    assert_eq!(with(50).validate(), Ok(()));
+    for rpc_ms in [0, 250, 300] {
+        assert!(
+            matches!(with(rpc_ms).validate(), Err(CoordinationError::Invalid(_))),
+            "an rpc timeout of {rpc_ms} ms accepted"
+        );
+    }
+}
+
+// A member that has just voted for a candidate waits a whole election
+// timeout before it campaigns itself (mutant: `Shared::reset_timer` ->
+// (), which left its timer as it was: it campaigned at once).
+#[tokio::test(start_paused = true)]
+async fn a_vote_given_restarts_the_election_timer() {
+    let agents = silent("node", &["b", "c"]);
+    let member = member_a(
+        election_config(&["a", "b", "c"]),
+        &agents,
+        first_timeout(Duration::from_millis(100)),
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let vote = member.answer(&Envelope::new(
+        mabeam_coordination::REQUEST_VOTE_PROTOCOL,
+        json!({"term": 1, "candidate": "b"}),
+        Duration::from_millis(50),
+    ));
+    assert_eq!(vote, Some(json!({"granted": true, "term": 1})));
+    // Its first timeout (100 ms) has passed; the next is 1 to 2 s after
+    // the vote.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(member.term(), 1, "it campaigned right after voting");
+    assert!(agents.received(&"c".into()).is_empty());
+}
+
+// A leader that goes away (its member dropped with its agent) steps down
+// at once: the observer's office is vacant before its lease ends
+// (mutant: `Shared::step_down` -> (), which left the observer waiting for
+// the lease to run out).
+#[tokio::test(start_paused = true)]
+async fn a_dropped_leader_steps_down_at_once() {
+    let agents = silent("node", &["a"]);
+    let election =
+        mabeam_coordination::Election::observe(coordinator(&agents), election_config(&["a"]))
+            .unwrap();
+    let member = member_a(
+        election_config(&["a"]),
+        &agents,
+        MemberOptions {
+            reporter: Some(election.reporter()),
+            ..first_timeout(Duration::from_millis(10))
+        },
+    );
+    let leadership = bounded(
+        "a's election",
+        TEST_LIMIT,
+        member.campaign(Duration::from_secs(60)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(election.leader().map(|l| l.leader), Some("a".into()));
+    drop(member);
+    assert!(tokio::time::Instant::now() < leadership.lease_until);
+    assert_eq!(election.leader(), None, "the dropped leader still leads");
+}
+
+// A majority of first choices wins at once, with no elimination: 3 of 5
+// (mutant: `2 * count` as `2 + count` in `instant_runoff`, 5 > 5 false,
+// which eliminated options first).
+#[test]
+fn three_of_five_first_choices_win_at_once() {
+    let options = strings(&["red", "green", "blue"]);
+    let ids = ids(&["a0", "a1", "a2", "a3", "a4"]);
+    let rankings: [&[&str]; 5] = [&["red"], &["red"], &["red"], &["green"], &["blue"]];
+    let ballots: Vec<(AgentId, Ballot)> = ids
+        .iter()
+        .zip(rankings)
+        .map(|(id, ranking)| (id.clone(), Ballot::Ranking(strings(ranking))))
+        .collect();
+    let (outcome, why) = tally(&Rule::RankedChoice, &options, &ids, &ballots);
+    assert_eq!(outcome, Outcome::Chosen("red".into()));
+    assert_eq!(why, "red has 3 of 5 first choices");
 }

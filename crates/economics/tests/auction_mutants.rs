@@ -2,26 +2,19 @@
 //! checking: each test here fails with the mutant it names (see the
 //! README's testing section).
 
+mod common;
+
 use std::{sync::Arc, time::Duration};
 
+use common::{dutch_spec, sealed_spec};
 use futures::future::BoxFuture;
-use mabeam_economics::{Auctioneer, PriceRule, SealedSpec};
+use mabeam_economics::{Auctioneer, PriceRule, SealedBidAuction, SealedSpec};
 use mabeam_supervision_core::{
-    AgentDirectory, AgentId, AgentInfo, AgentSelection, AgentStatus, AgentStatusChanges, Clock,
-    DirectoryError, Envelope, ProcessHandle, Telemetry,
+    AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChanges, Clock, DirectoryError,
+    Envelope, ProcessHandle, Telemetry,
     testkit::{Answer, ScriptedDirectory, TelemetryProbe},
 };
 use serde_json::{Value, json};
-
-fn sealed_spec() -> SealedSpec {
-    SealedSpec {
-        item: "gpu-hour".into(),
-        rule: PriceRule::FirstPrice,
-        reserve: 0.0,
-        invitees: AgentSelection::Kind("bidder".into()),
-        bidding: Duration::from_millis(100),
-    }
-}
 
 // Each auction of one auctioneer has an id of its own, in the outcome and
 // in the invitation (mutant: `Auctioneer::next_id` always 1).
@@ -93,14 +86,7 @@ async fn a_dutch_acceptance_at_the_end_of_its_tick_pays_that_ticks_price() {
     let agents = ScriptedDirectory::new();
     agents.add("edge", "bidder", |_| Answer::Silent);
     let outcome = Auctioneer::new(Arc::new(AtTheDeadline(agents.clone())), Clock::tokio())
-        .dutch(mabeam_economics::DutchSpec {
-            item: "slot".into(),
-            start_price: 100.0,
-            step: 10.0,
-            tick: Duration::from_millis(100),
-            reserve: 40.0,
-            invitees: AgentSelection::Kind("bidder".into()),
-        })
+        .dutch(dutch_spec())
         .await
         .unwrap();
     let award = outcome.award().expect("the bidder accepted");
@@ -185,14 +171,7 @@ async fn a_dutch_acceptance_after_the_winner_is_listed_as_refused() {
         Answer::late(Duration::from_millis(10), json!({"accept": true}))
     });
     let outcome = Auctioneer::new(Arc::new(agents.clone()), Clock::tokio())
-        .dutch(mabeam_economics::DutchSpec {
-            item: "slot".into(),
-            start_price: 100.0,
-            step: 10.0,
-            tick: Duration::from_millis(100),
-            reserve: 40.0,
-            invitees: AgentSelection::Kind("bidder".into()),
-        })
+        .dutch(dutch_spec())
         .await
         .unwrap();
     assert_eq!(outcome.award().unwrap().winner.as_str(), "first");
@@ -214,7 +193,6 @@ async fn a_dutch_acceptance_after_the_winner_is_listed_as_refused() {
 // `best < reserve` as `<=`).
 #[test]
 fn sealed_bids_at_the_close_and_at_the_reserve_count() {
-    use mabeam_economics::SealedBidAuction;
     use tokio::time::Instant;
 
     let opened = Instant::now();
@@ -225,4 +203,83 @@ fn sealed_bids_at_the_close_and_at_the_reserve_count() {
     let outcome = auction.close();
     let award = outcome.award().expect("a bid at the reserve sells");
     assert_eq!((award.winner.as_str(), award.price), ("a", 10.0));
+}
+
+// A combinatorial bid arriving at the closing instant is taken, and so is
+// one of exactly its bundle's reserves (mutants of
+// `CombinatorialAuction::submit`: `at > closes` as `>=`, and `amount <
+// minimum` as `<=`).
+#[test]
+fn combinatorial_bids_at_the_close_and_at_the_reserves_count() {
+    use mabeam_economics::CombinatorialAuction;
+    use tokio::time::Instant;
+
+    let opened = Instant::now();
+    let closes = opened + Duration::from_millis(100);
+    let mut auction =
+        CombinatorialAuction::new(1, &[("cpu", 2.0), ("gpu", 3.0)], opened, closes).unwrap();
+    auction
+        .submit("late".into(), &["cpu"], 4.0, closes)
+        .expect("a bid at the close counts");
+    auction
+        .submit("exact".into(), &["cpu", "gpu"], 5.0, opened)
+        .expect("a bid of the reserves counts");
+}
+
+// A bundle naming an item twice is a bid on that item (mutant: `|` as `^`
+// in `solve_exact_within`'s bundle masks, which cancelled the repeated
+// item and dropped the bid).
+#[test]
+fn a_bundle_naming_an_item_twice_is_a_bid_on_it() {
+    let allocation =
+        mabeam_economics::solve_exact(2, &[(vec![0, 0], 5.0), (vec![1], 1.0)]).unwrap();
+    assert_eq!(allocation.value, 6.0, "{allocation:?}");
+}
+
+// An English auction is over at its deadline, not before (mutant:
+// `EnglishAuction::is_closed_at` -> false).
+#[test]
+fn an_english_auction_is_over_at_its_deadline() {
+    use mabeam_economics::EnglishAuction;
+    use tokio::time::Instant;
+
+    let opened = Instant::now();
+    let deadline = opened + Duration::from_millis(100);
+    let auction = EnglishAuction::new(
+        1,
+        "gpu",
+        0.0,
+        1.0,
+        opened,
+        deadline,
+        Duration::ZERO,
+        Duration::ZERO,
+    )
+    .unwrap();
+    assert!(!auction.is_closed_at(deadline - Duration::from_millis(1)));
+    assert!(auction.is_closed_at(deadline));
+}
+
+// A sealed auction's explanation says when the best bid was tied (the
+// earliest wins), and only then (mutant: `==` as `!=` in
+// `SealedBidAuction::close`'s tie check).
+#[test]
+fn a_tie_is_explained_as_such() {
+    use tokio::time::Instant;
+
+    let explained = |second: f64| {
+        let opened = Instant::now();
+        let closes = opened + Duration::from_millis(100);
+        let mut auction =
+            SealedBidAuction::new(1, "gpu", PriceRule::FirstPrice, 0.0, opened, closes).unwrap();
+        auction.submit("a".into(), 10.0, opened).unwrap();
+        auction
+            .submit("b".into(), second, opened + Duration::from_millis(1))
+            .unwrap();
+        auction.close().explanation
+    };
+    let tied = explained(10.0);
+    assert!(tied.contains("tied; the earliest bid wins"), "{tied}");
+    let untied = explained(9.0);
+    assert!(!untied.contains("tied"), "{untied}");
 }

@@ -2,28 +2,43 @@
 //! test checking: each test here fails with the mutant it names (see the
 //! README's testing section).
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+mod common;
 
+use std::{collections::HashMap, sync::Arc};
+
+use common::{Loads, balancer, counts, workers};
 use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
-use mabeam_supervision_core::{
-    AgentId, AgentLoad, LoadReport,
-    testkit::{Answer, ScriptedDirectory},
-};
-use parking_lot::Mutex;
+use mabeam_supervision_core::testkit::Answer;
 use serde_json::json;
 
-fn balancer(ids: &[&str]) -> LoadBalancer {
-    let agents = ScriptedDirectory::new();
-    for id in ids {
-        agents.add(*id, "worker", |_| Answer::Reply(json!("done")));
-    }
-    LoadBalancer::new(Arc::new(agents), BalanceStrategy::RoundRobin)
+/// A round-robin balancer over workers `ids`, no member yet.
+fn round_robin(ids: &[&str]) -> LoadBalancer {
+    balancer(&workers(ids), BalanceStrategy::RoundRobin, &[])
+}
+
+/// A performance-weighted balancer of workers `ids`, every one a member,
+/// weighed by `loads`.
+fn weighed(ids: &[&str], loads: Loads) -> LoadBalancer {
+    let members: Vec<MemberSpec> = ids.iter().map(|id| MemberSpec::new(*id)).collect();
+    let lb = balancer(
+        &workers(ids),
+        BalanceStrategy::PerformanceWeighted,
+        &members,
+    )
+    .with_load(Arc::new(loads));
+    lb.refresh();
+    lb
+}
+
+/// `(id, count)` pairs as a map of counts.
+fn expected<const N: usize>(pairs: [(&str, usize); N]) -> HashMap<String, usize> {
+    pairs.map(|(id, n)| (id.to_owned(), n)).into()
 }
 
 // A lease's Debug form names its agent (mutant: an empty `fmt`).
 #[tokio::test]
 async fn a_lease_shows_its_agent() {
-    let lb = balancer(&["a"]);
+    let lb = round_robin(&["a"]);
     lb.add(MemberSpec::new("a")).unwrap();
     let lease = lb.pick(&[]).unwrap();
     let debug = format!("{lease:?}");
@@ -37,7 +52,7 @@ async fn a_lease_shows_its_agent() {
 // and adds nothing (mutant: the two checks joined with `&&`).
 #[tokio::test]
 async fn add_all_refuses_a_zero_weight_or_a_zero_capacity() {
-    let lb = balancer(&["a", "b"]);
+    let lb = round_robin(&["a", "b"]);
     assert!(
         lb.add_all([MemberSpec::new("a"), MemberSpec::new("b").weight(0)])
             .is_err()
@@ -56,10 +71,7 @@ async fn add_all_refuses_a_zero_weight_or_a_zero_capacity() {
 // and says how many (mutant: `Ok(1)`, adding nothing).
 #[tokio::test]
 async fn add_kind_adds_every_agent_of_the_kind() {
-    let agents = ScriptedDirectory::new();
-    for id in ["w1", "w2"] {
-        agents.add(id, "worker", |_| Answer::Reply(json!("done")));
-    }
+    let agents = workers(&["w1", "w2"]);
     agents.add("x", "other", |_| Answer::Reply(json!("done")));
     let lb = LoadBalancer::new(Arc::new(agents), BalanceStrategy::RoundRobin);
     let template = MemberSpec::new("template").capacity(1);
@@ -79,7 +91,7 @@ async fn add_kind_adds_every_agent_of_the_kind() {
 // is left (mutant: always `false`).
 #[tokio::test]
 async fn remove_keeps_the_others_and_empty_is_empty() {
-    let lb = balancer(&["a", "b", "c"]);
+    let lb = round_robin(&["a", "b", "c"]);
     assert!(lb.is_empty());
     for id in ["a", "b", "c"] {
         lb.add(MemberSpec::new(id)).unwrap();
@@ -96,55 +108,19 @@ async fn remove_keeps_the_others_and_empty_is_empty() {
     assert!(lb.is_empty());
 }
 
-/// Loads a test sets.
-#[derive(Default)]
-struct Loads(Mutex<HashMap<AgentId, LoadReport>>);
-
-impl AgentLoad for Loads {
-    fn load(&self, agent: &AgentId) -> Option<LoadReport> {
-        self.0.lock().get(agent).copied()
-    }
-}
-
 // With no throughput measured, performance weighs by the inverse of the
 // latency: four times as fast, four times the picks (mutants: `> 0.0` as
 // `>= 0.0`, taking the zero throughput; `1.0 / latency` as `*`).
 #[tokio::test]
 async fn without_throughput_the_faster_member_weighs_more() {
-    let agents = ScriptedDirectory::new();
-    for id in ["quick", "slow"] {
-        agents.add(id, "worker", |_| Answer::Reply(json!("done")));
-    }
-    let loads = Arc::new(Loads::default());
-    for (id, latency_ms) in [("quick", 10), ("slow", 40)] {
-        let latency = Duration::from_millis(latency_ms);
-        loads.0.lock().insert(
-            id.into(),
-            LoadReport {
-                throughput_per_s: 0.0,
-                latency_mean: latency,
-                latency_p50: latency,
-                latency_p99: latency,
-                error_rate: 0.0,
-                samples: 10,
-            },
-        );
-    }
-    let lb =
-        LoadBalancer::new(Arc::new(agents), BalanceStrategy::PerformanceWeighted).with_load(loads);
-    lb.add(MemberSpec::new("quick")).unwrap();
-    lb.add(MemberSpec::new("slow")).unwrap();
-    lb.refresh();
+    let loads = Loads::default();
+    loads.set("quick", 0.0, 10, 0.0, 10);
+    loads.set("slow", 0.0, 40, 0.0, 10);
+    let lb = weighed(&["quick", "slow"], loads);
     // Weights 1000 : 250 over a cycle of 1250 picks.
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for _ in 0..1250 {
-        *counts
-            .entry(lb.pick(&[]).unwrap().agent().to_string())
-            .or_default() += 1;
-    }
     assert_eq!(
-        counts,
-        HashMap::from([("quick".into(), 1000), ("slow".into(), 250)])
+        counts(&lb, 1250, &[]),
+        expected([("quick", 1000), ("slow", 250)])
     );
 }
 
@@ -152,29 +128,17 @@ async fn without_throughput_the_faster_member_weighs_more() {
 // (mutant: `samples > 0` as `>= 0`, judging it by an empty window).
 #[tokio::test]
 async fn a_report_without_samples_does_not_make_a_member_slow() {
-    let agents = ScriptedDirectory::new();
-    for id in ["a", "b", "c"] {
-        agents.add(id, "worker", |_| Answer::Reply(json!("done")));
-    }
+    let ids = ["a", "b", "c"];
     let loads = Arc::new(Loads::default());
-    for (id, latency_ms, samples) in [("a", 10, 10), ("b", 1_000, 0), ("c", 10, 10)] {
-        let latency = Duration::from_millis(latency_ms);
-        loads.0.lock().insert(
-            id.into(),
-            LoadReport {
-                throughput_per_s: 1.0,
-                latency_mean: latency,
-                latency_p50: latency,
-                latency_p99: latency,
-                error_rate: 0.0,
-                samples,
-            },
-        );
-    }
-    let lb = LoadBalancer::new(Arc::new(agents), BalanceStrategy::RoundRobin).with_load(loads);
-    for id in ["a", "b", "c"] {
-        lb.add(MemberSpec::new(id)).unwrap();
-    }
+    loads.set("a", 1.0, 10, 0.0, 10);
+    loads.set("b", 1.0, 1_000, 0.0, 0);
+    loads.set("c", 1.0, 10, 0.0, 10);
+    let lb = balancer(
+        &workers(&ids),
+        BalanceStrategy::RoundRobin,
+        &ids.map(MemberSpec::new),
+    )
+    .with_load(loads);
     for n in 0..3 {
         lb.enqueue(json!({ "job": n }), &[]).unwrap();
     }
@@ -189,21 +153,13 @@ async fn a_report_without_samples_does_not_make_a_member_slow() {
 #[tokio::test]
 async fn least_loaded_draws_every_member_about_as_often() {
     let ids = ["a", "b", "c", "d"];
-    let agents = ScriptedDirectory::new();
-    for id in ids {
-        agents.add(id, "worker", |_| Answer::Reply(json!("done")));
-    }
-    let lb = LoadBalancer::new(Arc::new(agents), BalanceStrategy::LeastLoaded);
-    for id in ids {
-        lb.add(MemberSpec::new(id)).unwrap();
-    }
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for _ in 0..1_000 {
-        // Each lease dropped at once: every member idle at every pick.
-        *counts
-            .entry(lb.pick(&[]).unwrap().agent().to_string())
-            .or_default() += 1;
-    }
+    let lb = balancer(
+        &workers(&ids),
+        BalanceStrategy::LeastLoaded,
+        &ids.map(MemberSpec::new),
+    );
+    // Each lease dropped at once: every member idle at every pick.
+    let counts = counts(&lb, 1_000, &[]);
     for id in ids {
         let n = counts.get(id).copied().unwrap_or(0);
         assert!((150..=350).contains(&n), "{id} drawn {n} times: {counts:?}");
@@ -215,46 +171,19 @@ async fn least_loaded_draws_every_member_about_as_often() {
 // scores in the tens: next to nothing).
 #[tokio::test]
 async fn a_member_without_figures_weighs_as_the_median() {
-    let ids = ["quick", "mid", "slow", "unmeasured"];
-    let agents = ScriptedDirectory::new();
-    for id in ids {
-        agents.add(id, "worker", |_| Answer::Reply(json!("done")));
-    }
-    let loads = Arc::new(Loads::default());
+    let loads = Loads::default();
     for (id, throughput) in [("quick", 100.0), ("mid", 50.0), ("slow", 25.0)] {
-        let latency = Duration::from_millis(10);
-        loads.0.lock().insert(
-            id.into(),
-            LoadReport {
-                throughput_per_s: throughput,
-                latency_mean: latency,
-                latency_p50: latency,
-                latency_p99: latency,
-                error_rate: 0.0,
-                samples: 10,
-            },
-        );
+        loads.set(id, throughput, 10, 0.0, 10);
     }
-    let lb =
-        LoadBalancer::new(Arc::new(agents), BalanceStrategy::PerformanceWeighted).with_load(loads);
-    for id in ids {
-        lb.add(MemberSpec::new(id)).unwrap();
-    }
-    lb.refresh();
+    let lb = weighed(&["quick", "mid", "slow", "unmeasured"], loads);
     // Weights 1000 : 500 : 250 : 500 (the median) over 2250 picks.
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for _ in 0..2_250 {
-        *counts
-            .entry(lb.pick(&[]).unwrap().agent().to_string())
-            .or_default() += 1;
-    }
     assert_eq!(
-        counts,
-        HashMap::from([
-            ("quick".into(), 1000),
-            ("mid".into(), 500),
-            ("slow".into(), 250),
-            ("unmeasured".into(), 500)
+        counts(&lb, 2_250, &[]),
+        expected([
+            ("quick", 1000),
+            ("mid", 500),
+            ("slow", 250),
+            ("unmeasured", 500)
         ])
     );
 }
@@ -264,53 +193,65 @@ async fn a_member_without_figures_weighs_as_the_median() {
 // slowest, so the unmeasured member weighed a quarter as much).
 #[tokio::test]
 async fn the_median_of_an_even_count_is_the_upper_middle() {
-    let ids = ["quick", "mid", "slow", "slowest", "unmeasured"];
-    let agents = ScriptedDirectory::new();
-    for id in ids {
-        agents.add(id, "worker", |_| Answer::Reply(json!("done")));
-    }
-    let loads = Arc::new(Loads::default());
+    let loads = Loads::default();
     for (id, throughput) in [
         ("quick", 100.0),
         ("mid", 50.0),
         ("slow", 25.0),
         ("slowest", 12.5),
     ] {
-        let latency = Duration::from_millis(10);
-        loads.0.lock().insert(
-            id.into(),
-            LoadReport {
-                throughput_per_s: throughput,
-                latency_mean: latency,
-                latency_p50: latency,
-                latency_p99: latency,
-                error_rate: 0.0,
-                samples: 10,
-            },
-        );
+        loads.set(id, throughput, 10, 0.0, 10);
     }
-    let lb =
-        LoadBalancer::new(Arc::new(agents), BalanceStrategy::PerformanceWeighted).with_load(loads);
-    for id in ids {
-        lb.add(MemberSpec::new(id)).unwrap();
-    }
-    lb.refresh();
+    let lb = weighed(&["quick", "mid", "slow", "slowest", "unmeasured"], loads);
     // Weights 1000 : 500 : 250 : 125 : 500 (the median, 50) over 2375
     // picks.
-    let mut counts: HashMap<String, usize> = HashMap::new();
-    for _ in 0..2_375 {
-        *counts
-            .entry(lb.pick(&[]).unwrap().agent().to_string())
-            .or_default() += 1;
-    }
     assert_eq!(
-        counts,
-        HashMap::from([
-            ("quick".into(), 1000),
-            ("mid".into(), 500),
-            ("slow".into(), 250),
-            ("slowest".into(), 125),
-            ("unmeasured".into(), 500)
+        counts(&lb, 2_375, &[]),
+        expected([
+            ("quick", 1000),
+            ("mid", 500),
+            ("slow", 250),
+            ("slowest", 125),
+            ("unmeasured", 500)
         ])
+    );
+}
+
+// A member's picks in flight are the leases it holds: each pick adds one,
+// each lease dropped takes it back; a stranger has none (mutant:
+// `LoadBalancer::in_flight` -> `Some(0)`).
+#[tokio::test]
+async fn in_flight_counts_the_leases_held() {
+    let lb = round_robin(&["a"]);
+    lb.add(MemberSpec::new("a")).unwrap();
+    let first = lb.pick(&[]).unwrap();
+    let second = lb.pick(&[]).unwrap();
+    assert_eq!(lb.in_flight(&"a".into()), Some(2));
+    drop(first);
+    assert_eq!(lb.in_flight(&"a".into()), Some(1));
+    drop(second);
+    assert_eq!(lb.in_flight(&"a".into()), Some(0));
+    assert_eq!(lb.in_flight(&"x".into()), None);
+}
+
+// Least-loaded's second member is never its first: of two members, one
+// busy and one idle, every pick goes to the idle one (mutant: `%` as `+`
+// in the second draw of `LoadBalancer::two_choices`, which drew the
+// first member again about half the time, and then took the busy one).
+#[tokio::test]
+async fn least_loaded_of_two_always_takes_the_idle_one() {
+    let lb = balancer(
+        &workers(&["a", "b"]),
+        BalanceStrategy::LeastLoaded,
+        &["a", "b"].map(MemberSpec::new),
+    );
+    let held = lb.pick(&[]).unwrap();
+    let busy = held.agent().to_string();
+    // Each lease dropped at once: the held one stays the only busy one.
+    let picks = counts(&lb, 100, &[]);
+    assert_eq!(
+        picks.get(&busy),
+        None,
+        "the busy member was picked: {picks:?}"
     );
 }

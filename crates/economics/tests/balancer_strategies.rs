@@ -1,47 +1,14 @@
 //! The LoadBalancer's strategies, and that it never picks a dead agent.
 
+mod common;
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use common::{Loads, balancer, counts, workers as agents};
 use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
-use mabeam_supervision_core::{
-    AgentId, AgentLoad, AgentStatus, Envelope, ErrorCode, LoadReport,
-    testkit::{Answer, ScriptedDirectory},
-};
-use parking_lot::Mutex;
+use mabeam_supervision_core::{AgentStatus, Envelope, ErrorCode, testkit::ScriptedDirectory};
 use proptest::prelude::*;
 use serde_json::json;
-
-fn agents(ids: &[&str]) -> ScriptedDirectory {
-    let agents = ScriptedDirectory::new();
-    for id in ids {
-        let id = (*id).to_owned();
-        agents.add(id.clone(), "worker", move |_| {
-            Answer::Reply(json!(id.clone()))
-        });
-    }
-    agents
-}
-
-fn balancer(
-    agents: &ScriptedDirectory,
-    strategy: BalanceStrategy,
-    members: &[MemberSpec],
-) -> LoadBalancer {
-    let balancer = LoadBalancer::new(Arc::new(agents.clone()), strategy);
-    for member in members {
-        balancer.add(member.clone()).unwrap();
-    }
-    balancer
-}
-
-fn counts(balancer: &LoadBalancer, picks: usize, capabilities: &[&str]) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
-    for _ in 0..picks {
-        let lease = balancer.pick(capabilities).unwrap();
-        *counts.entry(lease.agent().to_string()).or_default() += 1;
-    }
-    counts
-}
 
 #[tokio::test]
 async fn round_robin_skips_unavailable_members_at_once() {
@@ -149,39 +116,13 @@ async fn capability_aware_picks_only_capable_members() {
     assert_eq!(lb.pick(&["gpu", "cpu"]).unwrap_err().code(), 7301);
 }
 
-/// Loads a test sets.
-#[derive(Default)]
-struct Loads(Mutex<HashMap<AgentId, LoadReport>>);
-
-impl Loads {
-    fn set(&self, id: &str, throughput: f64, latency_ms: u64, error_rate: f64) {
-        self.0.lock().insert(
-            id.into(),
-            LoadReport {
-                throughput_per_s: throughput,
-                latency_mean: Duration::from_millis(latency_ms),
-                latency_p50: Duration::from_millis(latency_ms),
-                latency_p99: Duration::from_millis(latency_ms),
-                error_rate,
-                samples: 100,
-            },
-        );
-    }
-}
-
-impl AgentLoad for Loads {
-    fn load(&self, agent: &AgentId) -> Option<LoadReport> {
-        self.0.lock().get(agent).copied()
-    }
-}
-
 #[tokio::test]
 async fn performance_weighted_follows_the_monitor() {
     let agents = agents(&["fast", "slow", "flaky"]);
     let loads = Arc::new(Loads::default());
-    loads.set("fast", 300.0, 5, 0.0);
-    loads.set("slow", 100.0, 50, 0.0);
-    loads.set("flaky", 300.0, 5, 0.5);
+    loads.set("fast", 300.0, 5, 0.0, 100);
+    loads.set("slow", 100.0, 50, 0.0, 100);
+    loads.set("flaky", 300.0, 5, 0.5, 100);
     let lb = LoadBalancer::new(
         Arc::new(agents.clone()),
         BalanceStrategy::PerformanceWeighted,
@@ -202,7 +143,7 @@ async fn performance_weighted_follows_the_monitor() {
         ])
     );
     // The monitor changes its mind; the balancer follows on refresh.
-    loads.set("slow", 600.0, 1, 0.0);
+    loads.set("slow", 600.0, 1, 0.0, 100);
     lb.refresh();
     let picks = counts(&lb, 1000, &[]);
     assert!(picks["slow"] > picks["fast"], "{picks:?}");
@@ -213,7 +154,7 @@ async fn rebalance_moves_work_from_slow_and_dead_agents() {
     let agents = agents(&["a", "b", "c"]);
     let loads = Arc::new(Loads::default());
     for id in ["a", "b", "c"] {
-        loads.set(id, 100.0, 10, 0.0);
+        loads.set(id, 100.0, 10, 0.0, 100);
     }
     let lb = LoadBalancer::new(Arc::new(agents.clone()), BalanceStrategy::RoundRobin)
         .with_load(loads.clone());
@@ -233,7 +174,7 @@ async fn rebalance_moves_work_from_slow_and_dead_agents() {
     );
     assert!(lb.rebalance(3.0).is_empty(), "nobody is slow");
 
-    loads.set("b", 100.0, 100, 0.0); // ten times the median
+    loads.set("b", 100.0, 100, 0.0, 100); // ten times the median
     agents.set_status(&"c".into(), AgentStatus::Crashed);
     let moves = lb.rebalance(3.0);
     assert_eq!(moves.len(), 6);

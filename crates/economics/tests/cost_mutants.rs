@@ -2,7 +2,7 @@
 //! found no test checking: each test here fails with the mutant it names
 //! (see the README's testing section).
 
-use mabeam_economics::hungarian;
+use mabeam_economics::{CostModel, hungarian};
 
 // Forbidden pairs must cost more than any allowed assignment even when
 // the allowed costs are small: with costs of 1, the forbidden pair is
@@ -13,4 +13,32 @@ use mabeam_economics::hungarian;
 fn small_costs_never_make_a_forbidden_pair_cheap() {
     let costs = vec![vec![Some(1.0), None], vec![Some(1.0), Some(1.0)]];
     assert_eq!(hungarian(&costs), Some(vec![0, 1]));
+}
+
+// Nothing used costs nothing, not even the fixed part (mutant: `units >
+// 0.0` as `>=` in `CostModel::cost`, which charged the fixed part for 0
+// units).
+#[test]
+fn nothing_used_costs_nothing() {
+    let model = CostModel::new(5.0, 2.0).unwrap();
+    assert_eq!(model.cost(0.0), 0.0);
+    assert_eq!(model.cost(1.0), 7.0);
+}
+
+// A matrix with a row shorter than the first is refused (mutant: `||` as
+// `&&` in `hungarian`'s shape check, which read past the short row).
+#[test]
+fn a_ragged_matrix_is_refused() {
+    let ragged = vec![vec![Some(1.0), Some(2.0)], vec![Some(1.0)]];
+    assert_eq!(hungarian(&ragged), None);
+}
+
+// With every allowed cost 0, a forbidden pair still costs more than the
+// assignment that avoids it (mutant: `max + 1` as `max * 1` in the
+// forbidden price, which made it free: the solver took it, and then
+// found no assignment).
+#[test]
+fn free_allowed_pairs_never_make_a_forbidden_pair_free() {
+    let costs = vec![vec![None, Some(0.0)], vec![Some(0.0), Some(0.0)]];
+    assert_eq!(hungarian(&costs), Some(vec![1, 0]));
 }

@@ -78,3 +78,25 @@ async fn debug_shows_the_counts() {
         "{debug}"
     );
 }
+
+// A rating's weight halves with each half-life: after one, the score is
+// where half the rating's weight puts it (mutant: `age / half_life` as
+// `age * half_life` in `Reputation::score`, which wiped the rating out).
+#[tokio::test(start_paused = true)]
+async fn a_rating_weighs_half_after_one_half_life() {
+    let reputation = Reputation::new(Clock::tokio(), Duration::from_secs(100));
+    let seller = AgentId::from("seller");
+    reputation.rate(&"a".into(), &seller, 1.0).unwrap();
+    // score = (0.5 + w) / (1 + w) for a rating of 1.0 of weight w.
+    let fresh = reputation.score(&seller);
+    let weight = (fresh - 0.5) / (1.0 - fresh);
+    assert!(weight > 0.0, "the rating weighs nothing: {fresh}");
+    tokio::time::advance(Duration::from_secs(100)).await;
+    let half = weight / 2.0;
+    let expected = (0.5 + half) / (1.0 + half);
+    let score = reputation.score(&seller);
+    assert!(
+        (score - expected).abs() < 1e-9,
+        "after one half-life: {score}, expected {expected}"
+    );
+}

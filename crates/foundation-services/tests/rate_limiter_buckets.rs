@@ -2,11 +2,13 @@
 //! errors on bad input, idle eviction and the supervised service, on
 //! tokio's paused clock.
 
+mod support;
+
 use std::time::Duration;
 
 use mabeam_foundation_services::{Allowed, BucketStatus, RateLimitError, RateLimiter, Rule};
 use mabeam_supervision_core::{
-    ApplicationSpec, Clock, ErrorCode, Health, Telemetry, error_code_range, testkit::TelemetryProbe,
+    Clock, ErrorCode, Health, Telemetry, error_code_range, testkit::TelemetryProbe,
 };
 
 fn limiter() -> RateLimiter {
@@ -255,20 +257,8 @@ async fn idle_buckets_are_evicted() {
 // and its buckets outlive a restart of its actor.
 #[tokio::test(start_paused = true)]
 async fn the_service_sweeps_on_its_interval() {
-    let telemetry = Telemetry::new();
-    let mut probe = TelemetryProbe::attach(&telemetry, &["rate_limiter", "swept"]);
-    let limiter = RateLimiter::builder()
-        .clock(Clock::tokio())
-        .rule("api", Rule::per_second(1).with_burst(2))
-        .sweep_interval(Duration::from_secs(30))
-        .telemetry(telemetry)
-        .build()
-        .unwrap();
-    let app = ApplicationSpec::new("foundation")
-        .service(limiter.service())
-        .start()
-        .await
-        .unwrap();
+    let (limiter, app, mut probe) =
+        support::sweeping_limiter(Clock::tokio(), Rule::per_second(1).with_burst(2)).await;
     assert_eq!(
         app.health().await.of("rate_limiter"),
         Some(&Health::Healthy)

@@ -4,6 +4,8 @@
 //! "limited", the Debug output, and the service sweeping on the injected
 //! clock (not on whatever clock the runtime has).
 
+mod support;
+
 use std::{
     sync::Arc,
     time::{Duration, SystemTime},
@@ -11,9 +13,7 @@ use std::{
 
 use futures::future::BoxFuture;
 use mabeam_foundation_services::{RateLimitError, RateLimiter, Rule};
-use mabeam_supervision_core::{
-    ApplicationSpec, Clock, Telemetry, TimeSource, testkit::TelemetryProbe,
-};
+use mabeam_supervision_core::{Clock, TimeSource};
 use tokio::{sync::watch, time::Instant};
 
 // Each operation's rule reads back as given; an operation without one has
@@ -152,20 +152,7 @@ async fn the_service_sweeps_on_the_limiters_clock() {
         base: Instant::now(),
         offset: stepped.clone(),
     });
-    let telemetry = Telemetry::new();
-    let mut probe = TelemetryProbe::attach(&telemetry, &["rate_limiter", "swept"]);
-    let limiter = RateLimiter::builder()
-        .clock(clock)
-        .rule("api", Rule::per_second(1))
-        .sweep_interval(Duration::from_secs(30))
-        .telemetry(telemetry)
-        .build()
-        .unwrap();
-    let app = ApplicationSpec::new("foundation")
-        .service(limiter.service())
-        .start()
-        .await
-        .unwrap();
+    let (limiter, app, mut probe) = support::sweeping_limiter(clock, Rule::per_second(1)).await;
     limiter.check("ada", "api").unwrap();
 
     // A day on tokio's clock: `next` times out on it, and no sweep came.

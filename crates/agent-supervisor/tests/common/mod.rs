@@ -1,5 +1,6 @@
-//! A test agent that obeys commands, and a registry wired to a process
-//! registry in a namespace of its own.
+//! A test agent that obeys commands, one whose start waits at a gate, and
+//! a registry wired to a process registry in a namespace of its own, with
+//! the waits the tests share.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::{sync::Arc, time::Duration};
@@ -8,8 +9,12 @@ use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
 use mabeam_process_registry::ProcessRegistry;
-use mabeam_supervision_core::{Envelope, ExitReason, Namespace, StartError, Telemetry};
+use mabeam_supervision_core::{
+    AgentStatus, Backoff, Envelope, ExitReason, Namespace, ProcessHandle, RestartType, StartError,
+    Telemetry,
+};
 use serde_json::json;
+use tokio::sync::{Semaphore, broadcast::error::RecvError, mpsc};
 
 /// Counts; obeys commands; carries its count across restarts.
 #[derive(Debug)]
@@ -119,6 +124,13 @@ pub fn worker(kind: &str) -> AgentConfig {
     )
 }
 
+/// A permanent worker restarted after a backoff from `min` to `max`.
+pub fn backing_off(min: Duration, max: Duration) -> AgentConfig {
+    worker("k")
+        .with_restart(RestartType::Permanent)
+        .with_backoff(Backoff::new(min, max))
+}
+
 /// A worker config whose workers report what they do.
 pub fn worker_with_events(
     kind: &str,
@@ -170,4 +182,110 @@ impl Setup {
         mabeam_supervision_core::Registry::lookup(&self.processes, &self.ns, &format!("agent:{id}"))
             .is_some()
     }
+
+    /// Registers agent `id` with `config` and starts it.
+    pub async fn run(&self, id: &str, config: AgentConfig) -> ProcessHandle {
+        self.agents.register_agent(id, config).unwrap();
+        self.agents.start_agent(id).await.unwrap()
+    }
+
+    /// Waits (a minute of tokio's clock at most) until agent `id` is
+    /// `want`.
+    pub async fn wait_status(&self, id: &str, want: AgentStatus) {
+        let mut changes = self.agents.subscribe();
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while self.agents.status(id) != Some(want) {
+                match changes.recv().await {
+                    Ok(_) | Err(RecvError::Lagged(_)) => {}
+                    Err(RecvError::Closed) => panic!("the registry is gone"),
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "agent {id} never became {want:?} (it is {:?})",
+                self.agents.status(id)
+            )
+        });
+    }
+}
+
+/// The next thing an agent says (within 10 s of tokio's clock).
+pub async fn next_event(events: &mut mpsc::UnboundedReceiver<&'static str>) -> &'static str {
+    tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("no event from the agent")
+        .expect("events closed")
+}
+
+/// An agent whose `on_start` waits for a permit of its gate, and that
+/// says when it is starting, has started, has left its `on_start`
+/// (returned or aborted; if its gate says so) and is dropped. `true` as a
+/// message crashes it.
+pub struct Gated {
+    events: mpsc::UnboundedSender<&'static str>,
+}
+
+/// A [`Gated`] agent's arguments.
+#[derive(Clone)]
+pub struct Gate {
+    pub permits: Arc<Semaphore>,
+    pub events: mpsc::UnboundedSender<&'static str>,
+    /// Say `"left on_start"` when `on_start` is left.
+    pub say_left: bool,
+}
+
+impl Agent for Gated {
+    type Args = Gate;
+    type Message = bool;
+    type Reply = ();
+    type Checkpoint = ();
+
+    async fn on_start(gate: Gate, _: Option<()>) -> Result<Self, StartError> {
+        let _ = gate.events.send("starting");
+        let _leaving = gate.say_left.then(|| Leaving(gate.events.clone()));
+        gate.permits.acquire().await.unwrap().forget();
+        let _ = gate.events.send("started");
+        Ok(Gated {
+            events: gate.events,
+        })
+    }
+
+    async fn handle(&mut self, crash: bool, _: &mut AgentContext<'_>) {
+        assert!(!crash, "crashes on command");
+    }
+}
+
+/// Says when `on_start` is left, however (returned, or its task aborted).
+struct Leaving(mpsc::UnboundedSender<&'static str>);
+
+impl Drop for Leaving {
+    fn drop(&mut self) {
+        let _ = self.0.send("left on_start");
+    }
+}
+
+impl Drop for Gated {
+    fn drop(&mut self) {
+        let _ = self.events.send("dropped");
+    }
+}
+
+/// A [`Gated`] agent's config (kind `gated`) whose starts wait for
+/// `permits`, and what its agents say.
+pub fn gated(
+    permits: &Arc<Semaphore>,
+    say_left: bool,
+) -> (AgentConfig, mpsc::UnboundedReceiver<&'static str>) {
+    let (events, said) = mpsc::unbounded_channel();
+    let config = AgentConfig::new::<Gated>(
+        "gated",
+        Gate {
+            permits: permits.clone(),
+            events,
+            say_left,
+        },
+    );
+    (config, said)
 }

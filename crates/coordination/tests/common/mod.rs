@@ -1,14 +1,20 @@
 //! Shared test helpers: bounded waits, a real-time watchdog for tests on
-//! the paused clock, and a directory whose status feed a test can lag,
-//! close and reopen (as a restart of the agent layer does).
+//! the paused clock, a directory whose status feed a test can lag, close
+//! and reopen (as a restart of the agent layer does), and the setups the
+//! tests share (a coordinator, silent agents, an election and its member).
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
 use std::{future::Future, sync::Arc, time::Duration};
 
 use futures::future::BoxFuture;
+use mabeam_coordination::{
+    CoordinationError, Coordinator, Election, ElectionConfig, ElectionMember, Leadership,
+    LeaseLock, LockGrant, MemberOptions,
+};
 use mabeam_supervision_core::{
-    AgentDirectory, AgentId, AgentInfo, AgentStatusChange, AgentStatusChanges, DirectoryError,
-    Envelope, ProcessHandle, testkit::ScriptedDirectory,
+    AgentDirectory, AgentId, AgentInfo, AgentStatusChange, AgentStatusChanges, Clock,
+    DirectoryError, Envelope, ProcessHandle,
+    testkit::{Answer, ScriptedDirectory},
 };
 use parking_lot::Mutex;
 use tokio::sync::broadcast;
@@ -23,6 +29,110 @@ pub async fn bounded<T>(what: &str, limit: Duration, future: impl Future<Output 
     tokio::time::timeout(limit, future)
         .await
         .unwrap_or_else(|_| panic!("{what} did not happen within {limit:?}"))
+}
+
+/// A coordinator reaching `agents`, on tokio's clock.
+pub fn coordinator(agents: &ScriptedDirectory) -> Arc<Coordinator> {
+    Arc::new(Coordinator::new(Arc::new(agents.clone()), Clock::tokio()))
+}
+
+/// A directory of agents `ids` of `kind` that never answer (alive, so
+/// that they can be watched and crashed).
+pub fn silent(kind: &str, ids: &[&str]) -> ScriptedDirectory {
+    let agents = ScriptedDirectory::new();
+    for id in ids {
+        agents.add(*id, kind, |_| Answer::Silent);
+    }
+    agents
+}
+
+/// Strings, from string slices.
+pub fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+/// Agent ids, from string slices.
+pub fn ids(items: &[&str]) -> Vec<AgentId> {
+    items.iter().map(|s| AgentId::from(*s)).collect()
+}
+
+/// An election among `ids`: a lease of 1 s, election timeouts of 1 to
+/// 2 s, vote and heartbeat requests answered within 50 ms.
+pub fn election_config(ids: &[&str]) -> ElectionConfig {
+    ElectionConfig {
+        participants: ids.iter().map(|id| AgentId::from(*id)).collect(),
+        lease: Duration::from_secs(1),
+        election_timeout: (Duration::from_secs(1), Duration::from_secs(2)),
+        rpc_timeout: Duration::from_millis(50),
+        seed: 7,
+    }
+}
+
+/// Member options whose first election timeout is `first`.
+pub fn first_timeout(first: Duration) -> MemberOptions {
+    MemberOptions {
+        first_timeout: Some(first),
+        ..MemberOptions::default()
+    }
+}
+
+/// Starts member `a` of `config`, reaching its peers through `agents`.
+pub fn member_a(
+    config: ElectionConfig,
+    agents: &ScriptedDirectory,
+    options: MemberOptions,
+) -> ElectionMember {
+    ElectionMember::start(
+        "a".into(),
+        config,
+        Arc::new(agents.clone()),
+        Clock::tokio(),
+        options,
+    )
+    .expect("member a starts")
+}
+
+/// An observed election of the one participant `a` (a silent agent),
+/// told that `a` leads in `term` from now, its lease running for
+/// `lease`.
+pub fn observed_leader(term: u64, lease: Duration) -> (ScriptedDirectory, Election, Leadership) {
+    let agents = silent("node", &["a"]);
+    let election = Election::observe(coordinator(&agents), election_config(&["a"]))
+        .expect("the election is observed");
+    let now = tokio::time::Instant::now();
+    let leadership = Leadership {
+        leader: "a".into(),
+        term,
+        token: term,
+        lease_until: now + lease,
+    };
+    election.reporter().leading(&leadership, now);
+    (agents, election, leadership)
+}
+
+/// `agent`'s grant of `lock`, taken without waiting.
+pub async fn grant(lock: &LeaseLock, agent: &str) -> LockGrant {
+    bounded(
+        &format!("{agent}'s grant"),
+        TEST_LIMIT,
+        lock.acquire(&agent.into(), Duration::ZERO),
+    )
+    .await
+    .expect("the lock is free")
+}
+
+/// The error of an optimisation its settings refuse.
+pub async fn refused_optimisation(
+    coordinator: &Coordinator,
+    spec: mabeam_coordination::OptimizeSpec,
+) -> CoordinationError {
+    bounded(
+        "a refused optimisation",
+        TEST_LIMIT,
+        coordinator.optimize(spec),
+    )
+    .await
+    .expect_err("the optimisation was not refused")
 }
 
 /// Runs `body` on a current-thread runtime with a paused clock, on a

@@ -1,6 +1,6 @@
 //! Shared test helpers: where a store under test lives ([`Place`]: an
-//! SQLite directory or a PostgreSQL schema of its own), and the
-//! PostgreSQL server the tests use.
+//! SQLite directory or a PostgreSQL schema of its own), the PostgreSQL
+//! server the tests use, and a rate limiter running as a service.
 //!
 //! The server is the one `cargo xtask test` started (its URL in
 //! `MABEAM_TEST_POSTGRES_URL`); without it, the first test that needs one
@@ -21,7 +21,34 @@ use std::{
     time::Duration,
 };
 
-use mabeam_foundation_services::{EventStore, EventStoreConfig, PostgresConfig};
+use mabeam_foundation_services::{EventStore, EventStoreConfig, PostgresConfig, RateLimiter, Rule};
+use mabeam_supervision_core::{
+    Application, ApplicationSpec, Clock, Telemetry, testkit::TelemetryProbe,
+};
+
+/// A rate limiter on `clock` with the rule `api` for operation `"api"`,
+/// sweeping every 30 s, started as the one service of an application,
+/// and a probe on its sweeps.
+pub async fn sweeping_limiter(
+    clock: Clock,
+    api: Rule,
+) -> (RateLimiter, Application, TelemetryProbe) {
+    let telemetry = Telemetry::new();
+    let probe = TelemetryProbe::attach(&telemetry, &["rate_limiter", "swept"]);
+    let limiter = RateLimiter::builder()
+        .clock(clock)
+        .rule("api", api)
+        .sweep_interval(Duration::from_secs(30))
+        .telemetry(telemetry)
+        .build()
+        .expect("a valid limiter");
+    let app = ApplicationSpec::new("foundation")
+        .service(limiter.service())
+        .start()
+        .await
+        .expect("the application starts");
+    (limiter, app, probe)
+}
 
 /// The URL of the PostgreSQL server for this test process.
 pub fn postgres_url() -> String {
