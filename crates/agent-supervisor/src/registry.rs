@@ -447,15 +447,7 @@ impl AgentRegistry {
             }
         };
         if let Err(error) = write.await {
-            let removed = self
-                .shared
-                .table
-                .remove_if(id.as_str(), |_, entry| Arc::ptr_eq(&entry.slot, &slot));
-            if removed.is_some() {
-                let mut state = slot.state.lock();
-                state.removed = true;
-                self.shared.counts.remove(state.status);
-            }
+            self.withdraw(&slot).await;
             return Err(AgentError::Store(error));
         }
         self.shared
@@ -684,6 +676,30 @@ impl AgentRegistry {
                 .remove_if(slot.id.as_str(), |_, entry| Arc::ptr_eq(&entry.slot, &slot));
             self.shared.changed(&slot).notify_waiters();
             return Ok(());
+        }
+    }
+
+    /// Takes back a registration the store refused. The entry was visible
+    /// while the write waited, so the agent may have been started meanwhile:
+    /// it is stopped first, so that no incarnation outlives its entry.
+    async fn withdraw(&self, slot: &Arc<Slot>) {
+        loop {
+            let stopped = matches!(
+                self.stop_slot(slot).await,
+                Ok(()) | Err(AgentError::NotRunning { .. })
+            );
+            if stopped && Self::busy(slot.state.lock().status) {
+                continue; // started again meanwhile
+            }
+            let removed = self
+                .shared
+                .table
+                .remove_if(slot.id.as_str(), |_, entry| Arc::ptr_eq(&entry.slot, slot));
+            if removed.is_some() {
+                self.forget(slot, &mut slot.state.lock());
+            }
+            self.shared.changed(slot).notify_waiters();
+            return;
         }
     }
 

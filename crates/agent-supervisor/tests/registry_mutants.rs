@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError};
 use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentStatus, AgentStore, AgentStoreError, AgentWrite, Backoff,
-    LoadedAgent, RestartType, StartError,
+    LoadedAgent, ProcessHandle, RestartType, StartError,
 };
 use tokio::{
     sync::{Semaphore, mpsc},
@@ -448,7 +448,11 @@ impl AgentStore for RefusesRegistrations {
 async fn started_while_registering(
     gate: &Arc<Semaphore>,
     starts: &Arc<AtomicU32>,
-) -> (Setup, tokio::task::JoinHandle<Result<(), AgentError>>) {
+) -> (
+    Setup,
+    tokio::task::JoinHandle<Result<(), AgentError>>,
+    ProcessHandle,
+) {
     let store = Arc::new(RefusesRegistrations { gate: gate.clone() });
     let s = common::setup_with(|o| o.with_store(store)).await;
     tokio::time::timeout(Duration::from_secs(60), s.agents.recovered())
@@ -472,11 +476,11 @@ async fn started_while_registering(
     })
     .await
     .expect("the registration is under way");
-    tokio::time::timeout(Duration::from_secs(60), s.agents.start_agent("a"))
+    let process = tokio::time::timeout(Duration::from_secs(60), s.agents.start_agent("a"))
         .await
         .expect("the start returns")
         .unwrap();
-    (s, register)
+    (s, register, process)
 }
 
 /// Lets the registration of [`started_while_registering`] be refused.
@@ -500,7 +504,7 @@ async fn refuse(gate: &Semaphore, register: tokio::task::JoinHandle<Result<(), A
 async fn a_restart_of_an_agent_whose_registration_was_refused_never_runs() {
     let gate = Arc::new(Semaphore::new(0));
     let starts = Arc::new(AtomicU32::new(0));
-    let (s, register) = started_while_registering(&gate, &starts).await;
+    let (s, register, _process) = started_while_registering(&gate, &starts).await;
     let _ = s.agents.agent_ref::<Flaky>("a").unwrap().ask(true).await;
     s.wait_status("a", AgentStatus::Restarting).await;
     refuse(&gate, register).await;
@@ -523,7 +527,7 @@ async fn a_restart_of_an_agent_whose_registration_was_refused_never_runs() {
 async fn an_agent_whose_registration_was_refused_is_not_adopted() {
     let gate = Arc::new(Semaphore::new(0));
     let starts = Arc::new(AtomicU32::new(0));
-    let (s, register) = started_while_registering(&gate, &starts).await;
+    let (s, register, _process) = started_while_registering(&gate, &starts).await;
     refuse(&gate, register).await;
     let mut changes = s.agents.subscribe();
     tokio::time::timeout(Duration::from_secs(60), s.agents.replace_supervisor())
@@ -544,4 +548,22 @@ async fn an_agent_whose_registration_was_refused_is_not_adopted() {
         1,
         "the removed agent restarted"
     );
+}
+
+// A durable agent started while its registration waits, then refused by
+// the store: its incarnation is stopped with the registration, so no
+// process outlives its entry and the counts hold nothing (before the
+// fix the registry forgot the agent and its process ran on, counted
+// nowhere and supervised by a supervisor the registry no longer knew of).
+#[tokio::test(start_paused = true)]
+async fn a_refused_registration_stops_the_agent_started_meanwhile() {
+    let gate = Arc::new(Semaphore::new(0));
+    let starts = Arc::new(AtomicU32::new(0));
+    let (s, register, process) = started_while_registering(&gate, &starts).await;
+    refuse(&gate, register).await;
+    assert_eq!(s.agents.status("a"), None);
+    tokio::time::timeout(Duration::from_secs(60), process.exited())
+        .await
+        .expect("the refused agent's incarnation exits");
+    assert_eq!(s.agents.counts().total, 0, "{:?}", s.agents.counts());
 }
