@@ -1,6 +1,6 @@
 //! The writer task: the only connection that appends and prunes, with
-//! group commit in two pipelined round trips (see the [module
-//! docs](super)).
+//! group commit in one pipelined round trip, or two when the group's
+//! requests must be checked (see the [module docs](super)).
 
 use std::{
     collections::HashMap,
@@ -18,8 +18,9 @@ use super::{super::writer::Counters, MIGRATIONS, classify};
 use crate::{
     event_store::{
         EventStoreConfig, EventStoreError, ExpectedVersion, Retention,
-        append::Appended,
-        writer::{AppendRequest, Durability, Request},
+        append::{Appended, Prepared},
+        group::{self, Outcomes, StoredRow},
+        writer::{AppendRequest, Durability, PruneReason, Request},
     },
     postgres::{self, MigrateError, PostgresConfig},
 };
@@ -38,6 +39,10 @@ pub(crate) struct Connected {
     set_versions: Statement,
     set_last: Statement,
     notify: Statement,
+    take_ids: Statement,
+    insert_next: Statement,
+    add_versions: Statement,
+    notify_last: Statement,
 }
 
 /// Connects the writer's connection, migrates the schema and prepares the
@@ -95,6 +100,30 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
     );
     let (lock, versions, keys, stored_from, insert, set_versions, set_last, notify) =
         prepared.map_err(|e| classify(pg, &e))?;
+    // The one-round-trip path (see `try_commit_unchecked`): ids and
+    // versions given by the server from the rows it has just locked.
+    let prepared = futures::try_join!(
+        p("UPDATE meta SET value = value + $1 WHERE key = 'last_id' RETURNING value"),
+        p(
+            "INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
+           causation_id, idempotency_key, metadata, data) \
+           SELECT m.value - $10 + u.ord, u.stream, \
+           coalesce(s.version, 0) + row_number() OVER (PARTITION BY u.stream ORDER BY u.ord), \
+           u.kind, u.ts, u.node, u.correlation, u.causation, u.key, u.metadata, u.data \
+           FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+           $6::bigint[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY \
+           AS u(stream, kind, ts, node, correlation, causation, key, metadata, data, ord) \
+           JOIN meta m ON m.key = 'last_id' \
+           LEFT JOIN streams s ON s.stream = u.stream"
+        ),
+        p("INSERT INTO streams (stream, version) \
+           SELECT * FROM unnest($1::text[], $2::bigint[]) \
+           ON CONFLICT (stream) DO UPDATE SET version = streams.version + excluded.version \
+           RETURNING stream, version"),
+        p("SELECT pg_notify($1, value::text) FROM meta WHERE key = 'last_id'"),
+    );
+    let (take_ids, insert_next, add_versions, notify_last) =
+        prepared.map_err(|e| classify(pg, &e))?;
     Ok(Connected {
         client,
         lock,
@@ -105,30 +134,16 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
         set_versions,
         set_last,
         notify,
+        take_ids,
+        insert_next,
+        add_versions,
+        notify_last,
     })
 }
 
 /// The channel commits are announced on.
 pub(crate) fn channel(pg: &PostgresConfig) -> String {
     format!("mabeam_events_{}", pg.schema)
-}
-
-/// Why events were pruned, as `event_store.pruned` says.
-#[derive(Debug, Clone, Copy)]
-enum PruneReason {
-    Age,
-    Size,
-    Request,
-}
-
-impl PruneReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            PruneReason::Age => "age",
-            PruneReason::Size => "size",
-            PruneReason::Request => "request",
-        }
-    }
 }
 
 /// The rows of a group, column by column (what `unnest` takes).
@@ -149,8 +164,30 @@ struct Rows {
 
 impl Rows {
     fn len(&self) -> usize {
-        self.id.len()
+        self.stream.len()
     }
+
+    /// Pushes an event's columns but its id and version.
+    fn push_columns(&mut self, prepared: &Prepared) {
+        let event = &prepared.event;
+        self.stream.push(event.stream.clone());
+        self.kind.push(event.kind.clone());
+        self.ts.push(prepared.timestamp_ms as i64);
+        self.node.push(prepared.node.clone());
+        self.correlation.push(event.correlation_id.clone());
+        self.causation.push(event.causation_id.map(|id| id as i64));
+        self.key.push(event.idempotency_key.clone());
+        self.metadata.push(prepared.metadata.clone());
+        self.data.push(prepared.data.clone());
+    }
+}
+
+/// Why a group could not commit in one round trip.
+enum Unchecked {
+    /// One of its idempotency keys is stored: check the group.
+    KeyStored,
+    /// The group failed.
+    Failed(EventStoreError),
 }
 
 pub(crate) struct PgWriter {
@@ -327,6 +364,18 @@ impl PgWriter {
             .ok_or_else(|| EventStoreError::unavailable("no connection"))
     }
 
+    /// [`fail`](Self::fail) apart from `self`, for use while the
+    /// connection (part of `self`) is borrowed.
+    fn failing(&self) -> impl Fn(tokio_postgres::Error) -> EventStoreError + use<> {
+        let pg = self.pg.clone();
+        let counters = self.counters.clone();
+        move |e| {
+            let error = classify(&pg, &e);
+            *counters.last_error.lock() = Some(error.to_string());
+            error
+        }
+    }
+
     /// Records a driver failure for the health check and maps it.
     fn fail(&self, error: &tokio_postgres::Error) -> EventStoreError {
         let error = classify(&self.pg, error);
@@ -360,17 +409,10 @@ impl PgWriter {
         match self.try_commit(&group).await {
             Ok(outcomes) => {
                 *self.counters.last_error.lock() = None;
-                self.counters
-                    .appended
-                    .fetch_add(size as u64, Ordering::Relaxed);
-                self.counters.commits.fetch_add(1, Ordering::Relaxed);
-                self.counters
-                    .largest_group
-                    .fetch_max(size as u64, Ordering::Relaxed);
+                self.counters.committed(size);
                 self.wake.send_modify(|n| *n += 1);
-                for (request, outcome) in group.into_iter().zip(outcomes) {
-                    let _ = request.reply.send(outcome);
-                }
+                // Subscribers read the table: nothing to publish here.
+                group::answer(group, outcomes, |_, _| {});
             }
             Err(error) => {
                 if let Some(conn) = &self.conn
@@ -378,20 +420,139 @@ impl PgWriter {
                 {
                     let _ = conn.client.batch_execute("ROLLBACK").await;
                 }
-                for request in group {
-                    let _ = request.reply.send(Err(error.clone()));
-                }
+                group::refuse(group, &error);
             }
         }
     }
 
     /// One group's transaction; the outer error fails every request (and
-    /// leaves a transaction to roll back).
-    #[allow(clippy::type_complexity)]
-    async fn try_commit(
+    /// leaves a transaction to roll back). A group that expects no
+    /// version takes one round trip; it retries with the checks when one
+    /// of its idempotency keys is already stored.
+    async fn try_commit(&mut self, group: &[AppendRequest]) -> Result<Outcomes, EventStoreError> {
+        if group
+            .iter()
+            .all(|request| request.expected == ExpectedVersion::Any)
+        {
+            match self.try_commit_unchecked(group).await {
+                Ok(outcomes) => return Ok(outcomes),
+                Err(Unchecked::KeyStored) => {
+                    // Nothing was written (the pipelined `COMMIT` found
+                    // the transaction failed and rolled it back).
+                    let conn = self.conn().await?;
+                    let rolled_back = conn.client.batch_execute("ROLLBACK").await;
+                    rolled_back.map_err(|e| self.fail(&e))?;
+                }
+                Err(Unchecked::Failed(error)) => return Err(error),
+            }
+        }
+        self.try_commit_checked(group).await
+    }
+
+    /// A group with nothing to check, in one round trip: `BEGIN`, the
+    /// `$all` row locked and moved by the group's size, the rows (ids and
+    /// stream versions given by the server from the rows it has just
+    /// locked: each statement reads the commits before the lock), the
+    /// streams' versions, the wake-up and `COMMIT`, pipelined. An
+    /// idempotency key already stored fails the insert on its unique
+    /// index: [`Unchecked::KeyStored`], and the group is checked instead.
+    async fn try_commit_unchecked(
         &mut self,
         group: &[AppendRequest],
-    ) -> Result<Vec<Result<Vec<Appended>, EventStoreError>>, EventStoreError> {
+    ) -> Result<Outcomes, Unchecked> {
+        let mut rows = Rows::default();
+        let mut counts: HashMap<&str, i64> = HashMap::new();
+        for request in group {
+            for prepared in &request.events {
+                rows.push_columns(prepared);
+                *counts.entry(&prepared.event.stream).or_default() += 1;
+            }
+        }
+        let mut counted: Vec<(&str, i64)> = counts.iter().map(|(s, n)| (*s, *n)).collect();
+        counted.sort_unstable();
+        let (names, added): (Vec<&str>, Vec<i64>) = counted.into_iter().unzip();
+        let size = rows.len() as i64;
+        let channel = self.channel.clone();
+        let failing = self.failing();
+        let fail = move |e: tokio_postgres::Error| {
+            if postgres::is_unique_violation_of(&e, "events_by_idempotency_key") {
+                Unchecked::KeyStored
+            } else {
+                Unchecked::Failed(failing(e))
+            }
+        };
+        let conn = self.conn().await.map_err(Unchecked::Failed)?;
+        let client = &conn.client;
+        let insert: [&(dyn ToSql + Sync); 10] = [
+            &rows.stream,
+            &rows.kind,
+            &rows.ts,
+            &rows.node,
+            &rows.correlation,
+            &rows.causation,
+            &rows.key,
+            &rows.metadata,
+            &rows.data,
+            &size,
+        ];
+        let size_params: [&(dyn ToSql + Sync); 1] = [&size];
+        let version_params: [&(dyn ToSql + Sync); 2] = [&names, &added];
+        let notify_params: [&(dyn ToSql + Sync); 1] = [&channel];
+        // One round trip: every statement is sent before the first answer
+        // is awaited, and the server runs them in order.
+        let (_, last, _, versions, _, _) = futures::try_join!(
+            client.batch_execute("BEGIN"),
+            client.query_one(&conn.take_ids, &size_params),
+            client.execute(&conn.insert_next, &insert),
+            client.query(&conn.add_versions, &version_params),
+            client.query(&conn.notify_last, &notify_params),
+            client.batch_execute("COMMIT"),
+        )
+        .map_err(&fail)?;
+        let new_last: i64 = last.try_get(0).map_err(&fail)?;
+        // The versions after the group: the group's events of a stream
+        // are the last `count` of them, in the group's order.
+        let mut next_version: HashMap<&str, u64> = HashMap::with_capacity(versions.len());
+        for row in &versions {
+            let stream: &str = row.try_get(0).map_err(&fail)?;
+            let version = row.try_get::<_, i64>(1).map_err(&fail)?;
+            let Some((name, count)) = counts.get_key_value(stream) else {
+                continue;
+            };
+            next_version.insert(*name, (version - count + 1) as u64);
+        }
+        let mut id = (new_last - size + 1) as EventSeq;
+        let mut outcomes = Vec::with_capacity(group.len());
+        for request in group {
+            let mut answers = Vec::with_capacity(request.events.len());
+            for prepared in &request.events {
+                let version = next_version
+                    .get_mut(prepared.event.stream.as_str())
+                    .ok_or_else(|| {
+                        Unchecked::Failed(EventStoreError::storage(
+                            "the server did not answer a stream's version",
+                        ))
+                    })?;
+                answers.push(Appended {
+                    id,
+                    stream_version: *version,
+                    duplicate: false,
+                });
+                *version += 1;
+                id += 1;
+            }
+            outcomes.push(Ok(answers));
+        }
+        Ok(outcomes)
+    }
+
+    /// A group with expected versions (or a stored key), in two round
+    /// trips: the lock and the reads, the checks in memory, then the rows
+    /// and the commit.
+    async fn try_commit_checked(
+        &mut self,
+        group: &[AppendRequest],
+    ) -> Result<Outcomes, EventStoreError> {
         let mut streams: Vec<&str> = Vec::new();
         let mut keys: Vec<&str> = Vec::new();
         for request in group {
@@ -404,13 +565,7 @@ impl PgWriter {
         }
         streams.sort_unstable();
         streams.dedup();
-        let pg = self.pg.clone();
-        let counters = self.counters.clone();
-        let fail = move |e: tokio_postgres::Error| {
-            let error = classify(&pg, &e);
-            *counters.last_error.lock() = Some(error.to_string());
-            error
-        };
+        let fail = self.failing();
         let conn = self.conn().await?;
         let client = &conn.client;
         // Round trip 1: the lock first, then reads that see every commit
@@ -568,7 +723,7 @@ impl PgWriter {
     ) -> Result<Option<Vec<Appended>>, Refused> {
         let n = request.events.len();
         let start = original.id as i64;
-        let stored: Vec<(EventSeq, u64, String, String, Option<String>)> = if start >= first_new {
+        let stored: Vec<StoredRow> = if start >= first_new {
             // Written by this group: still in memory.
             let from = (start - first_new) as usize;
             (from..(from + n).min(rows.len()))
@@ -603,25 +758,7 @@ impl PgWriter {
                 .collect::<Result<_, tokio_postgres::Error>>()
                 .map_err(|e| Refused::Group(self.fail(&e)))?
         };
-        let same = stored.len() == n
-            && stored.iter().zip(&request.events).enumerate().all(
-                |(offset, ((id, _, stream, kind, key), prepared))| {
-                    *id == original.id + offset as EventSeq
-                        && *stream == prepared.event.stream
-                        && *kind == prepared.event.kind
-                        && *key == prepared.event.idempotency_key
-                },
-            );
-        Ok(same.then(|| {
-            stored
-                .into_iter()
-                .map(|(id, stream_version, ..)| Appended {
-                    id,
-                    stream_version,
-                    duplicate: true,
-                })
-                .collect()
-        }))
+        Ok(group::retried_batch(original.id, request, stored))
     }
 
     /// Applies the retention now: the age limit, then the count limit, a
@@ -700,13 +837,7 @@ impl PgWriter {
         >,
     {
         self.more_to_prune = false;
-        let pg = self.pg.clone();
-        let counters = self.counters.clone();
-        let fail = move |e: tokio_postgres::Error| {
-            let error = classify(&pg, &e);
-            *counters.last_error.lock() = Some(error.to_string());
-            error
-        };
+        let fail = self.failing();
         let conn = self.conn().await?;
         let client = &conn.client;
         let result = async {
@@ -811,16 +942,8 @@ fn add(
             );
         }
         rows.id.push(id);
-        rows.stream.push(event.stream.clone());
         rows.version.push(version as i64);
-        rows.kind.push(event.kind.clone());
-        rows.ts.push(prepared.timestamp_ms as i64);
-        rows.node.push(prepared.node.clone());
-        rows.correlation.push(event.correlation_id.clone());
-        rows.causation.push(event.causation_id.map(|id| id as i64));
-        rows.key.push(event.idempotency_key.clone());
-        rows.metadata.push(prepared.metadata.clone());
-        rows.data.push(prepared.data.clone());
+        rows.push_columns(prepared);
         answers.push(appended);
     }
     answers
