@@ -531,12 +531,12 @@ async fn round_trip_counting_proxy(
     (proxy_port, turns, proxy)
 }
 
-// Issue 23: an append that expects no version and carries no key
-// commits in one round trip (the statements pipelined, ids and versions
-// given by the server), not two: one task awaiting each append waited
-// for two (0.64x bare tokio-postgres).
+// Issue 23: an append commits in one round trip (the statements
+// pipelined, ids and versions given by the server, expected versions
+// checked by a guard statement), not two: one task awaiting each append
+// waited for two (0.64x bare tokio-postgres).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_append_expecting_no_version_commits_in_one_round_trip() {
+async fn an_append_commits_in_one_round_trip_whether_or_not_it_expects_a_version() {
     let url = support::postgres_url();
     let config: tokio_postgres::Config = url.parse().unwrap();
     let port = config.get_ports()[0];
@@ -565,13 +565,23 @@ async fn an_append_expecting_no_version_commits_in_one_round_trip() {
         .unwrap();
         assert_eq!((appended.id, appended.stream_version), (i + 1, i + 1));
     }
-    let round_trips = turns.load(Ordering::Relaxed) - before;
+    let any_version = turns.load(Ordering::Relaxed) - before;
+    let before = turns.load(Ordering::Relaxed);
+    for i in 21..=40u64 {
+        let expecting =
+            store.append_expecting(Event::new("s", "k", json!(i)), ExpectedVersion::Exact(i));
+        let appended = within(30, "an append expecting a version", expecting)
+            .await
+            .unwrap();
+        assert_eq!((appended.id, appended.stream_version), (i + 1, i + 1));
+    }
+    let expected_version = turns.load(Ordering::Relaxed) - before;
     within(30, "stopping the store", store.stop()).await;
     proxy.abort();
     // One each, and a little room for a pipeline the kernel split.
     assert!(
-        round_trips <= 25,
-        "20 appends took {round_trips} round trips"
+        any_version <= 25 && expected_version <= 25,
+        "20 appends took {any_version} round trips, 20 expecting a version {expected_version}"
     );
 }
 

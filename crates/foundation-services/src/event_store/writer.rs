@@ -87,7 +87,23 @@ pub(crate) enum PruneReason {
 }
 
 impl PruneReason {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// Emits `event_store.pruned` for a prune that deleted `deleted`
+    /// events (none: nothing to say) and left the horizon at
+    /// `first_available`.
+    pub(crate) fn report(self, telemetry: &Telemetry, deleted: u64, first_available: i64) {
+        if deleted > 0 && telemetry.is_enabled() {
+            telemetry.emit(
+                events::EVENT_STORE_PRUNED,
+                &[
+                    ("events", deleted as f64),
+                    ("first_available", first_available as f64),
+                ],
+                &[("reason", MetaValue::Str(self.as_str()))],
+            );
+        }
+    }
+
+    fn as_str(self) -> &'static str {
         match self {
             PruneReason::Age => "age",
             PruneReason::Size => "size",
@@ -687,16 +703,7 @@ impl Writer {
             Ok(deleted as u64)
         })();
         let deleted = pruned.map_err(|e| self.fail(e))?;
-        if deleted > 0 && self.telemetry.is_enabled() {
-            self.telemetry.emit(
-                events::EVENT_STORE_PRUNED,
-                &[
-                    ("events", deleted as f64),
-                    ("first_available", (through + 1) as f64),
-                ],
-                &[("reason", MetaValue::Str(reason.as_str()))],
-            );
-        }
+        reason.report(&self.telemetry, deleted, through + 1);
         Ok(deleted)
     }
 

@@ -10,9 +10,9 @@ use std::{
     },
 };
 
-use mabeam_supervision_core::{Clock, EventSeq, MetaValue, Telemetry, events};
+use mabeam_supervision_core::{Clock, EventSeq, Telemetry};
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::{Client, Statement, types::ToSql};
+use tokio_postgres::{Client, Statement, error::SqlState, types::ToSql};
 
 use super::{super::writer::Counters, MIGRATIONS, classify};
 use crate::{
@@ -43,6 +43,7 @@ pub(crate) struct Connected {
     insert_next: Statement,
     add_versions: Statement,
     notify_last: Statement,
+    expect: Statement,
 }
 
 /// Connects the writer's connection, migrates the schema and prepares the
@@ -86,11 +87,10 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
            WHERE id >= $1 ORDER BY id LIMIT $2"
         ),
         p(
-            "INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
-           causation_id, idempotency_key, metadata, data) \
-           SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::text[], \
-           $5::bigint[], $6::text[], $7::text[], $8::bigint[], $9::text[], $10::text[], \
-           $11::text[])"
+            "INSERT INTO events (stream, kind, ts_ms, node, correlation_id, causation_id, \
+           idempotency_key, metadata, data, id, stream_version) \
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+           $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])"
         ),
         p("INSERT INTO streams (stream, version) \
            SELECT * FROM unnest($1::text[], $2::bigint[]) \
@@ -100,7 +100,7 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
     );
     let (lock, versions, keys, stored_from, insert, set_versions, set_last, notify) =
         prepared.map_err(|e| classify(pg, &e))?;
-    // The one-round-trip path (see `try_commit_unchecked`): ids and
+    // The one-round-trip path (see `try_commit_optimistic`): ids and
     // versions given by the server from the rows it has just locked.
     let prepared = futures::try_join!(
         p("UPDATE meta SET value = value + $1 WHERE key = 'last_id' RETURNING value"),
@@ -121,8 +121,18 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
            ON CONFLICT (stream) DO UPDATE SET version = streams.version + excluded.version \
            RETURNING stream, version"),
         p("SELECT pg_notify($1, value::text) FROM meta WHERE key = 'last_id'"),
+        // The guard: 1 / 0 (SQLSTATE 22012) when an expected version does
+        // not hold; the divisor is an aggregate, never folded at planning.
+        p("SELECT 1 / coalesce(bool_and(CASE e.kind \
+             WHEN 0 THEN v.version = 0 \
+             WHEN 1 THEN v.version > 0 \
+             ELSE v.version = e.expected END), true)::int \
+           FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) \
+             AS e(stream, prior, kind, expected) \
+           CROSS JOIN LATERAL (SELECT coalesce((SELECT version FROM streams \
+             WHERE stream = e.stream), 0) + e.prior AS version) v"),
     );
-    let (take_ids, insert_next, add_versions, notify_last) =
+    let (take_ids, insert_next, add_versions, notify_last, expect) =
         prepared.map_err(|e| classify(pg, &e))?;
     Ok(Connected {
         client,
@@ -138,6 +148,7 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
         insert_next,
         add_versions,
         notify_last,
+        expect,
     })
 }
 
@@ -167,6 +178,22 @@ impl Rows {
         self.stream.len()
     }
 
+    /// The columns but the ids and versions, as the inserts' first
+    /// parameters take them.
+    fn columns(&self) -> Vec<&(dyn ToSql + Sync)> {
+        vec![
+            &self.stream,
+            &self.kind,
+            &self.ts,
+            &self.node,
+            &self.correlation,
+            &self.causation,
+            &self.key,
+            &self.metadata,
+            &self.data,
+        ]
+    }
+
     /// Pushes an event's columns but its id and version.
     fn push_columns(&mut self, prepared: &Prepared) {
         let event = &prepared.event;
@@ -183,11 +210,39 @@ impl Rows {
 }
 
 /// Why a group could not commit in one round trip.
-enum Unchecked {
-    /// One of its idempotency keys is stored: check the group.
-    KeyStored,
+enum Optimistic {
+    /// An expected version does not hold or an idempotency key is stored:
+    /// nothing was written; commit the group the checked way, which
+    /// answers each request.
+    NeedsChecks,
     /// The group failed.
     Failed(EventStoreError),
+}
+
+/// The expected versions of a group, column by column, each with the
+/// events the group puts on its stream before it (what the guard
+/// statement takes).
+#[derive(Default)]
+struct Expectations<'a> {
+    stream: Vec<&'a str>,
+    before: Vec<i64>,
+    kind: Vec<i32>,
+    version: Vec<i64>,
+}
+
+impl<'a> Expectations<'a> {
+    fn push(&mut self, stream: &'a str, before: i64, expected: ExpectedVersion) {
+        let (kind, version) = match expected {
+            ExpectedVersion::Any => return,
+            ExpectedVersion::NoStream => (0, 0),
+            ExpectedVersion::StreamExists => (1, 0),
+            ExpectedVersion::Exact(version) => (2, i64::try_from(version).unwrap_or(i64::MAX)),
+        };
+        self.stream.push(stream);
+        self.before.push(before);
+        self.kind.push(kind);
+        self.version.push(version);
+    }
 }
 
 pub(crate) struct PgWriter {
@@ -426,43 +481,46 @@ impl PgWriter {
     }
 
     /// One group's transaction; the outer error fails every request (and
-    /// leaves a transaction to roll back). A group that expects no
-    /// version takes one round trip; it retries with the checks when one
-    /// of its idempotency keys is already stored.
+    /// leaves a transaction to roll back). A group takes one round trip
+    /// when every expected version holds and every idempotency key is
+    /// new (the common case); otherwise nothing is written and it is
+    /// committed again with the checks, in two.
     async fn try_commit(&mut self, group: &[AppendRequest]) -> Result<Outcomes, EventStoreError> {
-        if group
-            .iter()
-            .all(|request| request.expected == ExpectedVersion::Any)
-        {
-            match self.try_commit_unchecked(group).await {
-                Ok(outcomes) => return Ok(outcomes),
-                Err(Unchecked::KeyStored) => {
-                    // Nothing was written (the pipelined `COMMIT` found
-                    // the transaction failed and rolled it back).
-                    let conn = self.conn().await?;
-                    let rolled_back = conn.client.batch_execute("ROLLBACK").await;
-                    rolled_back.map_err(|e| self.fail(&e))?;
-                }
-                Err(Unchecked::Failed(error)) => return Err(error),
+        match self.try_commit_optimistic(group).await {
+            Ok(outcomes) => return Ok(outcomes),
+            Err(Optimistic::NeedsChecks) => {
+                // The pipelined `COMMIT` found the transaction failed and
+                // rolled it back; this ends it should the pipeline have
+                // been cut short.
+                let conn = self.conn().await?;
+                let rolled_back = conn.client.batch_execute("ROLLBACK").await;
+                rolled_back.map_err(|e| self.fail(&e))?;
             }
+            Err(Optimistic::Failed(error)) => return Err(error),
         }
         self.try_commit_checked(group).await
     }
 
-    /// A group with nothing to check, in one round trip: `BEGIN`, the
-    /// `$all` row locked and moved by the group's size, the rows (ids and
-    /// stream versions given by the server from the rows it has just
-    /// locked: each statement reads the commits before the lock), the
-    /// streams' versions, the wake-up and `COMMIT`, pipelined. An
-    /// idempotency key already stored fails the insert on its unique
-    /// index: [`Unchecked::KeyStored`], and the group is checked instead.
-    async fn try_commit_unchecked(
+    /// A group in one round trip, assuming every expected version holds
+    /// and every idempotency key is new: `BEGIN`, the `$all` row locked
+    /// and moved by the group's size, a guard that fails the transaction
+    /// (division by zero) unless every expected version holds, the rows
+    /// (ids and stream versions given by the server from the rows it has
+    /// just locked: each statement reads the commits before the lock),
+    /// the streams' versions, the wake-up and `COMMIT`, pipelined. A
+    /// stored key fails the insert on its unique index. Either failure is
+    /// [`Optimistic::NeedsChecks`]: nothing was written.
+    async fn try_commit_optimistic(
         &mut self,
         group: &[AppendRequest],
-    ) -> Result<Outcomes, Unchecked> {
+    ) -> Result<Outcomes, Optimistic> {
         let mut rows = Rows::default();
         let mut counts: HashMap<&str, i64> = HashMap::new();
+        let mut expectations = Expectations::default();
         for request in group {
+            let stream = request.events[0].event.stream.as_str();
+            let before = counts.get(stream).copied().unwrap_or(0);
+            expectations.push(stream, before, request.expected);
             for prepared in &request.events {
                 rows.push_columns(prepared);
                 *counts.entry(&prepared.event.stream).or_default() += 1;
@@ -475,34 +533,40 @@ impl PgWriter {
         let channel = self.channel.clone();
         let failing = self.failing();
         let fail = move |e: tokio_postgres::Error| {
-            if postgres::is_unique_violation_of(&e, "events_by_idempotency_key") {
-                Unchecked::KeyStored
+            if postgres::is_unique_violation_of(&e, "events_by_idempotency_key")
+                || e.code() == Some(&SqlState::DIVISION_BY_ZERO)
+            {
+                Optimistic::NeedsChecks
             } else {
-                Unchecked::Failed(failing(e))
+                Optimistic::Failed(failing(e))
             }
         };
-        let conn = self.conn().await.map_err(Unchecked::Failed)?;
+        let conn = self.conn().await.map_err(Optimistic::Failed)?;
         let client = &conn.client;
-        let insert: [&(dyn ToSql + Sync); 10] = [
-            &rows.stream,
-            &rows.kind,
-            &rows.ts,
-            &rows.node,
-            &rows.correlation,
-            &rows.causation,
-            &rows.key,
-            &rows.metadata,
-            &rows.data,
-            &size,
-        ];
+        let mut insert = rows.columns();
+        insert.push(&size);
         let size_params: [&(dyn ToSql + Sync); 1] = [&size];
         let version_params: [&(dyn ToSql + Sync); 2] = [&names, &added];
         let notify_params: [&(dyn ToSql + Sync); 1] = [&channel];
+        let expect_params: [&(dyn ToSql + Sync); 4] = [
+            &expectations.stream,
+            &expectations.before,
+            &expectations.kind,
+            &expectations.version,
+        ];
+        let guard = async {
+            if expectations.stream.is_empty() {
+                return Ok(());
+            }
+            client.query(&conn.expect, &expect_params).await.map(drop)
+        };
         // One round trip: every statement is sent before the first answer
-        // is awaited, and the server runs them in order.
-        let (_, last, _, versions, _, _) = futures::try_join!(
+        // is awaited (each future sends at its first poll, in this order),
+        // and the server runs them in order.
+        let (_, last, (), _, versions, _, _) = futures::try_join!(
             client.batch_execute("BEGIN"),
             client.query_one(&conn.take_ids, &size_params),
+            guard,
             client.execute(&conn.insert_next, &insert),
             client.query(&conn.add_versions, &version_params),
             client.query(&conn.notify_last, &notify_params),
@@ -529,7 +593,7 @@ impl PgWriter {
                 let version = next_version
                     .get_mut(prepared.event.stream.as_str())
                     .ok_or_else(|| {
-                        Unchecked::Failed(EventStoreError::storage(
+                        Optimistic::Failed(EventStoreError::storage(
                             "the server did not answer a stream's version",
                         ))
                     })?;
@@ -635,19 +699,8 @@ impl PgWriter {
         changed.sort_unstable();
         changed.dedup_by(|a, b| a.0 == b.0);
         let (names, tops): (Vec<&str>, Vec<i64>) = changed.into_iter().unzip();
-        let insert: [&(dyn ToSql + Sync); 11] = [
-            &rows.id,
-            &rows.stream,
-            &rows.version,
-            &rows.kind,
-            &rows.ts,
-            &rows.node,
-            &rows.correlation,
-            &rows.causation,
-            &rows.key,
-            &rows.metadata,
-            &rows.data,
-        ];
+        let mut insert = rows.columns();
+        insert.extend([&rows.id as &(dyn ToSql + Sync), &rows.version]);
         let last_text = new_last.to_string();
         let channel = self.channel.clone();
         let conn = self.conn().await?;
@@ -885,16 +938,7 @@ impl PgWriter {
             }
         };
         self.more_to_prune = more;
-        if deleted > 0 && self.telemetry.is_enabled() {
-            self.telemetry.emit(
-                events::EVENT_STORE_PRUNED,
-                &[
-                    ("events", deleted as f64),
-                    ("first_available", (through + 1) as f64),
-                ],
-                &[("reason", MetaValue::Str(reason.as_str()))],
-            );
-        }
+        reason.report(&self.telemetry, deleted, through + 1);
         Ok(deleted)
     }
 }
