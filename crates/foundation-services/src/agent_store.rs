@@ -220,14 +220,18 @@ impl Drop for Inner {
 /// How a writer answers one write.
 type Reply = oneshot::Sender<Result<(), AgentStoreError>>;
 
-/// Queues a validated write with `send` (false: the writer has stopped)
-/// unless the store is closed, and awaits the writer's answer: both
-/// backends queue and answer writes alike.
+/// Queues a write that passed its checks (`checked`) with `send` (false:
+/// the writer has stopped) unless the store is closed, and awaits the
+/// writer's answer: both backends queue and answer writes alike, and bad
+/// input never reaches a queue.
 fn queue_write(
+    checked: Result<(), AgentStoreError>,
     closed: &AtomicBool,
     send: impl FnOnce(Reply) -> bool,
 ) -> BoxFuture<'static, Result<(), AgentStoreError>> {
-    let queued = if closed.load(Ordering::Acquire) {
+    let queued = if let Err(e) = checked {
+        Err(e)
+    } else if closed.load(Ordering::Acquire) {
         Err(AgentStoreError::Unavailable("the store is closed".into()))
     } else {
         let (reply, answer) = oneshot::channel();
@@ -252,10 +256,8 @@ fn queue_write(
 impl AgentStore for SqliteAgentStore {
     fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
         // Validated here too, so bad input never reaches the queue.
-        if let Err(e) = write.validate() {
-            return futures::future::ready(Err(e)).boxed();
-        }
-        queue_write(&self.inner.closed, |reply| {
+        let checked = write.validate();
+        queue_write(checked, &self.inner.closed, |reply| {
             self.inner
                 .requests
                 .send(Request::Write(write, reply))

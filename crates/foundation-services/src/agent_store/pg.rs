@@ -232,10 +232,8 @@ fn check_text(write: &AgentWrite) -> Result<(), AgentStoreError> {
 
 impl AgentStore for PostgresAgentStore {
     fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
-        if let Err(e) = write.validate().and_then(|()| check_text(&write)) {
-            return futures::future::ready(Err(e)).boxed();
-        }
-        queue_write(&self.inner.closed, |reply| {
+        let checked = write.validate().and_then(|()| check_text(&write));
+        queue_write(checked, &self.inner.closed, |reply| {
             self.inner
                 .requests
                 .send(Request::Write(write, reply))
