@@ -28,6 +28,14 @@ use crate::{
 /// The most events one prune transaction deletes.
 const PRUNE_CHUNK: i64 = 50_000;
 
+/// The largest group committed in one round trip. A larger group takes
+/// the checked path's two: its round trip is shared by hundreds of
+/// events, and the server's work per event is less there (ids and
+/// versions come computed; no window function, no join): measured, 64
+/// tasks keeping 256 appends in flight (groups of 4096) went from about
+/// 51,000 to 40,000 appends/s on the one-round-trip path.
+const ONE_TRIP_MAX_EVENTS: usize = 256;
+
 /// The writer's connection and its prepared statements.
 pub(crate) struct Connected {
     client: Client,
@@ -461,7 +469,7 @@ impl PgWriter {
     }
 
     async fn commit_group(&mut self, group: Vec<AppendRequest>, size: usize) {
-        match self.try_commit(&group).await {
+        match self.try_commit(&group, size).await {
             Ok(outcomes) => {
                 *self.counters.last_error.lock() = None;
                 self.counters.committed(size);
@@ -481,11 +489,19 @@ impl PgWriter {
     }
 
     /// One group's transaction; the outer error fails every request (and
-    /// leaves a transaction to roll back). A group takes one round trip
-    /// when every expected version holds and every idempotency key is
-    /// new (the common case); otherwise nothing is written and it is
-    /// committed again with the checks, in two.
-    async fn try_commit(&mut self, group: &[AppendRequest]) -> Result<Outcomes, EventStoreError> {
+    /// leaves a transaction to roll back). A group of `size` events, at
+    /// most [`ONE_TRIP_MAX_EVENTS`], takes one round trip when every
+    /// expected version holds and every idempotency key is new (the
+    /// common case); otherwise nothing is written and it is committed
+    /// again with the checks, in two. A larger group takes the two.
+    async fn try_commit(
+        &mut self,
+        group: &[AppendRequest],
+        size: usize,
+    ) -> Result<Outcomes, EventStoreError> {
+        if size > ONE_TRIP_MAX_EVENTS {
+            return self.try_commit_checked(group).await;
+        }
         match self.try_commit_optimistic(group).await {
             Ok(outcomes) => return Ok(outcomes),
             Err(Optimistic::NeedsChecks) => {
