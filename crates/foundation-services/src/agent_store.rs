@@ -29,6 +29,7 @@
 
 mod pg;
 mod read;
+mod record;
 mod schema;
 mod writer;
 
@@ -53,7 +54,8 @@ pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 use tokio::sync::oneshot;
 
 use self::{
-    read::{COLUMNS, Readers, decode},
+    read::Readers,
+    record::{COLUMNS, decode},
     writer::{Request, Writer},
 };
 
@@ -215,28 +217,52 @@ impl Drop for Inner {
     }
 }
 
+/// How a writer answers one write.
+type Reply = oneshot::Sender<Result<(), AgentStoreError>>;
+
+/// Queues a write that passed its checks (`checked`) with `send` (false:
+/// the writer has stopped) unless the store is closed, and awaits the
+/// writer's answer: both backends queue and answer writes alike, and bad
+/// input never reaches a queue.
+fn queue_write(
+    checked: Result<(), AgentStoreError>,
+    closed: &AtomicBool,
+    send: impl FnOnce(Reply) -> bool,
+) -> BoxFuture<'static, Result<(), AgentStoreError>> {
+    let queued = if let Err(e) = checked {
+        Err(e)
+    } else if closed.load(Ordering::Acquire) {
+        Err(AgentStoreError::Unavailable("the store is closed".into()))
+    } else {
+        let (reply, answer) = oneshot::channel();
+        if send(reply) {
+            Ok(answer)
+        } else {
+            Err(AgentStoreError::Unavailable(
+                "the writer has stopped".into(),
+            ))
+        }
+    };
+    async move {
+        queued?.await.unwrap_or_else(|_| {
+            Err(AgentStoreError::Unavailable(
+                "the writer stopped before committing".into(),
+            ))
+        })
+    }
+    .boxed()
+}
+
 impl AgentStore for SqliteAgentStore {
     fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
         // Validated here too, so bad input never reaches the queue.
-        let queued = write.validate().and_then(|()| {
-            if self.inner.closed.load(Ordering::Acquire) {
-                return Err(AgentStoreError::Unavailable("the store is closed".into()));
-            }
-            let (reply, answer) = oneshot::channel();
+        let checked = write.validate();
+        queue_write(checked, &self.inner.closed, |reply| {
             self.inner
                 .requests
                 .send(Request::Write(write, reply))
-                .map_err(|_| AgentStoreError::Unavailable("the writer has stopped".into()))?;
-            Ok(answer)
-        });
-        async move {
-            queued?.await.unwrap_or_else(|_| {
-                Err(AgentStoreError::Unavailable(
-                    "the writer stopped before committing".into(),
-                ))
-            })
-        }
-        .boxed()
+                .is_ok()
+        })
     }
 
     fn get(

@@ -117,6 +117,7 @@ mod append;
 mod config;
 mod core;
 mod error;
+mod group;
 mod pg;
 mod read;
 mod schema;

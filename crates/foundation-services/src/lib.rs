@@ -35,7 +35,7 @@
 //!
 //! The PostgreSQL backends ([`postgres`]) run on tokio-postgres with a
 //! deadpool-postgres pool, chosen over sqlx because it pipelines the
-//! statements of one connection (a group commit costs two round trips),
+//! statements of one connection (a group commit costs one round trip),
 //! hands out a connection's notifications as a stream (LISTEN/NOTIFY
 //! wakes subscriptions) and needs no database at build time. Their tables
 //! live in a schema of the user's choice, created and migrated by the

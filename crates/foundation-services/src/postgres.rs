@@ -349,9 +349,13 @@ pub(crate) fn detail(error: &tokio_postgres::Error) -> String {
 }
 
 /// Whether `error` is a unique violation (SQLSTATE 23505).
-#[allow(dead_code)]
 pub(crate) fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::UNIQUE_VIOLATION)
+}
+
+/// Whether `error` is a unique violation of the index `index`.
+pub(crate) fn is_unique_violation_of(error: &tokio_postgres::Error, index: &str) -> bool {
+    is_unique_violation(error) && error.as_db_error().and_then(|db| db.constraint()) == Some(index)
 }
 
 #[cfg(test)]

@@ -32,6 +32,7 @@ contract! {
     crate::append::a_batch_with_one_invalid_event_writes_nothing => a_batch_with_one_invalid_event_writes_nothing,
     crate::append::a_batch_failing_in_the_writer_is_rolled_back_alone => a_batch_failing_in_the_writer_is_rolled_back_alone,
     crate::append::an_idempotency_key_stores_a_retried_append_once => an_idempotency_key_stores_a_retried_append_once,
+    crate::append::one_key_queued_twice_together_is_stored_once => one_key_queued_twice_together_is_stored_once,
     crate::append::bad_events_are_refused_with_typed_errors => bad_events_are_refused_with_typed_errors,
     crate::append::the_store_is_an_event_sink => the_store_is_an_event_sink,
     crate::append::queued_appends_are_durable_when_the_last_is_acknowledged => queued_appends_are_durable_when_the_last_is_acknowledged,

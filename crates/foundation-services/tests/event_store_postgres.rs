@@ -25,7 +25,7 @@ use std::{
 
 use mabeam_foundation_services::{
     Durability, EventStore, EventStoreConfig, EventStoreError, ExpectedVersion, PostgresAgentStore,
-    PostgresConfig,
+    PostgresConfig, Retention,
 };
 use mabeam_supervision_core::{AgentStoreError, ErrorCode, Event};
 use serde_json::json;
@@ -474,6 +474,115 @@ async fn a_store_configured_to_wait_is_unhealthy_until_postgres_comes() {
     blocking("stopping PostgreSQL", move || stopping.stop()).await;
     let waiting = open(pg_config_at(&server.url, &fresh_schema()).with_wait_for_server(true)).await;
     within(30, "closing a store still waiting", waiting.stop()).await;
+}
+
+/// A loopback proxy in front of the server at `port` that counts, over
+/// all its connections, the times a client speaks after the server has
+/// answered it: the round trips clients wait for. Its URL and count.
+async fn round_trip_counting_proxy(
+    port: u16,
+) -> (u16, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = listener.local_addr().unwrap().port();
+    let turns = Arc::new(AtomicU64::new(0));
+    let counted = turns.clone();
+    let proxy = tokio::spawn(async move {
+        let mut connections = tokio::task::JoinSet::new();
+        while let Ok((client, _)) = listener.accept().await {
+            let turns = counted.clone();
+            connections.spawn(async move {
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+                    return;
+                };
+                let answered = Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let (mut client_read, mut client_write) = client.into_split();
+                let (mut server_read, mut server_write) = server.into_split();
+                let answered_up = answered.clone();
+                let up = async move {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n @ 1..) = client_read.read(&mut buf).await {
+                        if answered_up.swap(false, Ordering::AcqRel) {
+                            turns.fetch_add(1, Ordering::Relaxed);
+                        }
+                        if server_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                let down = async move {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n @ 1..) = server_read.read(&mut buf).await {
+                        // Marked before it is forwarded: the client's
+                        // next words come after it.
+                        answered.store(true, Ordering::Release);
+                        if client_write.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                };
+                tokio::select! {
+                    () = up => {}
+                    () = down => {}
+                }
+            });
+        }
+    });
+    (proxy_port, turns, proxy)
+}
+
+// Issue 23: an append commits in one round trip (the statements
+// pipelined, ids and versions given by the server, expected versions
+// checked by a guard statement), not two: one task awaiting each append
+// waited for two (0.64x bare tokio-postgres).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_commits_in_one_round_trip_whether_or_not_it_expects_a_version() {
+    let url = support::postgres_url();
+    let config: tokio_postgres::Config = url.parse().unwrap();
+    let port = config.get_ports()[0];
+    let (proxy_port, turns, proxy) = round_trip_counting_proxy(port).await;
+    let proxied = url.replacen(&format!(":{port}/"), &format!(":{proxy_port}/"), 1);
+    assert_ne!(proxied, url, "the proxy's URL");
+    // No retention: its prunes would be round trips of their own.
+    let mut config = EventStoreConfig::postgres(pg_config_at(&proxied, &fresh_schema()));
+    config.retention = Retention::keep_all();
+    let store = EventStore::open(config).await.unwrap();
+    within(
+        30,
+        "a first append",
+        store.append(Event::new("s", "k", json!(0))),
+    )
+    .await
+    .unwrap();
+    let before = turns.load(Ordering::Relaxed);
+    for i in 1..=20u64 {
+        let appended = within(
+            30,
+            "an append",
+            store.append(Event::new("s", "k", json!(i))),
+        )
+        .await
+        .unwrap();
+        assert_eq!((appended.id, appended.stream_version), (i + 1, i + 1));
+    }
+    let any_version = turns.load(Ordering::Relaxed) - before;
+    let before = turns.load(Ordering::Relaxed);
+    for i in 21..=40u64 {
+        let expecting =
+            store.append_expecting(Event::new("s", "k", json!(i)), ExpectedVersion::Exact(i));
+        let appended = within(30, "an append expecting a version", expecting)
+            .await
+            .unwrap();
+        assert_eq!((appended.id, appended.stream_version), (i + 1, i + 1));
+    }
+    let expected_version = turns.load(Ordering::Relaxed) - before;
+    within(30, "stopping the store", store.stop()).await;
+    proxy.abort();
+    // One each, and a little room for a pipeline the kernel split.
+    assert!(
+        any_version <= 25 && expected_version <= 25,
+        "20 appends took {any_version} round trips, 20 expecting a version {expected_version}"
+    );
 }
 
 // Every commit is acknowledged with `synchronous_commit=on` (the WAL

@@ -29,19 +29,18 @@ use std::sync::{
 use deadpool_postgres::{Object, Pool};
 use futures::future::{BoxFuture, FutureExt};
 use mabeam_supervision_core::{
-    AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentWrite,
-    Checkpoint, LoadedAgent,
+    AgentId, AgentRecord, AgentStore, AgentStoreError, AgentWrite, LoadedAgent,
     agent_store::{AGENT_RECORD_VERSION, check_generation},
 };
 use parking_lot::Mutex;
-use serde_json::Value;
-use tokio::{
-    sync::{mpsc, oneshot},
-    task::JoinHandle,
-};
+use tokio::{sync::mpsc, task::JoinHandle};
 use tokio_postgres::Row;
 
-use super::read::status_text;
+use super::{
+    Reply, queue_write,
+    read::status_text,
+    record::{COLUMNS, Columns, decode},
+};
 
 mod owners;
 use crate::postgres::{self, MigrateError, Migrations, PostgresConfig};
@@ -56,14 +55,8 @@ const MIGRATIONS: Migrations = Migrations {
     ],
 };
 
-/// The columns every read selects, in [`decode`]'s order.
-const COLUMNS: &str = "id, version, generation, kind, config, args, restart, status, \
-     restart_count, passivated, checkpoint_format, checkpoint";
-
 /// The most writes committed in one transaction.
 const MAX_GROUP: usize = 1024;
-
-type Reply = oneshot::Sender<Result<(), AgentStoreError>>;
 
 /// The member a fenced write comes from (node, generation): the write is
 /// applied only if that member owns the agent, or no one ever claimed it.
@@ -252,28 +245,13 @@ impl PostgresAgentStore {
         write: AgentWrite,
         fence: Fence,
     ) -> BoxFuture<'static, Result<(), AgentStoreError>> {
-        let queued = write
-            .validate()
-            .and_then(|()| check_text(&write))
-            .and_then(|()| {
-                if self.inner.closed.load(Ordering::Acquire) {
-                    return Err(AgentStoreError::Unavailable("the store is closed".into()));
-                }
-                let (reply, answer) = oneshot::channel();
-                self.inner
-                    .requests
-                    .send(Request::Write(write, fence, reply))
-                    .map_err(|_| AgentStoreError::Unavailable("the writer has stopped".into()))?;
-                Ok(answer)
-            });
-        async move {
-            queued?.await.unwrap_or_else(|_| {
-                Err(AgentStoreError::Unavailable(
-                    "the writer stopped before committing".into(),
-                ))
-            })
-        }
-        .boxed()
+        let checked = write.validate().and_then(|()| check_text(&write));
+        queue_write(checked, &self.inner.closed, |reply| {
+            self.inner
+                .requests
+                .send(Request::Write(write, fence, reply))
+                .is_ok()
+        })
     }
 }
 
@@ -338,81 +316,38 @@ impl AgentStore for PostgresAgentStore {
     }
 }
 
-/// Decodes one row: its id, and its record or why it cannot be read.
-fn decode(row: &Row) -> LoadedAgent {
-    let id = match row.try_get::<_, String>(0) {
-        Ok(id) => AgentId::new(id),
-        Err(e) => AgentId::new(format!("<unreadable id: {e}>")),
-    };
-    let record = record(&id, row);
-    LoadedAgent { id, record }
-}
+impl Columns for Row {
+    fn id(&self) -> Result<String, String> {
+        self.try_get(0).map_err(|e| e.to_string())
+    }
 
-fn record(id: &AgentId, row: &Row) -> Result<AgentRecord, AgentStoreError> {
-    let corrupt = |detail: String| AgentStoreError::Corrupt {
-        id: id.clone(),
-        detail,
-    };
-    let version: i32 = row.try_get(1).map_err(|e| corrupt(e.to_string()))?;
-    if version > AGENT_RECORD_VERSION as i32 {
-        return Err(AgentStoreError::NewerVersion {
-            id: id.clone(),
-            found: u32::try_from(version).unwrap_or(u32::MAX),
-            supported: AGENT_RECORD_VERSION,
-        });
+    fn record_version(&self) -> Result<i64, String> {
+        self.try_get::<_, i32>(1)
+            .map(i64::from)
+            .map_err(|e| e.to_string())
     }
-    if version < 1 {
-        return Err(corrupt(format!("record version {version}")));
+
+    fn int(&self, index: usize) -> Result<i64, String> {
+        self.try_get(index).map_err(|e| e.to_string())
     }
-    let text = |index: usize, name: &str| -> Result<String, AgentStoreError> {
-        row.try_get(index)
-            .map_err(|e| corrupt(format!("{name}: {e}")))
-    };
-    let json = |index: usize, name: &str| -> Result<Value, AgentStoreError> {
-        serde_json::from_str(&text(index, name)?).map_err(|e| corrupt(format!("{name}: {e}")))
-    };
-    let int = |index: usize, name: &str| -> Result<i64, AgentStoreError> {
-        row.try_get(index)
-            .map_err(|e| corrupt(format!("{name}: {e}")))
-    };
-    let generation = int(2, "generation")?;
-    let status: AgentStatus = serde_json::from_value(Value::String(text(7, "status")?))
-        .map_err(|e| corrupt(format!("status: {e}")))?;
-    let restart_count = int(8, "restart_count")?;
-    let passivated: bool = row
-        .try_get(9)
-        .map_err(|e| corrupt(format!("passivated: {e}")))?;
-    let format: Option<i64> = row
-        .try_get(10)
-        .map_err(|e| corrupt(format!("checkpoint_format: {e}")))?;
-    let data: Option<Vec<u8>> = row
-        .try_get(11)
-        .map_err(|e| corrupt(format!("checkpoint: {e}")))?;
-    let checkpoint = match (format, data) {
-        (Some(format), Some(data)) => Some(Checkpoint {
-            format: u32::try_from(format)
-                .map_err(|_| corrupt(format!("checkpoint format {format}")))?,
-            data,
-        }),
-        (None, None) => None,
-        _ => return Err(corrupt("checkpoint without its format".into())),
-    };
-    Ok(AgentRecord {
-        registration: AgentRegistration {
-            id: id.clone(),
-            kind: text(3, "kind")?,
-            config: json(4, "config")?,
-            args: json(5, "args")?,
-            restart: json(6, "restart")?,
-            status,
-            restart_count: u32::try_from(restart_count)
-                .map_err(|_| corrupt(format!("restart_count {restart_count}")))?,
-            passivated,
-        },
-        generation: u64::try_from(generation)
-            .map_err(|_| corrupt(format!("generation {generation}")))?,
-        checkpoint,
-    })
+
+    fn with_text<T>(&self, index: usize, read: impl FnOnce(&str) -> T) -> Result<T, String> {
+        self.try_get::<_, &str>(index)
+            .map(read)
+            .map_err(|e| e.to_string())
+    }
+
+    fn passivated(&self) -> Result<bool, String> {
+        self.try_get(9).map_err(|e| format!("passivated: {e}"))
+    }
+
+    fn opt_int(&self, index: usize) -> Result<Option<i64>, String> {
+        self.try_get(index).map_err(|e| e.to_string())
+    }
+
+    fn opt_bytes(&self, index: usize) -> Result<Option<Vec<u8>>, String> {
+        self.try_get(index).map_err(|e| e.to_string())
+    }
 }
 
 /// The writer task: the queued writes, a group per transaction.

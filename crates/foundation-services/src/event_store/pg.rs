@@ -26,13 +26,27 @@
 //! # Group commit, pipelined
 //!
 //! One writer task per store gathers the queued appends into one
-//! transaction, as the SQLite writer does. A group costs two round trips
-//! and one WAL flush: the first pipelines `BEGIN`, the lock, the versions
-//! of the group's streams and the stored holders of its idempotency keys;
-//! the writer then checks every request in memory (expected versions,
-//! keys, retries: each request all or nothing); the second pipelines one
-//! multi-row `INSERT ... SELECT FROM unnest(...)`, the streams' new
-//! versions, the `$all` row, a `NOTIFY` and `COMMIT`.
+//! transaction, as the SQLite writer does, and commits it with one WAL
+//! flush. A group of at most 256 events takes one round trip when every
+//! expected version of the group holds and every idempotency key is new
+//! (the common case): `BEGIN`,
+//! the `$all` row locked and moved by the group's size (`UPDATE ...
+//! RETURNING`), a guard statement that fails the transaction unless
+//! every expected version holds, one multi-row `INSERT ... SELECT FROM
+//! unnest(...)` whose ids and stream versions the server gives from the
+//! rows it has just locked and read (each statement takes a fresh
+//! snapshot, so it sees every commit before the lock), the streams' new
+//! versions, a `NOTIFY` and `COMMIT`, all sent before the first answer
+//! is awaited. A stored key fails the insert on its unique index. When
+//! the guard or a key fails the transaction, nothing is written and the
+//! group is committed again the checked way, in two round trips (as a
+//! larger group is: its round trip is shared by hundreds of events, and
+//! the server does less per event when ids and versions come computed): the
+//! first pipelines `BEGIN`, the lock, the versions of the group's
+//! streams and the stored holders of its idempotency keys; the writer
+//! then checks every request in memory (expected versions, keys,
+//! retries: each request all or nothing); the second pipelines the rows,
+//! the streams' versions, the `$all` row, a `NOTIFY` and `COMMIT`.
 //!
 //! # Subscriptions
 //!

@@ -11,10 +11,7 @@
 use std::{
     collections::HashMap,
     path::PathBuf,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
+    sync::{Arc, atomic::AtomicU64},
 };
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
@@ -26,6 +23,7 @@ use tokio::sync::{broadcast, oneshot};
 use super::{
     EventStoreError, ExpectedVersion, Retention,
     append::{Appended, BatchReply, Prepared},
+    group::{self, Outcomes, StoredRow},
     schema,
 };
 
@@ -80,15 +78,31 @@ pub struct Durability {
     pub synchronous: String,
 }
 
-/// Why events were pruned, as `event_store.pruned` says.
+/// Why events were pruned, as `event_store.pruned` says (both writers).
 #[derive(Debug, Clone, Copy)]
-enum PruneReason {
+pub(crate) enum PruneReason {
     Age,
     Size,
     Request,
 }
 
 impl PruneReason {
+    /// Emits `event_store.pruned` for a prune that deleted `deleted`
+    /// events (none: nothing to say) and left the horizon at
+    /// `first_available`.
+    pub(crate) fn report(self, telemetry: &Telemetry, deleted: u64, first_available: i64) {
+        if deleted > 0 && telemetry.is_enabled() {
+            telemetry.emit(
+                events::EVENT_STORE_PRUNED,
+                &[
+                    ("events", deleted as f64),
+                    ("first_available", first_available as f64),
+                ],
+                &[("reason", MetaValue::Str(self.as_str()))],
+            );
+        }
+    }
+
     fn as_str(self) -> &'static str {
         match self {
             PruneReason::Age => "age",
@@ -336,14 +350,10 @@ impl Writer {
     }
 
     fn commit_group(&mut self, group: Vec<AppendRequest>, size: usize) {
-        let mut outcomes: Vec<Result<Vec<Appended>, EventStoreError>> =
-            Vec::with_capacity(group.len());
+        let mut outcomes: Outcomes = Vec::with_capacity(group.len());
         let mut overlay = Overlay::default();
         if let Err(e) = self.conn.execute_batch("BEGIN IMMEDIATE") {
-            let error = self.fail(e);
-            for request in group {
-                let _ = request.reply.send(Err(error.clone()));
-            }
+            group::refuse(group, &self.fail(e));
             return;
         }
         for request in &group {
@@ -366,38 +376,31 @@ impl Writer {
                 let _ = self.conn.execute_batch("ROLLBACK");
             }
             self.streams.clear();
-            for request in group {
-                let _ = request.reply.send(Err(error.clone()));
-            }
+            group::refuse(group, &error);
             return;
         }
-        self.counters
-            .appended
-            .fetch_add(size as u64, Ordering::Relaxed);
-        self.counters.commits.fetch_add(1, Ordering::Relaxed);
-        self.counters
-            .largest_group
-            .fetch_max(size as u64, Ordering::Relaxed);
+        self.counters.committed(size);
         self.remember(overlay.versions);
-        let publish = self.live.receiver_count() != 0;
-        for (request, outcome) in group.into_iter().zip(outcomes) {
-            if publish && let Ok(appended) = &outcome {
-                for (prepared, appended) in request.events.into_iter().zip(appended) {
-                    if !appended.duplicate {
-                        let _ = self.live.send(Arc::new(StoredEvent {
-                            id: appended.id,
-                            stream_version: appended.stream_version,
-                            timestamp_ms: prepared.timestamp_ms,
-                            event: mabeam_supervision_core::Event {
-                                node: Some(prepared.node),
-                                ..prepared.event
-                            },
-                        }));
-                    }
+        let live = &self.live;
+        let publish = live.receiver_count() != 0;
+        group::answer(group, outcomes, |events, appended| {
+            if !publish {
+                return;
+            }
+            for (prepared, appended) in events.into_iter().zip(appended) {
+                if !appended.duplicate {
+                    let _ = live.send(Arc::new(StoredEvent {
+                        id: appended.id,
+                        stream_version: appended.stream_version,
+                        timestamp_ms: prepared.timestamp_ms,
+                        event: mabeam_supervision_core::Event {
+                            node: Some(prepared.node),
+                            ..prepared.event
+                        },
+                    }));
                 }
             }
-            let _ = request.reply.send(outcome);
-        }
+        });
     }
 
     /// Appends one request inside the open transaction: all its events or
@@ -528,7 +531,7 @@ impl Writer {
         let Some(original) = self.known_key(key, overlay)? else {
             return Ok(None);
         };
-        let stored: Vec<(EventSeq, u64, String, String, Option<String>)> = self
+        let stored: Vec<StoredRow> = self
             .conn
             .prepare_cached(
                 "SELECT id, stream_version, stream, kind, idempotency_key FROM events \
@@ -550,25 +553,7 @@ impl Writer {
                 .collect()
             })
             .map_err(|e| schema::classify(&self.path, e))?;
-        let same = stored.len() == request.events.len()
-            && stored.iter().zip(&request.events).enumerate().all(
-                |(offset, ((id, _, stream, kind, key), prepared))| {
-                    *id == original.id + offset as EventSeq
-                        && *stream == prepared.event.stream
-                        && *kind == prepared.event.kind
-                        && *key == prepared.event.idempotency_key
-                },
-            );
-        Ok(same.then(|| {
-            stored
-                .into_iter()
-                .map(|(id, stream_version, ..)| Appended {
-                    id,
-                    stream_version,
-                    duplicate: true,
-                })
-                .collect()
-        }))
+        Ok(group::retried_batch(original.id, request, stored))
     }
 
     /// Caches the versions a group committed, starting over when the cache
@@ -718,16 +703,7 @@ impl Writer {
             Ok(deleted as u64)
         })();
         let deleted = pruned.map_err(|e| self.fail(e))?;
-        if deleted > 0 && self.telemetry.is_enabled() {
-            self.telemetry.emit(
-                events::EVENT_STORE_PRUNED,
-                &[
-                    ("events", deleted as f64),
-                    ("first_available", (through + 1) as f64),
-                ],
-                &[("reason", MetaValue::Str(reason.as_str()))],
-            );
-        }
+        reason.report(&self.telemetry, deleted, through + 1);
         Ok(deleted)
     }
 

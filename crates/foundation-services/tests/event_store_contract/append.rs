@@ -269,6 +269,28 @@ pub(crate) async fn an_idempotency_key_stores_a_retried_append_once(place: Place
     store.stop().await;
 }
 
+// One idempotency key queued twice (most likely in one commit group) is
+// stored once: the second append answers the first one's event.
+pub(crate) async fn one_key_queued_twice_together_is_stored_once(place: Place) {
+    let store = place.open().await;
+    let plain = store.append(ev("pay", "noted", json!(0)));
+    let first = store.append(ev("pay", "charged", json!(10)).with_idempotency_key("charge-2"));
+    let retry = store.append(ev("pay", "charged", json!(10)).with_idempotency_key("charge-2"));
+    let (plain, first, retry) = (
+        plain.await.unwrap(),
+        first.await.unwrap(),
+        retry.await.unwrap(),
+    );
+    assert!(!plain.duplicate && !first.duplicate && retry.duplicate);
+    assert_eq!((plain.id, first.id), (1, 2));
+    assert_eq!(
+        (retry.id, retry.stream_version),
+        (first.id, first.stream_version)
+    );
+    assert_eq!(store.stats().await.unwrap().events, 2);
+    store.stop().await;
+}
+
 // Bad input gets a typed error and changes nothing.
 pub(crate) async fn bad_events_are_refused_with_typed_errors(place: Place) {
     let store = EventStore::open(place.config().with_max_event_bytes(64))
