@@ -639,7 +639,7 @@ async fn a_newer_schema_is_refused() {
         error,
         AgentStoreError::NewerSchema {
             found: 9,
-            supported: 1
+            supported: 2
         }
     );
 }
