@@ -16,9 +16,6 @@
 
 mod support;
 
-#[path = "../../../xtask/src/postgres.rs"]
-mod pg_instance;
-
 use std::{
     ffi::OsStr,
     path::Path,
@@ -28,7 +25,7 @@ use std::{
 use mabeam_node::client::{request, send};
 use mabeam_supervision_core::{AgentId, cluster::rendezvous_owner};
 use serde_json::Value;
-use support::{Running, WAIT, run_to_exit, start, token};
+use support::{Running, WAIT, postgres_url, run_to_exit, start, token};
 
 /// `mabeam run` for `node` on a cluster address the node picks (port 0:
 /// a port picked here and bound later could be taken meanwhile by the
@@ -67,6 +64,25 @@ async fn node_on(
     let running = start(&data, &args).await;
     let token = token(&data);
     (running, token)
+}
+
+/// Nodes a, b and c (b and c joining a), stores as in [`node_on`], once
+/// each sees all three `up`; and a's cluster address.
+async fn three_nodes_up(dir: &Path, store: Option<&str>) -> ([(Running, String); 3], String) {
+    let (mut a, a_token) = node_on(dir, "a@local", None, store).await;
+    let a_listen = listen_addr(&mut a).await;
+    let b = node_on(dir, "b@local", Some(&a_listen), store).await;
+    let c = node_on(dir, "c@local", Some(&a_listen), store).await;
+    let nodes = [(a, a_token), b, c];
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    for (running, token) in &nodes {
+        until(&running.addr, token, WAIT, "three members up", all_up).await;
+    }
+    (nodes, a_listen)
 }
 
 /// The cluster address `node` listens on, from the line its log writes
@@ -170,18 +186,7 @@ async fn joining_without_a_shared_store_is_refused_and_says_so() {
 #[tokio::test]
 async fn three_nodes_see_each_other_and_a_killed_one_is_down_within_two_seconds() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut a, a_token) = node(dir.path(), "a@local", None).await;
-    let a_listen = listen_addr(&mut a).await;
-    let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
-    let (c, c_token) = node(dir.path(), "c@local", Some(&a_listen)).await;
-    let all_up = |view: &[(String, String)]| {
-        ["a@local", "b@local", "c@local"]
-            .iter()
-            .all(|n| has(view, n, "up"))
-    };
-    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
-        until(&running.addr, token, WAIT, "three members up", all_up).await;
-    }
+    let ([(a, a_token), (b, b_token), (c, _)], _) = three_nodes_up(dir.path(), None).await;
     let reply = request(&a.addr, "GET", "/api/cluster", Some(&a_token))
         .await
         .unwrap();
@@ -227,19 +232,8 @@ async fn three_nodes_see_each_other_and_a_killed_one_is_down_within_two_seconds(
 #[tokio::test]
 async fn three_hundred_agents_started_through_three_nodes_answer_from_each_node() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut a, a_token) = node(dir.path(), "a@local", None).await;
-    let a_listen = listen_addr(&mut a).await;
-    let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
-    let (c, c_token) = node(dir.path(), "c@local", Some(&a_listen)).await;
+    let ([(a, a_token), (b, b_token), (c, c_token)], _) = three_nodes_up(dir.path(), None).await;
     let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
-    let all_up = |view: &[(String, String)]| {
-        ["a@local", "b@local", "c@local"]
-            .iter()
-            .all(|n| has(view, n, "up"))
-    };
-    for (running, token) in nodes {
-        until(&running.addr, token, WAIT, "three members up", all_up).await;
-    }
     for i in 0..300 {
         let (running, token) = nodes[i % 3];
         let body = format!(r#"{{"kind": "counter", "id": "agent-{i}"}}"#);
@@ -332,23 +326,12 @@ async fn post_agent(addr: &str, token: &str, body: &str) -> (u16, Value) {
 #[tokio::test]
 async fn any_node_lists_every_agent_and_starts_one_on_the_member_it_names() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut a, a_token) = node(dir.path(), "a@local", None).await;
-    let a_listen = listen_addr(&mut a).await;
-    let (b, b_token) = node(dir.path(), "b@local", Some(&a_listen)).await;
-    let (c, c_token) = node(dir.path(), "c@local", Some(&a_listen)).await;
+    let ([(a, a_token), (b, b_token), (c, c_token)], _) = three_nodes_up(dir.path(), None).await;
     let nodes = [
         ("a@local", &a, &a_token),
         ("b@local", &b, &b_token),
         ("c@local", &c, &c_token),
     ];
-    let all_up = |view: &[(String, String)]| {
-        ["a@local", "b@local", "c@local"]
-            .iter()
-            .all(|n| has(view, n, "up"))
-    };
-    for (_, running, token) in nodes {
-        until(&running.addr, token, WAIT, "three members up", all_up).await;
-    }
     // Thirty agents, all through a, placed on the three in turn.
     for i in 0..30 {
         let on = nodes[i % 3].0;
@@ -562,24 +545,6 @@ async fn a_second_node_under_a_taken_name_leaves_the_cluster_unharmed() {
     drop((a, b, twin, c));
 }
 
-/// The PostgreSQL server of this test run: the one `cargo xtask test`
-/// started, or a private one for this process (never skipped).
-fn postgres_url() -> String {
-    use std::sync::OnceLock;
-    if let Ok(url) = std::env::var(pg_instance::URL_ENV) {
-        return url;
-    }
-    static PRIVATE: OnceLock<Result<pg_instance::Instance, String>> = OnceLock::new();
-    match PRIVATE.get_or_init(pg_instance::Instance::start) {
-        Ok(instance) => instance.url.clone(),
-        Err(e) => panic!(
-            "no PostgreSQL for this test: {} is not set and a private instance \
-             did not start ({e}); run the tests with `cargo xtask test`",
-            pg_instance::URL_ENV
-        ),
-    }
-}
-
 /// A schema no other test uses.
 fn fresh_schema(what: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -646,18 +611,8 @@ async fn ask(addr: &str, token: &str, id: &str, protocol: &str, body: Value) -> 
 async fn a_killed_nodes_agents_answer_from_survivors_with_their_checkpoints() {
     let schema = fresh_schema("failover");
     let dir = tempfile::tempdir().unwrap();
-    let (mut a, a_token) = node_on(dir.path(), "a@local", None, Some(&schema)).await;
-    let a_listen = listen_addr(&mut a).await;
-    let (b, b_token) = node_on(dir.path(), "b@local", Some(&a_listen), Some(&schema)).await;
-    let (c, c_token) = node_on(dir.path(), "c@local", Some(&a_listen), Some(&schema)).await;
-    let all_up = |view: &[(String, String)]| {
-        ["a@local", "b@local", "c@local"]
-            .iter()
-            .all(|n| has(view, n, "up"))
-    };
-    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
-        until(&running.addr, token, WAIT, "three members up", all_up).await;
-    }
+    let ([(a, a_token), (b, b_token), (c, _)], a_listen) =
+        three_nodes_up(dir.path(), Some(&schema)).await;
     let ids: Vec<String> = (0..30).map(|i| format!("fo-{i:02}")).collect();
     let mut acked = Vec::new();
     for (i, id) in ids.iter().enumerate() {

@@ -9,18 +9,15 @@
 
 mod support;
 
-#[path = "../../../xtask/src/postgres.rs"]
-mod pg_instance;
-
 use std::{
     collections::BTreeMap,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex, OnceLock},
+    sync::{Arc, Mutex},
 };
 
 use mabeam_node::client::{request, send};
 use serde_json::{Value, json};
-use support::{Running, WAIT, start, token};
+use support::{Running, WAIT, postgres_url, start, token};
 
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -199,23 +196,6 @@ async fn acknowledged_agents_and_counts_survive_kill_9() {
     assert_eq!(status, 200);
     assert_eq!(reply["reply"]["count"], 42, "woken with its checkpoint");
     node.kill().await;
-}
-
-/// The PostgreSQL server of this test run: the one `cargo xtask test`
-/// started, or a private one for this process (never skipped).
-fn postgres_url() -> String {
-    if let Ok(url) = std::env::var(pg_instance::URL_ENV) {
-        return url;
-    }
-    static PRIVATE: OnceLock<Result<pg_instance::Instance, String>> = OnceLock::new();
-    match PRIVATE.get_or_init(pg_instance::Instance::start) {
-        Ok(instance) => instance.url.clone(),
-        Err(e) => panic!(
-            "no PostgreSQL for this test: {} is not set and a private instance \
-             did not start ({e}); run the tests with `cargo xtask test`",
-            pg_instance::URL_ENV
-        ),
-    }
 }
 
 /// A config file in `dir` putting the node's stores on `schema`.

@@ -5,6 +5,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../../../xtask/src/postgres.rs"]
+pub mod pg_instance;
+
 use std::{path::Path, process::Stdio, time::Duration};
 
 use tokio::{
@@ -120,4 +123,22 @@ pub fn token(data_dir: &Path) -> String {
 pub fn free_addr() -> String {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap().to_string()
+}
+
+/// The PostgreSQL server of this test run: the one `cargo xtask test`
+/// started, or a private one for this process (never skipped).
+pub fn postgres_url() -> String {
+    use std::sync::OnceLock;
+    if let Ok(url) = std::env::var(pg_instance::URL_ENV) {
+        return url;
+    }
+    static PRIVATE: OnceLock<Result<pg_instance::Instance, String>> = OnceLock::new();
+    match PRIVATE.get_or_init(pg_instance::Instance::start) {
+        Ok(instance) => instance.url.clone(),
+        Err(e) => panic!(
+            "no PostgreSQL for this test: {} is not set and a private instance \
+             did not start ({e}); run the tests with `cargo xtask test`",
+            pg_instance::URL_ENV
+        ),
+    }
 }
