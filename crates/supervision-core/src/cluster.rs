@@ -421,45 +421,4 @@ mod tests {
         assert_eq!(moved, counts["b@h"]);
         assert_eq!(rendezvous_owner(&AgentId::new("x"), []), None);
     }
-
-    #[tokio::test]
-    async fn a_claim_is_a_fenced_compare_and_set() {
-        let store = MemoryOwnership::new();
-        let x = AgentId::new("x");
-        let first = store.claim(&x, "a", 1, None).await.unwrap();
-        assert_eq!(first.epoch, 1);
-        // The owner again: the same claim.
-        assert_eq!(store.claim(&x, "a", 1, None).await.unwrap(), first);
-        // Another node without the current claim in hand: a conflict.
-        let conflict = store.claim(&x, "b", 7, None).await.unwrap_err();
-        assert_eq!(
-            conflict,
-            OwnershipError::Conflict {
-                owner: first.clone()
-            }
-        );
-        assert_eq!(conflict.code(), 1801);
-        // With an outdated claim in hand: still a conflict.
-        let outdated = Claim {
-            epoch: 0,
-            ..first.clone()
-        };
-        assert!(store.claim(&x, "b", 7, Some(&outdated)).await.is_err());
-        // Taking over from the current claim: granted, fenced higher.
-        let second = store.claim(&x, "b", 7, Some(&first)).await.unwrap();
-        assert_eq!((&*second.node, second.epoch), ("b", 2));
-        // The same node restarted: its newer generation takes over; an
-        // older one is stale.
-        let third = store.claim(&x, "b", 8, None).await.unwrap();
-        assert_eq!(third.epoch, 3);
-        assert!(matches!(
-            store.claim(&x, "b", 7, None).await,
-            Err(OwnershipError::Stale { .. })
-        ));
-        // Only the owner releases; the next claim's epoch still grows.
-        assert!(store.release(&x, "a", 1).await.is_err());
-        store.release(&x, "b", 8).await.unwrap();
-        assert_eq!(store.owner(&x).await.unwrap(), None);
-        assert_eq!(store.claim(&x, "c", 1, None).await.unwrap().epoch, 4);
-    }
 }
