@@ -6,34 +6,12 @@
 use std::time::Duration;
 
 use mabeam::{System, SystemBuilder, seed};
-use mabeam_agent_supervisor::{
-    Agent, AgentConfig, AgentContext, AgentRecipes, AgentRegistry, CheckpointPolicy,
-};
-use mabeam_supervision_core::{AgentStatus, Namespace, StartError};
+use mabeam_agent_supervisor::{AgentConfig, AgentRecipes, AgentRegistry, CheckpointPolicy};
+use mabeam_supervision_core::{AgentStatus, Namespace};
 use serde_json::{Value, json};
 
-/// Counts; its count is its checkpoint, stored after each message.
-struct Counter(u64);
-
-impl Agent for Counter {
-    type Args = ();
-    type Message = u64;
-    type Reply = u64;
-    type Checkpoint = u64;
-
-    async fn on_start(_: (), checkpoint: Option<u64>) -> Result<Self, StartError> {
-        Ok(Counter(checkpoint.unwrap_or(0)))
-    }
-
-    async fn handle(&mut self, n: u64, _: &mut AgentContext<'_>) -> u64 {
-        self.0 += n;
-        self.0
-    }
-
-    fn checkpoint(&self) -> Option<u64> {
-        Some(self.0)
-    }
-}
+mod common;
+use common::Counter;
 
 fn counter(_: &Value) -> Result<AgentConfig, String> {
     Ok(AgentConfig::new::<Counter>("counter", ())

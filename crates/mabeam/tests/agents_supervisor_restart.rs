@@ -6,31 +6,11 @@
 use std::time::Duration;
 
 use mabeam::{SystemBuilder, seed};
-use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentRegistry};
-use mabeam_supervision_core::{AgentStatus, Namespace, RestartType, StartError};
+use mabeam_agent_supervisor::{AgentConfig, AgentRegistry};
+use mabeam_supervision_core::{AgentStatus, Namespace, RestartType};
 
-/// Counts; carries its count across restarts.
-struct Counter(u64);
-
-impl Agent for Counter {
-    type Args = ();
-    type Message = u64;
-    type Reply = u64;
-    type Checkpoint = u64;
-
-    async fn on_start(_: (), checkpoint: Option<u64>) -> Result<Self, StartError> {
-        Ok(Counter(checkpoint.unwrap_or(0)))
-    }
-
-    async fn handle(&mut self, n: u64, _: &mut AgentContext<'_>) -> u64 {
-        self.0 += n;
-        self.0
-    }
-
-    fn checkpoint(&self) -> Option<u64> {
-        Some(self.0)
-    }
-}
+mod common;
+use common::Counter;
 
 const IDS: [&str; 3] = ["a", "b", "c"];
 
