@@ -2,16 +2,18 @@
 //! and a registry started on that store brings every agent back as it was.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::{sync::Arc, time::Duration};
 
-use futures::future::BoxFuture;
+use common::RefusingStore;
 use mabeam_agent_supervisor::{
     Activation, Agent, AgentConfig, AgentContext, AgentError, AgentRecipes, AgentRegistry,
     AgentRegistryOptions, CheckpointPolicy,
 };
 use mabeam_supervision_core::{
-    AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentWrite,
-    Checkpoint, LoadedAgent, MemoryAgentStore, StartError,
+    AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentWrite,
+    Checkpoint, MemoryAgentStore, StartError,
 };
 use serde_json::{Value, json};
 
@@ -306,53 +308,6 @@ async fn unreadable_agents_fail_alone() {
     registry.stop().await;
 }
 
-/// A store whose loads return one corrupt row, and that refuses every
-/// registration as full.
-#[derive(Debug)]
-struct Faulty {
-    inner: MemoryAgentStore,
-}
-
-impl AgentStore for Faulty {
-    fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
-        if matches!(write, AgentWrite::Register { .. }) {
-            return Box::pin(async { Err(AgentStoreError::StorageFull("disk full".into())) });
-        }
-        self.inner.write(write)
-    }
-
-    fn get(
-        &self,
-        id: &AgentId,
-    ) -> BoxFuture<'static, Result<Option<AgentRecord>, AgentStoreError>> {
-        self.inner.get(id)
-    }
-
-    fn load_page(
-        &self,
-        after: Option<&AgentId>,
-        limit: usize,
-    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
-        let page = self.inner.load_page(after, limit);
-        Box::pin(async move {
-            let mut page = page.await?;
-            for row in &mut page {
-                if row.id.as_str() == "corrupt" {
-                    row.record = Err(AgentStoreError::Corrupt {
-                        id: row.id.clone(),
-                        detail: "bad bytes".into(),
-                    });
-                }
-            }
-            Ok(page)
-        })
-    }
-
-    fn count(&self) -> BoxFuture<'static, Result<u64, AgentStoreError>> {
-        self.inner.count()
-    }
-}
-
 // A corrupt row fails that agent only; a full store refuses a new
 // registration with a typed error, registers nothing, and the registry
 // keeps serving.
@@ -362,7 +317,10 @@ async fn a_corrupt_row_and_a_full_store() {
     for id in ["corrupt", "fine"] {
         inner.write(record(id, "counter")).await.unwrap();
     }
-    let registry = registry(Arc::new(Faulty { inner })).await;
+    let registry = registry(Arc::new(
+        RefusingStore::new(inner, RefusingStore::registrations).corrupting("corrupt"),
+    ))
+    .await;
     assert_eq!(registry.status("corrupt"), Some(AgentStatus::Failed));
     assert_eq!(registry.status("fine"), Some(AgentStatus::Running));
 
@@ -475,53 +433,13 @@ async fn a_suspend_during_a_supervisor_restart_keeps_the_agents_stored_running()
     second.stop().await;
 }
 
-/// A store that refuses removals while `refuse` is set.
-#[derive(Debug)]
-struct NoRemovals {
-    inner: MemoryAgentStore,
-    refuse: std::sync::atomic::AtomicBool,
-}
-
-impl AgentStore for NoRemovals {
-    fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
-        if matches!(write, AgentWrite::Remove { .. })
-            && self.refuse.load(std::sync::atomic::Ordering::SeqCst)
-        {
-            return Box::pin(async { Err(AgentStoreError::StorageFull("disk full".into())) });
-        }
-        self.inner.write(write)
-    }
-
-    fn get(
-        &self,
-        id: &AgentId,
-    ) -> BoxFuture<'static, Result<Option<AgentRecord>, AgentStoreError>> {
-        self.inner.get(id)
-    }
-
-    fn load_page(
-        &self,
-        after: Option<&AgentId>,
-        limit: usize,
-    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
-        self.inner.load_page(after, limit)
-    }
-
-    fn count(&self) -> BoxFuture<'static, Result<u64, AgentStoreError>> {
-        self.inner.count()
-    }
-}
-
 // A deregistration the store refuses changes nothing but the stop: the
 // agent stays registered (stopped, as its row says) and a restarted
 // registry would agree; once the store takes removals, it goes.
 #[tokio::test]
 async fn a_refused_removal_keeps_the_agent_registered() {
     let inner = MemoryAgentStore::new();
-    let store = Arc::new(NoRemovals {
-        inner: inner.clone(),
-        refuse: std::sync::atomic::AtomicBool::new(true),
-    });
+    let store = Arc::new(RefusingStore::new(inner.clone(), RefusingStore::removals));
     let registry = registry(store.clone()).await;
     registry
         .register_durable_agent("kept", counter(&json!({"start": 1})).unwrap())
@@ -552,7 +470,7 @@ async fn a_refused_removal_keeps_the_agent_registered() {
     assert_eq!(add(&registry, "kept", 1).await, 4);
 
     store
-        .refuse
+        .refusing
         .store(false, std::sync::atomic::Ordering::SeqCst);
     bounded("deregister", registry.deregister_agent("kept"))
         .await

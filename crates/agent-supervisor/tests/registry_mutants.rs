@@ -12,12 +12,10 @@ use std::{
     time::Duration,
 };
 
-use common::{Cmd, Gated, Setup, Worker, backing_off, gated, next_event, setup};
-use futures::future::BoxFuture;
+use common::{Cmd, Gated, RefusingStore, Setup, Worker, backing_off, gated, next_event, setup};
 use mabeam_agent_supervisor::{Agent, AgentConfig, AgentContext, AgentError};
 use mabeam_supervision_core::{
-    AgentId, AgentRecord, AgentStatus, AgentStore, AgentStoreError, AgentWrite, Backoff,
-    LoadedAgent, ProcessHandle, RestartType, StartError,
+    AgentStatus, Backoff, MemoryAgentStore, ProcessHandle, RestartType, StartError,
 };
 use tokio::{
     sync::{Semaphore, mpsc},
@@ -404,44 +402,8 @@ async fn tells_left_by_a_passivating_incarnation_wake_the_agent() {
     assert_eq!(count, 111, "the tells left behind were not handled");
 }
 
-/// A store that holds every registration at its gate, then refuses it as
-/// full; it takes every other write, and holds nothing.
-#[derive(Debug)]
-struct RefusesRegistrations {
-    gate: Arc<Semaphore>,
-}
-
-impl AgentStore for RefusesRegistrations {
-    fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
-        let gate = self.gate.clone();
-        let register = matches!(write, AgentWrite::Register { .. });
-        Box::pin(async move {
-            if register {
-                gate.acquire().await.unwrap().forget();
-                return Err(AgentStoreError::StorageFull("disk full".into()));
-            }
-            Ok(())
-        })
-    }
-
-    fn get(&self, _: &AgentId) -> BoxFuture<'static, Result<Option<AgentRecord>, AgentStoreError>> {
-        Box::pin(async { Ok(None) })
-    }
-
-    fn load_page(
-        &self,
-        _: Option<&AgentId>,
-        _: usize,
-    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
-        Box::pin(async { Ok(Vec::new()) })
-    }
-
-    fn count(&self) -> BoxFuture<'static, Result<u64, AgentStoreError>> {
-        Box::pin(async { Ok(0) })
-    }
-}
-
-/// A registry on a [`RefusesRegistrations`] store, durable agent `a` (a
+/// A registry on a store that holds each registration at `gate`, then
+/// refuses it as full, durable agent `a` (a
 /// [`Flaky`] counting its starts in `starts`, restarted after 10 s)
 /// started while its registration waits at the store's gate: returns
 /// the registration, still waiting.
@@ -453,7 +415,11 @@ async fn started_while_registering(
     tokio::task::JoinHandle<Result<(), AgentError>>,
     ProcessHandle,
 ) {
-    let store = Arc::new(RefusesRegistrations { gate: gate.clone() });
+    let store = Arc::new(
+        RefusingStore::new(MemoryAgentStore::new(), RefusingStore::registrations)
+            .gated(gate.clone())
+            .keeping_nothing(),
+    );
     let s = common::setup_with(|o| o.with_store(store)).await;
     tokio::time::timeout(Duration::from_secs(60), s.agents.recovered())
         .await

@@ -3,14 +3,23 @@
 //! the waits the tests share.
 #![allow(dead_code, unreachable_pub, missing_docs)]
 
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use futures::future::BoxFuture;
 
 use mabeam_agent_supervisor::{
     Agent, AgentConfig, AgentContext, AgentRegistry, AgentRegistryOptions, EnvelopeError,
 };
 use mabeam_process_registry::ProcessRegistry;
 use mabeam_supervision_core::{
-    AgentStatus, Backoff, Envelope, ExitReason, Namespace, ProcessHandle, RestartType, StartError,
+    AgentId, AgentRecord, AgentStatus, AgentStore, AgentStoreError, AgentWrite, Backoff, Envelope,
+    ExitReason, LoadedAgent, MemoryAgentStore, Namespace, ProcessHandle, RestartType, StartError,
     Telemetry,
 };
 use serde_json::json;
@@ -288,4 +297,118 @@ pub fn gated(
         },
     );
     (config, said)
+}
+
+/// A memory store that refuses, as full, the writes its rule picks while
+/// `refusing` is set (first waiting at its gate, if it has one), and may
+/// load one row as corrupt, or take the other writes without keeping
+/// them: the faulty stores the durable tests need, in one shape.
+#[derive(Debug)]
+pub struct RefusingStore {
+    /// The store that takes every write not refused.
+    pub inner: MemoryAgentStore,
+    /// Which writes are refused.
+    rule: fn(&AgentWrite) -> bool,
+    /// Whether the rule applies now.
+    pub refusing: AtomicBool,
+    /// Where a refused write waits first (one permit per write).
+    gate: Option<Arc<Semaphore>>,
+    /// The id whose row loads as corrupt.
+    corrupt: Option<&'static str>,
+    /// Whether the writes not refused reach `inner` (else each is
+    /// answered `Ok` and dropped).
+    keeps: bool,
+}
+
+impl RefusingStore {
+    /// Refuses the writes `rule` picks, from now on.
+    pub fn new(inner: MemoryAgentStore, rule: fn(&AgentWrite) -> bool) -> Self {
+        RefusingStore {
+            inner,
+            rule,
+            refusing: AtomicBool::new(true),
+            gate: None,
+            corrupt: None,
+            keeps: true,
+        }
+    }
+
+    /// Each refused write first waits for a permit of `gate`.
+    pub fn gated(mut self, gate: Arc<Semaphore>) -> Self {
+        self.gate = Some(gate);
+        self
+    }
+
+    /// Loads `id`'s row as corrupt.
+    pub fn corrupting(mut self, id: &'static str) -> Self {
+        self.corrupt = Some(id);
+        self
+    }
+
+    /// Answers every write not refused `Ok` and keeps none (nothing is
+    /// registered, so no other write could apply).
+    pub fn keeping_nothing(mut self) -> Self {
+        self.keeps = false;
+        self
+    }
+
+    /// A registration (new or replaced).
+    pub fn registrations(write: &AgentWrite) -> bool {
+        matches!(write, AgentWrite::Register { .. })
+    }
+
+    /// A removal.
+    pub fn removals(write: &AgentWrite) -> bool {
+        matches!(write, AgentWrite::Remove { .. })
+    }
+}
+
+impl AgentStore for RefusingStore {
+    fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
+        if !(self.refusing.load(Ordering::SeqCst) && (self.rule)(&write)) {
+            if !self.keeps {
+                return Box::pin(async { Ok(()) });
+            }
+            return self.inner.write(write);
+        }
+        let gate = self.gate.clone();
+        Box::pin(async move {
+            if let Some(gate) = gate {
+                gate.acquire().await.expect("the gate stays open").forget();
+            }
+            Err(AgentStoreError::StorageFull("disk full".into()))
+        })
+    }
+
+    fn get(
+        &self,
+        id: &AgentId,
+    ) -> BoxFuture<'static, Result<Option<AgentRecord>, AgentStoreError>> {
+        self.inner.get(id)
+    }
+
+    fn load_page(
+        &self,
+        after: Option<&AgentId>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<LoadedAgent>, AgentStoreError>> {
+        let page = self.inner.load_page(after, limit);
+        let corrupt = self.corrupt;
+        Box::pin(async move {
+            let mut page = page.await?;
+            for row in &mut page {
+                if Some(row.id.as_str()) == corrupt {
+                    row.record = Err(AgentStoreError::Corrupt {
+                        id: row.id.clone(),
+                        detail: "bad bytes".into(),
+                    });
+                }
+            }
+            Ok(page)
+        })
+    }
+
+    fn count(&self) -> BoxFuture<'static, Result<u64, AgentStoreError>> {
+        self.inner.count()
+    }
 }
