@@ -235,7 +235,6 @@ impl<A: Agent> Actor for AgentHost<A> {
                     reply: None,
                     sent_within_actor: false,
                     message_name: "redelivered",
-                    caller_span: tracing::Span::none(),
                 }));
             }
         }
