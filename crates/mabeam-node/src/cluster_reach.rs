@@ -83,6 +83,81 @@ pub(crate) struct Reach {
     pub(crate) delivery: ConnectionManager,
     /// The shared store's claims, on a shared store.
     pub(crate) ownership: Option<FencedAgentStore>,
+    /// Closed by the hand-over: other nodes' calls to this node's agents
+    /// are refused from then on.
+    pub(crate) gate: Arc<Gate>,
+}
+
+/// Whether other nodes' calls may reach this node's agents: closed once
+/// it hands them over, so no tell is taken (and acknowledged) by an
+/// agent that is stopping for good. A call holds the read side while it
+/// is taken, so closing waits for those being taken.
+#[derive(Debug, Default)]
+pub(crate) struct Gate {
+    closed: parking_lot::RwLock<bool>,
+}
+
+/// The directory other nodes' calls reach (the node's `Served`), behind
+/// the hand-over's [`Gate`]: once closed, a call to an agent is refused
+/// `Restarting` (retry: its claim moves to a survivor); node-level
+/// requests (the empty id) still pass.
+pub(crate) struct Gated {
+    inner: Arc<dyn AgentDirectory>,
+    gate: Arc<Gate>,
+}
+
+impl std::fmt::Debug for Gated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gated")
+            .field("gate", &self.gate)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gated {
+    /// `inner` behind `gate`.
+    pub(crate) fn new(inner: Arc<dyn AgentDirectory>, gate: Arc<Gate>) -> Self {
+        Gated { inner, gate }
+    }
+}
+
+impl AgentDirectory for Gated {
+    fn agent(&self, id: &AgentId) -> Option<ProcessHandle> {
+        self.inner.agent(id)
+    }
+
+    fn info(&self, id: &AgentId) -> Option<AgentInfo> {
+        self.inner.info(id)
+    }
+
+    fn agents(&self) -> Vec<AgentInfo> {
+        self.inner.agents()
+    }
+
+    fn ask(
+        &self,
+        id: &AgentId,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<Value, DirectoryError>> {
+        if !id.as_str().is_empty() && *self.gate.closed.read() {
+            let id = id.clone();
+            return Box::pin(async move { Err(DirectoryError::Restarting(id)) });
+        }
+        self.inner.ask(id, envelope)
+    }
+
+    fn cast(&self, id: &AgentId, envelope: Envelope) -> Result<(), DirectoryError> {
+        // Held while the tell is taken: the hand-over closes after it.
+        let closed = self.gate.closed.read();
+        if !id.as_str().is_empty() && *closed {
+            return Err(DirectoryError::Restarting(id.clone()));
+        }
+        self.inner.cast(id, envelope)
+    }
+
+    fn subscribe(&self) -> AgentStatusChanges {
+        self.inner.subscribe()
+    }
 }
 
 /// Where a call for an agent not held here goes.
@@ -576,6 +651,9 @@ pub(crate) async fn hand_over(reach: &Reach, agents: &mabeam::Agents) {
     }
     let started = std::time::Instant::now();
     let _ = reach.membership.set_state(MemberState::Leaving).await;
+    // No tell is taken from now on (those taken are handled before the
+    // agents' stops, queued behind them in their mailboxes).
+    *reach.gate.closed.write() = true;
     agents.stop_all().await;
     let (node, generation) = store.member();
     let claims = match store.store().claims_of(&node, generation).await {

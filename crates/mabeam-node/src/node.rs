@@ -281,6 +281,7 @@ impl Node {
                 membership: membership.clone(),
                 delivery: connections.clone(),
                 ownership: fenced.clone(),
+                gate: Arc::default(),
             });
         }
         let failover =
@@ -289,10 +290,16 @@ impl Node {
         // itself, over a connection to each member.
         let mesh = system.connections().map(|connections| {
             if let Some(agents) = system.agents() {
-                connections.serve(Arc::new(cluster::Served {
-                    api: api.clone(),
-                    agents: agents.clone(),
-                }));
+                let served: Arc<dyn mabeam_supervision_core::AgentDirectory> =
+                    Arc::new(cluster::Served {
+                        api: api.clone(),
+                        agents: agents.clone(),
+                    });
+                // Closed while the node hands its agents over.
+                connections.serve(match reach.get() {
+                    Some(reach) => Arc::new(cluster_reach::Gated::new(served, reach.gate.clone())),
+                    None => served,
+                });
             }
             cluster::connect_members(membership.clone(), connections.clone())
         });

@@ -1000,3 +1000,155 @@ async fn a_node_stopped_by_sigterm_hands_its_agents_over_before_any_down() {
     }
     drop((a, b));
 }
+
+/// Issue 24, a rolling restart under steady traffic: six counters spread
+/// over three nodes on a shared store; a driver sends tells and asks
+/// through the nodes that are up while c, b and a in turn get SIGTERM
+/// (handing their agents over), start again (a new generation, a fresh
+/// data directory, the same store) and are up on every node. Every ask
+/// gets a reply or a typed error (a JSON body with a code), and each
+/// counter's count equals the tells acknowledged for it (202), give or
+/// take those whose outcome the caller could not know (a timeout or a
+/// node lost mid-call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_asks_and_tells_loses_no_acknowledged_tell() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let schema = fresh_schema("rolling");
+    let dir = tempfile::tempdir().unwrap();
+    let ([(a, a_token), (mut b, b_token), (mut c, c_token)], a_listen) =
+        three_nodes_up(dir.path(), Some(&schema)).await;
+    let b_listen = listen_addr(&mut b).await;
+    let c_listen = listen_addr(&mut c).await;
+    let ids: Vec<String> = (0..6).map(|i| format!("roll-{i}")).collect();
+    for id in &ids {
+        let body = format!(r#"{{"kind": "counter", "id": "{id}"}}"#);
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    // Who takes traffic: (addr, token) per node, None while it restarts;
+    // a request holds the read side, so a restart waits for those in
+    // flight before it sends SIGTERM.
+    type Entry = Option<(String, String)>;
+    let up: Arc<tokio::sync::RwLock<[Entry; 3]>> = Arc::new(tokio::sync::RwLock::new([
+        Some((a.addr.clone(), a_token.clone())),
+        Some((b.addr.clone(), b_token.clone())),
+        Some((c.addr.clone(), c_token.clone())),
+    ]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = tokio::spawn({
+        let (up, stop, ids) = (up.clone(), stop.clone(), ids.clone());
+        async move {
+            let mut acked = vec![0i64; ids.len()];
+            let mut unknown = vec![0i64; ids.len()];
+            let mut asks = 0u64;
+            let mut k = 0usize;
+            while !stop.load(Ordering::Acquire) {
+                k += 1;
+                let nodes = up.read().await;
+                let Some((addr, token)) = nodes[k % 3].clone() else {
+                    continue;
+                };
+                let j = k % ids.len();
+                let id = &ids[j];
+                let is_ask = k.is_multiple_of(4);
+                let (status, answer) = if is_ask {
+                    asks += 1;
+                    ask(&addr, &token, id, "counter.get", Value::Null).await
+                } else {
+                    post(
+                        &addr,
+                        &token,
+                        &format!("/api/agents/{id}/tell"),
+                        serde_json::json!({"protocol": "counter.add", "body": {"by": 1}, "timeout_ms": 2000}),
+                    )
+                    .await
+                };
+                drop(nodes);
+                match status {
+                    200 if is_ask => {}
+                    202 => acked[j] += 1,
+                    _ => {
+                        let code = answer["code"].as_u64();
+                        assert!(
+                            status >= 400 && code.is_some(),
+                            "{id} through {addr}: {status} {answer}"
+                        );
+                        // Taken or not: the caller cannot know.
+                        if matches!(code, Some(9141 | 9143)) && !is_ask {
+                            unknown[j] += 1;
+                        }
+                    }
+                }
+            }
+            (acked, unknown, asks)
+        }
+    });
+
+    let mut nodes = [
+        (Some(a), a_listen),
+        (Some(b), b_listen),
+        (Some(c), c_listen),
+    ];
+    let names = ["a@local", "b@local", "c@local"];
+    for restart in [2usize, 1, 0] {
+        let name = names[restart];
+        up.write().await[restart] = None;
+        let mut running = nodes[restart].0.take().unwrap();
+        let pid = running.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(WAIT, running.child.wait())
+            .await
+            .expect("the node exits after SIGTERM")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{name}");
+        let seed = nodes[(restart + 1) % 3].1.clone();
+        let again = dir.path().join(format!("again-{restart}"));
+        std::fs::create_dir_all(&again).unwrap();
+        let (mut started, token) = node_on(&again, name, Some(&seed), Some(&schema)).await;
+        let listen = listen_addr(&mut started).await;
+        let all_up = |view: &[(String, String)]| names.iter().all(|n| has(view, n, "up"));
+        until(&started.addr, &token, WAIT, "three members up", all_up).await;
+        for (other, _) in nodes.iter().filter_map(|(r, l)| r.as_ref().map(|r| (r, l))) {
+            let view_token = {
+                let view = up.read().await;
+                view.iter()
+                    .flatten()
+                    .find(|(addr, _)| *addr == other.addr)
+                    .map(|(_, t)| t.clone())
+                    .unwrap()
+            };
+            until(&other.addr, &view_token, WAIT, "three members up", all_up).await;
+        }
+        up.write().await[restart] = Some((started.addr.clone(), token));
+        nodes[restart] = (Some(started), listen);
+    }
+    stop.store(true, Ordering::Release);
+    let (acked, unknown, asks) = tokio::time::timeout(WAIT, driver)
+        .await
+        .expect("the driver ends")
+        .unwrap();
+    assert!(
+        asks > 0 && acked.iter().sum::<i64>() > 0,
+        "{acked:?} {asks}"
+    );
+    let (addr, token) = up.read().await[0].clone().unwrap();
+    for (j, id) in ids.iter().enumerate() {
+        let (status, answer) = ask(&addr, &token, id, "counter.get", Value::Null).await;
+        assert_eq!(status, 200, "{id}: {answer}");
+        let count = answer["reply"]["count"].as_i64().unwrap();
+        assert!(
+            acked[j] <= count && count <= acked[j] + unknown[j],
+            "{id}: count {count}, acknowledged tells {}, unknown {}",
+            acked[j],
+            unknown[j]
+        );
+    }
+    drop(nodes);
+}
