@@ -18,7 +18,9 @@
 //!   (`Restarting` at once if the caller will not wait); without a
 //!   record (a deleted agent's claim), `NotFound`;
 //! - claimed by a live member (`joining`, `up` or `leaving`, the claim's
-//!   generation): the owner answers;
+//!   generation): the owner answers; an owner handing its agents over
+//!   answers `Restarting`, and the call is routed again (within its
+//!   deadline) to the next owner;
 //! - claimed by a member that is down (or replaced by a newer
 //!   generation), not yet taken over: **`NodeDown` at once**, not a wait
 //!   for the takeover. A survivor adopts the agent within about a second
@@ -319,6 +321,12 @@ impl ClusterDirectory {
         if envelope.fail_if_restarting {
             return Err(DirectoryError::Restarting(agent.clone()));
         }
+        Self::pause(agent, envelope).await
+    }
+
+    /// A short pause before the call is routed again; `Timeout` at the
+    /// deadline.
+    async fn pause(agent: &AgentId, envelope: &Envelope) -> Result<(), DirectoryError> {
         let next = tokio::time::Instant::now() + ADOPTION_RETRY;
         if next >= envelope.deadline {
             tokio::time::sleep_until(envelope.deadline).await;
@@ -350,6 +358,10 @@ impl ClusterDirectory {
                     match reach.delivery.ask(&node, &agent, envelope.clone()).await {
                         Err(DirectoryError::NotFound(_)) => {
                             Self::being_adopted(store, &agent, &envelope).await?;
+                        }
+                        // The owner is handing it over: to the next owner.
+                        Err(DirectoryError::Restarting(_)) if !envelope.fail_if_restarting => {
+                            Self::pause(&agent, &envelope).await?;
                         }
                         answer => return answer,
                     }
@@ -385,6 +397,9 @@ impl ClusterDirectory {
                 {
                     Err(DirectoryError::NotFound(_)) => {
                         Self::being_adopted(store, &agent, &envelope).await?;
+                    }
+                    Err(DirectoryError::Restarting(_)) if !envelope.fail_if_restarting => {
+                        Self::pause(&agent, &envelope).await?;
                     }
                     taken => return taken,
                 },
