@@ -37,10 +37,17 @@ impl AgentDirectory for AgentRegistry {
                 .ok_or_else(|| DirectoryError::NotFound(id.clone()))?;
             let deadline = envelope.deadline;
             let protocol = envelope.protocol.clone();
+            // The caller (maybe on another node) chose to hear Restarting
+            // rather than wait for the next incarnation.
+            let on_restart = if envelope.fail_if_restarting {
+                OnRestart::Fail
+            } else {
+                OnRestart::Wait
+            };
             let mut envelope = envelope;
             loop {
                 let (handle, generation) = shared
-                    .route(&slot, deadline, OnRestart::Wait)
+                    .route(&slot, deadline, on_restart)
                     .await
                     .map_err(|err| err.to_directory_error(&id))?;
                 let factory = slot.state.lock().config.factory.clone();
@@ -63,6 +70,9 @@ impl AgentDirectory for AgentRegistry {
                             agent: id.clone(),
                             reason: reason.to_string(),
                         });
+                    }
+                    Err(Bounce::Retry(_)) if on_restart == OnRestart::Fail => {
+                        return Err(DirectoryError::Restarting(id.clone()));
                     }
                     Err(Bounce::Retry(again) | Bounce::Full(again)) => {
                         envelope = again;

@@ -131,9 +131,8 @@ impl AgentError {
                 agent: agent.clone(),
                 status: *status,
             },
-            AgentError::Timeout(id) | AgentError::Restarting(id) => {
-                DirectoryError::Timeout(id.clone())
-            }
+            AgentError::Timeout(id) => DirectoryError::Timeout(id.clone()),
+            AgentError::Restarting(id) => DirectoryError::Restarting(id.clone()),
             AgentError::MailboxFull(id) => DirectoryError::MailboxFull(id.clone()),
             AgentError::Stopping(id) => DirectoryError::NotRunning {
                 agent: id.clone(),

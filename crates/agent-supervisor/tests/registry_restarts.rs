@@ -169,6 +169,23 @@ async fn backoff_delays_each_restart_and_a_stop_cancels_a_pending_one() {
         a.ask_with(Cmd::Get, fail_fast).await,
         Err(AgentError::Restarting(_))
     ));
+    // So is one asking through the directory with an envelope that says
+    // so (as a call from another node carries it).
+    let envelope = mabeam_supervision_core::Envelope::new(
+        "any",
+        serde_json::Value::Null,
+        Duration::from_secs(5),
+    )
+    .failing_if_restarting();
+    assert!(matches!(
+        mabeam_supervision_core::AgentDirectory::ask(
+            &s.agents,
+            &mabeam_supervision_core::AgentId::new("a"),
+            envelope
+        )
+        .await,
+        Err(mabeam_supervision_core::DirectoryError::Restarting(_))
+    ));
     let mut changes = s.agents.subscribe();
     let started = tokio::time::Instant::now();
     assert_eq!(changes.recv().await.unwrap().to, AgentStatus::Running);

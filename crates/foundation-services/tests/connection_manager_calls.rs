@@ -61,6 +61,11 @@ impl AgentDirectory for Agents {
                     protocol: protocol.into(),
                 }),
                 ("hang", _) => std::future::pending().await,
+                // Between incarnations: the caller's choice decides.
+                ("restarting", _) if envelope.fail_if_restarting => {
+                    Err(DirectoryError::Restarting(id))
+                }
+                ("restarting", _) => Ok(json!("waited")),
                 _ => Err(DirectoryError::NotFound(id)),
             }
         })
@@ -130,6 +135,18 @@ async fn an_ask_reaches_the_agent_on_the_other_node_with_typed_errors() {
     assert_eq!(
         bounded("ask", ask("nobody", "math.double")).await,
         Err(DirectoryError::NotFound("nobody".into()))
+    );
+    // The caller's choice not to wait through a restart crosses the wire.
+    let restarting = AgentId::new("restarting");
+    let fail_fast = envelope("any", json!(0), Duration::from_secs(5)).failing_if_restarting();
+    assert_eq!(
+        bounded("ask", a.ask("b@local", &restarting, fail_fast)).await,
+        Err(DirectoryError::Restarting(restarting.clone()))
+    );
+    let waiting = envelope("any", json!(0), Duration::from_secs(5));
+    assert_eq!(
+        bounded("ask", a.ask("b@local", &restarting, waiting)).await,
+        Ok(json!("waited"))
     );
     // Many at once on one connection, each with its own answer.
     let many: Vec<_> = (0..100)

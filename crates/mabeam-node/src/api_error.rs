@@ -99,6 +99,24 @@ pub enum ApiError {
         /// Why it is not reached.
         reason: String,
     },
+    /// The agent's owner is down (its agents not yet taken over by a
+    /// survivor): retry.
+    #[error("agent {agent:?} is on node {node:?}, which is down: {reason}")]
+    AgentNodeDown {
+        /// The agent.
+        agent: String,
+        /// Its owner.
+        node: String,
+        /// Why it is not reached.
+        reason: String,
+    },
+    /// The agent is between incarnations and the caller asked not to
+    /// wait (`on_restart: "fail"`): retry.
+    #[error("agent {0:?} is restarting")]
+    AgentRestarting(String),
+    /// The agent did not answer within the call's timeout.
+    #[error("agent {0:?} did not answer in time")]
+    AgentTimeout(String),
     /// The request could not be read before any endpoint saw it (a path
     /// parameter that is not UTF-8 once decoded, ...): what was wrong.
     #[error("invalid request: {0}")]
@@ -140,6 +158,9 @@ impl ErrorCode for ApiError {
             // 9140 on: the cluster's (apart from the endpoints' 9114 on,
             // which other changes extend).
             ApiError::NodeUnreachable { .. } => 9140,
+            ApiError::AgentNodeDown { .. } => 9141,
+            ApiError::AgentRestarting(_) => 9142,
+            ApiError::AgentTimeout(_) => 9143,
             // 9150 on: refusals made before an endpoint runs (numbered
             // apart from the endpoints' own, which grow from 9114).
             ApiError::InvalidRequest(_) => 9150,
@@ -174,6 +195,9 @@ impl ApiError {
             ApiError::ConfigNotPersisted(_) => "config_not_persisted",
             ApiError::StoreRefused(_) => "store_refused",
             ApiError::NodeUnreachable { .. } => "node_unreachable",
+            ApiError::AgentNodeDown { .. } => "agent_node_down",
+            ApiError::AgentRestarting(_) => "agent_restarting",
+            ApiError::AgentTimeout(_) => "agent_timeout",
             ApiError::InvalidRequest(_) => "invalid_request",
             ApiError::NoRoute(_) => "no_route",
             ApiError::MethodNotAllowed => "method_not_allowed",
@@ -202,9 +226,11 @@ impl ApiError {
             ApiError::AgentNotFound(_) | ApiError::UnknownService(_) => StatusCode::NOT_FOUND,
             ApiError::ServiceRefused(_) => StatusCode::CONFLICT,
             ApiError::AgentFailed { .. } => StatusCode::CONFLICT,
-            ApiError::Unavailable(_) | ApiError::NodeUnreachable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::Unavailable(_)
+            | ApiError::NodeUnreachable { .. }
+            | ApiError::AgentNodeDown { .. }
+            | ApiError::AgentRestarting(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::AgentTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::StoreRefused(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::ReservedStream(_) => StatusCode::FORBIDDEN,

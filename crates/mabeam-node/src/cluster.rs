@@ -4,7 +4,7 @@
 //! needs a shared store, `GET /api/cluster` and the members' gauge.
 //!
 //! Any node reaches the whole cluster's agents: an ask for an agent it
-//! does not hold goes to the other members, `GET /api/agents` lists every
+//! does not hold goes to its owner (`cluster_reach`), `GET /api/agents` lists every
 //! member's agents (each record names its `node`) and `POST /api/agents`
 //! may name the member to start on. The node-level requests ride the
 //! agent-call frames of the node connections, addressed to the empty
@@ -254,38 +254,6 @@ async fn take_over(
     );
 }
 
-/// An ask for an agent this node does not hold: each other live member
-/// is asked in turn over the node connections, the one the id hashes to
-/// first (the first that holds the agent answers; `NotFound` from all is
-/// `NotFound`). Until agents' owners
-/// are recorded in a shared store, this is how any node reaches every
-/// agent: a miss costs one call per member.
-pub(crate) async fn ask_elsewhere(
-    state: &ApiState,
-    agent: &AgentId,
-    envelope: Envelope,
-) -> Result<serde_json::Value, DirectoryError> {
-    let (Some(membership), Some(connections)) = (&state.cluster, state.system.connections()) else {
-        return Err(DirectoryError::NotFound(agent.clone()));
-    };
-    let me = membership.local();
-    let mut live = membership.live();
-    // The member the id hashes to first: agents started without a `node`
-    // live there.
-    let owner = rendezvous_owner(agent, live.iter().map(|m| &*m.node)).map(str::to_owned);
-    live.sort_by_key(|m| Some(&*m.node) != owner.as_deref());
-    for member in live {
-        if member.node == me.node {
-            continue;
-        }
-        match connections.ask(&member.node, agent, envelope.clone()).await {
-            Err(DirectoryError::NotFound(_)) | Err(DirectoryError::NodeDown { .. }) => continue,
-            other => return other,
-        }
-    }
-    Err(DirectoryError::NotFound(agent.clone()))
-}
-
 /// Whether `node` names this node (or no cluster runs).
 pub(crate) fn is_local(state: &ApiState, node: &str) -> bool {
     state
@@ -452,6 +420,9 @@ impl Served {
                     Ok(record) => json!({ "ok": record }),
                     Err(error) => refusal(error),
                 })
+            }
+            crate::cluster_reach::ADOPT => {
+                Ok(crate::cluster_reach::adopt_request(&state, envelope).await)
             }
             _ => Err(DirectoryError::Unsupported {
                 agent: AgentId::new(""),

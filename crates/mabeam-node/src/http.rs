@@ -57,10 +57,7 @@ use mabeam_agent_supervisor::AgentError;
 use mabeam_coordination::{Proposal, Rule as VoteRule};
 use mabeam_economics::{PriceRule, SealedSpec};
 use mabeam_foundation_services::EventStoreError;
-use mabeam_supervision_core::{
-    AgentDirectory, AgentSelection, AgentStatus, DirectoryError, Envelope, Event,
-    cluster::Membership,
-};
+use mabeam_supervision_core::{AgentSelection, AgentStatus, Envelope, Event, cluster::Membership};
 use mabeam_telemetry::PrometheusExporter;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use serde_json::{Value, json};
@@ -148,6 +145,8 @@ fn routes() -> Router<ApiState> {
         .route("/api/agents", get(list_agents).post(start_agent))
         .route("/api/agents/{id}", delete(stop_agent))
         .route("/api/agents/{id}/ask", post(ask_agent))
+        .route("/api/agents/{id}/tell", post(crate::cluster_reach::tell))
+        .route("/api/broadcast", post(crate::cluster_reach::broadcast))
         .route("/api/agents/{id}/kill", post(kill_agent))
         .route("/api/agents/{id}/passivate", post(passivate_agent))
         .route("/api/events", get(read_events).post(append_event))
@@ -436,7 +435,7 @@ pub(crate) fn local_agents(state: &ApiState, kind: Option<&str>) -> Result<Vec<V
 }
 
 /// The body as `T`, or a typed error naming what is wrong.
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
+pub(crate) fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::InvalidBody(e.to_string()))
 }
 
@@ -690,6 +689,19 @@ struct Ask {
     body: Value,
     #[serde(default = "default_wait_ms")]
     timeout_ms: u64,
+    /// `wait` (default): an agent between incarnations is waited for,
+    /// within the timeout; `fail`: answered `agent_restarting` at once.
+    #[serde(default)]
+    on_restart: OnRestartChoice,
+}
+
+/// What an ask does while its agent is between incarnations.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum OnRestartChoice {
+    #[default]
+    Wait,
+    Fail,
 }
 
 fn default_wait_ms() -> u64 {
@@ -713,24 +725,17 @@ async fn ask_agent(
 ) -> Result<Response, ApiError> {
     let request: Ask = body(&bytes)?;
     let timeout = wait(request.timeout_ms, "timeout_ms")?;
-    let envelope = Envelope::new(request.protocol, request.body, timeout);
-    let agents = state
+    let mut envelope = Envelope::new(request.protocol, request.body, timeout);
+    envelope.fail_if_restarting = request.on_restart == OnRestartChoice::Fail;
+    // The cluster's directory: this node's agents, else the owner's.
+    let directory = state
         .system
-        .agents()
+        .directory()
         .ok_or(ApiError::Unavailable("agent_registry"))?;
     let agent = id.as_str().into();
-    let mut answer = AgentDirectory::ask(agents, &agent, envelope.clone()).await;
-    if matches!(answer, Err(DirectoryError::NotFound(_))) {
-        // Not here: another node of the cluster may hold it.
-        answer = crate::cluster::ask_elsewhere(&state, &agent, envelope).await;
-    }
-    match answer {
+    match directory.ask(&agent, envelope).await {
         Ok(reply) => Ok(Json(json!({"id": id, "reply": reply})).into_response()),
-        Err(DirectoryError::NotFound(_)) => Err(ApiError::AgentNotFound(id)),
-        Err(other) => Err(ApiError::AgentFailed {
-            agent: id,
-            reason: other.to_string(),
-        }),
+        Err(error) => Err(crate::cluster_reach::api_error(&id, error)),
     }
 }
 

@@ -19,6 +19,7 @@ use mabeam_supervision_core::cluster::MemberState;
 use crate::{
     NodeConfig, NodeError,
     cluster::{self, MemberGauges},
+    cluster_reach,
     data_dir::{self, DirLock},
     http::{self, API_MUTATION, ApiState, Limits},
     kinds::AgentKinds,
@@ -45,6 +46,9 @@ pub struct Node {
     mesh: Option<JoinHandle<()>>,
     /// Takes over the agents of members seen down (a shared store only).
     failover: Option<JoinHandle<()>>,
+    /// How the cluster's directory reaches other nodes (set once the
+    /// membership runs); the hand-over at stop uses it.
+    reach: Arc<std::sync::OnceLock<cluster_reach::Reach>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _agents: AgentRuntime,
@@ -207,6 +211,13 @@ impl Node {
         if let Some(postgres) = &config.store {
             builder = builder.event_store_postgres(postgres.clone());
         }
+        // The services reach every agent of the cluster: this node's
+        // first, then the owner's (once the membership runs).
+        let reach = Arc::new(std::sync::OnceLock::<cluster_reach::Reach>::new());
+        builder = builder.agent_directory({
+            let reach = reach.clone();
+            move |agents| Arc::new(cluster_reach::ClusterDirectory::new(agents, reach.clone()))
+        });
         let system = builder.build()?;
         if let Some(connections) = system.connections() {
             let _ = connections_cell.set(connections.clone());
@@ -265,16 +276,30 @@ impl Node {
             cluster: Some(membership.clone()),
             ownership: fenced.clone(),
         };
+        if let Some(connections) = system.connections() {
+            let _ = reach.set(cluster_reach::Reach {
+                membership: membership.clone(),
+                delivery: connections.clone(),
+                ownership: fenced.clone(),
+                gate: Arc::default(),
+            });
+        }
         let failover =
             fenced.map(|store| cluster::fail_over(membership.clone(), store, system.clone()));
         // Other nodes' calls reach this node's agents and the node
         // itself, over a connection to each member.
         let mesh = system.connections().map(|connections| {
             if let Some(agents) = system.agents() {
-                connections.serve(Arc::new(cluster::Served {
-                    api: api.clone(),
-                    agents: agents.clone(),
-                }));
+                let served: Arc<dyn mabeam_supervision_core::AgentDirectory> =
+                    Arc::new(cluster::Served {
+                        api: api.clone(),
+                        agents: agents.clone(),
+                    });
+                // Closed while the node hands its agents over.
+                connections.serve(match reach.get() {
+                    Some(reach) => Arc::new(cluster_reach::Gated::new(served, reach.gate.clone())),
+                    None => served,
+                });
             }
             cluster::connect_members(membership.clone(), connections.clone())
         });
@@ -300,6 +325,7 @@ impl Node {
             membership,
             mesh,
             failover,
+            reach,
             shutdown: Some(shutdown),
             server: Some(server),
             _agents: agents,
@@ -347,6 +373,10 @@ impl Node {
         }
         if let Some(failover) = self.failover.take() {
             failover.abort();
+        }
+        // Its agents to the survivors first, with no detection delay.
+        if let (Some(reach), Some(agents)) = (self.reach.get(), self.system.agents()) {
+            cluster_reach::hand_over(reach, agents).await;
         }
         self.membership.leave().await;
         let stopped = self.system.stop().await;

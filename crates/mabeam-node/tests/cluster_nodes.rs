@@ -728,3 +728,427 @@ async fn a_killed_nodes_agents_answer_from_survivors_with_their_checkpoints() {
     assert_eq!(claims(&schema).await, after, "the claims unchanged");
     drop((a, b, c2));
 }
+
+/// A request with a JSON body to `path` through `addr`: status and answer.
+async fn post(addr: &str, token: &str, path: &str, body: Value) -> (u16, Value) {
+    let body = body.to_string();
+    let reply = tokio::time::timeout(WAIT, send(addr, "POST", path, Some(token), Some(&body)))
+        .await
+        .expect("the node answers in time")
+        .unwrap();
+    (
+        reply.status,
+        serde_json::from_str(&reply.body).unwrap_or(Value::Null),
+    )
+}
+
+/// Issue 24, location transparency on a shared store: an ask or a tell
+/// for an agent another member owns goes to the owner its claim names.
+/// Tells through a are acknowledged (202) once c took them, so an ask
+/// through b right after sees them all; a broadcast by ids reaches the
+/// agents of all three nodes and names the id no one holds. `kill -9`
+/// of the owner: until a survivor took the agent over, an ask answers
+/// `agent_node_down` (503, 9141) at once, never "not found" (asking the
+/// members in turn would find no one), then the count again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asks_and_tells_go_to_the_owner_its_claim_names() {
+    let schema = fresh_schema("reach");
+    let dir = tempfile::tempdir().unwrap();
+    let ([(a, a_token), (b, b_token), (c, c_token)], _) =
+        three_nodes_up(dir.path(), Some(&schema)).await;
+    let nodes = [
+        ("a@local", &a, &a_token),
+        ("b@local", &b, &b_token),
+        ("c@local", &c, &c_token),
+    ];
+    for (name, _, _) in nodes {
+        let body = format!(r#"{{"kind": "counter", "id": "on-{name}", "node": "{name}"}}"#);
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    // Five tells through a to c's counter, each acknowledged by c.
+    for _ in 0..5 {
+        let (status, answer) = post(
+            &a.addr,
+            &a_token,
+            "/api/agents/on-c@local/tell",
+            serde_json::json!({"protocol": "counter.add", "body": {"by": 1}}),
+        )
+        .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    let (status, answer) = ask(&b.addr, &b_token, "on-c@local", "counter.get", Value::Null).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["reply"]["count"], 5, "{answer}");
+    // A broadcast by ids spans the three nodes.
+    let (status, outcome) = post(
+        &b.addr,
+        &b_token,
+        "/api/broadcast",
+        serde_json::json!({
+            "ids": ["on-a@local", "on-b@local", "on-c@local", "nobody"],
+            "protocol": "counter.add",
+            "body": {"by": 10},
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(
+        outcome["accepted"],
+        serde_json::json!(["on-a@local", "on-b@local", "on-c@local"]),
+        "{outcome}"
+    );
+    assert_eq!(outcome["refused"][0]["id"], "nobody", "{outcome}");
+    assert_eq!(outcome["refused"][0]["code"], 9107, "{outcome}");
+    for ((name, _, _), count) in nodes.iter().zip([10, 10, 15]) {
+        let (status, answer) = ask(
+            &a.addr,
+            &a_token,
+            &format!("on-{name}"),
+            "counter.get",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["reply"]["count"], count, "{name}: {answer}");
+    }
+    // A tell to no agent is a 404 with its code.
+    let (status, answer) = post(
+        &a.addr,
+        &a_token,
+        "/api/agents/nobody/tell",
+        serde_json::json!({"protocol": "counter.add", "body": {"by": 1}}),
+    )
+    .await;
+    assert_eq!(status, 404, "{answer}");
+    assert_eq!(answer["code"], 9107, "{answer}");
+
+    // The owner dies: its agent is NodeDown until taken over.
+    let _log = c.kill().await;
+    let killed = Instant::now();
+    let mut node_down = 0;
+    loop {
+        let (status, answer) =
+            ask(&a.addr, &a_token, "on-c@local", "counter.get", Value::Null).await;
+        if status == 200 {
+            assert_eq!(answer["reply"]["count"], 15, "{answer}");
+            break;
+        }
+        assert_eq!(status, 503, "{answer}");
+        assert_eq!(answer["code"], 9141, "{answer}");
+        assert_eq!(answer["error"], "agent_node_down", "{answer}");
+        node_down += 1;
+        assert!(
+            killed.elapsed() < Duration::from_secs(6),
+            "on-c@local not taken over within 6 s: {answer}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(node_down > 0, "the first asks after the kill found c down");
+    drop((a, b));
+}
+
+/// Issue 24, coordination across nodes: a vote through a among workers
+/// on a, b and c counts each one's real ballot (a votes no above 10, b
+/// and c yes up to 100): the majority passes, and no worker is among
+/// those that gave no answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vote_through_one_node_counts_the_agents_of_all_three() {
+    let schema = fresh_schema("vote");
+    let dir = tempfile::tempdir().unwrap();
+    let ([(a, a_token), (b, _), (c, _)], _) = three_nodes_up(dir.path(), Some(&schema)).await;
+    for (name, up_to) in [("a@local", 10), ("b@local", 100), ("c@local", 100)] {
+        let body = format!(
+            r#"{{"kind": "worker", "id": "w-{name}", "node": "{name}", "args": {{"approve_up_to": {up_to}}}}}"#
+        );
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    let (status, decision) = post(
+        &a.addr,
+        &a_token,
+        "/api/coordination/vote",
+        serde_json::json!({
+            "topic": "raise",
+            "value": 50,
+            "agents": ["w-a@local", "w-b@local", "w-c@local"],
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{decision}");
+    assert_eq!(decision["no_answer"], serde_json::json!([]), "{decision}");
+    assert_eq!(decision["participants"], 3, "{decision}");
+    assert_eq!(decision["votes"].as_array().unwrap().len(), 3, "{decision}");
+    assert_eq!(decision["outcome"]["outcome"], "passed", "{decision}");
+    // Each worker counted its vote where it lives.
+    for name in ["a@local", "b@local", "c@local"] {
+        let (status, answer) = ask(
+            &a.addr,
+            &a_token,
+            &format!("w-{name}"),
+            "worker.stats",
+            Value::Null,
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["reply"]["votes"], 1, "{name}: {answer}");
+    }
+    drop((a, b, c));
+}
+
+/// Issue 24, hand-over on SIGTERM: twenty counters on c, each added to
+/// (acknowledged); c gets SIGTERM. Each survivor runs its share (the ids
+/// that hash to it over {a, b}) before a has seen c down (no failure
+/// detection was needed), every counter answers through a and through b
+/// with its acknowledged count, and c exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_stopped_by_sigterm_hands_its_agents_over_before_any_down() {
+    let schema = fresh_schema("handover");
+    let dir = tempfile::tempdir().unwrap();
+    let ([(a, a_token), (b, b_token), (mut c, _)], _) =
+        three_nodes_up(dir.path(), Some(&schema)).await;
+    let ids: Vec<String> = (0..20).map(|i| format!("ho-{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let body = format!(r#"{{"kind": "counter", "id": "{id}", "node": "c@local"}}"#);
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+        let (status, answer) = ask(
+            &a.addr,
+            &a_token,
+            id,
+            "counter.add",
+            serde_json::json!({ "by": i + 1 }),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+    }
+
+    let pid = c.child.id().unwrap().to_string();
+    let termed = Instant::now();
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    // Each survivor holds its share (rendezvous over {a, b}): when?
+    let survivors = [("a@local", &a, &a_token), ("b@local", &b, &b_token)];
+    let holds = survivors.map(|(name, running, token)| {
+        let share: Vec<&String> = ids
+            .iter()
+            .filter(|id| {
+                rendezvous_owner(&AgentId::new(id.as_str()), ["a@local", "b@local"]) == Some(name)
+            })
+            .collect();
+        async move {
+            loop {
+                let local = list(&running.addr, token, "&scope=local").await;
+                let held: Vec<&str> = local["agents"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|agent| agent["status"] == "running")
+                    .filter_map(|agent| agent["id"].as_str())
+                    .collect();
+                if share.iter().all(|id| held.contains(&id.as_str())) {
+                    return termed.elapsed();
+                }
+                assert!(
+                    termed.elapsed() < Duration::from_secs(10),
+                    "{name} does not hold its share within 10 s of SIGTERM: {local}"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    });
+    // Meanwhile: when does a see c down (c leaves after its hand-over)?
+    let seen_down = async {
+        until(&a.addr, &a_token, WAIT, "c down", |view| {
+            has(view, "c@local", "down")
+        })
+        .await;
+        termed.elapsed()
+    };
+    let (held, down) = tokio::join!(futures::future::join_all(holds), seen_down);
+    let all_answered = held.into_iter().max().unwrap();
+    // Each answers through both with its acknowledged count.
+    for (_, running, token) in survivors {
+        for (i, id) in ids.iter().enumerate() {
+            let (status, answer) = ask(&running.addr, token, id, "counter.get", Value::Null).await;
+            assert_eq!(status, 200, "{id}: {answer}");
+            assert_eq!(answer["reply"]["count"], i + 1, "{id}: {answer}");
+        }
+    }
+    let status = tokio::time::timeout(WAIT, c.child.wait())
+        .await
+        .expect("c exits after SIGTERM")
+        .unwrap();
+    let mut log = String::new();
+    let _ = tokio::time::timeout(
+        WAIT,
+        tokio::io::AsyncReadExt::read_to_string(&mut c.stderr, &mut log),
+    )
+    .await;
+    assert!(
+        all_answered < down,
+        "survivors held all {all_answered:?} after SIGTERM, c seen down after {down:?}; c's log:\n{log}"
+    );
+    assert_eq!(status.code(), Some(0), "{log}");
+    let after = claims(&schema).await;
+    for id in &ids {
+        let owner = rendezvous_owner(&AgentId::new(id.as_str()), ["a@local", "b@local"]).unwrap();
+        assert_eq!(after[id].0, owner, "{id}: {after:?}");
+    }
+    drop((a, b));
+}
+
+/// Issue 24, a rolling restart under steady traffic: six counters spread
+/// over three nodes on a shared store; a driver sends tells and asks
+/// through the nodes that are up while c, b and a in turn get SIGTERM
+/// (handing their agents over), start again (a new generation, a fresh
+/// data directory, the same store) and are up on every node. Every ask
+/// gets a reply or a typed error (a JSON body with a code), and each
+/// counter's count equals the tells acknowledged for it (202), give or
+/// take those whose outcome the caller could not know (a timeout or a
+/// node lost mid-call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_under_asks_and_tells_loses_no_acknowledged_tell() {
+    use std::sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    };
+    let schema = fresh_schema("rolling");
+    let dir = tempfile::tempdir().unwrap();
+    let ([(a, a_token), (mut b, b_token), (mut c, c_token)], a_listen) =
+        three_nodes_up(dir.path(), Some(&schema)).await;
+    let b_listen = listen_addr(&mut b).await;
+    let c_listen = listen_addr(&mut c).await;
+    let ids: Vec<String> = (0..6).map(|i| format!("roll-{i}")).collect();
+    for id in &ids {
+        let body = format!(r#"{{"kind": "counter", "id": "{id}"}}"#);
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    // Who takes traffic: (addr, token) per node, None while it restarts;
+    // a request holds the read side, so a restart waits for those in
+    // flight before it sends SIGTERM.
+    type Entry = Option<(String, String)>;
+    let up: Arc<tokio::sync::RwLock<[Entry; 3]>> = Arc::new(tokio::sync::RwLock::new([
+        Some((a.addr.clone(), a_token.clone())),
+        Some((b.addr.clone(), b_token.clone())),
+        Some((c.addr.clone(), c_token.clone())),
+    ]));
+    let stop = Arc::new(AtomicBool::new(false));
+    let driver = tokio::spawn({
+        let (up, stop, ids) = (up.clone(), stop.clone(), ids.clone());
+        async move {
+            let mut acked = vec![0i64; ids.len()];
+            let mut unknown = vec![0i64; ids.len()];
+            let mut asks = 0u64;
+            let mut k = 0usize;
+            while !stop.load(Ordering::Acquire) {
+                k += 1;
+                let nodes = up.read().await;
+                let Some((addr, token)) = nodes[k % 3].clone() else {
+                    continue;
+                };
+                let j = k % ids.len();
+                let id = &ids[j];
+                let is_ask = k.is_multiple_of(4);
+                let (status, answer) = if is_ask {
+                    asks += 1;
+                    ask(&addr, &token, id, "counter.get", Value::Null).await
+                } else {
+                    post(
+                        &addr,
+                        &token,
+                        &format!("/api/agents/{id}/tell"),
+                        serde_json::json!({"protocol": "counter.add", "body": {"by": 1}, "timeout_ms": 2000}),
+                    )
+                    .await
+                };
+                drop(nodes);
+                match status {
+                    200 if is_ask => {}
+                    202 => acked[j] += 1,
+                    _ => {
+                        let code = answer["code"].as_u64();
+                        assert!(
+                            status >= 400 && code.is_some(),
+                            "{id} through {addr}: {status} {answer}"
+                        );
+                        // Taken or not: the caller cannot know.
+                        if matches!(code, Some(9141 | 9143)) && !is_ask {
+                            unknown[j] += 1;
+                        }
+                    }
+                }
+            }
+            (acked, unknown, asks)
+        }
+    });
+
+    let mut nodes = [
+        (Some(a), a_listen),
+        (Some(b), b_listen),
+        (Some(c), c_listen),
+    ];
+    let names = ["a@local", "b@local", "c@local"];
+    for restart in [2usize, 1, 0] {
+        let name = names[restart];
+        up.write().await[restart] = None;
+        let mut running = nodes[restart].0.take().unwrap();
+        let pid = running.child.id().unwrap().to_string();
+        let sent = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+        let status = tokio::time::timeout(WAIT, running.child.wait())
+            .await
+            .expect("the node exits after SIGTERM")
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "{name}");
+        let seed = nodes[(restart + 1) % 3].1.clone();
+        let again = dir.path().join(format!("again-{restart}"));
+        std::fs::create_dir_all(&again).unwrap();
+        let (mut started, token) = node_on(&again, name, Some(&seed), Some(&schema)).await;
+        let listen = listen_addr(&mut started).await;
+        let all_up = |view: &[(String, String)]| names.iter().all(|n| has(view, n, "up"));
+        until(&started.addr, &token, WAIT, "three members up", all_up).await;
+        for (other, _) in nodes.iter().filter_map(|(r, l)| r.as_ref().map(|r| (r, l))) {
+            let view_token = {
+                let view = up.read().await;
+                view.iter()
+                    .flatten()
+                    .find(|(addr, _)| *addr == other.addr)
+                    .map(|(_, t)| t.clone())
+                    .unwrap()
+            };
+            until(&other.addr, &view_token, WAIT, "three members up", all_up).await;
+        }
+        up.write().await[restart] = Some((started.addr.clone(), token));
+        nodes[restart] = (Some(started), listen);
+    }
+    stop.store(true, Ordering::Release);
+    let (acked, unknown, asks) = tokio::time::timeout(WAIT, driver)
+        .await
+        .expect("the driver ends")
+        .unwrap();
+    assert!(
+        asks > 0 && acked.iter().sum::<i64>() > 0,
+        "{acked:?} {asks}"
+    );
+    let (addr, token) = up.read().await[0].clone().unwrap();
+    for (j, id) in ids.iter().enumerate() {
+        let (status, answer) = ask(&addr, &token, id, "counter.get", Value::Null).await;
+        assert_eq!(status, 200, "{id}: {answer}");
+        let count = answer["reply"]["count"].as_i64().unwrap();
+        assert!(
+            acked[j] <= count && count <= acked[j] + unknown[j],
+            "{id}: count {count}, acknowledged tells {}, unknown {}",
+            acked[j],
+            unknown[j]
+        );
+    }
+    drop(nodes);
+}

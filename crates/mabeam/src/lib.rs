@@ -118,6 +118,10 @@ pub use error::MabeamError;
 pub use foundation::FoundationApp;
 pub use mabeam_app::MabeamApp;
 pub use seed::{FOUNDATION_SEED, MABEAM_SEED, SeedService};
+#[cfg(feature = "agents")]
+pub use system::DirectoryLayer;
 pub use system::{RecoveryHealth, ServiceHealthLine, System, SystemBuilder, SystemHealth, Tree};
 pub use tree::{LIST_LIMIT, ProcessKind, ProcessNode, TreeReport};
+#[cfg(feature = "agents")]
+pub use wiring::Directory;
 pub use wiring::{HEALTH_TIMEOUT, Wiring};

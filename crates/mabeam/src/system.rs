@@ -129,7 +129,15 @@ pub struct SystemBuilder {
     agent_store: Option<Arc<dyn AgentStore>>,
     #[cfg(feature = "agents")]
     agent_recipes: AgentRecipes,
+    #[cfg(feature = "agents")]
+    directory: Option<DirectoryLayer>,
 }
+
+/// Makes the directory the services reach agents through from the agent
+/// layer (see [`SystemBuilder::agent_directory`]).
+#[cfg(feature = "agents")]
+pub type DirectoryLayer =
+    Arc<dyn Fn(Agents) -> Arc<dyn mabeam_supervision_core::AgentDirectory> + Send + Sync>;
 
 impl fmt::Debug for SystemBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -181,6 +189,8 @@ impl SystemBuilder {
             agent_store: None,
             #[cfg(feature = "agents")]
             agent_recipes: AgentRecipes::new(),
+            #[cfg(feature = "agents")]
+            directory: None,
         }
     }
 
@@ -212,6 +222,23 @@ impl SystemBuilder {
     #[cfg(feature = "agents")]
     pub fn agent_recipes(mut self, recipes: AgentRecipes) -> Self {
         self.agent_recipes = recipes;
+        self
+    }
+
+    /// The directory coordination, economics, the load balancer and the
+    /// performance monitor reach agents through, made by `layer` from
+    /// the agent layer. Default: the agent layer itself (this node's
+    /// agents). A node in a cluster gives one that also reaches the
+    /// agents other nodes own.
+    #[cfg(feature = "agents")]
+    pub fn agent_directory(
+        mut self,
+        layer: impl Fn(Agents) -> Arc<dyn mabeam_supervision_core::AgentDirectory>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Self {
+        self.directory = Some(Arc::new(layer));
         self
     }
 
@@ -521,7 +548,10 @@ impl SystemBuilder {
             Agents::new(options)
         };
         #[cfg(feature = "agents")]
-        let directory: Arc<dyn mabeam_supervision_core::AgentDirectory> = Arc::new(agents.clone());
+        let directory: Arc<dyn mabeam_supervision_core::AgentDirectory> = match &self.directory {
+            Some(layer) => layer(agents.clone()),
+            None => Arc::new(agents.clone()),
+        };
         #[cfg(feature = "agents")]
         {
             // The monitor forgets deregistered agents at its sweeps; held
@@ -593,6 +623,8 @@ impl SystemBuilder {
             service_monitor: foundation.service_monitor,
             #[cfg(feature = "agents")]
             agents,
+            #[cfg(feature = "agents")]
+            directory: crate::wiring::Directory(directory),
             #[cfg(feature = "agents")]
             agent_store,
             #[cfg(feature = "coordination")]
@@ -964,6 +996,14 @@ impl System {
     #[cfg(feature = "agents")]
     pub fn agents(&self) -> Option<&Agents> {
         self.kept(seed::AGENT_SUPERVISOR, &self.inner.wiring.agents)
+    }
+
+    /// The directory the services reach agents through (see
+    /// [`SystemBuilder::agent_directory`]), when `agent_supervisor` is in
+    /// the trees.
+    #[cfg(feature = "agents")]
+    pub fn directory(&self) -> Option<&Arc<dyn mabeam_supervision_core::AgentDirectory>> {
+        self.kept(seed::AGENT_SUPERVISOR, &self.inner.wiring.directory.0)
     }
 
     /// Coordination's coordinator, when `coordination_supervisor` is in

@@ -33,6 +33,19 @@ use serde_json::json;
 use crate::Agents;
 use crate::holder::{Get, Holder};
 
+/// The directory the services reach agents through (see
+/// `SystemBuilder::agent_directory`).
+#[cfg(feature = "agents")]
+#[derive(Clone)]
+pub struct Directory(pub Arc<dyn mabeam_supervision_core::AgentDirectory>);
+
+#[cfg(feature = "agents")]
+impl std::fmt::Debug for Directory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directory").finish_non_exhaustive()
+    }
+}
+
 /// How long the built-in services' health checks may take.
 pub const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -92,6 +105,10 @@ pub struct Wiring {
     #[cfg(feature = "agents")]
     /// The agent layer (injected as `AgentDirectory`).
     pub agents: Agents,
+    #[cfg(feature = "agents")]
+    /// The directory the services reach agents through (the agent layer,
+    /// or a node's cluster-wide one over it).
+    pub directory: Directory,
     #[cfg(feature = "agents")]
     /// The store durable agents are kept in (the agent layer's).
     pub agent_store: Arc<dyn mabeam_supervision_core::AgentStore>,

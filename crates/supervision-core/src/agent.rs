@@ -141,6 +141,11 @@ pub struct Envelope {
     pub body: serde_json::Value,
     /// When the sender stops waiting: on tokio's clock, so it pauses with it.
     pub deadline: Instant,
+    /// Whether an agent between incarnations answers
+    /// [`Restarting`](DirectoryError::Restarting) at once instead of the
+    /// call waiting (within the deadline) for its next incarnation. It
+    /// travels with the call to the node that owns the agent.
+    pub fail_if_restarting: bool,
 }
 
 impl Envelope {
@@ -159,7 +164,16 @@ impl Envelope {
             protocol: protocol.into(),
             body,
             deadline,
+            fail_if_restarting: false,
         }
+    }
+
+    /// The same envelope, answered [`Restarting`](DirectoryError::Restarting)
+    /// at once by an agent between incarnations (see
+    /// [`fail_if_restarting`](Self::fail_if_restarting)).
+    pub fn failing_if_restarting(mut self) -> Self {
+        self.fail_if_restarting = true;
+        self
     }
 
     /// The time left before the deadline (zero once it has passed).
@@ -387,6 +401,20 @@ pub trait AgentDirectory: Send + Sync + 'static {
     /// Sends `envelope` to agent `id` without waiting for an answer. `Ok`
     /// means the message was queued for the agent, not that it was handled.
     fn cast(&self, id: &AgentId, envelope: Envelope) -> Result<(), DirectoryError>;
+
+    /// Sends `envelope` to agent `id` without waiting for its answer, and
+    /// resolves once the agent's owner took it for the agent's mailbox:
+    /// an `Ok` tell is never silently lost. For an agent on this node it
+    /// is [`cast`](Self::cast); a directory that reaches agents on other
+    /// nodes overrides it to wait for the owner's acknowledgement.
+    fn tell(
+        &self,
+        id: &AgentId,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<(), DirectoryError>> {
+        let taken = self.cast(id, envelope);
+        Box::pin(async move { taken })
+    }
 
     /// Subscribes to every agent's status changes from now on, in the order
     /// they happen per agent.

@@ -457,9 +457,9 @@ async fn run(
                     last_heard = inner.clock.now();
                     close.pong.notify_waiters();
                 }
-                Some(Ok(Frame::Call { id, agent, protocol, body, timeout_ms, tell })) => {
+                Some(Ok(Frame::Call { id, agent, protocol, body, timeout_ms, tell, fail_if_restarting })) => {
                     last_heard = inner.clock.now();
-                    inner.handle_call(outbox.clone(), (id, agent, protocol, body, timeout_ms, tell));
+                    inner.handle_call(outbox.clone(), (id, agent, protocol, body, timeout_ms, tell, fail_if_restarting));
                 }
                 Some(Ok(Frame::Answer { id, ok, error })) => {
                     last_heard = inner.clock.now();

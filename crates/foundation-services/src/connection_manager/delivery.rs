@@ -136,6 +136,7 @@ impl ConnectionManager {
         );
         // Forgets the call however this ends (answer, deadline, drop).
         let _forget = Forget { inner, id };
+        let fail_if_restarting = envelope.fail_if_restarting;
         let frame = Frame::Call {
             id,
             agent: agent.as_str().to_owned(),
@@ -146,6 +147,7 @@ impl ConnectionManager {
                 .saturating_duration_since(tokio::time::Instant::now())
                 .as_millis() as u64,
             tell,
+            fail_if_restarting,
         };
         let sent = tokio::time::timeout_at(envelope.deadline, outbox.send(frame)).await;
         match sent {
@@ -243,13 +245,14 @@ impl Inner {
     pub(super) fn handle_call(
         &self,
         outbox: mpsc::Sender<Frame>,
-        call: (u64, String, String, serde_json::Value, u64, bool),
+        call: (u64, String, String, serde_json::Value, u64, bool, bool),
     ) {
-        let (id, agent, protocol, body, timeout_ms, tell) = call;
+        let (id, agent, protocol, body, timeout_ms, tell, fail_if_restarting) = call;
         let directory = self.directory.read().clone();
         tokio::spawn(async move {
             let agent = AgentId::new(agent);
-            let envelope = Envelope::new(protocol, body, Duration::from_millis(timeout_ms));
+            let mut envelope = Envelope::new(protocol, body, Duration::from_millis(timeout_ms));
+            envelope.fail_if_restarting = fail_if_restarting;
             let result = match directory {
                 None => Err(DirectoryError::NotFound(agent.clone())),
                 Some(directory) if tell => directory

@@ -101,6 +101,10 @@ pub(crate) enum Frame {
         timeout_ms: u64,
         /// A tell (answered once taken) rather than an ask.
         tell: bool,
+        /// The caller hears `Restarting` at once from an agent between
+        /// incarnations instead of waiting (absent before: waits).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        fail_if_restarting: bool,
     },
     /// The answer to a call: its value, or its typed error.
     Answer {
