@@ -171,7 +171,9 @@ pub(crate) fn connect_members(
 /// all, so a claim someone else changed meanwhile is not taken), and the
 /// agents won are brought into this node's registry from their last
 /// checkpoints. Every survivor runs the same, over the same live members,
-/// so each of the dead member's agents has one claimant.
+/// so each of the dead member's agents has one claimant. The claims are
+/// taken only once the dead member's lease has ended
+/// (`cluster_lease::await_lease_end`).
 pub(crate) fn fail_over(
     membership: Arc<ClusterMembership>,
     store: FencedAgentStore,
@@ -196,13 +198,20 @@ pub(crate) fn fail_over(
             {
                 continue;
             }
-            take_over(&membership, &store, &system, &dead).await;
+            // Each dead member on its own task: waiting out one's lease
+            // delays no other.
+            let (membership, store, system) = (membership.clone(), store.clone(), system.clone());
+            tokio::spawn(async move {
+                if crate::cluster_lease::await_lease_end(store.store(), &membership, &dead).await {
+                    take_over(&membership, &store, &system, &dead).await;
+                }
+            });
         }
     })
 }
 
 /// Takes over this node's share of `dead`'s agents (see [`fail_over`]).
-async fn take_over(
+pub(crate) async fn take_over(
     membership: &ClusterMembership,
     store: &FencedAgentStore,
     system: &mabeam::System,

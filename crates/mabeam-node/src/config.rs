@@ -4,6 +4,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use serde::Deserialize;
@@ -56,6 +57,9 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// schema = "mabeam"               # its tables' schema
 /// wait = false                    # server down at start: exit 1 (false)
 ///                                 # or start and report it unhealthy
+/// lease_ms = 2000                # [cluster]: a node's lease in the shared
+/// lease_renew_ms = 500            # store, renewed this often; agents
+/// lease_margin_ms = 500           # stopped this long before it can expire
 /// test_only_without_shared_store = false  # let seeds be joined without a
 ///                                 # shared store (tests of membership only:
 ///                                 # agents are not safe across nodes then)
@@ -104,6 +108,9 @@ pub struct NodeConfig {
     /// Lets a node join others without a shared store (tests of
     /// membership only; see `mabeam_node::cluster::check_shared_store`).
     pub cluster_without_shared_store: bool,
+    /// The node's lease in the shared store (`cluster.lease_ms`,
+    /// `lease_renew_ms`, `lease_margin_ms`; see `mabeam_node::cluster_lease`).
+    pub cluster_lease: crate::cluster_lease::LeaseTimings,
 }
 
 /// The node's name in its cluster by default.
@@ -173,6 +180,7 @@ impl Default for NodeConfig {
             cookie: None,
             store: None,
             cluster_without_shared_store: false,
+            cluster_lease: crate::cluster_lease::LeaseTimings::default(),
         }
     }
 }
@@ -208,6 +216,9 @@ struct ClusterSection {
     seeds: Option<Vec<SocketAddr>>,
     cookie: Option<String>,
     test_only_without_shared_store: Option<bool>,
+    lease_ms: Option<u64>,
+    lease_renew_ms: Option<u64>,
+    lease_margin_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -340,6 +351,20 @@ impl NodeConfig {
         if let Some(without) = file.cluster.test_only_without_shared_store {
             config.cluster_without_shared_store = without;
         }
+        let lease = &mut config.cluster_lease;
+        for (field, value) in [
+            (&mut lease.length, file.cluster.lease_ms),
+            (&mut lease.renew, file.cluster.lease_renew_ms),
+            (&mut lease.margin, file.cluster.lease_margin_ms),
+        ] {
+            if let Some(ms) = value {
+                *field = Duration::from_millis(ms);
+            }
+        }
+        config
+            .cluster_lease
+            .check()
+            .map_err(|m| invalid("lease_ms", m))?;
         Ok(config)
     }
 

@@ -728,3 +728,329 @@ async fn a_killed_nodes_agents_answer_from_survivors_with_their_checkpoints() {
     assert_eq!(claims(&schema).await, after, "the claims unchanged");
     drop((a, b, c2));
 }
+
+/// A TCP fault proxy for one link: forwards each connection made to
+/// `addr` to the target until [`cut`](Self::cut), which closes every open
+/// connection and refuses new ones until [`heal`](Self::heal). Its tasks
+/// end when it is dropped.
+struct FaultProxy {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    async fn start(target: std::net::SocketAddr) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            // Dropped with the task: every link ends with the proxy.
+            let mut links = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((mut inbound, _)) = accepted else { continue };
+                        if *cut_rx.borrow() {
+                            continue;
+                        }
+                        let mut cut = cut_rx.clone();
+                        links.spawn(async move {
+                            let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                _ = cut.wait_for(|cut| *cut) => {}
+                            }
+                        });
+                    }
+                    Some(_) = links.join_next(), if !links.is_empty() => {}
+                }
+            }
+        });
+        FaultProxy { addr, cut, task }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `url` (`postgres://USER@HOST:PORT/DB...`) with its server's address,
+/// or with `via` in its place.
+fn server_of(url: &str) -> std::net::SocketAddr {
+    let rest = url.split_once('@').map_or(url, |(_, rest)| rest);
+    let host = rest.split(['/', '?']).next().unwrap();
+    std::net::ToSocketAddrs::to_socket_addrs(host)
+        .unwrap_or_else(|e| panic!("the tests' PostgreSQL address {host:?}: {e}"))
+        .next()
+        .unwrap()
+}
+
+fn via(url: &str, via: std::net::SocketAddr) -> String {
+    let (user, rest) = url.split_once('@').unwrap();
+    let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    format!("{user}@{via}{}", &rest[host_end..])
+}
+
+/// `mabeam run` for `node` with its stores on schema `schema` of the
+/// PostgreSQL at `url` (a proxy's, to cut it off), `extra` appended to
+/// its `[cluster]` section.
+async fn node_at(
+    dir: &Path,
+    name: &str,
+    join: Option<&str>,
+    url: &str,
+    schema: &str,
+    extra: &str,
+) -> (Running, String) {
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).unwrap();
+    let config = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "[cluster]\ncookie = \"0123456789abcdef0123456789abcdef\"\n{extra}\n\
+         [store]\nurl = \"{url}\"\nschema = \"{schema}\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let mut args = vec![
+        "--config",
+        &config,
+        "--node",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    if let Some(seed) = join {
+        args.extend(["--join", seed]);
+    }
+    let running = start(&data, &args).await;
+    let token = token(&data);
+    (running, token)
+}
+
+/// `addr`'s view of `node` (generation, state), or `None` while `addr`
+/// does not answer (a node starting again) or does not list it.
+async fn view_of(addr: &str, token: &str, node: &str) -> Option<(u64, String)> {
+    let reply = tokio::time::timeout(WAIT, request(addr, "GET", "/api/cluster", Some(token)))
+        .await
+        .expect("a node answers or refuses in time")
+        .ok()?;
+    let view: Value = serde_json::from_str(&reply.body).ok()?;
+    view["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["node"] == node)
+        .map(|m| {
+            (
+                m["generation"].as_u64().unwrap(),
+                m["state"].as_str().unwrap().to_owned(),
+            )
+        })
+}
+
+/// One incarnation of a probe agent, from its lines in the probe log:
+/// the process it ran in, its first and last tick (unix µs).
+#[derive(Debug, Clone, Copy)]
+struct Activation {
+    pid: u32,
+    first: u128,
+    last: u128,
+}
+
+/// The probe log at `log`: tag -> its activations, by first tick.
+fn activations(log: &Path) -> std::collections::BTreeMap<String, Vec<Activation>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut by_activation = std::collections::BTreeMap::<(String, String), Activation>::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [tag, activation, pid, micros] = fields[..] else {
+            panic!("a torn probe line {line:?}");
+        };
+        let (pid, at): (u32, u128) = (pid.parse().unwrap(), micros.parse().unwrap());
+        let entry = by_activation
+            .entry((tag.to_owned(), activation.to_owned()))
+            .or_insert(Activation {
+                pid,
+                first: at,
+                last: at,
+            });
+        entry.first = entry.first.min(at);
+        entry.last = entry.last.max(at);
+    }
+    let mut by_tag = std::collections::BTreeMap::<String, Vec<Activation>>::new();
+    for ((tag, _), activation) in by_activation {
+        by_tag.entry(tag).or_default().push(activation);
+    }
+    for list in by_tag.values_mut() {
+        list.sort_by_key(|a| a.first);
+    }
+    by_tag
+}
+
+/// Asserts that no two activations of one probe overlap in time.
+fn assert_no_overlap(by_tag: &std::collections::BTreeMap<String, Vec<Activation>>) {
+    for (tag, list) in by_tag {
+        for pair in list.windows(2) {
+            assert!(
+                pair[0].last < pair[1].first,
+                "{tag}: two incarnations overlap: {:?} ran until {} µs, {:?} from {} µs",
+                pair[0].pid,
+                pair[0].last,
+                pair[1].pid,
+                pair[1].first
+            );
+        }
+    }
+}
+
+/// Issue 24, a partition: node c cut from PostgreSQL (through a fault
+/// proxy on its store link alone; its gossip and node connections are
+/// untouched). c cannot renew its lease and stops its agents before the
+/// lease can expire; the survivors wait for that expiry (by the
+/// database's clock) before they claim the agents: the probes' ticks
+/// show no two incarnations of one agent running at once, and every
+/// probe answers from a survivor. Healed, c starts again as a new
+/// generation (same HTTP address) and rejoins; every id lives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_from_the_store_stops_its_agents_before_survivors_start_them() {
+    let schema = fresh_schema("cut_store");
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres_url();
+    let store_link = FaultProxy::start(server_of(&url)).await;
+    let c_url = via(&url, store_link.addr);
+    let (mut a, a_token) = node_at(dir.path(), "a@local", None, &url, &schema, "").await;
+    let a_listen = listen_addr(&mut a).await;
+    let (b, b_token) = node_at(dir.path(), "b@local", Some(&a_listen), &url, &schema, "").await;
+    let (c, c_token) = node_at(dir.path(), "c@local", Some(&a_listen), &c_url, &schema, "").await;
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
+        until(&running.addr, token, WAIT, "three members up", all_up).await;
+    }
+    let c_pid = c.child.id().unwrap();
+    let (c_generation, _) = view_of(&c.addr, &c_token, "c@local").await.unwrap();
+
+    let log = dir.path().join("activations.probe");
+    let ids: Vec<String> = (0..12).map(|i| format!("probe-{i:02}")).collect();
+    for id in &ids {
+        let body = serde_json::json!({
+            "kind": "probe", "id": id, "node": "c@local",
+            "args": {"log": log, "tag": id},
+        })
+        .to_string();
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    // Each probe ticks on c.
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let seen = activations(&log);
+            if ids
+                .iter()
+                .all(|id| seen.get(id).is_some_and(|l| !l.is_empty()))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every probe ticks on c");
+
+    let cut = Instant::now();
+    store_link.cut();
+    // Each probe answers through a from a survivor (a process not c's).
+    let mut late = None;
+    'probes: for id in &ids {
+        loop {
+            let (status, answer) = ask(&a.addr, &a_token, id, "probe.get", Value::Null).await;
+            if status == 200 && answer["reply"]["pid"] != c_pid {
+                break;
+            }
+            if cut.elapsed() > Duration::from_secs(15) {
+                late = Some(format!("{id}: {status} {answer}"));
+                break 'probes;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    if let Some(late) = late {
+        let logs = [a.kill().await, b.kill().await, c.kill().await];
+        panic!(
+            "not answering from a survivor within 15 s of the cut: {late}\n\
+             a:\n{}\nb:\n{}\nc:\n{}",
+            logs[0], logs[1], logs[2]
+        );
+    }
+    let took = cut.elapsed();
+    let seen = activations(&log);
+    assert_no_overlap(&seen);
+    for id in &ids {
+        let list = &seen[id];
+        assert_eq!(list[0].pid, c_pid, "{id} first ran on c: {list:?}");
+        assert!(
+            list.len() >= 2 && list[1..].iter().all(|a| a.pid != c_pid),
+            "{id}: on c, then on survivors only: {list:?}"
+        );
+    }
+    eprintln!("cut from the store: all probes answer from survivors {took:?} after the cut");
+
+    // Healed: c starts again as a new generation and rejoins.
+    store_link.heal();
+    let rejoined = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some((generation, state)) = view_of(&a.addr, &a_token, "c@local").await {
+                if generation != c_generation && state == "up" {
+                    if let Some((own, own_state)) = view_of(&c.addr, &c_token, "c@local").await {
+                        if own == generation && own_state == "up" {
+                            return generation;
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("c rejoins as a new generation once healed");
+    assert!(rejoined > c_generation, "{rejoined} after {c_generation}");
+    until(&c.addr, &c_token, WAIT, "three members up on c", all_up).await;
+    // Every id lives once: listed once, held by one member.
+    let all = list(&c.addr, &c_token, "").await;
+    let mut listed: Vec<&str> = all["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|agent| agent["id"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{all}"
+    );
+    let mut held = 0;
+    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
+        held += list(&running.addr, token, "&scope=local").await["total"]
+            .as_u64()
+            .unwrap();
+    }
+    assert_eq!(held, ids.len() as u64);
+    assert_no_overlap(&activations(&log));
+    drop((a, b, c));
+}

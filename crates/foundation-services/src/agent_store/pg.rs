@@ -42,8 +42,10 @@ use super::{
     record::{COLUMNS, Columns, decode},
 };
 
+mod leases;
 mod owners;
 use crate::postgres::{self, MigrateError, Migrations, PostgresConfig};
+pub use leases::{NodeLease, Renewal};
 pub use owners::FencedAgentStore;
 
 /// The agent store's migrations, in order.
@@ -52,6 +54,7 @@ const MIGRATIONS: Migrations = Migrations {
     steps: &[
         include_str!("../../migrations/postgres/agent_store_0001_initial.sql"),
         include_str!("../../migrations/postgres/agent_store_0002_owners.sql"),
+        include_str!("../../migrations/postgres/agent_store_0003_leases.sql"),
     ],
 };
 

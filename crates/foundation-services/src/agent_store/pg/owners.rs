@@ -74,7 +74,7 @@ fn claim_of(agent: &AgentId, row: &Row) -> Result<Option<Claim>, OwnershipError>
 }
 
 impl PostgresAgentStore {
-    async fn owners_client(&self) -> Result<deadpool_postgres::Object, OwnershipError> {
+    pub(super) async fn owners_client(&self) -> Result<deadpool_postgres::Object, OwnershipError> {
         Self::reader(&self.inner)
             .await
             .map_err(|e| OwnershipError::Unavailable(e.to_string()))
