@@ -14,7 +14,8 @@
 //! Flags and config: `--node NAME` (`cluster.node`), `--listen ADDR`
 //! (`cluster.listen`: the node connections on TCP and the gossip on UDP,
 //! same address), `--join ADDR` (`cluster.seeds`: another node's listen
-//! address, repeatable).
+//! address, repeatable), `cluster.advertise` (where the others reach
+//! `listen` when not there: a proxy, a NAT).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -101,10 +102,13 @@ pub async fn start_membership(
     generation: Option<u64>,
     telemetry: Telemetry,
 ) -> Result<ClusterMembership, NodeError> {
+    // Behind a proxy, the others reach both at the advertised address.
+    let reachable = config.cluster_advertise.unwrap_or(listen);
     let mut builder = ClusterMembership::builder(&config.cluster_node, cookie)
         .gossip(listen)
+        .advertise(reachable)
         .seeds(config.cluster_seeds.iter().copied())
-        .node_addr(listen)
+        .node_addr(reachable)
         .tag(HTTP_TAG, http.to_string())
         .telemetry(telemetry);
     if let Some(generation) = generation {
@@ -178,6 +182,7 @@ pub(crate) fn fail_over(
     membership: Arc<ClusterMembership>,
     store: FencedAgentStore,
     system: mabeam::System,
+    timings: crate::cluster_lease::LeaseTimings,
 ) -> tokio::task::JoinHandle<()> {
     let mut events = membership.subscribe();
     tokio::spawn(async move {
@@ -202,7 +207,9 @@ pub(crate) fn fail_over(
             // delays no other.
             let (membership, store, system) = (membership.clone(), store.clone(), system.clone());
             tokio::spawn(async move {
-                if crate::cluster_lease::await_lease_end(store.store(), &membership, &dead).await {
+                if crate::cluster_lease::await_lease_end(store.store(), &membership, &dead, timings)
+                    .await
+                {
                     take_over(&membership, &store, &system, &dead).await;
                 }
             });

@@ -22,13 +22,15 @@
 //!   deadline falls before the row's expiry by at least the margin (which
 //!   absorbs timer lateness and clock rate skew). The node then leaves and
 //!   starts again as a new generation ([`run`](crate::run)).
-//! - **A survivor** ([`await_lease_end`]) that sees a member `down` takes
-//!   its claims over only when it (with the members it sees live) is a
-//!   majority of the members whose leases run, marks the member's row
-//!   dead (its renewals are refused from then on, so its expiry stops
-//!   moving), and waits until the row has expired by the server's clock.
-//!   The majority rule keeps a node cut from the others (but not from the
-//!   store) from declaring the majority dead.
+//! - **A survivor** ([`await_lease_end`]) that sees a member `down`
+//!   records its suspicion in the store (`node_suspicions`); once more
+//!   than half of the members whose leases run suspect it (Orleans' votes
+//!   for a death declaration), it marks the member's row dead (its
+//!   renewals are refused from then on, so its expiry stops moving) and
+//!   waits until the row has expired by the server's clock before taking
+//!   the claims. The votes keep one node's view from killing anyone: a
+//!   node cut from the others (but not from the store) cannot declare the
+//!   majority dead, and a member flapping in one view stays up.
 //! - **Members dead before any survivor saw them** ([`scan_expired`]): at
 //!   start and every lease length, the claims whose holder's lease has
 //!   expired and who is not live are taken over, each by the member it
@@ -195,39 +197,50 @@ pub(crate) fn hold(
 }
 
 /// Whether this node may take over `dead`'s claims now, waiting as long
-/// as its lease still runs: `false` if this node and the members it sees
-/// live are not a majority of the members whose leases run, or the store
-/// cannot be reached (the periodic scan takes them over later). Marks
-/// `dead`'s lease dead first, so it is renewed no more.
+/// as its lease still runs. This node records its suspicion of `dead` in
+/// the store, and `dead` is declared dead (its lease marked, renewed no
+/// more) only once more than half of the members whose leases run
+/// suspect it, within twice the lease's length; `false` if that does not
+/// come within that time, if `dead` is seen live again meanwhile, or if
+/// the store cannot be reached (the periodic scan takes its claims over
+/// once its lease expires).
 pub(crate) async fn await_lease_end(
     store: &PostgresAgentStore,
     membership: &ClusterMembership,
     dead: &Member,
+    timings: LeaseTimings,
 ) -> bool {
-    let voters = match store.leased_members().await {
-        Ok(voters) => voters,
-        Err(error) => {
-            tracing::warn!(dead = %dead.node, %error, "failover: the leases cannot be read");
+    let me = membership.local();
+    let window = timings.length * 2;
+    let started = Instant::now();
+    loop {
+        let (votes, voters) = match store
+            .suspect(&dead.node, dead.generation, &me.node, me.generation, window)
+            .await
+        {
+            Ok(count) => count,
+            Err(error) => {
+                tracing::warn!(dead = %dead.node, %error, "failover: the suspicion cannot be recorded");
+                return false;
+            }
+        };
+        if votes * 2 > voters {
+            break;
+        }
+        let back = membership.members().iter().any(|m| {
+            m.node == dead.node && m.generation == dead.generation && m.state == MemberState::Up
+        });
+        if back || started.elapsed() > window {
+            tracing::warn!(
+                dead = %dead.node,
+                votes,
+                voters,
+                back,
+                "failover: no majority suspects it; not declaring it dead"
+            );
             return false;
         }
-    };
-    let me = membership.local();
-    let live = membership.live();
-    let seen_live = |node: &Arc<str>, generation: u64| {
-        (me.node == *node && me.generation == generation)
-            || live
-                .iter()
-                .any(|m| m.node == *node && m.generation == generation)
-    };
-    let votes = voters.iter().filter(|(n, g)| seen_live(n, *g)).count();
-    if votes * 2 <= voters.len() {
-        tracing::warn!(
-            dead = %dead.node,
-            votes,
-            voters = voters.len(),
-            "failover: not a majority of the leased members; not declaring it dead"
-        );
-        return false;
+        tokio::time::sleep(timings.renew / 5).await;
     }
     let mut remaining = match store.mark_dead(&dead.node, dead.generation).await {
         Ok(Some(remaining)) => remaining,

@@ -47,6 +47,8 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// node = "mabeam@localhost"       # this node's name in its cluster
 /// listen = "127.0.0.1:0"          # the connection manager's address (0: a free port)
 /// seeds = ["127.0.0.1:4369"]      # nodes to dial (and redial)
+/// advertise = "10.0.0.5:4369"     # where the others reach `listen`, if
+///                                 # not there (a proxy, a NAT)
 /// cookie = "..."                  # the cluster's secret (at least 128
 ///                                 # bits); generated into data_dir/cookie
 ///                                 # if absent
@@ -100,6 +102,9 @@ pub struct NodeConfig {
     pub cluster_listen: SocketAddr,
     /// The nodes the connection manager dials.
     pub cluster_seeds: Vec<SocketAddr>,
+    /// The address the others reach this node's `listen` at (TCP and
+    /// UDP), when not `listen` itself: behind a proxy or a NAT.
+    pub cluster_advertise: Option<SocketAddr>,
     /// The cluster's cookie, if the config names one.
     pub cookie: Option<String>,
     /// The event store on PostgreSQL (`[store] url`, or `--store URL`);
@@ -177,6 +182,7 @@ impl Default for NodeConfig {
                 .parse()
                 .expect("the default address parses"),
             cluster_seeds: Vec::new(),
+            cluster_advertise: None,
             cookie: None,
             store: None,
             cluster_without_shared_store: false,
@@ -214,6 +220,7 @@ struct ClusterSection {
     node: Option<String>,
     listen: Option<SocketAddr>,
     seeds: Option<Vec<SocketAddr>>,
+    advertise: Option<SocketAddr>,
     cookie: Option<String>,
     test_only_without_shared_store: Option<bool>,
     lease_ms: Option<u64>,
@@ -333,6 +340,7 @@ impl NodeConfig {
         if let Some(seeds) = file.cluster.seeds {
             config.cluster_seeds = seeds;
         }
+        config.cluster_advertise = file.cluster.advertise;
         if let Some(cookie) = &file.cluster.cookie {
             strong_enough("cluster.cookie", cookie).map_err(|m| invalid("cookie", m))?;
         }

@@ -326,9 +326,14 @@ impl Node {
             cluster: Some(membership.clone()),
             ownership: fenced.clone(),
         };
-        let failover = fenced
-            .clone()
-            .map(|store| cluster::fail_over(membership.clone(), store, system.clone()));
+        let failover = fenced.clone().map(|store| {
+            cluster::fail_over(
+                membership.clone(),
+                store,
+                system.clone(),
+                config.cluster_lease,
+            )
+        });
         // Other nodes' calls reach this node's agents and the node
         // itself, over a connection to each member.
         let mesh = system.connections().map(|connections| {

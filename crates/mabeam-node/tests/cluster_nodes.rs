@@ -1012,11 +1012,27 @@ async fn a_node_cut_from_the_store_stops_its_agents_before_survivors_start_them(
 
     // Healed: c starts again as a new generation and rejoins.
     store_link.heal();
+    let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
+    rejoins_with_unique_ids(nodes, c_generation, &ids, &log).await;
+    drop((a, b, c));
+}
+
+/// After a partition healed: c (the third of `nodes`) rejoins as a newer
+/// generation than `c_generation`, seen up by a and by itself, and sees
+/// all three up; every one of `ids` is listed once and held by one
+/// member; the probe log shows no overlap.
+async fn rejoins_with_unique_ids(
+    nodes: [(&Running, &String); 3],
+    c_generation: u64,
+    ids: &[String],
+    log: &Path,
+) {
+    let [(a, a_token), _, (c, c_token)] = nodes;
     let rejoined = tokio::time::timeout(WAIT, async {
         loop {
-            if let Some((generation, state)) = view_of(&a.addr, &a_token, "c@local").await {
+            if let Some((generation, state)) = view_of(&a.addr, a_token, "c@local").await {
                 if generation != c_generation && state == "up" {
-                    if let Some((own, own_state)) = view_of(&c.addr, &c_token, "c@local").await {
+                    if let Some((own, own_state)) = view_of(&c.addr, c_token, "c@local").await {
                         if own == generation && own_state == "up" {
                             return generation;
                         }
@@ -1029,9 +1045,14 @@ async fn a_node_cut_from_the_store_stops_its_agents_before_survivors_start_them(
     .await
     .expect("c rejoins as a new generation once healed");
     assert!(rejoined > c_generation, "{rejoined} after {c_generation}");
-    until(&c.addr, &c_token, WAIT, "three members up on c", all_up).await;
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    until(&c.addr, c_token, WAIT, "three members up on c", all_up).await;
     // Every id lives once: listed once, held by one member.
-    let all = list(&c.addr, &c_token, "").await;
+    let all = list(&c.addr, c_token, "").await;
     let mut listed: Vec<&str> = all["agents"]
         .as_array()
         .unwrap()
@@ -1045,12 +1066,269 @@ async fn a_node_cut_from_the_store_stops_its_agents_before_survivors_start_them(
         "{all}"
     );
     let mut held = 0;
-    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
+    for (running, token) in nodes {
         held += list(&running.addr, token, "&scope=local").await["total"]
             .as_u64()
             .unwrap();
     }
     assert_eq!(held, ids.len() as u64);
-    assert_no_overlap(&activations(&log));
-    drop((a, b, c));
+    assert_no_overlap(&activations(log));
+}
+
+/// A node's front for partition tests: what the others reach it at
+/// (`cluster.advertise`), forwarding TCP (node connections) and UDP
+/// (gossip) on one port to the node's `listen` address once known.
+/// [`cut`](Self::cut) drops everything through it; [`block`](Self::block)
+/// drops the gossip from and to one node's address (its UDP socket is its
+/// `listen`). Its tasks end when it is dropped.
+struct NodeFront {
+    addr: std::net::SocketAddr,
+    target: tokio::sync::watch::Sender<Option<std::net::SocketAddr>>,
+    cut: tokio::sync::watch::Sender<bool>,
+    blocked: std::sync::Arc<parking_lot::Mutex<Vec<std::net::SocketAddr>>>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl NodeFront {
+    async fn start() -> NodeFront {
+        let (tcp, udp) = loop {
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            if let Ok(udp) = tokio::net::UdpSocket::bind(tcp.local_addr().unwrap()).await {
+                break (tcp, udp);
+            }
+        };
+        let addr = tcp.local_addr().unwrap();
+        let (target, target_rx) = tokio::sync::watch::channel(None);
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let blocked = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let tcp_task = {
+            let (target_rx, cut_rx) = (target_rx.clone(), cut_rx.clone());
+            tokio::spawn(async move {
+                let mut links = tokio::task::JoinSet::new();
+                loop {
+                    tokio::select! {
+                        accepted = tcp.accept() => {
+                            let Ok((mut inbound, _)) = accepted else { continue };
+                            let target = *target_rx.borrow();
+                            let (Some(target), false) = (target, *cut_rx.borrow()) else {
+                                continue;
+                            };
+                            let mut cut = cut_rx.clone();
+                            links.spawn(async move {
+                                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                                    return;
+                                };
+                                tokio::select! {
+                                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                    _ = cut.wait_for(|cut| *cut) => {}
+                                }
+                            });
+                        }
+                        Some(_) = links.join_next(), if !links.is_empty() => {}
+                    }
+                }
+            })
+        };
+        let udp_task = {
+            let blocked = blocked.clone();
+            tokio::spawn(async move {
+                let udp = std::sync::Arc::new(udp);
+                let mut sessions = std::collections::HashMap::<
+                    std::net::SocketAddr,
+                    std::sync::Arc<tokio::net::UdpSocket>,
+                >::new();
+                let mut replies = tokio::task::JoinSet::new();
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let Ok((n, from)) = udp.recv_from(&mut buf).await else {
+                        continue;
+                    };
+                    let target = *target_rx.borrow();
+                    let Some(target) = target else { continue };
+                    if *cut_rx.borrow() || blocked.lock().contains(&from) {
+                        continue;
+                    }
+                    if !sessions.contains_key(&from) {
+                        // One socket per sender: the node answers to it,
+                        // and the answer goes back to that sender.
+                        let session = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                        session.connect(target).await.unwrap();
+                        let session = std::sync::Arc::new(session);
+                        let (back, udp, blocked, cut) = (
+                            session.clone(),
+                            udp.clone(),
+                            blocked.clone(),
+                            cut_rx.clone(),
+                        );
+                        replies.spawn(async move {
+                            let mut buf = vec![0u8; 65536];
+                            while let Ok(n) = back.recv(&mut buf).await {
+                                if !*cut.borrow() && !blocked.lock().contains(&from) {
+                                    let _ = udp.send_to(&buf[..n], from).await;
+                                }
+                            }
+                        });
+                        sessions.insert(from, session);
+                    }
+                    let _ = sessions[&from].send(&buf[..n]).await;
+                }
+            })
+        };
+        NodeFront {
+            addr,
+            target,
+            cut,
+            blocked,
+            tasks: [tcp_task, udp_task],
+        }
+    }
+
+    fn forward_to(&self, target: &str) {
+        self.target.send_replace(Some(target.parse().unwrap()));
+    }
+
+    fn cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+
+    fn block(&self, node: &str) {
+        self.blocked.lock().push(node.parse().unwrap());
+    }
+
+    fn unblock(&self) {
+        self.blocked.lock().clear();
+    }
+}
+
+impl Drop for NodeFront {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Issue 24, a partition: node c cut from a and b (each node reached
+/// through its front, `cluster.advertise`; c's front cut, and a's and
+/// b's fronts dropping c's gossip) but not from PostgreSQL. a and b, a
+/// majority of the leased members, see c down, mark its lease dead and
+/// wait for it to expire before they claim its agents; c, a minority,
+/// declares no one dead, finds its lease dead at its next renewal and
+/// stops its agents: no two incarnations of a probe at once, every probe
+/// answers from a survivor, a and b keep their leases. Healed, c rejoins
+/// as a new generation; every id lives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_from_the_others_stops_its_agents_once_declared_dead() {
+    let schema = fresh_schema("cut_peers");
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres_url();
+    let fronts = [
+        NodeFront::start().await,
+        NodeFront::start().await,
+        NodeFront::start().await,
+    ];
+    let seed = fronts[0].addr.to_string();
+    let mut started = Vec::new();
+    for (i, name) in ["a@local", "b@local", "c@local"].into_iter().enumerate() {
+        let join = (i > 0).then_some(seed.as_str());
+        let extra = format!("advertise = \"{}\"", fronts[i].addr);
+        let (mut running, token) = node_at(dir.path(), name, join, &url, &schema, &extra).await;
+        let listen = listen_addr(&mut running).await;
+        fronts[i].forward_to(&listen);
+        started.push((running, token, listen));
+    }
+    let (c, c_token, c_listen) = started.pop().unwrap();
+    let (b, b_token, _) = started.pop().unwrap();
+    let (a, a_token, _) = started.pop().unwrap();
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
+        until(&running.addr, token, WAIT, "three members up", all_up).await;
+    }
+    let c_pid = c.child.id().unwrap();
+    let (c_generation, _) = view_of(&c.addr, &c_token, "c@local").await.unwrap();
+    let log = dir.path().join("activations.probe");
+    let ids: Vec<String> = (0..12).map(|i| format!("probe-{i:02}")).collect();
+    for id in &ids {
+        let body = serde_json::json!({
+            "kind": "probe", "id": id, "node": "c@local",
+            "args": {"log": log, "tag": id},
+        })
+        .to_string();
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let seen = activations(&log);
+            if ids
+                .iter()
+                .all(|id| seen.get(id).is_some_and(|l| !l.is_empty()))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every probe ticks on c");
+
+    let cut = Instant::now();
+    fronts[2].cut(true);
+    fronts[0].block(&c_listen);
+    fronts[1].block(&c_listen);
+    let mut late = None;
+    'probes: for id in &ids {
+        loop {
+            let (status, answer) = ask(&a.addr, &a_token, id, "probe.get", Value::Null).await;
+            if status == 200 && answer["reply"]["pid"] != c_pid {
+                break;
+            }
+            if cut.elapsed() > Duration::from_secs(15) {
+                late = Some(format!("{id}: {status} {answer}"));
+                break 'probes;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    if let Some(late) = late {
+        let logs = [a.kill().await, b.kill().await, c.kill().await];
+        panic!(
+            "not answering from a survivor within 15 s of the cut: {late}\n\
+             a:\n{}\nb:\n{}\nc:\n{}",
+            logs[0], logs[1], logs[2]
+        );
+    }
+    eprintln!(
+        "cut from the others: all probes answer from survivors {:?} after the cut",
+        cut.elapsed()
+    );
+    let seen = activations(&log);
+    assert_no_overlap(&seen);
+    for id in &ids {
+        let list = &seen[id];
+        assert_eq!(list[0].pid, c_pid, "{id} first ran on c: {list:?}");
+        assert!(
+            list.len() >= 2 && list[1..].iter().all(|a| a.pid != c_pid),
+            "{id}: on c, then on survivors only: {list:?}"
+        );
+    }
+
+    fronts[2].cut(false);
+    fronts[0].unblock();
+    fronts[1].unblock();
+    let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
+    rejoins_with_unique_ids(nodes, c_generation, &ids, &log).await;
+    let c_log = c.kill().await;
+    assert!(
+        c_log.contains("another member declared this one dead"),
+        "c learnt from the store that it was declared dead:\n{c_log}"
+    );
+    for (name, running) in [("a", a), ("b", b)] {
+        let log = running.kill().await;
+        assert!(!log.contains("lease lost"), "{name} kept its lease:\n{log}");
+    }
 }

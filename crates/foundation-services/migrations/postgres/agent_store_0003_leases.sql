@@ -13,3 +13,16 @@ CREATE TABLE node_leases (
     dead boolean NOT NULL DEFAULT false,
     PRIMARY KEY (node, generation)
 );
+
+-- Who suspects whom: a member that sees another down records it here; the
+-- other is declared dead (its lease row marked) only once a majority of
+-- the members whose leases run suspect it, as Orleans counts votes for a
+-- death declaration: one node's flapping view kills no one.
+CREATE TABLE node_suspicions (
+    node text NOT NULL COLLATE "C",
+    generation bigint NOT NULL,
+    suspecter text NOT NULL COLLATE "C",
+    suspecter_generation bigint NOT NULL,
+    at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (node, generation, suspecter, suspecter_generation)
+);

@@ -148,6 +148,57 @@ impl PostgresAgentStore {
         Ok(row.map(|row| Duration::from_millis(row.get::<_, i64>(0).max(0) as u64)))
     }
 
+    /// Records that (`suspecter`, `suspecter_generation`) sees member
+    /// (`node`, `generation`) down (again: the time is renewed), and
+    /// answers the votes against it and the voters: how many members
+    /// whose leases run suspected it within `window` (by the server's
+    /// clock), and how many members' leases run (it included, while its
+    /// own runs). It may be declared dead once votes are more than half
+    /// the voters.
+    pub async fn suspect(
+        &self,
+        node: &str,
+        generation: u64,
+        suspecter: &str,
+        suspecter_generation: u64,
+        window: Duration,
+    ) -> Result<(usize, usize), OwnershipError> {
+        let client = self.owners_client().await?;
+        client
+            .execute(
+                "INSERT INTO node_suspicions (node, generation, suspecter, suspecter_generation) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (node, generation, suspecter, \
+                 suspecter_generation) DO UPDATE SET at = now()",
+                &[
+                    &node as &(dyn tokio_postgres::types::ToSql + Sync),
+                    &as_i64(generation),
+                    &suspecter,
+                    &as_i64(suspecter_generation),
+                ],
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM node_suspicions s JOIN node_leases l \
+                 ON l.node = s.suspecter AND l.generation = s.suspecter_generation \
+                 WHERE s.node = $1 AND s.generation = $2 AND NOT l.dead \
+                 AND l.expires_at > now() \
+                 AND s.at > now() - $3::bigint * interval '1 millisecond'), \
+                 (SELECT count(*) FROM node_leases WHERE NOT dead AND expires_at > now())",
+                &[
+                    &node as &(dyn tokio_postgres::types::ToSql + Sync),
+                    &as_i64(generation),
+                    &millis(window),
+                ],
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let votes: i64 = row.get(0);
+        let voters: i64 = row.get(1);
+        Ok((votes.max(0) as usize, voters.max(0) as usize))
+    }
+
     /// Whether member (`node`, `generation`)'s lease has expired by the
     /// server's clock (`true` if it never held one).
     pub async fn lease_expired(&self, node: &str, generation: u64) -> Result<bool, OwnershipError> {
