@@ -32,9 +32,12 @@
 //!   node cut from the others (but not from the store) cannot declare the
 //!   majority dead, and a member flapping in one view stays up.
 //! - **Members dead before any survivor saw them** ([`scan_expired`]): at
-//!   start and every lease length, the claims whose holder's lease has
-//!   expired and who is not live are taken over, each by the member it
-//!   hashes to.
+//!   start and every lease length, a node that sees a majority of the
+//!   leased members live takes over the claims whose holder's lease has
+//!   expired and who is not live, each by the member it hashes to.
+//! - **A node restarted on the far side of a partition** does not claim
+//!   its older generation's agents back when the others declared that
+//!   generation dead (its recovery's claim skips them): they take them.
 
 use std::{sync::Arc, time::Duration};
 
@@ -288,10 +291,28 @@ pub(crate) fn scan_expired(
                 }
             };
             let me = membership.local();
-            if me.state != MemberState::Up {
+            if me.state != MemberState::Up || holders.is_empty() {
                 continue;
             }
             let live = membership.live();
+            // Only a node that sees a majority of the leased members live
+            // takes anything: one on the far side of a partition must not
+            // pull agents there.
+            let voters = match store.store().leased_members().await {
+                Ok(voters) => voters,
+                Err(_) => continue,
+            };
+            let seen = voters
+                .iter()
+                .filter(|(n, g)| {
+                    (me.node == *n && me.generation == *g)
+                        || live.iter().any(|m| m.node == *n && m.generation == *g)
+                })
+                .count();
+            if seen * 2 <= voters.len() {
+                tracing::debug!(seen, voters = voters.len(), "lease scan: not in a majority");
+                continue;
+            }
             for (node, generation) in holders {
                 let is_live = (me.node == node && me.generation == generation)
                     || live

@@ -1051,8 +1051,19 @@ async fn rejoins_with_unique_ids(
             .all(|n| has(view, n, "up"))
     };
     until(&c.addr, c_token, WAIT, "three members up on c", all_up).await;
-    // Every id lives once: listed once, held by one member.
-    let all = list(&c.addr, c_token, "").await;
+    // Every id lives once: listed once (once c reaches both others),
+    // held by one member.
+    let all = tokio::time::timeout(WAIT, async {
+        loop {
+            let all = list(&c.addr, c_token, "").await;
+            if all["unreachable"] == serde_json::json!([]) && all["total"] == ids.len() {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("c lists every member's agents");
     let mut listed: Vec<&str> = all["agents"]
         .as_array()
         .unwrap()
@@ -1231,7 +1242,12 @@ async fn a_node_cut_from_the_others_stops_its_agents_once_declared_dead() {
     let mut started = Vec::new();
     for (i, name) in ["a@local", "b@local", "c@local"].into_iter().enumerate() {
         let join = (i > 0).then_some(seed.as_str());
-        let extra = format!("advertise = \"{}\"", fronts[i].addr);
+        // Renewals 1 s apart: c learns it was declared dead up to 1 s
+        // after; the survivors must wait out its lease, not just mark it.
+        let extra = format!(
+            "advertise = \"{}\"\nlease_ms = 3000\nlease_renew_ms = 1000\n",
+            fronts[i].addr
+        );
         let (mut running, token) = node_at(dir.path(), name, join, &url, &schema, &extra).await;
         let listen = listen_addr(&mut running).await;
         fronts[i].forward_to(&listen);

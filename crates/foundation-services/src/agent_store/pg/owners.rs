@@ -36,13 +36,18 @@ const CLAIM: &str = "INSERT INTO agent_owners AS o (agent, node, generation, epo
      RETURNING node, generation, epoch";
 
 /// The same for many agents at once, none replaced: what a node runs
-/// before it recovers a page of agents.
+/// before it recovers a page of agents. An older generation of the same
+/// node that the others declared dead (its lease marked) is not taken
+/// from: they take its agents over, and a node that restarts on the far
+/// side of a partition must not pull them there.
 const CLAIM_MANY: &str = "INSERT INTO agent_owners AS o (agent, node, generation, epoch) \
      SELECT a, $2, $3, 1 FROM unnest($1::text[]) AS a \
      ON CONFLICT (agent) DO UPDATE SET node = excluded.node, \
      generation = excluded.generation, epoch = o.epoch + 1 \
      WHERE o.node IS NULL \
-     OR (o.node = excluded.node AND o.generation < excluded.generation)";
+     OR (o.node = excluded.node AND o.generation < excluded.generation \
+     AND NOT EXISTS (SELECT 1 FROM node_leases l \
+     WHERE l.node = o.node AND l.generation = o.generation AND l.dead))";
 
 /// Which of the agents (node, generation) owns now.
 const HELD: &str = "SELECT agent FROM agent_owners \
