@@ -1348,3 +1348,92 @@ async fn a_node_cut_from_the_others_stops_its_agents_once_declared_dead() {
         assert!(!log.contains("lease lost"), "{name} kept its lease:\n{log}");
     }
 }
+
+/// Issue 24: a member dead before any survivor was up. c alone holds ten
+/// counters (claimed by c in the store), added to, then is killed
+/// (`kill -9`); a and b start afterwards on the same store, so no one
+/// ever sees c go down. Once c's lease has expired by the database's
+/// clock, the scan of expired leases takes its claims over: each counter
+/// answers through b with its acknowledged count, claimed by a or b and
+/// held by that one alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_dead_before_any_survivor_was_up_is_taken_over() {
+    let schema = fresh_schema("dead_before");
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres_url();
+    let (c, c_token) = node_at(dir.path(), "c@local", None, &url, &schema, "").await;
+    let ids: Vec<String> = (0..10).map(|i| format!("early-{i:02}")).collect();
+    let mut acked = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let body = format!(r#"{{"kind": "counter", "id": "{id}"}}"#);
+        let (status, record) = post_agent(&c.addr, &c_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+        let by = i as i64 + 1;
+        let (status, answer) = ask(
+            &c.addr,
+            &c_token,
+            id,
+            "counter.add",
+            serde_json::json!({ "by": by }),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        acked.push(by);
+    }
+    assert!(
+        claims(&schema)
+            .await
+            .values()
+            .all(|(node, _)| node == "c@local")
+    );
+    let _log = c.kill().await;
+
+    let (mut a, a_token) = node_at(dir.path(), "a@local", None, &url, &schema, "").await;
+    let a_listen = listen_addr(&mut a).await;
+    let (b, b_token) = node_at(dir.path(), "b@local", Some(&a_listen), &url, &schema, "").await;
+    for (running, token) in [(&a, &a_token), (&b, &b_token)] {
+        until(&running.addr, token, WAIT, "a and b up", |view| {
+            has(view, "a@local", "up") && has(view, "b@local", "up")
+        })
+        .await;
+    }
+    let up = Instant::now();
+    for (id, count) in ids.iter().zip(&acked) {
+        loop {
+            let (status, answer) = ask(&b.addr, &b_token, id, "counter.get", Value::Null).await;
+            if status == 200 {
+                assert_eq!(answer["reply"]["count"], *count, "{id}: {answer}");
+                break;
+            }
+            assert!(
+                up.elapsed() < Duration::from_secs(15),
+                "{id} not taken over within 15 s of a and b up: {status} {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let after = claims(&schema).await;
+    let mut held = std::collections::HashMap::<&str, Vec<String>>::new();
+    for (name, running, token) in [("a@local", &a, &a_token), ("b@local", &b, &b_token)] {
+        let local = list(&running.addr, token, "&scope=local").await;
+        let mine = local["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|agent| agent["id"].as_str().unwrap().to_owned())
+            .collect();
+        held.insert(name, mine);
+    }
+    for id in &ids {
+        let (owner, _) = &after[id];
+        assert!(owner == "a@local" || owner == "b@local", "{id}: {after:?}");
+        for name in ["a@local", "b@local"] {
+            assert_eq!(
+                held[name].contains(id),
+                name == owner,
+                "{id} held by {name}? claims: {after:?}, held: {held:?}"
+            );
+        }
+    }
+    drop((a, b));
+}
