@@ -551,6 +551,69 @@ async fn a_stale_writer_is_fenced_off_on_postgres() {
     store.stop().await;
 }
 
+/// ABA on PostgreSQL: member (a, 1) claims an agent (epoch e1), loses it
+/// to b (e2) and wins it back (e3): the same member and generation own
+/// it again, yet a write made under the older grant (e1) is refused as
+/// `Fenced` and changes nothing; writes under the current grant, or
+/// through a's fenced view (which recorded e3 at the take-over), are
+/// stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_from_an_older_grant_is_refused_on_postgres() {
+    let schema = support::fresh_schema();
+    let store = PostgresAgentStore::open(support::pg_config(&schema))
+        .await
+        .expect("open");
+    let a1 = store.fenced("a", || 1);
+    let b5 = store.fenced("b", || 5);
+    let checkpoint = |n: u8| Checkpoint {
+        format: 1,
+        data: vec![n],
+    };
+    let id = AgentId::new("aba");
+    let first = a1.claim(&id).await.unwrap();
+    within("register", a1.register(registration("aba", 0), 0))
+        .await
+        .unwrap();
+    let lost = b5.take_over(std::slice::from_ref(&first)).await.unwrap();
+    assert_eq!(lost.len(), 1);
+    let again = a1.take_over(&lost).await.unwrap();
+    assert_eq!(again.len(), 1);
+    let current = &again[0];
+    assert_eq!((&*current.node, current.generation), ("a", 1));
+    assert!(current.epoch > first.epoch, "{current:?} after {first:?}");
+    assert_eq!(a1.granted(&id), Some(current.epoch));
+
+    let write = |n| AgentWrite::Checkpoint {
+        id: id.clone(),
+        checkpoint: checkpoint(n),
+        generation: 0,
+    };
+    let refused = within("old grant", store.write_claimed(write(1), &first))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, AgentStoreError::Fenced { owner, .. } if owner == "a/1"),
+        "{refused:?}"
+    );
+    assert_eq!(store.get(&id).await.unwrap().unwrap().checkpoint, None);
+    within("current grant", store.write_claimed(write(2), current))
+        .await
+        .expect("the current grant's write");
+    within("fenced view", a1.write(write(3)))
+        .await
+        .expect("the view's write carries the current epoch");
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().checkpoint,
+        Some(checkpoint(3))
+    );
+    // b's view, whose grant is gone, is refused too.
+    assert!(matches!(
+        b5.write(write(4)).await,
+        Err(AgentStoreError::Fenced { .. })
+    ));
+    store.stop().await;
+}
+
 // ---- Property: replayed from the store = in memory ----------------------
 
 fn arb_write() -> impl Strategy<Value = AgentWrite> {

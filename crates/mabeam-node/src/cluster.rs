@@ -225,7 +225,7 @@ pub(crate) async fn take_over(
     dead: &Member,
 ) {
     let started = std::time::Instant::now();
-    let (node, generation) = store.member();
+    let (node, _) = store.member();
     let claims = match store.store().claims_of(&dead.node, dead.generation).await {
         Ok(claims) => claims,
         Err(error) => {
@@ -246,7 +246,7 @@ pub(crate) async fn take_over(
     if mine.is_empty() {
         return;
     }
-    let won = match store.store().take_over(&mine, &node, generation).await {
+    let won = match store.take_over(&mine).await {
         Ok(won) => won,
         Err(error) => {
             tracing::error!(dead = %dead.node, %error, "failover: claims not taken");
