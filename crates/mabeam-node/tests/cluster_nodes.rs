@@ -1030,14 +1030,14 @@ async fn rejoins_with_unique_ids(
     let [(a, a_token), _, (c, c_token)] = nodes;
     let rejoined = tokio::time::timeout(WAIT, async {
         loop {
-            if let Some((generation, state)) = view_of(&a.addr, a_token, "c@local").await {
-                if generation != c_generation && state == "up" {
-                    if let Some((own, own_state)) = view_of(&c.addr, c_token, "c@local").await {
-                        if own == generation && own_state == "up" {
-                            return generation;
-                        }
-                    }
-                }
+            if let Some((generation, state)) = view_of(&a.addr, a_token, "c@local").await
+                && generation != c_generation
+                && state == "up"
+                && let Some((own, own_state)) = view_of(&c.addr, c_token, "c@local").await
+                && own == generation
+                && own_state == "up"
+            {
+                return generation;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -1159,7 +1159,8 @@ impl NodeFront {
                     if *cut_rx.borrow() || blocked.lock().contains(&from) {
                         continue;
                     }
-                    if !sessions.contains_key(&from) {
+                    if let std::collections::hash_map::Entry::Vacant(vacant) = sessions.entry(from)
+                    {
                         // One socket per sender: the node answers to it,
                         // and the answer goes back to that sender.
                         let session = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
@@ -1179,7 +1180,7 @@ impl NodeFront {
                                 }
                             }
                         });
-                        sessions.insert(from, session);
+                        vacant.insert(session);
                     }
                     let _ = sessions[&from].send(&buf[..n]).await;
                 }
