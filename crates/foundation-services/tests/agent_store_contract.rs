@@ -20,7 +20,9 @@ use std::{
 };
 
 use futures::future::{BoxFuture, FutureExt};
-use mabeam_foundation_services::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
+use mabeam_foundation_services::{
+    PostgresAgentStore, Renewal, SqliteAgentStore, SqliteAgentStoreConfig,
+};
 use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentUpdate,
     AgentWrite, Checkpoint, ErrorCode, LoadedAgent, MemoryAgentStore,
@@ -611,6 +613,64 @@ async fn a_write_from_an_older_grant_is_refused_on_postgres() {
         b5.write(write(4)).await,
         Err(AgentStoreError::Fenced { .. })
     ));
+    store.stop().await;
+}
+
+/// Node leases on PostgreSQL, by the server's clock: a renewed lease
+/// runs (a voter), one marked dead is renewed no more and expires after
+/// what `mark_dead` said was left; a member is suspected by a majority
+/// only once more than half of the leased members suspect it; the claims
+/// of an expired member are listed for the taking; a restarted node's
+/// recovery does not claim back its older generation's agents once that
+/// generation was declared dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_leases_run_by_the_servers_clock_on_postgres() {
+    let schema = support::fresh_schema();
+    let store = PostgresAgentStore::open(support::pg_config(&schema))
+        .await
+        .expect("open");
+    let length = Duration::from_millis(800);
+    let mut a = store.lease("a", 1, length);
+    let mut b = store.lease("b", 1, length);
+    let mut c = store.lease("c", 1, length);
+    for lease in [&mut a, &mut b, &mut c] {
+        assert_eq!(lease.renew().await.unwrap(), Renewal::Renewed);
+    }
+    assert_eq!(store.leased_members().await.unwrap().len(), 3);
+    // One suspicion of three voters is no majority; two are.
+    let window = Duration::from_secs(10);
+    assert_eq!(store.suspect("c", 1, "a", 1, window).await.unwrap(), (1, 3));
+    assert_eq!(store.suspect("c", 1, "b", 1, window).await.unwrap(), (2, 3));
+    // c holds a claim; declared dead, it renews no more.
+    let id = AgentId::new("leased");
+    let c_view = store.fenced("c", || 1);
+    c_view.claim(&id).await.unwrap();
+    store.register(registration("leased", 0), 0).await.unwrap();
+    let left = store
+        .mark_dead("c", 1)
+        .await
+        .unwrap()
+        .expect("c holds a lease");
+    assert!(left <= length, "{left:?}");
+    assert_eq!(c.renew().await.unwrap(), Renewal::Dead);
+    assert_eq!(store.mark_dead("nobody", 1).await.unwrap(), None);
+    // Its restart (generation 2) does not take the agent back: the
+    // others do, once its lease has run out.
+    let c2 = store.fenced("c", || 2);
+    assert!(c2.load_page(None, 10).await.unwrap().is_empty());
+    assert_eq!(store.owner(&id).await.unwrap().unwrap().generation, 1);
+    // Expired by the server's clock, polled (bounded): no node clock.
+    assert!(!store.lease_expired("c", 1).await.unwrap() || left.is_zero());
+    within("c's lease expires", async {
+        while !store.lease_expired("c", 1).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(a.renew().await.unwrap(), Renewal::Renewed);
+    assert!(!store.lease_expired("a", 1).await.unwrap());
+    let expired = store.expired_holders().await.unwrap();
+    assert!(expired.contains(&("c".into(), 1)), "{expired:?}");
     store.stop().await;
 }
 
