@@ -671,6 +671,12 @@ async fn node_leases_run_by_the_servers_clock_on_postgres() {
     assert!(!store.lease_expired("a", 1).await.unwrap());
     let expired = store.expired_holders().await.unwrap();
     assert!(expired.contains(&("c".into(), 1)), "{expired:?}");
+    // A member that stopped ends its lease at once.
+    assert_eq!(b.renew().await.unwrap(), Renewal::Renewed);
+    assert!(!store.lease_expired("b", 1).await.unwrap());
+    store.release_lease("b", 1).await.unwrap();
+    assert!(store.lease_expired("b", 1).await.unwrap());
+    assert_eq!(b.renew().await.unwrap(), Renewal::Dead);
     store.stop().await;
 }
 

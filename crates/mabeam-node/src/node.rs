@@ -440,11 +440,21 @@ impl Node {
         }
         self.membership.leave().await;
         let stopped = self.system.stop().await;
-        // Its queued writes (the agents' stop checkpoints) committed.
-        self.agent_store.stop().await;
+        // Its agents stopped: its lease ends now, so the others take its
+        // claims over without waiting it out (bounded: a store cut off
+        // leaves it to expire).
         if let Some(lease) = &self.lease {
             lease.stop();
+            if let (NodeAgentStore::Postgres(store), Some(connections)) =
+                (&self.agent_store, self.system.connections())
+            {
+                let (node, generation) = (self.membership.node(), connections.generation());
+                let release = store.release_lease(node, generation);
+                let _ = tokio::time::timeout(Duration::from_secs(2), release).await;
+            }
         }
+        // Its queued writes (the agents' stop checkpoints) committed.
+        self.agent_store.stop().await;
         stopped?;
         tracing::info!("both trees stopped");
         Ok(())

@@ -199,6 +199,25 @@ impl PostgresAgentStore {
         Ok((votes.max(0) as usize, voters.max(0) as usize))
     }
 
+    /// Ends member (`node`, `generation`)'s lease now (a node that
+    /// stopped, its agents stopped first): marked dead and expired, so
+    /// survivors take its claims over without waiting it out.
+    pub async fn release_lease(&self, node: &str, generation: u64) -> Result<(), OwnershipError> {
+        let client = self.owners_client().await?;
+        client
+            .execute(
+                "UPDATE node_leases SET dead = true, expires_at = least(expires_at, now()) \
+                 WHERE node = $1 AND generation = $2",
+                &[
+                    &node as &(dyn tokio_postgres::types::ToSql + Sync),
+                    &as_i64(generation),
+                ],
+            )
+            .await
+            .map_err(|e| unavailable(&e))?;
+        Ok(())
+    }
+
     /// Whether member (`node`, `generation`)'s lease has expired by the
     /// server's clock (`true` if it never held one).
     pub async fn lease_expired(&self, node: &str, generation: u64) -> Result<bool, OwnershipError> {
