@@ -48,7 +48,7 @@ use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentStore, AgentStoreError, AgentWrite, LoadedAgent,
 };
 use parking_lot::Mutex;
-pub use pg::{FencedAgentStore, PostgresAgentStore};
+pub use pg::{FencedAgentStore, NodeLease, PostgresAgentStore, Renewal};
 use rusqlite::{OptionalExtension, params};
 pub use schema::{APPLICATION_ID, SCHEMA_VERSION};
 use tokio::sync::oneshot;

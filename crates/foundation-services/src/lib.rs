@@ -80,7 +80,8 @@ pub mod service_monitor;
 pub mod task_supervisor;
 
 pub use agent_store::{
-    FencedAgentStore, PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig,
+    FencedAgentStore, NodeLease, PostgresAgentStore, Renewal, SqliteAgentStore,
+    SqliteAgentStoreConfig,
 };
 pub use config_server::{
     ConfigChange, ConfigError, ConfigHealth, ConfigSchema, ConfigServer, ConfigServerConfig,

@@ -20,7 +20,9 @@ use std::{
 };
 
 use futures::future::{BoxFuture, FutureExt};
-use mabeam_foundation_services::{PostgresAgentStore, SqliteAgentStore, SqliteAgentStoreConfig};
+use mabeam_foundation_services::{
+    PostgresAgentStore, Renewal, SqliteAgentStore, SqliteAgentStoreConfig,
+};
 use mabeam_supervision_core::{
     AgentId, AgentRecord, AgentRegistration, AgentStatus, AgentStore, AgentStoreError, AgentUpdate,
     AgentWrite, Checkpoint, ErrorCode, LoadedAgent, MemoryAgentStore,
@@ -548,6 +550,133 @@ async fn a_stale_writer_is_fenced_off_on_postgres() {
     // Removed by its owner: released, and refused to the others after.
     b5.remove(free.clone(), 0).await.unwrap();
     assert_eq!(store.owner(&free).await.unwrap(), None);
+    store.stop().await;
+}
+
+/// ABA on PostgreSQL: member (a, 1) claims an agent (epoch e1), loses it
+/// to b (e2) and wins it back (e3): the same member and generation own
+/// it again, yet a write made under the older grant (e1) is refused as
+/// `Fenced` and changes nothing; writes under the current grant, or
+/// through a's fenced view (which recorded e3 at the take-over), are
+/// stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_from_an_older_grant_is_refused_on_postgres() {
+    let schema = support::fresh_schema();
+    let store = PostgresAgentStore::open(support::pg_config(&schema))
+        .await
+        .expect("open");
+    let a1 = store.fenced("a", || 1);
+    let b5 = store.fenced("b", || 5);
+    let checkpoint = |n: u8| Checkpoint {
+        format: 1,
+        data: vec![n],
+    };
+    let id = AgentId::new("aba");
+    let first = a1.claim(&id).await.unwrap();
+    within("register", a1.register(registration("aba", 0), 0))
+        .await
+        .unwrap();
+    let lost = b5.take_over(std::slice::from_ref(&first)).await.unwrap();
+    assert_eq!(lost.len(), 1);
+    let again = a1.take_over(&lost).await.unwrap();
+    assert_eq!(again.len(), 1);
+    let current = &again[0];
+    assert_eq!((&*current.node, current.generation), ("a", 1));
+    assert!(current.epoch > first.epoch, "{current:?} after {first:?}");
+    assert_eq!(a1.granted(&id), Some(current.epoch));
+
+    let write = |n| AgentWrite::Checkpoint {
+        id: id.clone(),
+        checkpoint: checkpoint(n),
+        generation: 0,
+    };
+    let refused = within("old grant", store.write_claimed(write(1), &first))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&refused, AgentStoreError::Fenced { owner, .. } if owner == "a/1"),
+        "{refused:?}"
+    );
+    assert_eq!(store.get(&id).await.unwrap().unwrap().checkpoint, None);
+    within("current grant", store.write_claimed(write(2), current))
+        .await
+        .expect("the current grant's write");
+    within("fenced view", a1.write(write(3)))
+        .await
+        .expect("the view's write carries the current epoch");
+    assert_eq!(
+        store.get(&id).await.unwrap().unwrap().checkpoint,
+        Some(checkpoint(3))
+    );
+    // b's view, whose grant is gone, is refused too.
+    assert!(matches!(
+        b5.write(write(4)).await,
+        Err(AgentStoreError::Fenced { .. })
+    ));
+    store.stop().await;
+}
+
+/// Node leases on PostgreSQL, by the server's clock: a renewed lease
+/// runs (a voter), one marked dead is renewed no more and expires after
+/// what `mark_dead` said was left; a member is suspected by a majority
+/// only once more than half of the leased members suspect it; the claims
+/// of an expired member are listed for the taking; a restarted node's
+/// recovery does not claim back its older generation's agents once that
+/// generation was declared dead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_leases_run_by_the_servers_clock_on_postgres() {
+    let schema = support::fresh_schema();
+    let store = PostgresAgentStore::open(support::pg_config(&schema))
+        .await
+        .expect("open");
+    let length = Duration::from_millis(800);
+    let mut a = store.lease("a", 1, length);
+    let mut b = store.lease("b", 1, length);
+    let mut c = store.lease("c", 1, length);
+    for lease in [&mut a, &mut b, &mut c] {
+        assert_eq!(lease.renew().await.unwrap(), Renewal::Renewed);
+    }
+    assert_eq!(store.leased_members().await.unwrap().len(), 3);
+    // One suspicion of three voters is no majority; two are.
+    let window = Duration::from_secs(10);
+    assert_eq!(store.suspect("c", 1, "a", 1, window).await.unwrap(), (1, 3));
+    assert_eq!(store.suspect("c", 1, "b", 1, window).await.unwrap(), (2, 3));
+    // c holds a claim; declared dead, it renews no more.
+    let id = AgentId::new("leased");
+    let c_view = store.fenced("c", || 1);
+    c_view.claim(&id).await.unwrap();
+    store.register(registration("leased", 0), 0).await.unwrap();
+    let left = store
+        .mark_dead("c", 1)
+        .await
+        .unwrap()
+        .expect("c holds a lease");
+    assert!(left <= length, "{left:?}");
+    assert_eq!(c.renew().await.unwrap(), Renewal::Dead);
+    assert_eq!(store.mark_dead("nobody", 1).await.unwrap(), None);
+    // Its restart (generation 2) does not take the agent back: the
+    // others do, once its lease has run out.
+    let c2 = store.fenced("c", || 2);
+    assert!(c2.load_page(None, 10).await.unwrap().is_empty());
+    assert_eq!(store.owner(&id).await.unwrap().unwrap().generation, 1);
+    // Expired by the server's clock, polled (bounded): no node clock.
+    assert!(!store.lease_expired("c", 1).await.unwrap() || left.is_zero());
+    within("c's lease expires", async {
+        while !store.lease_expired("c", 1).await.unwrap() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(a.renew().await.unwrap(), Renewal::Renewed);
+    assert!(!store.lease_expired("a", 1).await.unwrap());
+    let expired = store.expired_holders().await.unwrap();
+    assert!(expired.contains(&("c".into(), 1)), "{expired:?}");
+    // A member that stopped ends its lease at once.
+    assert_eq!(b.renew().await.unwrap(), Renewal::Renewed);
+    assert!(!store.lease_expired("b", 1).await.unwrap());
+    store.release_lease("b", 1).await.unwrap();
+    assert!(store.lease_expired("b", 1).await.unwrap());
+    assert_eq!(b.renew().await.unwrap(), Renewal::Dead);
     store.stop().await;
 }
 

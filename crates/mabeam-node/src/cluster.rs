@@ -14,7 +14,8 @@
 //! Flags and config: `--node NAME` (`cluster.node`), `--listen ADDR`
 //! (`cluster.listen`: the node connections on TCP and the gossip on UDP,
 //! same address), `--join ADDR` (`cluster.seeds`: another node's listen
-//! address, repeatable).
+//! address, repeatable), `cluster.advertise` (where the others reach
+//! `listen` when not there: a proxy, a NAT).
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -101,10 +102,13 @@ pub async fn start_membership(
     generation: Option<u64>,
     telemetry: Telemetry,
 ) -> Result<ClusterMembership, NodeError> {
+    // Behind a proxy, the others reach both at the advertised address.
+    let reachable = config.cluster_advertise.unwrap_or(listen);
     let mut builder = ClusterMembership::builder(&config.cluster_node, cookie)
         .gossip(listen)
+        .advertise(reachable)
         .seeds(config.cluster_seeds.iter().copied())
-        .node_addr(listen)
+        .node_addr(reachable)
         .tag(HTTP_TAG, http.to_string())
         .telemetry(telemetry);
     if let Some(generation) = generation {
@@ -171,11 +175,14 @@ pub(crate) fn connect_members(
 /// all, so a claim someone else changed meanwhile is not taken), and the
 /// agents won are brought into this node's registry from their last
 /// checkpoints. Every survivor runs the same, over the same live members,
-/// so each of the dead member's agents has one claimant.
+/// so each of the dead member's agents has one claimant. The claims are
+/// taken only once the dead member's lease has ended
+/// (`cluster_lease::await_lease_end`).
 pub(crate) fn fail_over(
     membership: Arc<ClusterMembership>,
     store: FencedAgentStore,
     system: mabeam::System,
+    timings: crate::cluster_lease::LeaseTimings,
 ) -> tokio::task::JoinHandle<()> {
     let mut events = membership.subscribe();
     tokio::spawn(async move {
@@ -196,20 +203,29 @@ pub(crate) fn fail_over(
             {
                 continue;
             }
-            take_over(&membership, &store, &system, &dead).await;
+            // Each dead member on its own task: waiting out one's lease
+            // delays no other.
+            let (membership, store, system) = (membership.clone(), store.clone(), system.clone());
+            tokio::spawn(async move {
+                if crate::cluster_lease::await_lease_end(store.store(), &membership, &dead, timings)
+                    .await
+                {
+                    take_over(&membership, &store, &system, &dead).await;
+                }
+            });
         }
     })
 }
 
 /// Takes over this node's share of `dead`'s agents (see [`fail_over`]).
-async fn take_over(
+pub(crate) async fn take_over(
     membership: &ClusterMembership,
     store: &FencedAgentStore,
     system: &mabeam::System,
     dead: &Member,
 ) {
     let started = std::time::Instant::now();
-    let (node, generation) = store.member();
+    let (node, _) = store.member();
     let claims = match store.store().claims_of(&dead.node, dead.generation).await {
         Ok(claims) => claims,
         Err(error) => {
@@ -230,7 +246,7 @@ async fn take_over(
     if mine.is_empty() {
         return;
     }
-    let won = match store.store().take_over(&mine, &node, generation).await {
+    let won = match store.take_over(&mine).await {
         Ok(won) => won,
         Err(error) => {
             tracing::error!(dead = %dead.node, %error, "failover: claims not taken");

@@ -4,6 +4,7 @@
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
+    time::Duration,
 };
 
 use serde::Deserialize;
@@ -46,6 +47,8 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// node = "mabeam@localhost"       # this node's name in its cluster
 /// listen = "127.0.0.1:0"          # the connection manager's address (0: a free port)
 /// seeds = ["127.0.0.1:4369"]      # nodes to dial (and redial)
+/// advertise = "10.0.0.5:4369"     # where the others reach `listen`, if
+///                                 # not there (a proxy, a NAT)
 /// cookie = "..."                  # the cluster's secret (at least 128
 ///                                 # bits); generated into data_dir/cookie
 ///                                 # if absent
@@ -56,6 +59,9 @@ pub const DEFAULT_DATA_DIR: &str = "mabeam-data";
 /// schema = "mabeam"               # its tables' schema
 /// wait = false                    # server down at start: exit 1 (false)
 ///                                 # or start and report it unhealthy
+/// lease_ms = 2000                # [cluster]: a node's lease in the shared
+/// lease_renew_ms = 500            # store, renewed this often; agents
+/// lease_margin_ms = 500           # stopped this long before it can expire
 /// test_only_without_shared_store = false  # let seeds be joined without a
 ///                                 # shared store (tests of membership only:
 ///                                 # agents are not safe across nodes then)
@@ -96,6 +102,9 @@ pub struct NodeConfig {
     pub cluster_listen: SocketAddr,
     /// The nodes the connection manager dials.
     pub cluster_seeds: Vec<SocketAddr>,
+    /// The address the others reach this node's `listen` at (TCP and
+    /// UDP), when not `listen` itself: behind a proxy or a NAT.
+    pub cluster_advertise: Option<SocketAddr>,
     /// The cluster's cookie, if the config names one.
     pub cookie: Option<String>,
     /// The event store on PostgreSQL (`[store] url`, or `--store URL`);
@@ -104,6 +113,9 @@ pub struct NodeConfig {
     /// Lets a node join others without a shared store (tests of
     /// membership only; see `mabeam_node::cluster::check_shared_store`).
     pub cluster_without_shared_store: bool,
+    /// The node's lease in the shared store (`cluster.lease_ms`,
+    /// `lease_renew_ms`, `lease_margin_ms`; see `mabeam_node::cluster_lease`).
+    pub cluster_lease: crate::cluster_lease::LeaseTimings,
 }
 
 /// The node's name in its cluster by default.
@@ -170,9 +182,11 @@ impl Default for NodeConfig {
                 .parse()
                 .expect("the default address parses"),
             cluster_seeds: Vec::new(),
+            cluster_advertise: None,
             cookie: None,
             store: None,
             cluster_without_shared_store: false,
+            cluster_lease: crate::cluster_lease::LeaseTimings::default(),
         }
     }
 }
@@ -206,8 +220,12 @@ struct ClusterSection {
     node: Option<String>,
     listen: Option<SocketAddr>,
     seeds: Option<Vec<SocketAddr>>,
+    advertise: Option<SocketAddr>,
     cookie: Option<String>,
     test_only_without_shared_store: Option<bool>,
+    lease_ms: Option<u64>,
+    lease_renew_ms: Option<u64>,
+    lease_margin_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -322,6 +340,7 @@ impl NodeConfig {
         if let Some(seeds) = file.cluster.seeds {
             config.cluster_seeds = seeds;
         }
+        config.cluster_advertise = file.cluster.advertise;
         if let Some(cookie) = &file.cluster.cookie {
             strong_enough("cluster.cookie", cookie).map_err(|m| invalid("cookie", m))?;
         }
@@ -340,6 +359,20 @@ impl NodeConfig {
         if let Some(without) = file.cluster.test_only_without_shared_store {
             config.cluster_without_shared_store = without;
         }
+        let lease = &mut config.cluster_lease;
+        for (field, value) in [
+            (&mut lease.length, file.cluster.lease_ms),
+            (&mut lease.renew, file.cluster.lease_renew_ms),
+            (&mut lease.margin, file.cluster.lease_margin_ms),
+        ] {
+            if let Some(ms) = value {
+                *field = Duration::from_millis(ms);
+            }
+        }
+        config
+            .cluster_lease
+            .check()
+            .map_err(|m| invalid("lease_ms", m))?;
         Ok(config)
     }
 

@@ -568,19 +568,12 @@ pub(crate) async fn start_here(state: &ApiState, request: StartAgent) -> Result<
 /// an id another member owns is [`ApiError::AgentExists`]. Nothing to
 /// claim on a node without a shared store.
 async fn claim(state: &ApiState, id: &str) -> Result<(), ApiError> {
-    use mabeam_supervision_core::cluster::{Ownership, OwnershipError};
+    use mabeam_supervision_core::cluster::OwnershipError;
     let Some(store) = &state.ownership else {
         return Ok(());
     };
-    let (node, generation) = store.member();
     match store
-        .store()
-        .claim(
-            &mabeam_supervision_core::AgentId::new(id),
-            &node,
-            generation,
-            None,
-        )
+        .claim(&mabeam_supervision_core::AgentId::new(id))
         .await
     {
         Ok(_) => Ok(()),

@@ -21,6 +21,14 @@
 //!   its valuation for the whole bundle in combinatorial ones. It answers
 //!   `worker.stats` with what it has handled. Args: `{"valuation": v,
 //!   "approve_up_to": x}` (defaults 10 and 100).
+//! - `probe`: records its activations, for fault tests of the cluster
+//!   (at most one incarnation of an agent at a time): while an
+//!   incarnation runs it appends a line `TAG ACTIVATION PID UNIX_MICROS`
+//!   to the file `log` every `every_ms`, `ACTIVATION` unique to the
+//!   incarnation; it answers `probe.get` with `{"activation": ...,
+//!   "pid": ...}`. Args: `{"log": "/absolute/path.probe", "tag": "...",
+//!   "every_ms": n}` (default 20; the file name must end in `.probe`, so
+//!   no other file can be written through it).
 
 use std::{collections::BTreeMap, fmt, sync::Arc};
 
@@ -64,11 +72,12 @@ pub enum KindError {
 }
 
 impl AgentKinds {
-    /// The built-in kinds: `counter` and `worker`.
+    /// The built-in kinds: `counter`, `worker` and `probe`.
     pub fn builtin() -> Self {
         let mut kinds: BTreeMap<&'static str, Make> = BTreeMap::new();
         kinds.insert(COUNTER, counter_config);
         kinds.insert(WORKER, worker_config);
+        kinds.insert(PROBE, probe_config);
         AgentKinds {
             kinds: Arc::new(kinds),
         }
@@ -109,6 +118,8 @@ pub const COUNTER: &str = "counter";
 pub const COUNTER_CRASH: &str = "counter.crash requested";
 /// The worker kind's name.
 pub const WORKER: &str = "worker";
+/// The probe kind's name.
+pub const PROBE: &str = "probe";
 
 /// `args` read as `T` (`null` is `T`'s defaults); unknown fields refused.
 fn args<T: for<'de> Deserialize<'de> + Default>(args: &Value) -> Result<T, String> {
@@ -304,6 +315,109 @@ impl Agent for Worker {
                 "bids": self.bids,
                 "valuation": self.valuation,
                 "approve_up_to": self.approve_up_to,
+            })),
+            _ => Err(EnvelopeError::Unsupported),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProbeArgs {
+    log: std::path::PathBuf,
+    tag: String,
+    #[serde(default = "probe_every_ms")]
+    every_ms: u64,
+}
+
+fn probe_every_ms() -> u64 {
+    20
+}
+
+fn probe_config(value: &Value) -> Result<AgentConfig, String> {
+    let args: ProbeArgs = serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+    if !args.log.is_absolute() || args.log.extension().is_none_or(|e| e != "probe") {
+        return Err(format!(
+            "log must be an absolute path ending in .probe, not {:?}",
+            args.log
+        ));
+    }
+    if args.tag.is_empty() || args.tag.chars().any(char::is_whitespace) {
+        return Err("tag must be non-empty, without whitespace".to_owned());
+    }
+    if !(1..=60_000).contains(&args.every_ms) {
+        return Err(format!(
+            "every_ms must be 1 to 60000, not {}",
+            args.every_ms
+        ));
+    }
+    Ok(AgentConfig::new::<Probe>(
+        PROBE,
+        (Arc::new(args.log), args.tag.into(), args.every_ms),
+    ))
+}
+
+/// A probe agent (see the [module docs](self)): its ticker ends with the
+/// incarnation (dropped, killed, or its runtime shut down).
+#[derive(Debug)]
+pub struct Probe {
+    activation: String,
+    ticker: tokio::task::AbortHandle,
+}
+
+impl Drop for Probe {
+    fn drop(&mut self) {
+        self.ticker.abort();
+    }
+}
+
+impl Agent for Probe {
+    type Args = (Arc<std::path::PathBuf>, Arc<str>, u64);
+    type Message = ();
+    type Reply = ();
+    type Checkpoint = ();
+
+    async fn on_start((log, tag, every_ms): Self::Args, _: Option<()>) -> Result<Self, StartError> {
+        use std::io::Write;
+        let micros = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros())
+        };
+        let pid = std::process::id();
+        let activation = format!("{pid}-{}", micros());
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&*log)
+            .map_err(|e| StartError::Failed(format!("probe log {}: {e}", log.display()).into()))?;
+        let id = activation.clone();
+        let ticker = tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(std::time::Duration::from_millis(every_ms));
+            loop {
+                ticks.tick().await;
+                // One write per line: appends of whole lines stay whole.
+                let line = format!("{tag} {id} {pid} {}\n", micros());
+                if file.write_all(line.as_bytes()).is_err() {
+                    return;
+                }
+            }
+        })
+        .abort_handle();
+        Ok(Probe { activation, ticker })
+    }
+
+    async fn handle(&mut self, (): (), _: &mut AgentContext<'_>) {}
+
+    async fn handle_envelope(
+        &mut self,
+        envelope: Envelope,
+        _: &mut AgentContext<'_>,
+    ) -> Result<Value, EnvelopeError> {
+        match &*envelope.protocol {
+            "probe.get" => Ok(json!({
+                "activation": self.activation,
+                "pid": std::process::id(),
             })),
             _ => Err(EnvelopeError::Unsupported),
         }

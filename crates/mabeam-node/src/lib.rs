@@ -49,6 +49,7 @@ mod api_error;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod cluster_lease;
 mod cluster_reach;
 mod config;
 pub mod config_api;

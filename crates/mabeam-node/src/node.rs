@@ -19,7 +19,7 @@ use mabeam_supervision_core::cluster::MemberState;
 use crate::{
     NodeConfig, NodeError,
     cluster::{self, MemberGauges},
-    cluster_reach,
+    cluster_lease, cluster_reach,
     data_dir::{self, DirLock},
     http::{self, API_MUTATION, ApiState, Limits},
     kinds::AgentKinds,
@@ -49,6 +49,12 @@ pub struct Node {
     /// How the cluster's directory reaches other nodes (set once the
     /// membership runs); the hand-over at stop uses it.
     reach: Arc<std::sync::OnceLock<cluster_reach::Reach>>,
+    /// Renews this incarnation's lease (a shared store only).
+    lease: Option<cluster_lease::LeaseHolder>,
+    /// Takes over the claims of members whose leases expired unseen.
+    scan: Option<JoinHandle<()>>,
+    /// The cluster address, resolved (a restart binds it again).
+    listen: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     _agents: AgentRuntime,
@@ -62,7 +68,12 @@ pub struct Node {
 /// runtime dropped the plain way inside an async context (a failed
 /// [`Node::start`], a [`Node`] dropped in a task) panics.
 #[derive(Debug)]
-struct AgentRuntime(Option<Runtime>);
+struct AgentRuntime {
+    handle: Option<tokio::runtime::Handle>,
+    /// Shared with the lease holder, which kills every agent at once by
+    /// shutting it down.
+    runtime: Arc<parking_lot::Mutex<Option<Runtime>>>,
+}
 
 /// How much nicer than the node's other threads the agents' threads run
 /// (added to the process's nice value, at most 19).
@@ -101,18 +112,32 @@ impl AgentRuntime {
             .on_thread_start(lower_priority)
             .enable_all()
             .build()
-            .map(|runtime| AgentRuntime(Some(runtime)))
+            .map(|runtime| AgentRuntime {
+                handle: Some(runtime.handle().clone()),
+                runtime: Arc::new(parking_lot::Mutex::new(Some(runtime))),
+            })
             .map_err(|error| NodeError::Runtime(error.to_string()))
     }
 
     fn handle(&self) -> Option<&tokio::runtime::Handle> {
-        self.0.as_ref().map(Runtime::handle)
+        self.handle.as_ref()
+    }
+
+    /// Kills every agent at once: the runtime is shut down (each task
+    /// dropped at its next `.await`), without waiting.
+    fn killer(&self) -> Box<dyn FnOnce() + Send> {
+        let runtime = self.runtime.clone();
+        Box::new(move || {
+            if let Some(runtime) = runtime.lock().take() {
+                runtime.shutdown_background();
+            }
+        })
     }
 }
 
 impl Drop for AgentRuntime {
     fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
+        if let Some(runtime) = self.runtime.lock().take() {
             runtime.shutdown_background();
         }
     }
@@ -130,6 +155,12 @@ impl Drop for Node {
         }
         if let Some(failover) = self.failover.take() {
             failover.abort();
+        }
+        if let Some(scan) = self.scan.take() {
+            scan.abort();
+        }
+        if let Some(lease) = &self.lease {
+            lease.stop();
         }
     }
 }
@@ -240,6 +271,35 @@ impl Node {
             return Err(error);
         }
         tracing::info!(data_dir = %config.data_dir.display(), "both trees started");
+        // The lease, once the connection manager has its generation (it
+        // starts first): the agents' recovery may have claimed some as
+        // this member just before; a claim whose holder has no lease row
+        // is never taken by the scan of expired leases, and a member seen
+        // down without one is taken over as before leases.
+        let lease = match (&agent_store, system.connections()) {
+            (NodeAgentStore::Postgres(store), Some(connections)) => {
+                match cluster_lease::acquire(
+                    store,
+                    &config.cluster_node,
+                    connections.generation(),
+                    config.cluster_lease,
+                )
+                .await
+                {
+                    Ok((lease, taken)) => Some(cluster_lease::hold(
+                        lease,
+                        taken,
+                        config.cluster_lease,
+                        agents.killer(),
+                    )),
+                    Err(error) => {
+                        let _ = system.stop().await;
+                        return Err(error);
+                    }
+                }
+            }
+            _ => None,
+        };
         if let Some(cluster) = system.connections().and_then(|c| c.local_addr()) {
             tracing::info!(node = %config.cluster_node, %cluster, "cluster listening");
         }
@@ -284,8 +344,14 @@ impl Node {
                 gate: Arc::default(),
             });
         }
-        let failover =
-            fenced.map(|store| cluster::fail_over(membership.clone(), store, system.clone()));
+        let failover = fenced.clone().map(|store| {
+            cluster::fail_over(
+                membership.clone(),
+                store,
+                system.clone(),
+                config.cluster_lease,
+            )
+        });
         // Other nodes' calls reach this node's agents and the node
         // itself, over a connection to each member.
         let mesh = system.connections().map(|connections| {
@@ -316,6 +382,14 @@ impl Node {
         tracing::info!(%addr, "HTTP API listening");
         // Serving: the others may route to it now.
         let _ = membership.set_state(MemberState::Up).await;
+        let scan = fenced.map(|store| {
+            cluster_lease::scan_expired(
+                membership.clone(),
+                store,
+                system.clone(),
+                config.cluster_lease.length,
+            )
+        });
         Ok(Node {
             system,
             exporter,
@@ -326,6 +400,9 @@ impl Node {
             mesh,
             failover,
             reach,
+            lease,
+            scan,
+            listen,
             shutdown: Some(shutdown),
             server: Some(server),
             _agents: agents,
@@ -337,6 +414,15 @@ impl Node {
     /// The address the API listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Resolves once this node lost its lease in the shared store (its
+    /// agents are stopped by then); never without a shared store.
+    pub async fn lease_lost(&self) -> cluster_lease::LeaseLost {
+        match &self.lease {
+            Some(lease) => lease.lost().await,
+            None => std::future::pending().await,
+        }
     }
 
     /// The trees.
@@ -374,12 +460,28 @@ impl Node {
         if let Some(failover) = self.failover.take() {
             failover.abort();
         }
+        if let Some(scan) = self.scan.take() {
+            scan.abort();
+        }
         // Its agents to the survivors first, with no detection delay.
         if let (Some(reach), Some(agents)) = (self.reach.get(), self.system.agents()) {
             cluster_reach::hand_over(reach, agents).await;
         }
         self.membership.leave().await;
         let stopped = self.system.stop().await;
+        // Its agents stopped: its lease ends now, so the others take its
+        // claims over without waiting it out (bounded: a store cut off
+        // leaves it to expire).
+        if let Some(lease) = &self.lease {
+            lease.stop();
+            if let (NodeAgentStore::Postgres(store), Some(connections)) =
+                (&self.agent_store, self.system.connections())
+            {
+                let (node, generation) = (self.membership.node(), connections.generation());
+                let release = store.release_lease(node, generation);
+                let _ = tokio::time::timeout(Duration::from_secs(2), release).await;
+            }
+        }
         // Its queued writes (the agents' stop checkpoints) committed.
         self.agent_store.stop().await;
         stopped?;
@@ -415,13 +517,60 @@ fn log_supervision(telemetry: &Telemetry) {
 
 /// Runs a node until Ctrl-C or SIGTERM, then stops it in reverse start
 /// order. Prints `listening on http://ADDR` on stdout once it serves.
-pub async fn run(config: NodeConfig) -> Result<(), NodeError> {
-    let node = Node::start(config).await?;
+///
+/// A node that loses its lease in the shared store (its agents already
+/// stopped) stops and starts again as a new generation, on the same HTTP
+/// and cluster addresses, trying every second while it cannot (the store
+/// still unreachable); one whose stop does not end within 15 s exits
+/// with an error instead.
+pub async fn run(mut config: NodeConfig) -> Result<(), NodeError> {
+    let node = Node::start(config.clone()).await?;
     println!("listening on http://{}", node.addr());
-    shutdown_signal().await;
-    tracing::info!("shutting down");
-    node.stop().await
+    config.http = node.addr();
+    config.cluster_listen = node.listen;
+    let signal = shutdown_signal();
+    tokio::pin!(signal);
+    let mut node = Some(node);
+    loop {
+        let Some(running) = node.take() else {
+            // Between incarnations: start again, unless told to stop.
+            tokio::select! {
+                () = &mut signal => return Ok(()),
+                () = tokio::time::sleep(REJOIN_EVERY) => {}
+            }
+            match Node::start(config.clone()).await {
+                Ok(started) => {
+                    tracing::info!("rejoined as a new generation");
+                    node = Some(started);
+                }
+                Err(error) => tracing::warn!(%error, "rejoin: the node cannot start yet"),
+            }
+            continue;
+        };
+        tokio::select! {
+            () = &mut signal => {
+                tracing::info!("shutting down");
+                return running.stop().await;
+            }
+            why = running.lease_lost() => {
+                tracing::error!(reason = %why, "lease lost: stopping, to start again as a new generation");
+                match tokio::time::timeout(REJOIN_STOP_WAIT, running.stop()).await {
+                    Ok(_) => {}
+                    Err(_) => {
+                        return Err(NodeError::Cluster(format!(
+                            "lease lost ({why}) and the node did not stop within {REJOIN_STOP_WAIT:?}"
+                        )));
+                    }
+                }
+            }
+        }
+    }
 }
+
+/// How often a node that lost its lease tries to start again.
+const REJOIN_EVERY: Duration = Duration::from_secs(1);
+/// How long a node that lost its lease may take to stop before it exits.
+const REJOIN_STOP_WAIT: Duration = Duration::from_secs(15);
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.
 async fn shutdown_signal() {

@@ -1152,3 +1152,712 @@ async fn a_rolling_restart_under_asks_and_tells_loses_no_acknowledged_tell() {
     }
     drop(nodes);
 }
+/// A TCP fault proxy for one link: forwards each connection made to
+/// `addr` to the target until [`cut`](Self::cut), which closes every open
+/// connection and refuses new ones until [`heal`](Self::heal). Its tasks
+/// end when it is dropped.
+struct FaultProxy {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    async fn start(target: std::net::SocketAddr) -> FaultProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(async move {
+            // Dropped with the task: every link ends with the proxy.
+            let mut links = tokio::task::JoinSet::new();
+            loop {
+                tokio::select! {
+                    accepted = listener.accept() => {
+                        let Ok((mut inbound, _)) = accepted else { continue };
+                        if *cut_rx.borrow() {
+                            continue;
+                        }
+                        let mut cut = cut_rx.clone();
+                        links.spawn(async move {
+                            let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                                return;
+                            };
+                            tokio::select! {
+                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                _ = cut.wait_for(|cut| *cut) => {}
+                            }
+                        });
+                    }
+                    Some(_) = links.join_next(), if !links.is_empty() => {}
+                }
+            }
+        });
+        FaultProxy { addr, cut, task }
+    }
+
+    fn cut(&self) {
+        self.cut.send_replace(true);
+    }
+
+    fn heal(&self) {
+        self.cut.send_replace(false);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// `url` (`postgres://USER@HOST:PORT/DB...`) with its server's address,
+/// or with `via` in its place.
+fn server_of(url: &str) -> std::net::SocketAddr {
+    let rest = url.split_once('@').map_or(url, |(_, rest)| rest);
+    let host = rest.split(['/', '?']).next().unwrap();
+    std::net::ToSocketAddrs::to_socket_addrs(host)
+        .unwrap_or_else(|e| panic!("the tests' PostgreSQL address {host:?}: {e}"))
+        .next()
+        .unwrap()
+}
+
+fn via(url: &str, via: std::net::SocketAddr) -> String {
+    let (user, rest) = url.split_once('@').unwrap();
+    let host_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    format!("{user}@{via}{}", &rest[host_end..])
+}
+
+/// `mabeam run` for `node` with its stores on schema `schema` of the
+/// PostgreSQL at `url` (a proxy's, to cut it off), `extra` appended to
+/// its `[cluster]` section.
+async fn node_at(
+    dir: &Path,
+    name: &str,
+    join: Option<&str>,
+    url: &str,
+    schema: &str,
+    extra: &str,
+) -> (Running, String) {
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).unwrap();
+    let config = dir.join(format!("{name}.toml"));
+    let text = format!(
+        "[cluster]\ncookie = \"0123456789abcdef0123456789abcdef\"\n{extra}\n\
+         [store]\nurl = \"{url}\"\nschema = \"{schema}\"\n"
+    );
+    std::fs::write(&config, text).unwrap();
+    let config = config.to_str().unwrap().to_owned();
+    let mut args = vec![
+        "--config",
+        &config,
+        "--node",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    if let Some(seed) = join {
+        args.extend(["--join", seed]);
+    }
+    let running = start(&data, &args).await;
+    let token = token(&data);
+    (running, token)
+}
+
+/// `addr`'s view of `node` (generation, state), or `None` while `addr`
+/// does not answer (a node starting again) or does not list it.
+async fn view_of(addr: &str, token: &str, node: &str) -> Option<(u64, String)> {
+    let reply = tokio::time::timeout(WAIT, request(addr, "GET", "/api/cluster", Some(token)))
+        .await
+        .expect("a node answers or refuses in time")
+        .ok()?;
+    let view: Value = serde_json::from_str(&reply.body).ok()?;
+    view["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["node"] == node)
+        .map(|m| {
+            (
+                m["generation"].as_u64().unwrap(),
+                m["state"].as_str().unwrap().to_owned(),
+            )
+        })
+}
+
+/// One incarnation of a probe agent, from its lines in the probe log:
+/// the process it ran in, its first and last tick (unix µs).
+#[derive(Debug, Clone, Copy)]
+struct Activation {
+    pid: u32,
+    first: u128,
+    last: u128,
+}
+
+/// The probe log at `log`: tag -> its activations, by first tick.
+fn activations(log: &Path) -> std::collections::BTreeMap<String, Vec<Activation>> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let mut by_activation = std::collections::BTreeMap::<(String, String), Activation>::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [tag, activation, pid, micros] = fields[..] else {
+            panic!("a torn probe line {line:?}");
+        };
+        let (pid, at): (u32, u128) = (pid.parse().unwrap(), micros.parse().unwrap());
+        let entry = by_activation
+            .entry((tag.to_owned(), activation.to_owned()))
+            .or_insert(Activation {
+                pid,
+                first: at,
+                last: at,
+            });
+        entry.first = entry.first.min(at);
+        entry.last = entry.last.max(at);
+    }
+    let mut by_tag = std::collections::BTreeMap::<String, Vec<Activation>>::new();
+    for ((tag, _), activation) in by_activation {
+        by_tag.entry(tag).or_default().push(activation);
+    }
+    for list in by_tag.values_mut() {
+        list.sort_by_key(|a| a.first);
+    }
+    by_tag
+}
+
+/// Asserts that no two activations of one probe overlap in time.
+fn assert_no_overlap(by_tag: &std::collections::BTreeMap<String, Vec<Activation>>) {
+    for (tag, list) in by_tag {
+        for pair in list.windows(2) {
+            assert!(
+                pair[0].last < pair[1].first,
+                "{tag}: two incarnations overlap: {:?} ran until {} µs, {:?} from {} µs",
+                pair[0].pid,
+                pair[0].last,
+                pair[1].pid,
+                pair[1].first
+            );
+        }
+    }
+}
+
+/// Issue 24, a partition: node c cut from PostgreSQL (through a fault
+/// proxy on its store link alone; its gossip and node connections are
+/// untouched). c cannot renew its lease and stops its agents before the
+/// lease can expire; the survivors wait for that expiry (by the
+/// database's clock) before they claim the agents: the probes' ticks
+/// show no two incarnations of one agent running at once, and every
+/// probe answers from a survivor. Healed, c starts again as a new
+/// generation (same HTTP address) and rejoins; every id lives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_from_the_store_stops_its_agents_before_survivors_start_them() {
+    let schema = fresh_schema("cut_store");
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres_url();
+    let store_link = FaultProxy::start(server_of(&url)).await;
+    let c_url = via(&url, store_link.addr);
+    let (mut a, a_token) = node_at(dir.path(), "a@local", None, &url, &schema, "").await;
+    let a_listen = listen_addr(&mut a).await;
+    let (b, b_token) = node_at(dir.path(), "b@local", Some(&a_listen), &url, &schema, "").await;
+    let (c, c_token) = node_at(dir.path(), "c@local", Some(&a_listen), &c_url, &schema, "").await;
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
+        until(&running.addr, token, WAIT, "three members up", all_up).await;
+    }
+    let c_pid = c.child.id().unwrap();
+    let (c_generation, _) = view_of(&c.addr, &c_token, "c@local").await.unwrap();
+
+    let log = dir.path().join("activations.probe");
+    let ids: Vec<String> = (0..12).map(|i| format!("probe-{i:02}")).collect();
+    for id in &ids {
+        let body = serde_json::json!({
+            "kind": "probe", "id": id, "node": "c@local",
+            "args": {"log": log, "tag": id},
+        })
+        .to_string();
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    // Each probe ticks on c.
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let seen = activations(&log);
+            if ids
+                .iter()
+                .all(|id| seen.get(id).is_some_and(|l| !l.is_empty()))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every probe ticks on c");
+
+    let cut = Instant::now();
+    store_link.cut();
+    // Each probe answers through a from a survivor (a process not c's).
+    let mut late = None;
+    'probes: for id in &ids {
+        loop {
+            let (status, answer) = ask(&a.addr, &a_token, id, "probe.get", Value::Null).await;
+            if status == 200 && answer["reply"]["pid"] != c_pid {
+                break;
+            }
+            if cut.elapsed() > Duration::from_secs(15) {
+                late = Some(format!("{id}: {status} {answer}"));
+                break 'probes;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    if let Some(late) = late {
+        let logs = [a.kill().await, b.kill().await, c.kill().await];
+        panic!(
+            "not answering from a survivor within 15 s of the cut: {late}\n\
+             a:\n{}\nb:\n{}\nc:\n{}",
+            logs[0], logs[1], logs[2]
+        );
+    }
+    let took = cut.elapsed();
+    let seen = activations(&log);
+    assert_no_overlap(&seen);
+    for id in &ids {
+        let list = &seen[id];
+        assert_eq!(list[0].pid, c_pid, "{id} first ran on c: {list:?}");
+        assert!(
+            list.len() >= 2 && list[1..].iter().all(|a| a.pid != c_pid),
+            "{id}: on c, then on survivors only: {list:?}"
+        );
+    }
+    eprintln!("cut from the store: all probes answer from survivors {took:?} after the cut");
+
+    // Healed: c starts again as a new generation and rejoins.
+    store_link.heal();
+    let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
+    rejoins_with_unique_ids(nodes, c_generation, &ids, &log).await;
+    drop((a, b, c));
+}
+
+/// After a partition healed: c (the third of `nodes`) rejoins as a newer
+/// generation than `c_generation`, seen up by a and by itself, and sees
+/// all three up; every one of `ids` is listed once and held by one
+/// member; the probe log shows no overlap.
+async fn rejoins_with_unique_ids(
+    nodes: [(&Running, &String); 3],
+    c_generation: u64,
+    ids: &[String],
+    log: &Path,
+) {
+    let [(a, a_token), _, (c, c_token)] = nodes;
+    let rejoined = tokio::time::timeout(WAIT, async {
+        loop {
+            if let Some((generation, state)) = view_of(&a.addr, a_token, "c@local").await
+                && generation != c_generation
+                && state == "up"
+                && let Some((own, own_state)) = view_of(&c.addr, c_token, "c@local").await
+                && own == generation
+                && own_state == "up"
+            {
+                return generation;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("c rejoins as a new generation once healed");
+    assert!(rejoined > c_generation, "{rejoined} after {c_generation}");
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    until(&c.addr, c_token, WAIT, "three members up on c", all_up).await;
+    // Every id lives once: listed once (once c reaches both others),
+    // held by one member.
+    let all = tokio::time::timeout(WAIT, async {
+        loop {
+            let all = list(&c.addr, c_token, "").await;
+            if all["unreachable"] == serde_json::json!([]) && all["total"] == ids.len() {
+                return all;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("c lists every member's agents");
+    let mut listed: Vec<&str> = all["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|agent| agent["id"].as_str().unwrap())
+        .collect();
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        ids.iter().map(String::as_str).collect::<Vec<_>>(),
+        "{all}"
+    );
+    let mut held = 0;
+    for (running, token) in nodes {
+        held += list(&running.addr, token, "&scope=local").await["total"]
+            .as_u64()
+            .unwrap();
+    }
+    assert_eq!(held, ids.len() as u64);
+    assert_no_overlap(&activations(log));
+}
+
+/// A node's front for partition tests: what the others reach it at
+/// (`cluster.advertise`), forwarding TCP (node connections) and UDP
+/// (gossip) on one port to the node's `listen` address once known.
+/// [`cut`](Self::cut) drops everything through it; [`block`](Self::block)
+/// drops the gossip from and to one node's address (its UDP socket is its
+/// `listen`). Its tasks end when it is dropped.
+struct NodeFront {
+    addr: std::net::SocketAddr,
+    target: tokio::sync::watch::Sender<Option<std::net::SocketAddr>>,
+    cut: tokio::sync::watch::Sender<bool>,
+    blocked: std::sync::Arc<parking_lot::Mutex<Vec<std::net::SocketAddr>>>,
+    tasks: [tokio::task::JoinHandle<()>; 2],
+}
+
+impl NodeFront {
+    async fn start() -> NodeFront {
+        let (tcp, udp) = loop {
+            let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            if let Ok(udp) = tokio::net::UdpSocket::bind(tcp.local_addr().unwrap()).await {
+                break (tcp, udp);
+            }
+        };
+        let addr = tcp.local_addr().unwrap();
+        let (target, target_rx) = tokio::sync::watch::channel(None);
+        let (cut, cut_rx) = tokio::sync::watch::channel(false);
+        let blocked = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let tcp_task = {
+            let (target_rx, cut_rx) = (target_rx.clone(), cut_rx.clone());
+            tokio::spawn(async move {
+                let mut links = tokio::task::JoinSet::new();
+                loop {
+                    tokio::select! {
+                        accepted = tcp.accept() => {
+                            let Ok((mut inbound, _)) = accepted else { continue };
+                            let target = *target_rx.borrow();
+                            let (Some(target), false) = (target, *cut_rx.borrow()) else {
+                                continue;
+                            };
+                            let mut cut = cut_rx.clone();
+                            links.spawn(async move {
+                                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                                    return;
+                                };
+                                tokio::select! {
+                                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                                    _ = cut.wait_for(|cut| *cut) => {}
+                                }
+                            });
+                        }
+                        Some(_) = links.join_next(), if !links.is_empty() => {}
+                    }
+                }
+            })
+        };
+        let udp_task = {
+            let blocked = blocked.clone();
+            tokio::spawn(async move {
+                let udp = std::sync::Arc::new(udp);
+                let mut sessions = std::collections::HashMap::<
+                    std::net::SocketAddr,
+                    std::sync::Arc<tokio::net::UdpSocket>,
+                >::new();
+                let mut replies = tokio::task::JoinSet::new();
+                let mut buf = vec![0u8; 65536];
+                loop {
+                    let Ok((n, from)) = udp.recv_from(&mut buf).await else {
+                        continue;
+                    };
+                    let target = *target_rx.borrow();
+                    let Some(target) = target else { continue };
+                    if *cut_rx.borrow() || blocked.lock().contains(&from) {
+                        continue;
+                    }
+                    if let std::collections::hash_map::Entry::Vacant(vacant) = sessions.entry(from)
+                    {
+                        // One socket per sender: the node answers to it,
+                        // and the answer goes back to that sender.
+                        let session = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+                        session.connect(target).await.unwrap();
+                        let session = std::sync::Arc::new(session);
+                        let (back, udp, blocked, cut) = (
+                            session.clone(),
+                            udp.clone(),
+                            blocked.clone(),
+                            cut_rx.clone(),
+                        );
+                        replies.spawn(async move {
+                            let mut buf = vec![0u8; 65536];
+                            while let Ok(n) = back.recv(&mut buf).await {
+                                if !*cut.borrow() && !blocked.lock().contains(&from) {
+                                    let _ = udp.send_to(&buf[..n], from).await;
+                                }
+                            }
+                        });
+                        vacant.insert(session);
+                    }
+                    let _ = sessions[&from].send(&buf[..n]).await;
+                }
+            })
+        };
+        NodeFront {
+            addr,
+            target,
+            cut,
+            blocked,
+            tasks: [tcp_task, udp_task],
+        }
+    }
+
+    fn forward_to(&self, target: &str) {
+        self.target.send_replace(Some(target.parse().unwrap()));
+    }
+
+    fn cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+
+    fn block(&self, node: &str) {
+        self.blocked.lock().push(node.parse().unwrap());
+    }
+
+    fn unblock(&self) {
+        self.blocked.lock().clear();
+    }
+}
+
+impl Drop for NodeFront {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Issue 24, a partition: node c cut from a and b (each node reached
+/// through its front, `cluster.advertise`; c's front cut, and a's and
+/// b's fronts dropping c's gossip) but not from PostgreSQL. a and b, a
+/// majority of the leased members, see c down, mark its lease dead and
+/// wait for it to expire before they claim its agents; c, a minority,
+/// declares no one dead, finds its lease dead at its next renewal and
+/// stops its agents: no two incarnations of a probe at once, every probe
+/// answers from a survivor, a and b keep their leases. Healed, c rejoins
+/// as a new generation; every id lives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_from_the_others_stops_its_agents_once_declared_dead() {
+    let schema = fresh_schema("cut_peers");
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres_url();
+    let fronts = [
+        NodeFront::start().await,
+        NodeFront::start().await,
+        NodeFront::start().await,
+    ];
+    let seed = fronts[0].addr.to_string();
+    let mut started = Vec::new();
+    for (i, name) in ["a@local", "b@local", "c@local"].into_iter().enumerate() {
+        let join = (i > 0).then_some(seed.as_str());
+        // Renewals 1 s apart: c learns it was declared dead up to 1 s
+        // after; the survivors must wait out its lease, not just mark it.
+        let extra = format!(
+            "advertise = \"{}\"\nlease_ms = 3000\nlease_renew_ms = 1000\n",
+            fronts[i].addr
+        );
+        let (mut running, token) = node_at(dir.path(), name, join, &url, &schema, &extra).await;
+        let listen = listen_addr(&mut running).await;
+        fronts[i].forward_to(&listen);
+        started.push((running, token, listen));
+    }
+    let (c, c_token, c_listen) = started.pop().unwrap();
+    let (b, b_token, _) = started.pop().unwrap();
+    let (a, a_token, _) = started.pop().unwrap();
+    let all_up = |view: &[(String, String)]| {
+        ["a@local", "b@local", "c@local"]
+            .iter()
+            .all(|n| has(view, n, "up"))
+    };
+    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
+        until(&running.addr, token, WAIT, "three members up", all_up).await;
+    }
+    let c_pid = c.child.id().unwrap();
+    let (c_generation, _) = view_of(&c.addr, &c_token, "c@local").await.unwrap();
+    let log = dir.path().join("activations.probe");
+    let ids: Vec<String> = (0..12).map(|i| format!("probe-{i:02}")).collect();
+    for id in &ids {
+        let body = serde_json::json!({
+            "kind": "probe", "id": id, "node": "c@local",
+            "args": {"log": log, "tag": id},
+        })
+        .to_string();
+        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+    }
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let seen = activations(&log);
+            if ids
+                .iter()
+                .all(|id| seen.get(id).is_some_and(|l| !l.is_empty()))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("every probe ticks on c");
+
+    let cut = Instant::now();
+    fronts[2].cut(true);
+    fronts[0].block(&c_listen);
+    fronts[1].block(&c_listen);
+    let mut late = None;
+    'probes: for id in &ids {
+        loop {
+            let (status, answer) = ask(&a.addr, &a_token, id, "probe.get", Value::Null).await;
+            if status == 200 && answer["reply"]["pid"] != c_pid {
+                break;
+            }
+            if cut.elapsed() > Duration::from_secs(15) {
+                late = Some(format!("{id}: {status} {answer}"));
+                break 'probes;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    if let Some(late) = late {
+        let logs = [a.kill().await, b.kill().await, c.kill().await];
+        panic!(
+            "not answering from a survivor within 15 s of the cut: {late}\n\
+             a:\n{}\nb:\n{}\nc:\n{}",
+            logs[0], logs[1], logs[2]
+        );
+    }
+    eprintln!(
+        "cut from the others: all probes answer from survivors {:?} after the cut",
+        cut.elapsed()
+    );
+    let seen = activations(&log);
+    assert_no_overlap(&seen);
+    for id in &ids {
+        let list = &seen[id];
+        assert_eq!(list[0].pid, c_pid, "{id} first ran on c: {list:?}");
+        assert!(
+            list.len() >= 2 && list[1..].iter().all(|a| a.pid != c_pid),
+            "{id}: on c, then on survivors only: {list:?}"
+        );
+    }
+
+    fronts[2].cut(false);
+    fronts[0].unblock();
+    fronts[1].unblock();
+    let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
+    rejoins_with_unique_ids(nodes, c_generation, &ids, &log).await;
+    let c_log = c.kill().await;
+    assert!(
+        c_log.contains("another member declared this one dead"),
+        "c learnt from the store that it was declared dead:\n{c_log}"
+    );
+    for (name, running) in [("a", a), ("b", b)] {
+        let log = running.kill().await;
+        assert!(!log.contains("lease lost"), "{name} kept its lease:\n{log}");
+    }
+}
+
+/// Issue 24: a member dead before any survivor was up. c alone holds ten
+/// counters (claimed by c in the store), added to, then is killed
+/// (`kill -9`); a and b start afterwards on the same store, so no one
+/// ever sees c go down. Once c's lease has expired by the database's
+/// clock, the scan of expired leases takes its claims over: each counter
+/// answers through b with its acknowledged count, claimed by a or b and
+/// held by that one alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_dead_before_any_survivor_was_up_is_taken_over() {
+    let schema = fresh_schema("dead_before");
+    let dir = tempfile::tempdir().unwrap();
+    let url = postgres_url();
+    let (c, c_token) = node_at(dir.path(), "c@local", None, &url, &schema, "").await;
+    let ids: Vec<String> = (0..10).map(|i| format!("early-{i:02}")).collect();
+    let mut acked = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let body = format!(r#"{{"kind": "counter", "id": "{id}"}}"#);
+        let (status, record) = post_agent(&c.addr, &c_token, &body).await;
+        assert_eq!(status, 201, "{record}");
+        let by = i as i64 + 1;
+        let (status, answer) = ask(
+            &c.addr,
+            &c_token,
+            id,
+            "counter.add",
+            serde_json::json!({ "by": by }),
+        )
+        .await;
+        assert_eq!(status, 200, "{answer}");
+        acked.push(by);
+    }
+    assert!(
+        claims(&schema)
+            .await
+            .values()
+            .all(|(node, _)| node == "c@local")
+    );
+    let _log = c.kill().await;
+
+    let (mut a, a_token) = node_at(dir.path(), "a@local", None, &url, &schema, "").await;
+    let a_listen = listen_addr(&mut a).await;
+    let (b, b_token) = node_at(dir.path(), "b@local", Some(&a_listen), &url, &schema, "").await;
+    for (running, token) in [(&a, &a_token), (&b, &b_token)] {
+        until(&running.addr, token, WAIT, "a and b up", |view| {
+            has(view, "a@local", "up") && has(view, "b@local", "up")
+        })
+        .await;
+    }
+    let up = Instant::now();
+    for (id, count) in ids.iter().zip(&acked) {
+        loop {
+            let (status, answer) = ask(&b.addr, &b_token, id, "counter.get", Value::Null).await;
+            if status == 200 {
+                assert_eq!(answer["reply"]["count"], *count, "{id}: {answer}");
+                break;
+            }
+            assert!(
+                up.elapsed() < Duration::from_secs(15),
+                "{id} not taken over within 15 s of a and b up: {status} {answer}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let after = claims(&schema).await;
+    let mut held = std::collections::HashMap::<&str, Vec<String>>::new();
+    for (name, running, token) in [("a@local", &a, &a_token), ("b@local", &b, &b_token)] {
+        let local = list(&running.addr, token, "&scope=local").await;
+        let mine = local["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|agent| agent["id"].as_str().unwrap().to_owned())
+            .collect();
+        held.insert(name, mine);
+    }
+    for id in &ids {
+        let (owner, _) = &after[id];
+        assert!(owner == "a@local" || owner == "b@local", "{id}: {after:?}");
+        for name in ["a@local", "b@local"] {
+            assert_eq!(
+                held[name].contains(id),
+                name == owner,
+                "{id} held by {name}? claims: {after:?}, held: {held:?}"
+            );
+        }
+    }
+    drop((a, b));
+}

@@ -1,7 +1,7 @@
 //! The config file: embedded defaults, every key optional, unknown keys
 //! and bad values refused with the key and its line; the token file.
 
-use std::path::Path;
+use std::{path::Path, time::Duration};
 
 use mabeam_node::{LogLevel, NodeConfig, NodeError, data_dir};
 use mabeam_supervision_core::ErrorCode;
@@ -77,6 +77,41 @@ wait = true
     let bad = "[store]\nurl = \"postgres://db/x\"\nschema = \"Bad-Name\"\n";
     let error = NodeConfig::from_toml(bad, Path::new("n.toml")).unwrap_err();
     assert!(error.to_string().contains("schema"), "{error}");
+}
+
+// `[cluster]`'s lease: defaults 2 s, renewed every 0.5 s, agents stopped
+// 0.5 s before it can expire; timings that cannot hold it (renew + margin
+// not below the lease, a zero renew) are refused naming the key, and
+// `advertise` is read.
+#[test]
+fn the_cluster_lease_is_configured_and_checked() {
+    let defaults = NodeConfig::default().cluster_lease;
+    assert_eq!(
+        (defaults.length, defaults.renew, defaults.margin),
+        (
+            Duration::from_millis(2000),
+            Duration::from_millis(500),
+            Duration::from_millis(500)
+        )
+    );
+    let text =
+        "[cluster]\nlease_ms = 3000\nlease_renew_ms = 1000\nadvertise = \"127.0.0.1:7000\"\n";
+    let config = NodeConfig::from_toml(text, Path::new("n.toml")).unwrap();
+    assert_eq!(config.cluster_lease.length, Duration::from_millis(3000));
+    assert_eq!(config.cluster_lease.renew, Duration::from_millis(1000));
+    assert_eq!(
+        config.cluster_advertise,
+        Some("127.0.0.1:7000".parse().unwrap())
+    );
+    for bad in [
+        "[cluster]\nlease_ms = 900\n",
+        "[cluster]\nlease_renew_ms = 1500\n",
+        "[cluster]\nlease_renew_ms = 0\n",
+    ] {
+        let error = NodeConfig::from_toml(bad, Path::new("n.toml")).unwrap_err();
+        assert!(error.to_string().contains("lease"), "{bad:?}: {error}");
+        assert_eq!((error.code(), error.exit_code()), (9001, 2), "{bad:?}");
+    }
 }
 
 #[test]

@@ -42,8 +42,10 @@ use super::{
     record::{COLUMNS, Columns, decode},
 };
 
+mod leases;
 mod owners;
 use crate::postgres::{self, MigrateError, Migrations, PostgresConfig};
+pub use leases::{NodeLease, Renewal};
 pub use owners::FencedAgentStore;
 
 /// The agent store's migrations, in order.
@@ -52,15 +54,19 @@ const MIGRATIONS: Migrations = Migrations {
     steps: &[
         include_str!("../../migrations/postgres/agent_store_0001_initial.sql"),
         include_str!("../../migrations/postgres/agent_store_0002_owners.sql"),
+        include_str!("../../migrations/postgres/agent_store_0003_leases.sql"),
     ],
 };
 
 /// The most writes committed in one transaction.
 const MAX_GROUP: usize = 1024;
 
-/// The member a fenced write comes from (node, generation): the write is
-/// applied only if that member owns the agent, or no one ever claimed it.
-pub(super) type Fence = Option<(Arc<str>, u64)>;
+/// The member a fenced write comes from (node, generation) and the epoch
+/// of the claim it was granted, when known: the write is applied only if
+/// that member owns the agent under that same epoch (a claim lost and
+/// granted again has a higher one: a write from the older grant is
+/// refused), or no one ever claimed it.
+pub(super) type Fence = Option<(Arc<str>, u64, Option<u64>)>;
 
 /// What the writer task is asked to do.
 enum Request {
@@ -442,15 +448,21 @@ async fn apply(
     fence: &Fence,
 ) -> Result<Result<(), AgentStoreError>, tokio_postgres::Error> {
     let id = write.id();
-    if let Some((node, generation)) = fence {
+    if let Some((node, generation, granted)) = fence {
         let owner = client
-            .prepare_cached("SELECT node, generation FROM agent_owners WHERE agent = $1 FOR SHARE")
+            .prepare_cached(
+                "SELECT node, generation, epoch FROM agent_owners WHERE agent = $1 FOR SHARE",
+            )
             .await?;
         if let Some(row) = client.query_opt(&owner, &[&id.as_str()]).await? {
             let owner_node: Option<String> = row.try_get(0)?;
             let owner_generation: Option<i64> = row.try_get(1)?;
+            let epoch: i64 = row.try_get(2)?;
+            // The epoch too: the same member may have lost the agent and
+            // won it back since this write's grant (ABA).
             let ours = owner_node.as_deref() == Some(&**node)
-                && owner_generation == Some(*generation as i64);
+                && owner_generation == Some(*generation as i64)
+                && granted.is_none_or(|granted| granted as i64 == epoch);
             if !ours {
                 let owner = match (owner_node, owner_generation) {
                     (Some(node), Some(generation)) => format!("{node}/{generation}"),

@@ -38,6 +38,7 @@ pub struct ClusterMembershipBuilder {
     node: String,
     cookie: Vec<u8>,
     gossip: SocketAddr,
+    advertise: Option<SocketAddr>,
     seeds: Vec<SocketAddr>,
     generation: Option<u64>,
     gossip_interval: Duration,
@@ -53,6 +54,13 @@ impl ClusterMembershipBuilder {
     /// chosen at start).
     pub fn gossip(mut self, addr: SocketAddr) -> Self {
         self.gossip = addr;
+        self
+    }
+
+    /// The gossip address the others reach this node at, when it is not
+    /// the one it binds (behind a proxy or a NAT); default: the bound one.
+    pub fn advertise(mut self, addr: SocketAddr) -> Self {
+        self.advertise = Some(addr);
         self
     }
 
@@ -139,6 +147,7 @@ impl ClusterMembershipBuilder {
                 generation,
                 cluster_id: cluster_id(&self.cookie),
                 gossip: self.gossip,
+                advertise: self.advertise,
                 seeds: self.seeds,
                 gossip_interval: self.gossip_interval,
                 phi_threshold: self.phi_threshold,
@@ -195,6 +204,7 @@ struct Inner {
     generation: u64,
     cluster_id: String,
     gossip: SocketAddr,
+    advertise: Option<SocketAddr>,
     seeds: Vec<SocketAddr>,
     gossip_interval: Duration,
     phi_threshold: f64,
@@ -221,6 +231,7 @@ impl ClusterMembership {
             node: node.into(),
             cookie: cookie.as_ref().to_vec(),
             gossip: SocketAddr::from(([127, 0, 0, 1], 0)),
+            advertise: None,
             seeds: Vec::new(),
             generation: None,
             gossip_interval: Duration::from_millis(100),
@@ -253,7 +264,8 @@ impl ClusterMembership {
             return Err(ClusterError::AlreadyRunning);
         }
         let gossip = resolve(self.inner.gossip)?;
-        let id = ChitchatId::new(self.inner.node.clone(), self.inner.generation, gossip);
+        let advertised = self.inner.advertise.unwrap_or(gossip);
+        let id = ChitchatId::new(self.inner.node.clone(), self.inner.generation, advertised);
         let failure_detector_config = FailureDetectorConfig {
             phi_threshold: self.inner.phi_threshold,
             sampling_window_size: 1_000,

@@ -11,7 +11,7 @@
 //! waits for it, and a write after a takeover sees the new owner and is
 //! refused ([`AgentStoreError::Fenced`]).
 
-use std::{collections::HashSet, fmt, sync::Arc};
+use std::{collections::HashMap, fmt, sync::Arc};
 
 use futures::future::{BoxFuture, FutureExt};
 use mabeam_supervision_core::{
@@ -36,16 +36,21 @@ const CLAIM: &str = "INSERT INTO agent_owners AS o (agent, node, generation, epo
      RETURNING node, generation, epoch";
 
 /// The same for many agents at once, none replaced: what a node runs
-/// before it recovers a page of agents.
+/// before it recovers a page of agents. An older generation of the same
+/// node that the others declared dead (its lease marked) is not taken
+/// from: they take its agents over, and a node that restarts on the far
+/// side of a partition must not pull them there.
 const CLAIM_MANY: &str = "INSERT INTO agent_owners AS o (agent, node, generation, epoch) \
      SELECT a, $2, $3, 1 FROM unnest($1::text[]) AS a \
      ON CONFLICT (agent) DO UPDATE SET node = excluded.node, \
      generation = excluded.generation, epoch = o.epoch + 1 \
      WHERE o.node IS NULL \
-     OR (o.node = excluded.node AND o.generation < excluded.generation)";
+     OR (o.node = excluded.node AND o.generation < excluded.generation \
+     AND NOT EXISTS (SELECT 1 FROM node_leases l \
+     WHERE l.node = o.node AND l.generation = o.generation AND l.dead))";
 
 /// Which of the agents (node, generation) owns now.
-const HELD: &str = "SELECT agent FROM agent_owners \
+const HELD: &str = "SELECT agent, epoch FROM agent_owners \
      WHERE agent = ANY($1::text[]) AND node = $2 AND generation = $3";
 
 fn unavailable(error: &tokio_postgres::Error) -> OwnershipError {
@@ -74,7 +79,7 @@ fn claim_of(agent: &AgentId, row: &Row) -> Result<Option<Claim>, OwnershipError>
 }
 
 impl PostgresAgentStore {
-    async fn owners_client(&self) -> Result<deadpool_postgres::Object, OwnershipError> {
+    pub(super) async fn owners_client(&self) -> Result<deadpool_postgres::Object, OwnershipError> {
         Self::reader(&self.inner)
             .await
             .map_err(|e| OwnershipError::Unavailable(e.to_string()))
@@ -236,13 +241,14 @@ impl PostgresAgentStore {
     }
 
     /// Claims each of `agents` for (`node`, `generation`) unless another
-    /// member owns it (none replaced); answers those it owns now.
+    /// member owns it (none replaced); answers those it owns now, each
+    /// with its claim's epoch.
     async fn claim_many(
         &self,
         agents: &[AgentId],
         node: &str,
         generation: u64,
-    ) -> Result<HashSet<AgentId>, AgentStoreError> {
+    ) -> Result<HashMap<AgentId, u64>, AgentStoreError> {
         let ids: Vec<&str> = agents.iter().map(AgentId::as_str).collect();
         let client = Self::reader(&self.inner).await?;
         let fail = |e: tokio_postgres::Error| AgentStoreError::Storage(postgres::detail(&e));
@@ -257,8 +263,27 @@ impl PostgresAgentStore {
             .await
             .map_err(fail)?;
         rows.iter()
-            .map(|row| row.try_get::<_, String>(0).map(AgentId::new).map_err(fail))
+            .map(|row| {
+                let agent = row.try_get::<_, String>(0).map_err(fail)?;
+                let epoch = row.try_get::<_, i64>(1).map_err(fail)?;
+                Ok((AgentId::new(agent), epoch as u64))
+            })
             .collect()
+    }
+
+    /// Queues `write` fenced by `claim`: applied only while `claim` is
+    /// still the agent's current one (its member and its epoch), or no
+    /// one ever claimed the agent; else refused as
+    /// [`AgentStoreError::Fenced`]. A member that lost an agent and won
+    /// it back holds a newer claim: a write made under the older one is
+    /// refused.
+    pub fn write_claimed(
+        &self,
+        write: AgentWrite,
+        claim: &Claim,
+    ) -> BoxFuture<'static, Result<(), AgentStoreError>> {
+        let fence = Some((claim.node.clone(), claim.generation, Some(claim.epoch)));
+        self.write_fenced(write, fence)
     }
 
     /// This store as the member `node` sees it, its generation read by
@@ -273,6 +298,7 @@ impl PostgresAgentStore {
             store: self.clone(),
             node: node.into(),
             generation: Arc::new(generation),
+            grants: Arc::default(),
         }
     }
 }
@@ -336,7 +362,9 @@ impl Ownership for PostgresAgentStore {
 /// cluster gives its agent layer.
 ///
 /// - Every write is fenced: applied only if this member (node and
-///   current generation) owns the agent, or no one ever claimed it;
+///   current generation) owns the agent under the epoch this view was
+///   granted it with (when this view claimed it), or no one ever claimed
+///   it;
 ///   otherwise refused with [`AgentStoreError::Fenced`], checked in the
 ///   write's own transaction.
 /// - [`load_page`](AgentStore::load_page) (the recovery) claims each
@@ -349,6 +377,9 @@ pub struct FencedAgentStore {
     store: PostgresAgentStore,
     node: Arc<str>,
     generation: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// The epoch of the claim this view was last granted on each agent
+    /// (by its claim, take-over or recovery): its writes carry it.
+    grants: Arc<parking_lot::Mutex<HashMap<AgentId, u64>>>,
 }
 
 impl fmt::Debug for FencedAgentStore {
@@ -370,11 +401,43 @@ impl FencedAgentStore {
     pub fn member(&self) -> (Arc<str>, u64) {
         (self.node.clone(), (self.generation)())
     }
+
+    /// Claims `agent` for this member (none replaced; see
+    /// [`Ownership::claim`]) and fences its later writes by the epoch
+    /// granted.
+    pub async fn claim(&self, agent: &AgentId) -> Result<Claim, OwnershipError> {
+        let claim = self
+            .store
+            .claim(agent, &self.node, (self.generation)(), None)
+            .await?;
+        self.grants.lock().insert(agent.clone(), claim.epoch);
+        Ok(claim)
+    }
+
+    /// [`PostgresAgentStore::take_over`] for this member; the later
+    /// writes of the agents won are fenced by the epochs granted.
+    pub async fn take_over(&self, replacing: &[Claim]) -> Result<Vec<Claim>, OwnershipError> {
+        let won = self
+            .store
+            .take_over(replacing, &self.node, (self.generation)())
+            .await?;
+        let mut grants = self.grants.lock();
+        for claim in &won {
+            grants.insert(claim.agent.clone(), claim.epoch);
+        }
+        Ok(won)
+    }
+
+    /// The epoch this view was last granted on `agent`, if it claimed it.
+    pub fn granted(&self, agent: &AgentId) -> Option<u64> {
+        self.grants.lock().get(agent).copied()
+    }
 }
 
 impl AgentStore for FencedAgentStore {
     fn write(&self, write: AgentWrite) -> BoxFuture<'static, Result<(), AgentStoreError>> {
-        let fence = Some((self.node.clone(), (self.generation)()));
+        let granted = self.granted(write.id());
+        let fence = Some((self.node.clone(), (self.generation)(), granted));
         self.store.write_fenced(write, fence)
     }
 
@@ -404,11 +467,14 @@ impl AgentStore for FencedAgentStore {
                 after = page.last().map(|row| row.id.clone());
                 let ids: Vec<AgentId> = page.iter().map(|row| row.id.clone()).collect();
                 let held = if ids.is_empty() {
-                    HashSet::new()
+                    HashMap::new()
                 } else {
                     view.store.claim_many(&ids, &view.node, generation).await?
                 };
-                owned.extend(page.into_iter().filter(|row| held.contains(&row.id)));
+                view.grants
+                    .lock()
+                    .extend(held.iter().map(|(id, epoch)| (id.clone(), *epoch)));
+                owned.extend(page.into_iter().filter(|row| held.contains_key(&row.id)));
                 if owned.len() >= limit || end {
                     // Claimed beyond the page: the next call starts after
                     // the last one answered and finds them held already.
