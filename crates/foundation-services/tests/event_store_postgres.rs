@@ -23,6 +23,7 @@ use std::{
     time::Duration,
 };
 
+use futures::StreamExt;
 use mabeam_foundation_services::{
     Durability, EventStore, EventStoreConfig, EventStoreError, ExpectedVersion, PostgresAgentStore,
     PostgresConfig, Retention,
@@ -30,6 +31,7 @@ use mabeam_foundation_services::{
 use mabeam_supervision_core::{AgentStoreError, ErrorCode, Event};
 use serde_json::json;
 use support::{fresh_schema, instance::Instance, pg_config, pg_config_at};
+use tokio_postgres::{AsyncMessage, NoTls};
 
 /// Fails the test if `future` takes longer than `secs`.
 async fn within<T>(secs: u64, what: &str, future: impl Future<Output = T>) -> T {
@@ -476,21 +478,71 @@ async fn a_store_configured_to_wait_is_unhealthy_until_postgres_comes() {
     within(30, "closing a store still waiting", waiting.stop()).await;
 }
 
-/// A loopback proxy in front of the server at `port` that counts, over
-/// all its connections, the times a client speaks after the server has
-/// answered it: the round trips clients wait for. Its URL and count.
-async fn round_trip_counting_proxy(
-    port: u16,
-) -> (u16, Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+/// What a [`counting_proxy`] counts over all its connections.
+#[derive(Default)]
+struct Counted {
+    /// The times a client spoke after the server had answered it: the
+    /// round trips clients wait for.
+    turns: AtomicU64,
+    /// The statements clients ran: `Execute` and simple `Query` messages
+    /// (but `LISTEN`).
+    statements: AtomicU64,
+}
+
+/// Counts the statements in a client's byte stream: after the untyped
+/// startup message (and an `SSLRequest` before it), each message is a
+/// type byte and a length that counts itself.
+#[derive(Default)]
+struct FrontendMessages {
+    started: bool,
+    pending: Vec<u8>,
+}
+
+impl FrontendMessages {
+    /// The statements in the complete messages of `bytes` (and those
+    /// before it).
+    fn statements_in(&mut self, bytes: &[u8]) -> u64 {
+        const SSL_REQUEST: u32 = 80_877_103;
+        self.pending.extend_from_slice(bytes);
+        let mut statements = 0;
+        loop {
+            let header = if self.started { 5 } else { 4 };
+            if self.pending.len() < header {
+                return statements;
+            }
+            let at = header - 4;
+            let length = u32::from_be_bytes(self.pending[at..at + 4].try_into().unwrap());
+            let total = at + length as usize;
+            if self.pending.len() < total {
+                return statements;
+            }
+            if self.started {
+                // The listener's `LISTEN` (its connection may come late)
+                // is not an append's.
+                let listen =
+                    self.pending[0] == b'Q' && self.pending[5..total].starts_with(b"LISTEN");
+                statements += u64::from(matches!(self.pending[0], b'E' | b'Q') && !listen);
+            } else {
+                let code = u32::from_be_bytes(self.pending[4..8].try_into().unwrap());
+                self.started = code != SSL_REQUEST;
+            }
+            self.pending.drain(..total);
+        }
+    }
+}
+
+/// A loopback proxy in front of the server at `port` that counts round
+/// trips and statements ([`Counted`]). Its port and counts.
+async fn counting_proxy(port: u16) -> (u16, Arc<Counted>, tokio::task::JoinHandle<()>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let proxy_port = listener.local_addr().unwrap().port();
-    let turns = Arc::new(AtomicU64::new(0));
-    let counted = turns.clone();
+    let counts = Arc::new(Counted::default());
+    let counted = counts.clone();
     let proxy = tokio::spawn(async move {
         let mut connections = tokio::task::JoinSet::new();
         while let Ok((client, _)) = listener.accept().await {
-            let turns = counted.clone();
+            let counts = counted.clone();
             connections.spawn(async move {
                 let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
                     return;
@@ -501,10 +553,13 @@ async fn round_trip_counting_proxy(
                 let answered_up = answered.clone();
                 let up = async move {
                     let mut buf = vec![0u8; 1 << 16];
+                    let mut messages = FrontendMessages::default();
                     while let Ok(n @ 1..) = client_read.read(&mut buf).await {
                         if answered_up.swap(false, Ordering::AcqRel) {
-                            turns.fetch_add(1, Ordering::Relaxed);
+                            counts.turns.fetch_add(1, Ordering::Relaxed);
                         }
+                        let statements = messages.statements_in(&buf[..n]);
+                        counts.statements.fetch_add(statements, Ordering::Relaxed);
                         if server_write.write_all(&buf[..n]).await.is_err() {
                             break;
                         }
@@ -528,19 +583,21 @@ async fn round_trip_counting_proxy(
             });
         }
     });
-    (proxy_port, turns, proxy)
+    (proxy_port, counts, proxy)
 }
 
-// Issue 23: an append commits in one round trip (the statements
-// pipelined, ids and versions given by the server, expected versions
-// checked by a guard statement), not two: one task awaiting each append
-// waited for two (0.64x bare tokio-postgres).
+// Issue 23: an append is one statement in its own transaction (no
+// `BEGIN`, no `COMMIT`), and so one round trip, whether or not it
+// expects a version. It was one round trip of six statements (`BEGIN`,
+// the `$all` row, the rows, the streams' versions, `pg_notify`,
+// `COMMIT`; seven with a guard): one task awaiting each append ran at
+// 0.38x bare tokio-postgres on a fast disk.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_append_commits_in_one_round_trip_whether_or_not_it_expects_a_version() {
+async fn an_append_is_one_statement_and_one_round_trip_whether_or_not_it_expects_a_version() {
     let url = support::postgres_url();
     let config: tokio_postgres::Config = url.parse().unwrap();
     let port = config.get_ports()[0];
-    let (proxy_port, turns, proxy) = round_trip_counting_proxy(port).await;
+    let (proxy_port, counts, proxy) = counting_proxy(port).await;
     let proxied = url.replacen(&format!(":{port}/"), &format!(":{proxy_port}/"), 1);
     assert_ne!(proxied, url, "the proxy's URL");
     // No retention: its prunes would be round trips of their own.
@@ -554,7 +611,13 @@ async fn an_append_commits_in_one_round_trip_whether_or_not_it_expects_a_version
     )
     .await
     .unwrap();
-    let before = turns.load(Ordering::Relaxed);
+    let counted = || {
+        (
+            counts.turns.load(Ordering::Relaxed),
+            counts.statements.load(Ordering::Relaxed),
+        )
+    };
+    let before = counted();
     for i in 1..=20u64 {
         let appended = within(
             30,
@@ -565,8 +628,9 @@ async fn an_append_commits_in_one_round_trip_whether_or_not_it_expects_a_version
         .unwrap();
         assert_eq!((appended.id, appended.stream_version), (i + 1, i + 1));
     }
-    let any_version = turns.load(Ordering::Relaxed) - before;
-    let before = turns.load(Ordering::Relaxed);
+    let after = counted();
+    let any_version = (after.0 - before.0, after.1 - before.1);
+    let before = after;
     for i in 21..=40u64 {
         let expecting =
             store.append_expecting(Event::new("s", "k", json!(i)), ExpectedVersion::Exact(i));
@@ -575,14 +639,85 @@ async fn an_append_commits_in_one_round_trip_whether_or_not_it_expects_a_version
             .unwrap();
         assert_eq!((appended.id, appended.stream_version), (i + 1, i + 1));
     }
-    let expected_version = turns.load(Ordering::Relaxed) - before;
+    let after = counted();
+    let expected_version = (after.0 - before.0, after.1 - before.1);
     within(30, "stopping the store", store.stop()).await;
     proxy.abort();
-    // One each, and a little room for a pipeline the kernel split.
+    // One round trip each, and a little room for a pipeline the kernel
+    // split; exactly one statement each.
     assert!(
-        any_version <= 25 && expected_version <= 25,
-        "20 appends took {any_version} round trips, 20 expecting a version {expected_version}"
+        any_version.0 <= 25 && expected_version.0 <= 25,
+        "20 appends took {} round trips, 20 expecting a version {}",
+        any_version.0,
+        expected_version.0
     );
+    assert_eq!(
+        (any_version.1, expected_version.1),
+        (20, 20),
+        "statements for 20 appends, and for 20 expecting a version"
+    );
+}
+
+// Issue 23: a commit notifies only while some store has subscribers (its
+// listener holds the listeners' lock): `pg_notify` takes a queue lock
+// at every commit of the server. A connection listening on the channel
+// without the lock hears nothing of the first append; once it holds
+// the lock it hears the second. Before, every commit notified.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_notifies_only_while_a_listener_is_registered() {
+    let schema = fresh_schema();
+    let store = open(pg_config(&schema)).await;
+    let (client, mut connection) = tokio_postgres::connect(&support::postgres_url(), NoTls)
+        .await
+        .unwrap();
+    let (heard, mut hearing) = tokio::sync::mpsc::unbounded_channel();
+    let driving = tokio::spawn(async move {
+        let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+        while let Some(Ok(message)) = messages.next().await {
+            if let AsyncMessage::Notification(n) = message {
+                let _ = heard.send(n.payload().to_owned());
+            }
+        }
+    });
+    let channel = format!("mabeam_events_{schema}");
+    client
+        .batch_execute(&format!("LISTEN \"{channel}\""))
+        .await
+        .unwrap();
+    let first = within(
+        30,
+        "an append",
+        store.append(Event::new("s", "k", json!(1))),
+    )
+    .await
+    .unwrap();
+    // Registered as a store's listener registers.
+    client
+        .query(
+            "SELECT pg_advisory_lock_shared(1835098725, hashtext($1))::text",
+            &[&channel],
+        )
+        .await
+        .unwrap();
+    let second = within(
+        30,
+        "an append",
+        store.append(Event::new("s", "k", json!(2))),
+    )
+    .await
+    .unwrap();
+    assert_eq!((first.id, second.id), (1, 2));
+    // Notifications arrive in commit order: the first heard is the
+    // second commit's.
+    let payload = within(30, "a notification", hearing.recv())
+        .await
+        .expect("the listening connection ended");
+    assert_eq!(payload, "2", "the first notification heard");
+    store.stop().await;
+    drop(client);
+    within(30, "the listening connection", driving)
+        .await
+        .unwrap();
 }
 
 // Every commit is acknowledged with `synchronous_commit=on` (the WAL

@@ -12,9 +12,9 @@
 //! are old enough, skipping gaps left by rolled-back transactions) and
 //! Commanded's serialised `$all` row (every append transaction locks one
 //! row and gives ids from it, so ids are given in commit order), we took
-//! the second: each append group locks `meta.last_id` (`SELECT ... FOR
-//! UPDATE`), gives the next ids, and writes the row back before it
-//! commits. A transaction waiting for the row is granted it only once the
+//! the second: each append group locks `meta.last_id` (`UPDATE ...
+//! RETURNING`, or `SELECT ... FOR UPDATE` on the checked path), gives
+//! the next ids, and writes the row back before it commits. A transaction waiting for the row is granted it only once the
 //! one before has committed (and is visible), so what any reader sees is
 //! always a prefix of the log: no gap, no reordering, no daemon, no
 //! timeout that could skip a slow commit. Its price, one writer at a time
@@ -23,30 +23,31 @@
 //! And since ids are contiguous, a stream's version and the horizon are
 //! plain arithmetic.
 //!
-//! # Group commit, pipelined
+//! # Group commit, one statement
 //!
 //! One writer task per store gathers the queued appends into one
 //! transaction, as the SQLite writer does, and commits it with one WAL
-//! flush. A group of at most 256 events takes one round trip when every
-//! expected version of the group holds and every idempotency key is new
-//! (the common case): `BEGIN`,
-//! the `$all` row locked and moved by the group's size (`UPDATE ...
-//! RETURNING`), a guard statement that fails the transaction unless
-//! every expected version holds, one multi-row `INSERT ... SELECT FROM
-//! unnest(...)` whose ids and stream versions the server gives from the
-//! rows it has just locked and read (each statement takes a fresh
-//! snapshot, so it sees every commit before the lock), the streams' new
-//! versions, a `NOTIFY` and `COMMIT`, all sent before the first answer
-//! is awaited. A stored key fails the insert on its unique index. When
-//! the guard or a key fails the transaction, nothing is written and the
-//! group is committed again the checked way, in two round trips (as a
-//! larger group is: its round trip is shared by hundreds of events, and
-//! the server does less per event when ids and versions come computed): the
-//! first pipelines `BEGIN`, the lock, the versions of the group's
-//! streams and the stored holders of its idempotency keys; the writer
-//! then checks every request in memory (expected versions, keys,
-//! retries: each request all or nothing); the second pipelines the rows,
-//! the streams' versions, the `$all` row, a `NOTIFY` and `COMMIT`.
+//! flush. A group of at most 256 events is one statement, sent without
+//! `BEGIN` or `COMMIT` (a statement outside a transaction is its own
+//! transaction: one round trip, one commit), when every expected version
+//! of the group holds and every idempotency key is new (the common case):
+//! a `WITH` whose parts move the `$all` row by the group's size (`UPDATE
+//! ... RETURNING`, which locks it), add the group's events to the
+//! streams' versions (an upsert reading the newest committed rows, after
+//! the `$all` lock), check every expected version against the versions
+//! before the group (a division by zero fails the statement otherwise),
+//! insert the rows with the ids and versions these gave, and notify when
+//! someone listens (below). A stored key fails the insert on its unique
+//! index. When the guard or a key fails the statement, nothing is
+//! written and the group is committed again the checked way, in two
+//! round trips (as a larger group is: its round trip is shared by
+//! hundreds of events, and the server does less per event when ids and
+//! versions come computed): the first pipelines `BEGIN`, the lock, the
+//! versions of the group's streams and the stored holders of its
+//! idempotency keys; the writer then checks every request in memory
+//! (expected versions, keys, retries: each request all or nothing); the
+//! second pipelines the rows, the streams' versions, the `$all` row, the
+//! wake-up and `COMMIT`.
 //!
 //! # Subscriptions
 //!
@@ -55,10 +56,18 @@
 //! local writer after each commit and from `LISTEN` on one dedicated
 //! connection per store (other nodes' commits `NOTIFY` it). A
 //! notification carries nothing the reader needs: a missed one loses
-//! nothing. When the listener's connection drops (PostgreSQL restarted) it
-//! reconnects with the configured [`Backoff`](mabeam_supervision_core::Backoff)
-//! and wakes every subscriber; a subscriber whose read fails the same way
-//! retries with the backoff from the last position it delivered.
+//! nothing. `NOTIFY` is not free (every notifying transaction of the
+//! server takes one queue lock at commit), so a commit notifies only
+//! when some store has subscribers: while it has, its listener holds an
+//! advisory lock (shared, for its session), and a writer that can take
+//! that lock exclusively for its transaction skips the notification. A
+//! listener that registers waits for such a transaction to commit, then
+//! wakes its subscribers, whose next read sees it. When the listener's
+//! connection drops (PostgreSQL restarted) it reconnects with the
+//! configured [`Backoff`](mabeam_supervision_core::Backoff), registers
+//! again and wakes every subscriber; a subscriber whose read fails the
+//! same way retries with the backoff from the last position it
+//! delivered.
 //!
 //! # Faults
 //!
@@ -80,7 +89,7 @@ use std::sync::{
 use deadpool_postgres::Pool;
 use parking_lot::Mutex;
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{Notify, mpsc, watch},
     task::JoinHandle,
 };
 
@@ -103,8 +112,11 @@ pub(crate) struct PgCore {
     pub(crate) pg: PostgresConfig,
     pub(crate) pool: Pool,
     pub(crate) counters: Arc<Counters>,
-    /// Bumped whenever new events may be stored: subscribers wait on it.
+    /// Bumped whenever new events may be stored: subscribers wait on it
+    /// (its receivers are the subscribers the listener counts).
     pub(crate) wake: Arc<watch::Sender<u64>>,
+    /// Told of each new subscriber: the listener registers.
+    pub(crate) subscribed: Arc<Notify>,
     /// Whether the schema is in place and the writer connected once.
     pub(crate) ready: Arc<AtomicBool>,
     requests: mpsc::UnboundedSender<Request>,
@@ -186,10 +198,12 @@ impl PgCore {
             let _running = running_tx;
             writer.run().await;
         });
+        let subscribed = Arc::new(Notify::new());
         let listener = tokio::spawn(subscribe::listen(
             driver,
             pg.clone(),
             wake.clone(),
+            subscribed.clone(),
             ready.clone(),
         ));
         Ok(Arc::new(PgCore {
@@ -197,6 +211,7 @@ impl PgCore {
             pool,
             counters,
             wake,
+            subscribed,
             ready,
             requests,
             writer: Mutex::new(Some(writer)),

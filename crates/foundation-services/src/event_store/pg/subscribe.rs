@@ -1,7 +1,8 @@
 //! Subscriptions on PostgreSQL: read the table by position, a page at a
 //! time, then wait for a wake-up; and the listener, one dedicated
-//! connection per store that turns `NOTIFY`s into wake-ups and
-//! reconnects with the backoff when PostgreSQL restarts.
+//! connection per store that turns `NOTIFY`s into wake-ups, registers
+//! (an advisory lock) while the store has subscribers so that writers
+//! notify, and reconnects with the backoff when PostgreSQL restarts.
 
 use std::{
     collections::VecDeque,
@@ -13,10 +14,13 @@ use std::{
 
 use futures::{StreamExt, stream};
 use mabeam_supervision_core::{EventReadError, EventSeq, EventSubscription, StoredEvent};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{PgCore, writer::channel};
+use super::{
+    PgCore,
+    writer::{LISTENING, NOT_LISTENING, channel},
+};
 use crate::{event_store::EventStoreError, postgres::PostgresConfig};
 
 /// The events read per page.
@@ -33,8 +37,12 @@ struct State {
 
 /// A subscription to `core` from position `from`.
 pub(crate) fn subscribe(core: Arc<PgCore>, from: EventSeq) -> EventSubscription {
+    let wake = core.wake.subscribe();
+    // The listener registers now that there is a subscriber (its
+    // receiver counts), then wakes it.
+    core.subscribed.notify_one();
     let state = State {
-        wake: core.wake.subscribe(),
+        wake,
         core,
         next: from.max(1),
         buffer: VecDeque::new(),
@@ -91,14 +99,21 @@ impl State {
 
 /// The listener: `LISTEN`s on one connection, bumps `wake` on every
 /// notification and on every (re)connection, and reconnects with the
-/// backoff when the connection drops. Runs until aborted.
+/// backoff when the connection drops. While the store has subscribers
+/// (receivers of `wake`; `subscribed` is told of each new one) it holds
+/// the listeners' lock ([`LISTENING`]), so that writers notify; once it
+/// holds the lock it wakes every subscriber, whose read then sees every
+/// commit that found no listener (such a commit held the lock: we waited
+/// for it). Runs until aborted.
 pub(crate) async fn listen(
     driver: tokio_postgres::Config,
     pg: PostgresConfig,
     wake: Arc<watch::Sender<u64>>,
+    subscribed: Arc<Notify>,
     ready: Arc<AtomicBool>,
 ) {
-    let listen = format!("LISTEN \"{}\"", channel(&pg));
+    let channel = channel(&pg);
+    let listen = format!("LISTEN \"{channel}\"");
     let mut attempt = 0u32;
     loop {
         let connected = if ready.load(Ordering::Acquire) {
@@ -109,7 +124,7 @@ pub(crate) async fn listen(
         if let Some((client, mut connection)) = connected {
             let messages = stream::poll_fn(move |cx| connection.poll_message(cx));
             let wake_on = wake.clone();
-            let driving = tokio::spawn(async move {
+            let mut driving = tokio::spawn(async move {
                 futures::pin_mut!(messages);
                 while let Some(message) = messages.next().await {
                     match message {
@@ -119,13 +134,41 @@ pub(crate) async fn listen(
                     }
                 }
             });
+            let mut ended = false;
             if client.batch_execute(&listen).await.is_ok() {
                 attempt = 0;
                 // Whatever was committed while we were away.
                 wake.send_modify(|n| *n += 1);
+                let mut holding = false;
+                loop {
+                    let wanted = wake.receiver_count() > 0;
+                    if wanted != holding {
+                        let sql = if wanted { LISTENING } else { NOT_LISTENING };
+                        if client.query(sql, &[&channel]).await.is_err() {
+                            break;
+                        }
+                        holding = wanted;
+                        if holding {
+                            wake.send_modify(|n| *n += 1);
+                        }
+                        continue;
+                    }
+                    tokio::select! {
+                        _ = &mut driving => {
+                            ended = true;
+                            break;
+                        }
+                        () = subscribed.notified(), if !holding => {}
+                        () = wake.closed(), if holding => {}
+                    }
+                }
             }
-            let _ = driving.await;
+            // Dropping the client ends a connection still open (a failed
+            // statement), so the driving task ends too.
             drop(client);
+            if !ended {
+                let _ = driving.await;
+            }
             wake.send_modify(|n| *n += 1);
         }
         tokio::time::sleep(pg.reconnect.delay(attempt)).await;

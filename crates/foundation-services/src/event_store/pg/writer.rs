@@ -1,6 +1,6 @@
 //! The writer task: the only connection that appends and prunes, with
-//! group commit in one pipelined round trip, or two when the group's
-//! requests must be checked (see the [module docs](super)).
+//! group commit in one statement (one round trip), or in two round trips
+//! when the group's requests must be checked (see the [module docs](super)).
 
 use std::{
     collections::HashMap,
@@ -36,6 +36,79 @@ const PRUNE_CHUNK: i64 = 50_000;
 /// 51,000 to 40,000 appends/s on the one-round-trip path.
 const ONE_TRIP_MAX_EVENTS: usize = 256;
 
+/// A listener's registration: the advisory lock it holds (shared, for
+/// its session) while its store has subscribers. Its first key is
+/// 1835098725 (`'mabe'`), its second `hashtext` of the store's channel
+/// (`$1`), so each schema has its own; a dropped connection releases it.
+pub(crate) const LISTENING: &str = "SELECT pg_advisory_lock_shared(1835098725, hashtext($1))::text";
+
+/// Ends a listener's registration (its store has no subscribers left).
+pub(crate) const NOT_LISTENING: &str = "SELECT pg_advisory_unlock_shared(1835098725, hashtext($1))";
+
+/// The wake-up, sent only when someone listens: a writer that can take
+/// the listeners' lock exclusively (for its transaction) knows that no
+/// listener holds it, and skips `pg_notify` (whose queue lock at commit
+/// serialises every notifying transaction of the server). A listener
+/// that comes later waits for the lock, so for this commit, and then
+/// wakes its subscribers, which read it by position: no wake-up is lost.
+/// `$1` the channel, `$2` the payload.
+const NOTIFY_IF_LISTENED: &str = "SELECT pg_notify($1, $2) \
+    WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($1))";
+
+/// A group in one statement, its own transaction (no `BEGIN`, no
+/// `COMMIT`): `ids` moves the `$all` row by the group's size (locking it
+/// until commit: ids are given in commit order); `versions` adds the
+/// group's events to each stream's version, after the `$all` lock (it
+/// reads `ids`: two writers never lock in opposite orders) and from the
+/// newest committed row (`ON CONFLICT DO UPDATE` reads past the
+/// statement's snapshot, as the `UPDATE` of `ids` does); `guard` fails
+/// the statement (division by zero, SQLSTATE 22012; the insert reads its
+/// column, so it is not planned away) unless every expected version
+/// holds; the rows take their ids from `ids` and their versions from
+/// `before`; `wakeup` notifies only when someone listens (see
+/// [`NOTIFY_IF_LISTENED`]). A stored idempotency key fails the insert on
+/// its unique index. Answers each stream's version after the group, and
+/// the last id.
+///
+/// `$1`-`$9` the rows' columns but ids and versions, `$10` the group's
+/// size, `$11`/`$12` each stream of the group and its number of events,
+/// `$13`-`$16` the expectations (stream, events of the group before the
+/// request on it, kind, version), `$17` the channel.
+const APPEND: &str = "WITH ids AS ( \
+        UPDATE meta SET value = value + $10 WHERE key = 'last_id' RETURNING value \
+    ), versions AS ( \
+        INSERT INTO streams (stream, version) \
+        SELECT a.stream, a.added FROM ids, unnest($11::text[], $12::bigint[]) AS a(stream, added) \
+        ON CONFLICT (stream) DO UPDATE SET version = streams.version + excluded.version \
+        RETURNING stream, version \
+    ), before AS MATERIALIZED ( \
+        SELECT v.stream, v.version AS top, v.version - a.added AS version \
+        FROM versions v JOIN unnest($11::text[], $12::bigint[]) AS a(stream, added) USING (stream) \
+    ), guard AS ( \
+        SELECT 1 / coalesce(bool_and(CASE e.kind \
+            WHEN 0 THEN b.version + e.prior = 0 \
+            WHEN 1 THEN b.version + e.prior > 0 \
+            ELSE b.version + e.prior = e.expected END), true)::int AS ok \
+        FROM unnest($13::text[], $14::bigint[], $15::int[], $16::bigint[]) \
+            AS e(stream, prior, kind, expected) \
+        JOIN before b USING (stream) \
+    ), inserted AS ( \
+        INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
+            causation_id, idempotency_key, metadata, data) \
+        SELECT ids.value - $10 + u.ord, u.stream, \
+            b.version + row_number() OVER (PARTITION BY u.stream ORDER BY u.ord), \
+            u.kind, u.ts, u.node, u.correlation, u.causation, u.key, u.metadata, u.data \
+        FROM guard, ids, unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+            $6::bigint[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY \
+            AS u(stream, kind, ts, node, correlation, causation, key, metadata, data, ord) \
+        JOIN before b ON b.stream = u.stream \
+        WHERE guard.ok = 1 \
+    ), wakeup AS MATERIALIZED ( \
+        SELECT pg_notify($17, ids.value::text) FROM ids \
+        WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($17)) \
+    ) \
+    SELECT ids.value, b.stream, b.top, (SELECT count(*) FROM wakeup) FROM ids, before b";
+
 /// The writer's connection and its prepared statements.
 pub(crate) struct Connected {
     client: Client,
@@ -47,11 +120,7 @@ pub(crate) struct Connected {
     set_versions: Statement,
     set_last: Statement,
     notify: Statement,
-    take_ids: Statement,
-    insert_next: Statement,
-    add_versions: Statement,
-    notify_last: Statement,
-    expect: Statement,
+    append: Statement,
 }
 
 /// Connects the writer's connection, migrates the schema and prepares the
@@ -104,43 +173,11 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
            SELECT * FROM unnest($1::text[], $2::bigint[]) \
            ON CONFLICT (stream) DO UPDATE SET version = excluded.version"),
         p("UPDATE meta SET value = $1 WHERE key = 'last_id'"),
-        p("SELECT pg_notify($1, $2)"),
+        p(NOTIFY_IF_LISTENED),
+        // The one-statement path (see `try_commit_optimistic`).
+        p(APPEND),
     );
-    let (lock, versions, keys, stored_from, insert, set_versions, set_last, notify) =
-        prepared.map_err(|e| classify(pg, &e))?;
-    // The one-round-trip path (see `try_commit_optimistic`): ids and
-    // versions given by the server from the rows it has just locked.
-    let prepared = futures::try_join!(
-        p("UPDATE meta SET value = value + $1 WHERE key = 'last_id' RETURNING value"),
-        p(
-            "INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
-           causation_id, idempotency_key, metadata, data) \
-           SELECT m.value - $10 + u.ord, u.stream, \
-           coalesce(s.version, 0) + row_number() OVER (PARTITION BY u.stream ORDER BY u.ord), \
-           u.kind, u.ts, u.node, u.correlation, u.causation, u.key, u.metadata, u.data \
-           FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-           $6::bigint[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY \
-           AS u(stream, kind, ts, node, correlation, causation, key, metadata, data, ord) \
-           JOIN meta m ON m.key = 'last_id' \
-           LEFT JOIN streams s ON s.stream = u.stream"
-        ),
-        p("INSERT INTO streams (stream, version) \
-           SELECT * FROM unnest($1::text[], $2::bigint[]) \
-           ON CONFLICT (stream) DO UPDATE SET version = streams.version + excluded.version \
-           RETURNING stream, version"),
-        p("SELECT pg_notify($1, value::text) FROM meta WHERE key = 'last_id'"),
-        // The guard: 1 / 0 (SQLSTATE 22012) when an expected version does
-        // not hold; the divisor is an aggregate, never folded at planning.
-        p("SELECT 1 / coalesce(bool_and(CASE e.kind \
-             WHEN 0 THEN v.version = 0 \
-             WHEN 1 THEN v.version > 0 \
-             ELSE v.version = e.expected END), true)::int \
-           FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) \
-             AS e(stream, prior, kind, expected) \
-           CROSS JOIN LATERAL (SELECT coalesce((SELECT version FROM streams \
-             WHERE stream = e.stream), 0) + e.prior AS version) v"),
-    );
-    let (take_ids, insert_next, add_versions, notify_last, expect) =
+    let (lock, versions, keys, stored_from, insert, set_versions, set_last, notify, append) =
         prepared.map_err(|e| classify(pg, &e))?;
     Ok(Connected {
         client,
@@ -152,11 +189,7 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
         set_versions,
         set_last,
         notify,
-        take_ids,
-        insert_next,
-        add_versions,
-        notify_last,
-        expect,
+        append,
     })
 }
 
@@ -489,11 +522,12 @@ impl PgWriter {
     }
 
     /// One group's transaction; the outer error fails every request (and
-    /// leaves a transaction to roll back). A group of `size` events, at
-    /// most [`ONE_TRIP_MAX_EVENTS`], takes one round trip when every
-    /// expected version holds and every idempotency key is new (the
-    /// common case); otherwise nothing is written and it is committed
-    /// again with the checks, in two. A larger group takes the two.
+    /// may leave a transaction to roll back). A group of `size` events, at
+    /// most [`ONE_TRIP_MAX_EVENTS`], is one statement in its own
+    /// transaction (one round trip) when every expected version holds and
+    /// every idempotency key is new (the common case); otherwise nothing
+    /// is written and it is committed again with the checks, in two round
+    /// trips. A larger group takes the two.
     async fn try_commit(
         &mut self,
         group: &[AppendRequest],
@@ -504,28 +538,18 @@ impl PgWriter {
         }
         match self.try_commit_optimistic(group).await {
             Ok(outcomes) => return Ok(outcomes),
-            Err(Optimistic::NeedsChecks) => {
-                // The pipelined `COMMIT` found the transaction failed and
-                // rolled it back; this ends it should the pipeline have
-                // been cut short.
-                let conn = self.conn().await?;
-                let rolled_back = conn.client.batch_execute("ROLLBACK").await;
-                rolled_back.map_err(|e| self.fail(&e))?;
-            }
+            // The failed statement was its own transaction: the server
+            // has rolled it back, there is nothing to end.
+            Err(Optimistic::NeedsChecks) => {}
             Err(Optimistic::Failed(error)) => return Err(error),
         }
         self.try_commit_checked(group).await
     }
 
-    /// A group in one round trip, assuming every expected version holds
-    /// and every idempotency key is new: `BEGIN`, the `$all` row locked
-    /// and moved by the group's size, a guard that fails the transaction
-    /// (division by zero) unless every expected version holds, the rows
-    /// (ids and stream versions given by the server from the rows it has
-    /// just locked: each statement reads the commits before the lock),
-    /// the streams' versions, the wake-up and `COMMIT`, pipelined. A
-    /// stored key fails the insert on its unique index. Either failure is
-    /// [`Optimistic::NeedsChecks`]: nothing was written.
+    /// A group in one statement, its own transaction ([`APPEND`]),
+    /// assuming every expected version holds and every idempotency key is
+    /// new. A failed guard or a stored key is [`Optimistic::NeedsChecks`]:
+    /// nothing was written.
     async fn try_commit_optimistic(
         &mut self,
         group: &[AppendRequest],
@@ -558,49 +582,40 @@ impl PgWriter {
             }
         };
         let conn = self.conn().await.map_err(Optimistic::Failed)?;
-        let client = &conn.client;
-        let mut insert = rows.columns();
-        insert.push(&size);
-        let size_params: [&(dyn ToSql + Sync); 1] = [&size];
-        let version_params: [&(dyn ToSql + Sync); 2] = [&names, &added];
-        let notify_params: [&(dyn ToSql + Sync); 1] = [&channel];
-        let expect_params: [&(dyn ToSql + Sync); 4] = [
+        let mut params = rows.columns();
+        params.extend([
+            &size as &(dyn ToSql + Sync),
+            &names,
+            &added,
             &expectations.stream,
             &expectations.before,
             &expectations.kind,
             &expectations.version,
-        ];
-        let guard = async {
-            if expectations.stream.is_empty() {
-                return Ok(());
-            }
-            client.query(&conn.expect, &expect_params).await.map(drop)
-        };
-        // One round trip: every statement is sent before the first answer
-        // is awaited (each future sends at its first poll, in this order),
-        // and the server runs them in order.
-        let (_, last, (), _, versions, _, _) = futures::try_join!(
-            client.batch_execute("BEGIN"),
-            client.query_one(&conn.take_ids, &size_params),
-            guard,
-            client.execute(&conn.insert_next, &insert),
-            client.query(&conn.add_versions, &version_params),
-            client.query(&conn.notify_last, &notify_params),
-            client.batch_execute("COMMIT"),
-        )
-        .map_err(&fail)?;
-        let new_last: i64 = last.try_get(0).map_err(&fail)?;
+            &channel,
+        ]);
+        let answered = conn
+            .client
+            .query(&conn.append, &params)
+            .await
+            .map_err(&fail)?;
         // The versions after the group: the group's events of a stream
         // are the last `count` of them, in the group's order.
-        let mut next_version: HashMap<&str, u64> = HashMap::with_capacity(versions.len());
-        for row in &versions {
-            let stream: &str = row.try_get(0).map_err(&fail)?;
-            let version = row.try_get::<_, i64>(1).map_err(&fail)?;
+        let mut new_last = None;
+        let mut next_version: HashMap<&str, u64> = HashMap::with_capacity(answered.len());
+        for row in &answered {
+            new_last = Some(row.try_get::<_, i64>(0).map_err(&fail)?);
+            let stream: &str = row.try_get(1).map_err(&fail)?;
+            let version = row.try_get::<_, i64>(2).map_err(&fail)?;
             let Some((name, count)) = counts.get_key_value(stream) else {
                 continue;
             };
             next_version.insert(*name, (version - count + 1) as u64);
         }
+        let new_last = new_last.ok_or_else(|| {
+            Optimistic::Failed(EventStoreError::storage(
+                "the server did not answer the group's ids",
+            ))
+        })?;
         let mut id = (new_last - size + 1) as EventSeq;
         let mut outcomes = Vec::with_capacity(group.len());
         for request in group {
@@ -725,7 +740,8 @@ impl PgWriter {
         let last_params: [&(dyn ToSql + Sync); 1] = [&new_last];
         let notify_params: [&(dyn ToSql + Sync); 2] = [&channel, &last_text];
         // Round trip 2: the rows, the versions, the `$all` row, the
-        // wake-up (delivered at commit) and the commit.
+        // wake-up (delivered at commit, when someone listens) and the
+        // commit.
         futures::try_join!(
             client.execute(&conn.insert, &insert),
             client.execute(&conn.set_versions, &version_params),
