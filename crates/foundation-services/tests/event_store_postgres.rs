@@ -774,7 +774,7 @@ async fn a_newer_schema_is_refused() {
         error,
         AgentStoreError::NewerSchema {
             found: 9,
-            supported: 2
+            supported: 3
         }
     );
 }
