@@ -104,7 +104,7 @@ tokio::task_local! {
 /// ```
 #[derive(Clone)]
 pub struct ProcessHandle {
-    inner: Arc<dyn ErasedRef>,
+    pub(crate) inner: Arc<dyn ErasedRef>,
 }
 
 impl ProcessHandle {
@@ -522,7 +522,7 @@ pub(crate) async fn start_scope<F: Future>(start: F) -> (F::Output, Vec<ProcessH
     (output, killed)
 }
 
-trait ErasedRef: Send + Sync + 'static {
+pub(crate) trait ErasedRef: Send + Sync + 'static {
     fn id(&self) -> ActorId;
     fn is_alive(&self) -> bool;
     fn stop_requested(&self) -> bool;
@@ -540,7 +540,7 @@ trait ErasedRef: Send + Sync + 'static {
 
 /// The per-actor facts, type-erased, as weak handles and the side table
 /// hold them.
-trait ErasedCell: Send + Sync + 'static {
+pub(crate) trait ErasedCell: Send + Sync + 'static {
     fn id(&self) -> ActorId;
     fn is_alive(&self) -> bool;
     fn exited(&self) -> BoxFuture<'_, ExitReason>;
