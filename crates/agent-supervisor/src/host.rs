@@ -291,6 +291,20 @@ impl<A: Agent> Process for Inbox<A> {
     fn type_name(&self) -> &'static str {
         "AgentHost"
     }
+
+    /// Ends it as a stop would, without a stop request: its exit is its
+    /// own (`Normal`).
+    fn handles_gone(&self) {
+        let receiver = {
+            let mut queue = self.queue.lock();
+            queue.stop = true;
+            queue.receiver.take()
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+        self.room.notify_waiters();
+    }
 }
 
 /// Closes an incarnation's mailbox when its task ends or is aborted (a
@@ -546,7 +560,9 @@ impl<A: Agent> AgentHost<A> {
             }
         }
         let id = self.id;
-        self.stop(id, panicked).await
+        // Boxed: it runs once, and its futures (`on_stop`, a checkpoint's
+        // write) would otherwise weigh in every live agent's task.
+        Box::pin(self.stop(id, panicked)).await
     }
 
     /// Handles one message; false if the incarnation stops after it.
@@ -654,7 +670,8 @@ impl<A: Agent> AgentHost<A> {
             && durable.due_after_message()
         {
             let checkpoint = host.agent.as_ref().and_then(checkpoint_of);
-            durable.write::<A>(checkpoint.as_ref()).await;
+            // Boxed: a write's future would weigh in every agent's task.
+            Box::pin(durable.write::<A>(checkpoint.as_ref())).await;
         }
     }
 

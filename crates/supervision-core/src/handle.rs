@@ -44,8 +44,9 @@ tokio::task_local! {
     pub(crate) static ABANDONED: Arc<Mutex<Vec<ProcessHandle>>>;
 }
 
-/// A cheap, cloneable, type-erased handle to a running kameo actor: the `pid`
-/// of this crate.
+/// A cheap, cloneable, type-erased handle to a running kameo actor (or to
+/// a task with a mailbox of its own, spawned with
+/// [`spawn_process`](Self::spawn_process)): the `pid` of this crate.
 ///
 /// Supervisors, registries and directories hold children of many actor types;
 /// a `ProcessHandle` lets them treat all alike: ask whether it is alive, await

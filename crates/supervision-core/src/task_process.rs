@@ -16,7 +16,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc, Weak,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     task::{Context, Poll, ready},
 };
@@ -56,6 +56,11 @@ pub trait Process: Send + Sync + 'static {
 
     /// The process type's name, for diagnostics.
     fn type_name(&self) -> &'static str;
+
+    /// Every strong handle to the process is gone: as a kameo actor whose
+    /// last `ActorRef` is dropped, it should end once the messages already
+    /// queued are handled (an exit of its own, not a stop request).
+    fn handles_gone(&self);
 }
 
 impl ProcessHandle {
@@ -80,6 +85,7 @@ impl ProcessHandle {
         let cell = Arc::new(TaskCell {
             id,
             process: Arc::downgrade(&process),
+            handles: AtomicUsize::new(1),
             stop_requested: AtomicBool::new(false),
             stop_handled: AtomicBool::new(false),
             killed: AtomicBool::new(false),
@@ -121,11 +127,21 @@ struct TaskRef<P: Process> {
     cell: Arc<TaskCell<P>>,
 }
 
+impl<P: Process> Drop for TaskRef<P> {
+    fn drop(&mut self) {
+        if self.cell.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.process.handles_gone();
+        }
+    }
+}
+
 /// What every handle to one task process shares; holds its mailbox
 /// weakly.
 struct TaskCell<P: Process> {
     id: ActorId,
     process: Weak<P>,
+    /// Strong handles alive (their shared halves, `TaskRef`s).
+    handles: AtomicUsize,
     stop_requested: AtomicBool,
     stop_handled: AtomicBool,
     killed: AtomicBool,
@@ -306,6 +322,13 @@ impl<P: Process> ErasedCell for TaskCell<P> {
 
     fn upgrade(self: Arc<Self>) -> Option<ProcessHandle> {
         let process = self.process.upgrade()?;
+        // No handle back once every strong one is gone (as a kameo
+        // `WeakActorRef`): the process is ending.
+        self.handles
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n > 0).then_some(n + 1)
+            })
+            .ok()?;
         Some(ProcessHandle {
             inner: Arc::new(TaskRef {
                 process,
