@@ -341,7 +341,7 @@ pub(crate) struct Hosted<A: Agent> {
     agent: Option<A>,
     /// This incarnation's actor id.
     id: ActorId,
-    /// Its exit is reported (by `on_stop`); if not when it is dropped, its
+    /// Its exit is reported (by its stop); if not when it is dropped, its
     /// task was aborted (a kill) and the drop reports it.
     reported: bool,
     /// It got to a stop signal in its mailbox (rather than ending by
