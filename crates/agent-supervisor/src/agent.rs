@@ -43,7 +43,7 @@ impl<'a> AgentContext<'a> {
 /// ([`handle`](Agent::handle)) and by protocol envelopes from other crates
 /// ([`handle_envelope`](Agent::handle_envelope)).
 ///
-/// Each running agent is hosted in a kameo actor of its own, one message at
+/// Each running agent is hosted in a task of its own, one message at
 /// a time, supervised by the [`AgentSupervisor`](crate::AgentSupervisor)
 /// and restarted by the [`AgentRegistry`](crate::AgentRegistry) by its
 /// [`AgentConfig`](crate::AgentConfig).

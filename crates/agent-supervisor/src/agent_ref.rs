@@ -3,12 +3,11 @@
 
 use std::{fmt, marker::PhantomData, sync::Arc, time::Duration};
 
-use kameo::actor::ActorRef;
 use mabeam_supervision_core::{AgentId, AgentStatus};
 
 use crate::{
     Agent, AgentError,
-    host::{AgentHost, Answer, Bounce, Call, bounce},
+    host::{Bounce, Inbox, inbox_of},
     shared::{OnRestart, Shared},
     slot::Slot,
 };
@@ -130,22 +129,22 @@ impl<A: Agent> AgentRef<A> {
     ) -> Result<A::Reply, AgentError> {
         let shared = &self.shared;
         let deadline = shared.deadline(options.timeout);
-        let mut message = Call::<A>::new(message);
+        let mut message = message;
         loop {
             let (handle, generation) = shared
                 .route(&self.slot, deadline, options.on_restart)
                 .await?;
-            let actor = self.typed(&handle)?;
+            let inbox = self.typed(&handle)?;
             let sent = tokio::select! {
                 biased;
-                sent = actor.ask(message).send() => sent,
+                sent = inbox.ask(message) => sent,
                 () = shared.deadlines.at(deadline) => {
                     return Err(AgentError::Timeout(self.slot.id.clone()));
                 }
             };
             match sent {
-                Ok(Answer(reply)) => return Ok(reply),
-                Err(err) => match bounce(err) {
+                Ok(reply) => return Ok(reply),
+                Err(err) => match err {
                     Bounce::Retry(again) | Bounce::Full(again) => {
                         message = again;
                         shared
@@ -166,20 +165,20 @@ impl<A: Agent> AgentRef<A> {
     pub async fn tell(&self, message: A::Message) -> Result<(), AgentError> {
         let shared = &self.shared;
         let deadline = shared.deadline(DEFAULT_ASK_TIMEOUT);
-        let mut message = Call::<A>::new(message);
+        let mut message = message;
         loop {
             let (handle, generation) = shared.route(&self.slot, deadline, OnRestart::Wait).await?;
-            let actor = self.typed(&handle)?;
+            let inbox = self.typed(&handle)?;
             let sent = tokio::select! {
                 biased;
-                sent = actor.tell(message).send() => sent,
+                sent = inbox.tell(message) => sent,
                 () = shared.deadlines.at(deadline) => {
                     return Err(AgentError::Timeout(self.slot.id.clone()));
                 }
             };
             match sent {
                 Ok(()) => return Ok(()),
-                Err(err) => match bounce(err) {
+                Err(err) => match err {
                     Bounce::Retry(again) | Bounce::Full(again) => {
                         message = again;
                         shared
@@ -221,11 +220,9 @@ impl<A: Agent> AgentRef<A> {
                 }
             }
         };
-        let actor = self.typed(&handle)?;
-        actor
-            .tell(Call::<A>::new(message))
-            .try_send()
-            .map_err(|err| match bounce(err) {
+        self.typed(&handle)?
+            .try_tell(message)
+            .map_err(|err| match err {
                 Bounce::Full(_) => AgentError::MailboxFull(self.slot.id.clone()),
                 Bounce::Retry(_) => AgentError::Restarting(self.slot.id.clone()),
                 Bounce::Stopped | Bounce::WrongType => AgentError::NotRunning {
@@ -238,10 +235,12 @@ impl<A: Agent> AgentRef<A> {
     fn typed(
         &self,
         handle: &mabeam_supervision_core::ProcessHandle,
-    ) -> Result<ActorRef<AgentHost<A>>, AgentError> {
-        handle.downcast().ok_or_else(|| AgentError::WrongType {
-            agent: self.slot.id.clone(),
-            expected: std::any::type_name::<A>(),
-        })
+    ) -> Result<Arc<Inbox<A>>, AgentError> {
+        inbox_of::<A>(handle)
+            .cloned()
+            .ok_or_else(|| AgentError::WrongType {
+                agent: self.slot.id.clone(),
+                expected: std::any::type_name::<A>(),
+            })
     }
 }

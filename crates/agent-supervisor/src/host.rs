@@ -1,30 +1,36 @@
-//! The kameo actor that hosts one incarnation of an agent: it runs the
-//! user's [`Agent`] one message at a time (its predecessor's leftover tells
-//! first), enforces the memory budget, and reports its own exit to the
-//! registry from `on_stop` (so no watcher task per agent is needed: kameo
-//! runs `on_stop` after a panic too; a kill aborts the whole task, and the
-//! host's drop reports it).
+//! The task that hosts one incarnation of an agent, and its mailbox: it
+//! runs the user's [`Agent`] one message at a time (its predecessor's
+//! leftover tells first), enforces the memory budget, and reports its own
+//! exit to the registry (so no watcher task per agent is needed; a kill
+//! aborts the whole task, and the host's drop reports it).
+//!
+//! Not a kameo actor: a kameo actor weighs about 7 KB (a 2 KB task
+//! holding its run loop, a 3.9 KB mailbox block of 32 signals allocated
+//! when the mailbox is made, 0.5 KB of channel and 0.5 KB of shared
+//! state). An incarnation here is a small task and an [`Inbox`]: a queue
+//! behind a lock that allocates on its first message, its capacity kept
+//! as a count. Its [`ProcessHandle`] comes from
+//! `ProcessHandle::spawn_process`, with the contract of every handle: one
+//! stop request (queued behind the messages already in the mailbox), one
+//! exit, a kill that aborts the whole task, `on_stop` included.
 
 use std::{
     any::Any,
     collections::VecDeque,
-    marker::PhantomData,
     num::NonZeroUsize,
     panic::AssertUnwindSafe,
+    pin::Pin,
     sync::{Arc, Weak},
+    task::{Context, Poll, Waker},
 };
 
 use futures::FutureExt;
-use kameo::{
-    actor::{Actor, ActorId, ActorRef, Spawn, WeakActorRef},
-    error::{ActorStopReason, HookError, Infallible, PanicError},
-    mailbox::{self, MailboxReceiver, Signal},
-    message::{BoxMessage, Context, Message},
-    reply::{Reply, ReplyError},
-};
+use kameo::actor::ActorId;
 use mabeam_supervision_core::{
-    Envelope, ExitNotice, ExitReason, ProcessHandle, StartError, StartFuture,
+    Envelope, ExitNotice, ExitReason, Process, ProcessHandle, StartError, StartFuture,
 };
+use parking_lot::Mutex;
+use tokio::sync::{Notify, oneshot};
 
 use crate::{
     Agent, AgentContext, EnvelopeError,
@@ -43,10 +49,277 @@ pub(crate) struct HostArgs {
     pub(crate) epoch: u32,
 }
 
-/// One incarnation of agent `A`: a pointer to its state. kameo's task
-/// holds the actor in three places of its run loop, and tokio sizes a task
-/// in steps of 128 bytes: a host as small as a bare actor keeps each agent's
-/// task a step (256 bytes) smaller than a host held inline.
+/// Where an ask's answer goes: the answer, or the message back if the
+/// incarnation stopped before handling it (the caller retries it on the
+/// next incarnation).
+type ReplyTo<R, M> = oneshot::Sender<Result<R, M>>;
+
+/// A message for an incarnation of `A`: a tell when it has no reply.
+pub(crate) enum Msg<A: Agent> {
+    /// The agent's own message.
+    Call(A::Message, Option<ReplyTo<A::Reply, A::Message>>),
+    /// A protocol envelope.
+    Envelope(
+        Envelope,
+        Option<ReplyTo<Result<serde_json::Value, EnvelopeError>, Envelope>>,
+    ),
+}
+
+/// Messages told to an incarnation that it did not handle: its
+/// predecessor's leftovers, handled before its own mailbox.
+type Leftovers<A> = VecDeque<Msg<A>>;
+
+/// One incarnation's mailbox: what its handles and its agent's refs send
+/// to. Bounded: a full mailbox makes senders wait (or `try_tell` fail).
+pub(crate) struct Inbox<A: Agent> {
+    queue: Mutex<Queue<A>>,
+    capacity: usize,
+    /// Wakes senders waiting for room, and them all when it closes.
+    room: Notify,
+}
+
+struct Queue<A: Agent> {
+    /// Allocated on the first message.
+    messages: VecDeque<Msg<A>>,
+    /// The incarnation's loop, waiting for a message.
+    receiver: Option<Waker>,
+    /// Senders waiting for room.
+    waiting: u32,
+    /// A stop is queued behind the messages: nothing more is accepted.
+    stop: bool,
+    /// The loop ended: nothing more is accepted or handled.
+    closed: bool,
+}
+
+/// Why a message was not queued.
+enum Refused<M> {
+    /// The incarnation is stopping or gone: retry on the next one.
+    Closed(M),
+    /// The mailbox is full.
+    Full(M),
+}
+
+/// What the loop gets next.
+enum Next<A: Agent> {
+    Msg(Msg<A>),
+    Stop,
+}
+
+impl<A: Agent> Inbox<A> {
+    fn new(capacity: usize) -> Self {
+        Inbox {
+            queue: Mutex::new(Queue {
+                messages: VecDeque::new(),
+                receiver: None,
+                waiting: 0,
+                stop: false,
+                closed: false,
+            }),
+            capacity: capacity.max(1),
+            room: Notify::new(),
+        }
+    }
+
+    /// Queues `msg` if there is room now; `wait` counts the caller among
+    /// the senders waiting for room if there is none.
+    fn push(&self, msg: Msg<A>, wait: bool) -> Result<(), Refused<Msg<A>>> {
+        let receiver = {
+            let mut queue = self.queue.lock();
+            if queue.stop || queue.closed {
+                return Err(Refused::Closed(msg));
+            }
+            if queue.messages.len() >= self.capacity {
+                if wait {
+                    queue.waiting += 1;
+                }
+                return Err(Refused::Full(msg));
+            }
+            queue.messages.push_back(msg);
+            queue.receiver.take()
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+        Ok(())
+    }
+
+    /// Queues `msg` if there is room now.
+    fn try_send(&self, msg: Msg<A>) -> Result<(), Refused<Msg<A>>> {
+        self.push(msg, false)
+    }
+
+    /// Queues `msg`, waiting for room; gives it back if the incarnation
+    /// stops first.
+    async fn send(&self, mut msg: Msg<A>) -> Result<(), Msg<A>> {
+        loop {
+            // Listening before looking: room made after the look wakes us.
+            let room = self.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            match self.push(msg, true) {
+                Ok(()) => return Ok(()),
+                Err(Refused::Closed(back)) => return Err(back),
+                Err(Refused::Full(back)) => msg = back,
+            }
+            let counted = Waiting(self);
+            room.await;
+            drop(counted);
+        }
+    }
+
+    /// Sends `message` and waits for its answer.
+    pub(crate) async fn ask(&self, message: A::Message) -> Result<A::Reply, Bounce<A::Message>> {
+        let (reply, answer) = oneshot::channel();
+        if let Err(Msg::Call(message, _)) = self.send(Msg::Call(message, Some(reply))).await {
+            return Err(Bounce::Retry(message));
+        }
+        match answer.await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(message)) => Err(Bounce::Retry(message)),
+            Err(_) => Err(Bounce::Stopped),
+        }
+    }
+
+    /// Queues `message` without waiting for its handling.
+    pub(crate) async fn tell(&self, message: A::Message) -> Result<(), Bounce<A::Message>> {
+        match self.send(Msg::Call(message, None)).await {
+            Ok(()) => Ok(()),
+            Err(Msg::Call(message, _)) => Err(Bounce::Retry(message)),
+            Err(Msg::Envelope(..)) => Err(Bounce::Stopped),
+        }
+    }
+
+    /// Queues `message` if there is room now.
+    pub(crate) fn try_tell(&self, message: A::Message) -> Result<(), Bounce<A::Message>> {
+        self.try_send(Msg::Call(message, None))
+            .map_err(|refused| match refused {
+                Refused::Closed(Msg::Call(message, _)) => Bounce::Retry(message),
+                Refused::Full(Msg::Call(message, _)) => Bounce::Full(message),
+                Refused::Closed(Msg::Envelope(..)) | Refused::Full(Msg::Envelope(..)) => {
+                    Bounce::Stopped
+                }
+            })
+    }
+
+    /// The next message, or the stop once every message queued before it
+    /// was handled.
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Next<A>> {
+        let mut queue = self.queue.lock();
+        if let Some(msg) = queue.messages.pop_front() {
+            let waiting = queue.waiting > 0;
+            drop(queue);
+            if waiting {
+                self.room.notify_one();
+            }
+            return Poll::Ready(Next::Msg(msg));
+        }
+        if queue.stop {
+            return Poll::Ready(Next::Stop);
+        }
+        match &mut queue.receiver {
+            Some(waker) if waker.will_wake(cx.waker()) => {}
+            receiver => *receiver = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+
+    fn next(&self) -> NextFuture<'_, A> {
+        NextFuture(self)
+    }
+
+    /// Closes the mailbox for good and returns what it still held.
+    fn close(&self) -> VecDeque<Msg<A>> {
+        let left = {
+            let mut queue = self.queue.lock();
+            queue.closed = true;
+            queue.receiver = None;
+            std::mem::take(&mut queue.messages)
+        };
+        self.room.notify_waiters();
+        left
+    }
+}
+
+/// Counts a sender among those waiting for room while it waits.
+struct Waiting<'a, A: Agent>(&'a Inbox<A>);
+
+impl<A: Agent> Drop for Waiting<'_, A> {
+    fn drop(&mut self) {
+        let mut queue = self.0.queue.lock();
+        queue.waiting = queue.waiting.saturating_sub(1);
+    }
+}
+
+struct NextFuture<'a, A: Agent>(&'a Inbox<A>);
+
+impl<A: Agent> std::future::Future for NextFuture<'_, A> {
+    type Output = Next<A>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Next<A>> {
+        self.0.poll_next(cx)
+    }
+}
+
+impl<A: Agent> Process for Inbox<A> {
+    fn is_accepting(&self) -> bool {
+        let queue = self.queue.lock();
+        !queue.stop && !queue.closed
+    }
+
+    fn request_stop(&self) {
+        let receiver = {
+            let mut queue = self.queue.lock();
+            if queue.stop || queue.closed {
+                return;
+            }
+            queue.stop = true;
+            queue.receiver.take()
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+        // Senders waiting for room retry on the next incarnation.
+        self.room.notify_waiters();
+    }
+
+    /// The messages waiting, and the stop queued behind them, if any.
+    fn mailbox_len(&self) -> Option<usize> {
+        let queue = self.queue.lock();
+        Some(queue.messages.len() + usize::from(queue.stop && !queue.closed))
+    }
+
+    fn type_name(&self) -> &'static str {
+        "AgentHost"
+    }
+
+    /// Ends it as a stop would, without a stop request: its exit is its
+    /// own (`Normal`).
+    fn handles_gone(&self) {
+        let receiver = {
+            let mut queue = self.queue.lock();
+            queue.stop = true;
+            queue.receiver.take()
+        };
+        if let Some(receiver) = receiver {
+            receiver.wake();
+        }
+        self.room.notify_waiters();
+    }
+}
+
+/// Closes an incarnation's mailbox when its task ends or is aborted (a
+/// kill): the messages still queued are dropped with it (their askers
+/// learn the incarnation stopped).
+struct CloseOnDrop<A: Agent>(Arc<Inbox<A>>);
+
+impl<A: Agent> Drop for CloseOnDrop<A> {
+    fn drop(&mut self) {
+        drop(self.0.close());
+    }
+}
+
+/// One incarnation of agent `A`: a pointer to its state (the task holds
+/// it across every message: a pointer keeps the task small).
 pub(crate) struct AgentHost<A: Agent>(Box<Hosted<A>>);
 
 impl<A: Agent> std::ops::Deref for AgentHost<A> {
@@ -63,16 +336,12 @@ impl<A: Agent> std::ops::DerefMut for AgentHost<A> {
     }
 }
 
-/// Messages told to an incarnation that it did not handle: its
-/// predecessor's leftovers, handled before its own mailbox.
-type Leftovers<A> = VecDeque<BoxMessage<AgentHost<A>>>;
-
 /// What an incarnation holds.
 pub(crate) struct Hosted<A: Agent> {
     agent: Option<A>,
     /// This incarnation's actor id.
     id: ActorId,
-    /// Its exit is reported (by `on_stop`); if not when it is dropped, its
+    /// Its exit is reported (by its stop); if not when it is dropped, its
     /// task was aborted (a kill) and the drop reports it.
     reported: bool,
     /// It got to a stop signal in its mailbox (rather than ending by
@@ -103,42 +372,25 @@ pub(crate) struct Hosted<A: Agent> {
 /// and is installed in its slot.
 pub(crate) fn spawn<A: Agent>(args: A::Args, host: HostArgs, capacity: usize) -> StartFuture {
     Box::pin(async move {
-        let prepared = AgentHost::<A>::prepare_with_mailbox(mailbox::bounded(capacity));
-        let actor_ref = prepared.actor_ref().clone();
+        let inbox = Arc::new(Inbox::<A>::new(capacity));
+        let (report, started) = oneshot::channel();
         // The incarnation's one handle, made before it runs: the slot (the
         // host installs it) and the supervisor (it is returned) share it,
-        // however soon the incarnation stops, so it need not be findable
-        // by id. It keeps the task: a kill aborts all of it, `on_stop`
-        // included (a stop's timeout bounds a hung `on_stop` too).
-        // It sees its own stop signal (`next`): a stop queues no mark.
-        let handle =
-            ProcessHandle::spawn_sole_seeing_stop(prepared, |handle| (args, host, handle.clone()));
+        // however soon the incarnation stops. It keeps the task: a kill
+        // aborts all of it, `on_stop` included (a stop's timeout bounds a
+        // hung `on_stop` too).
+        let handle = ProcessHandle::spawn_process(ActorId::generate(), inbox.clone(), |handle| {
+            run::<A>(inbox, args, host, handle.clone(), report)
+        });
         // Abandoned midway (the caller's start dropped): killed, so that
         // nothing runs that its supervisor never adopted.
         let guard = KillOnDrop(Some(&handle));
-        let started = tokio::select! {
-            biased;
-            started = actor_ref.wait_for_startup_result() => started.map_err(|err| match err {
-                HookError::Error(reason) => StartError::from_exit(reason),
-                HookError::Panicked(panic) => panic_start_error(&panic),
-            }),
-            // Its mailbox closed before it reported its start: it was
-            // killed (its task aborted, which drops the mailbox) or stopped
-            // first. Watched through the mailbox (a waiter on its channel),
-            // not through the handle's exit, which on every start boxed a
-            // future that took the task over and gave it back.
-            () = actor_ref.wait_for_shutdown() => {
-                // Once its task is gone, it has reported its exit itself,
-                // if it got as far as its install.
+        let started = match started.await {
+            Ok(started) => started,
+            // Its task ended before it reported its start: it was killed.
+            Err(_) => {
                 handle.exited().await;
-                actor_ref
-                    .with_startup_result(|result| {
-                        result.map_err(|err| match err {
-                            HookError::Error(reason) => StartError::from_exit(reason.clone()),
-                            HookError::Panicked(panic) => panic_start_error(&panic),
-                        })
-                    })
-                    .unwrap_or_else(|| Err(StartError::failed("stopped before its start completed")))
+                Err(StartError::failed("stopped before its start completed"))
             }
         };
         guard.disarm();
@@ -146,12 +398,51 @@ pub(crate) fn spawn<A: Agent>(args: A::Args, host: HostArgs, capacity: usize) ->
     })
 }
 
-fn panic_start_error(panic: &PanicError) -> StartError {
-    StartError::Panicked(
-        panic
-            .with_str(|s| s.into())
-            .unwrap_or_else(|| panic.to_string().into()),
-    )
+/// An incarnation's task: its start, its messages, its stop. Returns the
+/// exit its handles report.
+async fn run<A: Agent>(
+    inbox: Arc<Inbox<A>>,
+    args: A::Args,
+    host: HostArgs,
+    handle: ProcessHandle,
+    report: oneshot::Sender<Result<(), StartError>>,
+) -> ExitReason {
+    let inbox = CloseOnDrop(inbox);
+    // Boxed: the start runs once, its future need not weigh in the task.
+    let start = AssertUnwindSafe(Box::pin(AgentHost::<A>::start(args, host, handle)))
+        .catch_unwind()
+        .await;
+    let host = match start {
+        Ok(Ok(host)) => host,
+        Ok(Err(exit)) => {
+            let _ = report.send(Err(StartError::from_exit(exit.clone())));
+            return exit;
+        }
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            let _ = report.send(Err(StartError::Panicked(message.clone())));
+            return ExitReason::Panic(message);
+        }
+    };
+    let _ = report.send(Ok(()));
+    host.run(&inbox.0).await
+}
+
+/// The message of a panic's payload.
+fn panic_message(panic: &(dyn Any + Send)) -> Arc<str> {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| Arc::<str>::from(*s))
+        .or_else(|| panic.downcast_ref::<String>().map(|s| s.as_str().into()))
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// A panic's payload as an exit: an `ExitReason` as it is.
+fn panic_exit(panic: &(dyn Any + Send)) -> ExitReason {
+    match panic.downcast_ref::<ExitReason>() {
+        Some(reason) => reason.clone(),
+        None => ExitReason::Panic(panic_message(panic)),
+    }
 }
 
 /// Kills an incarnation whose start was abandoned.
@@ -168,81 +459,6 @@ impl Drop for KillOnDrop<'_> {
         if let Some(handle) = self.0.take() {
             handle.kill();
         }
-    }
-}
-
-impl<A: Agent> Actor for AgentHost<A> {
-    type Args = (A::Args, HostArgs, ProcessHandle);
-    type Error = ExitReason;
-
-    fn name() -> &'static str {
-        "AgentHost"
-    }
-
-    async fn on_start(
-        (args, host, handle): Self::Args,
-        _: ActorRef<Self>,
-    ) -> Result<Self, ExitReason> {
-        // Boxed: kameo keeps the start's future inside every actor's task
-        // for its whole life; boxed, it weighs a pointer there.
-        Box::pin(Self::start(args, host, handle)).await
-    }
-
-    async fn on_stop(
-        &mut self,
-        me: WeakActorRef<Self>,
-        reason: ActorStopReason,
-    ) -> Result<(), ExitReason> {
-        // Boxed, as the start; `me` is not kept across the await (it
-        // would weigh in every agent's task).
-        let id = me.id();
-        drop(me);
-        Box::pin(self.stop(id, reason)).await
-    }
-
-    /// Tells left in the mailbox when it stopped (kameo bounces the asks
-    /// to their callers, who retry on the next incarnation): kept after
-    /// the leftovers not yet handled, for the next incarnation, in order.
-    async fn on_undelivered(
-        &mut self,
-        _: ActorStopReason,
-        undelivered: Vec<BoxMessage<Self>>,
-    ) -> Result<(), ExitReason> {
-        self.0
-            .leftovers
-            .get_or_insert_with(Default::default)
-            .extend(undelivered);
-        Ok(())
-    }
-
-    /// Its predecessor's leftovers first, then the mailbox; notes the
-    /// stop signal as it comes (see `stop`).
-    async fn next(
-        &mut self,
-        me: WeakActorRef<Self>,
-        mailbox: &mut MailboxReceiver<Self>,
-    ) -> Result<Option<Signal<Self>>, ExitReason> {
-        if let Some(leftovers) = self.0.leftovers.as_mut()
-            && let Some(message) = leftovers.pop_front()
-        {
-            if leftovers.is_empty() {
-                self.0.leftovers = None;
-            }
-            if let Some(actor_ref) = me.upgrade() {
-                return Ok(Some(Signal::Message {
-                    message,
-                    actor_ref,
-                    reply: None,
-                    sent_within_actor: false,
-                    message_name: "redelivered",
-                }));
-            }
-        }
-        let signal = mailbox.recv().await;
-        if matches!(signal, Some(Signal::Stop)) {
-            self.0.reached_stop = true;
-        }
-        Ok(signal)
     }
 }
 
@@ -293,12 +509,115 @@ impl<A: Agent> AgentHost<A> {
         })))
     }
 
-    async fn stop(&mut self, id: ActorId, reason: ActorStopReason) -> Result<(), ExitReason> {
+    /// Handles messages (its predecessor's leftovers first) until it
+    /// gets to a stop, stops by itself, or panics; then stops. Returns
+    /// the exit its handles report.
+    async fn run(mut self, inbox: &Inbox<A>) -> ExitReason {
+        let panicked = loop {
+            let next = match self.0.leftovers.as_mut().and_then(|left| left.pop_front()) {
+                Some(msg) => {
+                    if self
+                        .0
+                        .leftovers
+                        .as_ref()
+                        .is_some_and(|left| left.is_empty())
+                    {
+                        self.0.leftovers = None;
+                    }
+                    Next::Msg(msg)
+                }
+                None => inbox.next().await,
+            };
+            match next {
+                Next::Stop => {
+                    self.0.reached_stop = true;
+                    break None;
+                }
+                Next::Msg(msg) => match AssertUnwindSafe(self.handle(msg)).catch_unwind().await {
+                    Ok(true) => {}
+                    Ok(false) => break None,
+                    // The message that crashed it is not handled again.
+                    Err(panic) => break Some(panic_exit(panic.as_ref())),
+                },
+            }
+        };
+        // What is left in its mailbox: the tells for the next incarnation
+        // (after the leftovers not yet handled, in order), the asks back
+        // to their callers, who retry on the next incarnation.
+        for msg in inbox.close() {
+            match msg {
+                Msg::Call(message, Some(reply)) => {
+                    let _ = reply.send(Err(message));
+                }
+                Msg::Envelope(envelope, Some(reply)) => {
+                    let _ = reply.send(Err(envelope));
+                }
+                tell => self
+                    .0
+                    .leftovers
+                    .get_or_insert_with(Default::default)
+                    .push_back(tell),
+            }
+        }
+        let id = self.id;
+        // Boxed: it runs once, and its futures (`on_stop`, a checkpoint's
+        // write) would otherwise weigh in every live agent's task.
+        Box::pin(self.stop(id, panicked)).await
+    }
+
+    /// Handles one message; false if the incarnation stops after it.
+    async fn handle(&mut self, msg: Msg<A>) -> bool {
+        let began = self.began();
+        match msg {
+            Msg::Call(message, reply) => {
+                let host = &mut *self.0;
+                let mut agent_ctx = AgentContext::new(&host.slot.id);
+                let agent = host.agent.as_mut().expect("a running host holds its agent");
+                let answer = agent.handle(message, &mut agent_ctx).await;
+                host.exit = agent_ctx.exit.map(Box::new);
+                let go_on = self.after_message(began, true);
+                self.checkpoint_after_message().await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(answer));
+                }
+                go_on
+            }
+            Msg::Envelope(envelope, reply) => {
+                let answer = if envelope.is_expired() {
+                    // Nobody waits for it any more.
+                    Err(EnvelopeError::Rejected("deadline passed".into()))
+                } else {
+                    let host = &mut *self.0;
+                    let mut agent_ctx = AgentContext::new(&host.slot.id);
+                    let agent = host.agent.as_mut().expect("a running host holds its agent");
+                    let answer = agent.handle_envelope(envelope, &mut agent_ctx).await;
+                    host.exit = agent_ctx.exit.map(Box::new);
+                    answer
+                };
+                let go_on = self.after_message(began, answer.is_ok());
+                self.checkpoint_after_message().await;
+                if let Some(reply) = reply {
+                    let _ = reply.send(Ok(answer));
+                }
+                go_on
+            }
+        }
+    }
+
+    /// Runs `on_stop` (or keeps the state, passivating), writes the last
+    /// checkpoint, reports the exit; returns the exit its handles report.
+    /// `panicked`: the panic that ended it.
+    async fn stop(&mut self, id: ActorId, panicked: Option<ExitReason>) -> ExitReason {
         let flags = self.slot.stop_flags(id, self.reached_stop);
-        let exit = self.exit.take().map_or_else(
-            || classify(&reason, flags.stopping || flags.passivating || flags.asked),
-            |exit| *exit,
-        );
+        let requested = flags.stopping || flags.passivating || flags.asked;
+        // As OTP's: `shutdown` only when the stop request ended it.
+        let stop_handled = self.reached_stop && flags.asked;
+        let exit = match (self.exit.take(), &panicked) {
+            (_, Some(panic)) => panic.clone(),
+            (Some(exit), None) => *exit,
+            (None, None) if requested => ExitReason::Shutdown(None),
+            (None, None) => ExitReason::Normal,
+        };
         let mut agent = self.agent.take();
         let passivating = flags.passivating && !flags.stopping && exit.is_clean();
         if let Some(durable) = self.0.durable.as_deref_mut()
@@ -334,10 +653,12 @@ impl<A: Agent> AgentHost<A> {
         }
         // Last: nothing follows that a restart could collide with.
         self.notice.ended(id, exit.clone());
-        match exit {
+        match (exit, panicked) {
+            (_, Some(panic)) => panic,
             // Reported as is through every handle's `exited()`.
-            ExitReason::MemoryLimit { .. } => Err(exit),
-            _ => Ok(()),
+            (exit @ ExitReason::MemoryLimit { .. }, None) => exit,
+            (_, None) if stop_handled => ExitReason::Shutdown(None),
+            (_, None) => ExitReason::Normal,
         }
     }
 
@@ -349,7 +670,8 @@ impl<A: Agent> AgentHost<A> {
             && durable.due_after_message()
         {
             let checkpoint = host.agent.as_ref().and_then(checkpoint_of);
-            durable.write::<A>(checkpoint.as_ref()).await;
+            // Boxed: a write's future would weigh in every agent's task.
+            Box::pin(durable.write::<A>(checkpoint.as_ref())).await;
         }
     }
 
@@ -366,12 +688,8 @@ impl<A: Agent> AgentHost<A> {
 
     /// After each message: report it, record activity, check the memory
     /// budget.
-    fn after_message(
-        &mut self,
-        ctx: &mut Context<Self, impl Reply>,
-        began: Option<std::time::Instant>,
-        ok: bool,
-    ) {
+    /// Returns false if the incarnation stops after it.
+    fn after_message(&mut self, began: Option<std::time::Instant>, ok: bool) -> bool {
         if (self.tracks_idle || began.is_some())
             && let Some(shared) = self.shared.upgrade()
         {
@@ -384,8 +702,7 @@ impl<A: Agent> AgentHost<A> {
             }
         }
         if self.exit.is_some() {
-            ctx.stop();
-            return;
+            return false;
         }
         if let Some(budget) = self.budget {
             let used = self.agent().state_size();
@@ -394,9 +711,10 @@ impl<A: Agent> AgentHost<A> {
                     used: used as u64,
                     budget: budget.get() as u64,
                 }));
-                ctx.stop();
+                return false;
             }
         }
+        true
     }
 }
 
@@ -455,121 +773,6 @@ fn checkpoint_of<A: Agent>(agent: &A) -> Option<A::Checkpoint> {
         .flatten()
 }
 
-/// A kameo stop reason as an [`ExitReason`]; `requested` when someone
-/// asked the incarnation to stop.
-fn classify(reason: &ActorStopReason, requested: bool) -> ExitReason {
-    match reason {
-        ActorStopReason::Normal | ActorStopReason::SupervisorRestart => {
-            if requested {
-                ExitReason::Shutdown(None)
-            } else {
-                ExitReason::Normal
-            }
-        }
-        ActorStopReason::Killed => ExitReason::Killed,
-        ActorStopReason::Panicked(err) => from_panic(err),
-        ActorStopReason::LinkDied { id, reason } => {
-            ExitReason::error(format_args!("linked actor {id} died: {reason}"))
-        }
-        #[allow(unreachable_patterns)]
-        other => ExitReason::error(other),
-    }
-}
-
-fn from_panic(err: &PanicError) -> ExitReason {
-    if let Some(reason) = err.downcast::<ExitReason>() {
-        return reason;
-    }
-    let message: Arc<str> = err
-        .with_str(|s| Arc::<str>::from(s))
-        .unwrap_or_else(|| err.to_string().into());
-    if err.is_panic() {
-        ExitReason::Panic(message)
-    } else {
-        ExitReason::Error(message)
-    }
-}
-
-/// A reply of any type, as kameo's [`Reply`] (which it implements only for
-/// known types).
-pub(crate) struct Answer<R>(pub(crate) R);
-
-impl<R: Send + 'static> Reply for Answer<R> {
-    type Ok = Self;
-    type Error = Infallible;
-    type Value = Self;
-
-    fn to_result(self) -> Result<Self, Infallible> {
-        Ok(self)
-    }
-
-    fn into_any_err(self) -> Option<Box<dyn ReplyError>> {
-        None
-    }
-
-    fn into_value(self) -> Self {
-        self
-    }
-}
-
-/// A typed message for agent `A`.
-pub(crate) struct Call<A: Agent>(pub(crate) A::Message, PhantomData<fn() -> A>);
-
-impl<A: Agent> Call<A> {
-    pub(crate) fn new(message: A::Message) -> Self {
-        Call(message, PhantomData)
-    }
-}
-
-impl<A: Agent> Message<Call<A>> for AgentHost<A> {
-    type Reply = Answer<A::Reply>;
-
-    async fn handle(
-        &mut self,
-        Call(message, _): Call<A>,
-        ctx: &mut Context<Self, Self::Reply>,
-    ) -> Self::Reply {
-        let began = self.began();
-        let host = &mut *self.0;
-        let mut agent_ctx = AgentContext::new(&host.slot.id);
-        let agent = host.agent.as_mut().expect("a running host holds its agent");
-        let reply = agent.handle(message, &mut agent_ctx).await;
-        host.exit = agent_ctx.exit.map(Box::new);
-        self.after_message(ctx, began, true);
-        self.checkpoint_after_message().await;
-        Answer(reply)
-    }
-}
-
-/// A protocol envelope for the agent.
-pub(crate) struct EnvelopeCall(pub(crate) Envelope);
-
-impl<A: Agent> Message<EnvelopeCall> for AgentHost<A> {
-    type Reply = Answer<Result<serde_json::Value, EnvelopeError>>;
-
-    async fn handle(
-        &mut self,
-        EnvelopeCall(envelope): EnvelopeCall,
-        ctx: &mut Context<Self, Self::Reply>,
-    ) -> Self::Reply {
-        let began = self.began();
-        let answer = if envelope.is_expired() {
-            // Nobody waits for it any more.
-            Err(EnvelopeError::Rejected("deadline passed".into()))
-        } else {
-            let host = &mut *self.0;
-            let mut agent_ctx = AgentContext::new(&host.slot.id);
-            let agent = host.agent.as_mut().expect("a running host holds its agent");
-            let answer = agent.handle_envelope(envelope, &mut agent_ctx).await;
-            host.exit = agent_ctx.exit.map(Box::new);
-            answer
-        };
-        self.after_message(ctx, began, answer.is_ok());
-        self.checkpoint_after_message().await;
-        Answer(answer)
-    }
-}
-
 /// Why a message did not reach an incarnation.
 pub(crate) enum Bounce<M> {
     /// The incarnation is stopping (or restarting): retry on the next one.
@@ -582,15 +785,9 @@ pub(crate) enum Bounce<M> {
     WrongType,
 }
 
-pub(crate) fn bounce<M>(err: kameo::error::SendError<M, Infallible>) -> Bounce<M> {
-    use kameo::error::SendError;
-    match err {
-        SendError::ActorNotRunning(m) | SendError::ActorRestarting(m) => Bounce::Retry(m),
-        SendError::MailboxFull(m) => Bounce::Full(m),
-        SendError::ActorStopped | SendError::HandlerError(_) | SendError::Timeout(_) => {
-            Bounce::Stopped
-        }
-    }
+/// The mailbox of the incarnation behind `handle`, if it hosts an `A`.
+pub(crate) fn inbox_of<A: Agent>(handle: &ProcessHandle) -> Option<&Arc<Inbox<A>>> {
+    handle.process::<Inbox<A>>()
 }
 
 /// Sends `envelope` to the incarnation behind `handle` and waits for its
@@ -599,15 +796,16 @@ pub(crate) async fn ask_envelope<A: Agent>(
     handle: ProcessHandle,
     envelope: Envelope,
 ) -> Result<Result<serde_json::Value, EnvelopeError>, Bounce<Envelope>> {
-    let actor: ActorRef<AgentHost<A>> = handle.downcast().ok_or(Bounce::WrongType)?;
-    match actor.ask(EnvelopeCall(envelope)).send().await {
-        Ok(Answer(answer)) => Ok(answer),
-        Err(err) => Err(match bounce(err) {
-            Bounce::Retry(EnvelopeCall(e)) => Bounce::Retry(e),
-            Bounce::Full(EnvelopeCall(e)) => Bounce::Full(e),
-            Bounce::Stopped => Bounce::Stopped,
-            Bounce::WrongType => Bounce::WrongType,
-        }),
+    let inbox = inbox_of::<A>(&handle).ok_or(Bounce::WrongType)?;
+    let (reply, answer) = oneshot::channel();
+    if let Err(Msg::Envelope(envelope, _)) = inbox.send(Msg::Envelope(envelope, Some(reply))).await
+    {
+        return Err(Bounce::Retry(envelope));
+    }
+    match answer.await {
+        Ok(Ok(answer)) => Ok(answer),
+        Ok(Err(envelope)) => Err(Bounce::Retry(envelope)),
+        Err(_) => Err(Bounce::Stopped),
     }
 }
 
@@ -616,14 +814,12 @@ pub(crate) fn try_cast_envelope<A: Agent>(
     handle: &ProcessHandle,
     envelope: Envelope,
 ) -> Result<(), Bounce<Envelope>> {
-    let actor: ActorRef<AgentHost<A>> = handle.downcast().ok_or(Bounce::WrongType)?;
-    actor
-        .tell(EnvelopeCall(envelope))
-        .try_send()
-        .map_err(|err| match bounce(err) {
-            Bounce::Retry(EnvelopeCall(e)) => Bounce::Retry(e),
-            Bounce::Full(EnvelopeCall(e)) => Bounce::Full(e),
-            Bounce::Stopped => Bounce::Stopped,
-            Bounce::WrongType => Bounce::WrongType,
+    let inbox = inbox_of::<A>(handle).ok_or(Bounce::WrongType)?;
+    inbox
+        .try_send(Msg::Envelope(envelope, None))
+        .map_err(|refused| match refused {
+            Refused::Closed(Msg::Envelope(envelope, _)) => Bounce::Retry(envelope),
+            Refused::Full(Msg::Envelope(envelope, _)) => Bounce::Full(envelope),
+            Refused::Closed(Msg::Call(..)) | Refused::Full(Msg::Call(..)) => Bounce::Stopped,
         })
 }

@@ -307,7 +307,7 @@ impl Shared {
         Ok((config.memory_budget, config.passivate_after.is_some(), mail))
     }
 
-    /// Called by an incarnation's `on_stop`: records the exit and decides
+    /// Called by an incarnation as it stops: records the exit and decides
     /// what follows (stopped, passivated, completed, crashed, restarting,
     /// failed, or waiting for the next supervisor). `mail`: the tells it
     /// left, delivered to the next incarnation or dropped (and counted).

@@ -44,8 +44,9 @@ tokio::task_local! {
     pub(crate) static ABANDONED: Arc<Mutex<Vec<ProcessHandle>>>;
 }
 
-/// A cheap, cloneable, type-erased handle to a running kameo actor: the `pid`
-/// of this crate.
+/// A cheap, cloneable, type-erased handle to a running kameo actor (or to
+/// a task with a mailbox of its own, spawned with
+/// [`spawn_process`](Self::spawn_process)): the `pid` of this crate.
 ///
 /// Supervisors, registries and directories hold children of many actor types;
 /// a `ProcessHandle` lets them treat all alike: ask whether it is alive, await
@@ -104,7 +105,7 @@ tokio::task_local! {
 /// ```
 #[derive(Clone)]
 pub struct ProcessHandle {
-    inner: Arc<dyn ErasedRef>,
+    pub(crate) inner: Arc<dyn ErasedRef>,
 }
 
 impl ProcessHandle {
@@ -522,7 +523,7 @@ pub(crate) async fn start_scope<F: Future>(start: F) -> (F::Output, Vec<ProcessH
     (output, killed)
 }
 
-trait ErasedRef: Send + Sync + 'static {
+pub(crate) trait ErasedRef: Send + Sync + 'static {
     fn id(&self) -> ActorId;
     fn is_alive(&self) -> bool;
     fn stop_requested(&self) -> bool;
@@ -540,7 +541,7 @@ trait ErasedRef: Send + Sync + 'static {
 
 /// The per-actor facts, type-erased, as weak handles and the side table
 /// hold them.
-trait ErasedCell: Send + Sync + 'static {
+pub(crate) trait ErasedCell: Send + Sync + 'static {
     fn id(&self) -> ActorId;
     fn is_alive(&self) -> bool;
     fn exited(&self) -> BoxFuture<'_, ExitReason>;

@@ -121,6 +121,7 @@ mod report;
 mod stopper;
 mod supervisor;
 mod supervisor_ref;
+mod task_process;
 mod telemetry;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -166,6 +167,7 @@ pub use registry::{
 };
 pub use stopper::Stopper;
 pub use supervisor::{AutoShutdown, Strategy, Supervisor, SupervisorFlags};
+pub use task_process::Process;
 pub use telemetry::{
     GaugeReading, GaugeSource, MetaValue, OwnedEvent, OwnedMetaValue, Telemetry, TelemetryError,
     TelemetryEvent,

@@ -179,3 +179,134 @@ async fn every_handle_answers_a_kill_the_same() {
     assert_eq!(child.stop().await, ExitReason::Killed);
     assert_eq!(kit.live(), 0);
 }
+
+/// A process that is not a kameo actor (`ProcessHandle::spawn_process`):
+/// its loop waits for a stop (or a panic order), and says when every
+/// handle is gone.
+#[derive(Default)]
+struct Looper {
+    stop: Notify,
+    stopping: std::sync::atomic::AtomicBool,
+    gone: Notify,
+}
+
+impl mabeam_supervision_core::Process for Looper {
+    fn is_accepting(&self) -> bool {
+        !self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn request_stop(&self) {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::Release);
+        self.stop.notify_one();
+    }
+
+    fn type_name(&self) -> &'static str {
+        "Looper"
+    }
+
+    fn handles_gone(&self) {
+        self.gone.notify_one();
+    }
+}
+
+/// Spawns a looper whose loop ends `Shutdown` when it reaches its stop
+/// (recording it in its handle), or panics when `panic` fires.
+fn spawn_looper(panic: Option<oneshot::Receiver<()>>) -> (ProcessHandle, Arc<Looper>) {
+    let looper = Arc::new(Looper::default());
+    let handle = ProcessHandle::spawn_process(
+        kameo::actor::ActorId::generate(),
+        looper.clone(),
+        |handle| {
+            let handle = handle.downgrade();
+            let looper = looper.clone();
+            async move {
+                match panic {
+                    Some(panic) => tokio::select! {
+                        () = looper.stop.notified() => {}
+                        _ = panic => panic!("looper told to panic"),
+                    },
+                    None => looper.stop.notified().await,
+                }
+                if let Some(handle) = handle.upgrade() {
+                    handle.stop_reached();
+                }
+                ExitReason::Shutdown(None)
+            }
+        },
+    );
+    (handle, looper)
+}
+
+#[tokio::test]
+async fn a_task_process_reports_one_stop_and_one_exit_through_every_handle() {
+    let (handle, looper) = spawn_looper(None);
+    assert!(handle.is_alive());
+    assert_eq!(handle.type_name(), "Looper");
+    assert!(Arc::ptr_eq(handle.process::<Looper>().unwrap(), &looper));
+    assert!(handle.downcast::<Worker>().is_none());
+    let weak = handle.downgrade();
+    let clone = handle.clone();
+
+    let exit = tokio::time::timeout(WAIT, handle.stop())
+        .await
+        .expect("the stop");
+    assert_eq!(exit, ExitReason::Shutdown(None));
+    assert!(clone.stop_requested() && clone.stop_handled());
+    assert!(!clone.is_alive() && !weak.is_alive());
+    assert_eq!(clone.exited().await, ExitReason::Shutdown(None));
+    assert_eq!(weak.exited().await, ExitReason::Shutdown(None));
+}
+
+#[tokio::test]
+async fn a_killed_task_process_is_aborted_and_reports_killed() {
+    let (handle, _looper) = spawn_looper(None);
+    let watcher = {
+        let handle = handle.clone();
+        tokio::spawn(async move { handle.exited().await })
+    };
+    handle.kill();
+    let exit = tokio::time::timeout(WAIT, watcher)
+        .await
+        .expect("the kill")
+        .unwrap();
+    assert_eq!(exit, ExitReason::Killed);
+    assert!(!handle.is_alive() && !handle.stop_requested());
+    // A stop after the kill changes nothing.
+    assert_eq!(handle.stop().await, ExitReason::Killed);
+}
+
+#[tokio::test]
+async fn a_task_process_that_panics_reports_the_panic() {
+    let (order, panic) = oneshot::channel();
+    let (handle, _looper) = spawn_looper(Some(panic));
+    order.send(()).unwrap();
+    let exit = tokio::time::timeout(WAIT, handle.exited())
+        .await
+        .expect("the panic");
+    assert_eq!(exit, ExitReason::Panic("looper told to panic".into()));
+}
+
+#[tokio::test]
+async fn a_task_process_learns_when_its_last_handle_is_gone() {
+    let (handle, looper) = spawn_looper(None);
+    let weak = handle.downgrade();
+    let gone = looper.gone.notified();
+    tokio::pin!(gone);
+    gone.as_mut().enable();
+    let upgraded = weak.upgrade().expect("a strong handle lives");
+    drop(handle);
+    drop(upgraded);
+    tokio::time::timeout(WAIT, gone)
+        .await
+        .expect("handles_gone");
+    // No strong handle comes back once they are all gone.
+    assert!(weak.upgrade().is_none());
+    weak.kill();
+    assert_eq!(
+        tokio::time::timeout(WAIT, weak.exited())
+            .await
+            .expect("the kill"),
+        ExitReason::Killed
+    );
+}
