@@ -10,15 +10,17 @@ use common::{
     FlakyFeed, TEST_LIMIT, bounded, coordinator, election_config, first_timeout, grant, ids,
     member_a, observed_leader, refused_optimisation, silent, strings,
 };
+use futures::future::BoxFuture;
 use mabeam_coordination::{
     Ballot, Barrier, ByzantineRound, ConflictPolicy, CoordinationError, Coordinator,
-    ElectionConfig, HEARTBEAT_PROTOCOL, LeaseLock, MemberMemory, MemberOptions, Method,
-    OptimizeSpec, Outcome, PROPOSE_PROTOCOL, Param, Proposal, Rule, ValueType, VariableSpace,
-    VariableSpec, tally,
+    ElectionConfig, ElectionMember, HEARTBEAT_PROTOCOL, LeaseLock, MemberMemory, MemberOptions,
+    Method, OptimizeSpec, Outcome, PROPOSE_PROTOCOL, Param, Proposal, Rule, ValueType,
+    VariableSpace, VariableSpec, tally,
 };
 use mabeam_supervision_core::{
-    AgentId, AgentSelection, Clock, Envelope, ExitReason,
-    testkit::{Answer, ScriptedDirectory},
+    AgentDirectory, AgentId, AgentInfo, AgentSelection, AgentStatusChanges, Clock, DirectoryError,
+    Envelope, ExitReason, ProcessHandle, Telemetry, events,
+    testkit::{Answer, ScriptedDirectory, TelemetryProbe},
 };
 use serde_json::json;
 
@@ -163,6 +165,9 @@ async fn variable_names_are_listed_sorted() {
             .unwrap();
     }
     assert_eq!(space.names(), ["a", "b"]);
+    // Its Debug output counts them (mutant: `<impl Debug for
+    // VariableSpace>::fmt` -> `Ok(())`).
+    assert_eq!(format!("{space:?}"), "VariableSpace { variables: 2, .. }");
 }
 
 // A float parameter's range is checked: finite bounds, min <= max
@@ -1036,4 +1041,483 @@ fn three_of_five_first_choices_win_at_once() {
     let (outcome, why) = tally(&Rule::RankedChoice, &options, &ids, &ballots);
     assert_eq!(outcome, Outcome::Chosen("red".into()));
     assert_eq!(why, "red has 3 of 5 first choices");
+}
+
+// A step-down reported for another term, or by another member, leaves the
+// current leader in office (mutant: `&&` as `||` in the observer's
+// `vacate`, which emptied the office for either).
+#[tokio::test(start_paused = true)]
+async fn a_step_down_of_another_tenure_leaves_the_leader_in_office() {
+    let (_agents, election, leadership) = observed_leader(3, Duration::from_secs(1));
+    let later = tokio::time::Instant::now() + Duration::from_millis(200);
+    election.reporter().stepped_down(&"a".into(), 2, later);
+    election.reporter().stepped_down(&"b".into(), 3, later);
+    assert_eq!(election.leader(), Some(leadership.clone()));
+    assert_eq!(election.history()[0].until, leadership.lease_until);
+}
+
+// A trial answered at its first attempt took one attempt (mutant: `+` as
+// `*` in `Coordinator::evaluate`, which counted none).
+#[tokio::test(start_paused = true)]
+async fn a_trial_answered_at_once_took_one_attempt() {
+    let agents = ScriptedDirectory::new();
+    agents.add("e", "evaluator", |_| Answer::Reply(json!({ "score": 1.0 })));
+    let result = bounded(
+        "the optimisation",
+        TEST_LIMIT,
+        coordinator(&agents).optimize(spec_x(0.0, 1.0, Method::Random { trials: 2 })),
+    )
+    .await
+    .unwrap();
+    assert_eq!(result.trials.len(), 2);
+    assert!(
+        result.trials.iter().all(|t| t.attempts == 1),
+        "{:?}",
+        result.trials
+    );
+}
+
+/// Peers `b` and `c` that grant every vote and acknowledge every
+/// heartbeat, `ack_after` late.
+fn agreeing_peers(ack_after: Duration) -> ScriptedDirectory {
+    let agents = ScriptedDirectory::new();
+    for peer in ["b", "c"] {
+        agents.add(peer, "node", move |envelope| {
+            let term = envelope.body["term"].clone();
+            if envelope.protocol.as_ref() == HEARTBEAT_PROTOCOL {
+                Answer::late(ack_after, json!({"ack": true, "term": term}))
+            } else {
+                Answer::Reply(json!({"granted": true, "term": term}))
+            }
+        });
+    }
+    agents
+}
+
+// A new leader that hears of another leader of its own term while its
+// first heartbeat round runs follows it, and does not take the lease when
+// the round ends (mutant: `&&` as `||` in the leader's check after its
+// round, which renewed the lease of a member no longer leading).
+#[tokio::test(start_paused = true)]
+async fn a_leader_following_another_during_its_round_takes_no_lease() {
+    let agents = agreeing_peers(Duration::from_millis(20));
+    let member = member_a(
+        election_config(&["a", "b", "c"]),
+        &agents,
+        first_timeout(Duration::from_millis(10)),
+    );
+    // Its vote request, then its first heartbeat (acknowledged 20 ms late).
+    bounded(
+        "a's first heartbeat",
+        TEST_LIMIT,
+        agents.wait_received(&"b".into(), 2),
+    )
+    .await;
+    let term = member.term();
+    assert_eq!(term, 1);
+    let ack = member.answer(&Envelope::new(
+        HEARTBEAT_PROTOCOL,
+        json!({"term": term, "leader": "c"}),
+        Duration::from_millis(50),
+    ));
+    assert_eq!(ack, Some(json!({"ack": true, "term": term})));
+    // The round has ended, both acknowledgements in.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(
+        member.leadership(),
+        None,
+        "a took a lease while following c"
+    );
+}
+
+// A candidate that hears of a leader of its own term while its vote
+// requests are out follows it, and does not lead when its votes come in
+// (mutant: `&&` as `||` in the candidate's check after its campaign,
+// which made a follower leader on a majority of the same term).
+#[tokio::test(start_paused = true)]
+async fn a_candidate_following_a_leader_does_not_lead_on_its_votes() {
+    let agents = ScriptedDirectory::new();
+    agents.add("b", "node", |envelope| {
+        let term = envelope.body["term"].clone();
+        if envelope.protocol.as_ref() == HEARTBEAT_PROTOCOL {
+            Answer::Reply(json!({"ack": true, "term": term}))
+        } else {
+            Answer::late(
+                Duration::from_millis(20),
+                json!({"granted": true, "term": term}),
+            )
+        }
+    });
+    agents.add("c", "node", |_| Answer::Silent);
+    let member = member_a(
+        election_config(&["a", "b", "c"]),
+        &agents,
+        first_timeout(Duration::from_millis(10)),
+    );
+    // Its vote request is out, granted 20 ms late.
+    bounded(
+        "a's campaign",
+        TEST_LIMIT,
+        agents.wait_received(&"b".into(), 1),
+    )
+    .await;
+    let term = member.term();
+    assert_eq!(term, 1);
+    let ack = member.answer(&Envelope::new(
+        HEARTBEAT_PROTOCOL,
+        json!({"term": term, "leader": "c"}),
+        Duration::from_millis(50),
+    ));
+    assert_eq!(ack, Some(json!({"ack": true, "term": term})));
+    // Its round has ended (and a leader's first heartbeat round would
+    // have too).
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(member.leadership(), None, "a leads while following c");
+    assert!(
+        agents
+            .received(&"b".into())
+            .iter()
+            .all(|e| e.protocol.as_ref() != HEARTBEAT_PROTOCOL),
+        "a sent heartbeats"
+    );
+}
+
+// A ranked-choice answer reads as its ranking, each option once (mutant:
+// the `RankedChoice` arm of `Ballot::read` deleted, which read it as a
+// yes/no vote and refused it).
+#[test]
+fn a_ranking_reads_as_its_options_in_order() {
+    let options = strings(&["red", "green"]);
+    let read = Ballot::read(
+        &Rule::RankedChoice,
+        &options,
+        &json!({ "ranking": ["green", "red", "green"] }),
+    );
+    assert_eq!(read, Ok(Ballot::Ranking(strings(&["green", "red"]))));
+}
+
+// A weighted vote whose yes share is exactly its threshold passes (mutant:
+// `-` as `+` in `tally`'s rounding slack, which asked for a hair more):
+// one of two equal weights, threshold one half.
+#[test]
+fn a_weighted_share_at_its_threshold_passes() {
+    let ids = ids(&["a0", "a1"]);
+    let rule = Rule::Weighted {
+        weights: HashMap::new(),
+        threshold: 0.5,
+    };
+    let ballots = vec![(ids[0].clone(), Ballot::Yes), (ids[1].clone(), Ballot::No)];
+    let (outcome, why) = tally(&rule, &[], &ids, &ballots);
+    assert_eq!(outcome, Outcome::Passed, "{why}");
+}
+
+// A session whose proposal is refused fails saying why, not as cancelled
+// (mutant: the `Failed` arm of `Coordinator::wait` deleted).
+#[tokio::test(start_paused = true)]
+async fn a_refused_session_fails_with_why() {
+    let agents = silent("voter", &["v"]);
+    let coordinator = coordinator(&agents);
+    let mut refused = proposal(Rule::Majority);
+    refused.timeout = Duration::ZERO;
+    let id = coordinator.start_vote(refused);
+    let result = bounded("the session's end", TEST_LIMIT, coordinator.wait(id)).await;
+    assert!(
+        matches!(&result, Err(CoordinationError::Invalid(why)) if why.contains("timeout")),
+        "{result:?}"
+    );
+}
+
+// A choice among options is a valid parameter (mutant: the guard
+// `options.is_empty()` of `Param::check` made `true`, which refused every
+// choice).
+#[tokio::test(start_paused = true)]
+async fn a_choice_among_options_is_searched() {
+    let agents = ScriptedDirectory::new();
+    agents.add("e", "evaluator", |_| Answer::Reply(json!({ "score": 1.0 })));
+    let spec = OptimizeSpec {
+        space: vec![Param::Choice {
+            name: "kind".into(),
+            options: vec![json!("a"), json!("b")],
+        }],
+        ..spec_x(0.0, 1.0, Method::Random { trials: 2 })
+    };
+    let result = bounded(
+        "the optimisation",
+        TEST_LIMIT,
+        coordinator(&agents).optimize(spec),
+    )
+    .await
+    .unwrap();
+    let kind = &result.best.expect("a best trial").params["kind"];
+    assert!(*kind == json!("a") || *kind == json!("b"), "{kind}");
+}
+
+// A follower whose timer ends exactly as the lease it promised ends
+// campaigns then (mutant: `until > now` as `>=` in the member's timer,
+// which waited another election timeout). The timeout range is one value,
+// the lease's length: the timer and the promise end together.
+#[tokio::test(start_paused = true)]
+async fn a_promise_ending_with_the_timer_delays_no_campaign() {
+    let agents = silent("node", &["b", "c"]);
+    let config = ElectionConfig {
+        election_timeout: (Duration::from_secs(1), Duration::from_secs(1)),
+        ..election_config(&["a", "b", "c"])
+    };
+    let member = member_a(config, &agents, first_timeout(Duration::from_secs(3_600)));
+    let ack = member.answer(&Envelope::new(
+        HEARTBEAT_PROTOCOL,
+        json!({"term": 1, "leader": "b"}),
+        Duration::from_millis(50),
+    ));
+    assert_eq!(ack, Some(json!({"ack": true, "term": 1})));
+    // Both end 1 s from now; the mutant's campaign would come 1 s later.
+    tokio::time::sleep(Duration::from_millis(1_010)).await;
+    assert_eq!(
+        agents.received(&"c".into()).len(),
+        1,
+        "no campaign when the promise ended"
+    );
+    assert_eq!(member.term(), 2);
+}
+
+// The coordinator's clock is the one it was given (mutant:
+// `Coordinator::clock` -> a default clock, the system's).
+#[tokio::test]
+async fn the_coordinator_keeps_the_clock_it_was_given() {
+    let start = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+    let (clock, _wall) = Clock::manual(start);
+    let coordinator = Coordinator::new(Arc::new(ScriptedDirectory::new()), clock);
+    assert_eq!(coordinator.clock().unix_millis(), 1_000_000);
+}
+
+// A promise to a leader binds until its lease ends, not at its end: a
+// vote asked for exactly then is granted (mutant: `*until > now` as `>=`
+// in the member's answer to vote requests, which refused it).
+#[tokio::test(start_paused = true)]
+async fn a_promise_binds_no_vote_at_the_end_of_its_lease() {
+    let config = ElectionConfig {
+        // Its own timer (restarted by the heartbeat) ends after the lease.
+        election_timeout: (Duration::from_secs(2), Duration::from_secs(2)),
+        ..election_config(&["a", "b", "c"])
+    };
+    let member = member_a(
+        config,
+        &silent("node", &["b", "c"]),
+        first_timeout(Duration::from_secs(3_600)),
+    );
+    let ack = member.answer(&Envelope::new(
+        HEARTBEAT_PROTOCOL,
+        json!({"term": 1, "leader": "b"}),
+        Duration::from_millis(50),
+    ));
+    assert_eq!(ack, Some(json!({"ack": true, "term": 1})));
+    // The promised lease (1 s) ends now.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let vote = member.answer(&Envelope::new(
+        mabeam_coordination::REQUEST_VOTE_PROTOCOL,
+        json!({"term": 2, "candidate": "c"}),
+        Duration::from_millis(50),
+    ));
+    assert_eq!(vote, Some(json!({"granted": true, "term": 2})));
+}
+
+/// A directory of the election peers `b` and `c` that grant every vote
+/// and acknowledge every heartbeat at the very deadline of the request.
+#[derive(Clone)]
+struct AnswersAtTheDeadline(ScriptedDirectory);
+
+impl AgentDirectory for AnswersAtTheDeadline {
+    fn agent(&self, id: &AgentId) -> Option<ProcessHandle> {
+        self.0.agent(id)
+    }
+    fn info(&self, id: &AgentId) -> Option<AgentInfo> {
+        self.0.info(id)
+    }
+    fn agents(&self) -> Vec<AgentInfo> {
+        self.0.agents()
+    }
+    fn ask(
+        &self,
+        _id: &AgentId,
+        envelope: Envelope,
+    ) -> BoxFuture<'static, Result<serde_json::Value, DirectoryError>> {
+        Box::pin(async move {
+            tokio::time::sleep_until(envelope.deadline).await;
+            let term = envelope.body["term"].clone();
+            Ok(json!({"granted": true, "ack": true, "term": term}))
+        })
+    }
+    fn cast(&self, id: &AgentId, envelope: Envelope) -> Result<(), DirectoryError> {
+        self.0.cast(id, envelope)
+    }
+    fn subscribe(&self) -> AgentStatusChanges {
+        self.0.subscribe()
+    }
+}
+
+// An answer arriving at the very end of the rpc timeout counts (mutant:
+// `reply.at > deadline` as `>=` in the member's `round`, which dropped
+// every vote and heartbeat answered then: it never led).
+#[tokio::test(start_paused = true)]
+async fn answers_at_the_rpc_deadline_count() {
+    let peers = AnswersAtTheDeadline(silent("node", &["b", "c"]));
+    let member = ElectionMember::start(
+        "a".into(),
+        election_config(&["a", "b", "c"]),
+        Arc::new(peers),
+        Clock::tokio(),
+        first_timeout(Duration::from_millis(10)),
+    )
+    .unwrap();
+    let leadership = bounded(
+        "a's election",
+        TEST_LIMIT,
+        member.campaign(Duration::from_secs(60)),
+    )
+    .await;
+    assert!(leadership.is_ok(), "{leadership:?}");
+}
+
+// A choice among no options is refused up front (mutant: the guard
+// `options.is_empty()` of `Param::check` made `false`, which accepted it).
+#[tokio::test(start_paused = true)]
+async fn a_choice_among_no_options_is_refused() {
+    let agents = silent("evaluator", &["e"]);
+    let spec = OptimizeSpec {
+        space: vec![Param::Choice {
+            name: "kind".into(),
+            options: Vec::new(),
+        }],
+        ..spec_x(0.0, 1.0, Method::Random { trials: 2 })
+    };
+    let error = refused_optimisation(&coordinator(&agents), spec).await;
+    assert!(
+        matches!(&error, CoordinationError::Invalid(why) if why.contains("no options")),
+        "{error:?}"
+    );
+}
+
+// The coordinator's telemetry is the one it was given (mutant:
+// `Coordinator::telemetry` -> a default one, which reached no handler).
+#[tokio::test]
+async fn the_coordinator_keeps_the_telemetry_it_was_given() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, events::COORDINATION_DROPPED);
+    let coordinator = Coordinator::new(Arc::new(ScriptedDirectory::new()), Clock::tokio())
+        .with_telemetry(telemetry);
+    coordinator
+        .telemetry()
+        .emit(events::COORDINATION_DROPPED, &[], &[]);
+    assert_eq!(probe.drain().len(), 1);
+}
+
+// A supermajority in (0, 1] is a valid rule (mutant: the guard
+// `!share(*t)` of `Rule::check` made `true`, which refused every
+// supermajority).
+#[test]
+fn a_supermajority_rule_is_checked() {
+    assert_eq!(proposal(Rule::Supermajority(2.0 / 3.0)).validate(), Ok(()));
+    assert_eq!(proposal(Rule::Supermajority(1.0)).validate(), Ok(()));
+    for threshold in [0.0, 1.5, f64::NAN] {
+        assert!(
+            matches!(
+                proposal(Rule::Supermajority(threshold)).validate(),
+                Err(CoordinationError::Invalid(_))
+            ),
+            "threshold {threshold} accepted"
+        );
+    }
+}
+
+// A rejected proposal did not pass (mutant: `Decision::passed` -> true);
+// a weighted vote of no weight says its share is nothing (mutant: `total
+// > 0.0` as `>=` before the share's division, which said NaN).
+#[tokio::test(start_paused = true)]
+async fn a_rejected_vote_did_not_pass_and_says_its_share() {
+    let agents = ScriptedDirectory::new();
+    agents.add("v", "voter", |_| Answer::Reply(json!({ "vote": "no" })));
+    let decision = bounded(
+        "the vote",
+        TEST_LIMIT,
+        coordinator(&agents).vote(proposal(Rule::Majority)),
+    )
+    .await
+    .unwrap();
+    assert_eq!(decision.outcome, Outcome::Rejected);
+    assert!(!decision.passed());
+    let ids = ids(&["a0"]);
+    let rule = Rule::Weighted {
+        weights: HashMap::from([(ids[0].clone(), 0.0)]),
+        threshold: 0.5,
+    };
+    let (outcome, why) = tally(&rule, &[], &ids, &[(ids[0].clone(), Ballot::Yes)]);
+    assert_eq!(outcome, Outcome::Rejected);
+    assert!(why.contains("(0.000)"), "{why}");
+}
+
+// A grid over a float range of one value has one point, and a grid of one
+// point is the range's middle (mutant: `||` as `&&` in `Param::grid`,
+// which drew the one value three times, and 0 / 0 for the middle).
+#[tokio::test(start_paused = true)]
+async fn a_grid_of_one_value_or_one_point_has_one_trial() {
+    let agents = ScriptedDirectory::new();
+    agents.add("e", "evaluator", |_| Answer::Reply(json!({ "score": 1.0 })));
+    let coordinator = coordinator(&agents);
+    for (min, max, points, x) in [(2.0, 2.0, 3, 2.0), (0.0, 1.0, 1, 0.5)] {
+        let result = bounded(
+            "the grid search",
+            TEST_LIMIT,
+            coordinator.optimize(spec_x(min, max, Method::Grid { points })),
+        )
+        .await
+        .unwrap();
+        let xs: Vec<_> = result
+            .trials
+            .iter()
+            .map(|t| t.params["x"].clone())
+            .collect();
+        assert_eq!(xs, [json!(x)], "{min}..={max}, {points} points");
+    }
+}
+
+// A lock whose status feed is replaced (the agent layer restarted) keeps
+// its grant while its holder still runs (mutant: the `!` of the holder
+// check deleted in `LockInner::stopped`, which freed the lock of every
+// running holder at a resync).
+#[tokio::test(start_paused = true)]
+async fn a_resync_keeps_the_lock_of_a_running_holder() {
+    let feed = FlakyFeed::new(16);
+    feed.agents.add("h", "worker", |_| Answer::Silent);
+    let coordinator = Coordinator::new(Arc::new(feed.clone()), Clock::tokio());
+    let lock = LeaseLock::new(&coordinator, Duration::from_secs(10));
+    subscribers_reach(&feed, "the lock to watch", |n| n > 0).await;
+    let held = grant(&lock, "h").await;
+    feed.go_down();
+    feed.come_back();
+    subscribers_reach(&feed, "the lock to watch the new feed", |n| n > 0).await;
+    // The resync that follows the new subscription.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(lock.holder(), Some(held), "a running holder lost the lock");
+}
+
+// A vote request of the term the member already voted in, from another
+// candidate, is refused (mutant: `>` as `>=` in the member's `adopt`,
+// which forgot its vote and gave a second one in the same term).
+#[tokio::test(start_paused = true)]
+async fn one_vote_per_term() {
+    let member = member_a(
+        election_config(&["a", "b", "c"]),
+        &silent("node", &["b", "c"]),
+        first_timeout(Duration::from_secs(3_600)),
+    );
+    let vote = |candidate: &str| {
+        member.answer(&Envelope::new(
+            mabeam_coordination::REQUEST_VOTE_PROTOCOL,
+            json!({"term": 1, "candidate": candidate}),
+            Duration::from_millis(50),
+        ))
+    };
+    assert_eq!(vote("b"), Some(json!({"granted": true, "term": 1})));
+    assert_eq!(vote("c"), Some(json!({"granted": false, "term": 1})));
+    assert_eq!(vote("b"), Some(json!({"granted": true, "term": 1})));
 }

@@ -8,7 +8,7 @@ use std::{sync::Arc, time::Duration};
 
 use common::{dutch_spec, sealed_spec};
 use futures::future::BoxFuture;
-use mabeam_economics::{Auctioneer, PriceRule, SealedBidAuction, SealedSpec};
+use mabeam_economics::{AuctionKind, Auctioneer, PriceRule, SealedBidAuction, SealedSpec};
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatus, AgentStatusChanges, Clock, DirectoryError,
     Envelope, ProcessHandle, Telemetry,
@@ -282,4 +282,35 @@ fn a_tie_is_explained_as_such() {
     assert!(tied.contains("tied; the earliest bid wins"), "{tied}");
     let untied = explained(9.0);
     assert!(!untied.contains("tied"), "{untied}");
+}
+
+// Each auction kind displays as the name it is serialised under (mutant:
+// `<impl Display for AuctionKind>::fmt` -> `Ok(())`, which displayed
+// nothing).
+#[test]
+fn each_auction_kind_displays_its_name() {
+    for (kind, name) in [
+        (AuctionKind::FirstPrice, "first_price"),
+        (AuctionKind::Vickrey, "vickrey"),
+        (AuctionKind::English, "english"),
+        (AuctionKind::Dutch, "dutch"),
+        (AuctionKind::Combinatorial, "combinatorial"),
+    ] {
+        assert_eq!(kind.to_string(), name);
+        assert_eq!(serde_json::to_value(kind).unwrap(), json!(name));
+    }
+}
+
+// A search that needs exactly its node budget finishes, exact: one bid on
+// one item takes three nodes (the root, the bid taken, the item left
+// free) (mutant: `>` as `>=` in `Search::run`'s budget check, which
+// stopped at the last node allowed).
+#[test]
+fn a_search_within_exactly_its_node_budget_is_exact() {
+    let bids = [(vec![0], 1.0)];
+    let within = mabeam_economics::solve_exact_within(1, &bids, 3).unwrap();
+    assert!(within.exact, "{within:?}");
+    assert_eq!((within.winners, within.value), (vec![0], 1.0));
+    let short = mabeam_economics::solve_exact_within(1, &bids, 2).unwrap();
+    assert!(!short.exact, "{short:?}");
 }

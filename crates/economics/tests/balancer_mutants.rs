@@ -255,3 +255,27 @@ async fn least_loaded_of_two_always_takes_the_idle_one() {
         "the busy member was picked: {picks:?}"
     );
 }
+
+// Among capabilities that as many members hold, a pick walks the members
+// of the first one named, and those it skips there cost the plain walk
+// their turns (mutant: `<` as `<=` in `LoadBalancer::capable`, which
+// walked the last one's members, from another place). Members a {x},
+// b {x, y}, c {y}: only b holds both; the plain picks show where the
+// cursor stands.
+#[tokio::test]
+async fn a_capability_tie_walks_the_first_named_capabilitys_members() {
+    let lb = balancer(
+        &workers(&["a", "b", "c"]),
+        BalanceStrategy::CapabilityAware,
+        &[
+            MemberSpec::new("a").capabilities(&["x"]),
+            MemberSpec::new("b").capabilities(&["x", "y"]),
+            MemberSpec::new("c").capabilities(&["y"]),
+        ],
+    );
+    let picks: Vec<String> = [&["x", "y"][..], &[], &["x", "y"], &[]]
+        .iter()
+        .map(|tags| lb.pick(tags).unwrap().agent().to_string())
+        .collect();
+    assert_eq!(picks, ["b", "c", "b", "b"]);
+}

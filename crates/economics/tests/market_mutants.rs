@@ -5,7 +5,7 @@
 use std::{sync::Arc, time::Duration};
 
 use mabeam_economics::{Ledger, Marketplace, Reputation, Request, TransactionState};
-use mabeam_supervision_core::{AgentId, Clock};
+use mabeam_supervision_core::{AgentId, Clock, Telemetry, testkit::TelemetryProbe};
 
 fn market() -> (Arc<Ledger>, Marketplace) {
     let ledger = Arc::new(Ledger::new());
@@ -99,4 +99,41 @@ async fn a_rating_weighs_half_after_one_half_life() {
         (score - expected).abs() < 1e-9,
         "after one half-life: {score}, expected {expected}"
     );
+}
+
+// A listing of exactly the quality asked for matches (mutant: `<` as `<=`
+// in `Marketplace::request`'s quality filter, which refused it); of two
+// listings that score the same, the older is taken (mutant: `>` as `>=`
+// in the best-score check, which took the newer).
+#[tokio::test(start_paused = true)]
+async fn the_minimum_quality_matches_and_the_older_of_equals_wins() {
+    let (ledger, market) = market();
+    ledger.grant(&"buyer".into(), 100).unwrap();
+    let older = market.list(&"s1".into(), "ocr", &[], 10, 0.5).unwrap();
+    market.list(&"s2".into(), "ocr", &[], 10, 0.5).unwrap();
+    let deal = market
+        .request(Request {
+            min_quality: 0.5,
+            ..request("buyer")
+        })
+        .await
+        .unwrap();
+    assert_eq!(deal.listing, older);
+}
+
+// Each transaction's change is reported (mutant: `Marketplace::report`
+// -> (), which reported nothing).
+#[tokio::test(start_paused = true)]
+async fn each_transaction_is_reported() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["economics", "market", "transaction"]);
+    let ledger = Arc::new(Ledger::new());
+    let reputation = Arc::new(Reputation::new(Clock::tokio(), Duration::from_secs(100)));
+    let market = Marketplace::new(ledger.clone(), reputation).with_telemetry(telemetry);
+    ledger.grant(&"buyer".into(), 100).unwrap();
+    market.list(&"seller".into(), "ocr", &[], 10, 0.5).unwrap();
+    let deal = market.request(request("buyer")).await.unwrap();
+    let event = probe.drain().pop().expect("the deal was not reported");
+    assert_eq!(event.meta_str("state"), Some("open"));
+    assert_eq!(event.measurement("price"), Some(deal.price as f64));
 }
