@@ -52,6 +52,7 @@ fn main() -> Result<()> {
     let option = |name: &str| args.windows(2).find(|w| w[0] == name).map(|w| w[1].clone());
     let backend = option("--backend").unwrap_or_else(|| "sqlite".into());
     let store = option("--store");
+    let child = option("--child").unwrap_or_else(|| "kameo".into());
     let rest: Vec<String> = args.iter().skip(1).cloned().collect();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -59,7 +60,9 @@ fn main() -> Result<()> {
     let line = runtime.block_on(async move {
         tokio::spawn(async move {
             match name.as_str() {
-                "supervisor" => supervisor::run(n.unwrap_or(100_000)).await,
+                "supervisor" => {
+                    supervisor::run(n.unwrap_or(100_000), &child).await
+                }
                 "registry" => registry::run(n.unwrap_or(100_000)).await,
                 "node" => node::run(n.unwrap_or(100_000)).await,
                 "lifecycle" => lifecycle::run(n.unwrap_or(100_000)).await,

@@ -1,14 +1,26 @@
-//! `bench supervisor`: N minimal kameo actors started as children of one
+//! `bench supervisor`: N minimal children started under one
 //! DynamicSupervisor (each start awaited), then terminated one by one.
+//! The children are kameo actors, or with `--child task` the smallest
+//! task processes (`ProcessHandle::spawn_process`, the agent host's kind
+//! of process): each waits for its stop, as a minimal gen_server waits in
+//! `receive`.
 
-use std::time::Instant;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Instant,
+};
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use kameo::prelude::*;
 use mabeam_supervision_core::{
-    ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ProcessHandle,
+    ChildSpec, DynamicSupervisor, DynamicSupervisorFlags, ExitReason, Process, ProcessHandle,
+    StartFuture,
 };
 use serde_json::json;
+use tokio::sync::Notify;
 
 /// The smallest useful agent: one counter.
 struct Minimal {
@@ -24,7 +36,57 @@ impl Actor for Minimal {
     }
 }
 
-pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
+/// The smallest task process: no mailbox, a wake-up for its stop.
+struct Idle {
+    accepting: AtomicBool,
+    wake: Notify,
+}
+
+impl Process for Idle {
+    fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
+    }
+
+    fn request_stop(&self) {
+        self.accepting.store(false, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    fn type_name(&self) -> &'static str {
+        "Idle"
+    }
+
+    fn handles_gone(&self) {
+        self.request_stop();
+    }
+}
+
+fn spawn_idle() -> StartFuture {
+    let idle = Arc::new(Idle {
+        accepting: AtomicBool::new(true),
+        wake: Notify::new(),
+    });
+    let handle = ProcessHandle::spawn_process(ActorId::generate(), idle.clone(), |handle| {
+        let handle = handle.clone();
+        async move {
+            idle.wake.notified().await;
+            handle.stop_reached();
+            ExitReason::Normal
+        }
+    });
+    Box::pin(async move { Ok(handle) })
+}
+
+/// Which kind of child the bench starts.
+fn child_spec(child: &str, id: u64) -> Result<ChildSpec> {
+    Ok(match child {
+        "kameo" => ChildSpec::new("agent", move || ProcessHandle::spawn::<Minimal>(id)),
+        "task" => ChildSpec::new("agent", spawn_idle),
+        other => bail!("unknown --child {other:?}; known: kameo, task"),
+    })
+}
+
+pub(crate) async fn run(n: u64, child: &str) -> Result<serde_json::Value> {
     let sup = DynamicSupervisor::start(DynamicSupervisorFlags::default()).await?;
     let mut children = Vec::with_capacity(n as usize);
     let mem0 = crate::rss_bytes()?;
@@ -32,8 +94,7 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     eprintln!("bench supervisor: starting {n} children");
     let t = Instant::now();
     for id in 0..n {
-        let spec = ChildSpec::new("agent", move || ProcessHandle::spawn::<Minimal>(id));
-        children.push(sup.start_child(spec).await?);
+        children.push(sup.start_child(child_spec(child, id)?).await?);
     }
     let start_s = t.elapsed().as_secs_f64();
     let mem1 = crate::rss_bytes()?;
@@ -51,6 +112,7 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
 
     Ok(json!({
         "bench": "supervisor",
+        "child": child,
         "n": n,
         "start_s": start_s,
         "stop_s": stop_s,
