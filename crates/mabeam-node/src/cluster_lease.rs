@@ -13,7 +13,7 @@
 //! (2 s) after the server's `now()` of its last renewal. Expiries are the
 //! database's clock only: no two machines' clocks are ever compared.
 //!
-//! - **The holder** ([`hold`]) stops its agents (the agents' runtime is
+//! - **The holder** (`hold`) stops its agents (the agents' runtime is
 //!   shut down: a kill, no checkpoint: its writes are fenced anyway) when
 //!   a renewal finds its row marked dead, or when no renewal has
 //!   succeeded by its local deadline: the send time of its last renewal
@@ -22,7 +22,7 @@
 //!   deadline falls before the row's expiry by at least the margin (which
 //!   absorbs timer lateness and clock rate skew). The node then leaves and
 //!   starts again as a new generation ([`run`](crate::run)).
-//! - **A survivor** ([`await_lease_end`]) that sees a member `down`
+//! - **A survivor** (`await_lease_end`) that sees a member `down`
 //!   records its suspicion in the store (`node_suspicions`); once more
 //!   than half of the members whose leases run suspect it (Orleans' votes
 //!   for a death declaration), it marks the member's row dead (its
@@ -31,7 +31,7 @@
 //!   the claims. The votes keep one node's view from killing anyone: a
 //!   node cut from the others (but not from the store) cannot declare the
 //!   majority dead, and a member flapping in one view stays up.
-//! - **Members dead before any survivor saw them** ([`scan_expired`]): at
+//! - **Members dead before any survivor saw them** (`scan_expired`): at
 //!   start and every lease length, a node that sees a majority of the
 //!   leased members live takes over the claims whose holder's lease has
 //!   expired and who is not live, each by the member it hashes to.

@@ -50,7 +50,8 @@ pub enum Renewal {
 }
 
 /// One member's lease, renewed on a connection of its own (opened again
-/// after a failure). See the [module docs](self).
+/// after a failure); every expiry is the server's `now()` plus the
+/// lease, so no node's clock is compared with another's.
 #[derive(Debug)]
 pub struct NodeLease {
     store: PostgresAgentStore,
