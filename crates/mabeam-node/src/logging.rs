@@ -4,11 +4,10 @@
 //! for machines (`--log json`).
 //!
 //! The level comes from the config (`log`), unless `RUST_LOG` is set: then
-//! its directives rule (`RUST_LOG=warn,mabeam_node=debug`). kameo wraps
-//! every message an actor handles in an INFO span; at the default levels
-//! those spans are off (kameo logs warnings and errors only), so a line
-//! is not prefixed with the actor's span. At `debug` and `trace` they are
-//! on, and each line carries its spans.
+//! its directives rule (`RUST_LOG=warn,mabeam_node=debug`). The workspace
+//! builds kameo without its `tracing` feature, so no actor span prefixes
+//! a line at any level (the `kameo=warn` directive below keeps that true
+//! for a build that turns the feature back on).
 
 use std::io::IsTerminal;
 

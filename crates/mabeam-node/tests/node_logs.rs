@@ -59,7 +59,9 @@ async fn log_json_writes_one_object_a_line() {
 async fn rust_log_rules_the_level() {
     let quiet = log_of(&[], &[("RUST_LOG", "warn")]).await;
     assert!(!quiet.contains("INFO"), "{quiet}");
-    // At debug, kameo's spans show again in front of each line.
-    let loud = log_of(&[], &[("RUST_LOG", "debug")]).await;
-    assert!(loud.contains("actor.handle_message"), "{loud}");
+    // Its directives rule each crate: the node's lines, not the agent
+    // layer's.
+    let node_only = log_of(&[], &[("RUST_LOG", "warn,mabeam_node=info")]).await;
+    assert!(node_only.contains("both trees started"), "{node_only}");
+    assert!(!node_only.contains("agent recovery: done"), "{node_only}");
 }
