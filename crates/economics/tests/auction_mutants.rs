@@ -314,3 +314,15 @@ fn a_search_within_exactly_its_node_budget_is_exact() {
     let short = mabeam_economics::solve_exact_within(1, &bids, 2).unwrap();
     assert!(!short.exact, "{short:?}");
 }
+
+// An auctioneer's Debug form names it and the next auction's id (mutant:
+// an empty `fmt`).
+#[tokio::test(start_paused = true)]
+async fn an_auctioneer_shows_its_next_id() {
+    let auctioneer = Auctioneer::new(Arc::new(ScriptedDirectory::new()), Clock::tokio());
+    let debug = format!("{auctioneer:?}");
+    assert!(
+        debug.contains("Auctioneer") && debug.contains("next_id: 1"),
+        "{debug}"
+    );
+}

@@ -8,7 +8,7 @@ use std::{collections::HashMap, sync::Arc};
 
 use common::{Loads, balancer, counts, workers};
 use mabeam_economics::{BalanceStrategy, LoadBalancer, MemberSpec};
-use mabeam_supervision_core::testkit::Answer;
+use mabeam_supervision_core::{AgentStatus, testkit::Answer};
 use serde_json::json;
 
 /// A round-robin balancer over workers `ids`, no member yet.
@@ -278,4 +278,99 @@ async fn a_capability_tie_walks_the_first_named_capabilitys_members() {
         .map(|tags| lb.pick(tags).unwrap().agent().to_string())
         .collect();
     assert_eq!(picks, ["b", "c", "b", "b"]);
+}
+
+// The balancer's Debug form names its strategy and how many members it
+// has (mutant: an empty `fmt`).
+#[tokio::test]
+async fn a_balancer_shows_its_strategy_and_members() {
+    let lb = balancer(
+        &workers(&["a", "b"]),
+        BalanceStrategy::RoundRobin,
+        &["a", "b"].map(MemberSpec::new),
+    );
+    let debug = format!("{lb:?}");
+    assert!(
+        debug.contains("LoadBalancer")
+            && debug.contains("RoundRobin")
+            && debug.contains("members: 2"),
+        "{debug}"
+    );
+}
+
+// A member at its capacity is no target of a rebalance: a dead member's
+// work goes to the idle member, not to the full one before it (mutant:
+// `<` as `<=` in `LoadBalancer::usable`, which took the member at its
+// capacity as usable).
+#[tokio::test]
+async fn rebalance_moves_no_work_to_a_member_at_its_capacity() {
+    let agents = workers(&["a", "b", "c"]);
+    let lb = balancer(
+        &agents,
+        BalanceStrategy::RoundRobin,
+        &[
+            MemberSpec::new("a").capacity(1),
+            MemberSpec::new("b"),
+            MemberSpec::new("c"),
+        ],
+    );
+    let full = lb.pick(&[]).unwrap();
+    assert_eq!(full.agent().as_str(), "a");
+    let (_, to) = lb.enqueue(json!({ "job": 0 }), &[]).unwrap();
+    assert_eq!(to.as_str(), "b");
+    agents.set_status(&"b".into(), AgentStatus::Crashed);
+    let moves = lb.rebalance(3.0);
+    assert_eq!(moves.len(), 1, "{moves:?}");
+    assert_eq!(moves[0].to.as_str(), "c", "{moves:?}");
+    drop(full);
+}
+
+// A pick needing several capabilities walks the members of the rarest
+// one: those it skips cost the plain walk their turns, so the plain
+// picks show which list was walked (mutant: `<` as `>` in
+// `LoadBalancer::capable`, which walked the most common capability's
+// members). Members a {x}, b {x}, c {x, y}: only c holds both.
+#[tokio::test]
+async fn a_pick_walks_the_rarest_capabilitys_members() {
+    let lb = balancer(
+        &workers(&["a", "b", "c"]),
+        BalanceStrategy::CapabilityAware,
+        &[
+            MemberSpec::new("a").capabilities(&["x"]),
+            MemberSpec::new("b").capabilities(&["x"]),
+            MemberSpec::new("c").capabilities(&["x", "y"]),
+        ],
+    );
+    let picks: Vec<String> = [&["x", "y"][..], &[], &["x", "y"], &[]]
+        .iter()
+        .map(|tags| lb.pick(tags).unwrap().agent().to_string())
+        .collect();
+    assert_eq!(picks, ["c", "b", "c", "a"]);
+}
+
+// A member exactly `slow_factor` times the median latency is not slow:
+// only above it (mutant: `>` as `>=` in `LoadBalancer::rebalance`).
+// Doubling is exact in floating point, so 20 ms is exactly twice 10 ms.
+#[tokio::test]
+async fn a_member_at_exactly_the_slow_factor_is_not_slow() {
+    let ids = ["a", "b", "c"];
+    let loads = Arc::new(Loads::default());
+    loads.set("a", 1.0, 10, 0.0, 10);
+    loads.set("b", 1.0, 10, 0.0, 10);
+    loads.set("c", 1.0, 20, 0.0, 10);
+    let lb = balancer(
+        &workers(&ids),
+        BalanceStrategy::RoundRobin,
+        &ids.map(MemberSpec::new),
+    )
+    .with_load(loads.clone());
+    for n in 0..3 {
+        lb.enqueue(json!({ "job": n }), &[]).unwrap();
+    }
+    assert_eq!(lb.queued(&"c".into()), 1);
+    assert!(lb.rebalance(2.0).is_empty());
+    assert_eq!(lb.queued(&"c".into()), 1);
+    // Just above it, c is slow and its work moves.
+    loads.set("c", 1.0, 21, 0.0, 10);
+    assert_eq!(lb.rebalance(2.0).len(), 1);
 }

@@ -2,7 +2,9 @@
 //! found no test checking: each test here fails with the mutant it names
 //! (see the README's testing section).
 
-use mabeam_economics::{CostModel, hungarian};
+use std::collections::HashMap;
+
+use mabeam_economics::{CostModel, Task, Worker, assign, hungarian};
 
 // Forbidden pairs must cost more than any allowed assignment even when
 // the allowed costs are small: with costs of 1, the forbidden pair is
@@ -41,4 +43,23 @@ fn a_ragged_matrix_is_refused() {
 fn free_allowed_pairs_never_make_a_forbidden_pair_free() {
     let costs = vec![vec![None, Some(0.0)], vec![Some(0.0), Some(0.0)]];
     assert_eq!(hungarian(&costs), Some(vec![1, 0]));
+}
+
+// As many tasks as agents: each agent takes one (mutant: `>` as `==` in
+// `assign`'s count check, which refused exactly that case as more tasks
+// than agents).
+#[test]
+fn as_many_tasks_as_agents_are_assigned() {
+    let worker = |name: &str| Worker {
+        agent: name.into(),
+        models: HashMap::from([("cpu".to_owned(), CostModel::new(0.0, 1.0).unwrap())]),
+        budget: 100.0,
+    };
+    let task = |id: &str| Task {
+        id: id.into(),
+        demand: HashMap::from([("cpu".to_owned(), 1.0)]),
+    };
+    let plan = assign(&[task("a"), task("b")], &[worker("x"), worker("y")]).unwrap();
+    assert_eq!(plan.placements.len(), 2);
+    assert_eq!(plan.total, 2.0);
 }

@@ -137,3 +137,36 @@ async fn each_transaction_is_reported() {
     assert_eq!(event.meta_str("state"), Some("open"));
     assert_eq!(event.measurement("price"), Some(deal.price as f64));
 }
+
+// A listing priced at exactly the request's maximum matches (mutant: `>`
+// as `>=` in `Marketplace::request`'s price filter, which refused it).
+#[tokio::test(start_paused = true)]
+async fn a_listing_at_exactly_the_maximum_price_matches() {
+    let (ledger, market) = market();
+    ledger.grant(&"buyer".into(), 100).unwrap();
+    let listing = market.list(&"seller".into(), "ocr", &[], 100, 0.5).unwrap();
+    let deal = market.request(request("buyer")).await.unwrap();
+    assert_eq!(deal.listing, listing);
+    assert_eq!(deal.price, 100);
+}
+
+// A seller at exactly the request's minimum reputation matches (mutant:
+// `<` as `<=` in `Marketplace::request`'s reputation filter, which
+// refused it).
+#[tokio::test(start_paused = true)]
+async fn a_seller_at_exactly_the_minimum_reputation_matches() {
+    let ledger = Arc::new(Ledger::new());
+    let reputation = Arc::new(Reputation::new(Clock::tokio(), Duration::from_secs(100)));
+    let market = Marketplace::new(ledger.clone(), reputation.clone());
+    ledger.grant(&"buyer".into(), 100).unwrap();
+    let listing = market.list(&"seller".into(), "ocr", &[], 10, 0.5).unwrap();
+    let min_reputation = reputation.score(&"seller".into());
+    let deal = market
+        .request(Request {
+            min_reputation,
+            ..request("buyer")
+        })
+        .await
+        .unwrap();
+    assert_eq!(deal.listing, listing);
+}
