@@ -1357,18 +1357,50 @@ async fn a_node_cut_from_the_store_stops_its_agents_before_survivors_start_them(
     let a_listen = listen_addr(&mut a).await;
     let (b, b_token) = node_at(dir.path(), "b@local", Some(&a_listen), &url, &schema, "").await;
     let (c, c_token) = node_at(dir.path(), "c@local", Some(&a_listen), &c_url, &schema, "").await;
+    let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
+    let probes = probes_on_c(dir.path(), nodes).await;
+
+    let cut = Instant::now();
+    store_link.cut();
+    // Each probe answers through a from a survivor (a process not c's).
+    let took = match answered_by_survivors(&a, &a_token, &probes, cut).await {
+        Ok(took) => took,
+        Err(late) => fail_with_logs(&late, [a, b, c]).await,
+    };
+    eprintln!("cut from the store: all probes answer from survivors {took:?} after the cut");
+
+    // Healed: c starts again as a new generation and rejoins.
+    store_link.heal();
+    let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
+    rejoins_with_unique_ids(nodes, probes.c_generation, &probes.ids, &probes.log).await;
+    drop((a, b, c));
+}
+
+/// Probes started on c, each seen ticking there.
+struct Probes {
+    /// Where each activation is recorded.
+    log: std::path::PathBuf,
+    ids: Vec<String>,
+    /// c's process and generation before the cut.
+    c_pid: u32,
+    c_generation: u64,
+}
+
+/// Waits until each of `nodes` (a, b, c) sees the three up, then starts
+/// twelve probes on c through a and waits until each ticks there.
+async fn probes_on_c(dir: &Path, nodes: [(&Running, &String); 3]) -> Probes {
     let all_up = |view: &[(String, String)]| {
         ["a@local", "b@local", "c@local"]
             .iter()
             .all(|n| has(view, n, "up"))
     };
-    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
+    for (running, token) in nodes {
         until(&running.addr, token, WAIT, "three members up", all_up).await;
     }
+    let [(a, a_token), _, (c, c_token)] = nodes;
     let c_pid = c.child.id().unwrap();
-    let (c_generation, _) = view_of(&c.addr, &c_token, "c@local").await.unwrap();
-
-    let log = dir.path().join("activations.probe");
+    let (c_generation, _) = view_of(&c.addr, c_token, "c@local").await.unwrap();
+    let log = dir.join("activations.probe");
     let ids: Vec<String> = (0..12).map(|i| format!("probe-{i:02}")).collect();
     for id in &ids {
         let body = serde_json::json!({
@@ -1376,10 +1408,9 @@ async fn a_node_cut_from_the_store_stops_its_agents_before_survivors_start_them(
             "args": {"log": log, "tag": id},
         })
         .to_string();
-        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
+        let (status, record) = post_agent(&a.addr, a_token, &body).await;
         assert_eq!(status, 201, "{record}");
     }
-    // Each probe ticks on c.
     tokio::time::timeout(WAIT, async {
         loop {
             let seen = activations(&log);
@@ -1394,50 +1425,60 @@ async fn a_node_cut_from_the_store_stops_its_agents_before_survivors_start_them(
     })
     .await
     .expect("every probe ticks on c");
+    Probes {
+        log,
+        ids,
+        c_pid,
+        c_generation,
+    }
+}
 
-    let cut = Instant::now();
-    store_link.cut();
-    // Each probe answers through a from a survivor (a process not c's).
-    let mut late = None;
-    'probes: for id in &ids {
+/// After c was cut off at `cut`: each probe answers through a from a
+/// survivor (a process not c's) within 15 s, and the activations show no
+/// overlap, each probe first on c and then on survivors only. Returns how
+/// long after the cut the last one answered, or the probe still late at
+/// 15 s.
+async fn answered_by_survivors(
+    a: &Running,
+    a_token: &str,
+    probes: &Probes,
+    cut: Instant,
+) -> Result<Duration, String> {
+    for id in &probes.ids {
         loop {
-            let (status, answer) = ask(&a.addr, &a_token, id, "probe.get", Value::Null).await;
-            if status == 200 && answer["reply"]["pid"] != c_pid {
+            let (status, answer) = ask(&a.addr, a_token, id, "probe.get", Value::Null).await;
+            if status == 200 && answer["reply"]["pid"] != probes.c_pid {
                 break;
             }
             if cut.elapsed() > Duration::from_secs(15) {
-                late = Some(format!("{id}: {status} {answer}"));
-                break 'probes;
+                return Err(format!("{id}: {status} {answer}"));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-    if let Some(late) = late {
-        let logs = [a.kill().await, b.kill().await, c.kill().await];
-        panic!(
-            "not answering from a survivor within 15 s of the cut: {late}\n\
-             a:\n{}\nb:\n{}\nc:\n{}",
-            logs[0], logs[1], logs[2]
-        );
-    }
     let took = cut.elapsed();
-    let seen = activations(&log);
+    let seen = activations(&probes.log);
     assert_no_overlap(&seen);
-    for id in &ids {
+    for id in &probes.ids {
         let list = &seen[id];
-        assert_eq!(list[0].pid, c_pid, "{id} first ran on c: {list:?}");
+        assert_eq!(list[0].pid, probes.c_pid, "{id} first ran on c: {list:?}");
         assert!(
-            list.len() >= 2 && list[1..].iter().all(|a| a.pid != c_pid),
+            list.len() >= 2 && list[1..].iter().all(|a| a.pid != probes.c_pid),
             "{id}: on c, then on survivors only: {list:?}"
         );
     }
-    eprintln!("cut from the store: all probes answer from survivors {took:?} after the cut");
+    Ok(took)
+}
 
-    // Healed: c starts again as a new generation and rejoins.
-    store_link.heal();
-    let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
-    rejoins_with_unique_ids(nodes, c_generation, &ids, &log).await;
-    drop((a, b, c));
+/// Fails the test with `late` and the three nodes' logs.
+async fn fail_with_logs(late: &str, nodes: [Running; 3]) -> ! {
+    let [a, b, c] = nodes;
+    let logs = [a.kill().await, b.kill().await, c.kill().await];
+    panic!(
+        "not answering from a survivor within 15 s of the cut: {late}\n\
+         a:\n{}\nb:\n{}\nc:\n{}",
+        logs[0], logs[1], logs[2]
+    );
 }
 
 /// After a partition healed: c (the third of `nodes`) rejoins as a newer
@@ -1680,88 +1721,24 @@ async fn a_node_cut_from_the_others_stops_its_agents_once_declared_dead() {
     let (c, c_token, c_listen) = started.pop().unwrap();
     let (b, b_token, _) = started.pop().unwrap();
     let (a, a_token, _) = started.pop().unwrap();
-    let all_up = |view: &[(String, String)]| {
-        ["a@local", "b@local", "c@local"]
-            .iter()
-            .all(|n| has(view, n, "up"))
-    };
-    for (running, token) in [(&a, &a_token), (&b, &b_token), (&c, &c_token)] {
-        until(&running.addr, token, WAIT, "three members up", all_up).await;
-    }
-    let c_pid = c.child.id().unwrap();
-    let (c_generation, _) = view_of(&c.addr, &c_token, "c@local").await.unwrap();
-    let log = dir.path().join("activations.probe");
-    let ids: Vec<String> = (0..12).map(|i| format!("probe-{i:02}")).collect();
-    for id in &ids {
-        let body = serde_json::json!({
-            "kind": "probe", "id": id, "node": "c@local",
-            "args": {"log": log, "tag": id},
-        })
-        .to_string();
-        let (status, record) = post_agent(&a.addr, &a_token, &body).await;
-        assert_eq!(status, 201, "{record}");
-    }
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let seen = activations(&log);
-            if ids
-                .iter()
-                .all(|id| seen.get(id).is_some_and(|l| !l.is_empty()))
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("every probe ticks on c");
+    let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
+    let probes = probes_on_c(dir.path(), nodes).await;
 
     let cut = Instant::now();
     fronts[2].cut(true);
     fronts[0].block(&c_listen);
     fronts[1].block(&c_listen);
-    let mut late = None;
-    'probes: for id in &ids {
-        loop {
-            let (status, answer) = ask(&a.addr, &a_token, id, "probe.get", Value::Null).await;
-            if status == 200 && answer["reply"]["pid"] != c_pid {
-                break;
-            }
-            if cut.elapsed() > Duration::from_secs(15) {
-                late = Some(format!("{id}: {status} {answer}"));
-                break 'probes;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-    if let Some(late) = late {
-        let logs = [a.kill().await, b.kill().await, c.kill().await];
-        panic!(
-            "not answering from a survivor within 15 s of the cut: {late}\n\
-             a:\n{}\nb:\n{}\nc:\n{}",
-            logs[0], logs[1], logs[2]
-        );
-    }
-    eprintln!(
-        "cut from the others: all probes answer from survivors {:?} after the cut",
-        cut.elapsed()
-    );
-    let seen = activations(&log);
-    assert_no_overlap(&seen);
-    for id in &ids {
-        let list = &seen[id];
-        assert_eq!(list[0].pid, c_pid, "{id} first ran on c: {list:?}");
-        assert!(
-            list.len() >= 2 && list[1..].iter().all(|a| a.pid != c_pid),
-            "{id}: on c, then on survivors only: {list:?}"
-        );
-    }
+    let took = match answered_by_survivors(&a, &a_token, &probes, cut).await {
+        Ok(took) => took,
+        Err(late) => fail_with_logs(&late, [a, b, c]).await,
+    };
+    eprintln!("cut from the others: all probes answer from survivors {took:?} after the cut");
 
     fronts[2].cut(false);
     fronts[0].unblock();
     fronts[1].unblock();
     let nodes = [(&a, &a_token), (&b, &b_token), (&c, &c_token)];
-    rejoins_with_unique_ids(nodes, c_generation, &ids, &log).await;
+    rejoins_with_unique_ids(nodes, probes.c_generation, &probes.ids, &probes.log).await;
     let c_log = c.kill().await;
     assert!(
         c_log.contains("another member declared this one dead"),
