@@ -578,24 +578,8 @@ async fn claims(schema: &str) -> std::collections::BTreeMap<String, (String, i64
 /// An ask of `protocol` (with `body`) to agent `id` through `addr`:
 /// status and answer.
 async fn ask(addr: &str, token: &str, id: &str, protocol: &str, body: Value) -> (u16, Value) {
-    let request = serde_json::json!({"protocol": protocol, "body": body}).to_string();
-    let reply = tokio::time::timeout(
-        WAIT,
-        send(
-            addr,
-            "POST",
-            &format!("/api/agents/{id}/ask"),
-            Some(token),
-            Some(&request),
-        ),
-    )
-    .await
-    .expect("the node answers in time")
-    .unwrap();
-    (
-        reply.status,
-        serde_json::from_str(&reply.body).unwrap_or(Value::Null),
-    )
+    let request = serde_json::json!({"protocol": protocol, "body": body});
+    post(addr, token, &format!("/api/agents/{id}/ask"), request).await
 }
 
 /// Failover on a shared store (PostgreSQL): thirty counters placed on c

@@ -239,36 +239,30 @@ impl PostgresAgentStore {
     /// The members whose leases run now (not dead, not expired by the
     /// server's clock): the voters of a decision to declare one dead.
     pub async fn leased_members(&self) -> Result<Vec<(Arc<str>, u64)>, OwnershipError> {
-        let client = self.owners_client().await?;
-        let rows = client
-            .query(
-                "SELECT node, generation FROM node_leases \
-                 WHERE NOT dead AND expires_at > now() ORDER BY node, generation",
-                &[],
-            )
-            .await
-            .map_err(|e| unavailable(&e))?;
-        Ok(rows
-            .iter()
-            .map(|row| {
-                let node: String = row.get(0);
-                (node.into(), row.get::<_, i64>(1) as u64)
-            })
-            .collect())
+        self.members_of(
+            "SELECT node, generation FROM node_leases \
+             WHERE NOT dead AND expires_at > now() ORDER BY node, generation",
+        )
+        .await
     }
 
     /// The members that still hold claims though their leases have
     /// expired by the server's clock (members dead before any survivor
     /// saw them go): whose claims are free to take over.
     pub async fn expired_holders(&self) -> Result<Vec<(Arc<str>, u64)>, OwnershipError> {
+        self.members_of(
+            "SELECT DISTINCT o.node, o.generation FROM agent_owners o \
+             JOIN node_leases l ON l.node = o.node AND l.generation = o.generation \
+             WHERE l.expires_at <= now() ORDER BY o.node, o.generation",
+        )
+        .await
+    }
+
+    /// The (node, generation) rows `query` selects.
+    async fn members_of(&self, query: &str) -> Result<Vec<(Arc<str>, u64)>, OwnershipError> {
         let client = self.owners_client().await?;
         let rows = client
-            .query(
-                "SELECT DISTINCT o.node, o.generation FROM agent_owners o \
-                 JOIN node_leases l ON l.node = o.node AND l.generation = o.generation \
-                 WHERE l.expires_at <= now() ORDER BY o.node, o.generation",
-                &[],
-            )
+            .query(query, &[])
             .await
             .map_err(|e| unavailable(&e))?;
         Ok(rows
