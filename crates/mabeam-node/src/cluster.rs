@@ -186,8 +186,16 @@ pub(crate) fn fail_over(
 ) -> tokio::task::JoinHandle<()> {
     let mut events = membership.subscribe();
     tokio::spawn(async move {
+        // Dropped with this task when the node stops, which aborts every
+        // takeover still waiting out a lease: none claims agents for a
+        // node that is gone.
+        let mut takeovers = tokio::task::JoinSet::new();
         loop {
-            let event = match events.recv().await {
+            let received = tokio::select! {
+                received = events.recv() => received,
+                Some(_) = takeovers.join_next(), if !takeovers.is_empty() => continue,
+            };
+            let event = match received {
                 Ok(event) => event,
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(missed)) => {
                     tracing::warn!(missed, "failover: membership events missed");
@@ -206,7 +214,7 @@ pub(crate) fn fail_over(
             // Each dead member on its own task: waiting out one's lease
             // delays no other.
             let (membership, store, system) = (membership.clone(), store.clone(), system.clone());
-            tokio::spawn(async move {
+            takeovers.spawn(async move {
                 if crate::cluster_lease::await_lease_end(store.store(), &membership, &dead, timings)
                     .await
                 {
