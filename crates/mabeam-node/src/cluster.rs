@@ -48,6 +48,9 @@ const LIST: &str = "mabeam.node.list";
 /// {status, code, error, message}}`, the refusal as this node's API
 /// gives it).
 const START: &str = "mabeam.node.start";
+/// The protocol of a node-level request to stop and forget one of the
+/// node's agents (body: `{"id": ID}`; answer as [`START`]'s).
+const STOP: &str = "mabeam.node.stop";
 /// How long a node-level request may take.
 const NODE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -343,6 +346,55 @@ pub(crate) async fn start_elsewhere(
     let connections = reach(state, node)?;
     let body = serde_json::to_value(&request).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
     let envelope = Envelope::new(START, body, NODE_REQUEST_TIMEOUT);
+    node_request(connections, node, envelope, StatusCode::CREATED).await
+}
+
+/// Stops agent `id` on the member its claim in the shared store names
+/// (`DELETE /api/agents/{id}` through another member): not found without
+/// a claim, `agent_node_down` while the owner is down and not yet taken
+/// over.
+pub(crate) async fn stop_elsewhere(state: &ApiState, id: &str) -> Result<Response, ApiError> {
+    use mabeam_supervision_core::cluster::Ownership;
+    let (Some(store), Some(membership)) = (&state.ownership, &state.cluster) else {
+        return Err(ApiError::AgentNotFound(id.to_owned()));
+    };
+    let agent = AgentId::new(id);
+    let claim = store
+        .store()
+        .owner(&agent)
+        .await
+        .map_err(|_| ApiError::Unavailable("agent_store"))?
+        .ok_or_else(|| ApiError::AgentNotFound(id.to_owned()))?;
+    // A claim of this node without an agent here: one stopped meanwhile.
+    if claim.node == membership.local().node {
+        return Err(ApiError::AgentNotFound(id.to_owned()));
+    }
+    let owner_up = membership.members().into_iter().any(|m| {
+        m.node == claim.node && m.generation == claim.generation && m.state != MemberState::Down
+    });
+    if !owner_up {
+        return Err(ApiError::AgentNodeDown {
+            agent: id.to_owned(),
+            node: claim.node.to_string(),
+            reason: format!(
+                "its owner (generation {}) is down; a survivor takes its agents over: retry",
+                claim.generation
+            ),
+        });
+    }
+    let connections = reach(state, &claim.node)?;
+    let envelope = Envelope::new(STOP, json!({ "id": id }), NODE_REQUEST_TIMEOUT);
+    node_request(connections, &claim.node, envelope, StatusCode::OK).await
+}
+
+/// Sends a node-level request to `node` and answers as that node's API
+/// did: `{"ok": record}` with `ok`, a refusal with its own status.
+async fn node_request(
+    connections: &ConnectionManager,
+    node: &str,
+    envelope: Envelope,
+    ok: StatusCode,
+) -> Result<Response, ApiError> {
     let answer = connections
         .ask(node, &AgentId::new(""), envelope)
         .await
@@ -351,7 +403,7 @@ pub(crate) async fn start_elsewhere(
             reason: e.to_string(),
         })?;
     if let Some(record) = answer.get("ok") {
-        return Ok((StatusCode::CREATED, Json(record.clone())).into_response());
+        return Ok((ok, Json(record.clone())).into_response());
     }
     let status = answer["error"]["status"]
         .as_u64()
@@ -396,7 +448,7 @@ pub(crate) async fn agents_elsewhere(
 }
 
 /// What other nodes' calls reach: this node's agents, and at the empty
-/// agent id the node itself ([`LIST`], [`START`]).
+/// agent id the node itself ([`LIST`], [`START`], [`STOP`]).
 pub(crate) struct Served {
     pub(crate) api: ApiState,
     /// The node's agent layer (a node always runs one).
@@ -441,6 +493,15 @@ impl Served {
                     ..request
                 };
                 Ok(match crate::http::start_here(&state, request).await {
+                    Ok(record) => json!({ "ok": record }),
+                    Err(error) => refusal(error),
+                })
+            }
+            STOP => {
+                let Some(id) = envelope.body["id"].as_str() else {
+                    return Ok(refusal(ApiError::InvalidBody("an id is needed".to_owned())));
+                };
+                Ok(match crate::http::stop_here(&state, id).await {
                     Ok(record) => json!({ "ok": record }),
                     Err(error) => refusal(error),
                 })

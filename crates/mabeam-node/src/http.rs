@@ -11,7 +11,8 @@
 //! changes) and the rate limiter's `api.mutation` rule (429), both checked
 //! before the body is read:
 //! `POST /api/agents` (start an agent of a built-in kind),
-//! `DELETE /api/agents/{id}` (stop and forget it),
+//! `DELETE /api/agents/{id}` (stop and forget it, on the member that owns
+//! it),
 //! `POST /api/agents/{id}/ask` (send it a protocol envelope),
 //! `POST /api/agents/{id}/kill` (kill its incarnation: it is restarted by
 //! its policy, state from its checkpoint), `POST /api/agents/{id}/passivate`
@@ -623,17 +624,29 @@ pub(crate) fn agent_registry(
         .ok_or(ApiError::Unavailable("agent_registry"))
 }
 
-/// Stops agent `id` and forgets it.
+/// Stops agent `id` and forgets it, on the member its claim names when
+/// another member of the cluster owns it.
 async fn stop_agent(
     State(state): State<ApiState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let registry = agent_registry(&state)?;
+    if registry.status(&id).is_none() && state.ownership.is_some() {
+        return crate::cluster::stop_elsewhere(&state, &id).await;
+    }
+    Ok(Json(stop_here(&state, &id).await?).into_response())
+}
+
+/// Stops agent `id` of this node and forgets it: its record goes, and
+/// with it its claim in a shared store (the store's removal releases it),
+/// so that any member may start the id again.
+pub(crate) async fn stop_here(state: &ApiState, id: &str) -> Result<Value, ApiError> {
+    let registry = agent_registry(state)?;
     registry
-        .deregister_agent(&id)
+        .deregister_agent(id)
         .await
-        .map_err(|e| agent_error(&id, e))?;
-    Ok(Json(json!({"id": id, "stopped": true})).into_response())
+        .map_err(|e| agent_error(id, e))?;
+    Ok(json!({"id": id, "stopped": true}))
 }
 
 /// Kills agent `id`'s current incarnation and answers once it has exited

@@ -807,6 +807,38 @@ async fn asks_and_tells_go_to_the_owner_its_claim_names() {
     assert_eq!(status, 404, "{answer}");
     assert_eq!(answer["code"], 9107, "{answer}");
 
+    // A delete through a stops b's agent on b and frees its id: the same
+    // id starts again on c (its claim was released), from a fresh count.
+    let delete = |addr: String, token: String| async move {
+        let reply = tokio::time::timeout(
+            WAIT,
+            request(&addr, "DELETE", "/api/agents/on-b@local", Some(&token)),
+        )
+        .await
+        .expect("the node answers in time")
+        .unwrap();
+        let body: Value = serde_json::from_str(&reply.body).unwrap_or(Value::Null);
+        (reply.status, body)
+    };
+    let (status, answer) = delete(a.addr.clone(), a_token.clone()).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["stopped"], true, "{answer}");
+    let (status, answer) = ask(&b.addr, &b_token, "on-b@local", "counter.get", Value::Null).await;
+    assert_eq!(status, 404, "{answer}");
+    let (status, answer) = delete(c.addr.clone(), c_token.clone()).await;
+    assert_eq!(status, 404, "deleted twice: {answer}");
+    assert_eq!(answer["code"], 9107, "{answer}");
+    let (status, record) = post_agent(
+        &a.addr,
+        &a_token,
+        r#"{"kind": "counter", "id": "on-b@local", "node": "c@local"}"#,
+    )
+    .await;
+    assert_eq!(status, 201, "the id is free again: {record}");
+    let (status, answer) = ask(&b.addr, &b_token, "on-b@local", "counter.get", Value::Null).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["reply"]["count"], 0, "{answer}");
+
     // The owner dies: its agent is NodeDown until taken over.
     let _log = c.kill().await;
     let killed = Instant::now();
