@@ -27,6 +27,15 @@
 //!   of the detection; the caller's retry policy (not a hidden wait that
 //!   eats its deadline) decides whether to try again.
 //!
+//! The owner a claim named is remembered (an [`Owners`] cache, bounded):
+//! the next call to the agent goes straight to that member while it is
+//! live under the same generation, without reading the store. A cached
+//! owner that answers `NotFound` or `Restarting` (nothing taken) is
+//! forgotten and the claim read again before anything else happens, so a
+//! stale entry costs one round trip, never a wrong answer: an agent moves
+//! only once its old owner stopped it (hand-over gate, leases). One that
+//! cannot be reached is forgotten too, and the caller gets that answer.
+//!
 //! A node without a shared store (membership tests) has no claims to
 //! read: it asks the other live members in turn, the one the id hashes
 //! to first.
@@ -88,6 +97,39 @@ pub(crate) struct Reach {
     /// Closed by the hand-over: other nodes' calls to this node's agents
     /// are refused from then on.
     pub(crate) gate: Arc<Gate>,
+    /// The owners the claims last named.
+    pub(crate) owners: Owners,
+}
+
+/// The most entries [`Owners`] keeps; past it, it starts afresh.
+const OWNERS_CAPACITY: usize = 65_536;
+
+/// The owner (member and generation) each agent's claim last named, as
+/// read by this node: a hint, checked against the membership at each use
+/// and forgotten at the first sign it is stale.
+#[derive(Debug, Default)]
+pub(crate) struct Owners {
+    by_agent: parking_lot::Mutex<std::collections::HashMap<AgentId, (Arc<str>, u64)>>,
+}
+
+impl Owners {
+    fn get(&self, agent: &AgentId) -> Option<(Arc<str>, u64)> {
+        self.by_agent.lock().get(agent).cloned()
+    }
+
+    fn remember(&self, agent: &AgentId, node: Arc<str>, generation: u64) {
+        let mut by_agent = self.by_agent.lock();
+        // Bounded without bookkeeping per entry: a full cache is dropped
+        // and refills from the calls that follow.
+        if by_agent.len() >= OWNERS_CAPACITY && !by_agent.contains_key(agent) {
+            by_agent.clear();
+        }
+        by_agent.insert(agent.clone(), (node, generation));
+    }
+
+    fn forget(&self, agent: &AgentId) {
+        self.by_agent.lock().remove(agent);
+    }
 }
 
 /// Whether other nodes' calls may reach this node's agents: closed once
@@ -164,8 +206,9 @@ impl AgentDirectory for Gated {
 
 /// Where a call for an agent not held here goes.
 enum Route {
-    /// To this member.
-    To(Arc<str>),
+    /// To this member; `cached` when the owner came from [`Owners`]
+    /// rather than the store.
+    To { node: Arc<str>, cached: bool },
     /// This node owns it: it is being brought in here.
     Here,
 }
@@ -192,12 +235,25 @@ impl ClusterDirectory {
         ClusterDirectory { local, reach }
     }
 
-    /// Where the agent's claim says it lives (see the module docs).
+    /// Where the agent's claim says it lives (see the module docs): the
+    /// owner remembered in [`Owners`] while it is a live member under the
+    /// same generation, unless `fresh`; otherwise the claim read from the
+    /// store.
     async fn route(
         reach: &Reach,
         store: &FencedAgentStore,
         agent: &AgentId,
+        fresh: bool,
     ) -> Result<Route, DirectoryError> {
+        if !fresh && let Some((node, generation)) = reach.owners.get(agent) {
+            let live = reach.membership.members().into_iter().any(|m| {
+                m.node == node && m.generation == generation && m.state != MemberState::Down
+            });
+            if live {
+                return Ok(Route::To { node, cached: true });
+            }
+            reach.owners.forget(agent);
+        }
         let claim = store
             .store()
             .owner(agent)
@@ -217,7 +273,15 @@ impl ClusterDirectory {
             .into_iter()
             .find(|m| m.node == claim.node && m.generation == claim.generation);
         match owner {
-            Some(member) if member.state != MemberState::Down => Ok(Route::To(claim.node)),
+            Some(member) if member.state != MemberState::Down => {
+                reach
+                    .owners
+                    .remember(agent, claim.node.clone(), claim.generation);
+                Ok(Route::To {
+                    node: claim.node,
+                    cached: false,
+                })
+            }
             _ => Err(DirectoryError::NodeDown {
                 agent: agent.clone(),
                 node: claim.node,
@@ -336,6 +400,21 @@ impl ClusterDirectory {
         Ok(())
     }
 
+    /// Whether an owner taken from [`Owners`] may no longer be the owner:
+    /// it does not hold the agent or is handing it over. Nothing was taken
+    /// then, so the call may go again. (An unreachable owner may have
+    /// taken it: that answer is the caller's, and the entry is forgotten.)
+    fn stale<T>(reach: &Reach, agent: &AgentId, answer: &Result<T, DirectoryError>) -> bool {
+        match answer {
+            Err(DirectoryError::NotFound(_) | DirectoryError::Restarting(_)) => true,
+            Err(DirectoryError::NodeDown { .. }) => {
+                reach.owners.forget(agent);
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// An ask for an agent this node does not hold.
     async fn ask_elsewhere(
         local: mabeam::Agents,
@@ -352,10 +431,17 @@ impl ClusterDirectory {
             }
             return Err(DirectoryError::NotFound(agent));
         };
+        let mut fresh = false;
         loop {
-            match Self::route(reach, store, &agent).await? {
-                Route::To(node) => {
-                    match reach.delivery.ask(&node, &agent, envelope.clone()).await {
+            match Self::route(reach, store, &agent, fresh).await? {
+                Route::To { node, cached } => {
+                    let answer = reach.delivery.ask(&node, &agent, envelope.clone()).await;
+                    if cached && Self::stale(reach, &agent, &answer) {
+                        reach.owners.forget(&agent);
+                        fresh = true;
+                        continue;
+                    }
+                    match answer {
                         Err(DirectoryError::NotFound(_)) => {
                             Self::being_adopted(store, &agent, &envelope).await?;
                         }
@@ -391,18 +477,26 @@ impl ClusterDirectory {
             }
             return Err(DirectoryError::NotFound(agent));
         };
+        let mut fresh = false;
         loop {
-            match Self::route(reach, store, &agent).await? {
-                Route::To(node) => match reach.delivery.tell(&node, &agent, envelope.clone()).await
-                {
-                    Err(DirectoryError::NotFound(_)) => {
-                        Self::being_adopted(store, &agent, &envelope).await?;
+            match Self::route(reach, store, &agent, fresh).await? {
+                Route::To { node, cached } => {
+                    let taken = reach.delivery.tell(&node, &agent, envelope.clone()).await;
+                    if cached && Self::stale(reach, &agent, &taken) {
+                        reach.owners.forget(&agent);
+                        fresh = true;
+                        continue;
                     }
-                    Err(DirectoryError::Restarting(_)) if !envelope.fail_if_restarting => {
-                        Self::pause(&agent, &envelope).await?;
+                    match taken {
+                        Err(DirectoryError::NotFound(_)) => {
+                            Self::being_adopted(store, &agent, &envelope).await?;
+                        }
+                        Err(DirectoryError::Restarting(_)) if !envelope.fail_if_restarting => {
+                            Self::pause(&agent, &envelope).await?;
+                        }
+                        taken => return taken,
                     }
-                    taken => return taken,
-                },
+                }
                 Route::Here => {
                     Self::wait_here(store, &local, &agent, &envelope).await?;
                     return local.cast(&agent, envelope);
@@ -729,6 +823,26 @@ pub(crate) async fn hand_over(reach: &Reach, agents: &mabeam::Agents) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The owners cache answers what it was told, forgets on request,
+    /// and never holds more than its capacity.
+    #[test]
+    fn owners_are_remembered_forgotten_and_bounded() {
+        let owners = Owners::default();
+        let x = AgentId::new("x");
+        owners.remember(&x, "b@local".into(), 3);
+        assert_eq!(owners.get(&x), Some((Arc::from("b@local"), 3)));
+        owners.remember(&x, "c@local".into(), 1);
+        assert_eq!(owners.get(&x), Some((Arc::from("c@local"), 1)));
+        owners.forget(&x);
+        assert_eq!(owners.get(&x), None);
+        for i in 0..=OWNERS_CAPACITY {
+            owners.remember(&AgentId::new(format!("a{i}")), "b@local".into(), 1);
+        }
+        assert!(owners.by_agent.lock().len() <= OWNERS_CAPACITY);
+        let last = AgentId::new(format!("a{OWNERS_CAPACITY}"));
+        assert!(owners.get(&last).is_some(), "the newest entry is kept");
+    }
 
     /// `NodeDown`, `Restarting` and `Timeout` reach the HTTP caller each
     /// with its own status and code.

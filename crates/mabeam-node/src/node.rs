@@ -342,6 +342,7 @@ impl Node {
                 delivery: connections.clone(),
                 ownership: fenced.clone(),
                 gate: Arc::default(),
+                owners: cluster_reach::Owners::default(),
             });
         }
         let failover = fenced.clone().map(|store| {
