@@ -9,6 +9,10 @@
 //!   reply), one ask after the other, for [`ASK_WINDOW`].
 //! - `local_asks_per_s`: the same 64 callers asking 64 agents on `a`
 //!   through its agent directory.
+//! - `directory_asks_per_s`: the callers asking their agents on `b` by
+//!   id alone, through `a`'s cluster directory (`System::directory`, what
+//!   the HTTP API, coordination and economics use): the owner found from
+//!   the claims (remembered after the first read), then the same ask.
 //! - `bare_round_trips_per_s`: 64 callers over one bare tokio TCP
 //!   connection with the same framing (a length-prefixed frame) and the
 //!   same encryption (Noise `NNpsk0_25519_ChaChaPoly_BLAKE2s` from `snow`,
@@ -183,7 +187,7 @@ async fn start_on(node: &Node, on: &str, kind: &str, id: &str) -> Result<()> {
 /// One ask phase: asks per second and the sorted latencies.
 type Phase = (f64, Vec<Duration>);
 /// One round: remote, local, bare.
-type Round = (Phase, Phase, Phase);
+type Round = (Phase, Phase, Phase, Phase);
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -447,6 +451,7 @@ pub(crate) async fn run(store: Option<String>, failover_agents: usize) -> Result
     };
     let connections = a.system().connections().context("connections")?.clone();
     let agents = a.system().agents().context("agents")?.clone();
+    let directory = a.system().directory().context("directory")?.clone();
     let remote_ids: Arc<Vec<AgentId>> = Arc::new(
         (0..CALLERS)
             .map(|i| AgentId::new(format!("remote-{i}")))
@@ -479,12 +484,21 @@ pub(crate) async fn run(store: Option<String>, failover_agents: usize) -> Result
             }
         })
         .await?;
+        let (directory_, ids) = (directory.clone(), remote_ids.clone());
+        let routed = drive(move |caller| {
+            let ask = directory_.ask(&ids[caller], envelope(caller));
+            async move {
+                ask.await?;
+                Ok(())
+            }
+        })
+        .await?;
         let bare = bare_round_trips().await?;
         eprintln!(
-            "bench cluster: remote {:.0}/s, local {:.0}/s, bare {:.0}/s",
-            remote.0, local.0, bare.0
+            "bench cluster: remote {:.0}/s, through the directory {:.0}/s, local {:.0}/s, bare {:.0}/s",
+            remote.0, routed.0, local.0, bare.0
         );
-        runs.push((remote, local, bare));
+        runs.push((remote, local, bare, routed));
     }
     let best = |pick: fn(&Round) -> &Phase| {
         runs.iter()
@@ -496,6 +510,7 @@ pub(crate) async fn run(store: Option<String>, failover_agents: usize) -> Result
     let remote = best(|r| &r.0);
     let local = best(|r| &r.1);
     let bare = best(|r| &r.2);
+    let routed = best(|r| &r.3);
 
     // Failover: 10,000 counters on c, c killed.
     eprintln!("bench cluster: starting {failover_agents} agents on c");
@@ -580,6 +595,9 @@ pub(crate) async fn run(store: Option<String>, failover_agents: usize) -> Result
         "bare_round_trips_per_s": bare.0.round(),
         "bare_p50_ms": percentile(&bare.1, 0.5),
         "remote_vs_bare": remote.0 / bare.0,
+        "directory_asks_per_s": routed.0.round(),
+        "directory_ask_p50_ms": percentile(&routed.1, 0.5),
+        "directory_vs_bare": routed.0 / bare.0,
         "failover_10k_s": failover,
         "failover_agents": failover_agents,
         "callers": CALLERS,
