@@ -422,9 +422,59 @@ impl ClusterDirectory {
         agent: AgentId,
         envelope: Envelope,
     ) -> Result<Value, DirectoryError> {
+        Self::elsewhere(
+            local,
+            reach,
+            agent,
+            envelope,
+            |delivery, node, agent, envelope| delivery.ask(node, agent, envelope),
+            |local, agent, envelope| local.ask(agent, envelope),
+        )
+        .await
+    }
+
+    /// A tell for an agent this node does not hold: `Ok` once the owner
+    /// took it.
+    async fn tell_elsewhere(
+        local: mabeam::Agents,
+        reach: &Reach,
+        agent: AgentId,
+        envelope: Envelope,
+    ) -> Result<(), DirectoryError> {
+        Self::elsewhere(
+            local,
+            reach,
+            agent,
+            envelope,
+            |delivery, node, agent, envelope| delivery.tell(node, agent, envelope),
+            |local, agent, envelope| Box::pin(std::future::ready(local.cast(agent, envelope))),
+        )
+        .await
+    }
+
+    /// A call for an agent this node does not hold (see the module docs):
+    /// `remote` carries it to a member, `here` to this node's agent once
+    /// it is brought in here.
+    async fn elsewhere<T>(
+        local: mabeam::Agents,
+        reach: &Reach,
+        agent: AgentId,
+        envelope: Envelope,
+        remote: impl Fn(
+            &ConnectionManager,
+            &str,
+            &AgentId,
+            Envelope,
+        ) -> BoxFuture<'static, Result<T, DirectoryError>>,
+        here: impl FnOnce(
+            &mabeam::Agents,
+            &AgentId,
+            Envelope,
+        ) -> BoxFuture<'static, Result<T, DirectoryError>>,
+    ) -> Result<T, DirectoryError> {
         let Some(store) = &reach.ownership else {
             for node in Self::members_in_turn(reach, &agent) {
-                match reach.delivery.ask(&node, &agent, envelope.clone()).await {
+                match remote(&reach.delivery, &node, &agent, envelope.clone()).await {
                     Err(DirectoryError::NotFound(_) | DirectoryError::NodeDown { .. }) => continue,
                     other => return other,
                 }
@@ -435,7 +485,7 @@ impl ClusterDirectory {
         loop {
             match Self::route(reach, store, &agent, fresh).await? {
                 Route::To { node, cached } => {
-                    let answer = reach.delivery.ask(&node, &agent, envelope.clone()).await;
+                    let answer = remote(&reach.delivery, &node, &agent, envelope.clone()).await;
                     if cached && Self::stale(reach, &agent, &answer) {
                         reach.owners.forget(&agent);
                         fresh = true;
@@ -454,52 +504,7 @@ impl ClusterDirectory {
                 }
                 Route::Here => {
                     Self::wait_here(store, &local, &agent, &envelope).await?;
-                    return local.ask(&agent, envelope).await;
-                }
-            }
-        }
-    }
-
-    /// A tell for an agent this node does not hold: `Ok` once the owner
-    /// took it.
-    async fn tell_elsewhere(
-        local: mabeam::Agents,
-        reach: &Reach,
-        agent: AgentId,
-        envelope: Envelope,
-    ) -> Result<(), DirectoryError> {
-        let Some(store) = &reach.ownership else {
-            for node in Self::members_in_turn(reach, &agent) {
-                match reach.delivery.tell(&node, &agent, envelope.clone()).await {
-                    Err(DirectoryError::NotFound(_) | DirectoryError::NodeDown { .. }) => continue,
-                    other => return other,
-                }
-            }
-            return Err(DirectoryError::NotFound(agent));
-        };
-        let mut fresh = false;
-        loop {
-            match Self::route(reach, store, &agent, fresh).await? {
-                Route::To { node, cached } => {
-                    let taken = reach.delivery.tell(&node, &agent, envelope.clone()).await;
-                    if cached && Self::stale(reach, &agent, &taken) {
-                        reach.owners.forget(&agent);
-                        fresh = true;
-                        continue;
-                    }
-                    match taken {
-                        Err(DirectoryError::NotFound(_)) => {
-                            Self::being_adopted(store, &agent, &envelope).await?;
-                        }
-                        Err(DirectoryError::Restarting(_)) if !envelope.fail_if_restarting => {
-                            Self::pause(&agent, &envelope).await?;
-                        }
-                        taken => return taken,
-                    }
-                }
-                Route::Here => {
-                    Self::wait_here(store, &local, &agent, &envelope).await?;
-                    return local.cast(&agent, envelope);
+                    return here(&local, &agent, envelope).await;
                 }
             }
         }
