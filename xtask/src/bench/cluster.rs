@@ -22,6 +22,8 @@
 //!   killed (`SIGKILL`); the time from the kill until every one of them
 //!   answers again (through `a`, from whichever survivor it hashes to),
 //!   detection included (must: at most 5 s).
+//!
+//! `MABEAM_BENCH_LOG=1` shows the three nodes' logs on stderr.
 
 use std::{
     collections::HashMap,
@@ -84,11 +86,20 @@ fn config(
 
 /// The child: a node named by the arguments, until it is killed. Prints
 /// `ready` once it serves.
+/// With `MABEAM_BENCH_LOG` set, each node's log (`RUST_LOG`, else info)
+/// on stderr: where a failover's time went.
+fn node_logs() {
+    if std::env::var_os("MABEAM_BENCH_LOG").is_some() {
+        let _ = mabeam_node::logging::init(mabeam_node::LogLevel::Info, Default::default());
+    }
+}
+
 pub(crate) async fn child(args: &[String]) -> Result<Value> {
     let [name, dir, url, schema, join] = args else {
         bail!("cluster-node NAME DIR URL SCHEMA JOIN");
     };
     let join: SocketAddr = join.parse()?;
+    node_logs();
     let node = Node::start(config(name, dir.as_ref(), url, schema, Some(join))).await?;
     println!("ready {}", node.addr());
     std::future::pending::<()>().await;
@@ -416,6 +427,7 @@ pub(crate) async fn run(store: Option<String>, failover_agents: usize) -> Result
     };
     let url = store.unwrap_or_else(|| private.as_ref().map(|p| p.url.clone()).unwrap_or_default());
     let schema = format!("bench_cluster_{}", std::process::id());
+    node_logs();
     let dir = tempfile::tempdir()?;
     for name in ["a", "b", "c"] {
         std::fs::create_dir_all(dir.path().join(name))?;
