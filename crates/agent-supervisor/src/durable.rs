@@ -34,7 +34,7 @@
 //! takes running agents back to their state at their last stop or
 //! passivation (or their start arguments); with
 //! [`CheckpointPolicy::after_each_message`] every answered message is
-//! kept; with `every_messages: n` at most the last `n - 1` messages, with
+//! kept (one that changed nothing writes nothing); with `every_messages: n` at most the last `n - 1` messages, with
 //! `every: t` what came after the last checkpoint at least `t` old. A
 //! kill of one incarnation writes its checkpoint without waiting.
 //!
@@ -94,7 +94,10 @@ impl Default for CheckpointPolicy {
 }
 
 impl CheckpointPolicy {
-    /// After each handled message (and on passivation and stop).
+    /// After each handled message (and on passivation and stop). A
+    /// message that leaves a small checkpoint (up to 64 bytes encoded) as
+    /// this incarnation last stored it writes nothing: a read costs no
+    /// store write.
     pub fn after_each_message() -> Self {
         CheckpointPolicy {
             every_messages: NonZeroU32::new(1),
@@ -321,6 +324,7 @@ impl Shared {
             clock: self.clock.clone(),
             last: self.clock.now(),
             telemetry: self.reporter.telemetry.clone(),
+            stored: None,
         }))
     }
 }
@@ -335,7 +339,15 @@ pub(crate) struct DurableHost {
     clock: Clock,
     last: Instant,
     telemetry: mabeam_supervision_core::Telemetry,
+    /// The bytes of the last checkpoint this incarnation stored, when
+    /// small: the same checkpoint again (a message that changed nothing)
+    /// is not written twice.
+    stored: Option<Box<[u8]>>,
 }
+
+/// The largest checkpoint whose bytes a [`DurableHost`] keeps to skip
+/// writing it again unchanged (a larger one is always written).
+const KEPT_CHECKPOINT: usize = 64;
 
 /// The telemetry event of a checkpoint the store refused (measurement
 /// `count`, metadata `agent` and `error`).
@@ -361,28 +373,40 @@ impl DurableHost {
 
     /// Writes `checkpoint` (of agent type `A`); the future returned waits
     /// for the store. A refusal is reported (telemetry, log): the agent
-    /// keeps running on its state.
+    /// keeps running on its state. The checkpoint this incarnation last
+    /// stored, unchanged, is not written again (the store holds it).
     pub(crate) fn write<A: Agent>(
         &mut self,
         checkpoint: Option<&A::Checkpoint>,
-    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+    ) -> impl std::future::Future<Output = ()> + Send + '_ {
         self.handled = 0;
         self.last = self.clock.now();
-        let write = checkpoint.map(|checkpoint| match encode::<A>(checkpoint) {
-            Ok(encoded) => self
-                .store
-                .checkpoint(self.id.clone(), encoded, self.generation),
-            Err(reason) => {
-                futures::FutureExt::boxed(async move { Err(AgentStoreError::Invalid(reason)) })
-            }
-        });
-        let (id, telemetry) = (self.id.clone(), self.telemetry.clone());
+        let write = checkpoint.map(|checkpoint| encode::<A>(checkpoint));
         async move {
-            let Some(write) = write else {
-                return;
+            let encoded = match write {
+                None => return,
+                Some(Ok(encoded)) => encoded,
+                Some(Err(reason)) => {
+                    self.stored = None;
+                    failed(&self.id, &self.telemetry, &AgentStoreError::Invalid(reason));
+                    return;
+                }
             };
-            if let Err(error) = write.await {
-                failed(&id, &telemetry, &error);
+            if self.stored.as_deref() == Some(&encoded.data[..]) {
+                return;
+            }
+            let kept = (encoded.data.len() <= KEPT_CHECKPOINT)
+                .then(|| encoded.data.clone().into_boxed_slice());
+            // Unknown until the store answers: a refused write is not
+            // taken for stored.
+            self.stored = None;
+            match self
+                .store
+                .checkpoint(self.id.clone(), encoded, self.generation)
+                .await
+            {
+                Ok(()) => self.stored = kept,
+                Err(error) => failed(&self.id, &self.telemetry, &error),
             }
         }
     }

@@ -338,6 +338,101 @@ async fn a_corrupt_row_and_a_full_store() {
     registry.stop().await;
 }
 
+/// Counts the checkpoint writes that reach `inner`.
+#[derive(Debug)]
+struct CountingStore {
+    inner: Arc<dyn AgentStore>,
+    checkpoints: std::sync::atomic::AtomicUsize,
+}
+
+impl AgentStore for CountingStore {
+    fn write(
+        &self,
+        write: AgentWrite,
+    ) -> futures::future::BoxFuture<'static, Result<(), AgentStoreError>> {
+        if matches!(write, AgentWrite::Checkpoint { .. }) {
+            self.checkpoints
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.inner.write(write)
+    }
+
+    fn get(
+        &self,
+        id: &mabeam_supervision_core::AgentId,
+    ) -> futures::future::BoxFuture<'static, Result<Option<AgentRecord>, AgentStoreError>> {
+        self.inner.get(id)
+    }
+
+    fn load_page(
+        &self,
+        after: Option<&mabeam_supervision_core::AgentId>,
+        limit: usize,
+    ) -> futures::future::BoxFuture<
+        'static,
+        Result<Vec<mabeam_supervision_core::LoadedAgent>, AgentStoreError>,
+    > {
+        self.inner.load_page(after, limit)
+    }
+
+    fn count(&self) -> futures::future::BoxFuture<'static, Result<u64, AgentStoreError>> {
+        self.inner.count()
+    }
+}
+
+// A message that leaves the checkpoint as it was stored writes nothing;
+// one that changes it writes it. A refused write is not taken for
+// stored: the same checkpoint is written at the next message.
+#[tokio::test]
+async fn an_unchanged_checkpoint_is_not_written_again() {
+    let memory = MemoryAgentStore::new();
+    let refusing = Arc::new(RefusingStore::new(memory.clone(), |write| {
+        matches!(write, AgentWrite::Checkpoint { .. })
+    }));
+    refusing
+        .refusing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    let counting = Arc::new(CountingStore {
+        inner: refusing.clone(),
+        checkpoints: Default::default(),
+    });
+    let registry = registry(counting.clone()).await;
+    registry
+        .register_durable_agent("c", counter(&json!({"start": 2})).unwrap())
+        .await
+        .unwrap();
+    bounded("start", registry.start_agent("c")).await.unwrap();
+    let written = || {
+        counting
+            .checkpoints
+            .load(std::sync::atomic::Ordering::SeqCst)
+    };
+    assert_eq!(add(&registry, "c", 3).await, 5);
+    let after_change = written();
+    assert_eq!(count_of(&stored(&memory, "c")), Some(5));
+    for _ in 0..5 {
+        assert_eq!(add(&registry, "c", 0).await, 5);
+    }
+    assert_eq!(written(), after_change, "unchanged: nothing written");
+    assert_eq!(add(&registry, "c", 1).await, 6);
+    assert_eq!(written(), after_change + 1, "changed: written");
+    assert_eq!(count_of(&stored(&memory, "c")), Some(6));
+
+    // Refused: 7 is not stored, and is written at the next message
+    // although that one changes nothing.
+    refusing
+        .refusing
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(add(&registry, "c", 1).await, 7);
+    assert_eq!(count_of(&stored(&memory, "c")), Some(6));
+    refusing
+        .refusing
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(add(&registry, "c", 0).await, 7);
+    assert_eq!(count_of(&stored(&memory, "c")), Some(7));
+    registry.stop().await;
+}
+
 // A supervisor that dies takes its agents down; they are restarted under
 // the next one and the store still holds every registration, running.
 #[tokio::test]
