@@ -350,6 +350,7 @@ impl<A: Agent> Factory for TypedFactory<A> {
 
     fn decode(&self, checkpoint: &Checkpoint) -> Result<Box<dyn Any + Send>, String> {
         let state = A::read_checkpoint(checkpoint.format, &checkpoint.data)?;
-        Ok(Box::new(crate::slot::Kept::<A>::Checkpoint(state)))
+        let stored = crate::durable::stored_bytes::<A>(checkpoint);
+        Ok(Box::new(crate::slot::Kept::<A>::Loaded(state, stored)))
     }
 }

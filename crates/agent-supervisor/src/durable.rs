@@ -254,6 +254,14 @@ fn update_of(state: &SlotState) -> AgentUpdate {
     }
 }
 
+/// The bytes of `checkpoint`, loaded from the store, that a
+/// [`DurableHost`] keeps (small, and of `A`'s current format: an older
+/// one is written again in the current format).
+pub(crate) fn stored_bytes<A: Agent>(checkpoint: &Checkpoint) -> Option<Box<[u8]>> {
+    (checkpoint.format == A::CHECKPOINT_FORMAT && checkpoint.data.len() <= KEPT_CHECKPOINT)
+        .then(|| checkpoint.data.clone().into_boxed_slice())
+}
+
 /// A checkpoint in its stored form.
 pub(crate) fn encode<A: Agent>(checkpoint: &A::Checkpoint) -> Result<Checkpoint, String> {
     serde_json::to_vec(checkpoint)
@@ -339,10 +347,11 @@ pub(crate) struct DurableHost {
     clock: Clock,
     last: Instant,
     telemetry: mabeam_supervision_core::Telemetry,
-    /// The bytes of the last checkpoint this incarnation stored, when
-    /// small: the same checkpoint again (a message that changed nothing)
-    /// is not written twice.
-    stored: Option<Box<[u8]>>,
+    /// The bytes of the last checkpoint this incarnation stored (or
+    /// started from, as loaded from the store), when small: the same
+    /// checkpoint again (a message that changed nothing) is not written
+    /// twice.
+    pub(crate) stored: Option<Box<[u8]>>,
 }
 
 /// The largest checkpoint whose bytes a [`DurableHost`] keeps to skip

@@ -468,12 +468,24 @@ impl<A: Agent> AgentHost<A> {
         host: HostArgs,
         handle: ProcessHandle,
     ) -> Result<Self, ExitReason> {
-        let agent = match host.slot.take_kept::<A>() {
-            Some(Kept::Live(agent)) => agent,
-            Some(Kept::Checkpoint(checkpoint)) => A::on_start(args, Some(checkpoint))
-                .await
-                .map_err(ExitReason::error)?,
-            None => A::on_start(args, None).await.map_err(ExitReason::error)?,
+        let (agent, stored) = match host.slot.take_kept::<A>() {
+            Some(Kept::Live(agent)) => (agent, None),
+            Some(Kept::Checkpoint(checkpoint)) => (
+                A::on_start(args, Some(checkpoint))
+                    .await
+                    .map_err(ExitReason::error)?,
+                None,
+            ),
+            Some(Kept::Loaded(checkpoint, stored)) => (
+                A::on_start(args, Some(checkpoint))
+                    .await
+                    .map_err(ExitReason::error)?,
+                stored,
+            ),
+            None => (
+                A::on_start(args, None).await.map_err(ExitReason::error)?,
+                None,
+            ),
         };
         let shared = host
             .shared
@@ -481,7 +493,10 @@ impl<A: Agent> AgentHost<A> {
             .ok_or_else(|| ExitReason::Shutdown(Some("agent registry gone".into())))?;
         let id = handle.id();
         let (budget, tracks_idle, mail) = shared.install(&host.slot, handle, host.epoch)?;
-        let durable = shared.durable_host(&host.slot);
+        let mut durable = shared.durable_host(&host.slot);
+        if let Some(durable) = durable.as_deref_mut() {
+            durable.stored = stored;
+        }
         let leftovers = mail.and_then(|mail| match mail.messages.downcast::<Leftovers<A>>() {
             Ok(leftovers) => Some(leftovers),
             Err(_) => {

@@ -101,6 +101,9 @@ pub(crate) enum Kept<A: Agent> {
     Live(A),
     /// Its checkpoint.
     Checkpoint(A::Checkpoint),
+    /// Its checkpoint as loaded from the store, with the stored bytes
+    /// when small: what the store holds already.
+    Loaded(A::Checkpoint, Option<Box<[u8]>>),
 }
 
 impl Slot {
