@@ -16,8 +16,11 @@
 //! restarts it only if its entry there is permanent (see
 //! [`Supervisor`](crate::Supervisor)'s escalation table).
 //!
-//! The supervisor blocks while it stops a child (bounded by the child's
-//! [`Shutdown`]) or restarts one (bounded by its start timeout), as OTP's does.
+//! [`terminate_child`] stops a running child from the caller's task (see
+//! the `children` module): the supervisor is not asked, and goes on
+//! answering meanwhile; a child it must find first (one waiting for its
+//! restart) is still the supervisor's to stop. The supervisor blocks while
+//! it restarts a child (bounded by its start timeout), as OTP's does.
 //! When it stops, it stops all its children at once, as OTP's
 //! `DynamicSupervisor` does: the shutdown takes as long as the slowest child,
 //! not the sum. A child killed (its timeout ran out, or `BrutalKill`) is
@@ -25,17 +28,21 @@
 //!
 //! The module is split by concept: `flags` (the settings), `handle` (the
 //! [`DynamicSupervisor`] API), `template` ([`TemplateSupervisor`]),
-//! `places` (the `max_children` accounting), `actor` (the children and what
-//! happens when one exits), `messages` (what the handle sends the actor),
+//! `places` (the `max_children` accounting), `children` (the table of
+//! children the actor and the handles share, and `terminate_child` in the
+//! caller's task), `actor` (what happens when a child exits),
+//! `messages` (what the handle sends the actor),
 //! `notice` ([`ExitNotice`]: children that report their own exit, and
 //! are not watched) and `id_hash` (the children map's hasher, which keeps
 //! children started in order in neighbouring buckets).
 //!
 //! [`start_child`]: DynamicSupervisor::start_child
+//! [`terminate_child`]: DynamicSupervisor::terminate_child
 //! [`RestartType`]: crate::RestartType
 //! [`Shutdown`]: crate::Shutdown
 
 mod actor;
+mod children;
 mod flags;
 mod handle;
 mod id_hash;

@@ -67,16 +67,21 @@ type Watched = BoxFuture<'static, (ActorId, ExitReason)>;
 /// handle, then stops watching: the children's tasks go back to their
 /// handles, whose waiters take over.
 ///
-/// There is no unwatching one child: a child the supervisor stops itself
-/// is reported all the same, and the supervisor ignores the notice of a
-/// child it no longer holds.
+/// There is no unwatching one child; the supervisor's `wanted` filter
+/// says, as each child exits, whether it is told (a child it no longer
+/// holds, or one stopped on its behalf, costs it no wake), and it ignores
+/// the notice of a child it no longer holds.
 pub(crate) struct Watchers {
     add: mpsc::UnboundedSender<Watched>,
 }
 
 impl Watchers {
-    /// Starts the watcher task of `supervisor` (held weakly).
-    pub(crate) fn start<S>(supervisor: &ActorRef<S>) -> Self
+    /// Starts the watcher task of `supervisor` (held weakly), which tells
+    /// it of each exit whose child's id `wanted` accepts.
+    pub(crate) fn start<S>(
+        supervisor: &ActorRef<S>,
+        wanted: impl Fn(ActorId) -> bool + Send + 'static,
+    ) -> Self
     where
         S: Actor + Message<ChildDown>,
     {
@@ -92,7 +97,9 @@ impl Watchers {
                         None => break,
                     },
                     Some((id, exit)) = watched.next(), if !watched.is_empty() => {
-                        tell(&supervisor, id, exit);
+                        if wanted(id) {
+                            tell(&supervisor, id, exit);
+                        }
                     }
                 }
             }

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
 use kameo::prelude::*;
 use mabeam_supervision_core::{
     ChildKind, ChildSpec, ChildState, ChildTemplate, DynamicSupervisor, DynamicSupervisorFlags,
@@ -237,6 +238,184 @@ async fn terminate_child_leaves_a_stranger_alone() {
     assert_eq!(kit.live(), 1);
     sup.stop().await;
     other_sup.stop().await;
+    assert_eq!(kit.live(), 0);
+}
+
+/// How many events named `name` the probe has recorded so far.
+fn count_events(probe: &mut TelemetryProbe, name: &[&str]) -> usize {
+    probe.drain().iter().filter(|event| event.is(name)).count()
+}
+
+/// Two calls terminate one child at once (it ignores its stop until it is
+/// killed, so both are in flight together): one stops it and answers `Ok`,
+/// the other waits for that exit and answers `NotFound`, as if they had
+/// come one after the other. The child exits once, is reported once, and
+/// gives its one place back once.
+#[tokio::test(start_paused = true)]
+async fn concurrent_terminates_of_one_child_stop_it_once() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(flags(&telemetry).with_max_children(1))
+        .await
+        .unwrap();
+    let child = sup
+        .start_child(
+            kit.spec("a")
+                .with_shutdown(Shutdown::Timeout(Duration::from_secs(1))),
+        )
+        .await
+        .unwrap();
+    // Taken by the supervisor (its hand-over is queued ahead of this
+    // answer): the terminate finds it in the table.
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    testkit::hang(&child).await;
+
+    let began = Instant::now();
+    let (first, second) = tokio::time::timeout(
+        WAIT,
+        futures::future::join(sup.terminate_child(&child), sup.terminate_child(&child)),
+    )
+    .await
+    .expect("both terminates answer");
+    assert!(matches!(first, Ok(())), "{first:?}");
+    assert!(
+        matches!(second, Err(SupervisorError::NotFound)),
+        "{second:?}"
+    );
+    // Killed once its one shutdown timeout ran out, not stopped twice.
+    assert_eq!(began.elapsed(), Duration::from_secs(1));
+    assert_eq!(child.exited().await, ExitReason::Killed);
+    assert_eq!(count_events(&mut probe, events::CHILD_TERMINATED), 1);
+    // Its one place is free, and only one.
+    sup.start_child(kit.spec("b")).await.unwrap();
+    assert!(matches!(
+        sup.start_child(kit.spec("c")).await,
+        Err(SupervisorError::MaxChildren(1))
+    ));
+    sup.stop().await;
+    assert_eq!(kit.live(), 0);
+}
+
+/// A permanent child killed by its terminate (its shutdown timed out) is
+/// not restarted: its exit is the terminate's, not one of its own.
+#[tokio::test(start_paused = true)]
+async fn a_child_killed_by_its_terminate_is_not_restarted() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(flags(&telemetry)).await.unwrap();
+    let child = sup
+        .start_child(
+            kit.spec("p")
+                .with_restart(RestartType::Permanent)
+                .with_shutdown(Shutdown::Timeout(Duration::from_secs(1))),
+        )
+        .await
+        .unwrap();
+    // Taken by the supervisor (its hand-over is queued ahead of this
+    // answer): the terminate finds it in the table.
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    testkit::hang(&child).await;
+    tokio::time::timeout(WAIT, sup.terminate_child(&child))
+        .await
+        .expect("the terminate answers")
+        .unwrap();
+    assert_eq!(child.exited().await, ExitReason::Killed);
+    // Answered after any exit notice queued before it.
+    assert_eq!(sup.count_children().await.unwrap().specs, 0);
+    assert_eq!(kit.live(), 0);
+    let events = probe.drain();
+    assert!(
+        !events
+            .iter()
+            .any(|e| e.is(events::CHILD_EXITED) || e.is(events::CHILD_RESTARTED)),
+        "{events:?}"
+    );
+    sup.stop().await;
+}
+
+/// The supervisor's stop waits for a child a `terminate_child` is
+/// stopping (it is stopped once, by that call), and reports it once.
+#[tokio::test(start_paused = true)]
+async fn stop_waits_for_a_child_being_terminated() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(flags(&telemetry)).await.unwrap();
+    let child = sup
+        .start_child(
+            kit.spec("t")
+                .with_shutdown(Shutdown::Timeout(Duration::from_secs(3))),
+        )
+        .await
+        .unwrap();
+    // Taken by the supervisor (its hand-over is queued ahead of this
+    // answer): the terminate finds it in the table.
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    testkit::hang(&child).await;
+
+    let began = Instant::now();
+    // The terminate is polled first: it has asked the child to stop
+    // before the supervisor is asked to.
+    let stop = async {
+        sup.stop().await;
+        assert!(
+            child.exited().now_or_never().is_some(),
+            "the supervisor stopped before its child"
+        );
+    };
+    let (terminated, ()) = tokio::time::timeout(
+        WAIT,
+        futures::future::join(sup.terminate_child(&child), stop),
+    )
+    .await
+    .expect("the terminate and the stop answer");
+    assert!(terminated.is_ok(), "{terminated:?}");
+    assert_eq!(began.elapsed(), Duration::from_secs(3));
+    assert_eq!(child.exited().await, ExitReason::Killed);
+    assert_eq!(kit.live(), 0);
+    assert_eq!(count_events(&mut probe, events::CHILD_TERMINATED), 1);
+}
+
+/// `terminate_child` of a running child does not wait for the supervisor:
+/// it answers while the supervisor is busy restarting another child
+/// (whose start hangs), as the supervisor is not asked.
+#[tokio::test(start_paused = true)]
+async fn terminate_child_does_not_wait_for_a_busy_supervisor() {
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(Default::default()).await.unwrap();
+    let (restarting_tx, mut restarting) = unbounded_channel::<()>();
+    let gate = std::sync::Arc::new(tokio::sync::Notify::new());
+    let starts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let slow_kit = kit.clone();
+    let slow_gate = gate.clone();
+    let slow = ChildSpec::new("slow", move || {
+        let (kit, gate, tx) = (slow_kit.clone(), slow_gate.clone(), restarting_tx.clone());
+        let first = starts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0;
+        async move {
+            if !first {
+                let _ = tx.send(());
+                gate.notified().await;
+            }
+            ProcessHandle::spawn::<testkit::TestChild>((kit, "slow".into())).await
+        }
+    });
+    let slow = sup.start_child(slow).await.unwrap();
+    let other = sup.start_child(kit.spec("other")).await.unwrap();
+    testkit::crash(&slow).await;
+    tokio::time::timeout(WAIT, restarting.recv())
+        .await
+        .expect("the supervisor restarts the crashed child")
+        .unwrap();
+
+    tokio::time::timeout(WAIT, sup.terminate_child(&other))
+        .await
+        .expect("terminate_child answers while the supervisor restarts")
+        .unwrap();
+    assert_eq!(other.exited().await, ExitReason::Shutdown(None));
+    gate.notify_one();
+    sup.stop().await;
     assert_eq!(kit.live(), 0);
 }
 
@@ -631,6 +810,9 @@ async fn brutal_kill_does_not_wait() {
         .start_child(kit.spec("k").with_shutdown(Shutdown::BrutalKill))
         .await
         .unwrap();
+    // Taken by the supervisor (its hand-over is queued ahead of this
+    // answer): the terminate finds it in the table.
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
     testkit::hang(&child).await;
     sup.terminate_child(&child).await.unwrap();
     assert_eq!(child.exited().await, ExitReason::Killed);

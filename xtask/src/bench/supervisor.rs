@@ -4,6 +4,13 @@
 //! task processes (`ProcessHandle::spawn_process`, the agent host's kind
 //! of process): each waits for its stop, as a minimal gen_server waits in
 //! `receive`.
+//!
+//! The same process then measures the floors of the stop, with as many
+//! children of the same kind started without a supervisor: `handle_stop_s`
+//! stops each through its `ProcessHandle` (the stop a supervisor requests,
+//! without the supervisor), and for kameo children `bare_stop_s` by kameo
+//! alone (`stop_gracefully`, then `wait_for_shutdown`, as the kameo-raw
+//! anchor stops).
 
 use std::{
     sync::{
@@ -110,12 +117,53 @@ pub(crate) async fn run(n: u64, child: &str) -> Result<serde_json::Value> {
     anyhow::ensure!(left == 0, "{left} children still running");
     sup.stop().await;
 
+    eprintln!("bench supervisor: the floors, without a supervisor");
+    let handle_stop_s = handle_stop(n, child).await?;
+    let bare_stop_s = match child {
+        "kameo" => json!(bare_kameo_stop(n).await),
+        _ => serde_json::Value::Null,
+    };
+
     Ok(json!({
         "bench": "supervisor",
         "child": child,
         "n": n,
         "start_s": start_s,
         "stop_s": stop_s,
+        "handle_stop_s": handle_stop_s,
+        "bare_stop_s": bare_stop_s,
         "bytes_per_agent": (mem1 - mem0) / n as i64,
     }))
+}
+
+/// Starts `n` children of the kind without a supervisor and times their
+/// stops through their handles, one by one.
+async fn handle_stop(n: u64, child: &str) -> Result<f64> {
+    let mut handles = Vec::with_capacity(n as usize);
+    for id in 0..n {
+        let spec = child_spec(child, id)?;
+        handles.push(spec.start().await?);
+    }
+    let t = Instant::now();
+    for handle in &handles {
+        handle.stop().await;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Spawns `n` bare kameo actors and times kameo's own stop of each, one by
+/// one, as the kameo-raw anchor does.
+async fn bare_kameo_stop(n: u64) -> f64 {
+    let mut refs = Vec::with_capacity(n as usize);
+    for id in 0..n {
+        let actor_ref = Minimal::spawn(id);
+        actor_ref.wait_for_startup().await;
+        refs.push(actor_ref);
+    }
+    let t = Instant::now();
+    for actor_ref in &refs {
+        let _ = actor_ref.stop_gracefully().await;
+        actor_ref.wait_for_shutdown().await;
+    }
+    t.elapsed().as_secs_f64()
 }

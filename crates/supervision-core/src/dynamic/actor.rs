@@ -20,12 +20,12 @@ use tokio::time::Instant;
 
 use super::{
     DynamicSupervisorFlags,
-    id_hash::ById,
+    children::{Child, Order, Table},
     messages::{Adopt, Reschedule, StartRestart},
     places::Places,
 };
 use crate::{
-    ChildSpec, Clock, Deadlines, ExitReason, ProcessHandle, RestartType, StartError,
+    ChildSpec, Clock, Deadlines, ExitReason, ProcessHandle, RestartType, Shutdown, StartError,
     backoff::BackoffState,
     child::StartFn,
     intensity::RestartLog,
@@ -35,11 +35,20 @@ use crate::{
 };
 
 /// What the handles and the actor share: reporting, the places that
-/// `max_children` bounds, and whether the supervisor is closing.
-#[derive(Debug)]
+/// `max_children` bounds, whether the supervisor is closing, and the
+/// children (see the `children` module).
 pub(super) struct Shared {
     pub(super) reporter: Reporter,
     pub(super) places: Places,
+    /// The running children. The actor adds and removes them; a
+    /// `terminate_child` marks and stops one from its own task. Never
+    /// held across an `.await`.
+    pub(super) children: Mutex<Table>,
+    /// The shutdown timeouts of the children being stopped, on one timer
+    /// (on tokio's clock, as `tokio::time::timeout` would be): a timer
+    /// armed and cancelled per stop cost a registration in tokio's wheel
+    /// and often a wake of the thread that drives it.
+    pub(super) deadlines: Deadlines,
     /// Set once the supervisor gives up or stops: `start_child` refuses
     /// from then on, and stops a child it handed over too late.
     closing: AtomicBool,
@@ -54,6 +63,15 @@ pub(super) struct Shared {
     /// handles each message, before the exits, and when it closes; its
     /// lock orders each hand-over against the close (see `hand_over`).
     adopted: Mutex<Vec<Adopt>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("places", &self.places)
+            .field("closing", &self.is_closing())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Shared {
@@ -84,42 +102,6 @@ impl Shared {
     }
 }
 
-/// A child's start order (the order `which_children` lists) and whether
-/// it reports its own exit (and so does each restart of it), in one word:
-/// a child's record then fits in 192 bytes, an allocator size class below
-/// the next (224).
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Order(u64);
-
-impl Order {
-    const REPORTS: u64 = 1 << 63;
-
-    fn new(seq: u64, reports: bool) -> Self {
-        Order(if reports { seq | Self::REPORTS } else { seq })
-    }
-
-    /// The start order.
-    pub(super) fn seq(self) -> u64 {
-        self.0 & !Self::REPORTS
-    }
-
-    /// Whether the child reports its own exit.
-    fn reports(self) -> bool {
-        self.0 & Self::REPORTS != 0
-    }
-}
-
-/// A running child and what the supervisor keeps of it.
-pub(super) struct Child {
-    pub(super) order: Order,
-    pub(super) handle: ProcessHandle,
-    /// A temporary child's spec has no start factory left (see
-    /// [`ChildSpec::without_start`]): it is never restarted.
-    pub(super) spec: ChildSpec,
-    /// Only for a child with a backoff policy (boxed: most have none).
-    backoff: Option<Box<BackoffState>>,
-}
-
 /// A child waiting to be restarted: after a backoff delay, or to retry a
 /// start that failed.
 pub(super) struct Pending {
@@ -140,10 +122,6 @@ pub(crate) struct DynamicSupervisorActor {
     pub(super) shared: Arc<Shared>,
     restarts: RestartLog,
     next_seq: u64,
-    /// Boxed: the map's buckets stay small (a child's entry weighs about
-    /// 190 bytes, and a map of a million children has twice as many
-    /// buckets as children after it grows).
-    pub(super) children: HashMap<ActorId, Box<Child>, ById>,
     /// Children waiting for their restart, by ticket.
     pub(super) restarting: HashMap<u64, Pending>,
     /// The start a temporary child's spec keeps (one for all).
@@ -155,11 +133,6 @@ pub(crate) struct DynamicSupervisorActor {
     /// The buffer the queue of ended children is swapped into (kept, so
     /// collecting allocates nothing once it has grown).
     collected: Vec<(ActorId, ExitReason)>,
-    /// The shutdown timeouts of the children it stops, on one timer (on
-    /// tokio's clock, as `tokio::time::timeout` would be): a timer armed
-    /// and cancelled per stop cost a registration in tokio's wheel and
-    /// often a wake of the thread that drives it.
-    deadlines: Deadlines,
 }
 
 impl Actor for DynamicSupervisorActor {
@@ -226,7 +199,7 @@ impl Actor for DynamicSupervisorActor {
 /// subtree. After a graceful stop no child runs and this does nothing.
 impl Drop for DynamicSupervisorActor {
     fn drop(&mut self) {
-        for child in self.children.values() {
+        for child in self.shared.children.lock().values() {
             child.handle.kill();
         }
         // Those handed over but not yet collected too.
@@ -249,17 +222,17 @@ impl DynamicSupervisorActor {
             closing: AtomicBool::new(false),
             ended: Mutex::new(Vec::new()),
             adopted: Mutex::new(Vec::new()),
+            children: Mutex::new(Table::default()),
+            deadlines: Deadlines::new(Clock::tokio()),
         });
         let actor = DynamicSupervisorActor {
             shared: shared.clone(),
             restarts: RestartLog::new(flags.intensity),
             next_seq: 0,
-            children: HashMap::default(),
             restarting: HashMap::new(),
             no_start: ChildSpec::no_start(),
             watchers: None,
             collected: Vec::new(),
-            deadlines: Deadlines::new(Clock::tokio()),
         };
         (actor, shared)
     }
@@ -305,14 +278,12 @@ impl DynamicSupervisorActor {
         backoff: Option<Box<BackoffState>>,
         actor_ref: Option<&ActorRef<Self>>,
     ) {
-        if (!order.reports() || !handle.is_alive())
-            && let Some(actor_ref) = actor_ref
-        {
-            self.watchers
-                .get_or_insert_with(|| Watchers::start(actor_ref))
-                .watch(&handle);
-        }
-        self.children.insert(
+        // In the table before it is watched: the watcher tells of an
+        // exit only while its child is in the table (see `watch_filter`).
+        let watch = (!order.reports() || !handle.is_alive())
+            .then(|| handle.clone())
+            .zip(actor_ref);
+        self.shared.children.lock().insert(
             handle.id(),
             Box::new(Child {
                 order,
@@ -321,6 +292,12 @@ impl DynamicSupervisorActor {
                 backoff,
             }),
         );
+        if let Some((handle, actor_ref)) = watch {
+            let shared = &self.shared;
+            self.watchers
+                .get_or_insert_with(|| Watchers::start(actor_ref, watch_filter(shared)))
+                .watch(&handle);
+        }
     }
 
     /// Keeps the children queued by `start_reporting_child` (see
@@ -346,17 +323,15 @@ impl DynamicSupervisorActor {
         std::mem::swap(&mut self.collected, &mut *self.shared.ended.lock());
         let mut collected = std::mem::take(&mut self.collected);
         for (id, exit) in collected.drain(..) {
-            match self.children.remove(&id) {
-                Some(child) if !child.spec.restart.restarts_after(&exit) => {
-                    self.child_ended(&child, &exit);
-                }
-                Some(child) => {
-                    self.children.insert(id, child);
+            match self.shared.take_exited(id, &exit) {
+                Exited::Ended(child) => self.child_ended(&child, &exit),
+                Exited::Restarts => {
                     if let Some(me) = me {
                         let _ = me.tell(ChildDown { id, exit }).try_send();
                     }
                 }
-                None => {} // stopped by the supervisor itself meanwhile
+                // Stopped by the supervisor or a `terminate_child`.
+                Exited::Unknown => {}
             }
         }
         self.collected = collected;
@@ -485,7 +460,7 @@ impl DynamicSupervisorActor {
         let exit = child
             .spec
             .shutdown
-            .stop_on(&child.handle, &self.deadlines)
+            .stop_on(&child.handle, &self.shared.deadlines)
             .await;
         self.shared
             .reporter
@@ -513,24 +488,103 @@ impl DynamicSupervisorActor {
 
     /// Stops every child at once, each by its shutdown, as OTP's
     /// DynamicSupervisor does: the whole shutdown takes as long as the
-    /// slowest child, not the sum. Children stay in the map until they have
-    /// stopped, so a supervisor killed meanwhile kills them (see `Drop`).
-    /// Every pending restart is cancelled.
+    /// slowest child, not the sum. A child a `terminate_child` is stopping
+    /// is waited for, not stopped twice. Children stay in the table until
+    /// they have stopped, so a supervisor killed meanwhile kills them (see
+    /// `Drop`). Every pending restart is cancelled.
     async fn shutdown_all(&mut self) {
         let pending: Vec<Pending> = self.restarting.drain().map(|(_, p)| p).collect();
         for pending in pending {
             self.cancel_restart(pending).await;
         }
-        let (reporter, deadlines) = (&self.shared.reporter, &self.deadlines);
-        let stops = self.children.values().map(|child| async move {
-            let exit = child.spec.shutdown.stop_on(&child.handle, deadlines).await;
-            reporter.terminated(&child.spec, &child.handle, &exit);
+        let deadlines = &self.shared.deadlines;
+        // The handles, not the records: the table's lock is not held
+        // across the stops.
+        let running: Vec<(ProcessHandle, Option<Shutdown>)> = self
+            .shared
+            .children
+            .lock()
+            .values()
+            .map(|child| {
+                let stop = (!child.order.is_terminating()).then_some(child.spec.shutdown);
+                (child.handle.clone(), stop)
+            })
+            .collect();
+        let stops = running.iter().map(|(handle, stop)| async move {
+            match stop {
+                Some(shutdown) => drop(shutdown.stop_on(handle, deadlines).await),
+                None => drop(handle.exited().await),
+            }
         });
         futures::future::join_all(stops).await;
-        for _ in self.children.drain() {
+        drop(running);
+        let stopped: Vec<Box<Child>> = self
+            .shared
+            .children
+            .lock()
+            .drain()
+            .map(|(_, child)| child)
+            .collect();
+        for child in stopped {
+            // Recorded already: this does not wait.
+            let exit = child.handle.exited().await;
+            self.shared
+                .reporter
+                .terminated(&child.spec, &child.handle, &exit);
             self.shared.places.release();
         }
         // Nothing left to watch: the watcher task ends.
         self.watchers = None;
+    }
+}
+
+/// What the table said of a child that exited by itself.
+pub(super) enum Exited {
+    /// Taken out: it is not restarted.
+    Ended(Box<Child>),
+    /// Left in: its restart type restarts it (the restart takes it out).
+    Restarts,
+    /// Not in the table, or a `terminate_child` is stopping it (whose
+    /// exit it is).
+    Unknown,
+}
+
+impl Shared {
+    /// Takes the child `id`, which exited with `exit` by itself, out of the
+    /// table unless it is restarted or someone is terminating it.
+    pub(super) fn take_exited(&self, id: ActorId, exit: &ExitReason) -> Exited {
+        let mut children = self.children.lock();
+        match children.get(&id) {
+            Some(child) if child.order.is_terminating() => Exited::Unknown,
+            Some(child) if child.spec.restart.restarts_after(exit) => Exited::Restarts,
+            Some(_) => children.remove(&id).map_or(Exited::Unknown, Exited::Ended),
+            None => Exited::Unknown,
+        }
+    }
+
+    /// Takes the child `id` out of the table unless someone is
+    /// terminating it.
+    pub(super) fn take_running(&self, id: ActorId) -> Option<Box<Child>> {
+        let mut children = self.children.lock();
+        match children.get(&id) {
+            Some(child) if !child.order.is_terminating() => children.remove(&id),
+            _ => None,
+        }
+    }
+}
+
+/// Whether the watcher tells the supervisor of a child's exit: only while
+/// the child is in the table and no `terminate_child` is stopping it. A
+/// child stopped by a caller then costs the supervisor no wake at all.
+fn watch_filter(shared: &Arc<Shared>) -> impl Fn(ActorId) -> bool + Send + 'static {
+    let shared = Arc::downgrade(shared);
+    move |id| {
+        shared.upgrade().is_some_and(|shared| {
+            shared
+                .children
+                .lock()
+                .get(&id)
+                .is_some_and(|child| !child.order.is_terminating())
+        })
     }
 }

@@ -7,6 +7,7 @@ use tokio::sync::OnceCell;
 use super::{
     DynamicSupervisorFlags, ExitNotice, TemplateSupervisor,
     actor::{DynamicSupervisorActor, Shared},
+    children::Claim,
     messages::{Adopt, CollectEnded, GetShared, TerminateChild},
     notice::{ENDED_BATCH, NoticeInner},
 };
@@ -240,9 +241,30 @@ impl DynamicSupervisor {
     }
 
     /// Stops `child` by its spec's [`Shutdown`](crate::Shutdown) and returns
-    /// once it has stopped. A child that is not (or no longer) this
-    /// supervisor's is left alone: [`SupervisorError::NotFound`].
+    /// once it has stopped; it is not restarted. A child that is not (or no
+    /// longer) this supervisor's is left alone:
+    /// [`SupervisorError::NotFound`]. A child another call is terminating
+    /// is waited for, then answered `NotFound` (as if the calls had come one
+    /// after the other).
+    ///
+    /// A running child is stopped from the caller's task, without a
+    /// message to the supervisor; one waiting for its restart is the
+    /// supervisor's to take out of the wait (its last handle names it).
     pub async fn terminate_child(&self, child: &ProcessHandle) -> Result<(), SupervisorError> {
+        if let Ok(shared) = self.shared().await {
+            match shared.claim(child.id()) {
+                Claim::Stop(shutdown) => {
+                    shared.terminate_claimed(child, shutdown).await;
+                    return Ok(());
+                }
+                Claim::Taken => {
+                    // Bounded by the other call's shutdown (or its kill).
+                    child.exited().await;
+                    return Err(SupervisorError::NotFound);
+                }
+                Claim::Absent => {}
+            }
+        }
         self.inner
             .actor
             .ask(TerminateChild(child.id()))

@@ -92,7 +92,7 @@ impl Message<TerminateChild> for DynamicSupervisorActor {
         TerminateChild(id): TerminateChild,
         _: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        if let Some(child) = self.children.remove(&id) {
+        if let Some(child) = self.shared.take_running(id) {
             self.terminate(*child).await;
             return Ok(());
         }
@@ -108,7 +108,8 @@ impl Message<TerminateChild> for DynamicSupervisorActor {
 
 impl ChildList for DynamicSupervisorActor {
     fn which_children(&self) -> Vec<ChildInfo> {
-        let running = self.children.values().map(|child| {
+        let children = self.shared.children.lock();
+        let running = children.values().map(|child| {
             (
                 child.order.seq(),
                 &child.spec,
@@ -128,7 +129,7 @@ impl ChildList for DynamicSupervisorActor {
 
     fn count_children(&self) -> ChildCounts {
         let mut counts = ChildCounts::default();
-        for child in self.children.values() {
+        for child in self.shared.children.lock().values() {
             counts.add(child.spec.kind, true);
         }
         for pending in self.restarting.values() {
@@ -191,7 +192,9 @@ impl Message<ChildDown> for DynamicSupervisorActor {
         ChildDown { id, exit }: ChildDown,
         ctx: &mut Context<Self, Self::Reply>,
     ) -> Self::Reply {
-        match self.children.remove(&id) {
+        // A child a `terminate_child` is stopping is left to it: its exit
+        // is that call's, and it is not restarted.
+        match self.shared.take_running(id) {
             // Not restarted (every temporary child): done here, so this
             // handler's future (which kameo boxes for every message) stays
             // small; the restart path is boxed apart.
