@@ -8,6 +8,13 @@
 //! kameo-raw reads its map without cloning a reference. `lookup_handle_s`
 //! times `lookup`, which returns an owned handle (a reference count each).
 //!
+//! The agent table and the process registry's names are sized for the N
+//! agents (`with_capacity`), as a node that knows its scale sizes them;
+//! with `NOCAP` set they grow from empty. Each phase's start is marked on
+//! stderr with the monotonic clock and the minor page faults so far, so
+//! that `perf record -k CLOCK_MONOTONIC` profiles can be cut by phase
+//! (`perf report --time A,B`).
+//!
 //! `bytes_per_agent` is the resident-set growth of the start phase per
 //! live agent, as kameo-raw measures it. `bytes_per_passivated_agent` is
 //! measured in a fresh child process (RSS growth cannot be read after
