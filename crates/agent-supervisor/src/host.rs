@@ -134,6 +134,14 @@ impl<A: Agent> Inbox<A> {
                 }
                 return Err(Refused::Full(msg));
             }
+            if queue.messages.capacity() == 0 {
+                // The first message: room for one, not the four a
+                // `VecDeque` makes by default. Most agents never hold more
+                // than one message at a time, and the rest of that block
+                // would be fresh memory faulted in by every agent's first
+                // call.
+                queue.messages.reserve_exact(1);
+            }
             queue.messages.push_back(msg);
             queue.receiver.take()
         };
@@ -837,4 +845,49 @@ pub(crate) fn try_cast_envelope<A: Agent>(
             Refused::Full(Msg::Envelope(envelope, _)) => Bounce::Full(envelope),
             Refused::Closed(Msg::Call(..)) | Refused::Full(Msg::Call(..)) => Bounce::Stopped,
         })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use mabeam_supervision_core::{Process, StartError};
+
+    use super::{Inbox, Msg};
+    use crate::{Agent, AgentContext};
+
+    /// An agent for the crate's unit tests: echoes what it is sent.
+    pub(crate) struct Echo;
+
+    impl Agent for Echo {
+        type Args = ();
+        type Message = u8;
+        type Reply = u8;
+        type Checkpoint = ();
+
+        async fn on_start(_: (), _: Option<()>) -> Result<Self, StartError> {
+            Ok(Echo)
+        }
+
+        async fn handle(&mut self, message: u8, _: &mut AgentContext<'_>) -> u8 {
+            message
+        }
+    }
+
+    // The first message makes room for one (not a `VecDeque`'s default
+    // four: fresh memory each agent's first call would fault in); the
+    // mailbox still grows, to its capacity, past it.
+    #[test]
+    fn the_first_message_makes_room_for_one() {
+        let inbox = Inbox::<Echo>::new(8);
+        assert_eq!(inbox.queue.lock().messages.capacity(), 0);
+        assert!(inbox.try_send(Msg::Call(1, None)).is_ok());
+        assert_eq!(inbox.queue.lock().messages.capacity(), 1);
+        for n in 2..=8 {
+            assert!(inbox.try_send(Msg::Call(n, None)).is_ok(), "message {n}");
+        }
+        assert!(matches!(
+            inbox.try_send(Msg::Call(9, None)),
+            Err(super::Refused::Full(_))
+        ));
+        assert_eq!(inbox.mailbox_len(), Some(8));
+    }
 }

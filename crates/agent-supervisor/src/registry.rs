@@ -27,7 +27,8 @@ use crate::{
 /// How an [`AgentRegistry`] is built. Defaults: name `agents`, telemetry
 /// and event recording off, no process registry, the system clock, a
 /// passivation check every second, a status subscription buffer of 4,096
-/// changes, agents on the current runtime.
+/// changes, agents on the current runtime, no room made ahead in the agent
+/// table.
 #[derive(Clone)]
 pub struct AgentRegistryOptions {
     /// The name of its supervisor (in telemetry).
@@ -66,6 +67,11 @@ pub struct AgentRegistryOptions {
     pub store: Option<Arc<dyn AgentStore>>,
     /// How stored agents are built again, by kind.
     pub recipes: AgentRecipes,
+    /// How many agents the table makes room for at once (it grows past
+    /// them as needed); 0, the default: it grows from empty. A node that
+    /// knows its scale spares each growth (every record rehashed into a
+    /// table twice the size, under that shard's lock).
+    pub capacity: usize,
 }
 
 impl Default for AgentRegistryOptions {
@@ -84,6 +90,7 @@ impl Default for AgentRegistryOptions {
             event_buffer: 4096,
             store: None,
             recipes: AgentRecipes::new(),
+            capacity: 0,
         }
     }
 }
@@ -144,6 +151,12 @@ impl AgentRegistryOptions {
         self
     }
 
+    /// Makes room in the agent table for `agents` agents at once.
+    pub fn with_capacity(mut self, agents: usize) -> Self {
+        self.capacity = agents;
+        self
+    }
+
     /// Sets how many status changes may wait for the event sink.
     pub fn with_event_buffer(mut self, buffer: usize) -> Self {
         self.event_buffer = buffer;
@@ -164,6 +177,7 @@ impl fmt::Debug for AgentRegistryOptions {
             .field("event_buffer", &self.event_buffer)
             .field("store", &self.store)
             .field("recipes", &self.recipes)
+            .field("capacity", &self.capacity)
             .finish_non_exhaustive()
     }
 }
@@ -291,6 +305,10 @@ pub struct AgentRegistry {
     pub(crate) shared: Arc<Shared>,
 }
 
+/// Shards of the agent table: many, so that two callers rarely meet on
+/// one shard's lock word.
+const TABLE_SHARDS: usize = 128;
+
 impl AgentRegistry {
     /// Starts a registry (and its [`AgentSupervisor`]).
     pub async fn start(options: AgentRegistryOptions) -> Result<Self, AgentError> {
@@ -310,7 +328,11 @@ impl AgentRegistry {
             .map_err(|_| AgentError::SupervisorGone)?;
         let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
             me: me.clone(),
-            table: Table::with_hasher_and_shard_amount(Default::default(), 128),
+            table: Table::with_capacity_and_hasher_and_shard_amount(
+                options.capacity,
+                Default::default(),
+                TABLE_SHARDS,
+            ),
             sup: parking_lot::RwLock::new(Sup {
                 supervisor,
                 notice,
@@ -1099,4 +1121,44 @@ fn _send_check(r: AgentRegistry, c: AgentConfig) {
     send(r.deregister_agent("a"));
     send(r.update_config("a", c));
     send(r.suspend());
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{AgentConfig, AgentRegistry, AgentRegistryOptions, host::tests::Echo};
+
+    // `with_capacity` makes room in the agent table before any agent is
+    // registered (the table then does not grow while it fills); without
+    // it the table starts empty.
+    #[tokio::test]
+    async fn capacity_makes_room_in_the_agent_table_at_once() {
+        let sized = AgentRegistry::start(AgentRegistryOptions::default().with_capacity(10_000))
+            .await
+            .unwrap();
+        let room = sized.shared.table.capacity();
+        assert!(room >= 10_000, "room for {room} agents, asked for 10,000");
+        let grown = AgentRegistry::start(AgentRegistryOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(grown.shared.table.capacity(), 0);
+        // Agents register past the room made as before.
+        let config = std::sync::Arc::new(AgentConfig::new::<Echo>("echo", ()));
+        for i in 0..100 {
+            sized
+                .register_agent(format!("e-{i}"), config.clone())
+                .unwrap();
+        }
+        sized.start_agent("e-7").await.unwrap();
+        assert_eq!(
+            sized
+                .agent_ref::<Echo>("e-7")
+                .unwrap()
+                .ask(7)
+                .await
+                .unwrap(),
+            7
+        );
+        sized.stop().await;
+        grown.stop().await;
+    }
 }

@@ -217,10 +217,24 @@ impl ProcessRegistry {
     /// `events` events (at least one) before it ends as lagged (see
     /// [`RegistryEvents`](mabeam_supervision_core::RegistryEvents)).
     pub fn with_event_buffer(telemetry: Telemetry, events: usize) -> Self {
+        ProcessRegistry::build(telemetry, events, 0)
+    }
+
+    /// [`new`](Self::new), with room made at once for `names` unique names
+    /// in the production namespace (it grows past them as needed). For a
+    /// node that knows its scale (a million agents): the names map then
+    /// never grows under load, where each growth copies every name to a
+    /// table twice the size, spread over the writes that follow (a cost
+    /// that grows faster than the names once the map outgrows the caches).
+    pub fn with_capacity(telemetry: Telemetry, names: usize) -> Self {
+        ProcessRegistry::build(telemetry, EVENT_BUFFER, names)
+    }
+
+    fn build(telemetry: Telemetry, events: usize, names: usize) -> Self {
         let event_buffer = events.max(1);
         ProcessRegistry {
             inner: Arc::new(Inner {
-                production: NsTable::new(PRODUCTION_SHARDS, event_buffer),
+                production: NsTable::new(PRODUCTION_SHARDS, names, event_buffer),
                 tests: map(TEST_SHARDS),
                 records: Records::new(RECORD_SHARDS),
                 telemetry,
@@ -251,7 +265,9 @@ impl ProcessRegistry {
                 self.inner
                     .tests
                     .entry(*id)
-                    .or_insert_with(|| Arc::new(NsTable::new(TEST_SHARDS, self.inner.event_buffer)))
+                    .or_insert_with(|| {
+                        Arc::new(NsTable::new(TEST_SHARDS, 0, self.inner.event_buffer))
+                    })
                     .clone(),
             ),
         }

@@ -92,10 +92,14 @@ pub(crate) struct Names {
 }
 
 impl Names {
-    /// An empty map whose writers spread over `stripes` locks.
-    fn new(stripes: usize) -> Self {
+    /// An empty map, room made for `capacity` names, whose writers spread
+    /// over `stripes` locks.
+    fn new(stripes: usize, capacity: usize) -> Self {
         Names {
-            map: papaya::HashMap::builder().hasher(Hasher::default()).build(),
+            map: papaya::HashMap::builder()
+                .hasher(Hasher::default())
+                .capacity(capacity)
+                .build(),
             stripes: (0..stripes.max(1)).map(|_| Mutex::new(())).collect(),
             stripe_hasher: Hasher::default(),
         }
@@ -145,11 +149,11 @@ pub(crate) struct NsTable {
 }
 
 impl NsTable {
-    /// A table with `shards` shards per map, each subscription buffering
-    /// `event_buffer` events.
-    pub(crate) fn new(shards: usize, event_buffer: usize) -> Self {
+    /// A table with `shards` shards per map, room for `names` names (it
+    /// grows past them), each subscription buffering `event_buffer` events.
+    pub(crate) fn new(shards: usize, names: usize, event_buffer: usize) -> Self {
         NsTable {
-            names: Names::new(shards),
+            names: Names::new(shards, names),
             groups: map(shards),
             subscribers: Subscribers::new(event_buffer),
             had_owned: AtomicBool::new(false),

@@ -331,3 +331,30 @@ async fn borrowed_lookups_answer_as_lookup() {
     assert_eq!(registry.whereis(&ns, "x"), Some(q.id()));
     q.stop().await;
 }
+
+// A registry made with room for its names (`with_capacity`) keeps the
+// same rules in the production namespace, and grows past the room made.
+#[tokio::test]
+async fn with_capacity_registers_past_its_room_as_new_does() {
+    let registry = ProcessRegistry::with_capacity(Telemetry::disabled(), 4);
+    let prod = Namespace::Production;
+    let holders: Vec<ProcessHandle> = futures::future::join_all((0..10).map(|_| spawn())).await;
+    for (i, p) in holders.iter().enumerate() {
+        registry
+            .register(&prod, &format!("n{i}"), p.clone(), json!({"i": i}))
+            .unwrap();
+    }
+    assert_eq!(registry.count(&prod), 10);
+    assert!(matches!(
+        registry.register(&prod, "n3", holders[4].clone(), json!(null)),
+        Err(RegistryError::AlreadyRegistered { .. })
+    ));
+    for (i, p) in holders.iter().enumerate() {
+        assert_eq!(registry.lookup(&prod, &format!("n{i}")), Some(p.clone()));
+        assert!(registry.unregister_if(&prod, &format!("n{i}"), p));
+    }
+    assert_eq!(registry.count(&prod), 0);
+    for p in holders {
+        p.stop().await;
+    }
+}

@@ -8,6 +8,13 @@
 //! kameo-raw reads its map without cloning a reference. `lookup_handle_s`
 //! times `lookup`, which returns an owned handle (a reference count each).
 //!
+//! The agent table and the process registry's names are sized for the N
+//! agents (`with_capacity`), as a node that knows its scale sizes them;
+//! with `NOCAP` set they grow from empty. Each phase's start is marked on
+//! stderr with the monotonic clock and the minor page faults so far, so
+//! that `perf record -k CLOCK_MONOTONIC` profiles can be cut by phase
+//! (`perf report --time A,B`).
+//!
 //! `bytes_per_agent` is the resident-set growth of the start phase per
 //! live agent, as kameo-raw measures it. `bytes_per_passivated_agent` is
 //! measured in a fresh child process (RSS growth cannot be read after
@@ -45,9 +52,17 @@ impl Agent for Counter {
     }
 }
 
-async fn agents() -> Result<(AgentRegistry, ProcessRegistry)> {
-    let processes = ProcessRegistry::new(Telemetry::disabled());
+/// The agent registry and the process registry, room made in their
+/// tables for `n` agents (unless `NOCAP` is set: then they grow).
+async fn agents(n: u64) -> Result<(AgentRegistry, ProcessRegistry)> {
+    let capacity = if std::env::var("NOCAP").is_ok() {
+        0
+    } else {
+        n as usize
+    };
+    let processes = ProcessRegistry::with_capacity(Telemetry::disabled(), capacity);
     let mut options = AgentRegistryOptions::default()
+        .with_capacity(capacity)
         .with_registry(Arc::new(processes.clone()), Namespace::Production);
     if std::env::var("NOREG").is_ok() {
         options.registry = None;
@@ -56,7 +71,7 @@ async fn agents() -> Result<(AgentRegistry, ProcessRegistry)> {
 }
 
 pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
-    let (agents, processes) = agents().await?;
+    let (agents, processes) = agents(n).await?;
     let config = Arc::new(AgentConfig::new::<Counter>("counter", ()));
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i}")).collect();
     // The names checked gone after the stop phase.
@@ -65,12 +80,14 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     let mem0 = crate::rss_bytes()?;
 
     eprintln!("bench lifecycle: starting {n} agents");
+    mark("start");
     let t = Instant::now();
     for id in &ids {
         agents.register_agent(id.as_str(), config.clone())?;
         agents.start_agent(id).await?;
     }
     let start_s = t.elapsed().as_secs_f64();
+    mark("lookup");
     let mem1 = crate::rss_bytes()?;
 
     // As the anchors look up: OTP's Registry.lookup returns a pid (a
@@ -87,6 +104,7 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     }
     let lookup_handle_s = t.elapsed().as_secs_f64();
 
+    mark("call");
     let t = Instant::now();
     for id in &ids {
         let reply = agents.agent_ref::<Counter>(id)?.ask(()).await?;
@@ -94,12 +112,14 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     }
     let call_s = t.elapsed().as_secs_f64();
 
+    mark("stop");
     eprintln!("bench lifecycle: stopping {n} agents");
     let t = Instant::now();
     for id in &ids {
         agents.stop_agent(id).await?;
     }
     let stop_s = t.elapsed().as_secs_f64();
+    mark("end");
     // Checked after the timing, as kameo-raw's removal is not checked.
     for (id, name) in ids.iter().zip(&names) {
         ensure!(
@@ -130,6 +150,26 @@ pub(crate) async fn run(n: u64) -> Result<serde_json::Value> {
     }))
 }
 
+/// Marks the beginning of a phase on stderr: the monotonic clock (as
+/// `perf record -k CLOCK_MONOTONIC` stamps its samples, for `perf report
+/// --time`) and the process's minor page faults so far (fresh memory
+/// faulted in), so that each phase can be profiled and counted apart.
+fn mark(phase: &str) {
+    let faults = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // Fields after the command's closing parenthesis; minflt is
+            // the 10th field of the line, the 8th after it.
+            let rest = stat.rsplit_once(')')?.1;
+            rest.split_whitespace().nth(7)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0);
+    eprintln!(
+        "bench lifecycle: phase {phase} at {:?}, {faults} minor faults",
+        Instant::now()
+    );
+}
+
 /// Runs `bench lifecycle-passivated` in a child process and returns its
 /// bytes per passivated agent.
 fn passivated_bytes(n: u64) -> Result<i64> {
@@ -149,7 +189,7 @@ fn passivated_bytes(n: u64) -> Result<i64> {
 /// `bench lifecycle-passivated`: N agents started and passivated one after
 /// another; the resident-set growth per agent.
 pub(crate) async fn run_passivated(n: u64) -> Result<serde_json::Value> {
-    let (agents, _processes) = agents().await?;
+    let (agents, _processes) = agents(n).await?;
     let config = Arc::new(AgentConfig::new::<Counter>("counter", ()));
     let ids: Vec<String> = (1..=n).map(|i| format!("agent-{i}")).collect();
     let mem0 = crate::rss_bytes()?;
