@@ -246,8 +246,7 @@ impl EventStore {
         &self,
         events: Vec<Event>,
         expected: ExpectedVersion,
-    ) -> Result<oneshot::Receiver<Result<Vec<append::Appended>, EventStoreError>>, EventStoreError>
-    {
+    ) -> Result<append::Queued, EventStoreError> {
         let (core, events) = self.prepare(events)?;
         if expected != ExpectedVersion::Any
             && let Some(other) = events
@@ -274,12 +273,19 @@ impl EventStore {
             }
         }
         let (reply, answer) = oneshot::channel();
-        core.send(Request::Append(AppendRequest {
+        let request = AppendRequest {
             events,
             expected,
             reply,
-        }))?;
-        Ok(answer)
+        };
+        let lead = match &core {
+            Core::Sqlite(core) => {
+                core.send(Request::Append(request))?;
+                None
+            }
+            Core::Postgres(core) => Some(core.queue(request)?),
+        };
+        Ok(append::Queued { answer, lead })
     }
 
     /// Appends `event`; the future completes once it is on disk.
@@ -322,7 +328,7 @@ impl EventStore {
         if events.is_empty() {
             let (reply, answer) = oneshot::channel();
             let _ = reply.send(Ok(Vec::new()));
-            return AppendingBatch::queued(answer);
+            return AppendingBatch::queued(append::Queued { answer, lead: None });
         }
         match self.queue(events, expected) {
             Ok(answer) => AppendingBatch::queued(answer),
