@@ -160,116 +160,26 @@ fn check_name(what: &str, name: &str) -> Result<(), String> {
 
 pub(crate) type BatchReply = oneshot::Sender<Result<Vec<Appended>, EventStoreError>>;
 
-/// The receiving end of a queued batch's answer.
-pub(crate) type BatchAnswer = oneshot::Receiver<Result<Vec<Appended>, EventStoreError>>;
-
-/// A queued batch: its answer, and, on a backend whose callers commit on
-/// their own task (PostgreSQL's leader/follower group commit), how to
-/// try: called at the first poll, it answers the commit to drive (the
-/// caller leads a group holding its batch and those queued before it),
-/// or `None` when someone else commits it.
-pub(crate) struct Queued {
-    pub(crate) answer: BatchAnswer,
-    pub(crate) lead: Option<Lead>,
-}
-
-/// See [`Queued::lead`].
-pub(crate) type Lead = Box<dyn FnOnce() -> Option<Drive> + Send + Sync>;
-
-/// A group's commit, driven by the caller that leads it. Dropped before
-/// it completes (the caller gave up on its append), it finishes on a task
-/// of its own: it holds other callers' batches, and the writer's turn.
-pub(crate) struct Drive {
-    // A `Mutex` only to make the future `Sync` (it is reached by
-    // `get_mut`, never locked).
-    future: std::sync::Mutex<Pin<Box<dyn Future<Output = ()> + Send>>>,
-    runtime: tokio::runtime::Handle,
-}
-
-impl Drive {
-    pub(crate) fn new(
-        future: impl Future<Output = ()> + Send + 'static,
-        runtime: tokio::runtime::Handle,
-    ) -> Drive {
-        Drive {
-            future: std::sync::Mutex::new(Box::pin(future)),
-            runtime,
-        }
-    }
-
-    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        match self.future.get_mut() {
-            Ok(future) => future.as_mut().poll(cx),
-            Err(poisoned) => poisoned.into_inner().as_mut().poll(cx),
-        }
-    }
-
-    fn finish_alone(self) {
-        let future = match self.future.into_inner() {
-            Ok(future) => future,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        drop(self.runtime.spawn(future));
-    }
-}
-
 /// The answer of a batch in flight: ready at once when the batch was
 /// refused before reaching the writer.
 enum Pending {
     Refused(Option<EventStoreError>),
-    Queued {
-        answer: BatchAnswer,
-        lead: Option<Lead>,
-        drive: Option<Drive>,
-    },
+    Queued(oneshot::Receiver<Result<Vec<Appended>, EventStoreError>>),
 }
 
 impl Pending {
-    fn queued(queued: Queued) -> Pending {
-        Pending::Queued {
-            answer: queued.answer,
-            lead: queued.lead,
-            drive: None,
-        }
-    }
-
     fn poll_batch(&mut self, cx: &mut Context<'_>) -> Poll<Result<Vec<Appended>, EventStoreError>> {
         match self {
             Pending::Refused(error) => Poll::Ready(Err(error
                 .take()
                 .unwrap_or_else(|| EventStoreError::unavailable("answer already taken")))),
-            Pending::Queued {
-                answer,
-                lead,
-                drive,
-            } => {
-                if let Some(lead) = lead.take() {
-                    *drive = lead();
-                }
-                if let Some(commit) = drive {
-                    if commit.poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    *drive = None;
-                }
-                Pin::new(answer).poll(cx).map(|answer| {
-                    answer.unwrap_or_else(|_closed| {
-                        Err(EventStoreError::unavailable(
-                            "the store stopped before acknowledging the append",
-                        ))
-                    })
+            Pending::Queued(reply) => Pin::new(reply).poll(cx).map(|answer| {
+                answer.unwrap_or_else(|_closed| {
+                    Err(EventStoreError::unavailable(
+                        "the store stopped before acknowledging the append",
+                    ))
                 })
-            }
-        }
-    }
-}
-
-impl Drop for Pending {
-    fn drop(&mut self) {
-        if let Pending::Queued { drive, .. } = self
-            && let Some(drive) = drive.take()
-        {
-            drive.finish_alone();
+            }),
         }
     }
 }
@@ -288,8 +198,8 @@ impl Appending {
         Appending(Pending::Refused(Some(error)))
     }
 
-    pub(crate) fn queued(queued: Queued) -> Self {
-        Appending(Pending::queued(queued))
+    pub(crate) fn queued(reply: oneshot::Receiver<Result<Vec<Appended>, EventStoreError>>) -> Self {
+        Appending(Pending::Queued(reply))
     }
 }
 
@@ -324,8 +234,8 @@ impl AppendingBatch {
         AppendingBatch(Pending::Refused(Some(error)))
     }
 
-    pub(crate) fn queued(queued: Queued) -> Self {
-        AppendingBatch(Pending::queued(queued))
+    pub(crate) fn queued(reply: oneshot::Receiver<Result<Vec<Appended>, EventStoreError>>) -> Self {
+        AppendingBatch(Pending::Queued(reply))
     }
 }
 

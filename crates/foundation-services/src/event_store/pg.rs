@@ -23,24 +23,11 @@
 //! And since ids are contiguous, a stream's version and the horizon are
 //! plain arithmetic.
 //!
-//! # Group commit, leader/follower, one statement
+//! # Group commit, one statement
 //!
-//! Appends queue in call order; whoever holds the turn takes the oldest
-//! group (up to `max_group` events) and commits it as one transaction,
-//! with one WAL flush, as the SQLite writer does. The turn goes to the
-//! first caller that awaits its append while no one commits: it commits
-//! on its own task, on the writer's connection, so a lone caller pays
-//! no hand-off to a writer task and back (measured on tmpfs: about 100
-//! µs of the 230 µs an append took). Callers that come while a group
-//! commits only queue; when the turn ends with appends waiting, the
-//! writer task takes it and commits them, a group at a time, until none
-//! waits. The writer task is also woken when an append is queued while
-//! no one commits, so an append whose caller never awaits it (or awaits
-//! it late) is committed all the same; and a leader that gives up on its
-//! append mid-commit leaves the commit to finish on a task of its own
-//! (the group holds other callers' appends). One turn at a time and
-//! groups taken from the front keep the queue order: when an append is
-//! acknowledged, every append queued before it is committed. A group of at most 256 events is one statement, sent without
+//! One writer task per store gathers the queued appends into one
+//! transaction, as the SQLite writer does, and commits it with one WAL
+//! flush. A group of at most 256 events is one statement, sent without
 //! `BEGIN` or `COMMIT` (a statement outside a transaction is its own
 //! transaction: one round trip, one commit), when every expected version
 //! of the group holds and every idempotency key is new (the common case):
@@ -92,7 +79,6 @@
 
 mod read;
 mod subscribe;
-mod turn;
 mod writer;
 
 use std::sync::{
@@ -107,11 +93,7 @@ use tokio::{
     task::JoinHandle,
 };
 
-use super::{
-    EventStoreConfig, EventStoreError,
-    append::Lead,
-    writer::{AppendRequest, Counters, Request},
-};
+use super::{EventStoreConfig, EventStoreError, writer::Counters, writer::Request};
 use crate::postgres::{self, Migrations, PostgresConfig};
 
 pub(crate) use read::{Reads, counts};
@@ -138,7 +120,6 @@ pub(crate) struct PgCore {
     /// Whether the schema is in place and the writer connected once.
     pub(crate) ready: Arc<AtomicBool>,
     requests: mpsc::UnboundedSender<Request>,
-    appends: Arc<turn::Appends>,
     writer: Mutex<Option<JoinHandle<()>>>,
     writer_running: watch::Receiver<bool>,
     listener: Mutex<Option<JoinHandle<()>>>,
@@ -208,17 +189,14 @@ impl PgCore {
             pg.clone(),
             driver.clone(),
             first,
+            queue,
             counters.clone(),
             wake.clone(),
             ready.clone(),
         );
-        let appends = Arc::new(turn::Appends::new(writer, config.max_group));
-        let writer = tokio::spawn({
-            let appends = appends.clone();
-            async move {
-                let _running = running_tx;
-                writer::run(appends, queue).await;
-            }
+        let writer = tokio::spawn(async move {
+            let _running = running_tx;
+            writer.run().await;
         });
         let subscribed = Arc::new(Notify::new());
         let listener = tokio::spawn(subscribe::listen(
@@ -236,7 +214,6 @@ impl PgCore {
             subscribed,
             ready,
             requests,
-            appends,
             writer: Mutex::new(Some(writer)),
             writer_running,
             listener: Mutex::new(Some(listener)),
@@ -261,30 +238,17 @@ impl PgCore {
         )
     }
 
-    /// Whether the store takes requests now.
-    fn taking(&self) -> Result<(), EventStoreError> {
+    /// Queues a request for the writer.
+    pub(crate) fn send(&self, request: Request) -> Result<(), EventStoreError> {
         if !self.is_open() {
             return Err(EventStoreError::unavailable("the store is closed"));
         }
         if !self.ready.load(Ordering::Acquire) {
             return Err(self.waiting());
         }
-        Ok(())
-    }
-
-    /// Queues a request for the writer task.
-    pub(crate) fn send(&self, request: Request) -> Result<(), EventStoreError> {
-        self.taking()?;
         self.requests
             .send(request)
             .map_err(|_| EventStoreError::unavailable("the writer has stopped"))
-    }
-
-    /// Queues an append behind those queued before; answers how its
-    /// caller may lead the commit (see [`turn`]).
-    pub(crate) fn queue(&self, request: AppendRequest) -> Result<Lead, EventStoreError> {
-        self.taking()?;
-        self.appends.push(request)
     }
 
     /// Completes when the writer task has ended.

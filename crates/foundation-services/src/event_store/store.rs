@@ -246,7 +246,8 @@ impl EventStore {
         &self,
         events: Vec<Event>,
         expected: ExpectedVersion,
-    ) -> Result<append::Queued, EventStoreError> {
+    ) -> Result<oneshot::Receiver<Result<Vec<append::Appended>, EventStoreError>>, EventStoreError>
+    {
         let (core, events) = self.prepare(events)?;
         if expected != ExpectedVersion::Any
             && let Some(other) = events
@@ -273,19 +274,12 @@ impl EventStore {
             }
         }
         let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
+        core.send(Request::Append(AppendRequest {
             events,
             expected,
             reply,
-        };
-        let lead = match &core {
-            Core::Sqlite(core) => {
-                core.send(Request::Append(request))?;
-                None
-            }
-            Core::Postgres(core) => Some(core.queue(request)?),
-        };
-        Ok(append::Queued { answer, lead })
+        }))?;
+        Ok(answer)
     }
 
     /// Appends `event`; the future completes once it is on disk.
@@ -328,7 +322,7 @@ impl EventStore {
         if events.is_empty() {
             let (reply, answer) = oneshot::channel();
             let _ = reply.send(Ok(Vec::new()));
-            return AppendingBatch::queued(append::Queued { answer, lead: None });
+            return AppendingBatch::queued(answer);
         }
         match self.queue(events, expected) {
             Ok(answer) => AppendingBatch::queued(answer),

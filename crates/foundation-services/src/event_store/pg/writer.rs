@@ -14,7 +14,7 @@ use mabeam_supervision_core::{Clock, EventSeq, Telemetry};
 use tokio::sync::{mpsc, watch};
 use tokio_postgres::{Client, Statement, error::SqlState, types::ToSql};
 
-use super::{super::writer::Counters, MIGRATIONS, classify, turn::Appends};
+use super::{super::writer::Counters, MIGRATIONS, classify};
 use crate::{
     event_store::{
         EventStoreConfig, EventStoreError, ExpectedVersion, Retention,
@@ -286,67 +286,15 @@ impl<'a> Expectations<'a> {
     }
 }
 
-/// The writer task: first, with `wait_for_server`, connects and migrates,
-/// retrying with the backoff until the server answers; then serves the
-/// requests other than appends, the retention, and the appends no caller
-/// commits (see [`Appends`]), until a shutdown request or until every
-/// sender is gone; then commits what is queued and drops its connection.
-pub(crate) async fn run(appends: Arc<Appends>, mut requests: mpsc::UnboundedReceiver<Request>) {
-    let writer = appends.writer.clone();
-    let mut retain_at = {
-        let mut w = writer.lock().await;
-        if !w.connect_first(&mut requests).await {
-            appends.close();
-            return;
-        }
-        w.retain_at
-    };
-    let bounded = writer.lock().await.retention.is_bounded();
-    loop {
-        tokio::select! {
-            request = requests.recv() => {
-                let mut w = writer.lock().await;
-                match request {
-                    None | Some(Request::Shutdown) => break,
-                    Some(Request::Append(request)) => {
-                        // Appends come through `Appends::push`; one sent
-                        // here joins the queue all the same.
-                        let _ = appends.push(request);
-                    }
-                    Some(other) => w.serve(other).await,
-                }
-                retain_at = w.retain_at;
-            }
-            () = appends.writer_wake.notified() => appends.drain().await,
-            () = tokio::time::sleep_until(retain_at), if bounded => {
-                let mut w = writer.lock().await;
-                w.retain_if_due().await;
-                retain_at = w.retain_at;
-            }
-        }
-    }
-    // Finish what is queued: no append joins from now on; a caller that
-    // holds the turn ends it and wakes this task.
-    appends.close();
-    loop {
-        appends.drain().await;
-        if appends.is_idle() {
-            break;
-        }
-        appends.writer_wake.notified().await;
-    }
-    writer.lock().await.conn = None;
-}
-
-/// The writer's connection and state, held by whoever commits (see
-/// [`Appends`]).
 pub(crate) struct PgWriter {
     pg: PostgresConfig,
     driver: tokio_postgres::Config,
     conn: Option<Connected>,
+    requests: mpsc::UnboundedReceiver<Request>,
     counters: Arc<Counters>,
     wake: Arc<watch::Sender<u64>>,
     ready: Arc<AtomicBool>,
+    max_group: usize,
     retention: Retention,
     clock: Clock,
     telemetry: Telemetry,
@@ -362,6 +310,7 @@ impl PgWriter {
         pg: PostgresConfig,
         driver: tokio_postgres::Config,
         conn: Option<Connected>,
+        requests: mpsc::UnboundedReceiver<Request>,
         counters: Arc<Counters>,
         wake: Arc<watch::Sender<u64>>,
         ready: Arc<AtomicBool>,
@@ -371,9 +320,11 @@ impl PgWriter {
             pg,
             driver,
             conn,
+            requests,
             counters,
             wake,
             ready,
+            max_group: config.max_group,
             retention: config.retention,
             clock: config.clock.clone(),
             telemetry: config.telemetry.clone(),
@@ -382,10 +333,10 @@ impl PgWriter {
         }
     }
 
-    /// With `wait_for_server`, connects and migrates, retrying with the
-    /// backoff until the server answers; then marks the store ready.
-    /// `false`: a shutdown (or every sender gone) came first.
-    async fn connect_first(&mut self, requests: &mut mpsc::UnboundedReceiver<Request>) -> bool {
+    /// Serves requests until a shutdown request or until every sender is
+    /// gone; first, with `wait_for_server`, connects and migrates,
+    /// retrying with the backoff until the server answers.
+    pub(crate) async fn run(mut self) {
         let mut attempt = 0;
         while self.conn.is_none() {
             match setup(&self.driver, &self.pg).await {
@@ -396,7 +347,7 @@ impl PgWriter {
                     // ready (appends are refused at the door).
                     tokio::select! {
                         () = tokio::time::sleep(self.pg.reconnect.delay(attempt)) => {}
-                        _ = requests.recv() => return false,
+                        _ = self.requests.recv() => return,
                     }
                     attempt = attempt.saturating_add(1);
                 }
@@ -405,29 +356,65 @@ impl PgWriter {
         *self.counters.last_error.lock() = None;
         self.ready.store(true, Ordering::Release);
         self.wake.send_modify(|n| *n += 1);
-        true
+        let mut next: Option<Request> = None;
+        loop {
+            let request = match next.take() {
+                Some(request) => request,
+                None => match self.next_request().await {
+                    Some(request) => request,
+                    None => return,
+                },
+            };
+            match request {
+                Request::Shutdown => return,
+                Request::Prune { before_ms, reply } => {
+                    let result = self
+                        .until_done(|w| Box::pin(w.prune_older(before_ms, PruneReason::Request)))
+                        .await;
+                    let _ = reply.send(result);
+                }
+                Request::Retain { reply } => {
+                    let result = self.until_done(|w| Box::pin(w.retain())).await;
+                    let _ = reply.send(result);
+                }
+                Request::Durability { reply } => {
+                    let _ = reply.send(self.durability().await);
+                }
+                Request::Append(first) => {
+                    let mut size = first.events.len();
+                    let mut group = vec![first];
+                    while size < self.max_group {
+                        match self.requests.try_recv() {
+                            Ok(Request::Append(more)) => {
+                                size += more.events.len();
+                                group.push(more);
+                            }
+                            Ok(other) => {
+                                next = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.commit_group(group, size).await;
+                }
+            }
+            self.retain_if_due().await;
+        }
     }
 
-    /// Serves a request other than an append or a shutdown, then the
-    /// retention if it is due.
-    async fn serve(&mut self, request: Request) {
-        match request {
-            Request::Prune { before_ms, reply } => {
-                let result = self
-                    .until_done(|w| Box::pin(w.prune_older(before_ms, PruneReason::Request)))
-                    .await;
-                let _ = reply.send(result);
+    /// The next request; parked, the writer wakes when the retention is
+    /// due.
+    async fn next_request(&mut self) -> Option<Request> {
+        loop {
+            if !self.retention.is_bounded() {
+                return self.requests.recv().await;
             }
-            Request::Retain { reply } => {
-                let result = self.until_done(|w| Box::pin(w.retain())).await;
-                let _ = reply.send(result);
+            tokio::select! {
+                request = self.requests.recv() => return request,
+                () = tokio::time::sleep_until(self.retain_at) => self.retain_if_due().await,
             }
-            Request::Durability { reply } => {
-                let _ = reply.send(self.durability().await);
-            }
-            Request::Append(_) | Request::Shutdown => {}
         }
-        self.retain_if_due().await;
     }
 
     async fn retain_if_due(&mut self) {
@@ -514,8 +501,7 @@ impl PgWriter {
         })
     }
 
-    /// Commits a group and answers each of its requests.
-    pub(crate) async fn commit_group(&mut self, group: Vec<AppendRequest>, size: usize) {
+    async fn commit_group(&mut self, group: Vec<AppendRequest>, size: usize) {
         match self.try_commit(&group, size).await {
             Ok(outcomes) => {
                 *self.counters.last_error.lock() = None;
