@@ -720,6 +720,29 @@ async fn a_commit_notifies_only_while_a_listener_is_registered() {
         .unwrap();
 }
 
+// An append is queued when `append` returns: one never awaited is
+// committed all the same and reaches a subscriber (a guard for any
+// design where callers commit on their own task, as leader/follower
+// group commit does: the writer must still commit what no caller
+// awaits).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_append_queued_and_never_awaited_is_committed_all_the_same() {
+    let store = open(pg_config(&fresh_schema())).await;
+    let mut subscription = store.subscribe(1);
+    let held = store.append(Event::new("s", "k", json!(1)));
+    let first = within(
+        30,
+        "the held append reaching a subscriber",
+        subscription.next(),
+    )
+    .await
+    .expect("the subscription ended")
+    .expect("the subscription failed");
+    assert_eq!((first.id, first.stream_version), (1, 1));
+    drop(held);
+    within(30, "stopping the store", store.stop()).await;
+}
+
 // Every commit is acknowledged with `synchronous_commit=on` (the WAL
 // flushed), as the store sets on its connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

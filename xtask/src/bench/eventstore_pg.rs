@@ -3,7 +3,11 @@
 //! tokio-postgres doing the same inserts into the same table with the
 //! same durability (`synchronous_commit=on`), in the same run and on the
 //! same server. Without `--store`, the bench starts a private PostgreSQL
-//! as the tests do (src/postgres.rs) and removes it at the end.
+//! as the tests do (src/postgres.rs) and removes it at the end. Its
+//! directory (data and socket) goes under the temporary directory,
+//! `TMPDIR` when set: `TMPDIR=/dev/shm cargo xtask bench eventstore
+//! --backend postgres` puts its WAL on tmpfs, where a commit's flush is
+//! free and what remains is the client's and the server's work.
 //!
 //! - `store_1_task_per_s`: 5,000 appends by one task, each awaited,
 //!   alternating in chunks of 500 with `bare_per_txn_per_s`'s inserts.
