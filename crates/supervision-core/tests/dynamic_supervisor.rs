@@ -335,6 +335,44 @@ async fn a_child_killed_by_its_terminate_is_not_restarted() {
     sup.stop().await;
 }
 
+/// A `terminate_child` dropped before its child exited (its caller gave
+/// up) still ends the child: it is killed, its place given back, and it
+/// is not restarted.
+#[tokio::test(start_paused = true)]
+async fn a_terminate_child_dropped_midway_still_ends_the_child() {
+    let telemetry = Telemetry::new();
+    let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
+    let (kit, _lifecycle) = TestKit::new();
+    let sup = DynamicSupervisor::start(flags(&telemetry)).await.unwrap();
+    let child = sup
+        .start_child(
+            kit.spec("p")
+                .with_restart(RestartType::Permanent)
+                .with_shutdown(Shutdown::Timeout(Duration::from_secs(60))),
+        )
+        .await
+        .unwrap();
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    testkit::hang(&child).await;
+    // The caller gives up long before the child's shutdown timeout.
+    let gave_up = tokio::time::timeout(Duration::from_secs(1), sup.terminate_child(&child)).await;
+    assert!(gave_up.is_err(), "the child ignores its stop: {gave_up:?}");
+    assert_eq!(
+        tokio::time::timeout(WAIT, child.exited())
+            .await
+            .expect("the dropped terminate killed the child"),
+        ExitReason::Killed
+    );
+    assert_eq!(sup.count_children().await.unwrap().specs, 0);
+    assert_eq!(kit.live(), 0);
+    let events = probe.drain();
+    assert!(
+        !events.iter().any(|e| e.is(events::CHILD_RESTARTED)),
+        "{events:?}"
+    );
+    sup.stop().await;
+}
+
 /// The supervisor's stop waits for a child a `terminate_child` is
 /// stopping (it is stopped once, by that call), and reports it once.
 #[tokio::test(start_paused = true)]
