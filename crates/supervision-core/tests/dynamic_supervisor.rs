@@ -297,6 +297,28 @@ async fn concurrent_terminates_of_one_child_stop_it_once() {
     assert_eq!(kit.live(), 0);
 }
 
+/// A permanent child of `sup` with a shutdown timeout of `timeout`, in the
+/// supervisor's table, hung: it ignores its stop.
+async fn hung_permanent_child(
+    sup: &DynamicSupervisor,
+    kit: &TestKit,
+    timeout: Duration,
+) -> ProcessHandle {
+    let child = sup
+        .start_child(
+            kit.spec("p")
+                .with_restart(RestartType::Permanent)
+                .with_shutdown(Shutdown::Timeout(timeout)),
+        )
+        .await
+        .unwrap();
+    // Taken by the supervisor (its hand-over is queued ahead of this
+    // answer): a terminate finds it in the table.
+    assert_eq!(sup.count_children().await.unwrap().active, 1);
+    testkit::hang(&child).await;
+    child
+}
+
 /// A permanent child killed by its terminate (its shutdown timed out) is
 /// not restarted: its exit is the terminate's, not one of its own.
 #[tokio::test(start_paused = true)]
@@ -305,18 +327,7 @@ async fn a_child_killed_by_its_terminate_is_not_restarted() {
     let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
     let (kit, _lifecycle) = TestKit::new();
     let sup = DynamicSupervisor::start(flags(&telemetry)).await.unwrap();
-    let child = sup
-        .start_child(
-            kit.spec("p")
-                .with_restart(RestartType::Permanent)
-                .with_shutdown(Shutdown::Timeout(Duration::from_secs(1))),
-        )
-        .await
-        .unwrap();
-    // Taken by the supervisor (its hand-over is queued ahead of this
-    // answer): the terminate finds it in the table.
-    assert_eq!(sup.count_children().await.unwrap().active, 1);
-    testkit::hang(&child).await;
+    let child = hung_permanent_child(&sup, &kit, Duration::from_secs(1)).await;
     tokio::time::timeout(WAIT, sup.terminate_child(&child))
         .await
         .expect("the terminate answers")
@@ -344,16 +355,7 @@ async fn a_terminate_child_dropped_midway_still_ends_the_child() {
     let mut probe = TelemetryProbe::attach(&telemetry, &["supervisor"]);
     let (kit, _lifecycle) = TestKit::new();
     let sup = DynamicSupervisor::start(flags(&telemetry)).await.unwrap();
-    let child = sup
-        .start_child(
-            kit.spec("p")
-                .with_restart(RestartType::Permanent)
-                .with_shutdown(Shutdown::Timeout(Duration::from_secs(60))),
-        )
-        .await
-        .unwrap();
-    assert_eq!(sup.count_children().await.unwrap().active, 1);
-    testkit::hang(&child).await;
+    let child = hung_permanent_child(&sup, &kit, Duration::from_secs(60)).await;
     // The caller gives up long before the child's shutdown timeout.
     let gave_up = tokio::time::timeout(Duration::from_secs(1), sup.terminate_child(&child)).await;
     assert!(gave_up.is_err(), "the child ignores its stop: {gave_up:?}");
