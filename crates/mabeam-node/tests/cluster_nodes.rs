@@ -1170,6 +1170,41 @@ async fn a_rolling_restart_under_asks_and_tells_loses_no_acknowledged_tell() {
     }
     drop(nodes);
 }
+
+/// Forwards each connection made to `listener` to the current target
+/// (none yet: refused), until cut: a cut closes every open connection and
+/// refuses new ones until healed. Its links end when this future is
+/// dropped.
+async fn forward_tcp(
+    listener: tokio::net::TcpListener,
+    target_rx: tokio::sync::watch::Receiver<Option<std::net::SocketAddr>>,
+    cut_rx: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut links = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((mut inbound, _)) = accepted else { continue };
+                let target = *target_rx.borrow();
+                let (Some(target), false) = (target, *cut_rx.borrow()) else {
+                    continue;
+                };
+                let mut cut = cut_rx.clone();
+                links.spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+            Some(_) = links.join_next(), if !links.is_empty() => {}
+        }
+    }
+}
+
 /// A TCP fault proxy for one link: forwards each connection made to
 /// `addr` to the target until [`cut`](Self::cut), which closes every open
 /// connection and refuses new ones until [`heal`](Self::heal). Its tasks
@@ -1185,31 +1220,10 @@ impl FaultProxy {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (cut, cut_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(async move {
-            // Dropped with the task: every link ends with the proxy.
-            let mut links = tokio::task::JoinSet::new();
-            loop {
-                tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((mut inbound, _)) = accepted else { continue };
-                        if *cut_rx.borrow() {
-                            continue;
-                        }
-                        let mut cut = cut_rx.clone();
-                        links.spawn(async move {
-                            let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                                return;
-                            };
-                            tokio::select! {
-                                _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                                _ = cut.wait_for(|cut| *cut) => {}
-                            }
-                        });
-                    }
-                    Some(_) = links.join_next(), if !links.is_empty() => {}
-                }
-            }
-        });
+        // A fixed target: the receiver keeps its value once the sender is
+        // gone. Every link ends with the task, so with the proxy.
+        let (_, target_rx) = tokio::sync::watch::channel(Some(target));
+        let task = tokio::spawn(forward_tcp(listener, target_rx, cut_rx));
         FaultProxy { addr, cut, task }
     }
 
@@ -1594,34 +1608,7 @@ impl NodeFront {
         let (target, target_rx) = tokio::sync::watch::channel(None);
         let (cut, cut_rx) = tokio::sync::watch::channel(false);
         let blocked = std::sync::Arc::new(parking_lot::Mutex::new(Vec::new()));
-        let tcp_task = {
-            let (target_rx, cut_rx) = (target_rx.clone(), cut_rx.clone());
-            tokio::spawn(async move {
-                let mut links = tokio::task::JoinSet::new();
-                loop {
-                    tokio::select! {
-                        accepted = tcp.accept() => {
-                            let Ok((mut inbound, _)) = accepted else { continue };
-                            let target = *target_rx.borrow();
-                            let (Some(target), false) = (target, *cut_rx.borrow()) else {
-                                continue;
-                            };
-                            let mut cut = cut_rx.clone();
-                            links.spawn(async move {
-                                let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
-                                    return;
-                                };
-                                tokio::select! {
-                                    _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                                    _ = cut.wait_for(|cut| *cut) => {}
-                                }
-                            });
-                        }
-                        Some(_) = links.join_next(), if !links.is_empty() => {}
-                    }
-                }
-            })
-        };
+        let tcp_task = tokio::spawn(forward_tcp(tcp, target_rx.clone(), cut_rx.clone()));
         let udp_task = {
             let blocked = blocked.clone();
             tokio::spawn(async move {
