@@ -1094,6 +1094,19 @@ fn agreeing_peers(ack_after: Duration) -> ScriptedDirectory {
     agents
 }
 
+/// `member`, in term 1, hears a heartbeat of leader `c` of that term and
+/// acknowledges it (it follows `c`).
+fn hears_of_leader_c_in_term_one(member: &ElectionMember) {
+    let term = member.term();
+    assert_eq!(term, 1);
+    let ack = member.answer(&Envelope::new(
+        HEARTBEAT_PROTOCOL,
+        json!({"term": term, "leader": "c"}),
+        Duration::from_millis(50),
+    ));
+    assert_eq!(ack, Some(json!({"ack": true, "term": term})));
+}
+
 // A new leader that hears of another leader of its own term while its
 // first heartbeat round runs follows it, and does not take the lease when
 // the round ends (mutant: `&&` as `||` in the leader's check after its
@@ -1113,14 +1126,7 @@ async fn a_leader_following_another_during_its_round_takes_no_lease() {
         agents.wait_received(&"b".into(), 2),
     )
     .await;
-    let term = member.term();
-    assert_eq!(term, 1);
-    let ack = member.answer(&Envelope::new(
-        HEARTBEAT_PROTOCOL,
-        json!({"term": term, "leader": "c"}),
-        Duration::from_millis(50),
-    ));
-    assert_eq!(ack, Some(json!({"ack": true, "term": term})));
+    hears_of_leader_c_in_term_one(&member);
     // The round has ended, both acknowledgements in.
     tokio::time::sleep(Duration::from_millis(30)).await;
     assert_eq!(
@@ -1161,14 +1167,7 @@ async fn a_candidate_following_a_leader_does_not_lead_on_its_votes() {
         agents.wait_received(&"b".into(), 1),
     )
     .await;
-    let term = member.term();
-    assert_eq!(term, 1);
-    let ack = member.answer(&Envelope::new(
-        HEARTBEAT_PROTOCOL,
-        json!({"term": term, "leader": "c"}),
-        Duration::from_millis(50),
-    ));
-    assert_eq!(ack, Some(json!({"ack": true, "term": term})));
+    hears_of_leader_c_in_term_one(&member);
     // Its round has ended (and a leader's first heartbeat round would
     // have too).
     tokio::time::sleep(Duration::from_millis(150)).await;
