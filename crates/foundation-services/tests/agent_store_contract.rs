@@ -453,6 +453,21 @@ async fn ownership_contract_postgres() {
     store.stop().await;
 }
 
+/// A store on a fresh PostgreSQL schema.
+async fn fresh_postgres() -> PostgresAgentStore {
+    PostgresAgentStore::open(support::pg_config(&support::fresh_schema()))
+        .await
+        .expect("open")
+}
+
+/// A one-byte checkpoint of format 1.
+fn checkpoint(n: u8) -> Checkpoint {
+    Checkpoint {
+        format: 1,
+        data: vec![n],
+    }
+}
+
 /// Fencing on PostgreSQL: a member whose agent was taken over (a
 /// survivor claimed it replacing the member's claim) has its checkpoint
 /// refused as `Fenced`, the row unchanged; the new owner's is stored. A
@@ -461,16 +476,9 @@ async fn ownership_contract_postgres() {
 /// generation's writes to those are refused too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_writer_is_fenced_off_on_postgres() {
-    let schema = support::fresh_schema();
-    let store = PostgresAgentStore::open(support::pg_config(&schema))
-        .await
-        .expect("open");
+    let store = fresh_postgres().await;
     let a1 = store.fenced("a", || 1);
     let b5 = store.fenced("b", || 5);
-    let checkpoint = |n: u8| Checkpoint {
-        format: 1,
-        data: vec![n],
-    };
     let ids: Vec<AgentId> = (0..6).map(|i| AgentId::new(format!("f-{i}"))).collect();
     for id in &ids {
         store.claim(id, "a", 1, None).await.unwrap();
@@ -561,16 +569,9 @@ async fn a_stale_writer_is_fenced_off_on_postgres() {
 /// stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_from_an_older_grant_is_refused_on_postgres() {
-    let schema = support::fresh_schema();
-    let store = PostgresAgentStore::open(support::pg_config(&schema))
-        .await
-        .expect("open");
+    let store = fresh_postgres().await;
     let a1 = store.fenced("a", || 1);
     let b5 = store.fenced("b", || 5);
-    let checkpoint = |n: u8| Checkpoint {
-        format: 1,
-        data: vec![n],
-    };
     let id = AgentId::new("aba");
     let first = a1.claim(&id).await.unwrap();
     within("register", a1.register(registration("aba", 0), 0))
@@ -625,10 +626,7 @@ async fn a_write_from_an_older_grant_is_refused_on_postgres() {
 /// generation was declared dead.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_leases_run_by_the_servers_clock_on_postgres() {
-    let schema = support::fresh_schema();
-    let store = PostgresAgentStore::open(support::pg_config(&schema))
-        .await
-        .expect("open");
+    let store = fresh_postgres().await;
     let length = Duration::from_millis(800);
     let mut a = store.lease("a", 1, length);
     let mut b = store.lease("b", 1, length);
