@@ -354,34 +354,17 @@ pub(crate) async fn start_elsewhere(
 /// a claim, `agent_node_down` while the owner is down and not yet taken
 /// over.
 pub(crate) async fn stop_elsewhere(state: &ApiState, id: &str) -> Result<Response, ApiError> {
-    use mabeam_supervision_core::cluster::Ownership;
     let (Some(store), Some(membership)) = (&state.ownership, &state.cluster) else {
         return Err(ApiError::AgentNotFound(id.to_owned()));
     };
-    let agent = AgentId::new(id);
-    let claim = store
-        .store()
-        .owner(&agent)
+    let claim = crate::cluster_reach::claimed_owner(membership, store, &AgentId::new(id))
         .await
-        .map_err(|_| ApiError::Unavailable("agent_store"))?
+        .map_err(|error| match error {
+            DirectoryError::Rejected { .. } => ApiError::Unavailable("agent_store"),
+            error => crate::cluster_reach::api_error(id, error),
+        })?
+        // A claim of this node without an agent here: one stopped meanwhile.
         .ok_or_else(|| ApiError::AgentNotFound(id.to_owned()))?;
-    // A claim of this node without an agent here: one stopped meanwhile.
-    if claim.node == membership.local().node {
-        return Err(ApiError::AgentNotFound(id.to_owned()));
-    }
-    let owner_up = membership.members().into_iter().any(|m| {
-        m.node == claim.node && m.generation == claim.generation && m.state != MemberState::Down
-    });
-    if !owner_up {
-        return Err(ApiError::AgentNodeDown {
-            agent: id.to_owned(),
-            node: claim.node.to_string(),
-            reason: format!(
-                "its owner (generation {}) is down; a survivor takes its agents over: retry",
-                claim.generation
-            ),
-        });
-    }
     let connections = reach(state, &claim.node)?;
     let envelope = Envelope::new(STOP, json!({ "id": id }), NODE_REQUEST_TIMEOUT);
     node_request(connections, &claim.node, envelope, StatusCode::OK).await

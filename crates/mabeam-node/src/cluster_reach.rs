@@ -66,7 +66,7 @@ use mabeam_foundation_services::{ConnectionManager, FencedAgentStore, cluster::C
 use mabeam_supervision_core::{
     AgentDirectory, AgentId, AgentInfo, AgentStatusChanges, DirectoryError, Envelope, ErrorCode,
     ProcessHandle,
-    cluster::{MemberState, Membership, Ownership, RemoteDelivery, rendezvous_owner},
+    cluster::{Claim, MemberState, Membership, Ownership, RemoteDelivery, rendezvous_owner},
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -213,6 +213,49 @@ enum Route {
     Here,
 }
 
+/// Whether `node` under `generation` is a member not seen down.
+fn is_live(membership: &ClusterMembership, node: &str, generation: u64) -> bool {
+    membership
+        .members()
+        .into_iter()
+        .any(|m| &*m.node == node && m.generation == generation && m.state != MemberState::Down)
+}
+
+/// Who owns `agent` by its claim in the shared store: `None` for this
+/// node, the claim of a member not seen down; `NotFound` without a claim,
+/// `NodeDown` for a member down (or replaced by a newer generation) that
+/// no survivor took the agent from yet, `Rejected` when the store cannot
+/// be read.
+pub(crate) async fn claimed_owner(
+    membership: &ClusterMembership,
+    store: &FencedAgentStore,
+    agent: &AgentId,
+) -> Result<Option<Claim>, DirectoryError> {
+    let claim = store
+        .store()
+        .owner(agent)
+        .await
+        .map_err(|error| DirectoryError::Rejected {
+            agent: agent.clone(),
+            reason: error.to_string(),
+        })?
+        .ok_or_else(|| DirectoryError::NotFound(agent.clone()))?;
+    if claim.node == membership.local().node {
+        return Ok(None);
+    }
+    if !is_live(membership, &claim.node, claim.generation) {
+        return Err(DirectoryError::NodeDown {
+            agent: agent.clone(),
+            reason: format!(
+                "its owner (generation {}) is down; a survivor takes its agents over: retry",
+                claim.generation
+            ),
+            node: claim.node,
+        });
+    }
+    Ok(Some(claim))
+}
+
 /// The directory that spans the cluster (see the [module docs](self)):
 /// this node's agents first, then the owner read from the claims.
 #[derive(Clone)]
@@ -246,34 +289,14 @@ impl ClusterDirectory {
         fresh: bool,
     ) -> Result<Route, DirectoryError> {
         if !fresh && let Some((node, generation)) = reach.owners.get(agent) {
-            let live = reach.membership.members().into_iter().any(|m| {
-                m.node == node && m.generation == generation && m.state != MemberState::Down
-            });
-            if live {
+            if is_live(&reach.membership, &node, generation) {
                 return Ok(Route::To { node, cached: true });
             }
             reach.owners.forget(agent);
         }
-        let claim = store
-            .store()
-            .owner(agent)
-            .await
-            .map_err(|error| DirectoryError::Rejected {
-                agent: agent.clone(),
-                reason: error.to_string(),
-            })?
-            .ok_or_else(|| DirectoryError::NotFound(agent.clone()))?;
-        let me = reach.membership.local();
-        if claim.node == me.node {
-            return Ok(Route::Here);
-        }
-        let owner = reach
-            .membership
-            .members()
-            .into_iter()
-            .find(|m| m.node == claim.node && m.generation == claim.generation);
-        match owner {
-            Some(member) if member.state != MemberState::Down => {
+        match claimed_owner(&reach.membership, store, agent).await? {
+            None => Ok(Route::Here),
+            Some(claim) => {
                 reach
                     .owners
                     .remember(agent, claim.node.clone(), claim.generation);
@@ -282,14 +305,6 @@ impl ClusterDirectory {
                     cached: false,
                 })
             }
-            _ => Err(DirectoryError::NodeDown {
-                agent: agent.clone(),
-                node: claim.node,
-                reason: format!(
-                    "its owner (generation {}) is down; a survivor takes its agents over: retry",
-                    claim.generation
-                ),
-            }),
         }
     }
 
@@ -400,19 +415,25 @@ impl ClusterDirectory {
         Ok(())
     }
 
-    /// Whether an owner taken from [`Owners`] may no longer be the owner:
-    /// it does not hold the agent or is handing it over. Nothing was taken
-    /// then, so the call may go again. (An unreachable owner may have
-    /// taken it: that answer is the caller's, and the entry is forgotten.)
-    fn stale<T>(reach: &Reach, agent: &AgentId, answer: &Result<T, DirectoryError>) -> bool {
-        match answer {
-            Err(DirectoryError::NotFound(_) | DirectoryError::Restarting(_)) => true,
-            Err(DirectoryError::NodeDown { .. }) => {
-                reach.owners.forget(agent);
-                false
-            }
-            _ => false,
+    /// After a call to an owner taken from [`Owners`]: forgets that owner
+    /// when the answer says it may be one no more, and tells whether the
+    /// call may go again. It may after `NotFound` or `Restarting` (nothing
+    /// was taken); not after `NodeDown`, since an unreachable owner may
+    /// have taken it: that answer is the caller's.
+    fn forget_if_stale<T>(
+        reach: &Reach,
+        agent: &AgentId,
+        answer: &Result<T, DirectoryError>,
+    ) -> bool {
+        let (stale, again) = match answer {
+            Err(DirectoryError::NotFound(_) | DirectoryError::Restarting(_)) => (true, true),
+            Err(DirectoryError::NodeDown { .. }) => (true, false),
+            _ => (false, false),
+        };
+        if stale {
+            reach.owners.forget(agent);
         }
+        again
     }
 
     /// An ask for an agent this node does not hold.
@@ -486,8 +507,7 @@ impl ClusterDirectory {
             match Self::route(reach, store, &agent, fresh).await? {
                 Route::To { node, cached } => {
                     let answer = remote(&reach.delivery, &node, &agent, envelope.clone()).await;
-                    if cached && Self::stale(reach, &agent, &answer) {
-                        reach.owners.forget(&agent);
+                    if cached && Self::forget_if_stale(reach, &agent, &answer) {
                         fresh = true;
                         continue;
                     }
