@@ -658,17 +658,7 @@ async fn a_killed_nodes_agents_answer_from_survivors_with_their_checkpoints() {
     }
     let survivors = ["a@local", "b@local"];
     let after = claims(&schema).await;
-    let mut held = std::collections::HashMap::<&str, Vec<String>>::new();
-    for (name, running, token) in [("a@local", &a, &a_token), ("b@local", &b, &b_token)] {
-        let local = list(&running.addr, token, "&scope=local").await;
-        let mine = local["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|agent| agent["id"].as_str().unwrap().to_owned())
-            .collect();
-        held.insert(name, mine);
-    }
+    let held = held_by([("a@local", &a, &a_token), ("b@local", &b, &b_token)]).await;
     for id in &ids {
         let (owner, _) = &after[id];
         let expected = rendezvous_owner(&AgentId::new(id.as_str()), survivors).unwrap();
@@ -711,6 +701,24 @@ async fn a_killed_nodes_agents_answer_from_survivors_with_their_checkpoints() {
     assert_eq!(local["total"], 0, "{local} (health: {recovered})");
     assert_eq!(claims(&schema).await, after, "the claims unchanged");
     drop((a, b, c2));
+}
+
+/// The ids each of `nodes` holds itself (`scope=local`), by node name.
+async fn held_by<'a>(
+    nodes: [(&'a str, &Running, &String); 2],
+) -> std::collections::HashMap<&'a str, Vec<String>> {
+    let mut held = std::collections::HashMap::new();
+    for (name, running, token) in nodes {
+        let local = list(&running.addr, token, "&scope=local").await;
+        let mine = local["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|agent| agent["id"].as_str().unwrap().to_owned())
+            .collect();
+        held.insert(name, mine);
+    }
+    held
 }
 
 /// A request with a JSON body to `path` through `addr`: status and answer.
@@ -1819,17 +1827,7 @@ async fn a_member_dead_before_any_survivor_was_up_is_taken_over() {
         }
     }
     let after = claims(&schema).await;
-    let mut held = std::collections::HashMap::<&str, Vec<String>>::new();
-    for (name, running, token) in [("a@local", &a, &a_token), ("b@local", &b, &b_token)] {
-        let local = list(&running.addr, token, "&scope=local").await;
-        let mine = local["agents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|agent| agent["id"].as_str().unwrap().to_owned())
-            .collect();
-        held.insert(name, mine);
-    }
+    let held = held_by([("a@local", &a, &a_token), ("b@local", &b, &b_token)]).await;
     for id in &ids {
         let (owner, _) = &after[id];
         assert!(owner == "a@local" || owner == "b@local", "{id}: {after:?}");
