@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    pin::Pin,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -109,6 +110,40 @@ const APPEND: &str = "WITH ids AS ( \
     ) \
     SELECT ids.value, b.stream, b.top, (SELECT count(*) FROM wakeup) FROM ids, before b";
 
+/// A group of one event, the one request of a task awaiting each append:
+/// [`APPEND`] without arrays, window function or joins (about 60 µs a
+/// round trip against 190, measured on tmpfs). `ids` locks the `$all`
+/// row first, `version` then moves the stream's version (reading `ids`:
+/// the same lock order as [`APPEND`]), the insert's `WHERE` fails the
+/// statement (division by zero) unless the expected version holds, and
+/// `wakeup` notifies only when someone listens. Answers the id and the
+/// stream's version.
+///
+/// `$1`-`$9` the row's columns but its id and version, `$10` the
+/// channel, `$11` the expectation's kind (-1 any, 0 no stream, 1 exists,
+/// 2 exact) and `$12` its version.
+const APPEND_ONE: &str = "WITH ids AS ( \
+        UPDATE meta SET value = value + 1 WHERE key = 'last_id' RETURNING value \
+    ), version AS ( \
+        INSERT INTO streams AS s (stream, version) SELECT $1, 1 FROM ids \
+        ON CONFLICT (stream) DO UPDATE SET version = s.version + 1 \
+        RETURNING version \
+    ), inserted AS ( \
+        INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
+            causation_id, idempotency_key, metadata, data) \
+        SELECT ids.value, $1, version.version, $2, $3, $4, $5, $6, $7, $8, $9 \
+        FROM ids, version \
+        WHERE 1 / (CASE $11::int \
+            WHEN 0 THEN version.version = 1 \
+            WHEN 1 THEN version.version > 1 \
+            WHEN 2 THEN version.version - 1 = $12 \
+            ELSE true END)::int = 1 \
+    ), wakeup AS MATERIALIZED ( \
+        SELECT pg_notify($10, ids.value::text) FROM ids \
+        WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($10)) \
+    ) \
+    SELECT ids.value, version.version, (SELECT count(*) FROM wakeup) FROM ids, version";
+
 /// The writer's connection and its prepared statements.
 pub(crate) struct Connected {
     client: Client,
@@ -121,6 +156,7 @@ pub(crate) struct Connected {
     set_last: Statement,
     notify: Statement,
     append: Statement,
+    append_one: Statement,
 }
 
 /// Connects the writer's connection, migrates the schema and prepares the
@@ -176,9 +212,20 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
         p(NOTIFY_IF_LISTENED),
         // The one-statement path (see `try_commit_optimistic`).
         p(APPEND),
+        p(APPEND_ONE),
     );
-    let (lock, versions, keys, stored_from, insert, set_versions, set_last, notify, append) =
-        prepared.map_err(|e| classify(pg, &e))?;
+    let (
+        lock,
+        versions,
+        keys,
+        stored_from,
+        insert,
+        set_versions,
+        set_last,
+        notify,
+        append,
+        append_one,
+    ) = prepared.map_err(|e| classify(pg, &e))?;
     Ok(Connected {
         client,
         lock,
@@ -190,6 +237,7 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
         set_last,
         notify,
         append,
+        append_one,
     })
 }
 
@@ -273,16 +321,54 @@ struct Expectations<'a> {
 
 impl<'a> Expectations<'a> {
     fn push(&mut self, stream: &'a str, before: i64, expected: ExpectedVersion) {
-        let (kind, version) = match expected {
-            ExpectedVersion::Any => return,
-            ExpectedVersion::NoStream => (0, 0),
-            ExpectedVersion::StreamExists => (1, 0),
-            ExpectedVersion::Exact(version) => (2, i64::try_from(version).unwrap_or(i64::MAX)),
+        let Some((kind, version)) = guarded(expected) else {
+            return;
         };
         self.stream.push(stream);
         self.before.push(before);
         self.kind.push(kind);
         self.version.push(version);
+    }
+}
+
+/// An expected version as the guards take it: its kind (0 no stream, 1
+/// exists, 2 exact) and version; `None` for any version (no guard).
+fn guarded(expected: ExpectedVersion) -> Option<(i32, i64)> {
+    match expected {
+        ExpectedVersion::Any => None,
+        ExpectedVersion::NoStream => Some((0, 0)),
+        ExpectedVersion::StreamExists => Some((1, 0)),
+        ExpectedVersion::Exact(version) => Some((2, i64::try_from(version).unwrap_or(i64::MAX))),
+    }
+}
+
+/// The timer in `slot`, set to `at`: made once, and moved only when `at`
+/// moves (moving it registers it again).
+fn retain_timer(
+    slot: &mut Option<Pin<Box<tokio::time::Sleep>>>,
+    at: tokio::time::Instant,
+) -> Pin<&mut tokio::time::Sleep> {
+    let timer = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+    if timer.deadline() != at {
+        timer.as_mut().reset(at);
+    }
+    timer.as_mut()
+}
+
+/// Maps a failed one-statement append: a guard that failed (division by
+/// zero) or a stored idempotency key is [`Optimistic::NeedsChecks`]
+/// (nothing was written), anything else fails the group.
+fn optimistic_failure(
+    failing: impl Fn(tokio_postgres::Error) -> EventStoreError,
+) -> impl Fn(tokio_postgres::Error) -> Optimistic {
+    move |e| {
+        if postgres::is_unique_violation_of(&e, "events_by_idempotency_key")
+            || e.code() == Some(&SqlState::DIVISION_BY_ZERO)
+        {
+            Optimistic::NeedsChecks
+        } else {
+            Optimistic::Failed(failing(e))
+        }
     }
 }
 
@@ -300,6 +386,11 @@ pub(crate) struct PgWriter {
     telemetry: Telemetry,
     channel: String,
     retain_at: tokio::time::Instant,
+    /// The timer for `retain_at`, kept across requests: a new timer each
+    /// time the writer waits would wake the runtime's timer driver on
+    /// every append (measured: one extra wake-up of a parked worker per
+    /// append, about a third of a lone append's time on tmpfs).
+    retain_timer: Option<Pin<Box<tokio::time::Sleep>>>,
     more_to_prune: bool,
 }
 
@@ -329,6 +420,7 @@ impl PgWriter {
             clock: config.clock.clone(),
             telemetry: config.telemetry.clone(),
             retain_at: tokio::time::Instant::now(),
+            retain_timer: None,
             more_to_prune: false,
         }
     }
@@ -412,7 +504,9 @@ impl PgWriter {
             }
             tokio::select! {
                 request = self.requests.recv() => return request,
-                () = tokio::time::sleep_until(self.retain_at) => self.retain_if_due().await,
+                () = retain_timer(&mut self.retain_timer, self.retain_at) => {
+                    self.retain_if_due().await
+                }
             }
         }
     }
@@ -536,7 +630,11 @@ impl PgWriter {
         if size > ONE_TRIP_MAX_EVENTS {
             return self.try_commit_checked(group).await;
         }
-        match self.try_commit_optimistic(group).await {
+        let optimistic = match group {
+            [one] if one.events.len() == 1 => self.try_commit_one(one).await,
+            _ => self.try_commit_optimistic(group).await,
+        };
+        match optimistic {
             Ok(outcomes) => return Ok(outcomes),
             // The failed statement was its own transaction: the server
             // has rolled it back, there is nothing to end.
@@ -544,6 +642,47 @@ impl PgWriter {
             Err(Optimistic::Failed(error)) => return Err(error),
         }
         self.try_commit_checked(group).await
+    }
+
+    /// A group of one event in one statement, its own transaction
+    /// ([`APPEND_ONE`]); failures as [`try_commit_optimistic`]'s.
+    ///
+    /// [`try_commit_optimistic`]: Self::try_commit_optimistic
+    async fn try_commit_one(&mut self, request: &AppendRequest) -> Result<Outcomes, Optimistic> {
+        let prepared = &request.events[0];
+        let event = &prepared.event;
+        let (kind, expected) = guarded(request.expected).unwrap_or((-1, 0));
+        let ts = prepared.timestamp_ms as i64;
+        let causation = event.causation_id.map(|id| id as i64);
+        let channel = self.channel.clone();
+        let fail = optimistic_failure(self.failing());
+        let conn = self.conn().await.map_err(Optimistic::Failed)?;
+        let params: [&(dyn ToSql + Sync); 12] = [
+            &event.stream,
+            &event.kind,
+            &ts,
+            &prepared.node,
+            &event.correlation_id,
+            &causation,
+            &event.idempotency_key,
+            &prepared.metadata,
+            &prepared.data,
+            &channel,
+            &kind,
+            &expected,
+        ];
+        let row = conn
+            .client
+            .query_one(&conn.append_one, &params)
+            .await
+            .map_err(&fail)?;
+        let id = row.try_get::<_, i64>(0).map_err(&fail)?;
+        let version = row.try_get::<_, i64>(1).map_err(&fail)?;
+        Ok(vec![Ok(vec![Appended {
+            id: id as EventSeq,
+            stream_version: version as u64,
+            duplicate: false,
+        }])])
     }
 
     /// A group in one statement, its own transaction ([`APPEND`]),
@@ -571,16 +710,7 @@ impl PgWriter {
         let (names, added): (Vec<&str>, Vec<i64>) = counted.into_iter().unzip();
         let size = rows.len() as i64;
         let channel = self.channel.clone();
-        let failing = self.failing();
-        let fail = move |e: tokio_postgres::Error| {
-            if postgres::is_unique_violation_of(&e, "events_by_idempotency_key")
-                || e.code() == Some(&SqlState::DIVISION_BY_ZERO)
-            {
-                Optimistic::NeedsChecks
-            } else {
-                Optimistic::Failed(failing(e))
-            }
-        };
+        let fail = optimistic_failure(self.failing());
         let conn = self.conn().await.map_err(Optimistic::Failed)?;
         let mut params = rows.columns();
         params.extend([
