@@ -34,9 +34,10 @@
 //! takes running agents back to their state at their last stop or
 //! passivation (or their start arguments); with
 //! [`CheckpointPolicy::after_each_message`] every answered message is
-//! kept (one that changed nothing writes nothing); with `every_messages: n` at most the last `n - 1` messages, with
-//! `every: t` what came after the last checkpoint at least `t` old. A
-//! kill of one incarnation writes its checkpoint without waiting.
+//! kept (one that changed nothing writes nothing); with
+//! `every_messages: n` at most the last `n - 1` messages, with `every: t`
+//! what came after the last checkpoint at least `t` old. A kill of one
+//! incarnation writes its checkpoint without waiting.
 //!
 //! # Stops by the system
 //!
@@ -258,8 +259,16 @@ fn update_of(state: &SlotState) -> AgentUpdate {
 /// [`DurableHost`] keeps (small, and of `A`'s current format: an older
 /// one is written again in the current format).
 pub(crate) fn stored_bytes<A: Agent>(checkpoint: &Checkpoint) -> Option<Box<[u8]>> {
-    (checkpoint.format == A::CHECKPOINT_FORMAT && checkpoint.data.len() <= KEPT_CHECKPOINT)
-        .then(|| checkpoint.data.clone().into_boxed_slice())
+    if checkpoint.format != A::CHECKPOINT_FORMAT {
+        return None;
+    }
+    kept_bytes(&checkpoint.data)
+}
+
+/// A copy of a stored checkpoint's `data` when it is small enough to keep
+/// (see [`KEPT_CHECKPOINT`]).
+fn kept_bytes(data: &[u8]) -> Option<Box<[u8]>> {
+    (data.len() <= KEPT_CHECKPOINT).then(|| data.into())
 }
 
 /// A checkpoint in its stored form.
@@ -404,8 +413,7 @@ impl DurableHost {
             if self.stored.as_deref() == Some(&encoded.data[..]) {
                 return;
             }
-            let kept = (encoded.data.len() <= KEPT_CHECKPOINT)
-                .then(|| encoded.data.clone().into_boxed_slice());
+            let kept = kept_bytes(&encoded.data);
             // Unknown until the store answers: a refused write is not
             // taken for stored.
             self.stored = None;

@@ -476,24 +476,19 @@ impl<A: Agent> AgentHost<A> {
         host: HostArgs,
         handle: ProcessHandle,
     ) -> Result<Self, ExitReason> {
-        let (agent, stored) = match host.slot.take_kept::<A>() {
-            Some(Kept::Live(agent)) => (agent, None),
-            Some(Kept::Checkpoint(checkpoint)) => (
+        let mut kept = host.slot.take_kept::<A>();
+        let stored = match &mut kept {
+            Some(Kept::Loaded(_, stored)) => stored.take(),
+            _ => None,
+        };
+        let agent = match kept {
+            Some(Kept::Live(agent)) => agent,
+            Some(Kept::Checkpoint(checkpoint) | Kept::Loaded(checkpoint, _)) => {
                 A::on_start(args, Some(checkpoint))
                     .await
-                    .map_err(ExitReason::error)?,
-                None,
-            ),
-            Some(Kept::Loaded(checkpoint, stored)) => (
-                A::on_start(args, Some(checkpoint))
-                    .await
-                    .map_err(ExitReason::error)?,
-                stored,
-            ),
-            None => (
-                A::on_start(args, None).await.map_err(ExitReason::error)?,
-                None,
-            ),
+                    .map_err(ExitReason::error)?
+            }
+            None => A::on_start(args, None).await.map_err(ExitReason::error)?,
         };
         let shared = host
             .shared
