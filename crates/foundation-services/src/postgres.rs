@@ -40,7 +40,8 @@ pub const DEFAULT_SCHEMA: &str = "mabeam";
 ///
 /// Defaults ([`PostgresConfig::new`]): schema [`DEFAULT_SCHEMA`], a pool
 /// of 8 reader connections, 5 s to connect, fail at once when the server
-/// is down (`wait_for_server` false), reconnect backoff 50 ms to 5 s.
+/// is down (`wait_for_server` false), reconnect backoff 50 ms to 5 s, a
+/// write slice of 10 ms.
 #[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PostgresConfig {
@@ -62,6 +63,13 @@ pub struct PostgresConfig {
     /// The waits between reconnection attempts (the listener of a
     /// subscription, a store waiting for its server).
     pub reconnect: Backoff,
+    /// How long the EventStore's writer keeps the schema's write lease
+    /// (one writer at a time appends; see the EventStore's PostgreSQL
+    /// docs) before it hands the lease on to a writer that waits, or lets
+    /// it go when it has nothing to write. Longer slices cost a waiting
+    /// node more latency; shorter ones a busy node more hand-overs (a
+    /// round trip each).
+    pub write_slice: Duration,
 }
 
 impl PostgresConfig {
@@ -74,6 +82,7 @@ impl PostgresConfig {
             connect_timeout: Duration::from_secs(5),
             wait_for_server: false,
             reconnect: Backoff::new(Duration::from_millis(50), Duration::from_secs(5)),
+            write_slice: Duration::from_millis(10),
         }
     }
 
@@ -86,6 +95,12 @@ impl PostgresConfig {
     /// Sets whether an open waits for a server that is down.
     pub fn with_wait_for_server(mut self, wait: bool) -> Self {
         self.wait_for_server = wait;
+        self
+    }
+
+    /// Sets how long the EventStore's writer keeps the write lease.
+    pub fn with_write_slice(mut self, slice: Duration) -> Self {
+        self.write_slice = slice;
         self
     }
 
@@ -121,6 +136,9 @@ impl PostgresConfig {
         }
         if self.connect_timeout.is_zero() {
             return Err("connect_timeout must be longer than zero".into());
+        }
+        if self.write_slice.is_zero() {
+            return Err("write_slice must be longer than zero".into());
         }
         self.reconnect
             .validate()
@@ -176,6 +194,7 @@ impl fmt::Debug for PostgresConfig {
             .field("pool_size", &self.pool_size)
             .field("connect_timeout", &self.connect_timeout)
             .field("wait_for_server", &self.wait_for_server)
+            .field("write_slice", &self.write_slice)
             .finish_non_exhaustive()
     }
 }
@@ -237,9 +256,10 @@ pub(crate) fn is_unavailable(error: &tokio_postgres::Error) -> bool {
         Some(code) => {
             let class = &code.code()[..2];
             // 08: connection exception; 57: operator intervention
-            // (admin shutdown, cannot connect now); 53: insufficient
-            // resources.
-            class == "08" || class == "57" || class == "53"
+            // (admin shutdown, cannot connect now, idle session
+            // timeout); 53: insufficient resources; 55P03: a lock not
+            // granted in time (the EventStore's write lease).
+            class == "08" || class == "57" || class == "53" || code == &SqlState::LOCK_NOT_AVAILABLE
         }
         // No SQLSTATE: an I/O or protocol failure.
         None => true,

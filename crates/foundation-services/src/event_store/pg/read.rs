@@ -237,7 +237,8 @@ impl Reads {
 pub(crate) async fn counts(reads: &Reads) -> Result<(Counts, u64), EventStoreError> {
     let rows = reads
         .rows(
-            "SELECT (SELECT value FROM meta WHERE key = 'last_id'), \
+            "SELECT greatest(coalesce((SELECT max(id) FROM events), 0), \
+                             (SELECT value FROM meta WHERE key = 'last_id')), \
                     (SELECT value FROM meta WHERE key = 'first_available'), \
                     (SELECT count(*) FROM streams), \
                     pg_total_relation_size('events')",

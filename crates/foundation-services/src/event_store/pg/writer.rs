@@ -1,6 +1,7 @@
-//! The writer task: the only connection that appends and prunes, with
-//! group commit in one statement (one round trip), or in two round trips
-//! when the group's requests must be checked (see the [module docs](super)).
+//! The writer task: the only connection that appends and prunes. It
+//! holds the schema's write lease while it writes, gives ids and stream
+//! versions from what it read when it took the lease, and commits each
+//! group in one statement (see the [module docs](super)).
 
 use std::{
     collections::HashMap,
@@ -12,13 +13,16 @@ use std::{
 };
 
 use mabeam_supervision_core::{Clock, EventSeq, Telemetry};
-use tokio::sync::{mpsc, watch};
-use tokio_postgres::{Client, Statement, error::SqlState, types::ToSql};
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
+use tokio_postgres::{Client, Statement, types::ToSql};
 
 use super::{super::writer::Counters, MIGRATIONS, classify};
 use crate::{
     event_store::{
-        EventStoreConfig, EventStoreError, ExpectedVersion, Retention,
+        EventStoreConfig, EventStoreError, Retention,
         append::{Appended, Prepared},
         group::{self, Outcomes, StoredRow},
         writer::{AppendRequest, Durability, PruneReason, Request},
@@ -29,13 +33,20 @@ use crate::{
 /// The most events one prune transaction deletes.
 const PRUNE_CHUNK: i64 = 50_000;
 
-/// The largest group committed in one round trip. A larger group takes
-/// the checked path's two: its round trip is shared by hundreds of
-/// events, and the server's work per event is less there (ids and
-/// versions come computed; no window function, no join): measured, 64
-/// tasks keeping 256 appends in flight (groups of 4096) went from about
-/// 51,000 to 40,000 appends/s on the one-round-trip path.
-const ONE_TRIP_MAX_EVENTS: usize = 256;
+/// The most stream versions a lease remembers; past it, it forgets them
+/// and reads again those it needs.
+const MAX_KNOWN_STREAMS: usize = 65_536;
+
+/// How long a writer may wait for the write lease before its group is
+/// refused as unavailable (another writer holds it that long only when
+/// its node is stuck: [`LEASE_IDLE_TIMEOUT`] ends that).
+const LEASE_WAIT: &str = "10s";
+
+/// While it holds the lease, the writer's session is ended by the server
+/// when it sends nothing for this long (a node stopped while holding the
+/// lease must not stop every other node's appends); it sends something
+/// at least every write slice while it holds the lease.
+const LEASE_IDLE_TIMEOUT: &str = "5s";
 
 /// A listener's registration: the advisory lock it holds (shared, for
 /// its session) while its store has subscribers. Its first key is
@@ -46,117 +57,105 @@ pub(crate) const LISTENING: &str = "SELECT pg_advisory_lock_shared(1835098725, h
 /// Ends a listener's registration (its store has no subscribers left).
 pub(crate) const NOT_LISTENING: &str = "SELECT pg_advisory_unlock_shared(1835098725, hashtext($1))";
 
-/// The wake-up, sent only when someone listens: a writer that can take
-/// the listeners' lock exclusively (for its transaction) knows that no
-/// listener holds it, and skips `pg_notify` (whose queue lock at commit
-/// serialises every notifying transaction of the server). A listener
-/// that comes later waits for the lock, so for this commit, and then
-/// wakes its subscribers, which read it by position: no wake-up is lost.
-/// `$1` the channel, `$2` the payload.
-const NOTIFY_IF_LISTENED: &str = "SELECT pg_notify($1, $2) \
-    WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($1))";
+/// Takes the schema's write lease: an advisory lock for the session, its
+/// first key 1835098732 (`'mabl'`), its second `hashtext` of the store's
+/// channel (`$1`). A dropped connection releases it.
+const TAKE_LEASE: &str = "SELECT pg_advisory_lock(1835098732, hashtext($1))::text";
 
-/// A group in one statement, its own transaction (no `BEGIN`, no
-/// `COMMIT`): `ids` moves the `$all` row by the group's size (locking it
-/// until commit: ids are given in commit order); `versions` adds the
-/// group's events to each stream's version, after the `$all` lock (it
-/// reads `ids`: two writers never lock in opposite orders) and from the
-/// newest committed row (`ON CONFLICT DO UPDATE` reads past the
-/// statement's snapshot, as the `UPDATE` of `ids` does); `guard` fails
-/// the statement (division by zero, SQLSTATE 22012; the insert reads its
-/// column, so it is not planned away) unless every expected version
-/// holds; the rows take their ids from `ids` and their versions from
-/// `before`; `wakeup` notifies only when someone listens (see
-/// [`NOTIFY_IF_LISTENED`]). A stored idempotency key fails the insert on
-/// its unique index. Answers each stream's version after the group, and
-/// the last id.
-///
-/// `$1`-`$9` the rows' columns but ids and versions, `$10` the group's
-/// size, `$11`/`$12` each stream of the group and its number of events,
-/// `$13`-`$16` the expectations (stream, events of the group before the
-/// request on it, kind, version), `$17` the channel.
-const APPEND: &str = "WITH ids AS ( \
-        UPDATE meta SET value = value + $10 WHERE key = 'last_id' RETURNING value \
-    ), versions AS ( \
-        INSERT INTO streams (stream, version) \
-        SELECT a.stream, a.added FROM ids, unnest($11::text[], $12::bigint[]) AS a(stream, added) \
-        ON CONFLICT (stream) DO UPDATE SET version = streams.version + excluded.version \
-        RETURNING stream, version \
-    ), before AS MATERIALIZED ( \
-        SELECT v.stream, v.version AS top, v.version - a.added AS version \
-        FROM versions v JOIN unnest($11::text[], $12::bigint[]) AS a(stream, added) USING (stream) \
-    ), guard AS ( \
-        SELECT 1 / coalesce(bool_and(CASE e.kind \
-            WHEN 0 THEN b.version + e.prior = 0 \
-            WHEN 1 THEN b.version + e.prior > 0 \
-            ELSE b.version + e.prior = e.expected END), true)::int AS ok \
-        FROM unnest($13::text[], $14::bigint[], $15::int[], $16::bigint[]) \
-            AS e(stream, prior, kind, expected) \
-        JOIN before b USING (stream) \
-    ), inserted AS ( \
-        INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
-            causation_id, idempotency_key, metadata, data) \
-        SELECT ids.value - $10 + u.ord, u.stream, \
-            b.version + row_number() OVER (PARTITION BY u.stream ORDER BY u.ord), \
-            u.kind, u.ts, u.node, u.correlation, u.causation, u.key, u.metadata, u.data \
-        FROM guard, ids, unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-            $6::bigint[], $7::text[], $8::text[], $9::text[]) WITH ORDINALITY \
-            AS u(stream, kind, ts, node, correlation, causation, key, metadata, data, ord) \
-        JOIN before b ON b.stream = u.stream \
-        WHERE guard.ok = 1 \
-    ), wakeup AS MATERIALIZED ( \
-        SELECT pg_notify($17, ids.value::text) FROM ids \
-        WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($17)) \
-    ) \
-    SELECT ids.value, b.stream, b.top, (SELECT count(*) FROM wakeup) FROM ids, before b";
+/// Hands the write lease on (a writer waiting for it is granted it).
+const RELEASE_LEASE: &str = "SELECT pg_advisory_unlock(1835098732, hashtext($1))";
 
-/// A group of one event, the one request of a task awaiting each append:
-/// [`APPEND`] without arrays, window function or joins (about 60 µs a
-/// round trip against 190, measured on tmpfs). `ids` locks the `$all`
-/// row first, `version` then moves the stream's version (reading `ids`:
-/// the same lock order as [`APPEND`]), the insert's `WHERE` fails the
-/// statement (division by zero) unless the expected version holds, and
-/// `wakeup` notifies only when someone listens. Answers the id and the
-/// stream's version.
+/// The newest id given: the newest event's, or the newest pruned if
+/// pruning deleted every event.
+const HEAD: &str = "SELECT greatest(coalesce((SELECT max(id) FROM events), 0), \
+    (SELECT value FROM meta WHERE key = 'last_id'))";
+
+/// The version of each stream of `$1`: its newest event's, or the newest
+/// pruned if pruning deleted them all (0 for a stream with no event).
+const VERSIONS: &str = "SELECT s.stream, greatest( \
+        coalesce((SELECT max(e.stream_version) FROM events e WHERE e.stream = s.stream), 0), \
+        coalesce((SELECT t.version FROM streams t WHERE t.stream = s.stream), 0)) \
+    FROM unnest($1::text[]) AS s(stream)";
+
+/// One event, its own transaction: the row, with the id and version the
+/// lease gave, and the wake-up, sent only when someone listens (a writer
+/// that can take the listeners' lock exclusively, for its transaction,
+/// knows that no listener holds it, and skips `pg_notify`, whose queue
+/// lock at commit serialises every notifying transaction of the server;
+/// a listener that comes later waits for the lock, so for this commit,
+/// and then wakes its subscribers, which read it by position: no wake-up
+/// is lost).
 ///
 /// `$1`-`$9` the row's columns but its id and version, `$10` the
-/// channel, `$11` the expectation's kind (-1 any, 0 no stream, 1 exists,
-/// 2 exact) and `$12` its version.
-const APPEND_ONE: &str = "WITH ids AS ( \
-        UPDATE meta SET value = value + 1 WHERE key = 'last_id' RETURNING value \
-    ), version AS ( \
-        INSERT INTO streams AS s (stream, version) SELECT $1, 1 FROM ids \
-        ON CONFLICT (stream) DO UPDATE SET version = s.version + 1 \
-        RETURNING version \
-    ), inserted AS ( \
-        INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
-            causation_id, idempotency_key, metadata, data) \
-        SELECT ids.value, $1, version.version, $2, $3, $4, $5, $6, $7, $8, $9 \
-        FROM ids, version \
-        WHERE 1 / (CASE $11::int \
-            WHEN 0 THEN version.version = 1 \
-            WHEN 1 THEN version.version > 1 \
-            WHEN 2 THEN version.version - 1 = $12 \
-            ELSE true END)::int = 1 \
-    ), wakeup AS MATERIALIZED ( \
-        SELECT pg_notify($10, ids.value::text) FROM ids \
+/// channel, `$11` the id, `$12` the version.
+const APPEND_ONE: &str = "WITH wakeup AS MATERIALIZED ( \
+        SELECT pg_notify($10, $11::bigint::text) \
         WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($10)) \
     ) \
-    SELECT ids.value, version.version, (SELECT count(*) FROM wakeup) FROM ids, version";
+    INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
+        causation_id, idempotency_key, metadata, data) \
+    SELECT $11, $1, $12, $2, $3, $4, $5, $6, $7, $8, $9 FROM (SELECT count(*) FROM wakeup) w";
 
-/// The writer's connection and its prepared statements.
+/// [`APPEND_ONE`] for a stream's first event: it adds the stream's row.
+const APPEND_ONE_NEW_STREAM: &str = "WITH wakeup AS MATERIALIZED ( \
+        SELECT pg_notify($10, $11::bigint::text) \
+        WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($10)) \
+    ), stream AS ( \
+        INSERT INTO streams (stream, version) VALUES ($1, 0) ON CONFLICT (stream) DO NOTHING \
+    ) \
+    INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
+        causation_id, idempotency_key, metadata, data) \
+    SELECT $11, $1, $12, $2, $3, $4, $5, $6, $7, $8, $9 FROM (SELECT count(*) FROM wakeup) w";
+
+/// A group, its own transaction: the rows, the rows of the streams it
+/// starts (`$14`), and the wake-up as in [`APPEND_ONE`] (`$12` the
+/// channel, `$13` the last id).
+///
+/// `$1`-`$9` the rows' columns but ids and versions, `$10` the ids,
+/// `$11` the versions.
+const APPEND_MANY: &str = "WITH wakeup AS MATERIALIZED ( \
+        SELECT pg_notify($12, $13) \
+        WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($12)) \
+    ), new_streams AS ( \
+        INSERT INTO streams (stream, version) SELECT unnest($14::text[]), 0 \
+        ON CONFLICT (stream) DO NOTHING \
+    ) \
+    INSERT INTO events (stream, kind, ts_ms, node, correlation_id, causation_id, \
+        idempotency_key, metadata, data, id, stream_version) \
+    SELECT u.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
+        $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[]) \
+        AS u, (SELECT count(*) FROM wakeup) w";
+
+/// What the writer knows while it holds the write lease: no other writer
+/// appends to the schema, so the head it read when it took the lease,
+/// moved by its own commits, is the log's.
+struct Lease {
+    /// The newest id given.
+    last_id: i64,
+    /// Versions of the streams read or written under this lease.
+    versions: HashMap<String, u64>,
+    /// When the slice ends: the writer then hands the lease on (and takes
+    /// it again when it has more to write).
+    until: Instant,
+}
+
+/// The writer's connection, its prepared statements, and the lease it
+/// holds (a new connection holds none).
 pub(crate) struct Connected {
     client: Client,
-    lock: Statement,
+    take_lease: Statement,
+    release_lease: Statement,
+    head: Statement,
     versions: Statement,
     keys: Statement,
     stored_from: Statement,
-    insert: Statement,
-    set_versions: Statement,
-    set_last: Statement,
-    notify: Statement,
-    append: Statement,
     append_one: Statement,
+    append_one_new_stream: Statement,
+    append_many: Statement,
+    /// Whether the server ends idle sessions (`idle_session_timeout`,
+    /// PostgreSQL 14 on).
+    ends_idle_sessions: bool,
+    lease: Option<Lease>,
 }
 
 /// Connects the writer's connection, migrates the schema and prepares the
@@ -165,14 +164,13 @@ pub(crate) struct Connected {
 pub(crate) async fn setup(
     driver: &tokio_postgres::Config,
     pg: &PostgresConfig,
+    driven: &super::driven::DrivenConnection,
 ) -> Result<Connected, EventStoreError> {
     let unreachable = |e: &tokio_postgres::Error| EventStoreError::Unreachable {
         url: pg.redacted_url(),
         detail: postgres::detail(e),
     };
-    let mut client = postgres::connect(driver)
-        .await
-        .map_err(|e| unreachable(&e))?;
+    let mut client = driven.connect(driver).await.map_err(|e| unreachable(&e))?;
     postgres::migrate(&mut client, &pg.schema, &MIGRATIONS)
         .await
         .map_err(|e| match e {
@@ -190,54 +188,59 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
         let client = &client;
         async move { client.prepare(sql).await }
     };
+    let settings = async {
+        client
+            .batch_execute(&format!("SET lock_timeout = '{LEASE_WAIT}'"))
+            .await?;
+        let row = client
+            .query_one(
+                "SELECT current_setting('idle_session_timeout', true) IS NOT NULL",
+                &[],
+            )
+            .await?;
+        row.try_get::<_, bool>(0)
+    };
     let prepared = futures::try_join!(
-        p("SELECT value FROM meta WHERE key = 'last_id' FOR UPDATE"),
-        p("SELECT stream, version FROM streams WHERE stream = ANY($1)"),
+        settings,
+        p(TAKE_LEASE),
+        p(RELEASE_LEASE),
+        p(HEAD),
+        p(VERSIONS),
         p("SELECT idempotency_key, id, stream_version FROM events \
            WHERE idempotency_key = ANY($1)"),
         p(
             "SELECT id, stream_version, stream, kind, idempotency_key FROM events \
            WHERE id >= $1 ORDER BY id LIMIT $2"
         ),
-        p(
-            "INSERT INTO events (stream, kind, ts_ms, node, correlation_id, causation_id, \
-           idempotency_key, metadata, data, id, stream_version) \
-           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-           $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[])"
-        ),
-        p("INSERT INTO streams (stream, version) \
-           SELECT * FROM unnest($1::text[], $2::bigint[]) \
-           ON CONFLICT (stream) DO UPDATE SET version = excluded.version"),
-        p("UPDATE meta SET value = $1 WHERE key = 'last_id'"),
-        p(NOTIFY_IF_LISTENED),
-        // The one-statement path (see `try_commit_optimistic`).
-        p(APPEND),
         p(APPEND_ONE),
+        p(APPEND_ONE_NEW_STREAM),
+        p(APPEND_MANY),
     );
     let (
-        lock,
+        ends_idle_sessions,
+        take_lease,
+        release_lease,
+        head,
         versions,
         keys,
         stored_from,
-        insert,
-        set_versions,
-        set_last,
-        notify,
-        append,
         append_one,
+        append_one_new_stream,
+        append_many,
     ) = prepared.map_err(|e| classify(pg, &e))?;
     Ok(Connected {
         client,
-        lock,
+        take_lease,
+        release_lease,
+        head,
         versions,
         keys,
         stored_from,
-        insert,
-        set_versions,
-        set_last,
-        notify,
-        append,
         append_one,
+        append_one_new_stream,
+        append_many,
+        ends_idle_sessions,
+        lease: None,
     })
 }
 
@@ -267,7 +270,7 @@ impl Rows {
         self.stream.len()
     }
 
-    /// The columns but the ids and versions, as the inserts' first
+    /// The columns but the ids and versions, as the statements' first
     /// parameters take them.
     fn columns(&self) -> Vec<&(dyn ToSql + Sync)> {
         vec![
@@ -296,49 +299,30 @@ impl Rows {
         self.metadata.push(prepared.metadata.clone());
         self.data.push(prepared.data.clone());
     }
-}
 
-/// Why a group could not commit in one round trip.
-enum Optimistic {
-    /// An expected version does not hold or an idempotency key is stored:
-    /// nothing was written; commit the group the checked way, which
-    /// answers each request.
-    NeedsChecks,
-    /// The group failed.
-    Failed(EventStoreError),
-}
-
-/// The expected versions of a group, column by column, each with the
-/// events the group puts on its stream before it (what the guard
-/// statement takes).
-#[derive(Default)]
-struct Expectations<'a> {
-    stream: Vec<&'a str>,
-    before: Vec<i64>,
-    kind: Vec<i32>,
-    version: Vec<i64>,
-}
-
-impl<'a> Expectations<'a> {
-    fn push(&mut self, stream: &'a str, before: i64, expected: ExpectedVersion) {
-        let Some((kind, version)) = guarded(expected) else {
-            return;
-        };
-        self.stream.push(stream);
-        self.before.push(before);
-        self.kind.push(kind);
-        self.version.push(version);
+    /// Row `i`'s columns but its id and version.
+    fn columns_of(&self, i: usize) -> [&(dyn ToSql + Sync); 9] {
+        [
+            &self.stream[i],
+            &self.kind[i],
+            &self.ts[i],
+            &self.node[i],
+            &self.correlation[i],
+            &self.causation[i],
+            &self.key[i],
+            &self.metadata[i],
+            &self.data[i],
+        ]
     }
-}
 
-/// An expected version as the guards take it: its kind (0 no stream, 1
-/// exists, 2 exact) and version; `None` for any version (no guard).
-fn guarded(expected: ExpectedVersion) -> Option<(i32, i64)> {
-    match expected {
-        ExpectedVersion::Any => None,
-        ExpectedVersion::NoStream => Some((0, 0)),
-        ExpectedVersion::StreamExists => Some((1, 0)),
-        ExpectedVersion::Exact(version) => Some((2, i64::try_from(version).unwrap_or(i64::MAX))),
+    /// The streams the group starts (their first event is in it).
+    fn new_streams(&self) -> Vec<&str> {
+        self.stream
+            .iter()
+            .zip(&self.version)
+            .filter(|(_, version)| **version == 1)
+            .map(|(stream, _)| stream.as_str())
+            .collect()
     }
 }
 
@@ -346,7 +330,7 @@ fn guarded(expected: ExpectedVersion) -> Option<(i32, i64)> {
 /// moves (moving it registers it again).
 fn retain_timer(
     slot: &mut Option<Pin<Box<tokio::time::Sleep>>>,
-    at: tokio::time::Instant,
+    at: Instant,
 ) -> Pin<&mut tokio::time::Sleep> {
     let timer = slot.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
     if timer.deadline() != at {
@@ -355,25 +339,18 @@ fn retain_timer(
     timer.as_mut()
 }
 
-/// Maps a failed one-statement append: a guard that failed (division by
-/// zero) or a stored idempotency key is [`Optimistic::NeedsChecks`]
-/// (nothing was written), anything else fails the group.
-fn optimistic_failure(
-    failing: impl Fn(tokio_postgres::Error) -> EventStoreError,
-) -> impl Fn(tokio_postgres::Error) -> Optimistic {
-    move |e| {
-        if postgres::is_unique_violation_of(&e, "events_by_idempotency_key")
-            || e.code() == Some(&SqlState::DIVISION_BY_ZERO)
-        {
-            Optimistic::NeedsChecks
-        } else {
-            Optimistic::Failed(failing(e))
-        }
-    }
+/// A group as the lease leaves it: the rows to insert and each request's
+/// answer.
+struct Planned {
+    rows: Rows,
+    outcomes: Outcomes,
+    /// The versions of the group's streams after it.
+    versions: HashMap<String, u64>,
 }
 
 pub(crate) struct PgWriter {
-    pg: PostgresConfig,
+    /// Shared with the error mappings, which each append's path makes.
+    pg: Arc<PostgresConfig>,
     driver: tokio_postgres::Config,
     conn: Option<Connected>,
     requests: mpsc::UnboundedReceiver<Request>,
@@ -384,14 +361,16 @@ pub(crate) struct PgWriter {
     retention: Retention,
     clock: Clock,
     telemetry: Telemetry,
-    channel: String,
-    retain_at: tokio::time::Instant,
-    /// The timer for `retain_at`, kept across requests: a new timer each
-    /// time the writer waits would wake the runtime's timer driver on
-    /// every append (measured: one extra wake-up of a parked worker per
-    /// append, about a third of a lone append's time on tmpfs).
-    retain_timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    channel: Arc<str>,
+    retain_at: Instant,
+    /// The timer for the retention and the lease's slice, kept across
+    /// requests: a new timer each time the writer waits would wake the
+    /// runtime's timer driver on every append (measured: one extra
+    /// wake-up of a parked worker per append, about a third of a lone
+    /// append's time on tmpfs).
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
     more_to_prune: bool,
+    driven: super::driven::DrivenConnection,
 }
 
 impl PgWriter {
@@ -405,10 +384,11 @@ impl PgWriter {
         counters: Arc<Counters>,
         wake: Arc<watch::Sender<u64>>,
         ready: Arc<AtomicBool>,
+        driven: super::driven::DrivenConnection,
     ) -> Self {
         PgWriter {
-            channel: channel(&pg),
-            pg,
+            channel: channel(&pg).into(),
+            pg: Arc::new(pg),
             driver,
             conn,
             requests,
@@ -419,9 +399,10 @@ impl PgWriter {
             retention: config.retention,
             clock: config.clock.clone(),
             telemetry: config.telemetry.clone(),
-            retain_at: tokio::time::Instant::now(),
-            retain_timer: None,
+            retain_at: Instant::now(),
+            timer: None,
             more_to_prune: false,
+            driven,
         }
     }
 
@@ -431,7 +412,7 @@ impl PgWriter {
     pub(crate) async fn run(mut self) {
         let mut attempt = 0;
         while self.conn.is_none() {
-            match setup(&self.driver, &self.pg).await {
+            match setup(&self.driver, &self.pg, &self.driven).await {
                 Ok(conn) => self.conn = Some(conn),
                 Err(error) => {
                     *self.counters.last_error.lock() = Some(error.to_string());
@@ -454,11 +435,11 @@ impl PgWriter {
                 Some(request) => request,
                 None => match self.next_request().await {
                     Some(request) => request,
-                    None => return,
+                    None => break,
                 },
             };
             match request {
-                Request::Shutdown => return,
+                Request::Shutdown => break,
                 Request::Prune { before_ms, reply } => {
                     let result = self
                         .until_done(|w| Box::pin(w.prune_older(before_ms, PruneReason::Request)))
@@ -493,26 +474,36 @@ impl PgWriter {
             }
             self.retain_if_due().await;
         }
+        self.release_lease().await;
     }
 
     /// The next request; parked, the writer wakes when the retention is
-    /// due.
+    /// due and when the lease's slice ends (it then lets the lease go).
     async fn next_request(&mut self) -> Option<Request> {
         loop {
-            if !self.retention.is_bounded() {
+            let slice_ends = self
+                .conn
+                .as_ref()
+                .and_then(|conn| conn.lease.as_ref())
+                .map(|lease| lease.until);
+            let retain_at = self.retention.is_bounded().then_some(self.retain_at);
+            let Some(at) = slice_ends.into_iter().chain(retain_at).min() else {
                 return self.requests.recv().await;
-            }
+            };
             tokio::select! {
                 request = self.requests.recv() => return request,
-                () = retain_timer(&mut self.retain_timer, self.retain_at) => {
-                    self.retain_if_due().await
+                () = retain_timer(&mut self.timer, at) => {
+                    if slice_ends.is_some_and(|until| Instant::now() >= until) {
+                        self.release_lease().await;
+                    }
+                    self.retain_if_due().await;
                 }
             }
         }
     }
 
     async fn retain_if_due(&mut self) {
-        if self.retention.is_bounded() && tokio::time::Instant::now() >= self.retain_at {
+        if self.retention.is_bounded() && Instant::now() >= self.retain_at {
             // A failure is recorded for the health check and retried at
             // the next check.
             let _ = self.retain().await;
@@ -537,12 +528,14 @@ impl PgWriter {
     }
 
     /// The writer's connection, connecting again if it was lost.
-    async fn conn(&mut self) -> Result<&Connected, EventStoreError> {
+    async fn conn(&mut self) -> Result<&mut Connected, EventStoreError> {
         if self.conn.as_ref().is_some_and(|c| c.client.is_closed()) {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let client = postgres::connect(&self.driver)
+            let client = self
+                .driven
+                .connect(&self.driver)
                 .await
                 .map_err(|e| self.fail(&e))?;
             self.conn = Some(prepare(client, &self.pg).await.inspect_err(|e| {
@@ -550,7 +543,7 @@ impl PgWriter {
             })?);
         }
         self.conn
-            .as_ref()
+            .as_mut()
             .ok_or_else(|| EventStoreError::unavailable("no connection"))
     }
 
@@ -571,6 +564,13 @@ impl PgWriter {
         let error = classify(&self.pg, error);
         *self.counters.last_error.lock() = Some(error.to_string());
         error
+    }
+
+    /// Drops the connection after a failure that leaves the lease in
+    /// doubt: the server releases the lease with the session, and the
+    /// next request connects again and reads the head afresh.
+    fn forget_connection(&mut self) {
+        self.conn = None;
     }
 
     async fn durability(&mut self) -> Result<Durability, EventStoreError> {
@@ -595,8 +595,150 @@ impl PgWriter {
         })
     }
 
+    /// Holds the write lease, knowing the versions of `streams`. Takes the
+    /// lease when the writer holds none, or, when its slice is over,
+    /// hands it on and takes it again (after any writer that waited),
+    /// in one round trip: the lock, then reads that see every commit
+    /// before it (each statement takes a fresh snapshot). When no other
+    /// writer appended meanwhile (the head did not move), the versions
+    /// known stay known.
+    async fn lease_for(&mut self, streams: &[&str]) -> Result<(), EventStoreError> {
+        let in_slice = self
+            .conn()
+            .await?
+            .lease
+            .as_ref()
+            .is_some_and(|lease| Instant::now() < lease.until);
+        if !in_slice {
+            self.take_lease(streams).await?;
+        }
+        let fail = self.failing();
+        let conn = self.conn().await?;
+        let Some(lease) = &mut conn.lease else {
+            return Err(EventStoreError::unavailable("the write lease was lost"));
+        };
+        let unknown: Vec<&str> = streams
+            .iter()
+            .filter(|s| !lease.versions.contains_key(**s))
+            .copied()
+            .collect();
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        if lease.versions.len() + unknown.len() > MAX_KNOWN_STREAMS {
+            lease.versions.clear();
+        }
+        let rows = conn.client.query(&conn.versions, &[&unknown]).await;
+        match rows
+            .map_err(&fail)
+            .and_then(|rows| read_versions(&rows, &fail))
+        {
+            Ok(read) => {
+                if let Some(lease) = &mut conn.lease {
+                    lease.versions.extend(read);
+                }
+                Ok(())
+            }
+            Err(error) => {
+                self.forget_connection();
+                Err(error)
+            }
+        }
+    }
+
+    /// Takes the lease, or takes it again (see [`lease_for`](Self::lease_for)),
+    /// reading the versions of `streams` in the same round trip when the
+    /// writer held none.
+    async fn take_lease(&mut self, streams: &[&str]) -> Result<(), EventStoreError> {
+        let fail = self.failing();
+        let slice = self.pg.write_slice;
+        let channel = self.channel.clone();
+        let channel: &str = &channel;
+        let conn = self.conn().await?;
+        let held = conn.lease.take();
+        let client = &conn.client;
+        let channel_param: [&(dyn ToSql + Sync); 1] = [&channel];
+        let streams_param: [&(dyn ToSql + Sync); 1] = [&streams];
+        let release = async {
+            if held.is_some() {
+                client.execute(&conn.release_lease, &channel_param).await?;
+            } else if conn.ends_idle_sessions {
+                client
+                    .batch_execute(&format!(
+                        "SET idle_session_timeout = '{LEASE_IDLE_TIMEOUT}'"
+                    ))
+                    .await?;
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        };
+        // Versions are read in the same round trip when the writer held
+        // no lease; a writer taking its lease again reads them only if
+        // another appended meanwhile (the head moved).
+        let no_streams: Vec<&str> = Vec::new();
+        let fresh_param: [&(dyn ToSql + Sync); 1] = [&no_streams];
+        let versions_param = if held.is_some() {
+            &fresh_param
+        } else {
+            &streams_param
+        };
+        let taken = futures::try_join!(
+            release,
+            client.execute(&conn.take_lease, &channel_param),
+            client.query_one(&conn.head, &[]),
+            client.query(&conn.versions, versions_param),
+        );
+        let taken = taken.map_err(&fail).and_then(|(_, _, head, rows)| {
+            let head: i64 = head.try_get(0).map_err(&fail)?;
+            Ok((head, read_versions(&rows, &fail)?))
+        });
+        let (head, read) = match taken {
+            Ok(taken) => taken,
+            Err(error) => {
+                self.forget_connection();
+                return Err(error);
+            }
+        };
+        let versions = match held {
+            // Nobody appended since: what was known still holds.
+            Some(lease) if lease.last_id == head => lease.versions,
+            // Another writer appended: what was known is read again.
+            Some(_) => HashMap::new(),
+            None => read,
+        };
+        conn.lease = Some(Lease {
+            last_id: head,
+            versions,
+            until: Instant::now() + slice,
+        });
+        Ok(())
+    }
+
+    /// Lets the lease go (the writer has nothing to write, or stops).
+    async fn release_lease(&mut self) {
+        let Some(conn) = &mut self.conn else {
+            return;
+        };
+        if conn.lease.take().is_none() || conn.client.is_closed() {
+            return;
+        }
+        let client = &conn.client;
+        let channel: &str = &self.channel;
+        let channel_param: [&(dyn ToSql + Sync); 1] = [&channel];
+        let idle = async {
+            if conn.ends_idle_sessions {
+                client.batch_execute("SET idle_session_timeout = 0").await?;
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        };
+        let released =
+            futures::try_join!(client.execute(&conn.release_lease, &channel_param), idle);
+        if released.is_err() {
+            self.forget_connection();
+        }
+    }
+
     async fn commit_group(&mut self, group: Vec<AppendRequest>, size: usize) {
-        match self.try_commit(&group, size).await {
+        match self.try_commit(&group).await {
             Ok(outcomes) => {
                 *self.counters.last_error.lock() = None;
                 self.counters.committed(size);
@@ -604,59 +746,109 @@ impl PgWriter {
                 // Subscribers read the table: nothing to publish here.
                 group::answer(group, outcomes, |_, _| {});
             }
-            Err(error) => {
-                if let Some(conn) = &self.conn
-                    && !conn.client.is_closed()
-                {
-                    let _ = conn.client.batch_execute("ROLLBACK").await;
+            Err(error) => group::refuse(group, &error),
+        }
+    }
+
+    /// One group under the lease, in one statement (one round trip, one
+    /// commit): the ids and versions come from the lease, every request
+    /// is checked in memory (expected versions, retries, keys used twice
+    /// in the group), and the statement's unique index refuses a key
+    /// stored before. Then, and only then, the stored keys are read and
+    /// the group is checked and committed again. The outer error fails
+    /// every request.
+    async fn try_commit(&mut self, group: &[AppendRequest]) -> Result<Outcomes, EventStoreError> {
+        if let [request] = group
+            && let [prepared] = request.events.as_slice()
+            && prepared.event.idempotency_key.is_none()
+        {
+            return self.commit_one(request, prepared).await;
+        }
+        let mut streams: Vec<&str> = group
+            .iter()
+            .flat_map(|request| request.events.iter().map(|p| p.event.stream.as_str()))
+            .collect();
+        streams.sort_unstable();
+        streams.dedup();
+        self.lease_for(&streams).await?;
+        let mut known: HashMap<String, Appended> = HashMap::new();
+        let mut keys_read = false;
+        loop {
+            let planned = self.plan(group, &streams, &mut known).await?;
+            // A retry is answered whatever its expected version: a
+            // refused request with a key may be one.
+            if !keys_read
+                && planned.outcomes.iter().any(Result::is_err)
+                && group.iter().any(|request| {
+                    request
+                        .events
+                        .iter()
+                        .any(|p| p.event.idempotency_key.is_some())
+                })
+            {
+                known = self.stored_keys(group).await?;
+                keys_read = true;
+                continue;
+            }
+            if planned.rows.len() == 0 {
+                return Ok(planned.outcomes);
+            }
+            let channel = self.channel.clone();
+            let conn = self.conn().await?;
+            match insert(conn, &channel, &planned.rows).await {
+                Ok(()) => {
+                    if let Some(lease) = self.conn.as_mut().and_then(|conn| conn.lease.as_mut()) {
+                        lease.last_id += planned.rows.len() as i64;
+                        lease.versions.extend(planned.versions);
+                    }
+                    return Ok(planned.outcomes);
                 }
-                group::refuse(group, &error);
+                Err(e)
+                    if !keys_read
+                        && postgres::is_unique_violation_of(&e, "events_by_idempotency_key") =>
+                {
+                    known = self.stored_keys(group).await?;
+                    keys_read = true;
+                }
+                Err(e) => {
+                    // The lease's head or versions may be wrong (or the
+                    // connection is lost): start afresh.
+                    let error = self.fail(&e);
+                    self.forget_connection();
+                    return Err(error);
+                }
             }
         }
     }
 
-    /// One group's transaction; the outer error fails every request (and
-    /// may leave a transaction to roll back). A group of `size` events, at
-    /// most [`ONE_TRIP_MAX_EVENTS`], is one statement in its own
-    /// transaction (one round trip) when every expected version holds and
-    /// every idempotency key is new (the common case); otherwise nothing
-    /// is written and it is committed again with the checks, in two round
-    /// trips. A larger group takes the two.
-    async fn try_commit(
+    /// A group of one event without a key (a task awaiting each append):
+    /// [`try_commit`](Self::try_commit) without its columns, maps and
+    /// copies.
+    async fn commit_one(
         &mut self,
-        group: &[AppendRequest],
-        size: usize,
+        request: &AppendRequest,
+        prepared: &Prepared,
     ) -> Result<Outcomes, EventStoreError> {
-        if size > ONE_TRIP_MAX_EVENTS {
-            return self.try_commit_checked(group).await;
-        }
-        let optimistic = match group {
-            [one] if one.events.len() == 1 => self.try_commit_one(one).await,
-            _ => self.try_commit_optimistic(group).await,
-        };
-        match optimistic {
-            Ok(outcomes) => return Ok(outcomes),
-            // The failed statement was its own transaction: the server
-            // has rolled it back, there is nothing to end.
-            Err(Optimistic::NeedsChecks) => {}
-            Err(Optimistic::Failed(error)) => return Err(error),
-        }
-        self.try_commit_checked(group).await
-    }
-
-    /// A group of one event in one statement, its own transaction
-    /// ([`APPEND_ONE`]); failures as [`try_commit_optimistic`]'s.
-    ///
-    /// [`try_commit_optimistic`]: Self::try_commit_optimistic
-    async fn try_commit_one(&mut self, request: &AppendRequest) -> Result<Outcomes, Optimistic> {
-        let prepared = &request.events[0];
         let event = &prepared.event;
-        let (kind, expected) = guarded(request.expected).unwrap_or((-1, 0));
-        let ts = prepared.timestamp_ms as i64;
-        let causation = event.causation_id.map(|id| id as i64);
+        let stream = event.stream.as_str();
+        self.lease_for(std::slice::from_ref(&stream)).await?;
+        let fail = self.failing();
         let channel = self.channel.clone();
-        let fail = optimistic_failure(self.failing());
-        let conn = self.conn().await.map_err(Optimistic::Failed)?;
+        let conn = self.conn().await?;
+        let Some(lease) = &mut conn.lease else {
+            return Err(EventStoreError::unavailable("the write lease was lost"));
+        };
+        let actual = lease.versions.get(stream).copied().unwrap_or(0);
+        if let Some(conflict) = conflict(request, actual) {
+            return Ok(vec![Err(conflict)]);
+        }
+        let (id, version) = (lease.last_id + 1, actual + 1);
+        let (ts, causation) = (
+            prepared.timestamp_ms as i64,
+            event.causation_id.map(|id| id as i64),
+        );
+        let channel: &str = &channel;
+        let version_param = version as i64;
         let params: [&(dyn ToSql + Sync); 12] = [
             &event.stream,
             &event.kind,
@@ -668,150 +860,90 @@ impl PgWriter {
             &prepared.metadata,
             &prepared.data,
             &channel,
-            &kind,
-            &expected,
+            &id,
+            &version_param,
         ];
-        let row = conn
-            .client
-            .query_one(&conn.append_one, &params)
-            .await
-            .map_err(&fail)?;
-        let id = row.try_get::<_, i64>(0).map_err(&fail)?;
-        let version = row.try_get::<_, i64>(1).map_err(&fail)?;
+        let statement = if version == 1 {
+            &conn.append_one_new_stream
+        } else {
+            &conn.append_one
+        };
+        if let Err(e) = conn.client.execute(statement, &params).await {
+            let error = fail(e);
+            self.forget_connection();
+            return Err(error);
+        }
+        lease.last_id = id;
+        match lease.versions.get_mut(stream) {
+            Some(known) => *known = version,
+            None => {
+                lease.versions.insert(stream.to_owned(), version);
+            }
+        }
         Ok(vec![Ok(vec![Appended {
             id: id as EventSeq,
-            stream_version: version as u64,
+            stream_version: version,
             duplicate: false,
         }])])
     }
 
-    /// A group in one statement, its own transaction ([`APPEND`]),
-    /// assuming every expected version holds and every idempotency key is
-    /// new. A failed guard or a stored key is [`Optimistic::NeedsChecks`]:
-    /// nothing was written.
-    async fn try_commit_optimistic(
+    /// Checks each request of `group` against the lease's versions and
+    /// the `known` keys, and gives the new events their ids and versions.
+    async fn plan(
         &mut self,
         group: &[AppendRequest],
-    ) -> Result<Outcomes, Optimistic> {
+        streams: &[&str],
+        known: &mut HashMap<String, Appended>,
+    ) -> Result<Planned, EventStoreError> {
+        let lease = self
+            .conn
+            .as_ref()
+            .and_then(|conn| conn.lease.as_ref())
+            .ok_or_else(|| EventStoreError::unavailable("the write lease was lost"))?;
+        let first_new = lease.last_id + 1;
+        let mut versions: HashMap<String, u64> = streams
+            .iter()
+            .map(|s| (s.to_string(), lease.versions.get(*s).copied().unwrap_or(0)))
+            .collect();
         let mut rows = Rows::default();
-        let mut counts: HashMap<&str, i64> = HashMap::new();
-        let mut expectations = Expectations::default();
-        for request in group {
-            let stream = request.events[0].event.stream.as_str();
-            let before = counts.get(stream).copied().unwrap_or(0);
-            expectations.push(stream, before, request.expected);
-            for prepared in &request.events {
-                rows.push_columns(prepared);
-                *counts.entry(&prepared.event.stream).or_default() += 1;
-            }
-        }
-        let mut counted: Vec<(&str, i64)> = counts.iter().map(|(s, n)| (*s, *n)).collect();
-        counted.sort_unstable();
-        let (names, added): (Vec<&str>, Vec<i64>) = counted.into_iter().unzip();
-        let size = rows.len() as i64;
-        let channel = self.channel.clone();
-        let fail = optimistic_failure(self.failing());
-        let conn = self.conn().await.map_err(Optimistic::Failed)?;
-        let mut params = rows.columns();
-        params.extend([
-            &size as &(dyn ToSql + Sync),
-            &names,
-            &added,
-            &expectations.stream,
-            &expectations.before,
-            &expectations.kind,
-            &expectations.version,
-            &channel,
-        ]);
-        let answered = conn
-            .client
-            .query(&conn.append, &params)
-            .await
-            .map_err(&fail)?;
-        // The versions after the group: the group's events of a stream
-        // are the last `count` of them, in the group's order.
-        let mut new_last = None;
-        let mut next_version: HashMap<&str, u64> = HashMap::with_capacity(answered.len());
-        for row in &answered {
-            new_last = Some(row.try_get::<_, i64>(0).map_err(&fail)?);
-            let stream: &str = row.try_get(1).map_err(&fail)?;
-            let version = row.try_get::<_, i64>(2).map_err(&fail)?;
-            let Some((name, count)) = counts.get_key_value(stream) else {
-                continue;
-            };
-            next_version.insert(*name, (version - count + 1) as u64);
-        }
-        let new_last = new_last.ok_or_else(|| {
-            Optimistic::Failed(EventStoreError::storage(
-                "the server did not answer the group's ids",
-            ))
-        })?;
-        let mut id = (new_last - size + 1) as EventSeq;
         let mut outcomes = Vec::with_capacity(group.len());
         for request in group {
-            let mut answers = Vec::with_capacity(request.events.len());
-            for prepared in &request.events {
-                let version = next_version
-                    .get_mut(prepared.event.stream.as_str())
-                    .ok_or_else(|| {
-                        Optimistic::Failed(EventStoreError::storage(
-                            "the server did not answer a stream's version",
-                        ))
-                    })?;
-                answers.push(Appended {
-                    id,
-                    stream_version: *version,
-                    duplicate: false,
-                });
-                *version += 1;
-                id += 1;
-            }
-            outcomes.push(Ok(answers));
+            let outcome = match self
+                .check(request, first_new, &rows, &versions, known)
+                .await
+            {
+                Ok(Check::Retry(original)) => Ok(original),
+                Ok(Check::Write) => Ok(add(request, first_new, &mut rows, &mut versions, known)),
+                Err(Refused::Request(error)) => Err(error),
+                Err(Refused::Group(error)) => return Err(error),
+            };
+            outcomes.push(outcome);
         }
-        Ok(outcomes)
+        Ok(Planned {
+            rows,
+            outcomes,
+            versions,
+        })
     }
 
-    /// A group with expected versions (or a stored key), in two round
-    /// trips: the lock and the reads, the checks in memory, then the rows
-    /// and the commit.
-    async fn try_commit_checked(
+    /// The stored events of the group's idempotency keys.
+    async fn stored_keys(
         &mut self,
         group: &[AppendRequest],
-    ) -> Result<Outcomes, EventStoreError> {
-        let mut streams: Vec<&str> = Vec::new();
-        let mut keys: Vec<&str> = Vec::new();
-        for request in group {
-            for prepared in &request.events {
-                streams.push(&prepared.event.stream);
-                if let Some(key) = &prepared.event.idempotency_key {
-                    keys.push(key);
-                }
-            }
-        }
-        streams.sort_unstable();
-        streams.dedup();
+    ) -> Result<HashMap<String, Appended>, EventStoreError> {
+        let keys: Vec<&str> = group
+            .iter()
+            .flat_map(|request| request.events.iter())
+            .filter_map(|prepared| prepared.event.idempotency_key.as_deref())
+            .collect();
         let fail = self.failing();
         let conn = self.conn().await?;
-        let client = &conn.client;
-        // Round trip 1: the lock first, then reads that see every commit
-        // before it (each statement takes a fresh snapshot).
-        let stream_params: [&(dyn ToSql + Sync); 1] = [&streams];
-        let key_params: [&(dyn ToSql + Sync); 1] = [&keys];
-        let (_, last, versions, stored_keys) = futures::try_join!(
-            client.batch_execute("BEGIN"),
-            client.query_one(&conn.lock, &[]),
-            client.query(&conn.versions, &stream_params),
-            client.query(&conn.keys, &key_params),
-        )
-        .map_err(&fail)?;
-        let last_id: i64 = last.try_get(0).map_err(&fail)?;
-        let mut versions: HashMap<String, u64> = versions
-            .iter()
-            .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)? as u64)))
-            .collect::<Result<_, tokio_postgres::Error>>()
+        let rows = conn
+            .client
+            .query(&conn.keys, &[&keys])
+            .await
             .map_err(&fail)?;
-        let mut known: HashMap<String, Appended> = stored_keys
-            .iter()
+        rows.iter()
             .map(|row| {
                 Ok((
                     row.try_get(0)?,
@@ -823,64 +955,7 @@ impl PgWriter {
                 ))
             })
             .collect::<Result<_, tokio_postgres::Error>>()
-            .map_err(&fail)?;
-        let first_new = last_id + 1;
-        let mut rows = Rows::default();
-        let mut outcomes = Vec::with_capacity(group.len());
-        for request in group {
-            let outcome = match self
-                .check(request, first_new, &rows, &versions, &known)
-                .await
-            {
-                Ok(Check::Retry(original)) => Ok(original),
-                Ok(Check::Write) => Ok(add(
-                    request,
-                    first_new,
-                    &mut rows,
-                    &mut versions,
-                    &mut known,
-                )),
-                Err(Refused::Request(error)) => Err(error),
-                Err(Refused::Group(error)) => return Err(error),
-            };
-            outcomes.push(outcome);
-        }
-        let conn = self.conn().await?;
-        let client = &conn.client;
-        if rows.len() == 0 {
-            client.batch_execute("COMMIT").await.map_err(&fail)?;
-            return Ok(outcomes);
-        }
-        let new_last = first_new + rows.len() as i64 - 1;
-        let mut changed: Vec<(&str, i64)> = rows
-            .stream
-            .iter()
-            .map(|s| (s.as_str(), versions[s.as_str()] as i64))
-            .collect();
-        changed.sort_unstable();
-        changed.dedup_by(|a, b| a.0 == b.0);
-        let (names, tops): (Vec<&str>, Vec<i64>) = changed.into_iter().unzip();
-        let mut insert = rows.columns();
-        insert.extend([&rows.id as &(dyn ToSql + Sync), &rows.version]);
-        let last_text = new_last.to_string();
-        let channel = self.channel.clone();
-        let conn = self.conn().await?;
-        let client = &conn.client;
-        let version_params: [&(dyn ToSql + Sync); 2] = [&names, &tops];
-        let last_params: [&(dyn ToSql + Sync); 1] = [&new_last];
-        let notify_params: [&(dyn ToSql + Sync); 2] = [&channel, &last_text];
-        // Round trip 2: the rows, the versions, the `$all` row, the
-        // wake-up (delivered at commit, when someone listens) and the
-        // commit.
-        futures::try_join!(
-            client.execute(&conn.insert, &insert),
-            client.execute(&conn.set_versions, &version_params),
-            client.execute(&conn.set_last, &last_params),
-            client.query(&conn.notify, &notify_params),
-            client.batch_execute("COMMIT"),
-        )
-        .map_err(&fail)?;
-        Ok(outcomes)
+            .map_err(fail)
     }
 
     /// Checks one request against the store as this group left it.
@@ -903,15 +978,9 @@ impl PgWriter {
         {
             return Ok(Check::Retry(stored));
         }
-        if request.expected != ExpectedVersion::Any {
-            let actual = versions.get(&first.stream).copied().unwrap_or(0);
-            if !request.expected.admits(actual) {
-                return Err(Refused::Request(EventStoreError::VersionConflict {
-                    stream: first.stream.clone(),
-                    expected: request.expected.to_string(),
-                    actual,
-                }));
-            }
+        if let Some(conflict) = conflict(request, versions.get(&first.stream).copied().unwrap_or(0))
+        {
+            return Err(Refused::Request(conflict));
         }
         for (index, prepared) in request.events.iter().enumerate() {
             if let Some(key) = &prepared.event.idempotency_key
@@ -1026,23 +1095,24 @@ impl PgWriter {
     /// contiguous: the count is `last - first + 1`).
     async fn prune_beyond(&mut self, keep: u64) -> Result<u64, EventStoreError> {
         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-        self.prune(PruneReason::Size, move |client| {
-            Box::pin(async move {
-                let row = client
-                    .query_one(
-                        "SELECT (SELECT value FROM meta WHERE key = 'last_id') - $1",
-                        &[&keep],
-                    )
-                    .await?;
-                row.try_get::<_, i64>(0)
-            })
+        self.lease_for(&[]).await?;
+        let last = self
+            .conn
+            .as_ref()
+            .and_then(|conn| conn.lease.as_ref())
+            .map_or(0, |lease| lease.last_id);
+        let through = last.saturating_sub(keep);
+        self.prune(PruneReason::Size, move |_| {
+            Box::pin(async move { Ok(through) })
         })
         .await
     }
 
-    /// In one transaction holding the horizon's row: asks `through` for
-    /// the last id to prune, deletes up to it (at most [`PRUNE_CHUNK`]
-    /// past the horizon) and moves the horizon.
+    /// Under the lease, in one transaction holding the horizon's row: asks
+    /// `through` for the last id to prune, keeps the newest id and stream
+    /// versions it deletes (the heads must not move back when every event
+    /// of the log or of a stream is pruned), deletes up to it (at most
+    /// [`PRUNE_CHUNK`] past the horizon) and moves the horizon.
     async fn prune<F>(&mut self, reason: PruneReason, through: F) -> Result<u64, EventStoreError>
     where
         F: for<'a> FnOnce(
@@ -1052,6 +1122,7 @@ impl PgWriter {
         >,
     {
         self.more_to_prune = false;
+        self.lease_for(&[]).await?;
         let fail = self.failing();
         let conn = self.conn().await?;
         let client = &conn.client;
@@ -1074,6 +1145,22 @@ impl PgWriter {
                 client.batch_execute("COMMIT").await?;
                 return Ok((0, false, through));
             }
+            client
+                .execute(
+                    "INSERT INTO streams (stream, version) \
+                     SELECT stream, max(stream_version) FROM events \
+                     WHERE id >= $1 AND id <= $2 GROUP BY stream \
+                     ON CONFLICT (stream) DO UPDATE \
+                     SET version = greatest(streams.version, excluded.version)",
+                    &[&first, &through],
+                )
+                .await?;
+            client
+                .execute(
+                    "UPDATE meta SET value = greatest(value, $1) WHERE key = 'last_id'",
+                    &[&through],
+                )
+                .await?;
             let deleted = client
                 .execute(
                     "DELETE FROM events WHERE id >= $1 AND id <= $2",
@@ -1153,4 +1240,57 @@ fn add(
         answers.push(appended);
     }
     answers
+}
+
+/// The conflict of `request` with its stream at version `actual`, if its
+/// expected version does not admit it.
+fn conflict(request: &AppendRequest, actual: u64) -> Option<EventStoreError> {
+    (!request.expected.admits(actual)).then(|| EventStoreError::VersionConflict {
+        stream: request.events[0].event.stream.clone(),
+        expected: request.expected.to_string(),
+        actual,
+    })
+}
+
+/// Reads the rows of [`VERSIONS`].
+fn read_versions(
+    rows: &[tokio_postgres::Row],
+    fail: &impl Fn(tokio_postgres::Error) -> EventStoreError,
+) -> Result<HashMap<String, u64>, EventStoreError> {
+    rows.iter()
+        .map(|row| Ok((row.try_get(0)?, row.try_get::<_, i64>(1)? as u64)))
+        .collect::<Result<_, tokio_postgres::Error>>()
+        .map_err(fail)
+}
+
+/// Inserts the planned rows in one statement, its own transaction.
+async fn insert(conn: &Connected, channel: &str, rows: &Rows) -> Result<(), tokio_postgres::Error> {
+    let client = &conn.client;
+    if rows.len() == 1 {
+        let statement = if rows.version[0] == 1 {
+            &conn.append_one_new_stream
+        } else {
+            &conn.append_one
+        };
+        let mut params: Vec<&(dyn ToSql + Sync)> = rows.columns_of(0).to_vec();
+        params.extend([
+            &channel as &(dyn ToSql + Sync),
+            &rows.id[0],
+            &rows.version[0],
+        ]);
+        client.execute(statement, &params).await?;
+        return Ok(());
+    }
+    let last = rows.id[rows.len() - 1].to_string();
+    let new_streams = rows.new_streams();
+    let mut params = rows.columns();
+    params.extend([
+        &rows.id as &(dyn ToSql + Sync),
+        &rows.version,
+        &channel,
+        &last,
+        &new_streams,
+    ]);
+    client.execute(&conn.append_many, &params).await?;
+    Ok(())
 }
