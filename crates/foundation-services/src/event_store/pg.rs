@@ -75,10 +75,13 @@
 //! nothing. `NOTIFY` is not free (every notifying transaction of the
 //! server takes one queue lock at commit), so a commit notifies only
 //! when some store has subscribers: while it has, its listener holds an
-//! advisory lock (shared, for its session), and a writer that can take
-//! that lock exclusively for its transaction skips the notification. A
-//! listener that registers waits for such a transaction to commit, then
-//! wakes its subscribers, whose next read sees it. When the listener's
+//! advisory lock (shared, for its session). A writer that can take that
+//! lock exclusively when it takes the write lease keeps it for the slice
+//! and sends no notification meanwhile (its statements have no
+//! `pg_notify` at all); one that cannot notifies on every commit of the
+//! slice. A listener that registers waits for the lock, so at most a
+//! slice, then wakes its subscribers, whose next read sees every commit
+//! before. When the listener's
 //! connection drops (PostgreSQL restarted) it reconnects with the
 //! configured [`Backoff`](mabeam_supervision_core::Backoff), registers
 //! again and wakes every subscriber; a subscriber whose read fails the

@@ -77,54 +77,111 @@ const VERSIONS: &str = "SELECT s.stream, greatest( \
         coalesce((SELECT t.version FROM streams t WHERE t.stream = s.stream), 0)) \
     FROM unnest($1::text[]) AS s(stream)";
 
-/// One event, its own transaction: the row, with the id and version the
-/// lease gave, and the wake-up, sent only when someone listens (a writer
-/// that can take the listeners' lock exclusively, for its transaction,
-/// knows that no listener holds it, and skips `pg_notify`, whose queue
-/// lock at commit serialises every notifying transaction of the server;
-/// a listener that comes later waits for the lock, so for this commit,
-/// and then wakes its subscribers, which read it by position: no wake-up
-/// is lost).
-///
-/// `$1`-`$9` the row's columns but its id and version, `$10` the
-/// channel, `$11` the id, `$12` the version.
-const APPEND_ONE: &str = "WITH wakeup AS MATERIALIZED ( \
-        SELECT pg_notify($10, $11::bigint::text) \
-        WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($10)) \
-    ) \
-    INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
-        causation_id, idempotency_key, metadata, data) \
-    SELECT $11, $1, $12, $2, $3, $4, $5, $6, $7, $8, $9 FROM (SELECT count(*) FROM wakeup) w";
+/// Takes the listeners' lock exclusively for the session, if no listener
+/// holds it: then no store has subscribers, and none can register until
+/// the writer lets it go (a listener's shared lock waits for it), so the
+/// writer's commits meanwhile need no `NOTIFY`. Taken with the lease and
+/// let go with it: a listener waits at most a slice, then wakes its
+/// subscribers, which read by position: no wake-up is lost. `NOTIFY` is
+/// worth skipping: it takes a queue lock at commit that serialises every
+/// notifying transaction of the server.
+const QUIET: &str = "SELECT pg_try_advisory_lock(1835098725, hashtext($1))";
 
-/// [`APPEND_ONE`] for a stream's first event: it adds the stream's row.
-const APPEND_ONE_NEW_STREAM: &str = "WITH wakeup AS MATERIALIZED ( \
-        SELECT pg_notify($10, $11::bigint::text) \
-        WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($10)) \
-    ), stream AS ( \
-        INSERT INTO streams (stream, version) VALUES ($1, 0) ON CONFLICT (stream) DO NOTHING \
-    ) \
-    INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, correlation_id, \
-        causation_id, idempotency_key, metadata, data) \
-    SELECT $11, $1, $12, $2, $3, $4, $5, $6, $7, $8, $9 FROM (SELECT count(*) FROM wakeup) w";
+/// Lets the listeners' lock go.
+const NOT_QUIET: &str = "SELECT pg_advisory_unlock(1835098725, hashtext($1))";
 
-/// A group, its own transaction: the rows, the rows of the streams it
-/// starts (`$14`), and the wake-up as in [`APPEND_ONE`] (`$12` the
-/// channel, `$13` the last id).
-///
-/// `$1`-`$9` the rows' columns but ids and versions, `$10` the ids,
-/// `$11` the versions.
-const APPEND_MANY: &str = "WITH wakeup AS MATERIALIZED ( \
-        SELECT pg_notify($12, $13) \
-        WHERE NOT pg_try_advisory_xact_lock(1835098725, hashtext($12)) \
-    ), new_streams AS ( \
-        INSERT INTO streams (stream, version) SELECT unnest($14::text[]), 0 \
-        ON CONFLICT (stream) DO NOTHING \
-    ) \
-    INSERT INTO events (stream, kind, ts_ms, node, correlation_id, causation_id, \
-        idempotency_key, metadata, data, id, stream_version) \
-    SELECT u.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], \
-        $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bigint[], $11::bigint[]) \
-        AS u, (SELECT count(*) FROM wakeup) w";
+/// An append statement's SQL: one statement, its own transaction, with
+/// the rows whose ids and versions the lease gave. A lone event (`many`
+/// false) takes `$1`-`$9` its columns but its id and version, `$10` its
+/// id, `$11` its version; a group takes the same as arrays, and `$12` the
+/// streams it starts, whose rows it adds (a lone event adds its stream's
+/// row when `new_stream`). With `notify` (someone listens), it also sends
+/// the wake-up on the channel (`$12` for a lone event with its id,
+/// `$13` and `$14` the last id for a group).
+fn append_sql(many: bool, new_stream: bool, notify: bool) -> String {
+    let mut parts = Vec::new();
+    if notify {
+        parts.push(if many {
+            "wakeup AS MATERIALIZED (SELECT pg_notify($13, $14))"
+        } else {
+            "wakeup AS MATERIALIZED (SELECT pg_notify($12, $10::bigint::text))"
+        });
+    }
+    if many {
+        parts.push(
+            "new_streams AS (INSERT INTO streams (stream, version) \
+             SELECT unnest($12::text[]), 0 ON CONFLICT (stream) DO NOTHING)",
+        );
+    } else if new_stream {
+        parts.push(
+            "stream AS (INSERT INTO streams (stream, version) VALUES ($1, 0) \
+             ON CONFLICT (stream) DO NOTHING)",
+        );
+    }
+    let with = if parts.is_empty() {
+        String::new()
+    } else {
+        format!("WITH {} ", parts.join(", "))
+    };
+    let wakeup = if notify {
+        " FROM (SELECT count(*) FROM wakeup) w"
+    } else {
+        ""
+    };
+    let insert = if many {
+        format!(
+            "INSERT INTO events (stream, kind, ts_ms, node, correlation_id, causation_id, \
+             idempotency_key, metadata, data, id, stream_version) \
+             SELECT u.* FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], \
+             $5::text[], $6::bigint[], $7::text[], $8::text[], $9::text[], $10::bigint[], \
+             $11::bigint[]) AS u{}",
+            if notify {
+                ", (SELECT count(*) FROM wakeup) w"
+            } else {
+                ""
+            }
+        )
+    } else if notify {
+        format!(
+            "INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, \
+             correlation_id, causation_id, idempotency_key, metadata, data) \
+             SELECT $10, $1, $11, $2, $3, $4, $5, $6, $7, $8, $9{wakeup}"
+        )
+    } else {
+        "INSERT INTO events (id, stream, stream_version, kind, ts_ms, node, \
+         correlation_id, causation_id, idempotency_key, metadata, data) \
+         VALUES ($10, $1, $11, $2, $3, $4, $5, $6, $7, $8, $9)"
+            .to_owned()
+    };
+    with + &insert
+}
+
+/// The append statements of one wake-up mode ([`append_sql`]).
+struct Appends {
+    one: Statement,
+    one_new_stream: Statement,
+    many: Statement,
+}
+
+impl Appends {
+    async fn prepare(client: &Client, notify: bool) -> Result<Appends, tokio_postgres::Error> {
+        let sql = [
+            append_sql(false, false, notify),
+            append_sql(false, true, notify),
+            append_sql(true, false, notify),
+        ];
+        let (one, one_new_stream, many) = futures::try_join!(
+            client.prepare(&sql[0]),
+            client.prepare(&sql[1]),
+            client.prepare(&sql[2]),
+        )?;
+        Ok(Appends {
+            one,
+            one_new_stream,
+            many,
+        })
+    }
+}
 
 /// What the writer knows while it holds the write lease: no other writer
 /// appends to the schema, so the head it read when it took the lease,
@@ -137,6 +194,9 @@ struct Lease {
     /// When the slice ends: the writer then hands the lease on (and takes
     /// it again when it has more to write).
     until: Instant,
+    /// Whether the writer holds the listeners' lock too ([`QUIET`]): its
+    /// commits then send no wake-up.
+    quiet: bool,
 }
 
 /// The writer's connection, its prepared statements, and the lease it
@@ -149,9 +209,12 @@ pub(crate) struct Connected {
     versions: Statement,
     keys: Statement,
     stored_from: Statement,
-    append_one: Statement,
-    append_one_new_stream: Statement,
-    append_many: Statement,
+    quiet: Statement,
+    not_quiet: Statement,
+    /// Appends while no store listens.
+    appends: Appends,
+    /// Appends while some store listens.
+    notifying: Appends,
     /// Whether the server ends idle sessions (`idle_session_timeout`,
     /// PostgreSQL 14 on).
     ends_idle_sessions: bool,
@@ -212,9 +275,10 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
             "SELECT id, stream_version, stream, kind, idempotency_key FROM events \
            WHERE id >= $1 ORDER BY id LIMIT $2"
         ),
-        p(APPEND_ONE),
-        p(APPEND_ONE_NEW_STREAM),
-        p(APPEND_MANY),
+        p(QUIET),
+        p(NOT_QUIET),
+        Appends::prepare(&client, false),
+        Appends::prepare(&client, true),
     );
     let (
         ends_idle_sessions,
@@ -224,9 +288,10 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
         versions,
         keys,
         stored_from,
-        append_one,
-        append_one_new_stream,
-        append_many,
+        quiet,
+        not_quiet,
+        appends,
+        notifying,
     ) = prepared.map_err(|e| classify(pg, &e))?;
     Ok(Connected {
         client,
@@ -236,9 +301,10 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
         versions,
         keys,
         stored_from,
-        append_one,
-        append_one_new_stream,
-        append_many,
+        quiet,
+        not_quiet,
+        appends,
+        notifying,
         ends_idle_sessions,
         lease: None,
     })
@@ -660,7 +726,10 @@ impl PgWriter {
         let channel_param: [&(dyn ToSql + Sync); 1] = [&channel];
         let streams_param: [&(dyn ToSql + Sync); 1] = [&streams];
         let release = async {
-            if held.is_some() {
+            if let Some(held) = &held {
+                if held.quiet {
+                    client.execute(&conn.not_quiet, &channel_param).await?;
+                }
                 client.execute(&conn.release_lease, &channel_param).await?;
             } else if conn.ends_idle_sessions {
                 client
@@ -684,14 +753,16 @@ impl PgWriter {
         let taken = futures::try_join!(
             release,
             client.execute(&conn.take_lease, &channel_param),
+            client.query_one(&conn.quiet, &channel_param),
             client.query_one(&conn.head, &[]),
             client.query(&conn.versions, versions_param),
         );
-        let taken = taken.map_err(&fail).and_then(|(_, _, head, rows)| {
+        let taken = taken.map_err(&fail).and_then(|(_, _, quiet, head, rows)| {
+            let quiet: bool = quiet.try_get(0).map_err(&fail)?;
             let head: i64 = head.try_get(0).map_err(&fail)?;
-            Ok((head, read_versions(&rows, &fail)?))
+            Ok((quiet, head, read_versions(&rows, &fail)?))
         });
-        let (head, read) = match taken {
+        let (quiet, head, read) = match taken {
             Ok(taken) => taken,
             Err(error) => {
                 self.forget_connection();
@@ -709,6 +780,7 @@ impl PgWriter {
             last_id: head,
             versions,
             until: Instant::now() + slice,
+            quiet,
         });
         Ok(())
     }
@@ -718,20 +790,32 @@ impl PgWriter {
         let Some(conn) = &mut self.conn else {
             return;
         };
-        if conn.lease.take().is_none() || conn.client.is_closed() {
+        let Some(lease) = conn.lease.take() else {
+            return;
+        };
+        if conn.client.is_closed() {
             return;
         }
         let client = &conn.client;
         let channel: &str = &self.channel;
         let channel_param: [&(dyn ToSql + Sync); 1] = [&channel];
+        let listeners = async {
+            if lease.quiet {
+                client.execute(&conn.not_quiet, &channel_param).await?;
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        };
         let idle = async {
             if conn.ends_idle_sessions {
                 client.batch_execute("SET idle_session_timeout = 0").await?;
             }
             Ok::<(), tokio_postgres::Error>(())
         };
-        let released =
-            futures::try_join!(client.execute(&conn.release_lease, &channel_param), idle);
+        let released = futures::try_join!(
+            listeners,
+            client.execute(&conn.release_lease, &channel_param),
+            idle
+        );
         if released.is_err() {
             self.forget_connection();
         }
@@ -859,16 +943,23 @@ impl PgWriter {
             &event.idempotency_key,
             &prepared.metadata,
             &prepared.data,
-            &channel,
             &id,
             &version_param,
+            &channel,
         ];
-        let statement = if version == 1 {
-            &conn.append_one_new_stream
+        let appends = if lease.quiet {
+            &conn.appends
         } else {
-            &conn.append_one
+            &conn.notifying
         };
-        if let Err(e) = conn.client.execute(statement, &params).await {
+        let statement = if version == 1 {
+            &appends.one_new_stream
+        } else {
+            &appends.one
+        };
+        // Quiet, the statement takes no channel.
+        let params = &params[..if lease.quiet { 11 } else { 12 }];
+        if let Err(e) = conn.client.execute(statement, params).await {
             let error = fail(e);
             self.forget_connection();
             return Err(error);
@@ -1263,34 +1354,37 @@ fn read_versions(
         .map_err(fail)
 }
 
-/// Inserts the planned rows in one statement, its own transaction.
+/// Inserts the planned rows in one statement, its own transaction (see
+/// [`append_sql`] for the parameters).
 async fn insert(conn: &Connected, channel: &str, rows: &Rows) -> Result<(), tokio_postgres::Error> {
     let client = &conn.client;
+    let quiet = conn.lease.as_ref().is_some_and(|lease| lease.quiet);
+    let appends = if quiet {
+        &conn.appends
+    } else {
+        &conn.notifying
+    };
     if rows.len() == 1 {
         let statement = if rows.version[0] == 1 {
-            &conn.append_one_new_stream
+            &appends.one_new_stream
         } else {
-            &conn.append_one
+            &appends.one
         };
         let mut params: Vec<&(dyn ToSql + Sync)> = rows.columns_of(0).to_vec();
-        params.extend([
-            &channel as &(dyn ToSql + Sync),
-            &rows.id[0],
-            &rows.version[0],
-        ]);
+        params.extend([&rows.id[0] as &(dyn ToSql + Sync), &rows.version[0]]);
+        if !quiet {
+            params.push(&channel);
+        }
         client.execute(statement, &params).await?;
         return Ok(());
     }
     let last = rows.id[rows.len() - 1].to_string();
     let new_streams = rows.new_streams();
     let mut params = rows.columns();
-    params.extend([
-        &rows.id as &(dyn ToSql + Sync),
-        &rows.version,
-        &channel,
-        &last,
-        &new_streams,
-    ]);
-    client.execute(&conn.append_many, &params).await?;
+    params.extend([&rows.id as &(dyn ToSql + Sync), &rows.version, &new_streams]);
+    if !quiet {
+        params.extend([&channel as &(dyn ToSql + Sync), &last]);
+    }
+    client.execute(&appends.many, &params).await?;
     Ok(())
 }
