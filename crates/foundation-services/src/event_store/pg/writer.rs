@@ -10,6 +10,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
+    time::Duration,
 };
 
 use mabeam_supervision_core::{Clock, EventSeq, Telemetry};
@@ -37,16 +38,35 @@ const PRUNE_CHUNK: i64 = 50_000;
 /// and reads again those it needs.
 const MAX_KNOWN_STREAMS: usize = 65_536;
 
-/// How long a writer may wait for the write lease before its group is
-/// refused as unavailable (another writer holds it that long only when
-/// its node is stuck: [`LEASE_IDLE_TIMEOUT`] ends that).
-const LEASE_WAIT: &str = "10s";
-
 /// While it holds the lease, the writer's session is ended by the server
 /// when it sends nothing for this long (a node stopped while holding the
-/// lease must not stop every other node's appends); it sends something
-/// at least every write slice while it holds the lease.
-const LEASE_IDLE_TIMEOUT: &str = "5s";
+/// lease must not stop every other node's appends): 5 s, or two slices
+/// when a slice is longer (the writer sends something at least once a
+/// slice while it holds the lease).
+fn lease_idle_timeout(slice: Duration) -> Duration {
+    Duration::from_secs(5).max(slice.saturating_mul(2))
+}
+
+/// How long a writer may wait for the write lease before its group is
+/// refused as unavailable: another writer holds it that long only when
+/// its node is stuck, and [`lease_idle_timeout`] ends that first.
+fn lease_wait(slice: Duration) -> Duration {
+    Duration::from_secs(10).max(lease_idle_timeout(slice).saturating_mul(2))
+}
+
+/// When a slice taken now ends (a year on when `slice` is beyond any
+/// clock).
+fn slice_end(slice: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(slice)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 24 * 3600))
+}
+
+/// `duration` as a PostgreSQL time setting (milliseconds, at most
+/// `i32::MAX`).
+fn setting_ms(duration: Duration) -> u128 {
+    duration.as_millis().min(i32::MAX as u128)
+}
 
 /// A listener's registration: the advisory lock it holds (shared, for
 /// its session) while its store has subscribers. Its first key is
@@ -253,7 +273,10 @@ async fn prepare(client: Client, pg: &PostgresConfig) -> Result<Connected, Event
     };
     let settings = async {
         client
-            .batch_execute(&format!("SET lock_timeout = '{LEASE_WAIT}'"))
+            .batch_execute(&format!(
+                "SET lock_timeout = {}",
+                setting_ms(lease_wait(pg.write_slice))
+            ))
             .await?;
         let row = client
             .query_one(
@@ -734,7 +757,8 @@ impl PgWriter {
             } else if conn.ends_idle_sessions {
                 client
                     .batch_execute(&format!(
-                        "SET idle_session_timeout = '{LEASE_IDLE_TIMEOUT}'"
+                        "SET idle_session_timeout = {}",
+                        setting_ms(lease_idle_timeout(slice))
                     ))
                     .await?;
             }
@@ -779,7 +803,7 @@ impl PgWriter {
         conn.lease = Some(Lease {
             last_id: head,
             versions,
-            until: Instant::now() + slice,
+            until: slice_end(slice),
             quiet,
         });
         Ok(())
@@ -1387,4 +1411,34 @@ async fn insert(conn: &Connected, channel: &str, rows: &Rows) -> Result<(), toki
     }
     client.execute(&appends.many, &params).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lease_timeouts_outlast_the_slice_and_fit_a_setting() {
+        let ms = Duration::from_millis;
+        assert_eq!(lease_idle_timeout(ms(10)), Duration::from_secs(5));
+        assert_eq!(lease_wait(ms(10)), Duration::from_secs(10));
+        assert_eq!(
+            lease_idle_timeout(Duration::from_secs(600)),
+            Duration::from_secs(1200)
+        );
+        assert_eq!(
+            lease_wait(Duration::from_secs(600)),
+            Duration::from_secs(2400)
+        );
+        assert_eq!(setting_ms(lease_wait(Duration::MAX)), i32::MAX as u128);
+        assert!(slice_end(Duration::MAX) > Instant::now());
+    }
+
+    #[test]
+    fn a_quiet_append_is_a_bare_insert_and_a_notifying_one_sends_its_id() {
+        assert!(append_sql(false, false, false).starts_with("INSERT INTO events"));
+        assert!(!append_sql(true, false, false).contains("pg_notify"));
+        assert!(append_sql(false, true, true).contains("pg_notify($12, $10::bigint::text)"));
+        assert!(append_sql(true, false, true).contains("pg_notify($13, $14)"));
+    }
 }
