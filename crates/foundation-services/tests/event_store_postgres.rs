@@ -199,6 +199,79 @@ async fn a_writer_taking_its_lease_again_reads_the_streams_it_does_not_know() {
     store.stop().await;
 }
 
+// Issue 23, the write lease: a writer that never idles (appends always
+// queued) still hands the lease on at the end of each slice, so another
+// node's appends are not starved. Another session waiting for the lease
+// is granted it while the store still has appends to commit, not once
+// it has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_writer_hands_the_lease_on_at_each_slice() {
+    let schema = fresh_schema();
+    let mut config = EventStoreConfig::postgres(pg_config(&schema));
+    // Many groups: many chances to hand the lease on.
+    config.max_group = 256;
+    let store = EventStore::open(config).await.unwrap();
+    within(
+        30,
+        "an append",
+        store.append(Event::new("busy", "k", json!(0))),
+    )
+    .await
+    .unwrap();
+    let (other, connection) = tokio_postgres::connect(&support::postgres_url(), NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let total = 20_000u64;
+    // All queued now: the writer commits group after group.
+    let queued: Vec<_> = (0..total)
+        .map(|i| store.append(Event::new("busy", "k", json!(i))))
+        .collect();
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    let acknowledging = tokio::spawn({
+        let acknowledged = acknowledged.clone();
+        async move {
+            for append in queued {
+                append.await.unwrap();
+                acknowledged.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let channel = format!("mabeam_events_{schema}");
+    within(
+        30,
+        "the lease, from a busy writer",
+        other.query(
+            "SELECT pg_advisory_lock(1835098732, hashtext($1))::text",
+            &[&channel],
+        ),
+    )
+    .await
+    .unwrap();
+    // The writer waits for the lease now: what it stored so far.
+    let stored: i64 = other
+        .query_one(&format!("SELECT count(*) FROM {schema}.events"), &[])
+        .await
+        .unwrap()
+        .get(0);
+    other
+        .query(
+            "SELECT pg_advisory_unlock(1835098732, hashtext($1))",
+            &[&channel],
+        )
+        .await
+        .unwrap();
+    within(60, "the queued appends", acknowledging)
+        .await
+        .unwrap();
+    assert!(
+        (stored as u64) < total + 1,
+        "the lease was handed on only once the writer had nothing to write"
+    );
+    assert_eq!(acknowledged.load(Ordering::Relaxed), total);
+    store.stop().await;
+}
+
 // Issue 23: pruning every event of the log keeps its heads. A store that
 // takes the lease afterwards (another node, with nothing known) gives
 // the next id and stream version, never one again.

@@ -580,6 +580,10 @@ impl PgWriter {
                 return self.requests.recv().await;
             };
             tokio::select! {
+                // A queued request first: a busy writer hands its lease
+                // on when it takes it again (`lease_for`), and lets it
+                // go here only when idle.
+                biased;
                 request = self.requests.recv() => return request,
                 () = retain_timer(&mut self.timer, at) => {
                     if slice_ends.is_some_and(|until| Instant::now() >= until) {
@@ -748,11 +752,19 @@ impl PgWriter {
         let client = &conn.client;
         let channel_param: [&(dyn ToSql + Sync); 1] = [&channel];
         let streams_param: [&(dyn ToSql + Sync); 1] = [&streams];
+        // Each future sends at most one statement, on its first poll: so
+        // they go in this order, the locks let go before they are taken
+        // again (a session's advisory locks count: taking one it holds
+        // would hand nothing on).
+        let quiet_held = held.as_ref().is_some_and(|held| held.quiet);
+        let not_quiet = async {
+            if quiet_held {
+                client.execute(&conn.not_quiet, &channel_param).await?;
+            }
+            Ok::<(), tokio_postgres::Error>(())
+        };
         let release = async {
-            if let Some(held) = &held {
-                if held.quiet {
-                    client.execute(&conn.not_quiet, &channel_param).await?;
-                }
+            if held.is_some() {
                 client.execute(&conn.release_lease, &channel_param).await?;
             } else if conn.ends_idle_sessions {
                 client
@@ -775,17 +787,20 @@ impl PgWriter {
             &streams_param
         };
         let taken = futures::try_join!(
+            not_quiet,
             release,
             client.execute(&conn.take_lease, &channel_param),
             client.query_one(&conn.quiet, &channel_param),
             client.query_one(&conn.head, &[]),
             client.query(&conn.versions, versions_param),
         );
-        let taken = taken.map_err(&fail).and_then(|(_, _, quiet, head, rows)| {
-            let quiet: bool = quiet.try_get(0).map_err(&fail)?;
-            let head: i64 = head.try_get(0).map_err(&fail)?;
-            Ok((quiet, head, read_versions(&rows, &fail)?))
-        });
+        let taken = taken
+            .map_err(&fail)
+            .and_then(|(_, _, _, quiet, head, rows)| {
+                let quiet: bool = quiet.try_get(0).map_err(&fail)?;
+                let head: i64 = head.try_get(0).map_err(&fail)?;
+                Ok((quiet, head, read_versions(&rows, &fail)?))
+            });
         let (quiet, head, read) = match taken {
             Ok(taken) => taken,
             Err(error) => {
