@@ -25,8 +25,8 @@ use std::{
 
 use futures::StreamExt;
 use mabeam_foundation_services::{
-    Durability, EventStore, EventStoreConfig, EventStoreError, ExpectedVersion, PostgresAgentStore,
-    PostgresConfig, Retention,
+    Appended, Durability, EventStore, EventStoreConfig, EventStoreError, ExpectedVersion,
+    PostgresAgentStore, PostgresConfig, Retention,
 };
 use mabeam_supervision_core::{AgentStoreError, ErrorCode, Event};
 use serde_json::json;
@@ -44,6 +44,40 @@ async fn open(config: PostgresConfig) -> EventStore {
     EventStore::open(EventStoreConfig::postgres(config))
         .await
         .expect("opening the store on PostgreSQL")
+}
+
+/// Appends one event to `stream` and waits for its acknowledgement.
+async fn append(store: &EventStore, stream: &str, value: u64) -> Appended {
+    within(
+        30,
+        "an append",
+        store.append(Event::new(stream, "k", json!(value))),
+    )
+    .await
+    .expect("the append")
+}
+
+/// A session of its own on the tests' server, as another node's would
+/// be.
+async fn session() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&support::postgres_url(), NoTls)
+        .await
+        .expect("a session");
+    tokio::spawn(connection);
+    client
+}
+
+/// Takes (`lock`) or lets go (`unlock`) the write lease of the schema
+/// whose channel is `channel`, from another session.
+async fn lease(session: &tokio_postgres::Client, channel: &str, take: bool) {
+    let sql = if take {
+        "SELECT pg_advisory_lock(1835098732, hashtext($1))::text"
+    } else {
+        "SELECT pg_advisory_unlock(1835098732, hashtext($1))"
+    };
+    within(30, "the write lease", session.query(sql, &[&channel]))
+        .await
+        .expect("the lease's lock");
 }
 
 /// A private server, started off the async threads.
@@ -116,30 +150,12 @@ async fn two_writers_on_one_stream_with_expected_versions_one_wins() {
 async fn an_append_waits_for_the_write_lease_and_reads_the_heads_after_it() {
     let schema = fresh_schema();
     let store = open(pg_config(&schema)).await;
-    let first = within(
-        30,
-        "an append",
-        store.append(Event::new("s", "k", json!(1))),
-    )
-    .await
-    .unwrap();
+    let first = append(&store, "s", 1).await;
     assert_eq!((first.id, first.stream_version), (1, 1));
-    let (other, connection) = tokio_postgres::connect(&support::postgres_url(), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let other = session().await;
     let channel = format!("mabeam_events_{schema}");
     // Taken once the store's slice is over and it let the lease go.
-    within(
-        30,
-        "the lease",
-        other.query(
-            "SELECT pg_advisory_lock(1835098732, hashtext($1))::text",
-            &[&channel],
-        ),
-    )
-    .await
-    .unwrap();
+    lease(&other, &channel, true).await;
     let waiting = tokio::spawn(store.append(Event::new("s", "k", json!(3))));
     other
         .batch_execute(&format!(
@@ -152,13 +168,7 @@ async fn an_append_waits_for_the_write_lease_and_reads_the_heads_after_it() {
         !waiting.is_finished(),
         "appended while another held the lease"
     );
-    other
-        .query(
-            "SELECT pg_advisory_unlock(1835098732, hashtext($1))",
-            &[&channel],
-        )
-        .await
-        .unwrap();
+    lease(&other, &channel, false).await;
     let third = within(30, "the waiting append", waiting)
         .await
         .unwrap()
@@ -175,24 +185,12 @@ async fn an_append_waits_for_the_write_lease_and_reads_the_heads_after_it() {
 async fn a_writer_taking_its_lease_again_reads_the_streams_it_does_not_know() {
     let schema = fresh_schema();
     let other = open(pg_config(&schema)).await;
-    within(
-        30,
-        "an append",
-        other.append(Event::new("y", "k", json!(0))),
-    )
-    .await
-    .unwrap();
+    append(&other, "y", 0).await;
     other.stop().await;
     let store = open(pg_config(&schema).with_write_slice(Duration::from_micros(1))).await;
     let mut seen = Vec::new();
     for stream in ["z", "y", "z", "y"] {
-        let appended = within(
-            30,
-            "an append",
-            store.append(Event::new(stream, "k", json!(0))),
-        )
-        .await
-        .unwrap();
+        let appended = append(&store, stream, 0).await;
         seen.push((appended.id, appended.stream_version));
     }
     assert_eq!(seen, [(2, 1), (3, 2), (4, 2), (5, 3)]);
@@ -211,17 +209,8 @@ async fn a_busy_writer_hands_the_lease_on_at_each_slice() {
     // Many groups: many chances to hand the lease on.
     config.max_group = 256;
     let store = EventStore::open(config).await.unwrap();
-    within(
-        30,
-        "an append",
-        store.append(Event::new("busy", "k", json!(0))),
-    )
-    .await
-    .unwrap();
-    let (other, connection) = tokio_postgres::connect(&support::postgres_url(), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    append(&store, "busy", 0).await;
+    let other = session().await;
     let total = 20_000u64;
     // All queued now: the writer commits group after group.
     let queued: Vec<_> = (0..total)
@@ -238,29 +227,14 @@ async fn a_busy_writer_hands_the_lease_on_at_each_slice() {
         }
     });
     let channel = format!("mabeam_events_{schema}");
-    within(
-        30,
-        "the lease, from a busy writer",
-        other.query(
-            "SELECT pg_advisory_lock(1835098732, hashtext($1))::text",
-            &[&channel],
-        ),
-    )
-    .await
-    .unwrap();
+    lease(&other, &channel, true).await;
     // The writer waits for the lease now: what it stored so far.
     let stored: i64 = other
         .query_one(&format!("SELECT count(*) FROM {schema}.events"), &[])
         .await
         .unwrap()
         .get(0);
-    other
-        .query(
-            "SELECT pg_advisory_unlock(1835098732, hashtext($1))",
-            &[&channel],
-        )
-        .await
-        .unwrap();
+    lease(&other, &channel, false).await;
     within(60, "the queued appends", acknowledging)
         .await
         .unwrap();
@@ -280,30 +254,16 @@ async fn pruning_every_event_keeps_the_heads_for_the_next_writer() {
     let schema = fresh_schema();
     let store = open(pg_config(&schema)).await;
     for i in 0..3u64 {
-        within(
-            30,
-            "an append",
-            store.append(Event::new("s", "k", json!(i))),
-        )
-        .await
-        .unwrap();
+        append(&store, "s", i).await;
     }
-    within(
-        30,
-        "an append",
-        store.append(Event::new("t", "k", json!(0))),
-    )
-    .await
-    .unwrap();
+    append(&store, "t", 0).await;
     let pruned = within(30, "pruning", store.prune_before(u64::MAX / 2))
         .await
         .unwrap();
     assert_eq!(pruned, 4);
     store.stop().await;
     let next = open(pg_config(&schema)).await;
-    let appended = within(30, "an append", next.append(Event::new("s", "k", json!(3))))
-        .await
-        .unwrap();
+    let appended = append(&next, "s", 3).await;
     assert_eq!((appended.id, appended.stream_version), (5, 4));
     let other = within(
         30,
