@@ -3,10 +3,11 @@
 //! replay and live subscriptions.
 //!
 //! The design below is the SQLite backend's; the PostgreSQL backend
-//! keeps the same contract (next section) with one writer task, a
-//! serialised `$all` row for gap-free positions, and subscriptions woken
-//! by LISTEN/NOTIFY: its own docs are in `event_store/pg.rs`, and the
-//! contract test suite (`tests/event_store_contract.rs`) runs on both.
+//! keeps the same contract (next section) with one writer task, a write
+//! lease (one writer at a time per schema) for gap-free positions, and
+//! subscriptions woken by LISTEN/NOTIFY: its own docs are in
+//! `event_store/pg.rs`, and the contract test suite
+//! (`tests/event_store_contract.rs`) runs on both.
 //!
 //! # Design
 //!
