@@ -184,6 +184,16 @@ struct Appends {
 }
 
 impl Appends {
+    /// The statement for a lone event at `version` (its stream's first
+    /// at 1, which adds the stream's row).
+    fn lone(&self, version: i64) -> &Statement {
+        if version == 1 {
+            &self.one_new_stream
+        } else {
+            &self.one
+        }
+    }
+
     async fn prepare(client: &Client, notify: bool) -> Result<Appends, tokio_postgres::Error> {
         let sql = [
             append_sql(false, false, notify),
@@ -239,6 +249,18 @@ pub(crate) struct Connected {
     /// PostgreSQL 14 on).
     ends_idle_sessions: bool,
     lease: Option<Lease>,
+}
+
+impl Connected {
+    /// The append statements of the lease's slice, and whether they are
+    /// the quiet ones (the writer holds the listeners' lock).
+    fn appends(&self) -> (&Appends, bool) {
+        if self.lease.as_ref().is_some_and(|lease| lease.quiet) {
+            (&self.appends, true)
+        } else {
+            (&self.notifying, false)
+        }
+    }
 }
 
 /// Connects the writer's connection, migrates the schema and prepares the
@@ -710,7 +732,7 @@ impl PgWriter {
         let Some(lease) = &mut conn.lease else {
             return Err(EventStoreError::unavailable("the write lease was lost"));
         };
-        let unknown: Vec<&str> = streams
+        let mut unknown: Vec<&str> = streams
             .iter()
             .filter(|s| !lease.versions.contains_key(**s))
             .copied()
@@ -719,7 +741,9 @@ impl PgWriter {
             return Ok(());
         }
         if lease.versions.len() + unknown.len() > MAX_KNOWN_STREAMS {
+            // Forgotten, the group's known streams are read again too.
             lease.versions.clear();
+            unknown = streams.to_vec();
         }
         let rows = conn.client.query(&conn.versions, &[&unknown]).await;
         match rows
@@ -958,7 +982,7 @@ impl PgWriter {
         let fail = self.failing();
         let channel = self.channel.clone();
         let conn = self.conn().await?;
-        let Some(lease) = &mut conn.lease else {
+        let Some(lease) = &conn.lease else {
             return Err(EventStoreError::unavailable("the write lease was lost"));
         };
         let actual = lease.versions.get(stream).copied().unwrap_or(0);
@@ -986,23 +1010,21 @@ impl PgWriter {
             &version_param,
             &channel,
         ];
-        let appends = if lease.quiet {
-            &conn.appends
-        } else {
-            &conn.notifying
-        };
-        let statement = if version == 1 {
-            &appends.one_new_stream
-        } else {
-            &appends.one
-        };
+        let (appends, quiet) = conn.appends();
         // Quiet, the statement takes no channel.
-        let params = &params[..if lease.quiet { 11 } else { 12 }];
-        if let Err(e) = conn.client.execute(statement, params).await {
+        let params = &params[..if quiet { 11 } else { 12 }];
+        if let Err(e) = conn
+            .client
+            .execute(appends.lone(version_param), params)
+            .await
+        {
             let error = fail(e);
             self.forget_connection();
             return Err(error);
         }
+        let Some(lease) = &mut conn.lease else {
+            return Err(EventStoreError::unavailable("the write lease was lost"));
+        };
         lease.last_id = id;
         match lease.versions.get_mut(stream) {
             Some(known) => *known = version,
@@ -1397,18 +1419,9 @@ fn read_versions(
 /// [`append_sql`] for the parameters).
 async fn insert(conn: &Connected, channel: &str, rows: &Rows) -> Result<(), tokio_postgres::Error> {
     let client = &conn.client;
-    let quiet = conn.lease.as_ref().is_some_and(|lease| lease.quiet);
-    let appends = if quiet {
-        &conn.appends
-    } else {
-        &conn.notifying
-    };
+    let (appends, quiet) = conn.appends();
     if rows.len() == 1 {
-        let statement = if rows.version[0] == 1 {
-            &appends.one_new_stream
-        } else {
-            &appends.one
-        };
+        let statement = appends.lone(rows.version[0]);
         let mut params: Vec<&(dyn ToSql + Sync)> = rows.columns_of(0).to_vec();
         params.extend([&rows.id[0] as &(dyn ToSql + Sync), &rows.version[0]]);
         if !quiet {
